@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+// Retort: fine-tune and distil transformer text classifiers on a backend of its own.
+// Layout and rules: ../shared/DESIGN.md and docs/BACKEND.md. Library targets (CBackend, Kernels,
+// Backend, Models, Train) depend on no Swift package; only the `retort` executable may.
+import PackageDescription
+
+// The C kernels are always optimised, even in debug builds, so `swift test` runs them at speed.
+// Hot loops carry their own target_clones (AVX-512 / AVX2 / baseline), so one build runs on any x86-64.
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-Wall", "-Wno-unused-function", "-Wno-psabi"])]
+
+let package = Package(
+    name: "Retort",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "retort", targets: ["retort"]),
+        .library(name: "Backend", targets: ["Backend"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Run-time loaders: OpenBLAS, libcuda, NVRTC, cuBLASLt (own declarations, dlopen only).
+        .target(name: "CBackend", cSettings: kernelFlags, linkerSettings: [.linkedLibrary("dl")]),
+        // Hand-written kernels: cpu/*.c compiled here, cuda/*.cu embedded as strings for NVRTC.
+        .target(name: "Kernels", exclude: ["cuda"], cSettings: kernelFlags,
+                linkerSettings: [.linkedLibrary("pthread"), .linkedLibrary("m")]),
+        .target(name: "Backend", dependencies: ["CBackend", "Kernels"]),
+        .target(name: "Models", dependencies: ["Backend"]),
+        .target(name: "Train", dependencies: ["Models", "Backend"]),
+        .executableTarget(name: "retort", dependencies: [
+            "Backend", "Models", "Train",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "Perf", dependencies: ["Backend"], path: "Perf/Sources"),
+        .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend"]),
+    ],
+    cLanguageStandard: .c2x
+)

@@ -1,0 +1,1 @@
+print("perf: to be written")

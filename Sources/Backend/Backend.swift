@@ -1,0 +1,87 @@
+// The seam every model and trainer is written against. Ops at layer granularity; outputs
+// first, then inputs, then sizes. Input gradients are overwritten unless noted; parameter
+// gradients (dWeight, dBias, dWord, dA, dB, …) accumulate. Loss ops write the mean loss to
+// loss[0] and, when given a gradient tensor, the gradient of gradScale·loss.
+// Layouts: activations [B,T,C]; masks [B,T] int32 (0 = padding); attention bias [NH,T,T];
+// scores [B,NH,T,T]; lse [B,NH,T]; labels int32. Semantics per op: Sources/Kernels/include/kernels.h.
+
+public enum DeviceKind: String, Sendable { case cpu, cuda }
+
+public protocol Backend: AnyObject {
+    var kind: DeviceKind { get }
+    var summary: String { get }   // one line: library, kernels, threads / device name
+    // Memory
+    func allocate(_ count: Int, _ dtype: DType) throws -> Tensor
+    func upload(_ dst: Tensor, _ src: UnsafeRawBufferPointer)
+    func download(_ dst: UnsafeMutableRawBufferPointer, _ src: Tensor)
+    func copy(_ dst: Tensor, _ src: Tensor)
+    func fill(_ dst: Tensor, _ value: Float)
+    func synchronize()
+    // Dense: C = alpha·op(A)·op(B) + beta·C (+ bias[n] per row), strided-batched
+    func matmul(_ c: Tensor, _ a: Tensor, _ b: Tensor, bias: Tensor?, _ g: Gemm)
+    func biasBackward(_ dBias: Tensor, dOut: Tensor, rows: Int, channels: Int)
+    // Layers
+    func embeddingForward(_ out: Tensor, ids: Tensor, positions: Tensor, types: Tensor?,
+                          word: Tensor, position: Tensor, type: Tensor?, _ s: EmbeddingShape)
+    func embeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor,
+                           ids: Tensor, positions: Tensor, types: Tensor?, _ s: EmbeddingShape)
+    func layerNormForward(_ out: Tensor, mean: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, bias: Tensor,
+                          rows: Int, channels: Int, eps: Float)
+    func layerNormBackward(dx: Tensor, dWeight: Tensor, dBias: Tensor, dOut: Tensor, _ x: Tensor, weight: Tensor,
+                           mean: Tensor, rstd: Tensor, rows: Int, channels: Int)
+    func geluForward(_ out: Tensor, _ x: Tensor, count: Int)
+    func geluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int)
+    // Attention: fused (scale, mask, bias, softmax, ·V in one pass), and the unfused softmax piece
+    func attentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
+                          mask: Tensor?, bias: Tensor?, _ s: AttentionShape)
+    func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: Tensor?,
+                           out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor,
+                           mask: Tensor?, bias: Tensor?, _ s: AttentionShape)
+    func maskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape)
+    func maskedSoftmaxBackward(dScores: Tensor, dProbs: Tensor, probs: Tensor, _ s: AttentionShape)
+    // LoRA branch: y += scale·(drop(x)·Aᵀ)·Bᵀ, xa saved; backward: dx accumulates
+    func loraForward(_ y: Tensor, xa: Tensor, _ x: Tensor, a: Tensor, b: Tensor, _ s: LoRAShape)
+    func loraBackward(dx: Tensor, dA: Tensor, dB: Tensor, dY: Tensor, _ x: Tensor, xa: Tensor, a: Tensor, b: Tensor,
+                      _ s: LoRAShape)
+    // Losses
+    func crossEntropy(_ loss: Tensor, dLogits: Tensor?, logits: Tensor, labels: Tensor, rows: Int, classes: Int,
+                      gradScale: Float)
+    func softCrossEntropy(_ loss: Tensor, dLogits: Tensor?, logits: Tensor, teacher: Tensor, rows: Int, classes: Int,
+                          temperature: Float, gradScale: Float)
+    func mse(_ loss: Tensor, dA: Tensor?, _ a: Tensor, _ b: Tensor, count: Int, gradScale: Float)
+    func cosine(_ loss: Tensor, dA: Tensor?, _ a: Tensor, _ b: Tensor, rows: Int, channels: Int, gradScale: Float)
+    // Optimizer and friends
+    func adamw(_ params: Tensor, grads: Tensor, m: Tensor, v: Tensor, count: Int, _ h: AdamW, step: Int)
+    func sumOfSquares(_ out: Tensor, _ x: Tensor, count: Int)   // out[0] = Σx² (grad norm²)
+    func scale(_ x: Tensor, count: Int, by factor: Float)       // x *= factor (clipping)
+    func cast(_ dst: Tensor, _ src: Tensor, count: Int)         // f32 ↔ bf16 / f16
+}
+
+public extension Backend {
+    /// Allocates and uploads an array.
+    func tensor<T>(_ values: [T], _ dtype: DType) throws -> Tensor {
+        precondition(MemoryLayout<T>.stride == dtype.size, "element size does not match \(dtype)")
+        let t = try allocate(values.count, dtype)
+        values.withUnsafeBytes { upload(t, $0) }
+        return t
+    }
+
+    func zeros(_ count: Int, _ dtype: DType = .f32) throws -> Tensor {
+        let t = try allocate(count, dtype)
+        fill(t, 0)
+        return t
+    }
+
+    /// Downloads a float tensor.
+    func floats(_ t: Tensor) -> [Float] {
+        precondition(t.dtype == .f32)
+        var out = [Float](repeating: 0, count: t.count)
+        out.withUnsafeMutableBytes { download($0, t) }
+        return out
+    }
+}
+
+public struct BackendError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,253 @@
+// The CPU backend: OpenBLAS sgemm for matmuls (loaded at run time with the kernels Retort
+// chose from CPUID), our C kernels (Sources/Kernels/cpu) for everything else.
+import CBackend
+import Kernels
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+public final class CPUBackend: Backend {
+    public let kind = DeviceKind.cpu
+    public let summary: String
+    public let blas: BLASInfo
+
+    public init(threads: Int? = nil) throws {
+        if let threads { rt_set_num_threads(Int32(threads)) }
+        blas = BLASInfo.load()
+        guard blas.loaded else { throw BackendError("cpu backend unavailable: \(blas.error)") }
+        if let threads { rt_blas_set_threads(Int32(threads)) }
+        summary = "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(rt_num_threads()) threads"
+    }
+
+    // MARK: memory
+
+    public func allocate(_ count: Int, _ dtype: DType) throws -> Tensor {
+        precondition(count >= 0)
+        var raw: UnsafeMutableRawPointer?
+        let bytes = max(64, (count * dtype.size + 63) / 64 * 64)
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            throw BackendError("out of memory: could not allocate \(bytes) bytes on the cpu")
+        }
+        let buffer = DeviceBuffer(address: UInt(bitPattern: raw), count: count, dtype: dtype) { address in
+            free(UnsafeMutableRawPointer(bitPattern: address))
+        }
+        return Tensor(buffer)
+    }
+
+    public func upload(_ dst: Tensor, _ src: UnsafeRawBufferPointer) {
+        precondition(src.count == dst.bytes, "upload size mismatch")
+        if let base = src.baseAddress { raw(dst).copyMemory(from: base, byteCount: src.count) }
+    }
+
+    public func download(_ dst: UnsafeMutableRawBufferPointer, _ src: Tensor) {
+        precondition(dst.count == src.bytes, "download size mismatch")
+        if let base = dst.baseAddress { base.copyMemory(from: raw(src), byteCount: dst.count) }
+    }
+
+    public func copy(_ dst: Tensor, _ src: Tensor) {
+        precondition(dst.bytes == src.bytes, "copy size mismatch")
+        raw(dst).copyMemory(from: raw(src), byteCount: src.bytes)
+    }
+
+    public func fill(_ dst: Tensor, _ value: Float) {
+        if dst.dtype == .f32 { rt_fill(f(dst), Int64(dst.count), value); return }
+        precondition(value == 0, "fill with a non-zero value needs an f32 tensor")
+        memset(raw(dst), 0, dst.bytes)
+    }
+
+    public func synchronize() {}
+
+    // MARK: dense
+
+    public func matmul(_ c: Tensor, _ a: Tensor, _ b: Tensor, bias: Tensor?, _ g: Gemm) {
+        precondition(a.count >= g.spanA && b.count >= g.spanB && c.count >= g.spanC, "matmul operands too small")
+        for i in 0..<g.batch {
+            let cp = f(c) + i * g.strideC
+            rt_sgemm(g.transA ? 1 : 0, g.transB ? 1 : 0, Int32(g.m), Int32(g.n), Int32(g.k), g.alpha,
+                     f(a) + i * g.strideA, Int32(g.lda), f(b) + i * g.strideB, Int32(g.ldb), g.beta, cp, Int32(g.ldc))
+            if let bias {
+                precondition(bias.count == g.n && g.ldc == g.n, "bias needs n elements and packed C")
+                rt_bias_add(cp, f(bias), Int64(g.m), Int32(g.n))
+            }
+        }
+    }
+
+    public func biasBackward(_ dBias: Tensor, dOut: Tensor, rows: Int, channels: Int) {
+        precondition(dBias.count == channels && dOut.count == rows * channels)
+        rt_bias_backward(f(dBias), f(dOut), Int64(rows), Int32(channels))
+    }
+
+    // MARK: layers
+
+    public func embeddingForward(_ out: Tensor, ids: Tensor, positions: Tensor, types: Tensor?,
+                                 word: Tensor, position: Tensor, type: Tensor?, _ s: EmbeddingShape) {
+        precondition(out.count == s.tokens * s.channels && ids.count == s.tokens && positions.count == s.tokens)
+        precondition(word.count == s.vocabulary * s.channels && position.count == s.positions * s.channels)
+        rt_embedding_forward(f(out), i(ids), i(positions), i(types), f(word), f(position), f(type),
+                             Int64(s.tokens), Int32(s.channels), Int32(s.vocabulary), Int32(s.positions), Int32(s.tokenTypes))
+    }
+
+    public func embeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor,
+                                  ids: Tensor, positions: Tensor, types: Tensor?, _ s: EmbeddingShape) {
+        precondition(dOut.count == s.tokens * s.channels && dWord.count == s.vocabulary * s.channels)
+        rt_embedding_backward(f(dWord), f(dPosition), f(dType), f(dOut), i(ids), i(positions), i(types),
+                              Int64(s.tokens), Int32(s.channels), Int32(s.vocabulary), Int32(s.positions), Int32(s.tokenTypes))
+    }
+
+    public func layerNormForward(_ out: Tensor, mean: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, bias: Tensor,
+                                 rows: Int, channels: Int, eps: Float) {
+        precondition(out.count == rows * channels && x.count == rows * channels && mean.count == rows && weight.count == channels)
+        rt_layernorm_forward(f(out), f(mean), f(rstd), f(x), f(weight), f(bias), Int64(rows), Int32(channels), eps)
+    }
+
+    public func layerNormBackward(dx: Tensor, dWeight: Tensor, dBias: Tensor, dOut: Tensor, _ x: Tensor, weight: Tensor,
+                                  mean: Tensor, rstd: Tensor, rows: Int, channels: Int) {
+        precondition(dx.count == rows * channels && dOut.count == rows * channels && dWeight.count == channels)
+        rt_layernorm_backward(f(dx), f(dWeight), f(dBias), f(dOut), f(x), f(weight), f(mean), f(rstd),
+                              Int64(rows), Int32(channels))
+    }
+
+    public func geluForward(_ out: Tensor, _ x: Tensor, count: Int) {
+        precondition(out.count >= count && x.count >= count)
+        rt_gelu_forward(f(out), f(x), Int64(count))
+    }
+
+    public func geluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int) {
+        precondition(dx.count >= count && dOut.count >= count && x.count >= count)
+        rt_gelu_backward(f(dx), f(dOut), f(x), Int64(count))
+    }
+
+    // MARK: attention
+
+    public func attentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
+                                 mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
+        checkAttention(s, [out, q, k, v], lse: lse, scores: scores, mask: mask, bias: bias)
+        rt_attention_forward(f(out), f(lse), f(scores), f(q), f(k), f(v), i(mask), f(bias),
+                             Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale)
+    }
+
+    public func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: Tensor?,
+                                  out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor,
+                                  mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
+        checkAttention(s, [dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: dScores, mask: mask, bias: bias ?? dBias)
+        rt_attention_backward(f(dq), f(dk), f(dv), f(dBias), f(dOut), f(dScores), f(out), f(lse), f(q), f(k), f(v),
+                              i(mask), f(bias), Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale)
+    }
+
+    public func maskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
+        precondition(probs.count == s.scores && scores.count == s.scores)
+        rt_masked_softmax_forward(f(probs), f(scores), i(mask), f(bias), Int32(s.batch), Int32(s.heads), Int32(s.length))
+    }
+
+    public func maskedSoftmaxBackward(dScores: Tensor, dProbs: Tensor, probs: Tensor, _ s: AttentionShape) {
+        precondition(dScores.count == s.scores && dProbs.count == s.scores && probs.count == s.scores)
+        rt_masked_softmax_backward(f(dScores), f(dProbs), f(probs), Int64(s.rows), Int32(s.length))
+    }
+
+    private func checkAttention(_ s: AttentionShape, _ activations: [Tensor], lse: Tensor, scores: Tensor?,
+                                mask: Tensor?, bias: Tensor?) {
+        for t in activations { precondition(t.count == s.activations, "attention tensor is not B·T·C") }
+        precondition(lse.count == s.rows, "lse is not B·NH·T")
+        precondition(scores == nil || scores!.count == s.scores, "scores are not B·NH·T·T")
+        precondition(mask == nil || (mask!.count == s.batch * s.length && mask!.dtype == .i32), "mask is not int32 B·T")
+        precondition(bias == nil || bias!.count == s.heads * s.length * s.length, "bias is not NH·T·T")
+    }
+
+    // MARK: LoRA
+
+    public func loraForward(_ y: Tensor, xa: Tensor, _ x: Tensor, a: Tensor, b: Tensor, _ s: LoRAShape) {
+        checkLoRA(s, x: x, y: y, xa: xa, a: a, b: b)
+        rt_lora_forward(f(y), f(xa), f(x), f(a), f(b), Int64(s.rows), Int32(s.inFeatures), Int32(s.outFeatures),
+                        Int32(s.rank), s.scale, s.dropout, s.seed)
+    }
+
+    public func loraBackward(dx: Tensor, dA: Tensor, dB: Tensor, dY: Tensor, _ x: Tensor, xa: Tensor, a: Tensor, b: Tensor,
+                             _ s: LoRAShape) {
+        checkLoRA(s, x: dx, y: dY, xa: xa, a: dA, b: dB)
+        rt_lora_backward(f(dx), f(dA), f(dB), f(dY), f(x), f(xa), f(a), f(b), Int64(s.rows), Int32(s.inFeatures),
+                         Int32(s.outFeatures), Int32(s.rank), s.scale, s.dropout, s.seed)
+    }
+
+    private func checkLoRA(_ s: LoRAShape, x: Tensor, y: Tensor, xa: Tensor, a: Tensor, b: Tensor) {
+        precondition(x.count == s.rows * s.inFeatures && y.count == s.rows * s.outFeatures && xa.count == s.rows * s.rank)
+        precondition(a.count == s.rank * s.inFeatures && b.count == s.outFeatures * s.rank)
+        precondition(s.dropout >= 0 && s.dropout < 1, "LoRA dropout must be in [0, 1)")
+    }
+
+    // MARK: losses
+
+    public func crossEntropy(_ loss: Tensor, dLogits: Tensor?, logits: Tensor, labels: Tensor, rows: Int, classes: Int,
+                             gradScale: Float) {
+        precondition(logits.count == rows * classes && labels.count == rows && labels.dtype == .i32)
+        rt_cross_entropy(f(loss), f(dLogits), f(logits), i(labels), Int64(rows), Int32(classes), gradScale)
+    }
+
+    public func softCrossEntropy(_ loss: Tensor, dLogits: Tensor?, logits: Tensor, teacher: Tensor, rows: Int, classes: Int,
+                                 temperature: Float, gradScale: Float) {
+        precondition(logits.count == rows * classes && teacher.count == rows * classes && temperature > 0)
+        rt_soft_cross_entropy(f(loss), f(dLogits), f(logits), f(teacher), Int64(rows), Int32(classes), temperature, gradScale)
+    }
+
+    public func mse(_ loss: Tensor, dA: Tensor?, _ a: Tensor, _ b: Tensor, count: Int, gradScale: Float) {
+        precondition(a.count == count && b.count == count)
+        rt_mse(f(loss), f(dA), f(a), f(b), Int64(count), gradScale)
+    }
+
+    public func cosine(_ loss: Tensor, dA: Tensor?, _ a: Tensor, _ b: Tensor, rows: Int, channels: Int, gradScale: Float) {
+        precondition(a.count == rows * channels && b.count == rows * channels)
+        rt_cosine(f(loss), f(dA), f(a), f(b), Int64(rows), Int32(channels), gradScale)
+    }
+
+    // MARK: optimizer
+
+    public func adamw(_ params: Tensor, grads: Tensor, m: Tensor, v: Tensor, count: Int, _ h: AdamW, step: Int) {
+        precondition(params.count >= count && grads.count >= count && m.count >= count && v.count >= count && step >= 1)
+        rt_adamw(f(params), f(grads), f(m), f(v), Int64(count), h.learningRate, h.beta1, h.beta2, h.eps,
+                 h.weightDecay, Int64(step))
+    }
+
+    public func sumOfSquares(_ out: Tensor, _ x: Tensor, count: Int) {
+        precondition(x.count >= count && out.count >= 1)
+        rt_sum_squares(f(out), f(x), Int64(count))
+    }
+
+    public func scale(_ x: Tensor, count: Int, by factor: Float) {
+        precondition(x.count >= count)
+        rt_scale(f(x), Int64(count), factor)
+    }
+
+    public func cast(_ dst: Tensor, _ src: Tensor, count: Int) {
+        precondition(dst.count >= count && src.count >= count)
+        let d = raw(dst), s = raw(src), n = Int64(count)
+        switch (src.dtype, dst.dtype) {
+        case (.f32, .bf16): rt_cast_f32_to_bf16(d.assumingMemoryBound(to: UInt16.self), f(src), n)
+        case (.bf16, .f32): rt_cast_bf16_to_f32(f(dst), s.assumingMemoryBound(to: UInt16.self), n)
+        case (.f32, .f16): rt_cast_f32_to_f16(d.assumingMemoryBound(to: UInt16.self), f(src), n)
+        case (.f16, .f32): rt_cast_f16_to_f32(f(dst), s.assumingMemoryBound(to: UInt16.self), n)
+        case let (a, b) where a == b: d.copyMemory(from: s, byteCount: count * a.size)
+        default: preconditionFailure("cast from \(src.dtype) to \(dst.dtype) is not supported")
+        }
+    }
+
+    // MARK: pointers
+
+    private func raw(_ t: Tensor) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: t.buffer.address)! + t.offset * t.dtype.size
+    }
+
+    private func f(_ t: Tensor) -> UnsafeMutablePointer<Float> {
+        precondition(t.dtype == .f32, "expected an f32 tensor, got \(t.dtype)")
+        return raw(t).assumingMemoryBound(to: Float.self)
+    }
+
+    private func f(_ t: Tensor?) -> UnsafeMutablePointer<Float>? { t.map { f($0) } }
+
+    private func i(_ t: Tensor?) -> UnsafeMutablePointer<Int32>? {
+        guard let t else { return nil }
+        precondition(t.dtype == .i32, "expected an i32 tensor, got \(t.dtype)")
+        return raw(t).assumingMemoryBound(to: Int32.self)
+    }
+}

@@ -1,0 +1,122 @@
+// What the machine offers: OpenBLAS (and which kernels it runs), the CUDA driver and GPUs,
+// NVRTC and cuBLASLt — each found at run time; a missing piece is a status line, never a crash.
+import CBackend
+import Kernels
+
+public struct BLASInfo: Sendable {
+    public let loaded: Bool
+    public let path, version, core, coreSource, config, error: String
+    public let threads: Int
+
+    static func load() -> BLASInfo {
+        let info = rt_blas_load()!.pointee
+        return BLASInfo(loaded: info.loaded != 0, path: string(info.path), version: string(info.version),
+                        core: string(info.core), coreSource: string(info.coretype_source), config: string(info.config),
+                        error: string(info.error), threads: Int(info.threads))
+    }
+}
+
+public struct GPUInfo: Sendable {
+    public let ordinal: Int
+    public let name: String
+    public let memoryBytes: Int
+    public let computeCapability: (major: Int, minor: Int)
+    public let multiprocessors: Int
+    public var arch: Int { computeCapability.major * 10 + computeCapability.minor }
+}
+
+/// One line per device or library, as `retort devices` prints them.
+public struct DeviceLine: Sendable {
+    public let name: String       // "cpu", "cuda", "nvrtc", "cublasLt"
+    public let available: Bool
+    public let text: String
+}
+
+public enum Devices {
+    /// `--device` values.
+    public enum Choice: String, CaseIterable, Sendable { case auto, cpu, cuda }
+
+    public static var cpuLine: DeviceLine {
+        let blas = BLASInfo.load()
+        let cpu = rt_cpu_detect()!.pointee
+        let brand = string(cpu.brand)
+        guard blas.loaded else { return DeviceLine(name: "cpu", available: false, text: "not available: \(blas.error)") }
+        let threads = Int(rt_num_threads())
+        return DeviceLine(name: "cpu", available: true,
+                          text: "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(threads) threads"
+                              + (brand.isEmpty ? "" : " — \(brand)"))
+    }
+
+    public static var gpus: [GPUInfo] {
+        let cuda = rt_cuda_load()!.pointee
+        guard cuda.usable != 0 else { return [] }
+        return (0..<Int(cuda.device_count)).compactMap { ordinal in
+            var name = [CChar](repeating: 0, count: 256)
+            var bytes = 0, major: Int32 = 0, minor: Int32 = 0, sms: Int32 = 0
+            guard rt_cuda_device_info(Int32(ordinal), &name, name.count, &bytes, &major, &minor, &sms) == 0 else { return nil }
+            let nameText = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return GPUInfo(ordinal: ordinal, name: nameText, memoryBytes: bytes,
+                           computeCapability: (Int(major), Int(minor)), multiprocessors: Int(sms))
+        }
+    }
+
+    /// Why CUDA cannot be used, or nil when a GPU is there.
+    public static var cudaUnavailableReason: String? {
+        let cuda = rt_cuda_load()!.pointee
+        return cuda.usable != 0 ? nil : string(cuda.error)
+    }
+
+    public static var cudaLines: [DeviceLine] {
+        var lines: [DeviceLine] = []
+        let cuda = rt_cuda_load()!.pointee
+        if let reason = cudaUnavailableReason {
+            lines.append(DeviceLine(name: "cuda", available: false, text: "not available: \(reason)"))
+        } else {
+            let driver = "driver \(cuda.driver_version / 1000).\(cuda.driver_version % 1000 / 10)"
+            for gpu in gpus {
+                let gib = Double(gpu.memoryBytes) / Double(1 << 30)
+                lines.append(DeviceLine(name: "cuda:\(gpu.ordinal)", available: true,
+                                        text: "\(gpu.name), \(String(format1(gib))) GiB, sm_\(gpu.arch), "
+                                            + "\(gpu.multiprocessors) SMs, \(driver)"))
+            }
+        }
+        let nvrtc = NVRTC.status
+        lines.append(DeviceLine(name: "nvrtc", available: nvrtc.available,
+                                text: nvrtc.available ? "\(nvrtc.version) (\(nvrtc.path))" : "not available: \(nvrtc.error)"))
+        let lt = rt_cublaslt_load()!.pointee
+        if lt.loaded != 0 {
+            let v = Int(lt.version)
+            lines.append(DeviceLine(name: "cublasLt", available: true,
+                                    text: "\(v / 10000).\(v / 100 % 100).\(v % 100) (\(string(lt.path)))"))
+        } else {
+            lines.append(DeviceLine(name: "cublasLt", available: false, text: "not available: \(string(lt.error))"))
+        }
+        return lines
+    }
+
+    /// The backend for a `--device` choice, and a one-line note when `auto` fell back to the CPU.
+    public static func makeBackend(_ choice: Choice, threads: Int? = nil) throws -> (backend: Backend, note: String?) {
+        switch choice {
+        case .cpu:
+            return (try CPUBackend(threads: threads), nil)
+        case .cuda:
+            if let reason = cudaUnavailableReason { throw BackendError("--device cuda: CUDA is not available: \(reason)") }
+            throw BackendError("--device cuda: a GPU is present but Retort's CUDA backend is not built yet; use --device cpu")
+        case .auto:
+            let note = cudaUnavailableReason.map { "cuda not available (\($0)); using cpu" }
+                ?? "a GPU is present but Retort's CUDA backend is not built yet; using cpu"
+            return (try CPUBackend(threads: threads), note)
+        }
+    }
+}
+
+func string<T>(_ tuple: T) -> String {
+    withUnsafeBytes(of: tuple) { raw in
+        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+    }
+}
+
+func format1(_ x: Double) -> String {
+    let tenths = Int((x * 10).rounded())
+    return "\(tenths / 10).\(tenths % 10)"
+}

@@ -1,0 +1,82 @@
+// Sizes and settings of the ops in `Backend`. Dimension letters: B batch, T sequence,
+// C channels, NH heads, HS head size, R LoRA rank.
+
+/// Row-major C = alpha·op(A)·op(B) + beta·C, optionally over `batch` matrices at fixed strides.
+/// op(A) is [m,k], op(B) is [k,n], C is [m,n]. Leading dimensions default to packed storage.
+public struct Gemm: Sendable {
+    public var m, n, k: Int
+    public var transA, transB: Bool
+    public var alpha, beta: Float
+    public var lda, ldb, ldc: Int
+    public var batch, strideA, strideB, strideC: Int
+
+    public init(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, alpha: Float = 1, beta: Float = 0,
+                lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil,
+                batch: Int = 1, strideA: Int? = nil, strideB: Int? = nil, strideC: Int? = nil) {
+        self.m = m; self.n = n; self.k = k
+        self.transA = transA; self.transB = transB
+        self.alpha = alpha; self.beta = beta
+        self.lda = lda ?? (transA ? m : k)
+        self.ldb = ldb ?? (transB ? k : n)
+        self.ldc = ldc ?? n
+        self.batch = batch
+        self.strideA = strideA ?? m * k
+        self.strideB = strideB ?? k * n
+        self.strideC = strideC ?? m * n
+    }
+
+    /// Elements op(A)/op(B)/C span in memory (for bounds checks).
+    var spanA: Int { (batch - 1) * strideA + (transA ? (k - 1) * lda + m : (m - 1) * lda + k) }
+    var spanB: Int { (batch - 1) * strideB + (transB ? (n - 1) * ldb + k : (k - 1) * ldb + n) }
+    var spanC: Int { (batch - 1) * strideC + (m - 1) * ldc + n }
+}
+
+/// Word + position (+ token type) embedding of BT tokens into C channels.
+public struct EmbeddingShape: Sendable {
+    public var tokens: Int          // BT
+    public var channels: Int        // C
+    public var vocabulary: Int      // rows of the word table
+    public var positions: Int       // rows of the position table
+    public var tokenTypes: Int      // rows of the token-type table (0 when there is none)
+    public init(tokens: Int, channels: Int, vocabulary: Int, positions: Int, tokenTypes: Int = 0) {
+        self.tokens = tokens; self.channels = channels; self.vocabulary = vocabulary
+        self.positions = positions; self.tokenTypes = tokenTypes
+    }
+}
+
+/// Multi-head attention over [B,T,NH·HS] tensors; `scale` defaults to 1/√HS.
+public struct AttentionShape: Sendable {
+    public var batch, length, heads, headSize: Int   // B, T, NH, HS
+    public var scale: Float
+    public init(batch: Int, length: Int, heads: Int, headSize: Int, scale: Float? = nil) {
+        self.batch = batch; self.length = length; self.heads = heads; self.headSize = headSize
+        self.scale = scale ?? 1 / Float(headSize).squareRoot()
+    }
+    public var channels: Int { heads * headSize }
+    /// Elements of q, k, v, out: B·T·C.
+    public var activations: Int { batch * length * channels }
+    /// Elements of one [B,NH,T,T] score tensor.
+    public var scores: Int { batch * heads * length * length }
+    /// Elements of lse: B·NH·T.
+    public var rows: Int { batch * heads * length }
+}
+
+/// The low-rank branch y += scale·(dropout(x)·Aᵀ)·Bᵀ of a linear layer, PEFT semantics.
+public struct LoRAShape: Sendable {
+    public var rows, inFeatures, outFeatures, rank: Int   // N, In, Out, R
+    public var scale: Float                               // alpha / r (or alpha / √r with rsLoRA)
+    public var dropout: Float
+    public var seed: UInt64                               // dropout mask seed; change it every step
+    public init(rows: Int, inFeatures: Int, outFeatures: Int, rank: Int, scale: Float, dropout: Float = 0, seed: UInt64 = 0) {
+        self.rows = rows; self.inFeatures = inFeatures; self.outFeatures = outFeatures; self.rank = rank
+        self.scale = scale; self.dropout = dropout; self.seed = seed
+    }
+}
+
+/// AdamW hyper-parameters (torch.optim.AdamW semantics; no weight decay: pass 0 for that group).
+public struct AdamW: Sendable {
+    public var learningRate, beta1, beta2, eps, weightDecay: Float
+    public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0.01) {
+        self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
+    }
+}

@@ -1,0 +1,147 @@
+// CBackend: run-time loaders. Nothing here needs CUDA or OpenBLAS headers or libraries at build
+// time: every library is found and dlopen'ed at run time through our own minimal declarations,
+// and every failure becomes a status string (never a crash).
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+// ---------------------------------------------------------------- library search (libsearch.c)
+// Tries each directory of `dirs` (NULL-terminated, may be NULL) with each name, then each pip
+// folder <site-packages>/nvidia/*/lib when `pip_nvidia` is set, then the plain names through the
+// system loader. On success returns the handle and writes the path; on failure writes what was
+// tried into `error`.
+void *rt_dlopen_search(const char *const *names, const char *const *dirs, int pip_nvidia,
+                       char *path, size_t path_size, char *error, size_t error_size);
+// Directory of the running executable (for bundles that carry their libraries in ./lib).
+const char *rt_executable_dir(void);
+
+// ---------------------------------------------------------------- CPU (cpu_features.c)
+typedef struct {
+    char brand[64];        // CPUID brand string
+    int avx, avx2, fma, avx512f, avx512bw, avx512dq, avx512vl, avx512_bf16; // usable (CPU + OS)
+    int logical_cpus;      // CPUs this process may run on
+} rt_cpu_features;
+const rt_cpu_features *rt_cpu_detect(void);
+// Best OpenBLAS DYNAMIC_ARCH core for this CPU ("SkylakeX", "Haswell", "Sandybridge", "Nehalem",
+// "Prescott"), or "" on non-x86 machines.
+const char *rt_cpu_openblas_coretype(void);
+
+// ---------------------------------------------------------------- OpenBLAS (openblas.c)
+typedef struct {
+    int loaded;              // 1 when sgemm is usable
+    char path[512];          // the library that was loaded
+    char version[32];        // "0.3.21"
+    char config[256];        // openblas_get_config()
+    char core[64];           // openblas_get_corename(): the kernels it runs
+    char coretype_source[160];// how the core was chosen, e.g. "chosen from CPUID (AVX-512)"
+    int threads;
+    char error[768];
+} rt_blas_info;
+// Loads OpenBLAS once (thread-safe): $RETORT_OPENBLAS, <executable dir>/lib, then the system
+// loader. Before loading it sets OPENBLAS_CORETYPE from CPUID (or to $RETORT_BLAS_CORETYPE when
+// set), because OpenBLAS picks its kernels when it initialises and mis-detects CPUs newer than
+// itself (0.3.21 runs Haswell or Prescott kernels on AVX-512 machines).
+const rt_blas_info *rt_blas_load(void);
+void rt_blas_set_threads(int threads);
+// Row-major C[M,N] = alpha·op(A)·op(B) + beta·C. Requires rt_blas_load()->loaded.
+void rt_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
+
+// ---------------------------------------------------------------- CUDA (cuda.c)
+typedef int rt_CUresult;           // CUresult
+typedef int rt_CUdevice;           // CUdevice
+typedef struct rt_CUctx *rt_CUcontext;
+typedef struct rt_CUmod *rt_CUmodule;
+typedef struct rt_CUfunc *rt_CUfunction;
+typedef struct rt_CUstream *rt_CUstream;
+typedef unsigned long long rt_CUdeviceptr;
+enum { RT_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
+       RT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
+       RT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76 };
+
+typedef struct {
+    rt_CUresult (*cuInit)(unsigned flags);
+    rt_CUresult (*cuDriverGetVersion)(int *version);
+    rt_CUresult (*cuDeviceGetCount)(int *count);
+    rt_CUresult (*cuDeviceGet)(rt_CUdevice *device, int ordinal);
+    rt_CUresult (*cuDeviceGetName)(char *name, int len, rt_CUdevice device);
+    rt_CUresult (*cuDeviceTotalMem)(size_t *bytes, rt_CUdevice device);              // _v2
+    rt_CUresult (*cuDeviceGetAttribute)(int *value, int attribute, rt_CUdevice device);
+    rt_CUresult (*cuDevicePrimaryCtxRetain)(rt_CUcontext *ctx, rt_CUdevice device);
+    rt_CUresult (*cuDevicePrimaryCtxRelease)(rt_CUdevice device);                   // _v2
+    rt_CUresult (*cuCtxSetCurrent)(rt_CUcontext ctx);
+    rt_CUresult (*cuMemAlloc)(rt_CUdeviceptr *ptr, size_t bytes);                   // _v2
+    rt_CUresult (*cuMemFree)(rt_CUdeviceptr ptr);                                   // _v2
+    rt_CUresult (*cuMemcpyHtoD)(rt_CUdeviceptr dst, const void *src, size_t bytes); // _v2
+    rt_CUresult (*cuMemcpyDtoH)(void *dst, rt_CUdeviceptr src, size_t bytes);       // _v2
+    rt_CUresult (*cuStreamCreate)(rt_CUstream *stream, unsigned flags);
+    rt_CUresult (*cuStreamSynchronize)(rt_CUstream stream);
+    rt_CUresult (*cuModuleLoadData)(rt_CUmodule *module, const void *image);
+    rt_CUresult (*cuModuleGetFunction)(rt_CUfunction *fn, rt_CUmodule module, const char *name);
+    rt_CUresult (*cuLaunchKernel)(rt_CUfunction fn, unsigned gx, unsigned gy, unsigned gz,
+                                  unsigned bx, unsigned by, unsigned bz, unsigned shared_bytes,
+                                  rt_CUstream stream, void **params, void **extra);
+    rt_CUresult (*cuGetErrorString)(rt_CUresult error, const char **message);
+} rt_cuda_driver;
+
+typedef struct {
+    int loaded;          // libcuda.so.1 opened and every symbol found
+    int usable;          // cuInit succeeded and at least one device exists
+    int driver_version;  // e.g. 12040
+    int device_count;
+    char path[512];
+    char error[768];     // why not loaded / not usable
+    rt_cuda_driver fn;
+} rt_cuda_info;
+const rt_cuda_info *rt_cuda_load(void);
+// Name, memory and compute capability of device `ordinal`; 0 on success.
+int rt_cuda_device_info(int ordinal, char *name, size_t name_size, size_t *total_bytes,
+                        int *cc_major, int *cc_minor, int *sm_count);
+
+// ---------------------------------------------------------------- NVRTC (cuda.c)
+typedef int rt_nvrtcResult;
+typedef struct rt_nvrtcProg *rt_nvrtcProgram;
+typedef struct {
+    rt_nvrtcResult (*nvrtcVersion)(int *major, int *minor);
+    rt_nvrtcResult (*nvrtcCreateProgram)(rt_nvrtcProgram *prog, const char *source, const char *name,
+                                         int num_headers, const char *const *headers,
+                                         const char *const *include_names);
+    rt_nvrtcResult (*nvrtcCompileProgram)(rt_nvrtcProgram prog, int num_options, const char *const *options);
+    rt_nvrtcResult (*nvrtcGetProgramLogSize)(rt_nvrtcProgram prog, size_t *size);
+    rt_nvrtcResult (*nvrtcGetProgramLog)(rt_nvrtcProgram prog, char *log);
+    rt_nvrtcResult (*nvrtcGetCUBINSize)(rt_nvrtcProgram prog, size_t *size);
+    rt_nvrtcResult (*nvrtcGetCUBIN)(rt_nvrtcProgram prog, char *cubin);
+    rt_nvrtcResult (*nvrtcDestroyProgram)(rt_nvrtcProgram *prog);
+    const char *(*nvrtcGetErrorString)(rt_nvrtcResult result);
+} rt_nvrtc_api;
+
+typedef struct {
+    int loaded;
+    int major, minor;
+    char path[512];
+    char error[1024];
+    rt_nvrtc_api fn;
+} rt_nvrtc_info;
+const rt_nvrtc_info *rt_nvrtc_load(void);
+
+// Compiles one CUDA C source to a cubin for sm_<arch> (e.g. 80). Returns 0 on success with a
+// malloc'ed image in *cubin (caller frees); otherwise non-zero with the compiler log (or the
+// reason) in a malloc'ed *log. *log is set on success too when the compiler printed warnings.
+int rt_nvrtc_compile(const char *source, const char *name, int arch, const char *const *extra_options,
+                     int num_extra_options, char **cubin, size_t *cubin_size, char **log);
+
+// ---------------------------------------------------------------- cuBLASLt (cuda.c)
+typedef struct rt_cublasLtContext *rt_cublasLtHandle;
+typedef struct {
+    size_t (*cublasLtGetVersion)(void);
+    int (*cublasLtCreate)(rt_cublasLtHandle *handle);
+    int (*cublasLtDestroy)(rt_cublasLtHandle handle);
+} rt_cublaslt_api;
+typedef struct {
+    int loaded;
+    size_t version;      // e.g. 120903
+    char path[512];
+    char error[768];
+    rt_cublaslt_api fn;
+} rt_cublaslt_info;
+const rt_cublaslt_info *rt_cublaslt_load(void);

@@ -1,0 +1,38 @@
+// Bias of a linear layer. out, dout: [N,C]; bias, dbias: [C].
+// Forward is parallel over rows; backward over column blocks (each thread owns its columns and
+// walks all rows), so dbias is deterministic without atomics.
+#include "common.h"
+
+typedef struct { float *out; const float *in; const float *bias; int64_t N; int C; } bias_args;
+
+static RT_CLONES void add_task(void *ctx, int64_t b, int64_t e, int thread) {
+    bias_args *a = ctx;
+    for (int64_t n = b; n < e; n++) {
+        float *row = a->out + n * a->C;
+        for (int c = 0; c < a->C; c++) row[c] += a->bias[c];
+    }
+}
+void rt_bias_add(float *out, const float *bias, int64_t N, int C) {
+    bias_args a = { .out = out, .bias = bias, .N = N, .C = C };
+    rt_parallel_for(N, 64, add_task, &a);
+}
+
+#define COLUMN_BLOCK 64
+static RT_CLONES void backward_task(void *ctx, int64_t b, int64_t e, int thread) {
+    bias_args *a = ctx;
+    int c0 = (int)b * COLUMN_BLOCK, c1 = (int)e * COLUMN_BLOCK < a->C ? (int)e * COLUMN_BLOCK : a->C;
+    float acc[COLUMN_BLOCK * 4];
+    for (int c = c0; c < c1; c += COLUMN_BLOCK) {
+        int width = c1 - c < COLUMN_BLOCK ? c1 - c : COLUMN_BLOCK;
+        memset(acc, 0, sizeof acc);
+        for (int64_t n = 0; n < a->N; n++) {
+            const float *row = a->in + n * a->C + c;
+            for (int j = 0; j < width; j++) acc[j] += row[j];
+        }
+        for (int j = 0; j < width; j++) a->out[c + j] += acc[j];
+    }
+}
+void rt_bias_backward(float *dbias, const float *dout, int64_t N, int C) {
+    bias_args a = { .out = dbias, .in = dout, .N = N, .C = C };
+    rt_parallel_for((C + COLUMN_BLOCK - 1) / COLUMN_BLOCK, 1, backward_task, &a);
+}

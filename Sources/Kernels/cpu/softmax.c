@@ -1,0 +1,55 @@
+// Masked softmax over keys: the unfused attention path (and its reference).
+//   scores, probs, dprobs, dscores: [B,NH,T,T]; mask: [B,T] (0 = padded key) or NULL;
+//   bias: [NH,T,T] or NULL. A row with no valid key is all zeros.
+#include "common.h"
+
+typedef struct { float *out; const float *scores, *bias, *dprobs, *probs; const int32_t *mask; int NH, T; } softmax_args;
+
+static RT_CLONES void forward_task(void *ctx, int64_t b, int64_t e, int thread) {
+    softmax_args *a = ctx;
+    const int T = a->T;
+    for (int64_t row = b; row < e; row++) {
+        int64_t bh = row / T, i = row % T;
+        int batch = (int)(bh / a->NH), h = (int)(bh % a->NH);
+        const float *s = a->scores + row * T;
+        const float *bias = a->bias ? a->bias + ((int64_t)h * T + i) * T : NULL;
+        const int32_t *mask = a->mask ? a->mask + (int64_t)batch * T : NULL;
+        float *p = a->out + row * T;
+        float mx = -INFINITY;
+        for (int j = 0; j < T; j++) {
+            float v = s[j] + (bias ? bias[j] : 0.0f);
+            p[j] = v;
+            if ((!mask || mask[j]) && v > mx) mx = v;
+        }
+        if (mx == -INFINITY) { memset(p, 0, sizeof(float) * T); continue; }
+        float sum = 0;
+        for (int j = 0; j < T; j++) {
+            float x = (!mask || mask[j]) ? rt_expf(p[j] - mx) : 0.0f;
+            p[j] = x;
+            sum += x;
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < T; j++) p[j] *= inv;
+    }
+}
+void rt_masked_softmax_forward(float *probs, const float *scores, const int32_t *mask, const float *bias,
+                               int B, int NH, int T) {
+    softmax_args a = { .out = probs, .scores = scores, .bias = bias, .mask = mask, .NH = NH, .T = T };
+    rt_parallel_for((int64_t)B * NH * T, 16, forward_task, &a);
+}
+
+static RT_CLONES void backward_task(void *ctx, int64_t b, int64_t e, int thread) {
+    softmax_args *a = ctx;
+    const int T = a->T;
+    for (int64_t row = b; row < e; row++) {
+        const float *p = a->probs + row * T, *dp = a->dprobs + row * T;
+        float dot = 0;
+        for (int j = 0; j < T; j++) dot += p[j] * dp[j];
+        float *ds = a->out + row * T;
+        for (int j = 0; j < T; j++) ds[j] = p[j] * (dp[j] - dot);
+    }
+}
+void rt_masked_softmax_backward(float *dscores, const float *dprobs, const float *probs, int64_t rows, int T) {
+    softmax_args a = { .out = dscores, .dprobs = dprobs, .probs = probs, .T = T };
+    rt_parallel_for(rows, 16, backward_task, &a);
+}

@@ -1,0 +1,59 @@
+// LayerNorm over the last dimension.
+//   x, out, dx, dout: [N,C]; weight, bias, dweight, dbias: [C]; mean, rstd: [N].
+// Forward and dx: one warp per row (launch ≥ N·32 threads, blockDim a multiple of 32).
+// dweight/dbias: one thread per column walking all rows — deterministic, no atomics
+// (launch ≥ C threads). CPU reference: Sources/Kernels/cpu/layernorm.c.
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+extern "C" __global__ void layernorm_forward(float *out, float *mean, float *rstd, const float *x,
+                                             const float *weight, const float *bias, int N, int C, float eps) {
+    int row = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const float *xr = x + (long long)row * C;
+    float sum = 0.0f;
+    for (int c = lane; c < C; c += 32) sum += xr[c];
+    float m = warp_sum(sum) / C;
+    float var = 0.0f;
+    for (int c = lane; c < C; c += 32) { float d = xr[c] - m; var += d * d; }
+    float s = rsqrtf(warp_sum(var) / C + eps);
+    float *o = out + (long long)row * C;
+    for (int c = lane; c < C; c += 32) o[c] = (xr[c] - m) * s * weight[c] + bias[c];
+    if (lane == 0) { mean[row] = m; rstd[row] = s; }
+}
+
+// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dout·weight (overwrites dx)
+extern "C" __global__ void layernorm_backward_input(float *dx, const float *dout, const float *x, const float *weight,
+                                                    const float *mean, const float *rstd, int N, int C) {
+    int row = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const float *xr = x + (long long)row * C, *dr = dout + (long long)row * C;
+    float m = mean[row], s = rstd[row], mean_g = 0.0f, mean_gx = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        float g = dr[c] * weight[c];
+        mean_g += g;
+        mean_gx += g * (xr[c] - m) * s;
+    }
+    mean_g = warp_sum(mean_g) / C;
+    mean_gx = warp_sum(mean_gx) / C;
+    float *o = dx + (long long)row * C;
+    for (int c = lane; c < C; c += 32) o[c] = s * (dr[c] * weight[c] - mean_g - (xr[c] - m) * s * mean_gx);
+}
+
+// dweight[c] += Σ_n dout[n,c]·x̂[n,c];  dbias[c] += Σ_n dout[n,c]
+extern "C" __global__ void layernorm_backward_params(float *dweight, float *dbias, const float *dout, const float *x,
+                                                     const float *mean, const float *rstd, int N, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float dw = 0.0f, db = 0.0f;
+    for (int n = 0; n < N; n++) {
+        float d = dout[(long long)n * C + c];
+        dw += d * (x[(long long)n * C + c] - mean[n]) * rstd[n];
+        db += d;
+    }
+    dweight[c] += dw;
+    dbias[c] += db;
+}

@@ -1,0 +1,117 @@
+// Kernels: Retort's hand-written compute kernels.
+//   cpu/*.c   — the CPU kernels (this header), parallel over rows/heads/columns on a pthread pool,
+//               vectorised with AVX-512 / AVX2 / baseline clones picked at load time.
+//   cuda/*.cu — CUDA C kernels, embedded as strings (rt_cuda_sources) and compiled by NVRTC.
+// Conventions: outputs first, then inputs, then sizes. Row-major. Dimension letters: B batch,
+// T sequence, C channels, NH heads, HS head size (C = NH·HS), R LoRA rank, N rows, V classes.
+// Input gradients are overwritten unless a comment says "accumulates"; parameter gradients
+// (dweight, dbias, dword, dA, dB, …) always accumulate.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+// ------------------------------------------------------------------ thread pool (cpu/parallel.c)
+typedef void (*rt_task)(void *ctx, int64_t begin, int64_t end, int thread);
+// Runs task over [0, n) in chunks of `grain` items on the pool (the caller takes part). Chunk
+// boundaries depend only on n and grain, so results never depend on the thread count.
+void rt_parallel_for(int64_t n, int64_t grain, rt_task task, void *ctx);
+int rt_num_threads(void);
+void rt_set_num_threads(int threads);   // before first use; default: CPUs we may run on, or $RETORT_NUM_THREADS
+// A grow-only, 64-byte aligned scratch buffer owned by pool thread `thread` (slot 0..15). It
+// allocates only when a larger size than ever before is asked for.
+void *rt_thread_scratch(int thread, int slot, size_t bytes);
+
+// ------------------------------------------------------------------ memory (cpu/memory.c)
+void rt_fill(float *x, int64_t n, float value);
+void rt_scale(float *x, int64_t n, float factor);                       // x *= factor
+void rt_sum_squares(float *out, const float *x, int64_t n);              // out[0] = Σ x² (double accumulation)
+void rt_cast_f32_to_bf16(uint16_t *out, const float *x, int64_t n);      // round to nearest even
+void rt_cast_bf16_to_f32(float *out, const uint16_t *x, int64_t n);
+void rt_cast_f32_to_f16(uint16_t *out, const float *x, int64_t n);
+void rt_cast_f16_to_f32(float *out, const uint16_t *x, int64_t n);
+
+// ------------------------------------------------------------------ bias (cpu/bias.c)
+void rt_bias_add(float *out, const float *bias, int64_t N, int C);       // out[N,C] += bias[C]
+void rt_bias_backward(float *dbias, const float *dout, int64_t N, int C); // dbias[C] += Σ_n dout[n,:]
+
+// ------------------------------------------------------------------ embedding (cpu/embedding.c)
+// out[BT,C] = word[ids] + position[positions] + type[types] (types/type may be NULL).
+// Ids outside [0, V) (positions outside [0, P), types outside [0, TT)) contribute zeros.
+void rt_embedding_forward(float *out, const int32_t *ids, const int32_t *positions, const int32_t *types,
+                          const float *word, const float *position, const float *type,
+                          int64_t BT, int C, int V, int P, int TT);
+// dword[V,C], dposition[P,C], dtype[TT,C] accumulate the rows of dout[BT,C].
+void rt_embedding_backward(float *dword, float *dposition, float *dtype, const float *dout,
+                           const int32_t *ids, const int32_t *positions, const int32_t *types,
+                           int64_t BT, int C, int V, int P, int TT);
+
+// ------------------------------------------------------------------ layer norm (cpu/layernorm.c)
+// out[N,C] = (x − mean)·rstd·weight + bias; saves mean[N], rstd[N].
+void rt_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *weight,
+                          const float *bias, int64_t N, int C, float eps);
+void rt_layernorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
+                           const float *weight, const float *mean, const float *rstd, int64_t N, int C);
+
+// ------------------------------------------------------------------ GELU, erf form (cpu/gelu.c)
+void rt_gelu_forward(float *out, const float *x, int64_t n);
+void rt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n);
+
+// ------------------------------------------------------------------ masked softmax (cpu/softmax.c)
+// The unfused attention path. probs[B,NH,T,T] = softmax over keys j with mask[b,j] ≠ 0 of
+// scores + bias[h] (mask, bias may be NULL); a row with no valid key is all zeros.
+void rt_masked_softmax_forward(float *probs, const float *scores, const int32_t *mask, const float *bias,
+                               int B, int NH, int T);
+// dscores[rows,T] = probs ⊙ (dprobs − Σ_j probs·dprobs)
+void rt_masked_softmax_backward(float *dscores, const float *dprobs, const float *probs, int64_t rows, int T);
+
+// ------------------------------------------------------------------ fused attention (cpu/attention.c)
+// q, k, v, out: [B,T,NH·HS] (head h in columns h·HS…). mask: [B,T] key mask (1 keep, 0 pad) or NULL.
+// bias: [NH,T,T] additive (e.g. MPNet's relative position bias) or NULL.
+// out = softmax(scale·q·kᵀ + bias, keys masked)·v. lse[B,NH,T]: log-sum-exp per query row, saved
+// for backward (+inf where a row has no valid key; such rows output zeros).
+// scores (optional, [B,NH,T,T]): the pre-softmax scores scale·q·kᵀ + bias, 0 at masked keys
+// (TinyBERT's attention-distillation target).
+void rt_attention_forward(float *out, float *lse, float *scores, const float *q, const float *k, const float *v,
+                          const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale);
+// dq, dk, dv overwritten; dbias [NH,T,T] accumulates (may be NULL). dscores (optional,
+// [B,NH,T,T]) is a gradient flowing into the pre-softmax scores from a distillation loss.
+void rt_attention_backward(float *dq, float *dk, float *dv, float *dbias, const float *dout, const float *dscores,
+                           const float *out, const float *lse, const float *q, const float *k, const float *v,
+                           const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale);
+
+// ------------------------------------------------------------------ LoRA branch (cpu/lora.c)
+// y[N,Out] += scale·(drop(x)·Aᵀ)·Bᵀ, with A [R,In], B [Out,R]; xa[N,R] = drop(x)·Aᵀ is saved.
+// drop(x) is inverted dropout with probability p, mask = rt_dropout_keep(seed, n·In + i).
+void rt_lora_forward(float *y, float *xa, const float *x, const float *A, const float *B,
+                     int64_t N, int In, int Out, int R, float scale, float p, uint64_t seed);
+// dx[N,In] accumulates (the base layer's input gradient is already there); dA, dB accumulate.
+void rt_lora_backward(float *dx, float *dA, float *dB, const float *dy, const float *x, const float *xa,
+                      const float *A, const float *B, int64_t N, int In, int Out, int R,
+                      float scale, float p, uint64_t seed);
+// Counter-based dropout mask shared by CPU and CUDA: 1 when element `index` is kept.
+int rt_dropout_keep(uint64_t seed, uint64_t index, float p);
+
+// ------------------------------------------------------------------ losses (cpu/losses.c)
+// Each writes a scalar mean loss to loss[0] and, when the gradient pointer is not NULL, the
+// gradient of grad_scale·loss (overwriting it).
+// Cross-entropy over rows whose label is in [0, V) (others are ignored: loss and gradient 0).
+void rt_cross_entropy(float *loss, float *dlogits, const float *logits, const int32_t *labels,
+                      int64_t N, int V, float grad_scale);
+// Soft cross-entropy at temperature T: mean over rows of −Σ_j softmax(teacher/T)_j·log softmax(logits/T)_j.
+void rt_soft_cross_entropy(float *loss, float *dlogits, const float *logits, const float *teacher,
+                           int64_t N, int V, float temperature, float grad_scale);
+// Mean squared error over n elements: Σ (a − b)² / n.
+void rt_mse(float *loss, float *da, const float *a, const float *b, int64_t n, float grad_scale);
+// Mean over rows of 1 − cos(a_n, b_n), a and b [N,C].
+void rt_cosine(float *loss, float *da, const float *a, const float *b, int64_t N, int C, float grad_scale);
+
+// ------------------------------------------------------------------ AdamW (cpu/adamw.c)
+// Decoupled weight decay and bias correction (step counts from 1), as torch.optim.AdamW:
+// p −= lr·(wd·p + m̂/(√v̂ + eps)).
+void rt_adamw(float *params, const float *grads, float *m, float *v, int64_t n, float lr, float beta1,
+              float beta2, float eps, float weight_decay, int64_t step);
+
+// ------------------------------------------------------------------ CUDA C sources (cuda_sources.c)
+typedef struct { const char *name; const char *source; } rt_cuda_source;
+int rt_cuda_source_count(void);
+const rt_cuda_source *rt_cuda_source_at(int index);   // NULL when out of range
