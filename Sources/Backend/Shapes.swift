@@ -74,9 +74,10 @@ public struct LoRAShape: Sendable {
 }
 
 /// AdamW hyper-parameters (torch.optim.AdamW semantics; no weight decay: pass 0 for that group).
+/// Doubles, as torch's Python scalars: derived coefficients (1 − β2, …) are rounded to float once.
 public struct AdamW: Sendable {
-    public var learningRate, beta1, beta2, eps, weightDecay: Float
-    public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0.01) {
+    public var learningRate, beta1, beta2, eps, weightDecay: Double
+    public init(learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 0.01) {
         self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
     }
 }

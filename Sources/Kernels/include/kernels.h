@@ -107,9 +107,10 @@ void rt_cosine(float *loss, float *da, const float *a, const float *b, int64_t N
 
 // ------------------------------------------------------------------ AdamW (cpu/adamw.c)
 // Decoupled weight decay and bias correction (step counts from 1), as torch.optim.AdamW:
-// p −= lr·(wd·p + m̂/(√v̂ + eps)).
-void rt_adamw(float *params, const float *grads, float *m, float *v, int64_t n, float lr, float beta1,
-              float beta2, float eps, float weight_decay, int64_t step);
+// p −= lr·(wd·p + m̂/(√v̂ + eps)). Hyper-parameters in double: coefficients such as 1 − β2 are
+// formed in double and rounded once, as torch does.
+void rt_adamw(float *params, const float *grads, float *m, float *v, int64_t n, double lr, double beta1,
+              double beta2, double eps, double weight_decay, int64_t step);
 
 // ------------------------------------------------------------------ CUDA C sources (cuda_sources.c)
 typedef struct { const char *name; const char *source; } rt_cuda_source;

@@ -1,0 +1,206 @@
+// matmul (all transposes, strided batches, bias), bias backward, embedding, layer norm, GELU,
+// memory ops and casts: each against a naive loop; every backward by finite differences.
+import Backend
+import Foundation
+import Kernels
+import XCTest
+
+func referenceGemm(_ a: [Float], _ b: [Float], _ c0: [Float], _ g: Gemm, bias: [Float]? = nil) -> [Double] {
+    var c = c0.map(Double.init)
+    for batch in 0..<g.batch {
+        let sa = batch * g.strideA, sb = batch * g.strideB, sc = batch * g.strideC
+        for i in 0..<g.m {
+            for j in 0..<g.n {
+                var s = 0.0
+                for p in 0..<g.k {
+                    let x = g.transA ? a[sa + p * g.lda + i] : a[sa + i * g.lda + p]
+                    let y = g.transB ? b[sb + j * g.ldb + p] : b[sb + p * g.ldb + j]
+                    s += Double(x) * Double(y)
+                }
+                let index = sc + i * g.ldc + j
+                c[index] = Double(g.alpha) * s + Double(g.beta) * Double(c0[index]) + Double(bias?[j] ?? 0)
+            }
+        }
+    }
+    return c
+}
+
+final class DenseTests: XCTestCase {
+    func testMatmulEveryTransposeBatchedWithAlphaBeta() throws {
+        var rng = SeededRandom(1)
+        for backend in try backends() {
+            for (m, n, k) in [(7, 5, 3), (1, 13, 9), (33, 17, 65)] {
+                for transA in [false, true] {
+                    for transB in [false, true] {
+                        let g = Gemm(m: m, n: n, k: k, transA: transA, transB: transB, alpha: 0.5, beta: 0.25, batch: 3)
+                        let a = rng.floats(3 * m * k), b = rng.floats(3 * k * n), c0 = rng.floats(3 * m * n)
+                        let c = try backend.upload(c0)
+                        backend.matmul(c, try backend.upload(a), try backend.upload(b), bias: nil, g)
+                        assertClose(backend.floats(c), referenceGemm(a, b, c0, g), "\(backend.kind) matmul \(m)x\(n)x\(k) tA=\(transA) tB=\(transB)")
+                    }
+                }
+            }
+        }
+    }
+
+    func testMatmulWithBiasAndStridedViews() throws {
+        var rng = SeededRandom(2)
+        for backend in try backends() {
+            // A is a column slice of a wider matrix (lda > k), as a head inside [B,T,C].
+            let g = Gemm(m: 6, n: 4, k: 5, transB: true, lda: 12, batch: 2, strideA: 5)
+            let a = rng.floats(6 * 12), b = rng.floats(2 * 4 * 5), bias = rng.floats(4)
+            let c = try backend.zeros(2 * 6 * 4)
+            backend.matmul(c, try backend.upload(a), try backend.upload(b), bias: try backend.upload(bias), g)
+            assertClose(backend.floats(c), referenceGemm(a, b, [Float](repeating: 0, count: 48), g, bias: bias), "\(backend.kind) matmul bias")
+        }
+    }
+
+    func testBiasBackwardSumsRows() throws {
+        var rng = SeededRandom(3)
+        for backend in try backends() {
+            let (N, C) = (37, 70)
+            let dout = rng.floats(N * C), start = rng.floats(C)
+            let db = try backend.upload(start)
+            backend.biasBackward(db, dOut: try backend.upload(dout), rows: N, channels: C)
+            let expected = (0..<C).map { c in Double(start[c]) + (0..<N).reduce(0.0) { $0 + Double(dout[$1 * C + c]) } }
+            assertClose(backend.floats(db), expected, "\(backend.kind) bias backward")
+        }
+    }
+
+    func testEmbeddingForwardAndBackward() throws {
+        var rng = SeededRandom(4)
+        for backend in try backends() {
+            let s = EmbeddingShape(tokens: 7, channels: 13, vocabulary: 11, positions: 9, tokenTypes: 2)
+            var ids = rng.ints(7, below: 11)
+            ids[3] = 11   // out of range: contributes zeros, never a crash
+            let positions = (0..<7).map { Int32($0 + 2) }, types = rng.ints(7, below: 2)
+            let word = rng.floats(11 * 13), position = rng.floats(9 * 13), type = rng.floats(2 * 13)
+            let out = try backend.zeros(7 * 13)
+            let tIds = try backend.upload(ids), tPos = try backend.upload(positions), tTypes = try backend.upload(types)
+            backend.embeddingForward(out, ids: tIds, positions: tPos, types: tTypes, word: try backend.upload(word),
+                                     position: try backend.upload(position), type: try backend.upload(type), s)
+            var expected = [Double](repeating: 0, count: 7 * 13)
+            for t in 0..<7 {
+                for c in 0..<13 {
+                    let w = ids[t] < 11 ? Double(word[Int(ids[t]) * 13 + c]) : 0
+                    expected[t * 13 + c] = w + Double(position[Int(positions[t]) * 13 + c]) + Double(type[Int(types[t]) * 13 + c])
+                }
+            }
+            assertClose(backend.floats(out), expected, "\(backend.kind) embedding forward")
+
+            let dout = rng.floats(7 * 13)
+            let dWord = try backend.zeros(11 * 13), dPos = try backend.zeros(9 * 13), dType = try backend.zeros(2 * 13)
+            backend.embeddingBackward(dWord: dWord, dPosition: dPos, dType: dType, dOut: try backend.upload(dout),
+                                      ids: tIds, positions: tPos, types: tTypes, s)
+            var eWord = [Double](repeating: 0, count: 11 * 13), ePos = [Double](repeating: 0, count: 9 * 13)
+            var eType = [Double](repeating: 0, count: 2 * 13)
+            for t in 0..<7 {
+                for c in 0..<13 {
+                    if ids[t] < 11 { eWord[Int(ids[t]) * 13 + c] += Double(dout[t * 13 + c]) }
+                    ePos[Int(positions[t]) * 13 + c] += Double(dout[t * 13 + c])
+                    eType[Int(types[t]) * 13 + c] += Double(dout[t * 13 + c])
+                }
+            }
+            assertClose(backend.floats(dWord), eWord, "\(backend.kind) embedding dWord")
+            assertClose(backend.floats(dPos), ePos, "\(backend.kind) embedding dPosition")
+            assertClose(backend.floats(dType), eType, "\(backend.kind) embedding dType")
+        }
+    }
+
+    func testLayerNormForwardMatchesNaiveLoop() throws {
+        var rng = SeededRandom(5)
+        for backend in try backends() {
+            for (N, C) in [(1, 1), (7, 13), (5, 384)] {
+                let x = rng.floats(N * C, -3, 3), w = rng.floats(C), b = rng.floats(C)
+                let out = try backend.zeros(N * C), mean = try backend.zeros(N), rstd = try backend.zeros(N)
+                backend.layerNormForward(out, mean: mean, rstd: rstd, try backend.upload(x), weight: try backend.upload(w),
+                                         bias: try backend.upload(b), rows: N, channels: C, eps: 1e-5)
+                var expected = [Double](repeating: 0, count: N * C), eMean = [Double](), eRstd = [Double]()
+                for n in 0..<N {
+                    let row = x[(n * C)..<(n * C + C)].map(Double.init)
+                    let m = row.reduce(0, +) / Double(C)
+                    let v = row.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(C)
+                    let s = 1 / (v + 1e-5).squareRoot()
+                    for c in 0..<C { expected[n * C + c] = (row[c] - m) * s * Double(w[c]) + Double(b[c]) }
+                    eMean.append(m)
+                    eRstd.append(s)
+                }
+                assertClose(backend.floats(out), expected, "\(backend.kind) layernorm \(N)x\(C)")
+                assertClose(backend.floats(mean), eMean, "\(backend.kind) layernorm mean")
+                assertClose(backend.floats(rstd), eRstd, atol: 1e-4, "\(backend.kind) layernorm rstd")
+            }
+        }
+    }
+
+    func testLayerNormBackwardByFiniteDifferences() throws {
+        var rng = SeededRandom(6)
+        for backend in try backends() {
+            let (N, C) = (7, 13)
+            let xv = rng.floats(N * C, -2, 2), wv = rng.floats(C), bv = rng.floats(C), w8 = rng.floats(N * C)
+            let x = try backend.upload(xv), weight = try backend.upload(wv), bias = try backend.upload(bv)
+            let out = try backend.zeros(N * C), mean = try backend.zeros(N), rstd = try backend.zeros(N)
+            let loss = { () -> Double in
+                backend.layerNormForward(out, mean: mean, rstd: rstd, x, weight: weight, bias: bias, rows: N, channels: C, eps: 1e-5)
+                return dot(backend.floats(out), w8)
+            }
+            _ = loss()
+            let dx = try backend.zeros(N * C), dw = try backend.zeros(C), db = try backend.zeros(C)
+            backend.layerNormBackward(dx: dx, dWeight: dw, dBias: db, dOut: try backend.upload(w8), x, weight: weight,
+                                      mean: mean, rstd: rstd, rows: N, channels: C)
+            checkGradient("layernorm dx", backend: backend, input: x, values: xv, analytic: backend.floats(dx), loss: loss)
+            checkGradient("layernorm dweight", backend: backend, input: weight, values: wv, analytic: backend.floats(dw), loss: loss)
+            checkGradient("layernorm dbias", backend: backend, input: bias, values: bv, analytic: backend.floats(db), loss: loss)
+        }
+    }
+
+    func testGeluForwardIsTheErfFormAndBackwardByFiniteDifferences() throws {
+        var rng = SeededRandom(7)
+        for backend in try backends() {
+            let n = 1001
+            let xv = (0..<n).map { Float($0 - 500) / 50 }   // −10 … 10 in steps of 0.02
+            let x = try backend.upload(xv), out = try backend.zeros(n)
+            backend.geluForward(out, x, count: n)
+            let expected = xv.map { v -> Double in let d = Double(v); return 0.5 * d * (1 + erf(d / 2.0.squareRoot())) }
+            assertClose(backend.floats(out), expected, atol: 1e-7, rtol: 1e-5, "\(backend.kind) gelu forward")
+
+            let small = rng.floats(97, -4, 4), w = rng.floats(97)
+            let xs = try backend.upload(small), ys = try backend.zeros(97), dx = try backend.zeros(97)
+            let loss = { () -> Double in backend.geluForward(ys, xs, count: 97); return dot(backend.floats(ys), w) }
+            backend.geluBackward(dx: dx, dOut: try backend.upload(w), xs, count: 97)
+            checkGradient("gelu dx", backend: backend, input: xs, values: small, analytic: backend.floats(dx),
+                          samples: 97, step: 1e-3, loss: loss)
+        }
+    }
+
+    func testMemoryOpsAndCasts() throws {
+        var rng = SeededRandom(8)
+        for backend in try backends() {
+            let n = 100_003
+            let xv = rng.floats(n)
+            let x = try backend.upload(xv), out = try backend.zeros(1)
+            backend.sumOfSquares(out, x, count: n)
+            assertClose(backend.floats(out), [xv.reduce(0.0) { $0 + Double($1) * Double($1) }], rtol: 1e-6, "sum of squares")
+            backend.scale(x, count: n, by: 0.5)
+            assertClose(backend.floats(x), xv.map { Double($0) * 0.5 }, "scale")
+            backend.fill(x.slice(10, 5), 3)
+            XCTAssertEqual(Array(backend.floats(x)[9...15]), [xv[9] * 0.5, 3, 3, 3, 3, 3, xv[15] * 0.5])
+
+            // Casts: round to nearest even, exact round trips where representable.
+            let values: [Float] = [1, 1.00390625, 1.01171875, -3.14159, 65504, 0]
+            let src = try backend.upload(values), half = try backend.allocate(values.count, .bf16)
+            backend.cast(half, src, count: values.count)
+            var bits = [UInt16](repeating: 0, count: values.count)
+            bits.withUnsafeMutableBytes { backend.download($0, half) }
+            XCTAssertEqual(bits, [0x3F80, 0x3F80, 0x3F82, 0xC049, 0x4780, 0x0000])
+            let back = try backend.zeros(values.count)
+            backend.cast(back, half, count: values.count)
+            XCTAssertEqual(backend.floats(back), [1, 1, 1.015625, -3.140625, 65536, 0])
+            let f16 = try backend.allocate(values.count, .f16)
+            backend.cast(f16, src, count: values.count)
+            bits.withUnsafeMutableBytes { backend.download($0, f16) }
+            XCTAssertEqual(bits, [0x3C00, 0x3C04, 0x3C0C, 0xC248, 0x7BFF, 0x0000])
+            backend.cast(back, f16, count: values.count)
+            XCTAssertEqual(backend.floats(back), [1, 1.00390625, 1.01171875, -3.140625, 65504, 0])
+        }
+    }
+}
