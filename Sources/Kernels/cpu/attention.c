@@ -94,6 +94,54 @@ RT_INLINE void accumulate_columns_all(float *Acc, const float *W, int Tp, const 
     else if (HSp - c0 == 16) accumulate_columns(Acc, W, Tp, X, HSp, c0, jend, 1);
 }
 
+// s[0 … 16·nt) = scale·s + bias (bias may be NULL).
+RT_INLINE void scale_and_bias(float *s, const float *bias, float scale, int nt) {
+    for (int t = 0; t < nt; t++) {
+        v16 x = v16_load(s + 16 * t) * scale;
+        if (bias) x += v16_load(bias + 16 * t);
+        v16_store(s + 16 * t, x);
+    }
+}
+
+// One query row: x = scale·s + bias (skipped when `biased` says s already holds it), then
+// s = exp(x − max) at valid keys, 0 elsewhere. Writes lse, returns the sum of the exponentials.
+RT_INLINE float softmax_row(float *s, const float *bias, float scale, int biased, const float *keep,
+                            const float *neg, int nt, float *lse) {
+    v16 vmax = v16_splat(-INFINITY);
+    for (int t = 0; t < nt; t++) {
+        v16 x = v16_load(s + 16 * t);
+        if (!biased) {
+            x *= scale;
+            if (bias) x += v16_load(bias + 16 * t);
+            v16_store(s + 16 * t, x);
+        }
+        vmax = __builtin_elementwise_max(vmax, x + v16_load(neg + 16 * t));
+    }
+    const float mx = __builtin_reduce_max(vmax);
+    v16 vsum = v16_splat(0);
+    for (int t = 0; t < nt; t++) {
+        v16 p = rt_exp16(v16_load(s + 16 * t) - mx) * v16_load(keep + 16 * t);
+        v16_store(s + 16 * t, p);
+        vsum += p;
+    }
+    const float sum = v16_sum(vsum);
+    *lse = mx + logf(sum);
+    return sum;
+}
+
+// Backward for one query row: p holds q·kᵀ, ds holds dP = dO·vᵀ. Afterwards
+// p = exp(scale·q·kᵀ + bias − lse) at valid keys (else 0) and ds = p·(dP − D).
+RT_INLINE void probabilities_and_dscores(float *p, float *ds, const float *bias, float scale, float lse, float D,
+                                         const float *keep, int nt) {
+    for (int t = 0; t < nt; t++) {
+        v16 x = v16_load(p + 16 * t) * scale;
+        if (bias) x += v16_load(bias + 16 * t);
+        v16 pv = rt_exp16(x - lse) * v16_load(keep + 16 * t);
+        v16_store(p + 16 * t, pv);
+        v16_store(ds + 16 * t, pv * (v16_load(ds + 16 * t) - D));
+    }
+}
+
 // Packs rows [T] of one head of X ([B,T,C], head offset applied) as Xt[HS][Tp] (transposed)
 // and/or Xp[T][HSp] (padded); padding is zero.
 static void pack_head(float *Xt, float *Xp, const float *X, int T, int C, int HS, int Tp, int HSp) {
@@ -116,6 +164,23 @@ static void load_rows(float *Dst, const float *X, int rows, int C, int HS, int H
     for (int r = 0; r < rows; r++) memcpy(Dst + r * HSp, X + (int64_t)r * C, sizeof(float) * HS);
 }
 
+// Per-item key vectors over Tp columns: keep = 1 for a valid key, else 0; neg = 0 or −inf.
+static void key_vectors(float *keep, float *neg, const int32_t *mask, int b, int T, int Tp) {
+    for (int j = 0; j < Tp; j++) {
+        int valid = j < T && (!mask || mask[(int64_t)b * T + j]);
+        keep[j] = valid ? 1.0f : 0.0f;
+        neg[j] = valid ? 0.0f : -INFINITY;
+    }
+}
+
+// Row i of bias[h] copied into a zero-padded Tp row (NULL without bias).
+static const float *bias_row(float *dst, const float *bias, int h, int i, int T, int Tp) {
+    if (!bias) return NULL;
+    memcpy(dst, bias + ((int64_t)h * T + i) * T, sizeof(float) * T);
+    memset(dst + T, 0, sizeof(float) * (Tp - T));
+    return dst;
+}
+
 // One past the last valid key of batch item b (0 if none).
 static int key_end(const int32_t *mask, int b, int T) {
     if (!mask) return T;
@@ -125,17 +190,30 @@ static int key_end(const int32_t *mask, int b, int T) {
 }
 
 static RT_CLONES void forward_item(attention_args *a, int b, int h, int thread) {
-    const int T = a->T, HS = a->HS, C = a->NH * HS;
+    const int T = a->T, HS = a->HS, NH = a->NH, C = NH * HS;
     const int Tp = (int)round_up(T, 32), HSp = (int)round_up(HS, 16);
+    const int64_t head = (int64_t)b * T * C + (int64_t)h * HS;
+    const int jend = key_end(a->mask, b, T);
+    float *lse = a->lse + ((int64_t)b * NH + h) * T;
+    float *scores = a->scores ? a->scores + ((int64_t)b * NH + h) * T * T : NULL;
+    if (jend == 0) {   // no valid key: zeros out, +inf marks the rows for backward
+        for (int i = 0; i < T; i++) {
+            memset(a->out + head + (int64_t)i * C, 0, sizeof(float) * HS);
+            lse[i] = INFINITY;
+        }
+        if (scores) memset(scores, 0, sizeof(float) * T * T);
+        return;
+    }
     float *Kt = rt_thread_scratch(thread, 0, sizeof(float) * HS * Tp);
     float *Vp = rt_thread_scratch(thread, 1, sizeof(float) * T * HSp);
     float *S = rt_thread_scratch(thread, 2, sizeof(float) * QB * Tp);
     float *Qb = rt_thread_scratch(thread, 3, sizeof(float) * QB * HSp);
     float *Ob = rt_thread_scratch(thread, 4, sizeof(float) * QB * HSp);
-    const int64_t head = (int64_t)b * T * C + (int64_t)h * HS;
-    const int32_t *mask = a->mask ? a->mask + (int64_t)b * T : NULL;
-    const int jend = key_end(a->mask, b, T);
-    const int jtiles = (int)round_up(jend, 32);
+    float *keep = rt_thread_scratch(thread, 5, sizeof(float) * Tp);
+    float *neg = rt_thread_scratch(thread, 6, sizeof(float) * Tp);
+    float *brow = rt_thread_scratch(thread, 7, sizeof(float) * Tp);
+    const int jtiles = (int)round_up(jend, 32), nt = jtiles / 16;
+    key_vectors(keep, neg, a->mask, b, T, Tp);
     pack_head(Kt, NULL, a->k + head, T, C, HS, Tp, HSp);
     pack_head(NULL, Vp, a->v + head, T, C, HS, Tp, HSp);
     for (int i0 = 0; i0 < T; i0 += QB) {
@@ -146,33 +224,13 @@ static RT_CLONES void forward_item(attention_args *a, int b, int h, int thread) 
         for (int r = 0; r < rows; r++) {
             const int i = i0 + r;
             float *s = S + r * Tp;
-            const float *bias = a->bias ? a->bias + ((int64_t)h * T + i) * T : NULL;
-            float mx = -INFINITY;
-            for (int j = 0; j < jend; j++) {
-                float x = s[j] * a->scale + (bias ? bias[j] : 0.0f);
-                int valid = !mask || mask[j];
-                s[j] = valid ? x : -INFINITY;
-                mx = valid && x > mx ? x : mx;
+            const float *bias = bias_row(brow, a->bias, h, i, T, Tp);
+            if (scores) {   // scale·q·kᵀ + bias, 0 at masked keys
+                scale_and_bias(s, bias, a->scale, nt);
+                float *so = scores + (int64_t)i * T;
+                for (int j = 0; j < T; j++) so[j] = j < jtiles ? s[j] * keep[j] : 0.0f;
             }
-            float *lse = a->lse + ((int64_t)b * a->NH + h) * T + i;
-            if (a->scores) {
-                float *so = a->scores + (((int64_t)b * a->NH + h) * T + i) * T;
-                for (int j = 0; j < T; j++) so[j] = j < jend && s[j] != -INFINITY ? s[j] : 0.0f;
-            }
-            if (mx == -INFINITY) {   // no valid key: zeros out, +inf marks it for backward
-                memset(s, 0, sizeof(float) * Tp);
-                *lse = INFINITY;
-                inv_sum[r] = 0;
-                continue;
-            }
-            float sum = 0;
-            for (int j = 0; j < jend; j++) {
-                float p = s[j] == -INFINITY ? 0.0f : rt_expf(s[j] - mx);
-                s[j] = p;
-                sum += p;
-            }
-            for (int j = jend; j < Tp; j++) s[j] = 0;
-            *lse = mx + logf(sum);
+            const float sum = softmax_row(s, bias, scores ? 1.0f : a->scale, scores != NULL, keep, neg, nt, &lse[i]);
             inv_sum[r] = 1.0f / sum;
         }
         weighted_rows_all(Ob, HSp, S, Tp, Vp, HSp, jend);
@@ -198,6 +256,16 @@ void rt_attention_forward(float *out, float *lse, float *scores, const float *q,
 static RT_CLONES void backward_item(attention_args *a, int b, int h, int thread) {
     const int T = a->T, HS = a->HS, NH = a->NH, C = NH * HS;
     const int Tp = (int)round_up(T, 32), HSp = (int)round_up(HS, 16);
+    const int64_t head = (int64_t)b * T * C + (int64_t)h * HS;
+    const int jend = key_end(a->mask, b, T);
+    if (jend == 0) {   // the forward output was constant zero: no gradient
+        for (int i = 0; i < T; i++) {
+            memset(a->dq + head + (int64_t)i * C, 0, sizeof(float) * HS);
+            memset(a->dk + head + (int64_t)i * C, 0, sizeof(float) * HS);
+            memset(a->dv + head + (int64_t)i * C, 0, sizeof(float) * HS);
+        }
+        return;
+    }
     float *Kt = rt_thread_scratch(thread, 0, sizeof(float) * HS * Tp);
     float *Vt = rt_thread_scratch(thread, 1, sizeof(float) * HS * Tp);
     float *Kp = rt_thread_scratch(thread, 2, sizeof(float) * T * HSp);
@@ -208,10 +276,11 @@ static RT_CLONES void backward_item(attention_args *a, int b, int h, int thread)
     float *Qb = rt_thread_scratch(thread, 7, sizeof(float) * QB * HSp);
     float *dOb = rt_thread_scratch(thread, 8, sizeof(float) * QB * HSp);
     float *dQb = rt_thread_scratch(thread, 9, sizeof(float) * QB * HSp);
-    const int64_t head = (int64_t)b * T * C + (int64_t)h * HS;
-    const int32_t *mask = a->mask ? a->mask + (int64_t)b * T : NULL;
-    const int jend = key_end(a->mask, b, T);
-    const int jtiles = (int)round_up(jend, 32);
+    float *keep = rt_thread_scratch(thread, 10, sizeof(float) * Tp);
+    float *neg = rt_thread_scratch(thread, 11, sizeof(float) * Tp);
+    float *brow = rt_thread_scratch(thread, 12, sizeof(float) * Tp);
+    const int jtiles = (int)round_up(jend, 32), nt = jtiles / 16;
+    key_vectors(keep, neg, a->mask, b, T, Tp);
     pack_head(Kt, Kp, a->k + head, T, C, HS, Tp, HSp);
     pack_head(Vt, NULL, a->v + head, T, C, HS, Tp, HSp);
     memset(dK, 0, sizeof(float) * T * HSp);
@@ -225,21 +294,17 @@ static RT_CLONES void backward_item(attention_args *a, int b, int h, int thread)
         for (int r = 0; r < QB; r++) {
             const int i = i0 + r;
             float *p = P + r * Tp, *ds = dS + r * Tp;
-            if (r >= rows) { memset(p, 0, sizeof(float) * Tp); memset(ds, 0, sizeof(float) * Tp); continue; }
+            if (r >= rows) { memset(p, 0, sizeof(float) * jtiles); memset(ds, 0, sizeof(float) * jtiles); continue; }
             const float lse = a->flse[((int64_t)b * NH + h) * T + i];
-            const float *bias = a->bias ? a->bias + ((int64_t)h * T + i) * T : NULL;
-            const float *dsc = a->dscores ? a->dscores + (((int64_t)b * NH + h) * T + i) * T : NULL;
+            const float *bias = bias_row(brow, a->bias, h, i, T, Tp);
             const float *o = a->fout + head + (int64_t)i * C, *dout = dOb + r * HSp;
             float D = 0;
             for (int d = 0; d < HS; d++) D += dout[d] * o[d];
-            for (int j = 0; j < jend; j++) {
-                int valid = (!mask || mask[j]) && lse != INFINITY;
-                float pj = valid ? rt_expf(p[j] * a->scale + (bias ? bias[j] : 0.0f) - lse) : 0.0f;
-                float g = pj * (ds[j] - D) + (valid && dsc ? dsc[j] : 0.0f);
-                p[j] = pj;
-                ds[j] = g;
+            probabilities_and_dscores(p, ds, bias, a->scale, lse, D, keep, nt);
+            if (a->dscores) {   // gradient arriving through the scores output (0 at masked keys)
+                const float *dsc = a->dscores + (((int64_t)b * NH + h) * T + i) * T;
+                for (int j = 0; j < jend; j++) ds[j] += keep[j] * dsc[j];
             }
-            for (int j = jend; j < Tp; j++) p[j] = ds[j] = 0;
             if (a->dbias) {
                 float *db = a->dbias + ((int64_t)h * T + i) * T;
                 for (int j = 0; j < jend; j++) db[j] += ds[j];

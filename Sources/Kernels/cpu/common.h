@@ -48,6 +48,26 @@ RT_INLINE float rt_expf(float x) {
     return p * scale;
 }
 
+// rt_expf on 16 lanes, the same formula (so vector and scalar paths agree bit for bit where
+// the compiler contracts alike).
+typedef int32_t vi16 __attribute__((vector_size(64)));
+RT_INLINE v16 rt_exp16(v16 x) {
+    x = __builtin_elementwise_max(x, v16_splat(-87.3f));
+    x = __builtin_elementwise_min(x, v16_splat(88.3f));
+    v16 n = __builtin_elementwise_roundeven(x * 1.44269504088896341f);
+    v16 r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    v16 p = v16_splat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    vi16 bits = (__builtin_convertvector(n, vi16) + 127) << 23;
+    return p * (v16)bits;
+}
+
 // erfc(x) with relative error below 1.2e-7 everywhere (the Chebyshev-fitted form from
 // Numerical Recipes, "erfcc"): accurate in the tails, where 1 + erf(x) would cancel.
 RT_INLINE float rt_erfcf(float x) {

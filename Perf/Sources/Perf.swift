@@ -1,0 +1,102 @@
+// The perf suite: `swift run -c release Perf --backend cpu [--json FILE] [--quick] [--filter TEXT]`.
+// Every workload is timed here (warm-up, repeats, median) and, in the same run, by a reference:
+// numpy for sgemm, PyTorch CPU for the other ops when `import torch` works (Perf/reference),
+// and Retort's own unfused composition for fused attention. Ratios > 1 mean Retort is faster.
+import Backend
+import Foundation
+
+struct Options {
+    var backend = "cpu"
+    var json: String?
+    var quick = false
+    var filter: String?
+    var python = ProcessInfo.processInfo.environment["RETORT_PERF_PYTHON"] ?? "python3"
+
+    static let usage = """
+        usage: Perf [--backend cpu] [--json FILE] [--quick] [--filter TEXT] [--python PATH]
+          --backend   device to measure (cpu; cuda arrives with the CUDA backend)
+          --json      also write one JSON object per line: name, value, unit, reference, ratio
+          --quick     fewer repetitions (a smoke run; figures are noisier)
+          --filter    only workloads whose name contains TEXT
+          --python    interpreter for the references (default: $RETORT_PERF_PYTHON or python3)
+        """
+
+    static func parse(_ args: [String]) -> Options {
+        var o = Options()
+        var i = 0
+        func value(_ flag: String) -> String {
+            i += 1
+            guard i < args.count else { fail("\(flag) needs a value\n\(usage)") }
+            return args[i]
+        }
+        while i < args.count {
+            switch args[i] {
+            case "--backend": o.backend = value("--backend")
+            case "--json": o.json = value("--json")
+            case "--quick": o.quick = true
+            case "--filter": o.filter = value("--filter")
+            case "--python": o.python = value("--python")
+            case "-h", "--help": print(usage); exit(0)
+            default: fail("unknown argument \(args[i])\n\(usage)")
+            }
+            i += 1
+        }
+        return o
+    }
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("Perf: \(message)\n".utf8))
+    exit(2)
+}
+
+@main
+struct Perf {
+    static func main() throws {
+        let options = Options.parse(Array(CommandLine.arguments.dropFirst()))
+        let backend: Backend
+        switch options.backend {
+        case "cpu": backend = try CPUBackend()
+        case "cuda": fail("--backend cuda: Retort's CUDA backend is not built yet")
+        default: fail("--backend must be cpu or cuda, not \(options.backend)")
+        }
+        print("Retort perf — \(backend.kind): \(backend.summary)")
+        var workloads = try makeWorkloads(backend, quick: options.quick)
+        if let filter = options.filter { workloads = workloads.filter { $0.name.contains(filter) } }
+
+        var results: [Result] = []
+        for w in workloads {
+            let ms = measure(w.run, warmup: w.warmup, reps: w.reps)
+            results.append(Result(workload: w, ms: ms))
+            FileHandle.standardError.write(Data("  measured \(w.name): \(format(ms, 3)) ms\n".utf8))
+        }
+        // Comparisons between Retort's own workloads (fused vs unfused attention).
+        for i in results.indices {
+            if let other = results[i].workload.compareTo, let ref = results.first(where: { $0.workload.name == other }) {
+                results[i].reference = Reference(ms: ref.ms, impl: "Retort unfused ops")
+            }
+        }
+        let external = runReferences(workloads.filter { $0.spec != nil }, options: options,
+                                     threads: backend.kind == .cpu ? ProcessInfo.processInfo.activeProcessorCount : nil)
+        for i in results.indices where results[i].reference == nil {
+            results[i].reference = external[results[i].workload.name]
+        }
+        printTable(results.filter { !$0.workload.hidden })
+        if let path = options.json { try writeJSON(results.filter { !$0.workload.hidden }, to: path) }
+    }
+}
+
+/// Median wall time of `reps` runs after `warmup` runs, in milliseconds.
+func measure(_ body: () -> Void, warmup: Int, reps: Int) -> Double {
+    for _ in 0..<warmup { body() }
+    var times: [Double] = []
+    for _ in 0..<reps {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+    }
+    times.sort()
+    return times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+}
+
+func format(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }

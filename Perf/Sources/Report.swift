@@ -1,0 +1,105 @@
+// The perf table and the JSON lines.
+import Foundation
+
+struct Reference {
+    let ms: Double
+    let impl: String
+}
+
+struct Result {
+    let workload: Workload
+    let ms: Double
+    var reference: Reference?
+
+    /// Throughput in the workload's unit (GFLOP/s or GB/s), or ms when it has no work count.
+    var value: Double { workload.work > 0 ? workload.work / (ms * 1e-3) / 1e9 : ms }
+    var referenceValue: Double? {
+        guard let reference else { return nil }
+        return workload.work > 0 ? workload.work / (reference.ms * 1e-3) / 1e9 : reference.ms
+    }
+    /// > 1: Retort is faster.
+    var ratio: Double? { reference.map { $0.ms / ms } }
+}
+
+func printTable(_ results: [Result]) {
+    let nameWidth = max(40, results.map(\.workload.name.count).max() ?? 0)
+    func pad(_ s: String, _ n: Int, right: Bool = false) -> String {
+        let fill = String(repeating: " ", count: max(0, n - s.count))
+        return right ? fill + s : s + fill
+    }
+    print(pad("workload", nameWidth) + "  " + pad("Retort", 10, right: true) + "  " + pad("unit", 8) + "  "
+          + pad("reference", 10, right: true) + "  " + pad("ratio", 6, right: true) + "  reference measured with")
+    for r in results {
+        let ref = r.referenceValue.map { format($0, 1) } ?? "—"
+        let ratio = r.ratio.map { format($0, 2) + "x" } ?? "—"
+        print(pad(r.workload.name, nameWidth) + "  " + pad(format(r.value, 1), 10, right: true) + "  " + pad(r.workload.unit, 8)
+              + "  " + pad(ref, 10, right: true) + "  " + pad(ratio, 6, right: true) + "  " + (r.reference?.impl ?? "no reference"))
+    }
+    print("ratio > 1: Retort is faster. Medians; references measured in this run.")
+}
+
+func writeJSON(_ results: [Result], to path: String) throws {
+    var lines = ""
+    for r in results {
+        var object: [String: Any] = ["name": r.workload.name, "value": r.value, "unit": r.workload.unit, "ms": r.ms]
+        if let reference = r.referenceValue, let ratio = r.ratio, let impl = r.reference?.impl {
+            object["reference"] = reference
+            object["ratio"] = ratio
+            object["reference_impl"] = impl
+            object["reference_ms"] = r.reference!.ms
+        }
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        lines += String(decoding: data, as: UTF8.self) + "\n"
+    }
+    let url = URL(fileURLWithPath: path)
+    let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
+    try Data(lines.utf8).write(to: temporary)
+    _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
+    print("wrote \(path)")
+}
+
+/// Runs Perf/reference/reference.py once with every spec and collects {name: Reference}.
+func runReferences(_ workloads: [Workload], options: Options, threads: Int?) -> [String: Reference] {
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("reference/reference.py").path
+    guard FileManager.default.fileExists(atPath: script) else {
+        print("references skipped: \(script) not found")
+        return [:]
+    }
+    var input = ""
+    for w in workloads {
+        guard var spec = w.spec else { continue }
+        spec["name"] = w.name
+        spec["warmup"] = w.warmup
+        spec["reps"] = w.reps
+        if let data = try? JSONSerialization.data(withJSONObject: spec) { input += String(decoding: data, as: UTF8.self) + "\n" }
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [options.python, script] + (threads.map { ["--threads", "\($0)"] } ?? [])
+    let stdin = Pipe(), stdout = Pipe()
+    process.standardInput = stdin
+    process.standardOutput = stdout
+    do { try process.run() } catch {
+        print("references skipped: could not run \(options.python): \(error)")
+        return [:]
+    }
+    stdin.fileHandleForWriting.write(Data(input.utf8))
+    try? stdin.fileHandleForWriting.close()
+    let output = stdout.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    var references: [String: Reference] = [:]
+    var missing: [String] = []
+    for line in String(decoding: output, as: UTF8.self).split(separator: "\n") {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let name = object["name"] as? String else { continue }
+        if let ms = object["ms"] as? Double, let impl = object["impl"] as? String {
+            references[name] = Reference(ms: ms, impl: impl)
+        } else if let error = object["error"] as? String, !missing.contains(error) {
+            missing.append(error)
+        }
+    }
+    if process.terminationStatus != 0 { print("reference script exited with status \(process.terminationStatus)") }
+    for reason in missing { print("some references not measured: \(reason)") }
+    return references
+}

@@ -1,0 +1,139 @@
+// The workloads: BERT shapes (all-MiniLM-L6-v2: C=384, FF=1536, B=32, T=64; all-mpnet-base-v2:
+// C=768, FF=3072, B=32, T=128). Each carries its work count (FLOPs, or the fewest bytes the op
+// must move) and, when a reference exists, the spec Perf/reference/reference.py runs.
+import Backend
+
+struct Workload {
+    let name: String
+    let unit: String        // "GFLOP/s" or "GB/s"
+    let work: Double        // FLOPs or bytes per run
+    var warmup = 3
+    var reps = 10
+    var run: () -> Void = {}
+    var spec: [String: Any]? = nil
+    var compareTo: String? = nil   // reference is another Retort workload (by name)
+    var hidden = false             // measured for a comparison, not printed
+}
+
+func random(_ backend: Backend, _ count: Int, seed: UInt64 = 1) throws -> Tensor {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15
+    let values = (0..<count).map { _ -> Float in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Float(Int64(bitPattern: state >> 11) % 2_000_001 - 1_000_000) / 1_000_000
+    }
+    return try backend.tensor(values, .f32)
+}
+
+func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
+    var list: [Workload] = []
+    let reps = quick ? 3 : 10, fewReps = quick ? 2 : 5
+
+    // sgemm at BERT linear-layer shapes, vs numpy's matmul.
+    for (m, n, k) in [(2048, 1536, 384), (2048, 384, 1536), (2048, 384, 384), (4096, 3072, 768), (4096, 768, 3072), (4096, 768, 768)] {
+        let a = try random(backend, m * k), b = try random(backend, k * n), c = try backend.zeros(m * n)
+        list.append(Workload(name: "sgemm M=\(m) N=\(n) K=\(k)", unit: "GFLOP/s", work: 2.0 * Double(m * n * k), reps: reps,
+                             run: { backend.matmul(c, a, b, bias: nil, Gemm(m: m, n: n, k: k)) },
+                             spec: ["op": "sgemm", "m": m, "n": n, "k": k]))
+    }
+
+    // Fused attention forward+backward vs PyTorch SDPA and vs Retort's unfused composition.
+    for (B, NH, T, HS) in [(32, 12, 64, 32), (32, 12, 128, 64)] {
+        let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS)
+        let q = try random(backend, s.activations, seed: 1), k = try random(backend, s.activations, seed: 2)
+        let v = try random(backend, s.activations, seed: 3), dOut = try random(backend, s.activations, seed: 4)
+        let out = try backend.zeros(s.activations), lse = try backend.zeros(s.rows)
+        let dq = try backend.zeros(s.activations), dk = try backend.zeros(s.activations), dv = try backend.zeros(s.activations)
+        let flops = 12.0 * Double(B * NH * T * T * HS)   // QKᵀ, PV; dV, dP, dQ, dK (recomputation not counted)
+        let tag = "B=\(B) NH=\(NH) T=\(T) HS=\(HS)"
+        let spec: [String: Any] = ["op": "attention_forward_backward", "batch": B, "heads": NH, "length": T, "head_size": HS]
+        let fused = {
+            backend.attentionForward(out, lse: lse, scores: nil, q: q, k: k, v: v, mask: nil, bias: nil, s)
+            backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: nil, dOut: dOut, dScores: nil, out: out, lse: lse,
+                                      q: q, k: k, v: v, mask: nil, bias: nil, s)
+        }
+        let unfused = try UnfusedAttention(backend, s)
+        let r = T > 64 ? fewReps : reps
+        list.append(Workload(name: "attention fwd+bwd \(tag) fused", unit: "GFLOP/s", work: flops, reps: r, run: fused, spec: spec))
+        list.append(Workload(name: "attention fwd+bwd \(tag) unfused ops", unit: "GFLOP/s", work: flops, reps: r,
+                             run: { unfused.forward(q: q, k: k, v: v, mask: nil, bias: nil); unfused.backward(dOut: dOut, q: q, k: k, v: v) },
+                             spec: spec))
+        list.append(Workload(name: "attention fwd+bwd \(tag) fused vs unfused", unit: "GFLOP/s", work: flops, reps: r, run: fused,
+                             compareTo: "attention fwd+bwd \(tag) unfused ops"))
+    }
+
+    // Row-wise and element-wise ops at MiniLM shapes (B·T = 2048 rows).
+    let (N, C, FF) = (2048, 384, 1536)
+    do {
+        let x = try random(backend, N * C), w = try random(backend, C), b = try random(backend, C), dOut = try random(backend, N * C)
+        let out = try backend.zeros(N * C), dx = try backend.zeros(N * C), mean = try backend.zeros(N), rstd = try backend.zeros(N)
+        let dw = try backend.zeros(C), db = try backend.zeros(C)
+        let forward = { backend.layerNormForward(out, mean: mean, rstd: rstd, x, weight: w, bias: b, rows: N, channels: C, eps: 1e-12) }
+        list.append(Workload(name: "layernorm fwd N=\(N) C=\(C)", unit: "GB/s", work: 2.0 * Double(N * C * 4), reps: reps,
+                             run: forward, spec: ["op": "layernorm_forward", "n": N, "c": C]))
+        list.append(Workload(name: "layernorm fwd+bwd N=\(N) C=\(C)", unit: "GB/s", work: 5.0 * Double(N * C * 4), reps: reps,
+                             run: { forward(); backend.layerNormBackward(dx: dx, dWeight: dw, dBias: db, dOut: dOut, x, weight: w, mean: mean, rstd: rstd, rows: N, channels: C) },
+                             spec: ["op": "layernorm_forward_backward", "n": N, "c": C]))
+    }
+    do {
+        let n = N * FF
+        let x = try random(backend, n), dOut = try random(backend, n), out = try backend.zeros(n), dx = try backend.zeros(n)
+        list.append(Workload(name: "gelu fwd n=\(n)", unit: "GB/s", work: 2.0 * Double(n * 4), reps: reps,
+                             run: { backend.geluForward(out, x, count: n) }, spec: ["op": "gelu_forward", "n": n]))
+        list.append(Workload(name: "gelu fwd+bwd n=\(n)", unit: "GB/s", work: 5.0 * Double(n * 4), reps: reps,
+                             run: { backend.geluForward(out, x, count: n); backend.geluBackward(dx: dx, dOut: dOut, x, count: n) },
+                             spec: ["op": "gelu_forward_backward", "n": n]))
+    }
+    do {
+        let s = EmbeddingShape(tokens: N, channels: C, vocabulary: 30522, positions: 512, tokenTypes: 2)
+        let ids = try backend.tensor((0..<N).map { Int32($0 * 7919 % 30522) }, .i32)
+        let positions = try backend.tensor((0..<N).map { Int32($0 % 64) }, .i32), types = try backend.zeros(N, .i32)
+        let word = try random(backend, 30522 * C), position = try random(backend, 512 * C), type = try random(backend, 2 * C)
+        let dWord = try backend.zeros(30522 * C), dPosition = try backend.zeros(512 * C), dType = try backend.zeros(2 * C)
+        let out = try backend.zeros(N * C), dOut = try random(backend, N * C)
+        list.append(Workload(name: "embedding fwd+bwd BT=\(N) C=\(C)", unit: "GB/s", work: 11.0 * Double(N * C * 4), reps: reps,
+                             run: {
+                                 backend.embeddingForward(out, ids: ids, positions: positions, types: types, word: word, position: position, type: type, s)
+                                 backend.embeddingBackward(dWord: dWord, dPosition: dPosition, dType: dType, dOut: dOut, ids: ids, positions: positions, types: types, s)
+                             },
+                             spec: ["op": "embedding_forward_backward", "tokens": N, "c": C, "vocab": 30522, "positions": 512]))
+    }
+    do {
+        let (rows, V) = (4096, 1000)
+        let logits = try random(backend, rows * V), labels = try backend.tensor((0..<rows).map { Int32($0 % V) }, .i32)
+        let loss = try backend.zeros(1), grad = try backend.zeros(rows * V)
+        list.append(Workload(name: "cross-entropy fwd+bwd N=\(rows) V=\(V)", unit: "GB/s", work: 2.0 * Double(rows * V * 4), reps: reps,
+                             run: { backend.crossEntropy(loss, dLogits: grad, logits: logits, labels: labels, rows: rows, classes: V, gradScale: 1) },
+                             spec: ["op": "cross_entropy", "n": rows, "classes": V]))
+    }
+    do {
+        let n = 32 * 12 * 64 * 64   // TinyBERT attention-score MSE at MiniLM shapes
+        let a = try random(backend, n), b = try random(backend, n, seed: 9), loss = try backend.zeros(1), da = try backend.zeros(n)
+        list.append(Workload(name: "mse fwd+bwd n=\(n)", unit: "GB/s", work: 3.0 * Double(n * 4), reps: reps,
+                             run: { backend.mse(loss, dA: da, a, b, count: n, gradScale: 1) }, spec: ["op": "mse", "n": n]))
+        let x = try random(backend, N * C), y = try random(backend, N * C, seed: 5), dx = try backend.zeros(N * C)
+        list.append(Workload(name: "cosine fwd+bwd N=\(N) C=\(C)", unit: "GB/s", work: 3.0 * Double(N * C * 4), reps: reps,
+                             run: { backend.cosine(loss, dA: dx, x, y, rows: N, channels: C, gradScale: 1) },
+                             spec: ["op": "cosine", "n": N, "c": C]))
+    }
+    do {
+        let n = 22_713_216   // all-MiniLM-L6-v2's parameters
+        let p = try random(backend, n), g = try random(backend, n, seed: 2), m = try backend.zeros(n), v = try backend.zeros(n)
+        let h = AdamW(learningRate: 1e-4)
+        var step = 0
+        list.append(Workload(name: "adamw n=\(n)", unit: "GB/s", work: 7.0 * Double(n * 4), reps: fewReps,
+                             run: { step += 1; backend.adamw(p, grads: g, m: m, v: v, count: n, h, step: step) },
+                             spec: ["op": "adamw", "n": n]))
+    }
+    do {
+        let (In, Out, R) = (C, C, 8)
+        let s = LoRAShape(rows: N, inFeatures: In, outFeatures: Out, rank: R, scale: 2, dropout: 0.1, seed: 7)
+        let x = try random(backend, N * In), a = try random(backend, R * In), b = try random(backend, Out * R)
+        let y = try backend.zeros(N * Out), xa = try backend.zeros(N * R), dY = try random(backend, N * Out)
+        let dx = try backend.zeros(N * In), dA = try backend.zeros(R * In), dB = try backend.zeros(Out * R)
+        list.append(Workload(name: "lora fwd+bwd N=\(N) \(In)->\(Out) r=\(R) dropout=0.1", unit: "GFLOP/s",
+                             work: 6.0 * Double(N * R * (In + Out)), reps: reps,
+                             run: { backend.loraForward(y, xa: xa, x, a: a, b: b, s); backend.loraBackward(dx: dx, dA: dA, dB: dB, dY: dY, x, xa: xa, a: a, b: b, s) },
+                             spec: ["op": "lora_forward_backward", "n": N, "in": In, "out": Out, "rank": R, "scale": 2.0, "dropout": 0.1]))
+    }
+    return list
+}

@@ -1,1 +1,0 @@
-print("perf: to be written")

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Reference timings for Retort's perf suite, measured in the same run.
+
+Reads workload specs, one JSON object per line on stdin (written by `swift run Perf`), and
+prints one JSON object per line: {"name", "ms", "impl"} — or {"name", "error"} when a workload
+cannot run here. sgemm runs in numpy; every other op in PyTorch on the CPU (skipped without
+torch). The shapes come from the Swift side, so both sides always measure the same thing.
+"""
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # numpy-only references still run
+    torch = None
+
+
+def timed(fn, warmup, reps):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def rand(*shape, grad=False):
+    t = torch.randn(*shape, dtype=torch.float32)
+    return t.requires_grad_(grad)
+
+
+def sgemm(s):
+    a = np.random.rand(s["m"], s["k"]).astype(np.float32)
+    b = np.random.rand(s["k"], s["n"]).astype(np.float32)
+    return (lambda: a @ b), f"numpy {np.__version__} matmul"
+
+
+def layernorm(s, backward):
+    x, w, b = rand(s["n"], s["c"], grad=backward), rand(s["c"], grad=backward), rand(s["c"], grad=backward)
+    g = rand(s["n"], s["c"])
+    if not backward:
+        return lambda: F.layer_norm(x, (s["c"],), w, b, 1e-12)
+    return lambda: F.layer_norm(x, (s["c"],), w, b, 1e-12).backward(g)
+
+
+def gelu(s, backward):
+    x, g = rand(s["n"], grad=backward), rand(s["n"])
+    if not backward:
+        return lambda: F.gelu(x)
+    return lambda: F.gelu(x).backward(g)
+
+
+def embedding(s):
+    bt, c = s["tokens"], s["c"]
+    word, pos, typ = rand(s["vocab"], c, grad=True), rand(s["positions"], c, grad=True), rand(2, c, grad=True)
+    ids = torch.randint(0, s["vocab"], (bt,))
+    positions = torch.arange(bt) % s["positions"]
+    types = torch.zeros(bt, dtype=torch.long)
+    g = rand(bt, c)
+    return lambda: (F.embedding(ids, word) + F.embedding(positions, pos) + F.embedding(types, typ)).backward(g)
+
+
+def cross_entropy(s):
+    x, y = rand(s["n"], s["classes"], grad=True), torch.randint(0, s["classes"], (s["n"],))
+    return lambda: F.cross_entropy(x, y).backward()
+
+
+def mse(s):
+    a, b = rand(s["n"], grad=True), rand(s["n"])
+    return lambda: F.mse_loss(a, b).backward()
+
+
+def cosine(s):
+    a, b = rand(s["n"], s["c"], grad=True), rand(s["n"], s["c"])
+    target = torch.ones(s["n"])
+    return lambda: F.cosine_embedding_loss(a, b, target).backward()
+
+
+def adamw(s):
+    p = torch.nn.Parameter(rand(s["n"]))
+    p.grad = rand(s["n"])
+    opt = torch.optim.AdamW([p], lr=1e-4, weight_decay=0.01)
+    return opt.step
+
+
+def lora(s):
+    n, i, o, r = s["n"], s["in"], s["out"], s["rank"]
+    x, a, b, g = rand(n, i, grad=True), rand(r, i, grad=True), rand(o, r, grad=True), rand(n, o)
+    drop = torch.nn.Dropout(s["dropout"])
+    scale = s["scale"]
+    return lambda: ((drop(x) @ a.t()) @ b.t() * scale).backward(g)
+
+
+def attention(s):
+    B, NH, T, HS = s["batch"], s["heads"], s["length"], s["head_size"]
+    q, k, v = (rand(B, NH, T, HS, grad=True) for _ in range(3))
+    g = rand(B, NH, T, HS)
+    return lambda: F.scaled_dot_product_attention(q, k, v).backward(g)
+
+
+TORCH_OPS = {
+    "layernorm_forward": lambda s: layernorm(s, False),
+    "layernorm_forward_backward": lambda s: layernorm(s, True),
+    "gelu_forward": lambda s: gelu(s, False),
+    "gelu_forward_backward": lambda s: gelu(s, True),
+    "embedding_forward_backward": embedding,
+    "cross_entropy": cross_entropy,
+    "mse": mse,
+    "cosine": cosine,
+    "adamw": adamw,
+    "lora_forward_backward": lora,
+    "attention_forward_backward": attention,
+}
+
+
+def main():
+    threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else None
+    if torch is not None and threads:
+        torch.set_num_threads(threads)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        spec = json.loads(line)
+        name, op = spec["name"], spec["op"]
+        try:
+            if op == "sgemm":
+                fn, impl = sgemm(spec)
+            elif torch is None:
+                raise RuntimeError("torch is not importable")
+            elif op in TORCH_OPS:
+                fn, impl = TORCH_OPS[op](spec), f"torch {torch.__version__} cpu"
+            else:
+                raise RuntimeError(f"no reference for op {op}")
+            ms = timed(fn, spec.get("warmup", 3), spec.get("reps", 10))
+            print(json.dumps({"name": name, "ms": ms, "impl": impl}), flush=True)
+        except Exception as error:  # report and go on: one missing reference must not hide the rest
+            print(json.dumps({"name": name, "error": str(error)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
