@@ -82,7 +82,7 @@ struct Perf {
             results[i].reference = external[results[i].workload.name]
         }
         printTable(results.filter { !$0.workload.hidden })
-        if let path = options.json { try writeJSON(results.filter { !$0.workload.hidden }, to: path) }
+        if let path = options.json { writeJSON(results.filter { !$0.workload.hidden }, to: path) }
     }
 }
 

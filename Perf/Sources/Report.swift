@@ -38,7 +38,7 @@ func printTable(_ results: [Result]) {
     print("ratio > 1: Retort is faster. Medians; references measured in this run.")
 }
 
-func writeJSON(_ results: [Result], to path: String) throws {
+func writeJSON(_ results: [Result], to path: String) {
     var lines = ""
     for r in results {
         var object: [String: Any] = ["name": r.workload.name, "value": r.value, "unit": r.workload.unit, "ms": r.ms]
@@ -48,13 +48,20 @@ func writeJSON(_ results: [Result], to path: String) throws {
             object["reference_impl"] = impl
             object["reference_ms"] = r.reference!.ms
         }
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { continue }
         lines += String(decoding: data, as: UTF8.self) + "\n"
     }
+    // Write next to the target, then rename: a reader never sees a half-written file.
     let url = URL(fileURLWithPath: path)
     let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-    try Data(lines.utf8).write(to: temporary)
-    _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
+    do {
+        try Data(lines.utf8).write(to: temporary)
+    } catch {
+        fail("could not write \(temporary.path): \(error.localizedDescription)")
+    }
+    guard rename(temporary.path, url.path) == 0 else {
+        fail("could not move \(temporary.path) to \(path): \(String(cString: strerror(errno)))")
+    }
     print("wrote \(path)")
 }
 

@@ -1,0 +1,55 @@
+# Retort — the two set-up commands are `make demo` and `make test` (see README.md).
+# Both install what they need on a fresh Debian machine (as root, or with sudo).
+
+SWIFT      ?= swift
+PYTHON     ?= python3
+DEPS       := .deps
+PYDEPS     := $(DEPS)/python
+NVRTC_WHEEL := nvidia-cuda-nvrtc==13.5.37
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build release test demo perf deps openblas nvrtc clean
+
+all: build
+
+## OpenBLAS, the CPU BLAS (loaded at run time; Retort picks its kernels from CPUID).
+openblas:
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so\.0'; then \
+	  echo "make: installing libopenblas-dev (apt-get)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libopenblas-dev; \
+	fi
+
+## NVRTC from PyPI into $(PYDEPS), for the test that compiles every CUDA kernel (no GPU needed).
+## A machine that cannot reach PyPI still tests: that one check then says "skipped".
+nvrtc:
+	@if ! ls $(PYDEPS)/nvidia/*/lib/libnvrtc.so* >/dev/null 2>&1; then \
+	  echo "make: installing $(NVRTC_WHEEL) into $(PYDEPS)"; \
+	  $(PYTHON) -m pip install -q --disable-pip-version-check --no-deps --target $(PYDEPS) "$(NVRTC_WHEEL)" \
+	    || echo "make: WARNING could not install $(NVRTC_WHEEL); the NVRTC compile check will be skipped"; \
+	fi
+
+deps: openblas nvrtc
+
+build: openblas
+	$(SWIFT) build
+
+release: openblas
+	$(SWIFT) build -c release
+
+## Every test, CPU backend and NVRTC compile check; CUDA op tests say "skipped" without a GPU.
+test: deps
+	$(SWIFT) build --build-tests
+	PYTHONPATH=$(CURDIR)/$(PYDEPS) $(SWIFT) test --disable-swift-testing
+
+## v0 demo: what Retort finds on this machine, then a quick pass of the perf suite. It becomes
+## the fine-tune + distil comparison once the model issues land.
+demo: release
+	$(SWIFT) run -c release retort devices
+	$(SWIFT) run -c release Perf --backend cpu --quick
+
+## The full perf suite; PyTorch references when `import torch` works ($$RETORT_PERF_PYTHON picks the interpreter).
+perf: release
+	$(SWIFT) run -c release Perf --backend cpu --json perf-cpu.json
+
+clean:
+	rm -rf .build $(DEPS)
