@@ -1,6 +1,7 @@
 # Retort — the two set-up commands are `make demo` and `make test` (see README.md).
 # Both install what they need on a fresh Debian machine (as root, or with sudo).
 
+SHELL      := /bin/bash
 SWIFT      ?= swift
 PYTHON     ?= python3
 DEPS       := .deps
@@ -37,9 +38,17 @@ release: openblas
 	$(SWIFT) build -c release
 
 ## Every test, CPU backend and NVRTC compile check; CUDA op tests say "skipped" without a GPU.
+## The op tests run first on the AVX2 and baseline kernel paths (RETORT_CPU_LEVEL caps the level
+## this CPU would pick), then everything at the native level.
+OP_TESTS := DenseTests|AttentionTests|LossAndLoRATests|AvailabilityTests
 test: deps
 	$(SWIFT) build --build-tests
-	PYTHONPATH=$(CURDIR)/$(PYDEPS) $(SWIFT) test --disable-swift-testing
+	@for level in 1 3; do echo "== op tests, CPU kernel level $$level =="; \
+	  RETORT_CPU_LEVEL=$$level $(SWIFT) test --skip-build --disable-swift-testing --filter '$(OP_TESTS)' 2>&1 \
+	    | grep -E "error|failed|Executed .* tests" | tail -4; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; done
+	@echo "== all tests, native CPU kernel level =="
+	PYTHONPATH=$(CURDIR)/$(PYDEPS) $(SWIFT) test --skip-build --disable-swift-testing
 
 ## v0 demo: what Retort finds on this machine, then a quick pass of the perf suite. It becomes
 ## the fine-tune + distil comparison once the model issues land.

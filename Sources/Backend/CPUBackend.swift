@@ -19,7 +19,8 @@ public final class CPUBackend: Backend {
         blas = BLASInfo.load()
         guard blas.loaded else { throw BackendError("cpu backend unavailable: \(blas.error)") }
         if let threads { rt_blas_set_threads(Int32(threads)) }
-        summary = "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(rt_num_threads()) threads"
+        summary = "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(rt_num_threads()) threads; "
+            + "Retort kernels \(Devices.cpuKernelLevel)"
     }
 
     // MARK: memory

@@ -43,8 +43,17 @@ public enum Devices {
         guard blas.loaded else { return DeviceLine(name: "cpu", available: false, text: "not available: \(blas.error)") }
         let threads = Int(rt_num_threads())
         return DeviceLine(name: "cpu", available: true,
-                          text: "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(threads) threads"
-                              + (brand.isEmpty ? "" : " — \(brand)"))
+                          text: "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(threads) threads; "
+                              + "Retort kernels \(cpuKernelLevel)" + (brand.isEmpty ? "" : " — \(brand)"))
+    }
+
+    /// The instruction set Retort's own CPU kernels run with, e.g. "AVX-512 (x86-64-v4)".
+    public static var cpuKernelLevel: String {
+        switch rt_cpu_level() {
+        case 4: return "AVX-512 (x86-64-v4)"
+        case 3: return "AVX2+FMA (x86-64-v3)"
+        default: return "baseline x86-64"
+        }
     }
 
     public static var gpus: [GPUInfo] {

@@ -1,6 +1,7 @@
 // What the machine offers, asserted where it must hold and reported where it may not.
 import Backend
 import CBackend
+import Kernels
 import XCTest
 
 final class AvailabilityTests: XCTestCase {
@@ -13,6 +14,14 @@ final class AvailabilityTests: XCTestCase {
         }
         XCTAssertFalse(cpu.blas.version.isEmpty)
         print("cpu: \(cpu.summary)")
+    }
+
+    func testKernelLevelIsTheBestSupportedCappedByTheEnvironment() {
+        let supported = Int(rt_cpu_level_supported())
+        let cap = ProcessInfo.processInfo.environment["RETORT_CPU_LEVEL"].flatMap(Int.init) ?? 4
+        let expected = min(supported, cap >= 4 ? 4 : cap >= 3 ? 3 : 1)
+        XCTAssertEqual(Int(rt_cpu_level()), expected)
+        print("cpu kernels: \(Devices.cpuKernelLevel) (supported level \(supported))")
     }
 
     func testCUDA() throws {

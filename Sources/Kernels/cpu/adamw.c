@@ -7,7 +7,7 @@
 // as torch does (its scalars are Python floats): 1 − 0.999 becomes 0.001f, not 1 − 0.999f.
 typedef struct { float *p, *m, *v; const float *g; float lr, b1, omb1, b2, omb2, eps, decay, c1, c2; } adamw_args;
 
-static RT_CLONES void adamw_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(adamw_task) {
     adamw_args *a = ctx;
     for (int64_t i = b; i < e; i++) {
         float g = a->g[i];

@@ -189,7 +189,7 @@ static int key_end(const int32_t *mask, int b, int T) {
     return 0;
 }
 
-static RT_CLONES void forward_item(attention_args *a, int b, int h, int thread) {
+RT_INLINE void forward_item(attention_args *a, int b, int h, int thread) {
     const int T = a->T, HS = a->HS, NH = a->NH, C = NH * HS;
     const int Tp = (int)round_up(T, 32), HSp = (int)round_up(HS, 16);
     const int64_t head = (int64_t)b * T * C + (int64_t)h * HS;
@@ -241,9 +241,9 @@ static RT_CLONES void forward_item(attention_args *a, int b, int h, int thread) 
     }
 }
 
-static void forward_task(void *ctx, int64_t begin, int64_t end, int thread) {
+RT_TASK(forward_task) {
     attention_args *a = ctx;
-    for (int64_t item = begin; item < end; item++) forward_item(a, (int)(item / a->NH), (int)(item % a->NH), thread);
+    for (int64_t item = b; item < e; item++) forward_item(a, (int)(item / a->NH), (int)(item % a->NH), thread);
 }
 
 void rt_attention_forward(float *out, float *lse, float *scores, const float *q, const float *k, const float *v,
@@ -253,7 +253,7 @@ void rt_attention_forward(float *out, float *lse, float *scores, const float *q,
     rt_parallel_for((int64_t)B * NH, 1, forward_task, &a);
 }
 
-static RT_CLONES void backward_item(attention_args *a, int b, int h, int thread) {
+RT_INLINE void backward_item(attention_args *a, int b, int h, int thread) {
     const int T = a->T, HS = a->HS, NH = a->NH, C = NH * HS;
     const int Tp = (int)round_up(T, 32), HSp = (int)round_up(HS, 16);
     const int64_t head = (int64_t)b * T * C + (int64_t)h * HS;
@@ -328,11 +328,11 @@ static RT_CLONES void backward_item(attention_args *a, int b, int h, int thread)
     }
 }
 
-static void backward_task(void *ctx, int64_t begin, int64_t end, int thread) {
+RT_TASK(backward_task) {
     attention_args *a = ctx;
-    for (int64_t item = begin; item < end; item++) {
+    for (int64_t item = b; item < e; item++) {
         if (a->dbias) {   // one head per item, the batch in order: dbias without races
-            for (int b = 0; b < a->B; b++) backward_item(a, b, (int)item, thread);
+            for (int batch = 0; batch < a->B; batch++) backward_item(a, batch, (int)item, thread);
         } else {
             backward_item(a, (int)(item / a->NH), (int)(item % a->NH), thread);
         }

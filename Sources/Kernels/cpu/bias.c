@@ -5,7 +5,7 @@
 
 typedef struct { float *out; const float *in; const float *bias; int64_t N; int C; } bias_args;
 
-static RT_CLONES void add_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(add_task) {
     bias_args *a = ctx;
     for (int64_t n = b; n < e; n++) {
         float *row = a->out + n * a->C;
@@ -18,7 +18,7 @@ void rt_bias_add(float *out, const float *bias, int64_t N, int C) {
 }
 
 #define COLUMN_BLOCK 64
-static RT_CLONES void backward_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(backward_task) {
     bias_args *a = ctx;
     int c0 = (int)b * COLUMN_BLOCK, c1 = (int)e * COLUMN_BLOCK < a->C ? (int)e * COLUMN_BLOCK : a->C;
     float acc[COLUMN_BLOCK * 4];

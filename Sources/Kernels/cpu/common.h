@@ -5,15 +5,34 @@
 #include <stdint.h>
 #include <string.h>
 
-// Hot loops are compiled three times and chosen when the library loads (GNU ifunc):
-// x86-64-v4 (AVX-512), x86-64-v3 (AVX2+FMA) and the baseline, so one binary runs anywhere.
-#if defined(__x86_64__)
-#define RT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define RT_CLONES
-#endif
-
 #define RT_INLINE static inline __attribute__((always_inline))
+
+// Hot tasks are compiled three times — x86-64-v4 (AVX-512), x86-64-v3 (AVX2+FMA) and the
+// baseline — and rt_cpu_level() picks one at run time, so one binary runs on any x86-64 and the
+// tests can run every path on one machine (RETORT_CPU_LEVEL=1|3|4 caps the level).
+//   RT_TASK(name) { …body using ctx, b, e, thread… }   defines an rt_task called `name`.
+// Code holding 16-float vectors must live in RT_INLINE helpers or RT_TASK bodies: clang
+// rejects 512-bit values written directly in functions that carry a target attribute.
+#if defined(__x86_64__)
+#define RT_TASK(name)                                                                                  \
+    RT_INLINE void name##_body(void *ctx, int64_t b, int64_t e, int thread);                           \
+    __attribute__((target("arch=x86-64-v4"))) static void name##_v4(void *c, int64_t b, int64_t e, int t) { \
+        name##_body(c, b, e, t);                                                                       \
+    }                                                                                                  \
+    __attribute__((target("arch=x86-64-v3"))) static void name##_v3(void *c, int64_t b, int64_t e, int t) { \
+        name##_body(c, b, e, t);                                                                       \
+    }                                                                                                  \
+    static void name##_v1(void *c, int64_t b, int64_t e, int t) { name##_body(c, b, e, t); }           \
+    static void name(void *c, int64_t b, int64_t e, int t) {                                           \
+        int level = rt_cpu_level();                                                                    \
+        if (level >= 4) name##_v4(c, b, e, t);                                                         \
+        else if (level == 3) name##_v3(c, b, e, t);                                                    \
+        else name##_v1(c, b, e, t);                                                                    \
+    }                                                                                                  \
+    RT_INLINE void name##_body(void *ctx, int64_t b, int64_t e, int thread)
+#else
+#define RT_TASK(name) static void name(void *ctx, int64_t b, int64_t e, int thread)
+#endif
 
 // 16 floats. In the AVX-512 clone one register; elsewhere the compiler splits it.
 typedef float v16 __attribute__((vector_size(64)));

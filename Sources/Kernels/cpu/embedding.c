@@ -17,7 +17,7 @@ static inline const float *row_or_null(const float *table, const int32_t *index,
     return id >= 0 && id < limit ? table + (int64_t)id * C : NULL;
 }
 
-static RT_CLONES void forward_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(forward_task) {
     embedding_args *a = ctx;
     for (int64_t i = b; i < e; i++) {
         float *out = a->out + i * a->C;
@@ -37,7 +37,7 @@ void rt_embedding_forward(float *out, const int32_t *ids, const int32_t *positio
 }
 
 #define COLUMN_BLOCK 64
-static RT_CLONES void backward_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(backward_task) {
     embedding_args *a = ctx;
     int c0 = (int)b * COLUMN_BLOCK, c1 = (int)e * COLUMN_BLOCK < a->C ? (int)e * COLUMN_BLOCK : a->C;
     for (int64_t i = 0; i < a->BT; i++) {

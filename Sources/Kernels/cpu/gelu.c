@@ -5,7 +5,7 @@
 #define GRAIN 16384
 typedef struct { float *out; const float *x, *dout; } gelu_args;
 
-static RT_CLONES void forward_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(forward_task) {
     gelu_args *a = ctx;
     for (int64_t i = b; i < e; i++) {
         float x = a->x[i];
@@ -17,7 +17,7 @@ void rt_gelu_forward(float *out, const float *x, int64_t n) {
     rt_parallel_for(n, GRAIN, forward_task, &a);
 }
 
-static RT_CLONES void backward_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(backward_task) {
     gelu_args *a = ctx;
     for (int64_t i = b; i < e; i++) {
         float x = a->x[i];

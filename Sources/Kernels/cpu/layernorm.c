@@ -10,7 +10,7 @@ typedef struct {
     int64_t N; int C; float eps;
 } layernorm_args;
 
-static RT_CLONES void forward_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(forward_task) {
     layernorm_args *a = ctx;
     const int C = a->C;
     for (int64_t n = b; n < e; n++) {
@@ -36,7 +36,7 @@ void rt_layernorm_forward(float *out, float *mean, float *rstd, const float *x, 
     rt_parallel_for(N, 16, forward_task, &a);
 }
 
-static RT_CLONES void dx_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(dx_task) {
     layernorm_args *a = ctx;
     const int C = a->C;
     for (int64_t n = b; n < e; n++) {
@@ -57,7 +57,7 @@ static RT_CLONES void dx_task(void *ctx, int64_t b, int64_t e, int thread) {
 }
 
 #define COLUMN_BLOCK 64
-static RT_CLONES void dparams_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(dparams_task) {
     layernorm_args *a = ctx;
     int c0 = (int)b * COLUMN_BLOCK, c1 = (int)e * COLUMN_BLOCK < a->C ? (int)e * COLUMN_BLOCK : a->C;
     for (int c = c0; c < c1; c += COLUMN_BLOCK) {

@@ -49,7 +49,7 @@ RT_INLINE const float *dropped_row(const lora_args *a, int64_t n, float *buf, in
     return buf;
 }
 
-static RT_CLONES void forward_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(forward_task) {
     lora_args *a = ctx;
     float *buf = rt_thread_scratch(thread, 0, sizeof(float) * a->In);
     for (int64_t n = b; n < e; n++) {
@@ -79,7 +79,7 @@ void rt_lora_forward(float *y, float *xa, const float *x, const float *A, const 
 }
 
 // dxa[n,r] = scale·dy[n]·B[:,r];  dx[n] += drop'(Σ_r dxa[n,r]·A[r])
-static RT_CLONES void dx_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(dx_task) {
     lora_args *a = ctx;
     float *row = rt_thread_scratch(thread, 0, sizeof(float) * a->In);
     const float inv = a->p > 0 ? 1.0f / (1.0f - a->p) : 1.0f;
@@ -103,7 +103,7 @@ static RT_CLONES void dx_task(void *ctx, int64_t b, int64_t e, int thread) {
 
 #define COLUMN_BLOCK 64
 // dA[r, block] += Σ_n dxa[n,r]·drop(x)[n, block]
-static RT_CLONES void dA_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(dA_task) {
     lora_args *a = ctx;
     float *acc = rt_thread_scratch(thread, 1, sizeof(float) * a->R * COLUMN_BLOCK);
     float *buf = rt_thread_scratch(thread, 0, sizeof(float) * a->In);
@@ -125,7 +125,7 @@ static RT_CLONES void dA_task(void *ctx, int64_t b, int64_t e, int thread) {
 }
 
 // dB[block, r] += scale·Σ_n dy[n, block]·xa[n,r]
-static RT_CLONES void dB_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(dB_task) {
     lora_args *a = ctx;
     float *acc = rt_thread_scratch(thread, 1, sizeof(float) * a->R * COLUMN_BLOCK);
     for (int64_t blk = b; blk < e; blk++) {

@@ -20,7 +20,7 @@ static inline float row_max(const float *x, int V, float scale) {
     return m;
 }
 
-static RT_CLONES void ce_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(ce_task) {
     loss_args *a = ctx;
     for (int64_t n = b; n < e; n++) {
         const float *x = a->x + n * a->V;
@@ -59,7 +59,7 @@ void rt_cross_entropy(float *loss, float *dlogits, const float *logits, const in
     loss[0] = valid ? sum_in_order(partial, N) / (float)valid : 0.0f;
 }
 
-static RT_CLONES void soft_ce_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(soft_ce_task) {
     loss_args *a = ctx;
     const float invT = 1.0f / a->temperature;
     for (int64_t n = b; n < e; n++) {
@@ -90,7 +90,7 @@ void rt_soft_cross_entropy(float *loss, float *dlogits, const float *logits, con
 }
 
 #define MSE_GRAIN 16384
-static RT_CLONES void mse_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(mse_task) {
     loss_args *a = ctx;
     float lanes[16] = {0};
     int64_t i = b;
@@ -118,7 +118,7 @@ void rt_mse(float *loss, float *da, const float *a_, const float *b_, int64_t n,
     loss[0] = n ? sum_in_order(partial, chunks) / (float)n : 0.0f;
 }
 
-static RT_CLONES void cosine_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(cosine_task) {
     loss_args *a = ctx;
     const int C = a->V;
     for (int64_t n = b; n < e; n++) {

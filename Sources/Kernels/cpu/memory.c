@@ -6,7 +6,7 @@
 
 typedef struct { float *x; const float *src; float value; double *partials; } flat_args;
 
-static RT_CLONES void fill_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(fill_task) {
     flat_args *a = ctx;
     for (int64_t i = b; i < e; i++) a->x[i] = a->value;
 }
@@ -15,7 +15,7 @@ void rt_fill(float *x, int64_t n, float value) {
     rt_parallel_for(n, GRAIN, fill_task, &a);
 }
 
-static RT_CLONES void scale_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(scale_task) {
     flat_args *a = ctx;
     for (int64_t i = b; i < e; i++) a->x[i] *= a->value;
 }
@@ -24,7 +24,7 @@ void rt_scale(float *x, int64_t n, float factor) {
     rt_parallel_for(n, GRAIN, scale_task, &a);
 }
 
-static RT_CLONES void squares_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(squares_task) {
     flat_args *a = ctx;
     // Float lanes within a 1024-element block, double across blocks.
     double total = 0;

@@ -154,3 +154,30 @@ void *rt_thread_scratch(int thread, int slot, size_t bytes) {
     }
     return pool.scratch[thread][slot];
 }
+
+// ------------------------------------------------------------------ instruction-set level
+static _Atomic int cpu_level;   // 0 until first asked
+
+int rt_cpu_level_supported(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return 4;
+    if (__builtin_cpu_supports("x86-64-v3")) return 3;
+#endif
+    return 1;
+}
+
+int rt_set_cpu_level(int level) {
+    int best = rt_cpu_level_supported();
+    level = level >= 4 ? 4 : level >= 3 ? 3 : 1;
+    if (level > best) level = best;
+    atomic_store(&cpu_level, level);
+    return level;
+}
+
+int rt_cpu_level(void) {
+    int level = atomic_load_explicit(&cpu_level, memory_order_relaxed);
+    if (level) return level;
+    const char *env = getenv("RETORT_CPU_LEVEL");
+    return rt_set_cpu_level(env && atoi(env) > 0 ? atoi(env) : 4);
+}

@@ -5,7 +5,7 @@
 
 typedef struct { float *out; const float *scores, *bias, *dprobs, *probs; const int32_t *mask; int NH, T; } softmax_args;
 
-static RT_CLONES void forward_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(forward_task) {
     softmax_args *a = ctx;
     const int T = a->T;
     for (int64_t row = b; row < e; row++) {
@@ -38,7 +38,7 @@ void rt_masked_softmax_forward(float *probs, const float *scores, const int32_t 
     rt_parallel_for((int64_t)B * NH * T, 16, forward_task, &a);
 }
 
-static RT_CLONES void backward_task(void *ctx, int64_t b, int64_t e, int thread) {
+RT_TASK(backward_task) {
     softmax_args *a = ctx;
     const int T = a->T;
     for (int64_t row = b; row < e; row++) {

@@ -21,6 +21,13 @@ void rt_set_num_threads(int threads);   // before first use; default: CPUs we ma
 // allocates only when a larger size than ever before is asked for.
 void *rt_thread_scratch(int thread, int slot, size_t bytes);
 
+// Instruction-set level of the CPU kernels: 4 = x86-64-v4 (AVX-512), 3 = x86-64-v3 (AVX2+FMA),
+// 1 = baseline. Default: the best this CPU supports, capped by $RETORT_CPU_LEVEL.
+int rt_cpu_level(void);
+int rt_cpu_level_supported(void);
+// Sets the level (capped at what the CPU supports) and returns the level in effect.
+int rt_set_cpu_level(int level);
+
 // ------------------------------------------------------------------ memory (cpu/memory.c)
 void rt_fill(float *x, int64_t n, float value);
 void rt_scale(float *x, int64_t n, float factor);                       // x *= factor
