@@ -6,7 +6,7 @@ import PackageDescription
 
 // The C kernels are always optimised, even in debug builds, so `swift test` runs them at speed.
 // Hot loops carry their own target_clones (AVX-512 / AVX2 / baseline), so one build runs on any x86-64.
-let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-Wall", "-Wno-unused-function", "-Wno-psabi"])]
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-mprefer-vector-width=512", "-Wall", "-Wno-unused-function", "-Wno-psabi"])]
 
 let package = Package(
     name: "Retort",
