@@ -25,7 +25,7 @@ openblas:
 nvrtc:
 	@if ! ls $(PYDEPS)/nvidia/*/lib/libnvrtc.so* >/dev/null 2>&1; then \
 	  echo "make: installing $(NVRTC_WHEEL) into $(PYDEPS)"; \
-	  $(PYTHON) -m pip install -q --disable-pip-version-check --no-deps --target $(PYDEPS) "$(NVRTC_WHEEL)" \
+	  $(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps --target $(PYDEPS) "$(NVRTC_WHEEL)" \
 	    || echo "make: WARNING could not install $(NVRTC_WHEEL); the NVRTC compile check will be skipped"; \
 	fi
 

@@ -46,6 +46,11 @@ RT_INLINE float v16_sum(v16 v) {
 }
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// e^r for |r| ≤ ln2/2 (degree-6 Cephes polynomial), written once for float and v16 alike.
+#define RT_EXP_POLY(r)                                                                              \
+    (((((((1.9875691500e-4f * (r) + 1.3981999507e-3f) * (r) + 8.3334519073e-3f) * (r) + 4.1665795894e-2f) * (r) \
+        + 1.6666665459e-1f) * (r) + 5.0000001201e-1f) * (r) * (r)) + (r) + 1.0f)
+
 // exp(x) for float, about 1 ulp, written so loops over it vectorise (Cephes-style range
 // reduction x = n·ln2 + r and a degree-6 polynomial; 2^n built in the exponent bits).
 RT_INLINE float rt_expf(float x) {
@@ -54,13 +59,7 @@ RT_INLINE float rt_expf(float x) {
     float n = __builtin_rintf(x * 1.44269504088896341f);
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    float p = RT_EXP_POLY(r);
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
@@ -76,13 +75,7 @@ RT_INLINE v16 rt_exp16(v16 x) {
     v16 n = __builtin_elementwise_roundeven(x * 1.44269504088896341f);
     v16 r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    v16 p = v16_splat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    v16 p = RT_EXP_POLY(r);
     vi16 bits = (__builtin_convertvector(n, vi16) + 127) << 23;
     return p * (v16)bits;
 }
