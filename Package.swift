@@ -32,7 +32,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "Perf", dependencies: ["Backend"], path: "Perf/Sources"),
-        .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend"]),
+        .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend", "retort"]),
     ],
     cLanguageStandard: .c2x
 )
