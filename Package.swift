@@ -33,6 +33,8 @@ let package = Package(
         ]),
         .executableTarget(name: "Perf", dependencies: ["Backend"], path: "Perf/Sources"),
         .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend", "retort"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Train"]),
+        .testTarget(name: "TrainTests", dependencies: ["Train"]),
     ],
     cLanguageStandard: .c2x
 )

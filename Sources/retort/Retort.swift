@@ -1,6 +1,9 @@
 // The retort command line. Thin: parse, call the library, print.
 import ArgumentParser
 import Backend
+import Foundation
+import Models
+import Train
 
 @main
 struct Retort: ParsableCommand {
@@ -8,7 +11,7 @@ struct Retort: ParsableCommand {
         commandName: "retort",
         abstract: "Fine-tune and distil transformer text classifiers on Retort's own CPU/CUDA backend.",
         version: "0.1.0",
-        subcommands: [DevicesCommand.self])
+        subcommands: [DevicesCommand.self, TokenizeCommand.self])
 }
 
 struct DevicesCommand: ParsableCommand {
@@ -48,5 +51,64 @@ struct DevicesCommand: ParsableCommand {
                 throw ExitCode(1)
             }
         }
+    }
+}
+
+struct TokenizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenize",
+        abstract: "Print the WordPiece ids of each input line, as one JSON array per line.",
+        discussion: """
+            Reads --input, or standard input, one text per line ([CLS] text [SEP]). With --pair each \
+            line holds two texts separated by a tab ([CLS] a [SEP] b [SEP]). The ids are those of \
+            HF's tokenizer for the model folder (vocab.txt, tokenizer_config.json).
+            """)
+
+    @Option(name: .long, help: "Model folder with vocab.txt (e.g. ~/.cache/retort/assets/all-MiniLM-L6-v2).")
+    var model: String
+
+    @Option(name: .long, help: "Text file, one input per line (default: standard input).")
+    var input: String?
+
+    @Flag(name: .long, help: "Each line is a sentence pair separated by a tab.")
+    var pair = false
+
+    @Option(name: .long, help: "Truncate to this many tokens, specials included (longest-first for pairs).")
+    var maxLength: Int?
+
+    func validate() throws {
+        if let maxLength, maxLength < (pair ? 3 : 2) {
+            throw ValidationError("--max-length must leave room for the special tokens (at least \(pair ? 3 : 2))")
+        }
+    }
+
+    func run() throws {
+        let tokenizer = try WordPieceTokenizer(folder: (model as NSString).expandingTildeInPath)
+        let bytes: [UInt8]
+        if let input {
+            bytes = try DelimitedText.read(input)
+        } else {
+            bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+        }
+        var output = ""
+        var lineNumber = 0
+        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            var text = String(decoding: line, as: UTF8.self)
+            if text.hasSuffix("\r") { text.removeLast() }
+            if text.isEmpty && lineNumber > 1 && line.endIndex == bytes.endIndex { continue }   // the final newline
+            var second: String?
+            if pair {
+                let parts = text.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
+                guard parts.count == 2 else {
+                    throw DataError("\(input ?? "stdin"): line \(lineNumber): --pair needs two texts separated by a tab")
+                }
+                text = String(parts[0])
+                second = String(parts[1])
+            }
+            let ids = tokenizer.encode(text, second, maxLength: maxLength).ids
+            output += "[" + ids.map(String.init).joined(separator: ",") + "]\n"
+        }
+        FileHandle.standardOutput.write(Data(output.utf8))
     }
 }

@@ -1,0 +1,90 @@
+// HF config.json for the BERT family. Known fields are read and validated; every other key is
+// kept and written back unchanged, so transformers loads what Retort saves.
+import Foundation
+
+public struct BertConfig: Sendable {
+    public var vocabSize, hiddenSize, layers, heads, intermediateSize, maxPositions, typeVocabSize: Int
+    public var layerNormEps: Double
+    public var hiddenDropout, attentionDropout, initializerRange: Double
+    public var padTokenId: Int
+    public var id2label: [Int: String]
+    /// The whole JSON object as read (model_type, architectures, …), for writing back.
+    public var raw: [String: Any] { get { rawStorage.value } set { rawStorage = Box(newValue) } }
+    private var rawStorage: Box
+
+    public var headSize: Int { hiddenSize / heads }
+    public var numLabels: Int { max(id2label.count, 2) }
+
+    private final class Box: @unchecked Sendable { let value: [String: Any]; init(_ v: [String: Any]) { value = v } }
+
+    public init(path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError("\(path): cannot read the model config") }
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw CheckpointError("\(path): not a JSON object")
+        }
+        try self.init(object, source: path)
+    }
+
+    public init(_ object: [String: Any], source: String = "config.json") throws {
+        func int(_ key: String, _ fallback: Int? = nil) throws -> Int {
+            if let n = object[key] as? NSNumber, n.doubleValue == n.doubleValue.rounded(), n.intValue > 0 || (key == "pad_token_id" && n.intValue >= 0) {
+                return n.intValue
+            }
+            if object[key] == nil || object[key] is NSNull, let fallback { return fallback }
+            throw CheckpointError("\(source): \(key) must be a positive integer, found \(object[key].map { "\($0)" } ?? "nothing")")
+        }
+        func number(_ key: String, _ fallback: Double) throws -> Double {
+            guard let value = object[key] else { return fallback }
+            guard let n = value as? NSNumber, n.doubleValue >= 0 else { throw CheckpointError("\(source): \(key) must be a non-negative number") }
+            return n.doubleValue
+        }
+        if let type = object["model_type"] as? String, type != "bert" {
+            throw CheckpointError("\(source): model_type \"\(type)\" is not supported here (expected \"bert\")")
+        }
+        if let act = object["hidden_act"] as? String, act != "gelu" {
+            throw CheckpointError("\(source): hidden_act \"\(act)\" is not supported (Retort implements \"gelu\", the erf form)")
+        }
+        if let position = object["position_embedding_type"] as? String, position != "absolute" {
+            throw CheckpointError("\(source): position_embedding_type \"\(position)\" is not supported (expected \"absolute\")")
+        }
+        vocabSize = try int("vocab_size")
+        hiddenSize = try int("hidden_size")
+        layers = try int("num_hidden_layers")
+        heads = try int("num_attention_heads")
+        intermediateSize = try int("intermediate_size")
+        maxPositions = try int("max_position_embeddings", 512)
+        typeVocabSize = try int("type_vocab_size", 2)
+        padTokenId = try int("pad_token_id", 0)
+        layerNormEps = try number("layer_norm_eps", 1e-12)
+        hiddenDropout = try number("hidden_dropout_prob", 0.1)
+        attentionDropout = try number("attention_probs_dropout_prob", 0.1)
+        initializerRange = try number("initializer_range", 0.02)
+        guard hiddenSize % heads == 0 else {
+            throw CheckpointError("\(source): hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(heads)")
+        }
+        var labels: [Int: String] = [:]
+        if let map = object["id2label"] as? [String: Any] {
+            for (key, value) in map {
+                guard let id = Int(key), id >= 0, let name = value as? String else {
+                    throw CheckpointError("\(source): id2label entry \"\(key)\" is not an index mapped to a name")
+                }
+                labels[id] = name
+            }
+            guard Set(labels.keys) == Set(0..<labels.count) else { throw CheckpointError("\(source): id2label ids are not 0…\(labels.count - 1)") }
+        }
+        id2label = labels
+        rawStorage = Box(object)
+    }
+
+    /// The JSON to save: the original keys, with the labels and architecture of a classifier.
+    public func json(architecture: String = "BertForSequenceClassification") throws -> Data {
+        var object = raw
+        object["model_type"] = "bert"
+        object["architectures"] = [architecture]
+        if !id2label.isEmpty {
+            object["id2label"] = Dictionary(uniqueKeysWithValues: id2label.map { (String($0.key), $0.value) })
+            object["label2id"] = Dictionary(uniqueKeysWithValues: id2label.map { ($0.value, $0.key) })
+        }
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    }
+}

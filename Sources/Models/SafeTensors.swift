@@ -1,0 +1,231 @@
+// safetensors: an 8-byte little-endian header length, a JSON header
+// {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {…}}, then the data.
+// The reader memory-maps the file and validates everything before any tensor is touched: a
+// sane header size, known dtypes, non-negative shapes, offsets in bounds, byte counts that match
+// the shapes, and data regions that neither overlap nor leave holes (as the reference
+// implementation requires). The writer writes a temporary file and renames it.
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+public struct CheckpointError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public enum SafeTensorsDType: String, CaseIterable, Sendable {
+    case f64 = "F64", f32 = "F32", f16 = "F16", bf16 = "BF16"
+    case i64 = "I64", i32 = "I32", i16 = "I16", i8 = "I8", u8 = "U8", bool = "BOOL"
+
+    public var size: Int {
+        switch self {
+        case .f64, .i64: return 8
+        case .f32, .i32: return 4
+        case .f16, .bf16, .i16: return 2
+        case .i8, .u8, .bool: return 1
+        }
+    }
+}
+
+public final class SafeTensorsFile: @unchecked Sendable {
+    public struct Entry: Sendable {
+        public let name: String
+        public let dtype: SafeTensorsDType
+        public let shape: [Int]
+        public let begin: Int   // byte offsets into the data section
+        public let end: Int
+        public var count: Int { shape.reduce(1, *) }
+    }
+
+    public let path: String
+    public let entries: [String: Entry]
+    public let metadata: [String: String]
+    private let base: UnsafeRawPointer
+    private let mappedBytes: Int
+    private let dataStart: Int
+
+    /// The largest header the reference implementation accepts.
+    static let maxHeaderBytes = 100_000_000
+
+    public init(path: String) throws {
+        self.path = path
+        let name = (path as NSString).lastPathComponent
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw CheckpointError("\(path): cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw CheckpointError("\(path): cannot stat: \(String(cString: strerror(errno)))") }
+        let size = Int(info.st_size)
+        guard size >= 8 else { throw CheckpointError("\(name): \(size) bytes is too short for a safetensors file") }
+        guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
+            throw CheckpointError("\(path): cannot map: \(String(cString: strerror(errno)))")
+        }
+        base = UnsafeRawPointer(map)
+        mappedBytes = size
+        do {
+            (entries, metadata, dataStart) = try Self.parseHeader(base, size: size, name: name)
+        } catch {
+            munmap(map, size)
+            throw error
+        }
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(mutating: base), mappedBytes) }
+
+    private static func parseHeader(_ base: UnsafeRawPointer, size: Int, name: String) throws
+        -> ([String: Entry], [String: String], Int) {
+        let headerBytes = Int(UInt64(littleEndian: base.loadUnaligned(as: UInt64.self)))
+        guard headerBytes > 0, headerBytes <= maxHeaderBytes else {
+            throw CheckpointError("\(name): header length \(headerBytes) is not sane (not a safetensors file?)")
+        }
+        guard 8 + headerBytes <= size else {
+            throw CheckpointError("\(name): header of \(headerBytes) bytes runs past the end of the \(size)-byte file (truncated?)")
+        }
+        let header = Data(bytes: base + 8, count: headerBytes)
+        guard let object = try? JSONSerialization.jsonObject(with: header), let table = object as? [String: Any] else {
+            throw CheckpointError("\(name): the header is not a JSON object")
+        }
+        let dataBytes = size - 8 - headerBytes
+        var entries: [String: Entry] = [:]
+        var metadata: [String: String] = [:]
+        for (key, value) in table {
+            if key == "__metadata__" {
+                guard let m = value as? [String: Any] else { throw CheckpointError("\(name): __metadata__ is not an object") }
+                for (k, v) in m { metadata[k] = v as? String ?? "\(v)" }
+                continue
+            }
+            guard let fields = value as? [String: Any] else { throw CheckpointError("\(name): tensor '\(key)' is not an object") }
+            guard let dtypeName = fields["dtype"] as? String, let dtype = SafeTensorsDType(rawValue: dtypeName) else {
+                throw CheckpointError("\(name): tensor '\(key)' has unknown dtype \(fields["dtype"].map { "\($0)" } ?? "(none)")")
+            }
+            guard let shapeValues = fields["shape"] as? [Any],
+                  let shape = Optional(shapeValues.compactMap { ($0 as? NSNumber)?.intValue }), shape.count == shapeValues.count,
+                  shape.allSatisfy({ $0 >= 0 }) else {
+                throw CheckpointError("\(name): tensor '\(key)' has an invalid shape")
+            }
+            guard let offsets = fields["data_offsets"] as? [Any], offsets.count == 2,
+                  let begin = (offsets[0] as? NSNumber)?.intValue, let end = (offsets[1] as? NSNumber)?.intValue,
+                  begin >= 0, begin <= end else {
+                throw CheckpointError("\(name): tensor '\(key)' has invalid data_offsets")
+            }
+            guard end <= dataBytes else {
+                throw CheckpointError("\(name): tensor '\(key)' ends at byte \(end) but the data section has \(dataBytes) (truncated?)")
+            }
+            let (elements, overflow) = shape.reduce((1, false)) { acc, d in
+                let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
+            }
+            guard !overflow, elements.multipliedReportingOverflow(by: dtype.size).partialValue == end - begin else {
+                throw CheckpointError("\(name): tensor '\(key)' is \(dtype.rawValue) \(shape) but spans \(end - begin) bytes")
+            }
+            entries[key] = Entry(name: key, dtype: dtype, shape: shape, begin: begin, end: end)
+        }
+        var cursor = 0
+        for entry in entries.values.sorted(by: { ($0.begin, $0.end) < ($1.begin, $1.end) }) {
+            guard entry.begin == cursor else {
+                throw CheckpointError(entry.begin < cursor
+                    ? "\(name): tensor '\(entry.name)' overlaps the tensor before it"
+                    : "\(name): a gap of \(entry.begin - cursor) bytes precedes tensor '\(entry.name)'")
+            }
+            cursor = entry.end
+        }
+        guard cursor == dataBytes else {
+            throw CheckpointError("\(name): the data section has \(dataBytes - cursor) bytes no tensor accounts for")
+        }
+        return (entries, metadata, 8 + headerBytes)
+    }
+
+    public func entry(_ name: String) throws -> Entry {
+        guard let e = entries[name] else {
+            throw CheckpointError("\((path as NSString).lastPathComponent): no tensor named '\(name)'")
+        }
+        return e
+    }
+
+    /// The raw bytes of a tensor (valid while this object lives).
+    public func bytes(_ e: Entry) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + dataStart + e.begin, count: e.end - e.begin)
+    }
+
+    /// A floating-point tensor as Float (F32, F16 and BF16 convert; F64 rounds).
+    public func floats(_ name: String) throws -> [Float] {
+        let e = try entry(name), raw = bytes(e)
+        switch e.dtype {
+        case .f32: return (0..<e.count).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
+        case .f64: return (0..<e.count).map { Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)))) }
+        case .bf16: return (0..<e.count).map { Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) << 16) }
+        case .f16: return (0..<e.count).map { Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)))) }
+        default: throw CheckpointError("\((path as NSString).lastPathComponent): tensor '\(name)' is \(e.dtype.rawValue), expected a float type")
+        }
+    }
+
+    /// An integer tensor as Int64 (I64, I32, I16, I8, U8).
+    public func integers(_ name: String) throws -> [Int64] {
+        let e = try entry(name), raw = bytes(e)
+        switch e.dtype {
+        case .i64: return (0..<e.count).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) }
+        case .i32: return (0..<e.count).map { Int64(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self))) }
+        case .i16: return (0..<e.count).map { Int64(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: Int16.self))) }
+        case .i8: return (0..<e.count).map { Int64(raw.load(fromByteOffset: $0, as: Int8.self)) }
+        case .u8, .bool: return (0..<e.count).map { Int64(raw.load(fromByteOffset: $0, as: UInt8.self)) }
+        default: throw CheckpointError("\((path as NSString).lastPathComponent): tensor '\(name)' is \(e.dtype.rawValue), expected an integer type")
+        }
+    }
+}
+
+public enum SafeTensorsWriter {
+    public struct Tensor: Sendable {
+        public let name: String
+        public let shape: [Int]
+        public let values: [Float]   // written as F32
+        public init(name: String, shape: [Int], values: [Float]) {
+            self.name = name; self.shape = shape; self.values = values
+        }
+    }
+
+    /// Writes F32 tensors (in the order given) to `path` through a temporary file and a rename.
+    public static func write(_ tensors: [Tensor], metadata: [String: String] = ["format": "pt"], to path: String) throws {
+        var header: [String: Any] = ["__metadata__": metadata]
+        var offset = 0
+        for t in tensors {
+            guard t.shape.reduce(1, *) == t.values.count else {
+                throw CheckpointError("tensor '\(t.name)': shape \(t.shape) does not hold \(t.values.count) values")
+            }
+            header[t.name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.values.count]] as [String: Any]
+            offset += 4 * t.values.count
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }   // pad with spaces so the data is 8-byte aligned
+        var file = Data(capacity: 8 + json.count + offset)
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(json)
+        for t in tensors {
+            t.values.withUnsafeBufferPointer { p in
+                p.withMemoryRebound(to: UInt32.self) { words in
+                    for w in words { withUnsafeBytes(of: w.littleEndian) { file.append(contentsOf: $0) } }
+                }
+            }
+        }
+        try writeAtomically(file, to: path)
+    }
+}
+
+/// Writes `data` to a temporary file beside `path`, then renames it over `path`: a reader (or a
+/// crash) never sees a half-written file.
+public func writeAtomically(_ data: Data, to path: String) throws {
+    let url = URL(fileURLWithPath: path)
+    let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
+    do {
+        try data.write(to: temporary)
+    } catch {
+        throw CheckpointError("\(path): cannot write: \(error.localizedDescription)")
+    }
+    guard rename(temporary.path, url.path) == 0 else {
+        let reason = String(cString: strerror(errno))
+        unlink(temporary.path)
+        throw CheckpointError("\(path): cannot rename the temporary file into place: \(reason)")
+    }
+}

@@ -1,0 +1,86 @@
+// Delimited text files: CSV as RFC 4180 (quoted fields, doubled quotes, newlines inside quotes,
+// CRLF), lenient where Python's csv module is (a quote inside an unquoted field is literal;
+// text after a closing quote is kept), and TSV as GLUE's loaders read it (one record per line,
+// tab-separated, no quoting). A leading UTF-8 byte-order mark is dropped.
+import Foundation
+@_exported import Models
+
+public struct DataError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public enum DelimitedText {
+    public static func read(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DataError("\(path): cannot read the file")
+        }
+        var bytes = [UInt8](data)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
+        return bytes
+    }
+
+    /// Records of a CSV file; throws on a quoted field that never closes, naming the line it opened on.
+    public static func csv(_ bytes: [UInt8], path: String = "input", delimiter: UInt8 = UInt8(ascii: ",")) throws -> [[String]] {
+        let quote = UInt8(ascii: "\""), cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n")
+        var records: [[String]] = []
+        var record: [String] = []
+        var field: [UInt8] = []
+        var i = 0, line = 1
+        var fieldStarted = false   // something (even an empty quoted field) belongs to this record
+        func endField() { record.append(String(decoding: field, as: UTF8.self)); field.removeAll(keepingCapacity: true) }
+        func endRecord() {
+            endField()
+            records.append(record)
+            record = []
+            fieldStarted = false
+        }
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == quote && field.isEmpty {
+                let opened = line
+                i += 1
+                var closed = false
+                while i < bytes.count {
+                    if bytes[i] == quote {
+                        if i + 1 < bytes.count && bytes[i + 1] == quote { field.append(quote); i += 2; continue }
+                        closed = true
+                        i += 1
+                        break
+                    }
+                    if bytes[i] == lf { line += 1 }
+                    field.append(bytes[i])
+                    i += 1
+                }
+                guard closed else {
+                    throw DataError("\(path): line \(opened): a quoted field is never closed (broken CSV quoting)")
+                }
+                fieldStarted = true
+                continue
+            }
+            if c == delimiter {
+                endField()
+                fieldStarted = true
+            } else if c == lf || c == cr {
+                if c == cr && i + 1 < bytes.count && bytes[i + 1] == lf { i += 1 }
+                line += 1
+                if fieldStarted || !field.isEmpty || !record.isEmpty { endRecord() }
+            } else {
+                field.append(c)
+                fieldStarted = true
+            }
+            i += 1
+        }
+        if fieldStarted || !field.isEmpty || !record.isEmpty { endRecord() }
+        return records
+    }
+
+    /// Records of a TSV file: lines split on tabs, no quoting; empty lines are skipped.
+    public static func tsv(_ bytes: [UInt8]) -> [[String]] {
+        bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).compactMap { line in
+            let trimmed = line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...]
+            guard !trimmed.isEmpty else { return nil }
+            return trimmed.split(separator: UInt8(ascii: "\t"), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        }
+    }
+}

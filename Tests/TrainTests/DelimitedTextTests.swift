@@ -1,0 +1,46 @@
+// CSV (RFC 4180 and Python's leniencies) and TSV reading.
+import Train
+import XCTest
+
+final class DelimitedTextTests: XCTestCase {
+    func csv(_ text: String) throws -> [[String]] { try DelimitedText.csv(Array(text.utf8), path: "t.csv") }
+
+    func testQuotedFieldsNewlinesDoubledQuotesAndCRLF() throws {
+        XCTAssertEqual(try csv("a,b\r\n\"x, y\",\"say \"\"hi\"\"\"\r\n\"multi\nline\",3\n"),
+                       [["a", "b"], ["x, y", "say \"hi\""], ["multi\nline", "3"]])
+        XCTAssertEqual(try csv("a,,c\n,\n\"\",x"), [["a", "", "c"], ["", ""], ["", "x"]])
+        XCTAssertEqual(try csv("no newline at end"), [["no newline at end"]])
+        XCTAssertEqual(try csv("x\n\n\ny\n"), [["x"], ["y"]])   // blank lines are not records
+    }
+
+    func testLenientLikePythonsCSVModule() throws {
+        XCTAssertEqual(try csv("ab\"c,d\n"), [["ab\"c", "d"]])        // a quote inside an unquoted field
+        XCTAssertEqual(try csv("\"ab\"c,d\n"), [["abc", "d"]])        // text after a closing quote
+    }
+
+    func testBrokenQuoteNamesFileAndLine() {
+        XCTAssertThrowsError(try csv("a,b\n1,\"open\n2,3\n")) { error in
+            XCTAssertEqual("\(error)", "t.csv: line 2: a quoted field is never closed (broken CSV quoting)")
+        }
+    }
+
+    func testTSVAndByteOrderMark() throws {
+        let path = NSTemporaryDirectory() + "retort-\(UInt64.random(in: 0...UInt64.max)).tsv"
+        try Data([0xEF, 0xBB, 0xBF] + Array("1\tit's \"good\"\r\n0\tbad\n\n".utf8)).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        XCTAssertEqual(DelimitedText.tsv(try DelimitedText.read(path)), [["1", "it's \"good\""], ["0", "bad"]])
+        XCTAssertThrowsError(try DelimitedText.read(path + ".missing")) { XCTAssertTrue("\($0)".contains("cannot read")) }
+    }
+
+    func testTheSharedDatasetsLoad() throws {
+        let data = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data")
+        guard FileManager.default.fileExists(atPath: data.path) else { throw XCTSkip("../shared/data not found") }
+        let hate = data.appendingPathComponent("hate_speech/labeled_data.csv").path
+        let rows = try DelimitedText.csv(try DelimitedText.read(hate), path: hate)
+        XCTAssertEqual(rows.count, 24_784)   // header + 24,783 records (26,954 lines: quoted newlines)
+        XCTAssertTrue(rows.allSatisfy { $0.count == 7 })
+        XCTAssertEqual(DelimitedText.tsv(try DelimitedText.read(data.appendingPathComponent("sst2/train.tsv").path)).count, 6_920)
+        XCTAssertEqual(DelimitedText.tsv(try DelimitedText.read(data.appendingPathComponent("cola/dev.tsv").path)).count, 516)
+    }
+}
