@@ -31,6 +31,9 @@ public protocol Backend: AnyObject {
                            mean: Tensor, rstd: Tensor, rows: Int, channels: Int)
     func geluForward(_ out: Tensor, _ x: Tensor, count: Int)
     func geluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int)
+    func tanhForward(_ out: Tensor, _ x: Tensor, count: Int)
+    func tanhBackward(dx: Tensor, dOut: Tensor, out: Tensor, count: Int)          // from the output
+    func dropout(_ out: Tensor, _ x: Tensor, count: Int, p: Float, seed: UInt64)  // also its backward
     // Attention: fused (scale, mask, bias, softmax, ·V in one pass), and the unfused softmax piece
     func attentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
                           mask: Tensor?, bias: Tensor?, _ s: AttentionShape)
@@ -54,6 +57,7 @@ public protocol Backend: AnyObject {
     func adamw(_ params: Tensor, grads: Tensor, m: Tensor, v: Tensor, count: Int, _ h: AdamW, step: Int)
     func sumOfSquares(_ out: Tensor, _ x: Tensor, count: Int)   // out[0] = Σx² (grad norm²)
     func scale(_ x: Tensor, count: Int, by factor: Float)       // x *= factor (clipping)
+    func axpy(_ y: Tensor, _ x: Tensor, count: Int, alpha: Float) // y += alpha·x (residuals)
     func cast(_ dst: Tensor, _ src: Tensor, count: Int)         // f32 ↔ bf16 / f16
 }
 

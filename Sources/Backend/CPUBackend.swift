@@ -121,6 +121,25 @@ public final class CPUBackend: Backend {
         rt_gelu_backward(f(dx), f(dOut), f(x), Int64(count))
     }
 
+    public func tanhForward(_ out: Tensor, _ x: Tensor, count: Int) {
+        precondition(out.count >= count && x.count >= count)
+        rt_tanh_forward(f(out), f(x), Int64(count))
+    }
+
+    public func tanhBackward(dx: Tensor, dOut: Tensor, out: Tensor, count: Int) {
+        precondition(dx.count >= count && dOut.count >= count && out.count >= count)
+        rt_tanh_backward(f(dx), f(dOut), f(out), Int64(count))
+    }
+
+    public func dropout(_ out: Tensor, _ x: Tensor, count: Int, p: Float, seed: UInt64) {
+        precondition(out.count >= count && x.count >= count && p >= 0 && p < 1, "dropout needs p in [0, 1)")
+        if p == 0 {
+            if out.buffer !== x.buffer || out.offset != x.offset { copy(out.slice(0, count), x.slice(0, count)) }
+            return
+        }
+        rt_dropout(f(out), f(x), Int64(count), p, seed, 0)
+    }
+
     // MARK: attention
 
     public func attentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
@@ -218,6 +237,11 @@ public final class CPUBackend: Backend {
     public func scale(_ x: Tensor, count: Int, by factor: Float) {
         precondition(x.count >= count)
         rt_scale(f(x), Int64(count), factor)
+    }
+
+    public func axpy(_ y: Tensor, _ x: Tensor, count: Int, alpha: Float) {
+        precondition(y.count >= count && x.count >= count)
+        rt_axpy(f(y), f(x), Int64(count), alpha)
     }
 
     public func cast(_ dst: Tensor, _ src: Tensor, count: Int) {

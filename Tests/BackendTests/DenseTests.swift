@@ -172,6 +172,45 @@ final class DenseTests: XCTestCase {
         }
     }
 
+    func testTanhForwardAndBackward() throws {
+        var rng = SeededRandom(9)
+        for backend in try backends() {
+            let xv = rng.floats(301, -12, 12) + [0, -0.0, 1e-8, 30, -30]
+            let x = try backend.upload(xv), out = try backend.zeros(xv.count)
+            backend.tanhForward(out, x, count: xv.count)
+            assertClose(backend.floats(out), xv.map { Foundation.tanh(Double($0)) }, atol: 2e-7, rtol: 1e-6, "\(backend.kind) tanh")
+            let small = rng.floats(50, -3, 3), w = rng.floats(50)
+            let xs = try backend.upload(small), ys = try backend.zeros(50), dx = try backend.zeros(50)
+            let loss = { () -> Double in backend.tanhForward(ys, xs, count: 50); return dot(backend.floats(ys), w) }
+            _ = loss()
+            backend.tanhBackward(dx: dx, dOut: try backend.upload(w), out: ys, count: 50)
+            checkGradient("tanh dx", backend: backend, input: xs, values: small, analytic: backend.floats(dx), samples: 50, step: 1e-3, loss: loss)
+        }
+    }
+
+    func testDropoutKeepsTheRateAndItsBackwardUsesTheSameMask() throws {
+        var rng = SeededRandom(10)
+        for backend in try backends() {
+            let n = 20_000, xv = rng.floats(n)
+            let x = try backend.upload(xv), out = try backend.zeros(n)
+            backend.dropout(out, x, count: n, p: 0.25, seed: 77)
+            let y = backend.floats(out)
+            var dropped = 0
+            for i in 0..<n {
+                let keep = rt_dropout_keep(77, UInt64(i), 0.25) != 0
+                if !keep { dropped += 1 }
+                XCTAssertEqual(y[i], keep ? xv[i] / 0.75 : 0, accuracy: 1e-6)
+            }
+            XCTAssertEqual(Double(dropped) / Double(n), 0.25, accuracy: 0.015)
+            // The backward is the same call on the gradient: the same elements are zeroed.
+            let g = try backend.upload([Float](repeating: 1, count: n)), dg = try backend.zeros(n)
+            backend.dropout(dg, g, count: n, p: 0.25, seed: 77)
+            XCTAssertEqual(backend.floats(dg).map { $0 == 0 }, y.enumerated().map { rt_dropout_keep(77, UInt64($0.offset), 0.25) == 0 })
+            backend.dropout(out, x, count: n, p: 0, seed: 1)
+            XCTAssertEqual(backend.floats(out), xv)
+        }
+    }
+
     func testMemoryOpsAndCasts() throws {
         var rng = SeededRandom(8)
         for backend in try backends() {
@@ -182,6 +221,9 @@ final class DenseTests: XCTestCase {
             assertClose(backend.floats(out), [xv.reduce(0.0) { $0 + Double($1) * Double($1) }], rtol: 1e-6, "sum of squares")
             backend.scale(x, count: n, by: 0.5)
             assertClose(backend.floats(x), xv.map { Double($0) * 0.5 }, "scale")
+            let y0 = rng.floats(n), y = try backend.upload(y0)
+            backend.axpy(y, x, count: n, alpha: -2)
+            assertClose(backend.floats(y), zip(y0, xv).map { Double($0) - 2 * Double($1) * 0.5 }, "axpy")
             backend.fill(x.slice(10, 5), 3)
             XCTAssertEqual(Array(backend.floats(x)[9...15]), [xv[9] * 0.5, 3, 3, 3, 3, 3, xv[15] * 0.5])
 

@@ -1,4 +1,4 @@
-// Element-wise memory ops: fill, scale, sum of squares (for gradient norms), dtype casts.
+// Element-wise memory ops: fill, scale, axpy, sum of squares (for gradient norms), dtype casts.
 // Shapes: flat [n].
 #include "common.h"
 
@@ -22,6 +22,15 @@ RT_TASK(scale_task) {
 void rt_scale(float *x, int64_t n, float factor) {
     flat_args a = { .x = x, .value = factor };
     rt_parallel_for(n, GRAIN, scale_task, &a);
+}
+
+RT_TASK(axpy_task) {
+    flat_args *a = ctx;
+    for (int64_t i = b; i < e; i++) a->x[i] += a->value * a->src[i];
+}
+void rt_axpy(float *y, const float *x, int64_t n, float alpha) {
+    flat_args a = { .x = y, .src = x, .value = alpha };
+    rt_parallel_for(n, GRAIN, axpy_task, &a);
 }
 
 RT_TASK(squares_task) {

@@ -31,6 +31,7 @@ int rt_set_cpu_level(int level);
 // ------------------------------------------------------------------ memory (cpu/memory.c)
 void rt_fill(float *x, int64_t n, float value);
 void rt_scale(float *x, int64_t n, float factor);                       // x *= factor
+void rt_axpy(float *y, const float *x, int64_t n, float alpha);          // y += alpha·x
 void rt_sum_squares(float *out, const float *x, int64_t n);              // out[0] = Σ x² (double accumulation)
 void rt_cast_f32_to_bf16(uint16_t *out, const float *x, int64_t n);      // round to nearest even
 void rt_cast_bf16_to_f32(float *out, const uint16_t *x, int64_t n);
@@ -62,6 +63,14 @@ void rt_layernorm_backward(float *dx, float *dweight, float *dbias, const float 
 // ------------------------------------------------------------------ GELU, erf form (cpu/gelu.c)
 void rt_gelu_forward(float *out, const float *x, int64_t n);
 void rt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n);
+
+// ------------------------------------------------------------------ tanh (cpu/tanh.c)
+void rt_tanh_forward(float *out, const float *x, int64_t n);
+void rt_tanh_backward(float *dx, const float *dout, const float *out, int64_t n);   // from the output
+
+// ------------------------------------------------------------------ dropout (cpu/dropout.c)
+// out = x·keep/(1 − p), keep = rt_dropout_keep(seed, offset + i, p); also the backward (same seed).
+void rt_dropout(float *out, const float *x, int64_t n, float p, uint64_t seed, uint64_t offset);
 
 // ------------------------------------------------------------------ masked softmax (cpu/softmax.c)
 // The unfused attention path. probs[B,NH,T,T] = softmax over keys j with mask[b,j] ≠ 0 of

@@ -1,0 +1,75 @@
+// Loading and saving BERT checkpoints in HF's layout: config.json + model.safetensors, tensor
+// names with or without the "bert." prefix, classifier "classifier.*". A missing classifier
+// (and pooler) is initialised as HF does: normal(0, initializer_range) weights, zero biases.
+import Backend
+import Foundation
+
+extension BertModel {
+    /// Reads folder/config.json and folder/model.safetensors into a new model.
+    public static func load(folder: String, labels: Int? = nil, backend: Backend, seed: UInt64 = 42) throws -> BertModel {
+        let config = try BertConfig(path: (folder as NSString).appendingPathComponent("config.json"))
+        let model = try BertModel(config: config, labels: labels ?? config.numLabels, backend: backend)
+        try model.loadWeights((folder as NSString).appendingPathComponent("model.safetensors"), seed: seed)
+        return model
+    }
+
+    /// The names this model's parameters have in files written by transformers.
+    static func fileName(_ name: String, prefix: String) -> String { name.hasPrefix("classifier.") ? name : prefix + name }
+
+    public func loadWeights(_ path: String, seed: UInt64 = 42) throws {
+        let file = try SafeTensorsFile(path: path)
+        let fileName = (path as NSString).lastPathComponent
+        let prefix = file.entries["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+        var rng = NormalRandom(seed: seed)
+        for entry in layout.entries {
+            let key = Self.fileName(entry.name, prefix: prefix)
+            guard let stored = file.entries[key] else {
+                guard entry.name.hasPrefix("classifier.") || entry.name.hasPrefix("pooler.") else {
+                    throw CheckpointError("\(fileName): missing tensor '\(key)' (the config expects \(config.layers) layers of width \(config.hiddenSize))")
+                }
+                let values = entry.name.hasSuffix(".bias") ? [Float](repeating: 0, count: entry.count)
+                    : (0..<entry.count).map { _ in Float(config.initializerRange) * rng.next() }
+                values.withUnsafeBytes { backend.upload(layout.view(weights, entry.name), $0) }
+                continue
+            }
+            guard stored.shape == entry.shape else {
+                throw CheckpointError("\(fileName): tensor '\(key)' is \(stored.shape) but config.json implies \(entry.shape)")
+            }
+            try file.floats(key).withUnsafeBytes { backend.upload(layout.view(weights, entry.name), $0) }
+        }
+    }
+
+    /// Writes config.json and model.safetensors (BertForSequenceClassification names) into `folder`.
+    public func save(folder: String, id2label: [Int: String]? = nil) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        var config = self.config
+        if let id2label { config.id2label = id2label }
+        if config.id2label.isEmpty { config.id2label = Dictionary(uniqueKeysWithValues: (0..<labels).map { ($0, "LABEL_\($0)") }) }
+        let all = backend.floats(weights)
+        let tensors = layout.entries.map { e in
+            SafeTensorsWriter.Tensor(name: Self.fileName(e.name, prefix: "bert."), shape: e.shape, values: Array(all[e.offset..<(e.offset + e.count)]))
+        }
+        try SafeTensorsWriter.write(tensors, to: (folder as NSString).appendingPathComponent("model.safetensors"))
+        try writeAtomically(try config.json(), to: (folder as NSString).appendingPathComponent("config.json"))
+    }
+}
+
+/// Normal(0, 1) samples from a seeded splitmix64 stream (Box–Muller).
+struct NormalRandom {
+    private var state: UInt64
+    private var spare: Float?
+    init(seed: UInt64) { state = seed }
+    mutating func uniform() -> Double {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return (Double((z ^ (z >> 31)) >> 11) + 0.5) / Double(1 << 53)
+    }
+    mutating func next() -> Float {
+        if let s = spare { spare = nil; return s }
+        let r = (-2 * Foundation.log(uniform())).squareRoot(), t = 2 * Double.pi * uniform()
+        spare = Float(r * Foundation.sin(t))
+        return Float(r * Foundation.cos(t))
+    }
+}

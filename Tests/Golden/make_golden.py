@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Golden files for Retort's model-level parity tests (torch, transformers; seeded).
+
+  tiny-bert/            a tiny random BertForSequenceClassification (2 layers, hidden 64,
+                        4 heads, 3 labels) saved by transformers: config.json + model.safetensors
+  tiny-bert-expected.safetensors
+                        a padded batch (input_ids, attention_mask, token_type_ids, labels), its
+                        logits and loss, every parameter's gradient ("grad.<name>"), and the
+                        losses of 5 AdamW steps ("adamw.losses"; lr 1e-3, weight decay 0.01 except
+                        biases and LayerNorm)
+  minilm-hidden.safetensors
+                        last hidden states of the real all-MiniLM-L6-v2 for a few sentences
+
+usage: python3 Tests/Golden/make_golden.py [MINILM_DIR]
+"""
+import os
+import sys
+
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertForSequenceClassification
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ASSETS = os.environ.get("RETORT_ASSETS", os.path.expanduser("~/.cache/retort/assets"))
+MINILM = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ASSETS, "all-MiniLM-L6-v2")
+
+
+def tiny_bert():
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=128, max_position_embeddings=40, type_vocab_size=2,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3,
+                        hidden_act="gelu", layer_norm_eps=1e-12)
+    model = BertForSequenceClassification(config)
+    with torch.no_grad():  # make every parameter matter: larger weights, non-trivial LayerNorms
+        for name, p in model.named_parameters():
+            if "LayerNorm.weight" in name:
+                p.normal_(1.0, 0.2)
+            elif name.endswith(".bias"):
+                p.normal_(0.0, 0.1)
+            else:
+                p.normal_(0.0, 0.15)
+    model.eval()
+    model.save_pretrained(os.path.join(HERE, "tiny-bert"), safe_serialization=True)
+
+    B, T = 3, 9
+    lengths = [9, 6, 4]
+    ids = torch.randint(1, 120, (B, T))
+    mask = torch.zeros(B, T, dtype=torch.long)
+    types = torch.zeros(B, T, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+        ids[b, n:] = 0
+        types[b, n // 2:n] = 1
+    labels = torch.tensor([0, 2, 1])
+    out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels)
+    out.loss.backward()
+    tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels,
+               "logits": out.logits.detach(), "loss": out.loss.detach().reshape(1)}
+    for name, p in model.named_parameters():
+        tensors["grad." + name] = p.grad.detach().clone()
+
+    decay = [p for n, p in model.named_parameters() if not (n.endswith(".bias") or "LayerNorm" in n)]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith(".bias") or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
+    losses = []
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels).loss
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+    tensors["adamw.losses"] = torch.tensor(losses)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(HERE, "tiny-bert-expected.safetensors"))
+    print("tiny-bert: loss", out.loss.item(), "adamw losses", losses)
+
+
+def minilm():
+    tok = AutoTokenizer.from_pretrained(MINILM)
+    model = AutoModel.from_pretrained(MINILM).eval()
+    sentences = ["a stirring , funny and finally transporting re imagining of beauty and the beast",
+                 "Retort distils transformers on its own backend.",
+                 "short one"]
+    enc = tok(sentences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state
+    save_file({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+               "token_type_ids": enc["token_type_ids"], "last_hidden_state": hidden.contiguous()},
+              os.path.join(HERE, "minilm-hidden.safetensors"))
+    print("minilm: hidden", tuple(hidden.shape))
+
+
+if __name__ == "__main__":
+    tiny_bert()
+    minilm()
