@@ -18,7 +18,9 @@ public final class BertActivations {
     let layers: [Layer]
     let poolerPre, pooled, pooledDropped, logits: Tensor
     // Backward scratch
-    let dHidden, dResidual, dAttended, dDropped, dContext, dq, dk, dv, dFF, dPooled, dPoolerPre, dLogits, loss: Tensor
+    let dHidden, dResidual, dAttended, dDropped, dContext, dq, dk, dv, dFF, dPooled, dPoolerPre, dLogits: Tensor
+    /// One float: the loss of the last backward, and scratch for scalar reductions.
+    public let loss: Tensor
 
     public init(config c: BertConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int, backend: Backend) throws {
         maxBatch = B

@@ -16,14 +16,14 @@ extension BertModel {
     /// The names this model's parameters have in files written by transformers.
     static func fileName(_ name: String, prefix: String) -> String { name.hasPrefix("classifier.") ? name : prefix + name }
 
-    public func loadWeights(_ path: String, seed: UInt64 = 42) throws {
+    public func loadWeights(_ path: String, seed: UInt64 = 42, freshHead: Bool = false) throws {
         let file = try SafeTensorsFile(path: path)
         let fileName = (path as NSString).lastPathComponent
         let prefix = file.entries["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
         var rng = NormalRandom(seed: seed)
         for entry in layout.entries {
             let key = Self.fileName(entry.name, prefix: prefix)
-            guard let stored = file.entries[key] else {
+            guard let stored = file.entries[key], !(freshHead && entry.name.hasPrefix("classifier.")) else {
                 guard entry.name.hasPrefix("classifier.") || entry.name.hasPrefix("pooler.") else {
                     throw CheckpointError("\(fileName): missing tensor '\(key)' (the config expects \(config.layers) layers of width \(config.hiddenSize))")
                 }

@@ -126,13 +126,19 @@ void rt_parallel_for(int64_t n, int64_t grain, rt_task task, void *ctx) {
         pthread_mutex_unlock(&pool.job_lock);
         return;
     }
+    // Close the previous job first: a straggler that loaded its state (all chunks claimed) may
+    // still be about to compare against pool.chunks and CAS. With the state closed, its CAS fails
+    // whatever it reads below; without this it could claim a chunk past the old job's end once
+    // pool.chunks grew, and run a finished job's task (seen as a crash in a long training run).
+    uint64_t previous = atomic_load(&pool.state) >> CHUNK_BITS;
+    atomic_store(&pool.state, (previous << CHUNK_BITS) | CHUNK_MASK);
     pool.task = task;
     pool.ctx = ctx;
     pool.n = n;
     pool.grain = grain;
     pool.chunks = chunks;
     atomic_store(&pool.completed, 0);
-    uint64_t generation = ((atomic_load(&pool.state) >> CHUNK_BITS) + 1) & ((1ull << (64 - CHUNK_BITS)) - 1);
+    uint64_t generation = (previous + 1) & ((1ull << (64 - CHUNK_BITS)) - 1);
     pthread_mutex_lock(&pool.sleep_lock);
     atomic_store(&pool.state, generation << CHUNK_BITS);
     pthread_cond_broadcast(&pool.wake);

@@ -1,0 +1,84 @@
+// A BERT classifier with its tokenizer and label names: what a model folder holds, and the
+// batched evaluation and prediction every command uses.
+import Backend
+import Foundation
+
+public final class Classifier {
+    public let model: BertModel
+    public let tokenizer: WordPieceTokenizer
+    public var labelNames: [String]
+    public let maxLength: Int
+
+    public init(model: BertModel, tokenizer: WordPieceTokenizer, labelNames: [String], maxLength: Int) {
+        self.model = model; self.tokenizer = tokenizer; self.labelNames = labelNames; self.maxLength = maxLength
+    }
+
+    /// Loads a model folder (config.json, model.safetensors, vocab.txt). `labels` overrides the
+    /// folder's label names (fine-tuning a new head).
+    public static func load(folder: String, labels: [String]? = nil, maxLength: Int = 128, backend: Backend, seed: UInt64 = 42) throws -> Classifier {
+        let tokenizer = try WordPieceTokenizer(folder: folder)
+        let config = try BertConfig(path: (folder as NSString).appendingPathComponent("config.json"))
+        let stored = config.id2label.isEmpty ? nil : (0..<config.id2label.count).map { config.id2label[$0]! }
+        let names = labels ?? stored ?? ["LABEL_0", "LABEL_1"]
+        let model = try BertModel(config: config, labels: names.count, backend: backend)
+        // A head trained for other labels is not reused: a new one starts as HF initialises it.
+        try model.loadWeights((folder as NSString).appendingPathComponent("model.safetensors"), seed: seed,
+                              freshHead: stored != nil && stored != names)
+        guard maxLength <= config.maxPositions else {
+            throw DataError("--max-length \(maxLength) exceeds the model's max_position_embeddings \(config.maxPositions)")
+        }
+        return Classifier(model: model, tokenizer: tokenizer, labelNames: names, maxLength: maxLength)
+    }
+
+    public func encode(_ examples: [Example]) -> [Encoding] {
+        examples.map { tokenizer.encode($0.text, $0.pair, maxLength: maxLength) }
+    }
+
+    /// Pads `encodings` to their longest and loads them (and labels) into `a`.
+    public func load(_ encodings: [Encoding], labels: [Int32], into a: BertActivations) {
+        let padded = tokenizer.pad(encodings)
+        let T = padded.first?.ids.count ?? 0
+        a.load(ids: padded.flatMap(\.ids), types: padded.flatMap(\.typeIds), mask: padded.flatMap(\.attentionMask),
+               labels: labels, batch: padded.count, length: T, backend: model.backend)
+    }
+
+    /// Logits [N][labels] of the encodings, in batches.
+    public func logits(_ encodings: [Encoding], batchSize: Int, activations: BertActivations? = nil) throws -> [[Float]] {
+        let a = try activations ?? BertActivations(config: model.config, labels: model.labels, maxBatch: batchSize,
+                                                    maxLength: maxLength, backend: model.backend)
+        var out: [[Float]] = []
+        for start in stride(from: 0, to: encodings.count, by: batchSize) {
+            let chunk = Array(encodings[start..<min(start + batchSize, encodings.count)])
+            load(chunk, labels: [], into: a)
+            let flat = model.backend.floats(model.forward(a))
+            for i in 0..<chunk.count { out.append(Array(flat[(i * model.labels)..<((i + 1) * model.labels)])) }
+        }
+        return out
+    }
+
+    /// Accuracy, macro-F1, MCC and mean cross-entropy over labelled encodings.
+    public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int, activations: BertActivations? = nil) throws -> ClassificationMetrics {
+        let logits = try self.logits(encodings, batchSize: batchSize, activations: activations)
+        var loss = 0.0
+        var predictions: [Int] = []
+        for (row, label) in zip(logits, labels) {
+            let m = row.max()!, lse = Double(m) + log(row.reduce(0.0) { $0 + exp(Double($1 - m)) })
+            loss += lse - Double(row[Int(label)])
+            predictions.append(row.indices.max { row[$0] < row[$1] }!)
+        }
+        return ClassificationMetrics(predictions: predictions, labels: labels.map(Int.init), classes: model.labels,
+                                     loss: labels.isEmpty ? 0 : loss / Double(labels.count))
+    }
+
+    /// Saves a HF model folder: config.json (with id2label/label2id), model.safetensors and the
+    /// tokenizer files copied from `tokenizerSource`.
+    public func save(folder: String, tokenizerSource: String) throws {
+        try model.save(folder: folder, id2label: Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ($0, $1) }))
+        for file in ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"] {
+            let from = (tokenizerSource as NSString).appendingPathComponent(file), to = (folder as NSString).appendingPathComponent(file)
+            guard from != to, FileManager.default.fileExists(atPath: from) else { continue }
+            try? FileManager.default.removeItem(atPath: to)
+            try FileManager.default.copyItem(atPath: from, toPath: to)
+        }
+    }
+}

@@ -1,0 +1,158 @@
+// Labelled text from CSV, TSV or JSONL. Columns are named (the file then has a header row; JSONL
+// keys) or 0-based indexes (no header). Labels are strings; their ids follow numeric order when
+// every label is a number ("-1" < "1"), else sorted order, and are saved as id2label.
+import Foundation
+
+public struct Example: Sendable, Equatable {
+    public var text: String
+    public var pair: String?
+    public var label: String?
+    public var line: Int   // where it came from, for error messages
+    public init(text: String, pair: String? = nil, label: String? = nil, line: Int) {
+        self.text = text; self.pair = pair; self.label = label; self.line = line
+    }
+}
+
+public enum Column: Sendable, Equatable, CustomStringConvertible {
+    case name(String), index(Int)
+
+    /// "3" is an index, anything else a name.
+    public init(_ text: String) {
+        if let i = Int(text), i >= 0 { self = .index(i) } else { self = .name(text) }
+    }
+
+    public var description: String {
+        switch self {
+        case .name(let n): return "'\(n)'"
+        case .index(let i): return "\(i)"
+        }
+    }
+}
+
+public struct ColumnSpec: Sendable {
+    public var text: Column
+    public var pair: Column?
+    public var label: Column?   // nil: unlabelled input (predict)
+    public init(text: Column, pair: Column? = nil, label: Column? = nil) {
+        self.text = text; self.pair = pair; self.label = label
+    }
+    var hasNames: Bool {
+        [text, pair, label].contains { if case .name = $0 { return true } else { return false } }
+    }
+}
+
+public enum Dataset {
+    /// Reads `path` (.csv, .tsv/.txt, .jsonl/.json by extension).
+    public static func load(_ path: String, columns: ColumnSpec) throws -> [Example] {
+        let ext = (path as NSString).pathExtension.lowercased()
+        let examples: [Example]
+        if ext == "jsonl" || ext == "json" {
+            examples = try jsonl(path, columns)
+        } else {
+            let bytes = try DelimitedText.read(path)
+            let rows = ext == "csv" ? try DelimitedText.csv(bytes, path: path) : DelimitedText.tsv(bytes)
+            examples = try table(rows, path: path, columns)
+        }
+        guard !examples.isEmpty else { throw DataError("\(path): no examples (the file is empty or holds only a header)") }
+        return examples
+    }
+
+    static func table(_ rows: [[String]], path: String, _ spec: ColumnSpec) throws -> [Example] {
+        var rows = rows[...]
+        var header: [String] = []
+        if spec.hasNames {
+            guard let first = rows.first else { return [] }
+            header = first
+            rows = rows.dropFirst()
+        }
+        func index(_ column: Column) throws -> Int {
+            switch column {
+            case .index(let i): return i
+            case .name(let n):
+                guard let i = header.firstIndex(of: n) else {
+                    throw DataError("\(path): no column named '\(n)' (the header has: \(header.joined(separator: ", ")))")
+                }
+                return i
+            }
+        }
+        let textIndex = try index(spec.text), pairIndex = try spec.pair.map(index), labelIndex = try spec.label.map(index)
+        let needed = [textIndex, pairIndex ?? 0, labelIndex ?? 0].max()!
+        var out: [Example] = []
+        for (n, row) in rows.enumerated() {
+            let line = n + 1 + (header.isEmpty ? 0 : 1)
+            guard row.count > needed else {
+                throw DataError("\(path): record \(line): no column \(needed) (it has \(row.count) fields; columns are 0-based)")
+            }
+            out.append(Example(text: row[textIndex], pair: pairIndex.map { row[$0] },
+                               label: labelIndex.map { row[$0].trimmingCharacters(in: .whitespaces) }, line: line))
+        }
+        return out
+    }
+
+    static func jsonl(_ path: String, _ spec: ColumnSpec) throws -> [Example] {
+        let bytes = try DelimitedText.read(path)
+        var out: [Example] = []
+        func key(_ column: Column) throws -> String {
+            guard case .name(let n) = column else { throw DataError("\(path): JSONL columns are keys, not indexes (got \(column))") }
+            return n
+        }
+        let textKey = try key(spec.text), pairKey = try spec.pair.map(key), labelKey = try spec.label.map(key)
+        for (n, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            guard line.contains(where: { $0 != 0x20 && $0 != 0x0D && $0 != 0x09 }) else { continue }
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed])) as? [String: Any] else {
+                throw DataError("\(path): line \(n + 1): not a JSON object")
+            }
+            func field(_ k: String) throws -> String {
+                guard let v = object[k], !(v is NSNull) else { throw DataError("\(path): line \(n + 1): no key '\(k)'") }
+                if let s = v as? String { return s }
+                if let num = v as? NSNumber { return num.stringValue }
+                throw DataError("\(path): line \(n + 1): '\(k)' is neither text nor a number")
+            }
+            out.append(Example(text: try field(textKey), pair: try pairKey.map(field), label: try labelKey.map(field), line: n + 1))
+        }
+        return out
+    }
+
+    /// The label names in id order: numeric order when all are numbers, else sorted.
+    public static func labelNames(_ examples: [Example]) -> [String] {
+        let names = Set(examples.compactMap(\.label))
+        if names.allSatisfy({ Double($0) != nil }) { return names.sorted { Double($0)! < Double($1)! } }
+        return names.sorted()
+    }
+
+    /// Label ids for `examples`; a label outside `names` is an error naming the record.
+    public static func labelIds(_ examples: [Example], names: [String], path: String) throws -> [Int32] {
+        let ids = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Int32($0)) })
+        return try examples.map { e in
+            guard let label = e.label else { throw DataError("\(path): record \(e.line) has no label") }
+            guard let id = ids[label] else {
+                throw DataError("\(path): record \(e.line): label '\(label)' is not one of the model's labels (\(names.joined(separator: ", ")))")
+            }
+            return id
+        }
+    }
+
+    /// A seeded split: (train, dev) with `fraction` of the examples in dev.
+    public static func split(_ examples: [Example], fraction: Double, seed: UInt64) -> ([Example], [Example]) {
+        var order = Array(examples.indices)
+        var rng = SplitMix(seed: seed ^ 0x5EED)
+        order.shuffle(using: &rng)
+        let devCount = max(1, Int((Double(examples.count) * fraction).rounded()))
+        let dev = order.prefix(devCount).sorted().map { examples[$0] }
+        let train = order.dropFirst(devCount).sorted().map { examples[$0] }
+        return (train, dev)
+    }
+}
+
+/// splitmix64 as a RandomNumberGenerator: seeded, identical on every platform.
+public struct SplitMix: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,33 @@
+// Classification metrics: accuracy, macro-F1 (mean over classes of F1, as scikit-learn's
+// f1_score(average="macro")), Matthews correlation (multi-class, Gorodkin's R_K).
+public struct ClassificationMetrics: Sendable, Codable {
+    public var accuracy, macroF1, mcc: Double
+    public var loss: Double
+    public var examples: Int
+    enum CodingKeys: String, CodingKey { case accuracy, macroF1 = "macro_f1", mcc, loss, examples }
+
+    public init(predictions: [Int], labels: [Int], classes: Int, loss: Double) {
+        precondition(predictions.count == labels.count)
+        let n = labels.count
+        var confusion = [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes)
+        for (p, y) in zip(predictions, labels) { confusion[y][p] += 1 }
+        let correct = (0..<classes).reduce(0) { $0 + confusion[$1][$1] }
+        accuracy = n > 0 ? Double(correct) / Double(n) : 0
+        var f1Sum = 0.0
+        for k in 0..<classes {
+            let tp = Double(confusion[k][k])
+            let predicted = Double((0..<classes).reduce(0) { $0 + confusion[$1][k] })
+            let actual = Double(confusion[k].reduce(0, +))
+            f1Sum += predicted + actual > 0 ? 2 * tp / (predicted + actual) : 0
+        }
+        macroF1 = classes > 0 ? f1Sum / Double(classes) : 0
+        let t = (0..<classes).map { k in Double(confusion[k].reduce(0, +)) }                 // true counts
+        let p = (0..<classes).map { k in Double((0..<classes).reduce(0) { $0 + confusion[$1][k] }) }   // predicted counts
+        let c = Double(correct), s = Double(n)
+        let numerator = c * s - zip(t, p).reduce(0) { $0 + $1.0 * $1.1 }
+        let denominator = ((s * s - p.reduce(0) { $0 + $1 * $1 }) * (s * s - t.reduce(0) { $0 + $1 * $1 })).squareRoot()
+        mcc = denominator > 0 ? numerator / denominator : 0
+        self.loss = loss
+        examples = n
+    }
+}

@@ -1,0 +1,188 @@
+// Fine-tuning: AdamW (no decay on biases and LayerNorm), linear warmup then linear decay,
+// gradient clipping and accumulation, evaluation every epoch (or N steps), the best model kept
+// in the output folder, checkpoints with exact resume. Data order comes from (seed, epoch) and
+// dropout masks from (seed, step), so a resumed run replays the uninterrupted one exactly.
+import Backend
+import Foundation
+
+public struct TrainingOptions: Sendable, Codable {
+    public var epochs = 3
+    public var batchSize = 32
+    public var accumulation = 1
+    public var learningRate = 5e-5
+    public var weightDecay = 0.01
+    public var warmupRatio = 0.1
+    public var maxGradNorm = 1.0
+    public var seed: UInt64 = 42
+    public var evalEvery: Int? = nil        // steps; nil: every epoch
+    public var bucket = false               // group batches by length
+    public var metric = "accuracy"          // accuracy | macro_f1 | mcc
+    public var maxSteps: Int? = nil         // stop early (smoke runs, tests)
+    public init() {}
+}
+
+public struct StepLog: Codable, Sendable {
+    public let step: Int, epoch: Int
+    public let loss, lr, gradNorm, tokensPerSecond: Double
+    enum CodingKeys: String, CodingKey { case step, epoch, loss, lr, gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s" }
+}
+
+public final class Trainer {
+    public let classifier: Classifier
+    public let options: TrainingOptions
+    let train: [Encoding], trainLabels: [Int32]
+    let dev: [Encoding], devLabels: [Int32]
+    let activations: BertActivations
+    let m: Tensor, v: Tensor
+    public private(set) var step = 0
+    public private(set) var best: ClassificationMetrics?
+    public var onStep: (StepLog) -> Void = { _ in }
+    public var onEval: (Int, Int, ClassificationMetrics, Bool) -> Void = { _, _, _, _ in }   // epoch, step, metrics, improved
+    public var onImproved: () throws -> Void = {}
+    /// Checked after every step; true stops the run there (Ctrl-C: the caller then checkpoints).
+    public var shouldStop: () -> Bool = { false }
+    public private(set) var stopped = false
+
+    public init(classifier: Classifier, train: [Encoding], trainLabels: [Int32], dev: [Encoding], devLabels: [Int32],
+                options: TrainingOptions) throws {
+        precondition(train.count == trainLabels.count && dev.count == devLabels.count)
+        self.classifier = classifier
+        self.options = options
+        self.train = train; self.trainLabels = trainLabels
+        self.dev = dev; self.devLabels = devLabels
+        let model = classifier.model, b = model.backend
+        activations = try BertActivations(config: model.config, labels: model.labels, maxBatch: options.batchSize,
+                                          maxLength: classifier.maxLength, backend: b)
+        m = try b.zeros(model.layout.total)
+        v = try b.zeros(model.layout.total)
+    }
+
+    public var stepsPerEpoch: Int { (train.count + options.batchSize * options.accumulation - 1) / (options.batchSize * options.accumulation) }
+    public var totalSteps: Int { min(stepsPerEpoch * options.epochs, options.maxSteps ?? .max) }
+
+    /// The micro-batches of an epoch: indices into the training set.
+    func batches(epoch: Int) -> [[Int]] {
+        var rng = SplitMix(seed: options.seed &+ UInt64(epoch) &* 0x9E37_79B9)
+        var order = Array(train.indices)
+        order.shuffle(using: &rng)
+        let B = options.batchSize
+        if options.bucket {   // sort windows of 50 batches by length, then shuffle the batches
+            var grouped: [[Int]] = []
+            for start in stride(from: 0, to: order.count, by: 50 * B) {
+                let window = order[start..<min(start + 50 * B, order.count)].sorted { train[$0].ids.count < train[$1].ids.count }
+                for s in stride(from: 0, to: window.count, by: B) { grouped.append(Array(window[(window.startIndex + s)..<min(window.startIndex + s + B, window.endIndex)])) }
+            }
+            grouped.shuffle(using: &rng)
+            return grouped
+        }
+        return stride(from: 0, to: order.count, by: B).map { Array(order[$0..<min($0 + B, order.count)]) }
+    }
+
+    func learningRate(at step: Int) -> Double {
+        let total = Double(totalSteps), warmup = (options.warmupRatio * total).rounded(.up)
+        let t = Double(step)
+        if t < warmup { return options.learningRate * (t + 1) / max(warmup, 1) }
+        return options.learningRate * max(0, (total - t) / max(total - warmup, 1))
+    }
+
+    /// Runs until `totalSteps`. Returns the best dev metrics seen (nil without a dev set).
+    @discardableResult
+    public func run() throws -> ClassificationMetrics? {
+        let model = classifier.model, b = model.backend
+        let perEpoch = stepsPerEpoch, k = options.accumulation
+        while step < totalSteps {
+            let epoch = step / perEpoch
+            let micro = batches(epoch: epoch)
+            for s in (step % perEpoch)..<perEpoch where step < totalSteps {
+                let start = DispatchTime.now().uptimeNanoseconds
+                b.fill(model.grads, 0)
+                var loss = 0.0, tokens = 0
+                let group = micro[(s * k)..<min(s * k + k, micro.count)]
+                for (j, indices) in group.enumerated() {
+                    classifier.load(indices.map { train[$0] }, labels: indices.map { trainLabels[$0] }, into: activations)
+                    tokens += activations.batch * activations.length
+                    model.forward(activations, training: true, seed: options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j))
+                    loss += Double(model.backward(activations, gradScale: 1 / Float(group.count))) / Double(group.count)
+                }
+                let gradNorm = clipGradients()
+                let lr = learningRate(at: step)
+                for e in model.layout.entries {
+                    b.adamw(model.layout.view(model.weights, e.name), grads: model.layout.view(model.grads, e.name),
+                            m: m.slice(e.offset, e.count), v: v.slice(e.offset, e.count), count: e.count,
+                            AdamW(learningRate: lr, weightDecay: e.decays ? options.weightDecay : 0), step: step + 1)
+                }
+                step += 1
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                onStep(StepLog(step: step, epoch: epoch + 1, loss: loss, lr: lr, gradNorm: gradNorm, tokensPerSecond: Double(tokens) / seconds))
+                if let every = options.evalEvery, step % every == 0, step % perEpoch != 0 { try evaluate(epoch: epoch + 1) }
+                if shouldStop() { stopped = true; return best }
+            }
+            if step % perEpoch == 0 || step == totalSteps { try evaluate(epoch: epoch + 1) }
+        }
+        return best
+    }
+
+    /// Global L2 norm of the gradients, scaled down to maxGradNorm when above it.
+    func clipGradients() -> Double {
+        let b = classifier.model.backend, grads = classifier.model.grads
+        let out = activations.loss
+        b.sumOfSquares(out, grads, count: grads.count)
+        let norm = Double(b.floats(out)[0]).squareRoot()
+        if options.maxGradNorm > 0, norm > options.maxGradNorm {
+            b.scale(grads, count: grads.count, by: Float(options.maxGradNorm / (norm + 1e-6)))
+        }
+        return norm
+    }
+
+    func evaluate(epoch: Int) throws {
+        guard !dev.isEmpty else { try onImproved(); return }
+        let metrics = try classifier.evaluate(dev, labels: devLabels, batchSize: options.batchSize, activations: activations)
+        let improved = best.map { score(metrics) > score($0) } ?? true
+        if improved { best = metrics; try onImproved() }
+        onEval(epoch, step, metrics, improved)
+    }
+
+    func score(_ m: ClassificationMetrics) -> Double {
+        switch options.metric {
+        case "macro_f1": return m.macroF1
+        case "mcc": return m.mcc
+        default: return m.accuracy
+        }
+    }
+
+    // MARK: checkpoints
+
+    /// Saves weights, optimizer moments and the step into `folder` (each file written atomically).
+    public func saveCheckpoint(folder: String) throws {
+        let model = classifier.model, b = model.backend
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let tensors = [("weights", model.weights), ("adam.m", m), ("adam.v", v)].map {
+            SafeTensorsWriter.Tensor(name: $0.0, shape: [$0.1.count], values: b.floats($0.1))
+        }
+        try SafeTensorsWriter.write(tensors, metadata: ["format": "retort-checkpoint"], to: folder + "/state.safetensors")
+        var state: [String: Any] = ["step": step, "options": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options))]
+        if let best { state["best"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(best)) }
+        try writeAtomically(try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys]), to: folder + "/trainer.json")
+    }
+
+    /// Restores a checkpoint written by saveCheckpoint for the same model and data.
+    public func loadCheckpoint(folder: String) throws {
+        let model = classifier.model, b = model.backend
+        let file = try SafeTensorsFile(path: folder + "/state.safetensors")
+        for (name, tensor) in [("weights", model.weights), ("adam.m", m), ("adam.v", v)] {
+            let values = try file.floats(name)
+            guard values.count == tensor.count else {
+                throw DataError("\(folder)/state.safetensors: '\(name)' has \(values.count) values, the model \(tensor.count): not this model's checkpoint")
+            }
+            values.withUnsafeBytes { b.upload(tensor, $0) }
+        }
+        guard let data = FileManager.default.contents(atPath: folder + "/trainer.json"),
+              let state = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let saved = state["step"] as? Int else {
+            throw DataError("\(folder)/trainer.json: missing or unreadable")
+        }
+        step = saved
+        if let bestObject = state["best"] {
+            best = try JSONDecoder().decode(ClassificationMetrics.self, from: JSONSerialization.data(withJSONObject: bestObject))
+        }
+    }
+}

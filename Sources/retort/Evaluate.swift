@@ -1,0 +1,83 @@
+// retort eval and retort predict.
+import ArgumentParser
+import Backend
+import Foundation
+import Train
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Accuracy, macro-F1, Matthews correlation and loss of a fine-tuned model on labelled data.",
+        discussion: """
+            Example: retort eval --model runs/sst2 --data ../shared/data/sst2/test.tsv --text-column 1 --label-column 0 --json
+            """)
+
+    @Option(name: .long, help: "Fine-tuned model folder.") var model: String
+    @Option(name: .long, help: "Labelled data: .csv, .tsv or .jsonl.") var data: String
+    @OptionGroup var columns: ColumnOptions
+    @Option(name: .long, help: "Examples per batch.") var batchSize = 64
+    @Option(name: .long, help: "Tokens per example, specials included.") var maxLength = 128
+    @Flag(name: .long, help: "Print one JSON object: accuracy, macro_f1, mcc, loss, examples.") var json = false
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    func run() throws {
+        let backend = try deviceOptions.backend()
+        let classifier = try Classifier.load(folder: expand(model), maxLength: maxLength, backend: backend)
+        let examples = try Dataset.load(expand(data), columns: columns.spec(labelled: true))
+        let labels = try Dataset.labelIds(examples, names: classifier.labelNames, path: data)
+        let m = try classifier.evaluate(classifier.encode(examples), labels: labels, batchSize: batchSize)
+        if json {
+            let object: [String: Any] = ["accuracy": m.accuracy, "macro_f1": m.macroF1, "mcc": m.mcc, "loss": m.loss, "examples": m.examples]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            print(String(format: "%d examples: accuracy %.4f  macro-F1 %.4f  MCC %.4f  loss %.4f", m.examples, m.accuracy, m.macroF1, m.mcc, m.loss))
+        }
+    }
+}
+
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Label texts with a fine-tuned model.",
+        discussion: """
+            Examples:
+              retort predict --model runs/sst2 "a gorgeous , witty film" "a dull mess"
+              retort predict --model runs/sst2 --input reviews.tsv --text-column 1 --json
+            Without --json: one line per input, label<TAB>probability<TAB>text.
+            """)
+
+    @Option(name: .long, help: "Fine-tuned model folder.") var model: String
+    @Argument(help: "Texts to label.") var texts: [String] = []
+    @Option(name: .long, help: "A file of inputs (.csv, .tsv, .jsonl) instead of arguments.") var input: String?
+    @OptionGroup var columns: ColumnOptions
+    @Option(name: .long, help: "Examples per batch.") var batchSize = 64
+    @Option(name: .long, help: "Tokens per example, specials included.") var maxLength = 128
+    @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits.") var json = false
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    func validate() throws {
+        guard (input == nil) != texts.isEmpty else { throw ValidationError("give texts as arguments or --input FILE (one of the two)") }
+    }
+
+    func run() throws {
+        let backend = try deviceOptions.backend()
+        let classifier = try Classifier.load(folder: expand(model), maxLength: maxLength, backend: backend)
+        let examples = try input.map { try Dataset.load(expand($0), columns: columns.spec(labelled: false)) }
+            ?? texts.enumerated().map { Example(text: $1, pair: nil, label: nil, line: $0 + 1) }
+        let logits = try classifier.logits(classifier.encode(examples), batchSize: batchSize)
+        var output = ""
+        for (example, row) in zip(examples, logits) {
+            let m = row.max()!, exps = row.map { Foundation.exp(Double($0 - m)) }, sum = exps.reduce(0, +)
+            let probabilities = exps.map { $0 / sum }
+            let best = probabilities.indices.max { probabilities[$0] < probabilities[$1] }!
+            if json {
+                let object: [String: Any] = ["label": classifier.labelNames[best], "probabilities": probabilities,
+                                             "logits": row.map(Double.init), "text": example.text]
+                output += String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self) + "\n"
+            } else {
+                output += "\(classifier.labelNames[best])\t\(String(format: "%.4f", probabilities[best]))\t\(example.text)\n"
+            }
+        }
+        FileHandle.standardOutput.write(Data(output.utf8))
+    }
+}

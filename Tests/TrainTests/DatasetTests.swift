@@ -1,0 +1,98 @@
+// Loading labelled data (CSV, TSV, JSONL; columns by name or index), its one-line errors,
+// label ids, the seeded split, and the metrics against hand-computed values.
+import Foundation
+import Train
+import XCTest
+
+final class DatasetTests: XCTestCase {
+    var directory: String!
+    override func setUpWithError() throws {
+        directory = NSTemporaryDirectory() + "retort-data-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: directory) }
+
+    func file(_ name: String, _ text: String) throws -> String {
+        let path = directory + "/" + name
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func testTSVByIndexCSVByNameAndJSONL() throws {
+        let tsv = try Dataset.load(try file("a.tsv", "1\tgood film\n0\tbad film\n"), columns: ColumnSpec(text: .index(1), label: .index(0)))
+        XCTAssertEqual(tsv.map(\.text), ["good film", "bad film"])
+        XCTAssertEqual(tsv.map(\.label), ["1", "0"])
+        let csv = try Dataset.load(try file("b.csv", "id,tweet,class\n1,\"hi, you\",2\n2,\"multi\nline\",0\n"),
+                                   columns: ColumnSpec(text: .name("tweet"), label: .name("class")))
+        XCTAssertEqual(csv.map(\.text), ["hi, you", "multi\nline"])
+        XCTAssertEqual(csv.map(\.line), [2, 3])
+        let jsonl = try Dataset.load(try file("c.jsonl", "{\"text\": \"a\", \"label\": 1, \"other\": \"b\"}\n\n{\"text\": \"c\", \"label\": \"x\", \"other\": \"d\"}\n"),
+                                     columns: ColumnSpec(text: .name("text"), pair: .name("other"), label: .name("label")))
+        XCTAssertEqual(jsonl.map(\.pair), ["b", "d"])
+        XCTAssertEqual(jsonl.map(\.label), ["1", "x"])
+    }
+
+    func testOneLineErrors() throws {
+        let spec = ColumnSpec(text: .name("text"), label: .name("label"))
+        let cases: [(String, String, ColumnSpec, String)] = [
+            ("missing.csv", "a,b\n1,2\n", spec, "no column named 'text' (the header has: a, b)"),
+            ("short.tsv", "1\tok\n0\n", ColumnSpec(text: .index(1), label: .index(0)), "record 2: no column 1 (it has 1 fields"),
+            ("empty.csv", "text,label\n", spec, "no examples"),
+            ("quote.csv", "text,label\n\"open,1\n", spec, "line 2: a quoted field is never closed"),
+            ("bad.jsonl", "{\"text\": \"a\", \"label\": 1}\nnot json\n", spec, "line 2: not a JSON object"),
+            ("key.jsonl", "{\"text\": \"a\"}\n", spec, "line 1: no key 'label'"),
+        ]
+        for (name, text, columns, expected) in cases {
+            let path = try file(name, text)
+            XCTAssertThrowsError(try Dataset.load(path, columns: columns), name) { error in
+                XCTAssertTrue("\(error)".contains(expected) && "\(error)".contains(name), "\(name): \(error)")
+            }
+        }
+        let examples = [Example(text: "t", label: "maybe", line: 7)]
+        XCTAssertThrowsError(try Dataset.labelIds(examples, names: ["no", "yes"], path: "dev.tsv")) {
+            XCTAssertEqual("\($0)", "dev.tsv: record 7: label 'maybe' is not one of the model's labels (no, yes)")
+        }
+    }
+
+    func testLabelOrderAndSeededSplit() {
+        func ex(_ labels: [String]) -> [Example] { labels.enumerated().map { Example(text: "\($0.offset)", label: $0.element, line: $0.offset) } }
+        XCTAssertEqual(Dataset.labelNames(ex(["1", "-1", "1", "10", "2"])), ["-1", "1", "2", "10"])
+        XCTAssertEqual(Dataset.labelNames(ex(["pos", "neg", "neutral"])), ["neg", "neutral", "pos"])
+        let all = ex((0..<100).map { "\($0 % 2)" })
+        let (train, dev) = Dataset.split(all, fraction: 0.1, seed: 3)
+        XCTAssertEqual(dev.count, 10)
+        XCTAssertEqual(train.count, 90)
+        XCTAssertEqual(Set(train.map(\.text) + dev.map(\.text)).count, 100)
+        XCTAssertEqual(Dataset.split(all, fraction: 0.1, seed: 3).1.map(\.text), dev.map(\.text))
+        XCTAssertNotEqual(Dataset.split(all, fraction: 0.1, seed: 4).1.map(\.text), dev.map(\.text))
+    }
+
+    func testMetricsAgainstHandComputedValues() {
+        // labels 0 0 1 1 2 2, predictions 0 1 1 1 2 0:
+        // accuracy 4/6; F1 per class 2·1/(2+2), 2·2/(3+2), 2·1/(1+2) → macro 0.65556;
+        // MCC (Gorodkin): (c·s − Σ t_k p_k) / √((s² − Σ p_k²)(s² − Σ t_k²)) = (24 − 12)/√(22·24) = 0.52223
+        let m = ClassificationMetrics(predictions: [0, 1, 1, 1, 2, 0], labels: [0, 0, 1, 1, 2, 2], classes: 3, loss: 0.5)
+        XCTAssertEqual(m.accuracy, 4.0 / 6, accuracy: 1e-12)
+        XCTAssertEqual(m.macroF1, (0.5 + 0.8 + 2.0 / 3) / 3, accuracy: 1e-12)
+        XCTAssertEqual(m.mcc, 12 / (22.0 * 24).squareRoot(), accuracy: 1e-12)
+        let perfect = ClassificationMetrics(predictions: [1, 0, 1], labels: [1, 0, 1], classes: 2, loss: 0)
+        XCTAssertEqual([perfect.accuracy, perfect.macroF1, perfect.mcc], [1, 1, 1])
+        let constant = ClassificationMetrics(predictions: [1, 1, 1], labels: [1, 0, 1], classes: 2, loss: 0)
+        XCTAssertEqual(constant.mcc, 0)   // undefined → 0, as scikit-learn
+    }
+
+    func testTheSharedDatasetsLoadWithTheirFlags() throws {
+        let data = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data").path
+        guard FileManager.default.fileExists(atPath: data) else { throw XCTSkip("../shared/data not found") }
+        let sst2 = try Dataset.load(data + "/sst2/train.tsv", columns: ColumnSpec(text: .index(1), label: .index(0)))
+        XCTAssertEqual(sst2.count, 6_920)
+        XCTAssertEqual(Dataset.labelNames(sst2), ["0", "1"])
+        let cola = try Dataset.load(data + "/cola/dev.tsv", columns: ColumnSpec(text: .index(0), label: .index(1)))
+        XCTAssertEqual(cola.count, 516)
+        XCTAssertEqual(Dataset.labelNames(cola), ["0", "1"])
+        let hate = try Dataset.load(data + "/hate_speech/labeled_data.csv", columns: ColumnSpec(text: .name("tweet"), label: .name("class")))
+        XCTAssertEqual(hate.count, 24_783)
+        XCTAssertEqual(Dataset.labelNames(hate), ["0", "1", "2"])
+    }
+}

@@ -1,0 +1,87 @@
+// The trainer on the tiny golden BERT and synthetic data: it learns, and a run interrupted,
+// checkpointed and resumed into a fresh model reproduces the uninterrupted run's losses exactly
+// (dropout on).
+import Backend
+import Foundation
+import Models
+import Train
+import XCTest
+
+final class TrainerTests: XCTestCase {
+    let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Golden/tiny-bert").path
+
+    /// The tiny BERT (vocabulary "w0"…) with hidden dropout 0.1 and a fresh 2-label head.
+    func classifier(_ backend: Backend) throws -> Classifier {
+        var object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/config.json"))) as? [String: Any])
+        object["hidden_dropout_prob"] = 0.1
+        object.removeValue(forKey: "id2label"); object.removeValue(forKey: "label2id")
+        let model = try BertModel(config: try BertConfig(object), labels: 2, backend: backend)
+        try model.loadWeights(folder + "/model.safetensors", seed: 5, freshHead: true)
+        let tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (5..<120).map { "w\($0)" }
+        return Classifier(model: model, tokenizer: try WordPieceTokenizer(tokens: tokens), labelNames: ["no", "yes"], maxLength: 16)
+    }
+
+    /// Sentences of random words: positives draw from w5…w61, negatives from w62…w119.
+    func data(_ count: Int, seed: UInt64) -> ([String], [Int32]) {
+        var rng = SplitMix(seed: seed)
+        var texts: [String] = [], labels: [Int32] = []
+        for _ in 0..<count {
+            let positive = Bool.random(using: &rng)
+            let range = positive ? 5..<62 : 62..<120
+            texts.append((0..<Int.random(in: 3...10, using: &rng)).map { _ in "w\(Int.random(in: range, using: &rng))" }.joined(separator: " "))
+            labels.append(positive ? 1 : 0)
+        }
+        return (texts, labels)
+    }
+
+    func trainer(_ backend: Backend, epochs: Int = 8) throws -> Trainer {
+        let c = try classifier(backend)
+        let (train, trainLabels) = data(96, seed: 1), (dev, devLabels) = data(32, seed: 2)
+        var options = TrainingOptions()
+        options.epochs = epochs; options.batchSize = 16; options.learningRate = 2e-3; options.seed = 9
+        return try Trainer(classifier: c, train: train.map { c.tokenizer.encode($0, maxLength: 16) }, trainLabels: trainLabels,
+                           dev: dev.map { c.tokenizer.encode($0, maxLength: 16) }, devLabels: devLabels, options: options)
+    }
+
+    func testItLearnsAndResumesExactly() throws {
+        let backend = try CPUBackend()
+        // Uninterrupted.
+        let full = try trainer(backend)
+        var losses: [Double] = []
+        full.onStep = { losses.append($0.loss) }
+        let best = try XCTUnwrap(try full.run())
+        XCTAssertEqual(losses.count, 48)
+        XCTAssertLessThan(losses.suffix(3).reduce(0, +) / 3, losses.prefix(3).reduce(0, +) / 3 - 0.1, "the loss did not go down: \(losses)")
+        XCTAssertGreaterThan(best.accuracy, 0.7, "dev accuracy \(best.accuracy)")
+
+        // Interrupted after 7 steps (mid-epoch), checkpointed, resumed in a fresh model.
+        let checkpoint = NSTemporaryDirectory() + "retort-ckpt-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: checkpoint) }
+        let first = try trainer(backend)
+        var resumed: [Double] = []
+        first.onStep = { resumed.append($0.loss) }
+        first.shouldStop = { first.step == 7 }
+        try first.run()
+        XCTAssertTrue(first.stopped)
+        try first.saveCheckpoint(folder: checkpoint)
+        let second = try trainer(backend)
+        second.onStep = { resumed.append($0.loss) }
+        try second.loadCheckpoint(folder: checkpoint)
+        XCTAssertEqual(second.step, 7)
+        try second.run()
+        XCTAssertEqual(resumed, losses, "a resumed run must reproduce the uninterrupted losses")
+    }
+
+    func testACheckpointOfAnotherModelIsRefused() throws {
+        let backend = try CPUBackend()
+        let checkpoint = NSTemporaryDirectory() + "retort-ckpt-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: checkpoint) }
+        let t = try trainer(backend)
+        try t.saveCheckpoint(folder: checkpoint)
+        let values = [Float](repeating: 0, count: 10)
+        try SafeTensorsWriter.write([.init(name: "weights", shape: [10], values: values), .init(name: "adam.m", shape: [10], values: values),
+                                     .init(name: "adam.v", shape: [10], values: values)], to: checkpoint + "/state.safetensors")
+        XCTAssertThrowsError(try t.loadCheckpoint(folder: checkpoint)) { XCTAssertTrue("\($0)".contains("not this model's checkpoint"), "\($0)") }
+    }
+}
