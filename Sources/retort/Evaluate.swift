@@ -12,17 +12,14 @@ struct EvalCommand: ParsableCommand {
             Example: retort eval --model runs/sst2 --data ../shared/data/sst2/test.tsv --text-column 1 --label-column 0 --json
             """)
 
-    @Option(name: .long, help: "Fine-tuned model folder.") var model: String
     @Option(name: .long, help: "Labelled data: .csv, .tsv or .jsonl.") var data: String
+    @OptionGroup var inference: InferenceOptions
     @OptionGroup var columns: ColumnOptions
-    @Option(name: .long, help: "Examples per batch.") var batchSize = 64
-    @Option(name: .long, help: "Tokens per example, specials included.") var maxLength = 128
     @Flag(name: .long, help: "Print one JSON object: accuracy, macro_f1, mcc, loss, examples.") var json = false
-    @OptionGroup var deviceOptions: DeviceOptions
 
     func run() throws {
-        let backend = try deviceOptions.backend()
-        let classifier = try Classifier.load(folder: expand(model), maxLength: maxLength, backend: backend)
+        let classifier = try inference.classifier()
+        let batchSize = inference.batchSize
         let examples = try Dataset.load(expand(data), columns: columns.spec(labelled: true))
         let labels = try Dataset.labelIds(examples, names: classifier.labelNames, path: data)
         let m = try classifier.evaluate(classifier.encode(examples), labels: labels, batchSize: batchSize)
@@ -46,22 +43,19 @@ struct PredictCommand: ParsableCommand {
             Without --json: one line per input, label<TAB>probability<TAB>text.
             """)
 
-    @Option(name: .long, help: "Fine-tuned model folder.") var model: String
     @Argument(help: "Texts to label.") var texts: [String] = []
     @Option(name: .long, help: "A file of inputs (.csv, .tsv, .jsonl) instead of arguments.") var input: String?
+    @OptionGroup var inference: InferenceOptions
     @OptionGroup var columns: ColumnOptions
-    @Option(name: .long, help: "Examples per batch.") var batchSize = 64
-    @Option(name: .long, help: "Tokens per example, specials included.") var maxLength = 128
     @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits.") var json = false
-    @OptionGroup var deviceOptions: DeviceOptions
 
     func validate() throws {
         guard (input == nil) != texts.isEmpty else { throw ValidationError("give texts as arguments or --input FILE (one of the two)") }
     }
 
     func run() throws {
-        let backend = try deviceOptions.backend()
-        let classifier = try Classifier.load(folder: expand(model), maxLength: maxLength, backend: backend)
+        let classifier = try inference.classifier()
+        let batchSize = inference.batchSize
         let examples = try input.map { try Dataset.load(expand($0), columns: columns.spec(labelled: false)) }
             ?? texts.enumerated().map { Example(text: $1, pair: nil, label: nil, line: $0 + 1) }
         let logits = try classifier.logits(classifier.encode(examples), batchSize: batchSize)
@@ -79,5 +73,17 @@ struct PredictCommand: ParsableCommand {
             }
         }
         FileHandle.standardOutput.write(Data(output.utf8))
+    }
+}
+
+/// The model, batching and device options of eval and predict.
+struct InferenceOptions: ParsableArguments {
+    @Option(name: .long, help: "Fine-tuned model folder.") var model: String
+    @Option(name: .long, help: "Examples per batch.") var batchSize = 64
+    @Option(name: .long, help: "Tokens per example, specials included.") var maxLength = 128
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    func classifier() throws -> Classifier {
+        try Classifier.load(folder: expand(model), maxLength: maxLength, backend: try deviceOptions.backend())
     }
 }
