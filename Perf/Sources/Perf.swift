@@ -61,7 +61,7 @@ struct Perf {
         default: fail("--backend must be cpu or cuda, not \(options.backend)")
         }
         print("Retort perf — \(backend.kind): \(backend.summary)")
-        var workloads = try makeWorkloads(backend, quick: options.quick)
+        var workloads = try makeWorkloads(backend, quick: options.quick) + makeModelWorkloads(backend, quick: options.quick)
         if let filter = options.filter { workloads = workloads.filter { $0.name.contains(filter) } }
 
         var results: [Result] = []

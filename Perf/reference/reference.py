@@ -110,7 +110,35 @@ def attention(s):
     return lambda: F.scaled_dot_product_attention(q, k, v).backward(g)
 
 
+def bert(s, train):
+    from transformers import BertForSequenceClassification
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(s["model"], num_labels=2)
+    B, T = s["batch"], s["length"]
+    ids = torch.randint(1000, 20000, (B, T))
+    mask, types = torch.ones(B, T, dtype=torch.long), torch.zeros(B, T, dtype=torch.long)
+    labels = torch.randint(0, 2, (B,))
+    if not train:
+        model.eval()
+
+        def infer():
+            with torch.no_grad():
+                model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        return infer
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+
+    def step():
+        optimizer.zero_grad()
+        model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    return step
+
+
 TORCH_OPS = {
+    "bert_train_step": lambda s: bert(s, True),
+    "bert_inference": lambda s: bert(s, False),
     "layernorm_forward": lambda s: layernorm(s, False),
     "layernorm_forward_backward": lambda s: layernorm(s, True),
     "gelu_forward": lambda s: gelu(s, False),
@@ -141,6 +169,9 @@ def main():
                 raise RuntimeError("torch is not importable")
             elif op in TORCH_OPS:
                 fn, impl = TORCH_OPS[op](spec), f"torch {torch.__version__} cpu"
+                if op.startswith("bert"):
+                    import transformers
+                    impl += f", transformers {transformers.__version__}"
             else:
                 raise RuntimeError(f"no reference for op {op}")
             ms = timed(fn, spec.get("warmup", 3), spec.get("reps", 10))

@@ -13,12 +13,18 @@ public final class CPUBackend: Backend {
     public let kind = DeviceKind.cpu
     public let summary: String
     public let blas: BLASInfo
+    let threads: Int
+    let blasThreads: Int32
+    /// Matmuls with at most this many rows are split over Retort's pool (see matmul).
+    static let smallRows = 256
 
     public init(threads: Int? = nil) throws {
         if let threads { rt_set_num_threads(Int32(threads)) }
         blas = BLASInfo.load()
         guard blas.loaded else { throw BackendError("cpu backend unavailable: \(blas.error)") }
         if let threads { rt_blas_set_threads(Int32(threads)) }
+        self.threads = Int(rt_num_threads())
+        blasThreads = Int32(threads ?? blas.threads)
         summary = "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(rt_num_threads()) threads; "
             + "Retort kernels \(Devices.cpuKernelLevel)"
     }
@@ -65,10 +71,20 @@ public final class CPUBackend: Backend {
 
     public func matmul(_ c: Tensor, _ a: Tensor, _ b: Tensor, bias: Tensor?, _ g: Gemm) {
         precondition(a.count >= g.spanA && b.count >= g.spanB && c.count >= g.spanC, "matmul operands too small")
+        // Few rows (inference at small batch): split the columns over Retort's pool with OpenBLAS
+        // single-threaded; otherwise OpenBLAS threads the call itself.
+        let split = g.m <= Self.smallRows && !g.transA && g.batch == 1 && g.n >= 64 && threads > 1
+        if split { rt_blas_set_threads(1) }
+        defer { if split { rt_blas_set_threads(blasThreads) } }
         for i in 0..<g.batch {
             let cp = f(c) + i * g.strideC
-            rt_sgemm(g.transA ? 1 : 0, g.transB ? 1 : 0, Int32(g.m), Int32(g.n), Int32(g.k), g.alpha,
-                     f(a) + i * g.strideA, Int32(g.lda), f(b) + i * g.strideB, Int32(g.ldb), g.beta, cp, Int32(g.ldc))
+            if split {
+                rt_split_gemm(rt_sgemm_single, g.transB ? 1 : 0, Int32(g.m), Int32(g.n), Int32(g.k), g.alpha,
+                              f(a), Int32(g.lda), f(b), Int32(g.ldb), g.beta, cp, Int32(g.ldc))
+            } else {
+                rt_sgemm(g.transA ? 1 : 0, g.transB ? 1 : 0, Int32(g.m), Int32(g.n), Int32(g.k), g.alpha,
+                         f(a) + i * g.strideA, Int32(g.lda), f(b) + i * g.strideB, Int32(g.ldb), g.beta, cp, Int32(g.ldc))
+            }
             if let bias {
                 precondition(bias.count == g.n && g.ldc == g.n, "bias needs n elements and packed C")
                 rt_bias_add(cp, f(bias), Int64(g.m), Int32(g.n))

@@ -91,14 +91,19 @@ const rt_blas_info *rt_blas_load(void) {
 }
 
 void rt_blas_set_threads(int threads) {
-    if (rt_blas_load()->loaded && set_threads_ptr && threads > 0) {
-        set_threads_ptr(threads);
-        info.threads = threads;
-    }
+    if (rt_blas_load()->loaded && set_threads_ptr && threads > 0) set_threads_ptr(threads);
 }
 
 void rt_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm_ptr(CBLAS_ROW_MAJOR, trans_a ? CBLAS_TRANS : CBLAS_NO_TRANS, trans_b ? CBLAS_TRANS : CBLAS_NO_TRANS,
+                    M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// The same call; "single" because callers set OpenBLAS to one thread around it (rt_blas_set_threads)
+// while Retort's pool splits the work (rt_split_gemm): a function pointer the pool can call.
+void rt_sgemm_single(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc) {
     cblas_sgemm_ptr(CBLAS_ROW_MAJOR, trans_a ? CBLAS_TRANS : CBLAS_NO_TRANS, trans_b ? CBLAS_TRANS : CBLAS_NO_TRANS,
                     M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -29,10 +29,10 @@ final class DenseTests: XCTestCase {
     func testMatmulEveryTransposeBatchedWithAlphaBeta() throws {
         var rng = SeededRandom(1)
         for backend in try backends() {
-            for (m, n, k) in [(7, 5, 3), (1, 13, 9), (33, 17, 65)] {
+            for (m, n, k) in [(7, 5, 3), (1, 13, 9), (33, 17, 65), (5, 100, 33), (64, 130, 40), (300, 70, 9)] {   // m ≤ 256, n ≥ 64: the split path
                 for transA in [false, true] {
                     for transB in [false, true] {
-                        let g = Gemm(m: m, n: n, k: k, transA: transA, transB: transB, alpha: 0.5, beta: 0.25, batch: 3)
+                        let g = Gemm(m: m, n: n, k: k, transA: transA, transB: transB, alpha: 0.5, beta: 0.25, batch: transA ? 3 : 1)
                         let a = rng.floats(3 * m * k), b = rng.floats(3 * k * n), c0 = rng.floats(3 * m * n)
                         let c = try backend.upload(c0)
                         backend.matmul(c, try backend.upload(a), try backend.upload(b), bias: nil, g)
@@ -52,6 +52,12 @@ final class DenseTests: XCTestCase {
             let c = try backend.zeros(2 * 6 * 4)
             backend.matmul(c, try backend.upload(a), try backend.upload(b), bias: try backend.upload(bias), g)
             assertClose(backend.floats(c), referenceGemm(a, b, [Float](repeating: 0, count: 48), g, bias: bias), "\(backend.kind) matmul bias")
+            // The small-M split path with a strided A (rows of [B,T,C]) and a bias, as the pooler.
+            let h = Gemm(m: 3, n: 96, k: 80, transB: true, lda: 4 * 80)
+            let x = rng.floats(3 * 4 * 80), w = rng.floats(96 * 80), hb = rng.floats(96)
+            let y = try backend.zeros(3 * 96)
+            backend.matmul(y, try backend.upload(x), try backend.upload(w), bias: try backend.upload(hb), h)
+            assertClose(backend.floats(y), referenceGemm(x, w, [Float](repeating: 0, count: 288), h, bias: hb), "\(backend.kind) split matmul")
         }
     }
 

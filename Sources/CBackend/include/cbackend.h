@@ -43,6 +43,9 @@ typedef struct {
 // itself (0.3.21 runs Haswell or Prescott kernels on AVX-512 machines).
 const rt_blas_info *rt_blas_load(void);
 void rt_blas_set_threads(int threads);
+// Row-major sgemm on the calling thread only (OpenBLAS's own threads stay asleep).
+void rt_sgemm_single(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc);
 // Row-major C[M,N] = alpha·op(A)·op(B) + beta·C. Requires rt_blas_load()->loaded.
 void rt_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);

@@ -66,7 +66,9 @@ static void *worker(void *arg) {
         uint64_t generation;
         int spins = 0;
         while ((generation = atomic_load(&pool.state) >> CHUNK_BITS) == seen) {
-            if (++spins < SPIN_ROUNDS) { cpu_relax(); continue; }
+            // Spin (kernels come in quick succession) but yield often: OpenBLAS's threads run
+            // sgemm on the same cores between our kernels, and a busy spinner would slow them.
+            if (++spins < SPIN_ROUNDS) { if (spins % 16 == 0) sched_yield(); else cpu_relax(); continue; }
             pthread_mutex_lock(&pool.sleep_lock);
             while ((generation = atomic_load(&pool.state) >> CHUNK_BITS) == seen)
                 pthread_cond_wait(&pool.wake, &pool.sleep_lock);

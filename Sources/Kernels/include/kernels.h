@@ -38,6 +38,13 @@ void rt_cast_bf16_to_f32(float *out, const uint16_t *x, int64_t n);
 void rt_cast_f32_to_f16(uint16_t *out, const float *x, int64_t n);
 void rt_cast_f16_to_f32(float *out, const uint16_t *x, int64_t n);
 
+// ------------------------------------------------------------------ small-M GEMM (cpu/split_gemm.c)
+// A row-major BLAS sgemm entry (trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
+// called single-threaded on column blocks of C from the pool. A must not be transposed.
+typedef void (*rt_sgemm_fn)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+void rt_split_gemm(rt_sgemm_fn gemm, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc);
+
 // ------------------------------------------------------------------ bias (cpu/bias.c)
 void rt_bias_add(float *out, const float *bias, int64_t N, int C);       // out[N,C] += bias[C]
 void rt_bias_backward(float *dbias, const float *dout, int64_t N, int C); // dbias[C] += Σ_n dout[n,:]

@@ -1,0 +1,58 @@
+// Whole-model workloads on the real all-MiniLM-L6-v2 (from scripts/fetch-assets): a fine-tuning
+// step (forward with dropout, backward, gradient clipping, AdamW) and inference, beside the same
+// in PyTorch + transformers. Skipped with a note when the weights are not there.
+import Backend
+import Foundation
+import Models
+
+func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
+    let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
+    let folder = root + "/all-MiniLM-L6-v2"
+    guard FileManager.default.fileExists(atPath: folder + "/model.safetensors") else {
+        print("model workloads skipped: \(folder) not found (run scripts/fetch-assets)")
+        return []
+    }
+    var list: [Workload] = []
+    let model = try BertModel.load(folder: folder, labels: 2, backend: backend)
+    func batch(_ B: Int, _ T: Int) throws -> BertActivations {
+        let a = try BertActivations(config: model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
+        var state: UInt64 = 7
+        let ids = (0..<(B * T)).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 19000) }
+        a.load(ids: ids, types: [Int32](repeating: 0, count: B * T), mask: [Int32](repeating: 1, count: B * T),
+               labels: (0..<B).map { Int32($0 % 2) }, batch: B, length: T, backend: backend)
+        return a
+    }
+    let reps = quick ? 3 : 10
+    // A fine-tuning step at B=32, T=64.
+    do {
+        let (B, T) = (32, 64)
+        let a = try batch(B, T)
+        let m = try backend.zeros(model.layout.total), v = try backend.zeros(model.layout.total), norm = try backend.zeros(1)
+        var step = 0
+        let run = {
+            step += 1
+            backend.fill(model.grads, 0)
+            model.forward(a, training: true, seed: UInt64(step))
+            model.backward(a)
+            backend.sumOfSquares(norm, model.grads, count: model.grads.count)
+            let total = backend.floats(norm)[0].squareRoot()
+            if total > 1 { backend.scale(model.grads, count: model.grads.count, by: 1 / total) }
+            for e in model.layout.entries {
+                backend.adamw(model.layout.view(model.weights, e.name), grads: model.layout.view(model.grads, e.name),
+                              m: m.slice(e.offset, e.count), v: v.slice(e.offset, e.count), count: e.count,
+                              AdamW(learningRate: 5e-5, weightDecay: e.decays ? 0.01 : 0), step: step)
+            }
+        }
+        list.append(Workload(name: "MiniLM-L6 fine-tuning step B=\(B) T=\(T)", unit: "ktok/s", work: Double(B * T) * 1e6,   // value = work / s / 1e9 → thousands of tokens per second
+                             warmup: 2, reps: reps, run: run,
+                             spec: ["op": "bert_train_step", "model": folder, "batch": B, "length": T]))
+    }
+    // Inference: latency at B=1, T=32 and throughput at B=32, T=64.
+    for (B, T) in [(1, 32), (32, 64)] {
+        let a = try batch(B, T)
+        list.append(Workload(name: "MiniLM-L6 inference B=\(B) T=\(T)", unit: B == 1 ? "ms" : "ktok/s",
+                             work: B == 1 ? 0 : Double(B * T) * 1e6, warmup: 3, reps: B == 1 ? 4 * reps : reps,
+                             run: { model.forward(a) }, spec: ["op": "bert_inference", "model": folder, "batch": B, "length": T]))
+    }
+    return list
+}
