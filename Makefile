@@ -58,11 +58,18 @@ test: deps
 	@echo "== all tests, native CPU kernel level =="
 	PYTHONPATH=$(CURDIR)/$(PYDEPS) $(SWIFT) test --skip-build --disable-swift-testing
 
-## v0 demo: what Retort finds on this machine, then a quick pass of the perf suite. It becomes
-## the fine-tune + distil comparison once the model issues land.
+## The demo: fetch all-MiniLM-L6-v2 and the Pang & Lee polarity sentences, fine-tune one epoch
+## on 90 % of them, evaluate on the other 10 % (a few minutes on 2 cores).
+ASSETS ?= $(HOME)/.cache/retort/assets
 demo: release
+	scripts/fetch-assets minilm polarity
 	$(SWIFT) run -c release retort devices
-	$(SWIFT) run -c release Perf --backend cpu --quick
+	$(SWIFT) run -c release retort finetune --model $(ASSETS)/all-MiniLM-L6-v2 \
+	  --train "$(ASSETS)/polarity/pang-lee.csv" --text-column 1 --label-column 0 \
+	  --dev-split 0.1 --epochs 1 --max-length 64 --out runs/demo
+	@echo "== the fine-tuned model in runs/demo =="
+	@cat runs/demo/metrics.json; echo
+	$(SWIFT) run -c release retort predict --model runs/demo "a gorgeous , witty , seductive movie" "a dull , lifeless mess"
 
 ## The full perf suite; PyTorch references when `import torch` works ($$RETORT_PERF_PYTHON picks the interpreter).
 perf: release
