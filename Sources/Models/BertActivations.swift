@@ -42,6 +42,16 @@ public final class BertActivations {
         dPooled = try f(B * C); dPoolerPre = try f(B * C); dLogits = try f(B * classes); loss = try f(1)
     }
 
+    /// The saved x·Aᵀ [rows, rank] of an adapter, allocated at its first use.
+    private var loraInputs: [String: Tensor] = [:]
+    func loraInput(_ layer: Int, _ t: LoRATarget, rows: Int, rank: Int, backend: Backend) -> Tensor {
+        let key = "\(layer).\(t.rawValue)"
+        if loraInputs[key] == nil || loraInputs[key]!.count < maxBatch * maxLength * rank {
+            loraInputs[key] = try! backend.zeros(maxBatch * maxLength * rank)
+        }
+        return loraInputs[key]!.slice(0, rows * rank)
+    }
+
     /// Puts a padded batch (row-major [B,T] ids, token types and mask; labels [B] or empty) in place.
     public func load(ids idValues: [Int32], types typeValues: [Int32], mask maskValues: [Int32], labels labelValues: [Int32],
                      batch B: Int, length T: Int, backend: Backend) {

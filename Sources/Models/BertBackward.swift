@@ -16,7 +16,7 @@ extension BertModel {
     public func backward(_ a: BertActivations, gradScale: Float = 1) -> Float {
         let c = config, b = backend
         let (B, T, C, FF) = (a.batch, a.length, c.hiddenSize, c.intermediateSize), BT = B * T
-        let seed = a.trainingSeed, p: Float = seed == nil ? 0 : Float(c.hiddenDropout)
+        let seed = a.trainingSeed, p: Float = seed == nil ? 0 : Float(c.hiddenDropout)   // seed: a training forward
         func dropped(_ grad: Tensor, _ site: UInt64) -> Tensor {   // the dropout's backward, or grad itself
             guard let seed, p > 0 else { return grad }
             b.dropout(a.dDropped.slice(0, grad.count), grad, count: grad.count, p: p, seed: seed &+ site)
@@ -33,9 +33,11 @@ extension BertModel {
         // Pooler: tanh, then the dense layer on the [CLS] rows (row stride T·C).
         b.tanhBackward(dx: a.dPoolerPre.slice(0, B * C), dOut: dPooled, out: a.pooled.slice(0, B * C), count: B * C)
         let last = a.hidden[c.layers]
-        b.matmul(g("pooler.dense.weight"), a.dPoolerPre.slice(0, B * C), last, bias: nil,
-                 Gemm(m: C, n: C, k: B, transA: true, beta: 1, ldb: T * C))
-        b.biasBackward(g("pooler.dense.bias"), dOut: a.dPoolerPre.slice(0, B * C), rows: B, channels: C)
+        if lora == nil {
+            b.matmul(g("pooler.dense.weight"), a.dPoolerPre.slice(0, B * C), last, bias: nil,
+                     Gemm(m: C, n: C, k: B, transA: true, beta: 1, ldb: T * C))
+            b.biasBackward(g("pooler.dense.bias"), dOut: a.dPoolerPre.slice(0, B * C), rows: B, channels: C)
+        }
         let dHidden = a.dHidden.slice(0, BT * C)
         b.fill(dHidden, 0)
         b.matmul(dHidden, a.dPoolerPre.slice(0, B * C), w("pooler.dense.weight"), bias: nil, Gemm(m: B, n: C, k: C, ldc: T * C))
@@ -47,10 +49,17 @@ extension BertModel {
         for l in (0..<c.layers).reversed() {
             let L = a.layers[l], x = a.hidden[l].slice(0, BT * C), prefix = "encoder.layer.\(l)."
             /// dW += dYᵀ·X, db += Σ dY, and (when dX is given) dX = beta·dX + dY·W for the linear `name`.
-            func linearBackward(_ name: String, dY: Tensor, X: Tensor, n: Int, k: Int, dX: Tensor?, beta: Float = 0) {
-                b.matmul(g(prefix + name + ".weight"), dY, X, bias: nil, Gemm(m: n, n: k, k: BT, transA: true, beta: 1))
-                b.biasBackward(g(prefix + name + ".bias"), dOut: dY, rows: BT, channels: n)
-                if let dX { b.matmul(dX, dY, w(prefix + name + ".weight"), bias: nil, Gemm(m: BT, n: k, k: n, beta: beta)) }
+            func linearBackward(_ name: String, dY: Tensor, X: Tensor, n: Int, k: Int, dX: Tensor, beta: Float = 0) {
+                if lora == nil {   // with adapters the base weights are frozen
+                    b.matmul(g(prefix + name + ".weight"), dY, X, bias: nil, Gemm(m: n, n: k, k: BT, transA: true, beta: 1))
+                    b.biasBackward(g(prefix + name + ".bias"), dOut: dY, rows: BT, channels: n)
+                }
+                b.matmul(dX, dY, w(prefix + name + ".weight"), bias: nil, Gemm(m: BT, n: k, k: n, beta: beta))
+                if let (adapters, t) = adapter(name) {
+                    b.loraBackward(dx: dX, dA: adapters.dA(l, t), dB: adapters.dB(l, t), dY: dY, X,
+                                   xa: a.loraInput(l, t, rows: BT, rank: adapters.config.rank, backend: b), a: adapters.a(l, t), b: adapters.b(l, t),
+                                   loraShape(adapters, t, layer: l, rows: BT, training: seed != nil, seed: seed ?? 0))
+                }
             }
             // out = LN2(residual2), residual2 = attended + dropout(gelu·W2ᵀ + b2)
             b.layerNormBackward(dx: dResidual, dWeight: g(prefix + "output.LayerNorm.weight"), dBias: g(prefix + "output.LayerNorm.bias"),
@@ -76,7 +85,8 @@ extension BertModel {
             linearBackward("attention.self.key", dY: dk, X: x, n: C, k: C, dX: dHidden, beta: 1)
             linearBackward("attention.self.value", dY: dv, X: x, n: C, k: C, dX: dHidden, beta: 1)
         }
-        // Embeddings: dropout, LayerNorm, then the scatter into the three tables.
+        // Embeddings: dropout, LayerNorm, then the scatter into the three tables (frozen with LoRA).
+        guard lora == nil else { return b.floats(a.loss)[0] }
         let dEmbeddingsOut = dropped(dHidden, 1)
         b.layerNormBackward(dx: dResidual, dWeight: g("embeddings.LayerNorm.weight"), dBias: g("embeddings.LayerNorm.bias"),
                             dOut: dEmbeddingsOut, a.embedded.slice(0, BT * C), weight: w("embeddings.LayerNorm.weight"),

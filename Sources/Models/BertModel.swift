@@ -11,6 +11,8 @@ public final class BertModel {
     public let layout: ParameterLayout
     public let weights: Tensor
     public let grads: Tensor
+    /// LoRA adapters; when attached the base weights are frozen (their gradients are not computed).
+    public internal(set) var lora: LoRAAdapters?
 
     public init(config: BertConfig, labels: Int, backend: Backend) throws {
         self.config = config
@@ -78,6 +80,10 @@ public final class BertModel {
             func linear(_ out: Tensor, _ input: Tensor, _ name: String, n: Int, k: Int, beta: Float = 0) {
                 b.matmul(out, input, w(prefix + name + ".weight"), bias: w(prefix + name + ".bias"),
                          Gemm(m: BT, n: n, k: k, transB: true, beta: beta))
+                if let (lora, t) = adapter(name) {
+                    b.loraForward(out, xa: a.loraInput(l, t, rows: BT, rank: lora.config.rank, backend: b), input,
+                                  a: lora.a(l, t), b: lora.b(l, t), loraShape(lora, t, layer: l, rows: BT, training: training, seed: seed))
+                }
             }
             linear(L.q.slice(0, BT * C), x, "attention.self.query", n: C, k: C)
             linear(L.k.slice(0, BT * C), x, "attention.self.key", n: C, k: C)
@@ -109,8 +115,22 @@ public final class BertModel {
         else { b.copy(a.pooledDropped.slice(0, B * C), a.pooled.slice(0, B * C)) }
         b.matmul(a.logits.slice(0, B * labels), a.pooledDropped.slice(0, B * C), w("classifier.weight"), bias: w("classifier.bias"),
                  Gemm(m: B, n: labels, k: C, transB: true))
-        a.trainingSeed = p > 0 ? seed : nil
+        a.trainingSeed = training ? seed : nil
         return a.logits.slice(0, B * labels)
+    }
+
+    /// The adapter on module `name` ("attention.self.query", …) of every layer, if any.
+    func adapter(_ name: String) -> (LoRAAdapters, LoRATarget)? {
+        guard let lora, let t = lora.config.targets.first(where: { $0.module == name }) else { return nil }
+        return (lora, t)
+    }
+
+    /// Sizes, scale and dropout of one adapter's branch; the dropout seed depends on the site.
+    func loraShape(_ lora: LoRAAdapters, _ t: LoRATarget, layer: Int, rows: Int, training: Bool, seed: UInt64) -> LoRAShape {
+        let (inFeatures, outFeatures) = LoRAAdapters.features(t, config)
+        let site = UInt64(1000 + layer * 8 + LoRATarget.allCases.firstIndex(of: t)!)
+        return LoRAShape(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, rank: lora.config.rank, scale: lora.config.scale,
+                         dropout: training ? Float(lora.config.dropout) : 0, seed: seed &* 0x9E37_79B9 &+ site)
     }
 
     /// The last hidden states [B,T,C] of the most recent forward.

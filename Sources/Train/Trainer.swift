@@ -34,6 +34,8 @@ public final class Trainer {
     let dev: [Encoding], devLabels: [Int32]
     let activations: BertActivations
     let m: Tensor, v: Tensor
+    let parameters: [TrainableTensor]
+    let offsets: [Int]   // of each trainable tensor in m and v
     public private(set) var step = 0
     public private(set) var best: ClassificationMetrics?
     public var onStep: (StepLog) -> Void = { _ in }
@@ -53,8 +55,10 @@ public final class Trainer {
         let model = classifier.model, b = model.backend
         activations = try BertActivations(config: model.config, labels: model.labels, maxBatch: options.batchSize,
                                           maxLength: classifier.maxLength, backend: b)
-        m = try b.zeros(model.layout.total)
-        v = try b.zeros(model.layout.total)
+        parameters = model.trainable
+        offsets = parameters.reduce(into: [0]) { $0.append($0.last! + $1.weight.count) }
+        m = try b.zeros(offsets.last!)
+        v = try b.zeros(offsets.last!)
     }
 
     public var stepsPerEpoch: Int { (train.count + options.batchSize * options.accumulation - 1) / (options.batchSize * options.accumulation) }
@@ -95,7 +99,7 @@ public final class Trainer {
             let micro = batches(epoch: epoch)
             for s in (step % perEpoch)..<perEpoch where step < totalSteps {
                 let start = DispatchTime.now().uptimeNanoseconds
-                b.fill(model.grads, 0)
+                model.zeroGradients()
                 var loss = 0.0, tokens = 0
                 let group = micro[(s * k)..<min(s * k + k, micro.count)]
                 for (j, indices) in group.enumerated() {
@@ -106,10 +110,9 @@ public final class Trainer {
                 }
                 let gradNorm = clipGradients()
                 let lr = learningRate(at: step)
-                for e in model.layout.entries {
-                    b.adamw(model.layout.view(model.weights, e.name), grads: model.layout.view(model.grads, e.name),
-                            m: m.slice(e.offset, e.count), v: v.slice(e.offset, e.count), count: e.count,
-                            AdamW(learningRate: lr, weightDecay: e.decays ? options.weightDecay : 0), step: step + 1)
+                for (p, offset) in zip(parameters, offsets) {
+                    b.adamw(p.weight, grads: p.grad, m: m.slice(offset, p.weight.count), v: v.slice(offset, p.weight.count),
+                            count: p.weight.count, AdamW(learningRate: lr, weightDecay: p.decays ? options.weightDecay : 0), step: step + 1)
                 }
                 step += 1
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -122,14 +125,19 @@ public final class Trainer {
         return best
     }
 
-    /// Global L2 norm of the gradients, scaled down to maxGradNorm when above it.
+    /// Global L2 norm of the trained gradients, scaled down to maxGradNorm when above it.
     func clipGradients() -> Double {
-        let b = classifier.model.backend, grads = classifier.model.grads
-        let out = activations.loss
-        b.sumOfSquares(out, grads, count: grads.count)
-        let norm = Double(b.floats(out)[0]).squareRoot()
+        let model = classifier.model, b = model.backend, out = activations.loss
+        // Full fine-tuning trains the whole gradient buffer: one reduction over it.
+        let groups = model.lora == nil ? [model.grads] : parameters.map(\.grad)
+        var total = 0.0
+        for g in groups {
+            b.sumOfSquares(out, g, count: g.count)
+            total += Double(b.floats(out)[0])
+        }
+        let norm = total.squareRoot()
         if options.maxGradNorm > 0, norm > options.maxGradNorm {
-            b.scale(grads, count: grads.count, by: Float(options.maxGradNorm / (norm + 1e-6)))
+            for g in groups { b.scale(g, count: g.count, by: Float(options.maxGradNorm / (norm + 1e-6))) }
         }
         return norm
     }
@@ -156,7 +164,7 @@ public final class Trainer {
     public func saveCheckpoint(folder: String) throws {
         let model = classifier.model, b = model.backend
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let tensors = [("weights", model.weights), ("adam.m", m), ("adam.v", v)].map {
+        let tensors = checkpointTensors.map {
             SafeTensorsWriter.Tensor(name: $0.0, shape: [$0.1.count], values: b.floats($0.1))
         }
         try SafeTensorsWriter.write(tensors, metadata: ["format": "retort-checkpoint"], to: folder + "/state.safetensors")
@@ -165,11 +173,19 @@ public final class Trainer {
         try writeAtomically(try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys]), to: folder + "/trainer.json")
     }
 
+    var checkpointTensors: [(String, Tensor)] {
+        let model = classifier.model
+        return [("weights", model.weights), ("adam.m", m), ("adam.v", v)] + (model.lora.map { [("lora", $0.weights)] } ?? [])
+    }
+
     /// Restores a checkpoint written by saveCheckpoint for the same model and data.
     public func loadCheckpoint(folder: String) throws {
         let model = classifier.model, b = model.backend
         let file = try SafeTensorsFile(path: folder + "/state.safetensors")
-        for (name, tensor) in [("weights", model.weights), ("adam.m", m), ("adam.v", v)] {
+        for (name, tensor) in checkpointTensors {
+            guard file.entries[name] != nil else {
+                throw DataError("\(folder)/state.safetensors: no '\(name)': the checkpoint is of a run \(name == "lora" ? "without" : "with") LoRA")
+            }
             let values = try file.floats(name)
             guard values.count == tensor.count else {
                 throw DataError("\(folder)/state.safetensors: '\(name)' has \(values.count) values, the model \(tensor.count): not this model's checkpoint")

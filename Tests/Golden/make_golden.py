@@ -10,8 +10,13 @@
                         biases and LayerNorm)
   minilm-hidden.safetensors
                         last hidden states of the real all-MiniLM-L6-v2 for a few sentences
+  tiny-bert-lora/       PEFT LoRA adapters on tiny-bert (r 4, alpha 8; query, value, attention
+                        output, intermediate; lora_B randomised so the branch matters), as peft saves them
+  tiny-bert-lora-expected.safetensors
+                        the same batch through the LoRA model: logits, loss, the gradients of every
+                        adapter and of the classifier, and 5 AdamW steps' losses
 
-usage: python3 Tests/Golden/make_golden.py [MINILM_DIR]
+usage: python3 Tests/Golden/make_golden.py [tiny] [minilm] [lora]     (default: all)
 """
 import os
 import sys
@@ -22,7 +27,63 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, BertForSequenceCl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ASSETS = os.environ.get("RETORT_ASSETS", os.path.expanduser("~/.cache/retort/assets"))
-MINILM = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ASSETS, "all-MiniLM-L6-v2")
+MINILM = os.path.join(ASSETS, "all-MiniLM-L6-v2")
+
+
+def batch():
+    torch.manual_seed(1)
+    B, T = 3, 9
+    lengths = [9, 6, 4]
+    ids = torch.randint(1, 120, (B, T))
+    mask = torch.zeros(B, T, dtype=torch.long)
+    types = torch.zeros(B, T, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+        ids[b, n:] = 0
+        types[b, n // 2:n] = 1
+    return ids, mask, types, torch.tensor([0, 2, 1])
+
+
+def tiny_bert_lora():
+    from peft import LoraConfig, get_peft_model
+    base = BertForSequenceClassification.from_pretrained(os.path.join(HERE, "tiny-bert"))
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="SEQ_CLS",
+                        target_modules=["query", "value", "attention.output.dense", "intermediate.dense"])
+    model = get_peft_model(base, config)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.2)
+    model.eval()
+    folder = os.path.join(HERE, "tiny-bert-lora")
+    model.save_pretrained(folder)
+    if os.path.exists(os.path.join(folder, "README.md")):
+        os.remove(os.path.join(folder, "README.md"))
+    ids, mask, types, labels = batch()
+    out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels)
+    out.loss.backward()
+
+    def key(name):
+        return name.replace(".default", "").replace("classifier.modules_to_save.", "classifier.")
+    tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels,
+               "logits": out.logits.detach(), "loss": out.loss.detach().reshape(1)}
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    for name, p in trainable:
+        tensors["grad." + key(name)] = p.grad.detach().clone()
+    decay = [p for n, p in trainable if not n.endswith(".bias")]
+    no_decay = [p for n, p in trainable if n.endswith(".bias")]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
+    losses = []
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels).loss
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+    tensors["adamw.losses"] = torch.tensor(losses)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(HERE, "tiny-bert-lora-expected.safetensors"))
+    print("tiny-bert-lora: loss", out.loss.item(), "trainable", len(trainable), "adamw losses", losses)
 
 
 def tiny_bert():
@@ -92,5 +153,10 @@ def minilm():
 
 
 if __name__ == "__main__":
-    tiny_bert()
-    minilm()
+    chosen = sys.argv[1:] or ["tiny", "minilm", "lora"]
+    if "tiny" in chosen:
+        tiny_bert()
+    if "minilm" in chosen:
+        minilm()
+    if "lora" in chosen:
+        tiny_bert_lora()

@@ -1,0 +1,212 @@
+// LoRA adapters on BERT's linear layers, PEFT semantics: y = x·Wᵀ + b + (alpha/r)·(drop(x)·Aᵀ)·Bᵀ,
+// A [r, in] kaiming-uniform(a = √5), B [out, r] zero; only A, B and the classifier train. The
+// branch runs through the backend's fused LoRA kernels. Saved in PEFT's adapter format.
+import Backend
+import Foundation
+
+public enum LoRATarget: String, CaseIterable, Sendable {
+    case query, key, value
+    case attentionOutput = "attention_output", intermediate, output
+
+    /// The module inside a layer, as HF names it.
+    public var module: String {
+        switch self {
+        case .query: return "attention.self.query"
+        case .key: return "attention.self.key"
+        case .value: return "attention.self.value"
+        case .attentionOutput: return "attention.output.dense"
+        case .intermediate: return "intermediate.dense"
+        case .output: return "output.dense"
+        }
+    }
+
+    init?(peft name: String) {
+        guard let t = LoRATarget.allCases.first(where: { $0.module == name || $0.module.hasSuffix("." + name) || $0.rawValue == name })
+        else { return nil }
+        self = t
+    }
+}
+
+public struct LoRAConfig: Sendable {
+    public var rank: Int
+    public var alpha: Double
+    public var dropout: Double
+    public var targets: [LoRATarget]
+    public var rsLoRA = false
+    public var scale: Float { Float(rsLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank)) }
+    public init(rank: Int, alpha: Double, dropout: Double = 0.1, targets: [LoRATarget] = [.query, .value], rsLoRA: Bool = false) {
+        self.rank = rank; self.alpha = alpha; self.dropout = dropout; self.targets = targets; self.rsLoRA = rsLoRA
+    }
+}
+
+/// The adapters of one model: A and B of every (layer, target) in one buffer, gradients in another.
+public final class LoRAAdapters {
+    public let config: LoRAConfig
+    public let layout: ParameterLayout
+    public let weights: Tensor
+    public let grads: Tensor
+
+    init(config: LoRAConfig, model: BertConfig, backend: Backend, seed: UInt64) throws {
+        self.config = config
+        var layout = ParameterLayout()
+        for l in 0..<model.layers {
+            for t in config.targets {
+                let (inFeatures, outFeatures) = Self.features(t, model)
+                layout.add("encoder.layer.\(l).\(t.module).lora_A.weight", [config.rank, inFeatures])
+                layout.add("encoder.layer.\(l).\(t.module).lora_B.weight", [outFeatures, config.rank])
+            }
+        }
+        self.layout = layout
+        weights = try backend.zeros(layout.total)
+        grads = try backend.zeros(layout.total)
+        // A ~ U(−1/√in, 1/√in): kaiming_uniform with a = √5, as PEFT; B stays zero.
+        var rng = NormalRandom(seed: seed)
+        for e in layout.entries where e.name.hasSuffix("lora_A.weight") {
+            let bound = 1 / Double(e.shape[1]).squareRoot()
+            let values = (0..<e.count).map { _ in Float((2 * rng.uniform() - 1) * bound) }
+            values.withUnsafeBytes { backend.upload(layout.view(weights, e.name), $0) }
+        }
+    }
+
+    static func features(_ t: LoRATarget, _ c: BertConfig) -> (Int, Int) {
+        switch t {
+        case .intermediate: return (c.hiddenSize, c.intermediateSize)
+        case .output: return (c.intermediateSize, c.hiddenSize)
+        default: return (c.hiddenSize, c.hiddenSize)
+        }
+    }
+
+    func a(_ layer: Int, _ t: LoRATarget) -> Tensor { layout.view(weights, "encoder.layer.\(layer).\(t.module).lora_A.weight") }
+    func b(_ layer: Int, _ t: LoRATarget) -> Tensor { layout.view(weights, "encoder.layer.\(layer).\(t.module).lora_B.weight") }
+    func dA(_ layer: Int, _ t: LoRATarget) -> Tensor { layout.view(grads, "encoder.layer.\(layer).\(t.module).lora_A.weight") }
+    func dB(_ layer: Int, _ t: LoRATarget) -> Tensor { layout.view(grads, "encoder.layer.\(layer).\(t.module).lora_B.weight") }
+
+    /// PEFT's target_modules: dotted suffixes when they pick exactly our modules, else a regex.
+    var peftTargets: Any {
+        let names = config.targets.map(\.module)
+        let ffnOutputAlone = config.targets.contains(.output) && !config.targets.contains(.attentionOutput)
+        if !ffnOutputAlone {
+            var list = config.targets.filter { $0 != .attentionOutput || !config.targets.contains(.output) }.map {
+                $0 == .output ? "output.dense" : $0 == .attentionOutput ? "attention.output.dense" : $0 == .intermediate ? "intermediate.dense" : $0.rawValue
+            }
+            list.sort()
+            return list
+        }
+        return ".*\\.layer\\.\\d+\\.(" + names.map { $0.replacingOccurrences(of: ".", with: "\\.") }.joined(separator: "|") + ")"
+    }
+}
+
+/// One tensor the optimiser updates.
+public struct TrainableTensor {
+    public let name: String
+    public let weight: Tensor
+    public let grad: Tensor
+    public let decays: Bool
+}
+
+extension BertModel {
+    /// Attaches fresh adapters: from now on only they and the classifier train.
+    public func attachLoRA(_ config: LoRAConfig, seed: UInt64 = 42) throws {
+        lora = try LoRAAdapters(config: config, model: self.config, backend: backend, seed: seed)
+    }
+
+    /// What the optimiser updates: every parameter, or with LoRA the adapters and the classifier.
+    public var trainable: [TrainableTensor] {
+        if let lora {
+            return lora.layout.entries.map { TrainableTensor(name: $0.name, weight: lora.layout.view(lora.weights, $0.name),
+                                                             grad: lora.layout.view(lora.grads, $0.name), decays: $0.decays) }
+                + ["classifier.weight", "classifier.bias"].map { TrainableTensor(name: $0, weight: w($0), grad: g($0), decays: !$0.hasSuffix(".bias")) }
+        }
+        return layout.entries.map { TrainableTensor(name: $0.name, weight: w($0.name), grad: g($0.name), decays: $0.decays) }
+    }
+
+    /// Zeroes the gradients of everything that trains.
+    public func zeroGradients() {
+        backend.fill(grads, 0)
+        if let lora { backend.fill(lora.grads, 0) }
+    }
+
+    /// The weights with every adapter merged in: W + scale·B·A (a copy; the model is unchanged).
+    public func mergedWeights() throws -> Tensor {
+        let merged = try backend.allocate(weights.count, .f32)
+        backend.copy(merged, weights)
+        guard let lora else { return merged }
+        for l in 0..<config.layers {
+            for t in lora.config.targets {
+                let (inFeatures, outFeatures) = LoRAAdapters.features(t, config)
+                backend.matmul(layout.view(merged, "encoder.layer.\(l).\(t.module).weight"), lora.b(l, t), lora.a(l, t), bias: nil,
+                               Gemm(m: outFeatures, n: inFeatures, k: lora.config.rank, alpha: lora.config.scale, beta: 1))
+            }
+        }
+        return merged
+    }
+
+    // MARK: PEFT files
+
+    /// adapter_config.json + adapter_model.safetensors (the adapters and the classifier).
+    public func saveAdapter(folder: String, baseModel: String) throws {
+        guard let lora else { throw CheckpointError("no LoRA adapters to save") }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let adapters = backend.floats(lora.weights)
+        var tensors = lora.layout.entries.map { e in
+            SafeTensorsWriter.Tensor(name: "base_model.model.bert." + e.name, shape: e.shape, values: Array(adapters[e.offset..<(e.offset + e.count)]))
+        }
+        for name in ["classifier.weight", "classifier.bias"] {
+            tensors.append(.init(name: "base_model.model." + name, shape: layout.entry(name)!.shape, values: backend.floats(w(name))))
+        }
+        try SafeTensorsWriter.write(tensors, to: folder + "/adapter_model.safetensors")
+        let config: [String: Any] = [
+            "peft_type": "LORA", "task_type": "SEQ_CLS", "r": lora.config.rank, "lora_alpha": lora.config.alpha,
+            "lora_dropout": lora.config.dropout, "target_modules": lora.peftTargets, "modules_to_save": ["classifier"],
+            "bias": "none", "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true,
+            "use_rslora": lora.config.rsLoRA, "use_dora": false, "base_model_name_or_path": baseModel,
+        ]
+        try writeAtomically(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
+                            to: folder + "/adapter_config.json")
+    }
+
+    /// Attaches the adapters of a PEFT folder (and its classifier, when it has one).
+    public func loadAdapter(folder: String) throws {
+        let configPath = folder + "/adapter_config.json"
+        guard let data = FileManager.default.contents(atPath: configPath),
+              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw CheckpointError("\(configPath): missing or not JSON")
+        }
+        guard (object["peft_type"] as? String) == "LORA", let r = object["r"] as? Int, let alpha = (object["lora_alpha"] as? NSNumber)?.doubleValue else {
+            throw CheckpointError("\(configPath): not a LoRA adapter (peft_type, r and lora_alpha are required)")
+        }
+        let file = try SafeTensorsFile(path: folder + "/adapter_model.safetensors")
+        // The targets are whatever modules the file holds adapters for.
+        // "base_model.model.bert.encoder.layer.<l>.<module>.lora_A.weight" → <module>, matched exactly
+        // (a suffix test would take attention.output.dense for output.dense).
+        let prefix = "base_model.model.bert.encoder.layer."
+        let modules = Set(file.entries.keys.compactMap { key -> String? in
+            guard key.hasPrefix(prefix), key.hasSuffix(".lora_A.weight") else { return nil }
+            let rest = key.dropFirst(prefix.count).dropLast(".lora_A.weight".count)
+            guard let dot = rest.firstIndex(of: "."), Int(rest[..<dot]) != nil else { return nil }
+            return String(rest[rest.index(after: dot)...])
+        })
+        let targets = LoRATarget.allCases.filter { modules.contains($0.module) }
+        guard !targets.isEmpty else { throw CheckpointError("\(folder)/adapter_model.safetensors: no lora_A tensors") }
+        try attachLoRA(LoRAConfig(rank: r, alpha: alpha, dropout: (object["lora_dropout"] as? NSNumber)?.doubleValue ?? 0,
+                                  targets: targets, rsLoRA: object["use_rslora"] as? Bool ?? false))
+        let lora = self.lora!
+        for e in lora.layout.entries {
+            let key = "base_model.model.bert." + e.name
+            guard let stored = file.entries[key] else { throw CheckpointError("\(folder)/adapter_model.safetensors: missing '\(key)'") }
+            guard stored.shape == e.shape else {
+                throw CheckpointError("\(folder)/adapter_model.safetensors: '\(key)' is \(stored.shape), the model needs \(e.shape)")
+            }
+            try file.floats(key).withUnsafeBytes { backend.upload(lora.layout.view(lora.weights, e.name), $0) }
+        }
+        for name in ["classifier.weight", "classifier.bias"] {
+            for key in ["base_model.model." + name, "base_model.model.classifier.modules_to_save." + name.dropFirst("classifier.".count)] {
+                guard let stored = file.entries[key] else { continue }
+                guard stored.shape == layout.entry(name)!.shape else {
+                    throw CheckpointError("\(folder)/adapter_model.safetensors: '\(key)' is \(stored.shape) but the model has \(labels) labels")
+                }
+                try file.floats(key).withUnsafeBytes { backend.upload(w(name), $0) }
+            }
+        }
+    }
+}

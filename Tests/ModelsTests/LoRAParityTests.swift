@@ -1,0 +1,90 @@
+// LoRA against peft (Tests/Golden/make_golden.py lora): the adapter folder peft saved, loaded by
+// Retort, gives peft's logits, loss, adapter and classifier gradients and 5 AdamW steps; Retort's
+// own adapter files round-trip; merging the adapters into the weights gives the same logits.
+import Backend
+import Foundation
+@testable import Models
+import XCTest
+
+final class LoRAParityTests: XCTestCase {
+    func model() throws -> (BertModel, BertActivations, SafeTensorsFile) {
+        let backend = try CPUBackend()
+        let model = try BertModel.load(folder: golden.appendingPathComponent("tiny-bert").path, backend: backend)
+        try model.loadAdapter(folder: golden.appendingPathComponent("tiny-bert-lora").path)
+        let expected = try SafeTensorsFile(path: golden.appendingPathComponent("tiny-bert-lora-expected.safetensors").path)
+        let shape = try expected.entry("input_ids").shape
+        let a = try BertActivations(config: model.config, labels: model.labels, maxBatch: shape[0], maxLength: shape[1], backend: backend)
+        func ints(_ name: String) throws -> [Int32] { try expected.integers(name).map { Int32($0) } }
+        a.load(ids: try ints("input_ids"), types: try ints("token_type_ids"), mask: try ints("attention_mask"),
+               labels: try ints("labels"), batch: shape[0], length: shape[1], backend: backend)
+        return (model, a, expected)
+    }
+
+    func peftName(_ name: String) -> String { name.hasPrefix("classifier.") ? "base_model.model." + name : "base_model.model.bert." + name }
+
+    func testLogitsLossAndGradientsMatchPeft() throws {
+        let (model, a, expected) = try model()
+        XCTAssertEqual(model.lora?.config.targets.map(\.rawValue).sorted(), ["attention_output", "intermediate", "query", "value"])
+        XCTAssertEqual(model.lora?.config.scale, 2)
+        assertClose(model.backend.floats(model.forward(a)), try expected.floats("logits"), atol: 1e-5, rtol: 1e-4, "logits")
+        model.zeroGradients()
+        assertClose([model.backward(a)], try expected.floats("loss"), atol: 1e-6, rtol: 1e-4, "loss")
+        let trainable = model.trainable
+        XCTAssertEqual(trainable.count, 18)   // 2 layers × 4 targets × (A, B) + classifier weight and bias
+        let references = try trainable.map { try expected.floats("grad." + peftName($0.name)) }
+        let largest = references.flatMap { $0 }.map(abs).max() ?? 1
+        for (t, reference) in zip(trainable, references) {
+            assertClose(model.backend.floats(t.grad), reference, atol: 1e-6 * largest, rtol: 1e-4, "gradient of \(t.name)")
+        }
+        // The frozen base accumulates no weight gradients.
+        XCTAssertEqual(model.backend.floats(model.g("encoder.layer.0.attention.self.query.weight")).map(abs).max(), 0)
+    }
+
+    func testFiveAdamWStepsMatchPeft() throws {
+        let (model, a, expected) = try model()
+        let b = model.backend, trainable = model.trainable
+        let total = trainable.reduce(0) { $0 + $1.weight.count }
+        let m = try b.zeros(total), v = try b.zeros(total)
+        var losses: [Float] = []
+        for step in 1...5 {
+            model.zeroGradients()
+            model.forward(a)
+            losses.append(model.backward(a))
+            var offset = 0
+            for t in trainable {
+                b.adamw(t.weight, grads: t.grad, m: m.slice(offset, t.weight.count), v: v.slice(offset, t.weight.count), count: t.weight.count,
+                        AdamW(learningRate: 1e-3, weightDecay: t.decays ? 0.01 : 0), step: step)
+                offset += t.weight.count
+            }
+        }
+        assertClose(losses, try expected.floats("adamw.losses"), atol: 1e-5, rtol: 2e-4, "losses of 5 AdamW steps")
+    }
+
+    func testAdapterRoundTripAndMerge() throws {
+        let (model, a, _) = try model()
+        let logits = model.backend.floats(model.forward(a))
+        let folder = NSTemporaryDirectory() + "retort-lora-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try model.saveAdapter(folder: folder, baseModel: "tiny-bert")
+        let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/adapter_config.json"))) as? [String: Any])
+        XCTAssertEqual(config["target_modules"] as? [String], ["attention.output.dense", "intermediate.dense", "query", "value"])
+        XCTAssertEqual(config["peft_type"] as? String, "LORA")
+        let again = try BertModel.load(folder: golden.appendingPathComponent("tiny-bert").path, backend: model.backend)
+        try again.loadAdapter(folder: folder)
+        XCTAssertEqual(again.backend.floats(again.forward(a)), logits)
+        // Merged: W + scale·B·A in a model without adapters.
+        let merged = try BertModel(config: model.config, labels: model.labels, backend: model.backend)
+        merged.backend.copy(merged.weights, try model.mergedWeights())
+        assertClose(merged.backend.floats(merged.forward(a)), logits, atol: 1e-5, rtol: 1e-4, "merged logits")
+    }
+
+    func testFFNOutputAloneIsWrittenAsARegex() throws {
+        let backend = try CPUBackend()
+        let model = try BertModel.load(folder: golden.appendingPathComponent("tiny-bert").path, backend: backend)
+        try model.attachLoRA(LoRAConfig(rank: 2, alpha: 4, targets: [.query, .output]))
+        XCTAssertEqual(model.lora?.peftTargets as? String, ".*\\.layer\\.\\d+\\.(attention\\.self\\.query|output\\.dense)")
+        XCTAssertEqual(backend.floats(model.lora!.b(0, .query)).map(abs).max(), 0)   // B starts at zero
+        let aValues = backend.floats(model.lora!.a(0, .query))
+        XCTAssertLessThanOrEqual(aValues.map(abs).max()!, 1 / Float(64).squareRoot())   // kaiming-uniform bound 1/√in
+    }
+}
