@@ -23,29 +23,36 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
         return a
     }
     let reps = quick ? 3 : 10
-    // A fine-tuning step at B=32, T=64.
-    do {
+    // Fine-tuning steps at B=32, T=64: full, and LoRA (r 8, alpha 16, query+value; base frozen).
+    for lora in [false, true] {
         let (B, T) = (32, 64)
+        let stepModel = lora ? try BertModel.load(folder: folder, labels: 2, backend: backend) : model
+        if lora { try stepModel.attachLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0.1, targets: [.query, .value])) }
         let a = try batch(B, T)
-        let m = try backend.zeros(model.layout.total), v = try backend.zeros(model.layout.total), norm = try backend.zeros(1)
+        let trainable = stepModel.trainable
+        let total = trainable.reduce(0) { $0 + $1.weight.count }
+        let m = try backend.zeros(total), v = try backend.zeros(total), norm = try backend.zeros(1)
         var step = 0
         let run = {
             step += 1
-            backend.fill(model.grads, 0)
-            model.forward(a, training: true, seed: UInt64(step))
-            model.backward(a)
-            backend.sumOfSquares(norm, model.grads, count: model.grads.count)
-            let total = backend.floats(norm)[0].squareRoot()
-            if total > 1 { backend.scale(model.grads, count: model.grads.count, by: 1 / total) }
-            for e in model.layout.entries {
-                backend.adamw(model.layout.view(model.weights, e.name), grads: model.layout.view(model.grads, e.name),
-                              m: m.slice(e.offset, e.count), v: v.slice(e.offset, e.count), count: e.count,
-                              AdamW(learningRate: 5e-5, weightDecay: e.decays ? 0.01 : 0), step: step)
+            stepModel.zeroGradients()
+            stepModel.forward(a, training: true, seed: UInt64(step))
+            stepModel.backward(a)
+            var squares: Float = 0
+            for t in trainable { backend.sumOfSquares(norm, t.grad, count: t.grad.count); squares += backend.floats(norm)[0] }
+            let clip = squares.squareRoot() > 1 ? 1 / squares.squareRoot() : 1
+            var offset = 0
+            for t in trainable {
+                if clip < 1 { backend.scale(t.grad, count: t.grad.count, by: clip) }
+                backend.adamw(t.weight, grads: t.grad, m: m.slice(offset, t.weight.count), v: v.slice(offset, t.weight.count),
+                              count: t.weight.count, AdamW(learningRate: 5e-5, weightDecay: t.decays ? 0.01 : 0), step: step)
+                offset += t.weight.count
             }
         }
-        list.append(Workload(name: "MiniLM-L6 fine-tuning step B=\(B) T=\(T)", unit: "ktok/s", work: Double(B * T) * 1e6,   // value = work / s / 1e9 → thousands of tokens per second
+        list.append(Workload(name: "MiniLM-L6 \(lora ? "LoRA r=8 q,v" : "full") fine-tuning step B=\(B) T=\(T)", unit: "ktok/s",
+                             work: Double(B * T) * 1e6,   // value = work / s / 1e9 → thousands of tokens per second
                              warmup: 2, reps: reps, run: run,
-                             spec: ["op": "bert_train_step", "model": folder, "batch": B, "length": T]))
+                             spec: ["op": "bert_train_step", "model": folder, "batch": B, "length": T, "lora": lora]))
     }
     // Inference: latency at B=1, T=32 and throughput at B=32, T=64.
     for (B, T) in [(1, 32), (32, 64)] {

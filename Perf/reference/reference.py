@@ -118,6 +118,10 @@ def bert(s, train):
     ids = torch.randint(1000, 20000, (B, T))
     mask, types = torch.ones(B, T, dtype=torch.long), torch.zeros(B, T, dtype=torch.long)
     labels = torch.randint(0, 2, (B,))
+    if s.get("lora"):
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"],
+                                                 task_type="SEQ_CLS"))
     if not train:
         model.eval()
 
@@ -126,12 +130,13 @@ def bert(s, train):
                 model(input_ids=ids, attention_mask=mask, token_type_ids=types)
         return infer
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=5e-5)
 
     def step():
         optimizer.zero_grad()
         model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
     return step
 
@@ -172,6 +177,9 @@ def main():
                 if op.startswith("bert"):
                     import transformers
                     impl += f", transformers {transformers.__version__}"
+                    if spec.get("lora"):
+                        import peft
+                        impl += f", peft {peft.__version__}"
             else:
                 raise RuntimeError(f"no reference for op {op}")
             ms = timed(fn, spec.get("warmup", 3), spec.get("reps", 10))

@@ -40,12 +40,13 @@ extension BertModel {
     }
 
     /// Writes config.json and model.safetensors (BertForSequenceClassification names) into `folder`.
+    /// With LoRA attached the adapters are merged into the saved weights (a full model HF loads).
     public func save(folder: String, id2label: [Int: String]? = nil) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var config = self.config
         if let id2label { config.id2label = id2label }
         if config.id2label.isEmpty { config.id2label = Dictionary(uniqueKeysWithValues: (0..<labels).map { ($0, "LABEL_\($0)") }) }
-        let all = backend.floats(weights)
+        let all = backend.floats(lora == nil ? weights : try mergedWeights())
         let tensors = layout.entries.map { e in
             SafeTensorsWriter.Tensor(name: Self.fileName(e.name, prefix: "bert."), shape: e.shape, values: Array(all[e.offset..<(e.offset + e.count)]))
         }

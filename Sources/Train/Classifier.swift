@@ -74,6 +74,9 @@ public final class Classifier {
     /// tokenizer files copied from `tokenizerSource`.
     public func save(folder: String, tokenizerSource: String) throws {
         try model.save(folder: folder, id2label: Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ($0, $1) }))
+        // The PEFT adapter goes in a subfolder: with adapter_config.json beside model.safetensors,
+        // transformers would treat the folder as an adapter and apply it again on the base model.
+        if model.lora != nil { try model.saveAdapter(folder: folder + "/adapter", baseModel: tokenizerSource) }
         for file in ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"] {
             let from = (tokenizerSource as NSString).appendingPathComponent(file), to = (folder as NSString).appendingPathComponent(file)
             guard from != to, FileManager.default.fileExists(atPath: from) else { continue }

@@ -42,6 +42,11 @@ struct FinetuneCommand: ParsableCommand {
     @Option(name: .long, help: "Metric that picks the best model: accuracy, macro_f1 or mcc.") var metric = "accuracy"
     @Option(name: .long, help: "Stop after N optimiser steps.") var maxSteps: Int?
     @Flag(name: .long, help: "Batch examples of similar length together (less padding).") var bucket = false
+    @Option(name: .long, help: "LoRA rank: train low-rank adapters and the classifier only (PEFT semantics).") var loraRank: Int?
+    @Option(name: .long, help: "LoRA alpha (scale alpha/r).") var loraAlpha: Double?
+    @Option(name: .long, help: "Dropout on the LoRA branch's input.") var loraDropout = 0.1
+    @Option(name: .long, help: "Comma-separated: query, key, value, attention_output, intermediate, output.") var loraTargets = "query,value"
+    @Flag(name: .long, help: "Scale by alpha/√r instead of alpha/r (rsLoRA).") var rsLora = false
     @Flag(name: .long, help: "Continue from OUT/checkpoint.") var resume = false
     @OptionGroup var deviceOptions: DeviceOptions
 
@@ -53,6 +58,19 @@ struct FinetuneCommand: ParsableCommand {
             throw ValidationError("--lr must be positive, --warmup in [0, 1) and --dev-split in (0, 1)")
         }
         guard ["accuracy", "macro_f1", "mcc"].contains(metric) else { throw ValidationError("--metric must be accuracy, macro_f1 or mcc") }
+        if let loraRank, loraRank < 1 { throw ValidationError("--lora-rank must be positive") }
+        if loraRank == nil && loraAlpha != nil { throw ValidationError("--lora-alpha needs --lora-rank") }
+        guard (0..<1).contains(loraDropout) else { throw ValidationError("--lora-dropout must be in [0, 1)") }
+        _ = try targets()
+    }
+
+    func targets() throws -> [LoRATarget] {
+        try loraTargets.split(separator: ",").map { name in
+            guard let t = LoRATarget(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--lora-targets: unknown module '\(name)' (query, key, value, attention_output, intermediate, output)")
+            }
+            return t
+        }
     }
 
     func run() throws {
@@ -71,6 +89,12 @@ struct FinetuneCommand: ParsableCommand {
         let devLabels = try Dataset.labelIds(devExamples, names: names, path: dev ?? "\(train) (held-out split)")
         let classifier = try Classifier.load(folder: expand(model), labels: names, maxLength: maxLength, backend: backend, seed: seed)
         printError("retort: \(trainExamples.count) training and \(devExamples.count) dev examples, labels \(names.joined(separator: ", "))")
+        if let loraRank {
+            try classifier.model.attachLoRA(LoRAConfig(rank: loraRank, alpha: loraAlpha ?? Double(2 * loraRank), dropout: loraDropout,
+                                                       targets: try targets(), rsLoRA: rsLora), seed: seed)
+            let count = classifier.model.trainable.reduce(0) { $0 + $1.weight.count }
+            printError("retort: LoRA r=\(loraRank) on \(loraTargets): \(count) trainable parameters of \(classifier.model.layout.total)")
+        }
         var options = TrainingOptions()
         options.epochs = epochs; options.batchSize = batchSize; options.accumulation = gradAccum
         options.learningRate = lr; options.warmupRatio = warmup; options.weightDecay = weightDecay
@@ -122,6 +146,7 @@ struct FinetuneCommand: ParsableCommand {
         }
         let seconds = Date().timeIntervalSince(started)
         var metrics: [String: Any] = ["train_examples": trainExamples.count, "dev_examples": devExamples.count, "labels": names,
+                                      "trainable_parameters": classifier.model.trainable.reduce(0) { $0 + $1.weight.count },
                                       "steps": trainer.step, "final_train_loss": lastLoss, "train_seconds": seconds,
                                       "device": backend.kind.rawValue]
         if let best { metrics["best_dev"] = ["accuracy": best.accuracy, "macro_f1": best.macroF1, "mcc": best.mcc, "loss": best.loss] }
