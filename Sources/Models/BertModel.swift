@@ -121,7 +121,7 @@ public final class BertModel {
 
     /// The adapter on module `name` ("attention.self.query", …) of every layer, if any.
     func adapter(_ name: String) -> (LoRAAdapters, LoRATarget)? {
-        guard let lora, let t = lora.config.targets.first(where: { $0.module == name }) else { return nil }
+        guard let lora, !lora.merged, let t = lora.config.targets.first(where: { $0.module == name }) else { return nil }
         return (lora, t)
     }
 

@@ -45,6 +45,8 @@ public final class LoRAAdapters {
     public let layout: ParameterLayout
     public let weights: Tensor
     public let grads: Tensor
+    /// Merged into the base weights (mergeLoRA): the forward then skips the branch.
+    public internal(set) var merged = false
 
     init(config: LoRAConfig, model: BertConfig, backend: Backend, seed: UInt64) throws {
         self.config = config
@@ -130,15 +132,32 @@ extension BertModel {
     public func mergedWeights() throws -> Tensor {
         let merged = try backend.allocate(weights.count, .f32)
         backend.copy(merged, weights)
-        guard let lora else { return merged }
+        if let lora, !lora.merged { addAdapters(lora, into: merged, sign: 1) }
+        return merged
+    }
+
+    /// PEFT's merge: W += scale·B·A in place, after which the branch is skipped (inference
+    /// without the extra matmuls). `unmergeLoRA` undoes it.
+    public func mergeLoRA() {
+        guard let lora, !lora.merged else { return }
+        addAdapters(lora, into: weights, sign: 1)
+        lora.merged = true
+    }
+
+    public func unmergeLoRA() {
+        guard let lora, lora.merged else { return }
+        addAdapters(lora, into: weights, sign: -1)
+        lora.merged = false
+    }
+
+    private func addAdapters(_ lora: LoRAAdapters, into buffer: Tensor, sign: Float) {
         for l in 0..<config.layers {
             for t in lora.config.targets {
                 let (inFeatures, outFeatures) = LoRAAdapters.features(t, config)
-                backend.matmul(layout.view(merged, "encoder.layer.\(l).\(t.module).weight"), lora.b(l, t), lora.a(l, t), bias: nil,
-                               Gemm(m: outFeatures, n: inFeatures, k: lora.config.rank, alpha: lora.config.scale, beta: 1))
+                backend.matmul(layout.view(buffer, "encoder.layer.\(l).\(t.module).weight"), lora.b(l, t), lora.a(l, t), bias: nil,
+                               Gemm(m: outFeatures, n: inFeatures, k: lora.config.rank, alpha: sign * lora.config.scale, beta: 1))
             }
         }
-        return merged
     }
 
     // MARK: PEFT files

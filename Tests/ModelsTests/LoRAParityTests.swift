@@ -78,6 +78,18 @@ final class LoRAParityTests: XCTestCase {
         assertClose(merged.backend.floats(merged.forward(a)), logits, atol: 1e-5, rtol: 1e-4, "merged logits")
     }
 
+    func testMergeAndUnmergeInPlace() throws {
+        let (model, a, _) = try model()
+        let logits = model.backend.floats(model.forward(a)), base = model.backend.floats(model.weights)
+        model.mergeLoRA()
+        XCTAssertTrue(model.lora!.merged)
+        assertClose(model.backend.floats(model.forward(a)), logits, atol: 1e-5, rtol: 1e-4, "logits with the adapters merged")
+        model.unmergeLoRA()
+        assertClose(model.backend.floats(model.weights), base, atol: 1e-6, rtol: 1e-5, "weights after unmerge")
+        // W + s·B·A − s·B·A rounds: equal within float noise, not bit for bit.
+        assertClose(model.backend.floats(model.forward(a)), logits, atol: 1e-5, rtol: 1e-5, "logits after unmerge")
+    }
+
     func testFFNOutputAloneIsWrittenAsARegex() throws {
         let backend = try CPUBackend()
         let model = try BertModel.load(folder: golden.appendingPathComponent("tiny-bert").path, backend: backend)

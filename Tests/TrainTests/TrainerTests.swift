@@ -4,7 +4,7 @@
 import Backend
 import Foundation
 import Models
-import Train
+@testable import Train
 import XCTest
 
 final class TrainerTests: XCTestCase {
@@ -71,6 +71,22 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(second.step, 7)
         try second.run()
         XCTAssertEqual(resumed, losses, "a resumed run must reproduce the uninterrupted losses")
+    }
+
+    func testBucketedBatchesCoverEveryExampleOnceWithSimilarLengths() throws {
+        let backend = try CPUBackend()
+        let c = try classifier(backend)
+        let (texts, labels) = data(700, seed: 4)
+        var options = TrainingOptions()
+        options.batchSize = 16; options.bucket = true
+        let t = try Trainer(classifier: c, train: texts.map { c.tokenizer.encode($0, maxLength: 16) }, trainLabels: labels,
+                            dev: [], devLabels: [], options: options)
+        let batches = t.batches(epoch: 0)
+        XCTAssertEqual(batches.flatMap { $0 }.sorted(), Array(0..<700))
+        let lengths = texts.map { c.tokenizer.encode($0, maxLength: 16).ids.count }
+        let spread = batches.map { b in b.map { lengths[$0] }.max()! - b.map { lengths[$0] }.min()! }
+        XCTAssertLessThanOrEqual(spread.reduce(0, +) / spread.count, 1, "bucketed batches should hold similar lengths")
+        XCTAssertNotEqual(batches, t.batches(epoch: 1), "each epoch has its own order")
     }
 
     func testACheckpointOfAnotherModelIsRefused() throws {
