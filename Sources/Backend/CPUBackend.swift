@@ -162,7 +162,7 @@ public final class CPUBackend: Backend {
                                  mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         checkAttention(s, [out, q, k, v], lse: lse, scores: scores, mask: mask, bias: bias)
         rt_attention_forward(f(out), f(lse), f(scores), f(q), f(k), f(v), i(mask), f(bias),
-                             Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale)
+                             Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale, s.dropout, s.seed)
     }
 
     public func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: Tensor?,
@@ -170,7 +170,8 @@ public final class CPUBackend: Backend {
                                   mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         checkAttention(s, [dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: dScores, mask: mask, bias: bias ?? dBias)
         rt_attention_backward(f(dq), f(dk), f(dv), f(dBias), f(dOut), f(dScores), f(out), f(lse), f(q), f(k), f(v),
-                              i(mask), f(bias), Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale)
+                              i(mask), f(bias), Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale,
+                              s.dropout, s.seed)
     }
 
     public func maskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
@@ -190,6 +191,7 @@ public final class CPUBackend: Backend {
         precondition(scores == nil || scores!.count == s.scores, "scores are not B·NH·T·T")
         precondition(mask == nil || (mask!.count == s.batch * s.length && mask!.dtype == .i32), "mask is not int32 B·T")
         precondition(bias == nil || bias!.count == s.heads * s.length * s.length, "bias is not NH·T·T")
+        precondition(s.dropout >= 0 && s.dropout < 1, "attention dropout must be in [0, 1)")
     }
 
     // MARK: LoRA

@@ -44,13 +44,17 @@ public struct EmbeddingShape: Sendable {
     }
 }
 
-/// Multi-head attention over [B,T,NH·HS] tensors; `scale` defaults to 1/√HS.
+/// Multi-head attention over [B,T,NH·HS] tensors; `scale` defaults to 1/√HS. `dropout` drops
+/// attention probabilities (training) with masks from `seed`; backward needs the same values.
 public struct AttentionShape: Sendable {
     public var batch, length, heads, headSize: Int   // B, T, NH, HS
     public var scale: Float
-    public init(batch: Int, length: Int, heads: Int, headSize: Int, scale: Float? = nil) {
+    public var dropout: Float = 0
+    public var seed: UInt64 = 0
+    public init(batch: Int, length: Int, heads: Int, headSize: Int, scale: Float? = nil, dropout: Float = 0, seed: UInt64 = 0) {
         self.batch = batch; self.length = length; self.heads = heads; self.headSize = headSize
         self.scale = scale ?? 1 / Float(headSize).squareRoot()
+        self.dropout = dropout; self.seed = seed
     }
     public var channels: Int { heads * headSize }
     /// Elements of q, k, v, out: B·T·C.

@@ -42,12 +42,12 @@ extension BertModel {
         b.fill(dHidden, 0)
         b.matmul(dHidden, a.dPoolerPre.slice(0, B * C), w("pooler.dense.weight"), bias: nil, Gemm(m: B, n: C, k: C, ldc: T * C))
 
-        let attention = AttentionShape(batch: B, length: T, heads: c.heads, headSize: c.headSize)
         let dResidual = a.dResidual.slice(0, BT * C), dAttended = a.dAttended.slice(0, BT * C)
         let dContext = a.dContext.slice(0, BT * C), dFF = a.dFF.slice(0, BT * FF)
         let dq = a.dq.slice(0, BT * C), dk = a.dk.slice(0, BT * C), dv = a.dv.slice(0, BT * C)
         for l in (0..<c.layers).reversed() {
             let L = a.layers[l], x = a.hidden[l].slice(0, BT * C), prefix = "encoder.layer.\(l)."
+            let attention = attentionShape(a, layer: l, training: seed != nil, seed: seed ?? 0)
             /// dW += dYᵀ·X, db += Σ dY, and (when dX is given) dX = beta·dX + dY·W for the linear `name`.
             func linearBackward(_ name: String, dY: Tensor, X: Tensor, n: Int, k: Int, dX: Tensor, beta: Float = 0) {
                 if lora == nil {   // with adapters the base weights are frozen

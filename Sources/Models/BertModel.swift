@@ -74,9 +74,9 @@ public final class BertModel {
                            a.embedded.slice(0, BT * C), weight: w("embeddings.LayerNorm.weight"), bias: w("embeddings.LayerNorm.bias"),
                            rows: BT, channels: C, eps: Float(c.layerNormEps))
         if p > 0 { b.dropout(a.hidden[0].slice(0, BT * C), a.hidden[0].slice(0, BT * C), count: BT * C, p: p, seed: seed &+ 1) }
-        let attention = AttentionShape(batch: B, length: T, heads: c.heads, headSize: c.headSize)
         for l in 0..<c.layers {
             let L = a.layers[l], x = a.hidden[l].slice(0, BT * C), prefix = "encoder.layer.\(l)."
+            let attention = attentionShape(a, layer: l, training: training, seed: seed)
             func linear(_ out: Tensor, _ input: Tensor, _ name: String, n: Int, k: Int, beta: Float = 0) {
                 b.matmul(out, input, w(prefix + name + ".weight"), bias: w(prefix + name + ".bias"),
                          Gemm(m: BT, n: n, k: k, transB: true, beta: beta))
@@ -117,6 +117,12 @@ public final class BertModel {
                  Gemm(m: B, n: labels, k: C, transB: true))
         a.trainingSeed = training ? seed : nil
         return a.logits.slice(0, B * labels)
+    }
+
+    /// Layer l's attention: probability dropout (attention_probs_dropout_prob) in training.
+    func attentionShape(_ a: BertActivations, layer l: Int, training: Bool, seed: UInt64) -> AttentionShape {
+        AttentionShape(batch: a.batch, length: a.length, heads: config.heads, headSize: config.headSize,
+                       dropout: training ? Float(config.attentionDropout) : 0, seed: seed &* 0x2545_F491 &+ UInt64(500 + l))
     }
 
     /// The adapter on module `name` ("attention.self.query", …) of every layer, if any.

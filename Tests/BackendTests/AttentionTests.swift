@@ -5,6 +5,7 @@
 // matmul + masked softmax.
 import Backend
 import Foundation
+import Kernels
 import XCTest
 
 struct AttentionCase {
@@ -13,9 +14,9 @@ struct AttentionCase {
     let mask: [Int32]?
     let bias: [Float]?
 
-    init(batch: Int, length: Int, heads: Int, headSize: Int, padded: [Int] = [], bias: Bool, seed: UInt64) {
+    init(batch: Int, length: Int, heads: Int, headSize: Int, padded: [Int] = [], bias: Bool, seed: UInt64, dropout: Float = 0) {
         var rng = SeededRandom(seed)
-        shape = AttentionShape(batch: batch, length: length, heads: heads, headSize: headSize)
+        shape = AttentionShape(batch: batch, length: length, heads: heads, headSize: headSize, dropout: dropout, seed: seed &* 31)
         q = rng.floats(shape.activations, -2, 2)
         k = rng.floats(shape.activations, -2, 2)
         v = rng.floats(shape.activations)
@@ -43,9 +44,15 @@ struct AttentionCase {
                     guard mx > -.infinity else { continue }
                     let e = s.map { exp($0 - mx) }, sum = e.reduce(0, +)
                     lse[(b * NH + h) * T + i] = mx + log(sum)
+                    // Dropout on the probabilities: the same counter-based mask as the kernel.
+                    let keep = (0..<T).map { j -> Double in
+                        guard shape.dropout > 0 else { return 1 }
+                        let index = UInt64(((b * NH + h) * T + i) * T + j)
+                        return rt_dropout_keep(shape.seed, index, shape.dropout) != 0 ? 1 / Double(1 - shape.dropout) : 0
+                    }
                     for c in 0..<HS {
                         var o = 0.0
-                        for j in 0..<T { o += e[j] / sum * Double(v[(b * T + j) * C + h * HS + c]) }
+                        for j in 0..<T { o += e[j] / sum * keep[j] * Double(v[(b * T + j) * C + h * HS + c]) }
                         out[(b * T + i) * C + h * HS + c] = o
                     }
                 }
@@ -64,6 +71,8 @@ final class AttentionTests: XCTestCase {
         ("T=64 HS=32", AttentionCase(batch: 2, length: 64, heads: 2, headSize: 32, padded: [0, 10], bias: false, seed: 15)),
         ("fully padded sequence", AttentionCase(batch: 2, length: 6, heads: 2, headSize: 7, padded: [6, 2], bias: true, seed: 16)),
         ("HS=100", AttentionCase(batch: 1, length: 9, heads: 1, headSize: 100, padded: [1], bias: false, seed: 17)),
+        ("T=7 mask+bias dropout 0.3", AttentionCase(batch: 2, length: 7, heads: 3, headSize: 5, padded: [0, 3], bias: true, seed: 18, dropout: 0.3)),
+        ("T=37 dropout 0.1", AttentionCase(batch: 1, length: 37, heads: 2, headSize: 16, padded: [4], bias: false, seed: 19, dropout: 0.1)),
     ]
 
     func testForwardMatchesNaiveLoop() throws {
@@ -122,7 +131,7 @@ final class AttentionTests: XCTestCase {
 
     func testFusedEqualsUnfusedComposition() throws {
         for backend in try backends() {
-            for (name, c) in cases {
+            for (name, c) in cases where c.shape.dropout == 0 {   // the unfused path has no dropout
                 let s = c.shape, (B, T, NH, HS) = (s.batch, s.length, s.heads, s.headSize), C = NH * HS
                 var rng = SeededRandom(5)
                 let dOutValues = rng.floats(s.activations)

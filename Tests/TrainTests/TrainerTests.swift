@@ -11,10 +11,11 @@ final class TrainerTests: XCTestCase {
     let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Golden/tiny-bert").path
 
-    /// The tiny BERT (vocabulary "w0"…) with hidden dropout 0.1 and a fresh 2-label head.
+    /// The tiny BERT (vocabulary "w0"…) with hidden and attention dropout 0.1 and a fresh 2-label head.
     func classifier(_ backend: Backend) throws -> Classifier {
         var object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/config.json"))) as? [String: Any])
         object["hidden_dropout_prob"] = 0.1
+        object["attention_probs_dropout_prob"] = 0.1
         object.removeValue(forKey: "id2label"); object.removeValue(forKey: "label2id")
         let model = try BertModel(config: try BertConfig(object), labels: 2, backend: backend)
         try model.loadWeights(folder + "/model.safetensors", seed: 5, freshHead: true)

@@ -3,6 +3,7 @@
 //   mask: [B,T] key mask (0 = padded key) or NULL      bias, dbias: [NH,T,T] or NULL
 //   lse: [B,NH,T] log-sum-exp of each query row (+inf: no valid key, the row outputs zeros)
 //   scores, dscores: [B,NH,T,T] pre-softmax scores (0 at masked keys) / their gradient, optional
+//   dropout: on the probabilities (training), inverted, mask rt_dropout_keep(seed, ((b·NH+h)·T+i)·T+j)
 // One work item is one (batch, head) — or one head looping over the batch when dbias is
 // wanted, so dbias needs no atomics. Within it, K (and V) are packed once, then each block of
 // QB query rows goes through scale·q·kᵀ + bias, mask, softmax and ·V in one pass; only a QB×T
@@ -19,6 +20,9 @@ typedef struct {
     const int32_t *mask;
     int B, T, NH, HS;
     float scale;
+    float dropout;    // on the attention probabilities (training); mask from (seed, ((b·NH + h)·T + i)·T + j)
+    uint64_t seed;
+    uint32_t key;     // rt_dropout_key(seed)
 } attention_args;
 
 // S[QB][Tp] = A[QB][HSp] · Bt[HS][Tp], 32 columns at a time (Tp is a multiple of 32).
@@ -142,6 +146,19 @@ RT_INLINE void probabilities_and_dscores(float *p, float *ds, const float *bias,
     }
 }
 
+// With dropout on the probabilities (mask m = keep/(1 − q) or 0 per key): p = P·m for dV and
+// ds = P·(dP·m − D), P = exp(scale·q·kᵀ + bias − lse) at valid keys.
+RT_INLINE void dropped_probabilities_and_dscores(float *p, float *ds, const float *bias, float scale, float lse, float D,
+                                                 const float *keep, const float *m, int nt) {
+    for (int t = 0; t < nt; t++) {
+        v16 x = v16_load(p + 16 * t) * scale;
+        if (bias) x += v16_load(bias + 16 * t);
+        v16 pv = rt_exp16(x - lse) * v16_load(keep + 16 * t), mv = v16_load(m + 16 * t);
+        v16_store(ds + 16 * t, pv * (v16_load(ds + 16 * t) * mv - D));
+        v16_store(p + 16 * t, pv * mv);
+    }
+}
+
 // Packs rows [T] of one head of X ([B,T,C], head offset applied) as Xt[HS][Tp] (transposed)
 // and/or Xp[T][HSp] (padded); padding is zero.
 static void pack_head(float *Xt, float *Xp, const float *X, int T, int C, int HS, int Tp, int HSp) {
@@ -212,6 +229,7 @@ RT_INLINE void forward_item(attention_args *a, int b, int h, int thread) {
     float *keep = rt_thread_scratch(thread, 5, sizeof(float) * Tp);
     float *neg = rt_thread_scratch(thread, 6, sizeof(float) * Tp);
     float *brow = rt_thread_scratch(thread, 7, sizeof(float) * Tp);
+    float *mrow = rt_thread_scratch(thread, 8, sizeof(float) * Tp);
     const int jtiles = (int)round_up(jend, 32), nt = jtiles / 16;
     key_vectors(keep, neg, a->mask, b, T, Tp);
     pack_head(Kt, NULL, a->k + head, T, C, HS, Tp, HSp);
@@ -232,6 +250,10 @@ RT_INLINE void forward_item(attention_args *a, int b, int h, int thread) {
             }
             const float sum = softmax_row(s, bias, scores ? 1.0f : a->scale, scores != NULL, keep, neg, nt, &lse[i]);
             inv_sum[r] = 1.0f / sum;
+            if (a->dropout > 0) {   // drop probabilities after the statistics: lse stays the softmax's
+                rt_dropout_row(mrow, a->key, (((uint64_t)b * NH + h) * T + i) * T, jtiles, a->dropout, 1.0f / (1.0f - a->dropout));
+                for (int j = 0; j < jtiles; j++) s[j] *= mrow[j];
+            }
         }
         weighted_rows_all(Ob, HSp, S, Tp, Vp, HSp, jend);
         for (int r = 0; r < rows; r++) {
@@ -247,9 +269,11 @@ RT_TASK(forward_task) {
 }
 
 void rt_attention_forward(float *out, float *lse, float *scores, const float *q, const float *k, const float *v,
-                          const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale) {
+                          const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale,
+                          float dropout, uint64_t seed) {
     attention_args a = { .out = out, .lse = lse, .scores = scores, .q = q, .k = k, .v = v, .mask = mask,
-                         .bias = bias, .B = B, .T = T, .NH = NH, .HS = HS, .scale = scale };
+                         .bias = bias, .B = B, .T = T, .NH = NH, .HS = HS, .scale = scale, .dropout = dropout, .seed = seed,
+                         .key = rt_dropout_key(seed) };
     rt_parallel_for((int64_t)B * NH, 1, forward_task, &a);
 }
 
@@ -279,6 +303,7 @@ RT_INLINE void backward_item(attention_args *a, int b, int h, int thread) {
     float *keep = rt_thread_scratch(thread, 10, sizeof(float) * Tp);
     float *neg = rt_thread_scratch(thread, 11, sizeof(float) * Tp);
     float *brow = rt_thread_scratch(thread, 12, sizeof(float) * Tp);
+    float *mrow = rt_thread_scratch(thread, 13, sizeof(float) * Tp);
     const int jtiles = (int)round_up(jend, 32), nt = jtiles / 16;
     key_vectors(keep, neg, a->mask, b, T, Tp);
     pack_head(Kt, Kp, a->k + head, T, C, HS, Tp, HSp);
@@ -300,7 +325,12 @@ RT_INLINE void backward_item(attention_args *a, int b, int h, int thread) {
             const float *o = a->fout + head + (int64_t)i * C, *dout = dOb + r * HSp;
             float D = 0;
             for (int d = 0; d < HS; d++) D += dout[d] * o[d];
-            probabilities_and_dscores(p, ds, bias, a->scale, lse, D, keep, nt);
+            if (a->dropout > 0) {   // dV uses the dropped P; dS = P·(dP_dropped·mask/(1 − q) − D)
+                rt_dropout_row(mrow, a->key, (((uint64_t)b * NH + h) * T + i) * T, jtiles, a->dropout, 1.0f / (1.0f - a->dropout));
+                dropped_probabilities_and_dscores(p, ds, bias, a->scale, lse, D, keep, mrow, nt);
+            } else {
+                probabilities_and_dscores(p, ds, bias, a->scale, lse, D, keep, nt);
+            }
             if (a->dscores) {   // gradient arriving through the scores output (0 at masked keys)
                 const float *dsc = a->dscores + (((int64_t)b * NH + h) * T + i) * T;
                 for (int j = 0; j < jend; j++) ds[j] += keep[j] * dsc[j];
@@ -341,9 +371,11 @@ RT_TASK(backward_task) {
 
 void rt_attention_backward(float *dq, float *dk, float *dv, float *dbias, const float *dout, const float *dscores,
                            const float *out, const float *lse, const float *q, const float *k, const float *v,
-                           const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale) {
+                           const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale,
+                           float dropout, uint64_t seed) {
     attention_args a = { .dq = dq, .dk = dk, .dv = dv, .dbias = dbias, .dout = dout, .dscores = dscores,
                          .fout = out, .flse = lse, .q = q, .k = k, .v = v, .mask = mask, .bias = bias,
-                         .B = B, .T = T, .NH = NH, .HS = HS, .scale = scale };
+                         .B = B, .T = T, .NH = NH, .HS = HS, .scale = scale, .dropout = dropout, .seed = seed,
+                         .key = rt_dropout_key(seed) };
     rt_parallel_for(dbias ? NH : (int64_t)B * NH, 1, backward_task, &a);
 }

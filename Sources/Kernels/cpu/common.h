@@ -91,3 +91,22 @@ RT_INLINE float rt_erfcf(float x) {
     float r = t * rt_expf(-z * z + poly);
     return x >= 0 ? r : 2.0f - r;
 }
+
+// Counter-based dropout masks (the same on CPU and CUDA): element `index` of a tensor is kept
+// when the hash of (seed, index) is at least p. Written with 32-bit operations so loops over it
+// vectorise. rt_dropout_keep (lora.c) is the out-of-line form.
+RT_INLINE uint32_t rt_mix32(uint32_t x) {
+    x ^= x >> 16; x *= 0x7feb352du;
+    x ^= x >> 15; x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+RT_INLINE uint32_t rt_dropout_key(uint64_t seed) { return rt_mix32((uint32_t)seed ^ rt_mix32((uint32_t)(seed >> 32) + 0x9e3779b9u)); }
+RT_INLINE int rt_keep(uint32_t key, uint64_t index, float p) {
+    uint32_t h = rt_mix32((uint32_t)index ^ rt_mix32((uint32_t)(index >> 32) ^ key));
+    return (float)(h >> 8) * (1.0f / 16777216.0f) >= p;
+}
+// m[j] = inv or 0 for indices base … base + n − 1.
+RT_INLINE void rt_dropout_row(float *m, uint32_t key, uint64_t base, int n, float p, float inv) {
+    for (int j = 0; j < n; j++) m[j] = rt_keep(key, base + (uint64_t)j, p) ? inv : 0.0f;
+}

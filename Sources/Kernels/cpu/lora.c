@@ -6,18 +6,7 @@
 // Dropout is regenerated from (seed, element index), so nothing but xa is saved.
 #include "common.h"
 
-static inline uint32_t mix32(uint32_t x) {
-    x ^= x >> 16; x *= 0x7feb352du;
-    x ^= x >> 15; x *= 0x846ca68bu;
-    x ^= x >> 16;
-    return x;
-}
-static inline uint32_t seed_key(uint64_t seed) { return mix32((uint32_t)seed ^ mix32((uint32_t)(seed >> 32) + 0x9e3779b9u)); }
-static inline int keep(uint32_t key, uint64_t index, float p) {
-    uint32_t h = mix32((uint32_t)index ^ mix32((uint32_t)(index >> 32) ^ key));
-    return (float)(h >> 8) * (1.0f / 16777216.0f) >= p;
-}
-int rt_dropout_keep(uint64_t seed, uint64_t index, float p) { return keep(seed_key(seed), index, p); }
+int rt_dropout_keep(uint64_t seed, uint64_t index, float p) { return rt_keep(rt_dropout_key(seed), index, p); }
 
 typedef struct {
     float *y, *xa, *dx, *dA, *dB, *dxa;
@@ -45,7 +34,7 @@ RT_INLINE const float *dropped_row(const lora_args *a, int64_t n, float *buf, in
     const float *x = a->x + n * a->In;
     if (a->p <= 0) return x;
     const float inv = 1.0f / (1.0f - a->p);
-    for (int i = i0; i < i1; i++) buf[i] = keep(a->key, (uint64_t)n * a->In + i, a->p) ? x[i] * inv : 0.0f;
+    for (int i = i0; i < i1; i++) buf[i] = rt_keep(a->key, (uint64_t)n * a->In + i, a->p) ? x[i] * inv : 0.0f;
     return buf;
 }
 
@@ -74,7 +63,7 @@ static float *transpose_B(const float *B, int Out, int R) {
 void rt_lora_forward(float *y, float *xa, const float *x, const float *A, const float *B,
                      int64_t N, int In, int Out, int R, float scale, float p, uint64_t seed) {
     lora_args a = { .y = y, .xa = xa, .x = x, .A = A, .B = B, .Bt = transpose_B(B, Out, R), .N = N, .In = In,
-                    .Out = Out, .R = R, .scale = scale, .p = p, .key = seed_key(seed) };
+                    .Out = Out, .R = R, .scale = scale, .p = p, .key = rt_dropout_key(seed) };
     rt_parallel_for(N, 8, forward_task, &a);
 }
 
@@ -94,7 +83,7 @@ RT_TASK(dx_task) {
         }
         float *dx = a->dx + n * a->In;
         if (a->p > 0) {
-            for (int i = 0; i < a->In; i++) dx[i] += keep(a->key, (uint64_t)n * a->In + i, a->p) ? row[i] * inv : 0.0f;
+            for (int i = 0; i < a->In; i++) dx[i] += rt_keep(a->key, (uint64_t)n * a->In + i, a->p) ? row[i] * inv : 0.0f;
         } else {
             for (int i = 0; i < a->In; i++) dx[i] += row[i];
         }
@@ -150,7 +139,7 @@ void rt_lora_backward(float *dx, float *dA, float *dB, const float *dy, const fl
     float *Bt = transpose_B(B, Out, R);
     float *dxa = rt_thread_scratch(0, 14, sizeof(float) * N * R);
     lora_args a = { .dx = dx, .dA = dA, .dB = dB, .dxa = dxa, .x = x, .A = A, .B = B, .Bt = Bt, .dy = dy,
-                    .sxa = xa, .N = N, .In = In, .Out = Out, .R = R, .scale = scale, .p = p, .key = seed_key(seed) };
+                    .sxa = xa, .N = N, .In = In, .Out = Out, .R = R, .scale = scale, .p = p, .key = rt_dropout_key(seed) };
     rt_parallel_for(N, 8, dx_task, &a);
     if (dA) rt_parallel_for((In + COLUMN_BLOCK - 1) / COLUMN_BLOCK, 1, dA_task, &a);
     if (dB) rt_parallel_for((Out + COLUMN_BLOCK - 1) / COLUMN_BLOCK, 1, dB_task, &a);

@@ -94,13 +94,17 @@ void rt_masked_softmax_backward(float *dscores, const float *dprobs, const float
 // for backward (+inf where a row has no valid key; such rows output zeros).
 // scores (optional, [B,NH,T,T]): the pre-softmax scores scale·q·kᵀ + bias, 0 at masked keys
 // (TinyBERT's attention-distillation target).
+// dropout > 0 drops attention probabilities (training; inverted, mask from
+// rt_dropout_keep(seed, ((b·NH + h)·T + i)·T + j)); lse stays that of the undropped softmax.
 void rt_attention_forward(float *out, float *lse, float *scores, const float *q, const float *k, const float *v,
-                          const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale);
+                          const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale,
+                          float dropout, uint64_t seed);
 // dq, dk, dv overwritten; dbias [NH,T,T] accumulates (may be NULL). dscores (optional,
 // [B,NH,T,T]) is a gradient flowing into the pre-softmax scores from a distillation loss.
 void rt_attention_backward(float *dq, float *dk, float *dv, float *dbias, const float *dout, const float *dscores,
                            const float *out, const float *lse, const float *q, const float *k, const float *v,
-                           const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale);
+                           const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale,
+                           float dropout, uint64_t seed);
 
 // ------------------------------------------------------------------ LoRA branch (cpu/lora.c)
 // y[N,Out] += scale·(drop(x)·Aᵀ)·Bᵀ, with A [R,In], B [Out,R]; xa[N,R] = drop(x)·Aᵀ is saved.
