@@ -103,17 +103,7 @@ def tiny_bert():
                 p.normal_(0.0, 0.15)
     model.eval()
     model.save_pretrained(os.path.join(HERE, "tiny-bert"), safe_serialization=True)
-
-    B, T = 3, 9
-    lengths = [9, 6, 4]
-    ids = torch.randint(1, 120, (B, T))
-    mask = torch.zeros(B, T, dtype=torch.long)
-    types = torch.zeros(B, T, dtype=torch.long)
-    for b, n in enumerate(lengths):
-        mask[b, :n] = 1
-        ids[b, n:] = 0
-        types[b, n // 2:n] = 1
-    labels = torch.tensor([0, 2, 1])
+    ids, mask, types, labels = batch()
     out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels)
     out.loss.backward()
     tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels,

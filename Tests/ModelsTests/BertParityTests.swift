@@ -22,17 +22,21 @@ func assertClose(_ got: [Float], _ expected: [Float], atol: Float, rtol: Float, 
     }
 }
 
+/// The batch of a golden file (input_ids, token_type_ids, attention_mask, labels) loaded for `model`.
+func goldenBatch(_ file: String, _ model: BertModel) throws -> (BertModel, BertActivations, SafeTensorsFile) {
+    let expected = try SafeTensorsFile(path: golden.appendingPathComponent(file).path)
+    let shape = try expected.entry("input_ids").shape
+    let a = try BertActivations(config: model.config, labels: model.labels, maxBatch: shape[0], maxLength: shape[1], backend: model.backend)
+    func ints(_ name: String) throws -> [Int32] { try expected.integers(name).map { Int32($0) } }
+    a.load(ids: try ints("input_ids"), types: try ints("token_type_ids"), mask: try ints("attention_mask"),
+           labels: expected.entries["labels"] == nil ? [] : try ints("labels"), batch: shape[0], length: shape[1], backend: model.backend)
+    return (model, a, expected)
+}
+
 final class BertParityTests: XCTestCase {
     func tinyBert() throws -> (BertModel, BertActivations, SafeTensorsFile) {
-        let backend = try CPUBackend()
-        let model = try BertModel.load(folder: golden.appendingPathComponent("tiny-bert").path, backend: backend)
-        let expected = try SafeTensorsFile(path: golden.appendingPathComponent("tiny-bert-expected.safetensors").path)
-        let shape = try expected.entry("input_ids").shape
-        let a = try BertActivations(config: model.config, labels: model.labels, maxBatch: shape[0], maxLength: shape[1], backend: backend)
-        func ints(_ name: String) throws -> [Int32] { try expected.integers(name).map { Int32($0) } }
-        a.load(ids: try ints("input_ids"), types: try ints("token_type_ids"), mask: try ints("attention_mask"),
-               labels: try ints("labels"), batch: shape[0], length: shape[1], backend: backend)
-        return (model, a, expected)
+        let model = try BertModel.load(folder: golden.appendingPathComponent("tiny-bert").path, backend: try CPUBackend())
+        return try goldenBatch("tiny-bert-expected.safetensors", model)
     }
 
     func testTinyBertLogitsLossAndEveryGradientMatchPyTorch() throws {
@@ -79,13 +83,7 @@ final class BertParityTests: XCTestCase {
     func testMiniLMLastHiddenStatesMatchTransformers() throws {
         let folder = try assetFolder("all-MiniLM-L6-v2")
         let backend = try CPUBackend()
-        let model = try BertModel.load(folder: folder, labels: 2, backend: backend)
-        let expected = try SafeTensorsFile(path: golden.appendingPathComponent("minilm-hidden.safetensors").path)
-        let shape = try expected.entry("input_ids").shape
-        let a = try BertActivations(config: model.config, labels: 2, maxBatch: shape[0], maxLength: shape[1], backend: backend)
-        func ints(_ name: String) throws -> [Int32] { try expected.integers(name).map { Int32($0) } }
-        a.load(ids: try ints("input_ids"), types: try ints("token_type_ids"), mask: try ints("attention_mask"), labels: [],
-               batch: shape[0], length: shape[1], backend: backend)
+        let (model, a, expected) = try goldenBatch("minilm-hidden.safetensors", try BertModel.load(folder: folder, labels: 2, backend: backend))
         model.forward(a)
         assertClose(backend.floats(model.lastHidden(a)), try expected.floats("last_hidden_state"), atol: 1e-4, rtol: 1e-4,
                     "all-MiniLM-L6-v2 last hidden states")

@@ -8,16 +8,9 @@ import XCTest
 
 final class LoRAParityTests: XCTestCase {
     func model() throws -> (BertModel, BertActivations, SafeTensorsFile) {
-        let backend = try CPUBackend()
-        let model = try BertModel.load(folder: golden.appendingPathComponent("tiny-bert").path, backend: backend)
+        let model = try BertModel.load(folder: golden.appendingPathComponent("tiny-bert").path, backend: try CPUBackend())
         try model.loadAdapter(folder: golden.appendingPathComponent("tiny-bert-lora").path)
-        let expected = try SafeTensorsFile(path: golden.appendingPathComponent("tiny-bert-lora-expected.safetensors").path)
-        let shape = try expected.entry("input_ids").shape
-        let a = try BertActivations(config: model.config, labels: model.labels, maxBatch: shape[0], maxLength: shape[1], backend: backend)
-        func ints(_ name: String) throws -> [Int32] { try expected.integers(name).map { Int32($0) } }
-        a.load(ids: try ints("input_ids"), types: try ints("token_type_ids"), mask: try ints("attention_mask"),
-               labels: try ints("labels"), batch: shape[0], length: shape[1], backend: backend)
-        return (model, a, expected)
+        return try goldenBatch("tiny-bert-lora-expected.safetensors", model)
     }
 
     func peftName(_ name: String) -> String { name.hasPrefix("classifier.") ? "base_model.model." + name : "base_model.model.bert." + name }
