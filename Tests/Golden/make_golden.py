@@ -44,8 +44,25 @@ def batch():
     return ids, mask, types, torch.tensor([0, 2, 1])
 
 
+def adamw_losses(model, named, ids, mask, types, labels):
+    """Losses of 5 AdamW steps (lr 1e-3; weight decay 0.01 except biases and LayerNorm)."""
+    decay = [p for n, p in named if not (n.endswith(".bias") or "LayerNorm" in n)]
+    no_decay = [p for n, p in named if n.endswith(".bias") or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
+    losses = []
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels).loss
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+    return losses
+
+
 def tiny_bert_lora():
     from peft import LoraConfig, get_peft_model
+    torch.manual_seed(3)  # peft draws lora_A from the global generator
     base = BertForSequenceClassification.from_pretrained(os.path.join(HERE, "tiny-bert"))
     config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="SEQ_CLS",
                         target_modules=["query", "value", "attention.output.dense", "intermediate.dense"])
@@ -71,16 +88,7 @@ def tiny_bert_lora():
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     for name, p in trainable:
         tensors["grad." + key(name)] = p.grad.detach().clone()
-    decay = [p for n, p in trainable if not n.endswith(".bias")]
-    no_decay = [p for n, p in trainable if n.endswith(".bias")]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
-    losses = []
-    for _ in range(5):
-        optimizer.zero_grad()
-        loss = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels).loss
-        losses.append(loss.item())
-        loss.backward()
-        optimizer.step()
+    losses = adamw_losses(model, trainable, ids, mask, types, labels)
     tensors["adamw.losses"] = torch.tensor(losses)
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(HERE, "tiny-bert-lora-expected.safetensors"))
     print("tiny-bert-lora: loss", out.loss.item(), "trainable", len(trainable), "adamw losses", losses)
@@ -111,17 +119,7 @@ def tiny_bert():
     for name, p in model.named_parameters():
         tensors["grad." + name] = p.grad.detach().clone()
 
-    decay = [p for n, p in model.named_parameters() if not (n.endswith(".bias") or "LayerNorm" in n)]
-    no_decay = [p for n, p in model.named_parameters() if n.endswith(".bias") or "LayerNorm" in n]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
-    losses = []
-    for _ in range(5):
-        optimizer.zero_grad()
-        loss = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels).loss
-        losses.append(loss.item())
-        loss.backward()
-        optimizer.step()
+    losses = adamw_losses(model, list(model.named_parameters()), ids, mask, types, labels)
     tensors["adamw.losses"] = torch.tensor(losses)
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(HERE, "tiny-bert-expected.safetensors"))
     print("tiny-bert: loss", out.loss.item(), "adamw losses", losses)
