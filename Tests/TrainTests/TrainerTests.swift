@@ -74,6 +74,37 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(resumed, losses, "a resumed run must reproduce the uninterrupted losses")
     }
 
+    func testTwoMicroBatchesOfEightStepLikeOneBatchOfSixteen() throws {
+        let backend = try CPUBackend()
+        var rng = SplitMix(seed: 12)
+        // Equal lengths (no padding differences) and no dropout: the gradients must agree.
+        let texts = (0..<32).map { _ in (0..<6).map { _ in "w\(Int.random(in: 5..<120, using: &rng))" }.joined(separator: " ") }
+        let labels = (0..<32).map { Int32($0 % 2) }
+        /// The (clipped) gradient of the first step: Adam's first update, g/(|g| + eps), would turn
+        /// rounding noise in gradients that are analytically zero (the key biases) into visible
+        /// weight differences, so the gradients are what must agree.
+        func gradientOfOneStep(batch: Int, accumulation: Int) throws -> [Float] {
+            let c = try classifier(backend)
+            var options = TrainingOptions()
+            options.batchSize = batch; options.accumulation = accumulation; options.maxSteps = 1; options.learningRate = 1e-3
+            var object = c.model.config.raw
+            object["hidden_dropout_prob"] = 0.0; object["attention_probs_dropout_prob"] = 0.0
+            let model = try BertModel(config: try BertConfig(object), labels: 2, backend: backend)
+            backend.copy(model.weights, c.model.weights)
+            let quiet = Classifier(model: model, tokenizer: c.tokenizer, labelNames: c.labelNames, maxLength: 16)
+            let t = try Trainer(classifier: quiet, train: texts.map { quiet.tokenizer.encode($0, maxLength: 16) }, trainLabels: labels,
+                                dev: [], devLabels: [], options: options)
+            try t.run()
+            return backend.floats(model.grads)
+        }
+        let accumulated = try gradientOfOneStep(batch: 8, accumulation: 2)
+        let single = try gradientOfOneStep(batch: 16, accumulation: 1)
+        let largest = single.map(abs).max() ?? 0
+        XCTAssertGreaterThan(largest, 0, "no gradient")
+        let worst = zip(accumulated, single).map { abs($0 - $1) - 1e-4 * abs($1) }.max() ?? 0
+        XCTAssertLessThan(worst, 1e-6 * largest, "accumulated and single-batch gradients differ")
+    }
+
     func testBucketedBatchesCoverEveryExampleOnceWithSimilarLengths() throws {
         let backend = try CPUBackend()
         let c = try classifier(backend)
