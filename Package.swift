@@ -31,7 +31,7 @@ let package = Package(
             "Backend", "Models", "Train",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "Perf", dependencies: ["Backend", "Models"], path: "Perf/Sources"),
+        .executableTarget(name: "Perf", dependencies: ["Backend", "Models", "Train"], path: "Perf/Sources"),
         .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend", "retort"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Train"]),
         .testTarget(name: "TrainTests", dependencies: ["Train"]),

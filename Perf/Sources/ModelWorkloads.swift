@@ -4,6 +4,7 @@
 import Backend
 import Foundation
 import Models
+import Train
 
 func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
     let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
@@ -29,25 +30,15 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
         let stepModel = lora ? try BertModel.load(folder: folder, labels: 2, backend: backend) : model
         if lora { try stepModel.attachLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0.1, targets: [.query, .value])) }
         let a = try batch(B, T)
-        let trainable = stepModel.trainable
-        let total = trainable.reduce(0) { $0 + $1.weight.count }
-        let m = try backend.zeros(total), v = try backend.zeros(total), norm = try backend.zeros(1)
+        let optimizer = try Optimizer(model: stepModel)
         var step = 0
-        let run = {
+        let run = {   // the trainer's step: forward with dropout, backward, clip to 1, AdamW
             step += 1
             stepModel.zeroGradients()
             stepModel.forward(a, training: true, seed: UInt64(step))
             stepModel.backward(a)
-            var squares: Float = 0
-            for t in trainable { backend.sumOfSquares(norm, t.grad, count: t.grad.count); squares += backend.floats(norm)[0] }
-            let clip = squares.squareRoot() > 1 ? 1 / squares.squareRoot() : 1
-            var offset = 0
-            for t in trainable {
-                if clip < 1 { backend.scale(t.grad, count: t.grad.count, by: clip) }
-                backend.adamw(t.weight, grads: t.grad, m: m.slice(offset, t.weight.count), v: v.slice(offset, t.weight.count),
-                              count: t.weight.count, AdamW(learningRate: 5e-5, weightDecay: t.decays ? 0.01 : 0), step: step)
-                offset += t.weight.count
-            }
+            optimizer.clip(maxNorm: 1)
+            optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
         }
         list.append(Workload(name: "MiniLM-L6 \(lora ? "LoRA r=8 q,v" : "full") fine-tuning step B=\(B) T=\(T)", unit: "ktok/s",
                              work: Double(B * T) * 1e6,   // value = work / s / 1e9 → thousands of tokens per second

@@ -25,8 +25,7 @@ public final class CPUBackend: Backend {
         if let threads { rt_blas_set_threads(Int32(threads)) }
         self.threads = Int(rt_num_threads())
         blasThreads = Int32(threads ?? blas.threads)
-        summary = "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(rt_num_threads()) threads; "
-            + "Retort kernels \(Devices.cpuKernelLevel)"
+        summary = Devices.cpuSummary(blas, threads: Int(rt_num_threads()))
     }
 
     // MARK: memory

@@ -41,10 +41,13 @@ public enum Devices {
         let cpu = rt_cpu_detect()!.pointee
         let brand = string(cpu.brand)
         guard blas.loaded else { return DeviceLine(name: "cpu", available: false, text: "not available: \(blas.error)") }
-        let threads = Int(rt_num_threads())
         return DeviceLine(name: "cpu", available: true,
-                          text: "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(threads) threads; "
-                              + "Retort kernels \(cpuKernelLevel)" + (brand.isEmpty ? "" : " — \(brand)"))
+                          text: cpuSummary(blas, threads: Int(rt_num_threads())) + (brand.isEmpty ? "" : " — \(brand)"))
+    }
+
+    /// "OpenBLAS 0.3.21, SkylakeX kernels (chosen from CPUID …), 2 threads; Retort kernels AVX-512 …"
+    static func cpuSummary(_ blas: BLASInfo, threads: Int) -> String {
+        "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(threads) threads; Retort kernels \(cpuKernelLevel)"
     }
 
     /// The instruction set Retort's own CPU kernels run with, e.g. "AVX-512 (x86-64-v4)".

@@ -55,18 +55,26 @@ extension BertModel {
     }
 }
 
-/// Normal(0, 1) samples from a seeded splitmix64 stream (Box–Muller).
-struct NormalRandom {
-    private var state: UInt64
-    private var spare: Float?
-    init(seed: UInt64) { state = seed }
-    mutating func uniform() -> Double {
+/// splitmix64 as a RandomNumberGenerator: seeded, identical on every platform.
+public struct SplitMix: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return (Double((z ^ (z >> 31)) >> 11) + 0.5) / Double(1 << 53)
+        return z ^ (z >> 31)
     }
+}
+
+/// Normal(0, 1) samples from a seeded splitmix64 stream (Box–Muller).
+struct NormalRandom {
+    private var bits: SplitMix
+    private var spare: Float?
+    init(seed: UInt64) { bits = SplitMix(seed: seed) }
+    /// Uniform in (0, 1).
+    mutating func uniform() -> Double { (Double(bits.next() >> 11) + 0.5) / Double(1 << 53) }
     mutating func next() -> Float {
         if let s = spare { spare = nil; return s }
         let r = (-2 * Foundation.log(uniform())).squareRoot(), t = 2 * Double.pi * uniform()

@@ -33,9 +33,7 @@ public final class Trainer {
     let train: [Encoding], trainLabels: [Int32]
     let dev: [Encoding], devLabels: [Int32]
     let activations: BertActivations
-    let m: Tensor, v: Tensor
-    let parameters: [TrainableTensor]
-    let offsets: [Int]   // of each trainable tensor in m and v
+    let optimizer: Optimizer
     public private(set) var step = 0
     public private(set) var best: ClassificationMetrics?
     public var onStep: (StepLog) -> Void = { _ in }
@@ -55,10 +53,7 @@ public final class Trainer {
         let model = classifier.model, b = model.backend
         activations = try BertActivations(config: model.config, labels: model.labels, maxBatch: options.batchSize,
                                           maxLength: classifier.maxLength, backend: b)
-        parameters = model.trainable
-        offsets = parameters.reduce(into: [0]) { $0.append($0.last! + $1.weight.count) }
-        m = try b.zeros(offsets.last!)
-        v = try b.zeros(offsets.last!)
+        optimizer = try Optimizer(model: model)
     }
 
     public var stepsPerEpoch: Int { (train.count + options.batchSize * options.accumulation - 1) / (options.batchSize * options.accumulation) }
@@ -92,7 +87,7 @@ public final class Trainer {
     /// Runs until `totalSteps`. Returns the best dev metrics seen (nil without a dev set).
     @discardableResult
     public func run() throws -> ClassificationMetrics? {
-        let model = classifier.model, b = model.backend
+        let model = classifier.model
         let perEpoch = stepsPerEpoch, k = options.accumulation
         while step < totalSteps {
             let epoch = step / perEpoch
@@ -108,12 +103,9 @@ public final class Trainer {
                     model.forward(activations, training: true, seed: options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j))
                     loss += Double(model.backward(activations, gradScale: 1 / Float(group.count))) / Double(group.count)
                 }
-                let gradNorm = clipGradients()
+                let gradNorm = optimizer.clip(maxNorm: options.maxGradNorm)
                 let lr = learningRate(at: step)
-                for (p, offset) in zip(parameters, offsets) {
-                    b.adamw(p.weight, grads: p.grad, m: m.slice(offset, p.weight.count), v: v.slice(offset, p.weight.count),
-                            count: p.weight.count, AdamW(learningRate: lr, weightDecay: p.decays ? options.weightDecay : 0), step: step + 1)
-                }
+                optimizer.step(learningRate: lr, weightDecay: options.weightDecay, step: step + 1)
                 step += 1
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                 onStep(StepLog(step: step, epoch: epoch + 1, loss: loss, lr: lr, gradNorm: gradNorm, tokensPerSecond: Double(tokens) / seconds))
@@ -123,23 +115,6 @@ public final class Trainer {
             if step % perEpoch == 0 || step == totalSteps { try evaluate(epoch: epoch + 1) }
         }
         return best
-    }
-
-    /// Global L2 norm of the trained gradients, scaled down to maxGradNorm when above it.
-    func clipGradients() -> Double {
-        let model = classifier.model, b = model.backend, out = activations.loss
-        // Full fine-tuning trains the whole gradient buffer: one reduction over it.
-        let groups = model.lora == nil ? [model.grads] : parameters.map(\.grad)
-        var total = 0.0
-        for g in groups {
-            b.sumOfSquares(out, g, count: g.count)
-            total += Double(b.floats(out)[0])
-        }
-        let norm = total.squareRoot()
-        if options.maxGradNorm > 0, norm > options.maxGradNorm {
-            for g in groups { b.scale(g, count: g.count, by: Float(options.maxGradNorm / (norm + 1e-6))) }
-        }
-        return norm
     }
 
     func evaluate(epoch: Int) throws {
@@ -175,7 +150,7 @@ public final class Trainer {
 
     var checkpointTensors: [(String, Tensor)] {
         let model = classifier.model
-        return [("weights", model.weights), ("adam.m", m), ("adam.v", v)] + (model.lora.map { [("lora", $0.weights)] } ?? [])
+        return [("weights", model.weights), ("adam.m", optimizer.m), ("adam.v", optimizer.v)] + (model.lora.map { [("lora", $0.weights)] } ?? [])
     }
 
     /// Restores a checkpoint written by saveCheckpoint for the same model and data.

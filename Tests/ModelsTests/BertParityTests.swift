@@ -4,6 +4,7 @@
 import Backend
 import Foundation
 @testable import Models
+import Train
 import XCTest
 
 let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Golden")
@@ -64,18 +65,13 @@ final class BertParityTests: XCTestCase {
 
     func testFiveAdamWStepsMatchPyTorch() throws {
         let (model, a, expected) = try tinyBert()
-        let b = model.backend
-        let m = try b.zeros(model.layout.total), v = try b.zeros(model.layout.total)
+        let optimizer = try Optimizer(model: model)
         var losses: [Float] = []
         for step in 1...5 {
-            b.fill(model.grads, 0)
+            model.zeroGradients()
             model.forward(a)
             losses.append(model.backward(a))
-            for e in model.layout.entries {
-                b.adamw(model.layout.view(model.weights, e.name), grads: model.layout.view(model.grads, e.name),
-                        m: m.slice(e.offset, e.count), v: v.slice(e.offset, e.count), count: e.count,
-                        AdamW(learningRate: 1e-3, weightDecay: e.decays ? 0.01 : 0), step: step)
-            }
+            optimizer.step(learningRate: 1e-3, weightDecay: 0.01, step: step)
         }
         assertClose(losses, try expected.floats("adamw.losses"), atol: 1e-5, rtol: 2e-4, "losses of 5 AdamW steps")
     }

@@ -4,6 +4,7 @@
 import Backend
 import Foundation
 @testable import Models
+import Train
 import XCTest
 
 final class LoRAParityTests: XCTestCase {
@@ -35,20 +36,13 @@ final class LoRAParityTests: XCTestCase {
 
     func testFiveAdamWStepsMatchPeft() throws {
         let (model, a, expected) = try model()
-        let b = model.backend, trainable = model.trainable
-        let total = trainable.reduce(0) { $0 + $1.weight.count }
-        let m = try b.zeros(total), v = try b.zeros(total)
+        let optimizer = try Optimizer(model: model)
         var losses: [Float] = []
         for step in 1...5 {
             model.zeroGradients()
             model.forward(a)
             losses.append(model.backward(a))
-            var offset = 0
-            for t in trainable {
-                b.adamw(t.weight, grads: t.grad, m: m.slice(offset, t.weight.count), v: v.slice(offset, t.weight.count), count: t.weight.count,
-                        AdamW(learningRate: 1e-3, weightDecay: t.decays ? 0.01 : 0), step: step)
-                offset += t.weight.count
-            }
+            optimizer.step(learningRate: 1e-3, weightDecay: 0.01, step: step)
         }
         assertClose(losses, try expected.floats("adamw.losses"), atol: 1e-5, rtol: 2e-4, "losses of 5 AdamW steps")
     }
