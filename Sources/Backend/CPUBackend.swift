@@ -110,7 +110,8 @@ public final class CPUBackend: Backend {
                                   ids: Tensor, positions: Tensor, types: Tensor?, _ s: EmbeddingShape) {
         precondition(dOut.count == s.tokens * s.channels && dWord.count == s.vocabulary * s.channels)
         rt_embedding_backward(f(dWord), f(dPosition), f(dType), f(dOut), i(ids), i(positions), i(types),
-                              Int64(s.tokens), Int32(s.channels), Int32(s.vocabulary), Int32(s.positions), Int32(s.tokenTypes))
+                              Int64(s.tokens), Int32(s.channels), Int32(s.vocabulary), Int32(s.positions), Int32(s.tokenTypes),
+                              Int32(s.wordPadding), Int32(s.positionPadding))
     }
 
     public func layerNormForward(_ out: Tensor, mean: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, bias: Tensor,

@@ -38,9 +38,12 @@ public struct EmbeddingShape: Sendable {
     public var vocabulary: Int      // rows of the word table
     public var positions: Int       // rows of the position table
     public var tokenTypes: Int      // rows of the token-type table (0 when there is none)
-    public init(tokens: Int, channels: Int, vocabulary: Int, positions: Int, tokenTypes: Int = 0) {
+    public var wordPadding: Int     // backward: this word row gets no gradient (padding_idx; −1: none)
+    public var positionPadding: Int // backward: this position row gets no gradient (−1: none)
+    public init(tokens: Int, channels: Int, vocabulary: Int, positions: Int, tokenTypes: Int = 0, wordPadding: Int = -1, positionPadding: Int = -1) {
         self.tokens = tokens; self.channels = channels; self.vocabulary = vocabulary
         self.positions = positions; self.tokenTypes = tokenTypes
+        self.wordPadding = wordPadding; self.positionPadding = positionPadding
     }
 }
 

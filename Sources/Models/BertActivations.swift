@@ -1,5 +1,8 @@
 // Every activation BERT's forward saves for its backward, and the backward's scratch, allocated
 // once for a maximum (batch, length): a step allocates nothing. Smaller batches use prefixes.
+// An inference arena (a teacher, evaluation) shares one set of per-layer buffers between the
+// layers and has no backward scratch: it keeps only the hidden states (and the attention scores
+// of the layers asked for), which is all distillation losses read.
 import Backend
 
 public final class BertActivations {
@@ -8,6 +11,8 @@ public final class BertActivations {
     }
 
     public let maxBatch, maxLength: Int
+    /// Forward only: no backward is possible.
+    public let inference: Bool
     public private(set) var batch = 0, length = 0
     var trainingSeed: UInt64?   // set by a training forward: backward replays its dropout
     // Inputs
@@ -17,29 +22,42 @@ public final class BertActivations {
     let hidden: [Tensor]          // hidden[0] = embeddings output, hidden[l + 1] = layer l output
     let layers: [Layer]
     let poolerPre, pooled, pooledDropped, logits: Tensor
+    /// Pre-softmax attention scores [B,NH,T,T] of layer l, kept for distillation when asked for.
+    let scores: [Tensor?]
     // Backward scratch
     let dHidden, dResidual, dAttended, dDropped, dContext, dq, dk, dv, dFF, dPooled, dPoolerPre, dLogits: Tensor
     /// One float: the loss of the last backward, and scratch for scalar reductions.
     public let loss: Tensor
 
-    public init(config c: BertConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int, backend: Backend) throws {
+    public init(config c: BertConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int, backend: Backend,
+                inference: Bool = false, keepScores: Set<Int> = []) throws {
         maxBatch = B
         maxLength = T
-        let (C, FF, BT) = (c.hiddenSize, c.intermediateSize, B * T)
+        self.inference = inference
+        let (C, FF, BT) = (c.hiddenSize, c.intermediateSize, inference ? 0 : B * T)
+        let (Bt, BTt) = (B, B * T)   // sizes of what every arena holds (BT: backward scratch)
         func f(_ n: Int) throws -> Tensor { try backend.zeros(n) }
         func i(_ n: Int) throws -> Tensor { try backend.zeros(n, .i32) }
-        ids = try i(BT); positions = try i(BT); types = try i(BT); mask = try i(BT); labels = try i(B)
-        embedded = try f(BT * C); embMean = try f(BT); embRstd = try f(BT)
-        hidden = try (0...c.layers).map { _ in try f(BT * C) }
-        layers = try (0..<c.layers).map { _ in
-            Layer(q: try f(BT * C), k: try f(BT * C), v: try f(BT * C), context: try f(BT * C), lse: try f(B * c.heads * T),
-                  residual1: try f(BT * C), attended: try f(BT * C), mean1: try f(BT), rstd1: try f(BT),
-                  preGelu: try f(BT * FF), gelu: try f(BT * FF), residual2: try f(BT * C), mean2: try f(BT), rstd2: try f(BT))
+        ids = try i(BTt); positions = try i(BTt); types = try i(BTt); mask = try i(BTt); labels = try i(Bt)
+        embedded = try f(BTt * C); embMean = try f(BTt); embRstd = try f(BTt)
+        hidden = try (0...c.layers).map { _ in try f(BTt * C) }
+        func layer() throws -> Layer {
+            Layer(q: try f(BTt * C), k: try f(BTt * C), v: try f(BTt * C), context: try f(BTt * C), lse: try f(Bt * c.heads * T),
+                  residual1: try f(BTt * C), attended: try f(BTt * C), mean1: try f(BTt), rstd1: try f(BTt),
+                  preGelu: try f(BTt * FF), gelu: try f(BTt * FF), residual2: try f(BTt * C), mean2: try f(BTt), rstd2: try f(BTt))
         }
-        poolerPre = try f(B * C); pooled = try f(B * C); pooledDropped = try f(B * C); logits = try f(B * classes)
+        if inference {
+            let shared = try layer()
+            layers = Array(repeating: shared, count: c.layers)
+        } else {
+            layers = try (0..<c.layers).map { _ in try layer() }
+        }
+        guard keepScores.allSatisfy({ (0..<c.layers).contains($0) }) else { preconditionFailure("keepScores: no such layer") }
+        scores = try (0..<c.layers).map { keepScores.contains($0) ? try f(Bt * c.heads * T * T) : nil }
+        poolerPre = try f(Bt * C); pooled = try f(Bt * C); pooledDropped = try f(Bt * C); logits = try f(Bt * classes)
         dHidden = try f(BT * C); dResidual = try f(BT * C); dAttended = try f(BT * C); dDropped = try f(BT * C); dContext = try f(BT * C)
         dq = try f(BT * C); dk = try f(BT * C); dv = try f(BT * C); dFF = try f(BT * FF)
-        dPooled = try f(B * C); dPoolerPre = try f(B * C); dLogits = try f(B * classes); loss = try f(1)
+        dPooled = try f(BT > 0 ? B * C : 0); dPoolerPre = try f(BT > 0 ? B * C : 0); dLogits = try f(Bt * classes); loss = try f(1)
     }
 
     /// The saved x·Aᵀ [rows, rank] of an adapter, allocated at its first use.

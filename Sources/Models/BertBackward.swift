@@ -11,9 +11,23 @@ extension BertModel {
         return backend.floats(a.loss)[0]
     }
 
-    /// Loss of the last forward, and the gradient of gradScale·loss accumulated into `grads`.
+    /// Cross-entropy loss of the last forward against the loaded labels, and the gradient of
+    /// gradScale·loss accumulated into `grads`.
     @discardableResult
     public func backward(_ a: BertActivations, gradScale: Float = 1) -> Float {
+        let B = a.batch, dLogits = a.dLogits.slice(0, B * labels)
+        backend.crossEntropy(a.loss, dLogits: dLogits, logits: a.logits.slice(0, B * labels), labels: a.labels.slice(0, B),
+                             rows: B, classes: labels, gradScale: gradScale)
+        backward(a, dLogits: dLogits)
+        return backend.floats(a.loss)[0]
+    }
+
+    /// Backpropagates given output gradients: `dLogits` [B, labels] (nil: the head is not used),
+    /// `dHidden[i]` [B,T,C] into hidden state i (0 = embeddings output, l + 1 = layer l output) and
+    /// `dScores[l]` [B,NH,T,T] into layer l's pre-softmax attention scores. Parameter gradients
+    /// accumulate into `grads` (and the adapters' with LoRA).
+    public func backward(_ a: BertActivations, dLogits: Tensor?, dHidden injected: [Int: Tensor] = [:], dScores: [Int: Tensor] = [:]) {
+        precondition(!a.inference, "backward needs a training arena (BertActivations inference: false)")
         let c = config, b = backend
         let (B, T, C, FF) = (a.batch, a.length, c.hiddenSize, c.intermediateSize), BT = B * T
         let seed = a.trainingSeed, p: Float = seed == nil ? 0 : Float(c.hiddenDropout)   // seed: a training forward
@@ -22,30 +36,32 @@ extension BertModel {
             b.dropout(a.dDropped.slice(0, grad.count), grad, count: grad.count, p: p, seed: seed &+ site)
             return a.dDropped.slice(0, grad.count)
         }
-        // Classifier and loss.
-        let dLogits = a.dLogits.slice(0, B * labels)
-        b.crossEntropy(a.loss, dLogits: dLogits, logits: a.logits.slice(0, B * labels), labels: a.labels.slice(0, B),
-                       rows: B, classes: labels, gradScale: gradScale)
-        b.matmul(g("classifier.weight"), dLogits, a.pooledDropped, bias: nil, Gemm(m: labels, n: C, k: B, transA: true, beta: 1))
-        b.biasBackward(g("classifier.bias"), dOut: dLogits, rows: B, channels: labels)
-        b.matmul(a.dPooled.slice(0, B * C), dLogits, w("classifier.weight"), bias: nil, Gemm(m: B, n: C, k: labels))
-        let dPooled = dropped(a.dPooled.slice(0, B * C), 3)
-        // Pooler: tanh, then the dense layer on the [CLS] rows (row stride T·C).
-        b.tanhBackward(dx: a.dPoolerPre.slice(0, B * C), dOut: dPooled, out: a.pooled.slice(0, B * C), count: B * C)
-        let last = a.hidden[c.layers]
-        if lora == nil {
-            b.matmul(g("pooler.dense.weight"), a.dPoolerPre.slice(0, B * C), last, bias: nil,
-                     Gemm(m: C, n: C, k: B, transA: true, beta: 1, ldb: T * C))
-            b.biasBackward(g("pooler.dense.bias"), dOut: a.dPoolerPre.slice(0, B * C), rows: B, channels: C)
+        func inject(_ i: Int, into d: Tensor) {
+            if let g = injected[i] { b.axpy(d, g.slice(0, BT * C), count: BT * C, alpha: 1) }
         }
         let dHidden = a.dHidden.slice(0, BT * C)
         b.fill(dHidden, 0)
-        b.matmul(dHidden, a.dPoolerPre.slice(0, B * C), w("pooler.dense.weight"), bias: nil, Gemm(m: B, n: C, k: C, ldc: T * C))
+        if let dLogits {
+            // Classifier, then the pooler: tanh and the dense layer on the [CLS] rows (row stride T·C).
+            b.matmul(g("classifier.weight"), dLogits, a.pooledDropped, bias: nil, Gemm(m: labels, n: C, k: B, transA: true, beta: 1))
+            b.biasBackward(g("classifier.bias"), dOut: dLogits, rows: B, channels: labels)
+            b.matmul(a.dPooled.slice(0, B * C), dLogits, w("classifier.weight"), bias: nil, Gemm(m: B, n: C, k: labels))
+            let dPooled = dropped(a.dPooled.slice(0, B * C), 3)
+            b.tanhBackward(dx: a.dPoolerPre.slice(0, B * C), dOut: dPooled, out: a.pooled.slice(0, B * C), count: B * C)
+            let last = a.hidden[c.layers]
+            if lora == nil {
+                b.matmul(g("pooler.dense.weight"), a.dPoolerPre.slice(0, B * C), last, bias: nil,
+                         Gemm(m: C, n: C, k: B, transA: true, beta: 1, ldb: T * C))
+                b.biasBackward(g("pooler.dense.bias"), dOut: a.dPoolerPre.slice(0, B * C), rows: B, channels: C)
+            }
+            b.matmul(dHidden, a.dPoolerPre.slice(0, B * C), w("pooler.dense.weight"), bias: nil, Gemm(m: B, n: C, k: C, ldc: T * C))
+        }
 
         let dResidual = a.dResidual.slice(0, BT * C), dAttended = a.dAttended.slice(0, BT * C)
         let dContext = a.dContext.slice(0, BT * C), dFF = a.dFF.slice(0, BT * FF)
         let dq = a.dq.slice(0, BT * C), dk = a.dk.slice(0, BT * C), dv = a.dv.slice(0, BT * C)
         for l in (0..<c.layers).reversed() {
+            inject(l + 1, into: dHidden)
             let L = a.layers[l], x = a.hidden[l].slice(0, BT * C), prefix = "encoder.layer.\(l)."
             let attention = attentionShape(a, layer: l, training: seed != nil, seed: seed ?? 0)
             /// dW += dYᵀ·X, db += Σ dY, and (when dX is given) dX = beta·dX + dY·W for the linear `name`.
@@ -76,7 +92,7 @@ extension BertModel {
                                 rstd: L.rstd1.slice(0, BT), rows: BT, channels: C)
             linearBackward("attention.output.dense", dY: dropped(dResidual, UInt64(10 + 2 * l)), X: L.context.slice(0, BT * C),
                            n: C, k: C, dX: dContext)
-            b.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: nil, dOut: dContext, dScores: nil, out: L.context.slice(0, BT * C),
+            b.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: nil, dOut: dContext, dScores: dScores[l]?.slice(0, attention.scores), out: L.context.slice(0, BT * C),
                                 lse: L.lse.slice(0, attention.rows), q: L.q.slice(0, BT * C), k: L.k.slice(0, BT * C),
                                 v: L.v.slice(0, BT * C), mask: a.mask.slice(0, BT), bias: nil, attention)
             // dx = dResidual (the residual path) + dq·Wq + dk·Wk + dv·Wv
@@ -86,15 +102,15 @@ extension BertModel {
             linearBackward("attention.self.value", dY: dv, X: x, n: C, k: C, dX: dHidden, beta: 1)
         }
         // Embeddings: dropout, LayerNorm, then the scatter into the three tables (frozen with LoRA).
-        guard lora == nil else { return b.floats(a.loss)[0] }
+        inject(0, into: dHidden)
+        guard lora == nil else { return }
         let dEmbeddingsOut = dropped(dHidden, 1)
         b.layerNormBackward(dx: dResidual, dWeight: g("embeddings.LayerNorm.weight"), dBias: g("embeddings.LayerNorm.bias"),
                             dOut: dEmbeddingsOut, a.embedded.slice(0, BT * C), weight: w("embeddings.LayerNorm.weight"),
                             mean: a.embMean.slice(0, BT), rstd: a.embRstd.slice(0, BT), rows: BT, channels: C)
-        let shape = EmbeddingShape(tokens: BT, channels: C, vocabulary: c.vocabSize, positions: c.maxPositions, tokenTypes: c.typeVocabSize)
+        let shape = embeddingShape(tokens: BT)
         b.embeddingBackward(dWord: g("embeddings.word_embeddings.weight"), dPosition: g("embeddings.position_embeddings.weight"),
                             dType: g("embeddings.token_type_embeddings.weight"), dOut: dResidual, ids: a.ids.slice(0, BT),
                             positions: a.positions.slice(0, BT), types: a.types.slice(0, BT), shape)
-        return b.floats(a.loss)[0]
     }
 }

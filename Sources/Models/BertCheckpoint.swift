@@ -69,13 +69,13 @@ public struct SplitMix: RandomNumberGenerator, Sendable {
 }
 
 /// Normal(0, 1) samples from a seeded splitmix64 stream (Box–Muller).
-struct NormalRandom {
+public struct NormalRandom {
     private var bits: SplitMix
     private var spare: Float?
-    init(seed: UInt64) { bits = SplitMix(seed: seed) }
+    public init(seed: UInt64) { bits = SplitMix(seed: seed) }
     /// Uniform in (0, 1).
-    mutating func uniform() -> Double { (Double(bits.next() >> 11) + 0.5) / Double(1 << 53) }
-    mutating func next() -> Float {
+    public mutating func uniform() -> Double { (Double(bits.next() >> 11) + 0.5) / Double(1 << 53) }
+    public mutating func next() -> Float {
         if let s = spare { spare = nil; return s }
         let r = (-2 * Foundation.log(uniform())).squareRoot(), t = 2 * Double.pi * uniform()
         spare = Float(r * Foundation.sin(t))

@@ -2,7 +2,13 @@
 // kept and written back unchanged, so transformers loads what Retort saves.
 import Foundation
 
+/// The encoder families Retort implements (HF model_type).
+public enum ModelFamily: String, Sendable, Codable {
+    case bert, mpnet
+}
+
 public struct BertConfig: Sendable {
+    public var family: ModelFamily = .bert
     public var vocabSize, hiddenSize, layers, heads, intermediateSize, maxPositions, typeVocabSize: Int
     public var layerNormEps: Double
     public var hiddenDropout, attentionDropout, initializerRange: Double

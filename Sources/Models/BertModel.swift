@@ -65,8 +65,7 @@ public final class BertModel {
         let c = config, b = backend
         let (B, T, C, FF) = (a.batch, a.length, c.hiddenSize, c.intermediateSize), BT = B * T
         let p: Float = training ? Float(c.hiddenDropout) : 0
-        let shape = EmbeddingShape(tokens: BT, channels: C, vocabulary: c.vocabSize, positions: c.maxPositions,
-                                   tokenTypes: c.typeVocabSize)
+        let shape = embeddingShape(tokens: BT)
         b.embeddingForward(a.embedded.slice(0, BT * C), ids: a.ids.slice(0, BT), positions: a.positions.slice(0, BT),
                            types: a.types.slice(0, BT), word: w("embeddings.word_embeddings.weight"),
                            position: w("embeddings.position_embeddings.weight"), type: w("embeddings.token_type_embeddings.weight"), shape)
@@ -88,7 +87,7 @@ public final class BertModel {
             linear(L.q.slice(0, BT * C), x, "attention.self.query", n: C, k: C)
             linear(L.k.slice(0, BT * C), x, "attention.self.key", n: C, k: C)
             linear(L.v.slice(0, BT * C), x, "attention.self.value", n: C, k: C)
-            b.attentionForward(L.context.slice(0, BT * C), lse: L.lse.slice(0, attention.rows), scores: nil,
+            b.attentionForward(L.context.slice(0, BT * C), lse: L.lse.slice(0, attention.rows), scores: a.scores[l]?.slice(0, attention.scores),
                                q: L.q.slice(0, BT * C), k: L.k.slice(0, BT * C), v: L.v.slice(0, BT * C),
                                mask: a.mask.slice(0, BT), bias: nil, attention)
             // residual: res1 = x + dropout(context·Woᵀ + bo)
@@ -119,8 +118,14 @@ public final class BertModel {
         return a.logits.slice(0, B * labels)
     }
 
+    /// The embedding lookup of `tokens` tokens; the padding token's word row never trains (HF's padding_idx).
+    func embeddingShape(tokens: Int) -> EmbeddingShape {
+        EmbeddingShape(tokens: tokens, channels: config.hiddenSize, vocabulary: config.vocabSize, positions: config.maxPositions,
+                       tokenTypes: config.typeVocabSize, wordPadding: config.padTokenId)
+    }
+
     /// Layer l's attention: probability dropout (attention_probs_dropout_prob) in training.
-    func attentionShape(_ a: BertActivations, layer l: Int, training: Bool, seed: UInt64) -> AttentionShape {
+    public func attentionShape(_ a: BertActivations, layer l: Int, training: Bool, seed: UInt64) -> AttentionShape {
         AttentionShape(batch: a.batch, length: a.length, heads: config.heads, headSize: config.headSize,
                        dropout: training ? Float(config.attentionDropout) : 0, seed: seed &* 0x2545_F491 &+ UInt64(500 + l))
     }
@@ -140,6 +145,16 @@ public final class BertModel {
     }
 
     /// The last hidden states [B,T,C] of the most recent forward.
-    public func lastHidden(_ a: BertActivations) -> Tensor { a.hidden[config.layers].slice(0, a.batch * a.length * config.hiddenSize) }
+    public func lastHidden(_ a: BertActivations) -> Tensor { hiddenState(a, config.layers) }
+    /// Hidden state i [B,T,C] of the last forward: 0 the embeddings output, l + 1 layer l's output.
+    public func hiddenState(_ a: BertActivations, _ i: Int) -> Tensor { a.hidden[i].slice(0, a.batch * a.length * config.hiddenSize) }
+    /// Layer l's pre-softmax attention scores [B,NH,T,T] (the arena must keep them: keepScores).
+    public func scores(_ a: BertActivations, layer l: Int) -> Tensor {
+        guard let s = a.scores[l] else { preconditionFailure("layer \(l)'s scores were not kept (BertActivations keepScores)") }
+        return s.slice(0, a.batch * config.heads * a.length * a.length)
+    }
+    /// Logits [B, labels] of the last forward, and the loaded labels [B].
+    public func logits(_ a: BertActivations) -> Tensor { a.logits.slice(0, a.batch * labels) }
+    public func labels(_ a: BertActivations) -> Tensor { a.labels.slice(0, a.batch) }
 }
 

@@ -104,6 +104,9 @@ public struct TrainableTensor {
     public let weight: Tensor
     public let grad: Tensor
     public let decays: Bool
+    public init(name: String, weight: Tensor, grad: Tensor, decays: Bool) {
+        self.name = name; self.weight = weight; self.grad = grad; self.decays = decays
+    }
 }
 
 extension BertModel {

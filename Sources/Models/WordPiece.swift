@@ -8,6 +8,9 @@ public struct Encoding: Equatable, Sendable {
     public var ids: [Int32]
     public var typeIds: [Int32]
     public var attentionMask: [Int32]
+    public init(ids: [Int32], typeIds: [Int32], attentionMask: [Int32]) {
+        self.ids = ids; self.typeIds = typeIds; self.attentionMask = attentionMask
+    }
 }
 
 public struct WordPieceTokenizer: Sendable {

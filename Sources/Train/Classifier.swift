@@ -72,16 +72,46 @@ public final class Classifier {
 
     /// Saves a HF model folder: config.json (with id2label/label2id), model.safetensors and the
     /// tokenizer files copied from `tokenizerSource`.
-    public func save(folder: String, tokenizerSource: String) throws {
+    /// `adapter`: also write LoRA adapters in PEFT's format to folder/adapter, on the base model in
+    /// `tokenizerSource` (off for distilled students, whose base exists nowhere else).
+    public func save(folder: String, tokenizerSource: String, adapter: Bool = true) throws {
         try model.save(folder: folder, id2label: Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ($0, $1) }))
         // The PEFT adapter goes in a subfolder: with adapter_config.json beside model.safetensors,
         // transformers would treat the folder as an adapter and apply it again on the base model.
-        if model.lora != nil { try model.saveAdapter(folder: folder + "/adapter", baseModel: tokenizerSource) }
+        if model.lora != nil && adapter { try model.saveAdapter(folder: folder + "/adapter", baseModel: tokenizerSource) }
         for file in ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"] {
             let from = (tokenizerSource as NSString).appendingPathComponent(file), to = (folder as NSString).appendingPathComponent(file)
             guard from != to, FileManager.default.fileExists(atPath: from) else { continue }
             try? FileManager.default.removeItem(atPath: to)
             try FileManager.default.copyItem(atPath: from, toPath: to)
         }
+    }
+}
+
+/// Inference speed on the current device: B=1 latency and B=32 throughput on sequences of
+/// `length` tokens (no padding), medians of repeated runs after a warm-up.
+public struct InferenceSpeed: Sendable {
+    public var length: Int
+    public var latencyMilliseconds: Double      // one sequence
+    public var tokensPerSecond: Double          // batches of 32
+
+    public static func measure(_ classifier: Classifier, length requested: Int = 64, repeats: Int = 20) throws -> InferenceSpeed {
+        let model = classifier.model, b = model.backend
+        let T = min(requested, classifier.maxLength, model.config.maxPositions - 2)
+        let a = try BertActivations(config: model.config, labels: model.labels, maxBatch: 32, maxLength: T, backend: b, inference: true)
+        var rng = SplitMix(seed: 7)
+        func median(_ B: Int, runs: Int) -> Double {
+            let ids = (0..<(B * T)).map { _ in Int32(truncatingIfNeeded: rng.next() % UInt64(model.config.vocabSize)) }
+            a.load(ids: ids, types: [Int32](repeating: 0, count: B * T), mask: [Int32](repeating: 1, count: B * T), labels: [], batch: B, length: T, backend: b)
+            var times: [Double] = []
+            for run in 0..<(runs + 3) {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = b.floats(model.forward(a))
+                if run >= 3 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+            }
+            return times.sorted()[times.count / 2]
+        }
+        let single = median(1, runs: repeats), full = median(32, runs: max(3, repeats / 4))
+        return InferenceSpeed(length: T, latencyMilliseconds: single * 1000, tokensPerSecond: Double(32 * T) / full)
     }
 }

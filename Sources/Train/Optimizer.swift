@@ -13,13 +13,15 @@ public final class Optimizer {
     let wholeGradient: Tensor?
     let scratch: Tensor
 
-    public init(model: BertModel) throws {
-        parameters = model.trainable
+    /// The model's trainable tensors and `extra` ones (a distillation projection); `idle` names
+    /// tensors that get no gradient in this run and must not move (not even by weight decay).
+    public init(model: BertModel, extra: [TrainableTensor] = [], idle: Set<String> = []) throws {
+        parameters = (model.trainable + extra).filter { !idle.contains($0.name) }
         backend = model.backend
         offsets = parameters.reduce(into: [0]) { $0.append($0.last! + $1.weight.count) }
         m = try backend.zeros(offsets.last!)
         v = try backend.zeros(offsets.last!)
-        wholeGradient = model.lora == nil ? model.grads : nil
+        wholeGradient = model.lora == nil && extra.isEmpty && idle.isEmpty ? model.grads : nil
         scratch = try backend.zeros(1)
     }
 

@@ -24,7 +24,10 @@ public struct TrainingOptions: Sendable, Codable {
 public struct StepLog: Codable, Sendable {
     public let step: Int, epoch: Int
     public let loss, lr, gradNorm, tokensPerSecond: Double
-    enum CodingKeys: String, CodingKey { case step, epoch, loss, lr, gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s" }
+    /// Distillation: the unweighted loss terms of the step's last micro-batch.
+    public var terms: [String: Double]? = nil
+    public var stage: String? = nil
+    enum CodingKeys: String, CodingKey { case step, epoch, loss, lr, gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", terms, stage }
 }
 
 public final class Trainer {
@@ -42,9 +45,17 @@ public final class Trainer {
     /// Checked after every step; true stops the run there (Ctrl-C: the caller then checkpoints).
     public var shouldStop: () -> Bool = { false }
     public private(set) var stopped = false
+    /// The loss of one loaded micro-batch (activations, its encodings, dropout seed, gradient
+    /// scale), accumulating gradients; nil: cross-entropy against the labels (fine-tuning).
+    public var objective: ((BertActivations, [Encoding], UInt64, Float) -> Double)?
+    /// Loss terms to log with each step (distillation).
+    public var stepTerms: () -> [String: Double]? = { nil }
+    public var stage: String?
+    /// Tensors trained beside the model's (a distillation projection).
+    let extra: [TrainableTensor]
 
     public init(classifier: Classifier, train: [Encoding], trainLabels: [Int32], dev: [Encoding], devLabels: [Int32],
-                options: TrainingOptions) throws {
+                options: TrainingOptions, extra: [TrainableTensor] = [], idle: Set<String> = [], keepScores: Set<Int> = []) throws {
         precondition(train.count == trainLabels.count && dev.count == devLabels.count)
         self.classifier = classifier
         self.options = options
@@ -52,8 +63,9 @@ public final class Trainer {
         self.dev = dev; self.devLabels = devLabels
         let model = classifier.model, b = model.backend
         activations = try BertActivations(config: model.config, labels: model.labels, maxBatch: options.batchSize,
-                                          maxLength: classifier.maxLength, backend: b)
-        optimizer = try Optimizer(model: model)
+                                          maxLength: classifier.maxLength, backend: b, keepScores: keepScores)
+        self.extra = extra
+        optimizer = try Optimizer(model: model, extra: extra, idle: idle)
     }
 
     public var stepsPerEpoch: Int { (train.count + options.batchSize * options.accumulation - 1) / (options.batchSize * options.accumulation) }
@@ -95,20 +107,30 @@ public final class Trainer {
             for s in (step % perEpoch)..<perEpoch where step < totalSteps {
                 let start = DispatchTime.now().uptimeNanoseconds
                 model.zeroGradients()
+                for p in extra { model.backend.fill(p.grad, 0) }
                 var loss = 0.0, tokens = 0
                 let group = micro[(s * k)..<min(s * k + k, micro.count)]
                 for (j, indices) in group.enumerated() {
-                    classifier.load(indices.map { train[$0] }, labels: indices.map { trainLabels[$0] }, into: activations)
+                    let batch = indices.map { train[$0] }
+                    classifier.load(batch, labels: indices.map { trainLabels[$0] }, into: activations)
                     tokens += activations.batch * activations.length
-                    model.forward(activations, training: true, seed: options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j))
-                    loss += Double(model.backward(activations, gradScale: 1 / Float(group.count))) / Double(group.count)
+                    let seed = options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j), scale = 1 / Float(group.count)
+                    if let objective {
+                        loss += objective(activations, batch, seed, scale) / Double(group.count)
+                    } else {
+                        model.forward(activations, training: true, seed: seed)
+                        loss += Double(model.backward(activations, gradScale: scale)) / Double(group.count)
+                    }
                 }
                 let gradNorm = optimizer.clip(maxNorm: options.maxGradNorm)
                 let lr = learningRate(at: step)
                 optimizer.step(learningRate: lr, weightDecay: options.weightDecay, step: step + 1)
                 step += 1
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                onStep(StepLog(step: step, epoch: epoch + 1, loss: loss, lr: lr, gradNorm: gradNorm, tokensPerSecond: Double(tokens) / seconds))
+                var entry = StepLog(step: step, epoch: epoch + 1, loss: loss, lr: lr, gradNorm: gradNorm, tokensPerSecond: Double(tokens) / seconds)
+                entry.terms = stepTerms()
+                entry.stage = stage
+                onStep(entry)
                 if let every = options.evalEvery, step % every == 0, step % perEpoch != 0 { try evaluate(epoch: epoch + 1) }
                 if shouldStop() { stopped = true; return best }
             }
@@ -151,6 +173,7 @@ public final class Trainer {
     var checkpointTensors: [(String, Tensor)] {
         let model = classifier.model
         return [("weights", model.weights), ("adam.m", optimizer.m), ("adam.v", optimizer.v)] + (model.lora.map { [("lora", $0.weights)] } ?? [])
+            + extra.map { ($0.name, $0.weight) }
     }
 
     /// Restores a checkpoint written by saveCheckpoint for the same model and data.

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Backend
 import Foundation
+import Models
 import Train
 
 struct ColumnOptions: ParsableArguments {
@@ -47,4 +48,56 @@ func duration(_ seconds: Double) -> String {
     guard seconds.isFinite, seconds >= 0 else { return "?" }
     let s = Int(seconds.rounded())
     return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
+}
+
+struct LoRAOptions: ParsableArguments {
+    @Option(name: .customLong("lora-rank"), help: "LoRA rank: train low-rank adapters and the classifier only (PEFT semantics).")
+    var rank: Int?
+    @Option(name: .customLong("lora-alpha"), help: "LoRA alpha (scale alpha/r; default 2·rank).") var alpha: Double?
+    @Option(name: .customLong("lora-dropout"), help: "Dropout on the LoRA branch's input.") var dropout = 0.1
+    @Option(name: .customLong("lora-targets"), help: "Comma-separated: query, key, value, attention_output, intermediate, output.")
+    var targets = "query,value"
+    @Flag(name: .customLong("rs-lora"), help: "Scale by alpha/√r instead of alpha/r (rsLoRA).") var rsLoRA = false
+
+    func validate() throws {
+        if let rank, rank < 1 { throw ValidationError("--lora-rank must be positive") }
+        if rank == nil && alpha != nil { throw ValidationError("--lora-alpha needs --lora-rank") }
+        guard (0..<1).contains(dropout) else { throw ValidationError("--lora-dropout must be in [0, 1)") }
+        _ = try modules()
+    }
+
+    func modules() throws -> [LoRATarget] {
+        try targets.split(separator: ",").map { name in
+            guard let t = LoRATarget(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--lora-targets: unknown module '\(name)' (query, key, value, attention_output, intermediate, output)")
+            }
+            return t
+        }
+    }
+
+    /// Attaches adapters when --lora-rank is given, and says how many parameters train.
+    func attach(to model: BertModel, seed: UInt64) throws {
+        guard let rank else { return }
+        try model.attachLoRA(LoRAConfig(rank: rank, alpha: alpha ?? Double(2 * rank), dropout: dropout, targets: try modules(), rsLoRA: rsLoRA),
+                             seed: seed)
+        let count = model.trainable.reduce(0) { $0 + $1.weight.count }
+        printError("retort: LoRA r=\(rank) on \(targets): \(count) trainable parameters of \(model.layout.total)")
+    }
+}
+
+/// The optimiser settings finetune and distill share.
+struct OptimizerOptions: ParsableArguments {
+    @Option(name: .long, help: "Fraction of the steps (of each stage) spent warming up linearly.") var warmup = 0.1
+    @Option(name: .long, help: "AdamW weight decay (not on biases and LayerNorm).") var weightDecay = 0.01
+    @Option(name: .long, help: "Clip the global gradient norm to this (0: off).") var maxGradNorm = 1.0
+
+    func validate() throws {
+        guard (0..<1).contains(warmup), weightDecay >= 0, maxGradNorm >= 0 else {
+            throw ValidationError("--warmup must be in [0, 1), --weight-decay and --max-grad-norm not negative")
+        }
+    }
+
+    func apply(to options: inout TrainingOptions) {
+        options.warmupRatio = warmup; options.weightDecay = weightDecay; options.maxGradNorm = maxGradNorm
+    }
 }

@@ -76,9 +76,11 @@ final class DenseTests: XCTestCase {
     func testEmbeddingForwardAndBackward() throws {
         var rng = SeededRandom(4)
         for backend in try backends() {
-            let s = EmbeddingShape(tokens: 7, channels: 13, vocabulary: 11, positions: 9, tokenTypes: 2)
+            // Word row 4 and position row 4 are padding rows: they never receive a gradient.
+            let s = EmbeddingShape(tokens: 7, channels: 13, vocabulary: 11, positions: 9, tokenTypes: 2, wordPadding: 4, positionPadding: 4)
             var ids = rng.ints(7, below: 11)
             ids[3] = 11   // out of range: contributes zeros, never a crash
+            ids[5] = 4
             let positions = (0..<7).map { Int32($0 + 2) }, types = rng.ints(7, below: 2)
             let word = rng.floats(11 * 13), position = rng.floats(9 * 13), type = rng.floats(2 * 13)
             let out = try backend.zeros(7 * 13)
@@ -102,8 +104,8 @@ final class DenseTests: XCTestCase {
             var eType = [Double](repeating: 0, count: 2 * 13)
             for t in 0..<7 {
                 for c in 0..<13 {
-                    if ids[t] < 11 { eWord[Int(ids[t]) * 13 + c] += Double(dout[t * 13 + c]) }
-                    ePos[Int(positions[t]) * 13 + c] += Double(dout[t * 13 + c])
+                    if ids[t] < 11 && ids[t] != 4 { eWord[Int(ids[t]) * 13 + c] += Double(dout[t * 13 + c]) }
+                    if positions[t] != 4 { ePos[Int(positions[t]) * 13 + c] += Double(dout[t * 13 + c]) }
                     eType[Int(types[t]) * 13 + c] += Double(dout[t * 13 + c])
                 }
             }

@@ -16,7 +16,16 @@
                         the same batch through the LoRA model: logits, loss, the gradients of every
                         adapter and of the classifier, and 5 AdamW steps' losses
 
-usage: python3 Tests/Golden/make_golden.py [tiny] [minilm] [lora]     (default: all)
+  tiny-bert-student/     a tiny random 2-layer student for tiny-bert, narrower (hidden 32, 4 heads),
+                        with the same vocab.txt as tiny-bert (both written here)
+  tiny-distill-expected.safetensors
+                        the distillation losses of tiny-bert → tiny-bert-student, computed as
+                        TinyBERT's and DistilBERT's reference code do, on the same batch: for each
+                        case (intermediate, prediction, distilbert) every loss term, the total and the
+                        gradient of every student parameter and of the projection (fit_dense, whose
+                        initial weights are stored too)
+
+usage: python3 Tests/Golden/make_golden.py [tiny] [minilm] [lora] [distill]     (default: all)
 """
 import os
 import sys
@@ -42,6 +51,19 @@ def batch():
         ids[b, n:] = 0
         types[b, n // 2:n] = 1
     return ids, mask, types, torch.tensor([0, 2, 1])
+
+
+def randomise(model):
+    """Makes every parameter matter: larger weights, non-trivial LayerNorms; eval mode."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm.weight" in name:
+                p.normal_(1.0, 0.2)
+            elif name.endswith(".bias"):
+                p.normal_(0.0, 0.1)
+            else:
+                p.normal_(0.0, 0.15)
+    model.eval()
 
 
 def adamw_losses(model, named, ids, mask, types, labels):
@@ -101,15 +123,7 @@ def tiny_bert():
                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3,
                         hidden_act="gelu", layer_norm_eps=1e-12)
     model = BertForSequenceClassification(config)
-    with torch.no_grad():  # make every parameter matter: larger weights, non-trivial LayerNorms
-        for name, p in model.named_parameters():
-            if "LayerNorm.weight" in name:
-                p.normal_(1.0, 0.2)
-            elif name.endswith(".bias"):
-                p.normal_(0.0, 0.1)
-            else:
-                p.normal_(0.0, 0.15)
-    model.eval()
+    randomise(model)
     model.save_pretrained(os.path.join(HERE, "tiny-bert"), safe_serialization=True)
     ids, mask, types, labels = batch()
     out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels)
@@ -140,11 +154,103 @@ def minilm():
     print("minilm: hidden", tuple(hidden.shape))
 
 
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] \
+    + ["w%d" % i for i in range(120 - 31)]
+
+
+def attention_scores(layer, hidden, mask):
+    """TinyBERT's attention output: pre-softmax scores q·kᵀ/√d + mask (−10000), then ≤ −100 → 0."""
+    att = layer.attention.self
+    B, T, _ = hidden.shape
+    NH, HS = att.num_attention_heads, att.attention_head_size
+    q = att.query(hidden).view(B, T, NH, HS).transpose(1, 2)
+    k = att.key(hidden).view(B, T, NH, HS).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / HS ** 0.5 + (1.0 - mask[:, None, None, :].float()) * -10000.0
+    return torch.where(scores <= -1e2, torch.zeros_like(scores), scores)
+
+
+def run_tinybert(model, ids, mask, types):
+    out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
+    layers = model.bert.encoder.layer
+    scores = [attention_scores(layers[l], out.hidden_states[l], mask) for l in range(len(layers))]
+    return out.logits, out.hidden_states, scores
+
+
+def tiny_distill():
+    teacher = BertForSequenceClassification.from_pretrained(os.path.join(HERE, "tiny-bert")).eval()
+    torch.manual_seed(5)
+    config = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=40, type_vocab_size=2,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3,
+                        hidden_act="gelu", layer_norm_eps=1e-12, id2label=teacher.config.id2label, label2id=teacher.config.label2id)
+    student = BertForSequenceClassification(config)
+    randomise(student)
+    folder = os.path.join(HERE, "tiny-bert-student")
+    student.save_pretrained(folder, safe_serialization=True)
+    for f in [folder, os.path.join(HERE, "tiny-bert")]:
+        with open(os.path.join(f, "vocab.txt"), "w") as out:
+            out.write("\n".join(TINY_VOCAB) + "\n")
+    fit = torch.nn.Linear(32, 64)
+    with torch.no_grad():
+        fit.weight.normal_(0.0, 0.1)
+        fit.bias.normal_(0.0, 0.05)
+    ids, mask, types, labels = batch()
+    tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels,
+               "fit_dense.weight": fit.weight.detach().clone(), "fit_dense.bias": fit.bias.detach().clone()}
+    with torch.no_grad():
+        t_logits, t_hidden, t_scores = run_tinybert(teacher, ids, mask, types)
+    mse = torch.nn.functional.mse_loss
+    layer_map = [(0, 0), (1, 1)]   # k = 1
+
+    def case(name, terms):
+        student.zero_grad()
+        fit.zero_grad()
+        total = sum(terms.values())
+        total.backward()
+        tensors[name + ".loss"] = total.detach().reshape(1)
+        for term, value in terms.items():
+            tensors[name + ".term." + term] = value.detach().reshape(1)
+        for pname, p in list(student.named_parameters()) + [("fit_dense." + n, p) for n, p in fit.named_parameters()]:
+            g = p.grad if p.grad is not None else torch.zeros_like(p)
+            tensors[name + ".grad." + pname] = g.detach().clone()
+        print(name, {k: round(v.item(), 5) for k, v in terms.items()})
+
+    # TinyBERT intermediate stage: attention-score MSE + embedding and hidden-state MSE through fit_dense.
+    s_logits, s_hidden, s_scores = run_tinybert(student, ids, mask, types)
+    terms = {}
+    for s, t in layer_map:
+        terms["attention.%d" % s] = mse(s_scores[s], t_scores[t])
+    terms["embeddings"] = mse(fit(s_hidden[0]), t_hidden[0])
+    for s, t in layer_map:
+        terms["hidden.%d" % s] = mse(fit(s_hidden[s + 1]), t_hidden[t + 1])
+    case("intermediate", terms)
+
+    # TinyBERT prediction stage, T = 2, with 0.5 · hard-label CE.
+    T = 2.0
+    s_logits = student(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+    soft = (-torch.softmax(t_logits / T, -1) * torch.log_softmax(s_logits / T, -1)).mean()
+    hard = torch.nn.functional.cross_entropy(s_logits, labels)
+    case("prediction", {"soft": soft, "hard": 0.5 * hard})
+
+    # DistilBERT: 0.5·T²·KL + 0.5·CE + 1.0·(1 − cos) over the real tokens of the last hidden states.
+    out = student(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
+    kl = torch.nn.KLDivLoss(reduction="batchmean")(torch.log_softmax(out.logits / T, -1), torch.softmax(t_logits / T, -1))
+    ce = torch.nn.functional.cross_entropy(out.logits, labels)
+    sel = mask.bool()
+    s_last = fit(out.hidden_states[-1])[sel]
+    t_last = t_hidden[-1][sel]
+    cos = torch.nn.CosineEmbeddingLoss(reduction="mean")(s_last, t_last, torch.ones(s_last.shape[0]))
+    case("distilbert", {"kl": 0.5 * T * T * kl, "hard": 0.5 * ce, "cosine": 1.0 * cos})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(HERE, "tiny-distill-expected.safetensors"))
+
+
 if __name__ == "__main__":
-    chosen = sys.argv[1:] or ["tiny", "minilm", "lora"]
+    chosen = sys.argv[1:] or ["tiny", "minilm", "lora", "distill"]
     if "tiny" in chosen:
         tiny_bert()
     if "minilm" in chosen:
         minilm()
     if "lora" in chosen:
         tiny_bert_lora()
+    if "distill" in chosen:
+        tiny_distill()

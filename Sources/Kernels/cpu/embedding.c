@@ -1,5 +1,7 @@
 // Fused embedding: word + position + token type.
 //   out, dout: [BT,C]; ids, positions, types: [BT] int32; word [V,C], position [P,C], type [TT,C].
+// Backward: rows whose id equals word_pad (position id equals position_pad) add nothing to that
+// table (torch's nn.Embedding padding_idx); −1 for none.
 // Forward: parallel over rows. Backward: parallel over column blocks (every thread walks all
 // rows for its own columns), so the scatter-add into the tables is race-free and deterministic.
 #include "common.h"
@@ -8,7 +10,7 @@ typedef struct {
     float *out, *dword, *dposition, *dtype;
     const float *dout, *word, *position, *type;
     const int32_t *ids, *positions, *types;
-    int64_t BT; int C, V, P, TT;
+    int64_t BT; int C, V, P, TT, word_pad, position_pad;
 } embedding_args;
 
 static inline const float *row_or_null(const float *table, const int32_t *index, int64_t i, int limit, int C) {
@@ -42,8 +44,8 @@ RT_TASK(backward_task) {
     int c0 = (int)b * COLUMN_BLOCK, c1 = (int)e * COLUMN_BLOCK < a->C ? (int)e * COLUMN_BLOCK : a->C;
     for (int64_t i = 0; i < a->BT; i++) {
         const float *d = a->dout + i * a->C;
-        float *w = (float *)row_or_null(a->dword, a->ids, i, a->V, a->C);
-        float *p = (float *)row_or_null(a->dposition, a->positions, i, a->P, a->C);
+        float *w = a->ids[i] == a->word_pad ? NULL : (float *)row_or_null(a->dword, a->ids, i, a->V, a->C);
+        float *p = a->positions[i] == a->position_pad ? NULL : (float *)row_or_null(a->dposition, a->positions, i, a->P, a->C);
         float *t = (float *)row_or_null(a->dtype, a->types, i, a->TT, a->C);
         if (w) for (int c = c0; c < c1; c++) w[c] += d[c];
         if (p) for (int c = c0; c < c1; c++) p[c] += d[c];
@@ -53,8 +55,9 @@ RT_TASK(backward_task) {
 
 void rt_embedding_backward(float *dword, float *dposition, float *dtype, const float *dout,
                            const int32_t *ids, const int32_t *positions, const int32_t *types,
-                           int64_t BT, int C, int V, int P, int TT) {
+                           int64_t BT, int C, int V, int P, int TT, int word_pad, int position_pad) {
     embedding_args a = { .dword = dword, .dposition = dposition, .dtype = dtype, .dout = dout, .ids = ids,
-                         .positions = positions, .types = types, .BT = BT, .C = C, .V = V, .P = P, .TT = TT };
+                         .positions = positions, .types = types, .BT = BT, .C = C, .V = V, .P = P, .TT = TT,
+                         .word_pad = word_pad, .position_pad = position_pad };
     rt_parallel_for((C + COLUMN_BLOCK - 1) / COLUMN_BLOCK, 1, backward_task, &a);
 }

@@ -55,10 +55,11 @@ void rt_bias_backward(float *dbias, const float *dout, int64_t N, int C); // dbi
 void rt_embedding_forward(float *out, const int32_t *ids, const int32_t *positions, const int32_t *types,
                           const float *word, const float *position, const float *type,
                           int64_t BT, int C, int V, int P, int TT);
-// dword[V,C], dposition[P,C], dtype[TT,C] accumulate the rows of dout[BT,C].
+// dword[V,C], dposition[P,C], dtype[TT,C] accumulate the rows of dout[BT,C], except rows whose
+// id is word_pad (position is position_pad): torch's padding_idx, whose row never trains; −1: none.
 void rt_embedding_backward(float *dword, float *dposition, float *dtype, const float *dout,
                            const int32_t *ids, const int32_t *positions, const int32_t *types,
-                           int64_t BT, int C, int V, int P, int TT);
+                           int64_t BT, int C, int V, int P, int TT, int word_pad, int position_pad);
 
 // ------------------------------------------------------------------ layer norm (cpu/layernorm.c)
 // out[N,C] = (x − mean)·rstd·weight + bias; saves mean[N], rstd[N].

@@ -1,0 +1,40 @@
+// retort compare: one table (and report.md/csv/html) for a set of model folders.
+import ArgumentParser
+import Foundation
+import Train
+
+struct CompareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare",
+        abstract: "Compare fine-tuned and distilled models: loss, metrics, size and speed in one table.",
+        discussion: """
+            Example:
+              retort compare runs/sst2 runs/sst2-odd3 runs/sst2-even3 --test ../shared/data/sst2/test.tsv \\
+                --text-column 1 --label-column 0 --out runs/report
+            The first folder is the reference for the speed-up (put the teacher first). Without --test the \\
+            table shows each run's best dev metrics (from its metrics.json). Speed is measured here, on the \\
+            chosen device: B=1 latency and B=32 throughput on 64-token sequences.
+            """)
+
+    @Argument(help: "Model folders written by retort finetune or retort distill.") var runs: [String]
+    @Option(name: .long, help: "Labelled test data to evaluate every model on.") var test: String?
+    @OptionGroup var columns: ColumnOptions
+    @Option(name: .long, help: "Tokens per example when evaluating (default 128, or a model's maximum when smaller).") var maxLength: Int?
+    @Option(name: .long, help: "Folder for report.md, report.csv and report.html.") var out = "report"
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    func validate() throws {
+        guard !runs.isEmpty else { throw ValidationError("give one or more model folders") }
+        for run in runs where !FileManager.default.fileExists(atPath: expand(run) + "/config.json") {
+            throw ValidationError("\(run): not a model folder (no config.json)")
+        }
+    }
+
+    func run() throws {
+        let backend = try deviceOptions.backend()
+        let report = try ComparisonReport.build(runs: runs, test: test, columns: columns, maxLength: maxLength, backend: backend)
+        let written = try report.write(folder: expand(out))
+        print(report.markdownTable)
+        print("report: \(written.joined(separator: ", "))")
+    }
+}

@@ -1,0 +1,123 @@
+// `retort distill` and `retort compare` end to end on the tiny golden models: a run writes a HF
+// student folder, metrics and the report; bad input (a student with another vocabulary, a layer
+// map out of range, a checkpoint wider than its config declares, a student wider than its
+// teacher) stops with one line naming the file or value.
+import Foundation
+import XCTest
+
+final class DistillCLITests: XCTestCase {
+    let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Golden")
+    var work: URL!
+
+    override func setUpWithError() throws {
+        work = FileManager.default.temporaryDirectory.appendingPathComponent("retort-distill-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        // Labelled data in the tiny vocabulary (letters and w0…w88), the teacher's label names.
+        var rows = ["text,label"]
+        let words = (0..<89).map { "w\($0)" } + (97...122).map { String(UnicodeScalar($0)!) }
+        var state: UInt64 = 3
+        for i in 0..<96 {
+            let n = 3 + i % 5
+            let text = (0..<n).map { _ -> String in state = state &* 6364136223846793005 &+ 1442695040888963407; return words[Int(state >> 33) % words.count] }
+            rows.append(text.joined(separator: " ") + ",LABEL_\(i % 3)")
+        }
+        try rows.joined(separator: "\n").write(to: work.appendingPathComponent("data.csv"), atomically: true, encoding: .utf8)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: work) }
+
+    var teacher: String { golden.appendingPathComponent("tiny-bert").path }
+    var data: String { work.appendingPathComponent("data.csv").path }
+
+    func distill(_ extra: [String]) throws -> (Int32, String) {
+        try retort(["distill", "--teacher", teacher, "--train", data, "--max-length", "12", "--batch-size", "8", "--threads", "1"] + extra)
+    }
+
+    /// A copy of the tiny student folder, changed by `edit`.
+    func studentCopy(_ edit: (URL) throws -> Void) throws -> String {
+        let folder = work.appendingPathComponent("student-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: golden.appendingPathComponent("tiny-bert-student"), to: folder)
+        try edit(folder)
+        return folder.path
+    }
+
+    func testTinyBERTRunWritesAStudentMetricsAndAReport() throws {
+        let out = work.appendingPathComponent("odd").path
+        let (status, output) = try distill(["--student-init", "odd", "--student-layers", "1", "--epochs", "1", "--test", data, "--out", out])
+        XCTAssertEqual(status, 0, output)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as? [String: Any]
+        XCTAssertEqual(config?["num_hidden_layers"] as? Int, 1)
+        XCTAssertEqual(config?["architectures"] as? [String], ["BertForSequenceClassification"])
+        let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/metrics.json"))) as? [String: Any]
+        XCTAssertEqual(metrics?["method"] as? String, "tinybert")
+        XCTAssertEqual(metrics?["layer_map"] as? String, "0:1")
+        XCTAssertNotNil((metrics?["test"] as? [String: Any])?["accuracy"] as? Double)
+        let log = try String(contentsOfFile: out + "/log.jsonl", encoding: .utf8)
+        XCTAssertTrue(log.contains("\"stage\":\"intermediate\"") && log.contains("\"stage\":\"prediction\"") && log.contains("attention.0"), log)
+        let html = try String(contentsOfFile: out + "/report.html", encoding: .utf8)
+        XCTAssertEqual(html.components(separatedBy: "<polyline").count - 1, 1, "a loss curve for the student (the golden teacher has no log)")
+        XCTAssertEqual(html.components(separatedBy: "<circle").count - 1, 2, "one point per model")
+        let csv = try String(contentsOfFile: out + "/report.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(csv.count, 3, "header, teacher, student")
+        XCTAssertTrue(output.contains("| odd | tinybert |"), output)
+
+        // compare: the same two folders, without test data (dev metrics from metrics.json).
+        let report = work.appendingPathComponent("report").path
+        let (status2, output2) = try retort(["compare", teacher, out, "--out", report, "--threads", "1"])
+        XCTAssertEqual(status2, 0, output2)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: report + "/report.md"), output2)
+        XCTAssertTrue(output2.contains("| odd | tinybert |") && output2.contains("| dev |"), output2)
+    }
+
+    func testDistilBERTWithLoRATrainsOnlyAdaptersClassifierAndProjection() throws {
+        let out = work.appendingPathComponent("lora").path
+        let student = golden.appendingPathComponent("tiny-bert-student").path
+        let (status, output) = try distill(["--student-init", student, "--method", "distilbert", "--epochs", "1", "--lora-rank", "2",
+                                            "--no-report", "--out", out])
+        XCTAssertEqual(status, 0, output)
+        let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/metrics.json"))) as? [String: Any]
+        // 2 layers × (query, value) × (A [2,32] + B [32,2]) + classifier [3,32] + 3 + fit_dense [64,32] + 64
+        XCTAssertEqual(metrics?["trainable_parameters"] as? Int, 2 * 2 * 128 + 99 + 2112, output)
+        XCTAssertTrue(output.contains("with a learned projection"), output)
+    }
+
+    func testAStudentWithAnotherVocabularyIsRefused() throws {
+        let student = try studentCopy { folder in
+            let vocab = folder.appendingPathComponent("vocab.txt")
+            let text = try String(contentsOf: vocab, encoding: .utf8).replacingOccurrences(of: "\nw7\n", with: "\nzebra\n")
+            try text.write(to: vocab, atomically: true, encoding: .utf8)
+        }
+        let (status, output) = try distill(["--student-init", student, "--out", work.appendingPathComponent("x").path])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(output.contains("\(student)/vocab.txt differs from the teacher's \(teacher)/vocab.txt (120 vs 120 tokens, first at id 38)"), output)
+    }
+
+    func testALayerMapOutOfRangeIsRefused() throws {
+        let (status, output) = try distill(["--student-layers", "1", "--layer-map", "0:2", "--out", work.appendingPathComponent("x").path])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(output.contains("--layer-map: teacher layer 2 is out of range (the teacher has layers 0…1)"), output)
+    }
+
+    func testACheckpointWiderThanItsConfigIsRefused() throws {
+        let student = try studentCopy { folder in
+            let config = folder.appendingPathComponent("config.json")
+            let text = try String(contentsOf: config, encoding: .utf8).replacingOccurrences(of: "\"hidden_size\": 32", with: "\"hidden_size\": 16")
+            try text.write(to: config, atomically: true, encoding: .utf8)
+        }
+        let (status, output) = try distill(["--student-init", student, "--out", work.appendingPathComponent("x").path])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(output.contains("model.safetensors: tensor 'bert.embeddings.word_embeddings.weight' is [120, 32] but config.json implies [120, 16]"), output)
+    }
+
+    func testAStudentWiderThanItsTeacherIsRefused() throws {
+        let student = try studentCopy { folder in
+            let config = folder.appendingPathComponent("config.json")
+            var object = try JSONSerialization.jsonObject(with: Data(contentsOf: config)) as! [String: Any]
+            object["hidden_size"] = 128
+            try JSONSerialization.data(withJSONObject: object).write(to: config)
+        }
+        let (status, output) = try distill(["--student-init", student, "--out", work.appendingPathComponent("x").path])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(output.contains("\(student)/config.json: hidden_size 128 is wider than the teacher's 64"), output)
+    }
+}
