@@ -24,6 +24,12 @@ public final class BertActivations {
     let poolerPre, pooled, pooledDropped, logits: Tensor
     /// Pre-softmax attention scores [B,NH,T,T] of layer l, kept for distillation when asked for.
     let scores: [Tensor?]
+    /// MPNet: the relative position bias [NH,T,T], its gradient, and the bucket one-hot matrix
+    /// [buckets, T·T] (rebuilt when the length changes).
+    let positionBias, dPositionBias, bucketOneHot: Tensor?
+    var oneHotLength = 0
+    /// MPNet numbers positions from padding_idx + 1 and gives padding padding_idx; BERT from 0.
+    let paddingPosition: Int32?
     // Backward scratch
     let dHidden, dResidual, dAttended, dDropped, dContext, dq, dk, dv, dFF, dPooled, dPoolerPre, dLogits: Tensor
     /// One float: the loss of the last backward, and scratch for scalar reductions.
@@ -54,6 +60,14 @@ public final class BertActivations {
         }
         guard keepScores.allSatisfy({ (0..<c.layers).contains($0) }) else { preconditionFailure("keepScores: no such layer") }
         scores = try (0..<c.layers).map { keepScores.contains($0) ? try f(Bt * c.heads * T * T) : nil }
+        if c.relativeBuckets > 0 {
+            positionBias = try f(c.heads * T * T)
+            dPositionBias = inference ? nil : try f(c.heads * T * T)
+            bucketOneHot = try f(c.relativeBuckets * T * T)
+        } else {
+            (positionBias, dPositionBias, bucketOneHot) = (nil, nil, nil)
+        }
+        paddingPosition = c.family == .mpnet ? Int32(c.padTokenId) : nil
         poolerPre = try f(Bt * C); pooled = try f(Bt * C); pooledDropped = try f(Bt * C); logits = try f(Bt * classes)
         dHidden = try f(BT * C); dResidual = try f(BT * C); dAttended = try f(BT * C); dDropped = try f(BT * C); dContext = try f(BT * C)
         dq = try f(BT * C); dk = try f(BT * C); dv = try f(BT * C); dFF = try f(BT * FF)
@@ -76,7 +90,10 @@ public final class BertActivations {
         precondition(B <= maxBatch && T <= maxLength && idValues.count == B * T && typeValues.count == B * T && maskValues.count == B * T)
         batch = B
         length = T
-        let positions = (0..<(B * T)).map { Int32($0 % T) }
+        let positions = (0..<(B * T)).map { i -> Int32 in
+            guard let pad = paddingPosition else { return Int32(i % T) }
+            return maskValues[i] != 0 ? Int32(i % T) + pad + 1 : pad   // right padding: cumsum(mask) = t + 1
+        }
         idValues.withUnsafeBytes { backend.upload(ids.slice(0, B * T), $0) }
         typeValues.withUnsafeBytes { backend.upload(types.slice(0, B * T), $0) }
         maskValues.withUnsafeBytes { backend.upload(mask.slice(0, B * T), $0) }

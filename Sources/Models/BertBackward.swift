@@ -60,6 +60,10 @@ extension BertModel {
         let dResidual = a.dResidual.slice(0, BT * C), dAttended = a.dAttended.slice(0, BT * C)
         let dContext = a.dContext.slice(0, BT * C), dFF = a.dFF.slice(0, BT * FF)
         let dq = a.dq.slice(0, BT * C), dk = a.dk.slice(0, BT * C), dv = a.dv.slice(0, BT * C)
+        // MPNet: the relative position bias's gradient, summed over the layers (frozen with LoRA).
+        let positionBias = a.positionBias?.slice(0, c.heads * T * T)
+        let dPositionBias = lora == nil ? a.dPositionBias?.slice(0, c.heads * T * T) : nil
+        if let dPositionBias { b.fill(dPositionBias, 0) }
         for l in (0..<c.layers).reversed() {
             inject(l + 1, into: dHidden)
             let L = a.layers[l], x = a.hidden[l].slice(0, BT * C), prefix = "encoder.layer.\(l)."
@@ -92,25 +96,26 @@ extension BertModel {
                                 rstd: L.rstd1.slice(0, BT), rows: BT, channels: C)
             linearBackward("attention.output.dense", dY: dropped(dResidual, UInt64(10 + 2 * l)), X: L.context.slice(0, BT * C),
                            n: C, k: C, dX: dContext)
-            b.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: nil, dOut: dContext, dScores: dScores[l]?.slice(0, attention.scores), out: L.context.slice(0, BT * C),
+            b.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dPositionBias, dOut: dContext, dScores: dScores[l]?.slice(0, attention.scores), out: L.context.slice(0, BT * C),
                                 lse: L.lse.slice(0, attention.rows), q: L.q.slice(0, BT * C), k: L.k.slice(0, BT * C),
-                                v: L.v.slice(0, BT * C), mask: a.mask.slice(0, BT), bias: nil, attention)
+                                v: L.v.slice(0, BT * C), mask: a.mask.slice(0, BT), bias: positionBias, attention)
             // dx = dResidual (the residual path) + dq·Wq + dk·Wk + dv·Wv
             b.copy(dHidden, dResidual)
             linearBackward("attention.self.query", dY: dq, X: x, n: C, k: C, dX: dHidden, beta: 1)
             linearBackward("attention.self.key", dY: dk, X: x, n: C, k: C, dX: dHidden, beta: 1)
             linearBackward("attention.self.value", dY: dv, X: x, n: C, k: C, dX: dHidden, beta: 1)
         }
-        // Embeddings: dropout, LayerNorm, then the scatter into the three tables (frozen with LoRA).
+        // Embeddings: dropout, LayerNorm, then the scatter into the tables (frozen with LoRA).
         inject(0, into: dHidden)
         guard lora == nil else { return }
+        if let dPositionBias { relativePositionBiasBackward(a, dBias: dPositionBias) }
         let dEmbeddingsOut = dropped(dHidden, 1)
         b.layerNormBackward(dx: dResidual, dWeight: g("embeddings.LayerNorm.weight"), dBias: g("embeddings.LayerNorm.bias"),
                             dOut: dEmbeddingsOut, a.embedded.slice(0, BT * C), weight: w("embeddings.LayerNorm.weight"),
                             mean: a.embMean.slice(0, BT), rstd: a.embRstd.slice(0, BT), rows: BT, channels: C)
         let shape = embeddingShape(tokens: BT)
         b.embeddingBackward(dWord: g("embeddings.word_embeddings.weight"), dPosition: g("embeddings.position_embeddings.weight"),
-                            dType: g("embeddings.token_type_embeddings.weight"), dOut: dResidual, ids: a.ids.slice(0, BT),
+                            dType: optionalGrad("embeddings.token_type_embeddings.weight"), dOut: dResidual, ids: a.ids.slice(0, BT),
                             positions: a.positions.slice(0, BT), types: a.types.slice(0, BT), shape)
     }
 }

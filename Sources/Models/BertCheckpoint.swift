@@ -13,16 +13,32 @@ extension BertModel {
         return model
     }
 
-    /// The names this model's parameters have in files written by transformers.
-    static func fileName(_ name: String, prefix: String) -> String { name.hasPrefix("classifier.") ? name : prefix + name }
+    /// The names this model's parameters have in files written by transformers: BERT's with the
+    /// "bert." prefix; MPNet's with "mpnet.", attention.attn.{q,k,v,o}, and the classification
+    /// head (pooler → classifier.dense, classifier → classifier.out_proj).
+    static func fileName(_ name: String, prefix: String, family: ModelFamily = .bert) -> String {
+        guard family == .mpnet else { return name.hasPrefix("classifier.") ? name : prefix + name }
+        if name.hasPrefix("classifier.") { return "classifier.out_proj." + name.dropFirst("classifier.".count) }
+        if name.hasPrefix("pooler.dense.") { return "classifier.dense." + name.dropFirst("pooler.dense.".count) }
+        var mapped = name
+        for (bert, mpnet) in [(".attention.self.query.", ".attention.attn.q."), (".attention.self.key.", ".attention.attn.k."),
+                              (".attention.self.value.", ".attention.attn.v."), (".attention.output.dense.", ".attention.attn.o."),
+                              (".attention.output.LayerNorm.", ".attention.LayerNorm.")] {
+            mapped = mapped.replacingOccurrences(of: bert, with: mpnet)
+        }
+        return prefix + mapped
+    }
+
+    /// "bert." or "mpnet.": the prefix HF's *ForSequenceClassification files use.
+    var filePrefix: String { config.family.rawValue + "." }
 
     public func loadWeights(_ path: String, seed: UInt64 = 42, freshHead: Bool = false) throws {
         let file = try SafeTensorsFile(path: path)
         let fileName = (path as NSString).lastPathComponent
-        let prefix = file.entries["bert.embeddings.word_embeddings.weight"] != nil ? "bert." : ""
+        let prefix = file.entries[filePrefix + "embeddings.word_embeddings.weight"] != nil ? filePrefix : ""
         var rng = NormalRandom(seed: seed)
         for entry in layout.entries {
-            let key = Self.fileName(entry.name, prefix: prefix)
+            let key = Self.fileName(entry.name, prefix: prefix, family: config.family)
             guard let stored = file.entries[key], !(freshHead && entry.name.hasPrefix("classifier.")) else {
                 guard entry.name.hasPrefix("classifier.") || entry.name.hasPrefix("pooler.") else {
                     throw CheckpointError("\(fileName): missing tensor '\(key)' (the config expects \(config.layers) layers of width \(config.hiddenSize))")
@@ -39,7 +55,7 @@ extension BertModel {
         }
     }
 
-    /// Writes config.json and model.safetensors (BertForSequenceClassification names) into `folder`.
+    /// Writes config.json and model.safetensors (HF's *ForSequenceClassification names) into `folder`.
     /// With LoRA attached the adapters are merged into the saved weights (a full model HF loads).
     public func save(folder: String, id2label: [Int: String]? = nil) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -48,7 +64,7 @@ extension BertModel {
         if config.id2label.isEmpty { config.id2label = Dictionary(uniqueKeysWithValues: (0..<labels).map { ($0, "LABEL_\($0)") }) }
         let all = backend.floats(lora == nil ? weights : try mergedWeights())
         let tensors = layout.entries.map { e in
-            SafeTensorsWriter.Tensor(name: Self.fileName(e.name, prefix: "bert."), shape: e.shape, values: Array(all[e.offset..<(e.offset + e.count)]))
+            SafeTensorsWriter.Tensor(name: Self.fileName(e.name, prefix: filePrefix, family: config.family), shape: e.shape, values: Array(all[e.offset..<(e.offset + e.count)]))
         }
         try SafeTensorsWriter.write(tensors, to: (folder as NSString).appendingPathComponent("model.safetensors"))
         try writeAtomically(try config.json(), to: (folder as NSString).appendingPathComponent("config.json"))

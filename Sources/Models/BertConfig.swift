@@ -13,6 +13,8 @@ public struct BertConfig: Sendable {
     public var layerNormEps: Double
     public var hiddenDropout, attentionDropout, initializerRange: Double
     public var padTokenId: Int
+    /// MPNet: buckets of the relative position bias shared by every layer (0 for BERT).
+    public var relativeBuckets = 0
     public var id2label: [Int: String]
     /// The whole JSON object as read (model_type, architectures, …), for writing back.
     public var raw: [String: Any] { get { rawStorage.value } set { rawStorage = Box(newValue) } }
@@ -44,8 +46,11 @@ public struct BertConfig: Sendable {
             guard let n = value as? NSNumber, n.doubleValue >= 0 else { throw CheckpointError("\(source): \(key) must be a non-negative number") }
             return n.doubleValue
         }
-        if let type = object["model_type"] as? String, type != "bert" {
-            throw CheckpointError("\(source): model_type \"\(type)\" is not supported here (expected \"bert\")")
+        if let type = object["model_type"] as? String {
+            guard let family = ModelFamily(rawValue: type) else {
+                throw CheckpointError("\(source): model_type \"\(type)\" is not supported (Retort implements \"bert\" and \"mpnet\")")
+            }
+            self.family = family
         }
         if let act = object["hidden_act"] as? String, act != "gelu" {
             throw CheckpointError("\(source): hidden_act \"\(act)\" is not supported (Retort implements \"gelu\", the erf form)")
@@ -59,9 +64,11 @@ public struct BertConfig: Sendable {
         heads = try int("num_attention_heads")
         intermediateSize = try int("intermediate_size")
         maxPositions = try int("max_position_embeddings", 512)
-        typeVocabSize = try int("type_vocab_size", 2)
-        padTokenId = try int("pad_token_id", 0)
-        layerNormEps = try number("layer_norm_eps", 1e-12)
+        // MPNet: no token types, positions from padding_idx + 1, a relative position bias.
+        typeVocabSize = family == .mpnet ? 0 : try int("type_vocab_size", 2)
+        padTokenId = try int("pad_token_id", family == .mpnet ? 1 : 0)
+        if family == .mpnet { relativeBuckets = try int("relative_attention_num_buckets", 32) }
+        layerNormEps = try number("layer_norm_eps", family == .mpnet ? 1e-5 : 1e-12)
         hiddenDropout = try number("hidden_dropout_prob", 0.1)
         attentionDropout = try number("attention_probs_dropout_prob", 0.1)
         initializerRange = try number("initializer_range", 0.02)
@@ -83,10 +90,10 @@ public struct BertConfig: Sendable {
     }
 
     /// The JSON to save: the original keys, with the labels and architecture of a classifier.
-    public func json(architecture: String = "BertForSequenceClassification") throws -> Data {
+    public func json() throws -> Data {
         var object = raw
-        object["model_type"] = "bert"
-        object["architectures"] = [architecture]
+        object["model_type"] = family.rawValue
+        object["architectures"] = [family == .mpnet ? "MPNetForSequenceClassification" : "BertForSequenceClassification"]
         if !id2label.isEmpty {
             object["id2label"] = Dictionary(uniqueKeysWithValues: id2label.map { (String($0.key), $0.value) })
             object["label2id"] = Dictionary(uniqueKeysWithValues: id2label.map { ($0.value, $0.key) })

@@ -1,6 +1,10 @@
-// BERT for sequence classification (post-LayerNorm): embeddings → N × (self-attention + FFN) →
-// pooler (tanh on [CLS]) → classifier, with a hand-written backward. Parameter names are HF's
-// (BertForSequenceClassification without the "bert." prefix, which loading and saving handle).
+// The BERT-family encoder for sequence classification (post-LayerNorm): embeddings → N ×
+// (self-attention + FFN) → pooler (tanh on [CLS]) → classifier, with a hand-written backward.
+// MPNet is the same network without token types, with positions counted from padding_idx + 1
+// and one relative position bias (T5 buckets) shared by all layers, added to the attention
+// scores through the fused attention's bias input; its classification head (dense, tanh,
+// out_proj) is the pooler and classifier here. Parameter names are BERT's (without "bert.");
+// MPNetNames.swift maps them to HF's MPNet names for loading and saving.
 import Backend
 import Foundation
 
@@ -28,7 +32,7 @@ public final class BertModel {
         let C = c.hiddenSize, FF = c.intermediateSize
         p.add("embeddings.word_embeddings.weight", [c.vocabSize, C])
         p.add("embeddings.position_embeddings.weight", [c.maxPositions, C])
-        p.add("embeddings.token_type_embeddings.weight", [c.typeVocabSize, C])
+        if c.typeVocabSize > 0 { p.add("embeddings.token_type_embeddings.weight", [c.typeVocabSize, C]) }
         p.add("embeddings.LayerNorm.weight", [C])
         p.add("embeddings.LayerNorm.bias", [C])
         for l in 0..<c.layers {
@@ -46,6 +50,7 @@ public final class BertModel {
             p.add(prefix + "output.LayerNorm.weight", [C])
             p.add(prefix + "output.LayerNorm.bias", [C])
         }
+        if c.relativeBuckets > 0 { p.add("encoder.relative_attention_bias.weight", [c.relativeBuckets, c.heads]) }
         p.add("pooler.dense.weight", [C, C])
         p.add("pooler.dense.bias", [C])
         p.add("classifier.weight", [labels, C])
@@ -55,6 +60,9 @@ public final class BertModel {
 
     public func w(_ name: String) -> Tensor { layout.view(weights, name) }
     public func g(_ name: String) -> Tensor { layout.view(grads, name) }
+    /// A parameter that only some families have (token types, the relative position bias).
+    func optionalWeight(_ name: String) -> Tensor? { layout.entry(name) == nil ? nil : w(name) }
+    func optionalGrad(_ name: String) -> Tensor? { layout.entry(name) == nil ? nil : g(name) }
 
     // MARK: forward
 
@@ -68,7 +76,8 @@ public final class BertModel {
         let shape = embeddingShape(tokens: BT)
         b.embeddingForward(a.embedded.slice(0, BT * C), ids: a.ids.slice(0, BT), positions: a.positions.slice(0, BT),
                            types: a.types.slice(0, BT), word: w("embeddings.word_embeddings.weight"),
-                           position: w("embeddings.position_embeddings.weight"), type: w("embeddings.token_type_embeddings.weight"), shape)
+                           position: w("embeddings.position_embeddings.weight"), type: optionalWeight("embeddings.token_type_embeddings.weight"), shape)
+        let positionBias = relativePositionBias(a)
         b.layerNormForward(a.hidden[0].slice(0, BT * C), mean: a.embMean.slice(0, BT), rstd: a.embRstd.slice(0, BT),
                            a.embedded.slice(0, BT * C), weight: w("embeddings.LayerNorm.weight"), bias: w("embeddings.LayerNorm.bias"),
                            rows: BT, channels: C, eps: Float(c.layerNormEps))
@@ -89,7 +98,7 @@ public final class BertModel {
             linear(L.v.slice(0, BT * C), x, "attention.self.value", n: C, k: C)
             b.attentionForward(L.context.slice(0, BT * C), lse: L.lse.slice(0, attention.rows), scores: a.scores[l]?.slice(0, attention.scores),
                                q: L.q.slice(0, BT * C), k: L.k.slice(0, BT * C), v: L.v.slice(0, BT * C),
-                               mask: a.mask.slice(0, BT), bias: nil, attention)
+                               mask: a.mask.slice(0, BT), bias: positionBias, attention)
             // residual: res1 = x + dropout(context·Woᵀ + bo)
             linear(L.residual1.slice(0, BT * C), L.context.slice(0, BT * C), "attention.output.dense", n: C, k: C)
             if p > 0 { b.dropout(L.residual1.slice(0, BT * C), L.residual1.slice(0, BT * C), count: BT * C, p: p, seed: seed &+ UInt64(10 + 2 * l)) }
@@ -121,7 +130,8 @@ public final class BertModel {
     /// The embedding lookup of `tokens` tokens; the padding token's word row never trains (HF's padding_idx).
     func embeddingShape(tokens: Int) -> EmbeddingShape {
         EmbeddingShape(tokens: tokens, channels: config.hiddenSize, vocabulary: config.vocabSize, positions: config.maxPositions,
-                       tokenTypes: config.typeVocabSize, wordPadding: config.padTokenId)
+                       tokenTypes: config.typeVocabSize, wordPadding: config.padTokenId,
+                       positionPadding: config.family == .mpnet ? config.padTokenId : -1)
     }
 
     /// Layer l's attention: probability dropout (attention_probs_dropout_prob) in training.

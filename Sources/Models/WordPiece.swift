@@ -21,7 +21,17 @@ public struct WordPieceTokenizer: Sendable {
     public let splitCJK: Bool
     public let maxCharactersPerWord = 100
     public let cls, sep, pad, unk: Int32
+    /// MPNet/RoBERTa-style pairs: <s> a </s></s> b </s>, token types all 0.
+    public let doubleSeparator: Bool
     private let specials: [(text: String, id: Int32)]
+
+    /// The special tokens' strings: BERT's [CLS] [SEP] [PAD] [UNK] [MASK] unless
+    /// tokenizer_config.json names others (MPNet: <s> </s> <pad> [UNK] <mask>).
+    public struct Specials: Sendable {
+        public var cls = "[CLS]", sep = "[SEP]", pad = "[PAD]", unk = "[UNK]", mask = "[MASK]"
+        public init() {}
+        var all: [String] { [cls, sep, pad, unk, mask] }
+    }
 
     /// Loads `vocab.txt` (one token per line; the line number is the id) and, when present,
     /// the options of `tokenizer_config.json` in the same folder.
@@ -41,13 +51,22 @@ public struct WordPieceTokenizer: Sendable {
             options = object
         }
         let lowercase = options["do_lower_case"] as? Bool ?? true
+        func special(_ key: String) -> String? {   // "<s>" or {"content": "<s>", …}
+            (options[key] as? String) ?? ((options[key] as? [String: Any])?["content"] as? String)
+        }
+        var specials = Specials()
+        specials.cls = special("cls_token") ?? specials.cls; specials.sep = special("sep_token") ?? specials.sep
+        specials.pad = special("pad_token") ?? specials.pad; specials.unk = special("unk_token") ?? specials.unk
+        specials.mask = special("mask_token") ?? specials.mask
+        let tokenizerClass = options["tokenizer_class"] as? String ?? ""
         try self.init(tokens: lines.map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }, lowercase: lowercase,
                       stripAccents: options["strip_accents"] as? Bool ?? lowercase,
-                      splitCJK: options["tokenize_chinese_chars"] as? Bool ?? true, source: vocabPath)
+                      splitCJK: options["tokenize_chinese_chars"] as? Bool ?? true, specials: specials,
+                      doubleSeparator: tokenizerClass.hasPrefix("MPNet"), source: vocabPath)
     }
 
     public init(tokens: [String], lowercase: Bool = true, stripAccents: Bool = true, splitCJK: Bool = true,
-                source: String = "vocabulary") throws {
+                specials names: Specials = Specials(), doubleSeparator: Bool = false, source: String = "vocabulary") throws {
         var vocabulary: [String: Int32] = [:]
         for (id, token) in tokens.enumerated() where vocabulary[token] == nil { vocabulary[token] = Int32(id) }
         func id(_ token: String) throws -> Int32 {
@@ -59,8 +78,9 @@ public struct WordPieceTokenizer: Sendable {
         self.lowercase = lowercase
         self.stripAccents = stripAccents
         self.splitCJK = splitCJK
-        cls = try id("[CLS]"); sep = try id("[SEP]"); pad = try id("[PAD]"); unk = try id("[UNK]")
-        specials = ["[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"].compactMap { t in vocabulary[t].map { (t, $0) } }
+        cls = try id(names.cls); sep = try id(names.sep); pad = try id(names.pad); unk = try id(names.unk)
+        self.doubleSeparator = doubleSeparator
+        specials = names.all.compactMap { t in vocabulary[t].map { (t, $0) } }
     }
 
     // MARK: encoding
@@ -89,7 +109,7 @@ public struct WordPieceTokenizer: Sendable {
         var first = tokenize(a)
         var second = b.map(tokenize)
         if let maxLength {
-            let budget = max(0, maxLength - (second == nil ? 2 : 3))
+            let budget = max(0, maxLength - (second == nil ? 2 : doubleSeparator ? 4 : 3))
             if var pair = second {
                 let (keepFirst, keepSecond) = Self.longestFirst(first.count, pair.count, budget: budget)
                 first = Array(first.prefix(keepFirst))
@@ -102,8 +122,9 @@ public struct WordPieceTokenizer: Sendable {
         var ids = [cls] + first + [sep]
         var types = [Int32](repeating: 0, count: ids.count)
         if let second {
-            ids += second + [sep]
-            types += [Int32](repeating: 1, count: second.count + 1)
+            let middle: [Int32] = doubleSeparator ? [sep] : []
+            ids += middle + second + [sep]
+            types += [Int32](repeating: doubleSeparator ? 0 : 1, count: middle.count + second.count + 1)
         }
         return Encoding(ids: ids, typeIds: types, attentionMask: [Int32](repeating: 1, count: ids.count))
     }

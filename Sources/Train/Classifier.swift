@@ -78,7 +78,10 @@ public final class Classifier {
         try model.save(folder: folder, id2label: Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ($0, $1) }))
         // The PEFT adapter goes in a subfolder: with adapter_config.json beside model.safetensors,
         // transformers would treat the folder as an adapter and apply it again on the base model.
-        if model.lora != nil && adapter { try model.saveAdapter(folder: folder + "/adapter", baseModel: tokenizerSource) }
+        // (MPNet's PEFT names are not written yet: its LoRA runs save the merged model only.)
+        if model.lora != nil && adapter && model.config.family == .bert {
+            try model.saveAdapter(folder: folder + "/adapter", baseModel: tokenizerSource)
+        }
         for file in ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"] {
             let from = (tokenizerSource as NSString).appendingPathComponent(file), to = (folder as NSString).appendingPathComponent(file)
             guard from != to, FileManager.default.fileExists(atPath: from) else { continue }

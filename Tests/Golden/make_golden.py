@@ -25,7 +25,16 @@
                         gradient of every student parameter and of the projection (fit_dense, whose
                         initial weights are stored too)
 
-usage: python3 Tests/Golden/make_golden.py [tiny] [minilm] [lora] [distill]     (default: all)
+  tiny-mpnet/            a tiny random MPNetForSequenceClassification (2 layers, hidden 32, 4 heads,
+                        32 relative-position buckets, 3 labels)
+  tiny-mpnet-expected.safetensors
+                        a padded batch long enough to reach the log-spaced buckets (T = 24, pad id 1),
+                        its logits, loss and every parameter's gradient
+  mpnet-hidden.safetensors
+                        last hidden states of the real all-mpnet-base-v2 for two sentences, and the
+                        ids HF's tokenizer gives them and a sentence pair
+
+usage: python3 Tests/Golden/make_golden.py [tiny] [minilm] [lora] [distill] [mpnet]     (default: all)
 """
 import os
 import sys
@@ -244,8 +253,50 @@ def tiny_distill():
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(HERE, "tiny-distill-expected.safetensors"))
 
 
+def tiny_mpnet():
+    from transformers import MPNetConfig, MPNetForSequenceClassification
+    torch.manual_seed(11)
+    config = MPNetConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                         max_position_embeddings=40, relative_attention_num_buckets=32, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0, num_labels=3, hidden_act="gelu", layer_norm_eps=1e-5, pad_token_id=1)
+    model = MPNetForSequenceClassification(config)
+    randomise(model)
+    model.save_pretrained(os.path.join(HERE, "tiny-mpnet"), safe_serialization=True)
+    torch.manual_seed(12)
+    B, T, lengths = 3, 24, [24, 15, 7]
+    ids = torch.randint(5, 120, (B, T))
+    mask = torch.zeros(B, T, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+        ids[b, n:] = 1
+    labels = torch.tensor([2, 0, 1])
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    out.loss.backward()
+    tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids), "labels": labels,
+               "logits": out.logits.detach(), "loss": out.loss.detach().reshape(1)}
+    for name, p in model.named_parameters():
+        tensors["grad." + name] = p.grad.detach().clone()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(HERE, "tiny-mpnet-expected.safetensors"))
+    print("tiny-mpnet: loss", out.loss.item())
+
+
+def mpnet():
+    folder = os.path.join(ASSETS, "all-mpnet-base-v2")
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder).eval()
+    sentences = ["a gorgeous , witty , seductive movie .", "Retort distils MPNet too."]
+    enc = tok(sentences, padding=True, return_tensors="pt")
+    pair = tok("the first text", "and the second one", return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    save_file({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+               "token_type_ids": torch.zeros_like(enc["input_ids"]), "last_hidden_state": hidden.contiguous(),
+               "pair_input_ids": pair["input_ids"]}, os.path.join(HERE, "mpnet-hidden.safetensors"))
+    print("mpnet: hidden", tuple(hidden.shape), "pair", pair["input_ids"].tolist())
+
+
 if __name__ == "__main__":
-    chosen = sys.argv[1:] or ["tiny", "minilm", "lora", "distill"]
+    chosen = sys.argv[1:] or ["tiny", "minilm", "lora", "distill", "mpnet"]
     if "tiny" in chosen:
         tiny_bert()
     if "minilm" in chosen:
@@ -254,3 +305,6 @@ if __name__ == "__main__":
         tiny_bert_lora()
     if "distill" in chosen:
         tiny_distill()
+    if "mpnet" in chosen:
+        tiny_mpnet()
+        mpnet()
