@@ -58,18 +58,33 @@ test: deps
 	@echo "== all tests, native CPU kernel level =="
 	PYTHONPATH=$(CURDIR)/$(PYDEPS) $(SWIFT) test --skip-build --disable-swift-testing
 
-## The demo: fetch all-MiniLM-L6-v2 and the Pang & Lee polarity sentences, fine-tune one epoch
-## on 90 % of them, evaluate on the other 10 % (a few minutes on 2 cores).
+## The demo (the main job): fetch all-MiniLM-L6-v2 and the Pang & Lee polarity sentences (a fixed
+## 3,600 / 400 train/test split); fine-tune the teacher; distil four 3-layer students (TinyBERT from
+## the odd layers, from the even layers, TinyBERT through LoRA, the DistilBERT recipe); evaluate all
+## on the held-out 400; print the comparison and write runs/demo/report.{md,csv,html}.
 ASSETS ?= $(HOME)/.cache/retort/assets
+RETORT  = .build/release/retort
+DEMO    = runs/demo
+POLARITY = --train $(ASSETS)/polarity/train.csv --text-column 1 --label-column 0 --max-length 64
+STUDENT  = --teacher $(DEMO)/teacher $(POLARITY) --test $(ASSETS)/polarity/test.csv --student-layers 3 --no-report
 demo: release
 	scripts/fetch-assets minilm polarity
-	$(SWIFT) run -c release retort devices
-	$(SWIFT) run -c release retort finetune --model $(ASSETS)/all-MiniLM-L6-v2 \
-	  --train "$(ASSETS)/polarity/pang-lee.csv" --text-column 1 --label-column 0 \
-	  --dev-split 0.1 --epochs 1 --max-length 64 --out runs/demo
-	@echo "== the fine-tuned model in runs/demo =="
-	@cat runs/demo/metrics.json; echo
-	$(SWIFT) run -c release retort predict --model runs/demo "a gorgeous , witty , seductive movie" "a dull , lifeless mess"
+	$(RETORT) devices
+	@echo "== 1/6 fine-tune the teacher (all-MiniLM-L6-v2, 6 layers) =="
+	$(RETORT) finetune --model $(ASSETS)/all-MiniLM-L6-v2 $(POLARITY) --epochs 2 --out $(DEMO)/teacher
+	@echo "== 2/6 TinyBERT student from the teacher's odd layers =="
+	$(RETORT) distill $(STUDENT) --student-init odd --epochs 1,1 --out $(DEMO)/tinybert-odd
+	@echo "== 3/6 TinyBERT student from the teacher's even layers =="
+	$(RETORT) distill $(STUDENT) --student-init even --epochs 1,1 --out $(DEMO)/tinybert-even
+	@echo "== 4/6 TinyBERT through LoRA (r 16 on every linear; odd layers) =="
+	$(RETORT) distill $(STUDENT) --student-init odd --epochs 1,1 --lora-rank 16 \
+	  --lora-targets query,key,value,attention_output,intermediate,output --out $(DEMO)/tinybert-lora
+	@echo "== 5/6 the DistilBERT recipe (T 2; KL + CE + cosine; odd layers) =="
+	$(RETORT) distill $(STUDENT) --student-init odd --method distilbert --epochs 2 --out $(DEMO)/distilbert
+	@echo "== 6/6 compare on the 400 held-out sentences =="
+	$(RETORT) compare $(DEMO)/teacher $(DEMO)/tinybert-odd $(DEMO)/tinybert-even $(DEMO)/tinybert-lora $(DEMO)/distilbert \
+	  --test $(ASSETS)/polarity/test.csv --text-column 1 --label-column 0 --max-length 64 --out $(DEMO)
+	@echo "open $(DEMO)/report.html in a browser for the loss curves and the accuracy/latency chart"
 
 ## The full perf suite; PyTorch references when `import torch` works ($$RETORT_PERF_PYTHON picks the interpreter).
 perf: release

@@ -45,6 +45,37 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                              warmup: 2, reps: reps, run: run,
                              spec: ["op": "bert_train_step", "model": folder, "batch": B, "length": T, "lora": lora]))
     }
+    // TinyBERT distillation steps, all-MiniLM-L6-v2 → 3 layers from its odd layers, B=32, T=64:
+    // teacher forward (inference arena), student forward/backward with the stage's losses, clip, AdamW.
+    for stage in [DistillationStage.intermediate, .prediction] {
+        let (B, T) = (32, 64)
+        let tokenizer = try WordPieceTokenizer(folder: folder)
+        let teacher = Classifier(model: model, tokenizer: tokenizer, labelNames: ["0", "1"], maxLength: T)
+        let student = try Distillation.makeStudent(teacher: teacher, teacherFolder: folder, initFrom: .odd, layers: 3, backend: backend, seed: 1)
+        var loss = DistillationLoss(layerMap: .uniform(student: 3, teacher: 6))
+        loss.stage = stage
+        let objective = try DistillationObjective(teacher: teacher, student: student, loss: loss, maxBatch: B, seed: 1)
+        let a = try BertActivations(config: student.model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend,
+                                    keepScores: objective.studentScoreLayers)
+        var state: UInt64 = 7
+        let encodings = (0..<B).map { _ -> Encoding in
+            let ids = (0..<T).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 19000) }
+            return Encoding(ids: ids, typeIds: [Int32](repeating: 0, count: T), attentionMask: [Int32](repeating: 1, count: T))
+        }
+        student.load(encodings, labels: (0..<B).map { Int32($0 % 2) }, into: a)
+        let optimizer = try Optimizer(model: student.model, idle: objective.idleParameters)
+        var step = 0
+        let run = {
+            step += 1
+            student.model.zeroGradients()
+            _ = objective.step(a, batch: encodings, seed: UInt64(step), gradScale: 1)
+            optimizer.clip(maxNorm: 1)
+            optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
+        }
+        list.append(Workload(name: "TinyBERT \(stage.rawValue) distillation step MiniLM-L6 → 3 layers B=\(B) T=\(T)", unit: "ktok/s",
+                             work: Double(B * T) * 1e6, warmup: 2, reps: reps, run: run,
+                             spec: ["op": "distill_step", "model": folder, "batch": B, "length": T, "stage": stage.rawValue]))
+    }
     // Inference: latency at B=1, T=32 and throughput at B=32, T=64.
     for (B, T) in [(1, 32), (32, 64)] {
         let a = try batch(B, T)

@@ -141,7 +141,60 @@ def bert(s, train):
     return step
 
 
+def distill(s):
+    """TinyBERT as its reference code runs it: the teacher (no grad) and a 3-layer student from the
+    teacher's odd layers return their pre-softmax attention scores (an attention function that
+    keeps them, as TinyBERT's modified BERT does); intermediate stage: MSE on scores (masked → 0),
+    embeddings and mapped hidden states; prediction stage: soft cross-entropy. AdamW, clip 1."""
+    import copy
+    from transformers import AttentionInterface, BertForSequenceClassification
+    captured = []
+
+    def scores_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        scores = torch.matmul(query, key.transpose(2, 3)) * (scaling if scaling is not None else query.size(-1) ** -0.5)
+        if attention_mask is not None:
+            scores = scores + attention_mask
+        captured.append(scores)
+        probs = F.dropout(torch.softmax(scores, dim=-1), p=dropout, training=module.training)
+        return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
+
+    AttentionInterface.register("tinybert_scores", scores_attention)
+    torch.manual_seed(0)
+    teacher = BertForSequenceClassification.from_pretrained(s["model"], num_labels=2, attn_implementation="tinybert_scores").eval()
+    student = copy.deepcopy(teacher)
+    student.bert.encoder.layer = torch.nn.ModuleList([student.bert.encoder.layer[i] for i in (0, 2, 4)])
+    student.config.num_hidden_layers = 3
+    student.train()
+    B, T = s["batch"], s["length"]
+    ids = torch.randint(1000, 20000, (B, T))
+    mask, types = torch.ones(B, T, dtype=torch.long), torch.zeros(B, T, dtype=torch.long)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5)
+    intermediate = s["stage"] == "intermediate"
+
+    def zeroed(x):
+        return torch.where(x <= -1e2, torch.zeros_like(x), x)
+
+    def step():
+        captured.clear()
+        with torch.no_grad():
+            t = teacher(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=intermediate)
+        t_scores = captured[:]
+        captured.clear()
+        out = student(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=intermediate)
+        if intermediate:
+            loss = sum(F.mse_loss(zeroed(captured[i]), zeroed(t_scores[2 * i + 1])) for i in range(3))
+            loss = loss + sum(F.mse_loss(out.hidden_states[i], t.hidden_states[2 * i]) for i in range(4))
+        else:
+            loss = (-torch.softmax(t.logits, -1) * torch.log_softmax(out.logits, -1)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        optimizer.step()
+    return step
+
+
 TORCH_OPS = {
+    "distill_step": distill,
     "bert_train_step": lambda s: bert(s, True),
     "bert_inference": lambda s: bert(s, False),
     "layernorm_forward": lambda s: layernorm(s, False),
@@ -174,7 +227,7 @@ def main():
                 raise RuntimeError("torch is not importable")
             elif op in TORCH_OPS:
                 fn, impl = TORCH_OPS[op](spec), f"torch {torch.__version__} cpu"
-                if op.startswith("bert"):
+                if op.startswith("bert") or op.startswith("distill"):
                     import transformers
                     impl += f", transformers {transformers.__version__}"
                     if spec.get("lora"):

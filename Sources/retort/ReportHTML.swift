@@ -20,6 +20,7 @@ extension ComparisonReport {
             body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
             table { border-collapse: collapse; font-size: 14px; }
             th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
+            td:first-child { white-space: nowrap; }
             th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
             .dot { display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 6px; }
             .charts { display: flex; flex-wrap: wrap; gap: 2em; margin-top: 2em; }
