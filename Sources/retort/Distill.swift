@@ -148,15 +148,7 @@ struct DistillCommand: ParsableCommand {
                 logEvaluation(log, epoch: epoch, step: step, metrics, improved: improved, stage: name)
                 do { try trainer.saveCheckpoint(folder: checkpoint) } catch { printError("retort: could not save the checkpoint: \(error)") }
             }
-            stopOnInterrupt(trainer)
-            best = try trainer.run()
-            signal(SIGINT, SIG_DFL)
-            if trainer.stopped {
-                try trainer.saveCheckpoint(folder: checkpoint)
-                printError("\nretort: interrupted in the \(name) stage at step \(trainer.step) of \(trainer.totalSteps); checkpoint saved in "
-                           + "\(checkpoint). Continue with the same command and --resume.")
-                throw ExitCode(130)
-            }
+            best = try runInterruptibly(trainer, checkpoint: checkpoint, stage: name)
             if !lossOf().isNaN { lastLoss = lossOf() }
             steps += trainer.step
             if !last { printError("") }

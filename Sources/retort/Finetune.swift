@@ -86,15 +86,7 @@ struct FinetuneCommand: ParsableCommand {
             logEvaluation(log, epoch: epoch, step: step, metrics, improved: improved)
             do { try trainer.saveCheckpoint(folder: checkpoint) } catch { printError("retort: could not save the checkpoint: \(error)") }
         }
-        stopOnInterrupt(trainer)
-        let best = try trainer.run()
-        signal(SIGINT, SIG_DFL)
-        if trainer.stopped {
-            try trainer.saveCheckpoint(folder: checkpoint)
-            printError("\nretort: interrupted at step \(trainer.step) of \(trainer.totalSteps); checkpoint saved in \(checkpoint). "
-                       + "Continue with the same command and --resume.")
-            throw ExitCode(130)
-        }
+        let best = try runInterruptibly(trainer, checkpoint: checkpoint)
         let seconds = Date().timeIntervalSince(started)
         var metrics: [String: Any] = ["train_examples": data.train.count, "dev_examples": data.dev.count, "labels": data.names,
                                       "method": lora.rank == nil ? "finetune" : "finetune-lora",

@@ -58,11 +58,21 @@ func metricsObject(_ m: ClassificationMetrics) -> [String: Any] {
     ["accuracy": m.accuracy, "macro_f1": m.macroF1, "mcc": m.mcc, "loss": m.loss, "examples": m.examples]
 }
 
-/// Ctrl-C finishes the step, then the trainer stops (the caller checkpoints).
-func stopOnInterrupt(_ trainer: Trainer) {
+/// Runs the trainer; Ctrl-C finishes the step, saves a checkpoint in `checkpoint` and exits 130
+/// with how to resume. `stage` names the stage in that message.
+func runInterruptibly(_ trainer: Trainer, checkpoint: String, stage: String? = nil) throws -> ClassificationMetrics? {
     interrupted = 0
     signal(SIGINT) { _ in interrupted = 1 }
     trainer.shouldStop = { interrupted != 0 }
+    let best = try trainer.run()
+    signal(SIGINT, SIG_DFL)
+    if trainer.stopped {
+        try trainer.saveCheckpoint(folder: checkpoint)
+        printError("\nretort: interrupted" + (stage.map { " in the \($0) stage" } ?? "") + " at step \(trainer.step) of \(trainer.totalSteps); "
+                   + "checkpoint saved in \(checkpoint). Continue with the same command and --resume.")
+        throw ExitCode(130)
+    }
+    return best
 }
 
 /// Set by the SIGINT handler.
