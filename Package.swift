@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "retort", targets: ["retort"]),
+        .executable(name: "backend-check", targets: ["backend-check"]),
         .library(name: "Backend", targets: ["Backend"]),
     ],
     dependencies: [
@@ -32,7 +33,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "Perf", dependencies: ["Backend", "Models", "Train"], path: "Perf/Sources"),
-        .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend", "retort"]),
+        // Every op and model on a device against the CPU backend: a library (used by the tests)
+        // and the executable scripts/gpu-check carries to a GPU machine.
+        .target(name: "Conformance", dependencies: ["Backend", "Models", "Train"]),
+        .executableTarget(name: "backend-check", dependencies: ["Backend", "Conformance"]),
+        .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend", "Conformance", "Models", "retort"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Train"]),
         .testTarget(name: "TrainTests", dependencies: ["Train"]),
     ],

@@ -30,20 +30,25 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
         let stepModel = lora ? try BertModel.load(folder: folder, labels: 2, backend: backend) : model
         if lora { try stepModel.attachLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0.1, targets: [.query, .value])) }
         let a = try batch(B, T)
-        let optimizer = try Optimizer(model: stepModel)
-        var step = 0
-        let run = {   // the trainer's step: forward with dropout, backward, clip to 1, AdamW
-            step += 1
-            stepModel.zeroGradients()
-            stepModel.forward(a, training: true, seed: UInt64(step))
-            stepModel.backward(a)
-            optimizer.clip(maxNorm: 1)
-            optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
-        }
+        let run = try fineTuningStep(stepModel, a)
         list.append(Workload(name: "MiniLM-L6 \(lora ? "LoRA r=8 q,v" : "full") fine-tuning step B=\(B) T=\(T)", unit: "ktok/s",
                              work: Double(B * T) * 1e6,   // value = work / s / 1e9 → thousands of tokens per second
                              warmup: 2, reps: reps, run: run,
                              spec: ["op": "bert_train_step", "model": folder, "batch": B, "length": T, "lora": lora]))
+    }
+    // On a GPU: the full-size teacher's fine-tuning step, all-mpnet-base-v2 at B=32, T=128.
+    let mpnet = root + "/all-mpnet-base-v2"
+    if backend.kind == .cuda, FileManager.default.fileExists(atPath: mpnet + "/model.safetensors") {
+        let (B, T) = (32, 128)
+        let big = try BertModel.load(folder: mpnet, labels: 2, backend: backend)
+        let a = try BertActivations(config: big.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
+        var state: UInt64 = 7
+        let ids = (0..<(B * T)).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 19000) }
+        a.load(ids: ids, types: [Int32](repeating: 0, count: B * T), mask: [Int32](repeating: 1, count: B * T),
+               labels: (0..<B).map { Int32($0 % 2) }, batch: B, length: T, backend: backend)
+        list.append(Workload(name: "MPNet-base full fine-tuning step B=\(B) T=\(T)", unit: "ktok/s", work: Double(B * T) * 1e6,
+                             warmup: 2, reps: reps, run: try fineTuningStep(big, a),
+                             spec: ["op": "bert_train_step", "model": mpnet, "batch": B, "length": T, "lora": false]))
     }
     // TinyBERT distillation steps, all-MiniLM-L6-v2 → 3 layers from its odd layers, B=32, T=64:
     // teacher forward (inference arena), student forward/backward with the stage's losses, clip, AdamW.
@@ -84,4 +89,18 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                              run: { model.forward(a) }, spec: ["op": "bert_inference", "model": folder, "batch": B, "length": T]))
     }
     return list
+}
+
+/// The trainer's step: forward with dropout, backward, clip to 1, AdamW.
+func fineTuningStep(_ model: BertModel, _ a: BertActivations) throws -> () -> Void {
+    let optimizer = try Optimizer(model: model)
+    var step = 0
+    return {
+        step += 1
+        model.zeroGradients()
+        model.forward(a, training: true, seed: UInt64(step))
+        model.backward(a)
+        optimizer.clip(maxNorm: 1)
+        optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
+    }
 }

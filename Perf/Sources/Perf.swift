@@ -10,15 +10,21 @@ struct Options {
     var json: String?
     var quick = false
     var filter: String?
+    var precision = MatmulPrecision.fp32
+    var reference: String?
     var python = ProcessInfo.processInfo.environment["RETORT_PERF_PYTHON"] ?? "python3"
 
     static let usage = """
-        usage: Perf [--backend cpu] [--json FILE] [--quick] [--filter TEXT] [--python PATH]
-          --backend   device to measure (cpu; cuda arrives with the CUDA backend)
+        usage: Perf [--backend cpu|cuda] [--precision fp32|tf32] [--json FILE] [--quick] [--filter TEXT]
+                    [--python PATH] [--reference FILE]
+          --backend   device to measure (cpu or cuda); the references run on the same device
+          --precision GPU matmuls: fp32 (default) or tf32 tensor cores
           --json      also write one JSON object per line: name, value, unit, reference, ratio
           --quick     fewer repetitions (a smoke run; figures are noisier)
           --filter    only workloads whose name contains TEXT
           --python    interpreter for the references (default: $RETORT_PERF_PYTHON or python3)
+          --reference the reference script (default: Perf/reference/reference.py of the source
+                      tree, else reference.py beside the executable)
         """
 
     static func parse(_ args: [String]) -> Options {
@@ -36,6 +42,11 @@ struct Options {
             case "--quick": o.quick = true
             case "--filter": o.filter = value("--filter")
             case "--python": o.python = value("--python")
+            case "--reference": o.reference = value("--reference")
+            case "--precision":
+                let text = value("--precision")
+                guard let p = MatmulPrecision(rawValue: text) else { fail("--precision must be fp32 or tf32, not \(text)") }
+                o.precision = p
             case "-h", "--help": print(usage); exit(0)
             default: fail("unknown argument \(args[i])\n\(usage)")
             }
@@ -57,7 +68,8 @@ struct Perf {
         let backend: Backend
         switch options.backend {
         case "cpu": backend = try CPUBackend()
-        case "cuda": fail("--backend cuda: Retort's CUDA backend is not built yet")
+        case "cuda":
+            do { backend = try CUDABackend(precision: options.precision) } catch { fail("--backend cuda: \(error)") }
         default: fail("--backend must be cpu or cuda, not \(options.backend)")
         }
         print("Retort perf — \(backend.kind): \(backend.summary)")
@@ -66,7 +78,7 @@ struct Perf {
 
         var results: [Result] = []
         for w in workloads {
-            let ms = measure(w.run, warmup: w.warmup, reps: w.reps)
+            let ms = measure({ w.run(); backend.synchronize() }, warmup: w.warmup, reps: w.reps)
             results.append(Result(workload: w, ms: ms))
             FileHandle.standardError.write(Data("  measured \(w.name): \(format(ms, 3)) ms\n".utf8))
         }
@@ -76,12 +88,17 @@ struct Perf {
                 results[i].reference = Reference(ms: ref.ms, impl: "Retort unfused ops")
             }
         }
-        let external = runReferences(workloads.filter { $0.spec != nil }, options: options,
+        let external = runReferences(workloads.filter { $0.spec != nil }, options: options, device: backend.kind.rawValue,
                                      threads: backend.kind == .cpu ? ProcessInfo.processInfo.activeProcessorCount : nil)
         for i in results.indices where results[i].reference == nil {
             results[i].reference = external[results[i].workload.name]
         }
-        printTable(results.filter { !$0.workload.hidden })
+        let peak = (backend as? CUDABackend)?.gpu.peakBandwidth
+        if let peak { print("device memory bandwidth (theoretical): \(format(peak, 0)) GB/s") }
+        printTable(results.filter { !$0.workload.hidden }, peakBandwidth: peak)
+        if let cuda = backend as? CUDABackend {
+            print("GPU memory held by Retort: peak \(cuda.memoryUse.peak / (1 << 20)) MiB, reserved \(cuda.memoryUse.reserved / (1 << 20)) MiB")
+        }
         if let path = options.json { writeJSON(results.filter { !$0.workload.hidden }, to: path) }
     }
 }

@@ -21,7 +21,8 @@ struct Result {
     var ratio: Double? { reference.map { $0.ms / ms } }
 }
 
-func printTable(_ results: [Result]) {
+/// With `peakBandwidth` (GB/s, a GPU's), GB/s rows also show their share of it.
+func printTable(_ results: [Result], peakBandwidth: Double? = nil) {
     let nameWidth = max(40, results.map(\.workload.name.count).max() ?? 0)
     func pad(_ s: String, _ n: Int, right: Bool = false) -> String {
         let fill = String(repeating: " ", count: max(0, n - s.count))
@@ -32,8 +33,10 @@ func printTable(_ results: [Result]) {
     for r in results {
         let ref = r.referenceValue.map { format($0, 1) } ?? "—"
         let ratio = r.ratio.map { format($0, 2) + "x" } ?? "—"
+        let roofline = peakBandwidth.map { r.workload.unit == "GB/s" ? "  [\(format(100 * r.value / $0, 0))% of peak]" : "" } ?? ""
         print(pad(r.workload.name, nameWidth) + "  " + pad(format(r.value, 1), 10, right: true) + "  " + pad(r.workload.unit, 8)
-              + "  " + pad(ref, 10, right: true) + "  " + pad(ratio, 6, right: true) + "  " + (r.reference?.impl ?? "no reference"))
+              + "  " + pad(ref, 10, right: true) + "  " + pad(ratio, 6, right: true) + "  " + (r.reference?.impl ?? "no reference")
+              + roofline)
     }
     print("ratio > 1: Retort is faster. Medians; references measured in this run.")
 }
@@ -66,9 +69,13 @@ func writeJSON(_ results: [Result], to path: String) {
 }
 
 /// Runs Perf/reference/reference.py once with every spec and collects {name: Reference}.
-func runReferences(_ workloads: [Workload], options: Options, threads: Int?) -> [String: Reference] {
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+func runReferences(_ workloads: [Workload], options: Options, device: String, threads: Int?) -> [String: Reference] {
+    let sourceTree = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("reference/reference.py").path
+    let besideExecutable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        .appendingPathComponent("reference.py").path
+    let script = options.reference
+        ?? [sourceTree, besideExecutable].first { FileManager.default.fileExists(atPath: $0) } ?? sourceTree
     guard FileManager.default.fileExists(atPath: script) else {
         print("references skipped: \(script) not found")
         return [:]
@@ -83,7 +90,7 @@ func runReferences(_ workloads: [Workload], options: Options, threads: Int?) -> 
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [options.python, script] + (threads.map { ["--threads", "\($0)"] } ?? [])
+    process.arguments = [options.python, script, "--device", device] + (threads.map { ["--threads", "\($0)"] } ?? [])
     let stdin = Pipe(), stdout = Pipe()
     process.standardInput = stdin
     process.standardOutput = stdout

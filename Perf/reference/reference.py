@@ -3,8 +3,10 @@
 
 Reads workload specs, one JSON object per line on stdin (written by `swift run Perf`), and
 prints one JSON object per line: {"name", "ms", "impl"} — or {"name", "error"} when a workload
-cannot run here. sgemm runs in numpy; every other op in PyTorch on the CPU (skipped without
-torch). The shapes come from the Swift side, so both sides always measure the same thing.
+cannot run here. `--device cpu` (default): sgemm in numpy, every other op in PyTorch on the CPU
+(skipped without torch). `--device cuda`: everything in PyTorch eager on the GPU, fp32 (TF32
+off, as torch's default), timed with a device synchronisation after each run. The shapes come
+from the Swift side, so both sides always measure the same thing.
 """
 import json
 import statistics
@@ -23,13 +25,23 @@ except ImportError:  # numpy-only references still run
     torch = None
 
 
+DEVICE = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
+
+
+def synchronize():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(fn, warmup, reps):
     for _ in range(warmup):
         fn()
+    synchronize()
     times = []
     for _ in range(reps):
         start = time.perf_counter()
         fn()
+        synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
 
@@ -40,6 +52,9 @@ def rand(*shape, grad=False):
 
 
 def sgemm(s):
+    if DEVICE == "cuda":
+        a, b = rand(s["m"], s["k"]), rand(s["k"], s["n"])
+        return (lambda: a @ b), f"torch {torch.__version__} cuda matmul (cuBLAS, fp32)"
     if np is None:
         raise RuntimeError("numpy is not importable")
     a = np.random.rand(s["m"], s["k"]).astype(np.float32)
@@ -111,12 +126,13 @@ def attention(s):
 
 
 def bert(s, train):
-    from transformers import BertForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
     torch.manual_seed(0)
-    model = BertForSequenceClassification.from_pretrained(s["model"], num_labels=2)
+    model = AutoModelForSequenceClassification.from_pretrained(s["model"], num_labels=2).to(DEVICE)
     B, T = s["batch"], s["length"]
     ids = torch.randint(1000, 20000, (B, T))
-    mask, types = torch.ones(B, T, dtype=torch.long), torch.zeros(B, T, dtype=torch.long)
+    mask = torch.ones(B, T, dtype=torch.long)
+    types = torch.zeros(B, T, dtype=torch.long) if model.config.model_type == "bert" else None
     labels = torch.randint(0, 2, (B,))
     if s.get("lora"):
         from peft import LoraConfig, get_peft_model
@@ -160,7 +176,8 @@ def distill(s):
 
     AttentionInterface.register("tinybert_scores", scores_attention)
     torch.manual_seed(0)
-    teacher = BertForSequenceClassification.from_pretrained(s["model"], num_labels=2, attn_implementation="tinybert_scores").eval()
+    teacher = BertForSequenceClassification.from_pretrained(s["model"], num_labels=2, attn_implementation="tinybert_scores")
+    teacher = teacher.to(DEVICE).eval()
     student = copy.deepcopy(teacher)
     student.bert.encoder.layer = torch.nn.ModuleList([student.bert.encoder.layer[i] for i in (0, 2, 4)])
     student.config.num_hidden_layers = 3
@@ -215,18 +232,20 @@ def main():
     threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else None
     if torch is not None and threads:
         torch.set_num_threads(threads)
+    if torch is not None and DEVICE == "cuda":
+        torch.set_default_device("cuda")   # every tensor the workloads make lives on the GPU
     for line in sys.stdin:
         if not line.strip():
             continue
         spec = json.loads(line)
         name, op = spec["name"], spec["op"]
         try:
-            if op == "sgemm":
+            if op == "sgemm" and (DEVICE == "cpu" or torch is not None):
                 fn, impl = sgemm(spec)
             elif torch is None:
                 raise RuntimeError("torch is not importable")
             elif op in TORCH_OPS:
-                fn, impl = TORCH_OPS[op](spec), f"torch {torch.__version__} cpu"
+                fn, impl = TORCH_OPS[op](spec), f"torch {torch.__version__} {DEVICE}"
                 if op.startswith("bert") or op.startswith("distill"):
                     import transformers
                     impl += f", transformers {transformers.__version__}"

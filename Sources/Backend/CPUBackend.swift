@@ -160,7 +160,7 @@ public final class CPUBackend: Backend {
 
     public func attentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
                                  mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        checkAttention(s, [out, q, k, v], lse: lse, scores: scores, mask: mask, bias: bias)
+        s.check([out, q, k, v], lse: lse, scores: scores, mask: mask, bias: bias)
         rt_attention_forward(f(out), f(lse), f(scores), f(q), f(k), f(v), i(mask), f(bias),
                              Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale, s.dropout, s.seed)
     }
@@ -168,7 +168,7 @@ public final class CPUBackend: Backend {
     public func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: Tensor?,
                                   out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor,
                                   mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        checkAttention(s, [dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: dScores, mask: mask, bias: bias ?? dBias)
+        s.check([dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: dScores, mask: mask, bias: bias ?? dBias)
         rt_attention_backward(f(dq), f(dk), f(dv), f(dBias), f(dOut), f(dScores), f(out), f(lse), f(q), f(k), f(v),
                               i(mask), f(bias), Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale,
                               s.dropout, s.seed)
@@ -184,36 +184,22 @@ public final class CPUBackend: Backend {
         rt_masked_softmax_backward(f(dScores), f(dProbs), f(probs), Int64(s.rows), Int32(s.length))
     }
 
-    private func checkAttention(_ s: AttentionShape, _ activations: [Tensor], lse: Tensor, scores: Tensor?,
-                                mask: Tensor?, bias: Tensor?) {
-        for t in activations { precondition(t.count == s.activations, "attention tensor is not B·T·C") }
-        precondition(lse.count == s.rows, "lse is not B·NH·T")
-        precondition(scores == nil || scores!.count == s.scores, "scores are not B·NH·T·T")
-        precondition(mask == nil || (mask!.count == s.batch * s.length && mask!.dtype == .i32), "mask is not int32 B·T")
-        precondition(bias == nil || bias!.count == s.heads * s.length * s.length, "bias is not NH·T·T")
-        precondition(s.dropout >= 0 && s.dropout < 1, "attention dropout must be in [0, 1)")
-    }
 
     // MARK: LoRA
 
     public func loraForward(_ y: Tensor, xa: Tensor, _ x: Tensor, a: Tensor, b: Tensor, _ s: LoRAShape) {
-        checkLoRA(s, x: x, y: y, xa: xa, a: a, b: b)
+        s.check(x: x, y: y, xa: xa, a: a, b: b)
         rt_lora_forward(f(y), f(xa), f(x), f(a), f(b), Int64(s.rows), Int32(s.inFeatures), Int32(s.outFeatures),
                         Int32(s.rank), s.scale, s.dropout, s.seed)
     }
 
     public func loraBackward(dx: Tensor, dA: Tensor, dB: Tensor, dY: Tensor, _ x: Tensor, xa: Tensor, a: Tensor, b: Tensor,
                              _ s: LoRAShape) {
-        checkLoRA(s, x: dx, y: dY, xa: xa, a: dA, b: dB)
+        s.check(x: dx, y: dY, xa: xa, a: dA, b: dB)
         rt_lora_backward(f(dx), f(dA), f(dB), f(dY), f(x), f(xa), f(a), f(b), Int64(s.rows), Int32(s.inFeatures),
                          Int32(s.outFeatures), Int32(s.rank), s.scale, s.dropout, s.seed)
     }
 
-    private func checkLoRA(_ s: LoRAShape, x: Tensor, y: Tensor, xa: Tensor, a: Tensor, b: Tensor) {
-        precondition(x.count == s.rows * s.inFeatures && y.count == s.rows * s.outFeatures && xa.count == s.rows * s.rank)
-        precondition(a.count == s.rank * s.inFeatures && b.count == s.outFeatures * s.rank)
-        precondition(s.dropout >= 0 && s.dropout < 1, "LoRA dropout must be in [0, 1)")
-    }
 
     // MARK: losses
 

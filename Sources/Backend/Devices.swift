@@ -23,6 +23,12 @@ public struct GPUInfo: Sendable {
     public let computeCapability: (major: Int, minor: Int)
     public let multiprocessors: Int
     public var arch: Int { computeCapability.major * 10 + computeCapability.minor }
+    /// Theoretical memory bandwidth in GB/s (2 transfers per clock × bus width), or nil.
+    public var peakBandwidth: Double? {
+        let kHz = Double(rt_cuda_device_attribute(Int32(ordinal), Int32(RT_CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)))
+        let bits = Double(rt_cuda_device_attribute(Int32(ordinal), Int32(RT_CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)))
+        return kHz > 0 && bits > 0 ? 2 * kHz * 1e3 * bits / 8 / 1e9 : nil
+    }
 }
 
 /// One line per device or library, as `retort devices` prints them.
@@ -107,17 +113,25 @@ public enum Devices {
     }
 
     /// The backend for a `--device` choice, and a one-line note when `auto` fell back to the CPU.
-    public static func makeBackend(_ choice: Choice, threads: Int? = nil) throws -> (backend: Backend, note: String?) {
+    /// `auto` takes the first GPU when the driver, NVRTC and cuBLASLt all load and the kernels
+    /// compile; otherwise the CPU, saying why.
+    public static func makeBackend(_ choice: Choice, threads: Int? = nil,
+                                   precision: MatmulPrecision = .fp32) throws -> (backend: Backend, note: String?) {
         switch choice {
         case .cpu:
             return (try CPUBackend(threads: threads), nil)
         case .cuda:
             if let reason = cudaUnavailableReason { throw BackendError("--device cuda: CUDA is not available: \(reason)") }
-            throw BackendError("--device cuda: a GPU is present but Retort's CUDA backend is not built yet; use --device cpu")
+            do { return (try CUDABackend(precision: precision), nil) } catch {
+                throw BackendError("--device cuda: \(error)")
+            }
         case .auto:
-            let note = cudaUnavailableReason.map { "cuda not available (\($0)); using cpu" }
-                ?? "a GPU is present but Retort's CUDA backend is not built yet; using cpu"
-            return (try CPUBackend(threads: threads), note)
+            if let reason = cudaUnavailableReason {
+                return (try CPUBackend(threads: threads), "cuda not available (\(reason)); using cpu")
+            }
+            do { return (try CUDABackend(precision: precision), nil) } catch {
+                return (try CPUBackend(threads: threads), "cuda not usable (\(error)); using cpu")
+            }
         }
     }
 }

@@ -36,18 +36,26 @@ public enum NVRTC {
         }
     }
 
-    /// Compiles one source for sm_<arch> and returns the cubin; throws with the compiler's log
-    /// (file, line and message) on error.
+    /// The header every kernel includes (cuda/common.cuh): (include name, contents).
+    public static var commonHeader: (name: String, source: String) {
+        let entry = rt_cuda_common_header()!.pointee
+        return (String(cString: entry.name), String(cString: entry.source))
+    }
+
+    /// Compiles one source (which may #include the common header) for sm_<arch> and returns the
+    /// cubin; throws with the compiler's log (file, line and message) on error.
     public static func compile(source: String, name: String, arch: Int, options: [String] = []) throws -> [UInt8] {
         var cubin: UnsafeMutablePointer<CChar>?
         var size = 0
         var log: UnsafeMutablePointer<CChar>?
-        var cOptions = options.map { strdup($0) }
-        defer { cOptions.forEach { free($0) } }
-        let result = cOptions.withUnsafeMutableBufferPointer { opts -> Int32 in
-            opts.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(opts.count, 1)) { p in
-                rt_nvrtc_compile(source, name, Int32(arch), opts.count > 0 ? p : nil, Int32(opts.count), &cubin, &size, &log)
-            }
+        let header = commonHeader, opts = options.count
+        let cStrings = (options + [header.source, header.name]).map { strdup($0) }
+        defer { cStrings.forEach { free($0) } }
+        let pointers = cStrings.map { UnsafePointer<CChar>($0) }
+        let result = pointers.withUnsafeBufferPointer { p -> Int32 in
+            let base = p.baseAddress!
+            return rt_nvrtc_compile(source, name, Int32(arch), 1, base + opts, base + opts + 1, opts > 0 ? base : nil,
+                                    Int32(opts), &cubin, &size, &log)
         }
         defer { free(cubin); free(log) }
         guard result == 0, let cubin else {

@@ -88,3 +88,23 @@ public struct AdamW: Sendable {
         self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
     }
 }
+
+// Operand checks shared by every backend (sizes are the caller's promise; a mismatch is a bug).
+extension AttentionShape {
+    func check(_ activations: [Tensor], lse: Tensor, scores: Tensor?, mask: Tensor?, bias: Tensor?) {
+        for t in activations { precondition(t.count == self.activations, "attention tensor is not B·T·C") }
+        precondition(lse.count == rows, "lse is not B·NH·T")
+        precondition(scores == nil || scores!.count == self.scores, "scores are not B·NH·T·T")
+        precondition(mask == nil || (mask!.count == batch * length && mask!.dtype == .i32), "mask is not int32 B·T")
+        precondition(bias == nil || bias!.count == heads * length * length, "bias is not NH·T·T")
+        precondition(dropout >= 0 && dropout < 1, "attention dropout must be in [0, 1)")
+    }
+}
+
+extension LoRAShape {
+    func check(x: Tensor, y: Tensor, xa: Tensor, a: Tensor, b: Tensor) {
+        precondition(x.count == rows * inFeatures && y.count == rows * outFeatures && xa.count == rows * rank)
+        precondition(a.count == rank * inFeatures && b.count == outFeatures * rank)
+        precondition(dropout >= 0 && dropout < 1, "LoRA dropout must be in [0, 1)")
+    }
+}

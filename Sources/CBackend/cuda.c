@@ -74,6 +74,16 @@ static int resolve_driver(void *handle, const char *path_of_handle) {
     LOAD_SYMBOL(handle, cuda.fn, cuModuleGetFunction, "cuModuleGetFunction", cuda.error, sizeof cuda.error);
     LOAD_SYMBOL(handle, cuda.fn, cuLaunchKernel, "cuLaunchKernel", cuda.error, sizeof cuda.error);
     LOAD_SYMBOL(handle, cuda.fn, cuGetErrorString, "cuGetErrorString", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuMemGetInfo, "cuMemGetInfo_v2", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuMemsetD8Async, "cuMemsetD8Async", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuMemsetD32Async, "cuMemsetD32Async", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuStreamDestroy, "cuStreamDestroy_v2", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuModuleUnload, "cuModuleUnload", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuFuncSetAttribute, "cuFuncSetAttribute", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuCtxGetCurrent, "cuCtxGetCurrent", cuda.error, sizeof cuda.error);
     return 1;
 }
 
@@ -125,6 +135,14 @@ int rt_cuda_device_info(int ordinal, char *name, size_t name_size, size_t *total
     return 0;
 }
 
+int rt_cuda_device_attribute(int ordinal, int attribute) {
+    const rt_cuda_info *c = rt_cuda_load();
+    rt_CUdevice device;
+    int value = 0;
+    if (!c->usable || c->fn.cuDeviceGet(&device, ordinal) || c->fn.cuDeviceGetAttribute(&value, attribute, device)) return 0;
+    return value;
+}
+
 // ---------------------------------------------------------------- NVRTC
 static rt_nvrtc_info nvrtc;
 static pthread_once_t nvrtc_once = PTHREAD_ONCE_INIT;
@@ -167,15 +185,16 @@ static char *copy_string(const char *text) {
     return strdup(text ? text : "");
 }
 
-int rt_nvrtc_compile(const char *source, const char *name, int arch, const char *const *extra_options,
-                     int num_extra_options, char **cubin, size_t *cubin_size, char **log) {
+int rt_nvrtc_compile(const char *source, const char *name, int arch, int num_headers, const char *const *headers,
+                     const char *const *header_names, const char *const *extra_options, int num_extra_options,
+                     char **cubin, size_t *cubin_size, char **log) {
     *cubin = NULL;
     *cubin_size = 0;
     *log = NULL;
     const rt_nvrtc_info *n = rt_nvrtc_load();
     if (!n->loaded) { *log = copy_string(n->error); return 1; }
     rt_nvrtcProgram prog = NULL;
-    rt_nvrtcResult r = n->fn.nvrtcCreateProgram(&prog, source, name, 0, NULL, NULL);
+    rt_nvrtcResult r = n->fn.nvrtcCreateProgram(&prog, source, name, num_headers, headers, header_names);
     if (r) { *log = copy_string(n->fn.nvrtcGetErrorString(r)); return 1; }
     char arch_option[64];
     snprintf(arch_option, sizeof arch_option, "--gpu-architecture=sm_%d", arch);
@@ -212,6 +231,18 @@ static int resolve_lt(void *handle, const char *path_of_handle) {
     LOAD_SYMBOL(handle, lt.fn, cublasLtGetVersion, "cublasLtGetVersion", lt.error, sizeof lt.error);
     LOAD_SYMBOL(handle, lt.fn, cublasLtCreate, "cublasLtCreate", lt.error, sizeof lt.error);
     LOAD_SYMBOL(handle, lt.fn, cublasLtDestroy, "cublasLtDestroy", lt.error, sizeof lt.error);
+    *(void **)&lt.fn.cublasLtGetStatusString = dlsym(handle, "cublasLtGetStatusString");   // optional (11.4+)
+    LOAD_SYMBOL(handle, lt.fn, cublasLtMatmulDescCreate, "cublasLtMatmulDescCreate", lt.error, sizeof lt.error);
+    LOAD_SYMBOL(handle, lt.fn, cublasLtMatmulDescDestroy, "cublasLtMatmulDescDestroy", lt.error, sizeof lt.error);
+    LOAD_SYMBOL(handle, lt.fn, cublasLtMatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute", lt.error, sizeof lt.error);
+    LOAD_SYMBOL(handle, lt.fn, cublasLtMatrixLayoutCreate, "cublasLtMatrixLayoutCreate", lt.error, sizeof lt.error);
+    LOAD_SYMBOL(handle, lt.fn, cublasLtMatrixLayoutDestroy, "cublasLtMatrixLayoutDestroy", lt.error, sizeof lt.error);
+    LOAD_SYMBOL(handle, lt.fn, cublasLtMatrixLayoutSetAttribute, "cublasLtMatrixLayoutSetAttribute", lt.error, sizeof lt.error);
+    LOAD_SYMBOL(handle, lt.fn, cublasLtMatmulPreferenceCreate, "cublasLtMatmulPreferenceCreate", lt.error, sizeof lt.error);
+    LOAD_SYMBOL(handle, lt.fn, cublasLtMatmulPreferenceDestroy, "cublasLtMatmulPreferenceDestroy", lt.error, sizeof lt.error);
+    LOAD_SYMBOL(handle, lt.fn, cublasLtMatmulPreferenceSetAttribute, "cublasLtMatmulPreferenceSetAttribute", lt.error, sizeof lt.error);
+    LOAD_SYMBOL(handle, lt.fn, cublasLtMatmulAlgoGetHeuristic, "cublasLtMatmulAlgoGetHeuristic", lt.error, sizeof lt.error);
+    LOAD_SYMBOL(handle, lt.fn, cublasLtMatmul, "cublasLtMatmul", lt.error, sizeof lt.error);
     return 1;
 }
 
@@ -234,4 +265,20 @@ static void load_lt(void) {
 const rt_cublaslt_info *rt_cublaslt_load(void) {
     pthread_once(&lt_once, load_lt);
     return &lt;
+}
+
+// ---------------------------------------------------------------- kernel launch
+rt_CUresult rt_cuda_launch(rt_CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                           unsigned bz, unsigned shared_bytes, rt_CUstream stream, uint64_t *args, int count) {
+    void *params[32];
+    if (count > 32) return 1;   // CUDA_ERROR_INVALID_VALUE
+    for (int i = 0; i < count; i++) params[i] = &args[i];
+    return rt_cuda_load()->fn.cuLaunchKernel(fn, gx, gy, gz, bx, by, bz, shared_bytes, stream, params, NULL);
+}
+
+const char *rt_cuda_error_string(rt_CUresult error) {
+    const rt_cuda_info *c = rt_cuda_load();
+    const char *message = NULL;
+    if (c->loaded) c->fn.cuGetErrorString(error, &message);
+    return message ? message : "unknown CUDA error";
 }

@@ -28,13 +28,29 @@ final class AvailabilityTests: XCTestCase {
         if let reason = Devices.cudaUnavailableReason {
             throw XCTSkip("cuda op tests skipped: \(reason)")
         }
-        throw XCTSkip("cuda op tests skipped: a GPU is present but the CUDA backend is not implemented yet")
+        let gpu = try CUDABackend()
+        XCTAssertEqual(gpu.kind, .cuda)
+        print("cuda: \(gpu.summary)")
     }
 
-    func testAutoFallsBackToCPUWithANote() throws {
+    func testAutoPicksCUDAWhenUsableElseTheCPUWithANote() throws {
         let (backend, note) = try Devices.makeBackend(.auto)
-        XCTAssertEqual(backend.kind, .cpu)
-        XCTAssertNotNil(note)
+        if Devices.cudaUnavailableReason != nil {
+            XCTAssertEqual(backend.kind, .cpu)
+            XCTAssertNotNil(note)
+        } else {
+            XCTAssertEqual(backend.kind, note == nil ? .cuda : .cpu)
+        }
+    }
+
+    func testDeviceCUDAWithoutAGPUIsAOneLineError() throws {
+        guard let reason = Devices.cudaUnavailableReason else { throw XCTSkip("a GPU is present") }
+        XCTAssertThrowsError(try Devices.makeBackend(.cuda)) { error in
+            let text = String(describing: error)
+            XCTAssertTrue(text.hasPrefix("--device cuda: CUDA is not available"), text)
+            XCTAssertTrue(text.contains(reason), text)
+            XCTAssertFalse(text.contains("\n"), text)
+        }
     }
 
     func testDeviceLinesNeverCrash() {

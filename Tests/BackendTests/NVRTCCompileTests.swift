@@ -1,7 +1,16 @@
 // Every embedded CUDA kernel compiles with NVRTC for the architectures we support. No GPU is
 // needed; `make test` installs the nvidia-cuda-nvrtc wheel into .deps/python for this.
 import Backend
+import Foundation
 import XCTest
+
+func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+    guard !needle.isEmpty, haystack.count >= needle.count else { return false }
+    for i in 0...(haystack.count - needle.count) where haystack[i] == needle[0] {
+        if Array(haystack[i..<(i + needle.count)]) == needle { return true }
+    }
+    return false
+}
 
 final class NVRTCCompileTests: XCTestCase {
     func testEveryKernelCompilesForSm80To90() throws {
@@ -10,7 +19,8 @@ final class NVRTCCompileTests: XCTestCase {
             throw XCTSkip("NVRTC compile check skipped: \(status.error)")
         }
         let sources = NVRTC.kernelSources
-        XCTAssertGreaterThanOrEqual(sources.count, 2)
+        let launched = Self.launchedKernels()
+        XCTAssertEqual(Set(sources.map(\.name)), Set(launched.map(\.file)), "every kernel file is embedded and used")
         for (name, source) in sources {
             for arch in [80, 86, 89, 90] {
                 do {
@@ -18,12 +28,38 @@ final class NVRTCCompileTests: XCTestCase {
                     XCTAssertGreaterThan(cubin.count, 0, "\(name) sm_\(arch)")
                     // An ELF image: 0x7f 'E' 'L' 'F'.
                     XCTAssertEqual(Array(cubin.prefix(4)), [0x7F, 0x45, 0x4C, 0x46], "\(name) sm_\(arch) is not a cubin")
+                    // Every function the CUDA backend launches from this file is in the image under its C name.
+                    for function in launched where function.file == name {
+                        XCTAssertTrue(contains(cubin, Array(function.name.utf8)), "\(name) sm_\(arch) has no kernel \(function.name)")
+                    }
                 } catch {
                     XCTFail("\(error)")
                 }
             }
         }
-        print("nvrtc \(status.version): compiled \(sources.count) kernels for sm_80/86/89/90")
+        print("nvrtc \(status.version): compiled \(sources.count) kernel files (\(launched.count) kernels) for sm_80/86/89/90")
+    }
+
+    /// (file, function) of every launch in Sources/Backend/CUDABackend.swift.
+    static func launchedKernels() -> [(file: String, name: String)] {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources/Backend/CUDABackend.swift").path
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        let pattern = try! NSRegularExpression(pattern: #""([a-z_]+\.cu)", (?:name|"([a-z0-9_]+)")"#)
+        var found: [(String, String)] = []
+        for match in pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+            let file = String(text[Range(match.range(at: 1), in: text)!])
+            if let r = Range(match.range(at: 2), in: text) { found.append((file, String(text[r]))) }
+        }
+        // The casts are launched by a computed name.
+        for cast in ["cast_f32_to_bf16", "cast_bf16_to_f32", "cast_f32_to_f16", "cast_f16_to_f32"] { found.append(("memory.cu", cast)) }
+        return found.map { (file: $0.0, name: $0.1) }
+    }
+
+    func testTheKernelListIsReadFromTheBackend() {
+        let launched = Self.launchedKernels()
+        XCTAssertGreaterThan(launched.count, 25)
+        XCTAssertTrue(launched.contains { $0.file == "attention.cu" && $0.name == "attention_backward_key" })
     }
 
     func testACompileErrorNamesTheKernelAndLine() throws {

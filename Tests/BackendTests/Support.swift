@@ -1,19 +1,15 @@
 // Shared test support: a seeded RNG, assertClose with a worst-element report, the list of
 // backends every op test runs on, and a finite-difference gradient checker.
 import Backend
+import Conformance
+import Models
 import XCTest
 
 struct SeededRandom {
-    private var state: UInt64
-    init(_ seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
-    mutating func next() -> UInt64 {   // splitmix64
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
+    private var generator: SplitMix
+    init(_ seed: UInt64) { generator = SplitMix(mixing: seed) }
+    mutating func next() -> UInt64 { generator.next() }
+    mutating func uniform() -> Float { generator.unit() }
     mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] {
         (0..<n).map { _ in lo + (hi - lo) * uniform() }
     }
@@ -43,10 +39,10 @@ func assertClose(_ got: [Float], _ expected: [Float], atol: Double = 1e-5, rtol:
     assertClose(got, expected.map(Double.init), atol: atol, rtol: rtol, what, file: file, line: line)
 }
 
-/// Every backend the op tests run on. The CPU always; CUDA has no backend yet — its test case
-/// (BackendAvailabilityTests.testCUDA) reports the skip visibly.
+/// Every backend the op tests run on: the CPU always, CUDA when a GPU is usable (otherwise
+/// AvailabilityTests.testCUDA and ConformanceTests report the skip visibly).
 func backends() throws -> [Backend] {
-    [try CPUBackend()]
+    [try CPUBackend()] + (Devices.cudaUnavailableReason == nil ? [try CUDABackend()] : [])
 }
 
 extension Backend {

@@ -51,16 +51,43 @@ void rt_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
               const float *B, int ldb, float beta, float *C, int ldc);
 
 // ---------------------------------------------------------------- CUDA (cuda.c)
-typedef int rt_CUresult;           // CUresult
+// Our own declarations of the few CUDA types we use. scripts/check-cuda-headers compiles
+// Tests/HeaderCheck/cuda_declarations.c with RT_CUDA_REAL_TYPES defined, so every prototype
+// below is compared against the real cuda.h / nvrtc.h / cublasLt.h exactly, and asserts that
+// these stand-ins have the real types' sizes and that every enum value matches.
+#ifndef RT_CUDA_REAL_TYPES
+typedef int rt_CUresult;           // CUresult (enum)
 typedef int rt_CUdevice;           // CUdevice
 typedef struct rt_CUctx *rt_CUcontext;
 typedef struct rt_CUmod *rt_CUmodule;
 typedef struct rt_CUfunc *rt_CUfunction;
 typedef struct rt_CUstream *rt_CUstream;
 typedef unsigned long long rt_CUdeviceptr;
-enum { RT_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
+typedef int rt_CUdevice_attribute;
+typedef int rt_CUfunction_attribute;
+typedef int rt_nvrtcResult;
+typedef struct rt_nvrtcProg *rt_nvrtcProgram;
+typedef int rt_cublasStatus;
+typedef struct rt_cublasLtContext *rt_cublasLtHandle;
+typedef struct rt_cublasLtMatmulDescOpaque *rt_cublasLtMatmulDesc;
+typedef struct rt_cublasLtMatrixLayoutOpaque *rt_cublasLtMatrixLayout;
+typedef struct rt_cublasLtMatmulPreferenceOpaque *rt_cublasLtMatmulPreference;
+typedef int rt_cublasComputeType;
+typedef int rt_cudaDataType;
+typedef int rt_cublasLtMatmulDescAttribute;
+typedef int rt_cublasLtMatrixLayoutAttribute;
+typedef int rt_cublasLtMatmulPreferenceAttribute;
+typedef struct rt_CUstream *rt_cudaStream;   // cudaStream_t is CUstream
+#endif
+enum { RT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK = 8,
+       RT_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
+       RT_CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE = 36,          // kHz
+       RT_CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH = 37,    // bits
        RT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
-       RT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76 };
+       RT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76,
+       RT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97,
+       RT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8,
+       RT_CUDA_ERROR_OUT_OF_MEMORY = 2 };
 
 typedef struct {
     rt_CUresult (*cuInit)(unsigned flags);
@@ -69,7 +96,7 @@ typedef struct {
     rt_CUresult (*cuDeviceGet)(rt_CUdevice *device, int ordinal);
     rt_CUresult (*cuDeviceGetName)(char *name, int len, rt_CUdevice device);
     rt_CUresult (*cuDeviceTotalMem)(size_t *bytes, rt_CUdevice device);              // _v2
-    rt_CUresult (*cuDeviceGetAttribute)(int *value, int attribute, rt_CUdevice device);
+    rt_CUresult (*cuDeviceGetAttribute)(int *value, rt_CUdevice_attribute attribute, rt_CUdevice device);
     rt_CUresult (*cuDevicePrimaryCtxRetain)(rt_CUcontext *ctx, rt_CUdevice device);
     rt_CUresult (*cuDevicePrimaryCtxRelease)(rt_CUdevice device);                   // _v2
     rt_CUresult (*cuCtxSetCurrent)(rt_CUcontext ctx);
@@ -85,6 +112,16 @@ typedef struct {
                                   unsigned bx, unsigned by, unsigned bz, unsigned shared_bytes,
                                   rt_CUstream stream, void **params, void **extra);
     rt_CUresult (*cuGetErrorString)(rt_CUresult error, const char **message);
+    rt_CUresult (*cuMemGetInfo)(size_t *free_bytes, size_t *total_bytes);           // _v2
+    rt_CUresult (*cuMemsetD8Async)(rt_CUdeviceptr dst, unsigned char value, size_t count, rt_CUstream stream);
+    rt_CUresult (*cuMemsetD32Async)(rt_CUdeviceptr dst, unsigned int value, size_t count, rt_CUstream stream);
+    rt_CUresult (*cuMemcpyHtoDAsync)(rt_CUdeviceptr dst, const void *src, size_t bytes, rt_CUstream stream); // _v2
+    rt_CUresult (*cuMemcpyDtoHAsync)(void *dst, rt_CUdeviceptr src, size_t bytes, rt_CUstream stream);       // _v2
+    rt_CUresult (*cuMemcpyDtoDAsync)(rt_CUdeviceptr dst, rt_CUdeviceptr src, size_t bytes, rt_CUstream stream); // _v2
+    rt_CUresult (*cuStreamDestroy)(rt_CUstream stream);                             // _v2
+    rt_CUresult (*cuModuleUnload)(rt_CUmodule module);
+    rt_CUresult (*cuFuncSetAttribute)(rt_CUfunction fn, rt_CUfunction_attribute attribute, int value);
+    rt_CUresult (*cuCtxGetCurrent)(rt_CUcontext *ctx);
 } rt_cuda_driver;
 
 typedef struct {
@@ -100,10 +137,10 @@ const rt_cuda_info *rt_cuda_load(void);
 // Name, memory and compute capability of device `ordinal`; 0 on success.
 int rt_cuda_device_info(int ordinal, char *name, size_t name_size, size_t *total_bytes,
                         int *cc_major, int *cc_minor, int *sm_count);
+// One cuDeviceGetAttribute value of device `ordinal` (0 when it cannot be read).
+int rt_cuda_device_attribute(int ordinal, int attribute);
 
 // ---------------------------------------------------------------- NVRTC (cuda.c)
-typedef int rt_nvrtcResult;
-typedef struct rt_nvrtcProg *rt_nvrtcProgram;
 typedef struct {
     rt_nvrtcResult (*nvrtcVersion)(int *major, int *minor);
     rt_nvrtcResult (*nvrtcCreateProgram)(rt_nvrtcProgram *prog, const char *source, const char *name,
@@ -127,18 +164,68 @@ typedef struct {
 } rt_nvrtc_info;
 const rt_nvrtc_info *rt_nvrtc_load(void);
 
-// Compiles one CUDA C source to a cubin for sm_<arch> (e.g. 80). Returns 0 on success with a
-// malloc'ed image in *cubin (caller frees); otherwise non-zero with the compiler log (or the
-// reason) in a malloc'ed *log. *log is set on success too when the compiler printed warnings.
-int rt_nvrtc_compile(const char *source, const char *name, int arch, const char *const *extra_options,
-                     int num_extra_options, char **cubin, size_t *cubin_size, char **log);
+// Compiles one CUDA C source to a cubin for sm_<arch> (e.g. 80), with `num_headers` in-memory
+// headers (contents, include names) it may #include. Returns 0 on success with a malloc'ed image
+// in *cubin (caller frees); otherwise non-zero with the compiler log (or the reason) in a
+// malloc'ed *log. *log is set on success too when the compiler printed warnings.
+int rt_nvrtc_compile(const char *source, const char *name, int arch, int num_headers, const char *const *headers,
+                     const char *const *header_names, const char *const *extra_options, int num_extra_options,
+                     char **cubin, size_t *cubin_size, char **log);
 
 // ---------------------------------------------------------------- cuBLASLt (cuda.c)
-typedef struct rt_cublasLtContext *rt_cublasLtHandle;
+enum { RT_CUBLAS_COMPUTE_32F = 68, RT_CUBLAS_COMPUTE_32F_FAST_TF32 = 77,
+       RT_CUDA_R_32F = 0, RT_CUDA_R_16F = 2, RT_CUDA_R_16BF = 14,
+       RT_CUBLAS_OP_N = 0, RT_CUBLAS_OP_T = 1,
+       RT_CUBLASLT_MATMUL_DESC_TRANSA = 3, RT_CUBLASLT_MATMUL_DESC_TRANSB = 4,
+       RT_CUBLASLT_MATMUL_DESC_EPILOGUE = 7, RT_CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8,
+       RT_CUBLASLT_EPILOGUE_DEFAULT = 1, RT_CUBLASLT_EPILOGUE_BIAS = 4,
+       RT_CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5, RT_CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET = 6,
+       RT_CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
+       RT_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5, RT_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
+       RT_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7, RT_CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8 };
+typedef struct { uint64_t data[8]; } rt_cublasLtMatmulAlgoLayout;   // cublasLtMatmulAlgo_t
+typedef struct {                                                    // cublasLtMatmulHeuristicResult_t
+    rt_cublasLtMatmulAlgoLayout algo;
+    size_t workspaceSize;
+    int state;              // cublasStatus_t
+    float wavesCount;
+    int reserved[4];
+} rt_cublasLtMatmulHeuristicResultLayout;
+#ifndef RT_CUDA_REAL_TYPES
+typedef rt_cublasLtMatmulAlgoLayout rt_cublasLtMatmulAlgo;
+typedef rt_cublasLtMatmulHeuristicResultLayout rt_cublasLtMatmulHeuristicResult;
+#endif
+
 typedef struct {
     size_t (*cublasLtGetVersion)(void);
-    int (*cublasLtCreate)(rt_cublasLtHandle *handle);
-    int (*cublasLtDestroy)(rt_cublasLtHandle handle);
+    rt_cublasStatus (*cublasLtCreate)(rt_cublasLtHandle *handle);
+    rt_cublasStatus (*cublasLtDestroy)(rt_cublasLtHandle handle);
+    const char *(*cublasLtGetStatusString)(rt_cublasStatus status);
+    rt_cublasStatus (*cublasLtMatmulDescCreate)(rt_cublasLtMatmulDesc *desc, rt_cublasComputeType compute,
+                                                rt_cudaDataType scale_type);
+    rt_cublasStatus (*cublasLtMatmulDescDestroy)(rt_cublasLtMatmulDesc desc);
+    rt_cublasStatus (*cublasLtMatmulDescSetAttribute)(rt_cublasLtMatmulDesc desc, rt_cublasLtMatmulDescAttribute attr,
+                                                      const void *buf, size_t size);
+    rt_cublasStatus (*cublasLtMatrixLayoutCreate)(rt_cublasLtMatrixLayout *layout, rt_cudaDataType type,
+                                                  uint64_t rows, uint64_t cols, int64_t ld);
+    rt_cublasStatus (*cublasLtMatrixLayoutDestroy)(rt_cublasLtMatrixLayout layout);
+    rt_cublasStatus (*cublasLtMatrixLayoutSetAttribute)(rt_cublasLtMatrixLayout layout,
+                                                        rt_cublasLtMatrixLayoutAttribute attr, const void *buf, size_t size);
+    rt_cublasStatus (*cublasLtMatmulPreferenceCreate)(rt_cublasLtMatmulPreference *pref);
+    rt_cublasStatus (*cublasLtMatmulPreferenceDestroy)(rt_cublasLtMatmulPreference pref);
+    rt_cublasStatus (*cublasLtMatmulPreferenceSetAttribute)(rt_cublasLtMatmulPreference pref,
+                                                            rt_cublasLtMatmulPreferenceAttribute attr, const void *buf,
+                                                            size_t size);
+    rt_cublasStatus (*cublasLtMatmulAlgoGetHeuristic)(rt_cublasLtHandle handle, rt_cublasLtMatmulDesc op,
+                                                      rt_cublasLtMatrixLayout a, rt_cublasLtMatrixLayout b,
+                                                      rt_cublasLtMatrixLayout c, rt_cublasLtMatrixLayout d,
+                                                      rt_cublasLtMatmulPreference pref, int requested,
+                                                      rt_cublasLtMatmulHeuristicResult results[], int *returned);
+    rt_cublasStatus (*cublasLtMatmul)(rt_cublasLtHandle handle, rt_cublasLtMatmulDesc op, const void *alpha,
+                                      const void *A, rt_cublasLtMatrixLayout a, const void *B, rt_cublasLtMatrixLayout b,
+                                      const void *beta, const void *C, rt_cublasLtMatrixLayout c, void *D,
+                                      rt_cublasLtMatrixLayout d, const rt_cublasLtMatmulAlgo *algo, void *workspace,
+                                      size_t workspace_bytes, rt_cudaStream stream);
 } rt_cublaslt_api;
 typedef struct {
     int loaded;
@@ -148,3 +235,11 @@ typedef struct {
     rt_cublaslt_api fn;
 } rt_cublaslt_info;
 const rt_cublaslt_info *rt_cublaslt_load(void);
+
+// ---------------------------------------------------------------- kernel launch (cuda.c)
+// Launches `fn` with `count` arguments, each stored little-endian in the low bytes of one 64-bit
+// slot (a pointer, an int, a float's bits…): the slot's address is the parameter's address.
+rt_CUresult rt_cuda_launch(rt_CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                           unsigned bz, unsigned shared_bytes, rt_CUstream stream, uint64_t *args, int count);
+// The driver's message for an error code ("out of memory"), never NULL.
+const char *rt_cuda_error_string(rt_CUresult error);

@@ -1,6 +1,7 @@
 // GELU, erf form (HF BERT): gelu(x) = ½·x·erfc(−x/√2); gelu'(x) = Φ(x) + x·φ(x).
 //   x, out, dx, dout: flat [n]. Grid-stride loops; any launch size works.
 // CPU reference: Sources/Kernels/cpu/gelu.c. Self-contained: NVRTC gets no CUDA headers.
+#include "common.cuh"
 
 extern "C" __global__ void gelu_forward(float *out, const float *x, long long n) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {

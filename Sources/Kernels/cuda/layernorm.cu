@@ -4,10 +4,7 @@
 // dweight/dbias: one thread per column walking all rows — deterministic, no atomics
 // (launch ≥ C threads). CPU reference: Sources/Kernels/cpu/layernorm.c.
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-    return v;
-}
+#include "common.cuh"
 
 extern "C" __global__ void layernorm_forward(float *out, float *mean, float *rstd, const float *x,
                                              const float *weight, const float *bias, int N, int C, float eps) {

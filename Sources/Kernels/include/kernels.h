@@ -144,3 +144,4 @@ void rt_adamw(float *params, const float *grads, float *m, float *v, int64_t n, 
 typedef struct { const char *name; const char *source; } rt_cuda_source;
 int rt_cuda_source_count(void);
 const rt_cuda_source *rt_cuda_source_at(int index);   // NULL when out of range
+const rt_cuda_source *rt_cuda_common_header(void);    // cuda/common.cuh, #included by every kernel

@@ -1,0 +1,57 @@
+// Runs the op cases and the model cases on a candidate backend against the CPU reference and
+// reports each output's worst element. Used by `swift test` (Tests/BackendTests/
+// ConformanceTests.swift) and by the `backend-check` executable, which scripts/gpu-check
+// carries to a GPU machine (no Swift there, so no XCTest).
+import Backend
+
+public struct CheckResult: Sendable {
+    public let name: String
+    public let passed: Bool
+    public let detail: String   // the worst element, or why the case could not run
+    public let skipped: Bool
+}
+
+public enum Conformance {
+    /// Compares `got` with `expected`: fails on a length mismatch, a NaN, or an element off by
+    /// more than atol + rtol·|expected|; the detail names the worst element.
+    public static func compare(_ name: String, got: [Float], expected: [Float], atol: Double, rtol: Double) -> CheckResult {
+        guard got.count == expected.count else {
+            return CheckResult(name: name, passed: false, detail: "length \(got.count), expected \(expected.count)", skipped: false)
+        }
+        var worst = -1, worstExcess = -Double.infinity, maxError = 0.0
+        for i in 0..<got.count {
+            let error = abs(Double(got[i]) - Double(expected[i]))
+            let excess = error.isNaN ? Double.infinity : error - (atol + rtol * abs(Double(expected[i])))
+            if excess > worstExcess { worst = i; worstExcess = excess }
+            if !error.isNaN { maxError = max(maxError, error) }
+        }
+        guard worst >= 0 else { return CheckResult(name: name, passed: true, detail: "empty", skipped: false) }
+        let detail = "max |error| \(short(maxError)); worst [\(worst)] \(got[worst]) vs \(expected[worst]) (atol \(atol), rtol \(rtol))"
+        return CheckResult(name: name, passed: worstExcess <= 0, detail: detail, skipped: false)
+    }
+
+    /// Runs one op case on both backends and compares every output.
+    public static func run(_ c: OpCase, candidate: Backend, reference: Backend) -> [CheckResult] {
+        do {
+            let expected = try c.run(reference), got = try c.run(candidate)
+            return zip(got, expected).map { g, e in
+                compare("\(c.name): \(g.0)", got: g.1, expected: e.1, atol: c.atol, rtol: c.rtol)
+            }
+        } catch {
+            return [CheckResult(name: c.name, passed: false, detail: "\(error)", skipped: false)]
+        }
+    }
+
+    public static func runOps(candidate: Backend, reference: Backend) -> [CheckResult] {
+        OpCases.all.flatMap { run($0, candidate: candidate, reference: reference) }
+    }
+
+    static func short(_ x: Double) -> String {
+        x == 0 ? "0" : x < 1e-3 || x >= 1e4 ? String(format: "%.2e", x) : String(format: "%.5f", x)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation

@@ -1,0 +1,225 @@
+// Every Backend op, run on a candidate backend and on the CPU reference with the same seeded
+// inputs, outputs compared element by element (as ggml's test-backend-ops). Shapes are chosen
+// to hit the awkward cases: lengths that are not multiples of 32, padded and fully masked
+// batch items, misaligned tensor views, dropout masks (shared by CPU and CUDA, so they must
+// agree exactly in which elements they drop).
+import Backend
+import Models
+
+/// One op case: builds its inputs from a seeded generator on the given backend, runs, and returns
+/// named outputs (downloaded). Run once per backend; outputs compared with atol + rtol·|ref|.
+public struct OpCase: Sendable {
+    public let name: String
+    public let atol, rtol: Double
+    let run: @Sendable (Backend) throws -> [(String, [Float])]
+}
+
+struct Inputs {
+    private var rng: SplitMix
+    let backend: Backend
+    init(_ backend: Backend, seed: UInt64) { self.backend = backend; rng = SplitMix(mixing: seed) }
+    mutating func values(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] { (0..<n).map { _ in lo + (hi - lo) * rng.unit() } }
+    mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) throws -> Tensor { try backend.tensor(values(n, lo, hi), .f32) }
+    mutating func ints(_ n: Int, below: Int, offset: Int = 0) throws -> Tensor {
+        try backend.tensor((0..<n).map { _ in Int32(Int(rng.next() % UInt64(below)) + offset) }, .i32)
+    }
+    func ints(_ values: [Int32]) throws -> Tensor { try backend.tensor(values, .i32) }
+    func zeros(_ n: Int) throws -> Tensor { try backend.zeros(n) }
+}
+
+public extension SplitMix {
+    /// The op tests' seeding: the seed spread over the state (odd, so 0 is a good seed too).
+    init(mixing seed: UInt64) { self.init(seed: seed &* 0x9E37_79B9_7F4A_7C15 | 1) }
+    /// Uniform in [0, 1) with 24 random bits.
+    mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
+
+/// Key mask for B items of length T: item b keeps its first T − 3b keys; the last item keeps none.
+func keyMask(batch B: Int, length T: Int) -> [Int32] {
+    (0..<B).flatMap { b in (0..<T).map { j in b == B - 1 && B > 2 ? 0 : Int32(j < T - 3 * b ? 1 : 0) } }
+}
+
+public enum OpCases {
+    public static let all: [OpCase] = dense + layers + attention + lossesAndOptimizer
+
+    static let dense: [OpCase] = [
+        OpCase(name: "matmul (every transpose, alpha, beta, batched)", atol: 1e-5, rtol: 1e-4) { backend in
+            var x = Inputs(backend, seed: 1)
+            var outputs: [(String, [Float])] = []
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (m, n, k, batch) = (37, 45, 29, 3)
+                let a = try x.floats(batch * m * k), b = try x.floats(batch * k * n), c = try x.floats(batch * m * n)
+                backend.matmul(c, a, b, bias: nil, Gemm(m: m, n: n, k: k, transA: ta, transB: tb, alpha: 0.7, beta: 0.3, batch: batch))
+                outputs.append(("C transA \(ta) transB \(tb)", backend.floats(c)))
+            }
+            return outputs
+        },
+        OpCase(name: "matmul with bias, misaligned views, batched bias", atol: 1e-5, rtol: 1e-4) { backend in
+            var x = Inputs(backend, seed: 2)
+            let (m, n, k) = (33, 24, 17)
+            let a = try x.floats(m * k + 1), b = try x.floats(k * n + 3), bias = try x.floats(n + 1), c = try x.zeros(2 * m * n + 1)
+            backend.matmul(c.slice(1, m * n), a.slice(1, m * k), b.slice(3, k * n), bias: bias.slice(1, n), Gemm(m: m, n: n, k: k))
+            let c2 = try x.zeros(2 * m * n)
+            let a2 = try x.floats(2 * m * k), b2 = try x.floats(2 * k * n)
+            backend.matmul(c2, a2, b2, bias: bias.slice(0, n), Gemm(m: m, n: n, k: k, transB: false, batch: 2))
+            return [("C", backend.floats(c)), ("C batched", backend.floats(c2))]
+        },
+        OpCase(name: "biasBackward", atol: 1e-4, rtol: 1e-4) { backend in
+            var x = Inputs(backend, seed: 3)
+            let (N, C) = (301, 70)
+            let dOut = try x.floats(N * C), dBias = try x.floats(C)
+            backend.biasBackward(dBias, dOut: dOut, rows: N, channels: C)
+            return [("dBias", backend.floats(dBias))]
+        },
+    ]
+
+    static let layers: [OpCase] = [
+        OpCase(name: "embedding forward/backward (padding rows, ids out of range)", atol: 1e-5, rtol: 1e-5) { backend in
+            var x = Inputs(backend, seed: 4)
+            let s = EmbeddingShape(tokens: 90, channels: 40, vocabulary: 50, positions: 30, tokenTypes: 2, wordPadding: 1, positionPadding: 0)
+            let ids = try x.ints(s.tokens, below: 53, offset: -1), positions = try x.ints(s.tokens, below: 30)
+            let types = try x.ints(s.tokens, below: 2)
+            let word = try x.floats(50 * 40), position = try x.floats(30 * 40), type = try x.floats(2 * 40)
+            let out = try x.zeros(s.tokens * 40), dOut = try x.floats(s.tokens * 40)
+            let dWord = try x.floats(50 * 40), dPosition = try x.floats(30 * 40), dType = try x.floats(2 * 40)
+            backend.embeddingForward(out, ids: ids, positions: positions, types: types, word: word, position: position, type: type, s)
+            backend.embeddingBackward(dWord: dWord, dPosition: dPosition, dType: dType, dOut: dOut, ids: ids, positions: positions,
+                                      types: types, s)
+            return [("out", backend.floats(out)), ("dWord", backend.floats(dWord)), ("dPosition", backend.floats(dPosition)),
+                    ("dType", backend.floats(dType))]
+        },
+        OpCase(name: "layerNorm forward/backward", atol: 1e-5, rtol: 1e-4) { backend in
+            var x = Inputs(backend, seed: 5)
+            let (N, C) = (67, 96)
+            let input = try x.floats(N * C, -3, 3), w = try x.floats(C), b = try x.floats(C), dOut = try x.floats(N * C)
+            let out = try x.zeros(N * C), mean = try x.zeros(N), rstd = try x.zeros(N), dx = try x.zeros(N * C)
+            let dw = try x.floats(C), db = try x.floats(C)
+            backend.layerNormForward(out, mean: mean, rstd: rstd, input, weight: w, bias: b, rows: N, channels: C, eps: 1e-12)
+            backend.layerNormBackward(dx: dx, dWeight: dw, dBias: db, dOut: dOut, input, weight: w, mean: mean, rstd: rstd, rows: N, channels: C)
+            return [("out", backend.floats(out)), ("mean", backend.floats(mean)), ("rstd", backend.floats(rstd)),
+                    ("dx", backend.floats(dx)), ("dWeight", backend.floats(dw)), ("dBias", backend.floats(db))]
+        },
+        OpCase(name: "gelu, tanh forward/backward", atol: 1e-6, rtol: 1e-5) { backend in
+            var x = Inputs(backend, seed: 6)
+            let n = 5000
+            let input = try x.floats(n, -6, 6), dOut = try x.floats(n)
+            let g = try x.zeros(n), dg = try x.zeros(n), t = try x.zeros(n), dt = try x.zeros(n)
+            backend.geluForward(g, input, count: n)
+            backend.geluBackward(dx: dg, dOut: dOut, input, count: n)
+            backend.tanhForward(t, input, count: n)
+            backend.tanhBackward(dx: dt, dOut: dOut, out: t, count: n)
+            return [("gelu", backend.floats(g)), ("dgelu", backend.floats(dg)), ("tanh", backend.floats(t)), ("dtanh", backend.floats(dt))]
+        },
+        OpCase(name: "dropout (the same mask on every backend)", atol: 0, rtol: 1e-6) { backend in
+            var x = Inputs(backend, seed: 7)
+            let n = 10_001
+            let input = try x.floats(n), out = try x.zeros(n)
+            backend.dropout(out, input, count: n, p: 0.3, seed: 0x1234_5678_9abc)
+            return [("out", backend.floats(out))]
+        },
+        OpCase(name: "LoRA forward/backward, dropout 0 and 0.1", atol: 1e-5, rtol: 1e-4) { backend in
+            var x = Inputs(backend, seed: 8)
+            var outputs: [(String, [Float])] = []
+            for p: Float in [0, 0.1] {
+                let s = LoRAShape(rows: 77, inFeatures: 48, outFeatures: 40, rank: 4, scale: 2, dropout: p, seed: 99)
+                let input = try x.floats(77 * 48), a = try x.floats(4 * 48), b = try x.floats(40 * 4)
+                let y = try x.floats(77 * 40), xa = try x.zeros(77 * 4), dY = try x.floats(77 * 40)
+                let dx = try x.floats(77 * 48), dA = try x.floats(4 * 48), dB = try x.floats(40 * 4)
+                backend.loraForward(y, xa: xa, input, a: a, b: b, s)
+                backend.loraBackward(dx: dx, dA: dA, dB: dB, dY: dY, input, xa: xa, a: a, b: b, s)
+                outputs += [("y p=\(p)", backend.floats(y)), ("xa p=\(p)", backend.floats(xa)), ("dx p=\(p)", backend.floats(dx)),
+                            ("dA p=\(p)", backend.floats(dA)), ("dB p=\(p)", backend.floats(dB))]
+            }
+            return outputs
+        },
+    ]
+
+    static let attention: [OpCase] = [(2, 37, 3, 32), (3, 64, 2, 64), (4, 130, 2, 16), (3, 20, 2, 96)].map { B, T, NH, HS in
+        OpCase(name: "attention B=\(B) T=\(T) NH=\(NH) HS=\(HS) (mask, bias, scores, dScores, dropout)", atol: 2e-5, rtol: 2e-4) { backend in
+            var x = Inputs(backend, seed: UInt64(T * 100 + HS))
+            var outputs: [(String, [Float])] = []
+            for dropout: Float in [0, 0.2] {
+                let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS, dropout: dropout, seed: 42)
+                let q = try x.floats(s.activations), k = try x.floats(s.activations), v = try x.floats(s.activations)
+                let mask = try x.ints(keyMask(batch: B, length: T)), bias = try x.floats(NH * T * T)
+                let out = try x.zeros(s.activations), lse = try x.zeros(s.rows), scores = try x.zeros(s.scores)
+                let dOut = try x.floats(s.activations), dScores = try x.floats(s.scores, -0.1, 0.1)
+                let dq = try x.zeros(s.activations), dk = try x.zeros(s.activations), dv = try x.zeros(s.activations)
+                let dBias = try x.floats(NH * T * T)
+                backend.attentionForward(out, lse: lse, scores: scores, q: q, k: k, v: v, mask: mask, bias: bias, s)
+                backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dOut, dScores: dScores, out: out, lse: lse,
+                                          q: q, k: k, v: v, mask: mask, bias: bias, s)
+                let lseValues = backend.floats(lse).map { $0.isInfinite ? Float(1e30) : $0 }
+                outputs += [("out p=\(dropout)", backend.floats(out)), ("lse p=\(dropout)", lseValues),
+                            ("scores p=\(dropout)", backend.floats(scores)), ("dq p=\(dropout)", backend.floats(dq)),
+                            ("dk p=\(dropout)", backend.floats(dk)), ("dv p=\(dropout)", backend.floats(dv)),
+                            ("dBias p=\(dropout)", backend.floats(dBias))]
+            }
+            // Without mask, bias or scores (the BERT fast path).
+            let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS)
+            let q = try x.floats(s.activations), k = try x.floats(s.activations), v = try x.floats(s.activations)
+            let out = try x.zeros(s.activations), lse = try x.zeros(s.rows), dOut = try x.floats(s.activations)
+            let dq = try x.zeros(s.activations), dk = try x.zeros(s.activations), dv = try x.zeros(s.activations)
+            backend.attentionForward(out, lse: lse, scores: nil, q: q, k: k, v: v, mask: nil, bias: nil, s)
+            backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: nil, dOut: dOut, dScores: nil, out: out, lse: lse,
+                                      q: q, k: k, v: v, mask: nil, bias: nil, s)
+            return outputs + [("plain out", backend.floats(out)), ("plain dq", backend.floats(dq)), ("plain dk", backend.floats(dk)),
+                              ("plain dv", backend.floats(dv))]
+        }
+    } + [
+        OpCase(name: "masked softmax forward/backward", atol: 1e-6, rtol: 1e-5) { backend in
+            var x = Inputs(backend, seed: 9)
+            let s = AttentionShape(batch: 3, length: 45, heads: 2, headSize: 8)
+            let scores = try x.floats(s.scores, -4, 4), mask = try x.ints(keyMask(batch: 3, length: 45)), bias = try x.floats(2 * 45 * 45)
+            let probs = try x.zeros(s.scores), dProbs = try x.floats(s.scores), dScores = try x.zeros(s.scores)
+            backend.maskedSoftmaxForward(probs, scores: scores, mask: mask, bias: bias, s)
+            backend.maskedSoftmaxBackward(dScores: dScores, dProbs: dProbs, probs: probs, s)
+            return [("probs", backend.floats(probs)), ("dScores", backend.floats(dScores))]
+        },
+    ]
+
+    static let lossesAndOptimizer: [OpCase] = [
+        OpCase(name: "cross-entropy (ignored labels), soft cross-entropy", atol: 1e-6, rtol: 1e-5) { backend in
+            var x = Inputs(backend, seed: 10)
+            let (N, V) = (70, 5)
+            let logits = try x.floats(N * V, -5, 5), labels = try x.ints(N, below: V + 2, offset: -1), teacher = try x.floats(N * V, -5, 5)
+            let loss = try x.zeros(1), soft = try x.zeros(1), d = try x.zeros(N * V), ds = try x.zeros(N * V)
+            backend.crossEntropy(loss, dLogits: d, logits: logits, labels: labels, rows: N, classes: V, gradScale: 2)
+            backend.softCrossEntropy(soft, dLogits: ds, logits: logits, teacher: teacher, rows: N, classes: V, temperature: 2.5, gradScale: 0.5)
+            return [("ce loss", backend.floats(loss)), ("ce dLogits", backend.floats(d)), ("soft loss", backend.floats(soft)),
+                    ("soft dLogits", backend.floats(ds))]
+        },
+        OpCase(name: "mse, cosine", atol: 1e-6, rtol: 1e-4) { backend in
+            var x = Inputs(backend, seed: 11)
+            let n = 70_001, (N, C) = (63, 50)
+            let a = try x.floats(n), b = try x.floats(n), loss = try x.zeros(1), da = try x.zeros(n)
+            let p = try x.floats(N * C), q = try x.floats(N * C), closs = try x.zeros(1), dp = try x.zeros(N * C)
+            backend.mse(loss, dA: da, a, b, count: n, gradScale: 3)
+            backend.cosine(closs, dA: dp, p, q, rows: N, channels: C, gradScale: 1)
+            return [("mse", backend.floats(loss)), ("mse dA", backend.floats(da)), ("cosine", backend.floats(closs)),
+                    ("cosine dA", backend.floats(dp))]
+        },
+        OpCase(name: "adamw, sumOfSquares, scale, axpy, fill, copy, casts", atol: 1e-6, rtol: 1e-5) { backend in
+            var x = Inputs(backend, seed: 12)
+            let n = 100_003
+            let p = try x.floats(n), g = try x.floats(n), m = try x.floats(n, 0, 0.1), v = try x.floats(n, 0, 0.1)
+            backend.adamw(p, grads: g, m: m, v: v, count: n, AdamW(learningRate: 1e-3, weightDecay: 0.01), step: 3)
+            let sum = try x.zeros(1)
+            backend.sumOfSquares(sum, g, count: n)
+            backend.scale(g, count: n, by: 0.5)
+            backend.axpy(g, p, count: n, alpha: -2)
+            let filled = try x.zeros(1000), copied = try x.zeros(n)
+            backend.fill(filled.slice(10, 900), 2.5)
+            backend.copy(copied, g)
+            let bf16 = try backend.allocate(n, .bf16), f16 = try backend.allocate(n, .f16)
+            let fromBF16 = try x.zeros(n), fromF16 = try x.zeros(n)
+            backend.cast(bf16, p, count: n)
+            backend.cast(fromBF16, bf16, count: n)
+            backend.cast(f16, p, count: n)
+            backend.cast(fromF16, f16, count: n)
+            return [("params", backend.floats(p)), ("m", backend.floats(m)), ("v", backend.floats(v)), ("sum of squares", backend.floats(sum)),
+                    ("scale+axpy", backend.floats(g)), ("fill", backend.floats(filled)), ("copy", backend.floats(copied)),
+                    ("bf16 round trip", backend.floats(fromBF16)), ("f16 round trip", backend.floats(fromF16))]
+        },
+    ]
+}

@@ -1,0 +1,190 @@
+// Fused multi-head attention, forward and backward (fp32; the flash-style tensor-core kernels
+// come with the fused-attention issue).
+//   q, k, v, out, dq, dk, dv, dout: [B,T,NH·HS] (head h in columns h·HS…); HS ≤ 128
+//   mask: [B,T] key mask (0 = padded key) or NULL      bias, dbias: [NH,T,T] or NULL
+//   lse: [B,NH,T] log-sum-exp per query row (+inf: no valid key; the row outputs zeros)
+//   scores, dscores: [B,NH,T,T] pre-softmax scores scale·q·kᵀ + bias (0 at masked keys) / the
+//   gradient a distillation loss sends into them, optional
+//   dropout on the probabilities: inverted, mask rt_keep(key(seed), ((b·NH+h)·T+i)·T+j)
+//   D: [B,NH,T] scratch, D_i = dout_i·out_i (written by the query pass, read by the key pass)
+// Launch: one warp per row — attention_forward and attention_backward_query per query row
+// (b,h,i), attention_backward_key per key row (b,h,j) — with blockDim = 32·WARPS.
+// Forward streams the keys 32 at a time with an online softmax: lanes own keys for q·kᵀ, then
+// own head dimensions for P·V. Nothing T×T is written unless `scores` is asked for. Backward
+// recomputes P from lse: the query pass gives dq (and dbias, by atomics over the batch), the key
+// pass gives dk and dv — no atomics on activations. CPU reference: Sources/Kernels/cpu/attention.c.
+#include "common.cuh"
+
+#define WARPS 4
+#define MAX_HS 128
+
+// Σ_d x[d]·y[d] for one lane (x in shared memory, y a row in global memory).
+__device__ __forceinline__ float row_dot(const float *x, const float *y, int HS) {
+    float s = 0.0f;
+    for (int d = 0; d < HS; d++) s += x[d] * y[d];
+    return s;
+}
+
+extern "C" __global__ void attention_forward(float *out, float *lse, float *scores, const float *q, const float *k,
+                                             const float *v, const int *mask, const float *bias, int B, int T, int NH,
+                                             int HS, float scale, float dropout, unsigned long long seed) {
+    __shared__ float qs[WARPS][MAX_HS];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const long long row = blockIdx.x * (long long)WARPS + warp;   // (b, h, i)
+    if (row >= (long long)B * NH * T) return;
+    const int i = (int)(row % T), h = (int)(row / T % NH), b = (int)(row / ((long long)T * NH));
+    const int C = NH * HS;
+    const long long head = (long long)b * T * C + (long long)h * HS;
+    for (int d = lane; d < HS; d += 32) qs[warp][d] = q[head + (long long)i * C + d];
+    __syncwarp();
+    const unsigned key = rt_dropout_key(seed);
+    const float keep_scale = dropout > 0.0f ? 1.0f / (1.0f - dropout) : 1.0f;
+    float acc[MAX_HS / 32] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float m = -RT_INF, l = 0.0f;
+    for (int j0 = 0; j0 < T; j0 += 32) {
+        const int j = j0 + lane;
+        const bool valid = j < T && (!mask || mask[(long long)b * T + j]);
+        float s = -RT_INF;
+        if (j < T) {
+            float x = scale * row_dot(qs[warp], k + head + (long long)j * C, HS);
+            if (bias) x += bias[((long long)h * T + i) * T + j];
+            if (scores) scores[row * T + j] = valid ? x : 0.0f;
+            if (valid) s = x;
+        }
+        const float m_new = fmaxf(m, warp_max(s));
+        if (m_new == -RT_INF) continue;   // no valid key yet (warp-uniform)
+        float p = valid ? expf(s - m_new) : 0.0f;
+        const float correction = expf(m - m_new);
+        l = l * correction + warp_sum(p);
+        m = m_new;
+        if (dropout > 0.0f && valid) p *= rt_keep(key, (unsigned long long)row * T + j, dropout) ? keep_scale : 0.0f;
+        for (int t = 0; t < MAX_HS / 32; t++) acc[t] *= correction;
+        const int count = T - j0 < 32 ? T - j0 : 32;
+        for (int jj = 0; jj < count; jj++) {
+            const float pj = __shfl_sync(0xffffffffu, p, jj);
+            if (pj == 0.0f) continue;
+            const float *vr = v + head + (long long)(j0 + jj) * C;
+            for (int t = 0; t < MAX_HS / 32; t++) {
+                const int d = lane + 32 * t;
+                if (d < HS) acc[t] += pj * vr[d];
+            }
+        }
+    }
+    float *o = out + head + (long long)i * C;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int t = 0; t < MAX_HS / 32; t++) {
+        const int d = lane + 32 * t;
+        if (d < HS) o[d] = acc[t] * inv;
+    }
+    if (lane == 0) lse[row] = l > 0.0f ? m + logf(l) : RT_INF;
+}
+
+// dq (overwritten), D, and dbias (accumulated with atomics over the batch) for one query row.
+extern "C" __global__ void attention_backward_query(float *dq, float *dbias, float *D, const float *dout,
+                                                    const float *dscores, const float *out, const float *lse,
+                                                    const float *q, const float *k, const float *v, const int *mask,
+                                                    const float *bias, int B, int T, int NH, int HS, float scale,
+                                                    float dropout, unsigned long long seed) {
+    __shared__ float qs[WARPS][MAX_HS], dos[WARPS][MAX_HS];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const long long row = blockIdx.x * (long long)WARPS + warp;
+    if (row >= (long long)B * NH * T) return;
+    const int i = (int)(row % T), h = (int)(row / T % NH), b = (int)(row / ((long long)T * NH));
+    const int C = NH * HS;
+    const long long head = (long long)b * T * C + (long long)h * HS, self = head + (long long)i * C;
+    float Di = 0.0f;
+    for (int d = lane; d < HS; d += 32) {
+        qs[warp][d] = q[self + d];
+        dos[warp][d] = dout[self + d];
+        Di += dout[self + d] * out[self + d];
+    }
+    Di = warp_sum(Di);
+    __syncwarp();
+    if (lane == 0) D[row] = Di;
+    const float L = lse[row];
+    float acc[MAX_HS / 32] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (L != RT_INF) {
+        const unsigned key = rt_dropout_key(seed);
+        const float keep_scale = dropout > 0.0f ? 1.0f / (1.0f - dropout) : 1.0f;
+        for (int j0 = 0; j0 < T; j0 += 32) {
+            const int j = j0 + lane;
+            float ds = 0.0f;
+            if (j < T && (!mask || mask[(long long)b * T + j])) {
+                const float *kr = k + head + (long long)j * C, *vr = v + head + (long long)j * C;
+                float x = scale * row_dot(qs[warp], kr, HS);
+                if (bias) x += bias[((long long)h * T + i) * T + j];
+                const float P = expf(x - L);
+                float dP = row_dot(dos[warp], vr, HS);
+                if (dropout > 0.0f) dP *= rt_keep(key, (unsigned long long)row * T + j, dropout) ? keep_scale : 0.0f;
+                ds = P * (dP - Di);
+                if (dscores) ds += dscores[row * T + j];
+                if (dbias) atomicAdd(&dbias[((long long)h * T + i) * T + j], ds);
+            }
+            const int count = T - j0 < 32 ? T - j0 : 32;
+            for (int jj = 0; jj < count; jj++) {
+                const float dsj = __shfl_sync(0xffffffffu, ds, jj);
+                if (dsj == 0.0f) continue;
+                const float *kr = k + head + (long long)(j0 + jj) * C;
+                for (int t = 0; t < MAX_HS / 32; t++) {
+                    const int d = lane + 32 * t;
+                    if (d < HS) acc[t] += dsj * kr[d];
+                }
+            }
+        }
+    }
+    for (int t = 0; t < MAX_HS / 32; t++) {
+        const int d = lane + 32 * t;
+        if (d < HS) dq[self + d] = scale * acc[t];
+    }
+}
+
+// dk and dv (overwritten) for one key row; needs D from attention_backward_query.
+extern "C" __global__ void attention_backward_key(float *dk, float *dv, const float *dout, const float *dscores,
+                                                  const float *lse, const float *D, const float *q, const float *k,
+                                                  const float *v, const int *mask, const float *bias, int B, int T,
+                                                  int NH, int HS, float scale, float dropout, unsigned long long seed) {
+    __shared__ float ks[WARPS][MAX_HS], vs[WARPS][MAX_HS];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const long long krow = blockIdx.x * (long long)WARPS + warp;   // (b, h, j)
+    if (krow >= (long long)B * NH * T) return;
+    const int j = (int)(krow % T), h = (int)(krow / T % NH), b = (int)(krow / ((long long)T * NH));
+    const int C = NH * HS;
+    const long long head = (long long)b * T * C + (long long)h * HS, self = head + (long long)j * C;
+    const long long bh = (long long)b * NH + h;
+    float dka[MAX_HS / 32] = {0.0f, 0.0f, 0.0f, 0.0f}, dva[MAX_HS / 32] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (!mask || mask[(long long)b * T + j]) {
+        for (int d = lane; d < HS; d += 32) { ks[warp][d] = k[self + d]; vs[warp][d] = v[self + d]; }
+        __syncwarp();
+        const unsigned key = rt_dropout_key(seed);
+        const float keep_scale = dropout > 0.0f ? 1.0f / (1.0f - dropout) : 1.0f;
+        for (int i0 = 0; i0 < T; i0 += 32) {
+            const int i = i0 + lane;
+            float pd = 0.0f, ds = 0.0f;
+            if (i < T) {
+                const long long qrow = bh * T + i;
+                const float *qr = q + head + (long long)i * C, *dor = dout + head + (long long)i * C;
+                float x = scale * row_dot(ks[warp], qr, HS);
+                if (bias) x += bias[((long long)h * T + i) * T + j];
+                const float P = expf(x - lse[qrow]);
+                float m = 1.0f;
+                if (dropout > 0.0f) m = rt_keep(key, (unsigned long long)qrow * T + j, dropout) ? keep_scale : 0.0f;
+                pd = P * m;
+                ds = P * (row_dot(vs[warp], dor, HS) * m - D[qrow]);
+                if (dscores) ds += dscores[qrow * T + j];
+            }
+            const int count = T - i0 < 32 ? T - i0 : 32;
+            for (int ii = 0; ii < count; ii++) {
+                const float pi = __shfl_sync(0xffffffffu, pd, ii), dsi = __shfl_sync(0xffffffffu, ds, ii);
+                const float *qr = q + head + (long long)(i0 + ii) * C, *dor = dout + head + (long long)(i0 + ii) * C;
+                for (int t = 0; t < MAX_HS / 32; t++) {
+                    const int d = lane + 32 * t;
+                    if (d < HS) { dva[t] += pi * dor[d]; dka[t] += dsi * qr[d]; }
+                }
+            }
+        }
+    }
+    for (int t = 0; t < MAX_HS / 32; t++) {
+        const int d = lane + 32 * t;
+        if (d < HS) { dk[self + d] = scale * dka[t]; dv[self + d] = dva[t]; }
+    }
+}

@@ -1,0 +1,49 @@
+// Shared by every kernel file (NVRTC gets it as an in-memory header; no CUDA headers exist here).
+// Warp and block reductions, the counter-based dropout hash (bit-identical to the CPU's
+// Sources/Kernels/cpu/common.h), and grid-stride loops.
+#pragma once
+
+#define RT_INF __int_as_float(0x7f800000)
+#define RT_GRID_STRIDE(i, n) \
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+__device__ __forceinline__ double warp_sum_double(double v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+// Σ over the block (blockDim.x a multiple of 32, ≤ 1024) in a fixed order; every thread gets it.
+__device__ __forceinline__ double block_sum_double(double v) {
+    __shared__ double partial[32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    v = warp_sum_double(v);
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    v = lane < warps ? partial[lane] : 0.0;
+    return warp_sum_double(v);
+}
+
+// Counter-based dropout masks, the same formula as the CPU kernels: element `index` is kept
+// when the hash of (seed, index) is at least p.
+__device__ __forceinline__ unsigned rt_mix32(unsigned x) {
+    x ^= x >> 16; x *= 0x7feb352du;
+    x ^= x >> 15; x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+__device__ __forceinline__ unsigned rt_dropout_key(unsigned long long seed) {
+    return rt_mix32((unsigned)seed ^ rt_mix32((unsigned)(seed >> 32) + 0x9e3779b9u));
+}
+__device__ __forceinline__ bool rt_keep(unsigned key, unsigned long long index, float p) {
+    unsigned h = rt_mix32((unsigned)index ^ rt_mix32((unsigned)(index >> 32) ^ key));
+    return (float)(h >> 8) * (1.0f / 16777216.0f) >= p;
+}

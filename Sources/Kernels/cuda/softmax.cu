@@ -1,0 +1,48 @@
+// Masked softmax over keys: the unfused attention path.
+//   scores, probs, dprobs, dscores: [B,NH,T,T]; mask: [B,T] (0 = padded key) or NULL;
+//   bias: [NH,T,T] or NULL. A row with no valid key is all zeros.
+// One warp per row (launch ≥ rows·32 threads, blockDim a multiple of 32); lanes stride over keys.
+// CPU reference: Sources/Kernels/cpu/softmax.c.
+#include "common.cuh"
+
+extern "C" __global__ void masked_softmax_forward(float *probs, const float *scores, const int *mask, const float *bias,
+                                                  int B, int NH, int T) {
+    const long long row = (blockIdx.x * (long long)blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= (long long)B * NH * T) return;
+    const int i = (int)(row % T), h = (int)(row / T % NH), b = (int)(row / ((long long)T * NH));
+    const float *s = scores + row * T;
+    const float *bi = bias ? bias + ((long long)h * T + i) * T : 0;
+    const int *m = mask ? mask + (long long)b * T : 0;
+    float *p = probs + row * T;
+    float mx = -RT_INF;
+    for (int j = lane; j < T; j += 32)
+        if (!m || m[j]) mx = fmaxf(mx, s[j] + (bi ? bi[j] : 0.0f));
+    mx = warp_max(mx);
+    if (mx == -RT_INF) {
+        for (int j = lane; j < T; j += 32) p[j] = 0.0f;
+        return;
+    }
+    float sum = 0.0f;
+    for (int j = lane; j < T; j += 32) {
+        float x = (!m || m[j]) ? expf(s[j] + (bi ? bi[j] : 0.0f) - mx) : 0.0f;
+        p[j] = x;
+        sum += x;
+    }
+    const float inv = 1.0f / warp_sum(sum);
+    for (int j = lane; j < T; j += 32) p[j] *= inv;
+}
+
+// dscores = probs ⊙ (dprobs − Σ_j probs·dprobs), rows of length T.
+extern "C" __global__ void masked_softmax_backward(float *dscores, const float *dprobs, const float *probs,
+                                                   long long rows, int T) {
+    const long long row = (blockIdx.x * (long long)blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const float *p = probs + row * T, *dp = dprobs + row * T;
+    float dot = 0.0f;
+    for (int j = lane; j < T; j += 32) dot += p[j] * dp[j];
+    dot = warp_sum(dot);
+    float *ds = dscores + row * T;
+    for (int j = lane; j < T; j += 32) ds[j] = p[j] * (dp[j] - dot);
+}

@@ -1,0 +1,75 @@
+// backend-check: every Backend op and the model cases on a device, against the CPU backend
+// (as ggml's test-backend-ops). `swift test` runs the same cases through XCTest; this
+// executable is what scripts/gpu-check runs on a GPU machine, where there is no Swift.
+//   backend-check [--backend cuda|cpu] [--precision fp32|tf32] [--golden DIR] [--assets DIR] [--filter TEXT]
+// Exit status 0: every check passed (or was skipped, and says so); 1: a check failed; 2: usage.
+import Backend
+import Conformance
+import Foundation
+
+func usage() -> Never {
+    print("""
+        usage: backend-check [--backend cuda|cpu] [--precision fp32|tf32] [--golden DIR] [--assets DIR] [--filter TEXT]
+          --backend    the backend to check against the CPU reference (default cuda)
+          --precision  GPU matmul precision (default fp32; tf32 needs looser tolerances and is expected to fail some)
+          --golden     Tests/Golden (tiny BERT/MPNet fixtures; default: beside the executable, then the source tree)
+          --assets     folder with all-MiniLM-L6-v2 (default $RETORT_ASSETS or ~/.cache/retort/assets)
+          --filter     only cases whose name contains TEXT
+        """)
+    exit(2)
+}
+
+var backendName = "cuda", precision = MatmulPrecision.fp32, filter: String?
+let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+let sourceGolden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Tests/Golden").path
+var golden = FileManager.default.fileExists(atPath: here + "/Golden") ? here + "/Golden" : sourceGolden
+var assets = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
+var arguments = Array(CommandLine.arguments.dropFirst())
+while !arguments.isEmpty {
+    let flag = arguments.removeFirst()
+    guard flag != "-h" && flag != "--help" else { usage() }
+    guard let value = arguments.first else { usage() }
+    arguments.removeFirst()
+    switch flag {
+    case "--backend": backendName = value
+    case "--precision": guard let p = MatmulPrecision(rawValue: value) else { usage() }; precision = p
+    case "--golden": golden = value
+    case "--assets": assets = value
+    case "--filter": filter = value
+    default: usage()
+    }
+}
+
+let reference: Backend
+let candidate: Backend
+do {
+    reference = try CPUBackend()
+    switch backendName {
+    case "cuda": candidate = try CUDABackend(precision: precision)
+    case "cpu": candidate = try CPUBackend()   // a second CPU backend: checks the harness itself
+    default: usage()
+    }
+} catch {
+    print("backend-check: \(error)")
+    exit(1)
+}
+print("reference: cpu: \(reference.summary)")
+print("candidate: \(candidate.kind): \(candidate.summary)")
+
+var results: [CheckResult] = []
+for c in OpCases.all where filter.map({ c.name.contains($0) }) ?? true {
+    let r = Conformance.run(c, candidate: candidate, reference: reference)
+    for x in r where !x.passed { print("FAIL \(x.name): \(x.detail)") }
+    print("\(r.allSatisfy(\.passed) ? "ok  " : "FAIL") \(c.name) (\(r.count) outputs)")
+    results += r
+}
+if filter == nil || "model".contains(filter!) || filter!.contains("model") {
+    for r in ModelCases.run(candidate: candidate, reference: reference, golden: golden, assets: assets) {
+        print("\(r.skipped ? "skip" : r.passed ? "ok  " : "FAIL") \(r.name): \(r.detail)")
+        results.append(r)
+    }
+}
+let failed = results.filter { !$0.passed }.count, skipped = results.filter(\.skipped).count
+print("backend-check: \(results.count - failed - skipped) passed, \(failed) failed, \(skipped) skipped")
+exit(failed == 0 ? 0 : 1)
