@@ -9,7 +9,7 @@ PYDEPS     := $(DEPS)/python
 NVRTC_WHEEL := nvidia-cuda-nvrtc==13.5.37
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build release test demo perf deps openblas nvrtc assets clean
+.PHONY: all build release test demo perf deps openblas nvrtc assets clean gpu-check
 
 all: build
 
@@ -47,6 +47,8 @@ release: openblas
 ## this CPU would pick), then everything at the native level.
 OP_TESTS := BackendTests.(DenseTests|AttentionTests|LossAndLoRATests|AvailabilityTests)
 test: deps
+	@echo "== CBackend's CUDA declarations against NVIDIA's headers (exit 2: headers not downloadable, skipped) =="
+	@scripts/check-cuda-headers || test $$? -eq 2
 	$(SWIFT) build --build-tests
 	@for level in 1 3; do echo "== op tests, CPU kernel level $$level =="; \
 	  RETORT_CPU_LEVEL=$$level $(SWIFT) test --skip-build --disable-swift-testing --filter '$(OP_TESTS)' 2>&1 \
@@ -85,6 +87,10 @@ demo: release
 	$(RETORT) compare $(DEMO)/teacher $(DEMO)/tinybert-odd $(DEMO)/tinybert-even $(DEMO)/tinybert-lora $(DEMO)/distilbert \
 	  --test $(ASSETS)/polarity/test.csv --text-column 1 --label-column 0 --max-length 64 --out $(DEMO)
 	@echo "open $(DEMO)/report.html in a browser for the loss curves and the accuracy/latency chart"
+
+## Static binaries + OpenBLAS + fixtures for a GPU machine without Swift: dist/gpu-check (run its run.sh there).
+gpu-check: openblas
+	scripts/gpu-check build
 
 ## The full perf suite; PyTorch references when `import torch` works ($$RETORT_PERF_PYTHON picks the interpreter).
 perf: release

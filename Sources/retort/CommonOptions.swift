@@ -24,11 +24,14 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "auto, cpu or cuda.")
     var device: Devices.Choice = .auto
 
+    @Option(name: .long, help: "GPU matmul precision: fp32 (as the CPU) or tf32 (tensor cores; faster, ~1e-3 relative error).")
+    var precision: MatmulPrecision = .fp32
+
     @Option(name: .long, help: "CPU threads (default: all the CPUs this process may use).")
     var threads: Int?
 
     func backend() throws -> Backend {
-        let (backend, note) = try Devices.makeBackend(device, threads: threads)
+        let (backend, note) = try Devices.makeBackend(device, threads: threads, precision: precision)
         if let note { printError("retort: \(note)") }
         printError("retort: \(backend.kind): \(backend.summary)")
         return backend
@@ -36,6 +39,7 @@ struct DeviceOptions: ParsableArguments {
 }
 
 extension Devices.Choice: ExpressibleByArgument {}
+extension MatmulPrecision: ExpressibleByArgument {}
 
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
