@@ -112,12 +112,17 @@ public final class CUDABackend: Backend {
         precondition(a.dtype == .f32 && b.dtype == .f32 && c.dtype == .f32, "matmul needs f32 tensors")
         device.makeCurrent()
         if let bias { precondition(bias.count == g.n && g.ldc == g.n, "bias needs n elements and packed C") }
-        if let bias, g.batch == 1 {
+        guard g.m > 0 && g.n > 0 && g.batch > 0 else { return }
+        if g.k == 0 {   // an empty product: C = beta·C (+ bias), as sgemm does
+            precondition(g.ldc == g.n, "an empty matmul needs packed C")
+            for i in 0..<g.batch { scale(c.slice(i * g.strideC, g.m * g.n), count: g.m * g.n, by: g.beta) }
+        } else if let bias, g.batch == 1, ptr(bias) % 16 == 0 {   // the epilogue wants a 16-byte-aligned bias
             gemm.run(c: ptr(c), a: ptr(a), b: ptr(b), bias: ptr(bias), g)
             return
+        } else {
+            gemm.run(c: ptr(c), a: ptr(a), b: ptr(b), bias: nil, g)
         }
-        gemm.run(c: ptr(c), a: ptr(a), b: ptr(b), bias: nil, g)
-        if let bias {   // batched: every matrix of the batch gets the bias
+        if let bias {   // batched, misaligned or empty: every matrix of the batch gets the bias
             for i in 0..<g.batch {
                 let rows = c.slice(i * g.strideC, g.m * g.n)
                 launch("bias.cu", "bias_add", elements: g.m * g.n, .tensor(rows), .tensor(bias), .int64(g.m), .int32(g.n))
@@ -218,6 +223,7 @@ public final class CUDABackend: Backend {
                                   out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor,
                                   mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         s.check([dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: dScores, mask: mask, bias: bias ?? dBias)
+        precondition(s.headSize <= 128, "the CUDA attention kernel supports head sizes up to 128")
         let D = scratch("attention.D", s.rows)
         let shape: [KernelArg] = [.tensor(mask), .tensor(bias), .int32(s.batch), .int32(s.length), .int32(s.heads),
                                   .int32(s.headSize), .float(s.scale), .float(s.dropout), .uint64(s.seed)]
@@ -403,6 +409,7 @@ public final class CUDABackend: Backend {
     }
 
     private func launch(_ file: String, _ name: String, grid: Int, block: Int, blockY: Int = 1, _ args: [KernelArg]) {
+        guard grid > 0 else { return }   // nothing to do (an empty tensor)
         let fn: rt_CUfunction
         do { fn = try kernels.function(file, name) } catch { fatalError("retort: \(error)") }
         device.makeCurrent()

@@ -62,7 +62,10 @@ public enum OpCases {
             let c2 = try x.zeros(2 * m * n)
             let a2 = try x.floats(2 * m * k), b2 = try x.floats(2 * k * n)
             backend.matmul(c2, a2, b2, bias: bias.slice(0, n), Gemm(m: m, n: n, k: k, transB: false, batch: 2))
-            return [("C", backend.floats(c)), ("C batched", backend.floats(c2))]
+            // An empty product (k = 0): C = beta·C + bias, as BLAS defines it.
+            let c3 = try x.floats(m * n)
+            backend.matmul(c3, a, b, bias: bias.slice(0, n), Gemm(m: m, n: n, k: 0, beta: 0.5, lda: 1))
+            return [("C", backend.floats(c)), ("C batched", backend.floats(c2)), ("C of an empty product", backend.floats(c3))]
         },
         OpCase(name: "biasBackward", atol: 1e-4, rtol: 1e-4) { backend in
             var x = Inputs(backend, seed: 3)

@@ -58,6 +58,12 @@ final class DenseTests: XCTestCase {
             let y = try backend.zeros(3 * 96)
             backend.matmul(y, try backend.upload(x), try backend.upload(w), bias: try backend.upload(hb), h)
             assertClose(backend.floats(y), referenceGemm(x, w, [Float](repeating: 0, count: 288), h, bias: hb), "\(backend.kind) split matmul")
+            // An empty product (k = 0) is C = beta·C + bias.
+            let e = Gemm(m: 3, n: 4, k: 0, beta: 0.5, lda: 1)
+            let c0 = rng.floats(12)
+            let z = try backend.upload(c0)
+            backend.matmul(z, try backend.upload(a), try backend.upload(b), bias: try backend.upload(bias), e)
+            assertClose(backend.floats(z), (0..<12).map { 0.5 * c0[$0] + bias[$0 % 4] }, "\(backend.kind) empty matmul")
         }
     }
 
