@@ -3,6 +3,7 @@
 // ConformanceTests.swift) and by the `backend-check` executable, which scripts/gpu-check
 // carries to a GPU machine (no Swift there, so no XCTest).
 import Backend
+import Foundation
 
 public struct CheckResult: Sendable {
     public let name: String
@@ -50,8 +51,3 @@ public enum Conformance {
         x == 0 ? "0" : x < 1e-3 || x >= 1e4 ? String(format: "%.2e", x) : String(format: "%.5f", x)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif
-import Foundation

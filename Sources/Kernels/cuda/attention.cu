@@ -25,6 +25,21 @@ __device__ __forceinline__ float row_dot(const float *x, const float *y, int HS)
     return s;
 }
 
+// acc[t] (head dimension lane + 32t) += Σ_jj w_jj · rows[jj][d] over the `count` rows of a chunk:
+// lane jj holds w_jj; rows[jj] starts at rows + jj·C. Zero weights are skipped (warp-uniform).
+__device__ __forceinline__ void add_weighted_rows(float acc[MAX_HS / 32], float w, const float *rows, int count, int C,
+                                                  int HS, int lane) {
+    for (int jj = 0; jj < count; jj++) {
+        const float wj = __shfl_sync(0xffffffffu, w, jj);
+        if (wj == 0.0f) continue;
+        const float *r = rows + (long long)jj * C;
+        for (int t = 0; t < MAX_HS / 32; t++) {
+            const int d = lane + 32 * t;
+            if (d < HS) acc[t] += wj * r[d];
+        }
+    }
+}
+
 extern "C" __global__ void attention_forward(float *out, float *lse, float *scores, const float *q, const float *k,
                                              const float *v, const int *mask, const float *bias, int B, int T, int NH,
                                              int HS, float scale, float dropout, unsigned long long seed) {
@@ -59,16 +74,7 @@ extern "C" __global__ void attention_forward(float *out, float *lse, float *scor
         m = m_new;
         if (dropout > 0.0f && valid) p *= rt_keep(key, (unsigned long long)row * T + j, dropout) ? keep_scale : 0.0f;
         for (int t = 0; t < MAX_HS / 32; t++) acc[t] *= correction;
-        const int count = T - j0 < 32 ? T - j0 : 32;
-        for (int jj = 0; jj < count; jj++) {
-            const float pj = __shfl_sync(0xffffffffu, p, jj);
-            if (pj == 0.0f) continue;
-            const float *vr = v + head + (long long)(j0 + jj) * C;
-            for (int t = 0; t < MAX_HS / 32; t++) {
-                const int d = lane + 32 * t;
-                if (d < HS) acc[t] += pj * vr[d];
-            }
-        }
+        add_weighted_rows(acc, p, v + head + (long long)j0 * C, T - j0 < 32 ? T - j0 : 32, C, HS, lane);
     }
     float *o = out + head + (long long)i * C;
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
@@ -120,16 +126,7 @@ extern "C" __global__ void attention_backward_query(float *dq, float *dbias, flo
                 if (dscores) ds += dscores[row * T + j];
                 if (dbias) atomicAdd(&dbias[((long long)h * T + i) * T + j], ds);
             }
-            const int count = T - j0 < 32 ? T - j0 : 32;
-            for (int jj = 0; jj < count; jj++) {
-                const float dsj = __shfl_sync(0xffffffffu, ds, jj);
-                if (dsj == 0.0f) continue;
-                const float *kr = k + head + (long long)(j0 + jj) * C;
-                for (int t = 0; t < MAX_HS / 32; t++) {
-                    const int d = lane + 32 * t;
-                    if (d < HS) acc[t] += dsj * kr[d];
-                }
-            }
+            add_weighted_rows(acc, ds, k + head + (long long)j0 * C, T - j0 < 32 ? T - j0 : 32, C, HS, lane);
         }
     }
     for (int t = 0; t < MAX_HS / 32; t++) {
@@ -173,14 +170,8 @@ extern "C" __global__ void attention_backward_key(float *dk, float *dv, const fl
                 if (dscores) ds += dscores[qrow * T + j];
             }
             const int count = T - i0 < 32 ? T - i0 : 32;
-            for (int ii = 0; ii < count; ii++) {
-                const float pi = __shfl_sync(0xffffffffu, pd, ii), dsi = __shfl_sync(0xffffffffu, ds, ii);
-                const float *qr = q + head + (long long)(i0 + ii) * C, *dor = dout + head + (long long)(i0 + ii) * C;
-                for (int t = 0; t < MAX_HS / 32; t++) {
-                    const int d = lane + 32 * t;
-                    if (d < HS) { dva[t] += pi * dor[d]; dka[t] += dsi * qr[d]; }
-                }
-            }
+            add_weighted_rows(dva, pd, dout + head + (long long)i0 * C, count, C, HS, lane);
+            add_weighted_rows(dka, ds, q + head + (long long)i0 * C, count, C, HS, lane);
         }
     }
     for (int t = 0; t < MAX_HS / 32; t++) {
