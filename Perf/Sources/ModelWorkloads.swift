@@ -60,8 +60,7 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
         var loss = DistillationLoss(layerMap: .uniform(student: 3, teacher: 6))
         loss.stage = stage
         let objective = try DistillationObjective(teacher: teacher, student: student, loss: loss, maxBatch: B, seed: 1)
-        let a = try BertActivations(config: student.model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend,
-                                    keepScores: objective.studentScoreLayers)
+        let a = try BertActivations(config: student.model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
         var state: UInt64 = 7
         let encodings = (0..<B).map { _ -> Encoding in
             let ids = (0..<T).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 19000) }

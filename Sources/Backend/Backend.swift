@@ -17,6 +17,7 @@ public protocol Backend: AnyObject {
     func copy(_ dst: Tensor, _ src: Tensor)
     func fill(_ dst: Tensor, _ value: Float)
     func synchronize()
+    var memoryUse: MemoryUse { get }
     // Dense: C = alpha·op(A)·op(B) + beta·C (+ bias[n] per row), strided-batched
     func matmul(_ c: Tensor, _ a: Tensor, _ b: Tensor, bias: Tensor?, _ g: Gemm)
     func biasBackward(_ dBias: Tensor, dOut: Tensor, rows: Int, channels: Int)
@@ -37,9 +38,12 @@ public protocol Backend: AnyObject {
     // Attention: fused (scale, mask, bias, softmax, ·V in one pass), and the unfused softmax piece
     func attentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
                           mask: Tensor?, bias: Tensor?, _ s: AttentionShape)
-    func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: Tensor?,
+    func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: ScoreGradient?,
                            out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor,
                            mask: Tensor?, bias: Tensor?, _ s: AttentionShape)
+    // TinyBERT's attention-score MSE against `target`, fused (its gradient: dScores .scoreMSE)
+    func attentionScoreLoss(_ loss: Tensor, q: Tensor, k: Tensor, mask: Tensor?, bias: Tensor?, target: ScoreTarget,
+                            _ s: AttentionShape)
     func maskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape)
     func maskedSoftmaxBackward(dScores: Tensor, dProbs: Tensor, probs: Tensor, _ s: AttentionShape)
     // LoRA branch: y += scale·(drop(x)·Aᵀ)·Bᵀ, xa saved; backward: dx accumulates
@@ -82,6 +86,16 @@ public extension Backend {
         var out = [Float](repeating: 0, count: t.count)
         out.withUnsafeMutableBytes { download($0, t) }
         return out
+    }
+}
+
+/// Bytes held for live tensors (now and at the peak), what the backend has reserved beyond that
+/// (the CUDA pool's cache), and what it could still get: the device's free memory plus that cache
+/// on CUDA, the kernel's MemAvailable on the CPU.
+public struct MemoryUse: Sendable {
+    public var inUse, peak, reserved, available: Int
+    public init(inUse: Int, peak: Int, reserved: Int, available: Int) {
+        self.inUse = inUse; self.peak = peak; self.reserved = reserved; self.available = available
     }
 }
 

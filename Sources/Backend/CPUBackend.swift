@@ -1,6 +1,7 @@
 // The CPU backend: OpenBLAS sgemm for matmuls (loaded at run time with the kernels Retort
 // chose from CPUID), our C kernels (Sources/Kernels/cpu) for everything else.
 import CBackend
+import Foundation
 import Kernels
 
 #if canImport(Glibc)
@@ -17,6 +18,8 @@ public final class CPUBackend: Backend {
     let blasThreads: Int32
     /// Matmuls with at most this many rows are split over Retort's pool (see matmul).
     static let smallRows = 256
+    /// Bytes of live allocations, and their peak.
+    private let counter = ByteCounter()
 
     public init(threads: Int? = nil) throws {
         if let threads { rt_set_num_threads(Int32(threads)) }
@@ -37,10 +40,27 @@ public final class CPUBackend: Backend {
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
             throw BackendError("out of memory: could not allocate \(bytes) bytes on the cpu")
         }
-        let buffer = DeviceBuffer(address: UInt(bitPattern: raw), count: count, dtype: dtype) { address in
+        counter.add(bytes)
+        let buffer = DeviceBuffer(address: UInt(bitPattern: raw), count: count, dtype: dtype) { [counter] address in
             free(UnsafeMutableRawPointer(bitPattern: address))
+            counter.add(-bytes)
         }
         return Tensor(buffer)
+    }
+
+    public var memoryUse: MemoryUse {
+        let (inUse, peak) = counter.values
+        return MemoryUse(inUse: inUse, peak: peak, reserved: 0, available: Self.availableMemory())
+    }
+
+    /// MemAvailable from /proc/meminfo (Linux), else the physical memory.
+    static func availableMemory() -> Int {
+        if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+           let kB = Int(line.split(separator: " ").dropFirst().first ?? "") {
+            return kB * 1024
+        }
+        return Int(ProcessInfo.processInfo.physicalMemory)
     }
 
     public func upload(_ dst: Tensor, _ src: UnsafeRawBufferPointer) {
@@ -165,13 +185,36 @@ public final class CPUBackend: Backend {
                              Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale, s.dropout, s.seed)
     }
 
-    public func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: Tensor?,
+    public func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: ScoreGradient?,
                                   out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor,
                                   mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        s.check([dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: dScores, mask: mask, bias: bias ?? dBias)
-        rt_attention_backward(f(dq), f(dk), f(dv), f(dBias), f(dOut), f(dScores), f(out), f(lse), f(q), f(k), f(v),
-                              i(mask), f(bias), Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale,
-                              s.dropout, s.seed)
+        s.check([dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: nil, mask: mask, bias: bias ?? dBias)
+        s.check(dScores)
+        var dense: Tensor?, target = rt_score_target(), fused = false
+        switch dScores {
+        case .dense(let t): dense = t
+        case .scoreMSE(let t, let gradScale):
+            (target, fused) = (scoreTarget(t, weight: s.scoreMSEWeight(gradScale: gradScale)), true)
+        case nil: break
+        }
+        withUnsafePointer(to: &target) { pointer in
+            rt_attention_backward(f(dq), f(dk), f(dv), f(dBias), f(dOut), f(dense), fused ? pointer : nil,
+                                  f(out), f(lse), f(q), f(k), f(v), i(mask), f(bias), Int32(s.batch), Int32(s.length),
+                                  Int32(s.heads), Int32(s.headSize), s.scale, s.dropout, s.seed)
+        }
+    }
+
+    public func attentionScoreLoss(_ loss: Tensor, q: Tensor, k: Tensor, mask: Tensor?, bias: Tensor?, target: ScoreTarget,
+                                   _ s: AttentionShape) {
+        s.check([q, k], lse: nil, scores: nil, mask: mask, bias: bias)
+        s.check(target)
+        var t = scoreTarget(target, weight: 0)
+        rt_attention_score_loss(f(loss), f(q), f(k), i(mask), f(bias), &t, Int32(s.batch), Int32(s.length), Int32(s.heads),
+                                Int32(s.headSize), s.scale)
+    }
+
+    private func scoreTarget(_ t: ScoreTarget, weight: Float) -> rt_score_target {
+        rt_score_target(q: f(t.q), k: f(t.k), bias: f(t.bias), HS: Int32(t.headSize), scale: t.scale, weight: weight)
     }
 
     public func maskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
@@ -278,5 +321,22 @@ public final class CPUBackend: Backend {
         guard let t else { return nil }
         precondition(t.dtype == .i32, "expected an i32 tensor, got \(t.dtype)")
         return raw(t).assumingMemoryBound(to: Int32.self)
+    }
+}
+
+/// A thread-safe count of bytes in use and its peak.
+final class ByteCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var inUse = 0, peak = 0
+    func add(_ bytes: Int) {
+        lock.lock()
+        inUse += bytes
+        peak = max(peak, inUse)
+        lock.unlock()
+    }
+    var values: (inUse: Int, peak: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (inUse, peak)
     }
 }

@@ -35,7 +35,13 @@ public final class CUDABackend: Backend {
     }
 
     /// Bytes held by live tensors now and at most so far, and obtained from the driver.
-    public var memoryUse: (inUse: Int, peak: Int, reserved: Int) { (pool.inUseBytes, pool.peakInUseBytes, pool.reservedBytes) }
+    /// The cuBLASLt workspace every matmul may use (allocated at start-up).
+    public static var matmulWorkspaceBytes: Int { CUDAMatmul.workspaceBytes }
+
+    public var memoryUse: MemoryUse {
+        MemoryUse(inUse: pool.inUseBytes, peak: pool.peakInUseBytes, reserved: pool.reservedBytes,
+                  available: device.freeMemory.free + pool.reservedBytes - pool.inUseBytes)
+    }
 
     // MARK: memory
 
@@ -219,20 +225,47 @@ public final class CUDABackend: Backend {
                .uint64(s.seed))
     }
 
-    public func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: Tensor?,
+    public func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: ScoreGradient?,
                                   out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor,
                                   mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        s.check([dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: dScores, mask: mask, bias: bias ?? dBias)
+        s.check([dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: nil, mask: mask, bias: bias ?? dBias)
+        s.check(dScores)
         precondition(s.headSize <= 128, "the CUDA attention kernel supports head sizes up to 128")
+        var dense: Tensor?, target: [KernelArg] = [.tensor(nil), .tensor(nil), .tensor(nil), .int32(0), .float(0), .float(0)]
+        switch dScores {
+        case .dense(let t): dense = t
+        case .scoreMSE(let t, let gradScale): target = scoreTargetArgs(t, weight: s.scoreMSEWeight(gradScale: gradScale))
+        case nil: break
+        }
         let D = scratch("attention.D", s.rows)
         let shape: [KernelArg] = [.tensor(mask), .tensor(bias), .int32(s.batch), .int32(s.length), .int32(s.heads),
                                   .int32(s.headSize), .float(s.scale), .float(s.dropout), .uint64(s.seed)]
         launch("attention.cu", "attention_backward_query", grid: (s.rows + 3) / 4, block: 128,
-               [.tensor(dq), .tensor(dBias), .tensor(D), .tensor(dOut), .tensor(dScores), .tensor(out), .tensor(lse),
-                .tensor(q), .tensor(k), .tensor(v)] + shape)
+               [.tensor(dq), .tensor(dBias), .tensor(D), .tensor(dOut), .tensor(dense), .tensor(out), .tensor(lse),
+                .tensor(q), .tensor(k), .tensor(v)] + shape + target)
         launch("attention.cu", "attention_backward_key", grid: (s.rows + 3) / 4, block: 128,
-               [.tensor(dk), .tensor(dv), .tensor(dOut), .tensor(dScores), .tensor(lse), .tensor(D), .tensor(q), .tensor(k),
-                .tensor(v)] + shape)
+               [.tensor(dk), .tensor(dv), .tensor(dOut), .tensor(dense), .tensor(lse), .tensor(D), .tensor(q), .tensor(k),
+                .tensor(v)] + shape + target)
+    }
+
+    public func attentionScoreLoss(_ loss: Tensor, q: Tensor, k: Tensor, mask: Tensor?, bias: Tensor?, target: ScoreTarget,
+                                   _ s: AttentionShape) {
+        s.check([q, k], lse: nil, scores: nil, mask: mask, bias: bias)
+        s.check(target)
+        precondition(s.headSize <= 128, "the CUDA attention kernel supports head sizes up to 128")
+        let partial = scratch("attention.scoreLoss", 2 * s.rows)   // doubles
+        launch("attention.cu", "attention_score_loss_rows", grid: (s.rows + 3) / 4, block: 128,
+               [.tensor(partial), .tensor(q), .tensor(k), .tensor(mask), .tensor(bias), .tensor(target.q), .tensor(target.k),
+                .tensor(target.bias), .int32(s.batch), .int32(s.length), .int32(s.heads), .int32(s.headSize), .float(s.scale),
+                .int32(target.headSize), .float(target.scale)])
+        launch("losses.cu", "mean_finish_double", grid: 1, block: 256, .tensor(loss), .tensor(partial), .int32(s.rows),
+               .float(Float(s.scores)))
+    }
+
+    /// tq, tk, tbias, tHS, tscale, tweight: the attention kernels' score-target arguments.
+    private func scoreTargetArgs(_ t: ScoreTarget, weight: Float) -> [KernelArg] {
+        precondition(t.headSize <= 128, "the CUDA attention kernel supports head sizes up to 128")
+        return [.tensor(t.q), .tensor(t.k), .tensor(t.bias), .int32(t.headSize), .float(t.scale), .float(weight)]
     }
 
     public func maskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {

@@ -68,6 +68,30 @@ public struct AttentionShape: Sendable {
     public var rows: Int { batch * heads * length }
 }
 
+/// TinyBERT's attention-score distillation target: another model's pre-softmax scores for the same
+/// batch, mask and heads — scale·q·kᵀ + bias, 0 at masked keys — recomputed tile by tile inside
+/// the attention kernels from its q, k [B,T,NH·headSize] and bias [NH,T,T], so that no [B,NH,T,T]
+/// tensor exists on either side. `scale` defaults to 1/√headSize.
+public struct ScoreTarget {
+    public var q, k: Tensor
+    public var bias: Tensor?
+    public var headSize: Int
+    public var scale: Float
+    public init(q: Tensor, k: Tensor, bias: Tensor?, headSize: Int, scale: Float? = nil) {
+        self.q = q; self.k = k; self.bias = bias; self.headSize = headSize
+        self.scale = scale ?? 1 / Float(headSize).squareRoot()
+    }
+}
+
+/// A gradient arriving at an attention's pre-softmax scores (masked keys get none).
+public enum ScoreGradient {
+    /// [B,NH,T,T] (the unfused path: a loss computed on stored scores).
+    case dense(Tensor)
+    /// The gradient of gradScale·attentionScoreLoss(…, target): gradScale·2/(B·NH·T·T)·(S − S_target),
+    /// computed tile by tile.
+    case scoreMSE(ScoreTarget, gradScale: Float)
+}
+
 /// The low-rank branch y += scale·(dropout(x)·Aᵀ)·Bᵀ of a linear layer, PEFT semantics.
 public struct LoRAShape: Sendable {
     public var rows, inFeatures, outFeatures, rank: Int   // N, In, Out, R
@@ -91,14 +115,31 @@ public struct AdamW: Sendable {
 
 // Operand checks shared by every backend (sizes are the caller's promise; a mismatch is a bug).
 extension AttentionShape {
-    func check(_ activations: [Tensor], lse: Tensor, scores: Tensor?, mask: Tensor?, bias: Tensor?) {
+    func check(_ activations: [Tensor], lse: Tensor?, scores: Tensor?, mask: Tensor?, bias: Tensor?) {
         for t in activations { precondition(t.count == self.activations, "attention tensor is not B·T·C") }
-        precondition(lse.count == rows, "lse is not B·NH·T")
+        precondition(lse == nil || lse!.count == rows, "lse is not B·NH·T")
         precondition(scores == nil || scores!.count == self.scores, "scores are not B·NH·T·T")
         precondition(mask == nil || (mask!.count == batch * length && mask!.dtype == .i32), "mask is not int32 B·T")
         precondition(bias == nil || bias!.count == heads * length * length, "bias is not NH·T·T")
         precondition(dropout >= 0 && dropout < 1, "attention dropout must be in [0, 1)")
     }
+
+    func check(_ target: ScoreTarget) {
+        let count = batch * length * heads * target.headSize
+        precondition(target.q.count == count && target.k.count == count, "score target q, k are not B·T·NH·HS")
+        precondition(target.bias == nil || target.bias!.count == heads * length * length, "score target bias is not NH·T·T")
+    }
+
+    func check(_ gradient: ScoreGradient?) {
+        switch gradient {
+        case .dense(let t): precondition(t.count == scores, "dScores are not B·NH·T·T")
+        case .scoreMSE(let target, _): check(target)
+        case nil: break
+        }
+    }
+
+    /// The gradient factor of gradScale·(mean of squares over B·NH·T·T).
+    func scoreMSEWeight(gradScale: Float) -> Float { scores > 0 ? 2 * gradScale / Float(scores) : 0 }
 }
 
 extension LoRAShape {

@@ -150,7 +150,7 @@ public enum OpCases {
                 let dq = try x.zeros(s.activations), dk = try x.zeros(s.activations), dv = try x.zeros(s.activations)
                 let dBias = try x.floats(NH * T * T)
                 backend.attentionForward(out, lse: lse, scores: scores, q: q, k: k, v: v, mask: mask, bias: bias, s)
-                backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dOut, dScores: dScores, out: out, lse: lse,
+                backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dOut, dScores: .dense(dScores), out: out, lse: lse,
                                           q: q, k: k, v: v, mask: mask, bias: bias, s)
                 let lseValues = backend.floats(lse).map { $0.isInfinite ? Float(1e30) : $0 }
                 outputs += [("out p=\(dropout)", backend.floats(out)), ("lse p=\(dropout)", lseValues),
@@ -168,6 +168,23 @@ public enum OpCases {
                                       q: q, k: k, v: v, mask: nil, bias: nil, s)
             return outputs + [("plain out", backend.floats(out)), ("plain dq", backend.floats(dq)), ("plain dk", backend.floats(dk)),
                               ("plain dv", backend.floats(dv))]
+        }
+    } + [(3, 37, 2, 32, 16), (2, 70, 3, 64, 64)].map { B, T, NH, HS, tHS in
+        OpCase(name: "attention-score distillation, fused: B=\(B) T=\(T) NH=\(NH) HS=\(HS) target HS=\(tHS)", atol: 2e-5, rtol: 2e-4) { backend in
+            var x = Inputs(backend, seed: UInt64(T * 10 + tHS))
+            let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS, dropout: 0.1, seed: 7)
+            let q = try x.floats(s.activations), k = try x.floats(s.activations), v = try x.floats(s.activations)
+            let mask = try x.ints(keyMask(batch: B, length: T)), bias = try x.floats(NH * T * T), tBias = try x.floats(NH * T * T)
+            let target = ScoreTarget(q: try x.floats(B * T * NH * tHS, -2, 2), k: try x.floats(B * T * NH * tHS), bias: tBias, headSize: tHS)
+            let out = try x.zeros(s.activations), lse = try x.zeros(s.rows), dOut = try x.floats(s.activations), loss = try x.zeros(1)
+            let dq = try x.zeros(s.activations), dk = try x.zeros(s.activations), dv = try x.zeros(s.activations)
+            let dBias = try x.zeros(NH * T * T)
+            backend.attentionForward(out, lse: lse, scores: nil, q: q, k: k, v: v, mask: mask, bias: bias, s)
+            backend.attentionScoreLoss(loss, q: q, k: k, mask: mask, bias: bias, target: target, s)
+            backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dOut, dScores: .scoreMSE(target, gradScale: 3),
+                                      out: out, lse: lse, q: q, k: k, v: v, mask: mask, bias: bias, s)
+            return [("loss", backend.floats(loss)), ("dq", backend.floats(dq)), ("dk", backend.floats(dk)), ("dv", backend.floats(dv)),
+                    ("dBias", backend.floats(dBias))]
         }
     } + [
         OpCase(name: "masked softmax forward/backward", atol: 1e-6, rtol: 1e-5) { backend in

@@ -1,18 +1,24 @@
 // Every activation BERT's forward saves for its backward, and the backward's scratch, allocated
 // once for a maximum (batch, length): a step allocates nothing. Smaller batches use prefixes.
 // An inference arena (a teacher, evaluation) shares one set of per-layer buffers between the
-// layers and has no backward scratch: it keeps only the hidden states (and the attention scores
-// of the layers asked for), which is all distillation losses read.
+// layers and has no backward scratch: it keeps only the hidden states (and the queries and keys
+// of the layers asked for, from which the fused attention-score loss recomputes the scores),
+// which is all distillation losses read.
 import Backend
 
 public final class BertActivations {
     public struct Layer {
-        public let q, k, v, context, lse, residual1, attended, mean1, rstd1, preGelu, gelu, residual2, mean2, rstd2: Tensor
+        public internal(set) var q, k, v, context, lse, residual1, attended, mean1, rstd1, preGelu, gelu, residual2, mean2, rstd2: Tensor
     }
 
     public let maxBatch, maxLength: Int
     /// Forward only: no backward is possible.
     public let inference: Bool
+    /// Inference arenas: the layers whose queries and keys survive the forward.
+    let keptQueryKey: Set<Int>
+    /// Training arenas: one GELU output buffer shared by the layers, recomputed in backward from
+    /// the pre-activation (saves B·T·intermediate floats per layer but one).
+    public let recomputeGelu: Bool
     public private(set) var batch = 0, length = 0
     var trainingSeed: UInt64?   // set by a training forward: backward replays its dropout
     // Inputs
@@ -22,8 +28,6 @@ public final class BertActivations {
     let hidden: [Tensor]          // hidden[0] = embeddings output, hidden[l + 1] = layer l output
     let layers: [Layer]
     let poolerPre, pooled, pooledDropped, logits: Tensor
-    /// Pre-softmax attention scores [B,NH,T,T] of layer l, kept for distillation when asked for.
-    let scores: [Tensor?]
     /// MPNet: the relative position bias [NH,T,T], its gradient, and the bucket one-hot matrix
     /// [buckets, T·T] (rebuilt when the length changes).
     let positionBias, dPositionBias, bucketOneHot: Tensor?
@@ -35,31 +39,55 @@ public final class BertActivations {
     /// One float: the loss of the last backward, and scratch for scalar reductions.
     public let loss: Tensor
 
-    public init(config c: BertConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int, backend: Backend,
-                inference: Bool = false, keepScores: Set<Int> = []) throws {
+    public convenience init(config c: BertConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int, backend: Backend,
+                            inference: Bool = false, keepQueryKey: Set<Int> = [], recomputeGelu: Bool = false) throws {
+        try self.init(config: c, labels: classes, maxBatch: B, maxLength: T, inference: inference, keepQueryKey: keepQueryKey,
+                      recomputeGelu: recomputeGelu) { n, dtype in try backend.zeros(n, dtype) }
+    }
+
+    /// Bytes an arena of these sizes allocates (LoRA inputs, allocated at first use, not included):
+    /// the initialiser run with an allocator that only counts.
+    public static func bytes(config c: BertConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int,
+                             inference: Bool = false, keepQueryKey: Set<Int> = [], recomputeGelu: Bool = false) -> Int {
+        var total = 0
+        _ = try? BertActivations(config: c, labels: classes, maxBatch: B, maxLength: T, inference: inference, keepQueryKey: keepQueryKey,
+                                 recomputeGelu: recomputeGelu) { n, dtype in
+            total += max(n, 1) * dtype.size
+            return Tensor(DeviceBuffer(address: 0, count: n, dtype: dtype) { _ in })
+        }
+        return total
+    }
+
+    init(config c: BertConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int, inference: Bool, keepQueryKey: Set<Int>,
+         recomputeGelu: Bool, allocate: (Int, DType) throws -> Tensor) throws {
         maxBatch = B
         maxLength = T
         self.inference = inference
+        keptQueryKey = keepQueryKey
+        self.recomputeGelu = recomputeGelu && !inference
         let (C, FF, BT) = (c.hiddenSize, c.intermediateSize, inference ? 0 : B * T)
         let (Bt, BTt) = (B, B * T)   // sizes of what every arena holds (BT: backward scratch)
-        func f(_ n: Int) throws -> Tensor { try backend.zeros(n) }
-        func i(_ n: Int) throws -> Tensor { try backend.zeros(n, .i32) }
+        func f(_ n: Int) throws -> Tensor { try allocate(n, .f32) }
+        func i(_ n: Int) throws -> Tensor { try allocate(n, .i32) }
         ids = try i(BTt); positions = try i(BTt); types = try i(BTt); mask = try i(BTt); labels = try i(Bt)
         embedded = try f(BTt * C); embMean = try f(BTt); embRstd = try f(BTt)
         hidden = try (0...c.layers).map { _ in try f(BTt * C) }
-        func layer() throws -> Layer {
+        func layer(gelu: Tensor? = nil) throws -> Layer {
             Layer(q: try f(BTt * C), k: try f(BTt * C), v: try f(BTt * C), context: try f(BTt * C), lse: try f(Bt * c.heads * T),
                   residual1: try f(BTt * C), attended: try f(BTt * C), mean1: try f(BTt), rstd1: try f(BTt),
-                  preGelu: try f(BTt * FF), gelu: try f(BTt * FF), residual2: try f(BTt * C), mean2: try f(BTt), rstd2: try f(BTt))
+                  preGelu: try f(BTt * FF), gelu: try gelu ?? f(BTt * FF), residual2: try f(BTt * C), mean2: try f(BTt), rstd2: try f(BTt))
         }
-        if inference {
-            let shared = try layer()
-            layers = Array(repeating: shared, count: c.layers)
-        } else {
-            layers = try (0..<c.layers).map { _ in try layer() }
+        precondition(keepQueryKey.allSatisfy { (0..<c.layers).contains($0) }, "keepQueryKey: no such layer")
+        let first = try layer(), recompute = self.recomputeGelu
+        layers = try (0..<c.layers).map { l in
+            if inference {   // one set of buffers; the layers asked for get their own q and k
+                guard keepQueryKey.contains(l) else { return first }
+                var own = first
+                (own.q, own.k) = (try f(BTt * C), try f(BTt * C))
+                return own
+            }
+            return l == 0 ? first : try layer(gelu: recompute ? first.gelu : nil)
         }
-        guard keepScores.allSatisfy({ (0..<c.layers).contains($0) }) else { preconditionFailure("keepScores: no such layer") }
-        scores = try (0..<c.layers).map { keepScores.contains($0) ? try f(Bt * c.heads * T * T) : nil }
         if c.relativeBuckets > 0 {
             positionBias = try f(c.heads * T * T)
             dPositionBias = inference ? nil : try f(c.heads * T * T)

@@ -24,10 +24,13 @@ extension BertModel {
 
     /// Backpropagates given output gradients: `dLogits` [B, labels] (nil: the head is not used),
     /// `dHidden[i]` [B,T,C] into hidden state i (0 = embeddings output, l + 1 = layer l output) and
-    /// `dScores[l]` [B,NH,T,T] into layer l's pre-softmax attention scores. Parameter gradients
-    /// accumulate into `grads` (and the adapters' with LoRA).
-    public func backward(_ a: BertActivations, dLogits: Tensor?, dHidden injected: [Int: Tensor] = [:], dScores: [Int: Tensor] = [:]) {
+    /// `dScores[l]` into layer l's pre-softmax attention scores (a [B,NH,T,T] tensor, or the fused
+    /// attention-score MSE against another model's layer). Parameter gradients accumulate into
+    /// `grads` (and the adapters' with LoRA).
+    public func backward(_ a: BertActivations, dLogits: Tensor?, dHidden injected: [Int: Tensor] = [:],
+                         dScores: [Int: ScoreGradient] = [:]) {
         precondition(!a.inference, "backward needs a training arena (BertActivations inference: false)")
+        precondition(grads.count == layout.total, "backward needs a model with gradients (BertModel inference: false)")
         let c = config, b = backend
         let (B, T, C, FF) = (a.batch, a.length, c.hiddenSize, c.intermediateSize), BT = B * T
         let seed = a.trainingSeed, p: Float = seed == nil ? 0 : Float(c.hiddenDropout)   // seed: a training forward
@@ -85,6 +88,7 @@ extension BertModel {
             b.layerNormBackward(dx: dResidual, dWeight: g(prefix + "output.LayerNorm.weight"), dBias: g(prefix + "output.LayerNorm.bias"),
                                 dOut: dHidden, L.residual2.slice(0, BT * C), weight: w(prefix + "output.LayerNorm.weight"),
                                 mean: L.mean2.slice(0, BT), rstd: L.rstd2.slice(0, BT), rows: BT, channels: C)
+            if a.recomputeGelu { b.geluForward(L.gelu.slice(0, BT * FF), L.preGelu.slice(0, BT * FF), count: BT * FF) }
             linearBackward("output.dense", dY: dropped(dResidual, UInt64(11 + 2 * l)), X: L.gelu.slice(0, BT * FF), n: C, k: FF, dX: dFF)
             b.geluBackward(dx: dFF, dOut: dFF, L.preGelu.slice(0, BT * FF), count: BT * FF)
             b.copy(dAttended, dResidual)
@@ -96,7 +100,7 @@ extension BertModel {
                                 rstd: L.rstd1.slice(0, BT), rows: BT, channels: C)
             linearBackward("attention.output.dense", dY: dropped(dResidual, UInt64(10 + 2 * l)), X: L.context.slice(0, BT * C),
                            n: C, k: C, dX: dContext)
-            b.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dPositionBias, dOut: dContext, dScores: dScores[l]?.slice(0, attention.scores), out: L.context.slice(0, BT * C),
+            b.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dPositionBias, dOut: dContext, dScores: dScores[l], out: L.context.slice(0, BT * C),
                                 lse: L.lse.slice(0, attention.rows), q: L.q.slice(0, BT * C), k: L.k.slice(0, BT * C),
                                 v: L.v.slice(0, BT * C), mask: a.mask.slice(0, BT), bias: positionBias, attention)
             // dx = dResidual (the residual path) + dq·Wq + dk·Wk + dv·Wv

@@ -18,13 +18,14 @@ public final class BertModel {
     /// LoRA adapters; when attached the base weights are frozen (their gradients are not computed).
     public internal(set) var lora: LoRAAdapters?
 
-    public init(config: BertConfig, labels: Int, backend: Backend) throws {
+    /// `inference`: no gradient buffer (a teacher, evaluation); backward is then impossible.
+    public init(config: BertConfig, labels: Int, backend: Backend, inference: Bool = false) throws {
         self.config = config
         self.labels = labels
         self.backend = backend
         layout = Self.layout(config, labels: labels)
         weights = try backend.zeros(layout.total)
-        grads = try backend.zeros(layout.total)
+        grads = try backend.zeros(inference ? 0 : layout.total)
     }
 
     static func layout(_ c: BertConfig, labels: Int) -> ParameterLayout {
@@ -96,7 +97,7 @@ public final class BertModel {
             linear(L.q.slice(0, BT * C), x, "attention.self.query", n: C, k: C)
             linear(L.k.slice(0, BT * C), x, "attention.self.key", n: C, k: C)
             linear(L.v.slice(0, BT * C), x, "attention.self.value", n: C, k: C)
-            b.attentionForward(L.context.slice(0, BT * C), lse: L.lse.slice(0, attention.rows), scores: a.scores[l]?.slice(0, attention.scores),
+            b.attentionForward(L.context.slice(0, BT * C), lse: L.lse.slice(0, attention.rows), scores: nil,
                                q: L.q.slice(0, BT * C), k: L.k.slice(0, BT * C), v: L.v.slice(0, BT * C),
                                mask: a.mask.slice(0, BT), bias: positionBias, attention)
             // residual: res1 = x + dropout(context·Woᵀ + bo)
@@ -158,10 +159,14 @@ public final class BertModel {
     public func lastHidden(_ a: BertActivations) -> Tensor { hiddenState(a, config.layers) }
     /// Hidden state i [B,T,C] of the last forward: 0 the embeddings output, l + 1 layer l's output.
     public func hiddenState(_ a: BertActivations, _ i: Int) -> Tensor { a.hidden[i].slice(0, a.batch * a.length * config.hiddenSize) }
-    /// Layer l's pre-softmax attention scores [B,NH,T,T] (the arena must keep them: keepScores).
-    public func scores(_ a: BertActivations, layer l: Int) -> Tensor {
-        guard let s = a.scores[l] else { preconditionFailure("layer \(l)'s scores were not kept (BertActivations keepScores)") }
-        return s.slice(0, a.batch * config.heads * a.length * a.length)
+    /// Layer l's pre-softmax attention scores of the last forward as a distillation target: its
+    /// queries, keys and position bias, from which the fused loss recomputes them tile by tile (an
+    /// inference arena must keep that layer's q and k: keepQueryKey).
+    public func scoreTarget(_ a: BertActivations, layer l: Int) -> ScoreTarget {
+        let n = a.batch * a.length * config.hiddenSize
+        precondition(!a.inference || a.keptQueryKey.contains(l), "layer \(l)'s queries and keys were not kept (BertActivations keepQueryKey)")
+        return ScoreTarget(q: a.layers[l].q.slice(0, n), k: a.layers[l].k.slice(0, n),
+                           bias: a.positionBias?.slice(0, config.heads * a.length * a.length), headSize: config.headSize)
     }
     /// Logits [B, labels] of the last forward, and the loaded labels [B].
     public func logits(_ a: BertActivations) -> Tensor { a.logits.slice(0, a.batch * labels) }

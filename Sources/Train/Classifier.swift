@@ -15,12 +15,14 @@ public final class Classifier {
 
     /// Loads a model folder (config.json, model.safetensors, vocab.txt). `labels` overrides the
     /// folder's label names (fine-tuning a new head).
-    public static func load(folder: String, labels: [String]? = nil, maxLength: Int = 128, backend: Backend, seed: UInt64 = 42) throws -> Classifier {
+    /// `inference`: forward only (no gradient buffer): a teacher, evaluation, prediction.
+    public static func load(folder: String, labels: [String]? = nil, maxLength: Int = 128, backend: Backend, seed: UInt64 = 42,
+                            inference: Bool = false) throws -> Classifier {
         let tokenizer = try WordPieceTokenizer(folder: folder)
         let config = try BertConfig(path: (folder as NSString).appendingPathComponent("config.json"))
         let stored = config.id2label.isEmpty ? nil : (0..<config.id2label.count).map { config.id2label[$0]! }
         let names = labels ?? stored ?? ["LABEL_0", "LABEL_1"]
-        let model = try BertModel(config: config, labels: names.count, backend: backend)
+        let model = try BertModel(config: config, labels: names.count, backend: backend, inference: inference)
         // A head trained for other labels is not reused: a new one starts as HF initialises it.
         try model.loadWeights((folder as NSString).appendingPathComponent("model.safetensors"), seed: seed,
                               freshHead: stored != nil && stored != names)

@@ -2,13 +2,15 @@
 // projection), as TinyBERT's and DistilBERT's reference code compute them:
 // - TinyBERT intermediate: Σ MSE(student scores, teacher scores) over mapped layers (pre-softmax,
 //   masked keys 0 on both sides) + MSE(embeddings) + Σ MSE(hidden states), the student's hidden
-//   states going through one learned projection (fit_dense) when the widths differ.
+//   states going through one learned projection (fit_dense) when the widths differ. The score
+//   terms are fused into the attention kernels: the loss and its gradient are computed tile by
+//   tile from both models' queries and keys, so no [B,NH,T,T] tensor is stored on either side.
 // - TinyBERT prediction: soft cross-entropy at temperature T, averaged over batch and classes
 //   (its `(−p_teacher·log p_student).mean()`), plus w·CE(labels) when a hard-label weight is given.
 // - DistilBERT: α·T²·KL(p_teacher ‖ p_student) (batch mean) + β·CE(labels) + γ·(1 − cos) between
 //   last hidden states over the non-padding tokens.
 // The teacher runs forward only, in an inference arena that keeps just hidden states and the
-// mapped layers' scores.
+// mapped layers' queries and keys.
 import Backend
 import Foundation
 import Models
@@ -32,7 +34,7 @@ public final class DistillationObjective {
     public let projection: [TrainableTensor]
     // Scratch, allocated for the largest batch.
     let projected, dProjected, dLogits, dLogitsHard, scalar: Tensor
-    let dHidden: [Int: Tensor], dScores: [Int: Tensor]
+    let dHidden: [Int: Tensor]
     /// The loss terms of the last micro-batch, weighted as they enter the loss, which is their sum
     /// ("attention.0", "embeddings", "hidden.1", "soft", "hard", "kl", "cosine").
     public private(set) var terms: [(name: String, value: Double)] = []
@@ -50,7 +52,7 @@ public final class DistillationObjective {
         }
         let BT = maxBatch * student.maxLength
         teacherActivations = try BertActivations(config: t, labels: teacher.model.labels, maxBatch: maxBatch, maxLength: student.maxLength,
-                                                 backend: backend, inference: true, keepScores: Set(loss.layerMap.pairs.map(\.teacher)))
+                                                 backend: backend, inference: true, keepQueryKey: Set(loss.layerMap.pairs.map(\.teacher)))
         if s.hiddenSize != t.hiddenSize {
             let weight = try backend.allocate(t.hiddenSize * s.hiddenSize, .f32), bias = try backend.zeros(t.hiddenSize)
             var normal = NormalRandom(seed: seed ^ 0xF17D)   // nn.Linear under BERT's init: normal(0, initializer_range), bias 0
@@ -69,14 +71,6 @@ public final class DistillationObjective {
         var hiddenIndices = [0] + loss.layerMap.pairs.map { $0.student + 1 }
         if loss.method == .distilbert { hiddenIndices = [s.layers] }
         dHidden = Dictionary(uniqueKeysWithValues: try hiddenIndices.map { ($0, try backend.zeros(BT * s.hiddenSize)) })
-        dScores = Dictionary(uniqueKeysWithValues: try loss.layerMap.pairs.map {
-            ($0.student, try backend.zeros(maxBatch * s.heads * student.maxLength * student.maxLength))
-        })
-    }
-
-    /// Student layers whose attention scores the student's arena must keep.
-    public var studentScoreLayers: Set<Int> {
-        loss.method == .tinybert && loss.stage == .intermediate ? Set(loss.layerMap.pairs.map(\.student)) : []
     }
 
     /// Parameters that receive no gradient in this stage (the optimiser leaves them alone).
@@ -109,11 +103,12 @@ public final class DistillationObjective {
 
     private func intermediate(_ a: BertActivations, gradScale: Float) -> Double {
         let (s, t, b) = (student.model, teacher.model, backend)
-        var total = 0.0
+        var total = 0.0, dScores: [Int: ScoreGradient] = [:]
         for pair in loss.layerMap.pairs {
-            let shape = s.attentionShape(a, layer: pair.student, training: false, seed: 0)
-            b.mse(scalar, dA: dScores[pair.student]!.slice(0, shape.scores), s.scores(a, layer: pair.student),
-                  t.scores(teacherActivations, layer: pair.teacher), count: shape.scores, gradScale: gradScale)
+            let shape = s.attentionShape(a, layer: pair.student, training: false, seed: 0), own = s.scoreTarget(a, layer: pair.student)
+            let target = t.scoreTarget(teacherActivations, layer: pair.teacher)
+            b.attentionScoreLoss(scalar, q: own.q, k: own.k, mask: a.mask.slice(0, a.batch * a.length), bias: own.bias, target: target, shape)
+            dScores[pair.student] = .scoreMSE(target, gradScale: gradScale)
             total += record("attention.\(pair.student)")
         }
         for (si, ti) in [(0, 0)] + loss.layerMap.pairs.map({ ($0.student + 1, $0.teacher + 1) }) {

@@ -55,7 +55,7 @@ public final class Trainer {
     let extra: [TrainableTensor]
 
     public init(classifier: Classifier, train: [Encoding], trainLabels: [Int32], dev: [Encoding], devLabels: [Int32],
-                options: TrainingOptions, extra: [TrainableTensor] = [], idle: Set<String> = [], keepScores: Set<Int> = []) throws {
+                options: TrainingOptions, extra: [TrainableTensor] = [], idle: Set<String> = [], recomputeGelu: Bool = false) throws {
         precondition(train.count == trainLabels.count && dev.count == devLabels.count)
         self.classifier = classifier
         self.options = options
@@ -63,7 +63,7 @@ public final class Trainer {
         self.dev = dev; self.devLabels = devLabels
         let model = classifier.model, b = model.backend
         activations = try BertActivations(config: model.config, labels: model.labels, maxBatch: options.batchSize,
-                                          maxLength: classifier.maxLength, backend: b, keepScores: keepScores)
+                                          maxLength: classifier.maxLength, backend: b, recomputeGelu: recomputeGelu)
         self.extra = extra
         optimizer = try Optimizer(model: model, extra: extra, idle: idle)
     }

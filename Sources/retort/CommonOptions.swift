@@ -38,6 +38,26 @@ struct DeviceOptions: ParsableArguments {
     }
 }
 
+/// Activation recomputation and the memory plan printed (and enforced) before the first step.
+struct MemoryOptions: ParsableArguments {
+    enum Recompute: String, ExpressibleByArgument, CaseIterable { case none, gelu }
+    @Option(name: .long, help: "Recompute in backward instead of keeping: gelu (one FFN GELU output buffer for all layers; attention is always recomputed) or none.")
+    var recompute: Recompute = .none
+
+    /// Prints the plan of training `model` at these sizes on `backend` and refuses (a one-line
+    /// error naming the knobs) when it exceeds what the device can still give.
+    func check(_ model: BertModel, batch: Int, length: Int, extraTrainable: Int = 0,
+               teacher: (model: BertModel, keepQueryKey: Set<Int>)? = nil) throws {
+        let shape = MemoryPlan.Shape(batch: batch, length: length, recomputeGelu: recompute == .gelu)
+        let plan = MemoryPlan(model: model, shape: shape, extraTrainable: extraTrainable, teacher: teacher)
+        let use = model.backend.memoryUse, device = model.backend.kind.rawValue
+        printError("retort: " + plan.summary(device: device, use: use))
+        try plan.check(use: use, device: device, shape: shape, lora: model.lora != nil) {
+            MemoryPlan(model: model, shape: $0, extraTrainable: extraTrainable, teacher: teacher)
+        }
+    }
+}
+
 extension Devices.Choice: ExpressibleByArgument {}
 extension MatmulPrecision: ExpressibleByArgument {}
 

@@ -52,6 +52,7 @@ struct DistillCommand: ParsableCommand {
     @Flag(name: .long, help: "Batch examples of similar length together.") var bucket = false
     @Flag(name: .long, help: "Do not write OUT/report.*.") var noReport = false
     @OptionGroup var lora: LoRAOptions
+    @OptionGroup var memory: MemoryOptions
     @Flag(name: .long, help: "Continue from OUT/checkpoint-<stage>.") var resume = false
     @OptionGroup var deviceOptions: DeviceOptions
 
@@ -96,7 +97,7 @@ struct DistillCommand: ParsableCommand {
     func run() throws {
         let backend = try deviceOptions.backend()
         let teacherFolder = expand(teacher)
-        let teacherModel = try Classifier.load(folder: teacherFolder, maxLength: maxLength, backend: backend, seed: seed)
+        let teacherModel = try Classifier.load(folder: teacherFolder, maxLength: maxLength, backend: backend, seed: seed, inference: true)
         let data = try LabelledData.load(train: train, dev: dev, devSplit: devSplit, columns: columns, seed: seed, names: teacherModel.labelNames)
         let student = try Distillation.makeStudent(teacher: teacherModel, teacherFolder: teacherFolder, initFrom: StudentInit(expand(studentInit)),
                                                    layers: studentLayers, backend: backend, seed: seed)
@@ -109,6 +110,9 @@ struct DistillCommand: ParsableCommand {
         loss.temperature = temperature ?? (method == .distilbert ? 2 : 1)
         loss.hardLabelWeight = hardLabelWeight
         loss.alpha = alpha; loss.beta = beta; loss.gamma = gamma
+        let (Cs, Ct) = (student.model.config.hiddenSize, teacherModel.model.config.hiddenSize)
+        try memory.check(student.model, batch: batchSize, length: maxLength, extraTrainable: Cs == Ct ? 0 : Ct * Cs + Ct,
+                         teacher: (teacherModel.model, Set(map.pairs.map(\.teacher))))
         let objective = try DistillationObjective(teacher: teacherModel, student: student, loss: loss, maxBatch: batchSize, seed: seed)
         printError("retort: \(data.train.count) training and \(data.dev.count) dev examples; teacher \(Nt) layers, student \(Ns) layers "
                    + "(init \(studentInit)), layer map \(map)" + (objective.projection.isEmpty ? "" : ", with a learned projection"))
@@ -130,7 +134,8 @@ struct DistillCommand: ParsableCommand {
             // Only the last stage picks a best epoch on the dev set; earlier ones just run to the end.
             let trainer = try Trainer(classifier: student, train: trainEncodings, trainLabels: data.trainLabels,
                                       dev: last ? devEncodings : [], devLabels: last ? data.devLabels : [], options: options,
-                                      extra: objective.projection, idle: objective.idleParameters, keepScores: objective.studentScoreLayers)
+                                      extra: objective.projection, idle: objective.idleParameters,
+                                      recomputeGelu: memory.recompute == .gelu)
             trainer.objective = { a, batch, seed, scale in objective.step(a, batch: batch, seed: seed, gradScale: scale) }
             trainer.stepTerms = { Dictionary(objective.terms.map { ($0.name, $0.value) }, uniquingKeysWith: +) }
             trainer.stage = name
@@ -163,7 +168,7 @@ struct DistillCommand: ParsableCommand {
             "device": backend.kind.rawValue, "temperature": loss.temperature]
         if let best { metrics["best_dev"] = metricsObject(best) }
         if let test {   // the saved (best) student, as a user will load it
-            let saved = try Classifier.load(folder: outFolder, maxLength: maxLength, backend: backend)
+            let saved = try Classifier.load(folder: outFolder, maxLength: maxLength, backend: backend, inference: true)
             let examples = try Dataset.load(expand(test), columns: columns.spec(labelled: true))
             let m = try saved.evaluate(saved.encode(examples), labels: try Dataset.labelIds(examples, names: saved.labelNames, path: test),
                                        batchSize: batchSize)

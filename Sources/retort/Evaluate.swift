@@ -84,6 +84,6 @@ struct InferenceOptions: ParsableArguments {
     @OptionGroup var deviceOptions: DeviceOptions
 
     func classifier() throws -> Classifier {
-        try Classifier.load(folder: expand(model), maxLength: maxLength, backend: try deviceOptions.backend())
+        try Classifier.load(folder: expand(model), maxLength: maxLength, backend: try deviceOptions.backend(), inference: true)
     }
 }

@@ -41,6 +41,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(name: .long, help: "Stop after N optimiser steps.") var maxSteps: Int?
     @Flag(name: .long, help: "Batch examples of similar length together (less padding).") var bucket = false
     @OptionGroup var lora: LoRAOptions
+    @OptionGroup var memory: MemoryOptions
     @Flag(name: .long, help: "Continue from OUT/checkpoint.") var resume = false
     @OptionGroup var deviceOptions: DeviceOptions
 
@@ -65,8 +66,10 @@ struct FinetuneCommand: ParsableCommand {
         options.learningRate = lr; optimizer.apply(to: &options)
         options.seed = seed; options.evalEvery = evalEvery
         options.bucket = bucket; options.metric = metric; options.maxSteps = maxSteps
+        try memory.check(classifier.model, batch: batchSize, length: maxLength)
         let trainer = try Trainer(classifier: classifier, train: classifier.encode(data.train), trainLabels: data.trainLabels,
-                                  dev: classifier.encode(data.dev), devLabels: data.devLabels, options: options)
+                                  dev: classifier.encode(data.dev), devLabels: data.devLabels, options: options,
+                                  recomputeGelu: memory.recompute == .gelu)
         let outFolder = expand(out), checkpoint = outFolder + "/checkpoint"
         try FileManager.default.createDirectory(atPath: outFolder, withIntermediateDirectories: true)
         if resume {

@@ -32,7 +32,7 @@ struct ComparisonReport {
         for (i, folder) in runs.map(expand).enumerated() {
             printError("retort: measuring \(folder) (\(i + 1)/\(runs.count))")
             let positions = try BertConfig(path: folder + "/config.json").maxPositions
-            let classifier = try Classifier.load(folder: folder, maxLength: maxLength ?? min(128, positions), backend: backend)
+            let classifier = try Classifier.load(folder: folder, maxLength: maxLength ?? min(128, positions), backend: backend, inference: true)
             let info = readJSON(folder + "/metrics.json")
             var metrics: ClassificationMetrics?, source = "dev"
             if let testExamples, let test {

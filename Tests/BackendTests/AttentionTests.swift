@@ -117,7 +117,7 @@ final class AttentionTests: XCTestCase {
                 let dq = try backend.zeros(s.activations), dk = try backend.zeros(s.activations), dv = try backend.zeros(s.activations)
                 let dBias = try c.bias.map { _ in try backend.zeros(s.heads * s.length * s.length) }
                 backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: try backend.upload(wOut),
-                                          dScores: try backend.upload(wScores), out: out, lse: lse, q: q, k: k, v: v,
+                                          dScores: .dense(try backend.upload(wScores)), out: out, lse: lse, q: q, k: k, v: v,
                                           mask: mask, bias: bias, s)
                 checkGradient("\(name) dq", backend: backend, input: q, values: c.q, analytic: backend.floats(dq), loss: loss)
                 checkGradient("\(name) dk", backend: backend, input: k, values: c.k, analytic: backend.floats(dk), loss: loss)

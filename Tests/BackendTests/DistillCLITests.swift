@@ -60,6 +60,7 @@ final class DistillCLITests: XCTestCase {
         let csv = try String(contentsOfFile: out + "/report.csv", encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(csv.count, 3, "header, teacher, student")
         XCTAssertTrue(output.contains("| odd | tinybert |"), output)
+        XCTAssertTrue(output.contains("memory plan on cpu: parameters "), output)
 
         // compare: the same two folders, without test data (dev metrics from metrics.json).
         let report = work.appendingPathComponent("report").path
@@ -73,7 +74,7 @@ final class DistillCLITests: XCTestCase {
         let out = work.appendingPathComponent("lora").path
         let student = golden.appendingPathComponent("tiny-bert-student").path
         let (status, output) = try distill(["--student-init", student, "--method", "distilbert", "--epochs", "1", "--lora-rank", "2",
-                                            "--no-report", "--out", out])
+                                            "--no-report", "--recompute", "gelu", "--out", out])
         XCTAssertEqual(status, 0, output)
         let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/metrics.json"))) as? [String: Any]
         // 2 layers × (query, value) × (A [2,32] + B [32,2]) + classifier [3,32] + 3 + fit_dense [64,32] + 64
@@ -90,6 +91,16 @@ final class DistillCLITests: XCTestCase {
         let (status, output) = try distill(["--student-init", student, "--out", work.appendingPathComponent("x").path])
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(output.contains("\(student)/vocab.txt differs from the teacher's \(teacher)/vocab.txt (120 vs 120 tokens, first at id 38)"), output)
+    }
+
+    func testARunThatCannotFitIsRefusedBeforeItStarts() throws {
+        let out = work.appendingPathComponent("huge").path
+        let (status, output) = try retort(["distill", "--teacher", teacher, "--train", data, "--max-length", "12", "--batch-size", "400000000",
+                                           "--threads", "1", "--out", out])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(output.contains("this run needs ") && output.contains(" on cpu but ") && output.contains("--batch-size ")
+                      && output.contains("--recompute gelu"), output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "nothing is written for a run that does not start")
     }
 
     func testALayerMapOutOfRangeIsRefused() throws {

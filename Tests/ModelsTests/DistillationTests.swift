@@ -36,8 +36,7 @@ final class DistillationTests: XCTestCase {
             return Encoding(ids: Array(ids[(b * T)..<(b * T + n)]), typeIds: Array(types[(b * T)..<(b * T + n)]),
                             attentionMask: [Int32](repeating: 1, count: n))
         }
-        let a = try BertActivations(config: student.model.config, labels: 3, maxBatch: 3, maxLength: T, backend: backend,
-                                    keepScores: objective.studentScoreLayers)
+        let a = try BertActivations(config: student.model.config, labels: 3, maxBatch: 3, maxLength: T, backend: backend)
         student.load(batch, labels: labels, into: a)
         student.model.zeroGradients()
         let total = objective.step(a, batch: batch, seed: 9, gradScale: 1)

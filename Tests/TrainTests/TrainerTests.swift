@@ -8,37 +8,9 @@ import Models
 import XCTest
 
 final class TrainerTests: XCTestCase {
-    let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Golden/tiny-bert").path
-
-    /// The tiny BERT (vocabulary "w0"…) with hidden and attention dropout 0.1 and a fresh 2-label head.
-    func classifier(_ backend: Backend) throws -> Classifier {
-        var object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/config.json"))) as? [String: Any])
-        object["hidden_dropout_prob"] = 0.1
-        object["attention_probs_dropout_prob"] = 0.1
-        object.removeValue(forKey: "id2label"); object.removeValue(forKey: "label2id")
-        let model = try BertModel(config: try BertConfig(object), labels: 2, backend: backend)
-        try model.loadWeights(folder + "/model.safetensors", seed: 5, freshHead: true)
-        let tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (5..<120).map { "w\($0)" }
-        return Classifier(model: model, tokenizer: try WordPieceTokenizer(tokens: tokens), labelNames: ["no", "yes"], maxLength: 16)
-    }
-
-    /// Sentences of random words: positives draw from w5…w61, negatives from w62…w119.
-    func data(_ count: Int, seed: UInt64) -> ([String], [Int32]) {
-        var rng = SplitMix(seed: seed)
-        var texts: [String] = [], labels: [Int32] = []
-        for _ in 0..<count {
-            let positive = Bool.random(using: &rng)
-            let range = positive ? 5..<62 : 62..<120
-            texts.append((0..<Int.random(in: 3...10, using: &rng)).map { _ in "w\(Int.random(in: range, using: &rng))" }.joined(separator: " "))
-            labels.append(positive ? 1 : 0)
-        }
-        return (texts, labels)
-    }
-
     func trainer(_ backend: Backend, epochs: Int = 8) throws -> Trainer {
-        let c = try classifier(backend)
-        let (train, trainLabels) = data(96, seed: 1), (dev, devLabels) = data(32, seed: 2)
+        let c = try TinyClassifier.make(backend)
+        let (train, trainLabels) = TinyClassifier.data(96, seed: 1), (dev, devLabels) = TinyClassifier.data(32, seed: 2)
         var options = TrainingOptions()
         options.epochs = epochs; options.batchSize = 16; options.learningRate = 2e-3; options.seed = 9
         return try Trainer(classifier: c, train: train.map { c.tokenizer.encode($0, maxLength: 16) }, trainLabels: trainLabels,
@@ -84,7 +56,7 @@ final class TrainerTests: XCTestCase {
         /// rounding noise in gradients that are analytically zero (the key biases) into visible
         /// weight differences, so the gradients are what must agree.
         func gradientOfOneStep(batch: Int, accumulation: Int) throws -> [Float] {
-            let c = try classifier(backend)
+            let c = try TinyClassifier.make(backend)
             var options = TrainingOptions()
             options.batchSize = batch; options.accumulation = accumulation; options.maxSteps = 1; options.learningRate = 1e-3
             var object = c.model.config.raw
@@ -107,8 +79,8 @@ final class TrainerTests: XCTestCase {
 
     func testBucketedBatchesCoverEveryExampleOnceWithSimilarLengths() throws {
         let backend = try CPUBackend()
-        let c = try classifier(backend)
-        let (texts, labels) = data(700, seed: 4)
+        let c = try TinyClassifier.make(backend)
+        let (texts, labels) = TinyClassifier.data(700, seed: 4)
         var options = TrainingOptions()
         options.batchSize = 16; options.bucket = true
         let t = try Trainer(classifier: c, train: texts.map { c.tokenizer.encode($0, maxLength: 16) }, trainLabels: labels,

@@ -3,20 +3,21 @@
 //   mask: [B,T] key mask (0 = padded key) or NULL      bias, dbias: [NH,T,T] or NULL
 //   lse: [B,NH,T] log-sum-exp of each query row (+inf: no valid key, the row outputs zeros)
 //   scores, dscores: [B,NH,T,T] pre-softmax scores (0 at masked keys) / their gradient, optional
+//   target: backward adds the gradient of TinyBERT's attention-score MSE against another model's
+//           scores, recomputed tile by tile from its q, k (no T×T tensor on either side)
 //   dropout: on the probabilities (training), inverted, mask rt_dropout_keep(seed, ((b·NH+h)·T+i)·T+j)
 // One work item is one (batch, head) — or one head looping over the batch when dbias is
 // wanted, so dbias needs no atomics. Within it, K (and V) are packed once, then each block of
 // QB query rows goes through scale·q·kᵀ + bias, mask, softmax and ·V in one pass; only a QB×T
 // block of scores ever exists. Backward recomputes P from lse (nothing T×T is saved) and
 // accumulates dK, dV in per-item buffers. Inner loops are 16-float register tiles.
-#include "common.h"
+#include "attention_tiles.h"
 #include <stdlib.h>
-
-#define QB 4   // query rows per block
 
 typedef struct {
     float *out, *lse, *scores, *dq, *dk, *dv, *dbias;
     const float *q, *k, *v, *dout, *dscores, *fout, *flse, *bias;
+    const rt_score_target *target;   // backward: the attention-score MSE's gradient, computed here
     const int32_t *mask;
     int B, T, NH, HS;
     float scale;
@@ -24,26 +25,6 @@ typedef struct {
     uint64_t seed;
     uint32_t key;     // rt_dropout_key(seed)
 } attention_args;
-
-// S[QB][Tp] = A[QB][HSp] · Bt[HS][Tp], 32 columns at a time (Tp is a multiple of 32).
-RT_INLINE void scores_tile(float *S, const float *A, int HSp, const float *Bt, int HS, int Tp, int jend) {
-    for (int j0 = 0; j0 < jend; j0 += 32) {
-        v16 acc[QB][2];
-        for (int r = 0; r < QB; r++) acc[r][0] = acc[r][1] = v16_splat(0);
-        for (int d = 0; d < HS; d++) {
-            v16 b0 = v16_load(Bt + (int64_t)d * Tp + j0), b1 = v16_load(Bt + (int64_t)d * Tp + j0 + 16);
-            for (int r = 0; r < QB; r++) {
-                float a = A[r * HSp + d];
-                acc[r][0] += a * b0;
-                acc[r][1] += a * b1;
-            }
-        }
-        for (int r = 0; r < QB; r++) {
-            v16_store(S + r * Tp + j0, acc[r][0]);
-            v16_store(S + r * Tp + j0 + 16, acc[r][1]);
-        }
-    }
-}
 
 // acc[QB][NV] over 16·NV columns starting at c0: Σ_j P[r][j] · M[j][c0…]; M is [T][HSp].
 RT_INLINE void weighted_rows(float *Out, int ldo, const float *P, int Tp, const float *M, int HSp, int c0,
@@ -159,52 +140,6 @@ RT_INLINE void dropped_probabilities_and_dscores(float *p, float *ds, const floa
     }
 }
 
-// Packs rows [T] of one head of X ([B,T,C], head offset applied) as Xt[HS][Tp] (transposed)
-// and/or Xp[T][HSp] (padded); padding is zero.
-static void pack_head(float *Xt, float *Xp, const float *X, int T, int C, int HS, int Tp, int HSp) {
-    if (Xt) {
-        memset(Xt, 0, sizeof(float) * HS * Tp);
-        for (int j = 0; j < T; j++)
-            for (int d = 0; d < HS; d++) Xt[(int64_t)d * Tp + j] = X[(int64_t)j * C + d];
-    }
-    if (Xp) {
-        for (int j = 0; j < T; j++) {
-            memcpy(Xp + (int64_t)j * HSp, X + (int64_t)j * C, sizeof(float) * HS);
-            memset(Xp + (int64_t)j * HSp + HS, 0, sizeof(float) * (HSp - HS));
-        }
-    }
-}
-
-// Copies up to QB rows (row stride C) into Dst[QB][HSp], zero-filling padding and missing rows.
-static void load_rows(float *Dst, const float *X, int rows, int C, int HS, int HSp) {
-    memset(Dst, 0, sizeof(float) * QB * HSp);
-    for (int r = 0; r < rows; r++) memcpy(Dst + r * HSp, X + (int64_t)r * C, sizeof(float) * HS);
-}
-
-// Per-item key vectors over Tp columns: keep = 1 for a valid key, else 0; neg = 0 or −inf.
-static void key_vectors(float *keep, float *neg, const int32_t *mask, int b, int T, int Tp) {
-    for (int j = 0; j < Tp; j++) {
-        int valid = j < T && (!mask || mask[(int64_t)b * T + j]);
-        keep[j] = valid ? 1.0f : 0.0f;
-        neg[j] = valid ? 0.0f : -INFINITY;
-    }
-}
-
-// Row i of bias[h] copied into a zero-padded Tp row (NULL without bias).
-static const float *bias_row(float *dst, const float *bias, int h, int i, int T, int Tp) {
-    if (!bias) return NULL;
-    memcpy(dst, bias + ((int64_t)h * T + i) * T, sizeof(float) * T);
-    memset(dst + T, 0, sizeof(float) * (Tp - T));
-    return dst;
-}
-
-// One past the last valid key of batch item b (0 if none).
-static int key_end(const int32_t *mask, int b, int T) {
-    if (!mask) return T;
-    for (int j = T - 1; j >= 0; j--)
-        if (mask[(int64_t)b * T + j]) return j + 1;
-    return 0;
-}
 
 RT_INLINE void forward_item(attention_args *a, int b, int h, int thread) {
     const int T = a->T, HS = a->HS, NH = a->NH, C = NH * HS;
@@ -305,6 +240,17 @@ RT_INLINE void backward_item(attention_args *a, int b, int h, int thread) {
     float *brow = rt_thread_scratch(thread, 12, sizeof(float) * Tp);
     float *mrow = rt_thread_scratch(thread, 13, sizeof(float) * Tp);
     const int jtiles = (int)round_up(jend, 32), nt = jtiles / 16;
+    // With a score target: its K packed, a QB-row tile of its q·kᵀ, its Q rows, and one
+    // gradient row, carved from one scratch slot (every piece a multiple of 16 floats).
+    const rt_score_target *tg = a->target;
+    const int tHS = tg ? tg->HS : 0, tHSp = (int)round_up(tHS, 16), tC = NH * tHS;
+    const int64_t thead = (int64_t)b * T * tC + (int64_t)h * tHS;
+    float *tKt = NULL, *tS = NULL, *tQb = NULL, *grow = NULL, *tbrow = NULL;
+    if (tg) {
+        tKt = rt_thread_scratch(thread, 14, sizeof(float) * ((int64_t)tHS * Tp + QB * Tp + QB * tHSp + 2 * Tp));
+        tS = tKt + (int64_t)tHS * Tp, tQb = tS + QB * Tp, grow = tQb + QB * tHSp, tbrow = grow + Tp;
+        pack_head(tKt, NULL, tg->k + thead, T, tC, tHS, Tp, tHSp);
+    }
     key_vectors(keep, neg, a->mask, b, T, Tp);
     pack_head(Kt, Kp, a->k + head, T, C, HS, Tp, HSp);
     pack_head(Vt, NULL, a->v + head, T, C, HS, Tp, HSp);
@@ -316,6 +262,10 @@ RT_INLINE void backward_item(attention_args *a, int b, int h, int thread) {
         load_rows(dOb, a->dout + head + (int64_t)i0 * C, rows, C, HS, HSp);
         scores_tile(P, Qb, HSp, Kt, HS, Tp, jtiles);
         scores_tile(dS, dOb, HSp, Vt, HS, Tp, jtiles);   // dP = dO·Vᵀ, turned into dS below
+        if (tg) {
+            load_rows(tQb, tg->q + thead + (int64_t)i0 * tC, rows, tC, tHS, tHSp);
+            scores_tile(tS, tQb, tHSp, tKt, tHS, Tp, jtiles);
+        }
         for (int r = 0; r < QB; r++) {
             const int i = i0 + r;
             float *p = P + r * Tp, *ds = dS + r * Tp;
@@ -325,6 +275,13 @@ RT_INLINE void backward_item(attention_args *a, int b, int h, int thread) {
             const float *o = a->fout + head + (int64_t)i * C, *dout = dOb + r * HSp;
             float D = 0;
             for (int d = 0; d < HS; d++) D += dout[d] * o[d];
+            if (tg) {   // weight·(S − S_target) at valid keys, from the raw q·kᵀ still in p
+                const float *tbias = bias_row(tbrow, tg->bias, h, i, T, Tp), *ts = tS + r * Tp;
+                for (int j = 0; j < jend; j++) {
+                    const float x = a->scale * p[j] + (bias ? bias[j] : 0.0f), y = tg->scale * ts[j] + (tbias ? tbias[j] : 0.0f);
+                    grow[j] = keep[j] * tg->weight * (x - y);
+                }
+            }
             if (a->dropout > 0) {   // dV uses the dropped P; dS = P·(dP_dropped·mask/(1 − q) − D)
                 rt_dropout_row(mrow, a->key, (((uint64_t)b * NH + h) * T + i) * T, jtiles, a->dropout, 1.0f / (1.0f - a->dropout));
                 dropped_probabilities_and_dscores(p, ds, bias, a->scale, lse, D, keep, mrow, nt);
@@ -335,6 +292,8 @@ RT_INLINE void backward_item(attention_args *a, int b, int h, int thread) {
                 const float *dsc = a->dscores + (((int64_t)b * NH + h) * T + i) * T;
                 for (int j = 0; j < jend; j++) ds[j] += keep[j] * dsc[j];
             }
+            if (tg)
+                for (int j = 0; j < jend; j++) ds[j] += grow[j];
             if (a->dbias) {
                 float *db = a->dbias + ((int64_t)h * T + i) * T;
                 for (int j = 0; j < jend; j++) db[j] += ds[j];
@@ -370,10 +329,11 @@ RT_TASK(backward_task) {
 }
 
 void rt_attention_backward(float *dq, float *dk, float *dv, float *dbias, const float *dout, const float *dscores,
-                           const float *out, const float *lse, const float *q, const float *k, const float *v,
+                           const rt_score_target *target, const float *out, const float *lse, const float *q,
+                           const float *k, const float *v,
                            const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale,
                            float dropout, uint64_t seed) {
-    attention_args a = { .dq = dq, .dk = dk, .dv = dv, .dbias = dbias, .dout = dout, .dscores = dscores,
+    attention_args a = { .dq = dq, .dk = dk, .dv = dv, .dbias = dbias, .dout = dout, .dscores = dscores, .target = target,
                          .fout = out, .flse = lse, .q = q, .k = k, .v = v, .mask = mask, .bias = bias,
                          .B = B, .T = T, .NH = NH, .HS = HS, .scale = scale, .dropout = dropout, .seed = seed,
                          .key = rt_dropout_key(seed) };

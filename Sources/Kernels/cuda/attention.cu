@@ -7,6 +7,10 @@
 //   gradient a distillation loss sends into them, optional
 //   dropout on the probabilities: inverted, mask rt_keep(key(seed), ((b·NH+h)·T+i)·T+j)
 //   D: [B,NH,T] scratch, D_i = dout_i·out_i (written by the query pass, read by the key pass)
+//   score target (tq, tk [B,T,NH·tHS], tbias [NH,T,T] or NULL; tq NULL: none): backward adds
+//   tweight·(S − S_t) to dS, S_t = tscale·tq·tkᵀ + tbias recomputed per element (TinyBERT's
+//   attention-score MSE against a teacher head, fused: no T×T tensor on either side);
+//   attention_score_loss_rows gives that loss's per-row sums (partial[B·NH·T], doubles)
 // Launch: one warp per row — attention_forward and attention_backward_query per query row
 // (b,h,i), attention_backward_key per key row (b,h,j) — with blockDim = 32·WARPS.
 // Forward streams the keys 32 at a time with an online softmax: lanes own keys for q·kᵀ, then
@@ -90,8 +94,10 @@ extern "C" __global__ void attention_backward_query(float *dq, float *dbias, flo
                                                     const float *dscores, const float *out, const float *lse,
                                                     const float *q, const float *k, const float *v, const int *mask,
                                                     const float *bias, int B, int T, int NH, int HS, float scale,
-                                                    float dropout, unsigned long long seed) {
-    __shared__ float qs[WARPS][MAX_HS], dos[WARPS][MAX_HS];
+                                                    float dropout, unsigned long long seed, const float *tq,
+                                                    const float *tk, const float *tbias, int tHS, float tscale,
+                                                    float tweight) {
+    __shared__ float qs[WARPS][MAX_HS], dos[WARPS][MAX_HS], tqs[WARPS][MAX_HS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const long long row = blockIdx.x * (long long)WARPS + warp;
     if (row >= (long long)B * NH * T) return;
@@ -104,6 +110,10 @@ extern "C" __global__ void attention_backward_query(float *dq, float *dbias, flo
         dos[warp][d] = dout[self + d];
         Di += dout[self + d] * out[self + d];
     }
+    const int tC = NH * tHS;
+    const long long thead = (long long)b * T * tC + (long long)h * tHS;
+    if (tq)
+        for (int d = lane; d < tHS; d += 32) tqs[warp][d] = tq[thead + (long long)i * tC + d];
     Di = warp_sum(Di);
     __syncwarp();
     if (lane == 0) D[row] = Di;
@@ -124,6 +134,11 @@ extern "C" __global__ void attention_backward_query(float *dq, float *dbias, flo
                 if (dropout > 0.0f) dP *= rt_keep(key, (unsigned long long)row * T + j, dropout) ? keep_scale : 0.0f;
                 ds = P * (dP - Di);
                 if (dscores) ds += dscores[row * T + j];
+                if (tq) {
+                    float xt = tscale * row_dot(tqs[warp], tk + thead + (long long)j * tC, tHS);
+                    if (tbias) xt += tbias[((long long)h * T + i) * T + j];
+                    ds += tweight * (x - xt);
+                }
                 if (dbias) atomicAdd(&dbias[((long long)h * T + i) * T + j], ds);
             }
             add_weighted_rows(acc, ds, k + head + (long long)j0 * C, T - j0 < 32 ? T - j0 : 32, C, HS, lane);
@@ -139,8 +154,10 @@ extern "C" __global__ void attention_backward_query(float *dq, float *dbias, flo
 extern "C" __global__ void attention_backward_key(float *dk, float *dv, const float *dout, const float *dscores,
                                                   const float *lse, const float *D, const float *q, const float *k,
                                                   const float *v, const int *mask, const float *bias, int B, int T,
-                                                  int NH, int HS, float scale, float dropout, unsigned long long seed) {
-    __shared__ float ks[WARPS][MAX_HS], vs[WARPS][MAX_HS];
+                                                  int NH, int HS, float scale, float dropout, unsigned long long seed,
+                                                  const float *tq, const float *tk, const float *tbias, int tHS,
+                                                  float tscale, float tweight) {
+    __shared__ float ks[WARPS][MAX_HS], vs[WARPS][MAX_HS], tks[WARPS][MAX_HS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const long long krow = blockIdx.x * (long long)WARPS + warp;   // (b, h, j)
     if (krow >= (long long)B * NH * T) return;
@@ -148,9 +165,13 @@ extern "C" __global__ void attention_backward_key(float *dk, float *dv, const fl
     const int C = NH * HS;
     const long long head = (long long)b * T * C + (long long)h * HS, self = head + (long long)j * C;
     const long long bh = (long long)b * NH + h;
+    const int tC = NH * tHS;
+    const long long thead = (long long)b * T * tC + (long long)h * tHS;
     float dka[MAX_HS / 32] = {0.0f, 0.0f, 0.0f, 0.0f}, dva[MAX_HS / 32] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (!mask || mask[(long long)b * T + j]) {
         for (int d = lane; d < HS; d += 32) { ks[warp][d] = k[self + d]; vs[warp][d] = v[self + d]; }
+        if (tq)
+            for (int d = lane; d < tHS; d += 32) tks[warp][d] = tk[thead + (long long)j * tC + d];
         __syncwarp();
         const unsigned key = rt_dropout_key(seed);
         const float keep_scale = dropout > 0.0f ? 1.0f / (1.0f - dropout) : 1.0f;
@@ -168,6 +189,11 @@ extern "C" __global__ void attention_backward_key(float *dk, float *dv, const fl
                 pd = P * m;
                 ds = P * (row_dot(vs[warp], dor, HS) * m - D[qrow]);
                 if (dscores) ds += dscores[qrow * T + j];
+                if (tq) {
+                    float xt = tscale * row_dot(tks[warp], tq + thead + (long long)i * tC, tHS);
+                    if (tbias) xt += tbias[((long long)h * T + i) * T + j];
+                    ds += tweight * (x - xt);
+                }
             }
             const int count = T - i0 < 32 ? T - i0 : 32;
             add_weighted_rows(dva, pd, dout + head + (long long)i0 * C, count, C, HS, lane);
@@ -178,4 +204,34 @@ extern "C" __global__ void attention_backward_key(float *dk, float *dv, const fl
         const int d = lane + 32 * t;
         if (d < HS) { dk[self + d] = scale * dka[t]; dv[self + d] = dva[t]; }
     }
+}
+
+// partial[row] = Σ_j (S_ij − S_t,ij)² over the valid keys of one query row (b,h,i), in double;
+// mean_finish_double (losses.cu) divides by B·NH·T·T. Rows with no valid key give 0.
+extern "C" __global__ void attention_score_loss_rows(double *partial, const float *q, const float *k, const int *mask,
+                                                     const float *bias, const float *tq, const float *tk,
+                                                     const float *tbias, int B, int T, int NH, int HS, float scale,
+                                                     int tHS, float tscale) {
+    __shared__ float qs[WARPS][MAX_HS], tqs[WARPS][MAX_HS];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const long long row = blockIdx.x * (long long)WARPS + warp;   // (b, h, i)
+    if (row >= (long long)B * NH * T) return;
+    const int i = (int)(row % T), h = (int)(row / T % NH), b = (int)(row / ((long long)T * NH));
+    const int C = NH * HS, tC = NH * tHS;
+    const long long head = (long long)b * T * C + (long long)h * HS, thead = (long long)b * T * tC + (long long)h * tHS;
+    for (int d = lane; d < HS; d += 32) qs[warp][d] = q[head + (long long)i * C + d];
+    for (int d = lane; d < tHS; d += 32) tqs[warp][d] = tq[thead + (long long)i * tC + d];
+    __syncwarp();
+    double sum = 0.0;
+    for (int j = lane; j < T; j += 32) {
+        if (mask && !mask[(long long)b * T + j]) continue;
+        float x = scale * row_dot(qs[warp], k + head + (long long)j * C, HS);
+        float xt = tscale * row_dot(tqs[warp], tk + thead + (long long)j * tC, tHS);
+        if (bias) x += bias[((long long)h * T + i) * T + j];
+        if (tbias) xt += tbias[((long long)h * T + i) * T + j];
+        const float d = x - xt;
+        sum += (double)d * d;
+    }
+    sum = warp_sum_double(sum);
+    if (lane == 0) partial[row] = sum;
 }

@@ -100,12 +100,25 @@ void rt_masked_softmax_backward(float *dscores, const float *dprobs, const float
 void rt_attention_forward(float *out, float *lse, float *scores, const float *q, const float *k, const float *v,
                           const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale,
                           float dropout, uint64_t seed);
+// TinyBERT's attention-score distillation target: another model's pre-softmax scores for the same
+// batch, mask and heads, scale·q·kᵀ + bias (0 at masked keys), from its q, k [B,T,NH·HS] and
+// bias [NH,T,T] (or NULL). weight scales the gradient a backward adds: weight·(S − S_target).
+typedef struct {
+    const float *q, *k, *bias;
+    int HS;
+    float scale, weight;
+} rt_score_target;
 // dq, dk, dv overwritten; dbias [NH,T,T] accumulates (may be NULL). dscores (optional,
-// [B,NH,T,T]) is a gradient flowing into the pre-softmax scores from a distillation loss.
+// [B,NH,T,T]) is a gradient flowing into the pre-softmax scores from a distillation loss;
+// target (optional) adds target->weight·(S − S_target), recomputed tile by tile.
 void rt_attention_backward(float *dq, float *dk, float *dv, float *dbias, const float *dout, const float *dscores,
-                           const float *out, const float *lse, const float *q, const float *k, const float *v,
-                           const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale,
-                           float dropout, uint64_t seed);
+                           const rt_score_target *target, const float *out, const float *lse, const float *q,
+                           const float *k, const float *v, const int32_t *mask, const float *bias, int B, int T,
+                           int NH, int HS, float scale, float dropout, uint64_t seed);
+// loss[0] = mean over [B,NH,T,T] of (S − S_target)², S = scale·q·kᵀ + bias (0 at masked keys),
+// tile by tile (cpu/attention_score_loss.c); target->weight is not used.
+void rt_attention_score_loss(float *loss, const float *q, const float *k, const int32_t *mask, const float *bias,
+                             const rt_score_target *target, int B, int T, int NH, int HS, float scale);
 
 // ------------------------------------------------------------------ LoRA branch (cpu/lora.c)
 // y[N,Out] += scale·(drop(x)·Aᵀ)·Bᵀ, with A [R,In], B [Out,R]; xa[N,R] = drop(x)·Aᵀ is saved.

@@ -1,0 +1,86 @@
+// What a training run holds on its device, computed before the first step: parameters,
+// gradients, optimizer state, activations (the arena exactly as BertActivations allocates it,
+// plus the LoRA inputs it allocates at first use and the distillation scratch), the teacher
+// (weights and inference arena) and workspace (the CUDA matmul workspace).
+// `retort finetune` and `retort distill` print it and refuse, naming the knobs to turn, when it
+// exceeds what the device can still give.
+import Backend
+import Foundation
+import Models
+
+public struct MemoryPlan: Sendable {
+    /// The sizes that decide activation memory.
+    public struct Shape: Sendable {
+        public var batch, length: Int
+        public var recomputeGelu: Bool
+        public init(batch: Int, length: Int, recomputeGelu: Bool) {
+            self.batch = batch; self.length = length; self.recomputeGelu = recomputeGelu
+        }
+    }
+
+    public var parameters = 0, gradients = 0, optimizer = 0, activations = 0, teacher = 0, workspace = 0
+    public var total: Int { parameters + gradients + optimizer + activations + teacher + workspace }
+
+    /// The run of `model` (LoRA adapters attached, if any) at `shape`; `extraTrainable` floats
+    /// train beside it (a projection); `teacher`: a distillation teacher and the layers whose
+    /// queries and keys its arena keeps.
+    public init(model: BertModel, shape: Shape, extraTrainable: Int = 0, teacher: (model: BertModel, keepQueryKey: Set<Int>)? = nil) {
+        let f = MemoryLayout<Float>.size, c = model.config
+        let adapterFloats = model.lora?.layout.total ?? 0
+        parameters = (model.layout.total + adapterFloats + extraTrainable) * f
+        gradients = (model.layout.total + adapterFloats + extraTrainable) * f
+        optimizer = 2 * (model.trainable.reduce(0) { $0 + $1.weight.count } + extraTrainable) * f
+        activations = BertActivations.bytes(config: c, labels: model.labels, maxBatch: shape.batch, maxLength: shape.length,
+                                            recomputeGelu: shape.recomputeGelu)
+        if let lora = model.lora { activations += c.layers * lora.config.targets.count * shape.batch * shape.length * lora.config.rank * f }
+        if let (t, keep) = teacher {
+            let tc = t.config, BT = shape.batch * shape.length
+            self.teacher = (t.layout.total + t.grads.count) * f + BertActivations.bytes(config: tc, labels: t.labels, maxBatch: shape.batch, maxLength: shape.length,
+                                                                     inference: true, keepQueryKey: keep)
+            // The objective's scratch: projected hidden states and their gradient, and one gradient per distilled hidden state.
+            let projected = tc.hiddenSize == c.hiddenSize ? 0 : 2 * BT * tc.hiddenSize
+            activations += (projected + (keep.count + 1) * BT * c.hiddenSize) * f
+        }
+        workspace = model.backend.kind == .cuda ? CUDABackend.matmulWorkspaceBytes : 0
+    }
+
+    /// Two lines for the log: each part and the total against what the device can give
+    /// (`held`: what this process already holds there, counted in the plan).
+    public func summary(device: String, use: MemoryUse) -> String {
+        var parts = [("parameters", parameters), ("gradients", gradients), ("optimizer", optimizer), ("activations", activations)]
+        if teacher > 0 { parts.append(("teacher", teacher)) }
+        if workspace > 0 { parts.append(("workspace", workspace)) }
+        return "memory plan on \(device): " + parts.map { "\($0.0) \(Self.format($0.1))" }.joined(separator: " + ")
+            + " = \(Self.format(total)) (\(Self.format(use.inUse + use.available)) available)"
+    }
+
+    /// Throws a one-line error naming the knobs that would make the run fit, when it does not.
+    /// `replan` gives the plan at another shape (for the largest batch size that fits).
+    public func check(use: MemoryUse, device: String, shape: Shape, lora: Bool, replan: (Shape) -> MemoryPlan) throws {
+        let budget = use.inUse + use.available
+        guard total > budget else { return }
+        var knobs: [String] = []
+        var smaller = shape
+        while smaller.batch > 1 {
+            smaller.batch /= 2
+            if replan(smaller).total <= budget { knobs.append("--batch-size \(smaller.batch) (fits)"); break }
+        }
+        if knobs.isEmpty { knobs.append("a smaller --batch-size") }
+        knobs.append("a shorter --max-length (now \(shape.length))")
+        if !shape.recomputeGelu {
+            var recompute = shape
+            recompute.recomputeGelu = true
+            knobs.append("--recompute gelu (needs \(Self.format(replan(recompute).total)))")
+        }
+        if !lora { knobs.append("--lora-rank 8 (optimizer state for the adapters only)") }
+        throw DataError("this run needs \(Self.format(total)) on \(device) but \(Self.format(budget)) is available; try "
+                        + knobs.joined(separator: ", ") + ".")
+    }
+
+    public static func format(_ bytes: Int) -> String {
+        let b = Double(bytes), (GiB, MiB) = (Double(1 << 30), Double(1 << 20))
+        if b >= GiB { return String(format: "%.2f GiB", b / GiB) }
+        if b >= MiB { return String(format: "%.1f MiB", b / MiB) }
+        return String(format: "%.0f KiB", b / 1024)
+    }
+}
