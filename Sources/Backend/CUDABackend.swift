@@ -283,10 +283,18 @@ public final class CUDABackend: Backend {
 
     // MARK: LoRA — composed of cuBLASLt matmuls and the dropout kernel (the fused kernel is issue 6's)
 
+    /// Ranks the fused LoRA kernels take (lora.cu's MAX_R); larger ones are composed of matmuls.
+    static let fusedLoRARank = 128
+
     public func loraForward(_ y: Tensor, xa: Tensor, _ x: Tensor, a: Tensor, b: Tensor, _ s: LoRAShape) {
         s.check(x: x, y: y, xa: xa, a: a, b: b)
-        let xd = droppedInput(x, s)
-        matmul(xa, xd, a, bias: nil, Gemm(m: s.rows, n: s.rank, k: s.inFeatures, transB: true))          // xa = drop(x)·Aᵀ
+        guard s.rank > Self.fusedLoRARank else {   // one pass: xa = drop(x)·Aᵀ, y += scale·xa·Bᵀ
+            launch("lora.cu", "lora_forward", warps: s.rows, .tensor(y), .tensor(xa), .tensor(x), .tensor(a), .tensor(b),
+                   .int64(s.rows), .int32(s.inFeatures), .int32(s.outFeatures), .int32(s.rank), .float(s.scale), .float(s.dropout),
+                   .uint64(s.seed))
+            return
+        }
+        matmul(xa, droppedInput(x, s), a, bias: nil, Gemm(m: s.rows, n: s.rank, k: s.inFeatures, transB: true))
         matmul(y, xa, b, bias: nil, Gemm(m: s.rows, n: s.outFeatures, k: s.rank, transB: true, alpha: s.scale, beta: 1))
     }
 
@@ -294,19 +302,24 @@ public final class CUDABackend: Backend {
                              _ s: LoRAShape) {
         s.check(x: dx, y: dY, xa: xa, a: dA, b: dB)
         let N = s.rows, In = s.inFeatures, Out = s.outFeatures, R = s.rank
-        // dB[Out,R] += scale·dYᵀ·xa ; dxa[N,R] = scale·dY·B ; dA[R,In] += dxaᵀ·drop(x)
+        // dB[Out,R] += scale·dYᵀ·xa ; dxa[N,R] = scale·dY·B ; dx += drop'(dxa·A) ; dA[R,In] += dxaᵀ·drop(x)
         matmul(dB, dY, xa, bias: nil, Gemm(m: Out, n: R, k: N, transA: true, alpha: s.scale, beta: 1))
         let dxa = scratch("lora.dxa", N * R)
-        matmul(dxa, dY, b, bias: nil, Gemm(m: N, n: R, k: Out, alpha: s.scale))
-        matmul(dA, dxa, droppedInput(x, s), bias: nil, Gemm(m: R, n: In, k: N, transA: true, beta: 1))
-        if s.dropout > 0 {   // dx += drop'(dxa·A)
-            let row = scratch("lora.dx", N * In)
-            matmul(row, dxa, a, bias: nil, Gemm(m: N, n: In, k: R))
-            dropout(row, row, count: N * In, p: s.dropout, seed: s.seed, offset: 0)
-            axpy(dx, row, count: N * In, alpha: 1)
+        if R <= Self.fusedLoRARank {   // dxa and dx row by row, no [N,In] scratch
+            launch("lora.cu", "lora_backward_rows", warps: N, .tensor(dx), .tensor(dxa), .tensor(dY), .tensor(a), .tensor(b),
+                   .int64(N), .int32(In), .int32(Out), .int32(R), .float(s.scale), .float(s.dropout), .uint64(s.seed))
         } else {
-            matmul(dx, dxa, a, bias: nil, Gemm(m: N, n: In, k: R, beta: 1))
+            matmul(dxa, dY, b, bias: nil, Gemm(m: N, n: R, k: Out, alpha: s.scale))
+            if s.dropout > 0 {
+                let row = scratch("lora.dx", N * In)
+                matmul(row, dxa, a, bias: nil, Gemm(m: N, n: In, k: R))
+                dropout(row, row, count: N * In, p: s.dropout, seed: s.seed, offset: 0)
+                axpy(dx, row, count: N * In, alpha: 1)
+            } else {
+                matmul(dx, dxa, a, bias: nil, Gemm(m: N, n: In, k: R, beta: 1))
+            }
         }
+        matmul(dA, dxa, droppedInput(x, s), bias: nil, Gemm(m: R, n: In, k: N, transA: true, beta: 1))
     }
 
     /// drop(x) with the LoRA mask (element n·In + i), or x itself without dropout.

@@ -120,18 +120,21 @@ public enum OpCases {
             backend.dropout(out, input, count: n, p: 0.3, seed: 0x1234_5678_9abc)
             return [("out", backend.floats(out))]
         },
-        OpCase(name: "LoRA forward/backward, dropout 0 and 0.1", atol: 1e-5, rtol: 1e-4) { backend in
+        OpCase(name: "LoRA forward/backward, dropout 0 and 0.1, ranks 4, 19 (fused) and 130 (composed)", atol: 1e-5, rtol: 1e-4) { backend in
             var x = Inputs(backend, seed: 8)
             var outputs: [(String, [Float])] = []
-            for p: Float in [0, 0.1] {
-                let s = LoRAShape(rows: 77, inFeatures: 48, outFeatures: 40, rank: 4, scale: 2, dropout: p, seed: 99)
-                let input = try x.floats(77 * 48), a = try x.floats(4 * 48), b = try x.floats(40 * 4)
-                let y = try x.floats(77 * 40), xa = try x.zeros(77 * 4), dY = try x.floats(77 * 40)
-                let dx = try x.floats(77 * 48), dA = try x.floats(4 * 48), dB = try x.floats(40 * 4)
-                backend.loraForward(y, xa: xa, input, a: a, b: b, s)
-                backend.loraBackward(dx: dx, dA: dA, dB: dB, dY: dY, input, xa: xa, a: a, b: b, s)
-                outputs += [("y p=\(p)", backend.floats(y)), ("xa p=\(p)", backend.floats(xa)), ("dx p=\(p)", backend.floats(dx)),
-                            ("dA p=\(p)", backend.floats(dA)), ("dB p=\(p)", backend.floats(dB))]
+            for (N, In, Out, R) in [(77, 48, 40, 4), (45, 70, 33, 19), (21, 150, 140, 130)] {
+                for p: Float in [0, 0.1] {
+                    let s = LoRAShape(rows: N, inFeatures: In, outFeatures: Out, rank: R, scale: 2, dropout: p, seed: 99)
+                    let input = try x.floats(N * In), a = try x.floats(R * In), b = try x.floats(Out * R)
+                    let y = try x.floats(N * Out), xa = try x.zeros(N * R), dY = try x.floats(N * Out)
+                    let dx = try x.floats(N * In), dA = try x.floats(R * In), dB = try x.floats(Out * R)
+                    backend.loraForward(y, xa: xa, input, a: a, b: b, s)
+                    backend.loraBackward(dx: dx, dA: dA, dB: dB, dY: dY, input, xa: xa, a: a, b: b, s)
+                    let tag = "R=\(R) p=\(p)"
+                    outputs += [("y \(tag)", backend.floats(y)), ("xa \(tag)", backend.floats(xa)), ("dx \(tag)", backend.floats(dx)),
+                                ("dA \(tag)", backend.floats(dA)), ("dB \(tag)", backend.floats(dB))]
+                }
             }
             return outputs
         },

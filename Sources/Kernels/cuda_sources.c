@@ -35,6 +35,10 @@ static const char layernorm_cu[] = {
 #embed "cuda/layernorm.cu"
     , 0
 };
+static const char lora_cu[] = {
+#embed "cuda/lora.cu"
+    , 0
+};
 static const char losses_cu[] = {
 #embed "cuda/losses.cu"
     , 0
@@ -60,6 +64,7 @@ static const rt_cuda_source sources[] = {
     { "embedding.cu", embedding_cu },
     { "gelu.cu", gelu_cu },
     { "layernorm.cu", layernorm_cu },
+    { "lora.cu", lora_cu },
     { "losses.cu", losses_cu },
     { "memory.cu", memory_cu },
     { "softmax.cu", softmax_cu },
