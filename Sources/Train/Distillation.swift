@@ -59,6 +59,15 @@ public struct LayerMap: Equatable, Sendable, CustomStringConvertible {
         return LayerMap(pairs: (0..<student).map { ($0, ($0 + 1) * k - 1) })
     }
 
+    /// The default: each student layer learns from the teacher layer it was copied from (odd: 0,2,4;
+    /// even: 1,3,5 — TinyBERT's uniform map; uniform: the same), TinyBERT's uniform map for a
+    /// student from a folder. For odd students this beat the uniform map on SST-2 (README).
+    public static func following(_ initialisation: StudentInit, student: Int, teacher: Int) -> LayerMap {
+        let copied = (try? initialisation.teacherLayers(student: student, teacher: teacher)) ?? []
+        guard copied.count == student, copied.allSatisfy({ (0..<teacher).contains($0) }) else { return uniform(student: student, teacher: teacher) }
+        return LayerMap(pairs: copied.enumerated().map { ($0.offset, $0.element) })
+    }
+
     /// "0:1,1:3,2:5": 0-based student layer : 0-based teacher layer.
     public init(parsing text: String, student: Int, teacher: Int) throws {
         var pairs: [(Int, Int)] = []

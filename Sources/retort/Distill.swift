@@ -16,10 +16,10 @@ struct DistillCommand: ParsableCommand {
               retort distill --teacher runs/sst2 --train T --student-init even --lora-rank 16 --out runs/sst2-lora3
               retort distill --teacher runs/sst2 --train T --method distilbert --temperature 2 --out runs/sst2-distilbert
             TinyBERT runs two stages: intermediate (MSE on embeddings, mapped hidden states and attention scores), \\
-            then prediction (soft cross-entropy against the teacher's logits at --temperature). Student layer i \\
-            learns from teacher layer (i+1)·k−1 (k = teacher layers / student layers) unless --layer-map says \\
-            otherwise (0-based student:teacher pairs). The student starts from the teacher's odd layers {1,3,5,…}, \\
-            even layers {2,4,6,…} (1-based), a uniform map, or a checkpoint folder.
+            then prediction (soft cross-entropy against the teacher's logits at --temperature). The student starts \\
+            from the teacher's odd layers {1,3,5,…}, even layers {2,4,6,…} (1-based), a uniform map, or a checkpoint \\
+            folder; each student layer learns from the teacher layer it was copied from (for a folder: TinyBERT's \\
+            uniform map, teacher layer (i+1)·k−1) unless --layer-map says otherwise (0-based student:teacher pairs).
             Writes OUT (a HF model folder: the best dev epoch of the last stage), OUT/log.jsonl, OUT/metrics.json, \\
             OUT/checkpoint-<stage>/ (--resume) and, unless --no-report, OUT/report.{md,csv,html} comparing the \\
             student with its teacher.
@@ -102,7 +102,8 @@ struct DistillCommand: ParsableCommand {
         let student = try Distillation.makeStudent(teacher: teacherModel, teacherFolder: teacherFolder, initFrom: StudentInit(expand(studentInit)),
                                                    layers: studentLayers, backend: backend, seed: seed)
         let (Ns, Nt) = (student.model.config.layers, teacherModel.model.config.layers)
-        let map = try layerMap.map { try LayerMap(parsing: $0, student: Ns, teacher: Nt) } ?? LayerMap.uniform(student: Ns, teacher: Nt)
+        let map = try layerMap.map { try LayerMap(parsing: $0, student: Ns, teacher: Nt) } 
+            ?? LayerMap.following(StudentInit(expand(studentInit)), student: Ns, teacher: Nt)
         try lora.attach(to: student.model, seed: seed)
         let method = distillationMethod!, stageList = try stageList(), epochList = try stageEpochs(stageList.count)
         var loss = DistillationLoss(layerMap: map)

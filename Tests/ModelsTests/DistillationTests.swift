@@ -94,6 +94,10 @@ final class DistillationTests: XCTestCase {
 
     func testLayerMapsParseAndRejectOutOfRangeLayers() throws {
         XCTAssertEqual(LayerMap.uniform(student: 3, teacher: 6).description, "0:1,1:3,2:5")
+        XCTAssertEqual(LayerMap.following(.odd, student: 3, teacher: 6).description, "0:0,1:2,2:4")
+        XCTAssertEqual(LayerMap.following(.even, student: 3, teacher: 6).description, "0:1,1:3,2:5")
+        XCTAssertEqual(LayerMap.following(.uniform, student: 4, teacher: 12).description, "0:2,1:5,2:8,3:11")
+        XCTAssertEqual(LayerMap.following(.folder("x"), student: 3, teacher: 6).description, "0:1,1:3,2:5")
         XCTAssertEqual(try LayerMap(parsing: "0:1, 2:5", student: 3, teacher: 6).description, "0:1,2:5")
         for (text, message) in [("0:6", "teacher layer 6 is out of range (the teacher has layers 0…5)"),
                                 ("3:1", "student layer 3 is out of range (the student has layers 0…2)"),
