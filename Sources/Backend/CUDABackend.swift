@@ -34,10 +34,10 @@ public final class CUDABackend: Backend {
             + "cuBLASLt \(lt / 10000).\(lt / 100 % 100).\(lt % 100); \(precision.rawValue) matmuls"
     }
 
-    /// Bytes held by live tensors now and at most so far, and obtained from the driver.
     /// The cuBLASLt workspace every matmul may use (allocated at start-up).
     public static var matmulWorkspaceBytes: Int { CUDAMatmul.workspaceBytes }
 
+    /// Bytes held by live tensors now and at most so far, obtained from the driver, and obtainable.
     public var memoryUse: MemoryUse {
         MemoryUse(inUse: pool.inUseBytes, peak: pool.peakInUseBytes, reserved: pool.reservedBytes,
                   available: device.freeMemory.free + pool.reservedBytes - pool.inUseBytes)
@@ -218,7 +218,7 @@ public final class CUDABackend: Backend {
     public func attentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
                                  mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         s.check([out, q, k, v], lse: lse, scores: scores, mask: mask, bias: bias)
-        precondition(s.headSize <= 128, "the CUDA attention kernel supports head sizes up to 128")
+        checkHeadSize(s.headSize)
         launch("attention.cu", "attention_forward", grid: (s.rows + 3) / 4, block: 128,
                .tensor(out), .tensor(lse), .tensor(scores), .tensor(q), .tensor(k), .tensor(v), .tensor(mask), .tensor(bias),
                .int32(s.batch), .int32(s.length), .int32(s.heads), .int32(s.headSize), .float(s.scale), .float(s.dropout),
@@ -230,8 +230,8 @@ public final class CUDABackend: Backend {
                                   mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         s.check([dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: nil, mask: mask, bias: bias ?? dBias)
         s.check(dScores)
-        precondition(s.headSize <= 128, "the CUDA attention kernel supports head sizes up to 128")
-        var dense: Tensor?, target: [KernelArg] = [.tensor(nil), .tensor(nil), .tensor(nil), .int32(0), .float(0), .float(0)]
+        checkHeadSize(s.headSize)
+        var dense: Tensor?, target = scoreTargetArgs(nil, weight: 0)
         switch dScores {
         case .dense(let t): dense = t
         case .scoreMSE(let t, let gradScale): target = scoreTargetArgs(t, weight: s.scoreMSEWeight(gradScale: gradScale))
@@ -252,7 +252,7 @@ public final class CUDABackend: Backend {
                                    _ s: AttentionShape) {
         s.check([q, k], lse: nil, scores: nil, mask: mask, bias: bias)
         s.check(target)
-        precondition(s.headSize <= 128, "the CUDA attention kernel supports head sizes up to 128")
+        checkHeadSize(s.headSize)
         let partial = scratch("attention.scoreLoss", 2 * s.rows)   // doubles
         launch("attention.cu", "attention_score_loss_rows", grid: (s.rows + 3) / 4, block: 128,
                [.tensor(partial), .tensor(q), .tensor(k), .tensor(mask), .tensor(bias), .tensor(target.q), .tensor(target.k),
@@ -262,10 +262,17 @@ public final class CUDABackend: Backend {
                .float(Float(s.scores)))
     }
 
-    /// tq, tk, tbias, tHS, tscale, tweight: the attention kernels' score-target arguments.
-    private func scoreTargetArgs(_ t: ScoreTarget, weight: Float) -> [KernelArg] {
-        precondition(t.headSize <= 128, "the CUDA attention kernel supports head sizes up to 128")
+    /// tq, tk, tbias, tHS, tscale, tweight: the attention kernels' score-target arguments (all
+    /// zero without a target).
+    private func scoreTargetArgs(_ t: ScoreTarget?, weight: Float) -> [KernelArg] {
+        guard let t else { return [.tensor(nil), .tensor(nil), .tensor(nil), .int32(0), .float(0), .float(0)] }
+        checkHeadSize(t.headSize)
         return [.tensor(t.q), .tensor(t.k), .tensor(t.bias), .int32(t.headSize), .float(t.scale), .float(weight)]
+    }
+
+    /// attention.cu keeps a head's rows in shared memory: MAX_HS = 128.
+    private func checkHeadSize(_ headSize: Int) {
+        precondition(headSize <= 128, "the CUDA attention kernels support head sizes up to 128")
     }
 
     public func maskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
@@ -281,14 +288,14 @@ public final class CUDABackend: Backend {
     }
 
 
-    // MARK: LoRA — composed of cuBLASLt matmuls and the dropout kernel (the fused kernel is issue 6's)
+    // MARK: LoRA — fused kernels (lora.cu) for ranks ≤ 128; the row reductions (dA, dB) are matmuls
 
     /// Ranks the fused LoRA kernels take (lora.cu's MAX_R); larger ones are composed of matmuls.
     static let fusedLoRARank = 128
 
     public func loraForward(_ y: Tensor, xa: Tensor, _ x: Tensor, a: Tensor, b: Tensor, _ s: LoRAShape) {
         s.check(x: x, y: y, xa: xa, a: a, b: b)
-        guard s.rank > Self.fusedLoRARank else {   // one pass: xa = drop(x)·Aᵀ, y += scale·xa·Bᵀ
+        if s.rank <= Self.fusedLoRARank {   // one pass: xa = drop(x)·Aᵀ, y += scale·xa·Bᵀ
             launch("lora.cu", "lora_forward", warps: s.rows, .tensor(y), .tensor(xa), .tensor(x), .tensor(a), .tensor(b),
                    .int64(s.rows), .int32(s.inFeatures), .int32(s.outFeatures), .int32(s.rank), .float(s.scale), .float(s.dropout),
                    .uint64(s.seed))

@@ -73,6 +73,10 @@ public final class DistillationObjective {
         dHidden = Dictionary(uniqueKeysWithValues: try hiddenIndices.map { ($0, try backend.zeros(BT * s.hiddenSize)) })
     }
 
+    /// Floats of the projection (fit_dense: weight [Ct, Cs] and bias [Ct]) a student of width Cs
+    /// trains beside itself for a teacher of width Ct; 0 when the widths agree.
+    public static func projectionSize(student Cs: Int, teacher Ct: Int) -> Int { Cs == Ct ? 0 : Ct * Cs + Ct }
+
     /// Parameters that receive no gradient in this stage (the optimiser leaves them alone).
     public var idleParameters: Set<String> {
         loss.method == .tinybert && loss.stage == .intermediate

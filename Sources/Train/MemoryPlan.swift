@@ -8,7 +8,7 @@ import Backend
 import Foundation
 import Models
 
-public struct MemoryPlan: Sendable {
+public struct MemoryPlan {
     /// The sizes that decide activation memory.
     public struct Shape: Sendable {
         public var batch, length: Int
@@ -17,26 +17,32 @@ public struct MemoryPlan: Sendable {
             self.batch = batch; self.length = length; self.recomputeGelu = recomputeGelu
         }
     }
+    public typealias Teacher = (model: BertModel, keepQueryKey: Set<Int>)
 
-    public var parameters = 0, gradients = 0, optimizer = 0, activations = 0, teacher = 0, workspace = 0
+    public let shape: Shape
+    public private(set) var parameters = 0, gradients = 0, optimizer = 0, activations = 0, teacher = 0, workspace = 0
     public var total: Int { parameters + gradients + optimizer + activations + teacher + workspace }
+    // What the plan was made of, to plan other shapes.
+    private let model: BertModel, extraTrainable: Int, teacherRun: Teacher?
 
     /// The run of `model` (LoRA adapters attached, if any) at `shape`; `extraTrainable` floats
     /// train beside it (a projection); `teacher`: a distillation teacher and the layers whose
     /// queries and keys its arena keeps.
-    public init(model: BertModel, shape: Shape, extraTrainable: Int = 0, teacher: (model: BertModel, keepQueryKey: Set<Int>)? = nil) {
-        let f = MemoryLayout<Float>.size, c = model.config
+    public init(model: BertModel, shape: Shape, extraTrainable: Int = 0, teacher: Teacher? = nil) {
+        (self.model, self.shape, self.extraTrainable, teacherRun) = (model, shape, extraTrainable, teacher)
+        let f = MemoryLayout<Float>.size, c = model.config, BT = shape.batch * shape.length
         let adapterFloats = model.lora?.layout.total ?? 0
-        parameters = (model.layout.total + adapterFloats + extraTrainable) * f
-        gradients = (model.layout.total + adapterFloats + extraTrainable) * f
+        parameters = (model.weights.count + adapterFloats + extraTrainable) * f
+        gradients = (model.grads.count + adapterFloats + extraTrainable) * f
         optimizer = 2 * (model.trainable.reduce(0) { $0 + $1.weight.count } + extraTrainable) * f
         activations = BertActivations.bytes(config: c, labels: model.labels, maxBatch: shape.batch, maxLength: shape.length,
                                             recomputeGelu: shape.recomputeGelu)
-        if let lora = model.lora { activations += c.layers * lora.config.targets.count * shape.batch * shape.length * lora.config.rank * f }
+        if let lora = model.lora { activations += c.layers * lora.config.targets.count * BT * lora.config.rank * f }
         if let (t, keep) = teacher {
-            let tc = t.config, BT = shape.batch * shape.length
-            self.teacher = (t.layout.total + t.grads.count) * f + BertActivations.bytes(config: tc, labels: t.labels, maxBatch: shape.batch, maxLength: shape.length,
-                                                                     inference: true, keepQueryKey: keep)
+            let tc = t.config
+            self.teacher = (t.weights.count + t.grads.count) * f
+                + BertActivations.bytes(config: tc, labels: t.labels, maxBatch: shape.batch, maxLength: shape.length, inference: true,
+                                        keepQueryKey: keep)
             // The objective's scratch: projected hidden states and their gradient, and one gradient per distilled hidden state.
             let projected = tc.hiddenSize == c.hiddenSize ? 0 : 2 * BT * tc.hiddenSize
             activations += (projected + (keep.count + 1) * BT * c.hiddenSize) * f
@@ -44,8 +50,12 @@ public struct MemoryPlan: Sendable {
         workspace = model.backend.kind == .cuda ? CUDABackend.matmulWorkspaceBytes : 0
     }
 
-    /// Two lines for the log: each part and the total against what the device can give
-    /// (`held`: what this process already holds there, counted in the plan).
+    /// The same run at another shape.
+    public func replanned(_ shape: Shape) -> MemoryPlan {
+        MemoryPlan(model: model, shape: shape, extraTrainable: extraTrainable, teacher: teacherRun)
+    }
+
+    /// One line for the log: each part and the total against what the device can give.
     public func summary(device: String, use: MemoryUse) -> String {
         var parts = [("parameters", parameters), ("gradients", gradients), ("optimizer", optimizer), ("activations", activations)]
         if teacher > 0 { parts.append(("teacher", teacher)) }
@@ -54,25 +64,25 @@ public struct MemoryPlan: Sendable {
             + " = \(Self.format(total)) (\(Self.format(use.inUse + use.available)) available)"
     }
 
-    /// Throws a one-line error naming the knobs that would make the run fit, when it does not.
-    /// `replan` gives the plan at another shape (for the largest batch size that fits).
-    public func check(use: MemoryUse, device: String, shape: Shape, lora: Bool, replan: (Shape) -> MemoryPlan) throws {
+    /// Throws a one-line error naming the knobs that would make the run fit, when it does not
+    /// (`use.inUse` is already counted in the plan: the model is loaded).
+    public func check(use: MemoryUse, device: String) throws {
         let budget = use.inUse + use.available
         guard total > budget else { return }
         var knobs: [String] = []
         var smaller = shape
         while smaller.batch > 1 {
             smaller.batch /= 2
-            if replan(smaller).total <= budget { knobs.append("--batch-size \(smaller.batch) (fits)"); break }
+            if replanned(smaller).total <= budget { knobs.append("--batch-size \(smaller.batch) (fits)"); break }
         }
         if knobs.isEmpty { knobs.append("a smaller --batch-size") }
         knobs.append("a shorter --max-length (now \(shape.length))")
         if !shape.recomputeGelu {
             var recompute = shape
             recompute.recomputeGelu = true
-            knobs.append("--recompute gelu (needs \(Self.format(replan(recompute).total)))")
+            knobs.append("--recompute gelu (needs \(Self.format(replanned(recompute).total)))")
         }
-        if !lora { knobs.append("--lora-rank 8 (optimizer state for the adapters only)") }
+        if model.lora == nil { knobs.append("--lora-rank 8 (optimizer state for the adapters only)") }
         throw DataError("this run needs \(Self.format(total)) on \(device) but \(Self.format(budget)) is available; try "
                         + knobs.joined(separator: ", ") + ".")
     }

@@ -44,17 +44,14 @@ struct MemoryOptions: ParsableArguments {
     @Option(name: .long, help: "Recompute in backward instead of keeping: gelu (one FFN GELU output buffer for all layers; attention is always recomputed) or none.")
     var recompute: Recompute = .none
 
-    /// Prints the plan of training `model` at these sizes on `backend` and refuses (a one-line
+    /// Prints the plan of training `model` at these sizes on its backend and refuses (a one-line
     /// error naming the knobs) when it exceeds what the device can still give.
-    func check(_ model: BertModel, batch: Int, length: Int, extraTrainable: Int = 0,
-               teacher: (model: BertModel, keepQueryKey: Set<Int>)? = nil) throws {
+    func check(_ model: BertModel, batch: Int, length: Int, extraTrainable: Int = 0, teacher: MemoryPlan.Teacher? = nil) throws {
         let shape = MemoryPlan.Shape(batch: batch, length: length, recomputeGelu: recompute == .gelu)
         let plan = MemoryPlan(model: model, shape: shape, extraTrainable: extraTrainable, teacher: teacher)
         let use = model.backend.memoryUse, device = model.backend.kind.rawValue
         printError("retort: " + plan.summary(device: device, use: use))
-        try plan.check(use: use, device: device, shape: shape, lora: model.lora != nil) {
-            MemoryPlan(model: model, shape: $0, extraTrainable: extraTrainable, teacher: teacher)
-        }
+        try plan.check(use: use, device: device)
     }
 }
 

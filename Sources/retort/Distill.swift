@@ -111,8 +111,9 @@ struct DistillCommand: ParsableCommand {
         loss.temperature = temperature ?? (method == .distilbert ? 2 : 1)
         loss.hardLabelWeight = hardLabelWeight
         loss.alpha = alpha; loss.beta = beta; loss.gamma = gamma
-        let (Cs, Ct) = (student.model.config.hiddenSize, teacherModel.model.config.hiddenSize)
-        try memory.check(student.model, batch: batchSize, length: maxLength, extraTrainable: Cs == Ct ? 0 : Ct * Cs + Ct,
+        let projection = DistillationObjective.projectionSize(student: student.model.config.hiddenSize,
+                                                              teacher: teacherModel.model.config.hiddenSize)
+        try memory.check(student.model, batch: batchSize, length: maxLength, extraTrainable: projection,
                          teacher: (teacherModel.model, Set(map.pairs.map(\.teacher))))
         let objective = try DistillationObjective(teacher: teacherModel, student: student, loss: loss, maxBatch: batchSize, seed: seed)
         printError("retort: \(data.train.count) training and \(data.dev.count) dev examples; teacher \(Nt) layers, student \(Ns) layers "

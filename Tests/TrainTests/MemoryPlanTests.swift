@@ -52,10 +52,9 @@ final class MemoryPlanTests: XCTestCase {
         let backend = try CPUBackend()
         let c = try TinyClassifier.make(backend)
         let shape = MemoryPlan.Shape(batch: 64, length: 16, recomputeGelu: false)
-        let replan = { (s: MemoryPlan.Shape) -> MemoryPlan in MemoryPlan(model: c.model, shape: s) }
-        let plan = replan(shape), quarter = replan(MemoryPlan.Shape(batch: 16, length: 16, recomputeGelu: false))
+        let plan = MemoryPlan(model: c.model, shape: shape), quarter = plan.replanned(MemoryPlan.Shape(batch: 16, length: 16, recomputeGelu: false))
         let tight = MemoryUse(inUse: 0, peak: 0, reserved: 0, available: quarter.total + 1)
-        XCTAssertThrowsError(try plan.check(use: tight, device: "cpu", shape: shape, lora: false, replan: replan)) { error in
+        XCTAssertThrowsError(try plan.check(use: tight, device: "cpu")) { error in
             let message = "\(error)"
             XCTAssertTrue(message.contains("this run needs \(MemoryPlan.format(plan.total)) on cpu"), message)
             XCTAssertTrue(message.contains("--batch-size 16 (fits)"), message)
@@ -63,6 +62,6 @@ final class MemoryPlanTests: XCTestCase {
             XCTAssertFalse(message.contains("\n"), "one line: \(message)")
         }
         let roomy = MemoryUse(inUse: 0, peak: 0, reserved: 0, available: plan.total)
-        XCTAssertNoThrow(try plan.check(use: roomy, device: "cpu", shape: shape, lora: false, replan: replan))
+        XCTAssertNoThrow(try plan.check(use: roomy, device: "cpu"))
     }
 }
