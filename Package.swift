@@ -37,9 +37,14 @@ let package = Package(
         // and the executable scripts/gpu-check carries to a GPU machine.
         .target(name: "Conformance", dependencies: ["Backend", "Models", "Train"]),
         .executableTarget(name: "backend-check", dependencies: ["Backend", "Conformance"]),
-        .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend", "Conformance", "Models", "retort"]),
+        // CUDA kernel sources run on the CPU under a warp emulator (test support; C++20, fibers).
+        .target(name: "WarpEmulation", path: "Tests/WarpEmulation",
+                cxxSettings: [.unsafeFlags(["-O2", "-Wall", "-Wno-unused-function"])]),
+        .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend", "Conformance", "Models", "retort",
+                                                         "WarpEmulation"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Train"]),
         .testTarget(name: "TrainTests", dependencies: ["Train"]),
     ],
-    cLanguageStandard: .c2x
+    cLanguageStandard: .c2x,
+    cxxLanguageStandard: .cxx20
 )

@@ -15,6 +15,10 @@ static const char attention_cu[] = {
 #embed "cuda/attention.cu"
     , 0
 };
+static const char attention_tc_cu[] = {
+#embed "cuda/attention_tc.cu"
+    , 0
+};
 static const char bias_cu[] = {
 #embed "cuda/bias.cu"
     , 0
@@ -59,6 +63,7 @@ static const char tanh_cu[] = {
 static const rt_cuda_source sources[] = {
     { "adamw.cu", adamw_cu },
     { "attention.cu", attention_cu },
+    { "attention_tc.cu", attention_tc_cu },
     { "bias.cu", bias_cu },
     { "dropout.cu", dropout_cu },
     { "embedding.cu", embedding_cu },
