@@ -10,15 +10,15 @@ struct Options {
     var json: String?
     var quick = false
     var filter: String?
-    var precision = MatmulPrecision.fp32
+    var precision = Precision.fp32
     var reference: String?
     var python = ProcessInfo.processInfo.environment["RETORT_PERF_PYTHON"] ?? "python3"
 
     static let usage = """
-        usage: Perf [--backend cpu|cuda] [--precision fp32|tf32] [--json FILE] [--quick] [--filter TEXT]
+        usage: Perf [--backend cpu|cuda] [--precision fp32|tf32|bf16|fp16] [--json FILE] [--quick] [--filter TEXT]
                     [--python PATH] [--reference FILE]
           --backend   device to measure (cpu or cuda); the references run on the same device
-          --precision GPU matmuls: fp32 (default) or tf32 tensor cores
+          --precision GPU precision: fp32 (default), tf32, bf16 or fp16 (mixed precision)
           --json      also write one JSON object per line: name, value, unit, reference, ratio
           --quick     fewer repetitions (a smoke run; figures are noisier)
           --filter    only workloads whose name contains TEXT
@@ -45,7 +45,7 @@ struct Options {
             case "--reference": o.reference = value("--reference")
             case "--precision":
                 let text = value("--precision")
-                guard let p = MatmulPrecision(rawValue: text) else { fail("--precision must be fp32 or tf32, not \(text)") }
+                guard let p = Precision(rawValue: text) else { fail("--precision must be fp32, tf32, bf16 or fp16, not \(text)") }
                 o.precision = p
             case "-h", "--help": print(usage); exit(0)
             default: fail("unknown argument \(args[i])\n\(usage)")

@@ -7,9 +7,22 @@
 
 public enum DeviceKind: String, Sendable { case cpu, cuda }
 
+/// How a GPU computes; the CPU always computes in fp32. Weights, gradients, optimizer state and
+/// activations stay fp32 in memory at every precision.
+///   fp32: as the CPU.  tf32: matmuls on TF32 tensor cores (~1e-3 relative error).
+///   bf16 / fp16: matmul operands and attention's Q, K, V, P, dS rounded to 16 bits on the way
+///   into tensor cores, fp32 accumulation (mixed precision with fp32 master weights). bf16 needs
+///   compute capability ≥ 8.0; fp16 trains with dynamic loss scaling (Train/LossScaler).
+public enum Precision: String, CaseIterable, Sendable {
+    case fp32, tf32, bf16, fp16
+    /// The 16-bit type operands are rounded to, if any.
+    public var halfType: DType? { self == .bf16 ? .bf16 : self == .fp16 ? .f16 : nil }
+}
+
 public protocol Backend: AnyObject {
     var kind: DeviceKind { get }
     var summary: String { get }   // one line: library, kernels, threads / device name
+    var precision: Precision { get }
     // Memory
     func allocate(_ count: Int, _ dtype: DType) throws -> Tensor
     func upload(_ dst: Tensor, _ src: UnsafeRawBufferPointer)

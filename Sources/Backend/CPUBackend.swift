@@ -12,6 +12,7 @@ import Musl
 
 public final class CPUBackend: Backend {
     public let kind = DeviceKind.cpu
+    public let precision = Precision.fp32
     public let summary: String
     public let blas: BLASInfo
     let threads: Int

@@ -10,6 +10,7 @@ import Kernels
 public final class CUDABackend: Backend {
     public let kind = DeviceKind.cuda
     public let summary: String
+    public let precision: Precision
     public let gpu: GPUInfo
     let device: CUDADevice
     let pool: CUDAMemoryPool
@@ -20,9 +21,11 @@ public final class CUDABackend: Backend {
     /// Blocks of the fixed-order reductions (memory.cu, losses.cu).
     static let sumBlocks = 256
 
-    public init(ordinal: Int = 0, precision: MatmulPrecision = .fp32) throws {
+    public init(ordinal: Int = 0, precision: Precision = .fp32) throws {
         device = try CUDADevice(ordinal: ordinal)
         gpu = device.info
+        if let reason = Self.unsupported(precision, arch: gpu.arch) { throw PrecisionError(description: reason) }
+        self.precision = precision
         pool = CUDAMemoryPool(device: device)
         kernels = try CUDAKernels(device: device)
         try kernels.loadAll()
@@ -31,7 +34,30 @@ public final class CUDABackend: Backend {
         let lt = gemm.version
         summary = "\(gpu.name), sm_\(gpu.arch), \(gpu.multiprocessors) SMs, \(format1(Double(gpu.memoryBytes) / Double(1 << 30))) GiB; "
             + "driver \(device.driverVersion / 1000).\(device.driverVersion % 1000 / 10), NVRTC \(NVRTC.status.version), "
-            + "cuBLASLt \(lt / 10000).\(lt / 100 % 100).\(lt % 100); \(precision.rawValue) matmuls"
+            + "cuBLASLt \(lt / 10000).\(lt / 100 % 100).\(lt % 100); " + Self.describe(precision)
+    }
+
+    /// The GPU cannot compute at the asked precision (`--device auto` does not fall back to the CPU for this).
+    public struct PrecisionError: Error, CustomStringConvertible, Sendable { public let description: String }
+
+    /// Why a GPU of compute capability `arch` (e.g. 86) cannot compute at `precision`, or nil.
+    public static func unsupported(_ precision: Precision, arch: Int) -> String? {
+        switch precision {
+        case .tf32 where arch < 80, .bf16 where arch < 80:
+            return "--precision \(precision.rawValue) needs compute capability 8.0 or newer (this GPU is sm_\(arch)); "
+                + "use --precision fp16" + (arch < 70 ? " on a GPU with tensor cores, or fp32" : "")
+        case .fp16 where arch < 70:
+            return "--precision fp16 needs tensor cores (compute capability 7.0 or newer; this GPU is sm_\(arch)); use --precision fp32"
+        default:
+            return nil
+        }
+    }
+
+    static func describe(_ precision: Precision) -> String {
+        switch precision {
+        case .fp32, .tf32: return "\(precision.rawValue) matmuls"
+        case .bf16, .fp16: return "\(precision.rawValue) mixed precision (16-bit tensor-core operands, fp32 accumulation and weights)"
+        }
     }
 
     /// The cuBLASLt workspace every matmul may use (allocated at start-up).
@@ -122,10 +148,12 @@ public final class CUDABackend: Backend {
         if g.k == 0 {   // an empty product: C = beta·C (+ bias), as sgemm does
             precondition(g.ldc == g.n, "an empty matmul needs packed C")
             for i in 0..<g.batch { scale(c.slice(i * g.strideC, g.m * g.n), count: g.m * g.n, by: g.beta) }
-        } else if let bias, g.batch == 1, ptr(bias) % 16 == 0 {   // the epilogue wants a 16-byte-aligned bias
-            gemm.run(c: ptr(c), a: ptr(a), b: ptr(b), bias: ptr(bias), g)
-            return
         } else {
+            let (a, b) = halfOperands(a, b, g)
+            if let bias, g.batch == 1, ptr(bias) % 16 == 0 {   // the epilogue wants a 16-byte-aligned bias
+                gemm.run(c: ptr(c), a: ptr(a), b: ptr(b), bias: ptr(bias), g)
+                return
+            }
             gemm.run(c: ptr(c), a: ptr(a), b: ptr(b), bias: nil, g)
         }
         if let bias {   // batched, misaligned or empty: every matrix of the batch gets the bias
@@ -134,6 +162,22 @@ public final class CUDABackend: Backend {
                 launch("bias.cu", "bias_add", elements: g.m * g.n, .tensor(rows), .tensor(bias), .int64(g.m), .int32(g.n))
             }
         }
+    }
+
+    /// bf16/fp16: A and B rounded to 16 bits (the elements the Gemm spans, same layout) in
+    /// grow-only scratch; otherwise A and B themselves.
+    private func halfOperands(_ a: Tensor, _ b: Tensor, _ g: Gemm) -> (Tensor, Tensor) {
+        guard let half = precision.halfType else { return (a, b) }
+        let a16 = scratch("gemm.a16", g.spanA, half), b16 = scratch("gemm.b16", g.spanB, half)
+        cast(a16, a.slice(0, g.spanA), count: g.spanA)
+        cast(b16, b.slice(0, g.spanB), count: g.spanB)
+        return (a16, b16)
+    }
+
+    /// Bytes of the 16-bit operand scratch the largest of these matmuls needs (0 at fp32/tf32).
+    public static func halfOperandBytes(_ precision: Precision, matmuls: [Gemm]) -> Int {
+        guard let half = precision.halfType else { return 0 }
+        return half.size * ((matmuls.map(\.spanA).max() ?? 0) + (matmuls.map(\.spanB).max() ?? 0))
     }
 
     public func biasBackward(_ dBias: Tensor, dOut: Tensor, rows: Int, channels: Int) {
@@ -219,6 +263,12 @@ public final class CUDABackend: Backend {
                                  mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         s.check([out, q, k, v], lse: lse, scores: scores, mask: mask, bias: bias)
         checkHeadSize(s.headSize)
+        if scores == nil, let suffix = tensorCoreAttention(s) {
+            launch("attention_tc.cu", "attention_tc_forward_" + suffix, grid: tensorCoreBlocks(s), block: 128,
+                   .tensor(out), .tensor(lse), .tensor(q), .tensor(k), .tensor(v), .tensor(mask), .tensor(bias), .int32(s.batch),
+                   .int32(s.length), .int32(s.heads), .float(s.scale), .float(s.dropout), .uint64(s.seed))
+            return
+        }
         launch("attention.cu", "attention_forward", grid: (s.rows + 3) / 4, block: 128,
                .tensor(out), .tensor(lse), .tensor(scores), .tensor(q), .tensor(k), .tensor(v), .tensor(mask), .tensor(bias),
                .int32(s.batch), .int32(s.length), .int32(s.heads), .int32(s.headSize), .float(s.scale), .float(s.dropout),
@@ -238,6 +288,16 @@ public final class CUDABackend: Backend {
         case nil: break
         }
         let D = scratch("attention.D", s.rows)
+        if dScores == nil, let suffix = tensorCoreAttention(s) {
+            let shape: [KernelArg] = [.tensor(mask), .tensor(bias), .int32(s.batch), .int32(s.length), .int32(s.heads),
+                                      .float(s.scale), .float(s.dropout), .uint64(s.seed)]
+            launch("attention_tc.cu", "attention_tc_backward_query_" + suffix, grid: tensorCoreBlocks(s), block: 128,
+                   [.tensor(dq), .tensor(dBias), .tensor(D), .tensor(dOut), .tensor(out), .tensor(lse), .tensor(q), .tensor(k),
+                    .tensor(v)] + shape)
+            launch("attention_tc.cu", "attention_tc_backward_key_" + suffix, grid: tensorCoreBlocks(s), block: 128,
+                   [.tensor(dk), .tensor(dv), .tensor(dOut), .tensor(lse), .tensor(D), .tensor(q), .tensor(k), .tensor(v)] + shape)
+            return
+        }
         let shape: [KernelArg] = [.tensor(mask), .tensor(bias), .int32(s.batch), .int32(s.length), .int32(s.heads),
                                   .int32(s.headSize), .float(s.scale), .float(s.dropout), .uint64(s.seed)]
         launch("attention.cu", "attention_backward_query", grid: (s.rows + 3) / 4, block: 128,
@@ -269,6 +329,16 @@ public final class CUDABackend: Backend {
         checkHeadSize(t.headSize)
         return [.tensor(t.q), .tensor(t.k), .tensor(t.bias), .int32(t.headSize), .float(t.scale), .float(weight)]
     }
+
+    /// The attention_tc.cu kernel suffix ("bf16_hs64", …) when this precision and shape take the
+    /// tensor-core kernels: bf16/fp16 on sm_80+, head size 32 or 64. Otherwise nil: attention.cu.
+    private func tensorCoreAttention(_ s: AttentionShape) -> String? {
+        guard let half = precision.halfType, gpu.arch >= 80, s.headSize == 32 || s.headSize == 64 else { return nil }
+        return (half == .bf16 ? "bf16" : "f16") + "_hs\(s.headSize)"
+    }
+
+    /// attention_tc.cu's grid: a block per 64 rows of each (batch, head).
+    private func tensorCoreBlocks(_ s: AttentionShape) -> Int { s.batch * s.heads * ((s.length + 63) / 64) }
 
     /// attention.cu keeps a head's rows in shared memory: MAX_HS = 128.
     private func checkHeadSize(_ headSize: Int) {

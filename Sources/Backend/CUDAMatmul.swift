@@ -1,13 +1,12 @@
 // Every matmul on the GPU goes through cuBLASLt. Our Gemm is row-major; cuBLASLt is
 // column-major, so C[m,n] = op(A)·op(B) is computed as Cᵀ[n,m] = op(B)ᵀ·op(A)ᵀ: the operands
 // swap, each keeps its own transpose flag, and the leading dimensions carry over unchanged.
+// With bf16/fp16 precision the backend hands in operands already cast to 16 bits (A and B
+// layouts 16BF/16F), C and D stay fp32 and accumulation is fp32 (CUBLAS_COMPUTE_32F).
 // A plan (descriptors and the heuristic's algorithm) is made once per shape, precision and
 // operand alignment, then reused: a training step does no cuBLASLt set-up after the first.
 import CBackend
 import Foundation
-
-/// Matmul precision on the GPU: fp32 (the default, as the CPU) or TF32 tensor cores (opt-in).
-public enum MatmulPrecision: String, CaseIterable, Sendable { case fp32, tf32 }
 
 final class CUDAMatmul: @unchecked Sendable {
     private struct Key: Hashable {
@@ -31,7 +30,7 @@ final class CUDAMatmul: @unchecked Sendable {
 
     let api: rt_cublaslt_api
     let version: Int
-    let precision: MatmulPrecision
+    let precision: Precision
     private let device: CUDADevice
     private let handle: rt_cublasLtHandle
     private let workspace: Tensor
@@ -39,7 +38,7 @@ final class CUDAMatmul: @unchecked Sendable {
     private let lock = NSLock()
     static let workspaceBytes = 32 << 20
 
-    init(device: CUDADevice, precision: MatmulPrecision, workspace: Tensor) throws {
+    init(device: CUDADevice, precision: Precision, workspace: Tensor) throws {
         let lt = rt_cublaslt_load()!.pointee
         guard lt.loaded != 0 else { throw BackendError("the CUDA backend needs cuBLASLt: \(string(lt.error))") }
         api = lt.fn
@@ -125,8 +124,10 @@ final class CUDAMatmul: @unchecked Sendable {
         // Stored matrices, column-major (rows, cols, ld): our row-major [r, c] with ld is [c, r].
         let aRows = key.transB ? key.k : key.n, aCols = key.transB ? key.n : key.k
         let bRows = key.transA ? key.m : key.k, bCols = key.transA ? key.k : key.m
-        try check(api.cublasLtMatrixLayoutCreate(&plan.a, Int32(RT_CUDA_R_32F), UInt64(aRows), UInt64(aCols), Int64(key.ldb)), "layout A")
-        try check(api.cublasLtMatrixLayoutCreate(&plan.b, Int32(RT_CUDA_R_32F), UInt64(bRows), UInt64(bCols), Int64(key.lda)), "layout B")
+        // bf16/fp16: the operands were cast to 16 bits by the backend; C stays fp32, accumulation fp32.
+        let operand = Int32(precision == .bf16 ? RT_CUDA_R_16BF : precision == .fp16 ? RT_CUDA_R_16F : RT_CUDA_R_32F)
+        try check(api.cublasLtMatrixLayoutCreate(&plan.a, operand, UInt64(aRows), UInt64(aCols), Int64(key.ldb)), "layout A")
+        try check(api.cublasLtMatrixLayoutCreate(&plan.b, operand, UInt64(bRows), UInt64(bCols), Int64(key.lda)), "layout B")
         try check(api.cublasLtMatrixLayoutCreate(&plan.c, Int32(RT_CUDA_R_32F), UInt64(key.n), UInt64(key.m), Int64(key.ldc)), "layout C")
         if key.batch > 1 {
             for (layout, stride) in [(plan.a, key.strideB), (plan.b, key.strideA), (plan.c, key.strideC)] {

@@ -114,11 +114,15 @@ public enum Devices {
 
     /// The backend for a `--device` choice, and a one-line note when `auto` fell back to the CPU.
     /// `auto` takes the first GPU when the driver, NVRTC and cuBLASLt all load and the kernels
-    /// compile; otherwise the CPU, saying why.
+    /// compile; otherwise the CPU, saying why. The CPU computes in fp32: `--device cpu` with
+    /// another precision is an error; `auto` falling back to the CPU says so in its note.
     public static func makeBackend(_ choice: Choice, threads: Int? = nil,
-                                   precision: MatmulPrecision = .fp32) throws -> (backend: Backend, note: String?) {
+                                   precision: Precision = .fp32) throws -> (backend: Backend, note: String?) {
         switch choice {
         case .cpu:
+            guard precision == .fp32 else {
+                throw BackendError("--precision \(precision.rawValue) is for GPUs: the CPU computes in fp32 (drop --precision, or use --device cuda)")
+            }
             return (try CPUBackend(threads: threads), nil)
         case .cuda:
             if let reason = cudaUnavailableReason { throw BackendError("--device cuda: CUDA is not available: \(reason)") }
@@ -126,11 +130,14 @@ public enum Devices {
                 throw BackendError("--device cuda: \(error)")
             }
         case .auto:
+            let fp32 = precision == .fp32 ? "" : " (in fp32: --precision \(precision.rawValue) is for GPUs)"
             if let reason = cudaUnavailableReason {
-                return (try CPUBackend(threads: threads), "cuda not available (\(reason)); using cpu")
+                return (try CPUBackend(threads: threads), "cuda not available (\(reason)); using cpu" + fp32)
             }
-            do { return (try CUDABackend(precision: precision), nil) } catch {
-                return (try CPUBackend(threads: threads), "cuda not usable (\(error)); using cpu")
+            do { return (try CUDABackend(precision: precision), nil) } catch let error as CUDABackend.PrecisionError {
+                throw error   // the GPU works, only not at this precision: say so rather than train on the CPU
+            } catch {
+                return (try CPUBackend(threads: threads), "cuda not usable (\(error)); using cpu" + fp32)
             }
         }
     }

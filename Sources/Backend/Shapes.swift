@@ -26,9 +26,9 @@ public struct Gemm: Sendable {
     }
 
     /// Elements op(A)/op(B)/C span in memory (for bounds checks).
-    var spanA: Int { (batch - 1) * strideA + (transA ? (k - 1) * lda + m : (m - 1) * lda + k) }
-    var spanB: Int { (batch - 1) * strideB + (transB ? (n - 1) * ldb + k : (k - 1) * ldb + n) }
-    var spanC: Int { (batch - 1) * strideC + (m - 1) * ldc + n }
+    public var spanA: Int { (batch - 1) * strideA + (transA ? (k - 1) * lda + m : (m - 1) * lda + k) }
+    public var spanB: Int { (batch - 1) * strideB + (transB ? (n - 1) * ldb + k : (k - 1) * ldb + n) }
+    public var spanC: Int { (batch - 1) * strideC + (m - 1) * ldc + n }
 }
 
 /// Word + position (+ token type) embedding of BT tokens into C channels.

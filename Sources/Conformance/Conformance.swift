@@ -44,7 +44,14 @@ public enum Conformance {
     }
 
     public static func runOps(candidate: Backend, reference: Backend) -> [CheckResult] {
-        OpCases.all.flatMap { run($0, candidate: candidate, reference: reference) }
+        cases(for: candidate.precision).flatMap { run($0, candidate: candidate, reference: reference) }
+    }
+
+    /// The op cases for a candidate at `precision`: every op at fp32 (and tf32, looser by nature);
+    /// at bf16/fp16 the 16-bit matmul and tensor-core attention cases (the other ops are fp32 at
+    /// every precision and are checked by an fp32 run).
+    public static func cases(for precision: Precision) -> [OpCase] {
+        precision.halfType == nil ? OpCases.all : HalfPrecisionCases.cases(precision)
     }
 
     static func short(_ x: Double) -> String {

@@ -1,7 +1,8 @@
 // What a training run holds on its device, computed before the first step: parameters,
 // gradients, optimizer state, activations (the arena exactly as BertActivations allocates it,
 // plus the LoRA inputs it allocates at first use and the distillation scratch), the teacher
-// (weights and inference arena) and workspace (the CUDA matmul workspace).
+// (weights and inference arena) and workspace (the CUDA matmul workspace, and at bf16/fp16 the
+// scratch matmul operands are rounded into).
 // `retort finetune` and `retort distill` print it and refuse, naming the knobs to turn, when it
 // exceeds what the device can still give.
 import Backend
@@ -47,7 +48,20 @@ public struct MemoryPlan {
             let projected = tc.hiddenSize == c.hiddenSize ? 0 : 2 * BT * tc.hiddenSize
             activations += (projected + (keep.count + 1) * BT * c.hiddenSize) * f
         }
-        workspace = model.backend.kind == .cuda ? CUDABackend.matmulWorkspaceBytes : 0
+        if model.backend.kind == .cuda {
+            let configs = [c] + (teacher.map { [$0.model.config] } ?? [])
+            workspace = CUDABackend.matmulWorkspaceBytes
+                + CUDABackend.halfOperandBytes(model.backend.precision, matmuls: configs.flatMap { Self.layerMatmuls($0, tokens: BT) })
+        }
+    }
+
+    /// The matmuls of a layer's forward and backward over BT tokens (the largest operands there are).
+    static func layerMatmuls(_ c: BertConfig, tokens BT: Int) -> [Gemm] {
+        let C = c.hiddenSize, I = c.intermediateSize
+        return [Gemm(m: BT, n: 3 * C, k: C, transB: true),   // q, k, v
+                Gemm(m: BT, n: I, k: C, transB: true), Gemm(m: BT, n: C, k: I, transB: true),   // FFN
+                Gemm(m: C, n: I, k: BT, transA: true), Gemm(m: I, n: C, k: BT, transA: true),   // FFN weight gradients
+                Gemm(m: BT, n: I, k: C), Gemm(m: BT, n: C, k: I)]                               // FFN input gradients
     }
 
     /// The same run at another shape.

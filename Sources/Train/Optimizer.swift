@@ -25,18 +25,24 @@ public final class Optimizer {
         scratch = try backend.zeros(1)
     }
 
-    /// Global L2 norm of the gradients, scaled down to `maxNorm` when above it (0: no clipping).
+    /// Global L2 norm of the gradients of the loss, the gradients being those of the loss times
+    /// `lossScale` (fp16 loss scaling; a power of two); they are divided by it again and scaled
+    /// down to `maxNorm` when above it (0: no clipping), in one pass. A norm that is not finite
+    /// (an overflow) is returned with the gradients left as they are.
     @discardableResult
-    public func clip(maxNorm: Double) -> Double {
+    public func clip(maxNorm: Double, lossScale: Double = 1) -> Double {
         let groups = wholeGradient.map { [$0] } ?? parameters.map(\.grad)
         var total = 0.0
         for g in groups {
             backend.sumOfSquares(scratch, g, count: g.count)
             total += Double(backend.floats(scratch)[0])
         }
-        let norm = total.squareRoot()
-        if maxNorm > 0, norm > maxNorm {
-            for g in groups { backend.scale(g, count: g.count, by: Float(maxNorm / (norm + 1e-6))) }
+        let norm = total.squareRoot() / lossScale
+        guard norm.isFinite else { return norm }
+        var factor = 1 / lossScale
+        if maxNorm > 0, norm > maxNorm { factor *= maxNorm / (norm + 1e-6) }
+        if factor != 1 {
+            for g in groups { backend.scale(g, count: g.count, by: Float(factor)) }
         }
         return norm
     }

@@ -27,7 +27,13 @@ public struct StepLog: Codable, Sendable {
     /// Distillation: the unweighted loss terms of the step's last micro-batch.
     public var terms: [String: Double]? = nil
     public var stage: String? = nil
-    enum CodingKeys: String, CodingKey { case step, epoch, loss, lr, gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", terms, stage }
+    /// fp16: the loss scale the step ran with, and whether its update was skipped (an overflow).
+    public var lossScale: Double? = nil
+    public var skipped: Bool? = nil
+    enum CodingKeys: String, CodingKey {
+        case step, epoch, loss, lr, gradNorm = "grad_norm", tokensPerSecond = "tokens_per_s", terms, stage
+        case lossScale = "loss_scale", skipped
+    }
 }
 
 public final class Trainer {
@@ -53,9 +59,12 @@ public final class Trainer {
     public var stage: String?
     /// Tensors trained beside the model's (a distillation projection).
     let extra: [TrainableTensor]
+    /// Dynamic loss scaling (fp16); nil: none.
+    public private(set) var lossScaler: LossScaler?
 
     public init(classifier: Classifier, train: [Encoding], trainLabels: [Int32], dev: [Encoding], devLabels: [Int32],
-                options: TrainingOptions, extra: [TrainableTensor] = [], idle: Set<String> = [], recomputeGelu: Bool = false) throws {
+                options: TrainingOptions, extra: [TrainableTensor] = [], idle: Set<String> = [], recomputeGelu: Bool = false,
+                lossScaler: LossScaler? = nil) throws {
         precondition(train.count == trainLabels.count && dev.count == devLabels.count)
         self.classifier = classifier
         self.options = options
@@ -66,6 +75,8 @@ public final class Trainer {
                                           maxLength: classifier.maxLength, backend: b, recomputeGelu: recomputeGelu)
         self.extra = extra
         optimizer = try Optimizer(model: model, extra: extra, idle: idle)
+        // fp16 needs loss scaling; any backend can be given a scaler (the CPU tests do).
+        self.lossScaler = lossScaler ?? (b.precision == .fp16 ? LossScaler() : nil)
     }
 
     public var stepsPerEpoch: Int { (train.count + options.batchSize * options.accumulation - 1) / (options.batchSize * options.accumulation) }
@@ -109,12 +120,13 @@ public final class Trainer {
                 model.zeroGradients()
                 for p in extra { model.backend.fill(p.grad, 0) }
                 var loss = 0.0, tokens = 0
+                let lossScale = lossScaler?.scale ?? 1
                 let group = micro[(s * k)..<min(s * k + k, micro.count)]
                 for (j, indices) in group.enumerated() {
                     let batch = indices.map { train[$0] }
                     classifier.load(batch, labels: indices.map { trainLabels[$0] }, into: activations)
                     tokens += activations.batch * activations.length
-                    let seed = options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j), scale = 1 / Float(group.count)
+                    let seed = options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j), scale = lossScale / Float(group.count)
                     if let objective {
                         loss += objective(activations, batch, seed, scale) / Double(group.count)
                     } else {
@@ -122,14 +134,20 @@ public final class Trainer {
                         loss += Double(model.backward(activations, gradScale: scale)) / Double(group.count)
                     }
                 }
-                let gradNorm = optimizer.clip(maxNorm: options.maxGradNorm)
+                let gradNorm = optimizer.clip(maxNorm: options.maxGradNorm, lossScale: Double(lossScale))
                 let lr = learningRate(at: step)
-                optimizer.step(learningRate: lr, weightDecay: options.weightDecay, step: step + 1)
+                // An overflow under loss scaling skips the update (the data and the schedule move on).
+                let apply = lossScaler?.update(finiteGradients: gradNorm.isFinite) ?? true
+                if apply { optimizer.step(learningRate: lr, weightDecay: options.weightDecay, step: step + 1) }
                 step += 1
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                 var entry = StepLog(step: step, epoch: epoch + 1, loss: loss, lr: lr, gradNorm: gradNorm, tokensPerSecond: Double(tokens) / seconds)
                 entry.terms = stepTerms()
                 entry.stage = stage
+                if lossScaler != nil {
+                    entry.lossScale = Double(lossScale)
+                    entry.skipped = !apply
+                }
                 onStep(entry)
                 if let every = options.evalEvery, step % every == 0, step % perEpoch != 0 { try evaluate(epoch: epoch + 1) }
                 if shouldStop() { stopped = true; return best }
@@ -167,6 +185,7 @@ public final class Trainer {
         try SafeTensorsWriter.write(tensors, metadata: ["format": "retort-checkpoint"], to: folder + "/state.safetensors")
         var state: [String: Any] = ["step": step, "options": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options))]
         if let best { state["best"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(best)) }
+        if let lossScaler { state["loss_scaler"] = try JSONSerialization.jsonObject(with: JSONEncoder().encode(lossScaler)) }
         try writeAtomically(try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys]), to: folder + "/trainer.json")
     }
 
@@ -197,6 +216,9 @@ public final class Trainer {
         step = saved
         if let bestObject = state["best"] {
             best = try JSONDecoder().decode(ClassificationMetrics.self, from: JSONSerialization.data(withJSONObject: bestObject))
+        }
+        if lossScaler != nil, let saved = state["loss_scaler"] {   // a resumed fp16 run goes on at the scale it reached
+            lossScaler = try JSONDecoder().decode(LossScaler.self, from: JSONSerialization.data(withJSONObject: saved))
         }
     }
 }

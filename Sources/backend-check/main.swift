@@ -1,7 +1,7 @@
 // backend-check: every Backend op and the model cases on a device, against the CPU backend
 // (as ggml's test-backend-ops). `swift test` runs the same cases through XCTest; this
 // executable is what scripts/gpu-check runs on a GPU machine, where there is no Swift.
-//   backend-check [--backend cuda|cpu] [--precision fp32|tf32] [--golden DIR] [--assets DIR] [--filter TEXT]
+//   backend-check [--backend cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--golden DIR] [--assets DIR] [--filter TEXT]
 // Exit status 0: every check passed (or was skipped, and says so); 1: a check failed; 2: usage.
 import Backend
 import Conformance
@@ -9,9 +9,9 @@ import Foundation
 
 func usage() -> Never {
     print("""
-        usage: backend-check [--backend cuda|cpu] [--precision fp32|tf32] [--golden DIR] [--assets DIR] [--filter TEXT]
+        usage: backend-check [--backend cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--golden DIR] [--assets DIR] [--filter TEXT]
           --backend    the backend to check against the CPU reference (default cuda)
-          --precision  GPU matmul precision (default fp32; tf32 needs looser tolerances and is expected to fail some)
+          --precision  GPU precision (default fp32; tf32/bf16/fp16 need looser tolerances and are expected to fail some)
           --golden     Tests/Golden (tiny BERT/MPNet fixtures; default: beside the executable, then the source tree)
           --assets     folder with all-MiniLM-L6-v2 (default $RETORT_ASSETS or ~/.cache/retort/assets)
           --filter     only cases whose name contains TEXT
@@ -19,7 +19,7 @@ func usage() -> Never {
     exit(2)
 }
 
-var backendName = "cuda", precision = MatmulPrecision.fp32, filter: String?
+var backendName = "cuda", precision = Precision.fp32, filter: String?
 let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
 let sourceGolden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Tests/Golden").path
@@ -33,7 +33,7 @@ while !arguments.isEmpty {
     arguments.removeFirst()
     switch flag {
     case "--backend": backendName = value
-    case "--precision": guard let p = MatmulPrecision(rawValue: value) else { usage() }; precision = p
+    case "--precision": guard let p = Precision(rawValue: value) else { usage() }; precision = p
     case "--golden": golden = value
     case "--assets": assets = value
     case "--filter": filter = value
@@ -58,13 +58,15 @@ print("reference: cpu: \(reference.summary)")
 print("candidate: \(candidate.kind): \(candidate.summary)")
 
 var results: [CheckResult] = []
-for c in OpCases.all where filter.map({ c.name.contains($0) }) ?? true {
+for c in Conformance.cases(for: precision) where filter.map({ c.name.contains($0) }) ?? true {
     let r = Conformance.run(c, candidate: candidate, reference: reference)
     for x in r where !x.passed { print("FAIL \(x.name): \(x.detail)") }
     print("\(r.allSatisfy(\.passed) ? "ok  " : "FAIL") \(c.name) (\(r.count) outputs)")
     results += r
 }
-if filter == nil || "model".contains(filter!) || filter!.contains("model") {
+if precision.halfType != nil {
+    print("skip model cases: they compare with fp32 tolerances; run them with --precision fp32")
+} else if filter == nil || "model".contains(filter!) || filter!.contains("model") {
     for r in ModelCases.run(candidate: candidate, reference: reference, golden: golden, assets: assets) {
         print("\(r.skipped ? "skip" : r.passed ? "ok  " : "FAIL") \(r.name): \(r.detail)")
         results.append(r)

@@ -24,8 +24,8 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "auto, cpu or cuda.")
     var device: Devices.Choice = .auto
 
-    @Option(name: .long, help: "GPU matmul precision: fp32 (as the CPU) or tf32 (tensor cores; faster, ~1e-3 relative error).")
-    var precision: MatmulPrecision = .fp32
+    @Option(name: .long, help: ArgumentHelp("GPU precision: fp32 (as the CPU), tf32 (tensor-core matmuls, ~1e-3 relative error), bf16 or fp16 (mixed precision: 16-bit tensor-core operands, fp32 weights and accumulation; fp16 with dynamic loss scaling). The CPU computes in fp32.", valueName: "fp32|tf32|bf16|fp16"))
+    var precision: Precision = .fp32
 
     @Option(name: .long, help: "CPU threads (default: all the CPUs this process may use).")
     var threads: Int?
@@ -56,7 +56,7 @@ struct MemoryOptions: ParsableArguments {
 }
 
 extension Devices.Choice: ExpressibleByArgument {}
-extension MatmulPrecision: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
 
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))

@@ -38,8 +38,11 @@ func reportProgress(_ trainer: Trainer, epochs: Int, log: LogFile, label: String
         log.write(entry)
         let done = entry.step - startStep, left = trainer.totalSteps - entry.step
         let eta = Date().timeIntervalSince(started) / Double(max(done, 1)) * Double(left)
-        let line = String(format: "%@epoch %d/%d  step %d/%d  loss %.4f  lr %.2e  %.0f tok/s  ETA %@", label,
+        var line = String(format: "%@epoch %d/%d  step %d/%d  loss %.4f  lr %.2e  %.0f tok/s  ETA %@", label,
                           entry.epoch, epochs, entry.step, trainer.totalSteps, entry.loss, entry.lr, entry.tokensPerSecond, duration(eta))
+        if let scaler = trainer.lossScaler {   // fp16: the scale now and the updates skipped for overflows so far
+            line += String(format: "  loss scale %.0f", scaler.scale) + (scaler.skippedSteps > 0 ? " (\(scaler.skippedSteps) skipped)" : "")
+        }
         FileHandle.standardError.write(Data(("\r" + line + "   ").utf8))
     }
     return { lastLoss }

@@ -10,9 +10,11 @@ final class ConformanceTests: XCTestCase {
         .appendingPathComponent("Golden").path
     static let assets = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
 
-    func cuda() throws -> Backend {
+    func cuda(_ precision: Precision = .fp32) throws -> Backend {
         if let reason = Devices.cudaUnavailableReason { throw XCTSkip("cuda conformance skipped: \(reason)") }
-        return try CUDABackend()
+        do { return try CUDABackend(precision: precision) } catch let error as CUDABackend.PrecisionError {
+            throw XCTSkip("\(precision) conformance skipped: \(error)")
+        }
     }
 
     func assertAll(_ results: [CheckResult], file: StaticString = #filePath, line: UInt = #line) {
@@ -23,6 +25,12 @@ final class ConformanceTests: XCTestCase {
     func testEveryOpOnCUDAMatchesTheCPU() throws {
         let gpu = try cuda()
         assertAll(Conformance.runOps(candidate: gpu, reference: try CPUBackend()))
+    }
+
+    func testHalfPrecisionOpsOnCUDAMatchTheCPU() throws {
+        for precision in [Precision.bf16, .fp16] {
+            assertAll(Conformance.runOps(candidate: try cuda(precision), reference: try CPUBackend()))
+        }
     }
 
     func testModelsOnCUDAMatchTheCPU() throws {
@@ -37,6 +45,18 @@ final class ConformanceTests: XCTestCase {
         let results = Conformance.runOps(candidate: try CPUBackend(), reference: try CPUBackend())
         XCTAssertGreaterThan(results.count, 60)
         assertAll(results)
+    }
+
+    /// The bf16/fp16 cases on two CPU backends (the harness; a GPU at those precisions runs them
+    /// through backend-check): they run and agree with themselves.
+    func testTheHalfPrecisionCasesRunCPUAgainstCPU() throws {
+        let cpu = try CPUBackend(), reference = try CPUBackend()
+        for precision in [Precision.bf16, .fp16] {
+            let results = HalfPrecisionCases.cases(precision).flatMap { Conformance.run($0, candidate: cpu, reference: reference) }
+            XCTAssertGreaterThan(results.count, 20, "\(precision)")
+            assertAll(results)
+        }
+        XCTAssertTrue(HalfPrecisionCases.cases(.tf32).isEmpty)
     }
 
     /// The comparison fails on a real difference and names the worst element.

@@ -2,6 +2,7 @@
 // student folder, metrics and the report; bad input (a student with another vocabulary, a layer
 // map out of range, a checkpoint wider than its config declares, a student wider than its
 // teacher) stops with one line naming the file or value.
+import Backend
 import Foundation
 import XCTest
 
@@ -101,6 +102,20 @@ final class DistillCLITests: XCTestCase {
         XCTAssertTrue(output.contains("this run needs ") && output.contains(" on cpu but ") && output.contains("--batch-size ")
                       && output.contains("--recompute gelu"), output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "nothing is written for a run that does not start")
+    }
+
+    func testAHalfPrecisionOnTheCPUIsRefusedAndAutoSaysItRunsInFP32() throws {
+        let out = work.appendingPathComponent("bf16").path
+        let (status, output) = try distill(["--device", "cpu", "--precision", "bf16", "--out", out])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(output.contains("--precision bf16 is for GPUs: the CPU computes in fp32"), output)
+        XCTAssertEqual(output.split(separator: "\n").filter { $0.contains("Error") || $0.contains("error") }.count, 1, output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        guard Devices.cudaUnavailableReason != nil else { return }   // below: a machine without a GPU
+        let (autoStatus, autoOutput) = try distill(["--precision", "fp16", "--epochs", "1",
+                                                    "--out", work.appendingPathComponent("auto").path])
+        XCTAssertEqual(autoStatus, 0, autoOutput)
+        XCTAssertTrue(autoOutput.contains("using cpu (in fp32: --precision fp16 is for GPUs)"), autoOutput)
     }
 
     func testALayerMapOutOfRangeIsRefused() throws {
