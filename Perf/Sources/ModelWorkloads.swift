@@ -50,6 +50,9 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                              warmup: 2, reps: reps, run: try fineTuningStep(big, a),
                              spec: ["op": "bert_train_step", "model": mpnet, "batch": B, "length": T, "lora": false]))
     }
+    if backend.kind == .cuda, FileManager.default.fileExists(atPath: mpnet + "/model.safetensors") {
+        list += mpnetWorkloads(backend, folder: mpnet, reps: reps)
+    }
     // TinyBERT distillation steps, all-MiniLM-L6-v2 → 3 layers from its odd layers, B=32, T=64:
     // teacher forward (inference arena), student forward/backward with the stage's losses, clip, AdamW.
     for stage in [DistillationStage.intermediate, .prediction] {
@@ -102,4 +105,67 @@ func fineTuningStep(_ model: BertModel, _ a: BertActivations) throws -> () -> Vo
         optimizer.clip(maxNorm: 1)
         optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
     }
+}
+
+/// Model FLOPs of one token through one layer's forward at length T: the q, k, v, output and FFN
+/// matmuls and attention's two T-long products (2 FLOPs per multiply-add).
+func layerForwardFlopsPerToken(_ c: BertConfig, length T: Int) -> Double {
+    let C = Double(c.hiddenSize), I = Double(c.intermediateSize)
+    return 2 * (4 * C * C + 2 * C * I) + 4 * Double(T) * C
+}
+
+/// The GPU steps, on all-mpnet-base-v2 at B=32, T=128 (built when measured, so each one's
+/// peak memory is its own): LoRA fine-tuning (r 8, q and v), and a TinyBERT intermediate-stage
+/// distillation step into a 6-layer student from its odd layers. At bf16/fp16 the reference runs
+/// under torch.autocast in that type (PyTorch + PEFT eager AMP).
+func mpnetWorkloads(_ backend: Backend, folder: String, reps: Int) -> [Workload] {
+    let (B, T) = (32, 128), tokens = Double(B * T)
+    var state: UInt64 = 7
+    let encodings = (0..<B).map { _ -> Encoding in
+        let ids = (0..<T).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 19000) }
+        return Encoding(ids: ids, typeIds: [Int32](repeating: 0, count: T), attentionMask: [Int32](repeating: 1, count: T))
+    }
+    let labels = (0..<B).map { Int32($0 % 2) }
+    guard let config = try? BertConfig(path: folder + "/config.json") else { return [] }
+    let perLayer = layerForwardFlopsPerToken(config, length: T) * tokens, layers = Double(config.layers)
+    let precision = backend.precision.rawValue
+    let lora = Workload(name: "MPNet-base LoRA r=8 q,v fine-tuning step B=\(B) T=\(T)", unit: "ktok/s", work: tokens * 1e6,
+                        warmup: 2, reps: reps,
+                        spec: ["op": "bert_train_step", "model": folder, "batch": B, "length": T, "lora": true, "precision": precision],
+                        setup: {
+                            let model = try BertModel.load(folder: folder, labels: 2, backend: backend)
+                            try model.attachLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0.1, targets: [.query, .value]))
+                            let tokenizer = try WordPieceTokenizer(folder: folder)
+                            let classifier = Classifier(model: model, tokenizer: tokenizer, labelNames: ["0", "1"], maxLength: T)
+                            let a = try BertActivations(config: model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
+                            classifier.load(encodings, labels: labels, into: a)
+                            return try fineTuningStep(model, a)
+                        },
+                        flops: 2 * perLayer * layers)   // forward and the input gradients (frozen weights get none)
+    let distill = Workload(name: "TinyBERT intermediate distillation step MPNet-base → 6 layers B=\(B) T=\(T)", unit: "ktok/s",
+                           work: tokens * 1e6, warmup: 2, reps: reps,
+                           spec: ["op": "distill_step", "model": folder, "batch": B, "length": T, "stage": "intermediate",
+                                  "student_layers": 6, "precision": precision],
+                           setup: {
+                               let teacher = try Classifier.load(folder: folder, labels: ["0", "1"], maxLength: T, backend: backend,
+                                                                 inference: true)
+                               let student = try Distillation.makeStudent(teacher: teacher, teacherFolder: folder, initFrom: .odd, layers: 6,
+                                                                          backend: backend, seed: 1)
+                               var loss = DistillationLoss(layerMap: .following(.odd, student: 6, teacher: config.layers))
+                               loss.stage = .intermediate
+                               let objective = try DistillationObjective(teacher: teacher, student: student, loss: loss, maxBatch: B, seed: 1)
+                               let a = try BertActivations(config: student.model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
+                               student.load(encodings, labels: labels, into: a)
+                               let optimizer = try Optimizer(model: student.model, idle: objective.idleParameters)
+                               var step = 0
+                               return {
+                                   step += 1
+                                   student.model.zeroGradients()
+                                   _ = objective.step(a, batch: encodings, seed: UInt64(step), gradScale: 1)
+                                   optimizer.clip(maxNorm: 1)
+                                   optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
+                               }
+                           },
+                           flops: perLayer * (layers + 3 * 6))   // teacher forward, student forward and backward
+    return [lora, distill]
 }

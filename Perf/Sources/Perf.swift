@@ -78,9 +78,18 @@ struct Perf {
 
         var results: [Result] = []
         for w in workloads {
-            let ms = measure({ w.run(); backend.synchronize() }, warmup: w.warmup, reps: w.reps)
-            results.append(Result(workload: w, ms: ms))
-            FileHandle.standardError.write(Data("  measured \(w.name): \(format(ms, 3)) ms\n".utf8))
+            var result: Result
+            if let setup = w.setup {   // built now, freed after: its peak memory is its own
+                let base = backend.memoryUse.inUse
+                backend.resetPeakMemory()
+                let run = try setup()
+                result = Result(workload: w, ms: measure({ run(); backend.synchronize() }, warmup: w.warmup, reps: w.reps))
+                result.peakBytes = backend.memoryUse.peak - base
+            } else {
+                result = Result(workload: w, ms: measure({ w.run(); backend.synchronize() }, warmup: w.warmup, reps: w.reps))
+            }
+            results.append(result)
+            FileHandle.standardError.write(Data("  measured \(w.name): \(format(result.ms, 3)) ms\n".utf8))
         }
         // Comparisons between Retort's own workloads (fused vs unfused attention).
         for i in results.indices {
@@ -96,6 +105,8 @@ struct Perf {
         let peak = (backend as? CUDABackend)?.gpu.peakBandwidth
         if let peak { print("device memory bandwidth (theoretical): \(format(peak, 0)) GB/s") }
         printTable(results.filter { !$0.workload.hidden }, peakBandwidth: peak)
+        printPeakMemory(results)
+        if let cuda = backend as? CUDABackend, cuda.precision.halfType != nil { printMFU(results, gpu: cuda.gpu.name) }
         if let cuda = backend as? CUDABackend {
             print("GPU memory held by Retort: peak \(cuda.memoryUse.peak / (1 << 20)) MiB, reserved \(cuda.memoryUse.reserved / (1 << 20)) MiB")
         }

@@ -4,12 +4,14 @@ import Foundation
 struct Reference {
     let ms: Double
     let impl: String
+    var peakBytes: Int? = nil
 }
 
 struct Result {
     let workload: Workload
     let ms: Double
     var reference: Reference?
+    var peakBytes: Int? = nil   // workloads with a setup: the most device memory they held
 
     /// Throughput in the workload's unit (GFLOP/s or GB/s), or ms when it has no work count.
     var value: Double { workload.work > 0 ? workload.work / (ms * 1e-3) / 1e9 : ms }
@@ -41,6 +43,41 @@ func printTable(_ results: [Result], peakBandwidth: Double? = nil) {
     print("ratio > 1: Retort is faster. Medians; references measured in this run.")
 }
 
+/// Peak device memory of the workloads that measure it, beside the reference's.
+func printPeakMemory(_ results: [Result]) {
+    let measured = results.filter { $0.peakBytes != nil }
+    guard !measured.isEmpty else { return }
+    print("peak memory of a step (model, optimizer state, activations, workspace):")
+    for r in measured {
+        let mine = Double(r.peakBytes!) / 1048576
+        var line = "  \(r.workload.name): Retort \(format(mine, 0)) MiB"
+        if let theirs = r.reference?.peakBytes {
+            line += ", reference \(format(Double(theirs) / 1048576, 0)) MiB (Retort/reference \(format(mine * 1048576 / Double(theirs), 2)))"
+        }
+        print(line)
+    }
+}
+
+/// Dense bf16/fp16 tensor-core peaks with fp32 accumulation (TFLOP/s), from NVIDIA's datasheets.
+let tensorCorePeaks: [(name: String, tflops: Double)] = [
+    ("H100 PCIe", 756), ("H100", 989), ("H200", 989), ("A100", 312), ("L40S", 362), ("RTX 4090", 165), ("RTX 3090", 71),
+]
+
+/// Model FLOPs utilisation of the workloads that count their FLOPs, when the GPU's peak is known.
+func printMFU(_ results: [Result], gpu: String) {
+    guard let peak = tensorCorePeaks.first(where: { gpu.contains($0.name) }) else {
+        print("MFU: no tensor-core peak on record for \(gpu)")
+        return
+    }
+    for r in results {
+        guard let flops = r.workload.flops else { continue }
+        let achieved = flops / (r.ms * 1e-3) / 1e12
+        var line = "MFU \(r.workload.name): \(format(100 * achieved / peak.tflops, 1))% (\(format(achieved, 1)) of \(format(peak.tflops, 0)) TFLOP/s, \(peak.name) dense 16-bit)"
+        if let reference = r.reference { line += "; reference \(format(100 * flops / (reference.ms * 1e-3) / 1e12 / peak.tflops, 1))%" }
+        print(line)
+    }
+}
+
 func writeJSON(_ results: [Result], to path: String) {
     var lines = ""
     for r in results {
@@ -50,7 +87,10 @@ func writeJSON(_ results: [Result], to path: String) {
             object["ratio"] = ratio
             object["reference_impl"] = impl
             object["reference_ms"] = r.reference!.ms
+            if let peak = r.reference?.peakBytes { object["reference_peak_bytes"] = peak }
         }
+        if let peak = r.peakBytes { object["peak_bytes"] = peak }
+        if let flops = r.workload.flops { object["flops"] = flops }
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { continue }
         lines += String(decoding: data, as: UTF8.self) + "\n"
     }
@@ -86,6 +126,7 @@ func runReferences(_ workloads: [Workload], options: Options, device: String, th
         spec["name"] = w.name
         spec["warmup"] = w.warmup
         spec["reps"] = w.reps
+        if w.setup != nil { spec["peak"] = true }   // the reference measures its peak memory too
         if let data = try? JSONSerialization.data(withJSONObject: spec) { input += String(decoding: data, as: UTF8.self) + "\n" }
     }
     let process = Process()
@@ -108,7 +149,7 @@ func runReferences(_ workloads: [Workload], options: Options, device: String, th
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
               let name = object["name"] as? String else { continue }
         if let ms = object["ms"] as? Double, let impl = object["impl"] as? String {
-            references[name] = Reference(ms: ms, impl: impl)
+            references[name] = Reference(ms: ms, impl: impl, peakBytes: (object["peak_bytes"] as? NSNumber)?.intValue)
         } else if let error = object["error"] as? String, !missing.contains(error) {
             missing.append(error)
         }

@@ -13,6 +13,10 @@ struct Workload {
     var spec: [String: Any]? = nil
     var compareTo: String? = nil   // reference is another Retort workload (by name)
     var hidden = false             // measured for a comparison, not printed
+    /// Builds the workload's tensors just before it is measured and returns its run; they are
+    /// freed after, so its peak memory (setup included) is its own. Replaces `run`.
+    var setup: (() throws -> () -> Void)? = nil
+    var flops: Double? = nil       // model FLOPs per run, for MFU
 }
 
 func random(_ backend: Backend, _ count: Int, seed: UInt64 = 1) throws -> Tensor {
@@ -36,8 +40,10 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                              spec: ["op": "sgemm", "m": m, "n": n, "k": k]))
     }
 
-    // Fused attention forward+backward vs PyTorch SDPA and vs Retort's unfused composition.
-    for (B, NH, T, HS) in [(32, 12, 64, 32), (32, 12, 128, 64)] {
+    // Fused attention forward+backward vs PyTorch SDPA and vs Retort's unfused composition; at
+    // bf16/fp16 on a GPU also T=512, against SDPA's flash backend in that type.
+    let halfAttention = backend.kind == .cuda && backend.precision.halfType != nil
+    for (B, NH, T, HS) in [(32, 12, 64, 32), (32, 12, 128, 64)] + (halfAttention ? [(32, 12, 512, 64)] : []) {
         let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS)
         let q = try random(backend, s.activations, seed: 1), k = try random(backend, s.activations, seed: 2)
         let v = try random(backend, s.activations, seed: 3), dOut = try random(backend, s.activations, seed: 4)
@@ -45,7 +51,8 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
         let dq = try backend.zeros(s.activations), dk = try backend.zeros(s.activations), dv = try backend.zeros(s.activations)
         let flops = 12.0 * Double(B * NH * T * T * HS)   // QKᵀ, PV; dV, dP, dQ, dK (recomputation not counted)
         let tag = "B=\(B) NH=\(NH) T=\(T) HS=\(HS)"
-        let spec: [String: Any] = ["op": "attention_forward_backward", "batch": B, "heads": NH, "length": T, "head_size": HS]
+        var spec: [String: Any] = ["op": "attention_forward_backward", "batch": B, "heads": NH, "length": T, "head_size": HS]
+        if halfAttention { spec["precision"] = backend.precision.rawValue }
         let fused = {
             backend.attentionForward(out, lse: lse, scores: nil, q: q, k: k, v: v, mask: nil, bias: nil, s)
             backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: nil, dOut: dOut, dScores: nil, out: out, lse: lse,

@@ -8,6 +8,7 @@ cannot run here. `--device cpu` (default): sgemm in numpy, every other op in PyT
 off, as torch's default), timed with a device synchronisation after each run. The shapes come
 from the Swift side, so both sides always measure the same thing.
 """
+import gc
 import json
 import statistics
 import sys
@@ -26,6 +27,36 @@ except ImportError:  # numpy-only references still run
 
 
 DEVICE = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
+
+
+def half_type(s):
+    """The 16-bit type a spec's "precision" asks for (bf16/fp16 on a GPU: autocast, flash SDPA), or None."""
+    if DEVICE != "cuda" or s.get("precision") not in ("bf16", "fp16"):
+        return None
+    return torch.bfloat16 if s["precision"] == "bf16" else torch.float16
+
+
+def autocast_step(s, parameters, optimizer, loss_fn):
+    """One optimizer step on loss_fn(): fp32, or torch.autocast in the spec's 16-bit type (fp16
+    with a GradScaler), clipping the gradient norm to 1 — PyTorch eager AMP as its docs show it."""
+    dtype = half_type(s)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+
+    def step():
+        optimizer.zero_grad()
+        with torch.autocast(DEVICE, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = loss_fn()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+    return step
 
 
 def synchronize():
@@ -120,9 +151,19 @@ def lora(s):
 
 def attention(s):
     B, NH, T, HS = s["batch"], s["heads"], s["length"], s["head_size"]
-    q, k, v = (rand(B, NH, T, HS, grad=True) for _ in range(3))
-    g = rand(B, NH, T, HS)
-    return lambda: F.scaled_dot_product_attention(q, k, v).backward(g)
+    dtype = half_type(s)
+    if dtype is None:
+        q, k, v = (rand(B, NH, T, HS, grad=True) for _ in range(3))
+        g = rand(B, NH, T, HS)
+        return lambda: F.scaled_dot_product_attention(q, k, v).backward(g)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    q, k, v = (torch.randn(B, NH, T, HS, dtype=dtype).requires_grad_() for _ in range(3))
+    g = torch.randn(B, NH, T, HS, dtype=dtype)
+
+    def run():
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            F.scaled_dot_product_attention(q, k, v).backward(g)
+    return run
 
 
 def bert(s, train):
@@ -136,7 +177,7 @@ def bert(s, train):
     labels = torch.randint(0, 2, (B,))
     if s.get("lora"):
         from peft import LoraConfig, get_peft_model
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"],
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["q", "v"] if model.config.model_type == "mpnet" else ["query", "value"],
                                                  task_type="SEQ_CLS"))
     if not train:
         model.eval()
@@ -148,66 +189,82 @@ def bert(s, train):
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=5e-5)
-
-    def step():
-        optimizer.zero_grad()
-        model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels).loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-    return step
+    return autocast_step(s, trainable, optimizer,
+                         lambda: model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels).loss)
 
 
 def distill(s):
-    """TinyBERT as its reference code runs it: the teacher (no grad) and a 3-layer student from the
-    teacher's odd layers return their pre-softmax attention scores (an attention function that
-    keeps them, as TinyBERT's modified BERT does); intermediate stage: MSE on scores (masked → 0),
-    embeddings and mapped hidden states; prediction stage: soft cross-entropy. AdamW, clip 1."""
+    """TinyBERT as its reference code runs it: the teacher (no grad) and a student of its odd
+    layers (1st, 3rd, …; "student_layers", default 3) return their pre-softmax attention scores —
+    BERT through an attention function that keeps them (as TinyBERT's modified BERT does), MPNet
+    by catching the scores its self-attention hands to softmax (mask and relative bias added).
+    Intermediate stage: MSE on scores (masked → 0), embeddings and hidden states, student layer i
+    against teacher layer 2i (BERT with 3 layers: TinyBERT's uniform map, 2i+1); prediction
+    stage: soft cross-entropy. AdamW, clip 1; under autocast at bf16/fp16."""
     import copy
-    from transformers import AttentionInterface, BertForSequenceClassification
-    captured = []
+    from transformers import AttentionInterface, AutoConfig, AutoModelForSequenceClassification
+    captured, catching = [], [True]   # catching: only inside this workload's step
+    mpnet = AutoConfig.from_pretrained(s["model"]).model_type == "mpnet"
+    if mpnet:
+        real_softmax = torch.nn.functional.softmax
 
-    def scores_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-        scores = torch.matmul(query, key.transpose(2, 3)) * (scaling if scaling is not None else query.size(-1) ** -0.5)
-        if attention_mask is not None:
-            scores = scores + attention_mask
-        captured.append(scores)
-        probs = F.dropout(torch.softmax(scores, dim=-1), p=dropout, training=module.training)
-        return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
-
-    AttentionInterface.register("tinybert_scores", scores_attention)
+        def catching_softmax(x, dim=None, **kwargs):
+            if catching[0] and x.dim() == 4:
+                captured.append(x)
+            return real_softmax(x, dim=dim, **kwargs)
+        torch.nn.functional.softmax = catching_softmax   # what MPNetSelfAttention calls
+        extra = {}
+    else:
+        def scores_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+            scores = torch.matmul(query, key.transpose(2, 3)) * (scaling if scaling is not None else query.size(-1) ** -0.5)
+            if attention_mask is not None:
+                scores = scores + attention_mask
+            captured.append(scores)
+            probs = F.dropout(torch.softmax(scores, dim=-1), p=dropout, training=module.training)
+            return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
+        AttentionInterface.register("tinybert_scores", scores_attention)
+        extra = {"attn_implementation": "tinybert_scores"}
     torch.manual_seed(0)
-    teacher = BertForSequenceClassification.from_pretrained(s["model"], num_labels=2, attn_implementation="tinybert_scores")
-    teacher = teacher.to(DEVICE).eval()
+    teacher = AutoModelForSequenceClassification.from_pretrained(s["model"], num_labels=2, **extra).to(DEVICE).eval()
+    layers = s.get("student_layers", 3)
     student = copy.deepcopy(teacher)
-    student.bert.encoder.layer = torch.nn.ModuleList([student.bert.encoder.layer[i] for i in (0, 2, 4)])
-    student.config.num_hidden_layers = 3
+    encoder = (student.mpnet if mpnet else student.bert).encoder
+    encoder.layer = torch.nn.ModuleList([encoder.layer[2 * i] for i in range(layers)])
+    student.config.num_hidden_layers = layers
     student.train()
     B, T = s["batch"], s["length"]
     ids = torch.randint(1000, 20000, (B, T))
-    mask, types = torch.ones(B, T, dtype=torch.long), torch.zeros(B, T, dtype=torch.long)
+    mask = torch.ones(B, T, dtype=torch.long)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if not mpnet:
+        inputs["token_type_ids"] = torch.zeros(B, T, dtype=torch.long)
     optimizer = torch.optim.AdamW(student.parameters(), lr=5e-5)
     intermediate = s["stage"] == "intermediate"
+    mapped = (lambda i: 2 * i + 1) if (layers == 3 and not mpnet) else (lambda i: 2 * i)
 
     def zeroed(x):
         return torch.where(x <= -1e2, torch.zeros_like(x), x)
 
-    def step():
+    def loss():
+        try:
+            catching[0] = True
+            return scored_loss()
+        finally:
+            catching[0] = False
+
+    def scored_loss():
         captured.clear()
         with torch.no_grad():
-            t = teacher(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=intermediate)
+            t = teacher(**inputs, output_hidden_states=intermediate)
         t_scores = captured[:]
         captured.clear()
-        out = student(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=intermediate)
-        if intermediate:
-            loss = sum(F.mse_loss(zeroed(captured[i]), zeroed(t_scores[2 * i + 1])) for i in range(3))
-            loss = loss + sum(F.mse_loss(out.hidden_states[i], t.hidden_states[2 * i]) for i in range(4))
-        else:
-            loss = (-torch.softmax(t.logits, -1) * torch.log_softmax(out.logits, -1)).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        optimizer.step()
-    return step
+        out = student(**inputs, output_hidden_states=intermediate)
+        if not intermediate:
+            return (-torch.softmax(t.logits, -1) * torch.log_softmax(out.logits, -1)).mean()
+        value = sum(F.mse_loss(zeroed(captured[i]), zeroed(t_scores[mapped(i)])) for i in range(layers))
+        value = value + F.mse_loss(out.hidden_states[0], t.hidden_states[0])
+        return value + sum(F.mse_loss(out.hidden_states[i + 1], t.hidden_states[mapped(i) + 1]) for i in range(layers))
+    return autocast_step(s, list(student.parameters()), optimizer, loss)
 
 
 TORCH_OPS = {
@@ -239,6 +296,13 @@ def main():
             continue
         spec = json.loads(line)
         name, op = spec["name"], spec["op"]
+        fn = None
+        peak = DEVICE == "cuda" and torch is not None and spec.get("peak")
+        if peak:   # its own peak: what it builds and what a step holds, above what was there before
+            gc.collect()
+            torch.cuda.empty_cache()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
         try:
             if op == "sgemm" and (DEVICE == "cpu" or torch is not None):
                 fn, impl = sgemm(spec)
@@ -254,8 +318,13 @@ def main():
                         impl += f", peft {peft.__version__}"
             else:
                 raise RuntimeError(f"no reference for op {op}")
+            if half_type(spec) is not None:
+                impl += f", {spec['precision']} " + ("(flash SDPA)" if op.startswith("attention") else "(torch.autocast AMP)")
             ms = timed(fn, spec.get("warmup", 3), spec.get("reps", 10))
-            print(json.dumps({"name": name, "ms": ms, "impl": impl}), flush=True)
+            result = {"name": name, "ms": ms, "impl": impl}
+            if peak:
+                result["peak_bytes"] = torch.cuda.max_memory_allocated() - base
+            print(json.dumps(result), flush=True)
         except Exception as error:  # report and go on: one missing reference must not hide the rest
             print(json.dumps({"name": name, "error": str(error)}), flush=True)
 

@@ -31,6 +31,7 @@ public protocol Backend: AnyObject {
     func fill(_ dst: Tensor, _ value: Float)
     func synchronize()
     var memoryUse: MemoryUse { get }
+    func resetPeakMemory()   // memoryUse.peak restarts from what is in use now
     // Dense: C = alpha·op(A)·op(B) + beta·C (+ bias[n] per row), strided-batched
     func matmul(_ c: Tensor, _ a: Tensor, _ b: Tensor, bias: Tensor?, _ g: Gemm)
     func biasBackward(_ dBias: Tensor, dOut: Tensor, rows: Int, channels: Int)

@@ -54,6 +54,8 @@ public final class CPUBackend: Backend {
         return MemoryUse(inUse: inUse, peak: peak, reserved: 0, available: Self.availableMemory())
     }
 
+    public func resetPeakMemory() { counter.resetPeak() }
+
     /// MemAvailable from /proc/meminfo (Linux), else the physical memory.
     static func availableMemory() -> Int {
         if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
@@ -333,6 +335,11 @@ final class ByteCounter: @unchecked Sendable {
         lock.lock()
         inUse += bytes
         peak = max(peak, inUse)
+        lock.unlock()
+    }
+    func resetPeak() {
+        lock.lock()
+        peak = inUse
         lock.unlock()
     }
     var values: (inUse: Int, peak: Int) {

@@ -69,6 +69,8 @@ public final class CUDABackend: Backend {
                   available: device.freeMemory.free + pool.reservedBytes - pool.inUseBytes)
     }
 
+    public func resetPeakMemory() { pool.resetPeak() }
+
     // MARK: memory
 
     private static func allocate(_ pool: CUDAMemoryPool, _ count: Int, _ dtype: DType) throws -> Tensor {

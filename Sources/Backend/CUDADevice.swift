@@ -92,6 +92,12 @@ final class CUDAMemoryPool: @unchecked Sendable {
 
     deinit { releaseCached() }
 
+    func resetPeak() {
+        lock.lock()
+        peakInUseBytes = inUseBytes
+        lock.unlock()
+    }
+
     static func rounded(_ bytes: Int) -> Int {
         let b = max(bytes, 1)
         return b < 1 << 20 ? (b + 511) / 512 * 512 : (b + (2 << 20) - 1) / (2 << 20) * (2 << 20)
