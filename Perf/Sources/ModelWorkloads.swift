@@ -15,14 +15,7 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
     }
     var list: [Workload] = []
     let model = try BertModel.load(folder: folder, labels: 2, backend: backend)
-    func batch(_ B: Int, _ T: Int) throws -> BertActivations {
-        let a = try BertActivations(config: model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
-        var state: UInt64 = 7
-        let ids = (0..<(B * T)).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 19000) }
-        a.load(ids: ids, types: [Int32](repeating: 0, count: B * T), mask: [Int32](repeating: 1, count: B * T),
-               labels: (0..<B).map { Int32($0 % 2) }, batch: B, length: T, backend: backend)
-        return a
-    }
+    func batch(_ B: Int, _ T: Int) throws -> BertActivations { try randomBatch(model, B, T) }
     let reps = quick ? 3 : 10
     // Fine-tuning steps at B=32, T=64: full, and LoRA (r 8, alpha 16, query+value; base frozen).
     for lora in [false, true] {
@@ -41,11 +34,7 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
     if backend.kind == .cuda, FileManager.default.fileExists(atPath: mpnet + "/model.safetensors") {
         let (B, T) = (32, 128)
         let big = try BertModel.load(folder: mpnet, labels: 2, backend: backend)
-        let a = try BertActivations(config: big.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
-        var state: UInt64 = 7
-        let ids = (0..<(B * T)).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 19000) }
-        a.load(ids: ids, types: [Int32](repeating: 0, count: B * T), mask: [Int32](repeating: 1, count: B * T),
-               labels: (0..<B).map { Int32($0 % 2) }, batch: B, length: T, backend: backend)
+        let a = try randomBatch(big, B, T)
         list.append(Workload(name: "MPNet-base full fine-tuning step B=\(B) T=\(T)", unit: "ktok/s", work: Double(B * T) * 1e6,
                              warmup: 2, reps: reps, run: try fineTuningStep(big, a),
                              spec: ["op": "bert_train_step", "model": mpnet, "batch": B, "length": T, "lora": false]))
@@ -64,11 +53,7 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
         loss.stage = stage
         let objective = try DistillationObjective(teacher: teacher, student: student, loss: loss, maxBatch: B, seed: 1)
         let a = try BertActivations(config: student.model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
-        var state: UInt64 = 7
-        let encodings = (0..<B).map { _ -> Encoding in
-            let ids = (0..<T).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 19000) }
-            return Encoding(ids: ids, typeIds: [Int32](repeating: 0, count: T), attentionMask: [Int32](repeating: 1, count: T))
-        }
+        let encodings = randomEncodings(B, T)
         student.load(encodings, labels: (0..<B).map { Int32($0 % 2) }, into: a)
         let optimizer = try Optimizer(model: student.model, idle: objective.idleParameters)
         var step = 0
@@ -91,6 +76,24 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                              run: { model.forward(a) }, spec: ["op": "bert_inference", "model": folder, "batch": B, "length": T]))
     }
     return list
+}
+
+/// B unpadded sequences of T token ids in 1000…19999 (the same on every run), single segment.
+func randomEncodings(_ B: Int, _ T: Int) -> [Encoding] {
+    var state: UInt64 = 7
+    return (0..<B).map { _ -> Encoding in
+        let ids = (0..<T).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 19000) }
+        return Encoding(ids: ids, typeIds: [Int32](repeating: 0, count: T), attentionMask: [Int32](repeating: 1, count: T))
+    }
+}
+
+/// An arena for `model` holding randomEncodings(B, T) with labels 0, 1, 0, …
+func randomBatch(_ model: BertModel, _ B: Int, _ T: Int) throws -> BertActivations {
+    let a = try BertActivations(config: model.config, labels: 2, maxBatch: B, maxLength: T, backend: model.backend)
+    let ids = randomEncodings(B, T).flatMap(\.ids)
+    a.load(ids: ids, types: [Int32](repeating: 0, count: B * T), mask: [Int32](repeating: 1, count: B * T),
+           labels: (0..<B).map { Int32($0 % 2) }, batch: B, length: T, backend: model.backend)
+    return a
 }
 
 /// The trainer's step: forward with dropout, backward, clip to 1, AdamW.
@@ -120,11 +123,7 @@ func layerForwardFlopsPerToken(_ c: BertConfig, length T: Int) -> Double {
 /// under torch.autocast in that type (PyTorch + PEFT eager AMP).
 func mpnetWorkloads(_ backend: Backend, folder: String, reps: Int) -> [Workload] {
     let (B, T) = (32, 128), tokens = Double(B * T)
-    var state: UInt64 = 7
-    let encodings = (0..<B).map { _ -> Encoding in
-        let ids = (0..<T).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 19000) }
-        return Encoding(ids: ids, typeIds: [Int32](repeating: 0, count: T), attentionMask: [Int32](repeating: 1, count: T))
-    }
+    let encodings = randomEncodings(B, T)
     let labels = (0..<B).map { Int32($0 % 2) }
     guard let config = try? BertConfig(path: folder + "/config.json") else { return [] }
     let perLayer = layerForwardFlopsPerToken(config, length: T) * tokens, layers = Double(config.layers)
@@ -135,11 +134,7 @@ func mpnetWorkloads(_ backend: Backend, folder: String, reps: Int) -> [Workload]
                         setup: {
                             let model = try BertModel.load(folder: folder, labels: 2, backend: backend)
                             try model.attachLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0.1, targets: [.query, .value]))
-                            let tokenizer = try WordPieceTokenizer(folder: folder)
-                            let classifier = Classifier(model: model, tokenizer: tokenizer, labelNames: ["0", "1"], maxLength: T)
-                            let a = try BertActivations(config: model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
-                            classifier.load(encodings, labels: labels, into: a)
-                            return try fineTuningStep(model, a)
+                            return try fineTuningStep(model, randomBatch(model, B, T))
                         },
                         flops: 2 * perLayer * layers)   // forward and the input gradients (frozen weights get none)
     let distill = Workload(name: "TinyBERT intermediate distillation step MPNet-base → 6 layers B=\(B) T=\(T)", unit: "ktok/s",

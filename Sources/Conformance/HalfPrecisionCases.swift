@@ -16,7 +16,7 @@ public enum HalfPrecisionCases {
     }
 
     /// Rounds an input to `half` and back, in place, on the backend running the case.
-    static func round(_ t: Tensor, _ half: DType, _ backend: Backend) throws -> Tensor {
+    public static func round(_ t: Tensor, _ half: DType, _ backend: Backend) throws -> Tensor {
         let h = try backend.allocate(t.count, half)
         backend.cast(h, t, count: t.count)
         backend.cast(t, h, count: t.count)

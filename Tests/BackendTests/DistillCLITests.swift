@@ -34,6 +34,14 @@ final class DistillCLITests: XCTestCase {
         try retort(["distill", "--teacher", teacher, "--train", data, "--max-length", "12", "--batch-size", "8", "--threads", "1"] + extra)
     }
 
+    /// A copy of the tiny student folder with `old` replaced by `new` in one of its text files.
+    func studentCopy(file: String, replacing old: String, with new: String) throws -> String {
+        try studentCopy { folder in
+            let url = folder.appendingPathComponent(file)
+            try String(contentsOf: url, encoding: .utf8).replacingOccurrences(of: old, with: new).write(to: url, atomically: true, encoding: .utf8)
+        }
+    }
+
     /// A copy of the tiny student folder, changed by `edit`.
     func studentCopy(_ edit: (URL) throws -> Void) throws -> String {
         let folder = work.appendingPathComponent("student-\(UUID().uuidString)")
@@ -84,11 +92,7 @@ final class DistillCLITests: XCTestCase {
     }
 
     func testAStudentWithAnotherVocabularyIsRefused() throws {
-        let student = try studentCopy { folder in
-            let vocab = folder.appendingPathComponent("vocab.txt")
-            let text = try String(contentsOf: vocab, encoding: .utf8).replacingOccurrences(of: "\nw7\n", with: "\nzebra\n")
-            try text.write(to: vocab, atomically: true, encoding: .utf8)
-        }
+        let student = try studentCopy(file: "vocab.txt", replacing: "\nw7\n", with: "\nzebra\n")
         let (status, output) = try distill(["--student-init", student, "--out", work.appendingPathComponent("x").path])
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(output.contains("\(student)/vocab.txt differs from the teacher's \(teacher)/vocab.txt (120 vs 120 tokens, first at id 38)"), output)
@@ -125,11 +129,7 @@ final class DistillCLITests: XCTestCase {
     }
 
     func testACheckpointWiderThanItsConfigIsRefused() throws {
-        let student = try studentCopy { folder in
-            let config = folder.appendingPathComponent("config.json")
-            let text = try String(contentsOf: config, encoding: .utf8).replacingOccurrences(of: "\"hidden_size\": 32", with: "\"hidden_size\": 16")
-            try text.write(to: config, atomically: true, encoding: .utf8)
-        }
+        let student = try studentCopy(file: "config.json", replacing: "\"hidden_size\": 32", with: "\"hidden_size\": 16")
         let (status, output) = try distill(["--student-init", student, "--out", work.appendingPathComponent("x").path])
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(output.contains("model.safetensors: tensor 'bert.embeddings.word_embeddings.weight' is [120, 32] but config.json implies [120, 16]"), output)

@@ -7,6 +7,7 @@
 // reference value (bf16 has 8 mantissa bits, fp16 11). No GPU runs here: the mma instruction is
 // emulated from the PTX ISA's fragment layout.
 import Backend
+import Conformance
 import Foundation
 import WarpEmulation
 import XCTest
@@ -25,12 +26,9 @@ final class TensorCoreAttentionTests: XCTestCase {
         Case(shape: AttentionShape(batch: 1, length: 130, heads: 2, headSize: 32, dropout: 0.2, seed: 11), padded: [40], bias: true),
     ]
 
-    /// Rounds to bf16 or fp16 and back through the CPU backend's casts.
+    /// Rounded to bf16 or fp16 and back through the CPU backend's casts.
     func rounded(_ values: [Float], _ dtype: DType, _ cpu: CPUBackend) throws -> [Float] {
-        let x = try cpu.upload(values), half = try cpu.allocate(values.count, dtype), back = try cpu.zeros(values.count)
-        cpu.cast(half, x, count: values.count)
-        cpu.cast(back, half, count: values.count)
-        return cpu.floats(back)
+        cpu.floats(try HalfPrecisionCases.round(cpu.upload(values), dtype, cpu))
     }
 
     func assertNear(_ got: [Float], _ expected: [Float], relative: Float, _ what: String) {

@@ -135,6 +135,39 @@ __device__ __forceinline__ float tc_row_max(float x) {
     return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
 }
 
+// Where a block works: (b, h) = bh, its first row r0, and the head's offset in [B,T,C] tensors.
+struct tc_block {
+    int bh, r0, b, h, C;
+    long long head;
+};
+template <int HS>
+__device__ __forceinline__ tc_block tc_place(int T, int NH) {
+    const int tiles = (T + TC_ROWS - 1) / TC_ROWS;
+    tc_block p;
+    p.bh = blockIdx.x / tiles;
+    p.r0 = blockIdx.x % tiles * TC_ROWS;
+    p.b = p.bh / NH;
+    p.h = p.bh % NH;
+    p.C = NH * HS;
+    p.head = (long long)p.b * T * p.C + (long long)p.h * HS;
+    return p;
+}
+
+// The warp's A fragments of x's block rows [p.r0, p.r0+64), staged through `rows`.
+template <int HS, bool BF16>
+__device__ __forceinline__ void tc_block_fragments(unsigned a[HS / 16][4], unsigned short (*rows)[HS + TC_PAD], const float *x,
+                                                   const tc_block &p, int T, int rw, int g, int t) {
+    tc_stage<HS, BF16>(rows, nullptr, x, p.head, p.r0, T, p.C);
+    __syncthreads();
+    tc_load_a<HS>(a, rows, rw, g, t);
+}
+
+template <int HS>
+__device__ __forceinline__ void tc_zero(float acc[HS / 8][4]) {
+    for (int nt = 0; nt < HS / 8; nt++)
+        for (int e = 0; e < 4; e++) acc[nt][e] = 0.0f;
+}
+
 // Writes acc[16 × HS] (C layout) · factor into rows [row0, row0+16) of a head, rows < T only.
 template <int HS>
 __device__ __forceinline__ void tc_store(float *x, const float acc[HS / 8][4], float factor0, float factor1,
@@ -153,18 +186,16 @@ __device__ void tc_attention_forward(float *out, float *lse, const float *q, con
     __shared__ unsigned short qs[TC_ROWS][HS + TC_PAD], ks[TC_ROWS][HS + TC_PAD];
     __shared__ unsigned short vts[HS][TC_ROWS + TC_PAD];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const int tiles = (T + TC_ROWS - 1) / TC_ROWS;
-    const int bh = blockIdx.x / tiles, i0 = blockIdx.x % tiles * TC_ROWS, b = bh / NH, h = bh % NH, C = NH * HS;
-    const long long head = (long long)b * T * C + (long long)h * HS;
+    const tc_block p = tc_place<HS>(T, NH);
+    const int bh = p.bh, i0 = p.r0, b = p.b, h = p.h, C = p.C;
+    const long long head = p.head;
     const int rw = warp * 16, ia = i0 + rw + g, ib = ia + 8;   // this thread's two query rows
-    tc_stage<HS, BF16>(qs, nullptr, q, head, i0, T, C);
-    __syncthreads();
     unsigned qa[HS / 16][4];
-    tc_load_a<HS>(qa, qs, rw, g, t);
+    tc_block_fragments<HS, BF16>(qa, qs, q, p, T, rw, g, t);
     const unsigned key = rt_dropout_key(seed);
     const float keep_scale = dropout > 0.0f ? 1.0f / (1.0f - dropout) : 1.0f;
     float o[HS / 8][4], m[2] = {-RT_INF, -RT_INF}, l[2] = {0.0f, 0.0f};
-    for (int nt = 0; nt < HS / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    tc_zero<HS>(o);
     for (int j0 = 0; j0 < T; j0 += TC_ROWS) {
         __syncthreads();   // the previous tile has been read
         tc_stage<HS, BF16>(ks, nullptr, k, head, j0, T, C);
@@ -245,9 +276,9 @@ __device__ void tc_attention_backward_query(float *dq, float *dbias, float *D, c
     __shared__ unsigned short kts[HS][TC_ROWS + TC_PAD];
     __shared__ float Ls[TC_ROWS], Ds[TC_ROWS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const int tiles = (T + TC_ROWS - 1) / TC_ROWS;
-    const int bh = blockIdx.x / tiles, i0 = blockIdx.x % tiles * TC_ROWS, b = bh / NH, h = bh % NH, C = NH * HS;
-    const long long head = (long long)b * T * C + (long long)h * HS;
+    const tc_block p = tc_place<HS>(T, NH);
+    const int bh = p.bh, i0 = p.r0, b = p.b, h = p.h, C = p.C;
+    const long long head = p.head;
     const int rw = warp * 16, ia = i0 + rw + g, ib = ia + 8;
     // D_i = dout_i·out_i in fp32, one warp per row; lse of the block's rows.
     for (int r = warp; r < TC_ROWS; r += 4) {
@@ -264,16 +295,13 @@ __device__ void tc_attention_backward_query(float *dq, float *dbias, float *D, c
     }
     // Q and dout fragments (staged through ks and vs).
     unsigned qa[HS / 16][4], da[HS / 16][4];
-    tc_stage<HS, BF16>(ks, nullptr, q, head, i0, T, C);
-    tc_stage<HS, BF16>(vs, nullptr, dout, head, i0, T, C);
-    __syncthreads();
-    tc_load_a<HS>(qa, ks, rw, g, t);
-    tc_load_a<HS>(da, vs, rw, g, t);
+    tc_block_fragments<HS, BF16>(qa, ks, q, p, T, rw, g, t);
+    tc_block_fragments<HS, BF16>(da, vs, dout, p, T, rw, g, t);
     const unsigned key = rt_dropout_key(seed);
     const float keep_scale = dropout > 0.0f ? 1.0f / (1.0f - dropout) : 1.0f;
     const float Da = Ds[rw + g], Db = Ds[rw + g + 8];
     float acc[HS / 8][4];
-    for (int nt = 0; nt < HS / 8; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    tc_zero<HS>(acc);
     for (int j0 = 0; j0 < T; j0 += TC_ROWS) {
         __syncthreads();
         tc_stage<HS, BF16>(ks, kts, k, head, j0, T, C);
@@ -307,22 +335,19 @@ __device__ void tc_attention_backward_key(float *dk, float *dv, const float *dou
     __shared__ unsigned short qts[HS][TC_ROWS + TC_PAD], dots[HS][TC_ROWS + TC_PAD];
     __shared__ float Ls[TC_ROWS], Ds[TC_ROWS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const int tiles = (T + TC_ROWS - 1) / TC_ROWS;
-    const int bh = blockIdx.x / tiles, j0 = blockIdx.x % tiles * TC_ROWS, b = bh / NH, h = bh % NH, C = NH * HS;
-    const long long head = (long long)b * T * C + (long long)h * HS;
+    const tc_block p = tc_place<HS>(T, NH);
+    const int bh = p.bh, j0 = p.r0, b = p.b, h = p.h, C = p.C;
+    const long long head = p.head;
     const int rw = warp * 16, ja = j0 + rw + g, jb = ja + 8;   // this thread's two key rows
     // K and V fragments (staged through qs and dos).
     unsigned ka[HS / 16][4], va[HS / 16][4];
-    tc_stage<HS, BF16>(qs, nullptr, k, head, j0, T, C);
-    tc_stage<HS, BF16>(dos, nullptr, v, head, j0, T, C);
-    __syncthreads();
-    tc_load_a<HS>(ka, qs, rw, g, t);
-    tc_load_a<HS>(va, dos, rw, g, t);
+    tc_block_fragments<HS, BF16>(ka, qs, k, p, T, rw, g, t);
+    tc_block_fragments<HS, BF16>(va, dos, v, p, T, rw, g, t);
     const unsigned key = rt_dropout_key(seed);
     const float keep_scale = dropout > 0.0f ? 1.0f / (1.0f - dropout) : 1.0f;
     float dka[HS / 8][4], dva[HS / 8][4];
-    for (int nt = 0; nt < HS / 8; nt++)
-        for (int e = 0; e < 4; e++) dka[nt][e] = dva[nt][e] = 0.0f;
+    tc_zero<HS>(dka);
+    tc_zero<HS>(dva);
     for (int i0 = 0; i0 < T; i0 += TC_ROWS) {
         __syncthreads();
         tc_stage<HS, BF16>(qs, qts, q, head, i0, T, C);
