@@ -51,7 +51,7 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
         let student = try Distillation.makeStudent(teacher: teacher, teacherFolder: folder, initFrom: .odd, layers: 3, backend: backend, seed: 1)
         var loss = DistillationLoss(layerMap: .uniform(student: 3, teacher: 6))
         loss.stage = stage
-        let objective = try DistillationObjective(teacher: teacher, student: student, loss: loss, maxBatch: B, seed: 1)
+        let objective = try Distillation.objective(teacher: teacher, student: student, loss: loss, maxBatch: B, seed: 1)
         let a = try BertActivations(config: student.model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
         let encodings = randomEncodings(B, T)
         student.load(encodings, labels: (0..<B).map { Int32($0 % 2) }, into: a)
@@ -148,7 +148,7 @@ func mpnetWorkloads(_ backend: Backend, folder: String, reps: Int) -> [Workload]
                                                                           backend: backend, seed: 1)
                                var loss = DistillationLoss(layerMap: .following(.odd, student: 6, teacher: config.layers))
                                loss.stage = .intermediate
-                               let objective = try DistillationObjective(teacher: teacher, student: student, loss: loss, maxBatch: B, seed: 1)
+                               let objective = try Distillation.objective(teacher: teacher, student: student, loss: loss, maxBatch: B, seed: 1)
                                let a = try BertActivations(config: student.model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
                                student.load(encodings, labels: labels, into: a)
                                let optimizer = try Optimizer(model: student.model, idle: objective.idleParameters)

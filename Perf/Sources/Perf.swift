@@ -15,9 +15,9 @@ struct Options {
     var python = ProcessInfo.processInfo.environment["RETORT_PERF_PYTHON"] ?? "python3"
 
     static let usage = """
-        usage: Perf [--backend cpu|cuda] [--precision fp32|tf32|bf16|fp16] [--json FILE] [--quick] [--filter TEXT]
+        usage: Perf [--backend cpu|cuda|auto] [--precision fp32|tf32|bf16|fp16] [--json FILE] [--quick] [--filter TEXT]
                     [--python PATH] [--reference FILE]
-          --backend   device to measure (cpu or cuda); the references run on the same device
+          --backend   device to measure (cpu, cuda or auto); the references run on the same device
           --precision GPU precision: fp32 (default), tf32, bf16 or fp16 (mixed precision)
           --json      also write one JSON object per line: name, value, unit, reference, ratio
           --quick     fewer repetitions (a smoke run; figures are noisier)
@@ -63,14 +63,20 @@ func fail(_ message: String) -> Never {
 
 @main
 struct Perf {
-    static func main() throws {
+    static func main() {
+        do { try run() } catch { fail("\(error)") }   // one line, never a trap with a backtrace
+    }
+
+    static func run() throws {
         let options = Options.parse(Array(CommandLine.arguments.dropFirst()))
+        guard let choice = Devices.Choice(rawValue: options.backend) else { fail("--backend must be cpu, cuda or auto, not \(options.backend)") }
         let backend: Backend
-        switch options.backend {
-        case "cpu": backend = try CPUBackend()
-        case "cuda":
-            do { backend = try CUDABackend(precision: options.precision) } catch { fail("--backend cuda: \(error)") }
-        default: fail("--backend must be cpu or cuda, not \(options.backend)")
+        do {   // the registry the CLI uses; a missing OpenBLAS or GPU is one line, not a trap
+            let made = try Devices.makeBackend(choice, precision: options.precision)
+            backend = made.backend
+            if let note = made.note { print("Perf: \(note)") }
+        } catch {
+            fail("--backend \(options.backend): \(error)")
         }
         print("Retort perf — \(backend.kind): \(backend.summary)")
         var workloads = try makeWorkloads(backend, quick: options.quick) + makeModelWorkloads(backend, quick: options.quick)

@@ -66,33 +66,33 @@ public final class CPUBackend: Backend {
         return Int(ProcessInfo.processInfo.physicalMemory)
     }
 
-    public func upload(_ dst: Tensor, _ src: UnsafeRawBufferPointer) {
-        precondition(src.count == dst.bytes, "upload size mismatch")
+    public func runUpload(_ dst: Tensor, _ src: UnsafeRawBufferPointer) {
         if let base = src.baseAddress { raw(dst).copyMemory(from: base, byteCount: src.count) }
     }
 
-    public func download(_ dst: UnsafeMutableRawBufferPointer, _ src: Tensor) {
-        precondition(dst.count == src.bytes, "download size mismatch")
+    public func runDownload(_ dst: UnsafeMutableRawBufferPointer, _ src: Tensor) {
         if let base = dst.baseAddress { base.copyMemory(from: raw(src), byteCount: dst.count) }
     }
 
-    public func copy(_ dst: Tensor, _ src: Tensor) {
-        precondition(dst.bytes == src.bytes, "copy size mismatch")
+    public func runCopy(_ dst: Tensor, _ src: Tensor) {
         raw(dst).copyMemory(from: raw(src), byteCount: src.bytes)
     }
 
-    public func fill(_ dst: Tensor, _ value: Float) {
+    public func runFill(_ dst: Tensor, _ value: Float) {
         if dst.dtype == .f32 { rt_fill(f(dst), Int64(dst.count), value); return }
-        precondition(value == 0, "fill with a non-zero value needs an f32 tensor")
         memset(raw(dst), 0, dst.bytes)
     }
 
     public func synchronize() {}
 
+    public let scratchBuffers = ScratchBuffers()
+
+    /// Nothing beside the run's tensors: OpenBLAS packs into its own small buffers.
+    public func workspaceBytes(matmuls: [Gemm]) -> Int { 0 }
+
     // MARK: dense
 
-    public func matmul(_ c: Tensor, _ a: Tensor, _ b: Tensor, bias: Tensor?, _ g: Gemm) {
-        precondition(a.count >= g.spanA && b.count >= g.spanB && c.count >= g.spanC, "matmul operands too small")
+    public func runMatmul(_ c: Tensor, _ a: Tensor, _ b: Tensor, bias: Tensor?, _ g: Gemm) {
         // Few rows (inference at small batch): split the columns over Retort's pool with OpenBLAS
         // single-threaded; otherwise OpenBLAS threads the call itself.
         let split = g.m <= Self.smallRows && !g.transA && g.batch == 1 && g.n >= 64 && threads > 1
@@ -108,91 +108,72 @@ public final class CPUBackend: Backend {
                          f(a) + i * g.strideA, Int32(g.lda), f(b) + i * g.strideB, Int32(g.ldb), g.beta, cp, Int32(g.ldc))
             }
             if let bias {
-                precondition(bias.count == g.n && g.ldc == g.n, "bias needs n elements and packed C")
                 rt_bias_add(cp, f(bias), Int64(g.m), Int32(g.n))
             }
         }
     }
 
-    public func biasBackward(_ dBias: Tensor, dOut: Tensor, rows: Int, channels: Int) {
-        precondition(dBias.count == channels && dOut.count == rows * channels)
+    public func runBiasBackward(_ dBias: Tensor, dOut: Tensor, rows: Int, channels: Int) {
         rt_bias_backward(f(dBias), f(dOut), Int64(rows), Int32(channels))
     }
 
     // MARK: layers
 
-    public func embeddingForward(_ out: Tensor, ids: Tensor, positions: Tensor, types: Tensor?,
-                                 word: Tensor, position: Tensor, type: Tensor?, _ s: EmbeddingShape) {
-        precondition(out.count == s.tokens * s.channels && ids.count == s.tokens && positions.count == s.tokens)
-        precondition(word.count == s.vocabulary * s.channels && position.count == s.positions * s.channels)
+    public func runEmbeddingForward(_ out: Tensor, ids: Tensor, positions: Tensor, types: Tensor?,
+                                    word: Tensor, position: Tensor, type: Tensor?, _ s: EmbeddingShape) {
         rt_embedding_forward(f(out), i(ids), i(positions), i(types), f(word), f(position), f(type),
                              Int64(s.tokens), Int32(s.channels), Int32(s.vocabulary), Int32(s.positions), Int32(s.tokenTypes))
     }
 
-    public func embeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor,
-                                  ids: Tensor, positions: Tensor, types: Tensor?, _ s: EmbeddingShape) {
-        precondition(dOut.count == s.tokens * s.channels && dWord.count == s.vocabulary * s.channels)
+    public func runEmbeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor,
+                                     ids: Tensor, positions: Tensor, types: Tensor?, _ s: EmbeddingShape) {
         rt_embedding_backward(f(dWord), f(dPosition), f(dType), f(dOut), i(ids), i(positions), i(types),
                               Int64(s.tokens), Int32(s.channels), Int32(s.vocabulary), Int32(s.positions), Int32(s.tokenTypes),
                               Int32(s.wordPadding), Int32(s.positionPadding))
     }
 
-    public func layerNormForward(_ out: Tensor, mean: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, bias: Tensor,
-                                 rows: Int, channels: Int, eps: Float) {
-        precondition(out.count == rows * channels && x.count == rows * channels && mean.count == rows && weight.count == channels)
+    public func runLayerNormForward(_ out: Tensor, mean: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, bias: Tensor,
+                                    rows: Int, channels: Int, eps: Float) {
         rt_layernorm_forward(f(out), f(mean), f(rstd), f(x), f(weight), f(bias), Int64(rows), Int32(channels), eps)
     }
 
-    public func layerNormBackward(dx: Tensor, dWeight: Tensor, dBias: Tensor, dOut: Tensor, _ x: Tensor, weight: Tensor,
-                                  mean: Tensor, rstd: Tensor, rows: Int, channels: Int) {
-        precondition(dx.count == rows * channels && dOut.count == rows * channels && dWeight.count == channels)
+    public func runLayerNormBackward(dx: Tensor, dWeight: Tensor, dBias: Tensor, dOut: Tensor, _ x: Tensor, weight: Tensor,
+                                     mean: Tensor, rstd: Tensor, rows: Int, channels: Int) {
         rt_layernorm_backward(f(dx), f(dWeight), f(dBias), f(dOut), f(x), f(weight), f(mean), f(rstd),
                               Int64(rows), Int32(channels))
     }
 
-    public func geluForward(_ out: Tensor, _ x: Tensor, count: Int) {
-        precondition(out.count >= count && x.count >= count)
+    public func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int) {
         rt_gelu_forward(f(out), f(x), Int64(count))
     }
 
-    public func geluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int) {
-        precondition(dx.count >= count && dOut.count >= count && x.count >= count)
+    public func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int) {
         rt_gelu_backward(f(dx), f(dOut), f(x), Int64(count))
     }
 
-    public func tanhForward(_ out: Tensor, _ x: Tensor, count: Int) {
-        precondition(out.count >= count && x.count >= count)
+    public func runTanhForward(_ out: Tensor, _ x: Tensor, count: Int) {
         rt_tanh_forward(f(out), f(x), Int64(count))
     }
 
-    public func tanhBackward(dx: Tensor, dOut: Tensor, out: Tensor, count: Int) {
-        precondition(dx.count >= count && dOut.count >= count && out.count >= count)
+    public func runTanhBackward(dx: Tensor, dOut: Tensor, out: Tensor, count: Int) {
         rt_tanh_backward(f(dx), f(dOut), f(out), Int64(count))
     }
 
-    public func dropout(_ out: Tensor, _ x: Tensor, count: Int, p: Float, seed: UInt64) {
-        precondition(out.count >= count && x.count >= count && p >= 0 && p < 1, "dropout needs p in [0, 1)")
-        if p == 0 {
-            if out.buffer !== x.buffer || out.offset != x.offset { copy(out.slice(0, count), x.slice(0, count)) }
-            return
-        }
+    public func runDropout(_ out: Tensor, _ x: Tensor, count: Int, p: Float, seed: UInt64) {
         rt_dropout(f(out), f(x), Int64(count), p, seed, 0)
     }
 
     // MARK: attention
 
-    public func attentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
-                                 mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        s.check([out, q, k, v], lse: lse, scores: scores, mask: mask, bias: bias)
+    public func runAttentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
+                                    mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         rt_attention_forward(f(out), f(lse), f(scores), f(q), f(k), f(v), i(mask), f(bias),
                              Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale, s.dropout, s.seed)
     }
 
-    public func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: ScoreGradient?,
-                                  out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor,
-                                  mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        s.check([dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: nil, mask: mask, bias: bias ?? dBias)
-        s.check(dScores)
+    public func runAttentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: ScoreGradient?,
+                                     out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor,
+                                     mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         var dense: Tensor?, target = rt_score_target(), fused = false
         switch dScores {
         case .dense(let t): dense = t
@@ -207,10 +188,8 @@ public final class CPUBackend: Backend {
         }
     }
 
-    public func attentionScoreLoss(_ loss: Tensor, q: Tensor, k: Tensor, mask: Tensor?, bias: Tensor?, target: ScoreTarget,
-                                   _ s: AttentionShape) {
-        s.check([q, k], lse: nil, scores: nil, mask: mask, bias: bias)
-        s.check(target)
+    public func runAttentionScoreLoss(_ loss: Tensor, q: Tensor, k: Tensor, mask: Tensor?, bias: Tensor?, target: ScoreTarget,
+                                      _ s: AttentionShape) {
         var t = scoreTarget(target, weight: 0)
         rt_attention_score_loss(f(loss), f(q), f(k), i(mask), f(bias), &t, Int32(s.batch), Int32(s.length), Int32(s.heads),
                                 Int32(s.headSize), s.scale)
@@ -220,28 +199,24 @@ public final class CPUBackend: Backend {
         rt_score_target(q: f(t.q), k: f(t.k), bias: f(t.bias), HS: Int32(t.headSize), scale: t.scale, weight: weight)
     }
 
-    public func maskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        precondition(probs.count == s.scores && scores.count == s.scores)
+    public func runMaskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         rt_masked_softmax_forward(f(probs), f(scores), i(mask), f(bias), Int32(s.batch), Int32(s.heads), Int32(s.length))
     }
 
-    public func maskedSoftmaxBackward(dScores: Tensor, dProbs: Tensor, probs: Tensor, _ s: AttentionShape) {
-        precondition(dScores.count == s.scores && dProbs.count == s.scores && probs.count == s.scores)
+    public func runMaskedSoftmaxBackward(dScores: Tensor, dProbs: Tensor, probs: Tensor, _ s: AttentionShape) {
         rt_masked_softmax_backward(f(dScores), f(dProbs), f(probs), Int64(s.rows), Int32(s.length))
     }
 
 
     // MARK: LoRA
 
-    public func loraForward(_ y: Tensor, xa: Tensor, _ x: Tensor, a: Tensor, b: Tensor, _ s: LoRAShape) {
-        s.check(x: x, y: y, xa: xa, a: a, b: b)
+    public func runLoRAForward(_ y: Tensor, xa: Tensor, _ x: Tensor, a: Tensor, b: Tensor, _ s: LoRAShape) {
         rt_lora_forward(f(y), f(xa), f(x), f(a), f(b), Int64(s.rows), Int32(s.inFeatures), Int32(s.outFeatures),
                         Int32(s.rank), s.scale, s.dropout, s.seed)
     }
 
-    public func loraBackward(dx: Tensor, dA: Tensor, dB: Tensor, dY: Tensor, _ x: Tensor, xa: Tensor, a: Tensor, b: Tensor,
-                             _ s: LoRAShape) {
-        s.check(x: dx, y: dY, xa: xa, a: dA, b: dB)
+    public func runLoRABackward(dx: Tensor, dA: Tensor, dB: Tensor, dY: Tensor, _ x: Tensor, xa: Tensor, a: Tensor, b: Tensor,
+                                _ s: LoRAShape) {
         rt_lora_backward(f(dx), f(dA), f(dB), f(dY), f(x), f(xa), f(a), f(b), Int64(s.rows), Int32(s.inFeatures),
                          Int32(s.outFeatures), Int32(s.rank), s.scale, s.dropout, s.seed)
     }
@@ -249,53 +224,44 @@ public final class CPUBackend: Backend {
 
     // MARK: losses
 
-    public func crossEntropy(_ loss: Tensor, dLogits: Tensor?, logits: Tensor, labels: Tensor, rows: Int, classes: Int,
-                             gradScale: Float) {
-        precondition(logits.count == rows * classes && labels.count == rows && labels.dtype == .i32)
+    public func runCrossEntropy(_ loss: Tensor, dLogits: Tensor?, logits: Tensor, labels: Tensor, rows: Int, classes: Int,
+                                gradScale: Float) {
         rt_cross_entropy(f(loss), f(dLogits), f(logits), i(labels), Int64(rows), Int32(classes), gradScale)
     }
 
-    public func softCrossEntropy(_ loss: Tensor, dLogits: Tensor?, logits: Tensor, teacher: Tensor, rows: Int, classes: Int,
-                                 temperature: Float, gradScale: Float) {
-        precondition(logits.count == rows * classes && teacher.count == rows * classes && temperature > 0)
+    public func runSoftCrossEntropy(_ loss: Tensor, dLogits: Tensor?, logits: Tensor, teacher: Tensor, rows: Int, classes: Int,
+                                    temperature: Float, gradScale: Float) {
         rt_soft_cross_entropy(f(loss), f(dLogits), f(logits), f(teacher), Int64(rows), Int32(classes), temperature, gradScale)
     }
 
-    public func mse(_ loss: Tensor, dA: Tensor?, _ a: Tensor, _ b: Tensor, count: Int, gradScale: Float) {
-        precondition(a.count == count && b.count == count)
+    public func runMSE(_ loss: Tensor, dA: Tensor?, _ a: Tensor, _ b: Tensor, count: Int, gradScale: Float) {
         rt_mse(f(loss), f(dA), f(a), f(b), Int64(count), gradScale)
     }
 
-    public func cosine(_ loss: Tensor, dA: Tensor?, _ a: Tensor, _ b: Tensor, rows: Int, channels: Int, gradScale: Float) {
-        precondition(a.count == rows * channels && b.count == rows * channels)
+    public func runCosine(_ loss: Tensor, dA: Tensor?, _ a: Tensor, _ b: Tensor, rows: Int, channels: Int, gradScale: Float) {
         rt_cosine(f(loss), f(dA), f(a), f(b), Int64(rows), Int32(channels), gradScale)
     }
 
     // MARK: optimizer
 
-    public func adamw(_ params: Tensor, grads: Tensor, m: Tensor, v: Tensor, count: Int, _ h: AdamW, step: Int) {
-        precondition(params.count >= count && grads.count >= count && m.count >= count && v.count >= count && step >= 1)
+    public func runAdamW(_ params: Tensor, grads: Tensor, m: Tensor, v: Tensor, count: Int, _ h: AdamW, step: Int) {
         rt_adamw(f(params), f(grads), f(m), f(v), Int64(count), h.learningRate, h.beta1, h.beta2, h.eps,
                  h.weightDecay, Int64(step))
     }
 
-    public func sumOfSquares(_ out: Tensor, _ x: Tensor, count: Int) {
-        precondition(x.count >= count && out.count >= 1)
+    public func runSumOfSquares(_ out: Tensor, _ x: Tensor, count: Int) {
         rt_sum_squares(f(out), f(x), Int64(count))
     }
 
-    public func scale(_ x: Tensor, count: Int, by factor: Float) {
-        precondition(x.count >= count)
+    public func runScale(_ x: Tensor, count: Int, by factor: Float) {
         rt_scale(f(x), Int64(count), factor)
     }
 
-    public func axpy(_ y: Tensor, _ x: Tensor, count: Int, alpha: Float) {
-        precondition(y.count >= count && x.count >= count)
+    public func runAxpy(_ y: Tensor, _ x: Tensor, count: Int, alpha: Float) {
         rt_axpy(f(y), f(x), Int64(count), alpha)
     }
 
-    public func cast(_ dst: Tensor, _ src: Tensor, count: Int) {
-        precondition(dst.count >= count && src.count >= count)
+    public func runCast(_ dst: Tensor, _ src: Tensor, count: Int) {
         let d = raw(dst), s = raw(src), n = Int64(count)
         switch (src.dtype, dst.dtype) {
         case (.f32, .bf16): rt_cast_f32_to_bf16(d.assumingMemoryBound(to: UInt16.self), f(src), n)

@@ -123,9 +123,9 @@ final class CUDAMemoryPool: @unchecked Sendable {
         }
         guard result == 0 else {
             let (free, total) = device.freeMemory
-            throw BackendError("out of GPU memory: could not allocate \(megabytes(size)) on \(device.info.name) "
-                               + "(\(megabytes(free)) free of \(megabytes(total)), \(megabytes(inUseBytes)) held by Retort); "
-                               + "use a smaller --batch-size or --max-length, or LoRA")
+            throw OutOfMemory(message: "out of GPU memory: could not allocate \(megabytes(size)) on \(device.info.name) "
+                              + "(\(megabytes(free)) free of \(megabytes(total)), \(megabytes(inUseBytes)) held by Retort); "
+                              + "use a smaller \(Setting.batchSize) or \(Setting.maxLength), or LoRA")
         }
         lock.lock()
         reservedBytes += size
@@ -159,6 +159,9 @@ final class CUDAMemoryPool: @unchecked Sendable {
         }
     }
 }
+
+/// A device allocation failed: the run does not fit.
+public struct OutOfMemory: SettingsError, Sendable { public let message: SettingText }
 
 func megabytes(_ bytes: Int) -> String { "\(bytes / (1 << 20)) MiB" }
 

@@ -40,7 +40,7 @@ public struct DeviceLine: Sendable {
 
 public enum Devices {
     /// `--device` values.
-    public enum Choice: String, CaseIterable, Sendable { case auto, cpu, cuda }
+    public enum Choice: String, CaseIterable, Sendable, Codable { case auto, cpu, cuda }
 
     public static var cpuLine: DeviceLine {
         let blas = BLASInfo.load()
@@ -112,25 +112,29 @@ public enum Devices {
         return lines
     }
 
-    /// The backend for a `--device` choice, and a one-line note when `auto` fell back to the CPU.
-    /// `auto` takes the first GPU when the driver, NVRTC and cuBLASLt all load and the kernels
-    /// compile; otherwise the CPU, saying why. The CPU computes in fp32: `--device cpu` with
-    /// another precision is an error; `auto` falling back to the CPU says so in its note.
+    /// The backend for a device choice, and a one-line note when `auto` fell back to the CPU:
+    /// the one registry of backends the CLI, backend-check and Perf all use. `auto` takes the
+    /// first GPU when the driver, NVRTC and cuBLASLt all load and the kernels compile; otherwise
+    /// the CPU, saying why. The CPU computes in fp32: `cpu` with another precision is an error;
+    /// `auto` falling back to the CPU says so in its note.
     public static func makeBackend(_ choice: Choice, threads: Int? = nil,
-                                   precision: Precision = .fp32) throws -> (backend: Backend, note: String?) {
+                                   precision: Precision = .fp32) throws -> (backend: Backend, note: SettingText?) {
         switch choice {
         case .cpu:
             guard precision == .fp32 else {
-                throw BackendError("--precision \(precision.rawValue) is for GPUs: the CPU computes in fp32 (drop --precision, or use --device cuda)")
+                throw InvalidSetting("\(Setting.precision) \(precision.rawValue) is for GPUs: the CPU computes in fp32 "
+                                     + "(drop \(Setting.precision), or use \(Setting.device) cuda)")
             }
             return (try CPUBackend(threads: threads), nil)
         case .cuda:
-            if let reason = cudaUnavailableReason { throw BackendError("--device cuda: CUDA is not available: \(reason)") }
-            do { return (try CUDABackend(precision: precision), nil) } catch {
-                throw BackendError("--device cuda: \(error)")
+            if let reason = cudaUnavailableReason { throw InvalidSetting("\(Setting.device) cuda: CUDA is not available: \(reason)") }
+            do { return (try CUDABackend(precision: precision), nil) } catch let error as SettingsError {
+                throw error
+            } catch {
+                throw InvalidSetting("\(Setting.device) cuda: \(error)")
             }
         case .auto:
-            let fp32 = precision == .fp32 ? "" : " (in fp32: --precision \(precision.rawValue) is for GPUs)"
+            let fp32: SettingText = precision == .fp32 ? "" : " (in fp32: \(Setting.precision) \(precision.rawValue) is for GPUs)"
             if let reason = cudaUnavailableReason {
                 return (try CPUBackend(threads: threads), "cuda not available (\(reason)); using cpu" + fp32)
             }

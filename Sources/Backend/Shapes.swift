@@ -113,14 +113,27 @@ public struct AdamW: Sendable {
     }
 }
 
-// Operand checks shared by every backend (sizes are the caller's promise; a mismatch is a bug).
+// Operand checks, made once above the seam (Ops.swift): sizes are the caller's promise, so a
+// mismatch is a bug and stops with a precondition naming the operand.
+extension EmbeddingShape {
+    func check(out: Tensor, ids: Tensor, positions: Tensor, types: Tensor?, word: Tensor, position: Tensor, type: Tensor?) {
+        precondition(out.count == tokens * channels && ids.count == tokens && positions.count == tokens
+                     && (types == nil || types!.count == tokens), "embedding: out is not BT·C or ids, positions, types not BT")
+        precondition(word.count == vocabulary * channels && position.count == self.positions * channels
+                     && (type == nil || type!.count == tokenTypes * channels), "embedding: a table is not rows·C")
+        precondition(ids.dtype == .i32 && positions.dtype == .i32 && (types == nil || types!.dtype == .i32), "embedding ids must be int32")
+        precondition([out, word, position].allSatisfy { $0.dtype == .f32 } && (type == nil || type!.dtype == .f32),
+                     "embedding tables and output must be f32")
+    }
+}
+
 extension AttentionShape {
     func check(_ activations: [Tensor], lse: Tensor?, scores: Tensor?, mask: Tensor?, bias: Tensor?) {
-        for t in activations { precondition(t.count == self.activations, "attention tensor is not B·T·C") }
-        precondition(lse == nil || lse!.count == rows, "lse is not B·NH·T")
-        precondition(scores == nil || scores!.count == self.scores, "scores are not B·NH·T·T")
+        for t in activations { precondition(t.count == self.activations && t.dtype == .f32, "attention tensor is not f32 B·T·C") }
+        precondition(lse == nil || (lse!.count == rows && lse!.dtype == .f32), "lse is not B·NH·T")
+        precondition(scores == nil || (scores!.count == self.scores && scores!.dtype == .f32), "scores are not B·NH·T·T")
         precondition(mask == nil || (mask!.count == batch * length && mask!.dtype == .i32), "mask is not int32 B·T")
-        precondition(bias == nil || bias!.count == heads * length * length, "bias is not NH·T·T")
+        precondition(bias == nil || (bias!.count == heads * length * length && bias!.dtype == .f32), "bias is not NH·T·T")
         precondition(dropout >= 0 && dropout < 1, "attention dropout must be in [0, 1)")
     }
 
@@ -139,13 +152,15 @@ extension AttentionShape {
     }
 
     /// The gradient factor of gradScale·(mean of squares over B·NH·T·T).
-    func scoreMSEWeight(gradScale: Float) -> Float { scores > 0 ? 2 * gradScale / Float(scores) : 0 }
+    public func scoreMSEWeight(gradScale: Float) -> Float { scores > 0 ? 2 * gradScale / Float(scores) : 0 }
 }
 
 extension LoRAShape {
     func check(x: Tensor, y: Tensor, xa: Tensor, a: Tensor, b: Tensor) {
-        precondition(x.count == rows * inFeatures && y.count == rows * outFeatures && xa.count == rows * rank)
-        precondition(a.count == rank * inFeatures && b.count == outFeatures * rank)
+        precondition(x.count == rows * inFeatures && y.count == rows * outFeatures && xa.count == rows * rank,
+                     "LoRA: x, y or xa is not N·In, N·Out, N·R")
+        precondition(a.count == rank * inFeatures && b.count == outFeatures * rank, "LoRA: A is not R·In or B not Out·R")
+        precondition([x, y, xa, a, b].allSatisfy { $0.dtype == .f32 }, "LoRA needs f32 tensors")
         precondition(dropout >= 0 && dropout < 1, "LoRA dropout must be in [0, 1)")
     }
 }

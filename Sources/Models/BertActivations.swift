@@ -102,14 +102,16 @@ public final class BertActivations {
         dPooled = try f(BT > 0 ? B * C : 0); dPoolerPre = try f(BT > 0 ? B * C : 0); dLogits = try f(Bt * classes); loss = try f(1)
     }
 
-    /// The saved x·Aᵀ [rows, rank] of an adapter, allocated at its first use.
-    private var loraInputs: [String: Tensor] = [:]
-    func loraInput(_ layer: Int, _ t: LoRATarget, rows: Int, rank: Int, backend: Backend) -> Tensor {
-        let key = "\(layer).\(t.rawValue)"
-        if loraInputs[key] == nil || loraInputs[key]!.count < maxBatch * maxLength * rank {
-            loraInputs[key] = try! backend.zeros(maxBatch * maxLength * rank)
+    /// The saved x·Aᵀ [rows, rank] of each adapter, by its slot, allocated at its first use.
+    private var loraInputs: [Tensor?] = []
+    func loraInput(_ branch: LoRABranch?, rows: Int, backend: Backend) -> Tensor? {
+        guard let branch else { return nil }
+        if loraInputs.count <= branch.slot { loraInputs += Array(repeating: nil, count: branch.slot + 1 - loraInputs.count) }
+        let needed = maxBatch * maxLength * branch.rank
+        if loraInputs[branch.slot] == nil || loraInputs[branch.slot]!.count < needed {
+            do { loraInputs[branch.slot] = try backend.zeros(needed) } catch { fatalError("retort: the LoRA input buffer: \(error)") }
         }
-        return loraInputs[key]!.slice(0, rows * rank)
+        return loraInputs[branch.slot]!.slice(0, rows * branch.rank)
     }
 
     /// Puts a padded batch (row-major [B,T] ids, token types and mask; labels [B] or empty) in place.

@@ -1,5 +1,6 @@
-// HF config.json for the BERT family. Known fields are read and validated; every other key is
-// kept and written back unchanged, so transformers loads what Retort saves.
+// HF config.json for the BERT family. Known fields are read and validated into typed fields —
+// the one source of truth: change `layers` and the saved num_hidden_layers follows. Every other
+// key is kept as it was read and written back unchanged, so transformers loads what Retort saves.
 import Foundation
 
 /// The encoder families Retort implements (HF model_type).
@@ -16,9 +17,8 @@ public struct BertConfig: Sendable {
     /// MPNet: buckets of the relative position bias shared by every layer (0 for BERT).
     public var relativeBuckets = 0
     public var id2label: [Int: String]
-    /// The whole JSON object as read (model_type, architectures, …), for writing back.
-    public var raw: [String: Any] { get { rawStorage.value } set { rawStorage = Box(newValue) } }
-    private var rawStorage: Box
+    /// The keys Retort does not model (transformers_version, hidden_act, …), written back as read.
+    private var extra: Box
 
     public var headSize: Int { hiddenSize / heads }
     public var numLabels: Int { max(id2label.count, 2) }
@@ -86,18 +86,42 @@ public struct BertConfig: Sendable {
             guard Set(labels.keys) == Set(0..<labels.count) else { throw CheckpointError("\(source): id2label ids are not 0…\(labels.count - 1)") }
         }
         id2label = labels
-        rawStorage = Box(object)
+        extra = Box(object.filter { !Self.modelledKeys.contains($0.key) })
     }
 
-    /// The JSON to save: the original keys, with the labels and architecture of a classifier.
-    public func json() throws -> Data {
-        var object = raw
+    /// Keys held in typed fields (written from them, never from what was read).
+    static let modelledKeys: Set<String> = [
+        "model_type", "architectures", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+        "max_position_embeddings", "type_vocab_size", "pad_token_id", "relative_attention_num_buckets", "layer_norm_eps",
+        "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "id2label", "label2id"]
+
+    /// The config as JSON: the typed fields, the keys kept as read, the labels and the
+    /// architecture of a classifier.
+    public var jsonObject: [String: Any] {
+        var object = extra.value
         object["model_type"] = family.rawValue
         object["architectures"] = [family == .mpnet ? "MPNetForSequenceClassification" : "BertForSequenceClassification"]
+        object["vocab_size"] = vocabSize
+        object["hidden_size"] = hiddenSize
+        object["num_hidden_layers"] = layers
+        object["num_attention_heads"] = heads
+        object["intermediate_size"] = intermediateSize
+        object["max_position_embeddings"] = maxPositions
+        if family == .mpnet { object["relative_attention_num_buckets"] = relativeBuckets } else { object["type_vocab_size"] = typeVocabSize }
+        object["pad_token_id"] = padTokenId
+        object["layer_norm_eps"] = layerNormEps
+        object["hidden_dropout_prob"] = hiddenDropout
+        object["attention_probs_dropout_prob"] = attentionDropout
+        object["initializer_range"] = initializerRange
         if !id2label.isEmpty {
             object["id2label"] = Dictionary(uniqueKeysWithValues: id2label.map { (String($0.key), $0.value) })
             object["label2id"] = Dictionary(uniqueKeysWithValues: id2label.map { ($0.value, $0.key) })
         }
-        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        return object
+    }
+
+    /// The JSON to save (config.json).
+    public func json() throws -> Data {
+        try JSONSerialization.data(withJSONObject: jsonObject, options: [.prettyPrinted, .sortedKeys])
     }
 }

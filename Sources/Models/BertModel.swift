@@ -16,7 +16,12 @@ public final class BertModel {
     public let weights: Tensor
     public let grads: Tensor
     /// LoRA adapters; when attached the base weights are frozen (their gradients are not computed).
-    public internal(set) var lora: LoRAAdapters?
+    public internal(set) var lora: LoRAAdapters? { didSet { parameters = makeParameters() } }
+    /// Base parameters that do not train (with LoRA: all but the classifier).
+    public internal(set) var frozen: Set<String> = [] { didSet { parameters = makeParameters() } }
+    /// Typed views of every parameter, its gradient, its frozen-ness and the adapters: what
+    /// forward and backward read (no name lookups there). Rebuilt when adapters or frozen-ness change.
+    public internal(set) var parameters: BertParameters!
 
     /// `inference`: no gradient buffer (a teacher, evaluation); backward is then impossible.
     public init(config: BertConfig, labels: Int, backend: Backend, inference: Bool = false) throws {
@@ -26,6 +31,7 @@ public final class BertModel {
         layout = Self.layout(config, labels: labels)
         weights = try backend.zeros(layout.total)
         grads = try backend.zeros(inference ? 0 : layout.total)
+        parameters = makeParameters()
     }
 
     static func layout(_ c: BertConfig, labels: Int) -> ParameterLayout {
@@ -59,71 +65,38 @@ public final class BertModel {
         return p
     }
 
+    /// The weights of parameter `name` (checkpoint IO, tests; the passes use `parameters`).
     public func w(_ name: String) -> Tensor { layout.view(weights, name) }
+    /// The gradient of parameter `name`.
     public func g(_ name: String) -> Tensor { layout.view(grads, name) }
-    /// A parameter that only some families have (token types, the relative position bias).
-    func optionalWeight(_ name: String) -> Tensor? { layout.entry(name) == nil ? nil : w(name) }
-    func optionalGrad(_ name: String) -> Tensor? { layout.entry(name) == nil ? nil : g(name) }
 
     // MARK: forward
 
     /// Logits [B, labels] for the batch in `a` (see BertActivations.load). With `training`,
-    /// hidden dropout (embeddings, attention output, FFN output) uses `seed`.
+    /// hidden dropout (embeddings, attention output, FFN output, pooler) uses `seed`.
     @discardableResult
     public func forward(_ a: BertActivations, training: Bool = false, seed: UInt64 = 0) -> Tensor {
-        let c = config, b = backend
-        let (B, T, C, FF) = (a.batch, a.length, c.hiddenSize, c.intermediateSize), BT = B * T
+        let c = config, b = backend, P = parameters!
+        let (B, T, C) = (a.batch, a.length, c.hiddenSize), BT = B * T
         let p: Float = training ? Float(c.hiddenDropout) : 0
-        let shape = embeddingShape(tokens: BT)
         b.embeddingForward(a.embedded.slice(0, BT * C), ids: a.ids.slice(0, BT), positions: a.positions.slice(0, BT),
-                           types: a.types.slice(0, BT), word: w("embeddings.word_embeddings.weight"),
-                           position: w("embeddings.position_embeddings.weight"), type: optionalWeight("embeddings.token_type_embeddings.weight"), shape)
+                           types: a.types.slice(0, BT), word: P.wordEmbeddings.weight, position: P.positionEmbeddings.weight,
+                           type: P.tokenTypeEmbeddings?.weight, embeddingShape(tokens: BT))
         let positionBias = relativePositionBias(a)
-        b.layerNormForward(a.hidden[0].slice(0, BT * C), mean: a.embMean.slice(0, BT), rstd: a.embRstd.slice(0, BT),
-                           a.embedded.slice(0, BT * C), weight: w("embeddings.LayerNorm.weight"), bias: w("embeddings.LayerNorm.bias"),
-                           rows: BT, channels: C, eps: Float(c.layerNormEps))
+        P.embeddingNorm.forward(b, a.hidden[0].slice(0, BT * C), mean: a.embMean.slice(0, BT), rstd: a.embRstd.slice(0, BT),
+                                a.embedded.slice(0, BT * C), rows: BT, channels: C)
         if p > 0 { b.dropout(a.hidden[0].slice(0, BT * C), a.hidden[0].slice(0, BT * C), count: BT * C, p: p, seed: seed &+ 1) }
-        for l in 0..<c.layers {
-            let L = a.layers[l], x = a.hidden[l].slice(0, BT * C), prefix = "encoder.layer.\(l)."
-            let attention = attentionShape(a, layer: l, training: training, seed: seed)
-            func linear(_ out: Tensor, _ input: Tensor, _ name: String, n: Int, k: Int, beta: Float = 0) {
-                b.matmul(out, input, w(prefix + name + ".weight"), bias: w(prefix + name + ".bias"),
-                         Gemm(m: BT, n: n, k: k, transB: true, beta: beta))
-                if let (lora, t) = adapter(name) {
-                    b.loraForward(out, xa: a.loraInput(l, t, rows: BT, rank: lora.config.rank, backend: b), input,
-                                  a: lora.a(l, t), b: lora.b(l, t), loraShape(lora, t, layer: l, rows: BT, training: training, seed: seed))
-                }
-            }
-            linear(L.q.slice(0, BT * C), x, "attention.self.query", n: C, k: C)
-            linear(L.k.slice(0, BT * C), x, "attention.self.key", n: C, k: C)
-            linear(L.v.slice(0, BT * C), x, "attention.self.value", n: C, k: C)
-            b.attentionForward(L.context.slice(0, BT * C), lse: L.lse.slice(0, attention.rows), scores: nil,
-                               q: L.q.slice(0, BT * C), k: L.k.slice(0, BT * C), v: L.v.slice(0, BT * C),
-                               mask: a.mask.slice(0, BT), bias: positionBias, attention)
-            // residual: res1 = x + dropout(context·Woᵀ + bo)
-            linear(L.residual1.slice(0, BT * C), L.context.slice(0, BT * C), "attention.output.dense", n: C, k: C)
-            if p > 0 { b.dropout(L.residual1.slice(0, BT * C), L.residual1.slice(0, BT * C), count: BT * C, p: p, seed: seed &+ UInt64(10 + 2 * l)) }
-            b.axpy(L.residual1.slice(0, BT * C), x, count: BT * C, alpha: 1)
-            b.layerNormForward(L.attended.slice(0, BT * C), mean: L.mean1.slice(0, BT), rstd: L.rstd1.slice(0, BT),
-                               L.residual1.slice(0, BT * C), weight: w(prefix + "attention.output.LayerNorm.weight"),
-                               bias: w(prefix + "attention.output.LayerNorm.bias"), rows: BT, channels: C, eps: Float(c.layerNormEps))
-            linear(L.preGelu.slice(0, BT * FF), L.attended.slice(0, BT * C), "intermediate.dense", n: FF, k: C)
-            b.geluForward(L.gelu.slice(0, BT * FF), L.preGelu.slice(0, BT * FF), count: BT * FF)
-            linear(L.residual2.slice(0, BT * C), L.gelu.slice(0, BT * FF), "output.dense", n: C, k: FF)
-            if p > 0 { b.dropout(L.residual2.slice(0, BT * C), L.residual2.slice(0, BT * C), count: BT * C, p: p, seed: seed &+ UInt64(11 + 2 * l)) }
-            b.axpy(L.residual2.slice(0, BT * C), L.attended.slice(0, BT * C), count: BT * C, alpha: 1)
-            b.layerNormForward(a.hidden[l + 1].slice(0, BT * C), mean: L.mean2.slice(0, BT), rstd: L.rstd2.slice(0, BT),
-                               L.residual2.slice(0, BT * C), weight: w(prefix + "output.LayerNorm.weight"),
-                               bias: w(prefix + "output.LayerNorm.bias"), rows: BT, channels: C, eps: Float(c.layerNormEps))
+        for (l, layer) in P.layers.enumerated() {
+            layer.forward(b, a, x: a.hidden[l].slice(0, BT * C), out: a.hidden[l + 1].slice(0, BT * C),
+                          attention: attentionShape(a, layer: l, training: training, seed: seed), positionBias: positionBias,
+                          p: p, training: training, seed: seed)
         }
         // Pooler on each sequence's [CLS] row (row stride T·C), then the classifier.
-        b.matmul(a.poolerPre.slice(0, B * C), a.hidden[c.layers], w("pooler.dense.weight"), bias: w("pooler.dense.bias"),
-                 Gemm(m: B, n: C, k: C, transB: true, lda: T * C))
+        P.pooler.forward(b, a.poolerPre.slice(0, B * C), a.hidden[c.layers], rows: B, inputStride: T * C)
         b.tanhForward(a.pooled.slice(0, B * C), a.poolerPre.slice(0, B * C), count: B * C)
         if p > 0 { b.dropout(a.pooledDropped.slice(0, B * C), a.pooled.slice(0, B * C), count: B * C, p: p, seed: seed &+ 3) }
         else { b.copy(a.pooledDropped.slice(0, B * C), a.pooled.slice(0, B * C)) }
-        b.matmul(a.logits.slice(0, B * labels), a.pooledDropped.slice(0, B * C), w("classifier.weight"), bias: w("classifier.bias"),
-                 Gemm(m: B, n: labels, k: C, transB: true))
+        P.classifier.forward(b, a.logits.slice(0, B * labels), a.pooledDropped.slice(0, B * C), rows: B)
         a.trainingSeed = training ? seed : nil
         return a.logits.slice(0, B * labels)
     }
@@ -139,20 +112,6 @@ public final class BertModel {
     public func attentionShape(_ a: BertActivations, layer l: Int, training: Bool, seed: UInt64) -> AttentionShape {
         AttentionShape(batch: a.batch, length: a.length, heads: config.heads, headSize: config.headSize,
                        dropout: training ? Float(config.attentionDropout) : 0, seed: seed &* 0x2545_F491 &+ UInt64(500 + l))
-    }
-
-    /// The adapter on module `name` ("attention.self.query", …) of every layer, if any.
-    func adapter(_ name: String) -> (LoRAAdapters, LoRATarget)? {
-        guard let lora, !lora.merged, let t = lora.config.targets.first(where: { $0.module == name }) else { return nil }
-        return (lora, t)
-    }
-
-    /// Sizes, scale and dropout of one adapter's branch; the dropout seed depends on the site.
-    func loraShape(_ lora: LoRAAdapters, _ t: LoRATarget, layer: Int, rows: Int, training: Bool, seed: UInt64) -> LoRAShape {
-        let (inFeatures, outFeatures) = LoRAAdapters.features(t, config)
-        let site = UInt64(1000 + layer * 8 + LoRATarget.allCases.firstIndex(of: t)!)
-        return LoRAShape(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, rank: lora.config.rank, scale: lora.config.scale,
-                         dropout: training ? Float(lora.config.dropout) : 0, seed: seed &* 0x9E37_79B9 &+ site)
     }
 
     /// The last hidden states [B,T,C] of the most recent forward.

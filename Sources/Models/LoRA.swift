@@ -80,8 +80,23 @@ public final class LoRAAdapters {
 
     func a(_ layer: Int, _ t: LoRATarget) -> Tensor { layout.view(weights, "encoder.layer.\(layer).\(t.module).lora_A.weight") }
     func b(_ layer: Int, _ t: LoRATarget) -> Tensor { layout.view(weights, "encoder.layer.\(layer).\(t.module).lora_B.weight") }
-    func dA(_ layer: Int, _ t: LoRATarget) -> Tensor { layout.view(grads, "encoder.layer.\(layer).\(t.module).lora_A.weight") }
-    func dB(_ layer: Int, _ t: LoRATarget) -> Tensor { layout.view(grads, "encoder.layer.\(layer).\(t.module).lora_B.weight") }
+
+    /// The adapter on target `t` of layer `layer`, as its Linear carries it.
+    func branch(layer: Int, _ t: LoRATarget) -> LoRABranch {
+        func parameter(_ name: String) -> Parameter {
+            let e = layout.entry(name)!
+            return Parameter(name: name, weight: weights.slice(e.offset, e.count), grad: grads.slice(e.offset, e.count), trains: true, decays: e.decays)
+        }
+        let target = LoRATarget.allCases.firstIndex(of: t)!, name = "encoder.layer.\(layer).\(t.module)"
+        return LoRABranch(a: parameter(name + ".lora_A.weight"), b: parameter(name + ".lora_B.weight"), rank: config.rank,
+                          scale: config.scale, dropout: Float(config.dropout), site: UInt64(1000 + layer * 8 + target),
+                          slot: layer * LoRATarget.allCases.count + target)
+    }
+
+    /// A and B of every adapter, in layout order, as the optimiser updates them.
+    var trainable: [TrainableTensor] {
+        layout.entries.map { TrainableTensor(name: $0.name, weight: layout.view(weights, $0.name), grad: layout.view(grads, $0.name), decays: $0.decays) }
+    }
 
     /// PEFT's target_modules: dotted suffixes when they pick exactly our modules, else a regex.
     var peftTargets: Any {
@@ -98,31 +113,17 @@ public final class LoRAAdapters {
     }
 }
 
-/// One tensor the optimiser updates.
-public struct TrainableTensor {
-    public let name: String
-    public let weight: Tensor
-    public let grad: Tensor
-    public let decays: Bool
-    public init(name: String, weight: Tensor, grad: Tensor, decays: Bool) {
-        self.name = name; self.weight = weight; self.grad = grad; self.decays = decays
-    }
-}
-
 extension BertModel {
     /// Attaches fresh adapters: from now on only they and the classifier train.
     public func attachLoRA(_ config: LoRAConfig, seed: UInt64 = 42) throws {
         lora = try LoRAAdapters(config: config, model: self.config, backend: backend, seed: seed)
+        frozen = Set(layout.entries.map(\.name).filter { !$0.hasPrefix("classifier.") })
     }
 
-    /// What the optimiser updates: every parameter, or with LoRA the adapters and the classifier.
+    /// What the optimiser updates: the adapters (when attached), then every base parameter that
+    /// trains, in layout order.
     public var trainable: [TrainableTensor] {
-        if let lora {
-            return lora.layout.entries.map { TrainableTensor(name: $0.name, weight: lora.layout.view(lora.weights, $0.name),
-                                                             grad: lora.layout.view(lora.grads, $0.name), decays: $0.decays) }
-                + ["classifier.weight", "classifier.bias"].map { TrainableTensor(name: $0, weight: w($0), grad: g($0), decays: !$0.hasSuffix(".bias")) }
-        }
-        return layout.entries.map { TrainableTensor(name: $0.name, weight: w($0.name), grad: g($0.name), decays: $0.decays) }
+        (lora?.trainable ?? []) + parameters.all.filter(\.trains).map(\.trainable)
     }
 
     /// Zeroes the gradients of everything that trains.
@@ -145,12 +146,14 @@ extension BertModel {
         guard let lora, !lora.merged else { return }
         addAdapters(lora, into: weights, sign: 1)
         lora.merged = true
+        parameters = makeParameters()
     }
 
     public func unmergeLoRA() {
         guard let lora, lora.merged else { return }
         addAdapters(lora, into: weights, sign: -1)
         lora.merged = false
+        parameters = makeParameters()
     }
 
     private func addAdapters(_ lora: LoRAAdapters, into buffer: Tensor, sign: Float) {

@@ -34,3 +34,39 @@ public struct ParameterLayout: Sendable {
         return buffer.slice(e.offset, e.count)
     }
 }
+
+/// One parameter tensor of a model, its gradient (nil in a model kept for inference) and whether
+/// it trains: frozen-ness is data, set once (LoRA freezes the base) and read by every backward.
+public struct Parameter {
+    /// The name in the model's layout (BERT's HF name without "bert."), for checkpoints and the optimiser.
+    public let name: String
+    public let weight: Tensor
+    public let grad: Tensor?
+    public let trains: Bool
+    /// Weight decay applies (not to biases and LayerNorm weights, HF's convention).
+    public let decays: Bool
+
+    public init(name: String, weight: Tensor, grad: Tensor?, trains: Bool, decays: Bool) {
+        self.name = name; self.weight = weight; self.grad = grad; self.trains = trains; self.decays = decays
+    }
+
+    /// The gradient a backward writes; a model without gradients cannot run one.
+    var gradient: Tensor {
+        guard let grad else { preconditionFailure("\(name) has no gradient: the model was made for inference") }
+        return grad
+    }
+
+    /// What the optimiser updates for this parameter.
+    var trainable: TrainableTensor { TrainableTensor(name: name, weight: weight, grad: gradient, decays: decays) }
+}
+
+/// One tensor the optimiser updates.
+public struct TrainableTensor {
+    public let name: String
+    public let weight: Tensor
+    public let grad: Tensor
+    public let decays: Bool
+    public init(name: String, weight: Tensor, grad: Tensor, decays: Bool) {
+        self.name = name; self.weight = weight; self.grad = grad; self.decays = decays
+    }
+}

@@ -41,7 +41,7 @@ extension BertModel {
             RelativePosition.oneHot(length: T, buckets: NB).withUnsafeBytes { backend.upload(oneHot.slice(0, NB * T * T), $0) }
             a.oneHotLength = T
         }
-        backend.matmul(bias.slice(0, NH * T * T), w(Self.relativeBiasName), oneHot.slice(0, NB * T * T), bias: nil,
+        backend.matmul(bias.slice(0, NH * T * T), parameters.relativeAttentionBias!.weight, oneHot.slice(0, NB * T * T), bias: nil,
                        Gemm(m: NH, n: T * T, k: NB, transA: true))
         return bias.slice(0, NH * T * T)
     }
@@ -50,7 +50,7 @@ extension BertModel {
     func relativePositionBiasBackward(_ a: BertActivations, dBias: Tensor) {
         guard let oneHot = a.bucketOneHot else { return }
         let (T, NB, NH) = (a.length, config.relativeBuckets, config.heads)
-        backend.matmul(g(Self.relativeBiasName), oneHot.slice(0, NB * T * T), dBias, bias: nil,
+        backend.matmul(parameters.relativeAttentionBias!.gradient, oneHot.slice(0, NB * T * T), dBias, bias: nil,
                        Gemm(m: NB, n: NH, k: T * T, transB: true, beta: 1))
     }
 }

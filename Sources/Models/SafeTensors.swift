@@ -213,19 +213,47 @@ public enum SafeTensorsWriter {
     }
 }
 
-/// Writes `data` to a temporary file beside `path`, then renames it over `path`: a reader (or a
-/// crash) never sees a half-written file.
+/// Writes `data` to a temporary file beside `path`, flushes it to disk (fsync), then renames it
+/// over `path` and flushes the folder: a reader, a crash or a power cut never sees a half-written
+/// file, only the old one or the new one.
 public func writeAtomically(_ data: Data, to path: String) throws {
     let url = URL(fileURLWithPath: path)
-    let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
+    let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp").path
     do {
-        try data.write(to: temporary)
+        try writeDurably(data, to: temporary)
     } catch {
-        throw CheckpointError("\(path): cannot write: \(error.localizedDescription)")
+        unlink(temporary)
+        throw CheckpointError("\(path): cannot write: \(error)")
     }
-    guard rename(temporary.path, url.path) == 0 else {
+    guard rename(temporary, url.path) == 0 else {
         let reason = String(cString: strerror(errno))
-        unlink(temporary.path)
+        unlink(temporary)
         throw CheckpointError("\(path): cannot rename the temporary file into place: \(reason)")
     }
+    syncFolder(url.deletingLastPathComponent().path)
+}
+
+/// Creates (or truncates) `path`, writes `data` and fsyncs it before returning.
+public func writeDurably(_ data: Data, to path: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw CheckpointError("\(path): cannot create: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+        var offset = 0
+        while offset < raw.count {
+            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw CheckpointError("\(path): write failed: \(String(cString: strerror(errno)))") }
+            offset += n
+        }
+    }
+    guard fsync(fd) == 0 else { throw CheckpointError("\(path): fsync failed: \(String(cString: strerror(errno)))") }
+}
+
+/// Flushes a folder's entries (a rename into it) to disk; best effort.
+public func syncFolder(_ path: String) {
+    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    _ = fsync(fd)
+    close(fd)
 }

@@ -27,7 +27,7 @@ public final class Classifier {
         try model.loadWeights((folder as NSString).appendingPathComponent("model.safetensors"), seed: seed,
                               freshHead: stored != nil && stored != names)
         guard maxLength <= config.maxPositions else {
-            throw DataError("--max-length \(maxLength) exceeds the model's max_position_embeddings \(config.maxPositions)")
+            throw InvalidSetting("\(Setting.maxLength) \(maxLength) exceeds the model's max_position_embeddings \(config.maxPositions)")
         }
         return Classifier(model: model, tokenizer: tokenizer, labelNames: names, maxLength: maxLength)
     }

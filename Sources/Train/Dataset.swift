@@ -36,18 +36,24 @@ public struct ColumnSpec: Sendable {
     public init(text: Column, pair: Column? = nil, label: Column? = nil) {
         self.text = text; self.pair = pair; self.label = label
     }
+    /// Only the text, by its default name: a plain .txt file is then one text per line.
+    var isPlainText: Bool { text == .name("text") && pair == nil && label == nil }
     var hasNames: Bool {
         [text, pair, label].contains { if case .name = $0 { return true } else { return false } }
     }
 }
 
 public enum Dataset {
-    /// Reads `path` (.csv, .tsv/.txt, .jsonl/.json by extension).
+    /// Reads `path` by its extension: .csv, .tsv, .jsonl/.json, and .txt — one text per line
+    /// when only the text is asked for by its default name (`predict --input texts.txt`), else a
+    /// TSV (tab-separated columns).
     public static func load(_ path: String, columns: ColumnSpec) throws -> [Example] {
         let ext = (path as NSString).pathExtension.lowercased()
         let examples: [Example]
         if ext == "jsonl" || ext == "json" {
             examples = try jsonl(path, columns)
+        } else if ext == "txt", columns.isPlainText {
+            examples = try lines(path)
         } else {
             let bytes = try DelimitedText.read(path)
             let rows = ext == "csv" ? try DelimitedText.csv(bytes, path: path) : DelimitedText.tsv(bytes)
@@ -87,6 +93,15 @@ public enum Dataset {
                                label: labelIndex.map { row[$0].trimmingCharacters(in: .whitespaces) }, line: line))
         }
         return out
+    }
+
+    /// One unlabelled example per non-empty line.
+    static func lines(_ path: String) throws -> [Example] {
+        let bytes = try DelimitedText.read(path)
+        return bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated().compactMap { n, line in
+            let text = String(decoding: line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...], as: UTF8.self)
+            return text.trimmingCharacters(in: .whitespaces).isEmpty ? nil : Example(text: text, line: n + 1)
+        }
     }
 
     static func jsonl(_ path: String, _ spec: ColumnSpec) throws -> [Example] {

@@ -74,14 +74,14 @@ public struct LayerMap: Equatable, Sendable, CustomStringConvertible {
         for item in text.split(separator: ",") {
             let parts = item.split(separator: ":").map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard parts.count == 2, let s = parts[0], let t = parts[1] else {
-                throw DataError("--layer-map: '\(item)' is not student:teacher (0-based layer numbers, e.g. 0:1,1:3,2:5)")
+                throw InvalidSetting("\(Setting.layerMap): '\(item)' is not student:teacher (0-based layer numbers, e.g. 0:1,1:3,2:5)")
             }
-            guard (0..<student).contains(s) else { throw DataError("--layer-map: student layer \(s) is out of range (the student has layers 0…\(student - 1))") }
-            guard (0..<teacher).contains(t) else { throw DataError("--layer-map: teacher layer \(t) is out of range (the teacher has layers 0…\(teacher - 1))") }
-            guard !pairs.contains(where: { $0.0 == s }) else { throw DataError("--layer-map: student layer \(s) is mapped twice") }
+            guard (0..<student).contains(s) else { throw InvalidSetting("\(Setting.layerMap): student layer \(s) is out of range (the student has layers 0…\(student - 1))") }
+            guard (0..<teacher).contains(t) else { throw InvalidSetting("\(Setting.layerMap): teacher layer \(t) is out of range (the teacher has layers 0…\(teacher - 1))") }
+            guard !pairs.contains(where: { $0.0 == s }) else { throw InvalidSetting("\(Setting.layerMap): student layer \(s) is mapped twice") }
             pairs.append((s, t))
         }
-        guard !pairs.isEmpty else { throw DataError("--layer-map: empty (give student:teacher pairs, e.g. 0:1,1:3,2:5)") }
+        guard !pairs.isEmpty else { throw InvalidSetting("\(Setting.layerMap): empty (give student:teacher pairs, e.g. 0:1,1:3,2:5)") }
         self.pairs = pairs
     }
 
@@ -102,24 +102,21 @@ public enum Distillation {
             try checkCompatible(student: config, tokenizer: try WordPieceTokenizer(folder: folder), studentFolder: folder,
                                 teacher: teacher, teacherFolder: teacherFolder)
             if let layers, layers != config.layers {
-                throw DataError("--student-layers \(layers) disagrees with \(folder)/config.json (num_hidden_layers \(config.layers)); drop one of them")
+                throw InvalidSetting("\(Setting.studentLayers) \(layers) disagrees with \(folder)/config.json (num_hidden_layers \(config.layers)); drop one of them")
             }
             return try Classifier.load(folder: folder, labels: teacher.labelNames, maxLength: teacher.maxLength, backend: backend, seed: seed)
         }
         let n = layers ?? t.config.layers / 2
         guard n >= 1, n <= t.config.layers else {
-            throw DataError("--student-layers \(n): must be between 1 and the teacher's \(t.config.layers) layers")
+            throw InvalidSetting("\(Setting.studentLayers) \(n): must be between 1 and the teacher's \(t.config.layers) layers")
         }
         let source = try initFrom.teacherLayers(student: n, teacher: t.config.layers)
         guard let last = source.last, last < t.config.layers else {
-            throw DataError("--student-init \(initFrom.name) with \(n) layers needs teacher layer \(source.last.map { $0 + 1 } ?? 0) (1-based), "
-                            + "but the teacher has \(t.config.layers); use fewer --student-layers or --student-init uniform")
+            throw InvalidSetting("\(Setting.studentInit) \(initFrom.name) with \(n) layers needs teacher layer \(source.last.map { $0 + 1 } ?? 0) (1-based), "
+                                 + "but the teacher has \(t.config.layers); use fewer \(Setting.studentLayers) or \(Setting.studentInit) uniform")
         }
         var config = t.config
         config.layers = n
-        var raw = config.raw
-        raw["num_hidden_layers"] = n
-        config.raw = raw
         let student = try BertModel(config: config, labels: t.labels, backend: backend)
         for entry in student.layout.entries {
             var name = entry.name

@@ -10,7 +10,8 @@
 // - DistilBERT: α·T²·KL(p_teacher ‖ p_student) (batch mean) + β·CE(labels) + γ·(1 − cos) between
 //   last hidden states over the non-padding tokens.
 // The teacher runs forward only, in an inference arena that keeps just hidden states and the
-// mapped layers' queries and keys.
+// mapped layers' queries and keys. Each stage is one TrainingObjective type; what they share
+// (the teacher and its arena, the projection, scratch) is a DistillationContext, made once a run.
 import Backend
 import Foundation
 import Models
@@ -25,9 +26,35 @@ public struct DistillationLoss: Sendable {
     public init(layerMap: LayerMap) { self.layerMap = layerMap }
 }
 
-public final class DistillationObjective {
+/// A distillation stage's objective: a TrainingObjective with the context it shares with the
+/// run's other stages.
+public protocol DistillationObjective: TrainingObjective {
+    var context: DistillationContext { get }
+}
+
+public extension DistillationObjective {
+    /// fit_dense (weight [Ct, Cs], bias [Ct]) when the widths differ, else empty.
+    var projection: [TrainableTensor] { context.projection }
+    /// The projection trains beside the student in every stage of the run (one optimizer state).
+    var extraParameters: [TrainableTensor] { context.projection }
+}
+
+extension Distillation {
+    /// The objective of `loss.method` and `loss.stage`, with a fresh context.
+    public static func objective(teacher: Classifier, student: Classifier, loss: DistillationLoss, maxBatch: Int,
+                                 seed: UInt64) throws -> DistillationObjective {
+        let context = try DistillationContext(teacher: teacher, student: student, layerMap: loss.layerMap, method: loss.method,
+                                              maxBatch: maxBatch, seed: seed)
+        return try context.objective(loss)
+    }
+}
+
+/// What a run's distillation objectives share: the teacher and its forward-only arena (hidden
+/// states, and the queries and keys of the mapped layers), the student, the projection and
+/// scratch for the loss gradients.
+public final class DistillationContext {
     public let teacher: Classifier, student: Classifier
-    public var loss: DistillationLoss
+    public let layerMap: LayerMap
     let backend: Backend
     let teacherActivations: BertActivations
     /// fit_dense: student width → teacher width, when they differ (weight [Ct, Cs], bias [Ct]).
@@ -35,24 +62,19 @@ public final class DistillationObjective {
     // Scratch, allocated for the largest batch.
     let projected, dProjected, dLogits, dLogitsHard, scalar: Tensor
     let dHidden: [Int: Tensor]
-    /// The loss terms of the last micro-batch, weighted as they enter the loss, which is their sum
-    /// ("attention.0", "embeddings", "hidden.1", "soft", "hard", "kl", "cosine").
-    public private(set) var terms: [(name: String, value: Double)] = []
 
-    public init(teacher: Classifier, student: Classifier, loss: DistillationLoss, maxBatch: Int, seed: UInt64) throws {
-        self.teacher = teacher; self.student = student; self.loss = loss
+    public init(teacher: Classifier, student: Classifier, layerMap: LayerMap, method: DistillationMethod, maxBatch: Int,
+                seed: UInt64) throws {
+        self.teacher = teacher; self.student = student; self.layerMap = layerMap
         let backend = student.model.backend
         self.backend = backend
         let (t, s) = (teacher.model.config, student.model.config)
         guard student.model.labels == teacher.model.labels else {
             throw DataError("the student has \(student.model.labels) labels and the teacher \(teacher.model.labels); they must agree")
         }
-        if loss.method == .tinybert, loss.stage == .intermediate, s.heads != t.heads {
-            throw DataError("attention-score distillation needs as many heads in the student (\(s.heads)) as in the teacher (\(t.heads))")
-        }
         let BT = maxBatch * student.maxLength
         teacherActivations = try BertActivations(config: t, labels: teacher.model.labels, maxBatch: maxBatch, maxLength: student.maxLength,
-                                                 backend: backend, inference: true, keepQueryKey: Set(loss.layerMap.pairs.map(\.teacher)))
+                                                 backend: backend, inference: true, keepQueryKey: Set(layerMap.pairs.map(\.teacher)))
         if s.hiddenSize != t.hiddenSize {
             let weight = try backend.allocate(t.hiddenSize * s.hiddenSize, .f32), bias = try backend.zeros(t.hiddenSize)
             var normal = NormalRandom(seed: seed ^ 0xF17D)   // nn.Linear under BERT's init: normal(0, initializer_range), bias 0
@@ -68,8 +90,8 @@ public final class DistillationObjective {
         dLogits = try backend.zeros(maxBatch * student.model.labels)
         dLogitsHard = try backend.zeros(maxBatch * student.model.labels)
         scalar = try backend.zeros(1)
-        var hiddenIndices = [0] + loss.layerMap.pairs.map { $0.student + 1 }
-        if loss.method == .distilbert { hiddenIndices = [s.layers] }
+        var hiddenIndices = [0] + layerMap.pairs.map { $0.student + 1 }
+        if method == .distilbert { hiddenIndices = [s.layers] }
         dHidden = Dictionary(uniqueKeysWithValues: try hiddenIndices.map { ($0, try backend.zeros(BT * s.hiddenSize)) })
     }
 
@@ -77,112 +99,44 @@ public final class DistillationObjective {
     /// trains beside itself for a teacher of width Ct; 0 when the widths agree.
     public static func projectionSize(student Cs: Int, teacher Ct: Int) -> Int { Cs == Ct ? 0 : Ct * Cs + Ct }
 
-    /// Parameters that receive no gradient in this stage (the optimiser leaves them alone).
-    public var idleParameters: Set<String> {
-        loss.method == .tinybert && loss.stage == .intermediate
-            ? ["classifier.weight", "classifier.bias", "pooler.dense.weight", "pooler.dense.bias"] : []
-    }
-
-    /// Runs the teacher and the student (loaded in `a`, in training mode with `seed`) on `batch`,
-    /// accumulates the gradient of gradScale·loss and returns the loss.
-    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float) -> Double {
-        let t = teacherActivations
-        teacher.load(batch, labels: [], into: t)
-        teacher.model.forward(t)
-        student.model.forward(a, training: true, seed: seed)
-        terms = []
+    /// The objective for one stage of `loss`.
+    public func objective(_ loss: DistillationLoss) throws -> DistillationObjective {
         switch (loss.method, loss.stage) {
-        case (.tinybert, .intermediate): return intermediate(a, gradScale: gradScale)
-        case (.tinybert, .prediction): return prediction(a, gradScale: gradScale)
-        case (.distilbert, _): return distilbert(a, batch: batch, gradScale: gradScale)
+        case (.tinybert, .intermediate): return try TinyBERTIntermediateObjective(self)
+        case (.tinybert, .prediction):
+            return TinyBERTPredictionObjective(self, temperature: loss.temperature, hardLabelWeight: loss.hardLabelWeight)
+        case (.distilbert, _):
+            return DistilBERTObjective(self, temperature: loss.temperature, alpha: loss.alpha, beta: loss.beta, gamma: loss.gamma)
         }
     }
 
-    /// The mean loss just written to `scalar` times `weight`, recorded as a term.
-    private func record(_ name: String, weight: Double = 1) -> Double {
+    /// Runs the teacher (forward only) and the student (training, dropout from `seed`) on `batch`.
+    func forward(_ a: BertActivations, batch: [Encoding], seed: UInt64) {
+        teacher.load(batch, labels: [], into: teacherActivations)
+        teacher.model.forward(teacherActivations)
+        student.model.forward(a, training: true, seed: seed)
+    }
+
+    /// The mean loss just written to `scalar` times `weight`, appended to `terms`.
+    func record(_ name: String, weight: Double = 1, into terms: inout [LossTerm]) -> Double {
         let value = Double(backend.floats(scalar)[0]) * weight
-        terms.append((name, value))
+        terms.append(LossTerm(name, value))
         return value
     }
 
-    private func intermediate(_ a: BertActivations, gradScale: Float) -> Double {
-        let (s, t, b) = (student.model, teacher.model, backend)
-        var total = 0.0, dScores: [Int: ScoreGradient] = [:]
-        for pair in loss.layerMap.pairs {
-            let shape = s.attentionShape(a, layer: pair.student, training: false, seed: 0), own = s.scoreTarget(a, layer: pair.student)
-            let target = t.scoreTarget(teacherActivations, layer: pair.teacher)
-            b.attentionScoreLoss(scalar, q: own.q, k: own.k, mask: a.mask.slice(0, a.batch * a.length), bias: own.bias, target: target, shape)
-            dScores[pair.student] = .scoreMSE(target, gradScale: gradScale)
-            total += record("attention.\(pair.student)")
-        }
-        for (si, ti) in [(0, 0)] + loss.layerMap.pairs.map({ ($0.student + 1, $0.teacher + 1) }) {
-            let view = studentView(a, hidden: si)
-            b.mse(scalar, dA: view.gradient, view.value, t.hiddenState(teacherActivations, ti), count: view.value.count, gradScale: gradScale)
-            total += record(si == 0 ? "embeddings" : "hidden.\(si - 1)")
-            view.backward()
-        }
-        s.backward(a, dLogits: nil, dHidden: dHidden, dScores: dScores)
-        return total
-    }
-
-    private func prediction(_ a: BertActivations, gradScale: Float) -> Double {
-        let (s, b) = (student.model, backend), (B, V) = (a.batch, s.labels)
-        let dl = dLogits.slice(0, B * V)
-        b.softCrossEntropy(scalar, dLogits: dl, logits: s.logits(a), teacher: teacher.model.logits(teacherActivations), rows: B, classes: V,
-                           temperature: Float(loss.temperature), gradScale: gradScale / Float(V))
-        var total = record("soft", weight: 1 / Double(V))
-        if loss.hardLabelWeight > 0 { total += hardCrossEntropy(a, weight: loss.hardLabelWeight, gradScale: gradScale) }
-        s.backward(a, dLogits: dl)
-        return total
-    }
-
     /// weight·CE against the labels, its gradient added to dLogits.
-    private func hardCrossEntropy(_ a: BertActivations, weight: Double, gradScale: Float) -> Double {
+    func hardCrossEntropy(_ a: BertActivations, weight: Double, gradScale: Float, into terms: inout [LossTerm]) -> Double {
         let (s, b) = (student.model, backend), (B, V) = (a.batch, s.labels)
         b.crossEntropy(scalar, dLogits: dLogitsHard.slice(0, B * V), logits: s.logits(a), labels: s.labels(a), rows: B, classes: V,
                        gradScale: gradScale * Float(weight))
         b.axpy(dLogits.slice(0, B * V), dLogitsHard.slice(0, B * V), count: B * V, alpha: 1)
-        return record("hard", weight: weight)
-    }
-
-    private func distilbert(_ a: BertActivations, batch: [Encoding], gradScale: Float) -> Double {
-        let (s, t, b) = (student.model, teacher.model, backend), (B, V) = (a.batch, s.labels)
-        let T2 = loss.temperature * loss.temperature, dl = dLogits.slice(0, B * V), teacherLogits = t.logits(teacherActivations)
-        // KL(p_t ‖ p_s) = soft CE − H(p_t); the entropy is the teacher's soft CE against itself.
-        b.softCrossEntropy(scalar, dLogits: nil, logits: teacherLogits, teacher: teacherLogits, rows: B, classes: V,
-                           temperature: Float(loss.temperature), gradScale: 0)
-        let entropy = Double(b.floats(scalar)[0])
-        b.softCrossEntropy(scalar, dLogits: dl, logits: s.logits(a), teacher: teacherLogits, rows: B, classes: V,
-                           temperature: Float(loss.temperature), gradScale: gradScale * Float(loss.alpha * T2))
-        let kl = loss.alpha * T2 * (Double(b.floats(scalar)[0]) - entropy)
-        terms.append(("kl", kl))
-        var total = kl
-        if loss.beta > 0 { total += hardCrossEntropy(a, weight: loss.beta, gradScale: gradScale) }
-        if loss.gamma > 0 {
-            // 1 − cos over the real tokens: sequence by sequence on its unpadded rows, weighted by length.
-            let view = studentView(a, hidden: s.config.layers)
-            let T = a.length, C = view.value.count / (B * T), lengths = batch.map { $0.ids.count }, tokens = lengths.reduce(0, +)
-            let teacherLast = t.hiddenState(teacherActivations, t.config.layers)
-            b.fill(view.gradient, 0)
-            var cosine = 0.0
-            for (i, n) in lengths.enumerated() {
-                let weight = Float(n) / Float(tokens)
-                b.cosine(scalar, dA: view.gradient.slice(i * T * C, n * C), view.value.slice(i * T * C, n * C),
-                         teacherLast.slice(i * T * C, n * C), rows: n, channels: C, gradScale: gradScale * Float(loss.gamma) * weight)
-                cosine += Double(b.floats(scalar)[0]) * Double(weight)
-            }
-            terms.append(("cosine", loss.gamma * cosine))
-            total += loss.gamma * cosine
-            view.backward()
-        }
-        s.backward(a, dLogits: dl, dHidden: dHidden)
-        return total
+        return record("hard", weight: weight, into: &terms)
     }
 
     /// Student hidden state `i` as the losses see it (projected to the teacher's width when the
     /// widths differ), the tensor its loss gradient goes to, and the step that carries that
     /// gradient into dHidden[i] (and the projection's gradients).
-    private func studentView(_ a: BertActivations, hidden i: Int) -> (value: Tensor, gradient: Tensor, backward: () -> Void) {
+    func studentView(_ a: BertActivations, hidden i: Int) -> (value: Tensor, gradient: Tensor, backward: () -> Void) {
         let s = student.model, h = s.hiddenState(a, i), BT = a.batch * a.length
         guard projection.count == 2 else { return (h, dHidden[i]!.slice(0, h.count), {}) }
         let (Cs, Ct) = (s.config.hiddenSize, teacher.model.config.hiddenSize), b = backend
@@ -193,5 +147,117 @@ public final class DistillationObjective {
             b.biasBackward(projection[1].grad, dOut: dp, rows: BT, channels: Ct)
             b.matmul(dHidden[i]!.slice(0, BT * Cs), dp, projection[0].weight, bias: nil, Gemm(m: BT, n: Cs, k: Ct))
         })
+    }
+}
+
+/// TinyBERT's intermediate stage: Σ MSE(attention scores) + MSE(embeddings) + Σ MSE(hidden states).
+public final class TinyBERTIntermediateObjective: DistillationObjective {
+    public let context: DistillationContext
+    public private(set) var terms: [LossTerm] = []
+
+    init(_ context: DistillationContext) throws {
+        let (s, t) = (context.student.model.config, context.teacher.model.config)
+        if s.heads != t.heads {
+            throw DataError("attention-score distillation needs as many heads in the student (\(s.heads)) as in the teacher (\(t.heads))")
+        }
+        self.context = context
+    }
+
+    /// The head (pooler, classifier) gets no gradient in this stage.
+    public var idleParameters: Set<String> { ["classifier.weight", "classifier.bias", "pooler.dense.weight", "pooler.dense.bias"] }
+
+    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float) -> Double {
+        let c = context, (s, t, b) = (c.student.model, c.teacher.model, c.backend)
+        c.forward(a, batch: batch, seed: seed)
+        terms = []
+        var total = 0.0, dScores: [Int: ScoreGradient] = [:]
+        for pair in c.layerMap.pairs {
+            let shape = s.attentionShape(a, layer: pair.student, training: false, seed: 0), own = s.scoreTarget(a, layer: pair.student)
+            let target = t.scoreTarget(c.teacherActivations, layer: pair.teacher)
+            b.attentionScoreLoss(c.scalar, q: own.q, k: own.k, mask: a.mask.slice(0, a.batch * a.length), bias: own.bias, target: target, shape)
+            dScores[pair.student] = .scoreMSE(target, gradScale: gradScale)
+            total += c.record("attention.\(pair.student)", into: &terms)
+        }
+        for (si, ti) in [(0, 0)] + c.layerMap.pairs.map({ ($0.student + 1, $0.teacher + 1) }) {
+            let view = c.studentView(a, hidden: si)
+            b.mse(c.scalar, dA: view.gradient, view.value, t.hiddenState(c.teacherActivations, ti), count: view.value.count, gradScale: gradScale)
+            total += c.record(si == 0 ? "embeddings" : "hidden.\(si - 1)", into: &terms)
+            view.backward()
+        }
+        s.backward(a, dLogits: nil, dHidden: c.dHidden, dScores: dScores)
+        return total
+    }
+}
+
+/// TinyBERT's prediction stage: soft cross-entropy at temperature T, averaged over batch and
+/// classes (its `(−p_teacher·log p_student).mean()`), plus w·CE(labels) with a hard-label weight.
+public final class TinyBERTPredictionObjective: DistillationObjective {
+    public let context: DistillationContext
+    public let temperature, hardLabelWeight: Double
+    public private(set) var terms: [LossTerm] = []
+
+    init(_ context: DistillationContext, temperature: Double, hardLabelWeight: Double) {
+        self.context = context; self.temperature = temperature; self.hardLabelWeight = hardLabelWeight
+    }
+
+    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float) -> Double {
+        let c = context, (s, b) = (c.student.model, c.backend), (B, V) = (a.batch, s.labels)
+        c.forward(a, batch: batch, seed: seed)
+        terms = []
+        let dl = c.dLogits.slice(0, B * V)
+        b.softCrossEntropy(c.scalar, dLogits: dl, logits: s.logits(a), teacher: c.teacher.model.logits(c.teacherActivations), rows: B,
+                           classes: V, temperature: Float(temperature), gradScale: gradScale / Float(V))
+        var total = c.record("soft", weight: 1 / Double(V), into: &terms)
+        if hardLabelWeight > 0 { total += c.hardCrossEntropy(a, weight: hardLabelWeight, gradScale: gradScale, into: &terms) }
+        s.backward(a, dLogits: dl)
+        return total
+    }
+}
+
+/// DistilBERT: α·T²·KL(p_teacher ‖ p_student) (batch mean) + β·CE(labels) + γ·(1 − cos) between
+/// last hidden states over the non-padding tokens.
+public final class DistilBERTObjective: DistillationObjective {
+    public let context: DistillationContext
+    public let temperature, alpha, beta, gamma: Double
+    public private(set) var terms: [LossTerm] = []
+
+    init(_ context: DistillationContext, temperature: Double, alpha: Double, beta: Double, gamma: Double) {
+        self.context = context; self.temperature = temperature; self.alpha = alpha; self.beta = beta; self.gamma = gamma
+    }
+
+    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float) -> Double {
+        let c = context, (s, t, b) = (c.student.model, c.teacher.model, c.backend), (B, V) = (a.batch, s.labels)
+        c.forward(a, batch: batch, seed: seed)
+        terms = []
+        let T2 = temperature * temperature, dl = c.dLogits.slice(0, B * V), teacherLogits = t.logits(c.teacherActivations)
+        // KL(p_t ‖ p_s) = soft CE − H(p_t); the entropy is the teacher's soft CE against itself.
+        b.softCrossEntropy(c.scalar, dLogits: nil, logits: teacherLogits, teacher: teacherLogits, rows: B, classes: V,
+                           temperature: Float(temperature), gradScale: 0)
+        let entropy = Double(b.floats(c.scalar)[0])
+        b.softCrossEntropy(c.scalar, dLogits: dl, logits: s.logits(a), teacher: teacherLogits, rows: B, classes: V,
+                           temperature: Float(temperature), gradScale: gradScale * Float(alpha * T2))
+        let kl = alpha * T2 * (Double(b.floats(c.scalar)[0]) - entropy)
+        terms.append(LossTerm("kl", kl))
+        var total = kl
+        if beta > 0 { total += c.hardCrossEntropy(a, weight: beta, gradScale: gradScale, into: &terms) }
+        if gamma > 0 {
+            // 1 − cos over the real tokens: sequence by sequence on its unpadded rows, weighted by length.
+            let view = c.studentView(a, hidden: s.config.layers)
+            let T = a.length, C = view.value.count / (B * T), lengths = batch.map { $0.ids.count }, tokens = lengths.reduce(0, +)
+            let teacherLast = t.hiddenState(c.teacherActivations, t.config.layers)
+            b.fill(view.gradient, 0)
+            var cosine = 0.0
+            for (i, n) in lengths.enumerated() {
+                let weight = Float(n) / Float(tokens)
+                b.cosine(c.scalar, dA: view.gradient.slice(i * T * C, n * C), view.value.slice(i * T * C, n * C),
+                         teacherLast.slice(i * T * C, n * C), rows: n, channels: C, gradScale: gradScale * Float(gamma) * weight)
+                cosine += Double(b.floats(c.scalar)[0]) * Double(weight)
+            }
+            terms.append(LossTerm("cosine", gamma * cosine))
+            total += gamma * cosine
+            view.backward()
+        }
+        s.backward(a, dLogits: dl, dHidden: c.dHidden)
+        return total
     }
 }

@@ -48,11 +48,8 @@ public struct MemoryPlan {
             let projected = tc.hiddenSize == c.hiddenSize ? 0 : 2 * BT * tc.hiddenSize
             activations += (projected + (keep.count + 1) * BT * c.hiddenSize) * f
         }
-        if model.backend.kind == .cuda {
-            let configs = [c] + (teacher.map { [$0.model.config] } ?? [])
-            workspace = CUDABackend.matmulWorkspaceBytes
-                + CUDABackend.halfOperandBytes(model.backend.precision, matmuls: configs.flatMap { Self.layerMatmuls($0, tokens: BT) })
-        }
+        let configs = [c] + (teacher.map { [$0.model.config] } ?? [])
+        workspace = model.backend.workspaceBytes(matmuls: configs.flatMap { Self.layerMatmuls($0, tokens: BT) })
     }
 
     /// The matmuls of a layer's forward and backward over BT tokens (the largest operands there are).
@@ -78,27 +75,26 @@ public struct MemoryPlan {
             + " = \(Self.format(total)) (\(Self.format(use.inUse + use.available)) available)"
     }
 
-    /// Throws a one-line error naming the knobs that would make the run fit, when it does not
+    /// Throws a one-line error naming the settings that would make the run fit, when it does not
     /// (`use.inUse` is already counted in the plan: the model is loaded).
     public func check(use: MemoryUse, device: String) throws {
         let budget = use.inUse + use.available
         guard total > budget else { return }
-        var knobs: [String] = []
+        var knobs: [SettingText] = []
         var smaller = shape
         while smaller.batch > 1 {
             smaller.batch /= 2
-            if replanned(smaller).total <= budget { knobs.append("--batch-size \(smaller.batch) (fits)"); break }
+            if replanned(smaller).total <= budget { knobs.append("\(Setting.batchSize) \(smaller.batch) (fits)"); break }
         }
-        if knobs.isEmpty { knobs.append("a smaller --batch-size") }
-        knobs.append("a shorter --max-length (now \(shape.length))")
+        if knobs.isEmpty { knobs.append("a smaller \(Setting.batchSize)") }
+        knobs.append("a shorter \(Setting.maxLength) (now \(shape.length))")
         if !shape.recomputeGelu {
             var recompute = shape
             recompute.recomputeGelu = true
-            knobs.append("--recompute gelu (needs \(Self.format(replanned(recompute).total)))")
+            knobs.append("\(Setting.recompute) gelu (needs \(Self.format(replanned(recompute).total)))")
         }
-        if model.lora == nil { knobs.append("--lora-rank 8 (optimizer state for the adapters only)") }
-        throw DataError("this run needs \(Self.format(total)) on \(device) but \(Self.format(budget)) is available; try "
-                        + knobs.joined(separator: ", ") + ".")
+        if model.lora == nil { knobs.append("\(Setting.loraRank) 8 (optimizer state for the adapters only)") }
+        throw MemoryPlanError(needed: total, available: budget, device: device, remedies: knobs)
     }
 
     public static func format(_ bytes: Int) -> String {
@@ -106,5 +102,18 @@ public struct MemoryPlan {
         if b >= GiB { return String(format: "%.2f GiB", b / GiB) }
         if b >= MiB { return String(format: "%.1f MiB", b / MiB) }
         return String(format: "%.0f KiB", b / 1024)
+    }
+}
+
+/// A run that would not fit in the device's memory, refused before it starts.
+public struct MemoryPlanError: SettingsError, Sendable {
+    public let needed, available: Int
+    public let device: String
+    public let remedies: [SettingText]
+
+    public var message: SettingText {
+        var text: SettingText = "this run needs \(MemoryPlan.format(needed)) on \(device) but \(MemoryPlan.format(available)) is available; try "
+        for (i, remedy) in remedies.enumerated() { text = text + (i == 0 ? "" : ", ") + remedy }
+        return text + "."
     }
 }

@@ -43,13 +43,10 @@ while !arguments.isEmpty {
 
 let reference: Backend
 let candidate: Backend
-do {
-    reference = try CPUBackend()
-    switch backendName {
-    case "cuda": candidate = try CUDABackend(precision: precision)
-    case "cpu": candidate = try CPUBackend()   // a second CPU backend: checks the harness itself
-    default: usage()
-    }
+do {   // the registry the CLI uses (a second CPU backend with --backend cpu: checks the harness itself)
+    guard let choice = Devices.Choice(rawValue: backendName), choice != .auto else { usage() }
+    reference = try Devices.makeBackend(.cpu).backend
+    candidate = try Devices.makeBackend(choice, precision: precision).backend
 } catch {
     print("backend-check: \(error)")
     exit(1)

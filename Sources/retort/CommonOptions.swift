@@ -1,4 +1,5 @@
-// Options shared by finetune, eval and predict.
+// Options shared by the commands, and the one place that turns the library's settings into
+// this CLI's flags (error messages name the flag to change).
 import ArgumentParser
 import Backend
 import Foundation
@@ -21,7 +22,7 @@ struct ColumnOptions: ParsableArguments {
 }
 
 struct DeviceOptions: ParsableArguments {
-    @Option(name: .long, help: "auto, cpu or cuda.")
+    @Option(name: .long, help: "auto (a GPU when one is usable, else the CPU), cpu or cuda.")
     var device: Devices.Choice = .auto
 
     @Option(name: .long, help: ArgumentHelp("GPU precision: fp32 (as the CPU), tf32 (tensor-core matmuls, ~1e-3 relative error), bf16 or fp16 (mixed precision: 16-bit tensor-core operands, fp32 weights and accumulation; fp16 with dynamic loss scaling). The CPU computes in fp32.", valueName: "fp32|tf32|bf16|fp16"))
@@ -32,43 +33,10 @@ struct DeviceOptions: ParsableArguments {
 
     func backend() throws -> Backend {
         let (backend, note) = try Devices.makeBackend(device, threads: threads, precision: precision)
-        if let note { printError("retort: \(note)") }
+        if let note { printError("retort: " + flags(note)) }
         printError("retort: \(backend.kind): \(backend.summary)")
         return backend
     }
-}
-
-/// Activation recomputation and the memory plan printed (and enforced) before the first step.
-struct MemoryOptions: ParsableArguments {
-    enum Recompute: String, ExpressibleByArgument, CaseIterable { case none, gelu }
-    @Option(name: .long, help: "Recompute in backward instead of keeping: gelu (one FFN GELU output buffer for all layers; attention is always recomputed) or none.")
-    var recompute: Recompute = .none
-
-    /// Prints the plan of training `model` at these sizes on its backend and refuses (a one-line
-    /// error naming the knobs) when it exceeds what the device can still give.
-    func check(_ model: BertModel, batch: Int, length: Int, extraTrainable: Int = 0, teacher: MemoryPlan.Teacher? = nil) throws {
-        let shape = MemoryPlan.Shape(batch: batch, length: length, recomputeGelu: recompute == .gelu)
-        let plan = MemoryPlan(model: model, shape: shape, extraTrainable: extraTrainable, teacher: teacher)
-        let use = model.backend.memoryUse, device = model.backend.kind.rawValue
-        printError("retort: " + plan.summary(device: device, use: use))
-        try plan.check(use: use, device: device)
-    }
-}
-
-extension Devices.Choice: ExpressibleByArgument {}
-extension Precision: ExpressibleByArgument {}
-
-func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
-}
-
-func expand(_ path: String) -> String { (path as NSString).expandingTildeInPath }
-
-/// "1m05s", "12s"
-func duration(_ seconds: Double) -> String {
-    guard seconds.isFinite, seconds >= 0 else { return "?" }
-    let s = Int(seconds.rounded())
-    return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
 }
 
 struct LoRAOptions: ParsableArguments {
@@ -96,29 +64,106 @@ struct LoRAOptions: ParsableArguments {
         }
     }
 
-    /// Attaches adapters when --lora-rank is given, and says how many parameters train.
-    func attach(to model: BertModel, seed: UInt64) throws {
-        guard let rank else { return }
-        try model.attachLoRA(LoRAConfig(rank: rank, alpha: alpha ?? Double(2 * rank), dropout: dropout, targets: try modules(), rsLoRA: rsLoRA),
-                             seed: seed)
-        let count = model.trainable.reduce(0) { $0 + $1.weight.count }
-        printError("retort: LoRA r=\(rank) on \(targets): \(count) trainable parameters of \(model.layout.total)")
+    /// The adapters to train, when --lora-rank is given.
+    func config() throws -> LoRAConfig? {
+        guard let rank else { return nil }
+        return LoRAConfig(rank: rank, alpha: alpha ?? Double(2 * rank), dropout: dropout, targets: try modules(), rsLoRA: rsLoRA)
     }
 }
 
-/// The optimiser settings finetune and distill share.
-struct OptimizerOptions: ParsableArguments {
+/// What finetune and distill share: the optimizer, the batch, checkpoints, memory.
+struct TrainingOptionGroup: ParsableArguments {
+    @Option(name: .long, help: "Examples per optimiser step (per micro-batch with --grad-accum).") var batchSize = 32
+    @Option(name: .long, help: "Peak learning rate (default 5e-5; 1e-3 when only LoRA adapters train, with --lora-rank).")
+    var lr: Double?
     @Option(name: .long, help: "Fraction of the steps (of each stage) spent warming up linearly.") var warmup = 0.1
     @Option(name: .long, help: "AdamW weight decay (not on biases and LayerNorm).") var weightDecay = 0.01
     @Option(name: .long, help: "Clip the global gradient norm to this (0: off).") var maxGradNorm = 1.0
+    @Option(name: .long, help: "Tokens per example, specials included.") var maxLength = 128
+    @Option(name: .long, help: "Seed for data order, the dev split, dropout and new weights.") var seed: UInt64 = 42
+    @Option(name: .long, help: "Stop (each stage) after N optimiser steps (smoke runs).") var maxSteps: Int?
+    @Flag(name: .long, help: "Batch examples of similar length together (less padding).") var bucket = false
+    @Option(name: .long, help: ArgumentHelp("Recompute in backward instead of keeping: gelu (one FFN GELU output buffer for all layers; attention is always recomputed) or none.", valueName: "none|gelu"))
+    var recompute = "none"
+    @Option(name: .long, help: "Also save a checkpoint every N optimiser steps (besides every evaluation and --save-minutes).")
+    var saveEvery: Int?
+    @Option(name: .long, help: "Save a checkpoint at least this often, in minutes of training (0: off).") var saveMinutes = 5.0
+    @Option(name: .long, help: "Checkpoints kept in OUT/checkpoints (the newest).") var keepCheckpoints = 2
+    @Flag(name: .long, help: "Continue from the newest checkpoint in OUT/checkpoints.") var resume = false
 
     func validate() throws {
+        guard batchSize > 0, maxLength >= 3 else { throw ValidationError("--batch-size must be positive and --max-length at least 3") }
+        if let lr, lr <= 0 { throw ValidationError("--lr must be positive") }
         guard (0..<1).contains(warmup), weightDecay >= 0, maxGradNorm >= 0 else {
             throw ValidationError("--warmup must be in [0, 1), --weight-decay and --max-grad-norm not negative")
         }
+        guard ["none", "gelu"].contains(recompute) else { throw ValidationError("--recompute must be none or gelu") }
+        if let saveEvery, saveEvery < 1 { throw ValidationError("--save-every must be positive") }
+        guard saveMinutes >= 0, keepCheckpoints >= 1 else {
+            throw ValidationError("--save-minutes must not be negative and --keep-checkpoints at least 1")
+        }
+        if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be positive") }
     }
 
-    func apply(to options: inout TrainingOptions) {
-        options.warmupRatio = warmup; options.weightDecay = weightDecay; options.maxGradNorm = maxGradNorm
+    /// The library's settings for these flags and `lora` (epochs, accumulation and evaluation are the command's).
+    func settings(lora: LoRAOptions) throws -> TrainingSettings {
+        var t = TrainingSettings()
+        t.options.batchSize = batchSize; t.options.weightDecay = weightDecay; t.options.warmupRatio = warmup
+        t.options.maxGradNorm = maxGradNorm; t.options.seed = seed; t.options.maxSteps = maxSteps; t.options.bucket = bucket
+        t.learningRate = lr; t.maxLength = maxLength; t.lora = try lora.config(); t.recomputeGelu = recompute == "gelu"
+        t.checkpoints = CheckpointPolicy(everySteps: saveEvery, everySeconds: saveMinutes * 60, keep: keepCheckpoints)
+        t.resume = resume
+        return t
     }
+}
+
+extension Devices.Choice: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
+
+/// This CLI's flag for each setting the library's errors name.
+let settingFlags: [Setting: String] = [
+    .device: "--device", .precision: "--precision", .batchSize: "--batch-size", .maxLength: "--max-length",
+    .learningRate: "--lr", .maxGradNorm: "--max-grad-norm", .epochs: "--epochs", .recompute: "--recompute",
+    .loraRank: "--lora-rank", .studentLayers: "--student-layers", .studentInit: "--student-init", .layerMap: "--layer-map",
+    .resume: "--resume", .output: "--out",
+]
+
+/// Library text with its settings named as flags.
+func flags(_ text: SettingText) -> String { text.rendered { settingFlags[$0] ?? $0.words } }
+
+/// A one-line error for the user (ArgumentParser prints "Error: " and the description).
+struct UserError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Runs a command's body, turning the library's errors into messages that name this CLI's
+/// flags; Ctrl-C (RunInterrupted) exits 130 after saying how to resume. `printer`: its progress
+/// line is ended first.
+func withFlags<T>(_ printer: ProgressPrinter? = nil, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let interrupted as RunInterrupted {
+        printer?.finish()
+        printError("retort: " + flags(interrupted.message))
+        throw ExitCode(130)
+    } catch let error as SettingsError {
+        printer?.finish()
+        throw UserError(description: flags(error.message))
+    } catch {
+        printer?.finish()
+        throw error
+    }
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+func expand(_ path: String) -> String { (path as NSString).expandingTildeInPath }
+
+/// "1m05s", "12s"
+func duration(_ seconds: Double) -> String {
+    guard seconds.isFinite, seconds >= 0 else { return "?" }
+    let s = Int(seconds.rounded())
+    return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
 }

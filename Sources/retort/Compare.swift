@@ -9,11 +9,14 @@ struct CompareCommand: ParsableCommand {
         abstract: "Compare fine-tuned and distilled models: loss, metrics, size and speed in one table.",
         discussion: """
             Example:
-              retort compare runs/sst2 runs/sst2-odd3 runs/sst2-even3 --test ../shared/data/sst2/test.tsv \\
-                --text-column 1 --label-column 0 --out runs/report
-            The first folder is the reference for the speed-up (put the teacher first). Without --test the \\
-            table shows each run's best dev metrics (from its metrics.json). Speed is measured here, on the \\
-            chosen device: B=1 latency and B=32 throughput on 64-token sequences.
+              retort compare runs/sst2 runs/sst2-odd3 runs/sst2-even3 \\
+                  --test ../shared/data/sst2/test.tsv \\
+                  --text-column 1 --label-column 0 --out runs/report
+
+            The first folder is the reference for the speed-up (put the teacher first). Without \
+            --test the table shows each run's best dev metrics (from its metrics.json). Speed is \
+            measured here, on the chosen device: B=1 latency and B=32 throughput on 64-token \
+            sequences.
             """)
 
     @Argument(help: "Model folders written by retort finetune or retort distill.") var runs: [String]
@@ -31,10 +34,13 @@ struct CompareCommand: ParsableCommand {
     }
 
     func run() throws {
-        let backend = try deviceOptions.backend()
-        let report = try ComparisonReport.build(runs: runs, test: test, columns: columns, maxLength: maxLength, backend: backend)
-        let written = try report.write(folder: expand(out))
-        print(report.markdownTable)
-        print("report: \(written.joined(separator: ", "))")
+        try withFlags {
+            let backend = try deviceOptions.backend()
+            let report = try ComparisonReport.build(runs: runs.map(expand), test: test.map(expand), columns: columns.spec(labelled: true),
+                                                    maxLength: maxLength, backend: backend) { printError("retort: " + $0) }
+            let written = try report.write(folder: expand(out))
+            print(report.markdownTable)
+            print("report: \(written.joined(separator: ", "))")
+        }
     }
 }

@@ -9,7 +9,9 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Accuracy, macro-F1, Matthews correlation and loss of a fine-tuned model on labelled data.",
         discussion: """
-            Example: retort eval --model runs/sst2 --data ../shared/data/sst2/test.tsv --text-column 1 --label-column 0 --json
+            Example:
+              retort eval --model runs/sst2 --data ../shared/data/sst2/test.tsv \\
+                  --text-column 1 --label-column 0 --json
             """)
 
     @Option(name: .long, help: "Labelled data: .csv, .tsv or .jsonl.") var data: String
@@ -18,6 +20,10 @@ struct EvalCommand: ParsableCommand {
     @Flag(name: .long, help: "Print one JSON object: accuracy, macro_f1, mcc, loss, examples.") var json = false
 
     func run() throws {
+        try withFlags { try evaluate() }
+    }
+
+    func evaluate() throws {
         let classifier = try inference.classifier()
         let batchSize = inference.batchSize
         let examples = try Dataset.load(expand(data), columns: columns.spec(labelled: true))
@@ -39,12 +45,16 @@ struct PredictCommand: ParsableCommand {
         discussion: """
             Examples:
               retort predict --model runs/sst2 "a gorgeous , witty film" "a dull mess"
+              retort predict --model runs/sst2 --input texts.txt
               retort predict --model runs/sst2 --input reviews.tsv --text-column 1 --json
-            Without --json: one line per input, label<TAB>probability<TAB>text.
+
+            --input reads a .txt file as one text per line, and .csv, .tsv or .jsonl files by \
+            column (--text-column, --text-pair-column). Without --json: one line per input, \
+            label<TAB>probability<TAB>text.
             """)
 
     @Argument(help: "Texts to label.") var texts: [String] = []
-    @Option(name: .long, help: "A file of inputs (.csv, .tsv, .jsonl) instead of arguments.") var input: String?
+    @Option(name: .long, help: "A file of inputs instead of arguments: .txt (one text per line), .csv, .tsv or .jsonl.") var input: String?
     @OptionGroup var inference: InferenceOptions
     @OptionGroup var columns: ColumnOptions
     @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits.") var json = false
@@ -54,6 +64,10 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
+        try withFlags { try predict() }
+    }
+
+    func predict() throws {
         let classifier = try inference.classifier()
         let batchSize = inference.batchSize
         let examples = try input.map { try Dataset.load(expand($0), columns: columns.spec(labelled: false)) }

@@ -47,7 +47,9 @@ final class AvailabilityTests: XCTestCase {
         guard let reason = Devices.cudaUnavailableReason else { throw XCTSkip("a GPU is present") }
         XCTAssertThrowsError(try Devices.makeBackend(.cuda)) { error in
             let text = String(describing: error)
-            XCTAssertTrue(text.hasPrefix("--device cuda: CUDA is not available"), text)
+            XCTAssertTrue(text.hasPrefix("device cuda: CUDA is not available"), text)
+            let flagged = (error as? SettingsError)?.message.rendered { $0 == .device ? "--device" : $0.words }
+            XCTAssertEqual(flagged?.hasPrefix("--device cuda: CUDA is not available"), true, text)
             XCTAssertTrue(text.contains(reason), text)
             XCTAssertFalse(text.contains("\n"), text)
         }

@@ -1,6 +1,6 @@
 // Every embedded CUDA kernel compiles with NVRTC for the architectures we support. No GPU is
 // needed; `make test` installs the nvidia-cuda-nvrtc wheel into .deps/python for this.
-import Backend
+@testable import Backend
 import Foundation
 import XCTest
 
@@ -19,7 +19,7 @@ final class NVRTCCompileTests: XCTestCase {
             throw XCTSkip("NVRTC compile check skipped: \(status.error)")
         }
         let sources = NVRTC.kernelSources
-        let launched = Self.launchedKernels()
+        let launched = CUDAKernelTable.all   // checked against the sources' signatures by KernelTableTests
         XCTAssertEqual(Set(sources.map(\.name)), Set(launched.map(\.file)), "every kernel file is embedded and used")
         for (name, source) in sources {
             for arch in [75, 80, 86, 89, 90] {
@@ -44,32 +44,6 @@ final class NVRTCCompileTests: XCTestCase {
             }
         }
         print("nvrtc \(status.version): compiled \(sources.count) kernel files (\(launched.count) kernels) for sm_75/80/86/89/90")
-    }
-
-    /// (file, function) of every launch in Sources/Backend/CUDABackend.swift.
-    static func launchedKernels() -> [(file: String, name: String)] {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Sources/Backend/CUDABackend.swift").path
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
-        let pattern = try! NSRegularExpression(pattern: #""([a-z_]+\.cu)", (?:name|"([a-z0-9_]+)")"#)
-        var found: [(String, String)] = []
-        for match in pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
-            let file = String(text[Range(match.range(at: 1), in: text)!])
-            if let r = Range(match.range(at: 2), in: text) { found.append((file, String(text[r]))) }
-        }
-        // The casts are launched by a computed name.
-        for cast in ["cast_f32_to_bf16", "cast_bf16_to_f32", "cast_f32_to_f16", "cast_f16_to_f32"] { found.append(("memory.cu", cast)) }
-        // So are the tensor-core attention kernels: attention_tc_<pass>_<type>_hs<HS>.
-        for pass in ["forward", "backward_query", "backward_key"] {
-            for suffix in ["bf16_hs32", "bf16_hs64", "f16_hs32", "f16_hs64"] { found.append(("attention_tc.cu", "attention_tc_\(pass)_\(suffix)")) }
-        }
-        return found.map { (file: $0.0, name: $0.1) }
-    }
-
-    func testTheKernelListIsReadFromTheBackend() {
-        let launched = Self.launchedKernels()
-        XCTAssertGreaterThan(launched.count, 25)
-        XCTAssertTrue(launched.contains { $0.file == "attention.cu" && $0.name == "attention_backward_key" })
     }
 
     func testACompileErrorNamesTheKernelAndLine() throws {

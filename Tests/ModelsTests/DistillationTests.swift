@@ -24,7 +24,7 @@ final class DistillationTests: XCTestCase {
         let expected = try SafeTensorsFile(path: golden.appendingPathComponent("tiny-distill-expected.safetensors").path)
         var loss = DistillationLoss(layerMap: .uniform(student: 2, teacher: 2))
         configure(&loss)
-        let objective = try DistillationObjective(teacher: teacher, student: student, loss: loss, maxBatch: 3, seed: 1)
+        let objective = try Distillation.objective(teacher: teacher, student: student, loss: loss, maxBatch: 3, seed: 1)
         XCTAssertEqual(objective.projection.map(\.name), ["fit_dense.weight", "fit_dense.bias"])
         for p in objective.projection { try expected.floats(p.name).withUnsafeBytes { backend.upload(p.weight, $0) } }
         // The golden batch, as encodings (unpadded) and labels.
@@ -78,7 +78,7 @@ final class DistillationTests: XCTestCase {
         for (initFrom, source) in [(StudentInit.odd, 0), (.even, 1)] {
             let student = try Distillation.makeStudent(teacher: teacher, teacherFolder: folder, initFrom: initFrom, layers: 1, backend: backend, seed: 1)
             XCTAssertEqual(student.model.config.layers, 1)
-            XCTAssertEqual(student.model.config.raw["num_hidden_layers"] as? Int, 1)
+            XCTAssertEqual(student.model.config.jsonObject["num_hidden_layers"] as? Int, 1, "the saved config follows the typed field")
             for name in ["attention.self.query.weight", "output.LayerNorm.bias", "intermediate.dense.weight"] {
                 XCTAssertEqual(backend.floats(student.model.w("encoder.layer.0." + name)), backend.floats(teacher.model.w("encoder.layer.\(source)." + name)),
                                "\(initFrom.name): \(name)")

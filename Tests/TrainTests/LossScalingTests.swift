@@ -28,14 +28,14 @@ final class LossScalingTests: XCTestCase {
         XCTAssertEqual(s.scale, 32, "never above the maximum")
     }
 
-    func trainer(_ backend: Backend, scaler: LossScaler?) throws -> Trainer {
+    func trainer(_ backend: Backend, scaler: LossScaler?, objective: ((BertModel) -> TrainingObjective)? = nil) throws -> Trainer {
         let c = try TinyClassifier.make(backend)
         let (train, labels) = TinyClassifier.data(64, seed: 3)
         var options = TrainingOptions()
         options.epochs = 3; options.batchSize = 16; options.learningRate = 2e-3; options.seed = 4
         options.maxGradNorm = 0.5   // clipping is on for some steps: unscaling and clipping share one factor
         return try Trainer(classifier: c, train: train.map { c.tokenizer.encode($0, maxLength: 16) }, trainLabels: labels,
-                           dev: [], devLabels: [], options: options, lossScaler: scaler)
+                           dev: [], devLabels: [], options: options, objective: objective?(c.model), lossScaler: scaler)
     }
 
     func testPowerOfTwoLossScalingChangesNoBitOfTheTraining() throws {
@@ -60,28 +60,20 @@ final class LossScalingTests: XCTestCase {
 
     func testAnOverflowSkipsTheUpdateHalvesTheScaleAndTrainingGoesOn() throws {
         let backend = try CPUBackend()
-        let t = try trainer(backend, scaler: LossScaler(scale: 4096, growthInterval: 100))
+        let overflow = OverflowAtStep(3)   // an fp16 overflow in this step's backward
+        let t = try trainer(backend, scaler: LossScaler(scale: 4096, growthInterval: 100)) { overflow.model = $0; return overflow }
         let model = t.classifier.model
-        var weightsBefore: [Float] = [], log: [StepLog] = []
-        t.objective = { [unowned t] a, _, seed, gradScale in
-            model.forward(a, training: true, seed: seed)
-            let loss = model.backward(a, gradScale: gradScale)
-            if t.step == 3 {   // an fp16 overflow in this step's backward
-                weightsBefore = backend.floats(model.weights)
-                backend.fill(model.grads.slice(17, 1), .infinity)
-            }
-            return Double(loss)
-        }
+        var log: [StepLog] = []
         t.onStep = { entry in
             log.append(entry)
-            if entry.step == 4 { XCTAssertEqual(backend.floats(model.weights), weightsBefore, "the overflowing step moved the weights") }
+            if entry.step == 4 { XCTAssertEqual(backend.floats(model.weights), overflow.weightsBefore, "the overflowing step moved the weights") }
         }
         try t.run()
         XCTAssertEqual(log.map(\.skipped), [false, false, false, true] + Array(repeating: false, count: 8))
         XCTAssertEqual(log.map(\.lossScale), [4096, 4096, 4096, 4096] + Array(repeating: 2048, count: 8))
         XCTAssertFalse(log[3].gradNorm.isFinite)
         XCTAssertTrue(backend.floats(model.weights).allSatisfy(\.isFinite), "inf reached the weights")
-        XCTAssertNotEqual(backend.floats(model.weights), weightsBefore, "training did not go on after the overflow")
+        XCTAssertNotEqual(backend.floats(model.weights), overflow.weightsBefore, "training did not go on after the overflow")
         XCTAssertEqual(t.lossScaler?.skippedSteps, 1)
 
         // A checkpoint keeps the scale the run reached.
@@ -96,8 +88,32 @@ final class LossScalingTests: XCTestCase {
     func testTheCPUComputesInFP32() throws {
         XCTAssertEqual(try CPUBackend().precision, .fp32)
         XCTAssertThrowsError(try Devices.makeBackend(.cpu, precision: .bf16)) { error in
-            XCTAssertTrue("\(error)".contains("--precision bf16 is for GPUs"), "\(error)")
+            // The library words the setting; a front end names its own flag for it.
+            XCTAssertTrue("\(error)".contains("precision bf16 is for GPUs"), "\(error)")
+            let rendered = (error as? SettingsError)?.message.rendered { $0 == .precision ? "--precision" : $0.words }
+            XCTAssertEqual(rendered?.hasPrefix("--precision bf16 is for GPUs"), true, "\(error)")
         }
         XCTAssertNil(try trainer(CPUBackend(), scaler: nil).lossScaler, "an fp32 backend needs no loss scaling")
+    }
+}
+
+/// Cross-entropy, with an inf written into one gradient element in one step's backward (its
+/// 0-based index among the steps), as an fp16 overflow would.
+final class OverflowAtStep: TrainingObjective {
+    let overflowStep: Int
+    var model: BertModel!
+    var calls = 0
+    private(set) var weightsBefore: [Float] = []
+    init(_ step: Int) { overflowStep = step }
+
+    func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float) -> Double {
+        model.forward(a, training: true, seed: seed)
+        let loss = model.backward(a, gradScale: gradScale)
+        if calls == overflowStep {
+            weightsBefore = model.backend.floats(model.weights)
+            model.backend.fill(model.grads.slice(17, 1), .infinity)
+        }
+        calls += 1
+        return Double(loss)
     }
 }

@@ -57,9 +57,13 @@ final class MemoryPlanTests: XCTestCase {
         XCTAssertThrowsError(try plan.check(use: tight, device: "cpu")) { error in
             let message = "\(error)"
             XCTAssertTrue(message.contains("this run needs \(MemoryPlan.format(plan.total)) on cpu"), message)
-            XCTAssertTrue(message.contains("--batch-size 16 (fits)"), message)
-            for knob in ["--recompute gelu", "--lora-rank", "--max-length"] { XCTAssertTrue(message.contains(knob), message) }
+            XCTAssertTrue(message.contains("batch size 16 (fits)"), message)
             XCTAssertFalse(message.contains("\n"), "one line: \(message)")
+            // Each knob is a setting, which a front end names by its own flag.
+            let flags: [Setting: String] = [.batchSize: "--batch-size", .recompute: "--recompute", .loraRank: "--lora-rank", .maxLength: "--max-length"]
+            let flagged = (error as? SettingsError)?.message.rendered { flags[$0] ?? $0.words } ?? ""
+            XCTAssertTrue(flagged.contains("--batch-size 16 (fits)"), flagged)
+            for knob in ["--recompute gelu", "--lora-rank 8", "a shorter --max-length"] { XCTAssertTrue(flagged.contains(knob), flagged) }
         }
         let roomy = MemoryUse(inUse: 0, peak: 0, reserved: 0, available: plan.total)
         XCTAssertNoThrow(try plan.check(use: roomy, device: "cpu"))

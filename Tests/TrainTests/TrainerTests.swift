@@ -59,9 +59,9 @@ final class TrainerTests: XCTestCase {
             let c = try TinyClassifier.make(backend)
             var options = TrainingOptions()
             options.batchSize = batch; options.accumulation = accumulation; options.maxSteps = 1; options.learningRate = 1e-3
-            var object = c.model.config.raw
-            object["hidden_dropout_prob"] = 0.0; object["attention_probs_dropout_prob"] = 0.0
-            let model = try BertModel(config: try BertConfig(object), labels: 2, backend: backend)
+            var config = c.model.config
+            config.hiddenDropout = 0; config.attentionDropout = 0
+            let model = try BertModel(config: config, labels: 2, backend: backend)
             backend.copy(model.weights, c.model.weights)
             let quiet = Classifier(model: model, tokenizer: c.tokenizer, labelNames: c.labelNames, maxLength: 16)
             let t = try Trainer(classifier: quiet, train: texts.map { quiet.tokenizer.encode($0, maxLength: 16) }, trainLabels: labels,

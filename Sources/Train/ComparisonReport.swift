@@ -1,73 +1,63 @@
 // The comparison report: one row per model folder (a finetune or distill output) with its
 // method, final training loss, test (or best dev) metrics, parameters, size on disk and speed on
 // the current device; written as report.md, report.csv and a self-contained report.html (inline
-// SVG: every run's training-loss curve, and metric against latency).
+// SVG: every run's training-loss curve, and metric against latency). `retort compare` and the
+// end of `retort distill` print and write it.
 import Backend
 import Foundation
 import Models
-import Train
 
-struct ComparisonReport {
-    struct Row {
-        var name, folder, method: String
-        var finalLoss: Double?
-        var metrics: ClassificationMetrics?
-        var metricSource: String          // "test" or "dev"
-        var parameters, trainable: Int
-        var megabytes: Double
-        var speed: InferenceSpeed
-        var speedup: Double
-        var losses: [Double]              // training loss per logged step, all stages in order
+public struct ComparisonReport {
+    public struct Row: Sendable {
+        public var name, folder, method: String
+        public var finalLoss: Double?
+        public var metrics: ClassificationMetrics?
+        public var metricSource: String          // "test" or "dev"
+        public var parameters, trainable: Int
+        public var megabytes: Double
+        public var speed: InferenceSpeed
+        public var speedup: Double
+        public var losses: [Double]              // training loss per logged step, all stages in order
     }
 
-    var rows: [Row]
-    var device: String
+    public var rows: [Row]
+    public var device: String
 
-    /// Loads each folder, evaluates it on `test` when given (else reads its best dev metrics) and
-    /// measures its speed. The first folder is the reference for the speed-up (the teacher).
-    /// `maxLength` nil: 128 tokens, or fewer when a model has fewer positions.
-    static func build(runs: [String], test: String?, columns: ColumnOptions, maxLength: Int?, backend: Backend) throws -> ComparisonReport {
+    /// Loads each model folder, evaluates it on `test` when given (else reads its best dev
+    /// metrics from metrics.json) and measures its speed. The first folder is the reference for
+    /// the speed-up (the teacher). `maxLength` nil: 128 tokens, or fewer when a model has fewer
+    /// positions. `progress` hears which folder is being measured.
+    public static func build(runs: [String], test: String?, columns: ColumnSpec, maxLength: Int?, backend: Backend,
+                             progress: (String) -> Void = { _ in }) throws -> ComparisonReport {
         var rows: [Row] = []
-        let testExamples = try test.map { try Dataset.load(expand($0), columns: columns.spec(labelled: true)) }
-        for (i, folder) in runs.map(expand).enumerated() {
-            printError("retort: measuring \(folder) (\(i + 1)/\(runs.count))")
+        var labelled = columns
+        if labelled.label == nil { labelled.label = .name("label") }
+        let testExamples = try test.map { try Dataset.load($0, columns: labelled) }
+        for (i, folder) in runs.enumerated() {
+            progress("measuring \(folder) (\(i + 1)/\(runs.count))")
             let positions = try BertConfig(path: folder + "/config.json").maxPositions
             let classifier = try Classifier.load(folder: folder, maxLength: maxLength ?? min(128, positions), backend: backend, inference: true)
-            let info = readJSON(folder + "/metrics.json")
+            let run = RunFolder(folder), info = run.readMetrics()
             var metrics: ClassificationMetrics?, source = "dev"
             if let testExamples, let test {
                 metrics = try classifier.evaluate(classifier.encode(testExamples),
                                                   labels: try Dataset.labelIds(testExamples, names: classifier.labelNames, path: test), batchSize: 32)
                 source = "test"
-            } else if let dev = info["best_dev"] as? [String: Any],
-                      let data = try? JSONSerialization.data(withJSONObject: dev) {
-                metrics = try? JSONDecoder().decode(ClassificationMetrics.self, from: data)
+            } else {
+                metrics = info?.bestDev
             }
             let size = (try? FileManager.default.attributesOfItem(atPath: folder + "/model.safetensors")[.size] as? Int) ?? 0
             let speed = try InferenceSpeed.measure(classifier)
             let total = classifier.model.layout.total
-            rows.append(Row(name: (folder as NSString).lastPathComponent, folder: folder, method: info["method"] as? String ?? "model",
-                            finalLoss: info["final_train_loss"] as? Double, metrics: metrics, metricSource: source,
-                            parameters: total, trainable: info["trainable_parameters"] as? Int ?? total,
-                            megabytes: Double(size) / 1e6, speed: speed, speedup: 1, losses: trainingLosses(folder + "/log.jsonl")))
+            rows.append(Row(name: (folder as NSString).lastPathComponent, folder: folder, method: info?.method ?? "model",
+                            finalLoss: info?.finalTrainLoss, metrics: metrics, metricSource: source,
+                            parameters: total, trainable: info?.trainableParameters ?? total,
+                            megabytes: Double(size) / 1e6, speed: speed, speedup: 1, losses: run.trainingLosses()))
         }
         if let reference = rows.first?.speed.latencyMilliseconds {
             for i in rows.indices { rows[i].speedup = reference / rows[i].speed.latencyMilliseconds }
         }
         return ComparisonReport(rows: rows, device: "\(backend.kind.rawValue): \(backend.summary)")
-    }
-
-    static func readJSON(_ path: String) -> [String: Any] {
-        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
-        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
-    }
-
-    static func trainingLosses(_ path: String) -> [Double] {
-        guard let data = FileManager.default.contents(atPath: path) else { return [] }
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any], object["dev"] == nil else { return nil }
-            return object["loss"] as? Double
-        }
     }
 
     // MARK: formats
@@ -83,7 +73,7 @@ struct ComparisonReport {
                 String(format: "%.0f", r.speed.tokensPerSecond), String(format: "%.2f×", r.speedup)]
     }
 
-    var markdownTable: String {
+    public var markdownTable: String {
         var lines = ["| " + Self.columns.joined(separator: " | ") + " |", "|" + Self.columns.map { _ in "---" }.joined(separator: "|") + "|"]
         lines += rows.map { "| " + cells($0).joined(separator: " | ") + " |" }
         return lines.joined(separator: "\n")
@@ -117,7 +107,7 @@ struct ComparisonReport {
     }
 
     /// Writes report.md, report.csv and report.html into `folder` (each atomically); returns their paths.
-    func write(folder: String) throws -> [String] {
+    public func write(folder: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var written: [String] = []
         for (name, text) in [("report.md", markdown), ("report.csv", csv), ("report.html", html)] {

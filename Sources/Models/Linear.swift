@@ -1,0 +1,83 @@
+// The shared building blocks of every model family: a dense layer with its optional LoRA
+// branch, and LayerNorm. Each holds typed views of its parameters (made once, when the model is
+// built or its adapters change) and knows its own forward and backward.
+//   Linear: y[N, Out] = x[N, In]·Wᵀ + b (W [Out, In], HF's nn.Linear), + scale·(drop(x)·Aᵀ)·Bᵀ
+//           with an adapter (A [R, In], B [Out, R], PEFT semantics).
+//   LayerNorm: y[N, C] = (x − mean)·rstd·weight + bias, mean and rstd [N] saved for backward.
+import Backend
+
+public struct Linear {
+    public let weight: Parameter         // [Out, In]
+    public let bias: Parameter?          // [Out]
+    public let inFeatures, outFeatures: Int
+    /// The adapter on this layer (nil: none, or merged into the weight).
+    public var lora: LoRABranch?
+
+    public init(weight: Parameter, bias: Parameter?, inFeatures: Int, outFeatures: Int, lora: LoRABranch? = nil) {
+        self.weight = weight; self.bias = bias; self.inFeatures = inFeatures; self.outFeatures = outFeatures; self.lora = lora
+    }
+
+    /// y = x·Wᵀ + b over `rows` rows of x, `inputStride` elements apart (default In), then the
+    /// adapter's branch, which saves x·Aᵀ in `saved` (an [N, R] arena buffer).
+    public func forward(_ b: Backend, _ y: Tensor, _ x: Tensor, rows: Int, inputStride: Int? = nil, saved: Tensor? = nil,
+                        training: Bool = false, seed: UInt64 = 0) {
+        b.matmul(y, x, weight.weight, bias: bias?.weight,
+                 Gemm(m: rows, n: outFeatures, k: inFeatures, transB: true, lda: inputStride))
+        if let lora {
+            guard let saved else { preconditionFailure("\(weight.name): a LoRA branch needs its saved-input buffer") }
+            b.loraForward(y, xa: saved, x, a: lora.a.weight, b: lora.b.weight, lora.shape(self, rows: rows, training: training, seed: seed))
+        }
+    }
+
+    /// dW += dYᵀ·x and db += Σ dY when they train; dX = beta·dX + dY·W (rows `dXStride` apart,
+    /// default In) when dX is given; the adapter's gradients, and its part of dX.
+    public func backward(_ b: Backend, dX: Tensor?, dY: Tensor, x: Tensor, rows: Int, beta: Float = 0, inputStride: Int? = nil,
+                         dXStride: Int? = nil, saved: Tensor? = nil, training: Bool = false, seed: UInt64 = 0) {
+        if weight.trains {
+            b.matmul(weight.gradient, dY, x, bias: nil,
+                     Gemm(m: outFeatures, n: inFeatures, k: rows, transA: true, beta: 1, ldb: inputStride))
+        }
+        if let bias, bias.trains { b.biasBackward(bias.gradient, dOut: dY, rows: rows, channels: outFeatures) }
+        guard let dX else { return }
+        b.matmul(dX, dY, weight.weight, bias: nil, Gemm(m: rows, n: inFeatures, k: outFeatures, beta: beta, ldc: dXStride))
+        if let lora {
+            guard let saved else { preconditionFailure("\(weight.name): a LoRA branch needs its saved-input buffer") }
+            b.loraBackward(dx: dX, dA: lora.a.gradient, dB: lora.b.gradient, dY: dY, x, xa: saved, a: lora.a.weight, b: lora.b.weight,
+                           lora.shape(self, rows: rows, training: training, seed: seed))
+        }
+    }
+}
+
+/// A low-rank adapter on one Linear: its A and B, and where it sits in the model.
+public struct LoRABranch {
+    public let a: Parameter              // [R, In]
+    public let b: Parameter              // [Out, R]
+    public let rank: Int
+    public let scale: Float              // alpha / r (alpha / √r with rsLoRA)
+    public let dropout: Float            // on the branch's input, in training
+    /// The adapter's place in the model (layer and module): the stream its dropout masks come
+    /// from, and the arena slot that saves its x·Aᵀ.
+    public let site: UInt64
+    public let slot: Int
+
+    func shape(_ linear: Linear, rows: Int, training: Bool, seed: UInt64) -> LoRAShape {
+        LoRAShape(rows: rows, inFeatures: linear.inFeatures, outFeatures: linear.outFeatures, rank: rank, scale: scale,
+                  dropout: training ? dropout : 0, seed: seed &* 0x9E37_79B9 &+ site)
+    }
+}
+
+public struct LayerNorm {
+    public let weight, bias: Parameter   // [C]
+    public let eps: Float
+
+    public func forward(_ b: Backend, _ y: Tensor, mean: Tensor, rstd: Tensor, _ x: Tensor, rows: Int, channels: Int) {
+        b.layerNormForward(y, mean: mean, rstd: rstd, x, weight: weight.weight, bias: bias.weight, rows: rows, channels: channels, eps: eps)
+    }
+
+    /// dx from dy; the weight and bias gradients accumulate (also when frozen: the kernel computes
+    /// all three in one pass, and the optimiser leaves frozen ones alone).
+    public func backward(_ b: Backend, dx: Tensor, dy: Tensor, _ x: Tensor, mean: Tensor, rstd: Tensor, rows: Int, channels: Int) {
+        b.layerNormBackward(dx: dx, dWeight: weight.gradient, dBias: bias.gradient, dOut: dy, x, weight: weight.weight,
+                            mean: mean, rstd: rstd, rows: rows, channels: channels)
+    }
+}

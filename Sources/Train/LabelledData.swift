@@ -1,0 +1,50 @@
+// The labelled data of a run: training and dev examples (a dev file, or a seeded held-out split
+// of the training file), the label names and every example's label id.
+import Foundation
+
+/// Where a run's text is and how to read it.
+public struct DataFiles: Sendable {
+    public var train: String
+    /// Development data; nil: `devSplit` of the training data, held out with the run's seed.
+    public var dev: String?
+    public var devSplit: Double
+    /// Test data, evaluated at the end (distillation).
+    public var test: String?
+    public var columns: ColumnSpec
+
+    public init(train: String, dev: String? = nil, devSplit: Double = 0.1, test: String? = nil,
+                columns: ColumnSpec = ColumnSpec(text: .name("text"), label: .name("label"))) {
+        self.train = train; self.dev = dev; self.devSplit = devSplit; self.test = test; self.columns = columns
+    }
+}
+
+public struct LabelledData: Sendable {
+    public var train: [Example], dev: [Example]
+    public var names: [String]
+    public var trainLabels: [Int32], devLabels: [Int32]
+
+    /// `names`: the label names to use (a teacher's); nil: those of the training data.
+    public static func load(_ files: DataFiles, seed: UInt64, names given: [String]? = nil) throws -> LabelledData {
+        var spec = files.columns
+        if spec.label == nil { spec.label = .name("label") }
+        var trainExamples = try Dataset.load(files.train, columns: spec)
+        let devExamples: [Example]
+        if let dev = files.dev {
+            devExamples = try Dataset.load(dev, columns: spec)
+        } else {
+            (trainExamples, devExamples) = Dataset.split(trainExamples, fraction: files.devSplit, seed: seed)
+        }
+        let names = given ?? Dataset.labelNames(trainExamples)
+        guard names.count >= 2 else {
+            throw DataError("\(files.train): only one label (\(names.first ?? "none")); a classifier needs two or more")
+        }
+        return LabelledData(train: trainExamples, dev: devExamples, names: names,
+                            trainLabels: try Dataset.labelIds(trainExamples, names: names, path: files.train),
+                            devLabels: try Dataset.labelIds(devExamples, names: names, path: files.dev ?? "\(files.train) (held-out split)"))
+    }
+
+    /// "6228 training and 692 dev examples, labels 0, 1"
+    public var summary: String {
+        "\(train.count) training and \(dev.count) dev examples, labels \(names.joined(separator: ", "))"
+    }
+}

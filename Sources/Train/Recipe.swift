@@ -1,0 +1,75 @@
+// What every recipe (FineTuningRun, DistillationRun) shares: the backend it runs on, the events
+// it reports, the stop it obeys, and the steps around its stages — adapters, the memory plan,
+// opening the output folder (fresh, or at its newest checkpoint).
+import Backend
+
+/// How a recipe trains, whatever it trains.
+public struct TrainingSettings: Sendable {
+    /// Epochs, batch, accumulation, optimizer settings, seed, evaluation, bucketing, max steps.
+    /// Its learning rate is used only when `learningRate` is set.
+    public var options = TrainingOptions()
+    /// nil: TrainingOptions.defaultLearningRate (5e-5; 1e-3 when only LoRA adapters train).
+    public var learningRate: Double?
+    /// Tokens per example, specials included.
+    public var maxLength = 128
+    /// Train adapters (and the classifier) instead of the whole model.
+    public var lora: LoRAConfig?
+    /// One FFN GELU buffer for all layers, recomputed in backward.
+    public var recomputeGelu = false
+    public var checkpoints = CheckpointPolicy()
+    /// Continue from the newest checkpoint in the output folder.
+    public var resume = false
+
+    public init() {}
+
+    /// `options` with the learning rate given, or the one the rule gives.
+    var resolvedOptions: TrainingOptions {
+        var o = options
+        o.learningRate = learningRate ?? TrainingOptions.defaultLearningRate(adaptersOnly: lora != nil)
+        return o
+    }
+
+    /// The memory plan of training `model` at these sizes.
+    func plan(_ model: BertModel, extraTrainable: Int = 0, teacher: MemoryPlan.Teacher? = nil) -> MemoryPlan {
+        MemoryPlan(model: model, shape: MemoryPlan.Shape(batch: options.batchSize, length: maxLength, recomputeGelu: recomputeGelu),
+                   extraTrainable: extraTrainable, teacher: teacher)
+    }
+}
+
+public class TrainingRecipe {
+    public let backend: Backend
+    /// Every event of the run, as it happens.
+    public var progress: (RunEvent) -> Void = { _ in }
+    /// Checked after every step: true stops the run with a checkpoint (RunInterrupted).
+    public var shouldStop: () -> Bool = { Interrupt.requested }
+
+    init(backend: Backend) { self.backend = backend }
+
+    /// Attaches adapters (when asked for) and says how many parameters train.
+    func attach(_ lora: LoRAConfig?, to model: BertModel, seed: UInt64) throws {
+        guard let lora else { return }
+        try model.attachLoRA(lora, seed: seed)
+        progress(.note("LoRA r=\(lora.rank) on \(lora.targets.map(\.rawValue).joined(separator: ",")): "
+                       + "\(model.trainableCount) trainable parameters of \(model.layout.total)"))
+    }
+
+    /// Reports the memory plan and refuses a run that will not fit, before anything is written.
+    func check(_ plan: MemoryPlan) throws {
+        let use = backend.memoryUse, device = backend.kind.rawValue
+        progress(.memoryPlan(plan.summary(device: device, use: use)))
+        try plan.check(use: use, device: device)
+    }
+
+    /// Creates the output folder and its log, and the runner of its stages: fresh (an earlier
+    /// run's checkpoints removed), or at the newest checkpoint when resuming.
+    func open(_ folder: RunFolder, resume: Bool, stages: [String], policy: CheckpointPolicy) throws
+        -> (runner: StageRunner, resumePoint: (path: String, stageIndex: Int, state: TrainerState)?) {
+        try folder.create()
+        let resumePoint = resume ? try StageRunner.resumePoint(folder, stages: stages) : nil
+        if !resume { StageRunner.clearCheckpoints(folder) }
+        let log = try LogFile(folder.log, fresh: !resume, truncatingTo: resumePoint?.state.logBytes)
+        let runner = StageRunner(folder: folder, policy: policy, log: log, earlierSeconds: resumePoint?.state.trainSeconds ?? 0,
+                                 progress: progress, shouldStop: shouldStop)
+        return (runner, resumePoint)
+    }
+}

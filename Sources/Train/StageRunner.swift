@@ -1,0 +1,139 @@
+// What every recipe does around a Trainer: one stage of a run in its output folder — log lines,
+// checkpoints (at every evaluation, every N steps or minutes, at a stop and at the stage's end),
+// resuming from a checkpoint, Ctrl-C, and a loss that diverges — reported as RunEvents.
+import Backend
+import Foundation
+
+/// What happens during a run, for a front end to show (the CLI prints a progress line).
+public enum RunEvent {
+    /// A one-line fact about the run (data sizes, trainable parameters, the layer map, …).
+    case note(String)
+    /// The memory plan, before the first step.
+    case memoryPlan(String)
+    case stageStarted(stage: String?, epochs: Int, steps: Int, learningRate: Double)
+    case resumed(stage: String?, step: Int, totalSteps: Int)
+    case step(StepProgress)
+    case evaluated(EvalLog, improved: Bool)
+    case checkpointSaved(String)
+    /// Something went wrong that the run survives (a checkpoint that could not be written).
+    case warning(String)
+    case tested(ClassificationMetrics)
+}
+
+/// One step as the progress line shows it.
+public struct StepProgress: Sendable {
+    public let log: StepLog
+    public let epochs, totalSteps: Int
+    /// Seconds left in this stage, from the pace since it started (or resumed).
+    public let secondsLeft: Double
+    /// fp16: the scale now and the updates skipped so far.
+    public let lossScale: Double?
+    public let skippedSteps: Int
+}
+
+final class StageRunner {
+    let folder: RunFolder
+    let store: CheckpointStore
+    let policy: CheckpointPolicy
+    let log: LogFile
+    let progress: (RunEvent) -> Void
+    let shouldStop: () -> Bool
+    /// Training time of the run before this process (from a checkpoint) and since it started.
+    private let earlierSeconds: Double
+    private let started = Date()
+    private(set) var lastSavedStep: (stage: Int, step: Int)?
+
+    init(folder: RunFolder, policy: CheckpointPolicy, log: LogFile, earlierSeconds: Double, progress: @escaping (RunEvent) -> Void,
+         shouldStop: @escaping () -> Bool) {
+        self.folder = folder; self.policy = policy; self.log = log; self.earlierSeconds = earlierSeconds
+        self.progress = progress; self.shouldStop = shouldStop
+        store = CheckpointStore(folder: folder.checkpoints, keep: policy.keep)
+    }
+
+    /// Training seconds of the whole run so far.
+    var trainSeconds: Double { earlierSeconds + Date().timeIntervalSince(started) }
+
+    /// Runs `trainer` as stage `stageIndex` (named `stage`) of the run, from `checkpoint` when
+    /// resuming. `saveBest` saves the model when dev metrics improve (or at each epoch's end
+    /// without a dev set). Returns the best dev metrics.
+    func run(_ trainer: Trainer, stage: String?, stageIndex: Int, epochs: Int, from checkpoint: String?,
+             saveBest: @escaping () throws -> Void) throws -> ClassificationMetrics? {
+        if let checkpoint {
+            try trainer.loadCheckpoint(folder: checkpoint)
+            progress(.resumed(stage: stage, step: trainer.step, totalSteps: trainer.totalSteps))
+        }
+        progress(.stageStarted(stage: stage, epochs: epochs, steps: trainer.totalSteps, learningRate: trainer.options.learningRate))
+        trainer.stage = stage
+        defer {   // the hooks capture the trainer: let it go when the stage ends
+            trainer.onStep = { _ in }; trainer.onImproved = {}; trainer.onEval = { _, _ in }; trainer.afterStep = {}
+        }
+        let stageStart = Date(), startStep = trainer.step
+        var lastSave = Date()
+        func save() throws {
+            var state = trainer.state
+            state.stage = stage; state.stageIndex = stageIndex; state.trainSeconds = trainSeconds; state.logBytes = log.length
+            let name = (stage.map { $0 + "-" } ?? "") + "step-\(trainer.step)"
+            let path = try store.save(named: name) { try trainer.saveCheckpoint(folder: $0, state: state) }
+            lastSavedStep = (stageIndex, trainer.step)
+            lastSave = Date()
+            progress(.checkpointSaved(path))
+        }
+        func saveSurviving() {
+            do { try save() } catch { progress(.warning("could not save a checkpoint: \(error)")) }
+        }
+        trainer.onStep = { [unowned trainer, progress, log] entry in
+            log.write(entry)
+            let done = entry.step - startStep, left = trainer.totalSteps - entry.step
+            progress(.step(StepProgress(log: entry, epochs: epochs, totalSteps: trainer.totalSteps,
+                                        secondsLeft: Date().timeIntervalSince(stageStart) / Double(max(done, 1)) * Double(left),
+                                        lossScale: trainer.lossScaler.map { Double($0.scale) }, skippedSteps: trainer.lossScaler?.skippedSteps ?? 0)))
+        }
+        trainer.onImproved = { [unowned trainer] in
+            try saveBest()
+            if !trainer.hasDev { try save() }   // no evaluation to save after: the epoch's end is the point
+        }
+        trainer.onEval = { [progress, log] entry, improved in
+            log.write(entry)
+            progress(.evaluated(entry, improved: improved))
+            saveSurviving()
+        }
+        trainer.afterStep = { [unowned trainer, policy] in
+            let bySteps = policy.everySteps.map { trainer.step % $0 == 0 } ?? false
+            let byTime = policy.everySeconds > 0 && Date().timeIntervalSince(lastSave) >= policy.everySeconds
+            if (bySteps || byTime) && !(self.lastSavedStep.map { $0 == (stageIndex, trainer.step) } ?? false) { saveSurviving() }
+        }
+        trainer.shouldStop = shouldStop
+        let best: ClassificationMetrics?
+        do {
+            best = try trainer.run()
+        } catch var diverged as TrainingDiverged {
+            diverged.checkpoint = store.newest()?.path
+            diverged.bestModel = FileManager.default.fileExists(atPath: folder.path + "/model.safetensors") ? folder.path : nil
+            throw diverged
+        }
+        if trainer.stopped || !(lastSavedStep.map { $0 == (stageIndex, trainer.step) } ?? false) { try save() }
+        if trainer.stopped {
+            throw RunInterrupted(stage: stage, step: trainer.step, totalSteps: trainer.totalSteps, checkpoint: store.newest()?.path ?? folder.checkpoints)
+        }
+        return best
+    }
+
+    /// The checkpoint to resume from: the newest in OUT/checkpoints, else an older version's
+    /// folder. Throws when there is none.
+    static func resumePoint(_ folder: RunFolder, stages: [String]) throws -> (path: String, stageIndex: Int, state: TrainerState) {
+        if let newest = CheckpointStore(folder: folder.checkpoints).newest() {
+            return (newest.path, newest.state.stageIndex, newest.state)
+        }
+        if let legacy = folder.legacyCheckpoint(stages: stages) {
+            var state = try TrainerState(file: legacy.path + "/trainer.json")
+            state.stageIndex = legacy.stageIndex
+            return (legacy.path, legacy.stageIndex, state)
+        }
+        throw InvalidSetting("\(Setting.resume): no checkpoint in \(folder.checkpoints)")
+    }
+
+    /// A new run in `folder`: the checkpoints of an earlier run there are removed.
+    static func clearCheckpoints(_ folder: RunFolder) {
+        try? FileManager.default.removeItem(atPath: folder.checkpoints)
+    }
+}
