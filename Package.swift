@@ -40,10 +40,11 @@ let package = Package(
         // CUDA kernel sources run on the CPU under a warp emulator (test support; C++20, fibers).
         .target(name: "WarpEmulation", path: "Tests/WarpEmulation",
                 cxxSettings: [.unsafeFlags(["-O2", "-Wall", "-Wno-unused-function"])]),
-        .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend", "Conformance", "Models", "retort",
-                                                         "WarpEmulation"]),
+        .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend", "Conformance", "Models", "WarpEmulation"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Train"]),
         .testTarget(name: "TrainTests", dependencies: ["Train"]),
+        // The retort executable end to end, in separate processes (it is built for these tests).
+        .testTarget(name: "CLITests", dependencies: ["retort", "Backend", "Models"]),
     ],
     cLanguageStandard: .c2x,
     cxxLanguageStandard: .cxx20

@@ -15,9 +15,13 @@ public struct RunFolder: Sendable {
     public var metrics: String { path + "/metrics.json" }
     public var checkpoints: String { path + "/checkpoints" }
 
+    /// Creates the folder; removes temporary files a killed run left (writeAtomically's ".NAME.PID.tmp").
     func create() throws {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
             throw DataError("\(path): cannot create the output folder (\(error.localizedDescription))")
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".tmp") {
+            try? FileManager.default.removeItem(atPath: path + "/" + name)
         }
     }
 

@@ -94,10 +94,13 @@ struct PredictCommand: ParsableCommand {
 struct InferenceOptions: ParsableArguments {
     @Option(name: .long, help: "Fine-tuned model folder.") var model: String
     @Option(name: .long, help: "Examples per batch.") var batchSize = 64
-    @Option(name: .long, help: "Tokens per example, specials included.") var maxLength = 128
+    @Option(name: .long, help: "Tokens per example, specials included (default 128, or the model's maximum when smaller).")
+    var maxLength: Int?
     @OptionGroup var deviceOptions: DeviceOptions
 
     func classifier() throws -> Classifier {
-        try Classifier.load(folder: expand(model), maxLength: maxLength, backend: try deviceOptions.backend(), inference: true)
+        let folder = expand(model)
+        let length = try maxLength ?? min(128, BertConfig(path: folder + "/config.json").maxPositions)
+        return try Classifier.load(folder: folder, maxLength: length, backend: try deviceOptions.backend(), inference: true)
     }
 }

@@ -6,30 +6,7 @@ import Backend
 import Foundation
 import XCTest
 
-final class DistillCLITests: XCTestCase {
-    let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Golden")
-    var work: URL!
-
-    override func setUpWithError() throws {
-        work = FileManager.default.temporaryDirectory.appendingPathComponent("retort-distill-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        // Labelled data in the tiny vocabulary (letters and w0…w88), the teacher's label names.
-        var rows = ["text,label"]
-        let words = (0..<89).map { "w\($0)" } + (97...122).map { String(UnicodeScalar($0)!) }
-        var state: UInt64 = 3
-        for i in 0..<96 {
-            let n = 3 + i % 5
-            let text = (0..<n).map { _ -> String in state = state &* 6364136223846793005 &+ 1442695040888963407; return words[Int(state >> 33) % words.count] }
-            rows.append(text.joined(separator: " ") + ",LABEL_\(i % 3)")
-        }
-        try rows.joined(separator: "\n").write(to: work.appendingPathComponent("data.csv"), atomically: true, encoding: .utf8)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: work) }
-
-    var teacher: String { golden.appendingPathComponent("tiny-bert").path }
-    var data: String { work.appendingPathComponent("data.csv").path }
-
+final class DistillCLITests: TinyRunTestCase {
     func distill(_ extra: [String]) throws -> (Int32, String) {
         try retort(["distill", "--teacher", teacher, "--train", data, "--max-length", "12", "--batch-size", "8", "--threads", "1"] + extra)
     }

@@ -3,29 +3,7 @@
 import Foundation
 import XCTest
 
-/// Runs the built `retort` with extra environment; returns (exit status, stdout + stderr).
-func retort(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
-    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    var candidates = [directory.appendingPathComponent("retort")]
-    // On Linux the test bundle is a directory inside the build folder; retort sits beside it.
-    candidates.append(directory.deletingLastPathComponent().appendingPathComponent("retort"))
-    guard let binary = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-        throw XCTSkip("the retort executable was not built next to the tests (\(directory.path))")
-    }
-    let process = Process()
-    process.executableURL = binary
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, output)
-}
-
-final class CLITests: XCTestCase {
+final class DevicesCLITests: XCTestCase {
     func testDevicesReportsTheKernelsAndExitsZero() throws {
         let (status, output) = try retort(["devices"])
         XCTAssertEqual(status, 0, output)

@@ -1,0 +1,99 @@
+// The commands as a newcomer meets them: --help that reads cleanly, `predict` on a plain text
+// file, `finetune` on the tiny golden model (output folder, resume, Ctrl-C, the LoRA learning
+// rate), and the one-line errors.
+import Foundation
+import XCTest
+
+final class CommandsCLITests: TinyRunTestCase {
+    func testHelpTextsHaveNoStrayBackslashesOrBrokenExampleLines() throws {
+        for command in ["finetune", "distill", "eval", "predict", "compare", "tokenize", "devices"] {
+            let (status, output) = try retort([command, "--help"], environment: ["COLUMNS": "80"])
+            XCTAssertEqual(status, 0, output)
+            let lines = output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            var inExample = false
+            for (i, line) in lines.enumerated() {
+                let trimmed = line.trimmingCharacters(in: .whitespaces), indented = line.hasPrefix("  ")
+                if indented && trimmed.hasPrefix("retort \(command)") { inExample = true }
+                if inExample {
+                    // Every line of an example stays indented: one the terminal width wrapped would not.
+                    XCTAssertTrue(indented, "\(command): an example line broken by wrapping: \(line)")
+                    if !trimmed.hasSuffix("\\") {
+                        inExample = false
+                        let next = i + 1 < lines.count ? lines[i + 1] : ""
+                        XCTAssertTrue(next.isEmpty || next.hasPrefix("  "), "\(command): an example's end wrapped onto: \(next)")
+                    }
+                } else {
+                    XCTAssertFalse(trimmed.hasSuffix("\\"), "\(command): a stray backslash: \(line)")
+                }
+            }
+        }
+        let (_, finetune) = try retort(["finetune", "--help"])
+        XCTAssertTrue(finetune.contains("1e-3 when only LoRA") && finetune.contains("adapters train"), finetune)
+    }
+
+    func testPredictReadsATextFileOneTextPerLine() throws {
+        let texts = work.appendingPathComponent("texts.txt")
+        try "w5 w6 w7\n\nw8 a b, with a comma\nw9 \"quoted\"\n".write(to: texts, atomically: true, encoding: .utf8)
+        let (status, output) = try retort(["predict", "--model", teacher, "--input", texts.path, "--threads", "1"])
+        XCTAssertEqual(status, 0, output)
+        let lines = output.split(separator: "\n").filter { $0.hasPrefix("LABEL_") }
+        XCTAssertEqual(lines.map { $0.split(separator: "\t").last.map(String.init) }, ["w5 w6 w7", "w8 a b, with a comma", "w9 \"quoted\""], output)
+        XCTAssertTrue(lines.allSatisfy { $0.split(separator: "\t").count == 3 }, output)
+    }
+
+    func finetune(_ extra: [String]) throws -> (Int32, String) {
+        try retort(["finetune", "--model", teacher, "--train", data, "--max-length", "16", "--batch-size", "8", "--threads", "1"] + extra)
+    }
+
+    func testFinetuneWritesItsFolderAndResumesAFinishedRunAsFinished() throws {
+        let out = work.appendingPathComponent("run").path
+        let (status, output) = try finetune(["--epochs", "1", "--out", out])
+        XCTAssertEqual(status, 0, output)
+        for file in ["config.json", "model.safetensors", "vocab.txt", "log.jsonl", "metrics.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + file), "\(file): \(output)")
+        }
+        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints")
+        XCTAssertEqual(checkpoints.count, 1, "one evaluation, one checkpoint: \(checkpoints)")
+        let (again, againOutput) = try finetune(["--epochs", "1", "--out", out, "--resume"])
+        XCTAssertEqual(again, 0, againOutput)
+        XCTAssertTrue(againOutput.contains("resuming at step 11 of 11"), againOutput)
+
+        let (none, noneOutput) = try finetune(["--epochs", "1", "--out", work.appendingPathComponent("empty").path, "--resume"])
+        XCTAssertNotEqual(none, 0)
+        XCTAssertTrue(noneOutput.contains("Error: --resume: no checkpoint in \(work.path)/empty/checkpoints"), noneOutput)
+    }
+
+    func testLoRAWithoutALearningRateTrainsAtTheAdapterRate() throws {
+        let out = work.appendingPathComponent("lora").path
+        let (status, output) = try finetune(["--lora-rank", "4", "--max-steps", "3", "--warmup", "0", "--out", out])
+        XCTAssertEqual(status, 0, output)
+        let first = try String(contentsOfFile: out + "/log.jsonl", encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
+        let entry = try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any]
+        XCTAssertEqual(entry?["lr"] as? Double, 1e-3, first)
+        XCTAssertTrue(output.contains("trainable parameters of"), output)
+    }
+
+    func testCtrlCSavesACheckpointSaysHowToResumeAndResumeFinishes() throws {
+        let out = work.appendingPathComponent("interrupted").path
+        let process = try RetortProcess(["finetune", "--model", teacher, "--train", data, "--max-length", "16", "--batch-size", "8",
+                                         "--threads", "1", "--epochs", "200", "--save-minutes", "0", "--out", out])
+        // Interrupt once training is under way (its first step is logged).
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline, ((try? String(contentsOfFile: out + "/log.jsonl", encoding: .utf8)) ?? "").isEmpty { usleep(20_000) }
+        kill(process.process.processIdentifier, SIGINT)
+        let (status, output) = process.finish()
+        XCTAssertEqual(status, 130, output)
+        XCTAssertTrue(output.contains("interrupted at step ") && output.contains("checkpoint saved in \(out)/checkpoints/"), output)
+        XCTAssertTrue(output.contains("Continue with the same settings and --resume."), output)
+        let (resumed, resumedOutput) = try finetune(["--epochs", "200", "--max-steps", "40", "--out", out, "--resume"])
+        XCTAssertEqual(resumed, 0, resumedOutput)
+        XCTAssertTrue(resumedOutput.contains("resuming at step "), resumedOutput)
+    }
+
+    func testAMaxLengthBeyondTheModelIsOneLineNamingTheFlag() throws {
+        let (status, output) = try finetune(["--max-length", "600", "--out", work.appendingPathComponent("x").path])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(output.contains("Error: --max-length 600 exceeds the model's max_position_embeddings"), output)
+        XCTAssertEqual(output.split(separator: "\n").filter { !$0.hasPrefix("retort: ") }.count, 1, output)
+    }
+}

@@ -1,0 +1,76 @@
+// Shared by the CLI tests: running the built `retort` (in a separate process, as a user does:
+// OpenBLAS and the CUDA libraries are loaded once per process), and a work folder with labelled
+// text in the tiny golden models' vocabulary.
+import Foundation
+import XCTest
+
+/// The `retort` executable built beside the tests.
+func retortBinary() throws -> URL {
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    // On Linux the test bundle is a directory inside the build folder; retort sits beside it.
+    let candidates = [directory.appendingPathComponent("retort"), directory.deletingLastPathComponent().appendingPathComponent("retort")]
+    guard let binary = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        throw XCTSkip("the retort executable was not built next to the tests (\(directory.path))")
+    }
+    return binary
+}
+
+/// A started `retort` process whose output (stdout + stderr) is collected in a file.
+struct RetortProcess {
+    let process: Process
+    let output: URL
+
+    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+        process = Process()
+        process.executableURL = try retortBinary()
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        output = FileManager.default.temporaryDirectory.appendingPathComponent("retort-output-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    /// Waits for the end; (exit status, or 128 + signal; everything it printed).
+    func finish() -> (Int32, String) {
+        process.waitUntilExit()
+        let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(at: output)
+        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        return (status, text)
+    }
+}
+
+/// Runs the built `retort` with extra environment; returns (exit status, stdout + stderr).
+func retort(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+    try RetortProcess(arguments, environment: environment).finish()
+}
+
+/// A work folder with data.csv: 96 labelled texts (LABEL_0…2) in the tiny golden vocabulary
+/// (letters and w0…w88), and the golden models.
+class TinyRunTestCase: XCTestCase {
+    let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Golden")
+    var work: URL!
+
+    override func setUpWithError() throws {
+        work = FileManager.default.temporaryDirectory.appendingPathComponent("retort-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        var rows = ["text,label"]
+        let words = (0..<89).map { "w\($0)" } + (97...122).map { String(UnicodeScalar($0)!) }
+        var state: UInt64 = 3
+        for i in 0..<96 {
+            let n = 3 + i % 5
+            let text = (0..<n).map { _ -> String in state = state &* 6364136223846793005 &+ 1442695040888963407; return words[Int(state >> 33) % words.count] }
+            rows.append(text.joined(separator: " ") + ",LABEL_\(i % 3)")
+        }
+        try rows.joined(separator: "\n").write(to: work.appendingPathComponent("data.csv"), atomically: true, encoding: .utf8)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: work) }
+
+    /// The tiny golden classifier (2 layers, hidden 64, labels LABEL_0…2): a model and a teacher.
+    var teacher: String { golden.appendingPathComponent("tiny-bert").path }
+    var data: String { work.appendingPathComponent("data.csv").path }
+}
