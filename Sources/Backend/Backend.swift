@@ -66,7 +66,8 @@ public protocol BackendOps: AnyObject {
     func runTanhForward(_ out: Tensor, _ x: Tensor, count: Int)
     func runTanhBackward(dx: Tensor, dOut: Tensor, out: Tensor, count: Int)          // from the output
     func runDropout(_ out: Tensor, _ x: Tensor, count: Int, p: Float, seed: UInt64)  // also its backward; p > 0
-    // Attention: fused (scale, mask, bias, softmax, ·V in one pass), and the unfused softmax piece
+    // Attention: fused (scale, mask, bias, softmax, ·V in one pass; default: composed of the
+    // primitives below, ComposedOps.swift), and the unfused pieces
     func runAttentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
                              mask: Tensor?, bias: Tensor?, _ s: AttentionShape)
     func runAttentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: ScoreGradient?,
@@ -75,8 +76,9 @@ public protocol BackendOps: AnyObject {
     // TinyBERT's attention-score MSE against `target`, fused (its gradient: dScores .scoreMSE)
     func runAttentionScoreLoss(_ loss: Tensor, q: Tensor, k: Tensor, mask: Tensor?, bias: Tensor?, target: ScoreTarget,
                                _ s: AttentionShape)
-    func runMaskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape)
+    func runMaskedSoftmaxForward(_ probs: Tensor, lse: Tensor?, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape)
     func runMaskedSoftmaxBackward(dScores: Tensor, dProbs: Tensor, probs: Tensor, _ s: AttentionShape)
+    func runMaskedScores(_ scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape)   // += bias, 0 at masked keys
     // LoRA branch: y += scale·(drop(x)·Aᵀ)·Bᵀ, xa saved; backward: dx accumulates. Default:
     // composed of matmuls and dropout (ComposedOps.swift).
     func runLoRAForward(_ y: Tensor, xa: Tensor, _ x: Tensor, a: Tensor, b: Tensor, _ s: LoRAShape)

@@ -199,8 +199,12 @@ public final class CPUBackend: Backend {
         rt_score_target(q: f(t.q), k: f(t.k), bias: f(t.bias), HS: Int32(t.headSize), scale: t.scale, weight: weight)
     }
 
-    public func runMaskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        rt_masked_softmax_forward(f(probs), f(scores), i(mask), f(bias), Int32(s.batch), Int32(s.heads), Int32(s.length))
+    public func runMaskedSoftmaxForward(_ probs: Tensor, lse: Tensor?, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
+        rt_masked_softmax_forward(f(probs), f(lse), f(scores), i(mask), f(bias), Int32(s.batch), Int32(s.heads), Int32(s.length))
+    }
+
+    public func runMaskedScores(_ scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
+        rt_masked_scores(f(scores), i(mask), f(bias), Int32(s.batch), Int32(s.heads), Int32(s.length))
     }
 
     public func runMaskedSoftmaxBackward(dScores: Tensor, dProbs: Tensor, probs: Tensor, _ s: AttentionShape) {

@@ -300,9 +300,14 @@ public final class CUDABackend: Backend {
         precondition(headSize <= 128, "the CUDA attention kernels support head sizes up to 128")
     }
 
-    public func runMaskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        launch(K.maskedSoftmaxForward, warps: s.rows, .tensor(probs), .tensor(scores), .tensor(mask), .tensor(bias),
+    public func runMaskedSoftmaxForward(_ probs: Tensor, lse: Tensor?, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
+        launch(K.maskedSoftmaxForward, warps: s.rows, .tensor(probs), .tensor(lse), .tensor(scores), .tensor(mask), .tensor(bias),
                .int32(s.batch), .int32(s.heads), .int32(s.length))
+    }
+
+    public func runMaskedScores(_ scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
+        launch(K.maskedScores, warps: s.rows, .tensor(scores), .tensor(mask), .tensor(bias), .int32(s.batch), .int32(s.heads),
+               .int32(s.length))
     }
 
     public func runMaskedSoftmaxBackward(dScores: Tensor, dProbs: Tensor, probs: Tensor, _ s: AttentionShape) {

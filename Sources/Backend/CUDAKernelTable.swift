@@ -87,8 +87,9 @@ enum CUDAKernelTable {
     static let castF32ToF16 = CUDAKernel("memory.cu", "cast_f32_to_f16", [.halves, .floats, .int64])
     static let castF16ToF32 = CUDAKernel("memory.cu", "cast_f16_to_f32", [.floats, .halves, .int64])
     // softmax.cu
-    static let maskedSoftmaxForward = CUDAKernel("softmax.cu", "masked_softmax_forward", [.floats, .floats, .ints, .floats,
-        .int32, .int32, .int32])
+    static let maskedSoftmaxForward = CUDAKernel("softmax.cu", "masked_softmax_forward", [.floats, .floats, .floats, .ints,
+        .floats, .int32, .int32, .int32])
+    static let maskedScores = CUDAKernel("softmax.cu", "masked_scores", [.floats, .ints, .floats, .int32, .int32, .int32])
     static let maskedSoftmaxBackward = CUDAKernel("softmax.cu", "masked_softmax_backward", [.floats, .floats, .floats, .int64,
         .int32])
     // tanh.cu
@@ -114,7 +115,7 @@ enum CUDAKernelTable {
         dropoutF32, embeddingForward, embeddingBackward, geluForward, geluBackward, layernormForward, layernormBackwardInput,
         layernormBackwardParams, loraForward, loraBackwardRows, countValidLabels, crossEntropyRows, softCrossEntropyRows,
         msePartial, cosineRows, meanFinish, meanFinishDouble, fillF32, scaleF32, axpyF32, sumSquaresPartial, sumFinish,
-        castF32ToBf16, castBf16ToF32, castF32ToF16, castF16ToF32, maskedSoftmaxForward, maskedSoftmaxBackward, tanhForward,
+        castF32ToBf16, castBf16ToF32, castF32ToF16, castF16ToF32, maskedSoftmaxForward, maskedSoftmaxBackward, maskedScores, tanhForward,
         tanhBackward,
     ] + TensorCorePass.allCases.flatMap { pass in
         [DType.bf16, .f16].flatMap { half in [32, 64].map { tensorCoreAttention(pass, half: half, headSize: $0) } }

@@ -171,11 +171,18 @@ public extension Backend {
         runAttentionScoreLoss(loss, q: q, k: k, mask: mask, bias: bias, target: target, s)
     }
 
-    func maskedSoftmaxForward(_ probs: Tensor, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
+    /// probs = softmax over valid keys of scores + bias; lse (optional) its log-sum-exp per row.
+    func maskedSoftmaxForward(_ probs: Tensor, lse: Tensor? = nil, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         precondition(probs.count == s.scores && scores.count == s.scores, "maskedSoftmaxForward: probs, scores are not B·NH·T·T")
-        s.check([], lse: nil, scores: nil, mask: mask, bias: bias)
+        s.check([], lse: lse, scores: nil, mask: mask, bias: bias)
         f32(probs, scores, op: "maskedSoftmaxForward")
-        runMaskedSoftmaxForward(probs, scores: scores, mask: mask, bias: bias, s)
+        runMaskedSoftmaxForward(probs, lse: lse, scores: scores, mask: mask, bias: bias, s)
+    }
+
+    /// scores[B,NH,T,T] += bias (broadcast over the batch), then 0 at masked keys, in place.
+    func maskedScores(_ scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
+        s.check([], lse: nil, scores: scores, mask: mask, bias: bias)
+        runMaskedScores(scores, mask: mask, bias: bias, s)
     }
 
     func maskedSoftmaxBackward(dScores: Tensor, dProbs: Tensor, probs: Tensor, _ s: AttentionShape) {

@@ -1,8 +1,8 @@
 // Fused attention against a naive double-precision loop (out, lse, scores), with key-padding
 // masks, additive per-head bias, T = 1 and 7, head sizes not a multiple of 8 or 16, a fully
 // padded sequence; backward (dq, dk, dv, dbias, and gradients arriving through the scores
-// output) by finite differences; and the fused path against the unfused composition of
-// matmul + masked softmax.
+// output) by finite differences; and the fused kernels against the composed default every
+// backend without them gets (matmuls, masked softmax, dropout).
 import Backend
 import Foundation
 import Kernels
@@ -129,30 +129,48 @@ final class AttentionTests: XCTestCase {
         }
     }
 
-    func testFusedEqualsUnfusedComposition() throws {
+    /// The composition of primitives every backend without fused attention gets (ComposedOps.swift)
+    /// equals the fused kernels: out, lse, scores, every gradient, with masks, bias, dropout and
+    /// both kinds of score gradient.
+    func testFusedEqualsTheComposedDefault() throws {
         for backend in try backends() {
-            for (name, c) in cases where c.shape.dropout == 0 {   // the unfused path has no dropout
-                let s = c.shape, (B, T, NH, HS) = (s.batch, s.length, s.heads, s.headSize), C = NH * HS
+            for (name, c) in cases {
+                let s = c.shape
                 var rng = SeededRandom(5)
-                let dOutValues = rng.floats(s.activations)
+                let dOut = try backend.upload(rng.floats(s.activations)), given = try backend.upload(rng.floats(s.scores))
                 let q = try backend.upload(c.q), k = try backend.upload(c.k), v = try backend.upload(c.v)
+                let tq = try backend.upload(rng.floats(s.activations)), tk = try backend.upload(rng.floats(s.activations))
                 let mask = try c.mask.map { try backend.upload($0) }, bias = try c.bias.map { try backend.upload($0) }
-                let dOut = try backend.upload(dOutValues)
-                // Fused.
-                let out = try backend.zeros(s.activations), lse = try backend.zeros(s.rows)
-                let dq = try backend.zeros(s.activations), dk = try backend.zeros(s.activations), dv = try backend.zeros(s.activations)
-                backend.attentionForward(out, lse: lse, scores: nil, q: q, k: k, v: v, mask: mask, bias: bias, s)
-                backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: nil, dOut: dOut, dScores: nil, out: out, lse: lse,
-                                          q: q, k: k, v: v, mask: mask, bias: bias, s)
-                // Unfused: per batch item, NH-batched matmuls over head views of [T,C].
-                let u = try UnfusedAttention(backend, s)
-                u.forward(q: q, k: k, v: v, mask: mask, bias: bias)
-                u.backward(dOut: dOut, q: q, k: k, v: v)
-                assertClose(backend.floats(u.out), backend.floats(out), atol: 1e-5, "\(name): unfused out")
-                assertClose(backend.floats(u.dq), backend.floats(dq), atol: 1e-4, "\(name): unfused dq")
-                assertClose(backend.floats(u.dk), backend.floats(dk), atol: 1e-4, "\(name): unfused dk")
-                assertClose(backend.floats(u.dv), backend.floats(dv), atol: 1e-4, "\(name): unfused dv")
-                _ = (B, T, C)
+                let target = ScoreTarget(q: tq, k: tk, bias: bias, headSize: s.headSize)
+                for gradient: ScoreGradient? in [nil, .dense(given), .scoreMSE(target, gradScale: 3)] {
+                    func run(composed: Bool) throws -> [[Float]] {
+                        let out = try backend.zeros(s.activations), lse = try backend.zeros(s.rows), scores = try backend.zeros(s.scores)
+                        let dq = try backend.zeros(s.activations), dk = try backend.zeros(s.activations), dv = try backend.zeros(s.activations)
+                        let dBias = try bias.map { _ in try backend.zeros(s.heads * s.length * s.length) }, loss = try backend.zeros(1)
+                        if composed {
+                            backend.composedAttentionForward(out, lse: lse, scores: scores, q: q, k: k, v: v, mask: mask, bias: bias, s)
+                            backend.composedAttentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dOut, dScores: gradient,
+                                                              q: q, k: k, v: v, mask: mask, bias: bias, s)
+                        } else {
+                            backend.attentionForward(out, lse: lse, scores: scores, q: q, k: k, v: v, mask: mask, bias: bias, s)
+                            backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dOut, dScores: gradient, out: out,
+                                                      lse: lse, q: q, k: k, v: v, mask: mask, bias: bias, s)
+                        }
+                        if composed {
+                            backend.composedAttentionScoreLoss(loss, q: q, k: k, mask: mask, bias: bias, target: target, s)
+                        } else {
+                            backend.attentionScoreLoss(loss, q: q, k: k, mask: mask, bias: bias, target: target, s)
+                        }
+                        return [out, lse, scores, dq, dk, dv].map(backend.floats) + [dBias.map(backend.floats) ?? [], backend.floats(loss)]
+                    }
+                    let (fused, composed) = (try run(composed: false), try run(composed: true))
+                    let what = "\(name), score gradient \(gradient.map { "\($0)".prefix(9) } ?? "none")"
+                    for (i, output) in ["out", "lse", "scores", "dq", "dk", "dv", "dBias", "score loss"].enumerated() {
+                        let finite = fused[i].map { $0.isFinite ? $0 : 0 }, finiteComposed = composed[i].map { $0.isFinite ? $0 : 0 }
+                        XCTAssertEqual(fused[i].map(\.isFinite), composed[i].map(\.isFinite), "\(what): \(output) is not finite in the same places")
+                        assertClose(finiteComposed, finite, atol: 1e-4, rtol: 1e-4, "\(what): composed \(output)")
+                    }
+                }
             }
         }
     }

@@ -82,9 +82,12 @@ void rt_dropout(float *out, const float *x, int64_t n, float p, uint64_t seed, u
 
 // ------------------------------------------------------------------ masked softmax (cpu/softmax.c)
 // The unfused attention path. probs[B,NH,T,T] = softmax over keys j with mask[b,j] ≠ 0 of
-// scores + bias[h] (mask, bias may be NULL); a row with no valid key is all zeros.
-void rt_masked_softmax_forward(float *probs, const float *scores, const int32_t *mask, const float *bias,
+// scores + bias[h] (mask, bias may be NULL); a row with no valid key is all zeros. lse[B,NH,T]
+// (may be NULL): the log-sum-exp of each row over its valid keys (+inf when it has none).
+void rt_masked_softmax_forward(float *probs, float *lse, const float *scores, const int32_t *mask, const float *bias,
                                int B, int NH, int T);
+// scores[B,NH,T,T] += bias[h], then 0 at keys j with mask[b,j] = 0, in place (mask, bias may be NULL).
+void rt_masked_scores(float *scores, const int32_t *mask, const float *bias, int B, int NH, int T);
 // dscores[rows,T] = probs ⊙ (dprobs − Σ_j probs·dprobs)
 void rt_masked_softmax_backward(float *dscores, const float *dprobs, const float *probs, int64_t rows, int T);
 
