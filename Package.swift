@@ -43,8 +43,8 @@ let package = Package(
         .testTarget(name: "BackendTests", dependencies: ["Backend", "Kernels", "CBackend", "Conformance", "Models", "WarpEmulation"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Train"]),
         .testTarget(name: "TrainTests", dependencies: ["Train"]),
-        // The retort executable end to end, in separate processes (it is built for these tests).
-        .testTarget(name: "CLITests", dependencies: ["retort", "Backend", "Models"]),
+        // The executables end to end, in separate processes (they are built for these tests).
+        .testTarget(name: "CLITests", dependencies: ["retort", "backend-check", "Perf", "Backend", "Models"]),
     ],
     cLanguageStandard: .c2x,
     cxxLanguageStandard: .cxx20

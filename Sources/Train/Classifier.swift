@@ -86,9 +86,8 @@ public final class Classifier {
         }
         for file in ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"] {
             let from = (tokenizerSource as NSString).appendingPathComponent(file), to = (folder as NSString).appendingPathComponent(file)
-            guard from != to, FileManager.default.fileExists(atPath: from) else { continue }
-            try? FileManager.default.removeItem(atPath: to)
-            try FileManager.default.copyItem(atPath: from, toPath: to)
+            guard from != to, let data = FileManager.default.contents(atPath: from) else { continue }
+            try writeAtomically(data, to: to)   // a run killed mid-save never leaves half a vocabulary
         }
     }
 }

@@ -60,6 +60,7 @@ final class StageRunner {
              saveBest: @escaping () throws -> Void) throws -> ClassificationMetrics? {
         if let checkpoint {
             try trainer.loadCheckpoint(folder: checkpoint)
+            lastSavedStep = (stageIndex, trainer.step)
             progress(.resumed(stage: stage, step: trainer.step, totalSteps: trainer.totalSteps))
         }
         progress(.stageStarted(stage: stage, epochs: epochs, steps: trainer.totalSteps, learningRate: trainer.options.learningRate))

@@ -20,6 +20,17 @@ final class DevicesCLITests: XCTestCase {
         XCTAssertTrue(output.contains("cpu       not available: RETORT_OPENBLAS=/nonexistent/libopenblas.so.0 could not be loaded"), output)
     }
 
+    func testPerfAndBackendCheckWithoutOpenBLASSayWhyInOneLine() throws {
+        let missing = ["RETORT_OPENBLAS": "/nonexistent/libopenblas.so.0"]
+        for (executable, arguments) in [("Perf", ["--quick", "--python", "/nonexistent"]), ("backend-check", ["--backend", "cpu"])] {
+            let (status, output) = try RetortProcess(arguments, environment: missing, executable: executable).finish()
+            XCTAssertTrue(status == 1 || status == 2, "\(executable) exited \(status): \(output)")
+            let lines = output.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, "\(executable): one line, no backtrace: \(output)")
+            XCTAssertTrue(output.contains("RETORT_OPENBLAS=/nonexistent/libopenblas.so.0 could not be loaded"), "\(executable): \(output)")
+        }
+    }
+
     func testForcedCoreTypeIsReported() throws {
         let (status, output) = try retort(["devices"], environment: ["RETORT_BLAS_CORETYPE": "Sandybridge"])
         XCTAssertEqual(status, 0, output)

@@ -4,13 +4,13 @@
 import Foundation
 import XCTest
 
-/// The `retort` executable built beside the tests.
-func retortBinary() throws -> URL {
+/// An executable of the package (retort, backend-check, Perf) built beside the tests.
+func builtExecutable(_ name: String = "retort") throws -> URL {
     let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    // On Linux the test bundle is a directory inside the build folder; retort sits beside it.
-    let candidates = [directory.appendingPathComponent("retort"), directory.deletingLastPathComponent().appendingPathComponent("retort")]
+    // On Linux the test bundle is a directory inside the build folder; the executables sit beside it.
+    let candidates = [directory.appendingPathComponent(name), directory.deletingLastPathComponent().appendingPathComponent(name)]
     guard let binary = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-        throw XCTSkip("the retort executable was not built next to the tests (\(directory.path))")
+        throw XCTSkip("the \(name) executable was not built next to the tests (\(directory.path))")
     }
     return binary
 }
@@ -20,9 +20,9 @@ struct RetortProcess {
     let process: Process
     let output: URL
 
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+    init(_ arguments: [String], environment: [String: String] = [:], executable: String = "retort") throws {
         process = Process()
-        process.executableURL = try retortBinary()
+        process.executableURL = try builtExecutable(executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         output = FileManager.default.temporaryDirectory.appendingPathComponent("retort-output-\(UUID().uuidString)")
