@@ -15,6 +15,9 @@ let package = Package(
         .executable(name: "retort", targets: ["retort"]),
         .executable(name: "backend-check", targets: ["backend-check"]),
         .library(name: "Backend", targets: ["Backend"]),
+        // Test support: the emulated CUDA device (driver, NVRTC, cuBLASLt on the CPU), loaded in
+        // place of libcuda.so.1, libnvrtc and libcublasLt by the emulated-CUDA tests.
+        .library(name: "RetortEmulatedCUDA", type: .dynamic, targets: ["CUDAEmulation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,6 +40,11 @@ let package = Package(
         // and the executable scripts/gpu-check carries to a GPU machine.
         .target(name: "Conformance", dependencies: ["Backend", "Models", "Train"]),
         .executableTarget(name: "backend-check", dependencies: ["Backend", "Conformance"]),
+        // The emulated CUDA device (test support; C++20): every .cu compiled for the CPU, the
+        // driver API, NVRTC and cuBLASLt over it. Never linked into retort.
+        .target(name: "CUDAEmulation", path: "Tests/CUDAEmulation",
+                cSettings: [.unsafeFlags(["-O3", "-Wall"])],
+                cxxSettings: [.unsafeFlags(["-O3", "-Wall", "-Wno-unused-function", "-Wno-unused-variable", "-fno-exceptions"])]),
         // CUDA kernel sources run on the CPU under a warp emulator (test support; C++20, fibers).
         .target(name: "WarpEmulation", path: "Tests/WarpEmulation",
                 cxxSettings: [.unsafeFlags(["-O2", "-Wall", "-Wno-unused-function"])]),

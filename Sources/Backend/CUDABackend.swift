@@ -33,8 +33,10 @@ public final class CUDABackend: Backend {
         gemm = try CUDAMatmul(device: device, precision: precision, workspace: workspace)
         let lt = gemm.version
         summary = "\(gpu.name), sm_\(gpu.arch), \(gpu.multiprocessors) SMs, \(format1(Double(gpu.memoryBytes) / Double(1 << 30))) GiB; "
-            + "driver \(device.driverVersion / 1000).\(device.driverVersion % 1000 / 10), NVRTC \(NVRTC.status.version), "
-            + "cuBLASLt \(lt / 10000).\(lt / 100 % 100).\(lt % 100); " + Self.describe(precision)
+            + "driver \(device.driverVersion / 1000).\(device.driverVersion % 1000 / 10), NVRTC \(NVRTC.status.version)"
+            + (kernels.target.ptx ? " (\(kernels.target), compiled by the driver)" : "")
+            + ", cuBLASLt \(lt / 10000).\(lt / 100 % 100).\(lt % 100); " + Self.describe(precision)
+        try startupCheck()
     }
 
     /// The GPU cannot compute at the asked precision (`--device auto` does not fall back to the CPU for this).
@@ -129,11 +131,13 @@ public final class CUDABackend: Backend {
             for i in 0..<g.batch { scale(c.slice(i * g.strideC, g.m * g.n), count: g.m * g.n, by: g.beta) }
         } else {
             let (a, b) = halfOperands(a, b, g)
-            if let bias, g.batch == 1, ptr(bias) % 16 == 0 {   // the epilogue wants a 16-byte-aligned bias
-                gemm.run(c: ptr(c), a: ptr(a), b: ptr(b), bias: ptr(bias), g)
+            // The epilogue takes a bias cuBLASLt accepts (it may refuse one: then a kernel adds it).
+            if let bias, g.batch == 1, ptr(bias) % 16 == 0, gemm.run(c: ptr(c), a: ptr(a), b: ptr(b), bias: ptr(bias), g) {
+                device.checkpoint("the cuBLASLt matmul m \(g.m) n \(g.n) k \(g.k) with the bias epilogue")
                 return
             }
             gemm.run(c: ptr(c), a: ptr(a), b: ptr(b), bias: nil, g)
+            device.checkpoint("the cuBLASLt matmul m \(g.m) n \(g.n) k \(g.k) batch \(g.batch)")
         }
         if let bias {   // batched, misaligned or empty: every matrix of the batch gets the bias
             for i in 0..<g.batch {
@@ -472,20 +476,55 @@ public final class CUDABackend: Backend {
     /// Queues `kernel` after checking `args` against its signature: a wrong count, order, width
     /// or tensor dtype is a bug in this file, stopped here with the kernel's name.
     private func launch(_ kernel: CUDAKernel, grid: Int, block: Int, blockY: Int = 1, _ args: [KernelArg]) {
+        do { try tryLaunch(kernel, grid: grid, block: block, blockY: blockY, args) } catch { fatalError("retort: \(error)") }
+    }
+
+    /// `launch`, throwing what would stop the program (for the start-up check).
+    private func tryLaunch(_ kernel: CUDAKernel, grid: Int, block: Int, blockY: Int = 1, _ args: [KernelArg]) throws {
         precondition(args.count == kernel.parameters.count,
                      "\(kernel): \(args.count) arguments for \(kernel.parameters.count) parameters")
         for (index, (arg, parameter)) in zip(args, kernel.parameters).enumerated() {
             precondition(arg.fits(parameter), "\(kernel): argument \(index) (\(arg)) does not fit parameter \(index) (\(parameter.rawValue))")
         }
         guard grid > 0 else { return }   // nothing to do (an empty tensor)
-        let fn: rt_CUfunction
-        do { fn = try kernels.function(kernel.file, kernel.name) } catch { fatalError("retort: \(error)") }
-        device.makeCurrent()
+        device.makeCurrent()   // before the lookup: loading a module needs the context too
+        let fn = try kernels.function(kernel.file, kernel.name)
         var slots = args.map(slot)
         let result = slots.withUnsafeMutableBufferPointer { buffer in
             rt_cuda_launch(fn, UInt32(grid), 1, 1, UInt32(block), UInt32(blockY), 1, 0, device.stream,
                            buffer.baseAddress, Int32(buffer.count))
         }
-        device.must(result, "launching \(kernel)")
+        let shape = "grid \(grid), block \(block)" + (blockY > 1 ? "×\(blockY)" : "")
+        try CUDADevice.check(result, "launching \(kernel) (\(shape))")
+        device.checkpoint("\(kernel) (\(shape))")
+    }
+
+    /// A matmul through the bias epilogue and a kernel, run and read back when the backend is
+    /// made: a GPU, driver or library that cannot do Retort's work fails here — where
+    /// `--device auto` still falls back to the CPU with the reason — not in the middle of a run.
+    private func startupCheck() throws {
+        let (m, n, k) = (2, 3, 4)
+        let a = (0..<(m * k)).map { Float($0 % 5) - 2 }, b = (0..<(n * k)).map { Float($0 % 3) - 1 }, bias: [Float] = [0.5, -1, 2]
+        var expected = [Float](repeating: 0, count: m * n)   // (A·Bᵀ + bias) · 2
+        for i in 0..<m { for j in 0..<n { expected[i * n + j] = 2 * ((0..<k).reduce(bias[j]) { $0 + a[i * k + $1] * b[j * k + $1] }) } }
+        let da = try allocate(a.count, .f32), db = try allocate(b.count, .f32), dBias = try allocate(n, .f32)
+        let dc = try allocate(m * n, .f32)
+        for (tensor, values) in [(da, a), (db, b), (dBias, bias)] {
+            try values.withUnsafeBytes { try CUDADevice.check(device.driver.cuMemcpyHtoD(ptr(tensor), $0.baseAddress, $0.count), "an upload") }
+        }
+        let g = Gemm(m: m, n: n, k: k, transB: true)
+        let (ha, hb) = halfOperands(da, db, g)   // exact at every precision: small integers
+        if try !gemm.tryRun(c: ptr(dc), a: ptr(ha), b: ptr(hb), bias: ptr(dBias), g) {
+            _ = try gemm.tryRun(c: ptr(dc), a: ptr(ha), b: ptr(hb), bias: nil, g)
+            try tryLaunch(K.biasAdd, grid: 1, block: 256, [.tensor(dc), .tensor(dBias), .int64(m), .int32(n)])
+        }
+        try tryLaunch(K.scaleF32, grid: 1, block: 256, [.tensor(dc), .int64(m * n), .float(2)])
+        try CUDADevice.check(device.driver.cuStreamSynchronize(device.stream), "running a test matmul and kernel")
+        var got = [Float](repeating: .nan, count: m * n)
+        try got.withUnsafeMutableBytes { try CUDADevice.check(device.driver.cuMemcpyDtoH($0.baseAddress, ptr(dc), $0.count), "a download") }
+        guard got == expected else {
+            throw BackendError("a test matmul and kernel computed \(got), expected \(expected): this GPU, driver or library "
+                               + "does not compute what Retort needs")
+        }
     }
 }

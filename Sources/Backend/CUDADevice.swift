@@ -49,6 +49,17 @@ final class CUDADevice: @unchecked Sendable {
         _ = driver.cuDevicePrimaryCtxRelease(device)
     }
 
+    /// RETORT_CUDA_SYNC=1: wait for the device after every kernel and matmul, so a fault is
+    /// reported with the op that caused it (normally it surfaces at the next download, unnamed).
+    let synchronizeEachOp = ProcessInfo.processInfo.environment["RETORT_CUDA_SYNC"] == "1"
+
+    /// Under RETORT_CUDA_SYNC=1, waits for `what` (a kernel with its grid and block, or a
+    /// matmul) to finish and stops the program naming it if it faulted; otherwise nothing.
+    func checkpoint(_ what: @autoclosure () -> String) {
+        guard synchronizeEachOp else { return }
+        must(driver.cuStreamSynchronize(stream), "\(what()) (RETORT_CUDA_SYNC=1: the device faulted in this op)")
+    }
+
     /// Makes the context current on the calling thread (cheap; ops may come from any thread).
     func makeCurrent() {
         var current: rt_CUcontext?
@@ -167,7 +178,8 @@ func megabytes(_ bytes: Int) -> String { "\(bytes / (1 << 20)) MiB" }
 
 /// Retort's CUDA C kernels, compiled by NVRTC for this device at first use and cached on disk
 /// (~/.cache/retort/kernels or $RETORT_KERNEL_CACHE), keyed by the source's hash (kernel file
-/// and common header), the architecture and the NVRTC version.
+/// and common header), every compile option (the target among them) and the NVRTC version. A
+/// cached image the driver will not load is deleted and compiled again, once.
 final class CUDAKernels: @unchecked Sendable {
     private let device: CUDADevice
     private let lock = NSLock()
@@ -175,6 +187,8 @@ final class CUDAKernels: @unchecked Sendable {
     private var functions: [String: rt_CUfunction] = [:]
     private let sources: [String: String]
     let arch: Int
+    /// A cubin for this GPU, or PTX for an older architecture when NVRTC does not know this one.
+    let target: NVRTC.Target
     let cacheFolder: URL?
 
     init(device: CUDADevice) throws {
@@ -182,6 +196,7 @@ final class CUDAKernels: @unchecked Sendable {
         arch = device.info.arch
         let nvrtc = NVRTC.status
         guard nvrtc.available else { throw BackendError("the CUDA backend needs NVRTC to compile its kernels: \(nvrtc.error)") }
+        target = try NVRTC.target(for: arch).get()
         sources = Dictionary(uniqueKeysWithValues: NVRTC.kernelSources.map { ($0.name, $0.source) })
         let env = ProcessInfo.processInfo.environment
         let folder = env["RETORT_KERNEL_CACHE"].map { URL(fileURLWithPath: $0) }
@@ -208,6 +223,7 @@ final class CUDAKernels: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let fn = functions[key] { return fn }
+        device.makeCurrent()
         let module = try modules[file] ?? load(file)
         modules[file] = module
         var fn: rt_CUfunction?
@@ -218,31 +234,33 @@ final class CUDAKernels: @unchecked Sendable {
 
     private func load(_ file: String) throws -> rt_CUmodule {
         guard let source = sources[file] else { throw BackendError("no CUDA kernel file \(file) is embedded") }
-        let image = try cubin(file, source)
+        let options = NVRTC.options(target)
+        let hash = fnv1a64(([NVRTC.commonHeader.source, source] + options).joined(separator: "\u{0}"))
+        let cacheName = "\(file.replacingOccurrences(of: ".cu", with: ""))-\(String(hash, radix: 16))-\(target.ptx ? "compute" : "sm")"
+            + "\(target.arch)-nvrtc\(NVRTC.status.version).\(target.ptx ? "ptx" : "cubin")"
+        let cached = cacheFolder.map { $0.appendingPathComponent(cacheName) }
         device.makeCurrent()
-        var module: rt_CUmodule?
-        let result = image.withUnsafeBytes { device.driver.cuModuleLoadData(&module, $0.baseAddress) }
-        try CUDADevice.check(result, "loading \(file) (sm_\(arch), NVRTC \(NVRTC.status.version), driver \(device.driverVersion))")
-        return module!
-    }
-
-    /// The cubin from the disk cache, or compiled now and cached (temp file, then rename).
-    private func cubin(_ file: String, _ source: String) throws -> [UInt8] {
-        let version = NVRTC.status.version
-        let hash = fnv1a64(NVRTC.commonHeader.source + "\u{0}" + source)
-        let name = "\(file.replacingOccurrences(of: ".cu", with: ""))-\(String(hash, radix: 16))-sm\(arch)-nvrtc\(version).cubin"
-        if let folder = cacheFolder, let data = try? Data(contentsOf: folder.appendingPathComponent(name)), !data.isEmpty {
-            return [UInt8](data)
+        func loadImage(_ image: [UInt8]) -> (rt_CUmodule?, rt_CUresult) {
+            var module: rt_CUmodule?
+            let result = image.withUnsafeBytes { device.driver.cuModuleLoadData(&module, $0.baseAddress) }
+            return (module, result)
         }
-        let image = try NVRTC.compile(source: source, name: file, arch: arch)
-        if let folder = cacheFolder {
-            let temp = folder.appendingPathComponent(".\(name).\(getpid()).tmp")
-            if (try? Data(image).write(to: temp)) != nil {
-                _ = try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
-                _ = try? FileManager.default.moveItem(at: temp, to: folder.appendingPathComponent(name))
+        if let cached, let data = try? Data(contentsOf: cached), !data.isEmpty {
+            let (module, result) = loadImage([UInt8](data))
+            if result == 0, let module { return module }
+            try? FileManager.default.removeItem(at: cached)   // stale or damaged: compile it again
+        }
+        let image = try NVRTC.compile(source: source, name: file, target: target)
+        let (module, result) = loadImage(image)
+        try CUDADevice.check(result, "loading \(file) (\(target) for sm_\(arch), NVRTC \(NVRTC.status.version), "
+                             + "driver \(device.driverVersion / 1000).\(device.driverVersion % 1000 / 10))")
+        if let cached, let folder = cacheFolder {   // only an image the driver took (temp file, then rename)
+            let temp = folder.appendingPathComponent(".\(cacheName).\(getpid()).tmp")
+            if (try? Data(image).write(to: temp)) != nil, rename(temp.path, cached.path) != 0 {
+                try? FileManager.default.removeItem(at: temp)
             }
         }
-        return image
+        return module!
     }
 }
 

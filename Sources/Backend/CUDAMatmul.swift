@@ -11,8 +11,10 @@ import Foundation
 final class CUDAMatmul: @unchecked Sendable {
     private struct Key: Hashable {
         var m, n, k, lda, ldb, ldc, batch, strideA, strideB, strideC: Int
-        var transA, transB, bias: Bool
+        var transA, transB: Bool
         var alignA, alignB, alignC: Int
+        /// The bias pointer's alignment through the BIAS epilogue (0: no epilogue).
+        var alignBias: Int
     }
 
     private final class Plan {
@@ -35,6 +37,8 @@ final class CUDAMatmul: @unchecked Sendable {
     private let handle: rt_cublasLtHandle
     private let workspace: Tensor
     private var plans: [Key: Plan] = [:]
+    /// Problems cuBLASLt would not run with the BIAS epilogue: their bias is added by a kernel.
+    private var epilogueRefused: Set<Key> = []
     private let lock = NSLock()
     static let workspaceBytes = 32 << 20
 
@@ -71,24 +75,43 @@ final class CUDAMatmul: @unchecked Sendable {
     }
 
     /// C = alpha·op(A)·op(B) + beta·C (+ bias[n] on every row, through the epilogue; batch 1 only).
-    func run(c: UInt64, a: UInt64, b: UInt64, bias: UInt64?, _ g: Gemm) {
+    /// Returns false, having done nothing, when cuBLASLt will not take this bias through the
+    /// epilogue (no algorithm for it, or NOT_SUPPORTED at run time): the caller then runs the
+    /// matmul without it and adds the bias with a kernel. Every other failure is a device fault
+    /// or a bug and stops the program.
+    @discardableResult
+    func run(c: UInt64, a: UInt64, b: UInt64, bias: UInt64?, _ g: Gemm) -> Bool {
+        do { return try tryRun(c: c, a: a, b: b, bias: bias, g) } catch { fatalError("retort: cuBLASLt: \(error)") }
+    }
+
+    /// `run`, throwing what would stop the program (for the start-up check).
+    func tryRun(c: UInt64, a: UInt64, b: UInt64, bias: UInt64?, _ g: Gemm) throws -> Bool {
         precondition(bias == nil || g.batch == 1, "the bias epilogue is for single matmuls")
-        guard g.m > 0 && g.n > 0 && g.k > 0 && g.batch > 0 else { return }
+        guard g.m > 0 && g.n > 0 && g.k > 0 && g.batch > 0 else { return true }
+        // The plan depends on every alignment cuBLASLt's choice relies on, the bias's included:
+        // the heuristic sees the real bias pointer (a null one would promise 256 bytes).
         let key = Key(m: g.m, n: g.n, k: g.k, lda: g.lda, ldb: g.ldb, ldc: g.ldc, batch: g.batch,
                       strideA: g.strideA, strideB: g.strideB, strideC: g.strideC, transA: g.transA, transB: g.transB,
-                      bias: bias != nil, alignA: Self.alignment(a), alignB: Self.alignment(b), alignC: Self.alignment(c))
+                      alignA: Self.alignment(a), alignB: Self.alignment(b), alignC: Self.alignment(c),
+                      alignBias: bias.map(Self.alignment) ?? 0)
         lock.lock()
         defer { lock.unlock() }
+        if epilogueRefused.contains(key) { return false }
         let plan: Plan
         if let cached = plans[key] {
             plan = cached
         } else {
-            do { plan = try makePlan(key) } catch { fatalError("retort: cuBLASLt: \(error)") }
+            do {
+                plan = try makePlan(key, bias: bias)
+            } catch {
+                guard bias == nil else { epilogueRefused.insert(key); return false }
+                throw error
+            }
             plans[key] = plan
         }
         if var biasPointer = bias {
-            mustLt(api.cublasLtMatmulDescSetAttribute(plan.desc, Int32(RT_CUBLASLT_MATMUL_DESC_BIAS_POINTER), &biasPointer,
-                                                      MemoryLayout<UInt64>.size), "bias pointer")
+            try checkLt(api.cublasLtMatmulDescSetAttribute(plan.desc, Int32(RT_CUBLASLT_MATMUL_DESC_BIAS_POINTER), &biasPointer,
+                                                           MemoryLayout<UInt64>.size), "bias pointer")
         }
         var alpha = g.alpha, beta = g.beta, algo = plan.algo
         let ws = UnsafeMutableRawPointer(bitPattern: UInt(workspace.buffer.address))
@@ -98,15 +121,21 @@ final class CUDAMatmul: @unchecked Sendable {
                                         UnsafeRawPointer(bitPattern: UInt(c)), plan.c,
                                         UnsafeMutableRawPointer(bitPattern: UInt(c)), plan.c, &algo, ws,
                                         min(plan.workspace, Self.workspaceBytes), device.stream)
-        mustLt(status, "cublasLtMatmul m \(g.m) n \(g.n) k \(g.k) batch \(g.batch)")
-        _ = ws
+        if status == Self.notSupported && bias != nil {
+            epilogueRefused.insert(key)
+            return false
+        }
+        try checkLt(status, "cublasLtMatmul m \(g.m) n \(g.n) k \(g.k) batch \(g.batch)")
+        return true
     }
 
-    private func mustLt(_ status: rt_cublasStatus, _ what: String) {
-        if status != 0 { fatalError("retort: cuBLASLt \(what): \(statusText(status))") }
+    static let notSupported: rt_cublasStatus = 15   // CUBLAS_STATUS_NOT_SUPPORTED
+
+    private func checkLt(_ status: rt_cublasStatus, _ what: String) throws {
+        if status != 0 { throw BackendError("\(what): \(statusText(status))") }
     }
 
-    private func makePlan(_ key: Key) throws -> Plan {
+    private func makePlan(_ key: Key, bias: UInt64?) throws -> Plan {
         let plan = Plan(api: api)
         func check(_ status: rt_cublasStatus, _ what: String) throws {
             if status != 0 { throw BackendError("\(what): \(statusText(status))") }
@@ -117,9 +146,11 @@ final class CUDAMatmul: @unchecked Sendable {
         var opB = Int32(key.transA ? RT_CUBLAS_OP_T : RT_CUBLAS_OP_N)   // B' is our A
         try check(api.cublasLtMatmulDescSetAttribute(plan.desc, Int32(RT_CUBLASLT_MATMUL_DESC_TRANSA), &opA, 4), "transa")
         try check(api.cublasLtMatmulDescSetAttribute(plan.desc, Int32(RT_CUBLASLT_MATMUL_DESC_TRANSB), &opB, 4), "transb")
-        if key.bias {
+        if var biasPointer = bias {
             var epilogue = UInt32(RT_CUBLASLT_EPILOGUE_BIAS)
             try check(api.cublasLtMatmulDescSetAttribute(plan.desc, Int32(RT_CUBLASLT_MATMUL_DESC_EPILOGUE), &epilogue, 4), "epilogue")
+            try check(api.cublasLtMatmulDescSetAttribute(plan.desc, Int32(RT_CUBLASLT_MATMUL_DESC_BIAS_POINTER), &biasPointer,
+                                                         MemoryLayout<UInt64>.size), "bias pointer")
         }
         // Stored matrices, column-major (rows, cols, ld): our row-major [r, c] with ld is [c, r].
         let aRows = key.transB ? key.k : key.n, aCols = key.transB ? key.n : key.k

@@ -157,23 +157,98 @@ static int resolve_nvrtc(void *handle, const char *path_of_handle) {
     LOAD_SYMBOL(handle, nvrtc.fn, nvrtcGetCUBIN, "nvrtcGetCUBIN", nvrtc.error, sizeof nvrtc.error);
     LOAD_SYMBOL(handle, nvrtc.fn, nvrtcDestroyProgram, "nvrtcDestroyProgram", nvrtc.error, sizeof nvrtc.error);
     LOAD_SYMBOL(handle, nvrtc.fn, nvrtcGetErrorString, "nvrtcGetErrorString", nvrtc.error, sizeof nvrtc.error);
+    *(void **)&nvrtc.fn.nvrtcGetNumSupportedArchs = dlsym(handle, "nvrtcGetNumSupportedArchs");   // 11.2+
+    *(void **)&nvrtc.fn.nvrtcGetSupportedArchs = dlsym(handle, "nvrtcGetSupportedArchs");
+    *(void **)&nvrtc.fn.nvrtcGetPTXSize = dlsym(handle, "nvrtcGetPTXSize");
+    *(void **)&nvrtc.fn.nvrtcGetPTX = dlsym(handle, "nvrtcGetPTX");
     return 1;
+}
+
+// The CUDA major version the driver supports (e.g. 12 for 12.4), or 0 when there is no driver
+// (NVRTC alone, to compile without a GPU: then any version will do).
+static int driver_major(void) {
+    const rt_cuda_info *c = rt_cuda_load();
+    return c->loaded && c->driver_version > 0 ? c->driver_version / 1000 : 0;
+}
+
+// Loads the newest of `names` (versioned sonames, newest first; the last may be unversioned)
+// whose major version the driver supports: a library newer than the driver (libnvrtc.so.13 on a
+// 12.x driver) produces code or calls the driver cannot take. `version_major` reads a loaded
+// library's major. On failure `error` says what was found and why it was refused.
+static void *load_for_driver(const char *const *names, const char *what, const char *pip_hint,
+                             int (*version_major)(void *handle), char *path, size_t path_size, char *error,
+                             size_t error_size) {
+    char storage[MAX_DIRS][512];
+    const char *dirs[MAX_DIRS + 1];
+    cuda_dirs(storage, dirs);
+    const int supported = driver_major();
+    char refused[768] = "";
+    for (int i = 0; names[i]; i++) {
+        const char *one[] = { names[i], NULL };
+        char found[512], why[256];
+        void *handle = rt_dlopen_search(one, dirs, 1, found, sizeof found, why, sizeof why);
+        if (!handle) continue;
+        const int major = version_major(handle);
+        if (supported > 0 && major > supported) {
+            if (!refused[0])   // CUDA 13's wheels are plain nvidia-*, older ones nvidia-*-cu12 / -cu11
+                snprintf(refused, sizeof refused, "%s (CUDA %d) was found but the driver supports CUDA %d.%d at most: "
+                         "install the CUDA %d %s (pip install %s%s%.0d) or update the driver", found, major, supported,
+                         rt_cuda_load()->driver_version % 1000 / 10, supported, what, pip_hint, supported < 13 ? "-cu" : "",
+                         supported < 13 ? supported : 0);
+            continue;   // not dlclose'd: a library may not take being unloaded; it is never called
+        }
+        snprintf(path, path_size, "%s", found);
+        return handle;
+    }
+    if (refused[0]) snprintf(error, error_size, "%s", refused);
+    else snprintf(error, error_size, "%.*s not found (pip install %s, or set CUDA_HOME)",
+                  (int)(strstr(names[0], ".so") ? strstr(names[0], ".so") - names[0] : (long)strlen(names[0])), names[0], pip_hint);
+    return NULL;
+}
+
+static int nvrtc_major(void *handle) {
+    rt_nvrtcResult (*version)(int *, int *);
+    *(void **)&version = dlsym(handle, "nvrtcVersion");
+    int major = 0, minor = 0;
+    if (version) version(&major, &minor);
+    return major;
+}
+
+// NVRTC loads libnvrtc-builtins.so.<major>.<minor> by name when it compiles; when NVRTC came from
+// a folder the system loader does not search (a pip wheel, RETORT_CUDA_PATH), load the builtins
+// from that same folder first so that name resolves to them.
+static void preload_nvrtc_builtins(const char *nvrtc_path) {
+    char name[600];
+    const char *slash = strrchr(nvrtc_path, '/');
+    if (!slash) return;
+    snprintf(name, sizeof name, "%.*s/libnvrtc-builtins.so.%d.%d", (int)(slash - nvrtc_path), nvrtc_path,
+             nvrtc.major, nvrtc.minor);
+    dlopen(name, RTLD_NOW | RTLD_GLOBAL);   // absent (an emulated or static NVRTC): nothing to do
 }
 
 static void load_nvrtc(void) {
     memset(&nvrtc, 0, sizeof nvrtc);
-    char storage[MAX_DIRS][512];
-    const char *dirs[MAX_DIRS + 1];
     const char *names[] = { "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so", NULL };
-    void *handle = rt_dlopen_search(names, cuda_dirs(storage, dirs), 1, nvrtc.path, sizeof nvrtc.path,
-                                    nvrtc.error, sizeof nvrtc.error);
-    if (!handle) {
-        snprintf(nvrtc.error, sizeof nvrtc.error, "libnvrtc not found (pip install nvidia-cuda-nvrtc, or set CUDA_HOME)");
-        return;
-    }
+    void *handle = load_for_driver(names, "NVRTC", "nvidia-cuda-nvrtc", nvrtc_major, nvrtc.path,
+                                   sizeof nvrtc.path, nvrtc.error, sizeof nvrtc.error);
+    if (!handle) return;
     if (!resolve_nvrtc(handle, nvrtc.path)) return;
     nvrtc.fn.nvrtcVersion(&nvrtc.major, &nvrtc.minor);
+    preload_nvrtc_builtins(nvrtc.path);
     nvrtc.loaded = 1;
+}
+
+int rt_nvrtc_supported_archs(int *archs, int capacity) {
+    const rt_nvrtc_info *n = rt_nvrtc_load();
+    int count = 0;
+    if (!n->loaded || !n->fn.nvrtcGetNumSupportedArchs || !n->fn.nvrtcGetSupportedArchs) return 0;
+    if (n->fn.nvrtcGetNumSupportedArchs(&count) || count <= 0) return 0;
+    int *all = malloc(sizeof(int) * (size_t)count);
+    if (!all || n->fn.nvrtcGetSupportedArchs(all)) { free(all); return 0; }
+    if (count > capacity) count = capacity;
+    memcpy(archs, all, sizeof(int) * (size_t)count);
+    free(all);
+    return count;
 }
 
 const rt_nvrtc_info *rt_nvrtc_load(void) {
@@ -185,25 +260,19 @@ static char *copy_string(const char *text) {
     return strdup(text ? text : "");
 }
 
-int rt_nvrtc_compile(const char *source, const char *name, int arch, int num_headers, const char *const *headers,
-                     const char *const *header_names, const char *const *extra_options, int num_extra_options,
-                     char **cubin, size_t *cubin_size, char **log) {
-    *cubin = NULL;
-    *cubin_size = 0;
+int rt_nvrtc_compile(const char *source, const char *name, int ptx, int num_headers, const char *const *headers,
+                     const char *const *header_names, const char *const *options, int num_options,
+                     char **image, size_t *image_size, char **log) {
+    *image = NULL;
+    *image_size = 0;
     *log = NULL;
     const rt_nvrtc_info *n = rt_nvrtc_load();
     if (!n->loaded) { *log = copy_string(n->error); return 1; }
+    if (ptx && (!n->fn.nvrtcGetPTXSize || !n->fn.nvrtcGetPTX)) { *log = copy_string("this NVRTC cannot return PTX"); return 1; }
     rt_nvrtcProgram prog = NULL;
     rt_nvrtcResult r = n->fn.nvrtcCreateProgram(&prog, source, name, num_headers, headers, header_names);
     if (r) { *log = copy_string(n->fn.nvrtcGetErrorString(r)); return 1; }
-    char arch_option[64];
-    snprintf(arch_option, sizeof arch_option, "--gpu-architecture=sm_%d", arch);
-    const char *options[32];
-    int count = 0;
-    options[count++] = arch_option;
-    options[count++] = "--std=c++17";
-    for (int i = 0; i < num_extra_options && count < 32; i++) options[count++] = extra_options[i];
-    r = n->fn.nvrtcCompileProgram(prog, count, options);
+    r = n->fn.nvrtcCompileProgram(prog, num_options, options);
     size_t log_size = 0;
     n->fn.nvrtcGetProgramLogSize(prog, &log_size);
     if (log_size > 1) {
@@ -216,9 +285,11 @@ int rt_nvrtc_compile(const char *source, const char *name, int arch, int num_hea
         n->fn.nvrtcDestroyProgram(&prog);
         return 1;
     }
-    n->fn.nvrtcGetCUBINSize(prog, cubin_size);
-    *cubin = malloc(*cubin_size ? *cubin_size : 1);
-    n->fn.nvrtcGetCUBIN(prog, *cubin);
+    if (ptx) n->fn.nvrtcGetPTXSize(prog, image_size);
+    else n->fn.nvrtcGetCUBINSize(prog, image_size);
+    *image = malloc(*image_size ? *image_size : 1);
+    if (ptx) n->fn.nvrtcGetPTX(prog, *image);
+    else n->fn.nvrtcGetCUBIN(prog, *image);
     n->fn.nvrtcDestroyProgram(&prog);
     return 0;
 }
@@ -246,17 +317,18 @@ static int resolve_lt(void *handle, const char *path_of_handle) {
     return 1;
 }
 
+static int cublaslt_major(void *handle) {
+    size_t (*version)(void);
+    *(void **)&version = dlsym(handle, "cublasLtGetVersion");
+    return version ? (int)(version() / 10000) : 0;   // e.g. 130100: 13.1.0
+}
+
 static void load_lt(void) {
     memset(&lt, 0, sizeof lt);
-    char storage[MAX_DIRS][512];
-    const char *dirs[MAX_DIRS + 1];
     const char *names[] = { "libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11", "libcublasLt.so", NULL };
-    void *handle = rt_dlopen_search(names, cuda_dirs(storage, dirs), 1, lt.path, sizeof lt.path,
-                                    lt.error, sizeof lt.error);
-    if (!handle) {
-        snprintf(lt.error, sizeof lt.error, "libcublasLt not found (pip install nvidia-cublas, or set CUDA_HOME)");
-        return;
-    }
+    void *handle = load_for_driver(names, "cuBLAS", "nvidia-cublas", cublaslt_major, lt.path, sizeof lt.path,
+                                   lt.error, sizeof lt.error);
+    if (!handle) return;
     if (!resolve_lt(handle, lt.path)) return;
     lt.version = lt.fn.cublasLtGetVersion();
     lt.loaded = 1;
@@ -270,9 +342,12 @@ const rt_cublaslt_info *rt_cublaslt_load(void) {
 // ---------------------------------------------------------------- kernel launch
 rt_CUresult rt_cuda_launch(rt_CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                            unsigned bz, unsigned shared_bytes, rt_CUstream stream, uint64_t *args, int count) {
-    void *params[32];
+    void *params[33];
     if (count > 32) return 1;   // CUDA_ERROR_INVALID_VALUE
     for (int i = 0; i < count; i++) params[i] = &args[i];
+    // A null after the last argument: the driver reads as many as the kernel declares and never
+    // looks at it; the emulated device (Tests/CUDAEmulation) checks the count with it.
+    params[count] = NULL;
     return rt_cuda_load()->fn.cuLaunchKernel(fn, gx, gy, gz, bx, by, bz, shared_bytes, stream, params, NULL);
 }
 

@@ -15,9 +15,17 @@ public struct CheckResult: Sendable {
 public enum Conformance {
     /// Compares `got` with `expected`: fails on a length mismatch, a NaN, or an element off by
     /// more than atol + rtol·|expected|; the detail names the worst element.
-    public static func compare(_ name: String, got: [Float], expected: [Float], atol: Double, rtol: Double) -> CheckResult {
+    /// At tf32 (`precision`), the tolerances widen to at least `tf32Tolerance` relative to
+    /// `scale` (default: the output's largest |expected|) and to each element.
+    public static func compare(_ name: String, got: [Float], expected: [Float], atol: Double, rtol: Double,
+                               precision: Precision = .fp32, scale: Double? = nil) -> CheckResult {
         guard got.count == expected.count else {
             return CheckResult(name: name, passed: false, detail: "length \(got.count), expected \(expected.count)", skipped: false)
+        }
+        var atol = atol, rtol = rtol
+        if precision == .tf32 {
+            atol = max(atol, tf32Tolerance * (scale ?? Double(expected.lazy.map { abs($0) }.max() ?? 0)))
+            rtol = max(rtol, tf32Tolerance)
         }
         var worst = -1, worstExcess = -Double.infinity, maxError = 0.0
         for i in 0..<got.count {
@@ -31,12 +39,19 @@ public enum Conformance {
         return CheckResult(name: name, passed: worstExcess <= 0, detail: detail, skipped: false)
     }
 
+    /// TF32 keeps 11 significant bits of each matmul operand (unit roundoff 2⁻¹¹ ≈ 4.9e-4), so a
+    /// product is off by up to ~1e-3 relative, and a sum of products by that much of the sum of
+    /// their magnitudes, which cancellation can leave well above the result itself; outputs that
+    /// pass through two to four matmuls (LoRA, attention, a backward) compound it. Hence errors
+    /// up to 4e-3 of the output's scale, as for any fp32 result on a GPU with TF32 on.
+    public static let tf32Tolerance = 4e-3
+
     /// Runs one op case on both backends and compares every output.
     public static func run(_ c: OpCase, candidate: Backend, reference: Backend) -> [CheckResult] {
         do {
             let expected = try c.run(reference), got = try c.run(candidate)
             return zip(got, expected).map { g, e in
-                compare("\(c.name): \(g.0)", got: g.1, expected: e.1, atol: c.atol, rtol: c.rtol)
+                compare("\(c.name): \(g.0)", got: g.1, expected: e.1, atol: c.atol, rtol: c.rtol, precision: candidate.precision)
             }
         } catch {
             return [CheckResult(name: c.name, passed: false, detail: "\(error)", skipped: false)]

@@ -2,14 +2,20 @@
 // (Tests/Golden) — logits, loss and every parameter gradient — and, when the weights are in
 // the asset folder, all-MiniLM-L6-v2: logits and gradients on a padded batch, then the first
 // five training losses (dropout on, AdamW, clipping), which must follow the same trajectory.
+// On a slow candidate (the emulated CUDA device) `.logits` keeps MiniLM to one forward pass.
 import Backend
 import Foundation
 import Models
 import Train
 
 public enum ModelCases {
+    /// How much of all-MiniLM-L6-v2 runs: logits, loss and every gradient, then five training
+    /// steps (`.full`), or the logits of one forward pass (`.logits`).
+    public enum MiniLMDepth: String, Sendable { case full, logits }
+
     /// Every model case that can run here; a missing fixture or asset gives a skipped result.
-    public static func run(candidate: Backend, reference: Backend, golden: String, assets: String) -> [CheckResult] {
+    public static func run(candidate: Backend, reference: Backend, golden: String, assets: String,
+                           minilm depth: MiniLMDepth = .full) -> [CheckResult] {
         var results: [CheckResult] = []
         for name in ["tiny-bert", "tiny-mpnet"] {
             let folder = golden + "/" + name, batch = golden + "/" + name + "-expected.safetensors"
@@ -39,6 +45,16 @@ public enum ModelCases {
                           types: [Int32](repeating: 0, count: B * T),
                           mask: (0..<B).flatMap { b in (0..<T).map { j in j < lengths[b] ? 1 : 0 } },
                           labels: (0..<B).map { Int32($0 % 2) }, batch: B, length: T)
+        guard depth == .full else {
+            return results + guarded("all-MiniLM-L6-v2") {
+                func logits(_ backend: Backend) throws -> [Float] {
+                    let (model, a) = try prepare(folder: minilm, labels: 2, input, backend: backend)
+                    return backend.floats(model.forward(a))
+                }
+                return [Conformance.compare("all-MiniLM-L6-v2: logits", got: try logits(candidate), expected: try logits(reference),
+                                            atol: 1e-4, rtol: 1e-4, precision: candidate.precision)]
+            }
+        }
         results += guarded("all-MiniLM-L6-v2") {
             try gradients("all-MiniLM-L6-v2", folder: minilm, labels: 2, input, candidate: candidate, reference: reference,
                           gradientTolerance: 1e-3)
@@ -47,7 +63,7 @@ public enum ModelCases {
             let expected = try trainingLosses(folder: minilm, input, backend: reference)
             let got = try trainingLosses(folder: minilm, input, backend: candidate)
             return [Conformance.compare("all-MiniLM-L6-v2: first 5 training losses \(got.map { String(format: "%.5f", $0) })",
-                                        got: got, expected: expected, atol: 1e-5, rtol: 1e-4)]
+                                        got: got, expected: expected, atol: 1e-5, rtol: 1e-4, precision: candidate.precision)]
         }
         return results
     }
@@ -80,8 +96,10 @@ public enum ModelCases {
             return (logits, loss, backend.floats(model.grads), model)
         }
         let e = try outputs(reference), g = try outputs(candidate)
-        var results = [Conformance.compare("\(name): logits", got: g.logits, expected: e.logits, atol: 1e-4, rtol: 1e-4),
-                       Conformance.compare("\(name): loss", got: [g.loss], expected: [e.loss], atol: 1e-5, rtol: 1e-4)]
+        var results = [Conformance.compare("\(name): logits", got: g.logits, expected: e.logits, atol: 1e-4, rtol: 1e-4,
+                                           precision: candidate.precision),
+                       Conformance.compare("\(name): loss", got: [g.loss], expected: [e.loss], atol: 1e-5, rtol: 1e-4,
+                                           precision: candidate.precision)]
         // Per parameter tensor; the absolute floor is relative to the model's largest gradient
         // (some gradients, such as the key biases', are pure rounding noise on both sides).
         let largest = Double(e.grads.map(abs).max() ?? 1)
@@ -89,7 +107,7 @@ public enum ModelCases {
         for entry in e.model.layout.entries {
             let range = entry.offset..<(entry.offset + entry.count)
             let r = Conformance.compare("\(name): gradient of \(entry.name)", got: Array(g.grads[range]), expected: Array(e.grads[range]),
-                                        atol: 1e-5 * largest, rtol: gradientTolerance)
+                                        atol: 1e-5 * largest, rtol: gradientTolerance, precision: candidate.precision, scale: largest)
             if !r.passed { failures.append(r) }
         }
         results.append(failures.first ?? CheckResult(name: "\(name): every parameter gradient (\(e.model.layout.entries.count) tensors)",

@@ -203,11 +203,11 @@ public enum SafeTensorsWriter {
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
         file.append(json)
         for t in tensors {
-            t.values.withUnsafeBufferPointer { p in
-                p.withMemoryRebound(to: UInt32.self) { words in
-                    for w in words { withUnsafeBytes(of: w.littleEndian) { file.append(contentsOf: $0) } }
-                }
-            }
+            #if _endian(little)
+            t.values.withUnsafeBytes { file.append(contentsOf: $0) }   // already the file's byte order
+            #else
+            for v in t.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { file.append(contentsOf: $0) } }
+            #endif
         }
         try writeAtomically(file, to: path)
     }

@@ -1,7 +1,7 @@
 // backend-check: every Backend op and the model cases on a device, against the CPU backend
 // (as ggml's test-backend-ops). `swift test` runs the same cases through XCTest; this
 // executable is what scripts/gpu-check runs on a GPU machine, where there is no Swift.
-//   backend-check [--backend cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--golden DIR] [--assets DIR] [--filter TEXT]
+//   backend-check [--backend cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--golden DIR] [--assets DIR] [--minilm full|logits] [--filter TEXT]
 // Exit status 0: every check passed (or was skipped, and says so); 1: a check failed; 2: usage.
 import Backend
 import Conformance
@@ -9,17 +9,19 @@ import Foundation
 
 func usage() -> Never {
     print("""
-        usage: backend-check [--backend cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--golden DIR] [--assets DIR] [--filter TEXT]
+        usage: backend-check [--backend cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--golden DIR] [--assets DIR] [--minilm full|logits] [--filter TEXT]
           --backend    the backend to check against the CPU reference (default cuda)
-          --precision  GPU precision (default fp32; tf32/bf16/fp16 need looser tolerances and are expected to fail some)
+          --precision  GPU precision (default fp32; tf32: every case, errors up to 4e-3 of an output's scale;
+                       bf16/fp16: the 16-bit matmul and tensor-core attention cases)
           --golden     Tests/Golden (tiny BERT/MPNet fixtures; default: beside the executable, then the source tree)
           --assets     folder with all-MiniLM-L6-v2 (default $RETORT_ASSETS or ~/.cache/retort/assets)
+          --minilm     full: MiniLM logits, gradients and 5 training steps (default); logits: one forward pass
           --filter     only cases whose name contains TEXT
         """)
     exit(2)
 }
 
-var backendName = "cuda", precision = Precision.fp32, filter: String?
+var backendName = "cuda", precision = Precision.fp32, filter: String?, minilm = ModelCases.MiniLMDepth.full
 let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
 let sourceGolden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Tests/Golden").path
@@ -36,6 +38,7 @@ while !arguments.isEmpty {
     case "--precision": guard let p = Precision(rawValue: value) else { usage() }; precision = p
     case "--golden": golden = value
     case "--assets": assets = value
+    case "--minilm": guard let d = ModelCases.MiniLMDepth(rawValue: value) else { usage() }; minilm = d
     case "--filter": filter = value
     default: usage()
     }
@@ -64,7 +67,7 @@ for c in Conformance.cases(for: precision) where filter.map({ c.name.contains($0
 if precision.halfType != nil {
     print("skip model cases: they compare with fp32 tolerances; run them with --precision fp32")
 } else if filter == nil || "model".contains(filter!) || filter!.contains("model") {
-    for r in ModelCases.run(candidate: candidate, reference: reference, golden: golden, assets: assets) {
+    for r in ModelCases.run(candidate: candidate, reference: reference, golden: golden, assets: assets, minilm: minilm) {
         print("\(r.skipped ? "skip" : r.passed ? "ok  " : "FAIL") \(r.name): \(r.detail)")
         results.append(r)
     }

@@ -45,7 +45,7 @@ struct DevicesCommand: ParsableCommand {
         }
         for (name, source) in NVRTC.kernelSources {
             do {
-                let cubin = try NVRTC.compile(source: source, name: name, arch: arch)
+                let cubin = try NVRTC.compile(source: source, name: name, target: NVRTC.Target(arch: arch))
                 print("kernels  \(name) sm_\(arch): \(cubin.count) bytes")
             } catch {
                 print("kernels  \(error)")

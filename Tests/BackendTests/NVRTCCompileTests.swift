@@ -24,7 +24,7 @@ final class NVRTCCompileTests: XCTestCase {
         for (name, source) in sources {
             for arch in [75, 80, 86, 89, 90] {
                 do {
-                    let cubin = try NVRTC.compile(source: source, name: name, arch: arch)
+                    let cubin = try NVRTC.compile(source: source, name: name, target: NVRTC.Target(arch: arch))
                     XCTAssertGreaterThan(cubin.count, 0, "\(name) sm_\(arch)")
                     // An ELF image: 0x7f 'E' 'L' 'F'.
                     XCTAssertEqual(Array(cubin.prefix(4)), [0x7F, 0x45, 0x4C, 0x46], "\(name) sm_\(arch) is not a cubin")
@@ -46,10 +46,26 @@ final class NVRTCCompileTests: XCTestCase {
         print("nvrtc \(status.version): compiled \(sources.count) kernel files (\(launched.count) kernels) for sm_75/80/86/89/90")
     }
 
+    /// A GPU newer than NVRTC knows gets PTX for the newest architecture NVRTC has (the driver
+    /// compiles it for the GPU); one older than it knows is refused with the reason.
+    func testAnArchitectureNVRTCDoesNotKnowGetsPTXForTheNewestItKnows() throws {
+        guard NVRTC.status.available else { throw XCTSkip("NVRTC not available: \(NVRTC.status.error)") }
+        let known = NVRTC.supportedArchitectures
+        XCTAssertTrue(known.contains(80) && known.contains(90), "\(known)")
+        XCTAssertEqual(try NVRTC.target(for: 90).get(), NVRTC.Target(arch: 90))
+        let future = try NVRTC.target(for: 990).get()
+        XCTAssertEqual(future, NVRTC.Target(arch: known.max()!, ptx: true))
+        let (name, source) = NVRTC.kernelSources.first { $0.name == "gelu.cu" }!
+        let ptx = String(decoding: try NVRTC.compile(source: source, name: name, target: future).prefix { $0 != 0 }, as: UTF8.self)
+        XCTAssertTrue(ptx.contains(".target sm_\(future.arch)") && ptx.contains(".entry gelu_forward"), String(ptx.prefix(400)))
+        guard case .failure(let error) = NVRTC.target(for: 30) else { return XCTFail("sm_30 is older than any NVRTC 12+ knows") }
+        XCTAssertTrue(error.description.contains("not this GPU's sm_30"), error.description)
+    }
+
     func testACompileErrorNamesTheKernelAndLine() throws {
         guard NVRTC.status.available else { throw XCTSkip("NVRTC not available: \(NVRTC.status.error)") }
         let broken = "extern \"C\" __global__ void k(float *x) {\n  x[0] = undefined_name;\n}\n"
-        XCTAssertThrowsError(try NVRTC.compile(source: broken, name: "broken.cu", arch: 80)) { error in
+        XCTAssertThrowsError(try NVRTC.compile(source: broken, name: "broken.cu", target: NVRTC.Target(arch: 80))) { error in
             let text = String(describing: error)
             XCTAssertTrue(text.contains("broken.cu"), text)
             XCTAssertTrue(text.contains("(2)"), text)   // NVRTC reports file(line)

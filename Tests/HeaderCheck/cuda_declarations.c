@@ -92,6 +92,10 @@ SAME(rt_nvrtc_api, nvrtcGetCUBINSize, nvrtcGetCUBINSize);
 SAME(rt_nvrtc_api, nvrtcGetCUBIN, nvrtcGetCUBIN);
 SAME(rt_nvrtc_api, nvrtcDestroyProgram, nvrtcDestroyProgram);
 SAME(rt_nvrtc_api, nvrtcGetErrorString, nvrtcGetErrorString);
+SAME(rt_nvrtc_api, nvrtcGetNumSupportedArchs, nvrtcGetNumSupportedArchs);
+SAME(rt_nvrtc_api, nvrtcGetSupportedArchs, nvrtcGetSupportedArchs);
+SAME(rt_nvrtc_api, nvrtcGetPTXSize, nvrtcGetPTXSize);
+SAME(rt_nvrtc_api, nvrtcGetPTX, nvrtcGetPTX);
 
 SAME(rt_cublaslt_api, cublasLtGetVersion, cublasLtGetVersion);
 SAME(rt_cublaslt_api, cublasLtCreate, cublasLtCreate);

@@ -10,6 +10,7 @@
 
 #include <ucontext.h>
 
+#include <cassert>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -117,12 +118,14 @@ static float half_bits_to_float(unsigned bits, bool bf16) {
 }   // namespace emu
 
 // ---- the CUDA names the kernels use
-#define RT_WARP_EMULATION 1
+#define RT_CUDA_EMULATION 1
 #define __global__
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+#define RT_CHECK_ALIGNED(p, bytes) assert(((unsigned long long)(p) & ((bytes) - 1)) == 0)
 #define threadIdx (emu::thread_index())
 #define blockIdx (emu::block_index)
 #define blockDim (emu::block_dim)
@@ -140,11 +143,16 @@ static inline unsigned __float_as_uint(float x) { unsigned u; memcpy(&u, &x, 4);
 static inline int __float_as_int(float x) { int i; memcpy(&i, &x, 4); return i; }
 static inline float atomicAdd(float *p, float v) { const float old = *p; *p = old + v; return old; }
 
-static inline unsigned short tc_f16_bits(float x) {
+static inline unsigned short rt_f16_bits(float x) {
     const _Float16 h = (_Float16)x;   // round to nearest even, as cvt.rn
     unsigned short bits;
     memcpy(&bits, &h, 2);
     return bits;
+}
+static inline float rt_f16_value(unsigned short bits) {
+    _Float16 h;
+    memcpy(&h, &bits, 2);
+    return (float)h;
 }
 
 // mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}: d += a·b for the warp, fragments as in the PTX ISA.

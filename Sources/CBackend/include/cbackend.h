@@ -153,6 +153,11 @@ typedef struct {
     rt_nvrtcResult (*nvrtcGetCUBIN)(rt_nvrtcProgram prog, char *cubin);
     rt_nvrtcResult (*nvrtcDestroyProgram)(rt_nvrtcProgram *prog);
     const char *(*nvrtcGetErrorString)(rt_nvrtcResult result);
+    // Optional (NULL when this NVRTC lacks them): the architectures it compiles for, and PTX.
+    rt_nvrtcResult (*nvrtcGetNumSupportedArchs)(int *num_archs);
+    rt_nvrtcResult (*nvrtcGetSupportedArchs)(int *archs);
+    rt_nvrtcResult (*nvrtcGetPTXSize)(rt_nvrtcProgram prog, size_t *size);
+    rt_nvrtcResult (*nvrtcGetPTX)(rt_nvrtcProgram prog, char *ptx);
 } rt_nvrtc_api;
 
 typedef struct {
@@ -164,13 +169,19 @@ typedef struct {
 } rt_nvrtc_info;
 const rt_nvrtc_info *rt_nvrtc_load(void);
 
-// Compiles one CUDA C source to a cubin for sm_<arch> (e.g. 80), with `num_headers` in-memory
-// headers (contents, include names) it may #include. Returns 0 on success with a malloc'ed image
-// in *cubin (caller frees); otherwise non-zero with the compiler log (or the reason) in a
-// malloc'ed *log. *log is set on success too when the compiler printed warnings.
-int rt_nvrtc_compile(const char *source, const char *name, int arch, int num_headers, const char *const *headers,
-                     const char *const *header_names, const char *const *extra_options, int num_extra_options,
-                     char **cubin, size_t *cubin_size, char **log);
+// Compiles one CUDA C source with exactly `options` (the target among them:
+// --gpu-architecture=sm_XY for a cubin, compute_XY for PTX, as `ptx` says), with `num_headers`
+// in-memory headers (contents, include names) it may #include. Returns 0 on success with a
+// malloc'ed image in *image (caller frees; PTX is NUL-terminated); otherwise non-zero with the
+// compiler log (or the reason) in a malloc'ed *log. *log is set on success too when the
+// compiler printed warnings.
+int rt_nvrtc_compile(const char *source, const char *name, int ptx, int num_headers, const char *const *headers,
+                     const char *const *header_names, const char *const *options, int num_options,
+                     char **image, size_t *image_size, char **log);
+
+// The compute capabilities (e.g. 75, 80, 90) this NVRTC compiles for, ascending, into `archs`;
+// returns how many (at most `capacity`), or 0 when it cannot say (an NVRTC before 11.2).
+int rt_nvrtc_supported_archs(int *archs, int capacity);
 
 // ---------------------------------------------------------------- cuBLASLt (cuda.c)
 enum { RT_CUBLAS_COMPUTE_32F = 68, RT_CUBLAS_COMPUTE_32F_FAST_TF32 = 77,

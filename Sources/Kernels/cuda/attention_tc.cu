@@ -28,13 +28,7 @@
 #define TC_ROWS 64   // rows per block (4 warps × 16)
 #define TC_PAD 8     // 16-bit elements of padding per shared row: fragment loads are conflict-free
 
-#ifndef RT_WARP_EMULATION
-__device__ __forceinline__ unsigned short tc_f16_bits(float x) {
-    unsigned short h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
-    return h;
-}
-
+#ifndef RT_CUDA_EMULATION
 // d += a·b over one 16×8×16 tile.
 template <bool BF16>
 __device__ __forceinline__ void tc_mma(float d[4], const unsigned a[4], const unsigned b[2]) {
@@ -54,7 +48,7 @@ __device__ __forceinline__ void tc_mma(float d[4], const unsigned a[4], const un
 // fp32 → bf16 (round to nearest even, NaN kept) or fp16 (cvt.rn) bits.
 template <bool BF16>
 __device__ __forceinline__ unsigned short tc_bits(float x) {
-    if (!BF16) return tc_f16_bits(x);
+    if (!BF16) return rt_f16_bits(x);
     unsigned bits = __float_as_uint(x);
     if ((bits & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((bits >> 16) | 0x40);
     bits += 0x7fffu + ((bits >> 16) & 1u);
@@ -67,7 +61,12 @@ __device__ __forceinline__ unsigned tc_pack(float lo, float hi) {
 }
 
 // Two consecutive 16-bit elements of a shared row as one register.
-__device__ __forceinline__ unsigned tc_pair(const unsigned short *p) { return *(const unsigned *)p; }
+// Two adjacent 16-bit elements as one 32-bit register: `p` must be 4-byte aligned (the shared
+// arrays are __align__(16), their rows and the fragment offsets even).
+__device__ __forceinline__ unsigned tc_pair(const unsigned short *p) {
+    RT_CHECK_ALIGNED(p, 4);
+    return *(const unsigned *)p;
+}
 
 // Rows [r0, r0+64) of a head (fp32 [T, C] from `head`) into shared memory as 16-bit values:
 // `rows` [64][HS+PAD] (row-major) and/or `cols` [HS][64+PAD] (transposed); rows ≥ T are zeros.
@@ -183,8 +182,8 @@ template <int HS, bool BF16>
 __device__ void tc_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                                      const int *mask, const float *bias, int B, int T, int NH, float scale,
                                      float dropout, unsigned long long seed) {
-    __shared__ unsigned short qs[TC_ROWS][HS + TC_PAD], ks[TC_ROWS][HS + TC_PAD];
-    __shared__ unsigned short vts[HS][TC_ROWS + TC_PAD];
+    __shared__ __align__(16) unsigned short qs[TC_ROWS][HS + TC_PAD], ks[TC_ROWS][HS + TC_PAD];
+    __shared__ __align__(16) unsigned short vts[HS][TC_ROWS + TC_PAD];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const tc_block p = tc_place<HS>(T, NH);
     const int bh = p.bh, i0 = p.r0, b = p.b, h = p.h, C = p.C;
@@ -272,8 +271,8 @@ __device__ void tc_attention_backward_query(float *dq, float *dbias, float *D, c
                                             const float *lse, const float *q, const float *k, const float *v,
                                             const int *mask, const float *bias, int B, int T, int NH, float scale,
                                             float dropout, unsigned long long seed) {
-    __shared__ unsigned short ks[TC_ROWS][HS + TC_PAD], vs[TC_ROWS][HS + TC_PAD];
-    __shared__ unsigned short kts[HS][TC_ROWS + TC_PAD];
+    __shared__ __align__(16) unsigned short ks[TC_ROWS][HS + TC_PAD], vs[TC_ROWS][HS + TC_PAD];
+    __shared__ __align__(16) unsigned short kts[HS][TC_ROWS + TC_PAD];
     __shared__ float Ls[TC_ROWS], Ds[TC_ROWS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const tc_block p = tc_place<HS>(T, NH);
@@ -331,8 +330,8 @@ __device__ void tc_attention_backward_key(float *dk, float *dv, const float *dou
                                           const float *q, const float *k, const float *v, const int *mask,
                                           const float *bias, int B, int T, int NH, float scale, float dropout,
                                           unsigned long long seed) {
-    __shared__ unsigned short qs[TC_ROWS][HS + TC_PAD], dos[TC_ROWS][HS + TC_PAD];
-    __shared__ unsigned short qts[HS][TC_ROWS + TC_PAD], dots[HS][TC_ROWS + TC_PAD];
+    __shared__ __align__(16) unsigned short qs[TC_ROWS][HS + TC_PAD], dos[TC_ROWS][HS + TC_PAD];
+    __shared__ __align__(16) unsigned short qts[HS][TC_ROWS + TC_PAD], dots[HS][TC_ROWS + TC_PAD];
     __shared__ float Ls[TC_ROWS], Ds[TC_ROWS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const tc_block p = tc_place<HS>(T, NH);

@@ -32,6 +32,27 @@ __device__ __forceinline__ double block_sum_double(double v) {
     return warp_sum_double(v);
 }
 
+// fp32 ↔ fp16 bits (cvt.rn: round to nearest even). Under the CPU emulation of the CUDA device
+// (Tests/CUDAEmulation, RT_CUDA_EMULATION) the emulator supplies them: PTX asm does not compile there.
+#ifndef RT_CUDA_EMULATION
+__device__ __forceinline__ unsigned short rt_f16_bits(float x) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    return h;
+}
+__device__ __forceinline__ float rt_f16_value(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+#endif
+
+// A pointer read as a wider type must be aligned to it (a GPU faults otherwise); the emulated
+// device checks it, a GPU build compiles it away.
+#ifndef RT_CUDA_EMULATION
+#define RT_CHECK_ALIGNED(p, bytes)
+#endif
+
 // Counter-based dropout masks, the same formula as the CPU kernels: element `index` is kept
 // when the hash of (seed, index) is at least p.
 __device__ __forceinline__ unsigned rt_mix32(unsigned x) {

@@ -49,17 +49,9 @@ extern "C" __global__ void cast_bf16_to_f32(float *out, const unsigned short *x,
 }
 
 extern "C" __global__ void cast_f32_to_f16(unsigned short *out, const float *x, long long n) {
-    RT_GRID_STRIDE(i, n) {
-        unsigned short h;
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x[i]));
-        out[i] = h;
-    }
+    RT_GRID_STRIDE(i, n) out[i] = rt_f16_bits(x[i]);
 }
 
 extern "C" __global__ void cast_f16_to_f32(float *out, const unsigned short *x, long long n) {
-    RT_GRID_STRIDE(i, n) {
-        float f;
-        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x[i]));
-        out[i] = f;
-    }
+    RT_GRID_STRIDE(i, n) out[i] = rt_f16_value(x[i]);
 }
