@@ -56,11 +56,13 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
         let encodings = randomEncodings(B, T)
         student.load(encodings, labels: (0..<B).map { Int32($0 % 2) }, into: a)
         let optimizer = try Optimizer(model: student.model, idle: objective.idleParameters)
+        let losses = StepLosses(try backend.zeros(StepLosses.capacity), backend: backend)
         var step = 0
         let run = {
             step += 1
             student.model.zeroGradients()
-            _ = objective.step(a, batch: encodings, seed: UInt64(step), gradScale: 1)
+            losses.reset()
+            objective.step(a, batch: encodings, seed: UInt64(step), gradScale: 1, losses: losses, weight: 1)
             optimizer.clip(maxNorm: 1)
             optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
         }
@@ -152,11 +154,13 @@ func mpnetWorkloads(_ backend: Backend, folder: String, reps: Int) -> [Workload]
                                let a = try BertActivations(config: student.model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
                                student.load(encodings, labels: labels, into: a)
                                let optimizer = try Optimizer(model: student.model, idle: objective.idleParameters)
+                               let losses = StepLosses(try backend.zeros(StepLosses.capacity), backend: backend)
                                var step = 0
                                return {
                                    step += 1
                                    student.model.zeroGradients()
-                                   _ = objective.step(a, batch: encodings, seed: UInt64(step), gradScale: 1)
+                                   losses.reset()
+                                   objective.step(a, batch: encodings, seed: UInt64(step), gradScale: 1, losses: losses, weight: 1)
                                    optimizer.clip(maxNorm: 1)
                                    optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
                                }

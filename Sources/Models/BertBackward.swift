@@ -15,11 +15,16 @@ extension BertModel {
     /// gradScale·loss accumulated into `grads`.
     @discardableResult
     public func backward(_ a: BertActivations, gradScale: Float = 1) -> Float {
+        crossEntropyBackward(a, gradScale: gradScale)
+        return backend.floats(a.loss)[0]
+    }
+
+    /// `backward` without reading the loss back: it stays in `a.loss` (queued on the device).
+    public func crossEntropyBackward(_ a: BertActivations, gradScale: Float = 1) {
         let B = a.batch, dLogits = a.dLogits.slice(0, B * labels)
         backend.crossEntropy(a.loss, dLogits: dLogits, logits: a.logits.slice(0, B * labels), labels: a.labels.slice(0, B),
                              rows: B, classes: labels, gradScale: gradScale)
         backward(a, dLogits: dLogits)
-        return backend.floats(a.loss)[0]
     }
 
     /// Backpropagates given output gradients: `dLogits` [B, labels] (nil: the head is not used),

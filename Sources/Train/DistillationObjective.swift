@@ -117,20 +117,13 @@ public final class DistillationContext {
         student.model.forward(a, training: true, seed: seed)
     }
 
-    /// The mean loss just written to `scalar` times `weight`, appended to `terms`.
-    func record(_ name: String, weight: Double = 1, into terms: inout [LossTerm]) -> Double {
-        let value = Double(backend.floats(scalar)[0]) * weight
-        terms.append(LossTerm(name, value))
-        return value
-    }
-
-    /// weight·CE against the labels, its gradient added to dLogits.
-    func hardCrossEntropy(_ a: BertActivations, weight: Double, gradScale: Float, into terms: inout [LossTerm]) -> Double {
+    /// weight·CE against the labels, its gradient added to dLogits, the loss to term "hard".
+    func hardCrossEntropy(_ a: BertActivations, weight: Double, gradScale: Float, losses: StepLosses, share: Double) {
         let (s, b) = (student.model, backend), (B, V) = (a.batch, s.labels)
         b.crossEntropy(scalar, dLogits: dLogitsHard.slice(0, B * V), logits: s.logits(a), labels: s.labels(a), rows: B, classes: V,
                        gradScale: gradScale * Float(weight))
         b.axpy(dLogits.slice(0, B * V), dLogitsHard.slice(0, B * V), count: B * V, alpha: 1)
-        return record("hard", weight: weight, into: &terms)
+        losses.add("hard", scalar, weight: weight * share)
     }
 
     /// Student hidden state `i` as the losses see it (projected to the teacher's width when the
@@ -153,7 +146,6 @@ public final class DistillationContext {
 /// TinyBERT's intermediate stage: Σ MSE(attention scores) + MSE(embeddings) + Σ MSE(hidden states).
 public final class TinyBERTIntermediateObjective: DistillationObjective {
     public let context: DistillationContext
-    public private(set) var terms: [LossTerm] = []
 
     init(_ context: DistillationContext) throws {
         let (s, t) = (context.student.model.config, context.teacher.model.config)
@@ -166,26 +158,24 @@ public final class TinyBERTIntermediateObjective: DistillationObjective {
     /// The head (pooler, classifier) gets no gradient in this stage.
     public var idleParameters: Set<String> { ["classifier.weight", "classifier.bias", "pooler.dense.weight", "pooler.dense.bias"] }
 
-    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float) -> Double {
+    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double) {
         let c = context, (s, t, b) = (c.student.model, c.teacher.model, c.backend)
         c.forward(a, batch: batch, seed: seed)
-        terms = []
-        var total = 0.0, dScores: [Int: ScoreGradient] = [:]
+        var dScores: [Int: ScoreGradient] = [:]
         for pair in c.layerMap.pairs {
             let shape = s.attentionShape(a, layer: pair.student, training: false, seed: 0), own = s.scoreTarget(a, layer: pair.student)
             let target = t.scoreTarget(c.teacherActivations, layer: pair.teacher)
             b.attentionScoreLoss(c.scalar, q: own.q, k: own.k, mask: a.mask.slice(0, a.batch * a.length), bias: own.bias, target: target, shape)
             dScores[pair.student] = .scoreMSE(target, gradScale: gradScale)
-            total += c.record("attention.\(pair.student)", into: &terms)
+            losses.add("attention.\(pair.student)", c.scalar, weight: weight)
         }
         for (si, ti) in [(0, 0)] + c.layerMap.pairs.map({ ($0.student + 1, $0.teacher + 1) }) {
             let view = c.studentView(a, hidden: si)
             b.mse(c.scalar, dA: view.gradient, view.value, t.hiddenState(c.teacherActivations, ti), count: view.value.count, gradScale: gradScale)
-            total += c.record(si == 0 ? "embeddings" : "hidden.\(si - 1)", into: &terms)
+            losses.add(si == 0 ? "embeddings" : "hidden.\(si - 1)", c.scalar, weight: weight)
             view.backward()
         }
         s.backward(a, dLogits: nil, dHidden: c.dHidden, dScores: dScores)
-        return total
     }
 }
 
@@ -194,23 +184,20 @@ public final class TinyBERTIntermediateObjective: DistillationObjective {
 public final class TinyBERTPredictionObjective: DistillationObjective {
     public let context: DistillationContext
     public let temperature, hardLabelWeight: Double
-    public private(set) var terms: [LossTerm] = []
 
     init(_ context: DistillationContext, temperature: Double, hardLabelWeight: Double) {
         self.context = context; self.temperature = temperature; self.hardLabelWeight = hardLabelWeight
     }
 
-    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float) -> Double {
+    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double) {
         let c = context, (s, b) = (c.student.model, c.backend), (B, V) = (a.batch, s.labels)
         c.forward(a, batch: batch, seed: seed)
-        terms = []
         let dl = c.dLogits.slice(0, B * V)
         b.softCrossEntropy(c.scalar, dLogits: dl, logits: s.logits(a), teacher: c.teacher.model.logits(c.teacherActivations), rows: B,
                            classes: V, temperature: Float(temperature), gradScale: gradScale / Float(V))
-        var total = c.record("soft", weight: 1 / Double(V), into: &terms)
-        if hardLabelWeight > 0 { total += c.hardCrossEntropy(a, weight: hardLabelWeight, gradScale: gradScale, into: &terms) }
+        losses.add("soft", c.scalar, weight: weight / Double(V))
+        if hardLabelWeight > 0 { c.hardCrossEntropy(a, weight: hardLabelWeight, gradScale: gradScale, losses: losses, share: weight) }
         s.backward(a, dLogits: dl)
-        return total
     }
 }
 
@@ -219,45 +206,37 @@ public final class TinyBERTPredictionObjective: DistillationObjective {
 public final class DistilBERTObjective: DistillationObjective {
     public let context: DistillationContext
     public let temperature, alpha, beta, gamma: Double
-    public private(set) var terms: [LossTerm] = []
 
     init(_ context: DistillationContext, temperature: Double, alpha: Double, beta: Double, gamma: Double) {
         self.context = context; self.temperature = temperature; self.alpha = alpha; self.beta = beta; self.gamma = gamma
     }
 
-    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float) -> Double {
+    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double) {
         let c = context, (s, t, b) = (c.student.model, c.teacher.model, c.backend), (B, V) = (a.batch, s.labels)
         c.forward(a, batch: batch, seed: seed)
-        terms = []
         let T2 = temperature * temperature, dl = c.dLogits.slice(0, B * V), teacherLogits = t.logits(c.teacherActivations)
         // KL(p_t ‖ p_s) = soft CE − H(p_t); the entropy is the teacher's soft CE against itself.
         b.softCrossEntropy(c.scalar, dLogits: nil, logits: teacherLogits, teacher: teacherLogits, rows: B, classes: V,
                            temperature: Float(temperature), gradScale: 0)
-        let entropy = Double(b.floats(c.scalar)[0])
+        losses.add("kl", c.scalar, weight: -weight * alpha * T2)
         b.softCrossEntropy(c.scalar, dLogits: dl, logits: s.logits(a), teacher: teacherLogits, rows: B, classes: V,
                            temperature: Float(temperature), gradScale: gradScale * Float(alpha * T2))
-        let kl = alpha * T2 * (Double(b.floats(c.scalar)[0]) - entropy)
-        terms.append(LossTerm("kl", kl))
-        var total = kl
-        if beta > 0 { total += c.hardCrossEntropy(a, weight: beta, gradScale: gradScale, into: &terms) }
+        losses.add("kl", c.scalar, weight: weight * alpha * T2)
+        if beta > 0 { c.hardCrossEntropy(a, weight: beta, gradScale: gradScale, losses: losses, share: weight) }
         if gamma > 0 {
             // 1 − cos over the real tokens: sequence by sequence on its unpadded rows, weighted by length.
             let view = c.studentView(a, hidden: s.config.layers)
             let T = a.length, C = view.value.count / (B * T), lengths = batch.map { $0.ids.count }, tokens = lengths.reduce(0, +)
             let teacherLast = t.hiddenState(c.teacherActivations, t.config.layers)
             b.fill(view.gradient, 0)
-            var cosine = 0.0
             for (i, n) in lengths.enumerated() {
-                let weight = Float(n) / Float(tokens)
+                let share = Float(n) / Float(tokens)
                 b.cosine(c.scalar, dA: view.gradient.slice(i * T * C, n * C), view.value.slice(i * T * C, n * C),
-                         teacherLast.slice(i * T * C, n * C), rows: n, channels: C, gradScale: gradScale * Float(gamma) * weight)
-                cosine += Double(b.floats(c.scalar)[0]) * Double(weight)
+                         teacherLast.slice(i * T * C, n * C), rows: n, channels: C, gradScale: gradScale * Float(gamma) * share)
+                losses.add("cosine", c.scalar, weight: weight * gamma * Double(share))
             }
-            terms.append(LossTerm("cosine", gamma * cosine))
-            total += gamma * cosine
             view.backward()
         }
         s.backward(a, dLogits: dl, dHidden: c.dHidden)
-        return total
     }
 }

@@ -11,12 +11,56 @@ public struct LossTerm: Sendable {
     public init(_ name: String, _ value: Double) { self.name = name; self.value = value }
 }
 
+/// The loss of one optimizer step, kept on the device: an objective adds each term (a
+/// one-element tensor holding a batch mean) with its weight as the micro-batches run, and the
+/// trainer reads every term, with the gradient norms, in the step's one download. Slot 0 holds
+/// an unnamed loss; named terms take slots 1… in the order they are first added.
+public final class StepLosses {
+    public static let capacity = 128
+    let backend: Backend
+    let values: Tensor
+    public private(set) var names: [String] = []
+
+    /// Over `values` (`capacity` floats), which the caller reads back.
+    public init(_ values: Tensor, backend: Backend) {
+        precondition(values.count >= Self.capacity)
+        self.values = values; self.backend = backend
+    }
+
+    /// Clears every slot (queued): a new step.
+    public func reset() {
+        names = []
+        backend.fill(values.slice(0, Self.capacity), 0)
+    }
+
+    /// Queues slot(name) += weight·scalar[0] (nil: the unnamed loss).
+    public func add(_ name: String?, _ scalar: Tensor, weight: Double) {
+        var slot = 0
+        if let name {
+            if let i = names.firstIndex(of: name) { slot = i + 1 } else {
+                precondition(names.count + 1 < Self.capacity, "more than \(Self.capacity - 1) loss terms")
+                names.append(name)
+                slot = names.count
+            }
+        }
+        backend.axpy(values.slice(slot, 1), scalar, count: 1, alpha: Float(weight))
+    }
+
+    /// The total and the named terms, from the slots as read back (`host` starts with them).
+    public func read(_ host: [Float]) -> (total: Double, terms: [LossTerm]) {
+        let terms = names.enumerated().map { LossTerm($0.element, Double(host[$0.offset + 1])) }
+        return (terms.isEmpty ? Double(host[0]) : terms.reduce(0) { $0 + $1.value }, terms)
+    }
+
+    /// Reads the slots now (one download): for callers outside a trainer's step.
+    public func read() -> (total: Double, terms: [LossTerm]) { read(backend.floats(values.slice(0, Self.capacity))) }
+}
+
 public protocol TrainingObjective: AnyObject {
     /// Runs the model(s) on the micro-batch loaded in `a` (training mode, dropout masks from
-    /// `seed`), accumulates the gradient of gradScale·loss into what trains, returns the loss.
-    func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float) -> Double
-    /// The terms of the last step's loss (empty: the loss is one term).
-    var terms: [LossTerm] { get }
+    /// `seed`), accumulates the gradient of gradScale·loss into what trains, and adds
+    /// weight·loss (by term) to `losses` — on the device: nothing here waits for it.
+    func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double)
     /// Tensors trained beside the model's own (a distillation projection).
     var extraParameters: [TrainableTensor] { get }
     /// Model parameters this objective gives no gradient: the optimiser leaves them alone.
@@ -24,7 +68,6 @@ public protocol TrainingObjective: AnyObject {
 }
 
 public extension TrainingObjective {
-    var terms: [LossTerm] { [] }
     var extraParameters: [TrainableTensor] { [] }
     var idleParameters: Set<String> { [] }
 }
@@ -34,8 +77,9 @@ public final class CrossEntropyObjective: TrainingObjective {
     public let model: BertModel
     public init(model: BertModel) { self.model = model }
 
-    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float) -> Double {
+    public func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double) {
         model.forward(a, training: true, seed: seed)
-        return Double(model.backward(a, gradScale: gradScale))
+        model.crossEntropyBackward(a, gradScale: gradScale)
+        losses.add(nil, a.loss, weight: weight)
     }
 }

@@ -11,7 +11,8 @@ public final class Optimizer {
     let backend: Backend
     /// With full fine-tuning the trained gradients are one buffer: one reduction covers them.
     let wholeGradient: Tensor?
-    let scratch: Tensor
+    /// Σg² per gradient group, for `clip(maxNorm:)`.
+    let sums: Tensor
 
     /// The model's trainable tensors and `extra` ones (a distillation projection); `idle` names
     /// tensors that get no gradient in this run and must not move (not even by weight decay).
@@ -22,28 +23,37 @@ public final class Optimizer {
         m = try backend.zeros(offsets.last!)
         v = try backend.zeros(offsets.last!)
         wholeGradient = model.lora == nil && extra.isEmpty && idle.isEmpty ? model.grads : nil
-        scratch = try backend.zeros(1)
+        sums = try backend.zeros(wholeGradient == nil ? parameters.count : 1)
     }
 
-    /// Global L2 norm of the gradients of the loss, the gradients being those of the loss times
-    /// `lossScale` (fp16 loss scaling; a power of two); they are divided by it again and scaled
-    /// down to `maxNorm` when above it (0: no clipping), in one pass. A norm that is not finite
-    /// (an overflow) is returned with the gradients left as they are.
-    @discardableResult
-    public func clip(maxNorm: Double, lossScale: Double = 1) -> Double {
-        let groups = wholeGradient.map { [$0] } ?? parameters.map(\.grad)
-        var total = 0.0
-        for g in groups {
-            backend.sumOfSquares(scratch, g, count: g.count)
-            total += Double(backend.floats(scratch)[0])
-        }
-        let norm = total.squareRoot() / lossScale
-        guard norm.isFinite else { return norm }
+    /// The gradient tensors the norm is taken over: one buffer with full fine-tuning, else one
+    /// per trained tensor.
+    public var gradientGroups: [Tensor] { wholeGradient.map { [$0] } ?? parameters.map(\.grad) }
+
+    /// Queues Σg² of each gradient group into `sums` (one element per group); nothing waits.
+    public func squaredNorms(into sums: Tensor) {
+        for (i, g) in gradientGroups.enumerated() { backend.sumOfSquares(sums.slice(i, 1), g, count: g.count) }
+    }
+
+    /// The gradients are those of the loss times `lossScale` (fp16 loss scaling; a power of two)
+    /// and have global norm `norm` (of the unscaled loss): they are divided by the scale again
+    /// and scaled down to `maxNorm` when above it (0: no clipping), in one pass. A norm that is
+    /// not finite (an overflow) leaves them as they are.
+    public func clip(norm: Double, maxNorm: Double, lossScale: Double = 1) {
+        guard norm.isFinite else { return }
         var factor = 1 / lossScale
         if maxNorm > 0, norm > maxNorm { factor *= maxNorm / (norm + 1e-6) }
         if factor != 1 {
-            for g in groups { backend.scale(g, count: g.count, by: Float(factor)) }
+            for g in gradientGroups { backend.scale(g, count: g.count, by: Float(factor)) }
         }
+    }
+
+    /// The global L2 norm of the gradients (of the unscaled loss), read back now, and the clip.
+    @discardableResult
+    public func clip(maxNorm: Double, lossScale: Double = 1) -> Double {
+        squaredNorms(into: sums)
+        let norm = backend.floats(sums).prefix(gradientGroups.count).reduce(0.0) { $0 + Double($1) }.squareRoot() / lossScale
+        clip(norm: norm, maxNorm: maxNorm, lossScale: lossScale)
         return norm
     }
 

@@ -38,7 +38,7 @@ public struct TrainingOptions: Sendable, Codable {
 public struct StepLog: Codable, Sendable {
     public let step: Int, epoch: Int
     public let loss, lr, gradNorm, tokensPerSecond: Double
-    /// Distillation: the weighted loss terms of the step's last micro-batch.
+    /// Distillation: the weighted loss terms of the step (averaged over its micro-batches).
     public var terms: [String: Double]? = nil
     public var stage: String? = nil
     /// fp16: the loss scale the step ran with, and whether its update was skipped (an overflow).
@@ -65,6 +65,9 @@ public final class Trainer {
     let dev: [Encoding], devLabels: [Int32]
     let activations: BertActivations
     let optimizer: Optimizer
+    /// What a step reads back, in one download: the loss terms, then Σg² per gradient group.
+    let readout: Tensor
+    let losses: StepLosses
     public private(set) var step = 0
     public private(set) var best: ClassificationMetrics?
     /// The loss of the last step run (nil before the first).
@@ -99,6 +102,8 @@ public final class Trainer {
         activations = try BertActivations(config: model.config, labels: model.labels, maxBatch: options.batchSize,
                                           maxLength: classifier.maxLength, backend: b, recomputeGelu: recomputeGelu)
         optimizer = try Optimizer(model: model, extra: self.objective.extraParameters, idle: self.objective.idleParameters)
+        readout = try b.zeros(StepLosses.capacity + optimizer.gradientGroups.count)
+        losses = StepLosses(readout.slice(0, StepLosses.capacity), backend: b)
         // fp16 needs loss scaling; any backend can be given a scaler (the CPU tests do).
         self.lossScaler = lossScaler ?? (b.precision == .fp16 ? LossScaler() : nil)
     }
@@ -155,17 +160,25 @@ public final class Trainer {
         let start = DispatchTime.now().uptimeNanoseconds
         model.zeroGradients()
         for p in objective.extraParameters { model.backend.fill(p.grad, 0) }
-        var loss = 0.0, tokens = 0
+        var tokens = 0
         let lossScale = lossScaler?.scale ?? 1
         let group = micro[(s * k)..<min(s * k + k, micro.count)]
+        losses.reset()
         for (j, indices) in group.enumerated() {
             let batch = indices.map { train[$0] }
             classifier.load(batch, labels: indices.map { trainLabels[$0] }, into: activations)
             tokens += activations.batch * activations.length
             let seed = options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j), scale = lossScale / Float(group.count)
-            loss += objective.step(activations, batch: batch, seed: seed, gradScale: scale) / Double(group.count)
+            objective.step(activations, batch: batch, seed: seed, gradScale: scale, losses: losses, weight: 1 / Double(group.count))
         }
-        let gradNorm = optimizer.clip(maxNorm: options.maxGradNorm, lossScale: Double(lossScale))
+        // The step's one read of the device: the loss terms and the gradient norms together.
+        let groups = optimizer.gradientGroups.count
+        optimizer.squaredNorms(into: readout.slice(StepLosses.capacity, groups))
+        let host = classifier.model.backend.floats(readout)
+        let (loss, terms) = losses.read(host)
+        let gradNorm = host[StepLosses.capacity..<(StepLosses.capacity + groups)].reduce(0.0) { $0 + Double($1) }.squareRoot()
+            / Double(lossScale)
+        optimizer.clip(norm: gradNorm, maxNorm: options.maxGradNorm, lossScale: Double(lossScale))
         let lr = learningRate(at: step)
         // An overflow under loss scaling skips the update (the data and the schedule move on),
         // unless the scale cannot go lower; anything else not finite stops the run here.
@@ -179,7 +192,6 @@ public final class Trainer {
         lastLoss = loss
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         var entry = StepLog(step: step, epoch: epoch + 1, loss: loss, lr: lr, gradNorm: gradNorm, tokensPerSecond: Double(tokens) / seconds)
-        let terms = objective.terms
         entry.terms = terms.isEmpty ? nil : Dictionary(terms.map { ($0.name, $0.value) }, uniquingKeysWith: +)
         entry.stage = stage
         if lossScaler != nil {

@@ -1,7 +1,7 @@
 // backend-check: every Backend op and the model cases on a device, against the CPU backend
 // (as ggml's test-backend-ops). `swift test` runs the same cases through XCTest; this
 // executable is what scripts/gpu-check runs on a GPU machine, where there is no Swift.
-//   backend-check [--backend cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--golden DIR] [--assets DIR] [--minilm full|logits] [--filter TEXT]
+//   backend-check [--backend cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--golden DIR] [--assets DIR] [--minilm full|logits] [--filter TEXT | --case NAME | --list]
 // Exit status 0: every check passed (or was skipped, and says so); 1: a check failed; 2: usage.
 import Backend
 import Conformance
@@ -9,7 +9,7 @@ import Foundation
 
 func usage() -> Never {
     print("""
-        usage: backend-check [--backend cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--golden DIR] [--assets DIR] [--minilm full|logits] [--filter TEXT]
+        usage: backend-check [--backend cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--golden DIR] [--assets DIR] [--minilm full|logits] [--filter TEXT | --case NAME | --list]
           --backend    the backend to check against the CPU reference (default cuda)
           --precision  GPU precision (default fp32; tf32: every case, errors up to 4e-3 of an output's scale;
                        bf16/fp16: the 16-bit matmul and tensor-core attention cases)
@@ -17,11 +17,13 @@ func usage() -> Never {
           --assets     folder with all-MiniLM-L6-v2 (default $RETORT_ASSETS or ~/.cache/retort/assets)
           --minilm     full: MiniLM logits, gradients and 5 training steps (default); logits: one forward pass
           --filter     only cases whose name contains TEXT
+          --case       only the case named NAME exactly ("models": the model cases)
+          --list       print the case names (and "models"), one per line, and exit
         """)
     exit(2)
 }
 
-var backendName = "cuda", precision = Precision.fp32, filter: String?, minilm = ModelCases.MiniLMDepth.full
+var backendName = "cuda", precision = Precision.fp32, filter: String?, exact: String?, minilm = ModelCases.MiniLMDepth.full
 let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
 let sourceGolden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Tests/Golden").path
@@ -31,6 +33,11 @@ var arguments = Array(CommandLine.arguments.dropFirst())
 while !arguments.isEmpty {
     let flag = arguments.removeFirst()
     guard flag != "-h" && flag != "--help" else { usage() }
+    if flag == "--list" {   // before any device is touched: gpu-check runs each case in its own process
+        for c in Conformance.cases(for: precision) { print(c.name) }
+        if precision.halfType == nil { print("models") }
+        exit(0)
+    }
     guard let value = arguments.first else { usage() }
     arguments.removeFirst()
     switch flag {
@@ -40,6 +47,7 @@ while !arguments.isEmpty {
     case "--assets": assets = value
     case "--minilm": guard let d = ModelCases.MiniLMDepth(rawValue: value) else { usage() }; minilm = d
     case "--filter": filter = value
+    case "--case": exact = value
     default: usage()
     }
 }
@@ -58,7 +66,8 @@ print("reference: cpu: \(reference.summary)")
 print("candidate: \(candidate.kind): \(candidate.summary)")
 
 var results: [CheckResult] = []
-for c in Conformance.cases(for: precision) where filter.map({ c.name.contains($0) }) ?? true {
+let chosen = { [exact, filter] (name: String) -> Bool in exact.map { name == $0 } ?? filter.map { name.contains($0) } ?? true }
+for c in Conformance.cases(for: precision) where chosen(c.name) {
     let r = Conformance.run(c, candidate: candidate, reference: reference)
     for x in r where !x.passed { print("FAIL \(x.name): \(x.detail)") }
     print("\(r.allSatisfy(\.passed) ? "ok  " : "FAIL") \(c.name) (\(r.count) outputs)")
@@ -66,7 +75,7 @@ for c in Conformance.cases(for: precision) where filter.map({ c.name.contains($0
 }
 if precision.halfType != nil {
     print("skip model cases: they compare with fp32 tolerances; run them with --precision fp32")
-} else if filter == nil || "model".contains(filter!) || filter!.contains("model") {
+} else if exact.map({ $0 == "models" }) ?? (filter == nil || "model".contains(filter!) || filter!.contains("model")) {
     for r in ModelCases.run(candidate: candidate, reference: reference, golden: golden, assets: assets, minilm: minilm) {
         print("\(r.skipped ? "skip" : r.passed ? "ok  " : "FAIL") \(r.name): \(r.detail)")
         results.append(r)

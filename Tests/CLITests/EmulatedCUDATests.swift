@@ -7,29 +7,38 @@
 import Foundation
 import XCTest
 
-final class EmulatedCUDATests: XCTestCase {
-    /// A folder where the emulator stands in for the three NVIDIA libraries, made once.
-    static let emulator: Result<URL, Error> = Result {
-        let executable = try builtExecutable()
-        let library = executable.deletingLastPathComponent().appendingPathComponent("libRetortEmulatedCUDA.so")
-        guard FileManager.default.fileExists(atPath: library.path) else {
-            throw XCTSkip("libRetortEmulatedCUDA.so was not built beside \(executable.path)")
-        }
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-emulated-cuda-\(getpid())")
-        try? FileManager.default.removeItem(at: folder)
-        try FileManager.default.createDirectory(at: folder.appendingPathComponent("cache"), withIntermediateDirectories: true)
-        for name in ["libcuda.so.1", "libnvrtc.so.13", "libcublasLt.so.13"] {
-            try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent(name), withDestinationURL: library)
-        }
-        return folder
+/// A folder where the emulator stands in for the three NVIDIA libraries, made once.
+private let emulatorFolder: Result<URL, Error> = Result {
+    let executable = try builtExecutable()
+    let library = executable.deletingLastPathComponent().appendingPathComponent("libRetortEmulatedCUDA.so")
+    guard FileManager.default.fileExists(atPath: library.path) else {
+        throw XCTSkip("libRetortEmulatedCUDA.so was not built beside \(executable.path)")
     }
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-emulated-cuda-\(getpid())")
+    try? FileManager.default.removeItem(at: folder)
+    try FileManager.default.createDirectory(at: folder.appendingPathComponent("cache"), withIntermediateDirectories: true)
+    for name in ["libcuda.so.1", "libnvrtc.so.13", "libcublasLt.so.13"] {
+        try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent(name), withDestinationURL: library)
+    }
+    return folder
+}
 
-    /// The environment that makes `--device cuda` the emulated device (counters printed at exit).
-    func emulated() throws -> [String: String] {
-        let folder = try Self.emulator.get()
-        return ["LD_LIBRARY_PATH": folder.path, "RETORT_KERNEL_CACHE": folder.appendingPathComponent("cache").path,
-                "RETORT_EMULATED_COUNTERS": "1", "PYTHONPATH": ""]
-    }
+/// The environment that makes `--device cuda` the emulated device (counters printed at exit).
+func emulatedCUDA() throws -> [String: String] {
+    let folder = try emulatorFolder.get()
+    return ["LD_LIBRARY_PATH": folder.path, "RETORT_KERNEL_CACHE": folder.appendingPathComponent("cache").path,
+            "RETORT_EMULATED_COUNTERS": "1", "PYTHONPATH": ""]
+}
+
+/// The emulator's counters as printed at exit: launches, matmuls, copies to the device, to the
+/// host, on the device, memsets, synchronizations, allocations.
+func emulatedCounters(_ output: String) throws -> [Int] {
+    let line = try XCTUnwrap(output.split(separator: "\n").first { $0.hasPrefix("emulated CUDA counters: ") }, output)
+    return line.split(separator: " ").compactMap { Int($0) }
+}
+
+final class EmulatedCUDATests: XCTestCase {
+    func emulated() throws -> [String: String] { try emulatedCUDA() }
 
     func asset(_ name: String) throws -> String {
         let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
@@ -99,8 +108,7 @@ final class EmulatedCUDATests: XCTestCase {
         }
 
         let counted = try check(["RETORT_CUDA_SYNC": "1"])
-        let numbers = try XCTUnwrap(counted.split(separator: "\n").first { $0.hasPrefix("emulated CUDA counters: ") })
-            .split(separator: " ").compactMap { Int($0) }
+        let numbers = try emulatedCounters(counted)
         let (launches, matmuls, synchronizations) = (numbers[0], numbers[1], numbers[6])
         XCTAssertGreaterThanOrEqual(synchronizations, launches + matmuls, String(counted))
 
@@ -181,5 +189,35 @@ final class EmulatedCUDATests: XCTestCase {
         }
         XCTAssertEqual(logs["distill-cpu"]?.count, 8, "4 intermediate and 4 prediction steps")
         assertSameLosses(logs["distill-cuda"] ?? [], logs["distill-cpu"] ?? [], "TinyBERT distillation, emulated CUDA vs CPU")
+    }
+}
+
+/// A training step reads the device once: the loss terms and the gradient norms in one download
+/// (counted on the emulated device as the difference between a 6-step and a 2-step run, so
+/// loading, evaluation and saving cancel out).
+final class EmulatedCUDAStepTests: TinyRunTestCase {
+    func testOneHostSynchronizationPerTrainingStep() throws {
+        let common = ["--train", data, "--device", "cuda", "--batch-size", "8", "--max-length", "12", "--save-minutes", "0"]
+        let distill = ["distill", "--teacher", teacher, "--student-init", "odd", "--student-layers", "1", "--no-report"]
+        let runs: [(String, [String], Int)] = [   // name, command, optimizer steps per --max-steps
+            ("fine-tuning", ["finetune", "--model", teacher], 1),
+            ("LoRA fine-tuning", ["finetune", "--model", teacher, "--lora-rank", "4"], 1),
+            ("TinyBERT, both stages", distill + ["--epochs", "1,1"], 2),
+            ("DistilBERT", distill + ["--method", "distilbert", "--epochs", "1"], 1),
+        ]
+        for (name, command, stages) in runs {
+            var counts: [[Int]] = []
+            for steps in [2, 6] {
+                let out = work.appendingPathComponent("\(name)-\(steps)").path
+                let (status, output) = try retort(command + common + ["--max-steps", "\(steps)", "--out", out], environment: try emulatedCUDA())
+                XCTAssertEqual(status, 0, "\(name): \(output)")
+                counts.append(try emulatedCounters(output))
+            }
+            let steps = 4 * stages
+            let perStep = zip(counts[1], counts[0]).map { Double($0 - $1) / Double(steps) }
+            print("\(name): per training step on the emulated device: \(perStep[0]) launches, \(perStep[1]) matmuls, "
+                  + "\(perStep[6]) host synchronizations, \(perStep[3]) downloads")
+            XCTAssertLessThanOrEqual(perStep[6], 1, "\(name): host synchronizations per step")
+        }
     }
 }

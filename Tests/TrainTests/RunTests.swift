@@ -149,13 +149,15 @@ final class NaNAtStep: TrainingObjective {
     var before: () -> Void = {}
     init(_ step: Int, model: BertModel) { badStep = step; self.model = model }
 
-    func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float) -> Double {
+    func step(_ a: BertActivations, batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double) {
         calls += 1
         model.forward(a, training: true, seed: seed)
-        let loss = Double(model.backward(a, gradScale: gradScale))
-        guard calls == badStep else { return loss }
-        before()
-        model.backend.fill(model.grads.slice(3, 1), .nan)
-        return .nan
+        model.crossEntropyBackward(a, gradScale: gradScale)
+        if calls == badStep {
+            before()
+            model.backend.fill(model.grads.slice(3, 1), .nan)
+            model.backend.fill(a.loss, .nan)
+        }
+        losses.add(nil, a.loss, weight: weight)
     }
 }
