@@ -246,7 +246,9 @@ final class CUDAKernels: @unchecked Sendable {
             return (module, result)
         }
         if let cached, let data = try? Data(contentsOf: cached), !data.isEmpty {
-            let (module, result) = loadImage([UInt8](data))
+            // A NUL after it: the driver reads an image that is not ELF as PTX up to a NUL, so a
+            // damaged file must not send it past the end (harmless for a cubin).
+            let (module, result) = loadImage([UInt8](data) + [0])
             if result == 0, let module { return module }
             try? FileManager.default.removeItem(at: cached)   // stale or damaged: compile it again
         }

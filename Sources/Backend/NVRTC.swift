@@ -66,7 +66,7 @@ public enum NVRTC {
         if known.isEmpty || known.contains(arch) { return .success(Target(arch: arch)) }
         if let older = known.filter({ $0 < arch }).max() { return .success(Target(arch: older, ptx: true)) }
         return .failure(BackendError("NVRTC \(status.version) compiles for sm_\(known.first!)–sm_\(known.last!), not this GPU's "
-                                     + "sm_\(arch): use an NVRTC of CUDA \(arch < 75 ? "12 or older" : "12 or newer")"))
+                                     + "sm_\(arch): use an NVRTC of CUDA \(arch < 50 ? "11 or older" : arch < 75 ? "12" : "12 or newer")"))
     }
 
     /// Every option a kernel is compiled with (the kernel cache keys on them).

@@ -171,10 +171,18 @@ static int driver_major(void) {
     return c->loaded && c->driver_version > 0 ? c->driver_version / 1000 : 0;
 }
 
-// Loads the newest of `names` (versioned sonames, newest first; the last may be unversioned)
-// whose major version the driver supports: a library newer than the driver (libnvrtc.so.13 on a
-// 12.x driver) produces code or calls the driver cannot take. `version_major` reads a loaded
-// library's major. On failure `error` says what was found and why it was refused.
+// The major version in a soname ("libnvrtc.so.12" → 12, "libnvrtc.so.11.2" → 11), 0 if none.
+static int soname_major(const char *name) {
+    const char *so = strstr(name, ".so.");
+    return so ? atoi(so + 4) : 0;
+}
+
+// Loads the first of `names` (versioned sonames, newest first; the last may be unversioned) in
+// the usual folder order (each folder tried with every name before the next folder) whose major
+// version the driver supports: a library newer than the driver (libnvrtc.so.13 on a 12.x
+// driver) produces code or makes calls the driver cannot take. `version_major` reads a loaded
+// library's major (for the unversioned name). On failure `error` says what was found and why it
+// was refused, or what to install.
 static void *load_for_driver(const char *const *names, const char *what, const char *pip_hint,
                              int (*version_major)(void *handle), char *path, size_t path_size, char *error,
                              size_t error_size) {
@@ -182,27 +190,35 @@ static void *load_for_driver(const char *const *names, const char *what, const c
     const char *dirs[MAX_DIRS + 1];
     cuda_dirs(storage, dirs);
     const int supported = driver_major();
-    char refused[768] = "";
-    for (int i = 0; names[i]; i++) {
-        const char *one[] = { names[i], NULL };
-        char found[512], why[256];
-        void *handle = rt_dlopen_search(one, dirs, 1, found, sizeof found, why, sizeof why);
-        if (!handle) continue;
-        const int major = version_major(handle);
-        if (supported > 0 && major > supported) {
-            if (!refused[0])   // CUDA 13's wheels are plain nvidia-*, older ones nvidia-*-cu12 / -cu11
-                snprintf(refused, sizeof refused, "%s (CUDA %d) was found but the driver supports CUDA %d.%d at most: "
-                         "install the CUDA %d %s (pip install %s%s%.0d) or update the driver", found, major, supported,
-                         rt_cuda_load()->driver_version % 1000 / 10, supported, what, pip_hint, supported < 13 ? "-cu" : "",
-                         supported < 13 ? supported : 0);
-            continue;   // not dlclose'd: a library may not take being unloaded; it is never called
-        }
+    const char *allowed[8], *newer[8];
+    int n_allowed = 0, n_newer = 0;
+    for (int i = 0; names[i] && i < 7; i++) {
+        if (supported > 0 && soname_major(names[i]) > supported) newer[n_newer++] = names[i];
+        else allowed[n_allowed++] = names[i];
+    }
+    allowed[n_allowed] = NULL;
+    newer[n_newer] = NULL;
+    char found[512], why[256];
+    int major = 0;
+    void *handle = n_allowed ? rt_dlopen_search(allowed, dirs, 1, found, sizeof found, why, sizeof why) : NULL;
+    if (handle && !(supported > 0 && (major = version_major(handle)) > supported)) {
         snprintf(path, path_size, "%s", found);
         return handle;
     }
-    if (refused[0]) snprintf(error, error_size, "%s", refused);
-    else snprintf(error, error_size, "%.*s not found (pip install %s, or set CUDA_HOME)",
-                  (int)(strstr(names[0], ".so") ? strstr(names[0], ".so") - names[0] : (long)strlen(names[0])), names[0], pip_hint);
+    // Nothing usable: say what newer library there is, if any (a refused handle is not
+    // dlclose'd: a library may not take being unloaded; it is never called).
+    if (!handle && n_newer) {
+        handle = rt_dlopen_search(newer, dirs, 1, found, sizeof found, why, sizeof why);
+        if (handle) major = version_major(handle);
+    }
+    if (handle)   // CUDA 13's wheels are plain nvidia-*, older ones nvidia-*-cu12 / -cu11
+        snprintf(error, error_size, "%s (CUDA %d) was found but the driver supports CUDA %d.%d at most: "
+                 "install the CUDA %d %s (pip install %s%s%.0d) or update the driver", found, major, supported,
+                 rt_cuda_load()->driver_version % 1000 / 10, supported, what, pip_hint, supported < 13 ? "-cu" : "",
+                 supported < 13 ? supported : 0);
+    else
+        snprintf(error, error_size, "%.*s not found (pip install %s, or set CUDA_HOME)",
+                 (int)(strstr(names[0], ".so") ? strstr(names[0], ".so") - names[0] : (long)strlen(names[0])), names[0], pip_hint);
     return NULL;
 }
 
@@ -285,11 +301,20 @@ int rt_nvrtc_compile(const char *source, const char *name, int ptx, int num_head
         n->fn.nvrtcDestroyProgram(&prog);
         return 1;
     }
-    if (ptx) n->fn.nvrtcGetPTXSize(prog, image_size);
-    else n->fn.nvrtcGetCUBINSize(prog, image_size);
-    *image = malloc(*image_size ? *image_size : 1);
-    if (ptx) n->fn.nvrtcGetPTX(prog, *image);
-    else n->fn.nvrtcGetCUBIN(prog, *image);
+    r = ptx ? n->fn.nvrtcGetPTXSize(prog, image_size) : n->fn.nvrtcGetCUBINSize(prog, image_size);
+    if (!r && *image_size > 0) {
+        *image = malloc(*image_size);
+        r = !*image ? 1 : ptx ? n->fn.nvrtcGetPTX(prog, *image) : n->fn.nvrtcGetCUBIN(prog, *image);
+    }
+    if (r || *image_size == 0) {   // e.g. a virtual architecture asked for a cubin
+        free(*image);
+        *image = NULL;
+        *image_size = 0;
+        free(*log);
+        *log = copy_string(r ? n->fn.nvrtcGetErrorString(r) : "NVRTC returned an empty image");
+        n->fn.nvrtcDestroyProgram(&prog);
+        return 1;
+    }
     n->fn.nvrtcDestroyProgram(&prog);
     return 0;
 }

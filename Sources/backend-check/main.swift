@@ -18,7 +18,7 @@ func usage() -> Never {
           --minilm     full: MiniLM logits, gradients and 5 training steps (default); logits: one forward pass
           --filter     only cases whose name contains TEXT
           --case       only the case named NAME exactly ("models": the model cases)
-          --list       print the case names (and "models"), one per line, and exit
+          --list       print the case names (and "models"), one per line, and exit (after --precision)
         """)
     exit(2)
 }
@@ -80,6 +80,10 @@ if precision.halfType != nil {
         print("\(r.skipped ? "skip" : r.passed ? "ok  " : "FAIL") \(r.name): \(r.detail)")
         results.append(r)
     }
+}
+if let exact, results.isEmpty {
+    print("backend-check: no case is named \"\(exact)\" at \(precision.rawValue) (--precision \(precision.rawValue) --list names them)")
+    exit(2)
 }
 let failed = results.filter { !$0.passed }.count, skipped = results.filter(\.skipped).count
 print("backend-check: \(results.count - failed - skipped) passed, \(failed) failed, \(skipped) skipped")

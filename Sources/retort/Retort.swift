@@ -45,8 +45,9 @@ struct DevicesCommand: ParsableCommand {
         }
         for (name, source) in NVRTC.kernelSources {
             do {
-                let cubin = try NVRTC.compile(source: source, name: name, target: NVRTC.Target(arch: arch))
-                print("kernels  \(name) sm_\(arch): \(cubin.count) bytes")
+                let target = try NVRTC.target(for: arch).get()
+                let image = try NVRTC.compile(source: source, name: name, target: target)
+                print("kernels  \(name) \(target): \(image.count) bytes")
             } catch {
                 print("kernels  \(error)")
                 throw ExitCode(1)

@@ -26,12 +26,15 @@ private let emulatorFolder: Result<URL, Error> = Result {
 /// The environment that makes `--device cuda` the emulated device (counters printed at exit).
 func emulatedCUDA() throws -> [String: String] {
     let folder = try emulatorFolder.get()
+    // Only the emulator: no folder the loader searches before LD_LIBRARY_PATH, no Python
+    // environment with NVIDIA wheels.
     return ["LD_LIBRARY_PATH": folder.path, "RETORT_KERNEL_CACHE": folder.appendingPathComponent("cache").path,
-            "RETORT_EMULATED_COUNTERS": "1", "PYTHONPATH": ""]
+            "RETORT_EMULATED_COUNTERS": "1", "PYTHONPATH": "", "RETORT_CUDA_PATH": "", "CUDA_HOME": "", "CUDA_PATH": "",
+            "VIRTUAL_ENV": "", "CONDA_PREFIX": ""]
 }
 
 /// The emulator's counters as printed at exit: launches, matmuls, copies to the device, to the
-/// host, on the device, memsets, synchronizations, allocations.
+/// host, on the device, memsets, synchronizations, allocations, cuBLASLt refusals.
 func emulatedCounters(_ output: String) throws -> [Int] {
     let line = try XCTUnwrap(output.split(separator: "\n").first { $0.hasPrefix("emulated CUDA counters: ") }, output)
     return line.split(separator: " ").compactMap { Int($0) }
@@ -57,7 +60,11 @@ final class EmulatedCUDATests: XCTestCase {
         XCTAssertTrue(output.contains("candidate: cuda: Retort emulated CUDA device (sm_80)"), output)
         XCTAssertTrue(output.contains("tiny-bert: every parameter gradient") && output.contains("tiny-mpnet: every parameter gradient"), output)
         XCTAssertTrue(output.contains(", 0 failed, "), output)
-        XCTAssertTrue(output.contains("emulated CUDA counters: "), output)
+        // cuBLASLt took every matmul as planned (a bias epilogue chosen for the wrong alignment is
+        // refused, and the fallback would hide it in the results).
+        XCTAssertEqual(try emulatedCounters(output)[8], 0, "cuBLASLt refusals: \(output)")
+        let (unknown, message) = try backendCheck(["--case", "no such case"])
+        XCTAssertEqual(unknown, 2, message)
     }
 
     func testEveryCaseAtTF32AndThe16BitCases() throws {
@@ -65,6 +72,7 @@ final class EmulatedCUDATests: XCTestCase {
             let (status, output) = try backendCheck(["--precision", precision, "--minilm", "logits"])
             XCTAssertEqual(status, 0, "\(precision): \(output)")
             XCTAssertTrue(output.contains(", 0 failed, "), "\(precision): \(output)")
+            XCTAssertEqual(try emulatedCounters(output)[8], 0, "\(precision): cuBLASLt refusals: \(output)")
         }
     }
 
@@ -77,6 +85,7 @@ final class EmulatedCUDATests: XCTestCase {
                                                  executable: "backend-check").finish()
         XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("ok   matmul with bias, misaligned views, batched bias (4 outputs)"), output)
+        XCTAssertGreaterThan(try emulatedCounters(output)[8], 0, "the heuristic refused the 16-byte-aligned bias: \(output)")
     }
 
     /// The first-run safeguards: a GPU newer than NVRTC knows runs PTX for the newest
@@ -112,7 +121,9 @@ final class EmulatedCUDATests: XCTestCase {
         let (launches, matmuls, synchronizations) = (numbers[0], numbers[1], numbers[6])
         XCTAssertGreaterThanOrEqual(synchronizations, launches + matmuls, String(counted))
 
-        let (status, devices) = try retort(["devices"], environment: environment.merging(["RETORT_EMULATED_DRIVER": "12040"]) { $1 })
+        let home = FileManager.default.temporaryDirectory.path   // no ~/.local NVIDIA wheels either
+        let (status, devices) = try retort(["devices"], environment: environment.merging(["RETORT_EMULATED_DRIVER": "12040",
+                                                                                           "HOME": home]) { $1 })
         XCTAssertEqual(status, 0, devices)
         XCTAssertTrue(devices.contains("libnvrtc.so.13 (CUDA 13) was found but the driver supports CUDA 12.4 at most: install the "
                                        + "CUDA 12 NVRTC (pip install nvidia-cuda-nvrtc-cu12) or update the driver"), devices)

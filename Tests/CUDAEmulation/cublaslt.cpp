@@ -248,6 +248,7 @@ int cublasLtMatmulAlgoGetHeuristic(void *handle, void *desc, void *a, void *b, v
     algo.bias_align = md.epilogue == EPILOGUE_BIAS ? (md.bias ? alignment_of(md.bias) : 256) : 1;
     if (md.epilogue == EPILOGUE_BIAS && algo.bias_align < emu::device_spec().bias_epilogue_align) {
         *returned = 0;   // as the library does when none of its kernels takes the problem
+        emu::counters().refusals++;
         return NOT_SUPPORTED;
     }
     const uint64_t k = md.transa ? la.rows : la.cols;
@@ -294,6 +295,7 @@ int cublasLtMatmul(void *handle, void *desc, const void *alpha, const void *A, v
         const unsigned actual = alignment_of(reinterpret_cast<uint64_t>(operands[i]));
         if (actual < chosen.align[i]) {
             emu::report("cublasLtMatmul: %s is %u-byte aligned, the algorithm was chosen for %u", names[i], actual, chosen.align[i]);
+            emu::counters().refusals++;
             return NOT_SUPPORTED;
         }
     }
@@ -308,6 +310,7 @@ int cublasLtMatmul(void *handle, void *desc, const void *alpha, const void *A, v
             emu::report("cublasLtMatmul: the bias is %u-byte aligned, the algorithm was chosen for %u (the descriptor's bias "
                         "pointer at heuristic time%s)", alignment_of(md.bias), chosen.bias_align,
                         chosen.bias_align == 256 ? " was null" : "");
+            emu::counters().refusals++;
             return NOT_SUPPORTED;
         }
     }

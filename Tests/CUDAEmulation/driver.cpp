@@ -61,10 +61,10 @@ bool device_range(uint64_t address, size_t bytes, const char *what) {
 void print_counters() {
     const rt_emulated_cuda_counters &c = emu::counters();
     fprintf(stderr, "emulated CUDA counters: %llu launches, %llu matmuls, %llu copies to the device, %llu to the host, "
-                    "%llu on the device, %llu memsets, %llu synchronizations, %llu allocations\n",
+                    "%llu on the device, %llu memsets, %llu synchronizations, %llu allocations, %llu cuBLASLt refusals\n",
             (unsigned long long)c.launches, (unsigned long long)c.matmuls, (unsigned long long)c.copies_to_device,
             (unsigned long long)c.copies_to_host, (unsigned long long)c.copies_on_device, (unsigned long long)c.memsets,
-            (unsigned long long)c.synchronizations, (unsigned long long)c.allocations);
+            (unsigned long long)c.synchronizations, (unsigned long long)c.allocations, (unsigned long long)c.refusals);
 }
 
 }   // namespace
@@ -222,13 +222,18 @@ CUresult cuMemcpyDtoDAsync_v2(unsigned long long dst, unsigned long long src, si
     return SUCCESS;
 }
 
+// The blocking copies go through the legacy default stream, which first waits for the work
+// queued on every blocking stream (streams made with flags 0, as Retort's): drained before the
+// copy, so an upload lands after earlier kernels and a download sees their results.
 CUresult cuMemcpyHtoD_v2(unsigned long long dst, const void *src, size_t bytes) {
+    if (has_context()) emu::synchronize_all();
     const CUresult r = cuMemcpyHtoDAsync_v2(dst, src, bytes, nullptr);
     if (r == SUCCESS) { emu::counters().synchronizations++; emu::synchronize_all(); }
     return r;
 }
 
 CUresult cuMemcpyDtoH_v2(void *dst, unsigned long long src, size_t bytes) {
+    if (has_context()) emu::synchronize_all();
     const CUresult r = cuMemcpyDtoHAsync_v2(dst, src, bytes, nullptr);
     if (r == SUCCESS) { emu::counters().synchronizations++; emu::synchronize_all(); }
     return r;
@@ -353,7 +358,7 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, u
             return INVALID_VALUE;
         }
     }
-    auto blob = std::shared_ptr<char[]>(new (std::align_val_t(16)) char[k.blob_bytes + 16]);
+    auto blob = std::shared_ptr<char[]>(new char[k.blob_bytes + 16]);   // aligned by hand below
     char *aligned = reinterpret_cast<char *>((reinterpret_cast<uintptr_t>(blob.get()) + 15) & ~uintptr_t(15));
     k.pack(aligned, params);
     const uint64_t seed = emu::device_spec().seed * 1000003 + emu::counters().launches;

@@ -29,6 +29,7 @@ typedef struct {
     uint64_t memsets;             // cuMemsetD8/D32Async
     uint64_t synchronizations;    // host waits: cuStreamSynchronize and blocking copies
     uint64_t allocations;         // cuMemAlloc
+    uint64_t refusals;            // cuBLASLt NOT_SUPPORTED for an alignment (heuristic or matmul)
 } rt_emulated_cuda_counters;
 
 const rt_emulated_cuda_counters *rt_emulated_cuda_counters_get(void);
