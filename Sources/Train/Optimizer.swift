@@ -9,6 +9,11 @@ public final class Optimizer {
     public let m: Tensor, v: Tensor   // AdamW moments, one slice per parameter, in order
     let offsets: [Int]
     let backend: Backend
+    /// Consecutive parameters whose weights and gradients are adjacent in memory and that decay
+    /// alike (LoRA's adapters, a layer's matrices): one AdamW launch each, and one norm
+    /// reduction — a few launches per step instead of one per tensor.
+    struct Run { let weight, grad: Tensor; let offset: Int; let decays: Bool }
+    let runs: [Run]
     /// With full fine-tuning the trained gradients are one buffer: one reduction covers them.
     let wholeGradient: Tensor?
     /// Σg² per gradient group, for `clip(maxNorm:)`.
@@ -23,12 +28,28 @@ public final class Optimizer {
         m = try backend.zeros(offsets.last!)
         v = try backend.zeros(offsets.last!)
         wholeGradient = model.lora == nil && extra.isEmpty && idle.isEmpty ? model.grads : nil
-        sums = try backend.zeros(wholeGradient == nil ? parameters.count : 1)
+        runs = Self.runs(parameters, offsets: offsets)
+        sums = try backend.zeros(wholeGradient == nil ? runs.count : 1)
+    }
+
+    static func runs(_ parameters: [TrainableTensor], offsets: [Int]) -> [Run] {
+        func follows(_ a: Tensor, _ b: Tensor) -> Bool { a.buffer === b.buffer && a.offset + a.count == b.offset }
+        var runs: [Run] = []
+        for (p, offset) in zip(parameters, offsets) {
+            if let last = runs.last, last.decays == p.decays, follows(last.weight, p.weight), follows(last.grad, p.grad) {
+                runs[runs.count - 1] = Run(weight: Tensor(last.weight.buffer, offset: last.weight.offset, count: last.weight.count + p.weight.count),
+                                           grad: Tensor(last.grad.buffer, offset: last.grad.offset, count: last.grad.count + p.grad.count),
+                                           offset: last.offset, decays: p.decays)
+            } else {
+                runs.append(Run(weight: p.weight, grad: p.grad, offset: offset, decays: p.decays))
+            }
+        }
+        return runs
     }
 
     /// The gradient tensors the norm is taken over: one buffer with full fine-tuning, else one
-    /// per trained tensor.
-    public var gradientGroups: [Tensor] { wholeGradient.map { [$0] } ?? parameters.map(\.grad) }
+    /// per run of adjacent trained tensors.
+    public var gradientGroups: [Tensor] { wholeGradient.map { [$0] } ?? runs.map(\.grad) }
 
     /// Queues Σg² of each gradient group into `sums` (one element per group); nothing waits.
     public func squaredNorms(into sums: Tensor) {
@@ -59,9 +80,9 @@ public final class Optimizer {
 
     /// One AdamW step (`step` counts from 1); tensors that do not decay (biases, LayerNorm) get none.
     public func step(learningRate: Double, weightDecay: Double, step: Int) {
-        for (p, offset) in zip(parameters, offsets) {
-            backend.adamw(p.weight, grads: p.grad, m: m.slice(offset, p.weight.count), v: v.slice(offset, p.weight.count),
-                          count: p.weight.count, AdamW(learningRate: learningRate, weightDecay: p.decays ? weightDecay : 0), step: step)
+        for r in runs {
+            backend.adamw(r.weight, grads: r.grad, m: m.slice(r.offset, r.weight.count), v: v.slice(r.offset, r.weight.count),
+                          count: r.weight.count, AdamW(learningRate: learningRate, weightDecay: r.decays ? weightDecay : 0), step: step)
         }
     }
 }
