@@ -513,7 +513,14 @@ public final class CUDABackend: Backend {
             try values.withUnsafeBytes { try CUDADevice.check(device.driver.cuMemcpyHtoD(ptr(tensor), $0.baseAddress, $0.count), "an upload") }
         }
         let g = Gemm(m: m, n: n, k: k, transB: true)
-        let (ha, hb) = halfOperands(da, db, g)   // exact at every precision: small integers
+        var (ha, hb) = (da, db)   // at bf16/fp16 rounded to 16 bits (exact: small integers), as runMatmul does
+        if let half = precision.halfType {
+            let cast = half == .bf16 ? K.castF32ToBf16 : K.castF32ToF16
+            (ha, hb) = (try allocate(a.count, half), try allocate(b.count, half))
+            for (dst, src) in [(ha, da), (hb, db)] {
+                try tryLaunch(cast, grid: 1, block: 256, [.tensor(dst), .tensor(src), .int64(dst.count)])
+            }
+        }
         if try !gemm.tryRun(c: ptr(dc), a: ptr(ha), b: ptr(hb), bias: ptr(dBias), g) {
             _ = try gemm.tryRun(c: ptr(dc), a: ptr(ha), b: ptr(hb), bias: nil, g)
             try tryLaunch(K.biasAdd, grid: 1, block: 256, [.tensor(dc), .tensor(dBias), .int64(m), .int32(n)])
