@@ -494,9 +494,9 @@ public final class CUDABackend: Backend {
             rt_cuda_launch(fn, UInt32(grid), 1, 1, UInt32(block), UInt32(blockY), 1, 0, device.stream,
                            buffer.baseAddress, Int32(buffer.count))
         }
-        let shape = "grid \(grid), block \(block)" + (blockY > 1 ? "×\(blockY)" : "")
-        try CUDADevice.check(result, "launching \(kernel) (\(shape))")
-        device.checkpoint("\(kernel) (\(shape))")
+        func shape() -> String { "grid \(grid), block \(block)" + (blockY > 1 ? "×\(blockY)" : "") }   // only for a message
+        try CUDADevice.check(result, "launching \(kernel) (\(shape()))")
+        device.checkpoint("\(kernel) (\(shape()))")
     }
 
     /// A matmul through the bias epilogue and a kernel, run and read back when the backend is

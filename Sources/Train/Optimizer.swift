@@ -69,11 +69,17 @@ public final class Optimizer {
         }
     }
 
+    /// The global L2 norm of the gradients of the unscaled loss, from the per-group Σg² that
+    /// `squaredNorms` wrote (as read back).
+    public func norm(sumsOfSquares: some Collection<Float>, lossScale: Double = 1) -> Double {
+        sumsOfSquares.prefix(gradientGroups.count).reduce(0.0) { $0 + Double($1) }.squareRoot() / lossScale
+    }
+
     /// The global L2 norm of the gradients (of the unscaled loss), read back now, and the clip.
     @discardableResult
     public func clip(maxNorm: Double, lossScale: Double = 1) -> Double {
         squaredNorms(into: sums)
-        let norm = backend.floats(sums).prefix(gradientGroups.count).reduce(0.0) { $0 + Double($1) }.squareRoot() / lossScale
+        let norm = norm(sumsOfSquares: backend.floats(sums), lossScale: lossScale)
         clip(norm: norm, maxNorm: maxNorm, lossScale: lossScale)
         return norm
     }

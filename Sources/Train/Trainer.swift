@@ -176,8 +176,7 @@ public final class Trainer {
         optimizer.squaredNorms(into: readout.slice(StepLosses.capacity, groups))
         let host = classifier.model.backend.floats(readout)
         let (loss, terms) = losses.read(host)
-        let gradNorm = host[StepLosses.capacity..<(StepLosses.capacity + groups)].reduce(0.0) { $0 + Double($1) }.squareRoot()
-            / Double(lossScale)
+        let gradNorm = optimizer.norm(sumsOfSquares: host[StepLosses.capacity...], lossScale: Double(lossScale))
         optimizer.clip(norm: gradNorm, maxNorm: options.maxGradNorm, lossScale: Double(lossScale))
         let lr = learningRate(at: step)
         // An overflow under loss scaling skips the update (the data and the schedule move on),

@@ -7,6 +7,7 @@
 // (as documented in attention_tc.cu): the emulation checks the kernels' indexing, masking,
 // online softmax and staging — not the hardware instruction, which only a GPU run checks.
 #include "warp_emulation.h"
+#include "../CUDAEmulation/tensor_core.h"
 
 #include <ucontext.h>
 
@@ -102,19 +103,6 @@ static void launch(int grid, int threads, std::function<void()> kernel) {
     }
 }
 
-static float half_bits_to_float(unsigned bits, bool bf16) {
-    bits &= 0xffffu;
-    if (bf16) {
-        const unsigned wide = bits << 16;
-        float f;
-        memcpy(&f, &wide, 4);
-        return f;
-    }
-    const unsigned short narrow = (unsigned short)bits;
-    _Float16 h;
-    memcpy(&h, &narrow, 2);
-    return (float)h;
-}
 }   // namespace emu
 
 // ---- the CUDA names the kernels use
@@ -143,40 +131,14 @@ static inline unsigned __float_as_uint(float x) { unsigned u; memcpy(&u, &x, 4);
 static inline int __float_as_int(float x) { int i; memcpy(&i, &x, 4); return i; }
 static inline float atomicAdd(float *p, float v) { const float old = *p; *p = old + v; return old; }
 
-static inline unsigned short rt_f16_bits(float x) {
-    const _Float16 h = (_Float16)x;   // round to nearest even, as cvt.rn
-    unsigned short bits;
-    memcpy(&bits, &h, 2);
-    return bits;
-}
-static inline float rt_f16_value(unsigned short bits) {
-    _Float16 h;
-    memcpy(&h, &bits, 2);
-    return (float)h;
-}
-
-// mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}: d += a·b for the warp, fragments as in the PTX ISA.
+// mma.sync.aligned.m16n8k16: d += a·b for the warp (the arithmetic: CUDAEmulation/tensor_core.h).
 template <bool BF16> static inline void tc_mma(float d[4], const unsigned a[4], const unsigned b[2]) {
     const unsigned warp = emu::current->tid / 32, lane = emu::current->tid % 32;
     memcpy(emu::fragments[warp][lane].a, a, sizeof(unsigned) * 4);
     memcpy(emu::fragments[warp][lane].b, b, sizeof(unsigned) * 2);
     emu::sync_warp();
-    auto A = [&](int row, int kk) {   // a0 (g, 2t..), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..)
-        const int owner = 4 * (row % 8) + (kk % 8) / 2, reg = (row >= 8 ? 1 : 0) + (kk >= 8 ? 2 : 0);
-        return emu::half_bits_to_float(emu::fragments[warp][owner].a[reg] >> (16 * (kk & 1)), BF16);
-    };
-    auto B = [&](int kk, int col) {   // b0 (2t.., g), b1 (2t+8.., g)
-        const int owner = 4 * col + (kk % 8) / 2, reg = kk >= 8 ? 1 : 0;
-        return emu::half_bits_to_float(emu::fragments[warp][owner].b[reg] >> (16 * (kk & 1)), BF16);
-    };
-    const int g = (int)lane >> 2, t = (int)lane & 3;
     float out[4];
-    for (int e = 0; e < 4; e++) {   // c0,c1 (g, 2t..2t+1), c2,c3 (g+8, 2t..2t+1)
-        const int row = g + (e < 2 ? 0 : 8), col = 2 * t + (e & 1);
-        float sum = 0.0f;
-        for (int kk = 0; kk < 16; kk++) sum += A(row, kk) * B(kk, col);
-        out[e] = d[e] + sum;
-    }
+    mma_lane_outputs<BF16>(out, d, emu::fragments[warp], lane);
     emu::sync_warp();   // every lane has read the fragments before any lane writes new ones
     for (int e = 0; e < 4; e++) d[e] = out[e];
 }
