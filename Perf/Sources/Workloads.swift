@@ -96,17 +96,25 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
     }
     do {
         let s = EmbeddingShape(tokens: N, channels: C, vocabulary: 30522, positions: 512, tokenTypes: 2)
-        let ids = try backend.tensor((0..<N).map { Int32($0 * 7919 % 30522) }, .i32)
-        let positions = try backend.tensor((0..<N).map { Int32($0 % 64) }, .i32), types = try backend.zeros(N, .i32)
+        let idValues = (0..<N).map { Int32($0 * 7919 % 30522) }, positionValues = (0..<N).map { Int32($0 % 64) }
+        let ids = try backend.tensor(idValues, .i32), positions = try backend.tensor(positionValues, .i32), types = try backend.zeros(N, .i32)
+        let segments = try EmbeddingSegments(ids: idValues, positions: positionValues, types: [Int32](repeating: 0, count: N), s, backend: backend)
         let word = try random(backend, 30522 * C), position = try random(backend, 512 * C), type = try random(backend, 2 * C)
         let dWord = try backend.zeros(30522 * C), dPosition = try backend.zeros(512 * C), dType = try backend.zeros(2 * C)
         let out = try backend.zeros(N * C), dOut = try random(backend, N * C)
         list.append(Workload(name: "embedding fwd+bwd BT=\(N) C=\(C)", unit: "GB/s", work: 11.0 * Double(N * C * 4), reps: reps,
                              run: {
                                  backend.embeddingForward(out, ids: ids, positions: positions, types: types, word: word, position: position, type: type, s)
-                                 backend.embeddingBackward(dWord: dWord, dPosition: dPosition, dType: dType, dOut: dOut, ids: ids, positions: positions, types: types, s)
+                                 backend.embeddingBackward(dWord: dWord, dPosition: dPosition, dType: dType, dOut: dOut, ids: ids, positions: positions, types: types,
+                                                           segments: segments, s)
                              },
                              spec: ["op": "embedding_forward_backward", "tokens": N, "c": C, "vocab": 30522, "positions": 512]))
+        // What loading a training batch adds on the host: the embedding gradients' segment plan.
+        let planTensor = try backend.allocate(EmbeddingSegments.capacity(tokens: N), .i32), typeValues = [Int32](repeating: 0, count: N)
+        list.append(Workload(name: "embedding segment plan (host, per training batch) BT=\(N)", unit: "ktok/s", work: Double(N) * 1e6,
+                             reps: reps, run: {
+                                 _ = EmbeddingSegments(ids: idValues, positions: positionValues, types: typeValues, s, into: planTensor, backend: backend)
+                             }))
     }
     do {
         let (rows, V) = (4096, 1000)

@@ -44,6 +44,18 @@ public protocol DeviceRuntime: AnyObject {
     /// Device memory the backend holds beside the tensors a run allocates, for the largest of
     /// these matmuls (the GPU's matmul workspace and 16-bit operand copies; 0 on the CPU).
     func workspaceBytes(matmuls: [Gemm]) -> Int
+    /// At bf16/fp16 on a GPU: keep a 16-bit copy of `weights` (a whole buffer: a model's
+    /// parameters) for the matmuls that read them, remade by one cast when the buffer was written
+    /// since (an optimizer step, a load), instead of casting the weight operand of every matmul.
+    /// Elsewhere nothing (the default).
+    func keepHalfCopy(of weights: Tensor) throws
+    /// Bytes `keepHalfCopy` takes for `elements` weights (0 where it keeps nothing).
+    func halfCopyBytes(elements: Int) -> Int
+}
+
+public extension DeviceRuntime {
+    func keepHalfCopy(of weights: Tensor) throws {}
+    func halfCopyBytes(elements: Int) -> Int { 0 }
 }
 
 /// The compute ops. Each requirement is called by the checked method of the same name without
@@ -56,10 +68,10 @@ public protocol BackendOps: AnyObject {
     func runEmbeddingForward(_ out: Tensor, ids: Tensor, positions: Tensor, types: Tensor?,
                              word: Tensor, position: Tensor, type: Tensor?, _ s: EmbeddingShape)
     func runEmbeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor,
-                              ids: Tensor, positions: Tensor, types: Tensor?, _ s: EmbeddingShape)
+                              ids: Tensor, positions: Tensor, types: Tensor?, segments: EmbeddingSegments, _ s: EmbeddingShape)
     func runLayerNormForward(_ out: Tensor, mean: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, bias: Tensor,
                              rows: Int, channels: Int, eps: Float)
-    func runLayerNormBackward(dx: Tensor, dWeight: Tensor, dBias: Tensor, dOut: Tensor, _ x: Tensor, weight: Tensor,
+    func runLayerNormBackward(dx: Tensor, dWeight: Tensor?, dBias: Tensor?, dOut: Tensor, _ x: Tensor, weight: Tensor,
                               mean: Tensor, rstd: Tensor, rows: Int, channels: Int)
     func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int)
     func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int)

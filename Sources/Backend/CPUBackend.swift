@@ -126,7 +126,8 @@ public final class CPUBackend: Backend {
     }
 
     public func runEmbeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor,
-                                     ids: Tensor, positions: Tensor, types: Tensor?, _ s: EmbeddingShape) {
+                                     ids: Tensor, positions: Tensor, types: Tensor?, segments: EmbeddingSegments, _ s: EmbeddingShape) {
+        // The CPU kernel walks the rows for its own column blocks; the segments are for devices.
         rt_embedding_backward(f(dWord), f(dPosition), f(dType), f(dOut), i(ids), i(positions), i(types),
                               Int64(s.tokens), Int32(s.channels), Int32(s.vocabulary), Int32(s.positions), Int32(s.tokenTypes),
                               Int32(s.wordPadding), Int32(s.positionPadding))
@@ -137,7 +138,7 @@ public final class CPUBackend: Backend {
         rt_layernorm_forward(f(out), f(mean), f(rstd), f(x), f(weight), f(bias), Int64(rows), Int32(channels), eps)
     }
 
-    public func runLayerNormBackward(dx: Tensor, dWeight: Tensor, dBias: Tensor, dOut: Tensor, _ x: Tensor, weight: Tensor,
+    public func runLayerNormBackward(dx: Tensor, dWeight: Tensor?, dBias: Tensor?, dOut: Tensor, _ x: Tensor, weight: Tensor,
                                      mean: Tensor, rstd: Tensor, rows: Int, channels: Int) {
         rt_layernorm_backward(f(dx), f(dWeight), f(dBias), f(dOut), f(x), f(weight), f(mean), f(rstd),
                               Int64(rows), Int32(channels))

@@ -147,14 +147,47 @@ public final class CUDABackend: Backend {
         }
     }
 
-    /// bf16/fp16: A and B rounded to 16 bits (the elements the Gemm spans, same layout) in
-    /// grow-only scratch; otherwise A and B themselves.
+    /// bf16/fp16: A and B rounded to 16 bits (the elements the Gemm spans, same layout): from
+    /// the kept copy of a weight buffer, or cast into grow-only scratch; otherwise A and B themselves.
     private func halfOperands(_ a: Tensor, _ b: Tensor, _ g: Gemm) -> (Tensor, Tensor) {
         guard let half = precision.halfType else { return (a, b) }
-        let a16 = scratch("gemm.a16", g.spanA, half), b16 = scratch("gemm.b16", g.spanB, half)
-        cast(a16, a.slice(0, g.spanA), count: g.spanA)
-        cast(b16, b.slice(0, g.spanB), count: g.spanB)
-        return (a16, b16)
+        func rounded(_ t: Tensor, _ span: Int, _ name: String) -> Tensor {
+            if let kept = halfCopy(t, span: span) { return kept }
+            let t16 = scratch(name, span, half)
+            cast(t16, t.slice(0, span), count: span)
+            return t16
+        }
+        return (rounded(a, g.spanA, "gemm.a16"), rounded(b, g.spanB, "gemm.b16"))
+    }
+
+    /// A weight buffer's 16-bit copy and the buffer's write count it was made at.
+    private final class HalfCopy {
+        weak var source: DeviceBuffer?
+        let copy: Tensor
+        var writes: UInt64?
+        init(source: DeviceBuffer, copy: Tensor) { self.source = source; self.copy = copy }
+    }
+    private var halfCopies: [ObjectIdentifier: HalfCopy] = [:]
+
+    public func keepHalfCopy(of weights: Tensor) throws {
+        guard let half = precision.halfType else { return }
+        precondition(weights.offset == 0 && weights.count == weights.buffer.count && weights.dtype == .f32,
+                     "keepHalfCopy: a whole f32 buffer")
+        halfCopies = halfCopies.filter { $0.value.source != nil }   // models since freed
+        halfCopies[ObjectIdentifier(weights.buffer)] = HalfCopy(source: weights.buffer, copy: try allocate(weights.count, half))
+    }
+
+    public func halfCopyBytes(elements: Int) -> Int { (precision.halfType?.size ?? 0) * elements }
+
+    /// `span` elements from `t` of its buffer's 16-bit copy, remade first (one cast of the whole
+    /// buffer) when the buffer was written since; nil when the buffer keeps none.
+    private func halfCopy(_ t: Tensor, span: Int) -> Tensor? {
+        guard let kept = halfCopies[ObjectIdentifier(t.buffer)], kept.source === t.buffer else { return nil }
+        if kept.writes != t.buffer.writes {
+            cast(kept.copy, Tensor(t.buffer), count: t.buffer.count)
+            kept.writes = t.buffer.writes
+        }
+        return kept.copy.slice(t.offset, span)
     }
 
     /// Bytes of the 16-bit operand scratch the largest of these matmuls needs (0 at fp32/tf32).
@@ -164,8 +197,19 @@ public final class CUDABackend: Backend {
     }
 
     public func runBiasBackward(_ dBias: Tensor, dOut: Tensor, rows: Int, channels: Int) {
-        launch(K.biasBackward, grid: (channels + 31) / 32, block: 32, blockY: 8,
-               .tensor(dBias), .tensor(dOut), .int64(rows), .int32(channels))
+        let (slices, sliceRows) = columnSlices(rows: rows), partials = scratch("columns.partials", slices * channels)
+        launch(K.biasBackwardPartials, grid: (channels + 31) / 32, gridY: slices, block: 32, blockY: 8,
+               .tensor(partials), .tensor(dOut), .int64(rows), .int32(channels), .int32(sliceRows))
+        launch(K.columnSumFinish, grid: (channels + 255) / 256, block: 256,
+               .tensor(dBias), .tensor(nil), .tensor(partials), .int32(slices), .int32(channels), .int32(channels))
+    }
+
+    /// Column reductions over N rows (parameter gradients) run in slices of 64 rows (more beyond
+    /// 4 M rows: a grid holds 65,535 slices), one block per 32 columns of a slice, then a pass
+    /// adding the slices in order: the whole GPU works on them, and the result depends on N only.
+    private func columnSlices(rows: Int) -> (slices: Int, sliceRows: Int) {
+        let sliceRows = max(64, (rows + 65534) / 65535)
+        return (max(1, (rows + sliceRows - 1) / sliceRows), sliceRows)
     }
 
     // MARK: layers
@@ -178,11 +222,16 @@ public final class CUDABackend: Backend {
     }
 
     public func runEmbeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor,
-                                     ids: Tensor, positions: Tensor, types: Tensor?, _ s: EmbeddingShape) {
-        launch(K.embeddingBackward, grid: (s.channels + 127) / 128, block: 128,
-               .tensor(dWord), .tensor(dPosition), .tensor(dType), .tensor(dOut), .tensor(ids), .tensor(positions),
-               .tensor(types), .int64(s.tokens), .int32(s.channels), .int32(s.vocabulary), .int32(s.positions),
-               .int32(s.tokenTypes), .int32(s.wordPadding), .int32(s.positionPadding))
+                                     ids: Tensor, positions: Tensor, types: Tensor?, segments: EmbeddingSegments, _ s: EmbeddingShape) {
+        // Two stages over the host's plan (EmbeddingSegments); ids, positions and types are in it.
+        let g = segments, plan = g.tensor.slice(0, g.count), partials = scratch("embedding.partials", max(1, g.slots * s.channels))
+        let columns = (s.channels + 127) / 128
+        launch(K.embeddingBackwardPieces, grid: columns, gridY: min(g.pieces, 65535), block: 128,
+               .tensor(dWord), .tensor(dPosition), .tensor(dType), .tensor(partials), .tensor(dOut), .tensor(plan),
+               .int32(g.rows), .int32(g.pieces), .int32(g.segments), .int32(g.multiPieceSegments), .int32(s.channels))
+        launch(K.embeddingBackwardSegments, grid: columns, gridY: min(g.multiPieceSegments, 65535), block: 128,
+               .tensor(dWord), .tensor(dPosition), .tensor(dType), .tensor(partials), .tensor(plan),
+               .int32(g.rows), .int32(g.pieces), .int32(g.segments), .int32(g.multiPieceSegments), .int32(s.channels))
     }
 
     public func runLayerNormForward(_ out: Tensor, mean: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, bias: Tensor,
@@ -191,11 +240,16 @@ public final class CUDABackend: Backend {
                .tensor(weight), .tensor(bias), .int32(rows), .int32(channels), .float(eps))
     }
 
-    public func runLayerNormBackward(dx: Tensor, dWeight: Tensor, dBias: Tensor, dOut: Tensor, _ x: Tensor, weight: Tensor,
+    public func runLayerNormBackward(dx: Tensor, dWeight: Tensor?, dBias: Tensor?, dOut: Tensor, _ x: Tensor, weight: Tensor,
                                      mean: Tensor, rstd: Tensor, rows: Int, channels: Int) {
-        launch(K.layernormBackwardParams, grid: (channels + 255) / 256, block: 256,
-               .tensor(dWeight), .tensor(dBias), .tensor(dOut), .tensor(x), .tensor(mean), .tensor(rstd),
-               .int32(rows), .int32(channels))
+        if dWeight != nil || dBias != nil {   // frozen: neither
+            let (slices, sliceRows) = columnSlices(rows: rows), partials = scratch("columns.partials", slices * 2 * channels)
+            launch(K.layernormBackwardPartials, grid: (channels + 31) / 32, gridY: slices, block: 32, blockY: 8,
+                   .tensor(partials), .tensor(dOut), .tensor(x), .tensor(mean), .tensor(rstd), .int32(rows), .int32(channels),
+                   .int32(sliceRows))
+            launch(K.columnSumFinish, grid: (2 * channels + 255) / 256, block: 256, .tensor(dWeight), .tensor(dBias),
+                   .tensor(partials), .int32(slices), .int32(channels), .int32(2 * channels))
+        }
         launch(K.layernormBackwardInput, warps: rows, .tensor(dx), .tensor(dOut), .tensor(x),
                .tensor(weight), .tensor(mean), .tensor(rstd), .int32(rows), .int32(channels))
     }
@@ -469,32 +523,34 @@ public final class CUDABackend: Backend {
         launch(kernel, grid: max(1, (rows + 7) / 8), block: 256, args)
     }
 
-    private func launch(_ kernel: CUDAKernel, grid: Int, block: Int, blockY: Int = 1, _ args: KernelArg...) {
-        launch(kernel, grid: grid, block: block, blockY: blockY, args)
+    private func launch(_ kernel: CUDAKernel, grid: Int, gridY: Int = 1, block: Int, blockY: Int = 1, _ args: KernelArg...) {
+        launch(kernel, grid: grid, gridY: gridY, block: block, blockY: blockY, args)
     }
 
     /// Queues `kernel` after checking `args` against its signature: a wrong count, order, width
     /// or tensor dtype is a bug in this file, stopped here with the kernel's name.
-    private func launch(_ kernel: CUDAKernel, grid: Int, block: Int, blockY: Int = 1, _ args: [KernelArg]) {
-        do { try tryLaunch(kernel, grid: grid, block: block, blockY: blockY, args) } catch { fatalError("retort: \(error)") }
+    private func launch(_ kernel: CUDAKernel, grid: Int, gridY: Int = 1, block: Int, blockY: Int = 1, _ args: [KernelArg]) {
+        do { try tryLaunch(kernel, grid: grid, gridY: gridY, block: block, blockY: blockY, args) } catch { fatalError("retort: \(error)") }
     }
 
     /// `launch`, throwing what would stop the program (for the start-up check).
-    private func tryLaunch(_ kernel: CUDAKernel, grid: Int, block: Int, blockY: Int = 1, _ args: [KernelArg]) throws {
+    private func tryLaunch(_ kernel: CUDAKernel, grid: Int, gridY: Int = 1, block: Int, blockY: Int = 1, _ args: [KernelArg]) throws {
         precondition(args.count == kernel.parameters.count,
                      "\(kernel): \(args.count) arguments for \(kernel.parameters.count) parameters")
         for (index, (arg, parameter)) in zip(args, kernel.parameters).enumerated() {
             precondition(arg.fits(parameter), "\(kernel): argument \(index) (\(arg)) does not fit parameter \(index) (\(parameter.rawValue))")
         }
-        guard grid > 0 else { return }   // nothing to do (an empty tensor)
+        guard grid > 0, gridY > 0 else { return }   // nothing to do (an empty tensor)
         device.makeCurrent()   // before the lookup: loading a module needs the context too
         let fn = try kernels.function(kernel.file, kernel.name)
         var slots = args.map(slot)
         let result = slots.withUnsafeMutableBufferPointer { buffer in
-            rt_cuda_launch(fn, UInt32(grid), 1, 1, UInt32(block), UInt32(blockY), 1, 0, device.stream,
+            rt_cuda_launch(fn, UInt32(grid), UInt32(gridY), 1, UInt32(block), UInt32(blockY), 1, 0, device.stream,
                            buffer.baseAddress, Int32(buffer.count))
         }
-        func shape() -> String { "grid \(grid), block \(block)" + (blockY > 1 ? "×\(blockY)" : "") }   // only for a message
+        func shape() -> String {   // only for a message
+            "grid \(grid)" + (gridY > 1 ? "×\(gridY)" : "") + ", block \(block)" + (blockY > 1 ? "×\(blockY)" : "")
+        }
         try CUDADevice.check(result, "launching \(kernel) (\(shape()))")
         device.checkpoint("\(kernel) (\(shape()))")
     }

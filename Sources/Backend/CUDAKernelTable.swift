@@ -43,14 +43,16 @@ enum CUDAKernelTable {
         .ints, .floats, .floats, .floats, .floats, .int32, .int32, .int32, .int32, .float, .int32, .float])
     // bias.cu
     static let biasAdd = CUDAKernel("bias.cu", "bias_add", [.floats, .floats, .int64, .int32])
-    static let biasBackward = CUDAKernel("bias.cu", "bias_backward", [.floats, .floats, .int64, .int32])
+    static let biasBackwardPartials = CUDAKernel("bias.cu", "bias_backward_partials", [.floats, .floats, .int64, .int32, .int32])
     // dropout.cu
     static let dropoutF32 = CUDAKernel("dropout.cu", "dropout_f32", [.floats, .floats, .int64, .float, .uint64, .uint64])
     // embedding.cu
     static let embeddingForward = CUDAKernel("embedding.cu", "embedding_forward", [.floats, .ints, .ints, .ints, .floats,
         .floats, .floats, .int64, .int32, .int32, .int32, .int32])
-    static let embeddingBackward = CUDAKernel("embedding.cu", "embedding_backward", [.floats, .floats, .floats, .floats, .ints,
-        .ints, .ints, .int64, .int32, .int32, .int32, .int32, .int32, .int32])
+    static let embeddingBackwardPieces = CUDAKernel("embedding.cu", "embedding_backward_pieces", [.floats, .floats, .floats,
+        .floats, .floats, .ints, .int32, .int32, .int32, .int32, .int32])
+    static let embeddingBackwardSegments = CUDAKernel("embedding.cu", "embedding_backward_segments", [.floats, .floats, .floats,
+        .floats, .ints, .int32, .int32, .int32, .int32, .int32])
     // gelu.cu
     static let geluForward = CUDAKernel("gelu.cu", "gelu_forward", [.floats, .floats, .int64])
     static let geluBackward = CUDAKernel("gelu.cu", "gelu_backward", [.floats, .floats, .floats, .int64])
@@ -59,8 +61,8 @@ enum CUDAKernelTable {
         .floats, .int32, .int32, .float])
     static let layernormBackwardInput = CUDAKernel("layernorm.cu", "layernorm_backward_input", [.floats, .floats, .floats,
         .floats, .floats, .floats, .int32, .int32])
-    static let layernormBackwardParams = CUDAKernel("layernorm.cu", "layernorm_backward_params", [.floats, .floats, .floats,
-        .floats, .floats, .floats, .int32, .int32])
+    static let layernormBackwardPartials = CUDAKernel("layernorm.cu", "layernorm_backward_partials", [.floats, .floats, .floats,
+        .floats, .floats, .int32, .int32, .int32])
     // lora.cu
     static let loraForward = CUDAKernel("lora.cu", "lora_forward", [.floats, .floats, .floats, .floats, .floats, .int64,
         .int32, .int32, .int32, .float, .float, .uint64])
@@ -82,6 +84,7 @@ enum CUDAKernelTable {
     static let axpyF32 = CUDAKernel("memory.cu", "axpy_f32", [.floats, .floats, .int64, .float])
     static let sumSquaresPartial = CUDAKernel("memory.cu", "sum_squares_partial", [.doubles, .floats, .int64])
     static let sumFinish = CUDAKernel("memory.cu", "sum_finish", [.floats, .doubles, .int32])
+    static let columnSumFinish = CUDAKernel("memory.cu", "column_sum_finish", [.floats, .floats, .floats, .int32, .int32, .int32])
     static let castF32ToBf16 = CUDAKernel("memory.cu", "cast_f32_to_bf16", [.halves, .floats, .int64])
     static let castBf16ToF32 = CUDAKernel("memory.cu", "cast_bf16_to_f32", [.floats, .halves, .int64])
     static let castF32ToF16 = CUDAKernel("memory.cu", "cast_f32_to_f16", [.halves, .floats, .int64])
@@ -111,10 +114,10 @@ enum CUDAKernelTable {
 
     /// Every entry, for the tests.
     static let all: [CUDAKernel] = [
-        adamwStep, attentionForward, attentionBackwardQuery, attentionBackwardKey, attentionScoreLossRows, biasAdd, biasBackward,
-        dropoutF32, embeddingForward, embeddingBackward, geluForward, geluBackward, layernormForward, layernormBackwardInput,
-        layernormBackwardParams, loraForward, loraBackwardRows, countValidLabels, crossEntropyRows, softCrossEntropyRows,
-        msePartial, cosineRows, meanFinish, meanFinishDouble, fillF32, scaleF32, axpyF32, sumSquaresPartial, sumFinish,
+        adamwStep, attentionForward, attentionBackwardQuery, attentionBackwardKey, attentionScoreLossRows, biasAdd, biasBackwardPartials,
+        dropoutF32, embeddingForward, embeddingBackwardPieces, embeddingBackwardSegments, geluForward, geluBackward, layernormForward,
+        layernormBackwardInput, layernormBackwardPartials, loraForward, loraBackwardRows, countValidLabels, crossEntropyRows, softCrossEntropyRows,
+        msePartial, cosineRows, meanFinish, meanFinishDouble, fillF32, scaleF32, axpyF32, sumSquaresPartial, sumFinish, columnSumFinish,
         castF32ToBf16, castBf16ToF32, castF32ToF16, castF16ToF32, maskedSoftmaxForward, maskedSoftmaxBackward, maskedScores, tanhForward,
         tanhBackward,
     ] + TensorCorePass.allCases.flatMap { pass in

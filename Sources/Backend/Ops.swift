@@ -6,6 +6,7 @@
 public extension DeviceRuntime {
     func upload(_ dst: Tensor, _ src: UnsafeRawBufferPointer) {
         precondition(src.count == dst.bytes, "upload size mismatch")
+        dst.buffer.writes &+= 1
         runUpload(dst, src)
     }
 
@@ -17,12 +18,14 @@ public extension DeviceRuntime {
     func copy(_ dst: Tensor, _ src: Tensor) {
         precondition(dst.bytes == src.bytes, "copy size mismatch")
         guard dst.bytes > 0 else { return }
+        dst.buffer.writes &+= 1
         runCopy(dst, src)
     }
 
     func fill(_ dst: Tensor, _ value: Float) {
         precondition(dst.dtype == .f32 || value == 0, "fill with a non-zero value needs an f32 tensor")
         guard dst.count > 0 else { return }
+        dst.buffer.writes &+= 1
         runFill(dst, value)
     }
 
@@ -73,6 +76,7 @@ public extension Backend {
         if let bias { precondition(bias.count == g.n && g.ldc == g.n, "bias needs n elements and packed C") }
         guard g.m > 0 && g.n > 0 && g.batch > 0 else { return }
         precondition(a.count >= g.spanA && b.count >= g.spanB && c.count >= g.spanC, "matmul operands too small")
+        c.buffer.writes &+= 1
         runMatmul(c, a, b, bias: bias, g)
     }
 
@@ -90,10 +94,13 @@ public extension Backend {
         runEmbeddingForward(out, ids: ids, positions: positions, types: types, word: word, position: position, type: type, s)
     }
 
+    /// `segments`: the same batch's plan (made from the host's ids when it was loaded).
     func embeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor,
-                           ids: Tensor, positions: Tensor, types: Tensor?, _ s: EmbeddingShape) {
+                           ids: Tensor, positions: Tensor, types: Tensor?, segments: EmbeddingSegments, _ s: EmbeddingShape) {
         s.check(out: dOut, ids: ids, positions: positions, types: types, word: dWord, position: dPosition, type: dType)
-        runEmbeddingBackward(dWord: dWord, dPosition: dPosition, dType: dType, dOut: dOut, ids: ids, positions: positions, types: types, s)
+        i32(segments.tensor, "embeddingBackward: the segments")
+        runEmbeddingBackward(dWord: dWord, dPosition: dPosition, dType: dType, dOut: dOut, ids: ids, positions: positions, types: types,
+                             segments: segments, s)
     }
 
     func layerNormForward(_ out: Tensor, mean: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, bias: Tensor,
@@ -104,10 +111,11 @@ public extension Backend {
         runLayerNormForward(out, mean: mean, rstd: rstd, x, weight: weight, bias: bias, rows: rows, channels: channels, eps: eps)
     }
 
-    func layerNormBackward(dx: Tensor, dWeight: Tensor, dBias: Tensor, dOut: Tensor, _ x: Tensor, weight: Tensor,
+    /// dx, and dWeight/dBias accumulated when given (nil: that parameter is frozen).
+    func layerNormBackward(dx: Tensor, dWeight: Tensor?, dBias: Tensor?, dOut: Tensor, _ x: Tensor, weight: Tensor,
                            mean: Tensor, rstd: Tensor, rows: Int, channels: Int) {
         precondition(dx.count == rows * channels && dOut.count == rows * channels && x.count == rows * channels
-                     && dWeight.count == channels && dBias.count == channels && weight.count == channels
+                     && (dWeight?.count ?? channels) == channels && (dBias?.count ?? channels) == channels && weight.count == channels
                      && mean.count == rows && rstd.count == rows, "layerNormBackward: operands are not N·C, N or C")
         f32(dx, dWeight, dBias, dOut, x, weight, mean, rstd, op: "layerNormBackward")
         runLayerNormBackward(dx: dx, dWeight: dWeight, dBias: dBias, dOut: dOut, x, weight: weight, mean: mean, rstd: rstd,
@@ -245,6 +253,7 @@ public extension Backend {
     func adamw(_ params: Tensor, grads: Tensor, m: Tensor, v: Tensor, count: Int, _ h: AdamW, step: Int) {
         elementwise(count, params, grads, m, v, op: "adamw")
         precondition(step >= 1, "adamw: steps count from 1")
+        params.buffer.writes &+= 1
         runAdamW(params, grads: grads, m: m, v: v, count: count, h, step: step)
     }
 
@@ -256,11 +265,13 @@ public extension Backend {
 
     func scale(_ x: Tensor, count: Int, by factor: Float) {
         elementwise(count, x, op: "scale")
+        x.buffer.writes &+= 1
         runScale(x, count: count, by: factor)
     }
 
     func axpy(_ y: Tensor, _ x: Tensor, count: Int, alpha: Float) {
         elementwise(count, y, x, op: "axpy")
+        y.buffer.writes &+= 1
         runAxpy(y, x, count: count, alpha: alpha)
     }
 
@@ -269,6 +280,7 @@ public extension Backend {
         let supported: Set<String> = ["f32>bf16", "bf16>f32", "f32>f16", "f16>f32"]
         precondition(src.dtype == dst.dtype || supported.contains("\(src.dtype)>\(dst.dtype)"),
                      "cast from \(src.dtype) to \(dst.dtype) is not supported")
+        dst.buffer.writes &+= 1
         runCast(dst, src, count: count)
     }
 

@@ -19,6 +19,11 @@ public final class DeviceBuffer: @unchecked Sendable {
     public let count: Int
     public let dtype: DType
     private let release: (UInt) -> Void
+    /// Counts the writes that can change parameters — upload, copy, fill, matmul's C, scale,
+    /// axpy, adamw's parameters and cast, the only ops weights are ever written by (Ops.swift
+    /// bumps it) — so a backend's 16-bit copy of a weight buffer knows when to be remade
+    /// (DeviceRuntime.keepHalfCopy).
+    public internal(set) var writes: UInt64 = 0
 
     public init(address: UInt, count: Int, dtype: DType, release: @escaping (UInt) -> Void) {
         self.address = address

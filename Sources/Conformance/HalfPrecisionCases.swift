@@ -10,7 +10,7 @@ public enum HalfPrecisionCases {
     public static func cases(_ precision: Precision) -> [OpCase] {
         guard let half = precision.halfType else { return [] }
         let tolerance = half == .bf16 ? 2e-2 : 3e-3
-        return [matmul(half)] + [(2, 17, 2, 32), (3, 80, 2, 64), (1, 130, 3, 32), (2, 64, 2, 64)].map { B, T, NH, HS in
+        return [matmul(half), keptWeights(half, tolerance: tolerance)] + [(2, 17, 2, 32), (3, 80, 2, 64), (1, 130, 3, 32), (2, 64, 2, 64)].map { B, T, NH, HS in
             attention(half, B: B, T: T, NH: NH, HS: HS, tolerance: tolerance)
         }
     }
@@ -39,6 +39,36 @@ public enum HalfPrecisionCases {
             let bias = try x.floats(n), y = try x.zeros(m * n)
             backend.matmul(y, a, w, bias: bias, Gemm(m: m, n: n, k: k, transB: true))
             return outputs + [("linear with bias", backend.floats(y))]
+        }
+    }
+
+    /// A weight buffer with a kept 16-bit copy (keepHalfCopy) read by a linear layer's matmul
+    /// after each kind of write — an upload and a copy into part of it, a scale, an AdamW step
+    /// (lr 0.1) on part of it: the copy follows every one (a stale copy is off by about 10 %).
+    static func keptWeights(_ half: DType, tolerance: Double) -> OpCase {
+        OpCase(name: "16-bit copy of a weight buffer (\(half)) follows its writes", atol: tolerance, rtol: tolerance) { backend in
+            var x = Inputs(backend, seed: 73)
+            let (m, n, k) = (24, 40, 72), part = 16 * k   // W [n, k]; the copy and the upload write 16 rows each
+            let weights = try round(x.floats(n * k), half, backend)
+            try backend.keepHalfCopy(of: weights)
+            let input = try round(x.floats(m * k), half, backend), y = try x.zeros(m * n)
+            var outputs: [(String, [Float])] = []
+            func linear(_ after: String) {
+                backend.matmul(y, input, weights, bias: nil, Gemm(m: m, n: n, k: k, transB: true))
+                outputs.append(("y after \(after)", backend.floats(y)))
+            }
+            linear("the first cast")
+            backend.copy(weights.slice(0, part), try round(x.floats(part), half, backend))
+            linear("a copy into it")
+            let values = backend.floats(try round(x.floats(part), half, backend))
+            values.withUnsafeBytes { backend.upload(weights.slice(part, part), $0) }
+            linear("an upload into it")
+            backend.scale(weights, count: n * k, by: 2)
+            linear("a scale")
+            let grads = try x.floats(part), m1 = try x.zeros(part), v1 = try x.zeros(part)
+            backend.adamw(weights.slice(0, part), grads: grads, m: m1, v: v1, count: part, AdamW(learningRate: 0.1, weightDecay: 0), step: 1)
+            linear("an AdamW step")
+            return outputs
         }
     }
 

@@ -104,7 +104,7 @@ public enum ModelCases {
         // (some gradients, such as the key biases', are pure rounding noise on both sides).
         let largest = Double(e.grads.map(abs).max() ?? 1)
         var failures: [CheckResult] = []
-        for entry in e.model.layout.entries {
+        for entry in e.model.gradientLayout.entries {
             let range = entry.offset..<(entry.offset + entry.count)
             let r = Conformance.compare("\(name): gradient of \(entry.name)", got: Array(g.grads[range]), expected: Array(e.grads[range]),
                                         atol: 1e-5 * largest, rtol: gradientTolerance, precision: candidate.precision, scale: largest)

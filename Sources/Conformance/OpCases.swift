@@ -20,8 +20,9 @@ struct Inputs {
     init(_ backend: Backend, seed: UInt64) { self.backend = backend; rng = SplitMix(mixing: seed) }
     mutating func values(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] { (0..<n).map { _ in lo + (hi - lo) * rng.unit() } }
     mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) throws -> Tensor { try backend.tensor(values(n, lo, hi), .f32) }
-    mutating func ints(_ n: Int, below: Int, offset: Int = 0) throws -> Tensor {
-        try backend.tensor((0..<n).map { _ in Int32(Int(rng.next() % UInt64(below)) + offset) }, .i32)
+    mutating func ints(_ n: Int, below: Int, offset: Int = 0) throws -> Tensor { try ints(intValues(n, below: below, offset: offset)) }
+    mutating func intValues(_ n: Int, below: Int, offset: Int = 0) -> [Int32] {
+        (0..<n).map { _ in Int32(Int(rng.next() % UInt64(below)) + offset) }
     }
     func ints(_ values: [Int32]) throws -> Tensor { try backend.tensor(values, .i32) }
     func zeros(_ n: Int) throws -> Tensor { try backend.zeros(n) }
@@ -82,30 +83,40 @@ public enum OpCases {
     ]
 
     static let layers: [OpCase] = [
-        OpCase(name: "embedding forward/backward (padding rows, ids out of range)", atol: 1e-5, rtol: 1e-5) { backend in
+        // 150 tokens: word rows of one to a few tokens (one piece each), token types of about 75
+        // (segments of several pieces: both stages of the device reduction).
+        OpCase(name: "embedding forward/backward (padding rows, ids out of range, long segments)", atol: 1e-5, rtol: 1e-5) { backend in
             var x = Inputs(backend, seed: 4)
-            let s = EmbeddingShape(tokens: 90, channels: 40, vocabulary: 50, positions: 30, tokenTypes: 2, wordPadding: 1, positionPadding: 0)
-            let ids = try x.ints(s.tokens, below: 53, offset: -1), positions = try x.ints(s.tokens, below: 30)
-            let types = try x.ints(s.tokens, below: 2)
+            let s = EmbeddingShape(tokens: 150, channels: 40, vocabulary: 50, positions: 30, tokenTypes: 2, wordPadding: 1, positionPadding: 0)
+            let idValues = x.intValues(s.tokens, below: 53, offset: -1), positionValues = x.intValues(s.tokens, below: 30)
+            let typeValues = x.intValues(s.tokens, below: 2)
+            let ids = try x.ints(idValues), positions = try x.ints(positionValues), types = try x.ints(typeValues)
+            let segments = try EmbeddingSegments(ids: idValues, positions: positionValues, types: typeValues, s, backend: backend)
             let word = try x.floats(50 * 40), position = try x.floats(30 * 40), type = try x.floats(2 * 40)
             let out = try x.zeros(s.tokens * 40), dOut = try x.floats(s.tokens * 40)
             let dWord = try x.floats(50 * 40), dPosition = try x.floats(30 * 40), dType = try x.floats(2 * 40)
             backend.embeddingForward(out, ids: ids, positions: positions, types: types, word: word, position: position, type: type, s)
             backend.embeddingBackward(dWord: dWord, dPosition: dPosition, dType: dType, dOut: dOut, ids: ids, positions: positions,
-                                      types: types, s)
+                                      types: types, segments: segments, s)
             return [("out", backend.floats(out)), ("dWord", backend.floats(dWord)), ("dPosition", backend.floats(dPosition)),
                     ("dType", backend.floats(dType))]
         },
+        // Then a weight that does not train (no dWeight) and a frozen norm (neither gradient).
         OpCase(name: "layerNorm forward/backward", atol: 1e-5, rtol: 1e-4) { backend in
             var x = Inputs(backend, seed: 5)
             let (N, C) = (67, 96)
             let input = try x.floats(N * C, -3, 3), w = try x.floats(C), b = try x.floats(C), dOut = try x.floats(N * C)
             let out = try x.zeros(N * C), mean = try x.zeros(N), rstd = try x.zeros(N), dx = try x.zeros(N * C)
-            let dw = try x.floats(C), db = try x.floats(C)
+            let dw = try x.floats(C), db = try x.floats(C), dbAlone = try x.floats(C), dxFrozen = try x.zeros(N * C)
             backend.layerNormForward(out, mean: mean, rstd: rstd, input, weight: w, bias: b, rows: N, channels: C, eps: 1e-12)
             backend.layerNormBackward(dx: dx, dWeight: dw, dBias: db, dOut: dOut, input, weight: w, mean: mean, rstd: rstd, rows: N, channels: C)
+            backend.layerNormBackward(dx: dx, dWeight: nil, dBias: dbAlone, dOut: dOut, input, weight: w, mean: mean, rstd: rstd,
+                                      rows: N, channels: C)
+            backend.layerNormBackward(dx: dxFrozen, dWeight: nil, dBias: nil, dOut: dOut, input, weight: w, mean: mean, rstd: rstd,
+                                      rows: N, channels: C)
             return [("out", backend.floats(out)), ("mean", backend.floats(mean)), ("rstd", backend.floats(rstd)),
-                    ("dx", backend.floats(dx)), ("dWeight", backend.floats(dw)), ("dBias", backend.floats(db))]
+                    ("dx", backend.floats(dx)), ("dWeight", backend.floats(dw)), ("dBias", backend.floats(db)),
+                    ("dBias without dWeight", backend.floats(dbAlone)), ("dx of a frozen norm", backend.floats(dxFrozen))]
         },
         OpCase(name: "gelu, tanh forward/backward", atol: 1e-6, rtol: 1e-5) { backend in
             var x = Inputs(backend, seed: 6)

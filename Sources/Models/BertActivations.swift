@@ -34,6 +34,11 @@ public final class BertActivations {
     var oneHotLength = 0
     /// MPNet numbers positions from padding_idx + 1 and gives padding padding_idx; BERT from 0.
     let paddingPosition: Int32?
+    /// Training: the loaded batch's plan of the embedding gradients (made on the host at load),
+    /// in `segmentPlan`, and the embedding lookup it is for (tokens 0 here).
+    public private(set) var embeddingSegments: EmbeddingSegments?
+    let segmentPlan: Tensor
+    let embedding: EmbeddingShape
     // Backward scratch
     let dHidden, dResidual, dAttended, dDropped, dContext, dq, dk, dv, dFF, dPooled, dPoolerPre, dLogits: Tensor
     /// One float: the loss of the last backward, and scratch for scalar reductions.
@@ -96,6 +101,8 @@ public final class BertActivations {
             (positionBias, dPositionBias, bucketOneHot) = (nil, nil, nil)
         }
         paddingPosition = c.family == .mpnet ? Int32(c.padTokenId) : nil
+        segmentPlan = try i(inference ? 0 : EmbeddingSegments.capacity(tokens: BTt))
+        embedding = c.embeddingShape(tokens: 0)
         poolerPre = try f(Bt * C); pooled = try f(Bt * C); pooledDropped = try f(Bt * C); logits = try f(Bt * classes)
         dHidden = try f(BT * C); dResidual = try f(BT * C); dAttended = try f(BT * C); dDropped = try f(BT * C); dContext = try f(BT * C)
         dq = try f(BT * C); dk = try f(BT * C); dv = try f(BT * C); dFF = try f(BT * FF)
@@ -128,6 +135,11 @@ public final class BertActivations {
         typeValues.withUnsafeBytes { backend.upload(types.slice(0, B * T), $0) }
         maskValues.withUnsafeBytes { backend.upload(mask.slice(0, B * T), $0) }
         positions.withUnsafeBytes { backend.upload(self.positions.slice(0, B * T), $0) }
+        if !inference {
+            var s = embedding
+            s.tokens = B * T
+            embeddingSegments = EmbeddingSegments(ids: idValues, positions: positions, types: typeValues, s, into: segmentPlan, backend: backend)
+        }
         if !labelValues.isEmpty {
             precondition(labelValues.count == B)
             labelValues.withUnsafeBytes { backend.upload(labels.slice(0, B), $0) }

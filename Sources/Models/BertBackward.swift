@@ -35,7 +35,7 @@ extension BertModel {
     public func backward(_ a: BertActivations, dLogits: Tensor?, dHidden injected: [Int: Tensor] = [:],
                          dScores: [Int: ScoreGradient] = [:]) {
         precondition(!a.inference, "backward needs a training arena (BertActivations inference: false)")
-        precondition(grads.count == layout.total, "backward needs a model with gradients (BertModel inference: false)")
+        precondition(trains, "backward needs a model with gradients (BertModel inference: false)")
         let c = config, b = backend, P = parameters!
         let (B, T, C) = (a.batch, a.length, c.hiddenSize), BT = B * T
         let seed = a.trainingSeed, p: Float = seed == nil ? 0 : Float(c.hiddenDropout)   // seed: a training forward
@@ -76,8 +76,10 @@ extension BertModel {
         let dResidual = a.dResidual.slice(0, BT * C), dEmbeddingsOut = dropped(dHidden, 1)
         P.embeddingNorm.backward(b, dx: dResidual, dy: dEmbeddingsOut, a.embedded.slice(0, BT * C), mean: a.embMean.slice(0, BT),
                                  rstd: a.embRstd.slice(0, BT), rows: BT, channels: C)
+        guard let segments = a.embeddingSegments else { preconditionFailure("backward before a batch was loaded") }
         b.embeddingBackward(dWord: P.wordEmbeddings.gradient, dPosition: P.positionEmbeddings.gradient,
                             dType: P.tokenTypeEmbeddings?.gradient, dOut: dResidual, ids: a.ids.slice(0, BT),
-                            positions: a.positions.slice(0, BT), types: a.types.slice(0, BT), embeddingShape(tokens: BT))
+                            positions: a.positions.slice(0, BT), types: a.types.slice(0, BT), segments: segments,
+                            c.embeddingShape(tokens: BT))
     }
 }

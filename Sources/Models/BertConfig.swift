@@ -1,6 +1,7 @@
 // HF config.json for the BERT family. Known fields are read and validated into typed fields —
 // the one source of truth: change `layers` and the saved num_hidden_layers follows. Every other
 // key is kept as it was read and written back unchanged, so transformers loads what Retort saves.
+import Backend
 import Foundation
 
 /// The encoder families Retort implements (HF model_type).
@@ -123,5 +124,13 @@ public struct BertConfig: Sendable {
     /// The JSON to save (config.json).
     public func json() throws -> Data {
         try JSONSerialization.data(withJSONObject: jsonObject, options: [.prettyPrinted, .sortedKeys])
+    }
+}
+
+extension BertConfig {
+    /// The embedding lookup of `tokens` tokens; the padding token's word row never trains (HF's padding_idx).
+    public func embeddingShape(tokens: Int) -> EmbeddingShape {
+        EmbeddingShape(tokens: tokens, channels: hiddenSize, vocabulary: vocabSize, positions: maxPositions, tokenTypes: typeVocabSize,
+                       wordPadding: padTokenId, positionPadding: family == .mpnet ? padTokenId : -1)
     }
 }

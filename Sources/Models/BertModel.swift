@@ -14,11 +14,16 @@ public final class BertModel {
     public let backend: Backend
     public let layout: ParameterLayout
     public let weights: Tensor
-    public let grads: Tensor
+    /// The gradients of the parameters that train, in layout order (`gradientLayout`): frozen
+    /// parameters have no storage, so under LoRA this is the classifier's alone.
+    public private(set) var grads: Tensor
+    public private(set) var gradientLayout: ParameterLayout
+    /// Made for training (a gradient buffer and backward), not for inference only.
+    public let trains: Bool
     /// LoRA adapters; when attached the base weights are frozen (their gradients are not computed).
     public internal(set) var lora: LoRAAdapters? { didSet { parameters = makeParameters() } }
-    /// Base parameters that do not train (with LoRA: all but the classifier).
-    public internal(set) var frozen: Set<String> = [] { didSet { parameters = makeParameters() } }
+    /// Base parameters that do not train (with LoRA: all but the classifier); set by `freeze`.
+    public private(set) var frozen: Set<String> = []
     /// Typed views of every parameter, its gradient, its frozen-ness and the adapters: what
     /// forward and backward read (no name lookups there). Rebuilt when adapters or frozen-ness change.
     public internal(set) var parameters: BertParameters!
@@ -30,7 +35,21 @@ public final class BertModel {
         self.backend = backend
         layout = Self.layout(config, labels: labels)
         weights = try backend.zeros(layout.total)
+        try backend.keepHalfCopy(of: weights)
+        trains = !inference
+        gradientLayout = layout
         grads = try backend.zeros(inference ? 0 : layout.total)
+        parameters = makeParameters()
+    }
+
+    /// From now on exactly `names` do not train: the gradient buffer is remade (zeroed) for the
+    /// others, and the typed views with it.
+    func freeze(_ names: Set<String>) throws {
+        var gradients = ParameterLayout()
+        for e in layout.entries where !names.contains(e.name) { gradients.add(e.name, e.shape) }
+        if trains { grads = try backend.zeros(gradients.total) }
+        gradientLayout = gradients
+        frozen = names
         parameters = makeParameters()
     }
 
@@ -67,8 +86,8 @@ public final class BertModel {
 
     /// The weights of parameter `name` (checkpoint IO, tests; the passes use `parameters`).
     public func w(_ name: String) -> Tensor { layout.view(weights, name) }
-    /// The gradient of parameter `name`.
-    public func g(_ name: String) -> Tensor { layout.view(grads, name) }
+    /// The gradient of parameter `name` (one that trains).
+    public func g(_ name: String) -> Tensor { gradientLayout.view(grads, name) }
 
     // MARK: forward
 
@@ -81,7 +100,7 @@ public final class BertModel {
         let p: Float = training ? Float(c.hiddenDropout) : 0
         b.embeddingForward(a.embedded.slice(0, BT * C), ids: a.ids.slice(0, BT), positions: a.positions.slice(0, BT),
                            types: a.types.slice(0, BT), word: P.wordEmbeddings.weight, position: P.positionEmbeddings.weight,
-                           type: P.tokenTypeEmbeddings?.weight, embeddingShape(tokens: BT))
+                           type: P.tokenTypeEmbeddings?.weight, c.embeddingShape(tokens: BT))
         let positionBias = relativePositionBias(a)
         P.embeddingNorm.forward(b, a.hidden[0].slice(0, BT * C), mean: a.embMean.slice(0, BT), rstd: a.embRstd.slice(0, BT),
                                 a.embedded.slice(0, BT * C), rows: BT, channels: C)
@@ -99,13 +118,6 @@ public final class BertModel {
         P.classifier.forward(b, a.logits.slice(0, B * labels), a.pooledDropped.slice(0, B * C), rows: B)
         a.trainingSeed = training ? seed : nil
         return a.logits.slice(0, B * labels)
-    }
-
-    /// The embedding lookup of `tokens` tokens; the padding token's word row never trains (HF's padding_idx).
-    func embeddingShape(tokens: Int) -> EmbeddingShape {
-        EmbeddingShape(tokens: tokens, channels: config.hiddenSize, vocabulary: config.vocabSize, positions: config.maxPositions,
-                       tokenTypes: config.typeVocabSize, wordPadding: config.padTokenId,
-                       positionPadding: config.family == .mpnet ? config.padTokenId : -1)
     }
 
     /// Layer l's attention: probability dropout (attention_probs_dropout_prob) in training.

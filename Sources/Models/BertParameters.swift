@@ -40,8 +40,9 @@ extension BertModel {
         let c = config, C = c.hiddenSize, FF = c.intermediateSize, eps = Float(c.layerNormEps)
         func parameter(_ name: String) -> Parameter {
             guard let e = layout.entry(name) else { preconditionFailure("no parameter \(name)") }
-            return Parameter(name: name, weight: weights.slice(e.offset, e.count), grad: grads.count == 0 ? nil : grads.slice(e.offset, e.count),
-                             trains: !frozen.contains(name), decays: e.decays)
+            let gradient = trains ? gradientLayout.entry(name) : nil   // nil: frozen (or inference)
+            return Parameter(name: name, weight: weights.slice(e.offset, e.count), grad: gradient.map { grads.slice($0.offset, $0.count) },
+                             decays: e.decays)
         }
         func linear(_ name: String, in inFeatures: Int, out outFeatures: Int) -> Linear {
             Linear(weight: parameter(name + ".weight"), bias: parameter(name + ".bias"), inFeatures: inFeatures, outFeatures: outFeatures)

@@ -74,10 +74,9 @@ public struct LayerNorm {
         b.layerNormForward(y, mean: mean, rstd: rstd, x, weight: weight.weight, bias: bias.weight, rows: rows, channels: channels, eps: eps)
     }
 
-    /// dx from dy; the weight and bias gradients accumulate (also when frozen: the kernel computes
-    /// all three in one pass, and the optimiser leaves frozen ones alone).
+    /// dx from dy; the weight and bias gradients accumulate when they train (frozen ones have none).
     public func backward(_ b: Backend, dx: Tensor, dy: Tensor, _ x: Tensor, mean: Tensor, rstd: Tensor, rows: Int, channels: Int) {
-        b.layerNormBackward(dx: dx, dWeight: weight.gradient, dBias: bias.gradient, dOut: dy, x, weight: weight.weight,
+        b.layerNormBackward(dx: dx, dWeight: weight.grad, dBias: bias.grad, dOut: dy, x, weight: weight.weight,
                             mean: mean, rstd: rstd, rows: rows, channels: channels)
     }
 }

@@ -85,7 +85,7 @@ public final class LoRAAdapters {
     func branch(layer: Int, _ t: LoRATarget) -> LoRABranch {
         func parameter(_ name: String) -> Parameter {
             let e = layout.entry(name)!
-            return Parameter(name: name, weight: weights.slice(e.offset, e.count), grad: grads.slice(e.offset, e.count), trains: true, decays: e.decays)
+            return Parameter(name: name, weight: weights.slice(e.offset, e.count), grad: grads.slice(e.offset, e.count), decays: e.decays)
         }
         let target = LoRATarget.allCases.firstIndex(of: t)!, name = "encoder.layer.\(layer).\(t.module)"
         return LoRABranch(a: parameter(name + ".lora_A.weight"), b: parameter(name + ".lora_B.weight"), rank: config.rank,
@@ -117,7 +117,7 @@ extension BertModel {
     /// Attaches fresh adapters: from now on only they and the classifier train.
     public func attachLoRA(_ config: LoRAConfig, seed: UInt64 = 42) throws {
         lora = try LoRAAdapters(config: config, model: self.config, backend: backend, seed: seed)
-        frozen = Set(layout.entries.map(\.name).filter { !$0.hasPrefix("classifier.") })
+        try freeze(Set(layout.entries.map(\.name).filter { !$0.hasPrefix("classifier.") }))
     }
 
     /// What the optimiser updates: the adapters (when attached), then every base parameter that

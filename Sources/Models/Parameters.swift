@@ -35,24 +35,26 @@ public struct ParameterLayout: Sendable {
     }
 }
 
-/// One parameter tensor of a model, its gradient (nil in a model kept for inference) and whether
-/// it trains: frozen-ness is data, set once (LoRA freezes the base) and read by every backward.
+/// One parameter tensor of a model and its gradient: nil when it does not train (frozen, or a
+/// model kept for inference) — frozen parameters have no gradient storage. Frozen-ness is data,
+/// set once (LoRA freezes the base) and read by every backward.
 public struct Parameter {
     /// The name in the model's layout (BERT's HF name without "bert."), for checkpoints and the optimiser.
     public let name: String
     public let weight: Tensor
     public let grad: Tensor?
-    public let trains: Bool
     /// Weight decay applies (not to biases and LayerNorm weights, HF's convention).
     public let decays: Bool
 
-    public init(name: String, weight: Tensor, grad: Tensor?, trains: Bool, decays: Bool) {
-        self.name = name; self.weight = weight; self.grad = grad; self.trains = trains; self.decays = decays
+    public init(name: String, weight: Tensor, grad: Tensor?, decays: Bool) {
+        self.name = name; self.weight = weight; self.grad = grad; self.decays = decays
     }
 
-    /// The gradient a backward writes; a model without gradients cannot run one.
+    public var trains: Bool { grad != nil }
+
+    /// The gradient a backward writes; one that does not train has none.
     var gradient: Tensor {
-        guard let grad else { preconditionFailure("\(name) has no gradient: the model was made for inference") }
+        guard let grad else { preconditionFailure("\(name) has no gradient: it is frozen, or the model was made for inference") }
         return grad
     }
 

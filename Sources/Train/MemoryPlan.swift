@@ -33,7 +33,7 @@ public struct MemoryPlan {
         (self.model, self.shape, self.extraTrainable, teacherRun) = (model, shape, extraTrainable, teacher)
         let f = MemoryLayout<Float>.size, c = model.config, BT = shape.batch * shape.length
         let adapterFloats = model.lora?.layout.total ?? 0
-        parameters = (model.weights.count + adapterFloats + extraTrainable) * f
+        parameters = (model.weights.count + adapterFloats + extraTrainable) * f + model.backend.halfCopyBytes(elements: model.weights.count)
         gradients = (model.grads.count + adapterFloats + extraTrainable) * f
         optimizer = 2 * (model.trainable.reduce(0) { $0 + $1.weight.count } + extraTrainable) * f
         activations = BertActivations.bytes(config: c, labels: model.labels, maxBatch: shape.batch, maxLength: shape.length,
@@ -41,7 +41,7 @@ public struct MemoryPlan {
         if let lora = model.lora { activations += c.layers * lora.config.targets.count * BT * lora.config.rank * f }
         if let (t, keep) = teacher {
             let tc = t.config
-            self.teacher = (t.weights.count + t.grads.count) * f
+            self.teacher = (t.weights.count + t.grads.count) * f + t.backend.halfCopyBytes(elements: t.weights.count)
                 + BertActivations.bytes(config: tc, labels: t.labels, maxBatch: shape.batch, maxLength: shape.length, inference: true,
                                         keepQueryKey: keep)
             // The objective's scratch: projected hidden states and their gradient, and one gradient per distilled hidden state.

@@ -105,7 +105,8 @@ final class DenseTests: XCTestCase {
             let dout = rng.floats(7 * 13)
             let dWord = try backend.zeros(11 * 13), dPos = try backend.zeros(9 * 13), dType = try backend.zeros(2 * 13)
             backend.embeddingBackward(dWord: dWord, dPosition: dPos, dType: dType, dOut: try backend.upload(dout),
-                                      ids: tIds, positions: tPos, types: tTypes, s)
+                                      ids: tIds, positions: tPos, types: tTypes,
+                                      segments: try EmbeddingSegments(ids: ids, positions: positions, types: types, s, backend: backend), s)
             var eWord = [Double](repeating: 0, count: 11 * 13), ePos = [Double](repeating: 0, count: 9 * 13)
             var eType = [Double](repeating: 0, count: 2 * 13)
             for t in 0..<7 {

@@ -34,14 +34,15 @@ final class PrimitivesOnlyBackend: Backend {
         cpu.runEmbeddingForward(out, ids: ids, positions: positions, types: types, word: word, position: position, type: type, s)
     }
     func runEmbeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor, ids: Tensor, positions: Tensor,
-                              types: Tensor?, _ s: EmbeddingShape) {
-        cpu.runEmbeddingBackward(dWord: dWord, dPosition: dPosition, dType: dType, dOut: dOut, ids: ids, positions: positions, types: types, s)
+                              types: Tensor?, segments: EmbeddingSegments, _ s: EmbeddingShape) {
+        cpu.runEmbeddingBackward(dWord: dWord, dPosition: dPosition, dType: dType, dOut: dOut, ids: ids, positions: positions, types: types,
+                                 segments: segments, s)
     }
     func runLayerNormForward(_ out: Tensor, mean: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, bias: Tensor, rows: Int,
                              channels: Int, eps: Float) {
         cpu.runLayerNormForward(out, mean: mean, rstd: rstd, x, weight: weight, bias: bias, rows: rows, channels: channels, eps: eps)
     }
-    func runLayerNormBackward(dx: Tensor, dWeight: Tensor, dBias: Tensor, dOut: Tensor, _ x: Tensor, weight: Tensor, mean: Tensor,
+    func runLayerNormBackward(dx: Tensor, dWeight: Tensor?, dBias: Tensor?, dOut: Tensor, _ x: Tensor, weight: Tensor, mean: Tensor,
                               rstd: Tensor, rows: Int, channels: Int) {
         cpu.runLayerNormBackward(dx: dx, dWeight: dWeight, dBias: dBias, dOut: dOut, x, weight: weight, mean: mean, rstd: rstd,
                                  rows: rows, channels: channels)

@@ -7,18 +7,21 @@
 import Foundation
 import XCTest
 
-/// A folder where the emulator stands in for the three NVIDIA libraries, made once.
+/// A folder beside the build's executables (so nothing is left in /tmp) where the emulator
+/// stands in for the three NVIDIA libraries; made once, reused by later runs.
 private let emulatorFolder: Result<URL, Error> = Result {
     let executable = try builtExecutable()
     let library = executable.deletingLastPathComponent().appendingPathComponent("libRetortEmulatedCUDA.so")
     guard FileManager.default.fileExists(atPath: library.path) else {
         throw XCTSkip("libRetortEmulatedCUDA.so was not built beside \(executable.path)")
     }
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-emulated-cuda-\(getpid())")
-    try? FileManager.default.removeItem(at: folder)
+    let folder = executable.deletingLastPathComponent().appendingPathComponent("emulated-cuda")
     try FileManager.default.createDirectory(at: folder.appendingPathComponent("cache"), withIntermediateDirectories: true)
     for name in ["libcuda.so.1", "libnvrtc.so.13", "libcublasLt.so.13"] {
-        try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent(name), withDestinationURL: library)
+        let link = folder.appendingPathComponent(name)
+        if (try? FileManager.default.destinationOfSymbolicLink(atPath: link.path)) == library.path { continue }
+        try? FileManager.default.removeItem(at: link)
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: library)
     }
     return folder
 }
@@ -129,6 +132,28 @@ final class EmulatedCUDATests: XCTestCase {
                                        + "CUDA 12 NVRTC (pip install nvidia-cuda-nvrtc-cu12) or update the driver"), devices)
     }
 
+    /// A GPU stack that computes wrong matmuls or fails launches is caught by the backend's
+    /// start-up check: `--device auto` falls back to the CPU saying why, `--device cuda` stops in
+    /// one line — before any work.
+    func testABrokenGPUStackIsRefusedAtStartUp() throws {
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Golden/tiny-bert").path
+        let reasons = ["matmul": "a test matmul and kernel computed [5.0, -2.0, 6.0, -3.0, -2.0, 14.0], expected "
+                                 + "[3.0, -4.0, 4.0, -5.0, -4.0, 12.0]: this GPU, driver or library does not compute what Retort needs",
+                       "launch": "launching scale_f32 (memory.cu) (grid 1, block 256) failed: unspecified launch failure (CUDA error 719)"]
+        for (broken, reason) in reasons {
+            let environment = try emulated().merging(["RETORT_EMULATED_BROKEN": broken]) { $1 }
+            let (status, output) = try retort(["predict", "--model", model, "--device", "auto", "a fine film"], environment: environment)
+            XCTAssertEqual(status, 0, output)
+            XCTAssertTrue(output.contains("retort: cuda not usable (\(reason)); using cpu"), output)
+            XCTAssertTrue(output.contains("a fine film"), output)
+            let (refused, message) = try retort(["predict", "--model", model, "--device", "cuda", "a fine film"], environment: environment)
+            XCTAssertNotEqual(refused, 0, message)
+            let lines = message.split(separator: "\n").filter { !$0.hasPrefix("emulated CUDA counters") }
+            XCTAssertEqual(lines, ["Error: --device cuda: \(reason)"[...]], message)
+        }
+    }
+
     /// The 16-bit kernels need sm_80; a Turing-class device (sm_75) runs fp32 and refuses bf16 in one line.
     func testAnOlderDeviceRunsFP32AndRefusesBF16() throws {
         var environment = try emulated()
@@ -205,8 +230,24 @@ final class EmulatedCUDATests: XCTestCase {
 
 /// A training step reads the device once: the loss terms and the gradient norms in one download
 /// (counted on the emulated device as the difference between a 6-step and a 2-step run, so
-/// loading, evaluation and saving cancel out).
+/// loading, evaluation and saving cancel out). At bf16 the weights are cast to 16 bits once per
+/// step, not per matmul: a step launches fewer casts than two per matmul.
 final class EmulatedCUDAStepTests: TinyRunTestCase {
+    /// Launches, matmuls, …, host synchronizations per optimizer step (the emulator's counters).
+    func perStep(_ name: String, _ command: [String], stages: Int) throws -> [Double] {
+        var counts: [[Int]] = []
+        for steps in [2, 6] {
+            let out = work.appendingPathComponent("\(name)-\(steps)").path
+            let (status, output) = try retort(command + ["--max-steps", "\(steps)", "--out", out], environment: try emulatedCUDA())
+            XCTAssertEqual(status, 0, "\(name): \(output)")
+            counts.append(try emulatedCounters(output))
+        }
+        let perStep = zip(counts[1], counts[0]).map { Double($0 - $1) / Double(4 * stages) }
+        print("\(name): per training step on the emulated device: \(perStep[0]) launches, \(perStep[1]) matmuls, "
+              + "\(perStep[6]) host synchronizations, \(perStep[3]) downloads")
+        return perStep
+    }
+
     func testOneHostSynchronizationPerTrainingStep() throws {
         let common = ["--train", data, "--device", "cuda", "--batch-size", "8", "--max-length", "12", "--save-minutes", "0"]
         let distill = ["distill", "--teacher", teacher, "--student-init", "odd", "--student-layers", "1", "--no-report"]
@@ -216,19 +257,21 @@ final class EmulatedCUDAStepTests: TinyRunTestCase {
             ("TinyBERT, both stages", distill + ["--epochs", "1,1"], 2),
             ("DistilBERT", distill + ["--method", "distilbert", "--epochs", "1"], 1),
         ]
+        var fp32: [String: [Double]] = [:]
         for (name, command, stages) in runs {
-            var counts: [[Int]] = []
-            for steps in [2, 6] {
-                let out = work.appendingPathComponent("\(name)-\(steps)").path
-                let (status, output) = try retort(command + common + ["--max-steps", "\(steps)", "--out", out], environment: try emulatedCUDA())
-                XCTAssertEqual(status, 0, "\(name): \(output)")
-                counts.append(try emulatedCounters(output))
-            }
-            let steps = 4 * stages
-            let perStep = zip(counts[1], counts[0]).map { Double($0 - $1) / Double(steps) }
-            print("\(name): per training step on the emulated device: \(perStep[0]) launches, \(perStep[1]) matmuls, "
-                  + "\(perStep[6]) host synchronizations, \(perStep[3]) downloads")
-            XCTAssertLessThanOrEqual(perStep[6], 1, "\(name): host synchronizations per step")
+            fp32[name] = try perStep(name, command + common, stages: stages)
+            XCTAssertLessThanOrEqual(fp32[name]![6], 1, "\(name): host synchronizations per step")
+        }
+        // bf16: the same step plus the casts. Casting both operands of every matmul would add two
+        // launches per matmul; with the weights' kept 16-bit copy only the activations are cast
+        // (the forward's and dX's weight operands come from the copy, remade once per step).
+        for name in ["fine-tuning", "LoRA fine-tuning"] {
+            let (_, command, stages) = runs.first { $0.0 == name }!
+            let bf16 = try perStep(name + " at bf16", command + common + ["--precision", "bf16"], stages: stages)
+            let casts = bf16[0] - fp32[name]![0], matmuls = bf16[1]
+            print("\(name) at bf16: \(casts) casts per step for \(matmuls) matmuls")
+            XCTAssertLessThanOrEqual(bf16[6], 1, "\(name) at bf16: host synchronizations per step")
+            XCTAssertLessThan(casts, 1.5 * matmuls, "\(name) at bf16: the weight operands are cast per matmul")
         }
     }
 }

@@ -324,6 +324,7 @@ int cublasLtMatmul(void *handle, void *desc, const void *alpha, const void *A, v
     std::memcpy(&alpha_value, alpha, 4);
     std::memcpy(&beta_value, beta, 4);
     emu::counters().matmuls++;
+    const float wrong = emu::device_spec().wrong_matmuls ? 1.0f : 0.0f;   // RETORT_EMULATED_BROKEN=matmul
     emu::enqueue(stream, [=] {
         const bool tf32 = md.compute == COMPUTE_32F_FAST_TF32;
         const uint64_t m = ld.rows, n = ld.cols, k = md.transa ? la.rows : la.cols;
@@ -349,7 +350,7 @@ int cublasLtMatmul(void *handle, void *desc, const void *alpha, const void *A, v
                         double v = double(alpha_value) * column[(j - j0) * m + i];
                         if (beta_value != 0) v += double(beta_value) * pc[i + j * lc.ld];   // beta 0: C is not read
                         if (bias) v += bias[i];
-                        pd[i + j * ld.ld] = float(v);
+                        pd[i + j * ld.ld] = float(v) + wrong;
                     }
             }
         }

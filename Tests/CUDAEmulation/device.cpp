@@ -14,6 +14,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <algorithm>
 #include <deque>
 #include <map>
@@ -56,6 +57,11 @@ const DeviceSpec &device_spec() {
         if (const char *e = getenv("RETORT_EMULATED_SEED")) s.seed = strtoull(e, nullptr, 10);
         if (const char *m = getenv("RETORT_EMULATED_MEMORY")) s.memory = size_t(strtoull(m, nullptr, 10)) << 20;
         if (const char *b = getenv("RETORT_EMULATED_BIAS_ALIGN")) s.bias_epilogue_align = unsigned(atoi(b));
+        if (const char *broken = getenv("RETORT_EMULATED_BROKEN")) {
+            s.wrong_matmuls = strcmp(broken, "matmul") == 0;
+            s.failing_launches = strcmp(broken, "launch") == 0;
+            if (!s.wrong_matmuls && !s.failing_launches) fatal("RETORT_EMULATED_BROKEN=%s: use matmul or launch", broken);
+        }
         return s;
     }();
     return spec;

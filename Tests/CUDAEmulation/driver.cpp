@@ -20,6 +20,7 @@ using CUresult = int;
 enum : int {
     SUCCESS = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, NOT_INITIALIZED = 3, INVALID_DEVICE = 101, INVALID_IMAGE = 200,
     INVALID_CONTEXT = 201, NO_BINARY_FOR_GPU = 209, INVALID_HANDLE = 400, NOT_FOUND = 500, LAUNCH_OUT_OF_RESOURCES = 701,
+    LAUNCH_FAILED = 719,
 };
 
 bool initialised = false;
@@ -316,6 +317,7 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, u
     if (!function) return INVALID_HANDLE;
     const Function &f = *static_cast<Function *>(function);
     const emu::Kernel &k = *f.kernel;
+    if (emu::device_spec().failing_launches) return LAUNCH_FAILED;   // RETORT_EMULATED_BROKEN=launch
     if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0 || gy > 65535 || gz > 65535 || gx > 0x7fffffffu) {
         emu::report("%s: grid (%u,%u,%u) block (%u,%u,%u): empty, or y/z beyond 65535", k.name, gx, gy, gz, bx, by, bz);
         return INVALID_VALUE;
@@ -386,6 +388,7 @@ CUresult cuGetErrorString(CUresult error, const char **message) {
     case INVALID_HANDLE: *message = "invalid resource handle"; break;
     case NOT_FOUND: *message = "named symbol not found"; break;
     case LAUNCH_OUT_OF_RESOURCES: *message = "too many resources requested for launch"; break;
+    case LAUNCH_FAILED: *message = "unspecified launch failure"; break;
     default: *message = nullptr; return INVALID_VALUE;
     }
     return SUCCESS;

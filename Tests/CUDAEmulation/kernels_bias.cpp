@@ -6,4 +6,4 @@ namespace k_bias {
 }
 
 EMU_INDEPENDENT_KERNEL("bias.cu", k_bias, bias_add)
-EMU_KERNEL("bias.cu", k_bias, bias_backward, 0)
+EMU_KERNEL("bias.cu", k_bias, bias_backward_partials, 0)

@@ -6,4 +6,5 @@ namespace k_embedding {
 }
 
 EMU_INDEPENDENT_KERNEL("embedding.cu", k_embedding, embedding_forward)
-EMU_INDEPENDENT_KERNEL("embedding.cu", k_embedding, embedding_backward)
+EMU_INDEPENDENT_KERNEL("embedding.cu", k_embedding, embedding_backward_pieces)
+EMU_INDEPENDENT_KERNEL("embedding.cu", k_embedding, embedding_backward_segments)

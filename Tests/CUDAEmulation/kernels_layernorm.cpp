@@ -7,4 +7,4 @@ namespace k_layernorm {
 
 EMU_KERNEL("layernorm.cu", k_layernorm, layernorm_forward, 0)
 EMU_KERNEL("layernorm.cu", k_layernorm, layernorm_backward_input, 0)
-EMU_INDEPENDENT_KERNEL("layernorm.cu", k_layernorm, layernorm_backward_params)
+EMU_KERNEL("layernorm.cu", k_layernorm, layernorm_backward_partials, 0)

@@ -30,8 +30,11 @@ final class LoRAParityTests: XCTestCase {
         for (t, reference) in zip(trainable, references) {
             assertClose(model.backend.floats(t.grad), reference, atol: 1e-6 * largest, rtol: 1e-4, "gradient of \(t.name)")
         }
-        // The frozen base accumulates no weight gradients.
-        XCTAssertEqual(model.backend.floats(model.g("encoder.layer.0.attention.self.query.weight")).map(abs).max(), 0)
+        // The frozen base has no gradient storage: the model's gradient buffer is the classifier's.
+        XCTAssertEqual(model.grads.count, model.labels * model.config.hiddenSize + model.labels)
+        XCTAssertEqual(model.gradientLayout.entries.map(\.name), ["classifier.weight", "classifier.bias"])
+        XCTAssertNil(model.parameters.layers[0].query.weight.grad)
+        XCTAssertNil(model.parameters.layers[1].outputNorm.bias.grad)
     }
 
     func testFiveAdamWStepsMatchPeft() throws {

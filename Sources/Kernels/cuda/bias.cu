@@ -1,9 +1,11 @@
 // Bias of a linear layer.
 //   bias_add:      out[N,C] += bias[C] (batched matmuls; single ones use cuBLASLt's epilogue).
 //                  Grid-stride over N·C.
-//   bias_backward: dbias[C] += Σ_n dout[n,c]. Launch: blockDim (32, 8), gridDim.x = ⌈C/32⌉; each
-//                  block owns 32 columns, its 8 thread rows stride over N, then a fixed-order
-//                  reduction — deterministic, no atomics.
+//   bias_backward_partials: dbias[C] += Σ_n dout[n,c] in two deterministic stages (no atomics):
+//                  this kernel writes partials[s, c] = Σ over slice s of `slice_rows` rows —
+//                  blockDim (32, 8), gridDim (⌈C/32⌉, ⌈N/slice_rows⌉), 8 thread rows striding the
+//                  slice, then a fixed-order sum — and column_sum_finish (memory.cu) adds the
+//                  slices, in order, into dbias.
 // CPU reference: Sources/Kernels/cpu/bias.c.
 #include "common.cuh"
 
@@ -11,17 +13,18 @@ extern "C" __global__ void bias_add(float *out, const float *bias, long long N, 
     RT_GRID_STRIDE(i, N * C) out[i] += bias[i % C];
 }
 
-extern "C" __global__ void bias_backward(float *dbias, const float *dout, long long N, int C) {
+extern "C" __global__ void bias_backward_partials(float *partials, const float *dout, long long N, int C, int slice_rows) {
     __shared__ float partial[8][33];
     const int c = blockIdx.x * 32 + threadIdx.x;
+    const long long first = (long long)blockIdx.y * slice_rows, last = first + slice_rows < N ? first + slice_rows : N;
     float s = 0.0f;
     if (c < C)
-        for (long long n = threadIdx.y; n < N; n += 8) s += dout[n * C + c];
+        for (long long n = first + threadIdx.y; n < last; n += 8) s += dout[n * C + c];
     partial[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.y == 0 && c < C) {
         float total = 0.0f;
         for (int r = 0; r < 8; r++) total += partial[r][threadIdx.x];
-        dbias[c] += total;
+        partials[(long long)blockIdx.y * C + c] = total;
     }
 }

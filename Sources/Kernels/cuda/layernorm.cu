@@ -1,8 +1,11 @@
 // LayerNorm over the last dimension.
 //   x, out, dx, dout: [N,C]; weight, bias, dweight, dbias: [C]; mean, rstd: [N].
 // Forward and dx: one warp per row (launch ≥ N·32 threads, blockDim a multiple of 32).
-// dweight/dbias: one thread per column walking all rows — deterministic, no atomics
-// (launch ≥ C threads). CPU reference: Sources/Kernels/cpu/layernorm.c.
+// dweight/dbias, two stages (deterministic, no atomics): layernorm_backward_partials sums slice
+// s of `slice_rows` rows per column into partials[s, 2C] (Σ dout·x̂ in the first C, Σ dout in the
+// next C) — blockDim (32, 8), gridDim (⌈C/32⌉, ⌈N/slice_rows⌉), a block per 32 columns of a slice;
+// then column_sum_finish (memory.cu) adds the slices, in order, into dweight and dbias.
+// CPU reference: Sources/Kernels/cpu/layernorm.c.
 
 #include "common.cuh"
 
@@ -40,17 +43,27 @@ extern "C" __global__ void layernorm_backward_input(float *dx, const float *dout
     for (int c = lane; c < C; c += 32) o[c] = s * (dr[c] * weight[c] - mean_g - (xr[c] - m) * s * mean_gx);
 }
 
-// dweight[c] += Σ_n dout[n,c]·x̂[n,c];  dbias[c] += Σ_n dout[n,c]
-extern "C" __global__ void layernorm_backward_params(float *dweight, float *dbias, const float *dout, const float *x,
-                                                     const float *mean, const float *rstd, int N, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+// partials[s, c] = Σ_{n ∈ slice s} dout[n,c]·x̂[n,c];  partials[s, C + c] = Σ_{n ∈ slice s} dout[n,c]
+extern "C" __global__ void layernorm_backward_partials(float *partials, const float *dout, const float *x, const float *mean,
+                                                       const float *rstd, int N, int C, int slice_rows) {
+    __shared__ float weight_part[8][33], bias_part[8][33];
+    const int c = blockIdx.x * 32 + threadIdx.x, first = blockIdx.y * slice_rows;
+    const int last = first + slice_rows < N ? first + slice_rows : N;
     float dw = 0.0f, db = 0.0f;
-    for (int n = 0; n < N; n++) {
-        float d = dout[(long long)n * C + c];
-        dw += d * (x[(long long)n * C + c] - mean[n]) * rstd[n];
-        db += d;
+    if (c < C)
+        for (int n = first + threadIdx.y; n < last; n += 8) {
+            const float d = dout[(long long)n * C + c];
+            dw += d * (x[(long long)n * C + c] - mean[n]) * rstd[n];
+            db += d;
+        }
+    weight_part[threadIdx.y][threadIdx.x] = dw;
+    bias_part[threadIdx.y][threadIdx.x] = db;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        float w = 0.0f, b = 0.0f;
+        for (int r = 0; r < 8; r++) { w += weight_part[r][threadIdx.x]; b += bias_part[r][threadIdx.x]; }
+        float *out = partials + (long long)blockIdx.y * 2 * C;
+        out[c] = w;
+        out[C + c] = b;
     }
-    dweight[c] += dw;
-    dbias[c] += db;
 }

@@ -3,6 +3,10 @@
 //   sum_squares_partial / sum_finish: out[0] = Σ x² in double, as fixed per-block partials summed
 //     in order (launch sum_squares_partial with exactly SUM_BLOCKS blocks of 256 threads, then
 //     sum_finish with one block of 256): the result does not depend on the device.
+//   column_sum_finish: the second stage of the column reductions (bias_backward_partials,
+//     layernorm_backward_partials): partials [slices, width]; column j's sum over the slices, in
+//     order, is added to first[j] (j < C) or second[j − C] (j ≥ C); a null output is skipped.
+//     One thread per column (launch ≥ width threads).
 //   cast_*: f32 ↔ bf16 (round to nearest even, NaN stays NaN) and f32 ↔ f16 (cvt.rn), bits in ushort.
 // Grid-stride loops elsewhere: any launch size works. CPU reference: Sources/Kernels/cpu/memory.c.
 #include "common.cuh"
@@ -33,6 +37,15 @@ extern "C" __global__ void sum_finish(float *out, const double *partials, int co
     for (int i = threadIdx.x; i < count; i += blockDim.x) s += partials[i];
     s = block_sum_double(s);
     if (threadIdx.x == 0) out[0] = (float)s;
+}
+
+extern "C" __global__ void column_sum_finish(float *first, float *second, const float *partials, int slices, int C, int width) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= width) return;
+    float s = 0.0f;
+    for (int k = 0; k < slices; k++) s += partials[(long long)k * width + j];
+    float *out = j < C ? (first ? first + j : nullptr) : (second ? second + (j - C) : nullptr);
+    if (out) *out += s;
 }
 
 extern "C" __global__ void cast_f32_to_bf16(unsigned short *out, const float *x, long long n) {
