@@ -160,32 +160,31 @@ public final class CUDABackend: Backend {
         return (rounded(a, g.spanA, "gemm.a16"), rounded(b, g.spanB, "gemm.b16"))
     }
 
-    /// A weight buffer's 16-bit copy and the buffer's write count it was made at.
+    /// A weight buffer's 16-bit copy, kept as the buffer's companion (freed with it).
     private final class HalfCopy {
-        weak var source: DeviceBuffer?
         let copy: Tensor
-        var writes: UInt64?
-        init(source: DeviceBuffer, copy: Tensor) { self.source = source; self.copy = copy }
+        init(_ copy: Tensor) { self.copy = copy }
     }
-    private var halfCopies: [ObjectIdentifier: HalfCopy] = [:]
 
     public func keepHalfCopy(of weights: Tensor) throws {
         guard let half = precision.halfType else { return }
         precondition(weights.offset == 0 && weights.count == weights.buffer.count && weights.dtype == .f32,
                      "keepHalfCopy: a whole f32 buffer")
-        halfCopies = halfCopies.filter { $0.value.source != nil }   // models since freed
-        halfCopies[ObjectIdentifier(weights.buffer)] = HalfCopy(source: weights.buffer, copy: try allocate(weights.count, half))
+        weights.buffer.companion = HalfCopy(try allocate(weights.count, half))
+        weights.buffer.noteWrite(weights)   // nothing cast yet
     }
 
     public func halfCopyBytes(elements: Int) -> Int { (precision.halfType?.size ?? 0) * elements }
 
-    /// `span` elements from `t` of its buffer's 16-bit copy, remade first (one cast of the whole
-    /// buffer) when the buffer was written since; nil when the buffer keeps none.
+    /// `span` elements from `t` of its buffer's 16-bit copy, brought up to date first (one cast
+    /// of the range written since: after an optimizer step, what it updated); nil when the buffer
+    /// keeps none.
     private func halfCopy(_ t: Tensor, span: Int) -> Tensor? {
-        guard let kept = halfCopies[ObjectIdentifier(t.buffer)], kept.source === t.buffer else { return nil }
-        if kept.writes != t.buffer.writes {
-            cast(kept.copy, Tensor(t.buffer), count: t.buffer.count)
-            kept.writes = t.buffer.writes
+        guard let kept = t.buffer.companion as? HalfCopy else { return nil }
+        if let dirty = t.buffer.written {
+            cast(kept.copy.slice(dirty.lowerBound, dirty.count), Tensor(t.buffer, offset: dirty.lowerBound, count: dirty.count),
+                 count: dirty.count)
+            t.buffer.written = nil
         }
         return kept.copy.slice(t.offset, span)
     }
@@ -221,7 +220,7 @@ public final class CUDABackend: Backend {
                .int64(s.tokens), .int32(s.channels), .int32(s.vocabulary), .int32(s.positions), .int32(s.tokenTypes))
     }
 
-    public func runEmbeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor,
+    public func runEmbeddingBackward(dWord: Tensor?, dPosition: Tensor?, dType: Tensor?, dOut: Tensor,
                                      ids: Tensor, positions: Tensor, types: Tensor?, segments: EmbeddingSegments, _ s: EmbeddingShape) {
         // Two stages over the host's plan (EmbeddingSegments); ids, positions and types are in it.
         let g = segments, plan = g.tensor.slice(0, g.count), partials = scratch("embedding.partials", max(1, g.slots * s.channels))

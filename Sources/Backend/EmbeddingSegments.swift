@@ -18,6 +18,9 @@ public struct EmbeddingSegments {
     /// The packed plan on the device (i32); its first `count` elements are this batch's.
     public let tensor: Tensor
     public let rows, pieces, segments, multiPieceSegments, slots: Int
+    /// The lookup the plan was made for, and whether it has the token types' segments.
+    public let shape: EmbeddingShape
+    public let hasTypes: Bool
     public var count: Int { rows + (pieces + 1) + 2 * pieces + 2 * segments + multiPieceSegments + (multiPieceSegments + 1) }
 
     /// Elements the packed plan of `tokens` tokens can need: rows ≤ 3·BT (three tables), pieces
@@ -43,7 +46,7 @@ public struct EmbeddingSegments {
         for row in 0..<s.tokens {
             add(0, ids[row], limit: s.vocabulary, skip: s.wordPadding, row: row)
             add(1, positions[row], limit: s.positions, skip: s.positionPadding, row: row)
-            if let types, s.tokenTypes > 0 { add(2, types[row], limit: s.tokenTypes, skip: -1, row: row) }
+            if let types, s.tokenTypes > 0 { add(2, types[row], limit: s.tokenTypes, skip: -1, row: row) }   // hasTypes
         }
         keys.sort()
         var pieceStart: [Int32] = [], pieceSegment: [Int32] = [], pieceSlot: [Int32] = []
@@ -70,6 +73,7 @@ public struct EmbeddingSegments {
         let packed = rows + pieceStart + pieceSegment + pieceSlot + segmentTable + segmentRow + multi + multiSlotStart
         (self.tensor, self.rows, self.pieces, self.segments) = (tensor, rows.count, pieceSegment.count, segmentTable.count)
         (multiPieceSegments, self.slots) = (multi.count, Int(slots))
+        (shape, hasTypes) = (s, types != nil && s.tokenTypes > 0)
         precondition(packed.count == count && count <= tensor.count, "EmbeddingSegments: the plan tensor holds \(tensor.count), this batch needs \(packed.count)")
         packed.withUnsafeBytes { backend.upload(tensor.slice(0, packed.count), $0) }
     }

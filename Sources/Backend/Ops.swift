@@ -6,8 +6,8 @@
 public extension DeviceRuntime {
     func upload(_ dst: Tensor, _ src: UnsafeRawBufferPointer) {
         precondition(src.count == dst.bytes, "upload size mismatch")
-        dst.buffer.writes &+= 1
         runUpload(dst, src)
+        dst.buffer.noteWrite(dst)
     }
 
     func download(_ dst: UnsafeMutableRawBufferPointer, _ src: Tensor) {
@@ -18,15 +18,15 @@ public extension DeviceRuntime {
     func copy(_ dst: Tensor, _ src: Tensor) {
         precondition(dst.bytes == src.bytes, "copy size mismatch")
         guard dst.bytes > 0 else { return }
-        dst.buffer.writes &+= 1
         runCopy(dst, src)
+        dst.buffer.noteWrite(dst)
     }
 
     func fill(_ dst: Tensor, _ value: Float) {
         precondition(dst.dtype == .f32 || value == 0, "fill with a non-zero value needs an f32 tensor")
         guard dst.count > 0 else { return }
-        dst.buffer.writes &+= 1
         runFill(dst, value)
+        dst.buffer.noteWrite(dst)
     }
 
     /// Allocates and uploads an array.
@@ -76,8 +76,8 @@ public extension Backend {
         if let bias { precondition(bias.count == g.n && g.ldc == g.n, "bias needs n elements and packed C") }
         guard g.m > 0 && g.n > 0 && g.batch > 0 else { return }
         precondition(a.count >= g.spanA && b.count >= g.spanB && c.count >= g.spanC, "matmul operands too small")
-        c.buffer.writes &+= 1
         runMatmul(c, a, b, bias: bias, g)
+        c.buffer.noteWrite(c, count: g.spanC)   // after: the operands were read as they were
     }
 
     func biasBackward(_ dBias: Tensor, dOut: Tensor, rows: Int, channels: Int) {
@@ -94,11 +94,14 @@ public extension Backend {
         runEmbeddingForward(out, ids: ids, positions: positions, types: types, word: word, position: position, type: type, s)
     }
 
-    /// `segments`: the same batch's plan (made from the host's ids when it was loaded).
-    func embeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor,
+    /// `segments`: the same batch's plan (made from the host's ids when it was loaded); a nil
+    /// table gets no gradient (frozen).
+    func embeddingBackward(dWord: Tensor?, dPosition: Tensor?, dType: Tensor?, dOut: Tensor,
                            ids: Tensor, positions: Tensor, types: Tensor?, segments: EmbeddingSegments, _ s: EmbeddingShape) {
         s.check(out: dOut, ids: ids, positions: positions, types: types, word: dWord, position: dPosition, type: dType)
         i32(segments.tensor, "embeddingBackward: the segments")
+        precondition(segments.shape == s && segments.hasTypes == (types != nil && s.tokenTypes > 0),
+                     "embeddingBackward: the segments were made for another batch")
         runEmbeddingBackward(dWord: dWord, dPosition: dPosition, dType: dType, dOut: dOut, ids: ids, positions: positions, types: types,
                              segments: segments, s)
     }
@@ -253,8 +256,8 @@ public extension Backend {
     func adamw(_ params: Tensor, grads: Tensor, m: Tensor, v: Tensor, count: Int, _ h: AdamW, step: Int) {
         elementwise(count, params, grads, m, v, op: "adamw")
         precondition(step >= 1, "adamw: steps count from 1")
-        params.buffer.writes &+= 1
         runAdamW(params, grads: grads, m: m, v: v, count: count, h, step: step)
+        params.buffer.noteWrite(params, count: count)
     }
 
     func sumOfSquares(_ out: Tensor, _ x: Tensor, count: Int) {
@@ -265,14 +268,14 @@ public extension Backend {
 
     func scale(_ x: Tensor, count: Int, by factor: Float) {
         elementwise(count, x, op: "scale")
-        x.buffer.writes &+= 1
         runScale(x, count: count, by: factor)
+        x.buffer.noteWrite(x, count: count)
     }
 
     func axpy(_ y: Tensor, _ x: Tensor, count: Int, alpha: Float) {
         elementwise(count, y, x, op: "axpy")
-        y.buffer.writes &+= 1
         runAxpy(y, x, count: count, alpha: alpha)
+        y.buffer.noteWrite(y, count: count)
     }
 
     func cast(_ dst: Tensor, _ src: Tensor, count: Int) {
@@ -280,8 +283,8 @@ public extension Backend {
         let supported: Set<String> = ["f32>bf16", "bf16>f32", "f32>f16", "f16>f32"]
         precondition(src.dtype == dst.dtype || supported.contains("\(src.dtype)>\(dst.dtype)"),
                      "cast from \(src.dtype) to \(dst.dtype) is not supported")
-        dst.buffer.writes &+= 1
         runCast(dst, src, count: count)
+        dst.buffer.noteWrite(dst, count: count)
     }
 
     /// Element-wise operands: f32, each at least `count` long.

@@ -32,7 +32,7 @@ public struct Gemm: Sendable {
 }
 
 /// Word + position (+ token type) embedding of BT tokens into C channels.
-public struct EmbeddingShape: Sendable {
+public struct EmbeddingShape: Sendable, Equatable {
     public var tokens: Int          // BT
     public var channels: Int        // C
     public var vocabulary: Int      // rows of the word table
@@ -116,14 +116,15 @@ public struct AdamW: Sendable {
 // Operand checks, made once above the seam (Ops.swift): sizes are the caller's promise, so a
 // mismatch is a bug and stops with a precondition naming the operand.
 extension EmbeddingShape {
-    func check(out: Tensor, ids: Tensor, positions: Tensor, types: Tensor?, word: Tensor, position: Tensor, type: Tensor?) {
+    /// The tables may be nil in backward (a frozen table gets no gradient).
+    func check(out: Tensor, ids: Tensor, positions: Tensor, types: Tensor?, word: Tensor?, position: Tensor?, type: Tensor?) {
         precondition(out.count == tokens * channels && ids.count == tokens && positions.count == tokens
                      && (types == nil || types!.count == tokens), "embedding: out is not BT·C or ids, positions, types not BT")
-        precondition(word.count == vocabulary * channels && position.count == self.positions * channels
+        precondition((word?.count ?? vocabulary * channels) == vocabulary * channels
+                     && (position?.count ?? self.positions * channels) == self.positions * channels
                      && (type == nil || type!.count == tokenTypes * channels), "embedding: a table is not rows·C")
         precondition(ids.dtype == .i32 && positions.dtype == .i32 && (types == nil || types!.dtype == .i32), "embedding ids must be int32")
-        precondition([out, word, position].allSatisfy { $0.dtype == .f32 } && (type == nil || type!.dtype == .f32),
-                     "embedding tables and output must be f32")
+        precondition([out, word, position, type].allSatisfy { $0 == nil || $0!.dtype == .f32 }, "embedding tables and output must be f32")
     }
 }
 

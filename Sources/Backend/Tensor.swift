@@ -19,11 +19,19 @@ public final class DeviceBuffer: @unchecked Sendable {
     public let count: Int
     public let dtype: DType
     private let release: (UInt) -> Void
-    /// Counts the writes that can change parameters — upload, copy, fill, matmul's C, scale,
-    /// axpy, adamw's parameters and cast, the only ops weights are ever written by (Ops.swift
-    /// bumps it) — so a backend's 16-bit copy of a weight buffer knows when to be remade
-    /// (DeviceRuntime.keepHalfCopy).
-    public internal(set) var writes: UInt64 = 0
+    /// The elements written since a backend's copy of this buffer last caught up (nil: none),
+    /// as one range: Ops.swift notes the output of upload, copy, fill, matmul (C), scale, axpy,
+    /// AdamW (the parameters) and cast — the only ops weights are ever written by — after queueing
+    /// it, so a 16-bit copy of a weight buffer remakes just what changed (DeviceRuntime.keepHalfCopy).
+    public internal(set) var written: Range<Int>?
+    /// What a backend keeps beside this buffer (CUDA: its 16-bit copy), freed with it.
+    var companion: AnyObject?
+
+    func noteWrite(_ t: Tensor, count: Int? = nil) {
+        let range = t.offset..<(t.offset + (count ?? t.count))
+        guard !range.isEmpty else { return }
+        written = written.map { min($0.lowerBound, range.lowerBound)..<max($0.upperBound, range.upperBound) } ?? range
+    }
 
     public init(address: UInt, count: Int, dtype: DType, release: @escaping (UInt) -> Void) {
         self.address = address

@@ -44,7 +44,8 @@ public enum HalfPrecisionCases {
 
     /// A weight buffer with a kept 16-bit copy (keepHalfCopy) read by a linear layer's matmul
     /// after each kind of write — an upload and a copy into part of it, a scale, an AdamW step
-    /// (lr 0.1) on part of it: the copy follows every one (a stale copy is off by about 10 %).
+    /// (lr 0.1) on part of it, a matmul into part of it (as a LoRA merge) — the copy follows every
+    /// one (a stale copy is off by about 10 %).
     static func keptWeights(_ half: DType, tolerance: Double) -> OpCase {
         OpCase(name: "16-bit copy of a weight buffer (\(half)) follows its writes", atol: tolerance, rtol: tolerance) { backend in
             var x = Inputs(backend, seed: 73)
@@ -68,6 +69,9 @@ public enum HalfPrecisionCases {
             let grads = try x.floats(part), m1 = try x.zeros(part), v1 = try x.zeros(part)
             backend.adamw(weights.slice(0, part), grads: grads, m: m1, v: v1, count: part, AdamW(learningRate: 0.1, weightDecay: 0), step: 1)
             linear("an AdamW step")
+            let bRows = try round(x.floats(8 * 4), half, backend), aCols = try round(x.floats(4 * k), half, backend)
+            backend.matmul(weights.slice(part, 8 * k), bRows, aCols, bias: nil, Gemm(m: 8, n: k, k: 4, alpha: 1, beta: 1))
+            linear("a matmul into it")
             return outputs
         }
     }

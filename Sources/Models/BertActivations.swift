@@ -122,8 +122,9 @@ public final class BertActivations {
     }
 
     /// Puts a padded batch (row-major [B,T] ids, token types and mask; labels [B] or empty) in place.
+    /// `forBackward` (default: in a training arena) also makes the embedding gradients' plan.
     public func load(ids idValues: [Int32], types typeValues: [Int32], mask maskValues: [Int32], labels labelValues: [Int32],
-                     batch B: Int, length T: Int, backend: Backend) {
+                     batch B: Int, length T: Int, backend: Backend, forBackward: Bool? = nil) {
         precondition(B <= maxBatch && T <= maxLength && idValues.count == B * T && typeValues.count == B * T && maskValues.count == B * T)
         batch = B
         length = T
@@ -135,7 +136,9 @@ public final class BertActivations {
         typeValues.withUnsafeBytes { backend.upload(types.slice(0, B * T), $0) }
         maskValues.withUnsafeBytes { backend.upload(mask.slice(0, B * T), $0) }
         positions.withUnsafeBytes { backend.upload(self.positions.slice(0, B * T), $0) }
-        if !inference {
+        embeddingSegments = nil
+        if forBackward ?? !inference {
+            precondition(!inference, "an inference arena has no room for backward")
             var s = embedding
             s.tokens = B * T
             embeddingSegments = EmbeddingSegments(ids: idValues, positions: positions, types: typeValues, s, into: segmentPlan, backend: backend)

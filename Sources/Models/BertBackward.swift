@@ -76,9 +76,8 @@ extension BertModel {
         let dResidual = a.dResidual.slice(0, BT * C), dEmbeddingsOut = dropped(dHidden, 1)
         P.embeddingNorm.backward(b, dx: dResidual, dy: dEmbeddingsOut, a.embedded.slice(0, BT * C), mean: a.embMean.slice(0, BT),
                                  rstd: a.embRstd.slice(0, BT), rows: BT, channels: C)
-        guard let segments = a.embeddingSegments else { preconditionFailure("backward before a batch was loaded") }
-        b.embeddingBackward(dWord: P.wordEmbeddings.gradient, dPosition: P.positionEmbeddings.gradient,
-                            dType: P.tokenTypeEmbeddings?.gradient, dOut: dResidual, ids: a.ids.slice(0, BT),
+        guard let segments = a.embeddingSegments else { preconditionFailure("backward needs a batch loaded for training (BertActivations.load forBackward)") }
+        b.embeddingBackward(dWord: P.wordEmbeddings.grad, dPosition: P.positionEmbeddings.grad, dType: P.tokenTypeEmbeddings?.grad, dOut: dResidual, ids: a.ids.slice(0, BT),
                             positions: a.positions.slice(0, BT), types: a.types.slice(0, BT), segments: segments,
                             c.embeddingShape(tokens: BT))
     }

@@ -36,22 +36,23 @@ public final class Classifier {
         examples.map { tokenizer.encode($0.text, $0.pair, maxLength: maxLength) }
     }
 
-    /// Pads `encodings` to their longest and loads them (and labels) into `a`.
-    public func load(_ encodings: [Encoding], labels: [Int32], into a: BertActivations) {
+    /// Pads `encodings` to their longest and loads them (and labels) into `a`; `forBackward`
+    /// false when only a forward pass follows.
+    public func load(_ encodings: [Encoding], labels: [Int32], into a: BertActivations, forBackward: Bool? = nil) {
         let padded = tokenizer.pad(encodings)
         let T = padded.first?.ids.count ?? 0
         a.load(ids: padded.flatMap(\.ids), types: padded.flatMap(\.typeIds), mask: padded.flatMap(\.attentionMask),
-               labels: labels, batch: padded.count, length: T, backend: model.backend)
+               labels: labels, batch: padded.count, length: T, backend: model.backend, forBackward: forBackward)
     }
 
     /// Logits [N][labels] of the encodings, in batches.
     public func logits(_ encodings: [Encoding], batchSize: Int, activations: BertActivations? = nil) throws -> [[Float]] {
         let a = try activations ?? BertActivations(config: model.config, labels: model.labels, maxBatch: batchSize,
-                                                    maxLength: maxLength, backend: model.backend)
+                                                    maxLength: maxLength, backend: model.backend, inference: true)
         var out: [[Float]] = []
         for start in stride(from: 0, to: encodings.count, by: batchSize) {
             let chunk = Array(encodings[start..<min(start + batchSize, encodings.count)])
-            load(chunk, labels: [], into: a)
+            load(chunk, labels: [], into: a, forBackward: false)
             let flat = model.backend.floats(model.forward(a))
             for i in 0..<chunk.count { out.append(Array(flat[(i * model.labels)..<((i + 1) * model.labels)])) }
         }

@@ -33,7 +33,7 @@ final class PrimitivesOnlyBackend: Backend {
                              _ s: EmbeddingShape) {
         cpu.runEmbeddingForward(out, ids: ids, positions: positions, types: types, word: word, position: position, type: type, s)
     }
-    func runEmbeddingBackward(dWord: Tensor, dPosition: Tensor, dType: Tensor?, dOut: Tensor, ids: Tensor, positions: Tensor,
+    func runEmbeddingBackward(dWord: Tensor?, dPosition: Tensor?, dType: Tensor?, dOut: Tensor, ids: Tensor, positions: Tensor,
                               types: Tensor?, segments: EmbeddingSegments, _ s: EmbeddingShape) {
         cpu.runEmbeddingBackward(dWord: dWord, dPosition: dPosition, dType: dType, dOut: dOut, ids: ids, positions: positions, types: types,
                                  segments: segments, s)
