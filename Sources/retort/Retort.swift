@@ -59,14 +59,16 @@ struct DevicesCommand: ParsableCommand {
 struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
-        abstract: "Print the WordPiece ids of each input line, as one JSON array per line.",
+        abstract: "Print the token ids of each input line, as one JSON array per line.",
         discussion: """
-            Reads --input, or standard input, one text per line ([CLS] text [SEP]). With --pair each \
-            line holds two texts separated by a tab ([CLS] a [SEP] b [SEP]). The ids are those of \
-            HF's tokenizer for the model folder (vocab.txt, tokenizer_config.json).
+            Reads --input, or standard input, one text per line. The ids are those of HF's tokenizer \
+            for the model folder: WordPiece for a BERT-family folder (vocab.txt, tokenizer_config.json: \
+            [CLS] text [SEP]; with --pair, two texts separated by a tab: [CLS] a [SEP] b [SEP]), GPT-2's \
+            byte-level BPE for a folder with vocab.json and merges.txt (no special tokens added; a pair \
+            is a's ids then b's).
             """)
 
-    @Option(name: .long, help: "Model folder with vocab.txt (e.g. ~/.cache/retort/assets/all-MiniLM-L6-v2).")
+    @Option(name: .long, help: "Model folder: vocab.txt (WordPiece) or vocab.json + merges.txt (byte-level BPE), e.g. ~/.cache/retort/assets/gpt2-tokenizer.")
     var model: String
 
     @Option(name: .long, help: "Text file, one input per line (default: standard input).")
@@ -79,13 +81,25 @@ struct TokenizeCommand: ParsableCommand {
     var maxLength: Int?
 
     func validate() throws {
-        if let maxLength, maxLength < (pair ? 3 : 2) {
-            throw ValidationError("--max-length must leave room for the special tokens (at least \(pair ? 3 : 2))")
-        }
+        if let maxLength, maxLength < 1 { throw ValidationError("--max-length must be at least 1") }
     }
 
     func run() throws {
-        let tokenizer = try WordPieceTokenizer(folder: (model as NSString).expandingTildeInPath)
+        let folder = (model as NSString).expandingTildeInPath
+        let manager = FileManager.default
+        let encode: (String, String?) -> [Int32]
+        if manager.fileExists(atPath: folder + "/vocab.txt") {
+            let wordPiece = try WordPieceTokenizer(folder: folder)
+            if let maxLength, maxLength < (pair ? 3 : 2) {
+                throw ValidationError("--max-length must leave room for the special tokens (at least \(pair ? 3 : 2))")
+            }
+            encode = { wordPiece.encode($0, $1, maxLength: maxLength).ids }
+        } else if manager.fileExists(atPath: folder + "/vocab.json") || manager.fileExists(atPath: folder + "/merges.txt") {
+            let bpe = try ByteLevelBPE(folder: folder)
+            encode = { bpe.encode($0, $1, maxLength: maxLength) }
+        } else {
+            throw DataError("--model \(model): no tokenizer there (vocab.txt for WordPiece, or vocab.json and merges.txt for byte-level BPE)")
+        }
         let bytes: [UInt8]
         if let input {
             bytes = try DelimitedText.read(input)
@@ -108,7 +122,7 @@ struct TokenizeCommand: ParsableCommand {
                 text = String(parts[0])
                 second = String(parts[1])
             }
-            let ids = tokenizer.encode(text, second, maxLength: maxLength).ids
+            let ids = encode(text, second)
             output += "[" + ids.map(String.init).joined(separator: ",") + "]\n"
         }
         FileHandle.standardOutput.write(Data(output.utf8))

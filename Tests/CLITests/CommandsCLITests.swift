@@ -31,6 +31,26 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertTrue(finetune.contains("1e-3 when only LoRA") && finetune.contains("adapters train"), finetune)
     }
 
+    /// `tokenize` picks the tokenizer from the folder: WordPiece (vocab.txt) or GPT-2's byte-level
+    /// BPE (vocab.json + merges.txt); a folder with neither is a one-line error.
+    func testTokenizeReadsWordPieceAndByteLevelBPEFolders() throws {
+        let texts = work.appendingPathComponent("lines.txt")
+        try "w5 w6\nhello<|endoftext|>world\n".write(to: texts, atomically: true, encoding: .utf8)
+        let (status, output) = try retort(["tokenize", "--model", teacher, "--input", texts.path])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.hasPrefix("[2,"), output)   // [CLS] first (the tiny vocabulary's id 2)
+        let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
+        if FileManager.default.fileExists(atPath: root + "/gpt2-tokenizer/merges.txt") {
+            let (status, output) = try retort(["tokenize", "--model", root + "/gpt2-tokenizer", "--input", texts.path])
+            XCTAssertEqual(status, 0, output)
+            XCTAssertEqual(output, "[86,20,266,21]\n[31373,50256,6894]\n")
+        }
+        let (refused, message) = try retort(["tokenize", "--model", work.path, "--input", texts.path])
+        XCTAssertEqual(refused, 1)
+        XCTAssertEqual(message.trimmingCharacters(in: .newlines), "Error: --model \(work.path): no tokenizer there (vocab.txt for "
+                       + "WordPiece, or vocab.json and merges.txt for byte-level BPE)")
+    }
+
     func testPredictReadsATextFileOneTextPerLine() throws {
         let texts = work.appendingPathComponent("texts.txt")
         try "w5 w6 w7\n\nw8 a b, with a comma\nw9 \"quoted\"\n".write(to: texts, atomically: true, encoding: .utf8)

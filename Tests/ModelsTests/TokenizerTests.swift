@@ -19,49 +19,49 @@ func fnv64(_ ids: [Int32]) -> UInt64 {
     return h
 }
 
+/// The sentences of a dataset of ../shared/data, read as the golden scripts read them.
+func sharedSentences(_ dataset: String) throws -> [String] {
+    func tsv(_ file: String, _ column: Int) throws -> [String] {
+        DelimitedText.tsv(try DelimitedText.read(sharedData.appendingPathComponent(file).path)).map { $0[column] }
+    }
+    switch dataset {
+    case "sst2": return try tsv("sst2/train.tsv", 1) + tsv("sst2/test.tsv", 1)
+    case "cola": return try tsv("cola/train.tsv", 0) + tsv("cola/dev.tsv", 0)
+    default:
+        let path = sharedData.appendingPathComponent("hate_speech/labeled_data.csv").path
+        let rows = try DelimitedText.csv(try DelimitedText.read(path), path: path)
+        let column = try XCTUnwrap(rows.first?.firstIndex(of: "tweet"))
+        return rows.dropFirst().map { $0[column] }
+    }
+}
+
+/// Every sentence of ../shared/data through `encode` against the golden hashes
+/// `<prefix><dataset>.fnv64` (what transformers gave); the first mismatches are named.
+func assertSharedDataMatchesGolden(prefix: String, name: String, encode: (String) -> [Int32], token: (Int32) -> String) throws {
+    guard FileManager.default.fileExists(atPath: sharedData.path) else { throw XCTSkip("../shared/data not found") }
+    for dataset in ["sst2", "cola", "hate_speech"] {
+        let golden = try Data(contentsOf: goldenFolder.appendingPathComponent("\(prefix)\(dataset).fnv64"))
+        let count = Int(golden.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
+        let expected = (0..<count).map { i in golden.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4 + 8 * i, as: UInt64.self) } }
+        let texts = try sharedSentences(dataset)
+        XCTAssertEqual(texts.count, count, "\(dataset): sentence count differs from the golden file")
+        var mismatches: [String] = []
+        for (i, text) in texts.enumerated() where i < count {
+            let ids = encode(text)
+            if fnv64(ids) != expected[i] { mismatches.append("#\(i) \(text.debugDescription): got \(ids.map(token))") }
+        }
+        XCTAssertTrue(mismatches.isEmpty, "\(dataset): \(mismatches.count) of \(count) sentences differ from transformers, e.g.\n"
+                      + mismatches.prefix(5).joined(separator: "\n"))
+        print("\(name): \(dataset): \(count) sentences identical to transformers")
+    }
+}
+
 final class TokenizerTests: XCTestCase {
     func tokenizer() throws -> WordPieceTokenizer { try WordPieceTokenizer(folder: try assetFolder("all-MiniLM-L6-v2")) }
 
-    /// Sentences read as the golden script reads them.
-    func sentences(_ dataset: String) throws -> [String] {
-        func tsv(_ file: String, _ column: Int) throws -> [String] {
-            DelimitedText.tsv(try DelimitedText.read(sharedData.appendingPathComponent(file).path)).map { $0[column] }
-        }
-        switch dataset {
-        case "sst2": return try tsv("sst2/train.tsv", 1) + tsv("sst2/test.tsv", 1)
-        case "cola": return try tsv("cola/train.tsv", 0) + tsv("cola/dev.tsv", 0)
-        default:
-            let path = sharedData.appendingPathComponent("hate_speech/labeled_data.csv").path
-            let rows = try DelimitedText.csv(try DelimitedText.read(path), path: path)
-            let column = try XCTUnwrap(rows.first?.firstIndex(of: "tweet"))
-            return rows.dropFirst().map { $0[column] }
-        }
-    }
-
     func testEverySentenceOfTheSharedDataMatchesTransformers() throws {
         let tok = try tokenizer()
-        guard FileManager.default.fileExists(atPath: sharedData.path) else { throw XCTSkip("../shared/data not found") }
-        for dataset in ["sst2", "cola", "hate_speech"] {
-            let golden = try Data(contentsOf: goldenFolder.appendingPathComponent("\(dataset).fnv64"))
-            let count = Int(golden.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
-            let expected = (0..<count).map { i in golden.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4 + 8 * i, as: UInt64.self) } }
-            let texts = try sentences(dataset)
-            XCTAssertEqual(texts.count, count, "\(dataset): sentence count differs from the golden file")
-            var mismatches: [String] = []
-            for (i, text) in texts.enumerated() where i < count {
-                let ids = tok.encode(text).ids
-                if fnv64(ids) != expected[i] {
-                    if mismatches.count < 5 {
-                        mismatches.append("#\(i) \(text.debugDescription): got \(ids.map { tok.tokens[Int($0)] })")
-                    } else {
-                        mismatches.append("")
-                    }
-                }
-            }
-            XCTAssertTrue(mismatches.isEmpty, "\(dataset): \(mismatches.count) of \(count) sentences differ from transformers, e.g.\n"
-                          + mismatches.prefix(5).joined(separator: "\n"))
-            print("tokenizer: \(dataset): \(count) sentences identical to transformers")
-        }
+        try assertSharedDataMatchesGolden(prefix: "", name: "tokenizer", encode: { tok.encode($0).ids }, token: { tok.tokens[Int($0)] })
     }
 
     func testPairsTruncationAndSpecialTokensMatchTransformers() throws {

@@ -1,0 +1,237 @@
+// Byte-level BPE, the tokenizer of GPT-2 (HF tokenizers' ByteLevel pre-tokenizer + BPE model):
+//   1. special tokens (<|endoftext|>) are cut out of the text first, matched exactly;
+//   2. the rest is split by GPT-2's pattern
+//        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+//      (matched by hand over Unicode scalars, first alternative that matches, each greedy:
+//      \p{L} letters, \p{N} numbers, \s White_Space);
+//   3. each piece's UTF-8 bytes become GPT-2's 256 printable stand-in characters;
+//   4. merges apply by rank — the lowest-ranked adjacent pair first, leftmost among equals —
+//      until none applies; the symbols are the ids.
+// Decoding maps the stand-ins back to bytes (invalid UTF-8 becomes U+FFFD, as HF's decode).
+import Foundation
+
+public final class ByteLevelBPE: @unchecked Sendable {
+    /// id → token (stand-in characters).
+    public let tokens: [String]
+    let ids: [String: Int32]
+    /// (left id, right id) → (rank, merged id).
+    let merges: [UInt64: (rank: Int32, merged: Int32)]
+    /// Special tokens, longest first, and the ids of the 256 byte stand-ins.
+    let special: [(text: [Unicode.Scalar], id: Int32)]
+    let byteIds: [Int32]
+    private var cache: [String: [Int32]] = [:]
+    private let lock = NSLock()
+
+    /// GPT-2's byte → stand-in character: printable Latin-1 bytes stand for themselves, the other
+    /// 68 take the code points from 256 on, in byte order.
+    static let byteScalars: [Unicode.Scalar] = {
+        let printable = Array(33...126) + Array(161...172) + Array(174...255)
+        var map = [Unicode.Scalar](repeating: " ", count: 256), next = 256
+        for b in 0..<256 {
+            if printable.contains(b) { map[b] = Unicode.Scalar(UInt32(b))! } else { map[b] = Unicode.Scalar(UInt32(next))!; next += 1 }
+        }
+        return map
+    }()
+    static let scalarBytes: [UInt32: UInt8] = Dictionary(uniqueKeysWithValues: byteScalars.enumerated().map { ($1.value, UInt8($0)) })
+
+    /// `tokens` by id, merges as "left right" in rank order, special tokens by text.
+    public init(tokens: [String], merges mergeLines: [String], special: [String], source: String) throws {
+        self.tokens = tokens
+        var ids: [String: Int32] = [:]
+        for (i, t) in tokens.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
+        self.ids = ids
+        var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
+        for (rank, line) in mergeLines.enumerated() {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard parts.count == 2, let left = ids[String(parts[0])], let right = ids[String(parts[1])],
+                  let merged = ids[String(parts[0]) + String(parts[1])] else {
+                throw CheckpointError("\(source): merge \(rank + 1) '\(line)' is not two tokens of the vocabulary whose join is one too")
+            }
+            let key = UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))
+            if merges[key] == nil { merges[key] = (Int32(rank), merged) }
+        }
+        self.merges = merges
+        byteIds = try Self.byteScalars.enumerated().map { byte, scalar in
+            guard let id = ids[String(Character(scalar))] else {
+                throw CheckpointError("\(source): the vocabulary lacks '\(scalar)', the token of byte \(byte) (not a byte-level BPE vocabulary)")
+            }
+            return id
+        }
+        self.special = try special.map { text in
+            guard let id = ids[text] else { throw CheckpointError("\(source): special token '\(text)' is not in the vocabulary") }
+            return (Array(text.unicodeScalars), id)
+        }.sorted { $0.text.count > $1.text.count }
+    }
+
+    /// A folder with GPT-2's vocab.json and merges.txt; special tokens: <|endoftext|> when the
+    /// vocabulary has it (GPT-2's one special token).
+    public convenience init(folder: String) throws {
+        let vocabPath = folder + "/vocab.json", mergesPath = folder + "/merges.txt"
+        guard let data = FileManager.default.contents(atPath: vocabPath) else {
+            throw CheckpointError("\(vocabPath): not found (a byte-level BPE tokenizer needs vocab.json and merges.txt)")
+        }
+        guard let table = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw CheckpointError("\(vocabPath): not a JSON object of token → id")
+        }
+        var tokens = [String](repeating: "", count: table.count)
+        for (token, value) in table {
+            guard let id = (value as? NSNumber)?.intValue, id >= 0, id < table.count, tokens[id].isEmpty else {
+                throw CheckpointError("\(vocabPath): token '\(token)' has id \(value), not a unique id below \(table.count)")
+            }
+            tokens[id] = token
+        }
+        guard let text = try? String(contentsOfFile: mergesPath, encoding: .utf8) else {
+            throw CheckpointError("\(mergesPath): not found or not UTF-8 (a byte-level BPE tokenizer needs its merges)")
+        }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true).map { String($0.hasSuffix("\r") ? $0.dropLast() : $0) }
+            .filter { !$0.hasPrefix("#version") }
+        guard !lines.isEmpty else { throw CheckpointError("\(mergesPath): no merges") }
+        try self.init(tokens: tokens, merges: lines, special: table["<|endoftext|>"] == nil ? [] : ["<|endoftext|>"], source: folder)
+    }
+
+    // MARK: encoding
+
+    public func encode(_ text: String) -> [Int32] {
+        let scalars = Array(text.unicodeScalars)
+        var out: [Int32] = [], start = 0, i = 0
+        while i < scalars.count {
+            if let s = special.first(where: { matches($0.text, scalars, at: i) }) {
+                encodeOrdinary(scalars[start..<i], into: &out)
+                out.append(s.id)
+                i += s.text.count
+                start = i
+            } else {
+                i += 1
+            }
+        }
+        encodeOrdinary(scalars[start..<scalars.count], into: &out)
+        return out
+    }
+
+    /// As HF's GPT-2 tokenizer called with (a, b, truncation, max_length): no special tokens, a
+    /// pair is a's ids then b's, truncated longest-first.
+    public func encode(_ a: String, _ b: String?, maxLength: Int?) -> [Int32] {
+        var first = encode(a), second = b.map(encode) ?? []
+        if let maxLength {
+            let (keepFirst, keepSecond) = b == nil ? (min(first.count, maxLength), 0)
+                : WordPieceTokenizer.longestFirst(first.count, second.count, budget: maxLength)
+            first = Array(first.prefix(keepFirst))
+            second = Array(second.prefix(keepSecond))
+        }
+        return first + second
+    }
+
+    private func matches(_ pattern: [Unicode.Scalar], _ scalars: [Unicode.Scalar], at i: Int) -> Bool {
+        guard i + pattern.count <= scalars.count else { return false }
+        for (k, p) in pattern.enumerated() where scalars[i + k] != p { return false }
+        return true
+    }
+
+    private func encodeOrdinary(_ scalars: ArraySlice<Unicode.Scalar>, into out: inout [Int32]) {
+        for piece in GPT2Pattern.pieces(scalars) {
+            var text = String.UnicodeScalarView()
+            text.append(contentsOf: piece)
+            out += word(String(text))
+        }
+    }
+
+    /// The ids of one pre-tokenized piece (cached).
+    func word(_ piece: String) -> [Int32] {
+        lock.lock()
+        if let hit = cache[piece] { lock.unlock(); return hit }
+        lock.unlock()
+        var symbols = piece.utf8.map { byteIds[Int($0)] }
+        while symbols.count > 1 {
+            var best: (rank: Int32, at: Int, merged: Int32)?
+            for k in 0..<(symbols.count - 1) {
+                if let m = merges[UInt64(UInt32(symbols[k])) << 32 | UInt64(UInt32(symbols[k + 1]))], m.rank < best?.rank ?? .max {
+                    best = (m.rank, k, m.merged)
+                }
+            }
+            guard let best else { break }
+            // Merge every occurrence of that pair, left to right (what the lowest-rank-first queue does).
+            let (left, right) = (symbols[best.at], symbols[best.at + 1])
+            var merged: [Int32] = [], k = 0
+            while k < symbols.count {
+                if k + 1 < symbols.count, symbols[k] == left, symbols[k + 1] == right { merged.append(best.merged); k += 2 } else { merged.append(symbols[k]); k += 1 }
+            }
+            symbols = merged
+        }
+        lock.lock()
+        if cache.count < 100_000 { cache[piece] = symbols }
+        lock.unlock()
+        return symbols
+    }
+
+    // MARK: decoding
+
+    /// The text of `ids` (special tokens as their text; invalid UTF-8 → U+FFFD).
+    public func decode(_ ids: [Int32]) -> String {
+        var bytes: [UInt8] = []
+        for id in ids where id >= 0 && Int(id) < tokens.count {
+            for scalar in tokens[Int(id)].unicodeScalars {
+                if let b = Self.scalarBytes[scalar.value] { bytes.append(b) } else { bytes += Array(String(scalar).utf8) }
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// GPT-2's pre-tokenization pattern, matched by hand (see ByteLevelBPE).
+enum GPT2Pattern {
+    static func isLetter(_ s: Unicode.Scalar) -> Bool {
+        switch s.properties.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
+        default: return false
+        }
+    }
+    static func isNumber(_ s: Unicode.Scalar) -> Bool {
+        switch s.properties.generalCategory {
+        case .decimalNumber, .letterNumber, .otherNumber: return true
+        default: return false
+        }
+    }
+    static func isSpace(_ s: Unicode.Scalar) -> Bool { s.properties.isWhitespace }
+
+    /// The pieces of `text`, in order; together they are the whole text.
+    static func pieces(_ text: ArraySlice<Unicode.Scalar>) -> [ArraySlice<Unicode.Scalar>] {
+        var out: [ArraySlice<Unicode.Scalar>] = []
+        var i = text.startIndex
+        while i < text.endIndex {
+            let length = match(text, at: i)
+            out.append(text[i..<(i + length)])
+            i += length
+        }
+        return out
+    }
+
+    /// The length of the match at `i` (≥ 1).
+    static func match(_ t: ArraySlice<Unicode.Scalar>, at i: Int) -> Int {
+        let end = t.endIndex
+        func run(from j: Int, _ accept: (Unicode.Scalar) -> Bool) -> Int {
+            var k = j
+            while k < end, accept(t[k]) { k += 1 }
+            return k - j
+        }
+        // 's 't 're 've 'm 'll 'd
+        if t[i] == "'", i + 1 < end {
+            let c = t[i + 1]
+            if c == "s" || c == "t" || c == "m" || c == "d" { return 2 }
+            if i + 2 < end, (c == "r" && t[i + 2] == "e") || (c == "v" && t[i + 2] == "e") || (c == "l" && t[i + 2] == "l") { return 3 }
+        }
+        // ␣?\p{L}+  ␣?\p{N}+  ␣?[^\s\p{L}\p{N}]+
+        let other: (Unicode.Scalar) -> Bool = { !isSpace($0) && !isLetter($0) && !isNumber($0) }
+        for accept in [isLetter, isNumber, other] as [(Unicode.Scalar) -> Bool] {
+            let j = t[i] == " " && i + 1 < end ? i + 1 : i
+            if j > i, accept(t[j]) { return 1 + run(from: j, accept) }
+            if accept(t[i]) { return run(from: i, accept) }
+        }
+        // \s+(?!\S), else \s+
+        let spaces = run(from: i, isSpace)
+        if spaces > 0 {
+            if i + spaces == end || spaces == 1 { return spaces }
+            return spaces - 1   // leave the last space to the word after it
+        }
+        return 1   // unreachable: every scalar is a letter, a number, a space or other
+    }
+}

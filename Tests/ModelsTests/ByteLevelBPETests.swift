@@ -1,0 +1,57 @@
+// GPT-2's byte-level BPE against transformers (golden files made by Tests/Golden/make_bpe_ids.py
+// from the vocab.json and merges.txt that scripts/fetch-assets gpt2 fetches): every sentence of
+// ../shared/data gives the same ids, and so do awkward strings (emoji, CJK, combining marks,
+// control characters, runs of spaces, very long words, the special token); decoding gives
+// transformers' text back. Bad tokenizer files are refused in one line.
+import Foundation
+@testable import Models
+import XCTest
+
+final class ByteLevelBPETests: XCTestCase {
+    func tokenizer() throws -> ByteLevelBPE { try ByteLevelBPE(folder: try assetFolder("gpt2-tokenizer")) }
+
+    func testEverySentenceOfTheSharedDataMatchesTransformers() throws {
+        let tok = try tokenizer()
+        try assertSharedDataMatchesGolden(prefix: "gpt2-", name: "gpt2 bpe", encode: tok.encode, token: { tok.tokens[Int($0)] })
+    }
+
+    func testAwkwardTextMatchesTransformers() throws {
+        let tok = try tokenizer()
+        let data = try Data(contentsOf: goldenFolder.appendingPathComponent("gpt2-cases.json"))
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let cases = try XCTUnwrap(object["cases"] as? [[String: Any]])
+        XCTAssertGreaterThan(cases.count, 30)
+        for c in cases {
+            let text = c["text"] as! String, ids = (c["ids"] as! [Int]).map(Int32.init)
+            XCTAssertEqual(tok.encode(text), ids, "ids of \(text.debugDescription)")
+            XCTAssertEqual(tok.decode(ids), c["decoded"] as! String, "decoded \(text.debugDescription)")
+        }
+    }
+
+    func testBadFilesAreRefusedInOneLine() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-bpe-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func refusal(vocab: String?, merges: String?) -> String {
+            for (name, text) in [("vocab.json", vocab), ("merges.txt", merges)] {
+                let path = folder.appendingPathComponent(name)
+                try? FileManager.default.removeItem(at: path)
+                if let text { try? text.write(to: path, atomically: true, encoding: .utf8) }
+            }
+            do { _ = try ByteLevelBPE(folder: folder.path); return "(accepted)" } catch { return "\(error)" }
+        }
+        let bytes = (0..<256).map { "\"\(String(Character(ByteLevelBPE.byteScalars[$0])).replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\": \($0)" }
+        let vocab = "{" + (bytes + ["\"ab\": 256"]).joined(separator: ", ") + "}"
+        XCTAssertEqual(refusal(vocab: vocab, merges: "#version: 0.2\na b\n"), "(accepted)")
+        XCTAssertEqual(refusal(vocab: vocab, merges: nil),
+                       "\(folder.path)/merges.txt: not found or not UTF-8 (a byte-level BPE tokenizer needs its merges)")
+        XCTAssertEqual(refusal(vocab: vocab, merges: "#version: 0.2\n"), "\(folder.path)/merges.txt: no merges")
+        XCTAssertEqual(refusal(vocab: vocab, merges: "a b\nb c\n"),
+                       "\(folder.path): merge 2 'b c' is not two tokens of the vocabulary whose join is one too")
+        XCTAssertEqual(refusal(vocab: "{\"a\": 0, \"b\": 1, \"ab\": 2}", merges: "a b\n"),
+                       "\(folder.path): the vocabulary lacks 'Ā', the token of byte 0 (not a byte-level BPE vocabulary)")
+        XCTAssertEqual(refusal(vocab: "[1, 2]", merges: "a b\n"), "\(folder.path)/vocab.json: not a JSON object of token → id")
+        XCTAssertEqual(refusal(vocab: nil, merges: "a b\n"),
+                       "\(folder.path)/vocab.json: not found (a byte-level BPE tokenizer needs vocab.json and merges.txt)")
+    }
+}
