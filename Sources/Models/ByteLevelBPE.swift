@@ -1,11 +1,14 @@
-// Byte-level BPE, the tokenizer of GPT-2 (HF tokenizers' ByteLevel pre-tokenizer + BPE model):
-//   1. special tokens (<|endoftext|>) are cut out of the text first, matched exactly;
-//   2. the rest is split by GPT-2's pattern
+// Byte-level BPE, the tokenizer of GPT-2 and of SmolLM2 (HF tokenizers' ByteLevel pre-tokenizer +
+// BPE model):
+//   1. special tokens (<|endoftext|>, <|im_start|>) are cut out of the text first, matched exactly;
+//   2. SmolLM2 (GGUF pre-tokenizer "smollm", HF's Digits(individual_digits) before ByteLevel):
+//      every \p{N} scalar is a piece of its own;
+//   3. the rest is split by GPT-2's pattern
 //        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 //      (matched by hand over Unicode scalars, first alternative that matches, each greedy:
 //      \p{L} letters, \p{N} numbers, \s White_Space);
-//   3. each piece's UTF-8 bytes become GPT-2's 256 printable stand-in characters;
-//   4. merges apply by rank — the lowest-ranked adjacent pair first, leftmost among equals —
+//   4. each piece's UTF-8 bytes become GPT-2's 256 printable stand-in characters;
+//   5. merges apply by rank — the lowest-ranked adjacent pair first, leftmost among equals —
 //      until none applies; the symbols are the ids.
 // Decoding maps the stand-ins back to bytes (invalid UTF-8 becomes U+FFFD, as HF's decode).
 import Foundation
@@ -16,9 +19,13 @@ public final class ByteLevelBPE: @unchecked Sendable {
     let ids: [String: Int32]
     /// (left id, right id) → (rank, merged id).
     let merges: [UInt64: (rank: Int32, merged: Int32)]
-    /// Special tokens, longest first, and the ids of the 256 byte stand-ins.
+    /// Special tokens, longest first, and the ids of the 256 byte stand-ins (nil: a byte the
+    /// vocabulary lacks — SmolLM2's lacks some control bytes — is dropped, as HF's BPE without an
+    /// unknown token does).
     let special: [(text: [Unicode.Scalar], id: Int32)]
-    let byteIds: [Int32]
+    let byteIds: [Int32?]
+    /// Each number scalar is a piece of its own (SmolLM2).
+    let digitsApart: Bool
     private var cache: [String: [Int32]] = [:]
     private let lock = NSLock()
 
@@ -35,8 +42,9 @@ public final class ByteLevelBPE: @unchecked Sendable {
     static let scalarBytes: [UInt32: UInt8] = Dictionary(uniqueKeysWithValues: byteScalars.enumerated().map { ($1.value, UInt8($0)) })
 
     /// `tokens` by id, merges as "left right" in rank order, special tokens by text.
-    public init(tokens: [String], merges mergeLines: [String], special: [String], source: String) throws {
+    public init(tokens: [String], merges mergeLines: [String], special: [String], digitsApart: Bool = false, source: String) throws {
         self.tokens = tokens
+        self.digitsApart = digitsApart
         var ids: [String: Int32] = [:]
         for (i, t) in tokens.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
         self.ids = ids
@@ -51,11 +59,10 @@ public final class ByteLevelBPE: @unchecked Sendable {
             if merges[key] == nil { merges[key] = (Int32(rank), merged) }
         }
         self.merges = merges
-        byteIds = try Self.byteScalars.enumerated().map { byte, scalar in
-            guard let id = ids[String(Character(scalar))] else {
-                throw CheckpointError("\(source): the vocabulary lacks '\(scalar)', the token of byte \(byte) (not a byte-level BPE vocabulary)")
-            }
-            return id
+        byteIds = Self.byteScalars.map { ids[String(Character($0))] }
+        let known = byteIds.compactMap { $0 }.count
+        guard known >= 192 else {
+            throw CheckpointError("\(source): the vocabulary has \(known) of the 256 byte tokens (not a byte-level BPE vocabulary)")
         }
         self.special = try special.map { text in
             guard let id = ids[text] else { throw CheckpointError("\(source): special token '\(text)' is not in the vocabulary") }
@@ -87,6 +94,32 @@ public final class ByteLevelBPE: @unchecked Sendable {
             .filter { !$0.hasPrefix("#version") }
         guard !lines.isEmpty else { throw CheckpointError("\(mergesPath): no merges") }
         try self.init(tokens: tokens, merges: lines, special: table["<|endoftext|>"] == nil ? [] : ["<|endoftext|>"], source: folder)
+    }
+
+    /// The tokenizer a GGUF file embeds (tokenizer.ggml.*): byte-level BPE ("gpt2") with GPT-2's
+    /// or SmolLM2's pre-tokenizer; control and user-defined tokens are special.
+    public convenience init(gguf file: GGUFFile) throws {
+        let name = (file.path as NSString).lastPathComponent
+        guard let model = try file.string("tokenizer.ggml.model") else { throw CheckpointError("\(name): no tokenizer (tokenizer.ggml.model)") }
+        guard model == "gpt2" else {
+            throw CheckpointError("\(name): tokenizer.ggml.model is '\(model)'; Retort reads byte-level BPE ('gpt2') tokenizers")
+        }
+        let pre = try file.string("tokenizer.ggml.pre") ?? "gpt2"
+        guard pre == "gpt2" || pre == "smollm" else {
+            throw CheckpointError("\(name): pre-tokenizer '\(pre)' is not supported yet (gpt2, smollm)")
+        }
+        guard let tokens = try file.strings("tokenizer.ggml.tokens"), !tokens.isEmpty else {
+            throw CheckpointError("\(name): the tokenizer has no tokens (tokenizer.ggml.tokens)")
+        }
+        guard let merges = try file.strings("tokenizer.ggml.merges"), !merges.isEmpty else {
+            throw CheckpointError("\(name): the tokenizer has no merges (tokenizer.ggml.merges)")
+        }
+        let types = try file.integers("tokenizer.ggml.token_type") ?? []
+        guard types.isEmpty || types.count == tokens.count else {
+            throw CheckpointError("\(name): tokenizer.ggml.token_type has \(types.count) entries for \(tokens.count) tokens")
+        }
+        let special = zip(tokens, types).filter { $0.1 == 3 || $0.1 == 4 }.map(\.0)   // control, user-defined
+        try self.init(tokens: tokens, merges: merges, special: special, digitsApart: pre == "smollm", source: name)
     }
 
     // MARK: encoding
@@ -128,6 +161,17 @@ public final class ByteLevelBPE: @unchecked Sendable {
     }
 
     private func encodeOrdinary(_ scalars: ArraySlice<Unicode.Scalar>, into out: inout [Int32]) {
+        guard digitsApart else { return encodePieces(scalars, into: &out) }
+        var start = scalars.startIndex
+        for i in scalars.indices where GPT2Pattern.isNumber(scalars[i]) {
+            encodePieces(scalars[start..<i], into: &out)
+            encodePieces(scalars[i...i], into: &out)
+            start = i + 1
+        }
+        encodePieces(scalars[start...], into: &out)
+    }
+
+    private func encodePieces(_ scalars: ArraySlice<Unicode.Scalar>, into out: inout [Int32]) {
         for piece in GPT2Pattern.pieces(scalars) {
             var text = String.UnicodeScalarView()
             text.append(contentsOf: piece)
@@ -140,7 +184,7 @@ public final class ByteLevelBPE: @unchecked Sendable {
         lock.lock()
         if let hit = cache[piece] { lock.unlock(); return hit }
         lock.unlock()
-        var symbols = piece.utf8.map { byteIds[Int($0)] }
+        var symbols = piece.utf8.compactMap { byteIds[Int($0)] }
         while symbols.count > 1 {
             var best: (rank: Int32, at: Int, merged: Int32)?
             for k in 0..<(symbols.count - 1) {

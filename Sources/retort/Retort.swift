@@ -64,11 +64,12 @@ struct TokenizeCommand: ParsableCommand {
             Reads --input, or standard input, one text per line. The ids are those of HF's tokenizer \
             for the model folder: WordPiece for a BERT-family folder (vocab.txt, tokenizer_config.json: \
             [CLS] text [SEP]; with --pair, two texts separated by a tab: [CLS] a [SEP] b [SEP]), GPT-2's \
-            byte-level BPE for a folder with vocab.json and merges.txt (no special tokens added; a pair \
-            is a's ids then b's).
+            byte-level BPE for a folder with vocab.json and merges.txt, and the tokenizer a .gguf file \
+            embeds (byte-level BPE: GPT-2's or SmolLM2's). BPE adds no special tokens; a pair is a's ids \
+            then b's.
             """)
 
-    @Option(name: .long, help: "Model folder: vocab.txt (WordPiece) or vocab.json + merges.txt (byte-level BPE), e.g. ~/.cache/retort/assets/gpt2-tokenizer.")
+    @Option(name: .long, help: "Model folder — vocab.txt (WordPiece) or vocab.json + merges.txt (byte-level BPE), e.g. ~/.cache/retort/assets/gpt2-tokenizer — or a .gguf file.")
     var model: String
 
     @Option(name: .long, help: "Text file, one input per line (default: standard input).")
@@ -88,7 +89,11 @@ struct TokenizeCommand: ParsableCommand {
         let folder = (model as NSString).expandingTildeInPath
         let manager = FileManager.default
         let encode: (String, String?) -> [Int32]
-        if manager.fileExists(atPath: folder + "/vocab.txt") {
+        var isFolder: ObjCBool = false
+        if manager.fileExists(atPath: folder, isDirectory: &isFolder), !isFolder.boolValue {
+            let bpe = try ByteLevelBPE(gguf: try GGUFFile(path: folder))
+            encode = { bpe.encode($0, $1, maxLength: maxLength) }
+        } else if manager.fileExists(atPath: folder + "/vocab.txt") {
             let wordPiece = try WordPieceTokenizer(folder: folder)
             if let maxLength, maxLength < (pair ? 3 : 2) {
                 throw ValidationError("--max-length must leave room for the special tokens (at least \(pair ? 3 : 2))")
@@ -98,7 +103,7 @@ struct TokenizeCommand: ParsableCommand {
             let bpe = try ByteLevelBPE(folder: folder)
             encode = { bpe.encode($0, $1, maxLength: maxLength) }
         } else {
-            throw DataError("--model \(model): no tokenizer there (vocab.txt for WordPiece, or vocab.json and merges.txt for byte-level BPE)")
+            throw DataError("--model \(model): no tokenizer there (a folder with vocab.txt for WordPiece, or vocab.json and merges.txt for byte-level BPE, or a .gguf file)")
         }
         let bytes: [UInt8]
         if let input {

@@ -9,6 +9,7 @@
                                 each tensor dequantised to float32 by gguf-py (gguf.quants.dequantize),
                                 in HF's dimension order (the reverse of GGUF's ne)
   gguf/unsupported.gguf         one Q5_0 tensor: a type Retort refuses by name
+  gguf/no-merges.gguf           a byte-level BPE tokenizer (tokenizer.ggml.*) without its merges
 
 usage: /path/to/python Tests/Golden/make_gguf.py
 """
@@ -114,6 +115,17 @@ def main():
     writer = gguf.GGUFWriter(os.path.join(HERE, "unsupported.gguf"), arch="llama")
     raw, _ = quantised(Q.Q5_0, [32, 2])
     writer.add_tensor("q5_0", raw, raw_dtype=Q.Q5_0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    writer = gguf.GGUFWriter(os.path.join(HERE, "no-merges.gguf"), arch="llama")
+    writer.add_string("tokenizer.ggml.model", "gpt2")
+    writer.add_string("tokenizer.ggml.pre", "smollm")
+    writer.add_array("tokenizer.ggml.tokens", ["a", "b", "ab"])
+    writer.add_array("tokenizer.ggml.token_type", [1, 1, 1])
+    writer.add_tensor("x", np.zeros(4, dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

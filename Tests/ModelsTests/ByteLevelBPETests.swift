@@ -1,8 +1,9 @@
-// GPT-2's byte-level BPE against transformers (golden files made by Tests/Golden/make_bpe_ids.py
-// from the vocab.json and merges.txt that scripts/fetch-assets gpt2 fetches): every sentence of
-// ../shared/data gives the same ids, and so do awkward strings (emoji, CJK, combining marks,
-// control characters, runs of spaces, very long words, the special token); decoding gives
-// transformers' text back. Bad tokenizer files are refused in one line.
+// Byte-level BPE against HF (golden files made by Tests/Golden/make_bpe_ids.py): GPT-2's
+// (transformers, from the vocab.json and merges.txt of scripts/fetch-assets gpt2) and SmolLM2's
+// (HF tokenizers configured as SmolLM2's tokenizer, from the tokens and merges its GGUF embeds):
+// every sentence of ../shared/data gives the same ids, and so do awkward strings (emoji, CJK,
+// combining marks, control characters, runs of spaces, very long words, special tokens, digits);
+// decoding gives HF's text back. Bad tokenizer files are refused in one line.
 import Foundation
 @testable import Models
 import XCTest
@@ -16,8 +17,24 @@ final class ByteLevelBPETests: XCTestCase {
     }
 
     func testAwkwardTextMatchesTransformers() throws {
-        let tok = try tokenizer()
-        let data = try Data(contentsOf: goldenFolder.appendingPathComponent("gpt2-cases.json"))
+        try assertCases("gpt2", try tokenizer())
+    }
+
+    func smolLM2() throws -> ByteLevelBPE {
+        let path = try assetFolder("SmolLM2-135M-Instruct") + "/SmolLM2-135M-Instruct.Q4_1.gguf"
+        return try ByteLevelBPE(gguf: try GGUFFile(path: path))
+    }
+
+    func testSmolLM2FromItsGGUFMatchesHFTokenizers() throws {
+        let tok = try smolLM2()
+        XCTAssertEqual(tok.encode("<|im_start|>user"), [1, 4093])
+        try assertSharedDataMatchesGolden(prefix: "smollm2-", name: "smollm2 bpe", reference: "HF tokenizers", encode: tok.encode,
+                                          token: { tok.tokens[Int($0)] })
+        try assertCases("smollm2", tok)
+    }
+
+    func assertCases(_ name: String, _ tok: ByteLevelBPE) throws {
+        let data = try Data(contentsOf: goldenFolder.appendingPathComponent("\(name)-cases.json"))
         let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let cases = try XCTUnwrap(object["cases"] as? [[String: Any]])
         XCTAssertGreaterThan(cases.count, 30)
@@ -25,6 +42,17 @@ final class ByteLevelBPETests: XCTestCase {
             let text = c["text"] as! String, ids = (c["ids"] as! [Int]).map(Int32.init)
             XCTAssertEqual(tok.encode(text), ids, "ids of \(text.debugDescription)")
             XCTAssertEqual(tok.decode(ids), c["decoded"] as! String, "decoded \(text.debugDescription)")
+        }
+    }
+
+    func testAGGUFTokenizerWithoutMergesIsRefused() throws {
+        let file = try GGUFFile(path: golden.appendingPathComponent("gguf/no-merges.gguf").path)
+        XCTAssertThrowsError(try ByteLevelBPE(gguf: file)) { error in
+            XCTAssertEqual("\(error)", "no-merges.gguf: the tokenizer has no merges (tokenizer.ggml.merges)")
+        }
+        let types = try GGUFFile(path: golden.appendingPathComponent("gguf/types.gguf").path)
+        XCTAssertThrowsError(try ByteLevelBPE(gguf: types)) { error in
+            XCTAssertEqual("\(error)", "types.gguf: no tokenizer (tokenizer.ggml.model)")
         }
     }
 
@@ -49,7 +77,7 @@ final class ByteLevelBPETests: XCTestCase {
         XCTAssertEqual(refusal(vocab: vocab, merges: "a b\nb c\n"),
                        "\(folder.path): merge 2 'b c' is not two tokens of the vocabulary whose join is one too")
         XCTAssertEqual(refusal(vocab: "{\"a\": 0, \"b\": 1, \"ab\": 2}", merges: "a b\n"),
-                       "\(folder.path): the vocabulary lacks 'Ā', the token of byte 0 (not a byte-level BPE vocabulary)")
+                       "\(folder.path): the vocabulary has 2 of the 256 byte tokens (not a byte-level BPE vocabulary)")
         XCTAssertEqual(refusal(vocab: "[1, 2]", merges: "a b\n"), "\(folder.path)/vocab.json: not a JSON object of token → id")
         XCTAssertEqual(refusal(vocab: nil, merges: "a b\n"),
                        "\(folder.path)/vocab.json: not found (a byte-level BPE tokenizer needs vocab.json and merges.txt)")

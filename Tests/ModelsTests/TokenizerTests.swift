@@ -36,8 +36,9 @@ func sharedSentences(_ dataset: String) throws -> [String] {
 }
 
 /// Every sentence of ../shared/data through `encode` against the golden hashes
-/// `<prefix><dataset>.fnv64` (what transformers gave); the first mismatches are named.
-func assertSharedDataMatchesGolden(prefix: String, name: String, encode: (String) -> [Int32], token: (Int32) -> String) throws {
+/// `<prefix><dataset>.fnv64` (what `reference` gave); the first mismatches are named.
+func assertSharedDataMatchesGolden(prefix: String, name: String, reference: String = "transformers", encode: (String) -> [Int32],
+                                   token: (Int32) -> String) throws {
     guard FileManager.default.fileExists(atPath: sharedData.path) else { throw XCTSkip("../shared/data not found") }
     for dataset in ["sst2", "cola", "hate_speech"] {
         let golden = try Data(contentsOf: goldenFolder.appendingPathComponent("\(prefix)\(dataset).fnv64"))
@@ -50,9 +51,9 @@ func assertSharedDataMatchesGolden(prefix: String, name: String, encode: (String
             let ids = encode(text)
             if fnv64(ids) != expected[i] { mismatches.append("#\(i) \(text.debugDescription): got \(ids.map(token))") }
         }
-        XCTAssertTrue(mismatches.isEmpty, "\(dataset): \(mismatches.count) of \(count) sentences differ from transformers, e.g.\n"
+        XCTAssertTrue(mismatches.isEmpty, "\(dataset): \(mismatches.count) of \(count) sentences differ from \(reference), e.g.\n"
                       + mismatches.prefix(5).joined(separator: "\n"))
-        print("\(name): \(dataset): \(count) sentences identical to transformers")
+        print("\(name): \(dataset): \(count) sentences identical to \(reference)")
     }
 }
 
