@@ -73,6 +73,9 @@ public protocol BackendOps: AnyObject {
                              rows: Int, channels: Int, eps: Float)
     func runLayerNormBackward(dx: Tensor, dWeight: Tensor?, dBias: Tensor?, dOut: Tensor, _ x: Tensor, weight: Tensor,
                               mean: Tensor, rstd: Tensor, rows: Int, channels: Int)
+    func runRMSNormForward(_ out: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, rows: Int, channels: Int, eps: Float)
+    func runRMSNormBackward(dx: Tensor, dWeight: Tensor?, dOut: Tensor, _ x: Tensor, weight: Tensor, rstd: Tensor,
+                            rows: Int, channels: Int)
     func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int)
     func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int)
     func runTanhForward(_ out: Tensor, _ x: Tensor, count: Int)

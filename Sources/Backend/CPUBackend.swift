@@ -144,6 +144,15 @@ public final class CPUBackend: Backend {
                               Int64(rows), Int32(channels))
     }
 
+    public func runRMSNormForward(_ out: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, rows: Int, channels: Int, eps: Float) {
+        rt_rmsnorm_forward(f(out), f(rstd), f(x), f(weight), Int64(rows), Int32(channels), eps)
+    }
+
+    public func runRMSNormBackward(dx: Tensor, dWeight: Tensor?, dOut: Tensor, _ x: Tensor, weight: Tensor, rstd: Tensor,
+                                   rows: Int, channels: Int) {
+        rt_rmsnorm_backward(f(dx), f(dWeight), f(dOut), f(x), f(weight), f(rstd), Int64(rows), Int32(channels))
+    }
+
     public func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int) {
         rt_gelu_forward(f(out), f(x), Int64(count))
     }

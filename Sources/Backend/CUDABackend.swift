@@ -253,6 +253,24 @@ public final class CUDABackend: Backend {
                .tensor(weight), .tensor(mean), .tensor(rstd), .int32(rows), .int32(channels))
     }
 
+    public func runRMSNormForward(_ out: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, rows: Int, channels: Int, eps: Float) {
+        launch(K.rmsnormForward, warps: rows, .tensor(out), .tensor(rstd), .tensor(x), .tensor(weight), .int32(rows), .int32(channels),
+               .float(eps))
+    }
+
+    public func runRMSNormBackward(dx: Tensor, dWeight: Tensor?, dOut: Tensor, _ x: Tensor, weight: Tensor, rstd: Tensor,
+                                   rows: Int, channels: Int) {
+        if let dWeight {
+            let (slices, sliceRows) = columnSlices(rows: rows), partials = scratch("columns.partials", slices * channels)
+            launch(K.rmsnormBackwardPartials, grid: (channels + 31) / 32, gridY: slices, block: 32, blockY: 8,
+                   .tensor(partials), .tensor(dOut), .tensor(x), .tensor(rstd), .int32(rows), .int32(channels), .int32(sliceRows))
+            launch(K.columnSumFinish, grid: (channels + 255) / 256, block: 256, .tensor(dWeight), .tensor(nil),
+                   .tensor(partials), .int32(slices), .int32(channels), .int32(channels))
+        }
+        launch(K.rmsnormBackwardInput, warps: rows, .tensor(dx), .tensor(dOut), .tensor(x), .tensor(weight), .tensor(rstd),
+               .int32(rows), .int32(channels))
+    }
+
     public func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int) {
         launch(K.geluForward, elements: count, .tensor(out), .tensor(x), .int64(count))
     }

@@ -89,6 +89,12 @@ enum CUDAKernelTable {
     static let castBf16ToF32 = CUDAKernel("memory.cu", "cast_bf16_to_f32", [.floats, .halves, .int64])
     static let castF32ToF16 = CUDAKernel("memory.cu", "cast_f32_to_f16", [.halves, .floats, .int64])
     static let castF16ToF32 = CUDAKernel("memory.cu", "cast_f16_to_f32", [.floats, .halves, .int64])
+    // rmsnorm.cu
+    static let rmsnormForward = CUDAKernel("rmsnorm.cu", "rmsnorm_forward", [.floats, .floats, .floats, .floats, .int32, .int32, .float])
+    static let rmsnormBackwardInput = CUDAKernel("rmsnorm.cu", "rmsnorm_backward_input", [.floats, .floats, .floats, .floats,
+        .floats, .int32, .int32])
+    static let rmsnormBackwardPartials = CUDAKernel("rmsnorm.cu", "rmsnorm_backward_partials", [.floats, .floats, .floats,
+        .floats, .int32, .int32, .int32])
     // softmax.cu
     static let maskedSoftmaxForward = CUDAKernel("softmax.cu", "masked_softmax_forward", [.floats, .floats, .floats, .ints,
         .floats, .int32, .int32, .int32])
@@ -118,7 +124,7 @@ enum CUDAKernelTable {
         dropoutF32, embeddingForward, embeddingBackwardPieces, embeddingBackwardSegments, geluForward, geluBackward, layernormForward,
         layernormBackwardInput, layernormBackwardPartials, loraForward, loraBackwardRows, countValidLabels, crossEntropyRows, softCrossEntropyRows,
         msePartial, cosineRows, meanFinish, meanFinishDouble, fillF32, scaleF32, axpyF32, sumSquaresPartial, sumFinish, columnSumFinish,
-        castF32ToBf16, castBf16ToF32, castF32ToF16, castF16ToF32, maskedSoftmaxForward, maskedSoftmaxBackward, maskedScores, tanhForward,
+        castF32ToBf16, castBf16ToF32, castF32ToF16, castF16ToF32, rmsnormForward, rmsnormBackwardInput, rmsnormBackwardPartials, maskedSoftmaxForward, maskedSoftmaxBackward, maskedScores, tanhForward,
         tanhBackward,
     ] + TensorCorePass.allCases.flatMap { pass in
         [DType.bf16, .f16].flatMap { half in [32, 64].map { tensorCoreAttention(pass, half: half, headSize: $0) } }

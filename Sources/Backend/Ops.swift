@@ -125,6 +125,23 @@ public extension Backend {
                              rows: rows, channels: channels)
     }
 
+    /// Llama's RMSNorm: out = x·rstd·weight, rstd [N] saved.
+    func rmsNormForward(_ out: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, rows: Int, channels: Int, eps: Float) {
+        precondition(out.count == rows * channels && x.count == rows * channels && rstd.count == rows && weight.count == channels,
+                     "rmsNormForward: operands are not N·C, N or C")
+        f32(out, rstd, x, weight, op: "rmsNormForward")
+        runRMSNormForward(out, rstd: rstd, x, weight: weight, rows: rows, channels: channels, eps: eps)
+    }
+
+    /// dx (overwritten), and dWeight accumulated when given (nil: frozen).
+    func rmsNormBackward(dx: Tensor, dWeight: Tensor?, dOut: Tensor, _ x: Tensor, weight: Tensor, rstd: Tensor, rows: Int, channels: Int) {
+        precondition(dx.count == rows * channels && dOut.count == rows * channels && x.count == rows * channels
+                     && (dWeight?.count ?? channels) == channels && weight.count == channels && rstd.count == rows,
+                     "rmsNormBackward: operands are not N·C, N or C")
+        f32(dx, dWeight, dOut, x, weight, rstd, op: "rmsNormBackward")
+        runRMSNormBackward(dx: dx, dWeight: dWeight, dOut: dOut, x, weight: weight, rstd: rstd, rows: rows, channels: channels)
+    }
+
     func geluForward(_ out: Tensor, _ x: Tensor, count: Int) {
         elementwise(count, out, x, op: "geluForward")
         runGeluForward(out, x, count: count)

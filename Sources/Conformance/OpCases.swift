@@ -118,6 +118,18 @@ public enum OpCases {
                     ("dx", backend.floats(dx)), ("dWeight", backend.floats(dw)), ("dBias", backend.floats(db)),
                     ("dBias without dWeight", backend.floats(dbAlone)), ("dx of a frozen norm", backend.floats(dxFrozen))]
         },
+        // Llama's RMSNorm, then a frozen weight (no dWeight); 150 rows: three slices of the device reduction.
+        OpCase(name: "rmsNorm forward/backward", atol: 1e-5, rtol: 1e-4) { backend in
+            var x = Inputs(backend, seed: 15)
+            let (N, C) = (150, 72)
+            let input = try x.floats(N * C, -3, 3), w = try x.floats(C), dOut = try x.floats(N * C)
+            let out = try x.zeros(N * C), rstd = try x.zeros(N), dx = try x.zeros(N * C), dw = try x.floats(C), dxFrozen = try x.zeros(N * C)
+            backend.rmsNormForward(out, rstd: rstd, input, weight: w, rows: N, channels: C, eps: 1e-5)
+            backend.rmsNormBackward(dx: dx, dWeight: dw, dOut: dOut, input, weight: w, rstd: rstd, rows: N, channels: C)
+            backend.rmsNormBackward(dx: dxFrozen, dWeight: nil, dOut: dOut, input, weight: w, rstd: rstd, rows: N, channels: C)
+            return [("out", backend.floats(out)), ("rstd", backend.floats(rstd)), ("dx", backend.floats(dx)),
+                    ("dWeight", backend.floats(dw)), ("dx of a frozen norm", backend.floats(dxFrozen))]
+        },
         OpCase(name: "gelu, tanh forward/backward", atol: 1e-6, rtol: 1e-5) { backend in
             var x = Inputs(backend, seed: 6)
             let n = 5000

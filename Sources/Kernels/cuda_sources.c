@@ -51,6 +51,10 @@ static const char memory_cu[] = {
 #embed "cuda/memory.cu"
     , 0
 };
+static const char rmsnorm_cu[] = {
+#embed "cuda/rmsnorm.cu"
+    , 0
+};
 static const char softmax_cu[] = {
 #embed "cuda/softmax.cu"
     , 0
@@ -72,6 +76,7 @@ static const rt_cuda_source sources[] = {
     { "lora.cu", lora_cu },
     { "losses.cu", losses_cu },
     { "memory.cu", memory_cu },
+    { "rmsnorm.cu", rmsnorm_cu },
     { "softmax.cu", softmax_cu },
     { "tanh.cu", tanh_cu },
 };

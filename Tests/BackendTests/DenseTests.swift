@@ -168,6 +168,34 @@ final class DenseTests: XCTestCase {
         }
     }
 
+    /// Llama's RMSNorm: the forward against a loop in double, the backward by finite differences.
+    func testRMSNormForwardAndBackwardByFiniteDifferences() throws {
+        var rng = SeededRandom(16)
+        for backend in try backends() {
+            let (N, C) = (7, 13)
+            let xv = rng.floats(N * C, -2, 2), wv = rng.floats(C), w8 = rng.floats(N * C)
+            let x = try backend.upload(xv), weight = try backend.upload(wv)
+            let out = try backend.zeros(N * C), rstd = try backend.zeros(N)
+            backend.rmsNormForward(out, rstd: rstd, x, weight: weight, rows: N, channels: C, eps: 1e-6)
+            var expected = [Double](repeating: 0, count: N * C)
+            for n in 0..<N {
+                let row = xv[(n * C)..<((n + 1) * C)].map(Double.init)
+                let r = 1 / (row.reduce(0) { $0 + $1 * $1 } / Double(C) + 1e-6).squareRoot()
+                for c in 0..<C { expected[n * C + c] = row[c] * r * Double(wv[c]) }
+            }
+            assertClose(backend.floats(out), expected, atol: 1e-6, rtol: 1e-5, "\(backend.kind) rmsnorm forward")
+            let loss = { () -> Double in
+                backend.rmsNormForward(out, rstd: rstd, x, weight: weight, rows: N, channels: C, eps: 1e-6)
+                return dot(backend.floats(out), w8)
+            }
+            _ = loss()
+            let dx = try backend.zeros(N * C), dw = try backend.zeros(C)
+            backend.rmsNormBackward(dx: dx, dWeight: dw, dOut: try backend.upload(w8), x, weight: weight, rstd: rstd, rows: N, channels: C)
+            checkGradient("rmsnorm dx", backend: backend, input: x, values: xv, analytic: backend.floats(dx), loss: loss)
+            checkGradient("rmsnorm dweight", backend: backend, input: weight, values: wv, analytic: backend.floats(dw), loss: loss)
+        }
+    }
+
     func testGeluForwardIsTheErfFormAndBackwardByFiniteDifferences() throws {
         var rng = SeededRandom(7)
         for backend in try backends() {

@@ -47,6 +47,13 @@ final class PrimitivesOnlyBackend: Backend {
         cpu.runLayerNormBackward(dx: dx, dWeight: dWeight, dBias: dBias, dOut: dOut, x, weight: weight, mean: mean, rstd: rstd,
                                  rows: rows, channels: channels)
     }
+    func runRMSNormForward(_ out: Tensor, rstd: Tensor, _ x: Tensor, weight: Tensor, rows: Int, channels: Int, eps: Float) {
+        cpu.runRMSNormForward(out, rstd: rstd, x, weight: weight, rows: rows, channels: channels, eps: eps)
+    }
+    func runRMSNormBackward(dx: Tensor, dWeight: Tensor?, dOut: Tensor, _ x: Tensor, weight: Tensor, rstd: Tensor, rows: Int,
+                            channels: Int) {
+        cpu.runRMSNormBackward(dx: dx, dWeight: dWeight, dOut: dOut, x, weight: weight, rstd: rstd, rows: rows, channels: channels)
+    }
     func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int) { cpu.runGeluForward(out, x, count: count) }
     func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int) { cpu.runGeluBackward(dx: dx, dOut: dOut, x, count: count) }
     func runTanhForward(_ out: Tensor, _ x: Tensor, count: Int) { cpu.runTanhForward(out, x, count: count) }

@@ -68,6 +68,13 @@ void rt_layernorm_forward(float *out, float *mean, float *rstd, const float *x, 
 void rt_layernorm_backward(float *dx, float *dweight, float *dbias, const float *dout, const float *x,
                            const float *weight, const float *mean, const float *rstd, int64_t N, int C);
 
+// ------------------------------------------------------------------ RMSNorm (cpu/rmsnorm.c)
+// out[N,C] = x·rstd·weight, rstd[n] = 1/√(mean x² + eps) saved; backward overwrites dx and
+// accumulates dweight (when not NULL).
+void rt_rmsnorm_forward(float *out, float *rstd, const float *x, const float *weight, int64_t N, int C, float eps);
+void rt_rmsnorm_backward(float *dx, float *dweight, const float *dout, const float *x, const float *weight,
+                         const float *rstd, int64_t N, int C);
+
 // ------------------------------------------------------------------ GELU, erf form (cpu/gelu.c)
 void rt_gelu_forward(float *out, const float *x, int64_t n);
 void rt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n);
