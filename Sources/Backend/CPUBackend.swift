@@ -153,6 +153,14 @@ public final class CPUBackend: Backend {
         rt_rmsnorm_backward(f(dx), f(dWeight), f(dOut), f(x), f(weight), f(rstd), Int64(rows), Int32(channels))
     }
 
+    public func runSwiGLUForward(_ out: Tensor, gate: Tensor, up: Tensor, count: Int) {
+        rt_swiglu_forward(f(out), f(gate), f(up), Int64(count))
+    }
+
+    public func runSwiGLUBackward(dGate: Tensor, dUp: Tensor, dOut: Tensor, gate: Tensor, up: Tensor, count: Int) {
+        rt_swiglu_backward(f(dGate), f(dUp), f(dOut), f(gate), f(up), Int64(count))
+    }
+
     public func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int) {
         rt_gelu_forward(f(out), f(x), Int64(count))
     }

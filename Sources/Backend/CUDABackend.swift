@@ -271,6 +271,14 @@ public final class CUDABackend: Backend {
                .int32(rows), .int32(channels))
     }
 
+    public func runSwiGLUForward(_ out: Tensor, gate: Tensor, up: Tensor, count: Int) {
+        launch(K.swigluForward, elements: count, .tensor(out), .tensor(gate), .tensor(up), .int64(count))
+    }
+
+    public func runSwiGLUBackward(dGate: Tensor, dUp: Tensor, dOut: Tensor, gate: Tensor, up: Tensor, count: Int) {
+        launch(K.swigluBackward, elements: count, .tensor(dGate), .tensor(dUp), .tensor(dOut), .tensor(gate), .tensor(up), .int64(count))
+    }
+
     public func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int) {
         launch(K.geluForward, elements: count, .tensor(out), .tensor(x), .int64(count))
     }

@@ -101,6 +101,9 @@ enum CUDAKernelTable {
     static let maskedScores = CUDAKernel("softmax.cu", "masked_scores", [.floats, .ints, .floats, .int32, .int32, .int32])
     static let maskedSoftmaxBackward = CUDAKernel("softmax.cu", "masked_softmax_backward", [.floats, .floats, .floats, .int64,
         .int32])
+    // swiglu.cu
+    static let swigluForward = CUDAKernel("swiglu.cu", "swiglu_forward", [.floats, .floats, .floats, .int64])
+    static let swigluBackward = CUDAKernel("swiglu.cu", "swiglu_backward", [.floats, .floats, .floats, .floats, .floats, .int64])
     // tanh.cu
     static let tanhForward = CUDAKernel("tanh.cu", "tanh_forward", [.floats, .floats, .int64])
     static let tanhBackward = CUDAKernel("tanh.cu", "tanh_backward", [.floats, .floats, .floats, .int64])
@@ -124,7 +127,7 @@ enum CUDAKernelTable {
         dropoutF32, embeddingForward, embeddingBackwardPieces, embeddingBackwardSegments, geluForward, geluBackward, layernormForward,
         layernormBackwardInput, layernormBackwardPartials, loraForward, loraBackwardRows, countValidLabels, crossEntropyRows, softCrossEntropyRows,
         msePartial, cosineRows, meanFinish, meanFinishDouble, fillF32, scaleF32, axpyF32, sumSquaresPartial, sumFinish, columnSumFinish,
-        castF32ToBf16, castBf16ToF32, castF32ToF16, castF16ToF32, rmsnormForward, rmsnormBackwardInput, rmsnormBackwardPartials, maskedSoftmaxForward, maskedSoftmaxBackward, maskedScores, tanhForward,
+        castF32ToBf16, castBf16ToF32, castF32ToF16, castF16ToF32, rmsnormForward, rmsnormBackwardInput, rmsnormBackwardPartials, swigluForward, swigluBackward, maskedSoftmaxForward, maskedSoftmaxBackward, maskedScores, tanhForward,
         tanhBackward,
     ] + TensorCorePass.allCases.flatMap { pass in
         [DType.bf16, .f16].flatMap { half in [32, 64].map { tensorCoreAttention(pass, half: half, headSize: $0) } }

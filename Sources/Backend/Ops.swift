@@ -142,6 +142,18 @@ public extension Backend {
         runRMSNormBackward(dx: dx, dWeight: dWeight, dOut: dOut, x, weight: weight, rstd: rstd, rows: rows, channels: channels)
     }
 
+    /// Llama's MLP gate: out = silu(gate)·up.
+    func swigluForward(_ out: Tensor, gate: Tensor, up: Tensor, count: Int) {
+        elementwise(count, out, gate, up, op: "swigluForward")
+        runSwiGLUForward(out, gate: gate, up: up, count: count)
+    }
+
+    /// dGate and dUp (overwritten) from dOut.
+    func swigluBackward(dGate: Tensor, dUp: Tensor, dOut: Tensor, gate: Tensor, up: Tensor, count: Int) {
+        elementwise(count, dGate, dUp, dOut, gate, up, op: "swigluBackward")
+        runSwiGLUBackward(dGate: dGate, dUp: dUp, dOut: dOut, gate: gate, up: up, count: count)
+    }
+
     func geluForward(_ out: Tensor, _ x: Tensor, count: Int) {
         elementwise(count, out, x, op: "geluForward")
         runGeluForward(out, x, count: count)

@@ -130,6 +130,15 @@ public enum OpCases {
             return [("out", backend.floats(out)), ("rstd", backend.floats(rstd)), ("dx", backend.floats(dx)),
                     ("dWeight", backend.floats(dw)), ("dx of a frozen norm", backend.floats(dxFrozen))]
         },
+        OpCase(name: "swiglu forward/backward", atol: 1e-6, rtol: 1e-5) { backend in
+            var x = Inputs(backend, seed: 17)
+            let n = 5003
+            let gate = try x.floats(n, -12, 12), up = try x.floats(n, -3, 3), dOut = try x.floats(n)
+            let out = try x.zeros(n), dGate = try x.zeros(n), dUp = try x.zeros(n)
+            backend.swigluForward(out, gate: gate, up: up, count: n)
+            backend.swigluBackward(dGate: dGate, dUp: dUp, dOut: dOut, gate: gate, up: up, count: n)
+            return [("out", backend.floats(out)), ("dGate", backend.floats(dGate)), ("dUp", backend.floats(dUp))]
+        },
         OpCase(name: "gelu, tanh forward/backward", atol: 1e-6, rtol: 1e-5) { backend in
             var x = Inputs(backend, seed: 6)
             let n = 5000

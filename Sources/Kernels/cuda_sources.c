@@ -59,6 +59,10 @@ static const char softmax_cu[] = {
 #embed "cuda/softmax.cu"
     , 0
 };
+static const char swiglu_cu[] = {
+#embed "cuda/swiglu.cu"
+    , 0
+};
 static const char tanh_cu[] = {
 #embed "cuda/tanh.cu"
     , 0
@@ -78,6 +82,7 @@ static const rt_cuda_source sources[] = {
     { "memory.cu", memory_cu },
     { "rmsnorm.cu", rmsnorm_cu },
     { "softmax.cu", softmax_cu },
+    { "swiglu.cu", swiglu_cu },
     { "tanh.cu", tanh_cu },
 };
 int rt_cuda_source_count(void) { return (int)(sizeof sources / sizeof sources[0]); }

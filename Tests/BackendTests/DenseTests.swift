@@ -196,6 +196,24 @@ final class DenseTests: XCTestCase {
         }
     }
 
+    /// Llama's MLP gate: silu(gate)·up against a double loop, both gradients by finite differences.
+    func testSwiGLUForwardAndBackwardByFiniteDifferences() throws {
+        var rng = SeededRandom(18)
+        for backend in try backends() {
+            let n = 97
+            let gv = rng.floats(n, -8, 8), uv = rng.floats(n, -2, 2), w = rng.floats(n)
+            let gate = try backend.upload(gv), up = try backend.upload(uv), out = try backend.zeros(n)
+            backend.swigluForward(out, gate: gate, up: up, count: n)
+            let expected = zip(gv, uv).map { g, u -> Double in let d = Double(g); return d / (1 + exp(-d)) * Double(u) }
+            assertClose(backend.floats(out), expected, atol: 1e-7, rtol: 1e-5, "\(backend.kind) swiglu forward")
+            let loss = { () -> Double in backend.swigluForward(out, gate: gate, up: up, count: n); return dot(backend.floats(out), w) }
+            let dGate = try backend.zeros(n), dUp = try backend.zeros(n)
+            backend.swigluBackward(dGate: dGate, dUp: dUp, dOut: try backend.upload(w), gate: gate, up: up, count: n)
+            checkGradient("swiglu dgate", backend: backend, input: gate, values: gv, analytic: backend.floats(dGate), loss: loss)
+            checkGradient("swiglu dup", backend: backend, input: up, values: uv, analytic: backend.floats(dUp), loss: loss)
+        }
+    }
+
     func testGeluForwardIsTheErfFormAndBackwardByFiniteDifferences() throws {
         var rng = SeededRandom(7)
         for backend in try backends() {

@@ -54,6 +54,10 @@ final class PrimitivesOnlyBackend: Backend {
                             channels: Int) {
         cpu.runRMSNormBackward(dx: dx, dWeight: dWeight, dOut: dOut, x, weight: weight, rstd: rstd, rows: rows, channels: channels)
     }
+    func runSwiGLUForward(_ out: Tensor, gate: Tensor, up: Tensor, count: Int) { cpu.runSwiGLUForward(out, gate: gate, up: up, count: count) }
+    func runSwiGLUBackward(dGate: Tensor, dUp: Tensor, dOut: Tensor, gate: Tensor, up: Tensor, count: Int) {
+        cpu.runSwiGLUBackward(dGate: dGate, dUp: dUp, dOut: dOut, gate: gate, up: up, count: count)
+    }
     func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int) { cpu.runGeluForward(out, x, count: count) }
     func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int) { cpu.runGeluBackward(dx: dx, dOut: dOut, x, count: count) }
     func runTanhForward(_ out: Tensor, _ x: Tensor, count: Int) { cpu.runTanhForward(out, x, count: count) }

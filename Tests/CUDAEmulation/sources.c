@@ -44,6 +44,9 @@ static const char rmsnorm_cu[] = {
 static const char softmax_cu[] = {
 #embed "../../Sources/Kernels/cuda/softmax.cu"
     , 0 };
+static const char swiglu_cu[] = {
+#embed "../../Sources/Kernels/cuda/swiglu.cu"
+    , 0 };
 static const char tanh_cu[] = {
 #embed "../../Sources/Kernels/cuda/tanh.cu"
     , 0 };
@@ -52,7 +55,8 @@ static const struct { const char *name, *text; } sources[] = {
     {"common.cuh", common_cuh}, {"adamw.cu", adamw_cu}, {"attention.cu", attention_cu}, {"attention_tc.cu", attention_tc_cu},
     {"bias.cu", bias_cu}, {"dropout.cu", dropout_cu}, {"embedding.cu", embedding_cu}, {"gelu.cu", gelu_cu},
     {"layernorm.cu", layernorm_cu}, {"lora.cu", lora_cu}, {"losses.cu", losses_cu}, {"memory.cu", memory_cu},
-    {"rmsnorm.cu", rmsnorm_cu}, {"softmax.cu", softmax_cu}, {"tanh.cu", tanh_cu},
+    {"rmsnorm.cu", rmsnorm_cu}, {"softmax.cu", softmax_cu}, {"swiglu.cu", swiglu_cu},
+    {"tanh.cu", tanh_cu},
 };
 
 int rt_emulated_cuda_source_count(void) { return (int)(sizeof sources / sizeof sources[0]); }

@@ -75,6 +75,11 @@ void rt_rmsnorm_forward(float *out, float *rstd, const float *x, const float *we
 void rt_rmsnorm_backward(float *dx, float *dweight, const float *dout, const float *x, const float *weight,
                          const float *rstd, int64_t N, int C);
 
+// ------------------------------------------------------------------ SwiGLU (cpu/swiglu.c)
+// out = silu(gate)·up; backward overwrites dgate and dup.
+void rt_swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
+void rt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n);
+
 // ------------------------------------------------------------------ GELU, erf form (cpu/gelu.c)
 void rt_gelu_forward(float *out, const float *x, int64_t n);
 void rt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n);
