@@ -153,6 +153,10 @@ public final class CPUBackend: Backend {
         rt_rmsnorm_backward(f(dx), f(dWeight), f(dOut), f(x), f(weight), f(rstd), Int64(rows), Int32(channels))
     }
 
+    public func runRoPE(_ out: Tensor, _ x: Tensor, positions: Tensor, inverseFrequencies: Tensor, _ s: RoPEShape, backward: Bool) {
+        rt_rope(f(out), f(x), i(positions), f(inverseFrequencies), Int64(s.tokens), Int32(s.heads), Int32(s.headSize), backward ? -1 : 1)
+    }
+
     public func runSwiGLUForward(_ out: Tensor, gate: Tensor, up: Tensor, count: Int) {
         rt_swiglu_forward(f(out), f(gate), f(up), Int64(count))
     }

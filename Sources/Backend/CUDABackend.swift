@@ -271,6 +271,11 @@ public final class CUDABackend: Backend {
                .int32(rows), .int32(channels))
     }
 
+    public func runRoPE(_ out: Tensor, _ x: Tensor, positions: Tensor, inverseFrequencies: Tensor, _ s: RoPEShape, backward: Bool) {
+        launch(K.rope, elements: s.count / 2, .tensor(out), .tensor(x), .tensor(positions), .tensor(inverseFrequencies),
+               .int64(s.tokens), .int32(s.heads), .int32(s.headSize), .float(backward ? -1 : 1))
+    }
+
     public func runSwiGLUForward(_ out: Tensor, gate: Tensor, up: Tensor, count: Int) {
         launch(K.swigluForward, elements: count, .tensor(out), .tensor(gate), .tensor(up), .int64(count))
     }

@@ -95,6 +95,8 @@ enum CUDAKernelTable {
         .floats, .int32, .int32])
     static let rmsnormBackwardPartials = CUDAKernel("rmsnorm.cu", "rmsnorm_backward_partials", [.floats, .floats, .floats,
         .floats, .int32, .int32, .int32])
+    // rope.cu
+    static let rope = CUDAKernel("rope.cu", "rope", [.floats, .floats, .ints, .floats, .int64, .int32, .int32, .float])
     // softmax.cu
     static let maskedSoftmaxForward = CUDAKernel("softmax.cu", "masked_softmax_forward", [.floats, .floats, .floats, .ints,
         .floats, .int32, .int32, .int32])
@@ -127,7 +129,7 @@ enum CUDAKernelTable {
         dropoutF32, embeddingForward, embeddingBackwardPieces, embeddingBackwardSegments, geluForward, geluBackward, layernormForward,
         layernormBackwardInput, layernormBackwardPartials, loraForward, loraBackwardRows, countValidLabels, crossEntropyRows, softCrossEntropyRows,
         msePartial, cosineRows, meanFinish, meanFinishDouble, fillF32, scaleF32, axpyF32, sumSquaresPartial, sumFinish, columnSumFinish,
-        castF32ToBf16, castBf16ToF32, castF32ToF16, castF16ToF32, rmsnormForward, rmsnormBackwardInput, rmsnormBackwardPartials, swigluForward, swigluBackward, maskedSoftmaxForward, maskedSoftmaxBackward, maskedScores, tanhForward,
+        castF32ToBf16, castBf16ToF32, castF32ToF16, castF16ToF32, rmsnormForward, rmsnormBackwardInput, rmsnormBackwardPartials, rope, swigluForward, swigluBackward, maskedSoftmaxForward, maskedSoftmaxBackward, maskedScores, tanhForward,
         tanhBackward,
     ] + TensorCorePass.allCases.flatMap { pass in
         [DType.bf16, .f16].flatMap { half in [32, 64].map { tensorCoreAttention(pass, half: half, headSize: $0) } }

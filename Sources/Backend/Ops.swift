@@ -142,6 +142,16 @@ public extension Backend {
         runRMSNormBackward(dx: dx, dWeight: dWeight, dOut: dOut, x, weight: weight, rstd: rstd, rows: rows, channels: channels)
     }
 
+    /// RoPE as HF Llama applies it (rotate_half): out = x·cos + rotate_half(x)·sin at angle
+    /// positions[r]·inverseFrequencies[i]; out may be x. `backward`: dX from dOut (the opposite rotation).
+    func rope(_ out: Tensor, _ x: Tensor, positions: Tensor, inverseFrequencies: Tensor, _ s: RoPEShape, backward: Bool = false) {
+        precondition(s.headSize % 2 == 0 && out.count == s.count && x.count == s.count && positions.count == s.tokens
+                     && inverseFrequencies.count == s.headSize / 2, "rope: x/out are not BT·NH·HS, positions not BT or frequencies not HS/2")
+        f32(out, x, inverseFrequencies, op: "rope")
+        i32(positions, "rope: positions")
+        runRoPE(out, x, positions: positions, inverseFrequencies: inverseFrequencies, s, backward: backward)
+    }
+
     /// Llama's MLP gate: out = silu(gate)·up.
     func swigluForward(_ out: Tensor, gate: Tensor, up: Tensor, count: Int) {
         elementwise(count, out, gate, up, op: "swigluForward")

@@ -165,3 +165,10 @@ extension LoRAShape {
         precondition(dropout >= 0 && dropout < 1, "LoRA dropout must be in [0, 1)")
     }
 }
+
+/// Rotary position embedding of `tokens` rows of `heads` heads of `headSize` (even) values each.
+public struct RoPEShape: Sendable {
+    public var tokens, heads, headSize: Int   // BT, NH (NKV for keys), HS
+    public init(tokens: Int, heads: Int, headSize: Int) { self.tokens = tokens; self.heads = heads; self.headSize = headSize }
+    public var count: Int { tokens * heads * headSize }
+}

@@ -4,6 +4,7 @@
 // batch items, misaligned tensor views, dropout masks (shared by CPU and CUDA, so they must
 // agree exactly in which elements they drop).
 import Backend
+import Foundation
 import Models
 
 /// One op case: builds its inputs from a seeded generator on the given backend, runs, and returns
@@ -129,6 +130,21 @@ public enum OpCases {
             backend.rmsNormBackward(dx: dxFrozen, dWeight: nil, dOut: dOut, input, weight: w, rstd: rstd, rows: N, channels: C)
             return [("out", backend.floats(out)), ("rstd", backend.floats(rstd)), ("dx", backend.floats(dx)),
                     ("dWeight", backend.floats(dw)), ("dx of a frozen norm", backend.floats(dxFrozen))]
+        },
+        // Llama's θ 10,000 and HS 64, positions up to 4,095; keys with fewer heads (GQA); in place too.
+        OpCase(name: "rope forward/backward (in place, GQA key heads)", atol: 1e-5, rtol: 1e-5) { backend in
+            var x = Inputs(backend, seed: 19)
+            let (BT, NH, NKV, HS) = (37, 3, 1, 64)
+            let inverse: [Float] = (0..<(HS / 2)).map { i in Float(1 / pow(10000.0, Double(2 * i) / Double(HS))) }
+            let frequencies = try backend.tensor(inverse, .f32)
+            let positions = try x.ints(BT, below: 4096)
+            let q = try x.floats(BT * NH * HS), k = try x.floats(BT * NKV * HS), dOut = try x.floats(BT * NH * HS)
+            let qOut = try x.zeros(BT * NH * HS), dq = try x.zeros(BT * NH * HS)
+            backend.rope(qOut, q, positions: positions, inverseFrequencies: frequencies, RoPEShape(tokens: BT, heads: NH, headSize: HS))
+            backend.rope(k, k, positions: positions, inverseFrequencies: frequencies, RoPEShape(tokens: BT, heads: NKV, headSize: HS))
+            backend.rope(dq, dOut, positions: positions, inverseFrequencies: frequencies, RoPEShape(tokens: BT, heads: NH, headSize: HS),
+                         backward: true)
+            return [("q rotated", backend.floats(qOut)), ("k rotated in place", backend.floats(k)), ("dq", backend.floats(dq))]
         },
         OpCase(name: "swiglu forward/backward", atol: 1e-6, rtol: 1e-5) { backend in
             var x = Inputs(backend, seed: 17)

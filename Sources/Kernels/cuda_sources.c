@@ -51,6 +51,10 @@ static const char memory_cu[] = {
 #embed "cuda/memory.cu"
     , 0
 };
+static const char rope_cu[] = {
+#embed "cuda/rope.cu"
+    , 0
+};
 static const char rmsnorm_cu[] = {
 #embed "cuda/rmsnorm.cu"
     , 0
@@ -81,6 +85,7 @@ static const rt_cuda_source sources[] = {
     { "losses.cu", losses_cu },
     { "memory.cu", memory_cu },
     { "rmsnorm.cu", rmsnorm_cu },
+    { "rope.cu", rope_cu },
     { "softmax.cu", softmax_cu },
     { "swiglu.cu", swiglu_cu },
     { "tanh.cu", tanh_cu },

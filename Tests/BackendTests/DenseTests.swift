@@ -196,6 +196,40 @@ final class DenseTests: XCTestCase {
         }
     }
 
+    /// RoPE: HF Llama's rotate_half formula in double, and the backward by finite differences.
+    func testRoPEIsHFLlamasRotationAndBackwardByFiniteDifferences() throws {
+        var rng = SeededRandom(20)
+        for backend in try backends() {
+            let (BT, NH, HS) = (5, 2, 8)
+            let s = RoPEShape(tokens: BT, heads: NH, headSize: HS)
+            let frequencies: [Float] = (0..<(HS / 2)).map { i in Float(1 / pow(500000.0, Double(2 * i) / Double(HS))) }
+            let positionValues: [Int32] = [0, 1, 7, 300, 2]
+            let xv = rng.floats(s.count), w = rng.floats(s.count)
+            let x = try backend.upload(xv), out = try backend.zeros(s.count)
+            let positions = try backend.upload(positionValues), inverse = try backend.upload(frequencies)
+            backend.rope(out, x, positions: positions, inverseFrequencies: inverse, s)
+            var expected = [Double](repeating: 0, count: s.count)
+            for r in 0..<BT {
+                for h in 0..<NH {
+                    let base = (r * NH + h) * HS
+                    for j in 0..<HS {   // x·cos + rotate_half(x)·sin, cos and sin of [freqs, freqs]
+                        let angle = Double(Float(positionValues[r]) * frequencies[j % (HS / 2)])
+                        let rotated = j < HS / 2 ? -Double(xv[base + j + HS / 2]) : Double(xv[base + j - HS / 2])
+                        expected[base + j] = Double(xv[base + j]) * cos(angle) + rotated * sin(angle)
+                    }
+                }
+            }
+            assertClose(backend.floats(out), expected, atol: 1e-6, rtol: 1e-5, "\(backend.kind) rope forward")
+            let loss = { () -> Double in
+                backend.rope(out, x, positions: positions, inverseFrequencies: inverse, s)
+                return dot(backend.floats(out), w)
+            }
+            let dx = try backend.zeros(s.count)
+            backend.rope(dx, try backend.upload(w), positions: positions, inverseFrequencies: inverse, s, backward: true)
+            checkGradient("rope dx", backend: backend, input: x, values: xv, analytic: backend.floats(dx), loss: loss)
+        }
+    }
+
     /// Llama's MLP gate: silu(gate)·up against a double loop, both gradients by finite differences.
     func testSwiGLUForwardAndBackwardByFiniteDifferences() throws {
         var rng = SeededRandom(18)

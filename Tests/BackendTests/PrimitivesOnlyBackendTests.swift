@@ -54,6 +54,9 @@ final class PrimitivesOnlyBackend: Backend {
                             channels: Int) {
         cpu.runRMSNormBackward(dx: dx, dWeight: dWeight, dOut: dOut, x, weight: weight, rstd: rstd, rows: rows, channels: channels)
     }
+    func runRoPE(_ out: Tensor, _ x: Tensor, positions: Tensor, inverseFrequencies: Tensor, _ s: RoPEShape, backward: Bool) {
+        cpu.runRoPE(out, x, positions: positions, inverseFrequencies: inverseFrequencies, s, backward: backward)
+    }
     func runSwiGLUForward(_ out: Tensor, gate: Tensor, up: Tensor, count: Int) { cpu.runSwiGLUForward(out, gate: gate, up: up, count: count) }
     func runSwiGLUBackward(dGate: Tensor, dUp: Tensor, dOut: Tensor, gate: Tensor, up: Tensor, count: Int) {
         cpu.runSwiGLUBackward(dGate: dGate, dUp: dUp, dOut: dOut, gate: gate, up: up, count: count)

@@ -38,6 +38,9 @@ static const char losses_cu[] = {
 static const char memory_cu[] = {
 #embed "../../Sources/Kernels/cuda/memory.cu"
     , 0 };
+static const char rope_cu[] = {
+#embed "../../Sources/Kernels/cuda/rope.cu"
+    , 0 };
 static const char rmsnorm_cu[] = {
 #embed "../../Sources/Kernels/cuda/rmsnorm.cu"
     , 0 };
@@ -55,7 +58,7 @@ static const struct { const char *name, *text; } sources[] = {
     {"common.cuh", common_cuh}, {"adamw.cu", adamw_cu}, {"attention.cu", attention_cu}, {"attention_tc.cu", attention_tc_cu},
     {"bias.cu", bias_cu}, {"dropout.cu", dropout_cu}, {"embedding.cu", embedding_cu}, {"gelu.cu", gelu_cu},
     {"layernorm.cu", layernorm_cu}, {"lora.cu", lora_cu}, {"losses.cu", losses_cu}, {"memory.cu", memory_cu},
-    {"rmsnorm.cu", rmsnorm_cu}, {"softmax.cu", softmax_cu}, {"swiglu.cu", swiglu_cu},
+    {"rmsnorm.cu", rmsnorm_cu}, {"rope.cu", rope_cu}, {"softmax.cu", softmax_cu}, {"swiglu.cu", swiglu_cu},
     {"tanh.cu", tanh_cu},
 };
 

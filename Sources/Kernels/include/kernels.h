@@ -75,6 +75,10 @@ void rt_rmsnorm_forward(float *out, float *rstd, const float *x, const float *we
 void rt_rmsnorm_backward(float *dx, float *dweight, const float *dout, const float *x, const float *weight,
                          const float *rstd, int64_t N, int C);
 
+// ------------------------------------------------------------------ RoPE (cpu/rope.c)
+// Rotates each (i, i + HS/2) pair of every head by positions[r]·inv_freq[i]·sign (sign −1: backward).
+void rt_rope(float *out, const float *x, const int32_t *positions, const float *inv_freq, int64_t BT, int NH, int HS, float sign);
+
 // ------------------------------------------------------------------ SwiGLU (cpu/swiglu.c)
 // out = silu(gate)·up; backward overwrites dgate and dup.
 void rt_swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
