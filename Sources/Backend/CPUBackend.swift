@@ -153,6 +153,11 @@ public final class CPUBackend: Backend {
         rt_rmsnorm_backward(f(dx), f(dWeight), f(dOut), f(x), f(weight), f(rstd), Int64(rows), Int32(channels))
     }
 
+    public func runDecodeAttention(_ out: Tensor, q: Tensor, keyCache: Tensor, valueCache: Tensor, lengths: Tensor, _ s: DecodeShape) {
+        rt_decode_attention(f(out), f(q), f(keyCache), f(valueCache), i(lengths), Int32(s.batch), Int32(s.heads), Int32(s.keyValueHeads),
+                            Int32(s.headSize), Int32(s.capacity), s.scale)
+    }
+
     public func runRoPE(_ out: Tensor, _ x: Tensor, positions: Tensor, inverseFrequencies: Tensor, _ s: RoPEShape, backward: Bool) {
         rt_rope(f(out), f(x), i(positions), f(inverseFrequencies), Int64(s.tokens), Int32(s.heads), Int32(s.headSize), backward ? -1 : 1)
     }

@@ -271,6 +271,12 @@ public final class CUDABackend: Backend {
                .int32(rows), .int32(channels))
     }
 
+    public func runDecodeAttention(_ out: Tensor, q: Tensor, keyCache: Tensor, valueCache: Tensor, lengths: Tensor, _ s: DecodeShape) {
+        launch(K.decodeAttention, warps: s.batch * s.heads, .tensor(out), .tensor(q), .tensor(keyCache), .tensor(valueCache),
+               .tensor(lengths), .int32(s.batch), .int32(s.heads), .int32(s.keyValueHeads), .int32(s.headSize), .int32(s.capacity),
+               .float(s.scale))
+    }
+
     public func runRoPE(_ out: Tensor, _ x: Tensor, positions: Tensor, inverseFrequencies: Tensor, _ s: RoPEShape, backward: Bool) {
         launch(K.rope, elements: s.count / 2, .tensor(out), .tensor(x), .tensor(positions), .tensor(inverseFrequencies),
                .int64(s.tokens), .int32(s.heads), .int32(s.headSize), .float(backward ? -1 : 1))

@@ -44,6 +44,9 @@ enum CUDAKernelTable {
     // bias.cu
     static let biasAdd = CUDAKernel("bias.cu", "bias_add", [.floats, .floats, .int64, .int32])
     static let biasBackwardPartials = CUDAKernel("bias.cu", "bias_backward_partials", [.floats, .floats, .int64, .int32, .int32])
+    // decode_attention.cu
+    static let decodeAttention = CUDAKernel("decode_attention.cu", "decode_attention", [.floats, .floats, .floats, .floats, .ints,
+        .int32, .int32, .int32, .int32, .int32, .float])
     // dropout.cu
     static let dropoutF32 = CUDAKernel("dropout.cu", "dropout_f32", [.floats, .floats, .int64, .float, .uint64, .uint64])
     // embedding.cu
@@ -125,7 +128,7 @@ enum CUDAKernelTable {
 
     /// Every entry, for the tests.
     static let all: [CUDAKernel] = [
-        adamwStep, attentionForward, attentionBackwardQuery, attentionBackwardKey, attentionScoreLossRows, biasAdd, biasBackwardPartials,
+        adamwStep, attentionForward, attentionBackwardQuery, attentionBackwardKey, attentionScoreLossRows, biasAdd, biasBackwardPartials, decodeAttention,
         dropoutF32, embeddingForward, embeddingBackwardPieces, embeddingBackwardSegments, geluForward, geluBackward, layernormForward,
         layernormBackwardInput, layernormBackwardPartials, loraForward, loraBackwardRows, countValidLabels, crossEntropyRows, softCrossEntropyRows,
         msePartial, cosineRows, meanFinish, meanFinishDouble, fillF32, scaleF32, axpyF32, sumSquaresPartial, sumFinish, columnSumFinish,

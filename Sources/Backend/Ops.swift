@@ -142,6 +142,18 @@ public extension Backend {
         runRMSNormBackward(dx: dx, dWeight: dWeight, dOut: dOut, x, weight: weight, rstd: rstd, rows: rows, channels: channels)
     }
 
+    /// One query per sequence against its KV cache (decoding): out = softmax(scale·q·kᵀ)·V over
+    /// the first lengths[b] cached positions, query head h reading cache head h / (NH / NKV).
+    func decodeAttention(_ out: Tensor, q: Tensor, keyCache: Tensor, valueCache: Tensor, lengths: Tensor, _ s: DecodeShape) {
+        precondition(s.keyValueHeads > 0 && s.heads % s.keyValueHeads == 0 && s.headSize <= 256 && s.capacity > 0,
+                     "decodeAttention: heads must be a multiple of the key/value heads, head size at most 256")
+        precondition(out.count == s.queries && q.count == s.queries && keyCache.count == s.cache && valueCache.count == s.cache
+                     && lengths.count == s.batch, "decodeAttention: q/out are not B·NH·HS, a cache not B·NKV·Tmax·HS or lengths not B")
+        f32(out, q, keyCache, valueCache, op: "decodeAttention")
+        i32(lengths, "decodeAttention: lengths")
+        runDecodeAttention(out, q: q, keyCache: keyCache, valueCache: valueCache, lengths: lengths, s)
+    }
+
     /// RoPE as HF Llama applies it (rotate_half): out = x·cos + rotate_half(x)·sin at angle
     /// positions[r]·inverseFrequencies[i]; out may be x. `backward`: dX from dOut (the opposite rotation).
     func rope(_ out: Tensor, _ x: Tensor, positions: Tensor, inverseFrequencies: Tensor, _ s: RoPEShape, backward: Bool = false) {

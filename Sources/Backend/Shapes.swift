@@ -172,3 +172,16 @@ public struct RoPEShape: Sendable {
     public init(tokens: Int, heads: Int, headSize: Int) { self.tokens = tokens; self.heads = heads; self.headSize = headSize }
     public var count: Int { tokens * heads * headSize }
 }
+
+/// Decoding: one query per sequence (B of them, NH heads of HS) against a KV cache
+/// [B, NKV, Tmax, HS]; NH a multiple of NKV (grouped-query attention), HS ≤ 256.
+public struct DecodeShape: Sendable {
+    public var batch, heads, keyValueHeads, headSize, capacity: Int   // B, NH, NKV, HS, Tmax
+    public var scale: Float
+    public init(batch: Int, heads: Int, keyValueHeads: Int, headSize: Int, capacity: Int, scale: Float? = nil) {
+        self.batch = batch; self.heads = heads; self.keyValueHeads = keyValueHeads; self.headSize = headSize; self.capacity = capacity
+        self.scale = scale ?? 1 / Float(headSize).squareRoot()
+    }
+    public var queries: Int { batch * heads * headSize }
+    public var cache: Int { batch * keyValueHeads * capacity * headSize }
+}

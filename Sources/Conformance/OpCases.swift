@@ -131,6 +131,20 @@ public enum OpCases {
             return [("out", backend.floats(out)), ("rstd", backend.floats(rstd)), ("dx", backend.floats(dx)),
                     ("dWeight", backend.floats(dw)), ("dx of a frozen norm", backend.floats(dxFrozen))]
         },
+        // Decoding against a KV cache: head sizes 32, 64 and 96 (three dimensions per lane), GQA
+        // groups of 1 and 3, lengths from 1 (the query alone) to the whole cache.
+        OpCase(name: "decode attention (KV cache, GQA, lengths 1…Tmax)", atol: 1e-5, rtol: 1e-4) { backend in
+            var x = Inputs(backend, seed: 21)
+            var outputs: [(String, [Float])] = []
+            for (NH, NKV, HS) in [(4, 4, 32), (6, 2, 64), (3, 1, 96)] {
+                let s = DecodeShape(batch: 3, heads: NH, keyValueHeads: NKV, headSize: HS, capacity: 50)
+                let q = try x.floats(s.queries, -2, 2), keys = try x.floats(s.cache, -2, 2), values = try x.floats(s.cache)
+                let out = try x.zeros(s.queries)
+                backend.decodeAttention(out, q: q, keyCache: keys, valueCache: values, lengths: try x.ints([1, 37, 50]), s)
+                outputs.append(("out NH \(NH) NKV \(NKV) HS \(HS)", backend.floats(out)))
+            }
+            return outputs
+        },
         // Llama's θ 10,000 and HS 64, positions up to 4,095; keys with fewer heads (GQA); in place too.
         OpCase(name: "rope forward/backward (in place, GQA key heads)", atol: 1e-5, rtol: 1e-5) { backend in
             var x = Inputs(backend, seed: 19)

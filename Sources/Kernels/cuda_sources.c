@@ -23,6 +23,10 @@ static const char bias_cu[] = {
 #embed "cuda/bias.cu"
     , 0
 };
+static const char decode_attention_cu[] = {
+#embed "cuda/decode_attention.cu"
+    , 0
+};
 static const char dropout_cu[] = {
 #embed "cuda/dropout.cu"
     , 0
@@ -77,6 +81,7 @@ static const rt_cuda_source sources[] = {
     { "attention.cu", attention_cu },
     { "attention_tc.cu", attention_tc_cu },
     { "bias.cu", bias_cu },
+    { "decode_attention.cu", decode_attention_cu },
     { "dropout.cu", dropout_cu },
     { "embedding.cu", embedding_cu },
     { "gelu.cu", gelu_cu },

@@ -196,6 +196,35 @@ final class DenseTests: XCTestCase {
         }
     }
 
+    /// Decoding attention against a loop in double: softmax over each sequence's cached keys,
+    /// query heads sharing key/value heads in groups.
+    func testDecodeAttentionIsSoftmaxOverTheCachedKeys() throws {
+        var rng = SeededRandom(22)
+        for backend in try backends() {
+            let s = DecodeShape(batch: 2, heads: 4, keyValueHeads: 2, headSize: 40, capacity: 9)
+            let qv = rng.floats(s.queries, -2, 2), kv = rng.floats(s.cache, -2, 2), vv = rng.floats(s.cache)
+            let lengths: [Int32] = [9, 4]
+            let out = try backend.zeros(s.queries)
+            backend.decodeAttention(out, q: try backend.upload(qv), keyCache: try backend.upload(kv), valueCache: try backend.upload(vv),
+                                    lengths: try backend.upload(lengths), s)
+            var expected = [Double](repeating: 0, count: s.queries)
+            let HS = s.headSize
+            for b in 0..<s.batch {
+                for h in 0..<s.heads {
+                    let cache = ((b * s.keyValueHeads + h / 2) * s.capacity) * HS, query = (b * s.heads + h) * HS
+                    let scores = (0..<Int(lengths[b])).map { t in
+                        (0..<HS).reduce(0.0) { $0 + Double(qv[query + $1]) * Double(kv[cache + t * HS + $1]) } / Double(HS).squareRoot()
+                    }
+                    let top = scores.max()!, weights = scores.map { exp($0 - top) }, total = weights.reduce(0, +)
+                    for d in 0..<HS {
+                        expected[query + d] = zip(weights, 0..<weights.count).reduce(0.0) { $0 + $1.0 * Double(vv[cache + $1.1 * HS + d]) } / total
+                    }
+                }
+            }
+            assertClose(backend.floats(out), expected, atol: 1e-6, rtol: 1e-5, "\(backend.kind) decode attention")
+        }
+    }
+
     /// RoPE: HF Llama's rotate_half formula in double, and the backward by finite differences.
     func testRoPEIsHFLlamasRotationAndBackwardByFiniteDifferences() throws {
         var rng = SeededRandom(20)

@@ -54,6 +54,9 @@ final class PrimitivesOnlyBackend: Backend {
                             channels: Int) {
         cpu.runRMSNormBackward(dx: dx, dWeight: dWeight, dOut: dOut, x, weight: weight, rstd: rstd, rows: rows, channels: channels)
     }
+    func runDecodeAttention(_ out: Tensor, q: Tensor, keyCache: Tensor, valueCache: Tensor, lengths: Tensor, _ s: DecodeShape) {
+        cpu.runDecodeAttention(out, q: q, keyCache: keyCache, valueCache: valueCache, lengths: lengths, s)
+    }
     func runRoPE(_ out: Tensor, _ x: Tensor, positions: Tensor, inverseFrequencies: Tensor, _ s: RoPEShape, backward: Bool) {
         cpu.runRoPE(out, x, positions: positions, inverseFrequencies: inverseFrequencies, s, backward: backward)
     }

@@ -17,6 +17,9 @@ static const char attention_tc_cu[] = {
 static const char bias_cu[] = {
 #embed "../../Sources/Kernels/cuda/bias.cu"
     , 0 };
+static const char decode_attention_cu[] = {
+#embed "../../Sources/Kernels/cuda/decode_attention.cu"
+    , 0 };
 static const char dropout_cu[] = {
 #embed "../../Sources/Kernels/cuda/dropout.cu"
     , 0 };
@@ -56,7 +59,7 @@ static const char tanh_cu[] = {
 
 static const struct { const char *name, *text; } sources[] = {
     {"common.cuh", common_cuh}, {"adamw.cu", adamw_cu}, {"attention.cu", attention_cu}, {"attention_tc.cu", attention_tc_cu},
-    {"bias.cu", bias_cu}, {"dropout.cu", dropout_cu}, {"embedding.cu", embedding_cu}, {"gelu.cu", gelu_cu},
+    {"bias.cu", bias_cu}, {"decode_attention.cu", decode_attention_cu}, {"dropout.cu", dropout_cu}, {"embedding.cu", embedding_cu}, {"gelu.cu", gelu_cu},
     {"layernorm.cu", layernorm_cu}, {"lora.cu", lora_cu}, {"losses.cu", losses_cu}, {"memory.cu", memory_cu},
     {"rmsnorm.cu", rmsnorm_cu}, {"rope.cu", rope_cu}, {"softmax.cu", softmax_cu}, {"swiglu.cu", swiglu_cu},
     {"tanh.cu", tanh_cu},

@@ -75,6 +75,11 @@ void rt_rmsnorm_forward(float *out, float *rstd, const float *x, const float *we
 void rt_rmsnorm_backward(float *dx, float *dweight, const float *dout, const float *x, const float *weight,
                          const float *rstd, int64_t N, int C);
 
+// ------------------------------------------------------------------ decoding attention (cpu/decode_attention.c)
+// One query per sequence against a KV cache [B, NKV, Tmax, HS], the first lengths[b] keys, GQA heads.
+void rt_decode_attention(float *out, const float *q, const float *k_cache, const float *v_cache, const int32_t *lengths,
+                         int B, int NH, int NKV, int HS, int Tmax, float scale);
+
 // ------------------------------------------------------------------ RoPE (cpu/rope.c)
 // Rotates each (i, i + HS/2) pair of every head by positions[r]·inv_freq[i]·sign (sign −1: backward).
 void rt_rope(float *out, const float *x, const int32_t *positions, const float *inv_freq, int64_t BT, int NH, int HS, float sign);
