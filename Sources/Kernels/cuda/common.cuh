@@ -32,6 +32,20 @@ __device__ __forceinline__ double block_sum_double(double v) {
     return warp_sum_double(v);
 }
 
+// Σ over the 8 thread rows of a (32, 8) block, column (threadIdx.x) by column, in a fixed order:
+// a slice's column sums in the parameter-gradient reductions. The result is valid in thread
+// row 0; every thread of the block must call it (it may be called again: it waits first).
+__device__ __forceinline__ float column_block_sum(float v) {
+    __shared__ float partial[8][33];
+    __syncthreads();   // a previous call's reads are done
+    partial[threadIdx.y][threadIdx.x] = v;
+    __syncthreads();
+    float s = 0.0f;
+    if (threadIdx.y == 0)
+        for (int r = 0; r < 8; r++) s += partial[r][threadIdx.x];
+    return s;
+}
+
 // fp32 ↔ fp16 bits (cvt.rn: round to nearest even). Under the CPU emulation of the CUDA device
 // (Tests/CUDAEmulation, RT_CUDA_EMULATION) the emulator supplies them: PTX asm does not compile there.
 #ifndef RT_CUDA_EMULATION

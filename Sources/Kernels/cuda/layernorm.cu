@@ -46,7 +46,6 @@ extern "C" __global__ void layernorm_backward_input(float *dx, const float *dout
 // partials[s, c] = Σ_{n ∈ slice s} dout[n,c]·x̂[n,c];  partials[s, C + c] = Σ_{n ∈ slice s} dout[n,c]
 extern "C" __global__ void layernorm_backward_partials(float *partials, const float *dout, const float *x, const float *mean,
                                                        const float *rstd, int N, int C, int slice_rows) {
-    __shared__ float weight_part[8][33], bias_part[8][33];
     const int c = blockIdx.x * 32 + threadIdx.x, first = blockIdx.y * slice_rows;
     const int last = first + slice_rows < N ? first + slice_rows : N;
     float dw = 0.0f, db = 0.0f;
@@ -56,12 +55,8 @@ extern "C" __global__ void layernorm_backward_partials(float *partials, const fl
             dw += d * (x[(long long)n * C + c] - mean[n]) * rstd[n];
             db += d;
         }
-    weight_part[threadIdx.y][threadIdx.x] = dw;
-    bias_part[threadIdx.y][threadIdx.x] = db;
-    __syncthreads();
+    const float w = column_block_sum(dw), b = column_block_sum(db);
     if (threadIdx.y == 0 && c < C) {
-        float w = 0.0f, b = 0.0f;
-        for (int r = 0; r < 8; r++) { w += weight_part[r][threadIdx.x]; b += bias_part[r][threadIdx.x]; }
         float *out = partials + (long long)blockIdx.y * 2 * C;
         out[c] = w;
         out[C + c] = b;

@@ -36,17 +36,11 @@ extern "C" __global__ void rmsnorm_backward_input(float *dx, const float *dout, 
 // partials[s, c] = Σ_{n ∈ slice s} dout[n,c]·x[n,c]·rstd[n]
 extern "C" __global__ void rmsnorm_backward_partials(float *partials, const float *dout, const float *x, const float *rstd,
                                                      int N, int C, int slice_rows) {
-    __shared__ float part[8][33];
     const int c = blockIdx.x * 32 + threadIdx.x, first = blockIdx.y * slice_rows;
     const int last = first + slice_rows < N ? first + slice_rows : N;
     float dw = 0.0f;
     if (c < C)
         for (int n = first + threadIdx.y; n < last; n += 8) dw += dout[(long long)n * C + c] * x[(long long)n * C + c] * rstd[n];
-    part[threadIdx.y][threadIdx.x] = dw;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < C) {
-        float w = 0.0f;
-        for (int r = 0; r < 8; r++) w += part[r][threadIdx.x];
-        partials[(long long)blockIdx.y * C + c] = w;
-    }
+    const float w = column_block_sum(dw);
+    if (threadIdx.y == 0 && c < C) partials[(long long)blockIdx.y * C + c] = w;
 }
