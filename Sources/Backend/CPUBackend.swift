@@ -195,7 +195,8 @@ public final class CPUBackend: Backend {
     public func runAttentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
                                     mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         rt_attention_forward(f(out), f(lse), f(scores), f(q), f(k), f(v), i(mask), f(bias),
-                             Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.headSize), s.scale, s.dropout, s.seed)
+                             Int32(s.batch), Int32(s.length), Int32(s.heads), Int32(s.keyValueHeads), Int32(s.headSize),
+                             s.causal ? 1 : 0, s.scale, s.dropout, s.seed)
     }
 
     public func runAttentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: ScoreGradient?,
@@ -211,7 +212,8 @@ public final class CPUBackend: Backend {
         withUnsafePointer(to: &target) { pointer in
             rt_attention_backward(f(dq), f(dk), f(dv), f(dBias), f(dOut), f(dense), fused ? pointer : nil,
                                   f(out), f(lse), f(q), f(k), f(v), i(mask), f(bias), Int32(s.batch), Int32(s.length),
-                                  Int32(s.heads), Int32(s.headSize), s.scale, s.dropout, s.seed)
+                                  Int32(s.heads), Int32(s.keyValueHeads), Int32(s.headSize), s.causal ? 1 : 0, s.scale,
+                                  s.dropout, s.seed)
         }
     }
 
@@ -227,11 +229,12 @@ public final class CPUBackend: Backend {
     }
 
     public func runMaskedSoftmaxForward(_ probs: Tensor, lse: Tensor?, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        rt_masked_softmax_forward(f(probs), f(lse), f(scores), i(mask), f(bias), Int32(s.batch), Int32(s.heads), Int32(s.length))
+        rt_masked_softmax_forward(f(probs), f(lse), f(scores), i(mask), f(bias), Int32(s.batch), Int32(s.heads), Int32(s.length),
+                                  s.causal ? 1 : 0)
     }
 
     public func runMaskedScores(_ scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        rt_masked_scores(f(scores), i(mask), f(bias), Int32(s.batch), Int32(s.heads), Int32(s.length))
+        rt_masked_scores(f(scores), i(mask), f(bias), Int32(s.batch), Int32(s.heads), Int32(s.length), s.causal ? 1 : 0)
     }
 
     public func runMaskedSoftmaxBackward(dScores: Tensor, dProbs: Tensor, probs: Tensor, _ s: AttentionShape) {

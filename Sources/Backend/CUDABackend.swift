@@ -318,13 +318,14 @@ public final class CUDABackend: Backend {
         if scores == nil, let half = tensorCoreAttention(s) {
             launch(K.tensorCoreAttention(.forward, half: half, headSize: s.headSize), grid: tensorCoreBlocks(s), block: 128,
                    .tensor(out), .tensor(lse), .tensor(q), .tensor(k), .tensor(v), .tensor(mask), .tensor(bias), .int32(s.batch),
-                   .int32(s.length), .int32(s.heads), .float(s.scale), .float(s.dropout), .uint64(s.seed))
+                   .int32(s.length), .int32(s.heads), .int32(s.keyValueHeads), .int32(s.causal ? 1 : 0), .float(s.scale),
+                   .float(s.dropout), .uint64(s.seed))
             return
         }
         launch(K.attentionForward, grid: (s.rows + 3) / 4, block: 128,
                .tensor(out), .tensor(lse), .tensor(scores), .tensor(q), .tensor(k), .tensor(v), .tensor(mask), .tensor(bias),
-               .int32(s.batch), .int32(s.length), .int32(s.heads), .int32(s.headSize), .float(s.scale), .float(s.dropout),
-               .uint64(s.seed))
+               .int32(s.batch), .int32(s.length), .int32(s.heads), .int32(s.keyValueHeads), .int32(s.headSize),
+               .int32(s.causal ? 1 : 0), .float(s.scale), .float(s.dropout), .uint64(s.seed))
     }
 
     public func runAttentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: ScoreGradient?,
@@ -340,20 +341,23 @@ public final class CUDABackend: Backend {
         let D = scratch("attention.D", s.rows)
         if dScores == nil, let half = tensorCoreAttention(s) {
             let shape: [KernelArg] = [.tensor(mask), .tensor(bias), .int32(s.batch), .int32(s.length), .int32(s.heads),
-                                      .float(s.scale), .float(s.dropout), .uint64(s.seed)]
+                                      .int32(s.keyValueHeads), .int32(s.causal ? 1 : 0), .float(s.scale), .float(s.dropout),
+                                      .uint64(s.seed)]
             launch(K.tensorCoreAttention(.backwardQuery, half: half, headSize: s.headSize), grid: tensorCoreBlocks(s), block: 128,
                    [.tensor(dq), .tensor(dBias), .tensor(D), .tensor(dOut), .tensor(out), .tensor(lse), .tensor(q), .tensor(k),
                     .tensor(v)] + shape)
-            launch(K.tensorCoreAttention(.backwardKey, half: half, headSize: s.headSize), grid: tensorCoreBlocks(s), block: 128,
+            launch(K.tensorCoreAttention(.backwardKey, half: half, headSize: s.headSize), grid: tensorCoreBlocks(s, keyValue: true),
+                   block: 128,
                    [.tensor(dk), .tensor(dv), .tensor(dOut), .tensor(lse), .tensor(D), .tensor(q), .tensor(k), .tensor(v)] + shape)
             return
         }
         let shape: [KernelArg] = [.tensor(mask), .tensor(bias), .int32(s.batch), .int32(s.length), .int32(s.heads),
-                                  .int32(s.headSize), .float(s.scale), .float(s.dropout), .uint64(s.seed)]
+                                  .int32(s.keyValueHeads), .int32(s.headSize), .int32(s.causal ? 1 : 0), .float(s.scale),
+                                  .float(s.dropout), .uint64(s.seed)]
         launch(K.attentionBackwardQuery, grid: (s.rows + 3) / 4, block: 128,
                [.tensor(dq), .tensor(dBias), .tensor(D), .tensor(dOut), .tensor(dense), .tensor(out), .tensor(lse),
                 .tensor(q), .tensor(k), .tensor(v)] + shape + target)
-        launch(K.attentionBackwardKey, grid: (s.rows + 3) / 4, block: 128,
+        launch(K.attentionBackwardKey, grid: (s.batch * s.keyValueHeads * s.length + 3) / 4, block: 128,
                [.tensor(dk), .tensor(dv), .tensor(dOut), .tensor(dense), .tensor(lse), .tensor(D), .tensor(q), .tensor(k),
                 .tensor(v)] + shape + target)
     }
@@ -386,8 +390,10 @@ public final class CUDABackend: Backend {
         return half
     }
 
-    /// attention_tc.cu's grid: a block per 64 rows of each (batch, head).
-    private func tensorCoreBlocks(_ s: AttentionShape) -> Int { s.batch * s.heads * ((s.length + 63) / 64) }
+    /// attention_tc.cu's grid: a block per 64 rows of each (batch, head), or (batch, key/value head).
+    private func tensorCoreBlocks(_ s: AttentionShape, keyValue: Bool = false) -> Int {
+        s.batch * (keyValue ? s.keyValueHeads : s.heads) * ((s.length + 63) / 64)
+    }
 
     /// attention.cu keeps a head's rows in shared memory: MAX_HS = 128.
     private func checkHeadSize(_ headSize: Int) {
@@ -396,12 +402,12 @@ public final class CUDABackend: Backend {
 
     public func runMaskedSoftmaxForward(_ probs: Tensor, lse: Tensor?, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         launch(K.maskedSoftmaxForward, warps: s.rows, .tensor(probs), .tensor(lse), .tensor(scores), .tensor(mask), .tensor(bias),
-               .int32(s.batch), .int32(s.heads), .int32(s.length))
+               .int32(s.batch), .int32(s.heads), .int32(s.length), .int32(s.causal ? 1 : 0))
     }
 
     public func runMaskedScores(_ scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         launch(K.maskedScores, warps: s.rows, .tensor(scores), .tensor(mask), .tensor(bias), .int32(s.batch), .int32(s.heads),
-               .int32(s.length))
+               .int32(s.length), .int32(s.causal ? 1 : 0))
     }
 
     public func runMaskedSoftmaxBackward(dScores: Tensor, dProbs: Tensor, probs: Tensor, _ s: AttentionShape) {

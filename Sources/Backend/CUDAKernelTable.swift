@@ -31,14 +31,14 @@ enum CUDAKernelTable {
     static let adamwStep = CUDAKernel("adamw.cu", "adamw_step", [.floats, .floats, .floats, .floats, .int64, .float, .float,
         .float, .float, .float, .float, .float, .float, .float])
     // attention.cu
-    static let attentionForward = CUDAKernel("attention.cu", "attention_forward", [.floats, .floats, .floats, .floats, .floats,
-        .floats, .ints, .floats, .int32, .int32, .int32, .int32, .float, .float, .uint64])
-    static let attentionBackwardQuery = CUDAKernel("attention.cu", "attention_backward_query", [.floats, .floats, .floats,
-        .floats, .floats, .floats, .floats, .floats, .floats, .floats, .ints, .floats, .int32, .int32, .int32, .int32, .float,
-        .float, .uint64, .floats, .floats, .floats, .int32, .float, .float])
-    static let attentionBackwardKey = CUDAKernel("attention.cu", "attention_backward_key", [.floats, .floats, .floats, .floats,
-        .floats, .floats, .floats, .floats, .floats, .ints, .floats, .int32, .int32, .int32, .int32, .float, .float, .uint64,
-        .floats, .floats, .floats, .int32, .float, .float])
+    // … mask, bias, B, T, NH, NKV, HS, causal, scale, dropout, seed
+    static let attentionShape: [CUDAKernel.Parameter] = [.ints, .floats, .int32, .int32, .int32, .int32, .int32, .int32, .float,
+        .float, .uint64]
+    static let attentionForward = CUDAKernel("attention.cu", "attention_forward", Array(repeating: .floats, count: 6) + attentionShape)
+    static let attentionBackwardQuery = CUDAKernel("attention.cu", "attention_backward_query", Array(repeating: .floats, count: 10)
+        + attentionShape + [.floats, .floats, .floats, .int32, .float, .float])
+    static let attentionBackwardKey = CUDAKernel("attention.cu", "attention_backward_key", Array(repeating: .floats, count: 9)
+        + attentionShape + [.floats, .floats, .floats, .int32, .float, .float])
     static let attentionScoreLossRows = CUDAKernel("attention.cu", "attention_score_loss_rows", [.doubles, .floats, .floats,
         .ints, .floats, .floats, .floats, .floats, .int32, .int32, .int32, .int32, .float, .int32, .float])
     // bias.cu
@@ -102,8 +102,8 @@ enum CUDAKernelTable {
     static let rope = CUDAKernel("rope.cu", "rope", [.floats, .floats, .ints, .floats, .int64, .int32, .int32, .float])
     // softmax.cu
     static let maskedSoftmaxForward = CUDAKernel("softmax.cu", "masked_softmax_forward", [.floats, .floats, .floats, .ints,
-        .floats, .int32, .int32, .int32])
-    static let maskedScores = CUDAKernel("softmax.cu", "masked_scores", [.floats, .ints, .floats, .int32, .int32, .int32])
+        .floats, .int32, .int32, .int32, .int32])
+    static let maskedScores = CUDAKernel("softmax.cu", "masked_scores", [.floats, .ints, .floats, .int32, .int32, .int32, .int32])
     static let maskedSoftmaxBackward = CUDAKernel("softmax.cu", "masked_softmax_backward", [.floats, .floats, .floats, .int64,
         .int32])
     // swiglu.cu
@@ -118,7 +118,7 @@ enum CUDAKernelTable {
     static func tensorCoreAttention(_ pass: TensorCorePass, half: DType, headSize: Int) -> CUDAKernel {
         precondition((half == .bf16 || half == .f16) && (headSize == 32 || headSize == 64), "no tensor-core attention kernel for \(half) HS \(headSize)")
         let name = "attention_tc_\(pass.rawValue)_\(half == .bf16 ? "bf16" : "f16")_hs\(headSize)"
-        let shape: [CUDAKernel.Parameter] = [.ints, .floats, .int32, .int32, .int32, .float, .float, .uint64]   // mask … seed
+        let shape: [CUDAKernel.Parameter] = [.ints, .floats, .int32, .int32, .int32, .int32, .int32, .float, .float, .uint64]   // mask … seed
         switch pass {
         case .forward: return CUDAKernel("attention_tc.cu", name, Array(repeating: .floats, count: 5) + shape)
         case .backwardQuery: return CUDAKernel("attention_tc.cu", name, Array(repeating: .floats, count: 9) + shape)

@@ -47,11 +47,13 @@ public extension Backend {
 
 // MARK: attention from matmuls, masked softmax and dropout
 //
-// S = scale·Q·Kᵀ per (batch, head) by NH-batched matmuls over head views of [T, C]; P = masked
-// softmax of S + bias (lse beside it); dropout on P by its flat [B,NH,T,T] index — the same
-// mask the fused kernels draw; out = P·V. Backward recomputes S and P (nothing T×T is kept
-// between the passes), then dV = Pᵀ·dO, dP = dO·Vᵀ, dS = softmax′(dP) (+ a score gradient),
+// S = scale·Q·Kᵀ per (batch, head) by head-batched matmuls over head views of [T, C]; P = masked
+// (and causal) softmax of S + bias (lse beside it); dropout on P by its flat [B,NH,T,T] index —
+// the same mask the fused kernels draw; out = P·V. Backward recomputes S and P (nothing T×T is
+// kept between the passes), then dV = Pᵀ·dO, dP = dO·Vᵀ, dS = softmax′(dP) (+ a score gradient),
 // dQ = scale·dS·K, dK = scale·dSᵀ·Q, dBias += Σ_b dS. Three or four [B,NH,T,T] scratch tensors.
+// Grouped-query attention: the query heads that share a key/value head are one batched matmul
+// reading that head at stride 0; dK and dV add the group's heads one after another.
 
 public extension Backend {
     func runAttentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
@@ -83,21 +85,26 @@ public extension Backend {
     func composedAttentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
                                   mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         let S = scratch("attention.S", s.scores), P = scratch("attention.P", s.scores)
-        headScores(S, q: q, k: k, headSize: s.headSize, scale: s.scale, s)
+        headScores(S, q: q, k: k, s)
         if let scores {
             copy(scores, S)
             maskedScores(scores, mask: mask, bias: bias, s)
         }
         maskedSoftmaxForward(P, lse: lse, scores: S, mask: mask, bias: bias, s)
         if s.dropout > 0 { dropout(P, P, count: s.scores, p: s.dropout, seed: s.seed) }
-        headProducts(out, P, v, s)
+        let (T, HS, TT) = (s.length, s.headSize, s.length * s.length)
+        s.headGroups(shared: v) { h, count, kv, kvStride in   // out = P·V
+            matmul(s.queryView(out, h), s.squareView(P, h), kv, bias: nil,
+                   s.gemm(m: T, n: HS, k: T, lda: T, ldb: s.keyValueChannels, ldc: s.channels, count: count,
+                          strideA: TT, strideB: kvStride, strideC: HS))
+        }
     }
 
     func composedAttentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: ScoreGradient?,
                                    q: Tensor, k: Tensor, v: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         let S = scratch("attention.S", s.scores), P = scratch("attention.P", s.scores)
         let dP = scratch("attention.dP", s.scores), dS = scratch("attention.dS", s.scores)
-        headScores(S, q: q, k: k, headSize: s.headSize, scale: s.scale, s)
+        headScores(S, q: q, k: k, s)
         maskedSoftmaxForward(P, scores: S, mask: mask, bias: bias, s)
         var dropped = P
         if s.dropout > 0 {
@@ -105,12 +112,16 @@ public extension Backend {
             dropout(dropped, P, count: s.scores, p: s.dropout, seed: s.seed)
         }
         // dV = Pdᵀ·dO ; dPd = dO·Vᵀ ; dP = dropout′(dPd) ; dS = P ⊙ (dP − Σ P·dP)
-        let (T, HS, C, NH, TT) = (s.length, s.headSize, s.channels, s.heads, s.length * s.length)
-        for b in 0..<s.batch {
-            matmul(rows(dv, b, s), square(dropped, b, s), rows(dOut, b, s), bias: nil,
-                   heads(m: T, n: HS, k: T, transA: true, lda: T, ldb: C, ldc: C, strideA: TT, strideB: HS, strideC: HS, s))
-            matmul(square(dP, b, s), rows(dOut, b, s), rows(v, b, s), bias: nil,
-                   heads(m: T, n: T, k: HS, transB: true, lda: C, ldb: C, ldc: T, strideA: HS, strideB: HS, strideC: TT, s))
+        let (T, HS, C, CK, NH, TT) = (s.length, s.headSize, s.channels, s.keyValueChannels, s.heads, s.length * s.length)
+        s.headGroups(shared: dv, accumulate: true) { h, count, kv, beta in
+            matmul(kv, s.squareView(dropped, h), s.queryView(dOut, h), bias: nil,
+                   s.gemm(m: T, n: HS, k: T, transA: true, beta: Float(beta), lda: T, ldb: C, ldc: CK, count: count,
+                          strideA: TT, strideB: HS, strideC: HS))
+        }
+        s.headGroups(shared: v) { h, count, kv, kvStride in
+            matmul(s.squareView(dP, h), s.queryView(dOut, h), kv, bias: nil,
+                   s.gemm(m: T, n: T, k: HS, transB: true, lda: C, ldb: CK, ldc: T, count: count,
+                          strideA: HS, strideB: kvStride, strideC: TT))
         }
         if s.dropout > 0 { dropout(dP, dP, count: s.scores, p: s.dropout, seed: s.seed) }
         maskedSoftmaxBackward(dScores: dS, dProbs: dP, probs: P, s)
@@ -127,52 +138,75 @@ public extension Backend {
             axpy(dS, S, count: s.scores, alpha: s.scoreMSEWeight(gradScale: gradScale))
         case nil: break
         }
-        if let dBias { for b in 0..<s.batch { axpy(dBias, square(dS, b, s), count: NH * TT, alpha: 1) } }
+        if let dBias { for b in 0..<s.batch { axpy(dBias, dS.slice(b * NH * TT, NH * TT), count: NH * TT, alpha: 1) } }
         // dQ = scale·dS·K ; dK = scale·dSᵀ·Q
-        for b in 0..<s.batch {
-            matmul(rows(dq, b, s), square(dS, b, s), rows(k, b, s), bias: nil,
-                   heads(m: T, n: HS, k: T, alpha: s.scale, lda: T, ldb: C, ldc: C, strideA: TT, strideB: HS, strideC: HS, s))
-            matmul(rows(dk, b, s), square(dS, b, s), rows(q, b, s), bias: nil,
-                   heads(m: T, n: HS, k: T, transA: true, alpha: s.scale, lda: T, ldb: C, ldc: C, strideA: TT, strideB: HS, strideC: HS, s))
+        s.headGroups(shared: k) { h, count, kv, kvStride in
+            matmul(s.queryView(dq, h), s.squareView(dS, h), kv, bias: nil,
+                   s.gemm(m: T, n: HS, k: T, alpha: s.scale, lda: T, ldb: CK, ldc: C, count: count,
+                          strideA: TT, strideB: kvStride, strideC: HS))
+        }
+        s.headGroups(shared: dk, accumulate: true) { h, count, kv, beta in
+            matmul(kv, s.squareView(dS, h), s.queryView(q, h), bias: nil,
+                   s.gemm(m: T, n: HS, k: T, transA: true, alpha: s.scale, beta: Float(beta), lda: T, ldb: C, ldc: CK, count: count,
+                          strideA: TT, strideB: HS, strideC: HS))
         }
     }
 
-    /// S[b,h] = scale·Q_h·K_hᵀ for q, k [B,T,NH·headSize] (another model's head size for a score target).
-    private func headScores(_ S: Tensor, q: Tensor, k: Tensor, headSize HS: Int, scale: Float, _ s: AttentionShape) {
-        let (T, C) = (s.length, s.heads * HS)
-        for b in 0..<s.batch {
-            matmul(square(S, b, s), q.slice(b * T * C, T * C), k.slice(b * T * C, T * C), bias: nil,
-                   heads(m: T, n: T, k: HS, transB: true, alpha: scale, lda: C, ldb: C, ldc: T, strideA: HS, strideB: HS,
-                         strideC: T * T, s))
+    /// S[b,h] = scale·Q_h·K_hᵀ for q [B,T,NH·HS] and k [B,T,NKV·HS] (HS, NKV, scale: those of `s`).
+    private func headScores(_ S: Tensor, q: Tensor, k: Tensor, _ s: AttentionShape) {
+        let (T, C, CK, HS) = (s.length, s.channels, s.keyValueChannels, s.headSize)
+        s.headGroups(shared: k) { h, count, kv, kvStride in
+            matmul(s.squareView(S, h), s.queryView(q, h), kv, bias: nil,
+                   s.gemm(m: T, n: T, k: HS, transB: true, alpha: s.scale, lda: C, ldb: CK, ldc: T, count: count,
+                          strideA: HS, strideB: kvStride, strideC: T * T))
         }
     }
 
     /// Scores as a distillation loss sees them: scale·q·kᵀ + bias, 0 at masked keys.
+    /// A score target's heads (headSize, scale) are its own and never grouped.
     private func maskedHeadScores(_ S: Tensor, q: Tensor, k: Tensor, headSize: Int, scale: Float, mask: Tensor?, bias: Tensor?,
                                   _ s: AttentionShape) {
-        headScores(S, q: q, k: k, headSize: headSize, scale: scale, s)
+        var own = s
+        (own.headSize, own.keyValueHeads, own.scale) = (headSize, s.heads, scale)
+        headScores(S, q: q, k: k, own)
         maskedScores(S, mask: mask, bias: bias, s)
     }
+}
 
-    /// out[b] = P[b]·V[b] per head.
-    private func headProducts(_ out: Tensor, _ P: Tensor, _ v: Tensor, _ s: AttentionShape) {
-        let (T, HS, C) = (s.length, s.headSize, s.channels)
-        for b in 0..<s.batch {
-            matmul(rows(out, b, s), square(P, b, s), rows(v, b, s), bias: nil,
-                   heads(m: T, n: HS, k: T, lda: T, ldb: C, ldc: C, strideA: T * T, strideB: HS, strideC: HS, s))
+extension AttentionShape {
+    /// The batched matmuls of one product over all (batch, head): `matmuls(h, count, kv, x)` for
+    /// each batch item's run of `count` query heads from flat head index h (b·NH + head) that share
+    /// a key/value view `kv` (of `shared`, [B,T,NKV·HS]). Reading it (`accumulate` false), x is the
+    /// key/value stride between the run's heads: HS when every head has its own, 0 within a group.
+    /// Writing it (`accumulate`: dK, dV), each head of a group is its own call and x is the beta
+    /// (0 or 1) that adds it to those before.
+    func headGroups(shared: Tensor, accumulate: Bool = false, matmuls: (Int, Int, Tensor, Int) -> Void) {
+        let (T, CK, G) = (length, keyValueChannels, group)
+        for b in 0..<batch {
+            func kv(_ g: Int) -> Tensor { shared.slice(b * T * CK + g * headSize, T * CK - g * headSize) }
+            if G == 1 { matmuls(b * heads, heads, kv(0), accumulate ? 0 : headSize); continue }
+            for g in 0..<keyValueHeads {
+                if accumulate {
+                    for i in 0..<G { matmuls(b * heads + g * G + i, 1, kv(g), i == 0 ? 0 : 1) }
+                } else {
+                    matmuls(b * heads + g * G, G, kv(g), 0)
+                }
+            }
         }
     }
 
-    /// Batch item b's [T,C] rows of a [B,T,C] tensor, and its [NH,T,T] block of a score tensor.
-    private func rows(_ t: Tensor, _ b: Int, _ s: AttentionShape) -> Tensor { t.slice(b * s.length * s.channels, s.length * s.channels) }
-    private func square(_ t: Tensor, _ b: Int, _ s: AttentionShape) -> Tensor {
-        t.slice(b * s.heads * s.length * s.length, s.heads * s.length * s.length)
+    /// Query head h's (flat b·NH + head) view of a [B,T,NH·HS] tensor, to the end of its batch item.
+    func queryView(_ t: Tensor, _ h: Int) -> Tensor {
+        let (b, head, C) = (h / heads, h % heads, channels)
+        return t.slice(b * length * C + head * headSize, length * C - head * headSize)
     }
+    /// Head h's (flat) [T,T] block of a [B,NH,T,T] tensor, to the end of the tensor.
+    func squareView(_ t: Tensor, _ h: Int) -> Tensor { t.slice(h * length * length, t.count - h * length * length) }
 
-    /// A Gemm over the NH heads: X_h views of a [T,C] block (stride HS, leading dimension C).
-    private func heads(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, alpha: Float = 1,
-                       lda: Int, ldb: Int, ldc: Int, strideA: Int, strideB: Int, strideC: Int, _ s: AttentionShape) -> Gemm {
-        Gemm(m: m, n: n, k: k, transA: transA, transB: transB, alpha: alpha, lda: lda, ldb: ldb, ldc: ldc,
-             batch: s.heads, strideA: strideA, strideB: strideB, strideC: strideC)
+    /// A Gemm over `count` heads.
+    func gemm(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, alpha: Float = 1, beta: Float = 0,
+              lda: Int, ldb: Int, ldc: Int, count: Int, strideA: Int, strideB: Int, strideC: Int) -> Gemm {
+        Gemm(m: m, n: n, k: k, transA: transA, transB: transB, alpha: alpha, beta: beta, lda: lda, ldb: ldb, ldc: ldc,
+             batch: count, strideA: strideA, strideB: strideB, strideC: strideC)
     }
 }

@@ -211,14 +211,14 @@ public extension Backend {
 
     func attentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
                           mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        s.check([out, q, k, v], lse: lse, scores: scores, mask: mask, bias: bias)
+        s.check([out, q], keyValues: [k, v], lse: lse, scores: scores, mask: mask, bias: bias)
         runAttentionForward(out, lse: lse, scores: scores, q: q, k: k, v: v, mask: mask, bias: bias, s)
     }
 
     func attentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dBias: Tensor?, dOut: Tensor, dScores: ScoreGradient?,
                            out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor,
                            mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
-        s.check([dq, dk, dv, dOut, out, q, k, v], lse: lse, scores: nil, mask: mask, bias: bias)
+        s.check([dq, dOut, out, q], keyValues: [dk, dv, k, v], lse: lse, scores: nil, mask: mask, bias: bias)
         s.check([], lse: nil, scores: nil, mask: nil, bias: dBias)
         s.check(dScores)
         runAttentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dOut, dScores: dScores, out: out, lse: lse, q: q, k: k, v: v,
@@ -227,6 +227,7 @@ public extension Backend {
 
     func attentionScoreLoss(_ loss: Tensor, q: Tensor, k: Tensor, mask: Tensor?, bias: Tensor?, target: ScoreTarget,
                             _ s: AttentionShape) {
+        precondition(!s.causal && s.keyValueHeads == s.heads, "attentionScoreLoss: for encoders (no causal mask, no grouped keys)")
         s.check([q, k], lse: nil, scores: nil, mask: mask, bias: bias)
         s.check(target)
         precondition(loss.count >= 1 && loss.dtype == .f32, "attentionScoreLoss: loss needs one f32 element")

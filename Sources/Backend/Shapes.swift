@@ -47,21 +47,34 @@ public struct EmbeddingShape: Sendable, Equatable {
     }
 }
 
-/// Multi-head attention over [B,T,NH·HS] tensors; `scale` defaults to 1/√HS. `dropout` drops
-/// attention probabilities (training) with masks from `seed`; backward needs the same values.
+/// Multi-head attention: queries [B,T,NH·HS], keys and values [B,T,NKV·HS] — NKV = NH (the
+/// default) is multi-head attention, a divisor of NH grouped-query attention (query head h reads
+/// key/value head h/(NH/NKV); nothing is copied). `causal`: query i sees keys j ≤ i only. `scale`
+/// defaults to 1/√HS. `dropout` drops attention probabilities (training) with masks from `seed`;
+/// backward needs the same values.
 public struct AttentionShape: Sendable {
     public var batch, length, heads, headSize: Int   // B, T, NH, HS
+    public var keyValueHeads: Int                    // NKV
+    public var causal: Bool
     public var scale: Float
     public var dropout: Float = 0
     public var seed: UInt64 = 0
-    public init(batch: Int, length: Int, heads: Int, headSize: Int, scale: Float? = nil, dropout: Float = 0, seed: UInt64 = 0) {
+    public init(batch: Int, length: Int, heads: Int, headSize: Int, keyValueHeads: Int? = nil, causal: Bool = false,
+                scale: Float? = nil, dropout: Float = 0, seed: UInt64 = 0) {
         self.batch = batch; self.length = length; self.heads = heads; self.headSize = headSize
+        self.keyValueHeads = keyValueHeads ?? heads; self.causal = causal
         self.scale = scale ?? 1 / Float(headSize).squareRoot()
         self.dropout = dropout; self.seed = seed
     }
     public var channels: Int { heads * headSize }
-    /// Elements of q, k, v, out: B·T·C.
+    /// Channels of k and v: NKV·HS.
+    public var keyValueChannels: Int { keyValueHeads * headSize }
+    /// Query heads per key/value head.
+    public var group: Int { heads / keyValueHeads }
+    /// Elements of q, out: B·T·C.
     public var activations: Int { batch * length * channels }
+    /// Elements of k, v: B·T·NKV·HS.
+    public var keyValueActivations: Int { batch * length * keyValueChannels }
     /// Elements of one [B,NH,T,T] score tensor.
     public var scores: Int { batch * heads * length * length }
     /// Elements of lse: B·NH·T.
@@ -129,8 +142,13 @@ extension EmbeddingShape {
 }
 
 extension AttentionShape {
-    func check(_ activations: [Tensor], lse: Tensor?, scores: Tensor?, mask: Tensor?, bias: Tensor?) {
+    /// `activations`: query-sized tensors (q, out, dq, dOut); `keyValues`: k, v, dk, dv.
+    func check(_ activations: [Tensor], keyValues: [Tensor] = [], lse: Tensor?, scores: Tensor?, mask: Tensor?, bias: Tensor?) {
+        precondition(keyValueHeads > 0 && heads % keyValueHeads == 0, "attention: \(heads) heads are not a multiple of \(keyValueHeads) key/value heads")
         for t in activations { precondition(t.count == self.activations && t.dtype == .f32, "attention tensor is not f32 B·T·C") }
+        for t in keyValues {
+            precondition(t.count == keyValueActivations && t.dtype == .f32, "attention key/value tensor is not f32 B·T·NKV·HS")
+        }
         precondition(lse == nil || (lse!.count == rows && lse!.dtype == .f32), "lse is not B·NH·T")
         precondition(scores == nil || (scores!.count == self.scores && scores!.dtype == .f32), "scores are not B·NH·T·T")
         precondition(mask == nil || (mask!.count == batch * length && mask!.dtype == .i32), "mask is not int32 B·T")

@@ -10,7 +10,7 @@ public enum HalfPrecisionCases {
     public static func cases(_ precision: Precision) -> [OpCase] {
         guard let half = precision.halfType else { return [] }
         let tolerance = half == .bf16 ? 2e-2 : 3e-3
-        return [matmul(half), keptWeights(half, tolerance: tolerance)] + [(2, 17, 2, 32), (3, 80, 2, 64), (1, 130, 3, 32), (2, 64, 2, 64)].map { B, T, NH, HS in
+        return [matmul(half), keptWeights(half, tolerance: tolerance)] + [(2, 17, 2, 32), (3, 80, 2, 64), (1, 130, 3, 32), (2, 64, 2, 64), (2, 100, 4, 64)].map { B, T, NH, HS in
             attention(half, B: B, T: T, NH: NH, HS: HS, tolerance: tolerance)
         }
     }
@@ -77,22 +77,26 @@ public enum HalfPrecisionCases {
     }
 
     static func attention(_ half: DType, B: Int, T: Int, NH: Int, HS: Int, tolerance: Double) -> OpCase {
-        OpCase(name: "tensor-core attention (\(half)) B=\(B) T=\(T) NH=\(NH) HS=\(HS) (mask, bias, dropout)",
+        OpCase(name: "tensor-core attention (\(half)) B=\(B) T=\(T) NH=\(NH) HS=\(HS) (mask, bias, dropout; causal, grouped heads)",
                atol: tolerance, rtol: tolerance) { backend in
             var x = Inputs(backend, seed: UInt64(T * 10 + HS))
             var outputs: [(String, [Float])] = []
-            for (dropout, masked) in [(Float(0), true), (0.1, false)] {
-                let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS, dropout: dropout, seed: 17)
-                let q = try round(x.floats(s.activations, -2, 2), half, backend), k = try round(x.floats(s.activations, -2, 2), half, backend)
-                let v = try round(x.floats(s.activations), half, backend), dOut = try round(x.floats(s.activations), half, backend)
+            // A decoder's attention: causal, and grouped heads where NH is even.
+            for (dropout, masked, causal) in [(Float(0), true, false), (0.1, false, false), (0.1, true, true)] {
+                let NKV = causal && NH % 2 == 0 ? NH / 2 : NH
+                let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS, keyValueHeads: NKV, causal: causal, dropout: dropout,
+                                       seed: 17)
+                let KV = s.keyValueActivations
+                let q = try round(x.floats(s.activations, -2, 2), half, backend), k = try round(x.floats(KV, -2, 2), half, backend)
+                let v = try round(x.floats(KV), half, backend), dOut = try round(x.floats(s.activations), half, backend)
                 let mask = masked ? try x.ints(keyMask(batch: B, length: T)) : nil
                 let bias = masked ? try x.floats(NH * T * T) : nil, dBias = masked ? try x.zeros(NH * T * T) : nil
                 let out = try x.zeros(s.activations), lse = try x.zeros(s.rows)
-                let dq = try x.zeros(s.activations), dk = try x.zeros(s.activations), dv = try x.zeros(s.activations)
+                let dq = try x.zeros(s.activations), dk = try x.zeros(KV), dv = try x.zeros(KV)
                 backend.attentionForward(out, lse: lse, scores: nil, q: q, k: k, v: v, mask: mask, bias: bias, s)
                 backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dOut, dScores: nil, out: out, lse: lse,
                                           q: q, k: k, v: v, mask: mask, bias: bias, s)
-                let tag = "p=\(dropout)" + (masked ? " masked" : "")
+                let tag = "p=\(dropout)" + (masked ? " masked" : "") + (causal ? " causal NKV=\(NKV)" : "")
                 outputs += [("out \(tag)", backend.floats(out)), ("lse \(tag)", backend.floats(lse).map { $0.isInfinite ? 1e30 : $0 }),
                             ("dq \(tag)", backend.floats(dq)), ("dk \(tag)", backend.floats(dk)), ("dv \(tag)", backend.floats(dv))]
                 if let dBias { outputs.append(("dBias \(tag)", backend.floats(dBias))) }

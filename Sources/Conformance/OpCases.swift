@@ -261,15 +261,43 @@ public enum OpCases {
             return [("loss", backend.floats(loss)), ("dq", backend.floats(dq)), ("dk", backend.floats(dk)), ("dv", backend.floats(dv)),
                     ("dBias", backend.floats(dBias))]
         }
+    } + [(2, 37, 4, 2, 32), (2, 70, 6, 2, 64), (1, 130, 3, 1, 16)].map { B, T, NH, NKV, HS in
+        OpCase(name: "causal grouped-query attention B=\(B) T=\(T) NH=\(NH) NKV=\(NKV) HS=\(HS) (mask, scores, dScores, dropout)",
+               atol: 2e-5, rtol: 2e-4) { backend in
+            var x = Inputs(backend, seed: UInt64(T * 7 + NKV))
+            var outputs: [(String, [Float])] = []
+            for (dropout, withScores) in [(Float(0), true), (0.2, true), (0, false)] {
+                let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS, keyValueHeads: NKV, causal: true, dropout: dropout, seed: 9)
+                let q = try x.floats(s.activations), k = try x.floats(s.keyValueActivations), v = try x.floats(s.keyValueActivations)
+                let mask = try x.ints(keyMask(batch: B, length: T))
+                let out = try x.zeros(s.activations), lse = try x.zeros(s.rows), scores = withScores ? try x.zeros(s.scores) : nil
+                let dOut = try x.floats(s.activations), dScores = withScores ? try x.floats(s.scores, -0.1, 0.1) : nil
+                let dq = try x.zeros(s.activations), dk = try x.zeros(s.keyValueActivations), dv = try x.zeros(s.keyValueActivations)
+                backend.attentionForward(out, lse: lse, scores: scores, q: q, k: k, v: v, mask: mask, bias: nil, s)
+                backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: nil, dOut: dOut, dScores: dScores.map { .dense($0) }, out: out,
+                                          lse: lse, q: q, k: k, v: v, mask: mask, bias: nil, s)
+                let tag = "p=\(dropout)\(withScores ? " scores" : "")"
+                outputs += [("out \(tag)", backend.floats(out)), ("lse \(tag)", backend.floats(lse).map { $0.isInfinite ? Float(1e30) : $0 }),
+                            ("dq \(tag)", backend.floats(dq)), ("dk \(tag)", backend.floats(dk)), ("dv \(tag)", backend.floats(dv))]
+                if let scores { outputs.append(("scores \(tag)", backend.floats(scores))) }
+            }
+            return outputs
+        }
     } + [
-        OpCase(name: "masked softmax forward/backward", atol: 1e-6, rtol: 1e-5) { backend in
+        OpCase(name: "masked softmax forward/backward (and causal)", atol: 1e-6, rtol: 1e-5) { backend in
             var x = Inputs(backend, seed: 9)
             let s = AttentionShape(batch: 3, length: 45, heads: 2, headSize: 8)
             let scores = try x.floats(s.scores, -4, 4), mask = try x.ints(keyMask(batch: 3, length: 45)), bias = try x.floats(2 * 45 * 45)
             let probs = try x.zeros(s.scores), dProbs = try x.floats(s.scores), dScores = try x.zeros(s.scores)
             backend.maskedSoftmaxForward(probs, scores: scores, mask: mask, bias: bias, s)
             backend.maskedSoftmaxBackward(dScores: dScores, dProbs: dProbs, probs: probs, s)
-            return [("probs", backend.floats(probs)), ("dScores", backend.floats(dScores))]
+            var causal = s
+            causal.causal = true
+            let causalProbs = try x.zeros(s.scores), lse = try x.zeros(s.rows), masked = try x.floats(s.scores)
+            backend.maskedSoftmaxForward(causalProbs, lse: lse, scores: scores, mask: mask, bias: bias, causal)
+            backend.maskedScores(masked, mask: mask, bias: bias, causal)
+            return [("probs", backend.floats(probs)), ("dScores", backend.floats(dScores)), ("causal probs", backend.floats(causalProbs)),
+                    ("causal lse", backend.floats(lse).map { $0.isInfinite ? Float(1e30) : $0 }), ("causal masked scores", backend.floats(masked))]
         },
     ]
 

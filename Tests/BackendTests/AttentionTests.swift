@@ -1,6 +1,7 @@
 // Fused attention against a naive double-precision loop (out, lse, scores), with key-padding
-// masks, additive per-head bias, T = 1 and 7, head sizes not a multiple of 8 or 16, a fully
-// padded sequence; backward (dq, dk, dv, dbias, and gradients arriving through the scores
+// masks (right, and left: causal rows with no key), additive per-head bias, T = 1 and 7, head
+// sizes not a multiple of 8 or 16, a fully padded sequence, causal masking and grouped-query
+// heads; backward (dq, dk, dv, dbias, and gradients arriving through the scores
 // output) by finite differences; and the fused kernels against the composed default every
 // backend without them gets (matmuls, masked softmax, dropout).
 import Backend
@@ -14,29 +15,34 @@ struct AttentionCase {
     let mask: [Int32]?
     let bias: [Float]?
 
-    init(batch: Int, length: Int, heads: Int, headSize: Int, padded: [Int] = [], bias: Bool, seed: UInt64, dropout: Float = 0) {
+    init(batch: Int, length: Int, heads: Int, headSize: Int, keyValueHeads: Int? = nil, causal: Bool = false, padded: [Int] = [],
+         leftPadded: [Int] = [], bias: Bool, seed: UInt64, dropout: Float = 0) {
         var rng = SeededRandom(seed)
-        shape = AttentionShape(batch: batch, length: length, heads: heads, headSize: headSize, dropout: dropout, seed: seed &* 31)
+        shape = AttentionShape(batch: batch, length: length, heads: heads, headSize: headSize, keyValueHeads: keyValueHeads,
+                               causal: causal, dropout: dropout, seed: seed &* 31)
         q = rng.floats(shape.activations, -2, 2)
-        k = rng.floats(shape.activations, -2, 2)
-        v = rng.floats(shape.activations)
-        // padded[b] = how many keys at the end of sequence b are padding.
-        mask = padded.isEmpty ? nil : (0..<batch).flatMap { b in (0..<length).map { Int32($0 < length - padded[b] ? 1 : 0) } }
+        k = rng.floats(shape.keyValueActivations, -2, 2)
+        v = rng.floats(shape.keyValueActivations)
+        // padded[b] / leftPadded[b] = how many keys at the end / start of sequence b are padding.
+        mask = padded.isEmpty && leftPadded.isEmpty ? nil : (0..<batch).flatMap { b in
+            (0..<length).map { j in Int32(j < length - (padded.isEmpty ? 0 : padded[b]) && j >= (leftPadded.isEmpty ? 0 : leftPadded[b]) ? 1 : 0) }
+        }
         self.bias = bias ? rng.floats(heads * length * length) : nil
     }
 
     /// (out, lse, scores) in double precision.
     func reference() -> ([Double], [Double], [Double]) {
         let (B, T, NH, HS) = (shape.batch, shape.length, shape.heads, shape.headSize), C = NH * HS
+        let (CK, G) = (shape.keyValueChannels, shape.group)
         var out = [Double](repeating: 0, count: shape.activations)
         var lse = [Double](repeating: .infinity, count: shape.rows), scores = [Double](repeating: 0, count: shape.scores)
         for b in 0..<B {
             for h in 0..<NH {
                 for i in 0..<T {
                     var s = [Double](repeating: -.infinity, count: T)
-                    for j in 0..<T where mask == nil || mask![b * T + j] != 0 {
+                    for j in 0..<T where (mask == nil || mask![b * T + j] != 0) && (!shape.causal || j <= i) {
                         var d = 0.0
-                        for c in 0..<HS { d += Double(q[(b * T + i) * C + h * HS + c]) * Double(k[(b * T + j) * C + h * HS + c]) }
+                        for c in 0..<HS { d += Double(q[(b * T + i) * C + h * HS + c]) * Double(k[(b * T + j) * CK + h / G * HS + c]) }
                         s[j] = d * Double(shape.scale) + Double(bias?[(h * T + i) * T + j] ?? 0)
                         scores[((b * NH + h) * T + i) * T + j] = s[j]
                     }
@@ -52,7 +58,7 @@ struct AttentionCase {
                     }
                     for c in 0..<HS {
                         var o = 0.0
-                        for j in 0..<T { o += e[j] / sum * keep[j] * Double(v[(b * T + j) * C + h * HS + c]) }
+                        for j in 0..<T { o += e[j] / sum * keep[j] * Double(v[(b * T + j) * CK + h / G * HS + c]) }
                         out[(b * T + i) * C + h * HS + c] = o
                     }
                 }
@@ -73,6 +79,16 @@ final class AttentionTests: XCTestCase {
         ("HS=100", AttentionCase(batch: 1, length: 9, heads: 1, headSize: 100, padded: [1], bias: false, seed: 17)),
         ("T=7 mask+bias dropout 0.3", AttentionCase(batch: 2, length: 7, heads: 3, headSize: 5, padded: [0, 3], bias: true, seed: 18, dropout: 0.3)),
         ("T=37 dropout 0.1", AttentionCase(batch: 1, length: 37, heads: 2, headSize: 16, padded: [4], bias: false, seed: 19, dropout: 0.1)),
+        ("causal T=7 HS=5 mask+bias", AttentionCase(batch: 2, length: 7, heads: 3, headSize: 5, causal: true, padded: [0, 3], bias: true, seed: 20)),
+        ("GQA NH=6 NKV=2 T=9 bias", AttentionCase(batch: 2, length: 9, heads: 6, headSize: 8, keyValueHeads: 2, padded: [0, 2], bias: true, seed: 21)),
+        ("causal GQA NH=4 NKV=2 T=37 HS=16", AttentionCase(batch: 2, length: 37, heads: 4, headSize: 16, keyValueHeads: 2, causal: true,
+                                                           padded: [0, 5], bias: false, seed: 22)),
+        ("causal left-padded (rows without keys)", AttentionCase(batch: 2, length: 9, heads: 2, headSize: 8, causal: true,
+                                                                 leftPadded: [3, 0], bias: true, seed: 23)),
+        ("causal GQA NKV=1 dropout 0.2", AttentionCase(batch: 1, length: 11, heads: 3, headSize: 6, keyValueHeads: 1, causal: true,
+                                                       bias: false, seed: 24, dropout: 0.2)),
+        ("causal GQA T=70 HS=32", AttentionCase(batch: 1, length: 70, heads: 4, headSize: 32, keyValueHeads: 2, causal: true,
+                                                padded: [3], bias: false, seed: 25)),
     ]
 
     func testForwardMatchesNaiveLoop() throws {
@@ -114,7 +130,8 @@ final class AttentionTests: XCTestCase {
                     return dot(backend.floats(out), wOut) + dot(backend.floats(scores), wScores)
                 }
                 _ = loss()
-                let dq = try backend.zeros(s.activations), dk = try backend.zeros(s.activations), dv = try backend.zeros(s.activations)
+                let dq = try backend.zeros(s.activations), dk = try backend.zeros(s.keyValueActivations)
+                let dv = try backend.zeros(s.keyValueActivations)
                 let dBias = try c.bias.map { _ in try backend.zeros(s.heads * s.length * s.length) }
                 backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: try backend.upload(wOut),
                                           dScores: .dense(try backend.upload(wScores)), out: out, lse: lse, q: q, k: k, v: v,
@@ -145,7 +162,8 @@ final class AttentionTests: XCTestCase {
                 for gradient: ScoreGradient? in [nil, .dense(given), .scoreMSE(target, gradScale: 3)] {
                     func run(composed: Bool) throws -> [[Float]] {
                         let out = try backend.zeros(s.activations), lse = try backend.zeros(s.rows), scores = try backend.zeros(s.scores)
-                        let dq = try backend.zeros(s.activations), dk = try backend.zeros(s.activations), dv = try backend.zeros(s.activations)
+                        let dq = try backend.zeros(s.activations), dk = try backend.zeros(s.keyValueActivations)
+                        let dv = try backend.zeros(s.keyValueActivations)
                         let dBias = try bias.map { _ in try backend.zeros(s.heads * s.length * s.length) }, loss = try backend.zeros(1)
                         if composed {
                             backend.composedAttentionForward(out, lse: lse, scores: scores, q: q, k: k, v: v, mask: mask, bias: bias, s)
@@ -156,7 +174,8 @@ final class AttentionTests: XCTestCase {
                             backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dOut, dScores: gradient, out: out,
                                                       lse: lse, q: q, k: k, v: v, mask: mask, bias: bias, s)
                         }
-                        if composed {
+                        if s.causal || s.keyValueHeads != s.heads {   // the score loss is for encoders: its slot stays 0
+                        } else if composed {
                             backend.composedAttentionScoreLoss(loss, q: q, k: k, mask: mask, bias: bias, target: target, s)
                         } else {
                             backend.attentionScoreLoss(loss, q: q, k: k, mask: mask, bias: bias, target: target, s)

@@ -150,21 +150,22 @@ static int tc_grid(int B, int T, int NH) { return B * NH * ((T + TC_ROWS - 1) / 
 
 extern "C" int rt_emulated_attention_tc_forward(int half, float *out, float *lse, const float *q, const float *k,
                                                 const float *v, const int32_t *mask, const float *bias, int B, int T,
-                                                int NH, int HS, float scale, float dropout, uint64_t seed) {
+                                                int NH, int NKV, int HS, int causal, float scale, float dropout,
+                                                uint64_t seed) {
     decltype(&attention_tc_forward_bf16_hs32) kernel;
     if (HS == 32) kernel = half ? attention_tc_forward_f16_hs32 : attention_tc_forward_bf16_hs32;
     else if (HS == 64) kernel = half ? attention_tc_forward_f16_hs64 : attention_tc_forward_bf16_hs64;
     else return -1;
     emu::launch(tc_grid(B, T, NH), 128,
-                [=] { kernel(out, lse, q, k, v, mask, bias, B, T, NH, scale, dropout, (unsigned long long)seed); });
+                [=] { kernel(out, lse, q, k, v, mask, bias, B, T, NH, NKV, causal, scale, dropout, (unsigned long long)seed); });
     return 0;
 }
 
 extern "C" int rt_emulated_attention_tc_backward(int half, float *dq, float *dk, float *dv, float *dbias, float *D,
                                                  const float *dout, const float *out, const float *lse,
                                                  const float *q, const float *k, const float *v, const int32_t *mask,
-                                                 const float *bias, int B, int T, int NH, int HS, float scale,
-                                                 float dropout, uint64_t seed) {
+                                                 const float *bias, int B, int T, int NH, int NKV, int HS, int causal,
+                                                 float scale, float dropout, uint64_t seed) {
     decltype(&attention_tc_backward_query_bf16_hs32) query;
     decltype(&attention_tc_backward_key_bf16_hs32) key;
     if (HS == 32) {
@@ -178,8 +179,8 @@ extern "C" int rt_emulated_attention_tc_backward(int half, float *dq, float *dk,
     }
     const unsigned long long s = seed;
     emu::launch(tc_grid(B, T, NH), 128,
-                [=] { query(dq, dbias, D, dout, out, lse, q, k, v, mask, bias, B, T, NH, scale, dropout, s); });
-    emu::launch(tc_grid(B, T, NH), 128,
-                [=] { key(dk, dv, dout, lse, D, q, k, v, mask, bias, B, T, NH, scale, dropout, s); });
+                [=] { query(dq, dbias, D, dout, out, lse, q, k, v, mask, bias, B, T, NH, NKV, causal, scale, dropout, s); });
+    emu::launch(tc_grid(B, T, NKV), 128,
+                [=] { key(dk, dv, dout, lse, D, q, k, v, mask, bias, B, T, NH, NKV, causal, scale, dropout, s); });
     return 0;
 }

@@ -3,9 +3,10 @@
 // of its score tensors.
 //   scores, probs, dprobs, dscores: [B,NH,T,T]; mask: [B,T] (0 = padded key) or NULL;
 //   bias: [NH,T,T] or NULL; lse: [B,NH,T] or NULL. A row with no valid key is all zeros (lse +inf).
+//   causal ≠ 0: keys past the query row are masked too.
 #include "common.h"
 
-typedef struct { float *out, *lse; const float *scores, *bias, *dprobs, *probs; const int32_t *mask; int NH, T; } softmax_args;
+typedef struct { float *out, *lse; const float *scores, *bias, *dprobs, *probs; const int32_t *mask; int NH, T, causal; } softmax_args;
 
 RT_TASK(forward_task) {
     softmax_args *a = ctx;
@@ -21,7 +22,7 @@ RT_TASK(forward_task) {
         for (int j = 0; j < T; j++) {
             float v = s[j] + (bias ? bias[j] : 0.0f);
             p[j] = v;
-            if ((!mask || mask[j]) && v > mx) mx = v;
+            if ((!mask || mask[j]) && (!a->causal || j <= i) && v > mx) mx = v;
         }
         if (mx == -INFINITY) {
             memset(p, 0, sizeof(float) * T);
@@ -30,7 +31,7 @@ RT_TASK(forward_task) {
         }
         float sum = 0;
         for (int j = 0; j < T; j++) {
-            float x = (!mask || mask[j]) ? rt_expf(p[j] - mx) : 0.0f;
+            float x = (!mask || mask[j]) && (!a->causal || j <= i) ? rt_expf(p[j] - mx) : 0.0f;
             p[j] = x;
             sum += x;
         }
@@ -40,8 +41,8 @@ RT_TASK(forward_task) {
     }
 }
 void rt_masked_softmax_forward(float *probs, float *lse, const float *scores, const int32_t *mask, const float *bias,
-                               int B, int NH, int T) {
-    softmax_args a = { .out = probs, .lse = lse, .scores = scores, .bias = bias, .mask = mask, .NH = NH, .T = T };
+                               int B, int NH, int T, int causal) {
+    softmax_args a = { .out = probs, .lse = lse, .scores = scores, .bias = bias, .mask = mask, .NH = NH, .T = T, .causal = causal };
     rt_parallel_for((int64_t)B * NH * T, 16, forward_task, &a);
 }
 
@@ -70,10 +71,10 @@ RT_TASK(mask_task) {
         const float *bias = a->bias ? a->bias + ((int64_t)h * T + i) * T : NULL;
         const int32_t *mask = a->mask ? a->mask + (int64_t)batch * T : NULL;
         float *s = a->out + row * T;
-        for (int j = 0; j < T; j++) s[j] = (!mask || mask[j]) ? s[j] + (bias ? bias[j] : 0.0f) : 0.0f;
+        for (int j = 0; j < T; j++) s[j] = (!mask || mask[j]) && (!a->causal || j <= i) ? s[j] + (bias ? bias[j] : 0.0f) : 0.0f;
     }
 }
-void rt_masked_scores(float *scores, const int32_t *mask, const float *bias, int B, int NH, int T) {
-    softmax_args a = { .out = scores, .bias = bias, .mask = mask, .NH = NH, .T = T };
+void rt_masked_scores(float *scores, const int32_t *mask, const float *bias, int B, int NH, int T, int causal) {
+    softmax_args a = { .out = scores, .bias = bias, .mask = mask, .NH = NH, .T = T, .causal = causal };
     rt_parallel_for((int64_t)B * NH * T, 16, mask_task, &a);
 }

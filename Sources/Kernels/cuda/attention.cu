@@ -1,7 +1,9 @@
 // Fused multi-head attention, forward and backward (fp32; the flash-style tensor-core kernels
 // come with the fused-attention issue).
-//   q, k, v, out, dq, dk, dv, dout: [B,T,NH·HS] (head h in columns h·HS…); HS ≤ 128
+//   q, out, dq, dout: [B,T,NH·HS] (head h in columns h·HS…); HS ≤ 128
+//   k, v, dk, dv: [B,T,NKV·HS]; query head h reads key/value head h/(NH/NKV) (grouped-query)
 //   mask: [B,T] key mask (0 = padded key) or NULL      bias, dbias: [NH,T,T] or NULL
+//   causal ≠ 0: query i sees keys j ≤ i only
 //   lse: [B,NH,T] log-sum-exp per query row (+inf: no valid key; the row outputs zeros)
 //   scores, dscores: [B,NH,T,T] pre-softmax scores scale·q·kᵀ + bias (0 at masked keys) / the
 //   gradient a distillation loss sends into them, optional
@@ -12,7 +14,8 @@
 //   attention-score MSE against a teacher head, fused: no T×T tensor on either side);
 //   attention_score_loss_rows gives that loss's per-row sums (partial[B·NH·T], doubles)
 // Launch: one warp per row — attention_forward and attention_backward_query per query row
-// (b,h,i), attention_backward_key per key row (b,h,j) — with blockDim = 32·WARPS.
+// (b,h,i), attention_backward_key per key row (b,g,j) of a key/value head, which loops over the
+// query heads sharing it — with blockDim = 32·WARPS.
 // Forward streams the keys 32 at a time with an online softmax: lanes own keys for q·kᵀ, then
 // own head dimensions for P·V. Nothing T×T is written unless `scores` is asked for. Backward
 // recomputes P from lse: the query pass gives dq (and dbias, by atomics over the batch), the key
@@ -44,32 +47,52 @@ __device__ __forceinline__ void add_weighted_rows(float acc[MAX_HS / 32], float 
     }
 }
 
+// Where query row (b, h, i) reads: its head's offset in q-shaped tensors and its key/value head's
+// in k-shaped ones, and one past the last key it may see.
+struct attention_row {
+    int b, h, i, C, CK, keys;
+    long long head, kvhead;
+};
+__device__ __forceinline__ attention_row attention_place(long long row, int T, int NH, int NKV, int HS, int causal) {
+    attention_row r;
+    r.i = (int)(row % T);
+    r.h = (int)(row / T % NH);
+    r.b = (int)(row / ((long long)T * NH));
+    r.C = NH * HS;
+    r.CK = NKV * HS;
+    r.head = (long long)r.b * T * r.C + (long long)r.h * HS;
+    r.kvhead = (long long)r.b * T * r.CK + (long long)(r.h / (NH / NKV)) * HS;
+    r.keys = causal ? r.i + 1 : T;
+    return r;
+}
+
 extern "C" __global__ void attention_forward(float *out, float *lse, float *scores, const float *q, const float *k,
                                              const float *v, const int *mask, const float *bias, int B, int T, int NH,
-                                             int HS, float scale, float dropout, unsigned long long seed) {
+                                             int NKV, int HS, int causal, float scale, float dropout,
+                                             unsigned long long seed) {
     __shared__ float qs[WARPS][MAX_HS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const long long row = blockIdx.x * (long long)WARPS + warp;   // (b, h, i)
     if (row >= (long long)B * NH * T) return;
-    const int i = (int)(row % T), h = (int)(row / T % NH), b = (int)(row / ((long long)T * NH));
-    const int C = NH * HS;
-    const long long head = (long long)b * T * C + (long long)h * HS;
+    const attention_row r = attention_place(row, T, NH, NKV, HS, causal);
+    const int i = r.i, h = r.h, b = r.b, C = r.C, CK = r.CK;
+    const long long head = r.head, kvhead = r.kvhead;
     for (int d = lane; d < HS; d += 32) qs[warp][d] = q[head + (long long)i * C + d];
     __syncwarp();
     const unsigned key = rt_dropout_key(seed);
     const float keep_scale = dropout > 0.0f ? 1.0f / (1.0f - dropout) : 1.0f;
     float acc[MAX_HS / 32] = {0.0f, 0.0f, 0.0f, 0.0f};
     float m = -RT_INF, l = 0.0f;
-    for (int j0 = 0; j0 < T; j0 += 32) {
+    for (int j0 = 0; j0 < (scores ? T : r.keys); j0 += 32) {   // keys past r.keys only for the zeros of `scores`
         const int j = j0 + lane;
-        const bool valid = j < T && (!mask || mask[(long long)b * T + j]);
+        const bool valid = j < r.keys && (!mask || mask[(long long)b * T + j]);
         float s = -RT_INF;
-        if (j < T) {
-            float x = scale * row_dot(qs[warp], k + head + (long long)j * C, HS);
+        if (j < r.keys) {
+            float x = scale * row_dot(qs[warp], k + kvhead + (long long)j * CK, HS);
             if (bias) x += bias[((long long)h * T + i) * T + j];
-            if (scores) scores[row * T + j] = valid ? x : 0.0f;
             if (valid) s = x;
         }
+        if (scores && j < T) scores[row * T + j] = valid ? s : 0.0f;
         const float m_new = fmaxf(m, warp_max(s));
         if (m_new == -RT_INF) continue;   // no valid key yet (warp-uniform)
         float p = valid ? expf(s - m_new) : 0.0f;
@@ -78,7 +101,7 @@ extern "C" __global__ void attention_forward(float *out, float *lse, float *scor
         m = m_new;
         if (dropout > 0.0f && valid) p *= rt_keep(key, (unsigned long long)row * T + j, dropout) ? keep_scale : 0.0f;
         for (int t = 0; t < MAX_HS / 32; t++) acc[t] *= correction;
-        add_weighted_rows(acc, p, v + head + (long long)j0 * C, T - j0 < 32 ? T - j0 : 32, C, HS, lane);
+        add_weighted_rows(acc, p, v + kvhead + (long long)j0 * CK, T - j0 < 32 ? T - j0 : 32, CK, HS, lane);
     }
     float *o = out + head + (long long)i * C;
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
@@ -93,17 +116,17 @@ extern "C" __global__ void attention_forward(float *out, float *lse, float *scor
 extern "C" __global__ void attention_backward_query(float *dq, float *dbias, float *D, const float *dout,
                                                     const float *dscores, const float *out, const float *lse,
                                                     const float *q, const float *k, const float *v, const int *mask,
-                                                    const float *bias, int B, int T, int NH, int HS, float scale,
-                                                    float dropout, unsigned long long seed, const float *tq,
-                                                    const float *tk, const float *tbias, int tHS, float tscale,
-                                                    float tweight) {
+                                                    const float *bias, int B, int T, int NH, int NKV, int HS,
+                                                    int causal, float scale, float dropout, unsigned long long seed,
+                                                    const float *tq, const float *tk, const float *tbias, int tHS,
+                                                    float tscale, float tweight) {
     __shared__ float qs[WARPS][MAX_HS], dos[WARPS][MAX_HS], tqs[WARPS][MAX_HS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const long long row = blockIdx.x * (long long)WARPS + warp;
     if (row >= (long long)B * NH * T) return;
-    const int i = (int)(row % T), h = (int)(row / T % NH), b = (int)(row / ((long long)T * NH));
-    const int C = NH * HS;
-    const long long head = (long long)b * T * C + (long long)h * HS, self = head + (long long)i * C;
+    const attention_row r = attention_place(row, T, NH, NKV, HS, causal);
+    const int i = r.i, h = r.h, b = r.b, C = r.C, CK = r.CK;
+    const long long head = r.head, kvhead = r.kvhead, self = head + (long long)i * C;
     float Di = 0.0f;
     for (int d = lane; d < HS; d += 32) {
         qs[warp][d] = q[self + d];
@@ -122,11 +145,11 @@ extern "C" __global__ void attention_backward_query(float *dq, float *dbias, flo
     if (L != RT_INF) {
         const unsigned key = rt_dropout_key(seed);
         const float keep_scale = dropout > 0.0f ? 1.0f / (1.0f - dropout) : 1.0f;
-        for (int j0 = 0; j0 < T; j0 += 32) {
+        for (int j0 = 0; j0 < r.keys; j0 += 32) {
             const int j = j0 + lane;
             float ds = 0.0f;
-            if (j < T && (!mask || mask[(long long)b * T + j])) {
-                const float *kr = k + head + (long long)j * C, *vr = v + head + (long long)j * C;
+            if (j < r.keys && (!mask || mask[(long long)b * T + j])) {
+                const float *kr = k + kvhead + (long long)j * CK, *vr = v + kvhead + (long long)j * CK;
                 float x = scale * row_dot(qs[warp], kr, HS);
                 if (bias) x += bias[((long long)h * T + i) * T + j];
                 const float P = expf(x - L);
@@ -141,7 +164,7 @@ extern "C" __global__ void attention_backward_query(float *dq, float *dbias, flo
                 }
                 if (dbias) atomicAdd(&dbias[((long long)h * T + i) * T + j], ds);
             }
-            add_weighted_rows(acc, ds, k + head + (long long)j0 * C, T - j0 < 32 ? T - j0 : 32, C, HS, lane);
+            add_weighted_rows(acc, ds, k + kvhead + (long long)j0 * CK, T - j0 < 32 ? T - j0 : 32, CK, HS, lane);
         }
     }
     for (int t = 0; t < MAX_HS / 32; t++) {
@@ -150,54 +173,59 @@ extern "C" __global__ void attention_backward_query(float *dq, float *dbias, flo
     }
 }
 
-// dk and dv (overwritten) for one key row; needs D from attention_backward_query.
+// dk and dv (overwritten) for one key row (b, g, j) of key/value head g: the sum over the query
+// heads h of the group and their queries i (i ≥ j when causal); needs D from attention_backward_query.
 extern "C" __global__ void attention_backward_key(float *dk, float *dv, const float *dout, const float *dscores,
                                                   const float *lse, const float *D, const float *q, const float *k,
                                                   const float *v, const int *mask, const float *bias, int B, int T,
-                                                  int NH, int HS, float scale, float dropout, unsigned long long seed,
-                                                  const float *tq, const float *tk, const float *tbias, int tHS,
-                                                  float tscale, float tweight) {
+                                                  int NH, int NKV, int HS, int causal, float scale, float dropout,
+                                                  unsigned long long seed, const float *tq, const float *tk,
+                                                  const float *tbias, int tHS, float tscale, float tweight) {
     __shared__ float ks[WARPS][MAX_HS], vs[WARPS][MAX_HS], tks[WARPS][MAX_HS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const long long krow = blockIdx.x * (long long)WARPS + warp;   // (b, h, j)
-    if (krow >= (long long)B * NH * T) return;
-    const int j = (int)(krow % T), h = (int)(krow / T % NH), b = (int)(krow / ((long long)T * NH));
-    const int C = NH * HS;
-    const long long head = (long long)b * T * C + (long long)h * HS, self = head + (long long)j * C;
-    const long long bh = (long long)b * NH + h;
+    const long long krow = blockIdx.x * (long long)WARPS + warp;   // (b, g, j)
+    if (krow >= (long long)B * NKV * T) return;
+    const int j = (int)(krow % T), g = (int)(krow / T % NKV), b = (int)(krow / ((long long)T * NKV));
+    const int C = NH * HS, CK = NKV * HS, G = NH / NKV;
+    const long long self = (long long)b * T * CK + (long long)g * HS + (long long)j * CK;
     const int tC = NH * tHS;
-    const long long thead = (long long)b * T * tC + (long long)h * tHS;
     float dka[MAX_HS / 32] = {0.0f, 0.0f, 0.0f, 0.0f}, dva[MAX_HS / 32] = {0.0f, 0.0f, 0.0f, 0.0f};
     if (!mask || mask[(long long)b * T + j]) {
         for (int d = lane; d < HS; d += 32) { ks[warp][d] = k[self + d]; vs[warp][d] = v[self + d]; }
-        if (tq)
-            for (int d = lane; d < tHS; d += 32) tks[warp][d] = tk[thead + (long long)j * tC + d];
-        __syncwarp();
         const unsigned key = rt_dropout_key(seed);
         const float keep_scale = dropout > 0.0f ? 1.0f / (1.0f - dropout) : 1.0f;
-        for (int i0 = 0; i0 < T; i0 += 32) {
-            const int i = i0 + lane;
-            float pd = 0.0f, ds = 0.0f;
-            if (i < T) {
-                const long long qrow = bh * T + i;
-                const float *qr = q + head + (long long)i * C, *dor = dout + head + (long long)i * C;
-                float x = scale * row_dot(ks[warp], qr, HS);
-                if (bias) x += bias[((long long)h * T + i) * T + j];
-                const float P = expf(x - lse[qrow]);
-                float m = 1.0f;
-                if (dropout > 0.0f) m = rt_keep(key, (unsigned long long)qrow * T + j, dropout) ? keep_scale : 0.0f;
-                pd = P * m;
-                ds = P * (row_dot(vs[warp], dor, HS) * m - D[qrow]);
-                if (dscores) ds += dscores[qrow * T + j];
-                if (tq) {
-                    float xt = tscale * row_dot(tks[warp], tq + thead + (long long)i * tC, tHS);
-                    if (tbias) xt += tbias[((long long)h * T + i) * T + j];
-                    ds += tweight * (x - xt);
-                }
+        for (int h = g * G; h < (g + 1) * G; h++) {
+            const long long head = (long long)b * T * C + (long long)h * HS, bh = (long long)b * NH + h;
+            const long long thead = (long long)b * T * tC + (long long)h * tHS;
+            if (tq) {
+                __syncwarp();
+                for (int d = lane; d < tHS; d += 32) tks[warp][d] = tk[thead + (long long)j * tC + d];
             }
-            const int count = T - i0 < 32 ? T - i0 : 32;
-            add_weighted_rows(dva, pd, dout + head + (long long)i0 * C, count, C, HS, lane);
-            add_weighted_rows(dka, ds, q + head + (long long)i0 * C, count, C, HS, lane);
+            __syncwarp();
+            for (int i0 = causal ? j : 0; i0 < T; i0 += 32) {
+                const int i = i0 + lane;
+                float pd = 0.0f, ds = 0.0f;
+                if (i < T) {
+                    const long long qrow = bh * T + i;
+                    const float *qr = q + head + (long long)i * C, *dor = dout + head + (long long)i * C;
+                    float x = scale * row_dot(ks[warp], qr, HS);
+                    if (bias) x += bias[((long long)h * T + i) * T + j];
+                    const float P = expf(x - lse[qrow]);
+                    float m = 1.0f;
+                    if (dropout > 0.0f) m = rt_keep(key, (unsigned long long)qrow * T + j, dropout) ? keep_scale : 0.0f;
+                    pd = P * m;
+                    ds = P * (row_dot(vs[warp], dor, HS) * m - D[qrow]);
+                    if (dscores) ds += dscores[qrow * T + j];
+                    if (tq) {
+                        float xt = tscale * row_dot(tks[warp], tq + thead + (long long)i * tC, tHS);
+                        if (tbias) xt += tbias[((long long)h * T + i) * T + j];
+                        ds += tweight * (x - xt);
+                    }
+                }
+                const int count = T - i0 < 32 ? T - i0 : 32;
+                add_weighted_rows(dva, pd, dout + head + (long long)i0 * C, count, C, HS, lane);
+                add_weighted_rows(dka, ds, q + head + (long long)i0 * C, count, C, HS, lane);
+            }
         }
     }
     for (int t = 0; t < MAX_HS / 32; t++) {

@@ -2,14 +2,17 @@
 // (mma.sync m16n8k16, sm_80 and later; the file is empty below sm_80). The same semantics and
 // arguments as attention.cu's fp32 kernels, without the optional `scores` output and the
 // score-gradient inputs (the backend takes attention.cu when those are asked for):
-//   q, k, v, out, dq, dk, dv, dout: [B,T,NH·HS] fp32 in memory, rounded to bf16/fp16 as they are
-//   staged in shared memory; S, P, O, dP, dS and the gradients accumulate in fp32 registers.
+//   q, out, dq, dout: [B,T,NH·HS]; k, v, dk, dv: [B,T,NKV·HS] (query head h reads key/value head
+//   h/(NH/NKV)); fp32 in memory, rounded to bf16/fp16 as they are staged in shared memory; S, P,
+//   O, dP, dS and the gradients accumulate in fp32 registers. causal ≠ 0: query i sees keys j ≤ i.
 //   mask: [B,T] key mask (0 = padded key) or NULL      bias, dbias: [NH,T,T] or NULL
 //   lse: [B,NH,T] (+inf: no valid key; the row outputs zeros)    D: [B,NH,T], D_i = dout_i·out_i
 //   dropout on the probabilities: inverted, mask rt_keep(key(seed), ((b·NH+h)·T+i)·T+j)
 //   HS = 32 or 64 (one kernel each), any T.
 // Launch: 128 threads (4 warps) per block; a block owns 64 rows of one (b,h) — queries for
-// forward and backward_query, keys for backward_key — so grid = B·NH·⌈T/64⌉; each warp owns 16.
+// forward and backward_query (grid B·NH·⌈T/64⌉) — or of one (b,g), keys of a key/value head for
+// backward_key, which loops over the query heads sharing it (grid B·NKV·⌈T/64⌉); each warp owns
+// 16. Causal blocks stop at (or, for keys, start at) their own diagonal tile.
 // The other side streams through shared memory 64 rows at a time. S = Q·Kᵀ is accumulated in
 // registers in the mma C layout, which is also the A layout of the next product, so P (and dS)
 // go from one mma to the next without touching shared memory (the FlashAttention-2 scheme).
@@ -134,7 +137,8 @@ __device__ __forceinline__ float tc_row_max(float x) {
     return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
 }
 
-// Where a block works: (b, h) = bh, its first row r0, and the head's offset in [B,T,C] tensors.
+// Where a block works: (b, h) = bh, its first row r0, and the head's offset in [B,T,C] tensors
+// (C = heads·HS: query heads, or key/value heads for backward_key).
 struct tc_block {
     int bh, r0, b, h, C;
     long long head;
@@ -150,6 +154,12 @@ __device__ __forceinline__ tc_block tc_place(int T, int NH) {
     p.C = NH * HS;
     p.head = (long long)p.b * T * p.C + (long long)p.h * HS;
     return p;
+}
+
+// The offset of query head h's key/value head in [B,T,NKV·HS] tensors.
+template <int HS>
+__device__ __forceinline__ long long tc_kv_head(int b, int h, int T, int NH, int NKV) {
+    return (long long)b * T * NKV * HS + (long long)(h / (NH / NKV)) * HS;
 }
 
 // The warp's A fragments of x's block rows [p.r0, p.r0+64), staged through `rows`.
@@ -180,14 +190,15 @@ __device__ __forceinline__ void tc_store(float *x, const float acc[HS / 8][4], f
 
 template <int HS, bool BF16>
 __device__ void tc_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
-                                     const int *mask, const float *bias, int B, int T, int NH, float scale,
-                                     float dropout, unsigned long long seed) {
+                                     const int *mask, const float *bias, int B, int T, int NH, int NKV, int causal,
+                                     float scale, float dropout, unsigned long long seed) {
     __shared__ __align__(16) unsigned short qs[TC_ROWS][HS + TC_PAD], ks[TC_ROWS][HS + TC_PAD];
     __shared__ __align__(16) unsigned short vts[HS][TC_ROWS + TC_PAD];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const tc_block p = tc_place<HS>(T, NH);
     const int bh = p.bh, i0 = p.r0, b = p.b, h = p.h, C = p.C;
-    const long long head = p.head;
+    const long long head = p.head, kvhead = tc_kv_head<HS>(b, h, T, NH, NKV);
+    const int CK = NKV * HS, keys = causal && i0 + TC_ROWS < T ? i0 + TC_ROWS : T;
     const int rw = warp * 16, ia = i0 + rw + g, ib = ia + 8;   // this thread's two query rows
     unsigned qa[HS / 16][4];
     tc_block_fragments<HS, BF16>(qa, qs, q, p, T, rw, g, t);
@@ -195,10 +206,10 @@ __device__ void tc_attention_forward(float *out, float *lse, const float *q, con
     const float keep_scale = dropout > 0.0f ? 1.0f / (1.0f - dropout) : 1.0f;
     float o[HS / 8][4], m[2] = {-RT_INF, -RT_INF}, l[2] = {0.0f, 0.0f};
     tc_zero<HS>(o);
-    for (int j0 = 0; j0 < T; j0 += TC_ROWS) {
+    for (int j0 = 0; j0 < keys; j0 += TC_ROWS) {
         __syncthreads();   // the previous tile has been read
-        tc_stage<HS, BF16>(ks, nullptr, k, head, j0, T, C);
-        tc_stage<HS, BF16>(nullptr, vts, v, head, j0, T, C);
+        tc_stage<HS, BF16>(ks, nullptr, k, kvhead, j0, T, CK);
+        tc_stage<HS, BF16>(nullptr, vts, v, kvhead, j0, T, CK);
         __syncthreads();
         float s[8][4];
         tc_rows_times_staged<HS, BF16>(s, qa, ks, g, t);
@@ -206,7 +217,7 @@ __device__ void tc_attention_forward(float *out, float *lse, const float *q, con
         for (int nt = 0; nt < 8; nt++)
             for (int e = 0; e < 4; e++) {
                 const int i = e < 2 ? ia : ib, j = j0 + nt * 8 + 2 * t + (e & 1);
-                const bool valid = i < T && j < T && (!mask || mask[(long long)b * T + j]);
+                const bool valid = i < T && j < T && (!causal || j <= i) && (!mask || mask[(long long)b * T + j]);
                 float x = scale * s[nt][e];
                 if (bias && valid) x += bias[((long long)h * T + i) * T + j];
                 s[nt][e] = valid ? x : -RT_INF;
@@ -248,13 +259,14 @@ __device__ void tc_attention_forward(float *out, float *lse, const float *q, con
 // Ls holds lse of queries [i0, i0+64).
 template <bool TRANSPOSED>
 __device__ __forceinline__ void tc_probabilities(float s[8][4], int ra, int rb, int c0, const float *Ls, int i0,
-                                                 const int *mask, const float *bias, int b, int h, int T, float scale) {
+                                                 const int *mask, const float *bias, int b, int h, int T, int causal,
+                                                 float scale) {
     for (int nt = 0; nt < 8; nt++)
         for (int e = 0; e < 4; e++) {
             const int r = e < 2 ? ra : rb, c = c0 + nt * 8 + (e & 1);
             const int i = TRANSPOSED ? c : r, j = TRANSPOSED ? r : c;
             float P = 0.0f;
-            if (i < T && j < T && (!mask || mask[(long long)b * T + j])) {
+            if (i < T && j < T && (!causal || j <= i) && (!mask || mask[(long long)b * T + j])) {
                 const float L = Ls[i - i0];
                 if (L != RT_INF) {
                     float x = scale * s[nt][e];
@@ -269,15 +281,16 @@ __device__ __forceinline__ void tc_probabilities(float s[8][4], int ra, int rb, 
 template <int HS, bool BF16>
 __device__ void tc_attention_backward_query(float *dq, float *dbias, float *D, const float *dout, const float *out,
                                             const float *lse, const float *q, const float *k, const float *v,
-                                            const int *mask, const float *bias, int B, int T, int NH, float scale,
-                                            float dropout, unsigned long long seed) {
+                                            const int *mask, const float *bias, int B, int T, int NH, int NKV,
+                                            int causal, float scale, float dropout, unsigned long long seed) {
     __shared__ __align__(16) unsigned short ks[TC_ROWS][HS + TC_PAD], vs[TC_ROWS][HS + TC_PAD];
     __shared__ __align__(16) unsigned short kts[HS][TC_ROWS + TC_PAD];
     __shared__ float Ls[TC_ROWS], Ds[TC_ROWS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const tc_block p = tc_place<HS>(T, NH);
     const int bh = p.bh, i0 = p.r0, b = p.b, h = p.h, C = p.C;
-    const long long head = p.head;
+    const long long head = p.head, kvhead = tc_kv_head<HS>(b, h, T, NH, NKV);
+    const int CK = NKV * HS, keys = causal && i0 + TC_ROWS < T ? i0 + TC_ROWS : T;
     const int rw = warp * 16, ia = i0 + rw + g, ib = ia + 8;
     // D_i = dout_i·out_i in fp32, one warp per row; lse of the block's rows.
     for (int r = warp; r < TC_ROWS; r += 4) {
@@ -301,15 +314,15 @@ __device__ void tc_attention_backward_query(float *dq, float *dbias, float *D, c
     const float Da = Ds[rw + g], Db = Ds[rw + g + 8];
     float acc[HS / 8][4];
     tc_zero<HS>(acc);
-    for (int j0 = 0; j0 < T; j0 += TC_ROWS) {
+    for (int j0 = 0; j0 < keys; j0 += TC_ROWS) {
         __syncthreads();
-        tc_stage<HS, BF16>(ks, kts, k, head, j0, T, C);
-        tc_stage<HS, BF16>(vs, nullptr, v, head, j0, T, C);
+        tc_stage<HS, BF16>(ks, kts, k, kvhead, j0, T, CK);
+        tc_stage<HS, BF16>(vs, nullptr, v, kvhead, j0, T, CK);
         __syncthreads();
         float s[8][4], dp[8][4];
         tc_rows_times_staged<HS, BF16>(s, qa, ks, g, t);
         tc_rows_times_staged<HS, BF16>(dp, da, vs, g, t);
-        tc_probabilities<false>(s, ia, ib, j0 + 2 * t, Ls, i0, mask, bias, b, h, T, scale);
+        tc_probabilities<false>(s, ia, ib, j0 + 2 * t, Ls, i0, mask, bias, b, h, T, causal, scale);
         for (int nt = 0; nt < 8; nt++)
             for (int e = 0; e < 4; e++) {
                 const int i = e < 2 ? ia : ib, j = j0 + nt * 8 + 2 * t + (e & 1);
@@ -325,18 +338,20 @@ __device__ void tc_attention_backward_query(float *dq, float *dbias, float *D, c
     tc_store<HS>(dq, acc, scale, scale, head, i0 + rw, T, C, g, t);
 }
 
+// A block owns 64 key rows of key/value head g of batch item b; the query heads sharing it
+// stream their queries past (from the block's diagonal tile on, when causal).
 template <int HS, bool BF16>
 __device__ void tc_attention_backward_key(float *dk, float *dv, const float *dout, const float *lse, const float *D,
                                           const float *q, const float *k, const float *v, const int *mask,
-                                          const float *bias, int B, int T, int NH, float scale, float dropout,
-                                          unsigned long long seed) {
+                                          const float *bias, int B, int T, int NH, int NKV, int causal, float scale,
+                                          float dropout, unsigned long long seed) {
     __shared__ __align__(16) unsigned short qs[TC_ROWS][HS + TC_PAD], dos[TC_ROWS][HS + TC_PAD];
     __shared__ __align__(16) unsigned short qts[HS][TC_ROWS + TC_PAD], dots[HS][TC_ROWS + TC_PAD];
     __shared__ float Ls[TC_ROWS], Ds[TC_ROWS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
-    const tc_block p = tc_place<HS>(T, NH);
-    const int bh = p.bh, j0 = p.r0, b = p.b, h = p.h, C = p.C;
-    const long long head = p.head;
+    const tc_block p = tc_place<HS>(T, NKV);   // p.h: the key/value head, p.head and p.C in k-shaped tensors
+    const int j0 = p.r0, b = p.b, kvh = p.h, CK = p.C, C = NH * HS, G = NH / NKV;
+    const long long kvhead = p.head;
     const int rw = warp * 16, ja = j0 + rw + g, jb = ja + 8;   // this thread's two key rows
     // K and V fragments (staged through qs and dos).
     unsigned ka[HS / 16][4], va[HS / 16][4];
@@ -347,57 +362,60 @@ __device__ void tc_attention_backward_key(float *dk, float *dv, const float *dou
     float dka[HS / 8][4], dva[HS / 8][4];
     tc_zero<HS>(dka);
     tc_zero<HS>(dva);
-    for (int i0 = 0; i0 < T; i0 += TC_ROWS) {
-        __syncthreads();
-        tc_stage<HS, BF16>(qs, qts, q, head, i0, T, C);
-        tc_stage<HS, BF16>(dos, dots, dout, head, i0, T, C);
-        for (int r = threadIdx.x; r < TC_ROWS; r += blockDim.x) {
-            const int i = i0 + r;
-            Ls[r] = i < T ? lse[(long long)bh * T + i] : RT_INF;
-            Ds[r] = i < T ? D[(long long)bh * T + i] : 0.0f;
-        }
-        __syncthreads();
-        float s[8][4], dp[8][4];   // transposed tiles: rows are keys, columns queries
-        tc_rows_times_staged<HS, BF16>(s, ka, qs, g, t);
-        tc_rows_times_staged<HS, BF16>(dp, va, dos, g, t);
-        tc_probabilities<true>(s, ja, jb, i0 + 2 * t, Ls, i0, mask, bias, b, h, T, scale);
-        for (int nt = 0; nt < 8; nt++)
-            for (int e = 0; e < 4; e++) {
-                const int ii = nt * 8 + 2 * t + (e & 1), i = i0 + ii, j = e < 2 ? ja : jb;
-                const float P = s[nt][e];
-                float keep = 1.0f;
-                if (dropout > 0.0f && P != 0.0f)
-                    keep = rt_keep(key, ((unsigned long long)bh * T + i) * T + j, dropout) ? keep_scale : 0.0f;
-                s[nt][e] = P * keep;                          // dropped P: dv += Pᵀ·dout
-                dp[nt][e] = P * (dp[nt][e] * keep - Ds[ii]);  // dS: dk += dSᵀ·q
+    for (int h = kvh * G; h < (kvh + 1) * G; h++) {
+        const long long head = (long long)b * T * C + (long long)h * HS, bh = (long long)b * NH + h;
+        for (int i0 = causal ? j0 : 0; i0 < T; i0 += TC_ROWS) {
+            __syncthreads();
+            tc_stage<HS, BF16>(qs, qts, q, head, i0, T, C);
+            tc_stage<HS, BF16>(dos, dots, dout, head, i0, T, C);
+            for (int r = threadIdx.x; r < TC_ROWS; r += blockDim.x) {
+                const int i = i0 + r;
+                Ls[r] = i < T ? lse[bh * T + i] : RT_INF;
+                Ds[r] = i < T ? D[bh * T + i] : 0.0f;
             }
-        tc_weights_times_staged<HS, BF16>(dva, s, dots, g, t);
-        tc_weights_times_staged<HS, BF16>(dka, dp, qts, g, t);
+            __syncthreads();
+            float s[8][4], dp[8][4];   // transposed tiles: rows are keys, columns queries
+            tc_rows_times_staged<HS, BF16>(s, ka, qs, g, t);
+            tc_rows_times_staged<HS, BF16>(dp, va, dos, g, t);
+            tc_probabilities<true>(s, ja, jb, i0 + 2 * t, Ls, i0, mask, bias, b, h, T, causal, scale);
+            for (int nt = 0; nt < 8; nt++)
+                for (int e = 0; e < 4; e++) {
+                    const int ii = nt * 8 + 2 * t + (e & 1), i = i0 + ii, j = e < 2 ? ja : jb;
+                    const float P = s[nt][e];
+                    float keep = 1.0f;
+                    if (dropout > 0.0f && P != 0.0f)
+                        keep = rt_keep(key, ((unsigned long long)bh * T + i) * T + j, dropout) ? keep_scale : 0.0f;
+                    s[nt][e] = P * keep;                          // dropped P: dv += Pᵀ·dout
+                    dp[nt][e] = P * (dp[nt][e] * keep - Ds[ii]);  // dS: dk += dSᵀ·q
+                }
+            tc_weights_times_staged<HS, BF16>(dva, s, dots, g, t);
+            tc_weights_times_staged<HS, BF16>(dka, dp, qts, g, t);
+        }
     }
-    tc_store<HS>(dk, dka, scale, scale, head, j0 + rw, T, C, g, t);
-    tc_store<HS>(dv, dva, 1.0f, 1.0f, head, j0 + rw, T, C, g, t);
+    tc_store<HS>(dk, dka, scale, scale, kvhead, j0 + rw, T, CK, g, t);
+    tc_store<HS>(dv, dva, 1.0f, 1.0f, kvhead, j0 + rw, T, CK, g, t);
 }
 
 // The launchable kernels: attention_tc_{forward,backward_query,backward_key}_{bf16,f16}_hs{32,64}.
 #define TC_KERNELS(SUFFIX, HS, BF16)                                                                                   \
     extern "C" __global__ void __launch_bounds__(128) attention_tc_forward_##SUFFIX(                                  \
         float *out, float *lse, const float *q, const float *k, const float *v, const int *mask, const float *bias,    \
-        int B, int T, int NH, float scale, float dropout, unsigned long long seed) {                                   \
-        tc_attention_forward<HS, BF16>(out, lse, q, k, v, mask, bias, B, T, NH, scale, dropout, seed);                 \
+        int B, int T, int NH, int NKV, int causal, float scale, float dropout, unsigned long long seed) {               \
+        tc_attention_forward<HS, BF16>(out, lse, q, k, v, mask, bias, B, T, NH, NKV, causal, scale, dropout, seed);    \
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(128) attention_tc_backward_query_##SUFFIX(                           \
         float *dq, float *dbias, float *D, const float *dout, const float *out, const float *lse, const float *q,      \
-        const float *k, const float *v, const int *mask, const float *bias, int B, int T, int NH, float scale,         \
-        float dropout, unsigned long long seed) {                                                                      \
-        tc_attention_backward_query<HS, BF16>(dq, dbias, D, dout, out, lse, q, k, v, mask, bias, B, T, NH, scale,      \
-                                              dropout, seed);                                                         \
+        const float *k, const float *v, const int *mask, const float *bias, int B, int T, int NH, int NKV,             \
+        int causal, float scale, float dropout, unsigned long long seed) {                                             \
+        tc_attention_backward_query<HS, BF16>(dq, dbias, D, dout, out, lse, q, k, v, mask, bias, B, T, NH, NKV,        \
+                                              causal, scale, dropout, seed);                                          \
     }                                                                                                                  \
     extern "C" __global__ void __launch_bounds__(128) attention_tc_backward_key_##SUFFIX(                             \
         float *dk, float *dv, const float *dout, const float *lse, const float *D, const float *q, const float *k,     \
-        const float *v, const int *mask, const float *bias, int B, int T, int NH, float scale, float dropout,          \
-        unsigned long long seed) {                                                                                     \
-        tc_attention_backward_key<HS, BF16>(dk, dv, dout, lse, D, q, k, v, mask, bias, B, T, NH, scale, dropout,       \
-                                            seed);                                                                     \
+        const float *v, const int *mask, const float *bias, int B, int T, int NH, int NKV, int causal, float scale,    \
+        float dropout, unsigned long long seed) {                                                                      \
+        tc_attention_backward_key<HS, BF16>(dk, dv, dout, lse, D, q, k, v, mask, bias, B, T, NH, NKV, causal, scale,   \
+                                            dropout, seed);                                                            \
     }
 
 TC_KERNELS(bf16_hs32, 32, true)

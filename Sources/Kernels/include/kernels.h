@@ -106,15 +106,18 @@ void rt_dropout(float *out, const float *x, int64_t n, float p, uint64_t seed, u
 // scores + bias[h] (mask, bias may be NULL); a row with no valid key is all zeros. lse[B,NH,T]
 // (may be NULL): the log-sum-exp of each row over its valid keys (+inf when it has none).
 void rt_masked_softmax_forward(float *probs, float *lse, const float *scores, const int32_t *mask, const float *bias,
-                               int B, int NH, int T);
+                               int B, int NH, int T, int causal);
 // scores[B,NH,T,T] += bias[h], then 0 at keys j with mask[b,j] = 0, in place (mask, bias may be NULL).
-void rt_masked_scores(float *scores, const int32_t *mask, const float *bias, int B, int NH, int T);
+// causal ≠ 0 (both): keys j > i are masked too.
+void rt_masked_scores(float *scores, const int32_t *mask, const float *bias, int B, int NH, int T, int causal);
 // dscores[rows,T] = probs ⊙ (dprobs − Σ_j probs·dprobs)
 void rt_masked_softmax_backward(float *dscores, const float *dprobs, const float *probs, int64_t rows, int T);
 
 // ------------------------------------------------------------------ fused attention (cpu/attention.c)
-// q, k, v, out: [B,T,NH·HS] (head h in columns h·HS…). mask: [B,T] key mask (1 keep, 0 pad) or NULL.
-// bias: [NH,T,T] additive (e.g. MPNet's relative position bias) or NULL.
+// q, out: [B,T,NH·HS] (head h in columns h·HS…); k, v: [B,T,NKV·HS], query head h reads key/value
+// head h/(NH/NKV) (grouped-query attention; NKV = NH: multi-head). mask: [B,T] key mask (1 keep,
+// 0 pad) or NULL. bias: [NH,T,T] additive (e.g. MPNet's relative position bias) or NULL.
+// causal ≠ 0: query i sees keys j ≤ i only.
 // out = softmax(scale·q·kᵀ + bias, keys masked)·v. lse[B,NH,T]: log-sum-exp per query row, saved
 // for backward (+inf where a row has no valid key; such rows output zeros).
 // scores (optional, [B,NH,T,T]): the pre-softmax scores scale·q·kᵀ + bias, 0 at masked keys
@@ -122,8 +125,8 @@ void rt_masked_softmax_backward(float *dscores, const float *dprobs, const float
 // dropout > 0 drops attention probabilities (training; inverted, mask from
 // rt_dropout_keep(seed, ((b·NH + h)·T + i)·T + j)); lse stays that of the undropped softmax.
 void rt_attention_forward(float *out, float *lse, float *scores, const float *q, const float *k, const float *v,
-                          const int32_t *mask, const float *bias, int B, int T, int NH, int HS, float scale,
-                          float dropout, uint64_t seed);
+                          const int32_t *mask, const float *bias, int B, int T, int NH, int NKV, int HS, int causal,
+                          float scale, float dropout, uint64_t seed);
 // TinyBERT's attention-score distillation target: another model's pre-softmax scores for the same
 // batch, mask and heads, scale·q·kᵀ + bias (0 at masked keys), from its q, k [B,T,NH·HS] and
 // bias [NH,T,T] (or NULL). weight scales the gradient a backward adds: weight·(S − S_target).
@@ -132,13 +135,13 @@ typedef struct {
     int HS;
     float scale, weight;
 } rt_score_target;
-// dq, dk, dv overwritten; dbias [NH,T,T] accumulates (may be NULL). dscores (optional,
+// dq, dk, dv overwritten (dk, dv [B,T,NKV·HS]); dbias [NH,T,T] accumulates (may be NULL). dscores (optional,
 // [B,NH,T,T]) is a gradient flowing into the pre-softmax scores from a distillation loss;
 // target (optional) adds target->weight·(S − S_target), recomputed tile by tile.
 void rt_attention_backward(float *dq, float *dk, float *dv, float *dbias, const float *dout, const float *dscores,
                            const rt_score_target *target, const float *out, const float *lse, const float *q,
                            const float *k, const float *v, const int32_t *mask, const float *bias, int B, int T,
-                           int NH, int HS, float scale, float dropout, uint64_t seed);
+                           int NH, int NKV, int HS, int causal, float scale, float dropout, uint64_t seed);
 // loss[0] = mean over [B,NH,T,T] of (S − S_target)², S = scale·q·kᵀ + bias (0 at masked keys),
 // tile by tile (cpu/attention_score_loss.c); target->weight is not used.
 void rt_attention_score_loss(float *loss, const float *q, const float *k, const int32_t *mask, const float *bias,
