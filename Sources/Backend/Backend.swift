@@ -80,8 +80,8 @@ public protocol BackendOps: AnyObject {
     func runRoPE(_ out: Tensor, _ x: Tensor, positions: Tensor, inverseFrequencies: Tensor, _ s: RoPEShape, backward: Bool)
     func runSwiGLUForward(_ out: Tensor, gate: Tensor, up: Tensor, count: Int)
     func runSwiGLUBackward(dGate: Tensor, dUp: Tensor, dOut: Tensor, gate: Tensor, up: Tensor, count: Int)
-    func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int)
-    func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int)
+    func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int, tanh: Bool)   // tanh: GPT-2's approximation
+    func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int, tanh: Bool)
     func runTanhForward(_ out: Tensor, _ x: Tensor, count: Int)
     func runTanhBackward(dx: Tensor, dOut: Tensor, out: Tensor, count: Int)          // from the output
     func runDropout(_ out: Tensor, _ x: Tensor, count: Int, p: Float, seed: UInt64)  // also its backward; p > 0

@@ -170,12 +170,12 @@ public final class CPUBackend: Backend {
         rt_swiglu_backward(f(dGate), f(dUp), f(dOut), f(gate), f(up), Int64(count))
     }
 
-    public func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int) {
-        rt_gelu_forward(f(out), f(x), Int64(count))
+    public func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int, tanh: Bool) {
+        rt_gelu_forward(f(out), f(x), Int64(count), tanh ? 1 : 0)
     }
 
-    public func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int) {
-        rt_gelu_backward(f(dx), f(dOut), f(x), Int64(count))
+    public func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int, tanh: Bool) {
+        rt_gelu_backward(f(dx), f(dOut), f(x), Int64(count), tanh ? 1 : 0)
     }
 
     public func runTanhForward(_ out: Tensor, _ x: Tensor, count: Int) {

@@ -290,12 +290,12 @@ public final class CUDABackend: Backend {
         launch(K.swigluBackward, elements: count, .tensor(dGate), .tensor(dUp), .tensor(dOut), .tensor(gate), .tensor(up), .int64(count))
     }
 
-    public func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int) {
-        launch(K.geluForward, elements: count, .tensor(out), .tensor(x), .int64(count))
+    public func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int, tanh: Bool) {
+        launch(K.geluForward, elements: count, .tensor(out), .tensor(x), .int64(count), .int32(tanh ? 1 : 0))
     }
 
-    public func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int) {
-        launch(K.geluBackward, elements: count, .tensor(dx), .tensor(dOut), .tensor(x), .int64(count))
+    public func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int, tanh: Bool) {
+        launch(K.geluBackward, elements: count, .tensor(dx), .tensor(dOut), .tensor(x), .int64(count), .int32(tanh ? 1 : 0))
     }
 
     public func runTanhForward(_ out: Tensor, _ x: Tensor, count: Int) {

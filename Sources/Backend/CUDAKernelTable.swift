@@ -57,8 +57,8 @@ enum CUDAKernelTable {
     static let embeddingBackwardSegments = CUDAKernel("embedding.cu", "embedding_backward_segments", [.floats, .floats, .floats,
         .floats, .ints, .int32, .int32, .int32, .int32, .int32])
     // gelu.cu
-    static let geluForward = CUDAKernel("gelu.cu", "gelu_forward", [.floats, .floats, .int64])
-    static let geluBackward = CUDAKernel("gelu.cu", "gelu_backward", [.floats, .floats, .floats, .int64])
+    static let geluForward = CUDAKernel("gelu.cu", "gelu_forward", [.floats, .floats, .int64, .int32])
+    static let geluBackward = CUDAKernel("gelu.cu", "gelu_backward", [.floats, .floats, .floats, .int64, .int32])
     // layernorm.cu
     static let layernormForward = CUDAKernel("layernorm.cu", "layernorm_forward", [.floats, .floats, .floats, .floats, .floats,
         .floats, .int32, .int32, .float])

@@ -176,14 +176,15 @@ public extension Backend {
         runSwiGLUBackward(dGate: dGate, dUp: dUp, dOut: dOut, gate: gate, up: up, count: count)
     }
 
-    func geluForward(_ out: Tensor, _ x: Tensor, count: Int) {
+    /// GELU, erf form (BERT) or `tanh`: GPT-2's approximation (HF "gelu_new").
+    func geluForward(_ out: Tensor, _ x: Tensor, count: Int, tanh: Bool = false) {
         elementwise(count, out, x, op: "geluForward")
-        runGeluForward(out, x, count: count)
+        runGeluForward(out, x, count: count, tanh: tanh)
     }
 
-    func geluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int) {
+    func geluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int, tanh: Bool = false) {
         elementwise(count, dx, dOut, x, op: "geluBackward")
-        runGeluBackward(dx: dx, dOut: dOut, x, count: count)
+        runGeluBackward(dx: dx, dOut: dOut, x, count: count, tanh: tanh)
     }
 
     func tanhForward(_ out: Tensor, _ x: Tensor, count: Int) {

@@ -47,6 +47,15 @@ public struct EmbeddingShape: Sendable, Equatable {
     }
 }
 
+extension EmbeddingShape {
+    /// The same lookup over `count` tokens.
+    public func tokens(_ count: Int) -> EmbeddingShape {
+        var s = self
+        s.tokens = count
+        return s
+    }
+}
+
 /// Multi-head attention: queries [B,T,NH·HS], keys and values [B,T,NKV·HS] — NKV = NH (the
 /// default) is multi-head attention, a divisor of NH grouped-query attention (query head h reads
 /// key/value head h/(NH/NKV); nothing is copied). `causal`: query i sees keys j ≤ i only. `scale`
@@ -192,7 +201,8 @@ public struct RoPEShape: Sendable {
 }
 
 /// Decoding: one query per sequence (B of them, NH heads of HS) against a KV cache
-/// [B, NKV, Tmax, HS]; NH a multiple of NKV (grouped-query attention), HS ≤ 256.
+/// [B, Tmax, NKV·HS] (position-major, so a prefill's k and v rows copy in unchanged); NH a
+/// multiple of NKV (grouped-query attention), HS ≤ 256.
 public struct DecodeShape: Sendable {
     public var batch, heads, keyValueHeads, headSize, capacity: Int   // B, NH, NKV, HS, Tmax
     public var scale: Float

@@ -169,16 +169,20 @@ public enum OpCases {
             backend.swigluBackward(dGate: dGate, dUp: dUp, dOut: dOut, gate: gate, up: up, count: n)
             return [("out", backend.floats(out)), ("dGate", backend.floats(dGate)), ("dUp", backend.floats(dUp))]
         },
-        OpCase(name: "gelu, tanh forward/backward", atol: 1e-6, rtol: 1e-5) { backend in
+        OpCase(name: "gelu (erf and tanh forms), tanh forward/backward", atol: 1e-6, rtol: 1e-5) { backend in
             var x = Inputs(backend, seed: 6)
             let n = 5000
             let input = try x.floats(n, -6, 6), dOut = try x.floats(n)
             let g = try x.zeros(n), dg = try x.zeros(n), t = try x.zeros(n), dt = try x.zeros(n)
+            let gt = try x.zeros(n), dgt = try x.zeros(n)
             backend.geluForward(g, input, count: n)
             backend.geluBackward(dx: dg, dOut: dOut, input, count: n)
+            backend.geluForward(gt, input, count: n, tanh: true)
+            backend.geluBackward(dx: dgt, dOut: dOut, input, count: n, tanh: true)
             backend.tanhForward(t, input, count: n)
             backend.tanhBackward(dx: dt, dOut: dOut, out: t, count: n)
-            return [("gelu", backend.floats(g)), ("dgelu", backend.floats(dg)), ("tanh", backend.floats(t)), ("dtanh", backend.floats(dt))]
+            return [("gelu", backend.floats(g)), ("dgelu", backend.floats(dg)), ("gelu tanh form", backend.floats(gt)),
+                    ("dgelu tanh form", backend.floats(dgt)), ("tanh", backend.floats(t)), ("dtanh", backend.floats(dt))]
         },
         OpCase(name: "dropout (the same mask on every backend)", atol: 0, rtol: 1e-6) { backend in
             var x = Inputs(backend, seed: 7)

@@ -109,16 +109,9 @@ public final class BertActivations {
         dPooled = try f(BT > 0 ? B * C : 0); dPoolerPre = try f(BT > 0 ? B * C : 0); dLogits = try f(Bt * classes); loss = try f(1)
     }
 
-    /// The saved x·Aᵀ [rows, rank] of each adapter, by its slot, allocated at its first use.
-    private var loraInputs: [Tensor?] = []
+    private let loraInputs = LoRAInputs()
     func loraInput(_ branch: LoRABranch?, rows: Int, backend: Backend) -> Tensor? {
-        guard let branch else { return nil }
-        if loraInputs.count <= branch.slot { loraInputs += Array(repeating: nil, count: branch.slot + 1 - loraInputs.count) }
-        let needed = maxBatch * maxLength * branch.rank
-        if loraInputs[branch.slot] == nil || loraInputs[branch.slot]!.count < needed {
-            do { loraInputs[branch.slot] = try backend.zeros(needed) } catch { fatalError("retort: the LoRA input buffer: \(error)") }
-        }
-        return loraInputs[branch.slot]!.slice(0, rows * branch.rank)
+        loraInputs.input(branch, rows: rows, maxRows: maxBatch * maxLength, backend: backend)
     }
 
     /// Puts a padded batch (row-major [B,T] ids, token types and mask; labels [B] or empty) in place.
@@ -139,9 +132,8 @@ public final class BertActivations {
         embeddingSegments = nil
         if forBackward ?? !inference {
             precondition(!inference, "an inference arena has no room for backward")
-            var s = embedding
-            s.tokens = B * T
-            embeddingSegments = EmbeddingSegments(ids: idValues, positions: positions, types: typeValues, s, into: segmentPlan, backend: backend)
+            embeddingSegments = EmbeddingSegments(ids: idValues, positions: positions, types: typeValues, embedding.tokens(B * T),
+                                                  into: segmentPlan, backend: backend)
         }
         if !labelValues.isEmpty {
             precondition(labelValues.count == B)

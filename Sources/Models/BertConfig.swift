@@ -27,11 +27,7 @@ public struct BertConfig: Sendable {
     private final class Box: @unchecked Sendable { let value: [String: Any]; init(_ v: [String: Any]) { value = v } }
 
     public init(path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError("\(path): cannot read the model config") }
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw CheckpointError("\(path): not a JSON object")
-        }
-        try self.init(object, source: path)
+        try self.init(try configObject(path), source: path)
     }
 
     public init(_ object: [String: Any], source: String = "config.json") throws {
@@ -133,4 +129,13 @@ extension BertConfig {
         EmbeddingShape(tokens: tokens, channels: hiddenSize, vocabulary: vocabSize, positions: maxPositions, tokenTypes: typeVocabSize,
                        wordPadding: padTokenId, positionPadding: family == .mpnet ? padTokenId : -1)
     }
+}
+
+/// A model's config.json as a JSON object.
+func configObject(_ path: String) throws -> [String: Any] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError("\(path): cannot read the model config") }
+    guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        throw CheckpointError("\(path): not a JSON object")
+    }
+    return object
 }

@@ -34,19 +34,16 @@ public final class BertModel {
         self.labels = labels
         self.backend = backend
         layout = Self.layout(config, labels: labels)
-        weights = try backend.zeros(layout.total)
-        try backend.keepHalfCopy(of: weights)
+        (weights, grads) = try layout.allocate(on: backend, inference: inference)
         trains = !inference
         gradientLayout = layout
-        grads = try backend.zeros(inference ? 0 : layout.total)
         parameters = makeParameters()
     }
 
     /// From now on exactly `names` do not train: the gradient buffer is remade (zeroed) for the
     /// others, and the typed views with it.
     func freeze(_ names: Set<String>) throws {
-        var gradients = ParameterLayout()
-        for e in layout.entries where !names.contains(e.name) { gradients.add(e.name, e.shape) }
+        let gradients = layout.excluding(names)
         if trains { grads = try backend.zeros(gradients.total) }
         gradientLayout = gradients
         frozen = names

@@ -39,10 +39,7 @@ extension BertModel {
     func makeParameters() -> BertParameters {
         let c = config, C = c.hiddenSize, FF = c.intermediateSize, eps = Float(c.layerNormEps)
         func parameter(_ name: String) -> Parameter {
-            guard let e = layout.entry(name) else { preconditionFailure("no parameter \(name)") }
-            let gradient = trains ? gradientLayout.entry(name) : nil   // nil: frozen (or inference)
-            return Parameter(name: name, weight: weights.slice(e.offset, e.count), grad: gradient.map { grads.slice($0.offset, $0.count) },
-                             decays: e.decays)
+            layout.parameter(name, weights: weights, grads: grads, gradients: trains ? gradientLayout : nil)
         }
         func linear(_ name: String, in inFeatures: Int, out outFeatures: Int) -> Linear {
             Linear(weight: parameter(name + ".weight"), bias: parameter(name + ".bias"), inFeatures: inFeatures, outFeatures: outFeatures)

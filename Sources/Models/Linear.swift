@@ -1,9 +1,8 @@
 // The shared building blocks of every model family: a dense layer with its optional LoRA
-// branch, and LayerNorm. Each holds typed views of its parameters (made once, when the model is
-// built or its adapters change) and knows its own forward and backward.
+// branch (here) and the norms (Norms.swift). Each holds typed views of its parameters (made
+// once, when the model is built or its adapters change) and knows its own forward and backward.
 //   Linear: y[N, Out] = x[N, In]·Wᵀ + b (W [Out, In], HF's nn.Linear), + scale·(drop(x)·Aᵀ)·Bᵀ
 //           with an adapter (A [R, In], B [Out, R], PEFT semantics).
-//   LayerNorm: y[N, C] = (x − mean)·rstd·weight + bias, mean and rstd [N] saved for backward.
 import Backend
 
 public struct Linear {
@@ -66,17 +65,17 @@ public struct LoRABranch {
     }
 }
 
-public struct LayerNorm {
-    public let weight, bias: Parameter   // [C]
-    public let eps: Float
+/// An arena's saved x·Aᵀ [rows, rank] of each adapter, by its slot, allocated at its first use.
+final class LoRAInputs {
+    private var buffers: [Tensor?] = []
 
-    public func forward(_ b: Backend, _ y: Tensor, mean: Tensor, rstd: Tensor, _ x: Tensor, rows: Int, channels: Int) {
-        b.layerNormForward(y, mean: mean, rstd: rstd, x, weight: weight.weight, bias: bias.weight, rows: rows, channels: channels, eps: eps)
-    }
-
-    /// dx from dy; the weight and bias gradients accumulate when they train (frozen ones have none).
-    public func backward(_ b: Backend, dx: Tensor, dy: Tensor, _ x: Tensor, mean: Tensor, rstd: Tensor, rows: Int, channels: Int) {
-        b.layerNormBackward(dx: dx, dWeight: weight.grad, dBias: bias.grad, dOut: dy, x, weight: weight.weight,
-                            mean: mean, rstd: rstd, rows: rows, channels: channels)
+    func input(_ branch: LoRABranch?, rows: Int, maxRows: Int, backend: Backend) -> Tensor? {
+        guard let branch else { return nil }
+        if buffers.count <= branch.slot { buffers += Array(repeating: nil, count: branch.slot + 1 - buffers.count) }
+        let needed = maxRows * branch.rank
+        if buffers[branch.slot] == nil || buffers[branch.slot]!.count < needed {
+            do { buffers[branch.slot] = try backend.zeros(needed) } catch { fatalError("retort: the LoRA input buffer: \(error)") }
+        }
+        return buffers[branch.slot]!.slice(0, rows * branch.rank)
     }
 }

@@ -9,8 +9,8 @@ public struct ParameterLayout: Sendable {
         public let shape: [Int]
         public let offset: Int
         public var count: Int { shape.reduce(1, *) }
-        /// Biases and LayerNorm weights get no weight decay (HF's convention).
-        public var decays: Bool { !(name.hasSuffix(".bias") || name.contains("LayerNorm")) }
+        /// Biases and norm weights (LayerNorm, RMSNorm; GPT-2's ln_*) get no weight decay (HF's convention).
+        public var decays: Bool { !(name.hasSuffix(".bias") || name.lowercased().contains("norm") || name.contains("ln_")) }
     }
 
     public private(set) var entries: [Entry] = []
@@ -27,6 +27,30 @@ public struct ParameterLayout: Sendable {
     }
 
     public func entry(_ name: String) -> Entry? { index[name].map { entries[$0] } }
+
+    /// This layout without `names`: the gradients of a model whose `names` are frozen.
+    public func excluding(_ names: Set<String>) -> ParameterLayout {
+        var kept = ParameterLayout()
+        for e in entries where !names.contains(e.name) { kept.add(e.name, e.shape) }
+        return kept
+    }
+
+    /// Parameter `name` of a model: its slice of `weights`, and of `grads` when the gradient
+    /// layout has it (`gradients` nil, or no entry: frozen or inference-only, no gradient).
+    func parameter(_ name: String, weights: Tensor, grads: Tensor, gradients: ParameterLayout?) -> Parameter {
+        guard let e = entry(name) else { preconditionFailure("no parameter \(name)") }
+        let gradient = gradients?.entry(name)
+        return Parameter(name: name, weight: weights.slice(e.offset, e.count), grad: gradient.map { grads.slice($0.offset, $0.count) },
+                         decays: e.decays)
+    }
+
+    /// A model's weight buffer (with the 16-bit copy a half-precision backend keeps) and gradient
+    /// buffer (empty for a model kept for inference), zeroed.
+    func allocate(on backend: Backend, inference: Bool) throws -> (weights: Tensor, grads: Tensor) {
+        let weights = try backend.zeros(total)
+        try backend.keepHalfCopy(of: weights)
+        return (weights, try backend.zeros(inference ? 0 : total))
+    }
 
     /// The slice of `buffer` that holds parameter `name`.
     public func view(_ buffer: Tensor, _ name: String) -> Tensor {

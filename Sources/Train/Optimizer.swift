@@ -21,13 +21,25 @@ public final class Optimizer {
 
     /// The model's trainable tensors and `extra` ones (a distillation projection); `idle` names
     /// tensors that get no gradient in this run and must not move (not even by weight decay).
-    public init(model: BertModel, extra: [TrainableTensor] = [], idle: Set<String> = []) throws {
-        parameters = (model.trainable + extra).filter { !idle.contains($0.name) }
-        backend = model.backend
+    public convenience init(model: BertModel, extra: [TrainableTensor] = [], idle: Set<String> = []) throws {
+        try self.init((model.trainable + extra).filter { !idle.contains($0.name) }, backend: model.backend,
+                      wholeGradient: model.lora == nil && extra.isEmpty && idle.isEmpty ? model.grads : nil)
+    }
+
+    /// A decoder's trainable tensors.
+    public convenience init(decoder: DecoderModel) throws {
+        try self.init(decoder.trainable, backend: decoder.backend, wholeGradient: decoder.grads)
+    }
+
+    /// `parameters` in order; `wholeGradient`: one buffer that is exactly their gradients (one
+    /// norm reduction), when there is one.
+    public init(_ parameters: [TrainableTensor], backend: Backend, wholeGradient: Tensor?) throws {
+        self.parameters = parameters
+        self.backend = backend
         offsets = parameters.reduce(into: [0]) { $0.append($0.last! + $1.weight.count) }
         m = try backend.zeros(offsets.last!)
         v = try backend.zeros(offsets.last!)
-        wholeGradient = model.lora == nil && extra.isEmpty && idle.isEmpty ? model.grads : nil
+        self.wholeGradient = wholeGradient
         runs = Self.runs(parameters, offsets: offsets)
         sums = try backend.zeros(wholeGradient == nil ? runs.count : 1)
     }

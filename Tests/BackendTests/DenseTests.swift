@@ -211,13 +211,14 @@ final class DenseTests: XCTestCase {
             let HS = s.headSize
             for b in 0..<s.batch {
                 for h in 0..<s.heads {
-                    let cache = ((b * s.keyValueHeads + h / 2) * s.capacity) * HS, query = (b * s.heads + h) * HS
+                    // cache [B, Tmax, NKV·HS]: position t of key/value head h/2 at cache + t·row
+                    let row = s.keyValueHeads * HS, cache = b * s.capacity * row + h / 2 * HS, query = (b * s.heads + h) * HS
                     let scores = (0..<Int(lengths[b])).map { t in
-                        (0..<HS).reduce(0.0) { $0 + Double(qv[query + $1]) * Double(kv[cache + t * HS + $1]) } / Double(HS).squareRoot()
+                        (0..<HS).reduce(0.0) { $0 + Double(qv[query + $1]) * Double(kv[cache + t * row + $1]) } / Double(HS).squareRoot()
                     }
                     let top = scores.max()!, weights = scores.map { exp($0 - top) }, total = weights.reduce(0, +)
                     for d in 0..<HS {
-                        expected[query + d] = zip(weights, 0..<weights.count).reduce(0.0) { $0 + $1.0 * Double(vv[cache + $1.1 * HS + d]) } / total
+                        expected[query + d] = zip(weights, 0..<weights.count).reduce(0.0) { $0 + $1.0 * Double(vv[cache + $1.1 * row + d]) } / total
                     }
                 }
             }
@@ -277,22 +278,30 @@ final class DenseTests: XCTestCase {
         }
     }
 
-    func testGeluForwardIsTheErfFormAndBackwardByFiniteDifferences() throws {
+    /// The erf form (BERT) and GPT-2's tanh form, each against its formula in double, and both
+    /// backwards by finite differences.
+    func testGeluForwardIsTheErfOrTanhFormAndBackwardByFiniteDifferences() throws {
         var rng = SeededRandom(7)
         for backend in try backends() {
-            let n = 1001
-            let xv = (0..<n).map { Float($0 - 500) / 50 }   // −10 … 10 in steps of 0.02
-            let x = try backend.upload(xv), out = try backend.zeros(n)
-            backend.geluForward(out, x, count: n)
-            let expected = xv.map { v -> Double in let d = Double(v); return 0.5 * d * (1 + erf(d / 2.0.squareRoot())) }
-            assertClose(backend.floats(out), expected, atol: 1e-7, rtol: 1e-5, "\(backend.kind) gelu forward")
+            for tanhForm in [false, true] {
+                let n = 1001
+                let xv = (0..<n).map { Float($0 - 500) / 50 }   // −10 … 10 in steps of 0.02
+                let x = try backend.upload(xv), out = try backend.zeros(n)
+                backend.geluForward(out, x, count: n, tanh: tanhForm)
+                let expected = xv.map { v -> Double in
+                    let d = Double(v)
+                    return tanhForm ? 0.5 * d * (1 + tanh((2 / Double.pi).squareRoot() * (d + 0.044715 * d * d * d)))
+                                    : 0.5 * d * (1 + erf(d / 2.0.squareRoot()))
+                }
+                assertClose(backend.floats(out), expected, atol: 1e-7, rtol: 1e-5, "\(backend.kind) gelu forward (tanh \(tanhForm))")
 
-            let small = rng.floats(97, -4, 4), w = rng.floats(97)
-            let xs = try backend.upload(small), ys = try backend.zeros(97), dx = try backend.zeros(97)
-            let loss = { () -> Double in backend.geluForward(ys, xs, count: 97); return dot(backend.floats(ys), w) }
-            backend.geluBackward(dx: dx, dOut: try backend.upload(w), xs, count: 97)
-            checkGradient("gelu dx", backend: backend, input: xs, values: small, analytic: backend.floats(dx),
-                          samples: 97, step: 1e-3, loss: loss)
+                let small = rng.floats(97, -4, 4), w = rng.floats(97)
+                let xs = try backend.upload(small), ys = try backend.zeros(97), dx = try backend.zeros(97)
+                let loss = { () -> Double in backend.geluForward(ys, xs, count: 97, tanh: tanhForm); return dot(backend.floats(ys), w) }
+                backend.geluBackward(dx: dx, dOut: try backend.upload(w), xs, count: 97, tanh: tanhForm)
+                checkGradient("gelu dx (tanh \(tanhForm))", backend: backend, input: xs, values: small, analytic: backend.floats(dx),
+                              samples: 97, step: 1e-3, loss: loss)
+            }
         }
     }
 

@@ -64,8 +64,10 @@ final class PrimitivesOnlyBackend: Backend {
     func runSwiGLUBackward(dGate: Tensor, dUp: Tensor, dOut: Tensor, gate: Tensor, up: Tensor, count: Int) {
         cpu.runSwiGLUBackward(dGate: dGate, dUp: dUp, dOut: dOut, gate: gate, up: up, count: count)
     }
-    func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int) { cpu.runGeluForward(out, x, count: count) }
-    func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int) { cpu.runGeluBackward(dx: dx, dOut: dOut, x, count: count) }
+    func runGeluForward(_ out: Tensor, _ x: Tensor, count: Int, tanh: Bool) { cpu.runGeluForward(out, x, count: count, tanh: tanh) }
+    func runGeluBackward(dx: Tensor, dOut: Tensor, _ x: Tensor, count: Int, tanh: Bool) {
+        cpu.runGeluBackward(dx: dx, dOut: dOut, x, count: count, tanh: tanh)
+    }
     func runTanhForward(_ out: Tensor, _ x: Tensor, count: Int) { cpu.runTanhForward(out, x, count: count) }
     func runTanhBackward(dx: Tensor, dOut: Tensor, out: Tensor, count: Int) { cpu.runTanhBackward(dx: dx, dOut: dOut, out: out, count: count) }
     func runDropout(_ out: Tensor, _ x: Tensor, count: Int, p: Float, seed: UInt64) { cpu.runDropout(out, x, count: count, p: p, seed: seed) }

@@ -1,5 +1,5 @@
 // Attention of one new query per sequence against a KV cache (decoding), with grouped-query heads:
-//   q, out: [B, NH·HS]; k_cache, v_cache: [B, NKV, Tmax, HS]; lengths: [B] int32 (1 ≤ length ≤ Tmax);
+//   q, out: [B, NH·HS]; k_cache, v_cache: [B, Tmax, NKV·HS]; lengths: [B] int32 (1 ≤ length ≤ Tmax);
 //   query head h reads key/value head h / (NH / NKV).
 //   out = softmax(scale·q·kᵀ over the first `length` keys)·V with an online softmax.
 // One warp per (b, h) (launch ≥ B·NH·32 threads, blockDim a multiple of 32); each lane owns head
@@ -17,8 +17,9 @@ extern "C" __global__ void decode_attention(float *out, const float *q, const fl
     const long long batch = bh / NH;
     const int h = (int)(bh % NH), kv = h / (NH / NKV), length = lengths[batch];
     const float *qh = q + bh * HS;
-    const float *k = k_cache + (batch * NKV + kv) * (long long)Tmax * HS;
-    const float *v = v_cache + (batch * NKV + kv) * (long long)Tmax * HS;
+    const long long row = (long long)NKV * HS;   // between consecutive positions
+    const float *k = k_cache + batch * Tmax * row + (long long)kv * HS;
+    const float *v = v_cache + batch * Tmax * row + (long long)kv * HS;
     float mine[DECODE_MAX_DIMS_PER_LANE], acc[DECODE_MAX_DIMS_PER_LANE];
     for (int j = 0; j < DECODE_MAX_DIMS_PER_LANE; j++) {
         const int d = lane + 32 * j;
@@ -30,14 +31,14 @@ extern "C" __global__ void decode_attention(float *out, const float *q, const fl
         float partial = 0.0f;
         for (int j = 0; j < DECODE_MAX_DIMS_PER_LANE; j++) {
             const int d = lane + 32 * j;
-            if (d < HS) partial += mine[j] * k[(long long)t * HS + d];
+            if (d < HS) partial += mine[j] * k[t * row + d];
         }
         const float s = warp_sum(partial) * scale;
         const float m = fmaxf(running_max, s), correction = expf(running_max - m), p = expf(s - m);
         sum = sum * correction + p;
         for (int j = 0; j < DECODE_MAX_DIMS_PER_LANE; j++) {
             const int d = lane + 32 * j;
-            if (d < HS) acc[j] = acc[j] * correction + p * v[(long long)t * HS + d];
+            if (d < HS) acc[j] = acc[j] * correction + p * v[t * row + d];
         }
         running_max = m;
     }

@@ -76,7 +76,7 @@ void rt_rmsnorm_backward(float *dx, float *dweight, const float *dout, const flo
                          const float *rstd, int64_t N, int C);
 
 // ------------------------------------------------------------------ decoding attention (cpu/decode_attention.c)
-// One query per sequence against a KV cache [B, NKV, Tmax, HS], the first lengths[b] keys, GQA heads.
+// One query per sequence against a KV cache [B, Tmax, NKV·HS], the first lengths[b] keys, GQA heads.
 void rt_decode_attention(float *out, const float *q, const float *k_cache, const float *v_cache, const int32_t *lengths,
                          int B, int NH, int NKV, int HS, int Tmax, float scale);
 
@@ -89,9 +89,10 @@ void rt_rope(float *out, const float *x, const int32_t *positions, const float *
 void rt_swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
 void rt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n);
 
-// ------------------------------------------------------------------ GELU, erf form (cpu/gelu.c)
-void rt_gelu_forward(float *out, const float *x, int64_t n);
-void rt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n);
+// ------------------------------------------------------------------ GELU (cpu/gelu.c)
+// erf form (BERT), or tanh_form ≠ 0: GPT-2's tanh approximation ("gelu_new").
+void rt_gelu_forward(float *out, const float *x, int64_t n, int tanh_form);
+void rt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n, int tanh_form);
 
 // ------------------------------------------------------------------ tanh (cpu/tanh.c)
 void rt_tanh_forward(float *out, const float *x, int64_t n);
