@@ -210,14 +210,17 @@ public final class ByteLevelBPE: @unchecked Sendable {
     // MARK: decoding
 
     /// The text of `ids` (special tokens as their text; invalid UTF-8 → U+FFFD).
-    public func decode(_ ids: [Int32]) -> String {
-        var bytes: [UInt8] = []
-        for id in ids where id >= 0 && Int(id) < tokens.count {
-            for scalar in tokens[Int(id)].unicodeScalars {
-                if let b = Self.scalarBytes[scalar.value] { bytes.append(b) } else { bytes += Array(String(scalar).utf8) }
-            }
+    public func decode(_ ids: [Int32]) -> String { String(decoding: ids.flatMap(bytes), as: UTF8.self) }
+
+    /// The bytes token `id` stands for (a special token's text as UTF-8; none for an unknown id).
+    /// A character may span tokens: streams join bytes before decoding them.
+    public func bytes(_ id: Int32) -> [UInt8] {
+        guard id >= 0 && Int(id) < tokens.count else { return [] }
+        var out: [UInt8] = []
+        for scalar in tokens[Int(id)].unicodeScalars {
+            if let b = Self.scalarBytes[scalar.value] { out.append(b) } else { out += Array(String(scalar).utf8) }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return out
     }
 }
 

@@ -102,10 +102,10 @@ extension DecoderModel {
                 continue
             }
             let tensor = try gguf.tensor(key)
-            // GGUF lists dimensions fastest first: [in, out] is transformers' [out, in]; GPT-2's
-            // Conv1D tensors were transposed by the converter, so they read as [out, in] too.
-            guard tensor.count == entry.count, tensor.shape.reversed() == entry.shape || (entry.shape.count == 1 && tensor.shape == entry.shape) else {
-                throw CheckpointError("\(name): tensor \(key) is \(tensor.shape.reversed()) but the metadata implies \(entry.shape)")
+            // GGUFFile gives shapes outermost first, transformers' order ([out, in]); GPT-2's Conv1D
+            // tensors were transposed by the converter, so they read as [out, in] too.
+            guard tensor.shape == entry.shape else {
+                throw CheckpointError("\(name): tensor \(key) is \(tensor.shape) but the metadata implies \(entry.shape)")
             }
             var values = try gguf.floats(key)
             if config.family == .llama, key.hasSuffix("attn_q.weight") || key.hasSuffix("attn_k.weight") {

@@ -28,7 +28,8 @@ public struct DecoderLayer {
         var rows: Int { batch * length }
     }
 
-    func forward(_ b: Backend, _ a: DecoderActivations, x: Tensor, out: Tensor, _ p: Pass, training: Bool, seed: UInt64) {
+    func forward(_ b: Backend, _ a: DecoderActivations, x: Tensor, out: Tensor, _ p: Pass, training: Bool, seed: UInt64,
+                 cache: KVCache? = nil) {
         let (BT, C, FF) = (p.rows, up.inFeatures, up.outFeatures), (QC, KC) = (query.outFeatures, key.outFeatures)
         let L = a.layers[index]
         func linear(_ layer: Linear, _ y: Tensor, _ input: Tensor) {
@@ -44,6 +45,13 @@ public struct DecoderLayer {
             b.rope(q, q, positions: p.positions, inverseFrequencies: inv, RoPEShape(tokens: BT, heads: p.attention.heads, headSize: HS))
             b.rope(k, k, positions: p.positions, inverseFrequencies: inv,
                    RoPEShape(tokens: BT, heads: p.attention.keyValueHeads, headSize: HS))
+        }
+        if let cache {   // a prefill: each sequence's rows, positions 0…T−1
+            let T = p.length
+            for s in 0..<p.batch {
+                b.copy(cache.keys[index].slice(s * cache.capacity * KC, T * KC), k.slice(s * T * KC, T * KC))
+                b.copy(cache.values[index].slice(s * cache.capacity * KC, T * KC), v.slice(s * T * KC, T * KC))
+            }
         }
         let context = L.context.slice(0, BT * QC)
         b.attentionForward(context, lse: L.lse.slice(0, p.attention.rows), scores: nil, q: q, k: k, v: v, mask: p.mask, bias: nil,

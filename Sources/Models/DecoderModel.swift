@@ -123,8 +123,9 @@ public final class DecoderModel {
 
     /// The final hidden states [B·T, C] (after the last norm) of the batch in `a`. With
     /// `training`, LoRA dropout masks come from `seed` (the decoders themselves have no dropout).
+    /// `cache`: each layer's keys and values are copied into it (a prompt's prefill).
     @discardableResult
-    public func forward(_ a: DecoderActivations, training: Bool = false, seed: UInt64 = 0) -> Tensor {
+    public func forward(_ a: DecoderActivations, training: Bool = false, seed: UInt64 = 0, cache: KVCache? = nil) -> Tensor {
         let c = config, b = backend, P = parameters!
         let (BT, C) = (a.batch * a.length, c.hiddenSize)
         b.embeddingForward(a.hidden[0].slice(0, BT * C), ids: a.ids.slice(0, BT), positions: a.positions.slice(0, BT), types: nil,
@@ -133,7 +134,7 @@ public final class DecoderModel {
         let pass = self.pass(a, training: training, seed: seed)
         for layer in P.layers {
             layer.forward(b, a, x: a.hidden[layer.index].slice(0, BT * C), out: a.hidden[layer.index + 1].slice(0, BT * C), pass,
-                          training: training, seed: seed)
+                          training: training, seed: seed, cache: cache)
         }
         P.finalNorm.forward(b, a.final.slice(0, BT * C), mean: a.finalMean.slice(0, BT), rstd: a.finalRstd.slice(0, BT),
                             a.hidden[c.layers].slice(0, BT * C), rows: BT, channels: C)

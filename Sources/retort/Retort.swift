@@ -11,7 +11,7 @@ struct Retort: ParsableCommand {
         commandName: "retort",
         abstract: "Fine-tune and distil transformer text classifiers on Retort's own CPU/CUDA backend.",
         version: "0.1.0",
-        subcommands: [DevicesCommand.self, TokenizeCommand.self, FinetuneCommand.self, DistillCommand.self, EvalCommand.self,
+        subcommands: [DevicesCommand.self, TokenizeCommand.self, GenerateCommand.self, FinetuneCommand.self, DistillCommand.self, EvalCommand.self,
                       PredictCommand.self, CompareCommand.self])
 }
 

@@ -117,4 +117,26 @@ final class DecoderParityTests: XCTestCase {
             XCTAssertEqual(again.backend.floats(again.lastTokenLogits(a)), before, "\(name): the reloaded model computes the same")
         }
     }
+
+    func testBadInputIsRefusedInOneLine() throws {
+        let (model, _, _) = try tiny("llama")
+        let long = GenerationRequest(prompt: Array(repeating: 5, count: model.config.maxPositions + 6), maxNewTokens: 4)
+        XCTAssertThrowsError(try model.generate([long], sampling: SamplingOptions(), endTokens: [])) { error in
+            XCTAssertEqual("\(error)", "the prompt has 70 tokens; the model's context is 64")
+        }
+        let noArchitecture = golden.appendingPathComponent("gguf/types.gguf").path
+        XCTAssertThrowsError(try DecoderModel.load(noArchitecture, backend: model.backend)) { error in
+            XCTAssertTrue("\(error)".hasSuffix("types.gguf: llama.embedding_length is missing or not a positive integer"), "\(error)")
+        }
+        var config = try configObject(golden.appendingPathComponent("tiny-llama/config.json").path)
+        config["model_type"] = "falcon"
+        XCTAssertThrowsError(try DecoderConfig(config)) { error in
+            XCTAssertTrue("\(error)".contains("model_type \"falcon\" is not a decoder Retort implements"), "\(error)")
+        }
+        config["model_type"] = "llama"
+        config["rope_parameters"] = ["rope_type": "yarn", "factor": 2.0, "rope_theta": 10000.0]
+        XCTAssertThrowsError(try DecoderConfig(config)) { error in
+            XCTAssertTrue("\(error)".contains("rope_scaling type \"yarn\" is not supported"), "\(error)")
+        }
+    }
 }

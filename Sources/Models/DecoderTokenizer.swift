@@ -1,0 +1,69 @@
+// What generation needs beside the weights: the tokenizer (the one a GGUF embeds, or a folder's
+// vocab.json + merges.txt), the end-of-sequence tokens (config, generation_config.json, GGUF) and
+// the chat template. Chat templates are Jinja programs; Retort renders the ChatML family
+// (<|im_start|>role\ncontent<|im_end|>\n, SmolLM2, Qwen2) — including a template's default
+// system message — and refuses others in one line rather than guessing.
+import Foundation
+
+public struct ChatTemplate: Sendable, Equatable {
+    /// The system message the template adds when the conversation has none (nil: none).
+    public let defaultSystem: String?
+
+    /// The ChatML template in `source`, or nil when it is another kind.
+    public init?(jinja source: String) {
+        guard source.contains("<|im_start|>"), source.contains("<|im_end|>"), source.contains("message['role']") || source.contains("message.role")
+        else { return nil }
+        let start = "'<|im_start|>system\n"
+        if source.contains("messages[0]['role'] != 'system'"), let open = source.range(of: start),
+           let close = source.range(of: "<|im_end|>", range: open.upperBound..<source.endIndex) {
+            defaultSystem = String(source[open.upperBound..<close.lowerBound])
+        } else {
+            defaultSystem = nil
+        }
+    }
+
+    /// One user message (after `system`, or the template's default) and the assistant's turn opened.
+    public func render(user: String, system: String? = nil) -> String {
+        var text = ""
+        if let system = system ?? defaultSystem { text += "<|im_start|>system\n\(system)<|im_end|>\n" }
+        return text + "<|im_start|>user\n\(user)<|im_end|>\n<|im_start|>assistant\n"
+    }
+}
+
+public struct DecoderTokenizer {
+    public let bpe: ByteLevelBPE
+    public let endTokens: Set<Int32>
+    /// The model's chat template source (nil: it has none).
+    public let chatTemplateSource: String?
+
+    /// The tokenizer of the model at `path` (a .gguf file or an HF folder) and its end tokens.
+    public init(model path: String, config: DecoderConfig) throws {
+        var ends = Set(config.eosTokenIds.map { Int32($0) })
+        if path.hasSuffix(".gguf") {
+            let gguf = try GGUFFile(path: path)
+            bpe = try ByteLevelBPE(gguf: gguf)
+            chatTemplateSource = try gguf.string("tokenizer.chat_template")
+        } else {
+            guard FileManager.default.fileExists(atPath: path + "/vocab.json") else {
+                throw CheckpointError("\(path): no vocab.json and merges.txt (Retort reads byte-level BPE tokenizers from those, or from a .gguf)")
+            }
+            bpe = try ByteLevelBPE(folder: path)
+            let tokenizerConfig = (try? configObject(path + "/tokenizer_config.json")) ?? [:]
+            chatTemplateSource = tokenizerConfig["chat_template"] as? String
+            if let generation = try? configObject(path + "/generation_config.json") {
+                if let n = generation["eos_token_id"] as? NSNumber { ends.insert(Int32(n.intValue)) }
+                for n in generation["eos_token_id"] as? [NSNumber] ?? [] { ends.insert(Int32(n.intValue)) }
+            }
+        }
+        endTokens = ends
+    }
+
+    /// The chat template, or a one-line error naming what the model has.
+    public func chatTemplate(model: String) throws -> ChatTemplate {
+        guard let source = chatTemplateSource else { throw CheckpointError("\(model): the model has no chat template; drop --chat") }
+        guard let template = ChatTemplate(jinja: source) else {
+            throw CheckpointError("\(model): its chat template is not ChatML (<|im_start|>…), the family Retort renders; drop --chat and format the prompt yourself")
+        }
+        return template
+    }
+}

@@ -1,0 +1,147 @@
+// Generating text: prompts in, tokens out, one step for every sequence at a time, each sequence
+// stopping at an end-of-sequence token, a stop string, its token budget or the context length.
+// Greedy decoding takes the argmax (the first on ties, as torch.argmax); sampling applies the
+// temperature, keeps the top-k, then the smallest set whose probability reaches top-p, and draws
+// from a seeded generator, so a seed reproduces a run.
+import Backend
+import Foundation
+
+public struct SamplingOptions: Sendable {
+    /// 0: greedy.
+    public var temperature: Double = 0
+    /// 0: no top-k.
+    public var topK = 0
+    /// 1: no top-p.
+    public var topP: Double = 1
+    public var seed: UInt64 = 0
+    public init(temperature: Double = 0, topK: Int = 0, topP: Double = 1, seed: UInt64 = 0) {
+        self.temperature = temperature; self.topK = topK; self.topP = topP; self.seed = seed
+    }
+}
+
+/// A seeded xorshift-style generator (splitmix64): the same seed, the same draws on every machine.
+struct SplitMix64 {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}
+
+struct Sampler {
+    let options: SamplingOptions
+    var random: SplitMix64
+
+    init(_ options: SamplingOptions) {
+        self.options = options
+        random = SplitMix64(state: options.seed)
+    }
+
+    /// The next token from one row of logits.
+    mutating func next(_ logits: ArraySlice<Float>) -> Int32 {
+        let base = logits.startIndex
+        guard options.temperature > 0 else {
+            var best = base
+            for i in logits.indices where logits[i] > logits[best] { best = i }
+            return Int32(best - base)
+        }
+        var order = logits.indices.map { $0 - base }
+        order.sort { logits[base + $0] > logits[base + $1] || (logits[base + $0] == logits[base + $1] && $0 < $1) }
+        if options.topK > 0 { order = Array(order.prefix(options.topK)) }
+        let top = Double(logits[base + order[0]])
+        var weights = order.map { exp((Double(logits[base + $0]) - top) / options.temperature) }
+        let total = weights.reduce(0, +)
+        if options.topP < 1 {   // the smallest prefix whose probability reaches top-p (at least one token)
+            var kept = 0, mass = 0.0
+            while kept < weights.count && (kept == 0 || mass < options.topP * total) { mass += weights[kept]; kept += 1 }
+            order = Array(order.prefix(kept))
+            weights = Array(weights.prefix(kept))
+        }
+        let draw = random.uniform() * weights.reduce(0, +)
+        var running = 0.0
+        for (token, w) in zip(order, weights) {
+            running += w
+            if draw < running { return Int32(token) }
+        }
+        return Int32(order.last!)
+    }
+}
+
+public struct GenerationRequest: Sendable {
+    public var prompt: [Int32]
+    public var maxNewTokens: Int
+    public init(prompt: [Int32], maxNewTokens: Int) { self.prompt = prompt; self.maxNewTokens = maxNewTokens }
+}
+
+public struct GenerationResult: Sendable {
+    public var tokens: [Int32]
+    /// "eos", "stop" (a stop string), "length" (the token budget) or "context" (the model's context is full).
+    public var finish: String
+}
+
+extension DecoderModel {
+    /// Generates a continuation for every request (one batch: prompts right-padded, a step per
+    /// token for all sequences still running). `onToken(sequence, token)` is called as each token
+    /// is chosen; `stopped(sequence, tokens so far)` may end a sequence (a stop string).
+    public func generate(_ requests: [GenerationRequest], sampling: SamplingOptions, endTokens: Set<Int32>,
+                         onToken: (Int, Int32) -> Void = { _, _ in },
+                         stopped: (Int, [Int32]) -> Bool = { _, _ in false }) throws -> [GenerationResult] {
+        let B = requests.count, T = requests.map(\.prompt.count).max() ?? 0
+        precondition(B > 0 && requests.allSatisfy { !$0.prompt.isEmpty }, "generate: every prompt needs a token")
+        let capacity = min(config.maxPositions, T + (requests.map(\.maxNewTokens).max() ?? 0))
+        guard T < config.maxPositions || requests.allSatisfy({ $0.maxNewTokens == 0 }) else {
+            throw CheckpointError("the prompt has \(T) tokens; the model's context is \(config.maxPositions)")
+        }
+        let a = try DecoderActivations(config: config, maxBatch: B, maxLength: T, backend: backend, inference: true, headRows: B)
+        var ids = [Int32](repeating: 0, count: B * T), mask = [Int32](repeating: 0, count: B * T)
+        for (s, r) in requests.enumerated() {
+            for (t, id) in r.prompt.enumerated() { ids[s * T + t] = id; mask[s * T + t] = 1 }
+        }
+        a.load(ids: ids, mask: mask, batch: B, length: T, backend: backend, forBackward: false)
+        let cache = try KVCache(config: config, batch: B, capacity: max(capacity, T), backend: backend)
+        let buffers = try DecodeBuffers(config: config, batch: B, backend: backend)
+        let logits = try backend.zeros(B * config.vocabSize)
+        var rows = prefill(a, cache: cache)
+        var samplers = (0..<B).map { s -> Sampler in
+            var o = sampling
+            o.seed = sampling.seed &+ UInt64(s) &* 0x9E37_79B9
+            return Sampler(o)
+        }
+        var results = requests.map { _ in GenerationResult(tokens: [], finish: "length") }
+        var running = requests.map { $0.maxNewTokens > 0 }
+        let V = config.vocabSize
+        while running.contains(true) {
+            var next = [Int32](repeating: 0, count: B)
+            for s in 0..<B where running[s] {
+                let token = samplers[s].next(rows[(s * V)..<((s + 1) * V)])
+                next[s] = token
+                if endTokens.contains(token) {
+                    running[s] = false
+                    results[s].finish = "eos"
+                    continue
+                }
+                results[s].tokens.append(token)
+                onToken(s, token)
+                if stopped(s, results[s].tokens) {
+                    running[s] = false
+                    results[s].finish = "stop"
+                } else if results[s].tokens.count >= requests[s].maxNewTokens {
+                    running[s] = false
+                } else if cache.lengths[s] >= cache.capacity {
+                    running[s] = false
+                    results[s].finish = cache.capacity >= config.maxPositions ? "context" : "length"
+                }
+            }
+            guard running.contains(true) else { break }
+            // Finished sequences step too (their rows are ignored), so the batch stays one call.
+            for s in 0..<B where cache.lengths[s] >= cache.capacity { cache.lengths[s] = cache.capacity - 1 }
+            rows = step(next, cache: cache, buffers: buffers, logits: logits)
+        }
+        return results
+    }
+}

@@ -1,0 +1,180 @@
+// retort generate: text from a decoder (GPT-2, Llama family), streamed, or a file of prompts to JSONL.
+import ArgumentParser
+import Backend
+import Foundation
+import Models
+import Train
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate text with a decoder (GPT-2, SmolLM2/Llama/Qwen2): a prompt streamed to stdout, or a file of prompts to JSONL.",
+        discussion: """
+            The prompt runs through the model once (prefill), then one token at a time against a KV \
+            cache. Greedy by default (the tokens transformers' greedy search picks); --temperature \
+            above 0 samples (then --top-k and --top-p), reproducibly by --seed. Stops at the model's \
+            end token, a --stop string, --max-new-tokens or the context length. Speed goes to stderr.
+
+            Examples:
+              retort generate --model ~/.cache/retort/assets/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf \\
+                  --chat --prompt "What is the boiling point of water?"
+              retort generate --model M.gguf --input prompts.txt --output completions.jsonl --max-new-tokens 40
+            Input files: .jsonl with a "prompt" field per line, or any text file with one prompt per line.
+            """)
+
+    @Option(name: .long, help: "A .gguf file or an HF folder (config.json, model.safetensors, vocab.json + merges.txt).") var model: String
+    @Option(name: .long, help: "The prompt (or use --input).") var prompt: String?
+    @Option(name: .long, help: "Prompts: .jsonl with a \"prompt\" field, or one prompt per line. Output is JSONL.") var input: String?
+    @Option(name: .long, help: "With --input: write the JSONL here (default: standard output).") var output: String?
+    @Flag(name: .long, help: "Wrap each prompt in the model's chat template as a user message.") var chat = false
+    @Option(name: .long, help: "With --chat: the system message (default: the template's own, if any).") var system: String?
+    @Option(name: .long, help: "Tokens to generate at most.") var maxNewTokens = 128
+    @Option(name: .long, help: "0 for greedy decoding; above 0 samples at this temperature.") var temperature: Double = 0
+    @Option(name: .long, help: "Sample from the k most likely tokens only (0: all).") var topK = 0
+    @Option(name: .long, help: "Sample from the smallest set of tokens whose probability reaches p.") var topP: Double = 1
+    @Option(name: .long, help: "Sampling seed.") var seed: UInt64 = 0
+    @Option(name: .long, help: "Stop when the text contains this string (repeatable; the string is not printed).") var stop: [String] = []
+    @Option(name: .long, help: "With --input: prompts generated together.") var batchSize = 8
+    @OptionGroup var device: DeviceOptions
+
+    func validate() throws {
+        guard (prompt == nil) != (input == nil) else { throw ValidationError("give --prompt or --input (one of them)") }
+        if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
+        if temperature < 0 { throw ValidationError("--temperature must be 0 (greedy) or positive") }
+        if topK < 0 { throw ValidationError("--top-k must be 0 (off) or positive") }
+        if !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if stop.contains("") { throw ValidationError("--stop needs a non-empty string") }
+        if output != nil && input == nil { throw ValidationError("--output goes with --input") }
+    }
+
+    func run() throws {
+        try withFlags { try generate() }
+    }
+
+    func generate() throws {
+        let path = expand(model)
+        let backend = try device.backend()
+        let started = Date()
+        let decoder = try DecoderModel.load(path, backend: backend, inference: true)
+        guard decoder.labels == 0 else { throw UserError(description: "\(model): a classifier, not a language model") }
+        let tokenizer = try DecoderTokenizer(model: path, config: decoder.config)
+        let template = chat ? try tokenizer.chatTemplate(model: model) : nil
+        printError(String(format: "retort: %@ (%@, %d layers, %.0f M parameters) loaded in %.1f s", (path as NSString).lastPathComponent,
+                          decoder.config.modelType, decoder.config.layers, Double(decoder.layout.total) / 1e6, Date().timeIntervalSince(started)))
+        let sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
+        func encode(_ text: String) throws -> [Int32] {
+            let ids = tokenizer.bpe.encode(template?.render(user: text, system: system) ?? text)
+            guard !ids.isEmpty else { throw UserError(description: "the prompt is empty: give some text") }
+            guard ids.count < decoder.config.maxPositions else {
+                throw UserError(description: "the prompt has \(ids.count) tokens; \(model)'s context is \(decoder.config.maxPositions): shorten it")
+            }
+            return ids
+        }
+        if let prompt {
+            try stream(decoder, tokenizer, ids: try encode(prompt), sampling: sampling)
+        } else if let input {
+            let prompts = try readPrompts(expand(input))
+            try batch(decoder, tokenizer, prompts: prompts, ids: try prompts.map(encode), sampling: sampling)
+        }
+    }
+
+    /// One prompt, its continuation printed as it comes (holding back what may start a stop string).
+    func stream(_ decoder: DecoderModel, _ tokenizer: DecoderTokenizer, ids: [Int32], sampling: SamplingOptions) throws {
+        var bytes: [UInt8] = [], printed = 0, firstToken: Date?
+        let holdBack = max(0, (stop.map(\.utf8.count).max() ?? 0) - 1), started = Date()
+        func flush(upTo end: Int) {
+            guard end > printed else { return }
+            FileHandle.standardOutput.write(Data(bytes[printed..<end]))
+            printed = end
+        }
+        let result = try decoder.generate([GenerationRequest(prompt: ids, maxNewTokens: maxNewTokens)], sampling: sampling,
+                                          endTokens: tokenizer.endTokens, onToken: { _, token in
+            if firstToken == nil { firstToken = Date() }
+            bytes += tokenizer.bpe.bytes(token)
+            flush(upTo: completeUTF8(bytes, limit: bytes.count - holdBack))
+        }, stopped: { _, _ in
+            guard let (at, _) = firstStop(bytes) else { return false }
+            bytes.removeSubrange(at...)
+            return true
+        })[0]
+        flush(upTo: bytes.count)
+        FileHandle.standardOutput.write(Data("\n".utf8))
+        let end = Date(), prefill = (firstToken ?? end).timeIntervalSince(started), decode = end.timeIntervalSince(firstToken ?? end)
+        printError(String(format: "retort: prompt %d tokens in %.2f s (%.1f tokens/s); %d new tokens in %.2f s (%.1f tokens/s); stopped: %@",
+                          ids.count, prefill, Double(ids.count) / max(prefill, 1e-9), result.tokens.count, decode,
+                          Double(max(result.tokens.count - 1, 0)) / max(decode, 1e-9), result.finish))
+    }
+
+    /// Prompts from a file, `batchSize` at a time, one JSON object per prompt.
+    func batch(_ decoder: DecoderModel, _ tokenizer: DecoderTokenizer, prompts: [String], ids: [[Int32]], sampling: SamplingOptions) throws {
+        var lines: [String] = [], generated = 0
+        let started = Date()
+        for first in stride(from: 0, to: prompts.count, by: batchSize) {
+            let range = first..<min(first + batchSize, prompts.count)
+            var texts = [[UInt8]](repeating: [], count: range.count)
+            let results = try decoder.generate(range.map { GenerationRequest(prompt: ids[$0], maxNewTokens: maxNewTokens) }, sampling: sampling,
+                                               endTokens: tokenizer.endTokens, onToken: { s, token in texts[s] += tokenizer.bpe.bytes(token) },
+                                               stopped: { s, _ in
+                guard let (at, _) = firstStop(texts[s]) else { return false }
+                texts[s].removeSubrange(at...)
+                return true
+            })
+            for (s, i) in range.enumerated() {
+                let object: [String: Any] = ["prompt": prompts[i], "completion": String(decoding: texts[s], as: UTF8.self),
+                                             "tokens": results[s].tokens.count, "finish": results[s].finish]
+                lines.append(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
+                                    as: UTF8.self))
+                generated += results[s].tokens.count
+            }
+            printError("retort: \(range.upperBound)/\(prompts.count) prompts")
+        }
+        let text = lines.joined(separator: "\n") + "\n"
+        if let output { try writeAtomically(Data(text.utf8), to: expand(output)) } else { FileHandle.standardOutput.write(Data(text.utf8)) }
+        let seconds = Date().timeIntervalSince(started)
+        printError(String(format: "retort: %d prompts, %d new tokens in %.1f s (%.1f tokens/s)", prompts.count, generated, seconds,
+                          Double(generated) / max(seconds, 1e-9)))
+    }
+
+    /// The earliest stop string in `bytes`: its start and which.
+    func firstStop(_ bytes: [UInt8]) -> (Int, String)? {
+        stop.compactMap { s -> (Int, String)? in
+            let needle = Array(s.utf8)
+            guard needle.count <= bytes.count else { return nil }
+            for i in 0...(bytes.count - needle.count) where bytes[i..<(i + needle.count)].elementsEqual(needle) { return (i, s) }
+            return nil
+        }.min { $0.0 < $1.0 }
+    }
+
+    func readPrompts(_ path: String) throws -> [String] {
+        let bytes = try DelimitedText.read(path)
+        var prompts: [String] = []
+        for (n, line) in bytes.split(separator: UInt8(ascii: "\n")).enumerated() {
+            var text = String(decoding: line, as: UTF8.self)
+            if text.hasSuffix("\r") { text.removeLast() }
+            if text.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            if path.hasSuffix(".jsonl") {
+                guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any],
+                      let prompt = object["prompt"] as? String else {
+                    throw DataError("\(path): line \(n + 1): expected a JSON object with a \"prompt\" string")
+                }
+                text = prompt
+            }
+            prompts.append(text)
+        }
+        guard !prompts.isEmpty else { throw DataError("\(path): no prompts (one per line, or JSONL with a \"prompt\" field)") }
+        return prompts
+    }
+}
+
+/// The longest prefix of bytes[..<limit] that ends on a whole UTF-8 character.
+func completeUTF8(_ bytes: [UInt8], limit: Int) -> Int {
+    var end = max(0, min(limit, bytes.count))
+    var back = 0
+    while end - back > 0 && back < 4 && bytes[end - back - 1] & 0xC0 == 0x80 { back += 1 }   // continuation bytes
+    if end - back > 0 {
+        let lead = bytes[end - back - 1], need = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : 0
+        if need > back { end -= back + 1 }
+    }
+    return end
+}

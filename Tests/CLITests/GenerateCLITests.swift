@@ -1,0 +1,86 @@
+// retort generate on the real SmolLM2-135M-Instruct GGUF, as a user runs it: a streamed greedy
+// continuation equal to transformers' greedy text (Tests/Golden/smollm2-expected.safetensors), a
+// stop string, a JSONL batch of prompts, the chat template as transformers renders it, and
+// one-line errors.
+import Foundation
+import Models
+import XCTest
+
+final class GenerateCLITests: XCTestCase {
+    let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Golden")
+
+    func smolLM2() throws -> String {
+        let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
+        let path = root + "/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) not found: run scripts/fetch-assets smollm2") }
+        return path
+    }
+
+    /// stdout's text (the lines that are not retort's own stderr notes).
+    func text(_ output: String) -> String {
+        output.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("retort: ") }.joined(separator: "\n")
+    }
+
+    func testGreedyStreamEqualsTransformersAndStopStringsCut() throws {
+        let model = try smolLM2()
+        let prompt = "<|im_start|>user\nWhat is the boiling point of water?<|im_end|>\n<|im_start|>assistant\n"
+        let expected = try SafeTensorsFile(path: golden.appendingPathComponent("smollm2-expected.safetensors").path)
+        let tokenizer = try ByteLevelBPE(gguf: try GGUFFile(path: model))
+        let want = tokenizer.decode(try expected.integers("prompt2.greedy").map { Int32($0) })
+        let (status, output) = try retort(["generate", "--model", model, "--prompt", prompt, "--max-new-tokens", "32", "--device", "cpu"])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertEqual(text(output), want + "\n", "the streamed greedy text")
+        XCTAssertTrue(output.contains("tokens/s"), "speed on stderr: \(output)")
+        let (_, stopped) = try retort(["generate", "--model", model, "--prompt", prompt, "--max-new-tokens", "32", "--stop", "°C",
+                                       "--device", "cpu"])
+        XCTAssertEqual(text(stopped), String(want[..<want.range(of: "°C")!.lowerBound]) + "\n", "cut before the stop string")
+        XCTAssertTrue(stopped.contains("stopped: stop"), stopped)
+    }
+
+    func testPromptsFromAFileGiveJSONL() throws {
+        let model = try smolLM2()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-generate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let input = folder.appendingPathComponent("prompts.txt"), out = folder.appendingPathComponent("out.jsonl")
+        try "The capital of France is\nOnce upon a time\n".write(to: input, atomically: true, encoding: .utf8)
+        let (status, output) = try retort(["generate", "--model", model, "--input", input.path, "--output", out.path, "--max-new-tokens", "6",
+                                           "--device", "cpu"])
+        XCTAssertEqual(status, 0, output)
+        let lines = try String(contentsOf: out, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 2)
+        let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+        XCTAssertEqual(first["prompt"] as? String, "The capital of France is")
+        XCTAssertTrue((first["completion"] as? String ?? "").hasPrefix(" Paris"), "\(first)")
+        let (_, single) = try retort(["generate", "--model", model, "--prompt", "Once upon a time", "--max-new-tokens", "6", "--device", "cpu"])
+        let second = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String: Any]
+        XCTAssertEqual((second["completion"] as? String ?? "") + "\n", text(single), "a batch generates what each prompt alone does")
+    }
+
+    func testChatTemplateRendersAsTransformers() throws {
+        let gguf = try GGUFFile(path: try smolLM2())
+        let template = try XCTUnwrap(ChatTemplate(jinja: try XCTUnwrap(try gguf.string("tokenizer.chat_template"))))
+        // transformers' apply_chat_template(…, add_generation_prompt=True) on this GGUF:
+        XCTAssertEqual(template.render(user: "Hi there"),
+                       "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+                       + "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n")
+        XCTAssertEqual(template.render(user: "Hi there", system: "Be brief."),
+                       "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n")
+        XCTAssertNil(ChatTemplate(jinja: "{{ bos_token }}{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"))
+    }
+
+    func testBadInputGetsOneLine() throws {
+        let model = try smolLM2()
+        for (arguments, message) in [
+            (["--model", "/nonexistent/model.gguf", "--prompt", "x"], "no such model folder or .gguf file"),
+            (["--model", model], "give --prompt or --input"),
+            (["--model", model, "--prompt", "x", "--top-p", "0"], "--top-p must be in (0, 1]"),
+            (["--model", golden.appendingPathComponent("tiny-llama").path, "--prompt", "x"], "no vocab.json and merges.txt"),
+        ] {
+            let (status, output) = try retort(["generate"] + arguments + ["--device", "cpu"])
+            XCTAssertNotEqual(status, 0, output)
+            XCTAssertTrue(output.contains(message), "\(arguments): \(output)")
+            XCTAssertFalse(output.contains("Fatal error"), output)
+        }
+    }
+}
