@@ -56,7 +56,7 @@ extension BertModel {
                                      output: linear(prefix + "output.dense", in: FF, out: C),
                                      outputNorm: norm(prefix + "output.LayerNorm"), index: l)
             if let lora, !lora.merged {
-                for t in lora.config.targets { layer[t].lora = lora.branch(layer: l, t) }
+                for t in lora.config.targets { layer[t].lora = lora.branch("encoder.layer.\(l).\(t.module)") }
             }
             return layer
         }

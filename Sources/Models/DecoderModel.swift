@@ -23,6 +23,8 @@ public final class DecoderModel {
     public private(set) var gradientLayout: ParameterLayout
     public let trains: Bool
     public private(set) var frozen: Set<String> = []
+    /// LoRA adapters (DecoderLoRA.swift); when attached the base weights are frozen.
+    public internal(set) var lora: LoRAAdapters? { didSet { parameters = makeParameters() } }
     /// RoPE's inverse frequencies [HS/2] on the device (Llama family).
     let inverseFrequencies: Tensor?
     public private(set) var parameters: DecoderParameters!
@@ -107,9 +109,9 @@ public final class DecoderModel {
     /// The head's weight name: lm_head, or the token embeddings when tied.
     public var lmHeadName: String { layout.entry("lm_head.weight") != nil ? "lm_head.weight" : names.embedTokens }
 
-    /// What the optimiser updates: every parameter that trains, in layout order.
+    /// What the optimiser updates: the adapters (when attached), then every parameter that trains, in layout order.
     public var trainable: [TrainableTensor] {
-        layout.entries.compactMap { e in
+        (lora?.trainable ?? []) + layout.entries.compactMap { e in
             gradientLayout.entry(e.name).map {
                 TrainableTensor(name: e.name, weight: weights.slice(e.offset, e.count), grad: grads.slice($0.offset, $0.count), decays: e.decays)
             }
@@ -117,7 +119,10 @@ public final class DecoderModel {
     }
 
     /// Zeroes the gradients of everything that trains.
-    public func zeroGradients() { backend.fill(grads, 0) }
+    public func zeroGradients() {
+        backend.fill(grads, 0)
+        if let lora { backend.fill(lora.grads, 0) }
+    }
 
     // MARK: forward
 
@@ -195,7 +200,8 @@ extension DecoderModel {
         }
         func optional(_ name: String) -> Parameter? { layout.entry(name) == nil ? nil : parameter(name) }
         func linear(_ name: String, in inFeatures: Int, out: Int) -> Linear {
-            Linear(weight: parameter(name + ".weight"), bias: optional(name + ".bias"), inFeatures: inFeatures, outFeatures: out)
+            Linear(weight: parameter(name + ".weight"), bias: optional(name + ".bias"), inFeatures: inFeatures, outFeatures: out,
+                   lora: lora?.merged == false ? lora?.branch(name) : nil)
         }
         func norm(_ name: String) -> Norm {
             c.family == .gpt2 ? .layer(LayerNorm(weight: parameter(name + ".weight"), bias: parameter(name + ".bias"), eps: eps))

@@ -24,6 +24,7 @@ public struct EncoderLayer {
             case .attentionOutput: return attentionOutput
             case .intermediate: return intermediate
             case .output: return output
+            default: preconditionFailure("\(target.rawValue) is a decoder's LoRA target")
             }
         }
         set {
@@ -34,6 +35,7 @@ public struct EncoderLayer {
             case .attentionOutput: attentionOutput = newValue
             case .intermediate: intermediate = newValue
             case .output: output = newValue
+            default: preconditionFailure("\(target.rawValue) is a decoder's LoRA target")
             }
         }
     }

@@ -1,14 +1,26 @@
-// LoRA adapters on BERT's linear layers, PEFT semantics: y = x·Wᵀ + b + (alpha/r)·(drop(x)·Aᵀ)·Bᵀ,
-// A [r, in] kaiming-uniform(a = √5), B [out, r] zero; only A, B and the classifier train. The
-// branch runs through the backend's fused LoRA kernels. Saved in PEFT's adapter format.
+// LoRA adapters on a model's linear layers, PEFT semantics: y = x·Wᵀ + b + (alpha/r)·(drop(x)·Aᵀ)·Bᵀ,
+// A [r, in] kaiming-uniform(a = √5), B [out, r] zero; only A, B and the head train. The branch
+// runs through the backend's fused LoRA kernels. Saved in PEFT's adapter format. The adapters are
+// a list of modules (a linear layer's name in the model, its sizes), so every model family uses
+// this one store: BERT's below, the decoders' in DecoderLoRA.swift.
 import Backend
 import Foundation
 
 public enum LoRATarget: String, CaseIterable, Sendable {
+    // BERT and MPNet
     case query, key, value
     case attentionOutput = "attention_output", intermediate, output
+    // GPT-2 (PEFT's names: c_proj is both the attention's and the MLP's output projection)
+    case cAttn = "c_attn", cProj = "c_proj", cFc = "c_fc"
+    // Llama family
+    case qProj = "q_proj", kProj = "k_proj", vProj = "v_proj", oProj = "o_proj", gateProj = "gate_proj", upProj = "up_proj",
+         downProj = "down_proj"
 
-    /// The module inside a layer, as HF names it.
+    public static let encoderTargets: [LoRATarget] = [.query, .key, .value, .attentionOutput, .intermediate, .output]
+    public static let gpt2Targets: [LoRATarget] = [.cAttn, .cProj, .cFc]
+    public static let llamaTargets: [LoRATarget] = [.qProj, .kProj, .vProj, .oProj, .gateProj, .upProj, .downProj]
+
+    /// The module inside a layer, as HF names it (decoders: PEFT's target name).
     public var module: String {
         switch self {
         case .query: return "attention.self.query"
@@ -17,13 +29,8 @@ public enum LoRATarget: String, CaseIterable, Sendable {
         case .attentionOutput: return "attention.output.dense"
         case .intermediate: return "intermediate.dense"
         case .output: return "output.dense"
+        default: return rawValue
         }
-    }
-
-    init?(peft name: String) {
-        guard let t = LoRATarget.allCases.first(where: { $0.module == name || $0.module.hasSuffix("." + name) || $0.rawValue == name })
-        else { return nil }
-        self = t
     }
 }
 
@@ -39,24 +46,44 @@ public struct LoRAConfig: Sendable {
     }
 }
 
-/// The adapters of one model: A and B of every (layer, target) in one buffer, gradients in another.
+/// The adapters of one model: A and B of every adapted module in one buffer, gradients in another.
 public final class LoRAAdapters {
+    /// One adapted linear layer: its name in the model's layout (without ".weight"), its sizes,
+    /// and where it sits (its dropout stream and the arena slot that saves its x·Aᵀ).
+    public struct Module: Sendable {
+        public let name: String
+        public let inFeatures, outFeatures: Int
+        let site: UInt64
+        let slot: Int
+    }
+
     public let config: LoRAConfig
+    public let modules: [Module]
     public let layout: ParameterLayout
     public let weights: Tensor
     public let grads: Tensor
     /// Merged into the base weights (mergeLoRA): the forward then skips the branch.
     public internal(set) var merged = false
 
-    init(config: LoRAConfig, model: BertConfig, backend: Backend, seed: UInt64) throws {
-        self.config = config
-        var layout = ParameterLayout()
+    convenience init(config: LoRAConfig, model: BertConfig, backend: Backend, seed: UInt64) throws {
+        var modules: [Module] = []
         for l in 0..<model.layers {
             for t in config.targets {
-                let (inFeatures, outFeatures) = Self.features(t, model)
-                layout.add("encoder.layer.\(l).\(t.module).lora_A.weight", [config.rank, inFeatures])
-                layout.add("encoder.layer.\(l).\(t.module).lora_B.weight", [outFeatures, config.rank])
+                let (inFeatures, outFeatures) = Self.features(t, model), target = LoRATarget.encoderTargets.firstIndex(of: t)!
+                modules.append(Module(name: "encoder.layer.\(l).\(t.module)", inFeatures: inFeatures, outFeatures: outFeatures,
+                                      site: UInt64(1000 + l * 8 + target), slot: l * LoRATarget.encoderTargets.count + target))
             }
+        }
+        try self.init(config: config, modules: modules, backend: backend, seed: seed)
+    }
+
+    init(config: LoRAConfig, modules: [Module], backend: Backend, seed: UInt64) throws {
+        self.config = config
+        self.modules = modules
+        var layout = ParameterLayout()
+        for m in modules {
+            layout.add(m.name + ".lora_A.weight", [config.rank, m.inFeatures])
+            layout.add(m.name + ".lora_B.weight", [m.outFeatures, config.rank])
         }
         self.layout = layout
         weights = try backend.zeros(layout.total)
@@ -78,19 +105,23 @@ public final class LoRAAdapters {
         }
     }
 
-    func a(_ layer: Int, _ t: LoRATarget) -> Tensor { layout.view(weights, "encoder.layer.\(layer).\(t.module).lora_A.weight") }
-    func b(_ layer: Int, _ t: LoRATarget) -> Tensor { layout.view(weights, "encoder.layer.\(layer).\(t.module).lora_B.weight") }
-
-    /// The adapter on target `t` of layer `layer`, as its Linear carries it.
-    func branch(layer: Int, _ t: LoRATarget) -> LoRABranch {
+    /// The adapter on module `name`, as its Linear carries it (nil: that module has none).
+    func branch(_ name: String) -> LoRABranch? {
+        guard let m = modules.first(where: { $0.name == name }) else { return nil }
         func parameter(_ name: String) -> Parameter {
-            let e = layout.entry(name)!
-            return Parameter(name: name, weight: weights.slice(e.offset, e.count), grad: grads.slice(e.offset, e.count), decays: e.decays)
+            layout.parameter(name, weights: weights, grads: grads, gradients: layout)
         }
-        let target = LoRATarget.allCases.firstIndex(of: t)!, name = "encoder.layer.\(layer).\(t.module)"
         return LoRABranch(a: parameter(name + ".lora_A.weight"), b: parameter(name + ".lora_B.weight"), rank: config.rank,
-                          scale: config.scale, dropout: Float(config.dropout), site: UInt64(1000 + layer * 8 + target),
-                          slot: layer * LoRATarget.allCases.count + target)
+                          scale: config.scale, dropout: Float(config.dropout), site: m.site, slot: m.slot)
+    }
+
+    /// W += sign·scale·B·A for every module, W in `buffer` laid out by `model` (merge, unmerge).
+    func add(into buffer: Tensor, model: ParameterLayout, sign: Float, backend: Backend) {
+        for m in modules {
+            backend.matmul(model.view(buffer, m.name + ".weight"), layout.view(weights, m.name + ".lora_B.weight"),
+                           layout.view(weights, m.name + ".lora_A.weight"), bias: nil,
+                           Gemm(m: m.outFeatures, n: m.inFeatures, k: config.rank, alpha: sign * config.scale, beta: 1))
+        }
     }
 
     /// A and B of every adapter, in layout order, as the optimiser updates them.
@@ -116,6 +147,9 @@ public final class LoRAAdapters {
 extension BertModel {
     /// Attaches fresh adapters: from now on only they and the classifier train.
     public func attachLoRA(_ config: LoRAConfig, seed: UInt64 = 42) throws {
+        if let other = config.targets.first(where: { !LoRATarget.encoderTargets.contains($0) }) {
+            throw CheckpointError("LoRA target \(other.rawValue) is a decoder's; an encoder takes \(LoRATarget.encoderTargets.map(\.rawValue).joined(separator: ", "))")
+        }
         lora = try LoRAAdapters(config: config, model: self.config, backend: backend, seed: seed)
         try freeze(Set(layout.entries.map(\.name).filter { !$0.hasPrefix("classifier.") }))
     }
@@ -157,13 +191,7 @@ extension BertModel {
     }
 
     private func addAdapters(_ lora: LoRAAdapters, into buffer: Tensor, sign: Float) {
-        for l in 0..<config.layers {
-            for t in lora.config.targets {
-                let (inFeatures, outFeatures) = LoRAAdapters.features(t, config)
-                backend.matmul(layout.view(buffer, "encoder.layer.\(l).\(t.module).weight"), lora.b(l, t), lora.a(l, t), bias: nil,
-                               Gemm(m: outFeatures, n: inFeatures, k: lora.config.rank, alpha: sign * lora.config.scale, beta: 1))
-            }
-        }
+        lora.add(into: buffer, model: layout, sign: sign, backend: backend)
     }
 
     // MARK: PEFT files
@@ -180,26 +208,18 @@ extension BertModel {
             tensors.append(.init(name: "base_model.model." + name, shape: layout.entry(name)!.shape, values: backend.floats(w(name))))
         }
         try SafeTensorsWriter.write(tensors, to: folder + "/adapter_model.safetensors")
-        let config: [String: Any] = [
-            "peft_type": "LORA", "task_type": "SEQ_CLS", "r": lora.config.rank, "lora_alpha": lora.config.alpha,
-            "lora_dropout": lora.config.dropout, "target_modules": lora.peftTargets, "modules_to_save": ["classifier"],
-            "bias": "none", "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true,
-            "use_rslora": lora.config.rsLoRA, "use_dora": false, "base_model_name_or_path": baseModel,
-        ]
+        var config = lora.config.peftJSON(baseModel: baseModel)
+        config["task_type"] = "SEQ_CLS"
+        config["target_modules"] = lora.peftTargets
+        config["modules_to_save"] = ["classifier"]
+        config["fan_in_fan_out"] = false
         try writeAtomically(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
                             to: folder + "/adapter_config.json")
     }
 
     /// Attaches the adapters of a PEFT folder (and its classifier, when it has one).
     public func loadAdapter(folder: String) throws {
-        let configPath = folder + "/adapter_config.json"
-        guard let data = FileManager.default.contents(atPath: configPath),
-              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw CheckpointError("\(configPath): missing or not JSON")
-        }
-        guard (object["peft_type"] as? String) == "LORA", let r = object["r"] as? Int, let alpha = (object["lora_alpha"] as? NSNumber)?.doubleValue else {
-            throw CheckpointError("\(configPath): not a LoRA adapter (peft_type, r and lora_alpha are required)")
-        }
+        var (_, settings) = try LoRAConfig.peft(folder: folder)
         let file = try SafeTensorsFile(path: folder + "/adapter_model.safetensors")
         // The targets are whatever modules the file holds adapters for.
         // "base_model.model.bert.encoder.layer.<l>.<module>.lora_A.weight" → <module>, matched exactly
@@ -211,10 +231,10 @@ extension BertModel {
             guard let dot = rest.firstIndex(of: "."), Int(rest[..<dot]) != nil else { return nil }
             return String(rest[rest.index(after: dot)...])
         })
-        let targets = LoRATarget.allCases.filter { modules.contains($0.module) }
+        let targets = LoRATarget.encoderTargets.filter { modules.contains($0.module) }
         guard !targets.isEmpty else { throw CheckpointError("\(folder)/adapter_model.safetensors: no lora_A tensors") }
-        try attachLoRA(LoRAConfig(rank: r, alpha: alpha, dropout: (object["lora_dropout"] as? NSNumber)?.doubleValue ?? 0,
-                                  targets: targets, rsLoRA: object["use_rslora"] as? Bool ?? false))
+        settings.targets = targets
+        try attachLoRA(settings)
         let lora = self.lora!
         for e in lora.layout.entries {
             let key = "base_model.model.bert." + e.name

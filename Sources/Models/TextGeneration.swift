@@ -19,27 +19,14 @@ public struct SamplingOptions: Sendable {
     }
 }
 
-/// A seeded xorshift-style generator (splitmix64): the same seed, the same draws on every machine.
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
-}
-
 struct Sampler {
     let options: SamplingOptions
-    var random: SplitMix64
+    /// splitmix64 draws: the same seed, the same tokens on every machine.
+    var random: NormalRandom
 
     init(_ options: SamplingOptions) {
         self.options = options
-        random = SplitMix64(state: options.seed)
+        random = NormalRandom(seed: options.seed)
     }
 
     /// The next token from one row of logits.

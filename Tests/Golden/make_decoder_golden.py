@@ -14,6 +14,11 @@
                         "adamw.losses": 5 AdamW steps (lr 1e-3, weight decay 0.01 except biases
                         and norms); and for sequence classification on the last real token
                         (3 labels, pad_token_id 0): "cls.logits", "cls.loss", "cls.grad.<name>"
+  tiny-gpt2-lora/, tiny-llama-lora/
+                        PEFT LoRA adapters (r 4, alpha 8, no dropout; GPT-2: c_attn, c_proj; Llama:
+                        q_proj, v_proj, gate_proj, down_proj; lora_B randomised so the branch matters),
+                        as peft saves them; in the expected file: "lora.logits", "lora.loss",
+                        "lora.grad.<module>.lora_A.weight" … and "lora.adamw.losses" (5 steps, adapters only)
 
 usage: /path/to/python-with-torch Tests/Golden/make_decoder_golden.py
 """
@@ -75,6 +80,41 @@ def adamw_losses(model, ids, mask, labels):
     return losses
 
 
+LORA_TARGETS = {"gpt2": ["c_attn", "c_proj"], "llama": ["q_proj", "v_proj", "gate_proj", "down_proj"]}
+
+
+def lora_case(name, lm_class, folder, ids, mask, labels, expected):
+    from peft import LoraConfig, get_peft_model
+    torch.manual_seed(13)
+    base = lm_class.from_pretrained(folder).float()
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=LORA_TARGETS[name], task_type="CAUSAL_LM",
+                        fan_in_fan_out=name == "gpt2")
+    model = get_peft_model(base, config)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.3)
+    model.save_pretrained(os.path.join(HERE, f"tiny-{name}-lora"))
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    out.loss.backward()
+    expected["lora.logits"] = out.logits.detach()
+    expected["lora.loss"] = out.loss.detach().reshape(1)
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            expected["lora.grad." + n.replace("base_model.model.", "", 1).replace(".default", "")] = p.grad.detach().clone()
+    model.zero_grad()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=0.01)
+    losses = []
+    for _ in range(5):
+        optimizer.zero_grad()
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+    expected["lora.adamw.losses"] = torch.tensor(losses)
+
+
 def main():
     ids, mask = batch()
     labels = ids.masked_fill(mask == 0, -100)
@@ -112,6 +152,8 @@ def main():
         expected["cls.labels"] = targets.to(torch.int32)
         for n, p in cls.named_parameters():
             expected["cls.grad." + n] = p.grad.detach().clone()
+        if name in LORA_TARGETS:
+            lora_case(name, lm_class, folder, ids, mask, labels, expected)
         save_file({k: v.contiguous() for k, v in expected.items()}, os.path.join(HERE, f"tiny-{name}-expected.safetensors"))
         print(name, "loss", expected["loss"].item(), "cls loss", expected["cls.loss"].item())
 

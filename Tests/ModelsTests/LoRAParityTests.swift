@@ -78,8 +78,9 @@ final class LoRAParityTests: XCTestCase {
         let model = try BertModel.load(folder: golden.appendingPathComponent("tiny-bert").path, backend: backend)
         try model.attachLoRA(LoRAConfig(rank: 2, alpha: 4, targets: [.query, .output]))
         XCTAssertEqual(model.lora?.peftTargets as? String, ".*\\.layer\\.\\d+\\.(attention\\.self\\.query|output\\.dense)")
-        XCTAssertEqual(backend.floats(model.lora!.b(0, .query)).map(abs).max(), 0)   // B starts at zero
-        let aValues = backend.floats(model.lora!.a(0, .query))
+        let lora = model.lora!, query = "encoder.layer.0.attention.self.query"
+        XCTAssertEqual(backend.floats(lora.layout.view(lora.weights, query + ".lora_B.weight")).map(abs).max(), 0)   // B starts at zero
+        let aValues = backend.floats(lora.layout.view(lora.weights, query + ".lora_A.weight"))
         XCTAssertLessThanOrEqual(aValues.map(abs).max()!, 1 / Float(64).squareRoot())   // kaiming-uniform bound 1/√in
     }
 }
