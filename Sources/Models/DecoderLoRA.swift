@@ -74,15 +74,8 @@ extension DecoderModel {
         var config = settings
         config.targets = targets
         try attachLoRA(config)
-        let file = try SafeTensorsFile(path: folder + "/adapter_model.safetensors"), lora = self.lora!
-        for e in lora.layout.entries {
-            let key = "base_model.model." + e.name
-            guard let stored = file.entries[key] else { throw CheckpointError("\(folder)/adapter_model.safetensors: missing '\(key)'") }
-            guard stored.shape == e.shape else {
-                throw CheckpointError("\(folder)/adapter_model.safetensors: '\(key)' is \(stored.shape), the model needs \(e.shape)")
-            }
-            try file.floats(key).withUnsafeBytes { backend.upload(lora.layout.view(lora.weights, e.name), $0) }
-        }
+        let file = try SafeTensorsFile(path: folder + "/adapter_model.safetensors")
+        try lora!.read(file, prefix: "base_model.model.", backend: backend)
         guard labels > 0 else { return }
         for key in ["base_model.model.score.weight", "base_model.model.score.modules_to_save.default.weight", "base_model.model.score.modules_to_save.weight"] {
             guard let stored = file.entries[key] else { continue }

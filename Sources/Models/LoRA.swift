@@ -115,6 +115,17 @@ public final class LoRAAdapters {
                           scale: config.scale, dropout: Float(config.dropout), site: m.site, slot: m.slot)
     }
 
+    /// Every A and B from a PEFT adapter file, named `prefix` + our name.
+    func read(_ file: SafeTensorsFile, prefix: String, backend: Backend) throws {
+        let name = (file.path as NSString).lastPathComponent
+        for e in layout.entries {
+            let key = prefix + e.name
+            guard let stored = file.entries[key] else { throw CheckpointError("\(name): missing '\(key)'") }
+            guard stored.shape == e.shape else { throw CheckpointError("\(name): '\(key)' is \(stored.shape), the model needs \(e.shape)") }
+            try file.floats(key).withUnsafeBytes { backend.upload(layout.view(weights, e.name), $0) }
+        }
+    }
+
     /// W += sign·scale·B·A for every module, W in `buffer` laid out by `model` (merge, unmerge).
     func add(into buffer: Tensor, model: ParameterLayout, sign: Float, backend: Backend) {
         for m in modules {
@@ -235,15 +246,7 @@ extension BertModel {
         guard !targets.isEmpty else { throw CheckpointError("\(folder)/adapter_model.safetensors: no lora_A tensors") }
         settings.targets = targets
         try attachLoRA(settings)
-        let lora = self.lora!
-        for e in lora.layout.entries {
-            let key = "base_model.model.bert." + e.name
-            guard let stored = file.entries[key] else { throw CheckpointError("\(folder)/adapter_model.safetensors: missing '\(key)'") }
-            guard stored.shape == e.shape else {
-                throw CheckpointError("\(folder)/adapter_model.safetensors: '\(key)' is \(stored.shape), the model needs \(e.shape)")
-            }
-            try file.floats(key).withUnsafeBytes { backend.upload(lora.layout.view(lora.weights, e.name), $0) }
-        }
+        try lora!.read(file, prefix: "base_model.model.bert.", backend: backend)
         for name in ["classifier.weight", "classifier.bias"] {
             for key in ["base_model.model." + name, "base_model.model.classifier.modules_to_save." + name.dropFirst("classifier.".count)] {
                 guard let stored = file.entries[key] else { continue }
