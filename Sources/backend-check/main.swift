@@ -15,7 +15,8 @@ func usage() -> Never {
                        bf16/fp16: the 16-bit matmul and tensor-core attention cases)
           --golden     Tests/Golden (tiny BERT/MPNet fixtures; default: beside the executable, then the source tree)
           --assets     folder with all-MiniLM-L6-v2 (default $RETORT_ASSETS or ~/.cache/retort/assets)
-          --minilm     full: MiniLM logits, gradients and 5 training steps (default); logits: one forward pass
+          --minilm     full: MiniLM logits, gradients and 5 training steps, SmolLM2 logits and greedy tokens (default);
+                       logits: one MiniLM forward pass and no SmolLM2 (a slow candidate)
           --filter     only cases whose name contains TEXT
           --case       only the case named NAME exactly ("models": the model cases)
           --list       print the case names (and "models"), one per line, and exit (after --precision)
@@ -76,7 +77,8 @@ for c in Conformance.cases(for: precision) where chosen(c.name) {
 if precision.halfType != nil {
     print("skip model cases: they compare with fp32 tolerances; run them with --precision fp32")
 } else if exact.map({ $0 == "models" }) ?? (filter == nil || "model".contains(filter!) || filter!.contains("model")) {
-    for r in ModelCases.run(candidate: candidate, reference: reference, golden: golden, assets: assets, minilm: minilm) {
+    for r in ModelCases.run(candidate: candidate, reference: reference, golden: golden, assets: assets, minilm: minilm)
+        + DecoderCases.run(candidate: candidate, reference: reference, golden: golden, assets: assets, smolLM2: minilm == .full) {
         print("\(r.skipped ? "skip" : r.passed ? "ok  " : "FAIL") \(r.name): \(r.detail)")
         results.append(r)
     }

@@ -36,6 +36,7 @@ final class ConformanceTests: XCTestCase {
     func testModelsOnCUDAMatchTheCPU() throws {
         let gpu = try cuda()
         let results = ModelCases.run(candidate: gpu, reference: try CPUBackend(), golden: Self.golden, assets: Self.assets)
+            + DecoderCases.run(candidate: gpu, reference: try CPUBackend(), golden: Self.golden, assets: Self.assets)
         for r in results where r.skipped { print("skipped: \(r.name): \(r.detail)") }
         assertAll(results)
     }

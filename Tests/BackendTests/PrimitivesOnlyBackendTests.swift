@@ -107,6 +107,7 @@ final class PrimitivesOnlyBackendTests: XCTestCase {
         var results = Conformance.runOps(candidate: candidate, reference: reference)
         XCTAssertGreaterThan(results.count, 60)
         results += ModelCases.run(candidate: candidate, reference: reference, golden: ConformanceTests.golden, assets: ConformanceTests.assets)
+        results += DecoderCases.run(candidate: candidate, reference: reference, golden: ConformanceTests.golden, assets: ConformanceTests.assets)
         for r in results where r.skipped { print("skipped: \(r.name): \(r.detail)") }
         for r in results where !r.passed { XCTFail("\(r.name): \(r.detail)") }
     }
