@@ -80,6 +80,7 @@ struct Perf {
         }
         print("Retort perf — \(backend.kind): \(backend.summary)")
         var workloads = try makeWorkloads(backend, quick: options.quick) + makeModelWorkloads(backend, quick: options.quick)
+            + makeDecoderWorkloads(backend, quick: options.quick)
         if let filter = options.filter { workloads = workloads.filter { $0.name.contains(filter) } }
 
         var results: [Result] = []
@@ -97,10 +98,12 @@ struct Perf {
             results.append(result)
             FileHandle.standardError.write(Data("  measured \(w.name): \(format(result.ms, 3)) ms\n".utf8))
         }
-        // Comparisons between Retort's own workloads (fused vs unfused attention).
+        // Comparisons between Retort's own workloads (fused vs unfused attention; a decode step vs
+        // streaming the weights once): the reference is named after the workload it is.
         for i in results.indices {
             if let other = results[i].workload.compareTo, let ref = results.first(where: { $0.workload.name == other }) {
-                results[i].reference = Reference(ms: ref.ms, impl: "Retort unfused ops")
+                let impl = other.hasSuffix("unfused ops") ? "Retort unfused ops" : "Retort: " + (other.split(separator: ":").last.map { String($0).trimmingCharacters(in: .whitespaces) } ?? other)
+                results[i].reference = Reference(ms: ref.ms, impl: impl)
             }
         }
         let external = runReferences(workloads.filter { $0.spec != nil }, options: options, device: backend.kind.rawValue,

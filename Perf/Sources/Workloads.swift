@@ -43,15 +43,20 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
     // Fused attention forward+backward vs PyTorch SDPA and vs Retort's unfused composition; at
     // bf16/fp16 on a GPU also T=512, against SDPA's flash backend in that type.
     let halfAttention = backend.kind == .cuda && backend.precision.halfType != nil
-    for (B, NH, T, HS) in [(32, 12, 64, 32), (32, 12, 128, 64)] + (halfAttention ? [(32, 12, 512, 64)] : []) {
-        let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS)
+    // Decoders' lengths: causal at T=128, and T=512 (B=8 on the CPU) causal and not.
+    let shapes: [(Int, Int, Int, Int, Bool)] = [(32, 12, 64, 32, false), (32, 12, 128, 64, false), (32, 12, 128, 64, true)]
+        + (halfAttention ? [(32, 12, 512, 64, false), (32, 12, 512, 64, true)] : [(8, 12, 512, 64, false), (8, 12, 512, 64, true)])
+    for (B, NH, T, HS, causal) in shapes {
+        let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS, causal: causal)
         let q = try random(backend, s.activations, seed: 1), k = try random(backend, s.activations, seed: 2)
         let v = try random(backend, s.activations, seed: 3), dOut = try random(backend, s.activations, seed: 4)
         let out = try backend.zeros(s.activations), lse = try backend.zeros(s.rows)
         let dq = try backend.zeros(s.activations), dk = try backend.zeros(s.activations), dv = try backend.zeros(s.activations)
-        let flops = 12.0 * Double(B * NH * T * T * HS)   // QKᵀ, PV; dV, dP, dQ, dK (recomputation not counted)
-        let tag = "B=\(B) NH=\(NH) T=\(T) HS=\(HS)"
-        var spec: [String: Any] = ["op": "attention_forward_backward", "batch": B, "heads": NH, "length": T, "head_size": HS]
+        // QKᵀ, PV; dV, dP, dQ, dK (recomputation not counted); causal: the half at or below the diagonal
+        let flops = 12.0 * Double(B * NH * T * T * HS) * (causal ? 0.5 : 1)
+        let tag = "B=\(B) NH=\(NH) T=\(T) HS=\(HS)" + (causal ? " causal" : "")
+        var spec: [String: Any] = ["op": "attention_forward_backward", "batch": B, "heads": NH, "length": T, "head_size": HS,
+                                   "causal": causal]
         if halfAttention { spec["precision"] = backend.precision.rawValue }
         let fused = {
             backend.attentionForward(out, lse: lse, scores: nil, q: q, k: k, v: v, mask: nil, bias: nil, s)

@@ -155,14 +155,14 @@ def attention(s):
     if dtype is None:
         q, k, v = (rand(B, NH, T, HS, grad=True) for _ in range(3))
         g = rand(B, NH, T, HS)
-        return lambda: F.scaled_dot_product_attention(q, k, v).backward(g)
+        return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=s.get("causal", False)).backward(g)
     from torch.nn.attention import SDPBackend, sdpa_kernel
     q, k, v = (torch.randn(B, NH, T, HS, dtype=dtype).requires_grad_() for _ in range(3))
     g = torch.randn(B, NH, T, HS, dtype=dtype)
 
     def run():
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-            F.scaled_dot_product_attention(q, k, v).backward(g)
+            F.scaled_dot_product_attention(q, k, v, is_causal=s.get("causal", False)).backward(g)
     return run
 
 
@@ -267,7 +267,50 @@ def distill(s):
     return autocast_step(s, list(student.parameters()), optimizer, loss)
 
 
+def smollm2(s):
+    """SmolLM2 read from the same GGUF (transformers dequantises it to fp32)."""
+    import os
+    from transformers import AutoModelForCausalLM
+    folder, name = os.path.split(s["model"])
+    return AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).to(DEVICE)
+
+
+def decoder_prefill(s):
+    model = smollm2(s).eval()
+    ids = torch.tensor([s["ids"]])
+
+    def run():
+        with torch.no_grad():
+            model(input_ids=ids, logits_to_keep=1)
+    return run
+
+
+def decoder_generate(s):
+    model = smollm2(s).eval()
+    ids = torch.tensor([s["ids"]])
+    n = s["new_tokens"]
+
+    def run():
+        model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                       pad_token_id=0)
+    return run
+
+
+def decoder_lora_step(s):
+    from peft import LoraConfig, get_peft_model
+    model = get_peft_model(smollm2(s), LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"],
+                                                  task_type="CAUSAL_LM"))
+    model.train()
+    ids = torch.tensor(s["ids"]).reshape(s["batch"], s["length"])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.01)
+    return autocast_step(s, trainable, optimizer, lambda: model(input_ids=ids, labels=ids).loss)
+
+
 TORCH_OPS = {
+    "decoder_prefill": decoder_prefill,
+    "decoder_generate": decoder_generate,
+    "decoder_lora_step": decoder_lora_step,
     "distill_step": distill,
     "bert_train_step": lambda s: bert(s, True),
     "bert_inference": lambda s: bert(s, False),
@@ -310,10 +353,10 @@ def main():
                 raise RuntimeError("torch is not importable")
             elif op in TORCH_OPS:
                 fn, impl = TORCH_OPS[op](spec), f"torch {torch.__version__} {DEVICE}"
-                if op.startswith("bert") or op.startswith("distill"):
+                if op.startswith("bert") or op.startswith("distill") or op.startswith("decoder"):
                     import transformers
                     impl += f", transformers {transformers.__version__}"
-                    if spec.get("lora"):
+                    if spec.get("lora") or op == "decoder_lora_step":
                         import peft
                         impl += f", peft {peft.__version__}"
             else:

@@ -11,8 +11,8 @@ import Foundation
 public final class KVCache {
     public let batch, capacity: Int
     let keys, values: [Tensor]        // per layer [B, Tmax, NKV·HS]
-    /// Positions cached per sequence.
-    public internal(set) var lengths: [Int]
+    /// Positions cached per sequence (setting it rewinds a sequence: later positions are overwritten).
+    public var lengths: [Int]
     let lengthTensor: Tensor          // [B] int32: lengths + 1 during a step (the new token included)
 
     public init(config c: DecoderConfig, batch B: Int, capacity: Int, backend: Backend) throws {
@@ -26,9 +26,9 @@ public final class KVCache {
 }
 
 /// One decoding step's buffers: B rows of everything a layer computes.
-final class DecodeBuffers {
+public final class DecodeBuffers {
     let x, h, q, k, v, context, residual, up, gate, activated, mean, rstd, positions: Tensor
-    init(config c: DecoderConfig, batch B: Int, backend: Backend) throws {
+    public init(config c: DecoderConfig, batch B: Int, backend: Backend) throws {
         func f(_ n: Int) throws -> Tensor { try backend.zeros(n) }
         (x, h, q, k, v) = (try f(B * c.hiddenSize), try f(B * c.hiddenSize), try f(B * c.queryChannels), try f(B * c.keyValueChannels),
                            try f(B * c.keyValueChannels))
@@ -86,7 +86,7 @@ extension DecoderModel {
 
     /// One token per sequence (`tokens` [B]) at its next position: the cache grows by one and the
     /// logits [B, V] of the next tokens come back.
-    func step(_ tokens: [Int32], cache: KVCache, buffers d: DecodeBuffers, logits: Tensor) -> [Float] {
+    public func step(_ tokens: [Int32], cache: KVCache, buffers d: DecodeBuffers, logits: Tensor) -> [Float] {
         let c = config, b = backend, P = parameters!, B = cache.batch, C = c.hiddenSize
         precondition(tokens.count == B && cache.lengths.allSatisfy { $0 < cache.capacity }, "step: the cache is full")
         let positions = cache.lengths.map { Int32($0) }, counted = cache.lengths.map { Int32($0 + 1) }
