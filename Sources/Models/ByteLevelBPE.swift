@@ -70,8 +70,19 @@ public final class ByteLevelBPE: @unchecked Sendable {
         }.sorted { $0.text.count > $1.text.count }
     }
 
+    /// The merges as "left right" lines in rank order (merges.txt without its header).
+    public var mergeLines: [String] {
+        merges.sorted { $0.value.rank < $1.value.rank }.map { key, _ in tokens[Int(key >> 32)] + " " + tokens[Int(key & 0xFFFF_FFFF)] }
+    }
+    /// The special tokens' texts.
+    public var specialTokens: [String] { special.map { String(String.UnicodeScalarView($0.text)) } }
+    /// The pre-tokenizer: "smollm" (digits apart) or "gpt2".
+    public var preTokenizer: String { digitsApart ? "smollm" : "gpt2" }
+
     /// A folder with GPT-2's vocab.json and merges.txt; special tokens: <|endoftext|> when the
-    /// vocabulary has it (GPT-2's one special token).
+    /// vocabulary has it (GPT-2's one special token), and those a Retort-written
+    /// tokenizer_config.json lists ("retort_special_tokens", with "retort_pre_tokenizer": a
+    /// GGUF's tokenizer saved as files).
     public convenience init(folder: String) throws {
         let vocabPath = folder + "/vocab.json", mergesPath = folder + "/merges.txt"
         guard let data = FileManager.default.contents(atPath: vocabPath) else {
@@ -93,7 +104,11 @@ public final class ByteLevelBPE: @unchecked Sendable {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: true).map { String($0.hasSuffix("\r") ? $0.dropLast() : $0) }
             .filter { !$0.hasPrefix("#version") }
         guard !lines.isEmpty else { throw CheckpointError("\(mergesPath): no merges") }
-        try self.init(tokens: tokens, merges: lines, special: table["<|endoftext|>"] == nil ? [] : ["<|endoftext|>"], source: folder)
+        let retort = (try? JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: folder + "/tokenizer_config.json") ?? Data()))
+            as? [String: Any] ?? [:]
+        let special = (retort["retort_special_tokens"] as? [String]) ?? (table["<|endoftext|>"] == nil ? [] : ["<|endoftext|>"])
+        try self.init(tokens: tokens, merges: lines, special: special, digitsApart: retort["retort_pre_tokenizer"] as? String == "smollm",
+                      source: folder)
     }
 
     /// The tokenizer a GGUF file embeds (tokenizer.ggml.*): byte-level BPE ("gpt2") with GPT-2's

@@ -37,6 +37,28 @@ extension DecoderModel {
         }
     }
 
+    /// A language model's mean next-token loss over the last forward's targets, and how many of
+    /// them the most likely token is (the head run again per chunk, its argmax on the host).
+    public func nextTokenStatistics(_ a: DecoderActivations) -> (loss: Double, correct: Int, count: Int) {
+        languageModelLoss(a, backward: false)
+        let loss = Double(backend.floats(a.loss.slice(0, 1))[0])
+        let (N, C, V, R) = (a.batch * a.length, config.hiddenSize, config.vocabSize, a.headRows)
+        var correct = 0, count = 0
+        for r0 in stride(from: 0, to: N, by: R) {
+            let rows = min(R, N - r0), targets = a.hostTargets[r0..<(r0 + rows)]
+            guard targets.contains(where: { $0 >= 0 && Int($0) < V }) else { continue }
+            backend.matmul(a.headLogits.slice(0, rows * V), a.final.slice(r0 * C, rows * C), headWeight.weight, bias: nil,
+                           Gemm(m: rows, n: V, k: C, transB: true))
+            let logits = backend.floats(a.headLogits.slice(0, rows * V))
+            for (i, target) in targets.enumerated() where target >= 0 && Int(target) < V {
+                let row = logits[(i * V)..<((i + 1) * V)]
+                if row.indices.max(by: { row[$0] < row[$1] })! - row.startIndex == Int(target) { correct += 1 }
+                count += 1
+            }
+        }
+        return (loss, correct, count)
+    }
+
     /// The mean loss of the last forward: next-token cross-entropy (language model) or
     /// cross-entropy of the last-token logits against the loaded labels (classifier). One download.
     public func loss(_ a: DecoderActivations) -> Float {

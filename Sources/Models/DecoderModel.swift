@@ -13,7 +13,17 @@ import Backend
 import Foundation
 
 public final class DecoderModel {
-    public let config: DecoderConfig
+    public private(set) var config: DecoderConfig
+    /// Label names a classifier saves (config.json id2label).
+    public var id2label: [Int: String] {
+        get { config.id2label }
+        set { config.id2label = newValue }
+    }
+    /// The pad token written to config.json (HF's classifiers find each sequence's last token by it).
+    public var padTokenId: Int? {
+        get { config.padTokenId }
+        set { config.padTokenId = newValue }
+    }
     /// Classes of the score head; 0: a language model.
     public let labels: Int
     public let backend: Backend

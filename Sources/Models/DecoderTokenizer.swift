@@ -58,6 +58,30 @@ public struct DecoderTokenizer {
         endTokens = ends
     }
 
+    /// The tokenizer files of a saved model: copied from an HF folder `source`, or — for a GGUF —
+    /// written from it: vocab.json, merges.txt and a tokenizer_config.json that names the
+    /// pre-tokenizer and special tokens for Retort and keeps the chat template. (transformers reads
+    /// vocab.json + merges.txt with GPT-2's pre-tokenizer: SmolLM2's digits split differently there.)
+    public func save(folder: String, source: String) throws {
+        guard source.hasSuffix(".gguf") else {
+            for file in ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
+                let from = (source as NSString).appendingPathComponent(file), to = (folder as NSString).appendingPathComponent(file)
+                guard from != to, let data = FileManager.default.contents(atPath: from) else { continue }
+                try writeAtomically(data, to: to)
+            }
+            return
+        }
+        let vocabulary = Dictionary(bpe.tokens.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        try writeAtomically(try JSONSerialization.data(withJSONObject: vocabulary, options: [.sortedKeys]), to: folder + "/vocab.json")
+        try writeAtomically(Data((["#version: 0.2"] + bpe.mergeLines).joined(separator: "\n").appending("\n").utf8), to: folder + "/merges.txt")
+        var config: [String: Any] = ["retort_pre_tokenizer": bpe.preTokenizer, "retort_special_tokens": bpe.specialTokens,
+                                     "tokenizer_class": "GPT2Tokenizer", "add_prefix_space": false]
+        if let chatTemplateSource { config["chat_template"] = chatTemplateSource }
+        if let end = endTokens.min() { config["eos_token"] = bpe.tokens[Int(end)] }
+        try writeAtomically(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
+                            to: folder + "/tokenizer_config.json")
+    }
+
     /// The chat template, or a one-line error naming what the model has.
     public func chatTemplate(model: String) throws -> ChatTemplate {
         guard let source = chatTemplateSource else { throw CheckpointError("\(model): the model has no chat template; drop --chat") }

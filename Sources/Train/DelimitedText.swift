@@ -11,6 +11,24 @@ public struct DataError: Error, CustomStringConvertible, Sendable {
 }
 
 public enum DelimitedText {
+    /// The texts of a file: one per non-blank line, or in a .jsonl file each line's `field` string.
+    public static func documents(_ path: String, field: String) throws -> [String] {
+        var texts: [String] = []
+        for (n, line) in try read(path).split(separator: UInt8(ascii: "\n")).enumerated() {
+            var text = String(decoding: line, as: UTF8.self)
+            if text.hasSuffix("\r") { text.removeLast() }
+            if text.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            if path.hasSuffix(".jsonl") {
+                guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any], let value = object[field] as? String else {
+                    throw DataError("\(path): line \(n + 1): expected a JSON object with a \"\(field)\" string")
+                }
+                text = value
+            }
+            texts.append(text)
+        }
+        return texts
+    }
+
     public static func read(_ path: String) throws -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw DataError("\(path): cannot read the file")

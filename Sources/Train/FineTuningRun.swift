@@ -20,6 +20,8 @@ public final class FineTuningRun: TrainingRecipe {
         /// The output folder (RunFolder).
         public var output: String
         public var training = TrainingSettings()
+        /// A decoder's objective (an encoder is always a classifier).
+        public var objective = DecoderObjective.classification
 
         public init(model: String, data: DataFiles, output: String) {
             self.model = model; self.data = data; self.output = output
@@ -36,6 +38,7 @@ public final class FineTuningRun: TrainingRecipe {
     /// Runs to the end (or to a stop), writes metrics.json and returns it.
     @discardableResult
     public func run() throws -> RunMetrics {
+        if Self.isDecoder(configuration.model) { return try runDecoder() }
         let c = configuration, t = c.training, folder = RunFolder(c.output), seed = t.options.seed
         let data = try LabelledData.load(c.data, seed: seed)
         let classifier = try Classifier.load(folder: c.model, labels: data.names, maxLength: t.maxLength, backend: backend, seed: seed)

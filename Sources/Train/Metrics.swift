@@ -4,7 +4,10 @@ public struct ClassificationMetrics: Sendable, Codable {
     public var accuracy, macroF1, mcc: Double
     public var loss: Double
     public var examples: Int
-    enum CodingKeys: String, CodingKey { case accuracy, macroF1 = "macro_f1", mcc, loss, examples }
+    /// A language model's dev metrics: accuracy is the next-token accuracy, loss the mean
+    /// next-token loss; macro-F1 and MCC are not computed (0).
+    public var nextToken: Bool? = nil
+    enum CodingKeys: String, CodingKey { case accuracy, macroF1 = "macro_f1", mcc, loss, examples, nextToken = "next_token" }
 
     public init(predictions: [Int], labels: [Int], classes: Int, loss: Double) {
         precondition(predictions.count == labels.count)

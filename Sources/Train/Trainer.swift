@@ -58,12 +58,13 @@ public struct EvalLog: Codable, Sendable {
 }
 
 public final class Trainer {
-    public let classifier: Classifier
+    /// The model, its arena and what a step minimises (ClassifierTask, DecoderTask).
+    public let task: TrainingTask
+    /// The BERT-family classifier a ClassifierTask trains (nil for another task).
+    public var classifier: Classifier? { (task as? ClassifierTask)?.classifier }
     public let options: TrainingOptions
-    public let objective: TrainingObjective
     let train: [Encoding], trainLabels: [Int32]
     let dev: [Encoding], devLabels: [Int32]
-    let activations: BertActivations
     let optimizer: Optimizer
     /// What a step reads back, in one download: the loss terms, then Σg² per gradient group.
     let readout: Tensor
@@ -88,20 +89,26 @@ public final class Trainer {
     /// Dynamic loss scaling (fp16); nil: none.
     public private(set) var lossScaler: LossScaler?
 
-    /// `objective` nil: cross-entropy against the labels (fine-tuning).
-    public init(classifier: Classifier, train: [Encoding], trainLabels: [Int32], dev: [Encoding], devLabels: [Int32],
-                options: TrainingOptions, objective: TrainingObjective? = nil, recomputeGelu: Bool = false,
-                lossScaler: LossScaler? = nil) throws {
+    /// A BERT-family classifier; `objective` nil: cross-entropy against the labels (fine-tuning).
+    public convenience init(classifier: Classifier, train: [Encoding], trainLabels: [Int32], dev: [Encoding], devLabels: [Int32],
+                            options: TrainingOptions, objective: TrainingObjective? = nil, recomputeGelu: Bool = false,
+                            lossScaler: LossScaler? = nil) throws {
+        let task = try ClassifierTask(classifier: classifier, objective: objective ?? CrossEntropyObjective(model: classifier.model),
+                                      maxBatch: options.batchSize, recomputeGelu: recomputeGelu)
+        try self.init(task: task, train: train, trainLabels: trainLabels, dev: dev, devLabels: devLabels, options: options,
+                      lossScaler: lossScaler)
+    }
+
+    /// Any task; labels are per example (a language model's are not read: its targets are its ids).
+    public init(task: TrainingTask, train: [Encoding], trainLabels: [Int32], dev: [Encoding], devLabels: [Int32],
+                options: TrainingOptions, lossScaler: LossScaler? = nil) throws {
         precondition(train.count == trainLabels.count && dev.count == devLabels.count)
-        self.classifier = classifier
+        self.task = task
         self.options = options
-        self.objective = objective ?? CrossEntropyObjective(model: classifier.model)
         self.train = train; self.trainLabels = trainLabels
         self.dev = dev; self.devLabels = devLabels
-        let model = classifier.model, b = model.backend
-        activations = try BertActivations(config: model.config, labels: model.labels, maxBatch: options.batchSize,
-                                          maxLength: classifier.maxLength, backend: b, recomputeGelu: recomputeGelu)
-        optimizer = try Optimizer(model: model, extra: self.objective.extraParameters, idle: self.objective.idleParameters)
+        let b = task.backend
+        optimizer = try task.makeOptimizer()
         readout = try b.zeros(StepLosses.capacity + optimizer.gradientGroups.count)
         losses = StepLosses(readout.slice(0, StepLosses.capacity), backend: b)
         // fp16 needs loss scaling; any backend can be given a scaler (the CPU tests do).
@@ -156,25 +163,23 @@ public final class Trainer {
 
     /// One optimizer step: the micro-batches of step `step` within its epoch, clipping, AdamW.
     private func trainStep(epoch: Int, micro: [[Int]]) throws {
-        let model = classifier.model, k = options.accumulation, s = step % stepsPerEpoch
+        let k = options.accumulation, s = step % stepsPerEpoch
         let start = DispatchTime.now().uptimeNanoseconds
-        model.zeroGradients()
-        for p in objective.extraParameters { model.backend.fill(p.grad, 0) }
+        task.zeroGradients()
         var tokens = 0
         let lossScale = lossScaler?.scale ?? 1
         let group = micro[(s * k)..<min(s * k + k, micro.count)]
         losses.reset()
         for (j, indices) in group.enumerated() {
             let batch = indices.map { train[$0] }
-            classifier.load(batch, labels: indices.map { trainLabels[$0] }, into: activations)
-            tokens += activations.batch * activations.length
+            tokens += task.load(batch, labels: indices.map { trainLabels[$0] })
             let seed = options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j), scale = lossScale / Float(group.count)
-            objective.step(activations, batch: batch, seed: seed, gradScale: scale, losses: losses, weight: 1 / Double(group.count))
+            task.step(batch, seed: seed, gradScale: scale, losses: losses, weight: 1 / Double(group.count))
         }
         // The step's one read of the device: the loss terms and the gradient norms together.
         let groups = optimizer.gradientGroups.count
         optimizer.squaredNorms(into: readout.slice(StepLosses.capacity, groups))
-        let host = classifier.model.backend.floats(readout)
+        let host = task.backend.floats(readout)
         let (loss, terms) = losses.read(host)
         let gradNorm = optimizer.norm(sumsOfSquares: host[StepLosses.capacity...], lossScale: Double(lossScale))
         optimizer.clip(norm: gradNorm, maxNorm: options.maxGradNorm, lossScale: Double(lossScale))
@@ -211,7 +216,7 @@ public final class Trainer {
     func evaluate(epoch: Int) throws {
         evaluatedStep = step
         guard !dev.isEmpty else { try onImproved(); return }
-        let metrics = try classifier.evaluate(dev, labels: devLabels, batchSize: options.batchSize, activations: activations)
+        let metrics = try task.evaluate(dev, labels: devLabels, batchSize: options.batchSize)
         let improved = best.map { score(metrics) > score($0) } ?? true
         if improved { best = metrics; try onImproved() }
         onEval(EvalLog(epoch: epoch, step: step, dev: metrics, stage: stage), improved)
@@ -221,6 +226,7 @@ public final class Trainer {
         switch options.metric {
         case "macro_f1": return m.macroF1
         case "mcc": return m.mcc
+        case "loss": return -m.loss
         default: return m.accuracy
         }
     }
@@ -235,7 +241,7 @@ public final class Trainer {
     /// Saves weights, optimizer moments and `state` (extended with the run's progress) into
     /// `folder`, each file written durably; CheckpointStore makes the folder itself atomic.
     public func saveCheckpoint(folder: String, state: TrainerState? = nil) throws {
-        let b = classifier.model.backend
+        let b = task.backend
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let tensors = checkpointTensors.map { SafeTensorsWriter.Tensor(name: $0.0, shape: [$0.1.count], values: b.floats($0.1)) }
         try SafeTensorsWriter.write(tensors, metadata: ["format": "retort-checkpoint"], to: folder + "/state.safetensors")
@@ -243,15 +249,13 @@ public final class Trainer {
     }
 
     var checkpointTensors: [(String, Tensor)] {
-        let model = classifier.model
-        return [("weights", model.weights), ("adam.m", optimizer.m), ("adam.v", optimizer.v)] + (model.lora.map { [("lora", $0.weights)] } ?? [])
-            + objective.extraParameters.map { ($0.name, $0.weight) }
+        task.checkpointTensors.prefix(1) + [("adam.m", optimizer.m), ("adam.v", optimizer.v)] + task.checkpointTensors.dropFirst()
     }
 
     /// Restores a checkpoint written by saveCheckpoint for the same model and data; returns its state.
     @discardableResult
     public func loadCheckpoint(folder: String) throws -> TrainerState {
-        let b = classifier.model.backend
+        let b = task.backend
         let file = try SafeTensorsFile(path: folder + "/state.safetensors")
         let state = try TrainerState(file: folder + "/trainer.json")
         for (name, tensor) in checkpointTensors {

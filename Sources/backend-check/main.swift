@@ -89,4 +89,5 @@ if let exact, results.isEmpty {
 }
 let failed = results.filter { !$0.passed }.count, skipped = results.filter(\.skipped).count
 print("backend-check: \(results.count - failed - skipped) passed, \(failed) failed, \(skipped) skipped")
+fflush(nil)   // every stream, before exit's handlers (the emulator prints its counters from one): whole lines, in order
 exit(failed == 0 ? 0 : 1)

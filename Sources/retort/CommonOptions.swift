@@ -44,8 +44,8 @@ struct LoRAOptions: ParsableArguments {
     var rank: Int?
     @Option(name: .customLong("lora-alpha"), help: "LoRA alpha (scale alpha/r; default 2·rank).") var alpha: Double?
     @Option(name: .customLong("lora-dropout"), help: "Dropout on the LoRA branch's input.") var dropout = 0.1
-    @Option(name: .customLong("lora-targets"), help: "Comma-separated: query, key, value, attention_output, intermediate, output.")
-    var targets = "query,value"
+    @Option(name: .customLong("lora-targets"), help: "Comma-separated modules: query, key, value, attention_output, intermediate, output (BERT, MPNet; default query,value); c_attn, c_proj, c_fc (GPT-2; default c_attn); q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (Llama family; default q_proj,v_proj).")
+    var targets: String?
     @Flag(name: .customLong("rs-lora"), help: "Scale by alpha/√r instead of alpha/r (rsLoRA).") var rsLoRA = false
 
     func validate() throws {
@@ -55,19 +55,23 @@ struct LoRAOptions: ParsableArguments {
         _ = try modules()
     }
 
-    func modules() throws -> [LoRATarget] {
-        try targets.split(separator: ",").map { name in
-            guard let t = LoRATarget(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("--lora-targets: unknown module '\(name)' (query, key, value, attention_output, intermediate, output)")
+    /// The modules given, or (nil) the model's defaults.
+    func modules() throws -> [LoRATarget]? {
+        try targets.map { list in
+            try list.split(separator: ",").map { name in
+                guard let t = LoRATarget(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                    throw ValidationError("--lora-targets: unknown module '\(name)' (\(LoRATarget.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return t
             }
-            return t
         }
     }
 
-    /// The adapters to train, when --lora-rank is given.
-    func config() throws -> LoRAConfig? {
+    /// The adapters to train, when --lora-rank is given; `defaults`: the model's targets when
+    /// --lora-targets is not.
+    func config(defaults: [LoRATarget] = [.query, .value]) throws -> LoRAConfig? {
         guard let rank else { return nil }
-        return LoRAConfig(rank: rank, alpha: alpha ?? Double(2 * rank), dropout: dropout, targets: try modules(), rsLoRA: rsLoRA)
+        return LoRAConfig(rank: rank, alpha: alpha ?? Double(2 * rank), dropout: dropout, targets: try modules() ?? defaults, rsLoRA: rsLoRA)
     }
 }
 
@@ -106,11 +110,11 @@ struct TrainingOptionGroup: ParsableArguments {
     }
 
     /// The library's settings for these flags and `lora` (epochs, accumulation and evaluation are the command's).
-    func settings(lora: LoRAOptions) throws -> TrainingSettings {
+    func settings(lora: LoRAOptions, loraDefaults: [LoRATarget] = [.query, .value]) throws -> TrainingSettings {
         var t = TrainingSettings()
         t.options.batchSize = batchSize; t.options.weightDecay = weightDecay; t.options.warmupRatio = warmup
         t.options.maxGradNorm = maxGradNorm; t.options.seed = seed; t.options.maxSteps = maxSteps; t.options.bucket = bucket
-        t.learningRate = lr; t.maxLength = maxLength; t.lora = try lora.config(); t.recomputeGelu = recompute == "gelu"
+        t.learningRate = lr; t.maxLength = maxLength; t.lora = try lora.config(defaults: loraDefaults); t.recomputeGelu = recompute == "gelu"
         t.checkpoints = CheckpointPolicy(everySteps: saveEvery, everySeconds: saveMinutes * 60, keep: keepCheckpoints)
         t.resume = resume
         return t

@@ -1,4 +1,5 @@
-// retort finetune: fine-tune a BERT-family checkpoint on labelled text (FineTuningRun).
+// retort finetune: fine-tune a BERT-family checkpoint on labelled text, or a decoder as a
+// classifier or a causal language model (FineTuningRun).
 import ArgumentParser
 import Backend
 import Foundation
@@ -7,7 +8,7 @@ import Train
 struct FinetuneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
-        abstract: "Fine-tune a BERT or MPNet model folder on labelled text; the output folder is a HF model folder.",
+        abstract: "Fine-tune a BERT/MPNet folder or a decoder (GPT-2, SmolLM2/Llama/Qwen2 folder or .gguf) on labelled text, or a decoder on raw text; the output folder is a HF model folder.",
         discussion: """
             Examples:
               retort finetune --model ~/.cache/retort/assets/all-MiniLM-L6-v2 \\
@@ -17,6 +18,16 @@ struct FinetuneCommand: ParsableCommand {
               retort finetune --model M --train tweets.csv \\
                   --text-column tweet --label-column class --lora-rank 8 \\
                   --out runs/hate-lora
+              retort finetune --model SmolLM2-135M-Instruct.Q4_1.gguf \\
+                  --train ../shared/data/cola/train.tsv --text-column 0 --label-column 1 \\
+                  --lora-rank 8 --out runs/cola-smollm2
+              retort finetune --model M.gguf --task causal-lm --train stories.txt \\
+                  --lora-rank 8 --out runs/stories
+
+            A decoder classifies with its last real token's hidden state through a bias-free score \
+            head (HF's *ForSequenceClassification). --task causal-lm trains on raw text: one \
+            document per line (or a JSONL "text" field), joined with the end token and cut into \
+            --max-length blocks, the loss on every token; the best model has the lowest dev loss.
 
             Writes OUT/{config.json, model.safetensors, vocab.txt, …} (the best dev epoch), \
             OUT/log.jsonl, OUT/metrics.json, OUT/adapter/ (PEFT's files, with --lora-rank) and \
@@ -26,9 +37,11 @@ struct FinetuneCommand: ParsableCommand {
             continues exactly with the same command and --resume.
             """)
 
-    @Option(name: .long, help: "Pretrained or fine-tuned model folder (config.json, model.safetensors, vocab.txt).")
+    @Option(name: .long, help: "Pretrained or fine-tuned model: a folder (config.json, model.safetensors, tokenizer files) or a decoder's .gguf file.")
     var model: String
-    @Option(name: .long, help: "Training data: .csv, .tsv or .jsonl.")
+    @Option(name: .long, help: "A decoder's objective: classification (labelled data) or causal-lm (raw text).")
+    var task = DecoderObjective.classification
+    @Option(name: .long, help: "Training data: .csv, .tsv or .jsonl (causal-lm: a text file, one document per line, or .jsonl with \"text\").")
     var train: String
     @Option(name: .long, help: "Development data (default: --dev-split of the training data).")
     var dev: String?
@@ -55,10 +68,13 @@ struct FinetuneCommand: ParsableCommand {
     func run() throws {
         let printer = ProgressPrinter(showStages: false)
         try withFlags(printer) {
+            let decoder = FineTuningRun.isDecoder(expand(model))
+            if task == .causalLM && !decoder { throw UserError(description: "--task causal-lm needs a decoder (GPT-2, Llama family); \(model) is an encoder") }
             var config = FineTuningRun.Configuration(
                 model: expand(model), data: DataFiles(train: expand(train), dev: dev.map(expand), devSplit: devSplit, columns: columns.spec(labelled: true)),
                 output: expand(out))
-            config.training = try training.settings(lora: lora)
+            config.objective = task
+            config.training = try training.settings(lora: lora, loraDefaults: decoder ? FineTuningRun.defaultLoRATargets(expand(model)) : [.query, .value])
             config.training.options.epochs = epochs; config.training.options.accumulation = gradAccum
             config.training.options.evalEvery = evalEvery; config.training.options.metric = metric
             let run = FineTuningRun(config, backend: try deviceOptions.backend())
@@ -67,8 +83,16 @@ struct FinetuneCommand: ParsableCommand {
             defer { Interrupt.release() }
             let metrics = try run.run()
             printer.finish()
+            if task == .causalLM {
+                let loss = metrics.bestDev?.loss ?? .nan
+                print(String(format: "fine-tuned in %@; best dev loss %.4f (perplexity %.2f); model saved in %@", duration(metrics.trainSeconds ?? .nan),
+                             loss, exp(loss), out))
+                return
+            }
             let best = metrics.bestDev.map { metric == "mcc" ? $0.mcc : metric == "macro_f1" ? $0.macroF1 : $0.accuracy } ?? .nan
             print(String(format: "fine-tuned in %@; best dev %@ %.4f; model saved in %@", duration(metrics.trainSeconds ?? .nan), metric, best, out))
         }
     }
 }
+
+extension DecoderObjective: ExpressibleByArgument {}

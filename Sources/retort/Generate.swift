@@ -147,21 +147,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func readPrompts(_ path: String) throws -> [String] {
-        let bytes = try DelimitedText.read(path)
-        var prompts: [String] = []
-        for (n, line) in bytes.split(separator: UInt8(ascii: "\n")).enumerated() {
-            var text = String(decoding: line, as: UTF8.self)
-            if text.hasSuffix("\r") { text.removeLast() }
-            if text.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-            if path.hasSuffix(".jsonl") {
-                guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any],
-                      let prompt = object["prompt"] as? String else {
-                    throw DataError("\(path): line \(n + 1): expected a JSON object with a \"prompt\" string")
-                }
-                text = prompt
-            }
-            prompts.append(text)
-        }
+        let prompts = try DelimitedText.documents(path, field: "prompt")
         guard !prompts.isEmpty else { throw DataError("\(path): no prompts (one per line, or JSONL with a \"prompt\" field)") }
         return prompts
     }

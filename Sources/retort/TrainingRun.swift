@@ -31,6 +31,11 @@ final class ProgressPrinter {
             lineOpen = true
         case .evaluated(let entry, let improved):
             let m = entry.dev
+            if m.nextToken == true {
+                say(String(format: "epoch %d: dev loss %.4f  perplexity %.2f  next-token accuracy %.4f%@", entry.epoch, m.loss, exp(m.loss),
+                           m.accuracy, improved ? "  (best so far: saved)" : ""))
+                return
+            }
             say(String(format: "epoch %d: dev accuracy %.4f  macro-F1 %.4f  MCC %.4f  loss %.4f%@", entry.epoch, m.accuracy, m.macroF1,
                         m.mcc, m.loss, improved ? "  (best so far: saved)" : ""))
         case .checkpointSaved: break

@@ -53,7 +53,7 @@ final class LossScalingTests: XCTestCase {
         XCTAssertEqual(scaledLog.map(\.gradNorm), plainLog.map(\.gradNorm))
         XCTAssertTrue(plainLog.contains { $0.gradNorm > 0.5 }, "no step was clipped")
         XCTAssertEqual(scaledLog.compactMap(\.lossScale), [1024, 1024, 1024, 1024, 2048, 2048, 2048, 2048, 4096, 4096, 4096, 4096])
-        XCTAssertEqual(backend.floats(scaled.classifier.model.weights), backend.floats(plain.classifier.model.weights),
+        XCTAssertEqual(backend.floats(scaled.classifier!.model.weights), backend.floats(plain.classifier!.model.weights),
                        "the trained weights differ")
         XCTAssertNil(plainLog[0].lossScale)
     }
@@ -62,7 +62,7 @@ final class LossScalingTests: XCTestCase {
         let backend = try CPUBackend()
         let overflow = OverflowAtStep(3)   // an fp16 overflow in this step's backward
         let t = try trainer(backend, scaler: LossScaler(scale: 4096, growthInterval: 100)) { overflow.model = $0; return overflow }
-        let model = t.classifier.model
+        let model = t.classifier!.model
         var log: [StepLog] = []
         t.onStep = { entry in
             log.append(entry)

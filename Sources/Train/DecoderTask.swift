@@ -1,0 +1,82 @@
+// A decoder as a training task: a causal language model (next-token cross-entropy on every real
+// token, the head run in chunks) or a sequence classifier on each sequence's last real token (HF's
+// *ForSequenceClassification). Micro-batches are right-padded; the padding is masked out of the
+// attention and the loss. A language model's dev metrics are its mean next-token loss (the
+// accuracy fields are the next-token accuracy; macro-F1 and MCC are not computed: 0).
+import Backend
+import Foundation
+import Models
+
+public final class DecoderTask: TrainingTask {
+    public let model: DecoderModel
+    let activations: DecoderActivations
+    let maxLength: Int
+
+    public init(model: DecoderModel, maxBatch: Int, maxLength: Int) throws {
+        self.model = model
+        self.maxLength = maxLength
+        activations = try DecoderActivations(config: model.config, labels: model.labels, maxBatch: maxBatch, maxLength: maxLength,
+                                             backend: model.backend)
+    }
+
+    public var backend: Backend { model.backend }
+    public func makeOptimizer() throws -> Optimizer { try Optimizer(decoder: model) }
+    public func zeroGradients() { model.zeroGradients() }
+
+    /// Right-pads the micro-batch into `a` (ids 0 under the mask: never read).
+    func load(_ batch: [Encoding], labels: [Int32], into a: DecoderActivations, forBackward: Bool) -> Int {
+        let T = batch.map(\.ids.count).max() ?? 1, B = batch.count
+        var ids = [Int32](repeating: 0, count: B * T), mask = [Int32](repeating: 0, count: B * T)
+        for (b, e) in batch.enumerated() {
+            for (t, id) in e.ids.enumerated() { ids[b * T + t] = id; mask[b * T + t] = 1 }
+        }
+        a.load(ids: ids, mask: mask, labels: model.labels > 0 ? labels : [], batch: B, length: T, backend: backend, forBackward: forBackward)
+        return B * T
+    }
+
+    public func load(_ batch: [Encoding], labels: [Int32]) -> Int { load(batch, labels: labels, into: activations, forBackward: true) }
+
+    public func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double) {
+        model.forward(activations, training: true, seed: seed)
+        model.lossBackward(activations, gradScale: gradScale)
+        losses.add(nil, activations.loss.slice(0, 1), weight: weight)
+    }
+
+    public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
+        let a = activations
+        if model.labels > 0 {
+            var predictions: [Int] = [], loss = 0.0
+            for start in stride(from: 0, to: dev.count, by: batchSize) {
+                let range = start..<min(start + batchSize, dev.count)
+                _ = load(range.map { dev[$0] }, labels: range.map { labels[$0] }, into: a, forBackward: false)
+                model.forward(a)
+                let logits = backend.floats(model.lastTokenLogits(a)), L = model.labels
+                for (i, label) in range.map({ labels[$0] }).enumerated() {
+                    let row = logits[(i * L)..<((i + 1) * L)], m = row.max()!
+                    loss += Double(m) + log(row.reduce(0.0) { $0 + exp(Double($1 - m)) }) - Double(row[row.startIndex + Int(label)])
+                    predictions.append(row.indices.max { row[$0] < row[$1] }! - row.startIndex)
+                }
+            }
+            return ClassificationMetrics(predictions: predictions, labels: labels.map(Int.init), classes: model.labels,
+                                         loss: dev.isEmpty ? 0 : loss / Double(dev.count))
+        }
+        // Language model: the token-weighted mean next-token loss and accuracy.
+        var lossSum = 0.0, correct = 0, tokens = 0
+        for start in stride(from: 0, to: dev.count, by: batchSize) {
+            let batch = Array(dev[start..<min(start + batchSize, dev.count)])
+            _ = load(batch, labels: [], into: a, forBackward: false)
+            model.forward(a)
+            let (loss, right, count) = model.nextTokenStatistics(a)
+            lossSum += loss * Double(count); correct += right; tokens += count
+        }
+        var metrics = ClassificationMetrics(predictions: [], labels: [], classes: 0, loss: tokens > 0 ? lossSum / Double(tokens) : 0)
+        metrics.accuracy = tokens > 0 ? Double(correct) / Double(tokens) : 0
+        metrics.examples = dev.count
+        metrics.nextToken = true
+        return metrics
+    }
+
+    public var checkpointTensors: [(String, Tensor)] {
+        [("weights", model.weights)] + (model.lora.map { [("lora", $0.weights)] } ?? [])
+    }
+}

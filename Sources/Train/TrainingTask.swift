@@ -1,0 +1,68 @@
+// What the trainer trains, behind one interface: a model, the arena its micro-batches load into,
+// and what a step minimises. A BERT-family classifier with any TrainingObjective (fine-tuning,
+// the distillation stages) is one task; a decoder (a causal language model, or a classifier on
+// its last token) is another (DecoderTask.swift). The trainer's loop, schedule, clipping,
+// evaluation and checkpoints do not know which.
+import Backend
+import Models
+
+public protocol TrainingTask: AnyObject {
+    var backend: Backend { get }
+    /// The optimiser over what trains.
+    func makeOptimizer() throws -> Optimizer
+    /// Zeroes the gradients of everything that trains.
+    func zeroGradients()
+    /// Loads a micro-batch (training mode); returns its tokens (B·T).
+    func load(_ batch: [Encoding], labels: [Int32]) -> Int
+    /// Runs the loaded micro-batch (masks from `seed`), accumulates the gradient of gradScale·loss
+    /// and adds weight·loss to `losses`, all queued on the device.
+    func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double)
+    /// Dev metrics.
+    func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics
+    /// What a checkpoint saves besides the optimizer: the weights first.
+    var checkpointTensors: [(String, Tensor)] { get }
+}
+
+/// A BERT-family classifier and the objective of its stage.
+public final class ClassifierTask: TrainingTask {
+    public let classifier: Classifier
+    public let objective: TrainingObjective
+    let activations: BertActivations
+
+    public init(classifier: Classifier, objective: TrainingObjective, maxBatch: Int, recomputeGelu: Bool = false) throws {
+        self.classifier = classifier
+        self.objective = objective
+        let model = classifier.model
+        activations = try BertActivations(config: model.config, labels: model.labels, maxBatch: maxBatch, maxLength: classifier.maxLength,
+                                          backend: model.backend, recomputeGelu: recomputeGelu)
+    }
+
+    public var backend: Backend { classifier.model.backend }
+
+    public func makeOptimizer() throws -> Optimizer {
+        try Optimizer(model: classifier.model, extra: objective.extraParameters, idle: objective.idleParameters)
+    }
+
+    public func zeroGradients() {
+        classifier.model.zeroGradients()
+        for p in objective.extraParameters { backend.fill(p.grad, 0) }
+    }
+
+    public func load(_ batch: [Encoding], labels: [Int32]) -> Int {
+        classifier.load(batch, labels: labels, into: activations)
+        return activations.batch * activations.length
+    }
+
+    public func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double) {
+        objective.step(activations, batch: batch, seed: seed, gradScale: gradScale, losses: losses, weight: weight)
+    }
+
+    public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
+        try classifier.evaluate(dev, labels: labels, batchSize: batchSize, activations: activations)
+    }
+
+    public var checkpointTensors: [(String, Tensor)] {
+        let model = classifier.model
+        return [("weights", model.weights)] + (model.lora.map { [("lora", $0.weights)] } ?? []) + objective.extraParameters.map { ($0.name, $0.weight) }
+    }
+}

@@ -1,0 +1,64 @@
+// retort finetune on a decoder, as a user runs it, on the real SmolLM2-135M GGUF (a few steps):
+// LoRA classification writes a folder transformers reads as LlamaForSequenceClassification (with
+// the PEFT adapter beside it); causal-LM LoRA on a text file writes a folder `retort generate`
+// runs (its tokenizer written from the GGUF's). Bad combinations get one line.
+import Foundation
+import XCTest
+
+final class DecoderFinetuneCLITests: XCTestCase {
+    func smolLM2() throws -> String {
+        let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
+        let path = root + "/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) not found: run scripts/fetch-assets smollm2") }
+        return path
+    }
+
+    func testLoRAClassificationAndCausalLMRuns() throws {
+        let model = try smolLM2()
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("retort-decoder-ft-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let rows = (0..<40).map { i in "\(i % 2 == 0 ? "the cat sat on the mat" : "mat the on sat cat the") number \(i),\(i % 2)" }
+        try (["text,label"] + rows).joined(separator: "\n").write(to: work.appendingPathComponent("data.csv"), atomically: true, encoding: .utf8)
+        let out = work.appendingPathComponent("cls").path
+        let (status, output) = try retort(["finetune", "--model", model, "--train", work.appendingPathComponent("data.csv").path,
+                                           "--lora-rank", "4", "--batch-size", "4", "--max-length", "24", "--max-steps", "2", "--out", out,
+                                           "--device", "cpu"])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("LoRA r=4 on q_proj,v_proj"), output)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as! [String: Any]
+        XCTAssertEqual(config["architectures"] as? [String], ["LlamaForSequenceClassification"])
+        XCTAssertEqual(config["pad_token_id"] as? Int, 2, "the end token pads (HF finds the last token by it)")
+        for file in ["model.safetensors", "vocab.json", "merges.txt", "adapter/adapter_config.json", "adapter/adapter_model.safetensors"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + file), file)
+        }
+
+        let text = work.appendingPathComponent("stories.txt")
+        try (0..<30).map { "Once upon a time there was a little robot number \($0) who liked to count: 1, 2, 3." }.joined(separator: "\n")
+            .write(to: text, atomically: true, encoding: .utf8)
+        let lm = work.appendingPathComponent("lm").path
+        let (lmStatus, lmOutput) = try retort(["finetune", "--model", model, "--task", "causal-lm", "--train", text.path, "--lora-rank", "4",
+                                               "--batch-size", "2", "--max-length", "64", "--max-steps", "2", "--out", lm, "--device", "cpu"])
+        XCTAssertEqual(lmStatus, 0, lmOutput)
+        XCTAssertTrue(lmOutput.contains("perplexity"), lmOutput)
+        // The tokenizer written from the GGUF's gives its ids (SmolLM2's digits apart, specials).
+        let probe = work.appendingPathComponent("probe.txt")
+        try "Count 12345 times, <|im_start|>user ok\n".write(to: probe, atomically: true, encoding: .utf8)
+        let (_, fromGGUF) = try retort(["tokenize", "--model", model, "--input", probe.path])
+        let (_, fromFolder) = try retort(["tokenize", "--model", lm, "--input", probe.path])
+        XCTAssertEqual(fromFolder, fromGGUF)
+        let (genStatus, generated) = try retort(["generate", "--model", lm, "--prompt", "Once upon a time", "--max-new-tokens", "5",
+                                                 "--device", "cpu"])
+        XCTAssertEqual(genStatus, 0, generated)
+        XCTAssertTrue(generated.contains("tokens/s"), generated)
+    }
+
+    func testCausalLMOnAnEncoderIsRefused() throws {
+        let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Golden")
+        let (status, output) = try retort(["finetune", "--model", golden.appendingPathComponent("tiny-bert").path, "--task", "causal-lm",
+                                           "--train", "/nonexistent.txt", "--out", "/tmp/never", "--device", "cpu"])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(output.contains("--task causal-lm needs a decoder"), output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/never"))
+    }
+}
