@@ -82,7 +82,7 @@ public final class ByteLevelBPE: @unchecked Sendable {
     /// A folder with GPT-2's vocab.json and merges.txt; special tokens: <|endoftext|> when the
     /// vocabulary has it (GPT-2's one special token), and those a Retort-written
     /// tokenizer_config.json lists ("retort_special_tokens", with "retort_pre_tokenizer": a
-    /// GGUF's tokenizer saved as files).
+    /// GGUF's tokenizer saved as files) or marks special in transformers' added_tokens_decoder.
     public convenience init(folder: String) throws {
         let vocabPath = folder + "/vocab.json", mergesPath = folder + "/merges.txt"
         guard let data = FileManager.default.contents(atPath: vocabPath) else {
@@ -106,7 +106,12 @@ public final class ByteLevelBPE: @unchecked Sendable {
         guard !lines.isEmpty else { throw CheckpointError("\(mergesPath): no merges") }
         let retort = (try? JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: folder + "/tokenizer_config.json") ?? Data()))
             as? [String: Any] ?? [:]
-        let special = (retort["retort_special_tokens"] as? [String]) ?? (table["<|endoftext|>"] == nil ? [] : ["<|endoftext|>"])
+        var special = (retort["retort_special_tokens"] as? [String]) ?? (table["<|endoftext|>"] == nil ? [] : ["<|endoftext|>"])
+        // transformers' added special tokens (<|im_start|>, … in SmolLM2's and Qwen2's folders).
+        for case let entry as [String: Any] in (retort["added_tokens_decoder"] as? [String: Any] ?? [:]).values
+        where entry["special"] as? Bool == true {
+            if let content = entry["content"] as? String, table[content] != nil, !special.contains(content) { special.append(content) }
+        }
         try self.init(tokens: tokens, merges: lines, special: special, digitsApart: retort["retort_pre_tokenizer"] as? String == "smollm",
                       source: folder)
     }

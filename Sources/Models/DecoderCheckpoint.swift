@@ -108,10 +108,12 @@ extension DecoderModel {
                 throw CheckpointError("\(name): tensor \(key) is \(tensor.shape) but the metadata implies \(entry.shape)")
             }
             var values = try gguf.floats(key)
-            if config.family == .llama, key.hasSuffix("attn_q.weight") || key.hasSuffix("attn_k.weight") {
+            // Only llama.cpp's Llama converter permutes q and k (Qwen2's keeps HF's layout).
+            let permuted = config.modelType == "llama"
+            if permuted, key.hasSuffix("attn_q.weight") || key.hasSuffix("attn_k.weight") {
                 values = unpermuteRoPE(values, heads: key.hasSuffix("attn_q.weight") ? config.heads : config.keyValueHeads,
                                        headSize: config.headSize, columns: entry.shape[1])
-            } else if config.family == .llama, key.hasSuffix("attn_q.bias") || key.hasSuffix("attn_k.bias") {
+            } else if permuted, key.hasSuffix("attn_q.bias") || key.hasSuffix("attn_k.bias") {
                 values = unpermuteRoPE(values, heads: key.hasSuffix("attn_q.bias") ? config.heads : config.keyValueHeads,
                                        headSize: config.headSize, columns: 1)
             }

@@ -134,8 +134,8 @@ public struct DecoderConfig: Sendable {
         guard heads % keyValueHeads == 0 else {
             throw CheckpointError("\(source): num_attention_heads \(heads) is not a multiple of num_key_value_heads \(keyValueHeads)")
         }
-        guard family == .llama || hiddenSize % heads == 0, headSize % 2 == 0 else {
-            throw CheckpointError("\(source): the head size \(headSize) must be even and divide the hidden size")
+        guard family == .llama || hiddenSize % heads == 0, headSize % 2 == 0, headSize <= 256 else {
+            throw CheckpointError("\(source): head size \(headSize): Retort's decoders take even head sizes up to 256 that divide the hidden size")
         }
         bosTokenId = ids("bos_token_id")
         eosTokenIds = ids("eos_token_id")

@@ -27,14 +27,14 @@ public final class KVCache {
 
 /// One decoding step's buffers: B rows of everything a layer computes.
 public final class DecodeBuffers {
-    let x, h, q, k, v, context, residual, up, gate, activated, mean, rstd, positions: Tensor
+    let x, h, q, k, v, context, residual, up, gate, activated, mean, rstd, positions, ids: Tensor
     public init(config c: DecoderConfig, batch B: Int, backend: Backend) throws {
         func f(_ n: Int) throws -> Tensor { try backend.zeros(n) }
         (x, h, q, k, v) = (try f(B * c.hiddenSize), try f(B * c.hiddenSize), try f(B * c.queryChannels), try f(B * c.keyValueChannels),
                            try f(B * c.keyValueChannels))
         (context, residual) = (try f(B * c.queryChannels), try f(B * c.hiddenSize))
         (up, gate, activated) = (try f(B * c.intermediateSize), try f(B * c.intermediateSize), try f(B * c.intermediateSize))
-        (mean, rstd, positions) = (try f(B), try f(B), try backend.zeros(B, .i32))
+        (mean, rstd, positions, ids) = (try f(B), try f(B), try backend.zeros(B, .i32), try backend.zeros(B, .i32))
     }
 }
 
@@ -92,8 +92,8 @@ extension DecoderModel {
         let positions = cache.lengths.map { Int32($0) }, counted = cache.lengths.map { Int32($0 + 1) }
         positions.withUnsafeBytes { b.upload(d.positions, $0) }
         counted.withUnsafeBytes { b.upload(cache.lengthTensor, $0) }
-        let ids = try! b.tensor(tokens, .i32)
-        b.embeddingForward(d.x, ids: ids, positions: d.positions, types: nil, word: P.embedTokens.weight,
+        tokens.withUnsafeBytes { b.upload(d.ids, $0) }
+        b.embeddingForward(d.x, ids: d.ids, positions: d.positions, types: nil, word: P.embedTokens.weight,
                            position: P.positionEmbeddings?.weight ?? P.embedTokens.weight.slice(0, 0), type: nil,
                            EmbeddingShape(tokens: B, channels: C, vocabulary: c.vocabSize, positions: c.family == .gpt2 ? c.maxPositions : 0))
         for layer in P.layers {   // x → residual stream in d.x, alternating through d.h's sibling buffer

@@ -78,6 +78,9 @@ extension DecoderModel {
     public func generate(_ requests: [GenerationRequest], sampling: SamplingOptions, endTokens: Set<Int32>,
                          onToken: (Int, Int32) -> Void = { _, _ in },
                          stopped: (Int, [Int32]) -> Bool = { _, _ in false }) throws -> [GenerationResult] {
+        guard lora == nil || lora!.merged else {
+            throw CheckpointError("generate: this model has LoRA adapters attached; generate from the folder a run saved (adapters merged)")
+        }
         let B = requests.count, T = requests.map(\.prompt.count).max() ?? 0
         precondition(B > 0 && requests.allSatisfy { !$0.prompt.isEmpty }, "generate: every prompt needs a token")
         let capacity = min(config.maxPositions, T + (requests.map(\.maxNewTokens).max() ?? 0))

@@ -36,6 +36,9 @@ extension FineTuningRun {
         let lm = c.objective == .causalLM
         let config = c.model.hasSuffix(".gguf") ? try DecoderConfig(gguf: try GGUFFile(path: c.model))
             : try DecoderConfig(path: (c.model as NSString).appendingPathComponent("config.json"))
+        guard t.maxLength <= config.maxPositions else {
+            throw DataError("max length \(t.maxLength) is beyond \((c.model as NSString).lastPathComponent)'s context of \(config.maxPositions) positions: lower --max-length")
+        }
         let tokenizer = try DecoderTokenizer(model: c.model, config: config)
         func encode(_ text: String) -> Encoding {
             let ids = Array(tokenizer.bpe.encode(text).prefix(t.maxLength))

@@ -26,9 +26,10 @@ public final class Optimizer {
                       wholeGradient: model.lora == nil && extra.isEmpty && idle.isEmpty ? model.grads : nil)
     }
 
-    /// A decoder's trainable tensors.
+    /// A decoder's trainable tensors (with LoRA: the adapters, whose gradients are their own
+    /// buffer, and a classifier's score head).
     public convenience init(decoder: DecoderModel) throws {
-        try self.init(decoder.trainable, backend: decoder.backend, wholeGradient: decoder.grads)
+        try self.init(decoder.trainable, backend: decoder.backend, wholeGradient: decoder.lora == nil ? decoder.grads : nil)
     }
 
     /// `parameters` in order; `wholeGradient`: one buffer that is exactly their gradients (one

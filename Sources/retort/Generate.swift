@@ -81,7 +81,7 @@ struct GenerateCommand: ParsableCommand {
 
     /// One prompt, its continuation printed as it comes (holding back what may start a stop string).
     func stream(_ decoder: DecoderModel, _ tokenizer: DecoderTokenizer, ids: [Int32], sampling: SamplingOptions) throws {
-        var bytes: [UInt8] = [], printed = 0, firstToken: Date?
+        var bytes: [UInt8] = [], printed = 0, firstToken: Date?, cut = false
         let holdBack = max(0, (stop.map(\.utf8.count).max() ?? 0) - 1), started = Date()
         func flush(upTo end: Int) {
             guard end > printed else { return }
@@ -92,12 +92,13 @@ struct GenerateCommand: ParsableCommand {
                                           endTokens: tokenizer.endTokens, onToken: { _, token in
             if firstToken == nil { firstToken = Date() }
             bytes += tokenizer.bpe.bytes(token)
-            flush(upTo: completeUTF8(bytes, limit: bytes.count - holdBack))
-        }, stopped: { _, _ in
-            guard let (at, _) = firstStop(bytes) else { return false }
-            bytes.removeSubrange(at...)
-            return true
-        })[0]
+            if let (at, _) = firstStop(bytes) {   // cut before anything of it is printed; `stopped` ends the run
+                bytes.removeSubrange(at...)
+                cut = true
+            } else {
+                flush(upTo: completeUTF8(bytes, limit: bytes.count - holdBack))
+            }
+        }, stopped: { _, _ in cut })[0]
         flush(upTo: bytes.count)
         FileHandle.standardOutput.write(Data("\n".utf8))
         let end = Date(), prefill = (firstToken ?? end).timeIntervalSince(started), decode = end.timeIntervalSince(firstToken ?? end)
@@ -113,7 +114,9 @@ struct GenerateCommand: ParsableCommand {
         for first in stride(from: 0, to: prompts.count, by: batchSize) {
             let range = first..<min(first + batchSize, prompts.count)
             var texts = [[UInt8]](repeating: [], count: range.count)
-            let results = try decoder.generate(range.map { GenerationRequest(prompt: ids[$0], maxNewTokens: maxNewTokens) }, sampling: sampling,
+            var batchSampling = sampling   // a prompt's random stream follows its place in the file, not in its batch
+            batchSampling.seed = sampling.seed &+ UInt64(first) &* 0x9E37_79B9
+            let results = try decoder.generate(range.map { GenerationRequest(prompt: ids[$0], maxNewTokens: maxNewTokens) }, sampling: batchSampling,
                                                endTokens: tokenizer.endTokens, onToken: { s, token in texts[s] += tokenizer.bpe.bytes(token) },
                                                stopped: { s, _ in
                 guard let (at, _) = firstStop(texts[s]) else { return false }

@@ -77,4 +77,20 @@ final class DecoderLoRATests: XCTestCase {
             XCTAssertEqual("\(error)", "LoRA target c_attn is not a module of llama; it has q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj")
         }
     }
+
+    /// Clipping covers the adapters (their gradients are a buffer of their own): the norm is the
+    /// adapters', and clipping to a tiny norm brings it there.
+    func testClippingCoversTheAdapters() throws {
+        let (model, a, _) = try tinyWithAdapter("llama")
+        let optimizer = try Optimizer(decoder: model)
+        model.zeroGradients()
+        model.forward(a, training: true, seed: 1)
+        model.lossBackward(a)
+        let lora = try XCTUnwrap(model.lora)
+        let expected = model.backend.floats(lora.grads).reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        XCTAssertGreaterThan(expected, 0)
+        XCTAssertEqual(optimizer.clip(maxNorm: 1e-3), expected, accuracy: 1e-4 * expected, "the norm is the adapters'")
+        let after = model.backend.floats(lora.grads).reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        XCTAssertEqual(after, 1e-3, accuracy: 1e-5, "clipped")
+    }
 }
