@@ -3,7 +3,37 @@
 import Backend
 import Foundation
 
-public final class Classifier {
+/// What eval and predict need of a classifier, whatever the model: a BERT-family `Classifier`
+/// or a decoder's `DecoderClassifier`.
+public protocol TextClassifier: AnyObject {
+    var labelNames: [String] { get }
+    func encode(_ examples: [Example]) -> [Encoding]
+    /// Logits [N][labels] of the encodings, in batches.
+    func classify(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]]
+}
+
+extension TextClassifier {
+    /// Accuracy, macro-F1, MCC and mean cross-entropy over labelled encodings.
+    public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
+        ClassificationMetrics(logits: try classify(encodings, batchSize: batchSize), labels: labels, classes: labelNames.count)
+    }
+}
+
+extension ClassificationMetrics {
+    /// The metrics of logit rows against labels (loss: mean cross-entropy, in double).
+    public init(logits: [[Float]], labels: [Int32], classes: Int) {
+        var loss = 0.0
+        var predictions: [Int] = []
+        for (row, label) in zip(logits, labels) {
+            let m = row.max()!, lse = Double(m) + log(row.reduce(0.0) { $0 + exp(Double($1 - m)) })
+            loss += lse - Double(row[Int(label)])
+            predictions.append(row.indices.max { row[$0] < row[$1] }!)
+        }
+        self.init(predictions: predictions, labels: labels.map(Int.init), classes: classes, loss: labels.isEmpty ? 0 : loss / Double(labels.count))
+    }
+}
+
+public final class Classifier: TextClassifier {
     public let model: BertModel
     public let tokenizer: WordPieceTokenizer
     public var labelNames: [String]
@@ -59,18 +89,12 @@ public final class Classifier {
         return out
     }
 
-    /// Accuracy, macro-F1, MCC and mean cross-entropy over labelled encodings.
-    public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int, activations: BertActivations? = nil) throws -> ClassificationMetrics {
-        let logits = try self.logits(encodings, batchSize: batchSize, activations: activations)
-        var loss = 0.0
-        var predictions: [Int] = []
-        for (row, label) in zip(logits, labels) {
-            let m = row.max()!, lse = Double(m) + log(row.reduce(0.0) { $0 + exp(Double($1 - m)) })
-            loss += lse - Double(row[Int(label)])
-            predictions.append(row.indices.max { row[$0] < row[$1] }!)
-        }
-        return ClassificationMetrics(predictions: predictions, labels: labels.map(Int.init), classes: model.labels,
-                                     loss: labels.isEmpty ? 0 : loss / Double(labels.count))
+    public func classify(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]] { try logits(encodings, batchSize: batchSize) }
+
+    /// Accuracy, macro-F1, MCC and mean cross-entropy over labelled encodings (in `activations`, a
+    /// training arena, when given).
+    public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int, activations: BertActivations?) throws -> ClassificationMetrics {
+        ClassificationMetrics(logits: try logits(encodings, batchSize: batchSize, activations: activations), labels: labels, classes: model.labels)
     }
 
     /// Saves a HF model folder: config.json (with id2label/label2id), model.safetensors and the

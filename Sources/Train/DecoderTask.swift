@@ -12,11 +12,12 @@ public final class DecoderTask: TrainingTask {
     let activations: DecoderActivations
     let maxLength: Int
 
-    public init(model: DecoderModel, maxBatch: Int, maxLength: Int) throws {
+    /// `inference`: an arena for evaluation only (no backward).
+    public init(model: DecoderModel, maxBatch: Int, maxLength: Int, inference: Bool = false) throws {
         self.model = model
         self.maxLength = maxLength
         activations = try DecoderActivations(config: model.config, labels: model.labels, maxBatch: maxBatch, maxLength: maxLength,
-                                             backend: model.backend)
+                                             backend: model.backend, inference: inference)
     }
 
     public var backend: Backend { model.backend }
@@ -45,20 +46,7 @@ public final class DecoderTask: TrainingTask {
     public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
         let a = activations
         if model.labels > 0 {
-            var predictions: [Int] = [], loss = 0.0
-            for start in stride(from: 0, to: dev.count, by: batchSize) {
-                let range = start..<min(start + batchSize, dev.count)
-                _ = load(range.map { dev[$0] }, labels: range.map { labels[$0] }, into: a, forBackward: false)
-                model.forward(a)
-                let logits = backend.floats(model.lastTokenLogits(a)), L = model.labels
-                for (i, label) in range.map({ labels[$0] }).enumerated() {
-                    let row = logits[(i * L)..<((i + 1) * L)], m = row.max()!
-                    loss += Double(m) + log(row.reduce(0.0) { $0 + exp(Double($1 - m)) }) - Double(row[row.startIndex + Int(label)])
-                    predictions.append(row.indices.max { row[$0] < row[$1] }! - row.startIndex)
-                }
-            }
-            return ClassificationMetrics(predictions: predictions, labels: labels.map(Int.init), classes: model.labels,
-                                         loss: dev.isEmpty ? 0 : loss / Double(dev.count))
+            return ClassificationMetrics(logits: try logits(dev, batchSize: batchSize), labels: labels, classes: model.labels)
         }
         // Language model: the token-weighted mean next-token loss and accuracy.
         var lossSum = 0.0, correct = 0, tokens = 0
@@ -74,6 +62,20 @@ public final class DecoderTask: TrainingTask {
         metrics.examples = dev.count
         metrics.nextToken = true
         return metrics
+    }
+
+    /// A classifier's logits [N][labels] at each text's last token, in batches.
+    func logits(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]] {
+        precondition(model.labels > 0, "logits: the model is a language model")
+        var out: [[Float]] = []
+        for start in stride(from: 0, to: encodings.count, by: batchSize) {
+            let chunk = Array(encodings[start..<min(start + batchSize, encodings.count)])
+            _ = load(chunk, labels: Array(repeating: 0, count: chunk.count), into: activations, forBackward: false)
+            model.forward(activations)
+            let flat = backend.floats(model.lastTokenLogits(activations)), L = model.labels
+            for i in 0..<chunk.count { out.append(Array(flat[(i * L)..<((i + 1) * L)])) }
+        }
+        return out
     }
 
     public var checkpointTensors: [(String, Tensor)] {

@@ -72,7 +72,7 @@ struct PredictCommand: ParsableCommand {
         let batchSize = inference.batchSize
         let examples = try input.map { try Dataset.load(expand($0), columns: columns.spec(labelled: false)) }
             ?? texts.enumerated().map { Example(text: $1, pair: nil, label: nil, line: $0 + 1) }
-        let logits = try classifier.logits(classifier.encode(examples), batchSize: batchSize)
+        let logits = try classifier.classify(classifier.encode(examples), batchSize: batchSize)
         var output = ""
         for (example, row) in zip(examples, logits) {
             let m = row.max()!, exps = row.map { Foundation.exp(Double($0 - m)) }, sum = exps.reduce(0, +)
@@ -92,14 +92,17 @@ struct PredictCommand: ParsableCommand {
 
 /// The model, batching and device options of eval and predict.
 struct InferenceOptions: ParsableArguments {
-    @Option(name: .long, help: "Fine-tuned model folder.") var model: String
+    @Option(name: .long, help: "Fine-tuned model folder (a BERT-family classifier, or a decoder fine-tuned as one).") var model: String
     @Option(name: .long, help: "Examples per batch.") var batchSize = 64
     @Option(name: .long, help: "Tokens per example, specials included (default 128, or the model's maximum when smaller).")
     var maxLength: Int?
     @OptionGroup var deviceOptions: DeviceOptions
 
-    func classifier() throws -> Classifier {
+    func classifier() throws -> TextClassifier {
         let folder = expand(model)
+        if FineTuningRun.isDecoder(folder) {
+            return try DecoderClassifier.load(folder: folder, maxLength: maxLength, backend: try deviceOptions.backend())
+        }
         let length = try maxLength ?? min(128, BertConfig(path: folder + "/config.json").maxPositions)
         return try Classifier.load(folder: folder, maxLength: length, backend: try deviceOptions.backend(), inference: true)
     }

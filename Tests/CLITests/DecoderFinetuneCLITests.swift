@@ -1,6 +1,6 @@
 // retort finetune on a decoder, as a user runs it, on the real SmolLM2-135M GGUF (a few steps):
 // LoRA classification writes a folder transformers reads as LlamaForSequenceClassification (with
-// the PEFT adapter beside it); causal-LM LoRA on a text file writes a folder `retort generate`
+// the PEFT adapter beside it) and eval / predict read; causal-LM LoRA on a text file writes a folder `retort generate`
 // runs (its tokenizer written from the GGUF's). Bad combinations get one line.
 import Foundation
 import XCTest
@@ -33,6 +33,17 @@ final class DecoderFinetuneCLITests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + file), file)
         }
 
+        // eval and predict read the folder (a decoder classifier).
+        let (evalStatus, evaluated) = try retort(["eval", "--model", out, "--data", work.appendingPathComponent("data.csv").path,
+                                                  "--max-length", "24", "--json", "--device", "cpu"])
+        XCTAssertEqual(evalStatus, 0, evaluated)
+        let metrics = try XCTUnwrap(evaluated.split(separator: "\n").last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) }
+                                    as? [String: Any], evaluated)
+        XCTAssertEqual(metrics["examples"] as? Int, 40)
+        let (predictStatus, predicted) = try retort(["predict", "--model", out, "the cat sat on the mat", "--device", "cpu"])
+        XCTAssertEqual(predictStatus, 0, predicted)
+        XCTAssertTrue(predicted.contains("\tthe cat sat on the mat"), predicted)
+
         let text = work.appendingPathComponent("stories.txt")
         try (0..<30).map { "Once upon a time there was a little robot number \($0) who liked to count: 1, 2, 3." }.joined(separator: "\n")
             .write(to: text, atomically: true, encoding: .utf8)
@@ -51,6 +62,9 @@ final class DecoderFinetuneCLITests: XCTestCase {
                                                  "--device", "cpu"])
         XCTAssertEqual(genStatus, 0, generated)
         XCTAssertTrue(generated.contains("tokens/s"), generated)
+        let (notClassifier, message) = try retort(["predict", "--model", lm, "some text", "--device", "cpu"])
+        XCTAssertNotEqual(notClassifier, 0)
+        XCTAssertTrue(message.contains("not a classifier"), message)
     }
 
     func testCausalLMOnAnEncoderIsRefused() throws {

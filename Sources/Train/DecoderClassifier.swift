@@ -1,0 +1,45 @@
+// A decoder fine-tuned as a classifier (a folder retort finetune wrote, or any HF
+// *ForSequenceClassification folder of a decoder family): its tokenizer, label names and the
+// batched logits of each text's last token — what eval and predict use.
+import Backend
+import Foundation
+import Models
+
+public final class DecoderClassifier: TextClassifier {
+    public let model: DecoderModel
+    public let tokenizer: DecoderTokenizer
+    public let labelNames: [String]
+    public let maxLength: Int
+
+    /// `folder`: config.json with id2label (two or more labels) and a score head.
+    public static func load(folder: String, maxLength: Int?, backend: Backend) throws -> DecoderClassifier {
+        let config = try DecoderConfig(path: (folder as NSString).appendingPathComponent("config.json"))
+        guard config.id2label.count >= 2 else {
+            throw DataError("\(folder): not a classifier (config.json has no id2label); generate text with it instead: retort generate --model \(folder)")
+        }
+        let length = maxLength ?? min(128, config.maxPositions)
+        guard length <= config.maxPositions else {
+            throw InvalidSetting("\(Setting.maxLength) \(length) exceeds the model's context of \(config.maxPositions) positions")
+        }
+        let model = try DecoderModel.load(folder, labels: config.id2label.count, backend: backend, inference: true)
+        return DecoderClassifier(model: model, tokenizer: try DecoderTokenizer(model: folder, config: config),
+                                 labelNames: (0..<config.id2label.count).map { config.id2label[$0] ?? "LABEL_\($0)" }, maxLength: length)
+    }
+
+    init(model: DecoderModel, tokenizer: DecoderTokenizer, labelNames: [String], maxLength: Int) {
+        self.model = model; self.tokenizer = tokenizer; self.labelNames = labelNames; self.maxLength = maxLength
+    }
+
+    public func encode(_ examples: [Example]) -> [Encoding] {
+        examples.map { example in
+            var ids = Array(tokenizer.bpe.encode(example.text).prefix(maxLength))
+            if ids.isEmpty { ids = [tokenizer.endTokens.min() ?? 0] }   // an empty text: its end token
+            return Encoding(ids: ids, typeIds: Array(repeating: 0, count: ids.count), attentionMask: Array(repeating: 1, count: ids.count))
+        }
+    }
+
+    public func classify(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]] {
+        let task = try DecoderTask(model: model, maxBatch: batchSize, maxLength: maxLength, inference: true)
+        return try task.logits(encodings, batchSize: batchSize)
+    }
+}
