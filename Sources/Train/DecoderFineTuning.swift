@@ -76,6 +76,7 @@ extension FineTuningRun {
         }
         var options = t.resolvedOptions
         if lm { options.metric = "loss" }
+        try check(MemoryPlan(decoder: model, shape: MemoryPlan.Shape(batch: options.batchSize, length: t.maxLength, recomputeGelu: true)))
         let task = try DecoderTask(model: model, maxBatch: options.batchSize, maxLength: t.maxLength)
         let trainer = try Trainer(task: task, train: train, trainLabels: trainLabels, dev: dev, devLabels: devLabels, options: options)
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints)

@@ -1,5 +1,6 @@
 // What a training run holds on its device, computed before the first step: parameters,
-// gradients, optimizer state, activations (the arena exactly as BertActivations allocates it,
+// gradients, optimizer state, activations (the arena exactly as BertActivations or
+// DecoderActivations allocates it,
 // plus the LoRA inputs it allocates at first use and the distillation scratch), the teacher
 // (weights and inference arena) and workspace (the CUDA matmul workspace, and at bf16/fp16 the
 // scratch matmul operands are rounded into).
@@ -23,14 +24,17 @@ public struct MemoryPlan {
     public let shape: Shape
     public private(set) var parameters = 0, gradients = 0, optimizer = 0, activations = 0, teacher = 0, workspace = 0
     public var total: Int { parameters + gradients + optimizer + activations + teacher + workspace }
+    /// A language model's head: what its chunks hold against the [B·T, V] logits it never makes.
+    public private(set) var headNote: String?
     // What the plan was made of, to plan other shapes.
-    private let model: BertModel, extraTrainable: Int, teacherRun: Teacher?
+    private enum Planned { case encoder(BertModel, extraTrainable: Int, teacher: Teacher?), decoder(DecoderModel) }
+    private let planned: Planned
 
     /// The run of `model` (LoRA adapters attached, if any) at `shape`; `extraTrainable` floats
     /// train beside it (a projection); `teacher`: a distillation teacher and the layers whose
     /// queries and keys its arena keeps.
     public init(model: BertModel, shape: Shape, extraTrainable: Int = 0, teacher: Teacher? = nil) {
-        (self.model, self.shape, self.extraTrainable, teacherRun) = (model, shape, extraTrainable, teacher)
+        (self.shape, planned) = (shape, .encoder(model, extraTrainable: extraTrainable, teacher: teacher))
         let f = MemoryLayout<Float>.size, c = model.config, BT = shape.batch * shape.length
         let adapterFloats = model.lora?.layout.total ?? 0
         parameters = (model.weights.count + adapterFloats + extraTrainable) * f + model.backend.halfCopyBytes(elements: model.weights.count)
@@ -52,6 +56,28 @@ public struct MemoryPlan {
         workspace = model.backend.workspaceBytes(matmuls: configs.flatMap { Self.layerMatmuls($0, tokens: BT) })
     }
 
+    /// The run of a decoder (adapters attached, if any) at `shape`: its arena as DecoderActivations
+    /// allocates it (the head in chunks of `headRows` rows), the LoRA inputs, the matmul workspace.
+    public init(decoder model: DecoderModel, shape: Shape, headRows: Int = 256) {
+        (self.shape, planned) = (shape, .decoder(model))
+        let f = MemoryLayout<Float>.size, c = model.config, BT = shape.batch * shape.length
+        let adapterFloats = model.lora?.layout.total ?? 0
+        parameters = (model.weights.count + adapterFloats) * f + model.backend.halfCopyBytes(elements: model.weights.count)
+        gradients = (model.grads.count + adapterFloats) * f
+        optimizer = 2 * model.trainable.reduce(0) { $0 + $1.weight.count } * f
+        activations = DecoderActivations.bytes(config: c, labels: model.labels, maxBatch: shape.batch, maxLength: shape.length,
+                                               headRows: headRows)
+        if let lora = model.lora { activations += lora.modules.count * BT * lora.config.rank * f }
+        let (C, I, V, R) = (c.hiddenSize, c.intermediateSize, c.vocabSize, min(headRows, BT))
+        if model.labels == 0 {
+            headNote = "LM head \(Self.format(2 * R * V * f)) in chunks of \(R) rows instead of \(Self.format(BT * V * f)) of logits"
+        }
+        workspace = model.backend.workspaceBytes(matmuls: [
+            Gemm(m: BT, n: c.queryChannels, k: C, transB: true), Gemm(m: BT, n: I, k: C, transB: true), Gemm(m: BT, n: C, k: I, transB: true),
+            Gemm(m: C, n: I, k: BT, transA: true), Gemm(m: I, n: C, k: BT, transA: true), Gemm(m: BT, n: I, k: C), Gemm(m: BT, n: C, k: I),
+            Gemm(m: R, n: V, k: C, transB: true), Gemm(m: R, n: C, k: V)])
+    }
+
     /// The matmuls of a layer's forward and backward over BT tokens (the largest operands there are).
     static func layerMatmuls(_ c: BertConfig, tokens BT: Int) -> [Gemm] {
         let C = c.hiddenSize, I = c.intermediateSize
@@ -63,7 +89,10 @@ public struct MemoryPlan {
 
     /// The same run at another shape.
     public func replanned(_ shape: Shape) -> MemoryPlan {
-        MemoryPlan(model: model, shape: shape, extraTrainable: extraTrainable, teacher: teacherRun)
+        switch planned {
+        case .encoder(let model, let extra, let teacher): return MemoryPlan(model: model, shape: shape, extraTrainable: extra, teacher: teacher)
+        case .decoder(let model): return MemoryPlan(decoder: model, shape: shape)
+        }
     }
 
     /// One line for the log: each part and the total against what the device can give.
@@ -72,7 +101,7 @@ public struct MemoryPlan {
         if teacher > 0 { parts.append(("teacher", teacher)) }
         if workspace > 0 { parts.append(("workspace", workspace)) }
         return "memory plan on \(device): " + parts.map { "\($0.0) \(Self.format($0.1))" }.joined(separator: " + ")
-            + " = \(Self.format(total)) (\(Self.format(use.inUse + use.available)) available)"
+            + " = \(Self.format(total)) (\(Self.format(use.inUse + use.available)) available)" + (headNote.map { "; " + $0 } ?? "")
     }
 
     /// Throws a one-line error naming the settings that would make the run fit, when it does not
@@ -88,12 +117,17 @@ public struct MemoryPlan {
         }
         if knobs.isEmpty { knobs.append("a smaller \(Setting.batchSize)") }
         knobs.append("a shorter \(Setting.maxLength) (now \(shape.length))")
-        if !shape.recomputeGelu {
+        var encoder = true, adapters = false
+        switch planned {
+        case .encoder(let model, _, _): adapters = model.lora != nil
+        case .decoder(let model): (encoder, adapters) = (false, model.lora != nil)   // decoders always recompute their activation
+        }
+        if encoder && !shape.recomputeGelu {
             var recompute = shape
             recompute.recomputeGelu = true
             knobs.append("\(Setting.recompute) gelu (needs \(Self.format(replanned(recompute).total)))")
         }
-        if model.lora == nil { knobs.append("\(Setting.loraRank) 8 (optimizer state for the adapters only)") }
+        if !adapters { knobs.append("\(Setting.loraRank) 8 (optimizer state for the adapters only)") }
         throw MemoryPlanError(needed: total, available: budget, device: device, remedies: knobs)
     }
 

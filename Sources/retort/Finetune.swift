@@ -84,7 +84,10 @@ struct FinetuneCommand: ParsableCommand {
             let metrics = try run.run()
             printer.finish()
             if task == .causalLM {
-                let loss = metrics.bestDev?.loss ?? .nan
+                guard let loss = metrics.bestDev?.loss else {
+                    print("fine-tuned in \(duration(metrics.trainSeconds ?? .nan)) without a dev set (give --dev, or 10 or more blocks of text); model saved in \(out)")
+                    return
+                }
                 print(String(format: "fine-tuned in %@; best dev loss %.4f (perplexity %.2f); model saved in %@", duration(metrics.trainSeconds ?? .nan),
                              loss, exp(loss), out))
                 return

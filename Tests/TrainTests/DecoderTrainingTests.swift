@@ -57,4 +57,28 @@ final class DecoderTrainingTests: XCTestCase {
         XCTAssertEqual(secondModel.backend.floats(secondModel.weights), wholeModel.backend.floats(wholeModel.weights),
                        "3 + 3 steps through a checkpoint = 6 steps")
     }
+
+    /// The memory plan of a decoder run is what its steps allocate (within the CPU's rounding and
+    /// a few scalars), with and without LoRA; a language model's plan names the head's chunks.
+    func testThePlanMatchesWhatADecoderStepAllocates() throws {
+        for (labels, lora) in [(0, false), (2, false), (0, true)] {
+            let backend = try CPUBackend()
+            let model = try DecoderModel.load(golden.appendingPathComponent("tiny-llama").path, labels: labels, backend: backend)
+            if lora { try model.attachLoRA(LoRAConfig(rank: 4, alpha: 8, targets: [.qProj, .vProj, .downProj])) }
+            let plan = MemoryPlan(decoder: model, shape: MemoryPlan.Shape(batch: 8, length: 16, recomputeGelu: true))
+            var options = TrainingOptions()
+            (options.batchSize, options.maxSteps, options.epochs) = (8, 2, 1)
+            let train = encodings(16, seed: 1).map { e -> Encoding in   // full-length rows: the arena's size
+                var e = e
+                while e.ids.count < 16 { e.ids.append(5); e.typeIds.append(0); e.attentionMask.append(1) }
+                return e
+            }
+            let task = try DecoderTask(model: model, maxBatch: 8, maxLength: 16)
+            _ = try Trainer(task: task, train: train, trainLabels: train.map { _ in 1 }, dev: [], devLabels: [], options: options).run()
+            let peak = backend.memoryUse.peak
+            XCTAssertEqual(Double(plan.total), Double(peak), accuracy: 0.01 * Double(peak),
+                           "labels \(labels) lora \(lora): planned \(plan.total) bytes, the steps peaked at \(peak)")
+            XCTAssertEqual(plan.headNote != nil, labels == 0)
+        }
+    }
 }
