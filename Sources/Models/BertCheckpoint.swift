@@ -62,7 +62,7 @@ extension BertModel {
         var config = self.config
         if let id2label { config.id2label = id2label }
         if config.id2label.isEmpty { config.id2label = Dictionary(uniqueKeysWithValues: (0..<labels).map { ($0, "LABEL_\($0)") }) }
-        let all = backend.floats(lora == nil ? weights : try mergedWeights())
+        let all = backend.floats(try mergedWeights())
         let tensors = layout.entries.map { e in
             SafeTensorsWriter.Tensor(name: Self.fileName(e.name, prefix: filePrefix, family: config.family), shape: e.shape, values: Array(all[e.offset..<(e.offset + e.count)]))
         }

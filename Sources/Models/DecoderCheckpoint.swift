@@ -151,7 +151,7 @@ extension DecoderModel {
     /// config.json and model.safetensors (transformers' names and layouts) into `folder`.
     public func save(folder: String) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let host = backend.floats(lora == nil ? weights : try mergedWeights())
+        let host = backend.floats(try mergedWeights())
         let tensors = layout.entries.map { e -> SafeTensorsWriter.Tensor in
             let values = Array(host[e.offset..<(e.offset + e.count)])
             guard isConv1D(e.name) else { return SafeTensorsWriter.Tensor(name: e.name, shape: e.shape, values: values) }

@@ -30,22 +30,16 @@ extension DecoderModel {
         try freeze(Set(layout.entries.map(\.name).filter { $0 != "score.weight" }))
     }
 
-    /// The weights with every adapter merged in (a copy; the model is unchanged).
+    /// The weights with every adapter merged in (a copy; the model is unchanged), or the weights themselves without adapters.
     public func mergedWeights() throws -> Tensor {
-        let merged = try backend.allocate(weights.count, .f32)
-        backend.copy(merged, weights)
-        if let lora, !lora.merged { lora.add(into: merged, model: layout, sign: 1, backend: backend) }
-        return merged
+        try lora?.mergedCopy(of: weights, model: layout, backend: backend) ?? weights
     }
 
     /// adapter_config.json + adapter_model.safetensors (the adapters, and a classifier's score head).
     public func saveAdapter(folder: String, baseModel: String) throws {
         guard let lora else { throw CheckpointError("no LoRA adapters to save") }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let adapters = backend.floats(lora.weights)
-        var tensors = lora.layout.entries.map { e in
-            SafeTensorsWriter.Tensor(name: "base_model.model." + e.name, shape: e.shape, values: Array(adapters[e.offset..<(e.offset + e.count)]))
-        }
+        var tensors = lora.tensors(prefix: "base_model.model.", backend: backend)
         if labels > 0 {
             tensors.append(.init(name: "base_model.model.score.weight", shape: [labels, config.hiddenSize], values: backend.floats(w("score.weight"))))
         }

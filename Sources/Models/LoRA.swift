@@ -115,6 +115,22 @@ public final class LoRAAdapters {
                           scale: config.scale, dropout: Float(config.dropout), site: m.site, slot: m.slot)
     }
 
+    /// A copy of `weights` (laid out by `model`) with every adapter merged in (unless it already is).
+    func mergedCopy(of weights: Tensor, model: ParameterLayout, backend: Backend) throws -> Tensor {
+        let copy = try backend.allocate(weights.count, .f32)
+        backend.copy(copy, weights)
+        if !merged { add(into: copy, model: model, sign: 1, backend: backend) }
+        return copy
+    }
+
+    /// Every A and B as PEFT's adapter file names them: `prefix` + our name.
+    func tensors(prefix: String, backend: Backend) -> [SafeTensorsWriter.Tensor] {
+        let values = backend.floats(weights)
+        return layout.entries.map { e in
+            SafeTensorsWriter.Tensor(name: prefix + e.name, shape: e.shape, values: Array(values[e.offset..<(e.offset + e.count)]))
+        }
+    }
+
     /// Every A and B from a PEFT adapter file, named `prefix` + our name.
     func read(_ file: SafeTensorsFile, prefix: String, backend: Backend) throws {
         let name = (file.path as NSString).lastPathComponent
@@ -177,12 +193,9 @@ extension BertModel {
         if let lora { backend.fill(lora.grads, 0) }
     }
 
-    /// The weights with every adapter merged in: W + scale·B·A (a copy; the model is unchanged).
+    /// The weights with every adapter merged in: W + scale·B·A (a copy; the model is unchanged), or the weights themselves without adapters.
     public func mergedWeights() throws -> Tensor {
-        let merged = try backend.allocate(weights.count, .f32)
-        backend.copy(merged, weights)
-        if let lora, !lora.merged { addAdapters(lora, into: merged, sign: 1) }
-        return merged
+        try lora?.mergedCopy(of: weights, model: layout, backend: backend) ?? weights
     }
 
     /// PEFT's merge: W += scale·B·A in place, after which the branch is skipped (inference
@@ -211,10 +224,7 @@ extension BertModel {
     public func saveAdapter(folder: String, baseModel: String) throws {
         guard let lora else { throw CheckpointError("no LoRA adapters to save") }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let adapters = backend.floats(lora.weights)
-        var tensors = lora.layout.entries.map { e in
-            SafeTensorsWriter.Tensor(name: "base_model.model.bert." + e.name, shape: e.shape, values: Array(adapters[e.offset..<(e.offset + e.count)]))
-        }
+        var tensors = lora.tensors(prefix: "base_model.model.bert.", backend: backend)
         for name in ["classifier.weight", "classifier.bias"] {
             tensors.append(.init(name: "base_model.model." + name, shape: layout.entry(name)!.shape, values: backend.floats(w(name))))
         }
