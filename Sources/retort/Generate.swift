@@ -16,8 +16,8 @@ struct GenerateCommand: ParsableCommand {
             end token, a --stop string, --max-new-tokens or the context length. Speed goes to stderr.
 
             Examples:
-              retort generate --model ~/.cache/retort/assets/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf \\
-                  --chat --prompt "What is the boiling point of water?"
+              retort generate --model SmolLM2-135M-Instruct.Q4_1.gguf --chat \\
+                  --prompt "What is the boiling point of water?"
               retort generate --model M.gguf --input prompts.txt --output completions.jsonl --max-new-tokens 40
             Input files: .jsonl with a "prompt" field per line, or any text file with one prompt per line.
             """)
