@@ -18,7 +18,8 @@ struct GenerateCommand: ParsableCommand {
             Examples:
               retort generate --model SmolLM2-135M-Instruct.Q4_1.gguf --chat \\
                   --prompt "What is the boiling point of water?"
-              retort generate --model M.gguf --input prompts.txt --output completions.jsonl --max-new-tokens 40
+              retort generate --model M.gguf --input prompts.txt --output out.jsonl \\
+                  --max-new-tokens 40
             Input files: .jsonl with a "prompt" field per line, or any text file with one prompt per line.
             """)
 
