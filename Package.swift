@@ -31,11 +31,15 @@ let package = Package(
         .target(name: "Backend", dependencies: ["CBackend", "Kernels"]),
         .target(name: "Models", dependencies: ["Backend"]),
         .target(name: "Train", dependencies: ["Models", "Backend"]),
+        // `retort backend-check` and `retort perf` run Conformance and PerfSuite: one static binary
+        // is what scripts/gpu-check carries to a GPU machine.
         .executableTarget(name: "retort", dependencies: [
-            "Backend", "Models", "Train",
+            "Backend", "Models", "Train", "Conformance", "PerfSuite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "Perf", dependencies: ["Backend", "Models", "Train"], path: "Perf/Sources"),
+        // The perf suite (a library, so retort can carry it) and its own executable.
+        .target(name: "PerfSuite", dependencies: ["Backend", "Models", "Train"], path: "Perf/Sources"),
+        .executableTarget(name: "Perf", dependencies: ["PerfSuite"], path: "Perf/Main"),
         // Every op and model on a device against the CPU backend: a library (used by the tests)
         // and the executable scripts/gpu-check carries to a GPU machine.
         .target(name: "Conformance", dependencies: ["Backend", "Models", "Train"]),

@@ -129,10 +129,9 @@ func mpnetWorkloads(_ backend: Backend, folder: String, reps: Int) -> [Workload]
     let labels = (0..<B).map { Int32($0 % 2) }
     guard let config = try? BertConfig(path: folder + "/config.json") else { return [] }
     let perLayer = layerForwardFlopsPerToken(config, length: T) * tokens, layers = Double(config.layers)
-    let precision = backend.precision.rawValue
     let lora = Workload(name: "MPNet-base LoRA r=8 q,v fine-tuning step B=\(B) T=\(T)", unit: "ktok/s", work: tokens * 1e6,
                         warmup: 2, reps: reps,
-                        spec: ["op": "bert_train_step", "model": folder, "batch": B, "length": T, "lora": true, "precision": precision],
+                        spec: ["op": "bert_train_step", "model": folder, "batch": B, "length": T, "lora": true],
                         setup: {
                             let model = try BertModel.load(folder: folder, labels: 2, backend: backend)
                             try model.attachLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0.1, targets: [.query, .value]))
@@ -142,7 +141,7 @@ func mpnetWorkloads(_ backend: Backend, folder: String, reps: Int) -> [Workload]
     let distill = Workload(name: "TinyBERT intermediate distillation step MPNet-base → 6 layers B=\(B) T=\(T)", unit: "ktok/s",
                            work: tokens * 1e6, warmup: 2, reps: reps,
                            spec: ["op": "distill_step", "model": folder, "batch": B, "length": T, "stage": "intermediate",
-                                  "student_layers": 6, "precision": precision],
+                                  "student_layers": 6],
                            setup: {
                                let teacher = try Classifier.load(folder: folder, labels: ["0", "1"], maxLength: T, backend: backend,
                                                                  inference: true)

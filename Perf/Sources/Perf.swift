@@ -1,4 +1,5 @@
-// The perf suite: `swift run -c release Perf --backend cpu [--json FILE] [--quick] [--filter TEXT]`.
+// The perf suite: `swift run -c release Perf --backend cpu [--json FILE] [--quick] [--filter TEXT]`
+// (also `retort perf …`: the one binary scripts/gpu-check carries).
 // Every workload is timed here (warm-up, repeats, median) and, in the same run, by a reference:
 // numpy for sgemm, PyTorch CPU for the other ops when `import torch` works (Perf/reference),
 // and Retort's own unfused composition for fused attention. Ratios > 1 mean Retort is faster.
@@ -61,14 +62,14 @@ func fail(_ message: String) -> Never {
     exit(2)
 }
 
-@main
-struct Perf {
-    static func main() {
-        do { try run() } catch { fail("\(error)") }   // one line, never a trap with a backtrace
+/// The suite's entry point: the Perf executable and `retort perf` call it with their arguments.
+public enum PerfCommand {
+    public static func main(_ arguments: [String]) {
+        do { try run(arguments) } catch { fail("\(error)") }   // one line, never a trap with a backtrace
     }
 
-    static func run() throws {
-        let options = Options.parse(Array(CommandLine.arguments.dropFirst()))
+    static func run(_ arguments: [String]) throws {
+        let options = Options.parse(arguments)
         guard let choice = Devices.Choice(rawValue: options.backend) else { fail("--backend must be cpu, cuda or auto, not \(options.backend)") }
         let backend: Backend
         do {   // the registry the CLI uses; a missing OpenBLAS or GPU is one line, not a trap
@@ -82,6 +83,11 @@ struct Perf {
         var workloads = try makeWorkloads(backend, quick: options.quick) + makeModelWorkloads(backend, quick: options.quick)
             + makeDecoderWorkloads(backend, quick: options.quick)
         if let filter = options.filter { workloads = workloads.filter { $0.name.contains(filter) } }
+        if backend.kind == .cuda, backend.precision.halfType != nil {   // the references in the same 16-bit type (autocast)
+            for i in workloads.indices where workloads[i].spec.map({ sixteenBitReferences.contains($0["op"] as? String ?? "") }) ?? false {
+                workloads[i].spec!["precision"] = backend.precision.rawValue
+            }
+        }
 
         var results: [Result] = []
         for w in workloads {
@@ -122,6 +128,11 @@ struct Perf {
         if let path = options.json { writeJSON(results.filter { !$0.workload.hidden }, to: path) }
     }
 }
+
+/// Ops whose Retort side runs its matmuls (and attention) in 16 bits at bf16/fp16, so their
+/// references do too; the others (norms, losses, optimizer) are fp32 at every precision.
+let sixteenBitReferences: Set<String> = ["sgemm", "attention_forward_backward", "bert_train_step", "bert_inference", "distill_step",
+                                         "decoder_prefill", "decoder_generate", "decoder_lora_step"]
 
 /// Median wall time of `reps` runs after `warmup` runs, in milliseconds.
 func measure(_ body: () -> Void, warmup: Int, reps: Int) -> Double {

@@ -36,6 +36,12 @@ def half_type(s):
     return torch.bfloat16 if s["precision"] == "bf16" else torch.float16
 
 
+def autocast(s):
+    """torch.autocast in the spec's 16-bit type, or a context that changes nothing (fp32)."""
+    dtype = half_type(s)
+    return torch.autocast(DEVICE, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 def autocast_step(s, parameters, optimizer, loss_fn):
     """One optimizer step on loss_fn(): fp32, or torch.autocast in the spec's 16-bit type (fp16
     with a GradScaler), clipping the gradient norm to 1 — PyTorch eager AMP as its docs show it."""
@@ -44,7 +50,7 @@ def autocast_step(s, parameters, optimizer, loss_fn):
 
     def step():
         optimizer.zero_grad()
-        with torch.autocast(DEVICE, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with autocast(s):
             loss = loss_fn()
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -85,7 +91,11 @@ def rand(*shape, grad=False):
 def sgemm(s):
     if DEVICE == "cuda":
         a, b = rand(s["m"], s["k"]), rand(s["k"], s["n"])
-        return (lambda: a @ b), f"torch {torch.__version__} cuda matmul (cuBLAS, fp32)"
+
+        def product():
+            with autocast(s):
+                a @ b
+        return product, f"torch {torch.__version__} cuda matmul (cuBLAS{', fp32' if half_type(s) is None else ''})"
     if np is None:
         raise RuntimeError("numpy is not importable")
     a = np.random.rand(s["m"], s["k"]).astype(np.float32)
@@ -183,7 +193,7 @@ def bert(s, train):
         model.eval()
 
         def infer():
-            with torch.no_grad():
+            with torch.no_grad(), autocast(s):
                 model(input_ids=ids, attention_mask=mask, token_type_ids=types)
         return infer
     model.train()
@@ -280,7 +290,7 @@ def decoder_prefill(s):
     ids = torch.tensor([s["ids"]])
 
     def run():
-        with torch.no_grad():
+        with torch.no_grad(), autocast(s):
             model(input_ids=ids, logits_to_keep=1)
     return run
 
@@ -291,8 +301,9 @@ def decoder_generate(s):
     n = s["new_tokens"]
 
     def run():
-        model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                       pad_token_id=0)
+        with autocast(s):
+            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                           pad_token_id=0)
     return run
 
 

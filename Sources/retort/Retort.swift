@@ -1,15 +1,37 @@
 // The retort command line. Thin: parse, call the library, print.
 import ArgumentParser
 import Backend
+import Conformance
 import Foundation
 import Models
+import PerfSuite
 import Train
 
+/// `retort backend-check …` and `retort perf …` are the backend-check and Perf executables
+/// (their own flags, not ArgumentParser's): the one static binary scripts/gpu-check carries.
 @main
+enum Entry {
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        switch arguments.first {
+        case "backend-check":
+            let status = BackendCheck.main(Array(arguments.dropFirst()))
+            fflush(nil)
+            exit(status)
+        case "perf": PerfCommand.main(Array(arguments.dropFirst()))
+        default: Retort.main()
+        }
+    }
+}
+
 struct Retort: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retort",
         abstract: "Fine-tune and distil transformer text classifiers on Retort's own CPU/CUDA backend.",
+        discussion: """
+            Also: retort backend-check --help (every op and model on a device, against the CPU) and \
+            retort perf --help (the perf suite, with PyTorch beside it).
+            """,
         version: "0.1.0",
         subcommands: [DevicesCommand.self, TokenizeCommand.self, GenerateCommand.self, FinetuneCommand.self, DistillCommand.self, EvalCommand.self,
                       PredictCommand.self, CompareCommand.self])
