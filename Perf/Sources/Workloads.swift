@@ -40,8 +40,9 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                              spec: ["op": "sgemm", "m": m, "n": n, "k": k]))
     }
 
-    // Fused attention forward+backward vs PyTorch SDPA and vs Retort's unfused composition; at
-    // bf16/fp16 on a GPU also T=512, against SDPA's flash backend in that type.
+    // Attention forward+backward (the backend's op: fused kernels, or on CUDA at fp32 from T=128
+    // the composed path, CUDABackend.composesAttention) vs PyTorch SDPA and vs Retort's unfused
+    // composition; at bf16/fp16 on a GPU also T=512, against SDPA's flash backend in that type.
     let halfAttention = backend.kind == .cuda && backend.precision.halfType != nil
     // Decoders' lengths: causal at T=128, and T=512 (B=8 on the CPU) causal and not.
     let shapes: [(Int, Int, Int, Int, Bool)] = [(32, 12, 64, 32, false), (32, 12, 128, 64, false), (32, 12, 128, 64, true)]
@@ -55,10 +56,9 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
         // QKᵀ, PV; dV, dP, dQ, dK (recomputation not counted); causal: the half at or below the diagonal
         let flops = 12.0 * Double(B * NH * T * T * HS) * (causal ? 0.5 : 1)
         let tag = "B=\(B) NH=\(NH) T=\(T) HS=\(HS)" + (causal ? " causal" : "")
-        var spec: [String: Any] = ["op": "attention_forward_backward", "batch": B, "heads": NH, "length": T, "head_size": HS,
+        let spec: [String: Any] = ["op": "attention_forward_backward", "batch": B, "heads": NH, "length": T, "head_size": HS,
                                    "causal": causal]
-        if halfAttention { spec["precision"] = backend.precision.rawValue }
-        let fused = {
+        let op = {
             backend.attentionForward(out, lse: lse, scores: nil, q: q, k: k, v: v, mask: nil, bias: nil, s)
             backend.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: nil, dOut: dOut, dScores: nil, out: out, lse: lse,
                                       q: q, k: k, v: v, mask: nil, bias: nil, s)
@@ -70,10 +70,10 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                                               mask: nil, bias: nil, s)
         }
         let r = T > 64 ? fewReps : reps
-        list.append(Workload(name: "attention fwd+bwd \(tag) fused", unit: "GFLOP/s", work: flops, reps: r, run: fused, spec: spec))
+        list.append(Workload(name: "attention fwd+bwd \(tag)", unit: "GFLOP/s", work: flops, reps: r, run: op, spec: spec))
         list.append(Workload(name: "attention fwd+bwd \(tag) unfused ops", unit: "GFLOP/s", work: flops, reps: r, run: unfused,
                              spec: spec))
-        list.append(Workload(name: "attention fwd+bwd \(tag) fused vs unfused", unit: "GFLOP/s", work: flops, reps: r, run: fused,
+        list.append(Workload(name: "attention fwd+bwd \(tag) vs unfused ops", unit: "GFLOP/s", work: flops, reps: r, run: op,
                              compareTo: "attention fwd+bwd \(tag) unfused ops"))
     }
 

@@ -44,6 +44,9 @@ public protocol DeviceRuntime: AnyObject {
     /// Device memory the backend holds beside the tensors a run allocates, for the largest of
     /// these matmuls (the GPU's matmul workspace and 16-bit operand copies; 0 on the CPU).
     func workspaceBytes(matmuls: [Gemm]) -> Int
+    /// Scratch the attention of shape `s` takes beside its inputs and outputs, forward and
+    /// backward (T×T buffers where the backend composes it of matmuls; 0 for fused kernels).
+    func attentionScratchBytes(_ s: AttentionShape) -> Int
     /// At bf16/fp16 on a GPU: keep a 16-bit copy of `weights` (a whole buffer: a model's
     /// parameters) for the matmuls that read them, remade by one cast when the buffer was written
     /// since (an optimizer step, a load), instead of casting the weight operand of every matmul.
@@ -54,6 +57,7 @@ public protocol DeviceRuntime: AnyObject {
 }
 
 public extension DeviceRuntime {
+    func attentionScratchBytes(_ s: AttentionShape) -> Int { 0 }
     func keepHalfCopy(of weights: Tensor) throws {}
     func halfCopyBytes(elements: Int) -> Int { 0 }
 }

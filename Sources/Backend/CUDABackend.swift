@@ -18,6 +18,10 @@ public final class CUDABackend: Backend {
     let kernels: CUDAKernels
     private let gemm: CUDAMatmul
     public let scratchBuffers = ScratchBuffers()
+    /// false: attention.cu at every length (RETORT_CUDA_ATTENTION=fused; the conformance checks
+    /// run it so, as the path lengths past `composedAttentionLimit` take); true: composed from
+    /// T=128 where it fits (`composesAttention`).
+    public var composedLongAttention = ProcessInfo.processInfo.environment["RETORT_CUDA_ATTENTION"] != "fused"
     /// Blocks of the fixed-order reductions (memory.cu, losses.cu).
     static let sumBlocks = 256
 
@@ -315,6 +319,9 @@ public final class CUDABackend: Backend {
     public func runAttentionForward(_ out: Tensor, lse: Tensor, scores: Tensor?, q: Tensor, k: Tensor, v: Tensor,
                                     mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         checkHeadSize(s.headSize)
+        if composesAttention(s) {
+            return composedAttentionForward(out, lse: lse, scores: scores, q: q, k: k, v: v, mask: mask, bias: bias, s)
+        }
         if scores == nil, let half = tensorCoreAttention(s) {
             launch(K.tensorCoreAttention(.forward, half: half, headSize: s.headSize), grid: tensorCoreBlocks(s), block: 128,
                    .tensor(out), .tensor(lse), .tensor(q), .tensor(k), .tensor(v), .tensor(mask), .tensor(bias), .int32(s.batch),
@@ -332,6 +339,10 @@ public final class CUDABackend: Backend {
                                      out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor,
                                      mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         checkHeadSize(s.headSize)
+        if composesAttention(s) {
+            return composedAttentionBackward(dq: dq, dk: dk, dv: dv, dBias: dBias, dOut: dOut, dScores: dScores, q: q, k: k, v: v,
+                                             mask: mask, bias: bias, s)
+        }
         var dense: Tensor?, target = scoreTargetArgs(nil, weight: 0)
         switch dScores {
         case .dense(let t): dense = t
@@ -382,6 +393,27 @@ public final class CUDABackend: Backend {
         checkHeadSize(t.headSize)
         return [.tensor(t.q), .tensor(t.k), .tensor(t.bias), .int32(t.headSize), .float(t.scale), .float(weight)]
     }
+
+    /// attention.cu (a warp per query row, fp32) loses to the composed path — cuBLASLt batched
+    /// matmuls around the masked softmax, with T×T scratch — from 128 keys on. Measured on an
+    /// H200, fwd+bwd, B=32 NH=12: 485 vs 220 GFLOP/s at T=64 HS=32 (fused wins); 547 vs 1722 at
+    /// T=128 HS=64; 553 vs 12166 at T=512 (Perf, 2026-11-30). So from T=128 on the composed path
+    /// runs, while its scratch (`composedAttentionBytes`) stays within `composedAttentionLimit`;
+    /// the tensor-core kernels (bf16/fp16) stay fused. Not with grouped-query heads: there the
+    /// composition is B·NH small matmuls per product (a LoRA step of SmolLM2-135M, 9 query heads
+    /// on 3 key/value heads, B=8 T=128, ran at 7788 tok/s composed against 15913 fused).
+    func composesAttention(_ s: AttentionShape) -> Bool {
+        composedLongAttention && tensorCoreAttention(s) == nil && s.length >= 128 && s.group == 1
+            && composedAttentionBytes(s) <= composedAttentionLimit
+    }
+
+    /// The composed path's T×T scratch: scores, probabilities, their gradients and the dropped probabilities.
+    func composedAttentionBytes(_ s: AttentionShape) -> Int { (s.dropout > 0 ? 5 : 4) * s.scores * MemoryLayout<Float>.size }
+
+    /// At most an eighth of the GPU's memory, and 2 GiB, for the composed attention's scratch.
+    var composedAttentionLimit: Int { min(2 << 30, gpu.memoryBytes / 8) }
+
+    public func attentionScratchBytes(_ s: AttentionShape) -> Int { composesAttention(s) ? composedAttentionBytes(s) : 0 }
 
     /// The 16-bit type of the tensor-core kernels (attention_tc.cu) when this precision and shape
     /// take them: bf16/fp16 on sm_80+, head size 32 or 64. Otherwise nil: attention.cu.

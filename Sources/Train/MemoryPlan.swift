@@ -2,8 +2,9 @@
 // gradients, optimizer state, activations (the arena exactly as BertActivations or
 // DecoderActivations allocates it,
 // plus the LoRA inputs it allocates at first use and the distillation scratch), the teacher
-// (weights and inference arena) and workspace (the CUDA matmul workspace, and at bf16/fp16 the
-// scratch matmul operands are rounded into).
+// (weights and inference arena) and workspace (the CUDA matmul workspace, at bf16/fp16 the
+// scratch matmul operands are rounded into, and the T×T scratch of attention where the GPU
+// composes it of matmuls).
 // `retort finetune` and `retort distill` print it and refuse, naming the knobs to turn, when it
 // exceeds what the device can still give.
 import Backend
@@ -54,6 +55,9 @@ public struct MemoryPlan {
         }
         let configs = [c] + (teacher.map { [$0.model.config] } ?? [])
         workspace = model.backend.workspaceBytes(matmuls: configs.flatMap { Self.layerMatmuls($0, tokens: BT) })
+            + configs.map { model.backend.attentionScratchBytes(AttentionShape(batch: shape.batch, length: shape.length, heads: $0.heads,
+                                                                               headSize: $0.headSize, dropout: Float($0.attentionDropout))) }
+                .max()!   // named scratch buffers, shared by student and teacher
     }
 
     /// The run of a decoder (adapters attached, if any) at `shape`: its arena as DecoderActivations
@@ -76,6 +80,8 @@ public struct MemoryPlan {
             Gemm(m: BT, n: c.queryChannels, k: C, transB: true), Gemm(m: BT, n: I, k: C, transB: true), Gemm(m: BT, n: C, k: I, transB: true),
             Gemm(m: C, n: I, k: BT, transA: true), Gemm(m: I, n: C, k: BT, transA: true), Gemm(m: BT, n: I, k: C), Gemm(m: BT, n: C, k: I),
             Gemm(m: R, n: V, k: C, transB: true), Gemm(m: R, n: C, k: V)])
+            + model.backend.attentionScratchBytes(AttentionShape(batch: shape.batch, length: shape.length, heads: c.heads, headSize: c.headSize,
+                                                                 keyValueHeads: c.keyValueHeads, causal: true))
     }
 
     /// The matmuls of a layer's forward and backward over BT tokens (the largest operands there are).

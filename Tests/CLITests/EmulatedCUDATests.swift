@@ -79,6 +79,23 @@ final class EmulatedCUDATests: XCTestCase {
         }
     }
 
+    /// From T=128 the fp32 attention is composed of cuBLASLt matmuls (CUDABackend.composesAttention,
+    /// grouped heads excepted); RETORT_CUDA_ATTENTION=fused keeps attention.cu. Both agree with the CPU.
+    func testLongAttentionIsComposedUnlessTheKernelIsAskedFor() throws {
+        var matmuls: [String: Int] = [:]
+        for path in ["auto", "fused"] {
+            var environment = try emulated()
+            environment["RETORT_CUDA_ATTENTION"] = path
+            let (status, output) = try RetortProcess(["--backend", "cuda", "--case", "attention B=4 T=130 NH=2 HS=16 (mask, bias, scores, dScores, dropout)"],
+                                                     environment: environment, executable: "backend-check").finish()
+            XCTAssertEqual(status, 0, "\(path): \(output)")
+            XCTAssertTrue(output.contains("ok   attention B=4 T=130"), "\(path): \(output)")
+            matmuls[path] = try emulatedCounters(output)[1]
+        }
+        // The case's own matmuls are none; the composed path adds the score and value products.
+        XCTAssertGreaterThan(matmuls["auto"]!, matmuls["fused"]!, "\(matmuls)")
+    }
+
     /// A cuBLASLt that has no BIAS-epilogue algorithm for a 16-byte-aligned bias: the matmul runs
     /// without the epilogue and a kernel adds the bias, instead of the program stopping.
     func testARefusedBiasEpilogueFallsBackToTheBiasKernel() throws {
