@@ -77,10 +77,11 @@ float read(const char *base, int type, size_t index, bool tf32) {
     if (type == R_32F) {
         float v;
         std::memcpy(&v, base + index * 4, 4);
-        if (tf32) {   // round to the 10-bit mantissa of TF32 (nearest)
+        if (tf32) {   // to the 10-bit mantissa of TF32: cut, or nearest (RETORT_EMULATED_TF32=nearest)
             uint32_t bits;
             std::memcpy(&bits, &v, 4);
-            if ((bits & 0x7f800000u) != 0x7f800000u) bits = (bits + 0x1000u) & ~0x1fffu;
+            const uint32_t half = emu::device_spec().tf32_truncates ? 0 : 0x1000u;
+            if ((bits & 0x7f800000u) != 0x7f800000u) bits = (bits + half) & ~0x1fffu;
             std::memcpy(&v, &bits, 4);
         }
         return v;

@@ -57,6 +57,10 @@ const DeviceSpec &device_spec() {
         if (const char *e = getenv("RETORT_EMULATED_SEED")) s.seed = strtoull(e, nullptr, 10);
         if (const char *m = getenv("RETORT_EMULATED_MEMORY")) s.memory = size_t(strtoull(m, nullptr, 10)) << 20;
         if (const char *b = getenv("RETORT_EMULATED_BIAS_ALIGN")) s.bias_epilogue_align = unsigned(atoi(b));
+        if (const char *t = getenv("RETORT_EMULATED_TF32")) {
+            if (strcmp(t, "truncate") != 0 && strcmp(t, "nearest") != 0) fatal("RETORT_EMULATED_TF32=%s: use nearest or truncate", t);
+            s.tf32_truncates = strcmp(t, "truncate") == 0;
+        }
         if (const char *broken = getenv("RETORT_EMULATED_BROKEN")) {
             s.wrong_matmuls = strcmp(broken, "matmul") == 0;
             s.failing_launches = strcmp(broken, "launch") == 0;

@@ -154,6 +154,9 @@ struct DeviceSpec {
     size_t memory = size_t(4096) << 20;
     /// The least-aligned bias the heuristic finds a BIAS-epilogue algorithm for (bytes).
     unsigned bias_epilogue_align = 4;
+    /// TF32 operands cut to their 10-bit mantissa, as an H200's errors show the tensor cores do
+    /// (RETORT_EMULATED_TF32=nearest rounds them instead).
+    bool tf32_truncates = true;
     /// A broken stack, to test what Retort does with one: matmuls that compute a wrong result
     /// (every element of D off by one), launches that fail (CUDA_ERROR_LAUNCH_FAILED).
     bool wrong_matmuls = false, failing_launches = false;
