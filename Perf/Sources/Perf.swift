@@ -83,7 +83,7 @@ public enum PerfCommand {
         var workloads = try makeWorkloads(backend, quick: options.quick) + makeModelWorkloads(backend, quick: options.quick)
             + makeDecoderWorkloads(backend, quick: options.quick)
         if let filter = options.filter { workloads = workloads.filter { $0.name.contains(filter) } }
-        if backend.kind == .cuda, backend.precision.halfType != nil {   // the references in the same 16-bit type (autocast)
+        if backend.kind == .cuda, backend.precision != .fp32 {   // the references in the same type (TF32, or autocast)
             for i in workloads.indices where workloads[i].spec.map({ sixteenBitReferences.contains($0["op"] as? String ?? "") }) ?? false {
                 workloads[i].spec!["precision"] = backend.precision.rawValue
             }
@@ -129,8 +129,8 @@ public enum PerfCommand {
     }
 }
 
-/// Ops whose Retort side runs its matmuls (and attention) in 16 bits at bf16/fp16, so their
-/// references do too; the others (norms, losses, optimizer) are fp32 at every precision.
+/// Ops whose Retort side runs its matmuls (and attention) in TF32 or 16 bits at tf32/bf16/fp16,
+/// so their references do too; the others (norms, losses, optimizer) are fp32 at every precision.
 let sixteenBitReferences: Set<String> = ["sgemm", "attention_forward_backward", "bert_train_step", "bert_inference", "distill_step",
                                          "decoder_prefill", "decoder_generate", "decoder_lora_step"]
 

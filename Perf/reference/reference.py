@@ -95,7 +95,7 @@ def sgemm(s):
         def product():
             with autocast(s):
                 a @ b
-        return product, f"torch {torch.__version__} cuda matmul (cuBLAS{', fp32' if half_type(s) is None else ''})"
+        return product, f"torch {torch.__version__} cuda matmul (cuBLAS{', fp32' if s.get('precision', 'fp32') == 'fp32' else ''})"
     if np is None:
         raise RuntimeError("numpy is not importable")
     a = np.random.rand(s["m"], s["k"]).astype(np.float32)
@@ -351,6 +351,8 @@ def main():
         spec = json.loads(line)
         name, op = spec["name"], spec["op"]
         fn = None
+        if torch is not None and DEVICE == "cuda":   # Retort at tf32: PyTorch's matmuls in TF32 too
+            torch.backends.cuda.matmul.allow_tf32 = spec.get("precision") == "tf32"
         peak = DEVICE == "cuda" and torch is not None and spec.get("peak")
         if peak:   # its own peak: what it builds and what a step holds, above what was there before
             gc.collect()
@@ -372,6 +374,8 @@ def main():
                         impl += f", peft {peft.__version__}"
             else:
                 raise RuntimeError(f"no reference for op {op}")
+            if spec.get("precision") == "tf32" and DEVICE == "cuda":
+                impl += ", tf32 matmuls"
             if half_type(spec) is not None:
                 impl += f", {spec['precision']} " + ("(flash SDPA)" if op.startswith("attention") else "(torch.autocast AMP)")
             ms = timed(fn, spec.get("warmup", 3), spec.get("reps", 10))

@@ -396,19 +396,21 @@ public final class CUDABackend: Backend {
 
     /// attention.cu (a warp per query row, fp32) loses to the composed path — cuBLASLt batched
     /// matmuls around the masked softmax, with T×T scratch — from 128 keys on. Measured on an
-    /// H200, fwd+bwd, B=32 NH=12: 485 vs 220 GFLOP/s at T=64 HS=32 (fused wins); 547 vs 1722 at
-    /// T=128 HS=64; 553 vs 12166 at T=512 (Perf, 2026-11-30). So from T=128 on the composed path
+    /// H200, fwd+bwd, NH=12: 485 vs 220 GFLOP/s at B=32 T=64 HS=32 (fused wins); 547 vs 1722 at
+    /// B=32 T=128 HS=64; 553 vs 12166 at B=8 T=512 (Perf, 2026-11-30). So from T=128 on the composed path
     /// runs, while its scratch (`composedAttentionBytes`) stays within `composedAttentionLimit`;
-    /// the tensor-core kernels (bf16/fp16) stay fused. Not with grouped-query heads: there the
+    /// fp32 and tf32 only: at bf16/fp16 the tensor-core kernels (or attention.cu in fp32, for the
+    /// head sizes and GPUs they do not take) stay. Not with grouped-query heads: there the
     /// composition is B·NH small matmuls per product (a LoRA step of SmolLM2-135M, 9 query heads
-    /// on 3 key/value heads, B=8 T=128, ran at 7788 tok/s composed against 15913 fused).
+    /// on 3 key/value heads, B=8 T=128, ran at 7,788 tok/s composed against 16,004 fused).
     func composesAttention(_ s: AttentionShape) -> Bool {
-        composedLongAttention && tensorCoreAttention(s) == nil && s.length >= 128 && s.group == 1
+        composedLongAttention && precision.halfType == nil && s.length >= 128 && s.group == 1
             && composedAttentionBytes(s) <= composedAttentionLimit
     }
 
-    /// The composed path's T×T scratch: scores, probabilities, their gradients and the dropped probabilities.
-    func composedAttentionBytes(_ s: AttentionShape) -> Int { (s.dropout > 0 ? 5 : 4) * s.scores * MemoryLayout<Float>.size }
+    /// The composed path's T×T scratch: scores, probabilities, their gradients, the dropped
+    /// probabilities (with dropout) and a score-distillation target (TinyBERT's score loss).
+    func composedAttentionBytes(_ s: AttentionShape) -> Int { (s.dropout > 0 ? 6 : 5) * s.scores * MemoryLayout<Float>.size }
 
     /// At most an eighth of the GPU's memory, and 2 GiB, for the composed attention's scratch.
     var composedAttentionLimit: Int { min(2 << 30, gpu.memoryBytes / 8) }

@@ -248,7 +248,7 @@ public enum OpCases {
             return outputs + [("plain out", backend.floats(out)), ("plain dq", backend.floats(dq)), ("plain dk", backend.floats(dk)),
                               ("plain dv", backend.floats(dv))]
         }
-    } + [(3, 37, 2, 32, 16), (2, 70, 3, 64, 64)].map { B, T, NH, HS, tHS in
+    } + [(3, 37, 2, 32, 16), (2, 70, 3, 64, 64), (1, 130, 2, 16, 16)].map { B, T, NH, HS, tHS in
         OpCase(name: "attention-score distillation, fused: B=\(B) T=\(T) NH=\(NH) HS=\(HS) target HS=\(tHS)", atol: 2e-5, rtol: 2e-4) { backend in
             var x = Inputs(backend, seed: UInt64(T * 10 + tHS))
             let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS, dropout: 0.1, seed: 7)
@@ -265,7 +265,7 @@ public enum OpCases {
             return [("loss", backend.floats(loss)), ("dq", backend.floats(dq)), ("dk", backend.floats(dk)), ("dv", backend.floats(dv)),
                     ("dBias", backend.floats(dBias))]
         }
-    } + [(2, 37, 4, 2, 32), (2, 70, 6, 2, 64), (1, 130, 3, 1, 16)].map { B, T, NH, NKV, HS in
+    } + [(2, 37, 4, 2, 32), (2, 70, 6, 2, 64), (1, 130, 3, 1, 16), (1, 130, 2, 2, 16)].map { B, T, NH, NKV, HS in
         OpCase(name: "causal grouped-query attention B=\(B) T=\(T) NH=\(NH) NKV=\(NKV) HS=\(HS) (mask, scores, dScores, dropout)",
                atol: 2e-5, rtol: 2e-4) { backend in
             var x = Inputs(backend, seed: UInt64(T * 7 + NKV))

@@ -31,6 +31,24 @@ final class DevicesCLITests: XCTestCase {
         }
     }
 
+    /// The one binary scripts/gpu-check carries: `retort backend-check` and `retort perf` are
+    /// the backend-check and Perf executables.
+    func testRetortRunsTheChecksAndThePerfSuite() throws {
+        let (listed, cases) = try retort(["backend-check", "--list"])
+        let (_, alone) = try RetortProcess(["--list"], executable: "backend-check").finish()
+        XCTAssertEqual(listed, 0, cases)
+        XCTAssertEqual(cases, alone)
+        XCTAssertTrue(cases.contains("layerNorm forward/backward\n") && cases.hasSuffix("models\n"), cases)
+        let (checked, output) = try retort(["backend-check", "--backend", "cpu", "--filter", "biasBackward"])
+        XCTAssertEqual(checked, 0, output)
+        XCTAssertTrue(output.contains("ok   biasBackward") && output.contains("1 passed, 0 failed"), output)
+        let (helped, usage) = try retort(["perf", "--help"])
+        XCTAssertEqual(helped, 0, usage)
+        XCTAssertTrue(usage.contains("--precision GPU precision"), usage)
+        let (_, top) = try retort(["--help"])
+        XCTAssertTrue(top.contains("retort backend-check --help") && top.contains("retort perf --help"), top)
+    }
+
     func testForcedCoreTypeIsReported() throws {
         let (status, output) = try retort(["devices"], environment: ["RETORT_BLAS_CORETYPE": "Sandybridge"])
         XCTAssertEqual(status, 0, output)
