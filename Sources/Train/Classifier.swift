@@ -7,9 +7,25 @@ import Foundation
 /// or a decoder's `DecoderClassifier`.
 public protocol TextClassifier: AnyObject {
     var labelNames: [String] { get }
+    /// Tokens per example, specials included.
+    var maxLength: Int { get }
+    /// Every weight of the model (adapters merged or not, as loaded).
+    var parameterCount: Int { get }
     func encode(_ examples: [Example]) -> [Encoding]
     /// Logits [N][labels] of the encodings, in batches.
     func classify(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]]
+    /// Inference speed on its device: B=1 latency and B=32 throughput on `length`-token texts.
+    func speed(length: Int, repeats: Int) throws -> InferenceSpeed
+}
+
+/// A classifier folder as eval, predict and compare take it: a decoder fine-tuned as a
+/// classifier, or a BERT-family one. `maxLength` nil: 128 tokens, or the model's maximum when smaller.
+public func loadTextClassifier(folder: String, maxLength: Int?, backend: Backend) throws -> TextClassifier {
+    if FineTuningRun.isDecoder(folder) {
+        return try DecoderClassifier.load(folder: folder, maxLength: maxLength, backend: backend)
+    }
+    let length = try maxLength ?? min(128, BertConfig(path: (folder as NSString).appendingPathComponent("config.json")).maxPositions)
+    return try Classifier.load(folder: folder, maxLength: length, backend: backend, inference: true)
 }
 
 extension TextClassifier {
@@ -91,6 +107,18 @@ public final class Classifier: TextClassifier {
 
     public func classify(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]] { try logits(encodings, batchSize: batchSize) }
 
+    public var parameterCount: Int { model.layout.total }
+
+    public func speed(length requested: Int = 64, repeats: Int = 20) throws -> InferenceSpeed {
+        let b = model.backend, T = min(requested, maxLength, model.config.maxPositions - 2)
+        let a = try BertActivations(config: model.config, labels: model.labels, maxBatch: 32, maxLength: T, backend: b, inference: true)
+        return InferenceSpeed.measure(length: T, vocabulary: model.config.vocabSize, repeats: repeats) { ids, B in
+            a.load(ids: ids, types: [Int32](repeating: 0, count: B * T), mask: [Int32](repeating: 1, count: B * T), labels: [], batch: B,
+                   length: T, backend: b)
+            return { _ = b.floats(self.model.forward(a)) }
+        }
+    }
+
     /// Accuracy, macro-F1, MCC and mean cross-entropy over labelled encodings (in `activations`, a
     /// training arena, when given).
     public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int, activations: BertActivations?) throws -> ClassificationMetrics {
@@ -124,23 +152,24 @@ public struct InferenceSpeed: Sendable {
     public var latencyMilliseconds: Double      // one sequence
     public var tokensPerSecond: Double          // batches of 32
 
-    public static func measure(_ classifier: Classifier, length requested: Int = 64, repeats: Int = 20) throws -> InferenceSpeed {
-        let model = classifier.model, b = model.backend
-        let T = min(requested, classifier.maxLength, model.config.maxPositions - 2)
-        let a = try BertActivations(config: model.config, labels: model.labels, maxBatch: 32, maxLength: T, backend: b, inference: true)
+    /// Medians of `repeats` runs (after 3 warm-up runs) at B=1 and B=32 of what `prepare` returns
+    /// for B random texts of `length` tokens (`ids`, B·T of them, loaded before the clock starts):
+    /// a forward pass whose logits are read back.
+    public static func measure(length T: Int, vocabulary: Int, repeats: Int, prepare: (_ ids: [Int32], _ B: Int) throws -> () -> Void)
+        rethrows -> InferenceSpeed {
         var rng = SplitMix(seed: 7)
-        func median(_ B: Int, runs: Int) -> Double {
-            let ids = (0..<(B * T)).map { _ in Int32(truncatingIfNeeded: rng.next() % UInt64(model.config.vocabSize)) }
-            a.load(ids: ids, types: [Int32](repeating: 0, count: B * T), mask: [Int32](repeating: 1, count: B * T), labels: [], batch: B, length: T, backend: b)
+        func median(_ B: Int, runs: Int) throws -> Double {
+            let ids = (0..<(B * T)).map { _ in Int32(truncatingIfNeeded: rng.next() % UInt64(vocabulary)) }
+            let forward = try prepare(ids, B)
             var times: [Double] = []
             for run in 0..<(runs + 3) {
                 let start = DispatchTime.now().uptimeNanoseconds
-                _ = b.floats(model.forward(a))
+                forward()
                 if run >= 3 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
             }
             return times.sorted()[times.count / 2]
         }
-        let single = median(1, runs: repeats), full = median(32, runs: max(3, repeats / 4))
+        let single = try median(1, runs: repeats), full = try median(32, runs: max(3, repeats / 4))
         return InferenceSpeed(length: T, latencyMilliseconds: single * 1000, tokensPerSecond: Double(32 * T) / full)
     }
 }

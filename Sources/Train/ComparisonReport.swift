@@ -35,8 +35,7 @@ public struct ComparisonReport {
         let testExamples = try test.map { try Dataset.load($0, columns: labelled) }
         for (i, folder) in runs.enumerated() {
             progress("measuring \(folder) (\(i + 1)/\(runs.count))")
-            let positions = try BertConfig(path: folder + "/config.json").maxPositions
-            let classifier = try Classifier.load(folder: folder, maxLength: maxLength ?? min(128, positions), backend: backend, inference: true)
+            let classifier = try loadTextClassifier(folder: folder, maxLength: maxLength, backend: backend)
             let run = RunFolder(folder), info = run.readMetrics()
             var metrics: ClassificationMetrics?, source = "dev"
             if let testExamples, let test {
@@ -46,9 +45,9 @@ public struct ComparisonReport {
             } else {
                 metrics = info?.bestDev
             }
-            let size = (try? FileManager.default.attributesOfItem(atPath: folder + "/model.safetensors")[.size] as? Int) ?? 0
-            let speed = try InferenceSpeed.measure(classifier)
-            let total = classifier.model.layout.total
+            let size = weightFiles(folder).reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
+            let speed = try classifier.speed(length: 64, repeats: 20)
+            let total = classifier.parameterCount
             rows.append(Row(name: (folder as NSString).lastPathComponent, folder: folder, method: info?.method ?? "model",
                             finalLoss: info?.finalTrainLoss, metrics: metrics, metricSource: source,
                             parameters: total, trainable: info?.trainableParameters ?? total,
@@ -58,6 +57,13 @@ public struct ComparisonReport {
             for i in rows.indices { rows[i].speedup = reference / rows[i].speed.latencyMilliseconds }
         }
         return ComparisonReport(rows: rows, device: "\(backend.kind.rawValue): \(backend.summary)")
+    }
+
+    /// The model's weight files in `folder`: model.safetensors, or its shards (model-00001-of-…).
+    static func weightFiles(_ folder: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return names.filter { $0 == "model.safetensors" || ($0.hasPrefix("model-") && $0.hasSuffix(".safetensors")) }
+            .sorted().map { (folder as NSString).appendingPathComponent($0) }
     }
 
     // MARK: formats

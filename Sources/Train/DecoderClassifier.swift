@@ -42,4 +42,16 @@ public final class DecoderClassifier: TextClassifier {
         let task = try DecoderTask(model: model, maxBatch: batchSize, maxLength: maxLength, inference: true)
         return try task.logits(encodings, batchSize: batchSize)
     }
+
+    public var parameterCount: Int { model.weights.count + (model.lora?.layout.total ?? 0) }
+
+    public func speed(length requested: Int = 64, repeats: Int = 20) throws -> InferenceSpeed {
+        let T = min(requested, maxLength)
+        let task = try DecoderTask(model: model, maxBatch: 32, maxLength: T, inference: true)
+        let (a, b) = (task.activations, model.backend)
+        return InferenceSpeed.measure(length: T, vocabulary: model.config.vocabSize, repeats: repeats) { ids, B in
+            a.load(ids: ids, mask: [Int32](repeating: 1, count: B * T), batch: B, length: T, backend: b)
+            return { self.model.forward(a); _ = b.floats(self.model.lastTokenLogits(a)) }
+        }
+    }
 }

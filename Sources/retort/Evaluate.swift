@@ -99,11 +99,6 @@ struct InferenceOptions: ParsableArguments {
     @OptionGroup var deviceOptions: DeviceOptions
 
     func classifier() throws -> TextClassifier {
-        let folder = expand(model)
-        if FineTuningRun.isDecoder(folder) {
-            return try DecoderClassifier.load(folder: folder, maxLength: maxLength, backend: try deviceOptions.backend())
-        }
-        let length = try maxLength ?? min(128, BertConfig(path: folder + "/config.json").maxPositions)
-        return try Classifier.load(folder: folder, maxLength: length, backend: try deviceOptions.backend(), inference: true)
+        try loadTextClassifier(folder: expand(model), maxLength: maxLength, backend: try deviceOptions.backend())
     }
 }

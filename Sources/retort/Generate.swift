@@ -17,13 +17,14 @@ struct GenerateCommand: ParsableCommand {
 
             Examples:
               retort generate --model SmolLM2-135M-Instruct.Q4_1.gguf --chat \\
-                  --prompt "What is the boiling point of water?"
+                  "What is the boiling point of water?"
               retort generate --model M.gguf --input prompts.txt --output out.jsonl \\
                   --max-new-tokens 40
             Input files: .jsonl with a "prompt" field per line, or any text file with one prompt per line.
             """)
 
-    @Option(name: .long, help: "A .gguf file or an HF folder (config.json, model.safetensors, vocab.json + merges.txt).") var model: String
+    @Option(name: .long, help: "A .gguf file or an HF folder (config.json, model.safetensors, tokenizer.json or vocab.json + merges.txt).") var model: String
+    @Argument(help: "The prompt (or --prompt TEXT, or --input FILE; one that starts with '-' goes after --).") var text: String?
     @Option(name: .long, help: "The prompt (or use --input).") var prompt: String?
     @Option(name: .long, help: "Prompts: .jsonl with a \"prompt\" field, or one prompt per line. Output is JSONL.") var input: String?
     @Option(name: .long, help: "With --input: write the JSONL here (default: standard output).") var output: String?
@@ -39,7 +40,8 @@ struct GenerateCommand: ParsableCommand {
     @OptionGroup var device: DeviceOptions
 
     func validate() throws {
-        guard (prompt == nil) != (input == nil) else { throw ValidationError("give --prompt or --input (one of them)") }
+        guard text == nil || prompt == nil else { throw ValidationError("give the prompt once: as an argument or with --prompt") }
+        guard ((prompt ?? text) == nil) != (input == nil) else { throw ValidationError("give a prompt (an argument or --prompt) or --input, one of them") }
         if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
         if temperature < 0 { throw ValidationError("--temperature must be 0 (greedy) or positive") }
         if topK < 0 { throw ValidationError("--top-k must be 0 (off) or positive") }
@@ -72,7 +74,7 @@ struct GenerateCommand: ParsableCommand {
             }
             return ids
         }
-        if let prompt {
+        if let prompt = prompt ?? text {
             try stream(decoder, tokenizer, ids: try encode(prompt), sampling: sampling)
         } else if let input {
             let prompts = try readPrompts(expand(input))

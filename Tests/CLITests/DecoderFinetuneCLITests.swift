@@ -1,6 +1,6 @@
 // retort finetune on a decoder, as a user runs it, on the real SmolLM2-135M GGUF (a few steps):
 // LoRA classification writes a folder transformers reads as LlamaForSequenceClassification (with
-// the PEFT adapter beside it) and eval / predict read; causal-LM LoRA on a text file writes a folder `retort generate`
+// the PEFT adapter beside it) and eval / predict / compare read; causal-LM LoRA on a text file writes a folder `retort generate`
 // runs (its tokenizer written from the GGUF's). Bad combinations get one line.
 import Foundation
 import XCTest
@@ -43,6 +43,15 @@ final class DecoderFinetuneCLITests: XCTestCase {
         let (predictStatus, predicted) = try retort(["predict", "--model", out, "the cat sat on the mat", "--device", "cpu"])
         XCTAssertEqual(predictStatus, 0, predicted)
         XCTAssertTrue(predicted.contains("\tthe cat sat on the mat"), predicted)
+        // compare: its row (test metrics = eval's, parameters, size, speed) in the report.
+        let report = work.appendingPathComponent("report").path
+        let (compareStatus, compared) = try retort(["compare", out, "--test", work.appendingPathComponent("data.csv").path,
+                                                    "--max-length", "24", "--out", report, "--device", "cpu"])
+        XCTAssertEqual(compareStatus, 0, compared)
+        let row = try XCTUnwrap(compared.split(separator: "\n").first { $0.hasPrefix("| cls ") }, compared)
+        XCTAssertTrue(row.contains(String(format: "%.4f", metrics["accuracy"] as! Double)), "eval's accuracy: \(row)")
+        XCTAssertTrue(row.contains("| test |") && row.contains("134.5"), "test metrics, 134.5 M parameters (135 M and the adapter): \(row)")
+        for file in ["report.md", "report.csv", "report.html"] { XCTAssertTrue(FileManager.default.fileExists(atPath: report + "/" + file), file) }
 
         let text = work.appendingPathComponent("stories.txt")
         try (0..<30).map { "Once upon a time there was a little robot number \($0) who liked to count: 1, 2, 3." }.joined(separator: "\n")

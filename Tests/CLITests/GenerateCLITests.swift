@@ -52,9 +52,9 @@ final class GenerateCLITests: XCTestCase {
         let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
         XCTAssertEqual(first["prompt"] as? String, "The capital of France is")
         XCTAssertTrue((first["completion"] as? String ?? "").hasPrefix(" Paris"), "\(first)")
-        let (_, single) = try retort(["generate", "--model", model, "--prompt", "Once upon a time", "--max-new-tokens", "6", "--device", "cpu"])
+        let (_, single) = try retort(["generate", "--model", model, "Once upon a time", "--max-new-tokens", "6", "--device", "cpu"])
         let second = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String: Any]
-        XCTAssertEqual((second["completion"] as? String ?? "") + "\n", text(single), "a batch generates what each prompt alone does")
+        XCTAssertEqual((second["completion"] as? String ?? "") + "\n", text(single), "a batch generates what each prompt alone does (a prompt as the argument)")
     }
 
     func testChatTemplateRendersAsTransformers() throws {
@@ -73,9 +73,10 @@ final class GenerateCLITests: XCTestCase {
         let model = try smolLM2()
         for (arguments, message) in [
             (["--model", "/nonexistent/model.gguf", "--prompt", "x"], "no such model folder or .gguf file"),
-            (["--model", model], "give --prompt or --input"),
+            (["--model", model], "give a prompt (an argument or --prompt) or --input"),
+            (["--model", model, "x", "--prompt", "y"], "give the prompt once"),
             (["--model", model, "--prompt", "x", "--top-p", "0"], "--top-p must be in (0, 1]"),
-            (["--model", golden.appendingPathComponent("tiny-llama").path, "--prompt", "x"], "no vocab.json and merges.txt"),
+            (["--model", golden.appendingPathComponent("tiny-llama").path, "--prompt", "x"], "no tokenizer.json, nor vocab.json and merges.txt"),
         ] {
             let (status, output) = try retort(["generate"] + arguments + ["--device", "cpu"])
             XCTAssertNotEqual(status, 0, output)
