@@ -1,15 +1,13 @@
-// Byte-level BPE, the tokenizer of GPT-2 and of SmolLM2 (HF tokenizers' ByteLevel pre-tokenizer +
-// BPE model):
-//   1. special tokens (<|endoftext|>, <|im_start|>) are cut out of the text first, matched exactly;
-//   2. SmolLM2 (GGUF pre-tokenizer "smollm", HF's Digits(individual_digits) before ByteLevel):
-//      every \p{N} scalar is a piece of its own;
-//   3. the rest is split by GPT-2's pattern
-//        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-//      (matched by hand over Unicode scalars, first alternative that matches, each greedy:
-//      \p{L} letters, \p{N} numbers, \s White_Space);
-//   4. each piece's UTF-8 bytes become GPT-2's 256 printable stand-in characters;
-//   5. merges apply by rank — the lowest-ranked adjacent pair first, leftmost among equals —
-//      until none applies; the symbols are the ids.
+// Byte-level BPE, the tokenizer of GPT-2, SmolLM2, Llama 3 and Qwen2 (HF tokenizers' ByteLevel
+// pre-tokenizer + BPE model):
+//   1. special and added tokens (<|endoftext|>, <|im_start|>) are cut out of the text first,
+//      matched exactly; the rest is NFC-normalised where the tokenizer says so (Qwen2);
+//   2. the pre-tokenizer cuts it into pieces (PreTokenizers.swift: GPT-2's pattern, SmolLM2's
+//      digits apart, Llama 3's or Qwen2's pattern);
+//   3. each piece's UTF-8 bytes become GPT-2's 256 printable stand-in characters;
+//   4. a piece that is a token of its own is that token when the model ignores merges (Llama 3);
+//   5. otherwise merges apply by rank — the lowest-ranked adjacent pair first, leftmost among
+//      equals — until none applies; the symbols are the ids.
 // Decoding maps the stand-ins back to bytes (invalid UTF-8 becomes U+FFFD, as HF's decode).
 import Foundation
 
@@ -24,8 +22,12 @@ public final class ByteLevelBPE: @unchecked Sendable {
     /// unknown token does).
     let special: [(text: [Unicode.Scalar], id: Int32)]
     let byteIds: [Int32?]
-    /// Each number scalar is a piece of its own (SmolLM2).
-    let digitsApart: Bool
+    /// How text is cut into pieces.
+    public let split: PreTokenizer
+    /// NFC-normalise ordinary text first (Qwen2's normalizer).
+    let nfc: Bool
+    /// A piece that is in the vocabulary is that token, merges or not (Llama 3's BPE model).
+    let ignoreMerges: Bool
     private var cache: [String: [Int32]] = [:]
     private let lock = NSLock()
 
@@ -42,9 +44,10 @@ public final class ByteLevelBPE: @unchecked Sendable {
     static let scalarBytes: [UInt32: UInt8] = Dictionary(uniqueKeysWithValues: byteScalars.enumerated().map { ($1.value, UInt8($0)) })
 
     /// `tokens` by id, merges as "left right" in rank order, special tokens by text.
-    public init(tokens: [String], merges mergeLines: [String], special: [String], digitsApart: Bool = false, source: String) throws {
+    public init(tokens: [String], merges mergeLines: [String], special: [String], split: PreTokenizer = .gpt2, nfc: Bool = false,
+                ignoreMerges: Bool = false, source: String) throws {
         self.tokens = tokens
-        self.digitsApart = digitsApart
+        (self.split, self.nfc, self.ignoreMerges) = (split, nfc, ignoreMerges)
         var ids: [String: Int32] = [:]
         for (i, t) in tokens.enumerated() where ids[t] == nil { ids[t] = Int32(i) }
         self.ids = ids
@@ -76,8 +79,6 @@ public final class ByteLevelBPE: @unchecked Sendable {
     }
     /// The special tokens' texts.
     public var specialTokens: [String] { special.map { String(String.UnicodeScalarView($0.text)) } }
-    /// The pre-tokenizer: "smollm" (digits apart) or "gpt2".
-    public var preTokenizer: String { digitsApart ? "smollm" : "gpt2" }
 
     /// A folder with GPT-2's vocab.json and merges.txt; special tokens: <|endoftext|> when the
     /// vocabulary has it (GPT-2's one special token), and those a Retort-written
@@ -112,8 +113,13 @@ public final class ByteLevelBPE: @unchecked Sendable {
         where entry["special"] as? Bool == true {
             if let content = entry["content"] as? String, table[content] != nil, !special.contains(content) { special.append(content) }
         }
-        try self.init(tokens: tokens, merges: lines, special: special, digitsApart: retort["retort_pre_tokenizer"] as? String == "smollm",
-                      source: folder)
+        let named = retort["retort_pre_tokenizer"] as? String
+        guard let split = PreTokenizer(rawValue: named ?? "gpt2") else {
+            throw CheckpointError("\(folder)/tokenizer_config.json: retort_pre_tokenizer '\(named!)' is not one of "
+                                  + PreTokenizer.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        try self.init(tokens: tokens, merges: lines, special: special, split: split, nfc: retort["retort_nfc"] as? Bool ?? false,
+                      ignoreMerges: retort["retort_ignore_merges"] as? Bool ?? false, source: folder)
     }
 
     /// The tokenizer a GGUF file embeds (tokenizer.ggml.*): byte-level BPE ("gpt2") with GPT-2's
@@ -139,7 +145,7 @@ public final class ByteLevelBPE: @unchecked Sendable {
             throw CheckpointError("\(name): tokenizer.ggml.token_type has \(types.count) entries for \(tokens.count) tokens")
         }
         let special = zip(tokens, types).filter { $0.1 == 3 || $0.1 == 4 }.map(\.0)   // control, user-defined
-        try self.init(tokens: tokens, merges: merges, special: special, digitsApart: pre == "smollm", source: name)
+        try self.init(tokens: tokens, merges: merges, special: special, split: pre == "smollm" ? .smollm : .gpt2, source: name)
     }
 
     // MARK: encoding
@@ -181,21 +187,17 @@ public final class ByteLevelBPE: @unchecked Sendable {
     }
 
     private func encodeOrdinary(_ scalars: ArraySlice<Unicode.Scalar>, into out: inout [Int32]) {
-        guard digitsApart else { return encodePieces(scalars, into: &out) }
-        var start = scalars.startIndex
-        for i in scalars.indices where GPT2Pattern.isNumber(scalars[i]) {
-            encodePieces(scalars[start..<i], into: &out)
-            encodePieces(scalars[i...i], into: &out)
-            start = i + 1
+        guard !scalars.isEmpty else { return }
+        var text = scalars
+        if nfc {
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: scalars)
+            text = ArraySlice(String(view).precomposedStringWithCanonicalMapping.unicodeScalars)
         }
-        encodePieces(scalars[start...], into: &out)
-    }
-
-    private func encodePieces(_ scalars: ArraySlice<Unicode.Scalar>, into out: inout [Int32]) {
-        for piece in GPT2Pattern.pieces(scalars) {
-            var text = String.UnicodeScalarView()
-            text.append(contentsOf: piece)
-            out += word(String(text))
+        for piece in split.pieces(text) {
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: piece)
+            out += word(String(view))
         }
     }
 
@@ -205,6 +207,10 @@ public final class ByteLevelBPE: @unchecked Sendable {
         if let hit = cache[piece] { lock.unlock(); return hit }
         lock.unlock()
         var symbols = piece.utf8.compactMap { byteIds[Int($0)] }
+        if ignoreMerges, symbols.count > 1,
+           let whole = ids[String(String.UnicodeScalarView(piece.utf8.map { Self.byteScalars[Int($0)] }))] {
+            symbols = [whole]
+        }
         while symbols.count > 1 {
             var best: (rank: Int32, at: Int, merged: Int32)?
             for k in 0..<(symbols.count - 1) {
@@ -241,65 +247,5 @@ public final class ByteLevelBPE: @unchecked Sendable {
             if let b = Self.scalarBytes[scalar.value] { out.append(b) } else { out += Array(String(scalar).utf8) }
         }
         return out
-    }
-}
-
-/// GPT-2's pre-tokenization pattern, matched by hand (see ByteLevelBPE).
-enum GPT2Pattern {
-    static func isLetter(_ s: Unicode.Scalar) -> Bool {
-        switch s.properties.generalCategory {
-        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
-        default: return false
-        }
-    }
-    static func isNumber(_ s: Unicode.Scalar) -> Bool {
-        switch s.properties.generalCategory {
-        case .decimalNumber, .letterNumber, .otherNumber: return true
-        default: return false
-        }
-    }
-    static func isSpace(_ s: Unicode.Scalar) -> Bool { s.properties.isWhitespace }
-    /// The classes of the pattern's ␣?X+ alternatives, in order: letters, numbers, the rest but spaces.
-    static let wordClasses: [@Sendable (Unicode.Scalar) -> Bool] = [isLetter, isNumber, { !isSpace($0) && !isLetter($0) && !isNumber($0) }]
-
-    /// The pieces of `text`, in order; together they are the whole text.
-    static func pieces(_ text: ArraySlice<Unicode.Scalar>) -> [ArraySlice<Unicode.Scalar>] {
-        var out: [ArraySlice<Unicode.Scalar>] = []
-        var i = text.startIndex
-        while i < text.endIndex {
-            let length = match(text, at: i)
-            out.append(text[i..<(i + length)])
-            i += length
-        }
-        return out
-    }
-
-    /// The length of the match at `i` (≥ 1).
-    static func match(_ t: ArraySlice<Unicode.Scalar>, at i: Int) -> Int {
-        let end = t.endIndex
-        func run(from j: Int, _ accept: (Unicode.Scalar) -> Bool) -> Int {
-            var k = j
-            while k < end, accept(t[k]) { k += 1 }
-            return k - j
-        }
-        // 's 't 're 've 'm 'll 'd
-        if t[i] == "'", i + 1 < end {
-            let c = t[i + 1]
-            if c == "s" || c == "t" || c == "m" || c == "d" { return 2 }
-            if i + 2 < end, (c == "r" && t[i + 2] == "e") || (c == "v" && t[i + 2] == "e") || (c == "l" && t[i + 2] == "l") { return 3 }
-        }
-        // ␣?\p{L}+  ␣?\p{N}+  ␣?[^\s\p{L}\p{N}]+
-        for accept in wordClasses {
-            let j = t[i] == " " && i + 1 < end ? i + 1 : i
-            if j > i, accept(t[j]) { return 1 + run(from: j, accept) }
-            if accept(t[i]) { return run(from: i, accept) }
-        }
-        // \s+(?!\S), else \s+
-        let spaces = run(from: i, isSpace)
-        if spaces > 0 {
-            if i + spaces == end || spaces == 1 { return spaces }
-            return spaces - 1   // leave the last space to the word after it
-        }
-        return 1   // unreachable: every scalar is a letter, a number, a space or other
     }
 }

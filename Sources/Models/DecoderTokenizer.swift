@@ -1,5 +1,5 @@
 // What generation needs beside the weights: the tokenizer (the one a GGUF embeds, or a folder's
-// vocab.json + merges.txt), the end-of-sequence tokens (config, generation_config.json, GGUF) and
+// tokenizer.json, else its vocab.json + merges.txt), the end-of-sequence tokens (config, generation_config.json, GGUF) and
 // the chat template. Chat templates are Jinja programs; Retort renders the ChatML family
 // (<|im_start|>role\ncontent<|im_end|>\n, SmolLM2, Qwen2) — including a template's default
 // system message — and refuses others in one line rather than guessing.
@@ -44,10 +44,15 @@ public struct DecoderTokenizer {
             bpe = try ByteLevelBPE(gguf: gguf)
             chatTemplateSource = try gguf.string("tokenizer.chat_template")
         } else {
-            guard FileManager.default.fileExists(atPath: path + "/vocab.json") else {
-                throw CheckpointError("\(path): no vocab.json and merges.txt (Retort reads byte-level BPE tokenizers from those, or from a .gguf)")
+            if FileManager.default.fileExists(atPath: path + "/tokenizer.json") {
+                bpe = try ByteLevelBPE(tokenizerJSON: path + "/tokenizer.json")
+            } else {
+                guard FileManager.default.fileExists(atPath: path + "/vocab.json") else {
+                    throw CheckpointError("\(path): no tokenizer.json, nor vocab.json and merges.txt (Retort reads byte-level BPE "
+                                          + "tokenizers from those, or from a .gguf)")
+                }
+                bpe = try ByteLevelBPE(folder: path)
             }
-            bpe = try ByteLevelBPE(folder: path)
             let tokenizerConfig = (try? configObject(path + "/tokenizer_config.json")) ?? [:]
             chatTemplateSource = tokenizerConfig["chat_template"] as? String
             if let generation = try? configObject(path + "/generation_config.json") {
@@ -59,9 +64,9 @@ public struct DecoderTokenizer {
     }
 
     /// The tokenizer files of a saved model: copied from an HF folder `source`, or — for a GGUF —
-    /// written from it: vocab.json, merges.txt and a tokenizer_config.json that names the
-    /// pre-tokenizer and special tokens for Retort and keeps the chat template. (transformers reads
-    /// vocab.json + merges.txt with GPT-2's pre-tokenizer: SmolLM2's digits split differently there.)
+    /// written from it: tokenizer.json (transformers and Retort read it: SmolLM2's digits apart),
+    /// vocab.json and merges.txt (read alone, with GPT-2's split), and a tokenizer_config.json
+    /// that names the pre-tokenizer and special tokens for Retort and keeps the chat template.
     public func save(folder: String, source: String) throws {
         guard source.hasSuffix(".gguf") else {
             for file in ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"] {
@@ -74,8 +79,9 @@ public struct DecoderTokenizer {
         let vocabulary = Dictionary(bpe.tokens.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
         try writeAtomically(try JSONSerialization.data(withJSONObject: vocabulary, options: [.sortedKeys]), to: folder + "/vocab.json")
         try writeAtomically(Data((["#version: 0.2"] + bpe.mergeLines).joined(separator: "\n").appending("\n").utf8), to: folder + "/merges.txt")
-        var config: [String: Any] = ["retort_pre_tokenizer": bpe.preTokenizer, "retort_special_tokens": bpe.specialTokens,
-                                     "tokenizer_class": "GPT2Tokenizer", "add_prefix_space": false]
+        try writeAtomically(try JSONSerialization.data(withJSONObject: bpe.tokenizerJSON(), options: [.sortedKeys]), to: folder + "/tokenizer.json")
+        var config: [String: Any] = ["retort_pre_tokenizer": bpe.split.rawValue, "retort_special_tokens": bpe.specialTokens,
+                                     "tokenizer_class": "PreTrainedTokenizerFast", "add_prefix_space": false]
         if let chatTemplateSource { config["chat_template"] = chatTemplateSource }
         if let end = endTokens.min() { config["eos_token"] = bpe.tokens[Int(end)] }
         try writeAtomically(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),

@@ -3,7 +3,10 @@
 // (HF tokenizers configured as SmolLM2's tokenizer, from the tokens and merges its GGUF embeds):
 // every sentence of ../shared/data gives the same ids, and so do awkward strings (emoji, CJK,
 // combining marks, control characters, runs of spaces, very long words, special tokens, digits);
-// decoding gives HF's text back. Bad tokenizer files are refused in one line.
+// decoding gives HF's text back. tokenizer.json files (Tests/Golden/make_bpe_json.py: small BPEs
+// HF tokenizers trained with GPT-2's, SmolLM2's, Llama 3's and Qwen2's pre-tokenizers) give HF's
+// ids on every sentence (Llama 3, Qwen2) and on the awkward strings (all four). Bad tokenizer
+// files are refused in one line.
 import Foundation
 @testable import Models
 import XCTest
@@ -54,6 +57,57 @@ final class ByteLevelBPETests: XCTestCase {
         XCTAssertThrowsError(try ByteLevelBPE(gguf: types)) { error in
             XCTAssertEqual("\(error)", "types.gguf: no tokenizer (tokenizer.ggml.model)")
         }
+    }
+
+    func jsonTokenizer(_ kind: String) throws -> ByteLevelBPE {
+        try ByteLevelBPE(tokenizerJSON: golden.appendingPathComponent("tokenizer-json/\(kind).json").path)
+    }
+
+    func testTokenizerJSONSplitsAsHFTokenizers() throws {
+        for kind in PreTokenizer.allCases {
+            let tok = try jsonTokenizer(kind.rawValue)
+            XCTAssertEqual(tok.split, kind)
+            try assertCases("json-\(kind.rawValue)", tok)
+        }
+        for kind in ["llama3", "qwen2"] {
+            let tok = try jsonTokenizer(kind)
+            try assertSharedDataMatchesGolden(prefix: "json-\(kind)-", name: "\(kind) tokenizer.json", reference: "HF tokenizers",
+                                              encode: tok.encode, token: { tok.tokens[Int($0)] })
+        }
+        // Qwen2's added tokens lie past its vocab; Llama 3's BPE ignores merges for a whole-token piece.
+        let qwen2 = try jsonTokenizer("qwen2")
+        XCTAssertEqual(qwen2.encode("<|im_start|>"), [1501])
+        XCTAssertTrue(try jsonTokenizer("llama3").ignoreMerges)
+    }
+
+    func testTokenizerJSONPipelinesRetortCannotSplitAreRefused() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-tokjson-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let source = golden.appendingPathComponent("tokenizer-json/llama3.json")
+        func refusal(_ change: (inout [String: Any]) -> Void) throws -> String {
+            var root = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: source)) as? [String: Any])
+            change(&root)
+            let path = folder.appendingPathComponent("tokenizer.json")
+            try JSONSerialization.data(withJSONObject: root).write(to: path)
+            do { _ = try ByteLevelBPE(tokenizerJSON: path.path); return "(accepted)" } catch { return "\(error)" }
+        }
+        let path = folder.appendingPathComponent("tokenizer.json").path
+        XCTAssertEqual(try refusal { _ in }, "(accepted)")
+        XCTAssertTrue(try refusal { root in
+            var pre = root["pre_tokenizer"] as! [String: Any], steps = pre["pretokenizers"] as! [[String: Any]]
+            steps[0]["pattern"] = ["Regex": "\\s+|\\S+"]
+            pre["pretokenizers"] = steps
+            root["pre_tokenizer"] = pre
+        }.hasPrefix("\(path): pre-tokenizer {\"pretokenizers\":[{\"behavior\":\"Isolated\""), "another regex")
+        XCTAssertEqual(try refusal { root in root["normalizer"] = ["type": "NFKC"] },
+                       "\(path): normalizer {\"type\":\"NFKC\"} is not supported (none or NFC)")
+        XCTAssertEqual(try refusal { root in var m = root["model"] as! [String: Any]; m["byte_fallback"] = true; root["model"] = m },
+                       "\(path): a BPE with byte_fallback (SentencePiece-style, as Llama 2's and Mistral's) is not byte-level BPE")
+        XCTAssertEqual(try refusal { root in var m = root["model"] as! [String: Any]; m["type"] = "Unigram"; root["model"] = m },
+                       "\(path): model.type is Unigram; Retort reads byte-level BPE tokenizers")
+        XCTAssertEqual(try refusal { root in var m = root["model"] as! [String: Any]; m["merges"] = [1, 2]; root["model"] = m },
+                       "\(path): merge 1 is neither \"a b\" nor [a, b]")
     }
 
     func testBadFilesAreRefusedInOneLine() throws {
