@@ -107,6 +107,9 @@ extension DecoderModel {
         }
         guard P.embeddingsTrain else { return }
         guard let segments = a.embeddingSegments else { preconditionFailure("backward needs a batch loaded for training") }
+        if let seed = a.trainingSeed, c.embeddingDropout > 0 {   // through the embeddings' dropout: its mask
+            b.dropout(dHidden, dHidden, count: BT * C, p: c.embeddingDropout, seed: Self.embeddingDropoutSeed(seed))
+        }
         b.embeddingBackward(dWord: P.embedTokens.grad, dPosition: P.positionEmbeddings?.grad, dType: nil, dOut: dHidden,
                             ids: a.ids.slice(0, BT), positions: a.positions.slice(0, BT), types: nil, segments: segments,
                             a.embedding.tokens(BT))

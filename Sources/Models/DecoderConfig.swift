@@ -27,6 +27,10 @@ public struct DecoderConfig: Sendable {
     public var bosTokenId, eosTokenIds: [Int]
     public var padTokenId: Int?
     public var id2label: [Int: String] = [:]
+    /// Training dropout: GPT-2's embd_pdrop (on the embeddings), resid_pdrop (on each block's
+    /// attention and MLP output projections) and attn_pdrop (on the attention probabilities),
+    /// transformers' default 0.1 each; the Llama family's attention_dropout (default 0).
+    public var embeddingDropout: Float = 0, residualDropout: Float = 0, attentionDropout: Float = 0
     /// config.json as read (nil when the model came from a GGUF), for the keys Retort does not model.
     private var extra: Box?
 
@@ -82,6 +86,13 @@ public struct DecoderConfig: Sendable {
             guard let n = v as? NSNumber, n.doubleValue > 0 else { throw CheckpointError("\(source): \(keys[0]) must be a positive number") }
             return n.doubleValue
         }
+        func probability(_ key: String, fallback: Float) throws -> Float {
+            guard let v = value([key]) else { return fallback }
+            guard let n = v as? NSNumber, n.doubleValue >= 0, n.doubleValue < 1 else {
+                throw CheckpointError("\(source): \(key) must be a probability in [0, 1), found \(v)")
+            }
+            return n.floatValue
+        }
         func ids(_ key: String) -> [Int] {
             if let n = object[key] as? NSNumber { return [n.intValue] }
             return (object[key] as? [NSNumber])?.map(\.intValue) ?? []
@@ -103,6 +114,9 @@ public struct DecoderConfig: Sendable {
             }
             tieWordEmbeddings = (object["tie_word_embeddings"] as? Bool) ?? true
             (queryKeyValueBias, outputBias, mlpBias) = (true, true, true)
+            embeddingDropout = try probability("embd_pdrop", fallback: 0.1)
+            residualDropout = try probability("resid_pdrop", fallback: 0.1)
+            attentionDropout = try probability("attn_pdrop", fallback: 0.1)
         case "llama", "qwen2", "mistral":
             family = .llama
             hiddenSize = try int("hidden_size")
@@ -120,6 +134,7 @@ public struct DecoderConfig: Sendable {
             queryKeyValueBias = type == "qwen2" || attentionBias
             outputBias = type != "qwen2" && attentionBias
             mlpBias = (object["mlp_bias"] as? Bool) ?? false
+            attentionDropout = try probability("attention_dropout", fallback: 0)
             // transformers ≥ 5 writes rope_parameters (θ and scaling together); older ones rope_theta and rope_scaling.
             let parameters = object["rope_parameters"] as? [String: Any]
             if let theta = parameters?["rope_theta"] as? NSNumber { ropeTheta = theta.doubleValue } else {
@@ -194,6 +209,7 @@ public struct DecoderConfig: Sendable {
         case "gpt2":
             family = .gpt2
             normEps = try gguf.number("gpt2.attention.layer_norm_epsilon") ?? 1e-5
+            (embeddingDropout, residualDropout, attentionDropout) = (0.1, 0.1, 0.1)   // GPT2Config's (a GGUF does not say)
         default:
             throw CheckpointError("\(source): architecture \"\(arch)\" is not a decoder Retort implements (llama, qwen2, gpt2)")
         }

@@ -2,10 +2,11 @@
 //   h = norm1(x)                                        LayerNorm (GPT-2) / RMSNorm (Llama)
 //   q, k, v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ (+ biases, + LoRA)    [BT, NH·HS], [BT, NKV·HS] ×2
 //   q, k = rope(q), rope(k)                              Llama only, at each token's position
-//   residual = x + attention(q, k, v, causal)·Woᵀ        grouped-query heads, nothing copied
+//   residual = x + drop(attention(q, k, v, causal)·Woᵀ)  grouped-query heads, nothing copied
 //   h2 = norm2(residual)
-//   out = residual + mlp(h2)    GPT-2: gelu_tanh(h2·W1ᵀ + b1)·W2ᵀ + b2   Llama: (silu(h2·Wgᵀ) ⊙ h2·Wuᵀ)·Wdᵀ
-// and its backward, in reverse. GPT-2's fused c_attn is three Linears over row blocks of one
+//   out = residual + drop(mlp(h2))  GPT-2: gelu_tanh(h2·W1ᵀ + b1)·W2ᵀ + b2   Llama: (silu(h2·Wgᵀ) ⊙ h2·Wuᵀ)·Wdᵀ
+// and its backward, in reverse. In training, drop is GPT-2's resid_pdrop dropout and the
+// attention drops probabilities (attn_pdrop / attention_dropout), each site its own mask. GPT-2's fused c_attn is three Linears over row blocks of one
 // weight (and of its adapter's B), so both families share this code.
 import Backend
 
@@ -25,7 +26,18 @@ public struct DecoderLayer {
         let positions: Tensor          // [BT] int32 (RoPE)
         let inverseFrequencies: Tensor? // [HS/2]: RoPE (Llama); nil: none (GPT-2)
         let mask: Tensor?              // [B,T] int32 key mask
+        let residualDropout: Float     // 0 outside training
+        let seed: UInt64               // the training forward's
         var rows: Int { batch * length }
+
+        /// Layer l's attention shape (its dropout mask's seed) and the seed of its residual site
+        /// 0 (attention output) or 1 (MLP output).
+        func attention(layer l: Int) -> AttentionShape {
+            var s = attention
+            s.seed = seed &* 0x2545_F491 &+ UInt64(500 + l)
+            return s
+        }
+        func residualSeed(layer l: Int, site: Int) -> UInt64 { seed &* 0x9E37_79B9 &+ UInt64(2 * l + site + 1) }
     }
 
     func forward(_ b: Backend, _ a: DecoderActivations, x: Tensor, out: Tensor, _ p: Pass, training: Bool, seed: UInt64,
@@ -55,9 +67,10 @@ public struct DecoderLayer {
         }
         let context = L.context.slice(0, BT * QC)
         b.attentionForward(context, lse: L.lse.slice(0, p.attention.rows), scores: nil, q: q, k: k, v: v, mask: p.mask, bias: nil,
-                           p.attention)
-        let residual = L.residual.slice(0, BT * C)
+                           p.attention(layer: index))
+        let residual = L.residual.slice(0, BT * C), drop = p.residualDropout
         linear(output, residual, context)
+        if drop > 0 { b.dropout(residual, residual, count: BT * C, p: drop, seed: p.residualSeed(layer: index, site: 0)) }
         b.axpy(residual, x, count: BT * C, alpha: 1)
         let h2 = L.norm2.slice(0, BT * C)
         postAttentionNorm.forward(b, h2, mean: L.mean2.slice(0, BT), rstd: L.rstd2.slice(0, BT), residual, rows: BT, channels: C)
@@ -70,6 +83,7 @@ public struct DecoderLayer {
             b.geluForward(activated, hidden, count: BT * FF, tanh: true)
         }
         linear(down, out, activated)
+        if drop > 0 { b.dropout(out, out, count: BT * C, p: drop, seed: p.residualSeed(layer: index, site: 1)) }
         b.axpy(out, residual, count: BT * C, alpha: 1)
     }
 
@@ -87,13 +101,20 @@ public struct DecoderLayer {
             layer.backward(b, dX: dX, dY: dY, x: x, rows: BT, beta: beta, saved: a.loraInput(layer.lora, rows: BT, backend: b),
                            training: seed != nil, seed: seed ?? 0)
         }
-        // out = residual + down(act): the MLP, recomputing its activation (one buffer for all layers)
+        // Through a residual site's dropout: its mask on the gradient, into dNorm (free until a norm's backward writes it).
+        let drop = p.residualDropout
+        func dropped(_ grad: Tensor, site: Int) -> Tensor {
+            guard drop > 0 else { return grad }
+            b.dropout(dNorm, grad, count: BT * C, p: drop, seed: p.residualSeed(layer: index, site: site))
+            return dNorm
+        }
+        // out = residual + drop(down(act)): the MLP, recomputing its activation (one buffer for all layers)
         if let gate {
             b.swigluForward(activated, gate: L.gate.slice(0, BT * FF), up: hidden, count: BT * FF)
         } else {
             b.geluForward(activated, hidden, count: BT * FF, tanh: true)
         }
-        linearBackward(down, dY: dHidden, x: activated, dX: dActivated)
+        linearBackward(down, dY: dropped(dHidden, site: 1), x: activated, dX: dActivated)
         if let gate {
             let dGate = a.dGate.slice(0, BT * FF)
             b.swigluBackward(dGate: dGate, dUp: dUp, dOut: dActivated, gate: L.gate.slice(0, BT * FF), up: hidden, count: BT * FF)
@@ -107,10 +128,10 @@ public struct DecoderLayer {
         postAttentionNorm.backward(b, dx: dResidual, dy: dNorm, residual, mean: L.mean2.slice(0, BT), rstd: L.rstd2.slice(0, BT),
                                    rows: BT, channels: C)
         b.axpy(dResidual, dHidden, count: BT * C, alpha: 1)
-        linearBackward(output, dY: dResidual, x: L.context.slice(0, BT * QC), dX: dContext)
+        linearBackward(output, dY: dropped(dResidual, site: 0), x: L.context.slice(0, BT * QC), dX: dContext)
         b.attentionBackward(dq: dq, dk: dk, dv: dv, dBias: nil, dOut: dContext, dScores: nil, out: L.context.slice(0, BT * QC),
                             lse: L.lse.slice(0, p.attention.rows), q: L.q.slice(0, BT * QC), k: L.k.slice(0, BT * KC),
-                            v: L.v.slice(0, BT * KC), mask: p.mask, bias: nil, p.attention)
+                            v: L.v.slice(0, BT * KC), mask: p.mask, bias: nil, p.attention(layer: index))
         if let inv = p.inverseFrequencies {   // the rotation's transpose takes the gradients back to before it
             let HS = p.attention.headSize
             b.rope(dq, dq, positions: p.positions, inverseFrequencies: inv, RoPEShape(tokens: BT, heads: p.attention.heads, headSize: HS),

@@ -137,7 +137,8 @@ public final class DecoderModel {
     // MARK: forward
 
     /// The final hidden states [B·T, C] (after the last norm) of the batch in `a`. With
-    /// `training`, LoRA dropout masks come from `seed` (the decoders themselves have no dropout).
+    /// `training`, the dropout masks (the config's embedding, residual and attention dropout, and
+    /// LoRA's) come from `seed`.
     /// `cache`: each layer's keys and values are copied into it (a prompt's prefill).
     @discardableResult
     public func forward(_ a: DecoderActivations, training: Bool = false, seed: UInt64 = 0, cache: KVCache? = nil) -> Tensor {
@@ -146,6 +147,10 @@ public final class DecoderModel {
         b.embeddingForward(a.hidden[0].slice(0, BT * C), ids: a.ids.slice(0, BT), positions: a.positions.slice(0, BT), types: nil,
                            word: P.embedTokens.weight, position: P.positionEmbeddings?.weight ?? P.embedTokens.weight.slice(0, 0),
                            type: nil, a.embedding.tokens(BT))
+        if training && c.embeddingDropout > 0 {
+            b.dropout(a.hidden[0].slice(0, BT * C), a.hidden[0].slice(0, BT * C), count: BT * C, p: c.embeddingDropout,
+                      seed: Self.embeddingDropoutSeed(seed))
+        }
         let pass = self.pass(a, training: training, seed: seed)
         for layer in P.layers {
             layer.forward(b, a, x: a.hidden[layer.index].slice(0, BT * C), out: a.hidden[layer.index + 1].slice(0, BT * C), pass,
@@ -161,10 +166,13 @@ public final class DecoderModel {
         let c = config
         return DecoderLayer.Pass(batch: a.batch, length: a.length,
                                  attention: AttentionShape(batch: a.batch, length: a.length, heads: c.heads, headSize: c.headSize,
-                                                           keyValueHeads: c.keyValueHeads, causal: true),
+                                                           keyValueHeads: c.keyValueHeads, causal: true,
+                                                           dropout: training ? c.attentionDropout : 0),
                                  positions: a.positions.slice(0, a.batch * a.length), inverseFrequencies: inverseFrequencies,
-                                 mask: a.mask.slice(0, a.batch * a.length))
+                                 mask: a.mask.slice(0, a.batch * a.length), residualDropout: training ? c.residualDropout : 0, seed: seed)
     }
+
+    static func embeddingDropoutSeed(_ seed: UInt64) -> UInt64 { seed &* 0x9E37_79B9 }
 
     /// The language-model head's weight [V, C]: lm_head, or the token embeddings when tied.
     var headWeight: Parameter { parameters.lmHead ?? parameters.embedTokens }

@@ -81,7 +81,7 @@ public struct MemoryPlan {
             Gemm(m: C, n: I, k: BT, transA: true), Gemm(m: I, n: C, k: BT, transA: true), Gemm(m: BT, n: I, k: C), Gemm(m: BT, n: C, k: I),
             Gemm(m: R, n: V, k: C, transB: true), Gemm(m: R, n: C, k: V)])
             + model.backend.attentionScratchBytes(AttentionShape(batch: shape.batch, length: shape.length, heads: c.heads, headSize: c.headSize,
-                                                                 keyValueHeads: c.keyValueHeads, causal: true))
+                                                                 keyValueHeads: c.keyValueHeads, causal: true, dropout: c.attentionDropout))
     }
 
     /// The matmuls of a layer's forward and backward over BT tokens (the largest operands there are).
