@@ -28,6 +28,10 @@ public final class ByteLevelBPE: @unchecked Sendable {
     let nfc: Bool
     /// A piece that is in the vocabulary is that token, merges or not (Llama 3's BPE model).
     let ignoreMerges: Bool
+    /// The special tokens HF's tokenizer puts before a text it encodes as a model's input (a
+    /// post-processor's or add_bos_token's BOS: Llama 3's <|begin_of_text|>; none for GPT-2 and
+    /// SmolLM2). `encodeAsInput` adds them; `encode` does not (a chat template's text has its own).
+    public internal(set) var prefix: [Int32] = []
     private var cache: [String: [Int32]] = [:]
     private let lock = NSLock()
 
@@ -120,6 +124,12 @@ public final class ByteLevelBPE: @unchecked Sendable {
         }
         try self.init(tokens: tokens, merges: lines, special: special, split: split, nfc: retort["retort_nfc"] as? Bool ?? false,
                       ignoreMerges: retort["retort_ignore_merges"] as? Bool ?? false, source: folder)
+        // Llama-style tokenizer_config.json: add_bos_token with its bos_token (a string or {"content": …}).
+        if retort["add_bos_token"] as? Bool == true,
+           let bos = retort["bos_token"] as? String ?? (retort["bos_token"] as? [String: Any])?["content"] as? String {
+            guard let id = ids[bos] else { throw CheckpointError("\(folder)/tokenizer_config.json: bos_token '\(bos)' is not in the vocabulary") }
+            prefix = [id]
+        }
     }
 
     /// The tokenizer a GGUF file embeds (tokenizer.ggml.*): byte-level BPE ("gpt2") with GPT-2's
@@ -146,10 +156,18 @@ public final class ByteLevelBPE: @unchecked Sendable {
         }
         let special = zip(tokens, types).filter { $0.1 == 3 || $0.1 == 4 }.map(\.0)   // control, user-defined
         try self.init(tokens: tokens, merges: merges, special: special, split: pre == "smollm" ? .smollm : .gpt2, source: name)
+        if try file.bool("tokenizer.ggml.add_bos_token") == true, let bos = try file.integer("tokenizer.ggml.bos_token_id") {
+            guard bos >= 0 && bos < tokens.count else { throw CheckpointError("\(name): tokenizer.ggml.bos_token_id \(bos) is not a token") }
+            prefix = [Int32(bos)]
+        }
     }
 
     // MARK: encoding
 
+    /// `text` as the model's input: `prefix`, then its tokens (HF's tokenizer(text)).
+    public func encodeAsInput(_ text: String) -> [Int32] { prefix + encode(text) }
+
+    /// The tokens of `text` alone (HF's tokenizer(text, add_special_tokens=False)).
     public func encode(_ text: String) -> [Int32] {
         let scalars = Array(text.unicodeScalars)
         var out: [Int32] = [], start = 0, i = 0
@@ -167,10 +185,11 @@ public final class ByteLevelBPE: @unchecked Sendable {
         return out
     }
 
-    /// As HF's GPT-2 tokenizer called with (a, b, truncation, max_length): no special tokens, a
-    /// pair is a's ids then b's, truncated longest-first.
+    /// As HF's tokenizer called with (a, b, truncation, max_length): each text's ids after the
+    /// `prefix` (none for GPT-2 and SmolLM2; Llama 3's pair template is BOS a BOS b), truncated
+    /// longest-first.
     public func encode(_ a: String, _ b: String?, maxLength: Int?) -> [Int32] {
-        var first = encode(a), second = b.map(encode) ?? []
+        var first = encodeAsInput(a), second = b.map(encodeAsInput) ?? []
         if let maxLength {
             let (keepFirst, keepSecond) = b == nil ? (min(first.count, maxLength), 0)
                 : WordPieceTokenizer.longestFirst(first.count, second.count, budget: maxLength)

@@ -133,6 +133,15 @@ public final class GGUFFile: @unchecked Sendable {
         }
     }
 
+    /// A boolean value; nil when absent.
+    public func bool(_ key: String) throws -> Bool? {
+        switch metadata[key] {
+        case nil: return nil
+        case .bool(let v)?: return v
+        case let other?: throw wrongType(key, other, "a boolean")
+        }
+    }
+
     /// A floating-point value (or an integer, converted); nil when absent.
     public func number(_ key: String) throws -> Double? {
         switch metadata[key] {

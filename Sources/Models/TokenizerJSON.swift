@@ -52,6 +52,29 @@ extension ByteLevelBPE {
         let (split, nfc) = try Self.pipeline(normalizer: root["normalizer"], preTokenizer: root["pre_tokenizer"], path: path)
         try self.init(tokens: tokens, merges: merges, special: added, split: split, nfc: nfc,
                       ignoreMerges: model["ignore_merges"] as? Bool ?? false, source: path)
+        prefix = try Self.prefix(postProcessor: root["post_processor"], path: path)
+    }
+
+    /// The special tokens a TemplateProcessing post-processor (alone, or in a Sequence beside
+    /// ByteLevel's) puts before a single text: the ids of its "single" template's SpecialTokens
+    /// ahead of the sequence. A template that puts tokens after the text is refused.
+    static func prefix(postProcessor: Any?, path: String) throws -> [Int32] {
+        guard let processor = postProcessor as? [String: Any] else { return [] }
+        let steps = processor["type"] as? String == "Sequence" ? processor["processors"] as? [[String: Any]] ?? [] : [processor]
+        guard let template = steps.first(where: { $0["type"] as? String == "TemplateProcessing" }),
+              let single = template["single"] as? [[String: Any]] else { return [] }
+        let specials = template["special_tokens"] as? [String: Any] ?? [:]
+        var prefix: [Int32] = [], seenText = false
+        for item in single {
+            if item["Sequence"] != nil { seenText = true; continue }
+            guard let name = (item["SpecialToken"] as? [String: Any])?["id"] as? String,
+                  let ids = (specials[name] as? [String: Any])?["ids"] as? [NSNumber] else {
+                throw CheckpointError("\(path): post_processor's single template has an item Retort does not read")
+            }
+            guard !seenText else { throw CheckpointError("\(path): post_processor adds '\(name)' after the text; Retort adds tokens before it only") }
+            prefix += ids.map { Int32($0.intValue) }
+        }
+        return prefix
     }
 
     /// The split and normalisation a tokenizer.json's normalizer and pre_tokenizer describe.

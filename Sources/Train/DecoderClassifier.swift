@@ -32,7 +32,7 @@ public final class DecoderClassifier: TextClassifier {
 
     public func encode(_ examples: [Example]) -> [Encoding] {
         examples.map { example in
-            var ids = Array(tokenizer.bpe.encode(example.text).prefix(maxLength))
+            var ids = Array(tokenizer.bpe.encodeAsInput(example.text).prefix(maxLength))
             if ids.isEmpty { ids = [tokenizer.endTokens.min() ?? 0] }   // an empty text: its end token
             return Encoding(ids: ids, typeIds: Array(repeating: 0, count: ids.count), attentionMask: Array(repeating: 1, count: ids.count))
         }

@@ -41,7 +41,7 @@ extension FineTuningRun {
         }
         let tokenizer = try DecoderTokenizer(model: c.model, config: config)
         func encode(_ text: String) -> Encoding {
-            let ids = Array(tokenizer.bpe.encode(text).prefix(t.maxLength))
+            let ids = Array(tokenizer.bpe.encodeAsInput(text).prefix(t.maxLength))
             return Encoding(ids: ids.isEmpty ? [tokenizer.endTokens.first ?? 0] : ids, typeIds: Array(repeating: 0, count: max(ids.count, 1)),
                             attentionMask: Array(repeating: 1, count: max(ids.count, 1)))
         }
@@ -98,7 +98,7 @@ extension FineTuningRun {
     /// joined and cut into blocks of `length` tokens (the last one shorter).
     static func textBlocks(_ path: String, tokenizer: ByteLevelBPE, end: Int32, length: Int) throws -> [Encoding] {
         var stream: [Int32] = []
-        for text in try DelimitedText.documents(path, field: "text") { stream += tokenizer.encode(text) + [end] }
+        for text in try DelimitedText.documents(path, field: "text") { stream += tokenizer.encodeAsInput(text) + [end] }
         return stride(from: 0, to: stream.count, by: length).compactMap { start in
             let ids = Array(stream[start..<min(start + length, stream.count)])
             guard ids.count > 1 else { return nil }   // one token predicts nothing

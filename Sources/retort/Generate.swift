@@ -67,7 +67,8 @@ struct GenerateCommand: ParsableCommand {
                           decoder.config.modelType, decoder.config.layers, Double(decoder.layout.total) / 1e6, Date().timeIntervalSince(started)))
         let sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
         func encode(_ text: String) throws -> [Int32] {
-            let ids = tokenizer.bpe.encode(template?.render(user: text, system: system) ?? text)
+            // A chat template's text carries its own specials; a plain prompt gets the tokenizer's (a BOS).
+            let ids = template.map { tokenizer.bpe.encode($0.render(user: text, system: system)) } ?? tokenizer.bpe.encodeAsInput(text)
             guard !ids.isEmpty else { throw UserError(description: "the prompt is empty: give some text") }
             guard ids.count < decoder.config.maxPositions else {
                 throw UserError(description: "the prompt has \(ids.count) tokens; \(model)'s context is \(decoder.config.maxPositions): shorten it")

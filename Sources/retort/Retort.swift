@@ -121,11 +121,14 @@ struct TokenizeCommand: ParsableCommand {
                 throw ValidationError("--max-length must leave room for the special tokens (at least \(pair ? 3 : 2))")
             }
             encode = { wordPiece.encode($0, $1, maxLength: maxLength).ids }
+        } else if manager.fileExists(atPath: folder + "/tokenizer.json") {
+            let bpe = try ByteLevelBPE(tokenizerJSON: folder + "/tokenizer.json")
+            encode = { bpe.encode($0, $1, maxLength: maxLength) }
         } else if manager.fileExists(atPath: folder + "/vocab.json") || manager.fileExists(atPath: folder + "/merges.txt") {
             let bpe = try ByteLevelBPE(folder: folder)
             encode = { bpe.encode($0, $1, maxLength: maxLength) }
         } else {
-            throw DataError("--model \(model): no tokenizer there (a folder with vocab.txt for WordPiece, or vocab.json and merges.txt for byte-level BPE, or a .gguf file)")
+            throw DataError("--model \(model): no tokenizer there (a folder with vocab.txt for WordPiece, tokenizer.json or vocab.json and merges.txt for byte-level BPE, or a .gguf file)")
         }
         let bytes: [UInt8]
         if let input {

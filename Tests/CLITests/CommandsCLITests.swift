@@ -48,7 +48,7 @@ final class CommandsCLITests: TinyRunTestCase {
         let (refused, message) = try retort(["tokenize", "--model", work.path, "--input", texts.path])
         XCTAssertEqual(refused, 1)
         XCTAssertEqual(message.trimmingCharacters(in: .newlines), "Error: --model \(work.path): no tokenizer there (a folder with vocab.txt "
-                       + "for WordPiece, or vocab.json and merges.txt for byte-level BPE, or a .gguf file)")
+                       + "for WordPiece, tokenizer.json or vocab.json and merges.txt for byte-level BPE, or a .gguf file)")
         let (notGGUF, refusal) = try retort(["tokenize", "--model", texts.path, "--input", texts.path])
         XCTAssertEqual(notGGUF, 1)
         XCTAssertEqual(refusal.trimmingCharacters(in: .newlines), "Error: lines.txt: not a GGUF file (it does not start with \"GGUF\")")

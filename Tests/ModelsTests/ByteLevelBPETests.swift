@@ -80,6 +80,34 @@ final class ByteLevelBPETests: XCTestCase {
         XCTAssertTrue(try jsonTokenizer("llama3").ignoreMerges)
     }
 
+    /// Llama 3's post-processor (ByteLevel, then a template putting <|begin_of_text|> before the
+    /// text): the prefix HF's tokenizer(text) adds; a template with tokens after the text is refused.
+    func testAPostProcessorsBOSComesBeforeTheInput() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-bos-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var root = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: golden.appendingPathComponent("tokenizer-json/llama3.json")))
+                                 as? [String: Any])
+        let bos: [String: Any] = ["SpecialToken": ["id": "<|im_start|>", "type_id": 0]], text: [String: Any] = ["Sequence": ["id": "A", "type_id": 0]]
+        func write(_ single: [[String: Any]]) throws -> String {
+            root["post_processor"] = ["type": "Sequence", "processors": [
+                ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true],
+                ["type": "TemplateProcessing", "single": single, "pair": single,
+                 "special_tokens": ["<|im_start|>": ["id": "<|im_start|>", "ids": [1], "tokens": ["<|im_start|>"]]]]]]
+            let path = folder.appendingPathComponent("tokenizer.json").path
+            try JSONSerialization.data(withJSONObject: root).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let tok = try ByteLevelBPE(tokenizerJSON: try write([bos, text]))
+        XCTAssertEqual(tok.prefix, [1])
+        XCTAssertEqual(tok.encodeAsInput("Hello there"), [1] + tok.encode("Hello there"))
+        XCTAssertEqual(tok.encode("Hello", "there", maxLength: nil), [1] + tok.encode("Hello") + [1] + tok.encode("there"))
+        XCTAssertThrowsError(try ByteLevelBPE(tokenizerJSON: try write([text, bos]))) { error in
+            XCTAssertTrue("\(error)".hasSuffix("post_processor adds '<|im_start|>' after the text; Retort adds tokens before it only"), "\(error)")
+        }
+        XCTAssertEqual(try jsonTokenizer("gpt2").prefix, [], "no post-processor, no prefix")
+    }
+
     func testTokenizerJSONPipelinesRetortCannotSplitAreRefused() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-tokjson-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
