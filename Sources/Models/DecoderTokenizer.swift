@@ -84,6 +84,7 @@ public struct DecoderTokenizer {
                                      "tokenizer_class": "PreTrainedTokenizerFast", "add_prefix_space": false]
         if let chatTemplateSource { config["chat_template"] = chatTemplateSource }
         if let end = endTokens.min() { config["eos_token"] = bpe.tokens[Int(end)] }
+        if let bos = bpe.prefix.first { (config["add_bos_token"], config["bos_token"]) = (true, bpe.tokens[Int(bos)]) }
         try writeAtomically(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
                             to: folder + "/tokenizer_config.json")
     }

@@ -120,12 +120,13 @@ enum Llama3Pattern {
             return k - j
         }
         let letter = GPT2Pattern.isLetter, number = GPT2Pattern.isNumber, space = GPT2Pattern.isSpace
-        // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+        // (?i:'s|'t|'re|'ve|'m|'ll|'d): case-insensitive as Oniguruma folds case (ſ, U+017F, is an s)
+        func folded(_ s: Unicode.Scalar) -> String { s == "\u{017F}" ? "s" : s.properties.lowercaseMapping }
         if t[i] == "'", i + 1 < end {
-            let c = t[i + 1].properties.lowercaseMapping
+            let c = folded(t[i + 1])
             if c == "s" || c == "t" || c == "m" || c == "d" { return 2 }
             if i + 2 < end {
-                let pair = c + t[i + 2].properties.lowercaseMapping
+                let pair = c + folded(t[i + 2])
                 if pair == "re" || pair == "ve" || pair == "ll" { return 3 }
             }
         }

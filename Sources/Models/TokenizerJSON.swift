@@ -38,6 +38,9 @@ extension ByteLevelBPE {
         var added: [String] = []
         for entry in root["added_tokens"] as? [[String: Any]] ?? [] {
             guard let content = entry["content"] as? String, !content.isEmpty else { continue }
+            for flag in ["lstrip", "rstrip", "single_word"] where entry[flag] as? Bool == true {
+                throw CheckpointError("\(path): added token '\(content)' has \(flag) set, which Retort does not apply")
+            }
             try place(content, entry["id"], "added token")
             added.append(content)
         }
@@ -140,8 +143,18 @@ extension ByteLevelBPE {
              "normalized": false, "special": true]
         }
         let pairs = merges.sorted { $0.value.rank < $1.value.rank }.map { key, _ in [tokens[Int(key >> 32)], tokens[Int(key & 0xFFFF_FFFF)]] }
+        // The prefix (a BOS) as a template before each text, as Llama 3's tokenizer.json has it.
+        var post: Any = NSNull()
+        if !prefix.isEmpty {
+            func items(_ typeId: Int) -> [[String: Any]] { prefix.map { ["SpecialToken": ["id": tokens[Int($0)], "type_id": typeId]] } }
+            post = ["type": "TemplateProcessing",
+                    "single": items(0) + [["Sequence": ["id": "A", "type_id": 0]]],
+                    "pair": items(0) + [["Sequence": ["id": "A", "type_id": 0]]] + items(1) + [["Sequence": ["id": "B", "type_id": 1]]],
+                    "special_tokens": Dictionary(prefix.map { (tokens[Int($0)], ["id": tokens[Int($0)], "ids": [Int($0)], "tokens": [tokens[Int($0)]]]) },
+                                                 uniquingKeysWith: { first, _ in first })]
+        }
         return ["version": "1.0", "truncation": NSNull(), "padding": NSNull(), "added_tokens": added,
-                "normalizer": nfc ? ["type": "NFC"] : NSNull(), "pre_tokenizer": pre, "post_processor": NSNull(),
+                "normalizer": nfc ? ["type": "NFC"] : NSNull(), "pre_tokenizer": pre, "post_processor": post,
                 "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
                 "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
                           "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignoreMerges,

@@ -31,11 +31,16 @@ public final class DecoderClassifier: TextClassifier {
     }
 
     public func encode(_ examples: [Example]) -> [Encoding] {
-        examples.map { example in
-            var ids = Array(tokenizer.bpe.encodeAsInput(example.text).prefix(maxLength))
-            if ids.isEmpty { ids = [tokenizer.endTokens.min() ?? 0] }   // an empty text: its end token
-            return Encoding(ids: ids, typeIds: Array(repeating: 0, count: ids.count), attentionMask: Array(repeating: 1, count: ids.count))
-        }
+        examples.map { Self.encoding($0, tokenizer: tokenizer, maxLength: maxLength) }
+    }
+
+    /// An example as a decoder classifier reads it, as HF's tokenizer(text, pair, truncation,
+    /// max_length): the tokenizer's prefix (a BOS) before each text, a pair's second text after
+    /// the first, cut longest-first; an empty text is its end token.
+    static func encoding(_ example: Example, tokenizer: DecoderTokenizer, maxLength: Int) -> Encoding {
+        var ids = tokenizer.bpe.encode(example.text, example.pair, maxLength: maxLength)
+        if ids.isEmpty { ids = [tokenizer.endTokens.min() ?? 0] }
+        return Encoding(ids: ids, typeIds: Array(repeating: 0, count: ids.count), attentionMask: Array(repeating: 1, count: ids.count))
     }
 
     public func classify(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]] {

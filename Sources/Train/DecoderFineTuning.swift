@@ -40,11 +40,6 @@ extension FineTuningRun {
             throw DataError("max length \(t.maxLength) is beyond \((c.model as NSString).lastPathComponent)'s context of \(config.maxPositions) positions: lower --max-length")
         }
         let tokenizer = try DecoderTokenizer(model: c.model, config: config)
-        func encode(_ text: String) -> Encoding {
-            let ids = Array(tokenizer.bpe.encodeAsInput(text).prefix(t.maxLength))
-            return Encoding(ids: ids.isEmpty ? [tokenizer.endTokens.first ?? 0] : ids, typeIds: Array(repeating: 0, count: max(ids.count, 1)),
-                            attentionMask: Array(repeating: 1, count: max(ids.count, 1)))
-        }
         var train: [Encoding], dev: [Encoding], trainLabels: [Int32], devLabels: [Int32], names: [String] = []
         if lm {
             let end = tokenizer.endTokens.min() ?? config.eosTokenIds.first.map(Int32.init) ?? 0
@@ -59,7 +54,8 @@ extension FineTuningRun {
             progress(.note("\(train.count) training and \(dev.count) dev blocks of up to \(t.maxLength) tokens"))
         } else {
             let data = try LabelledData.load(c.data, seed: seed)
-            (train, dev, trainLabels, devLabels, names) = (data.train.map { encode($0.text) }, data.dev.map { encode($0.text) },
+            (train, dev, trainLabels, devLabels, names) = (data.train.map { DecoderClassifier.encoding($0, tokenizer: tokenizer, maxLength: t.maxLength) },
+                                                           data.dev.map { DecoderClassifier.encoding($0, tokenizer: tokenizer, maxLength: t.maxLength) },
                                                            data.trainLabels, data.devLabels, data.names)
             progress(.note(data.summary))
         }

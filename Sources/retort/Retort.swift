@@ -85,13 +85,14 @@ struct TokenizeCommand: ParsableCommand {
         discussion: """
             Reads --input, or standard input, one text per line. The ids are those of HF's tokenizer \
             for the model folder: WordPiece for a BERT-family folder (vocab.txt, tokenizer_config.json: \
-            [CLS] text [SEP]; with --pair, two texts separated by a tab: [CLS] a [SEP] b [SEP]), GPT-2's \
-            byte-level BPE for a folder with vocab.json and merges.txt, and the tokenizer a .gguf file \
-            embeds (byte-level BPE: GPT-2's or SmolLM2's). BPE adds no special tokens; a pair is a's ids \
-            then b's.
+            [CLS] text [SEP]; with --pair, two texts separated by a tab: [CLS] a [SEP] b [SEP]), \
+            byte-level BPE for a folder with tokenizer.json (GPT-2's, SmolLM2's, Llama 3's or Qwen2's) \
+            or vocab.json and merges.txt, and the tokenizer a .gguf file embeds. Byte-level BPE puts \
+            the tokenizer's prefix (a BOS, where it has one: Llama 3) before each text; a pair is a's \
+            ids then b's.
             """)
 
-    @Option(name: .long, help: "Model folder — vocab.txt (WordPiece) or vocab.json + merges.txt (byte-level BPE), e.g. ~/.cache/retort/assets/gpt2-tokenizer — or a .gguf file.")
+    @Option(name: .long, help: "Model folder — vocab.txt (WordPiece), tokenizer.json or vocab.json + merges.txt (byte-level BPE), e.g. ~/.cache/retort/assets/gpt2-tokenizer — or a .gguf file.")
     var model: String
 
     @Option(name: .long, help: "Text file, one input per line (default: standard input).")

@@ -106,6 +106,20 @@ final class ByteLevelBPETests: XCTestCase {
             XCTAssertTrue("\(error)".hasSuffix("post_processor adds '<|im_start|>' after the text; Retort adds tokens before it only"), "\(error)")
         }
         XCTAssertEqual(try jsonTokenizer("gpt2").prefix, [], "no post-processor, no prefix")
+        // Written back as Retort saves a tokenizer: the same template, read back the same.
+        let saved = folder.appendingPathComponent("saved.json")
+        try JSONSerialization.data(withJSONObject: tok.tokenizerJSON()).write(to: saved)
+        let back = try ByteLevelBPE(tokenizerJSON: saved.path)
+        XCTAssertEqual(back.prefix, [1])
+        XCTAssertEqual(back.encode("Hello", "there", maxLength: 9), tok.encode("Hello", "there", maxLength: 9))
+        var flagged = root
+        var added = flagged["added_tokens"] as! [[String: Any]]
+        added[0]["lstrip"] = true
+        flagged["added_tokens"] = added
+        try JSONSerialization.data(withJSONObject: flagged).write(to: saved)
+        XCTAssertThrowsError(try ByteLevelBPE(tokenizerJSON: saved.path)) { error in
+            XCTAssertTrue("\(error)".hasSuffix("added token '<|endoftext|>' has lstrip set, which Retort does not apply"), "\(error)")
+        }
     }
 
     func testTokenizerJSONPipelinesRetortCannotSplitAreRefused() throws {

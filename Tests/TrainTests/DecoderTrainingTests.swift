@@ -4,7 +4,7 @@
 import Backend
 import Foundation
 import Models
-import Train
+@testable import Train
 import XCTest
 
 final class DecoderTrainingTests: XCTestCase {
@@ -39,6 +39,24 @@ final class DecoderTrainingTests: XCTestCase {
             XCTAssertEqual(best.nextToken, labels == 0 ? true : nil, "the right kind of dev metrics")
             XCTAssertTrue(best.loss.isFinite && best.loss > 0)
         }
+    }
+
+    /// A decoder classifier reads a pair as HF's tokenizer(a, b): a's ids then b's, cut longest-first.
+    func testAPairIsBothTextsCutLongestFirst() throws {
+        let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
+        let path = root + "/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) not found: run scripts/fetch-assets smollm2") }
+        let tokenizer = try DecoderTokenizer(model: path, config: try DecoderConfig(gguf: try GGUFFile(path: path)))
+        let (a, b) = (tokenizer.bpe.encode("The cat sat on the mat."), tokenizer.bpe.encode("A dog ran in the park today."))
+        let whole = DecoderClassifier.encoding(Example(text: "The cat sat on the mat.", pair: "A dog ran in the park today.", line: 1),
+                                               tokenizer: tokenizer, maxLength: 64)
+        XCTAssertEqual(whole.ids, a + b)
+        let cut = DecoderClassifier.encoding(Example(text: "The cat sat on the mat.", pair: "A dog ran in the park today.", line: 1),
+                                             tokenizer: tokenizer, maxLength: a.count + 2)
+        XCTAssertEqual(cut.ids.count, a.count + 2)
+        XCTAssertEqual(cut.ids, tokenizer.bpe.encode("The cat sat on the mat.", "A dog ran in the park today.", maxLength: a.count + 2))
+        XCTAssertEqual(DecoderClassifier.encoding(Example(text: "", line: 1), tokenizer: tokenizer, maxLength: 8).ids,
+                       [tokenizer.endTokens.min()!], "an empty text is its end token")
     }
 
     func testAResumedRunContinuesExactly() throws {
