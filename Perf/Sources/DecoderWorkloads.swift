@@ -9,14 +9,18 @@ import Foundation
 import Models
 import Train
 
-func makeDecoderWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
+func makeDecoderWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool = { _ in true }) throws -> [Workload] {
     let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
     let path = root + "/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
     guard FileManager.default.fileExists(atPath: path) else {
         print("decoder workloads skipped: \(path) not found (run scripts/fetch-assets smollm2)")
         return []
     }
-    let reps = quick ? 2 : 5, T = 128
+    let reps = quick ? 2 : 5, T = 128, new = 32, (B, trainT) = (8, 128)
+    let names = (prefill: "SmolLM2-135M prefill B=1 T=\(T)", generate: "SmolLM2-135M generate \(new) tokens B=1 after T=\(T)",
+                 decode: "SmolLM2-135M decode step B=1 at T=\(T) vs its roofline",
+                 lora: "SmolLM2-135M LoRA r=8 q,v causal-LM step B=\(B) T=\(trainT)")
+    guard [names.prefill, names.generate, names.decode, names.lora].map(wants).contains(true) else { return [] }
     let model = try DecoderModel.load(path, backend: backend, inference: true)
     var state: UInt64 = 11
     func prompt(_ n: Int) -> [Int32] {
@@ -27,46 +31,48 @@ func makeDecoderWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] 
     // Prefill at B=1: the prompt's forward and the logits at its last token.
     let a = try DecoderActivations(config: model.config, maxBatch: 1, maxLength: T, backend: backend, inference: true, headRows: 1)
     a.load(ids: ids, mask: Array(repeating: 1, count: T), batch: 1, length: T, backend: backend)
-    list.append(Workload(name: "SmolLM2-135M prefill B=1 T=\(T)", unit: "tok/s", work: Double(T) * 1e9, warmup: 2, reps: reps,
+    if wants(names.prefill) { list.append(Workload(name: names.prefill, unit: "tok/s", work: Double(T) * 1e9, warmup: 2, reps: reps,
                          run: { model.forward(a); _ = backend.floats(model.lastTokenLogits(a)) },
-                         spec: ["op": "decoder_prefill", "model": path, "length": T, "ids": ids.map(Int.init)]))
+                         spec: ["op": "decoder_prefill", "model": path, "length": T, "ids": ids.map(Int.init)])) }
     // Generation: 32 greedy tokens after the prompt (prefill included), as transformers' generate.
-    let new = 32
-    list.append(Workload(name: "SmolLM2-135M generate \(new) tokens B=1 after T=\(T)", unit: "tok/s", work: Double(new) * 1e9, warmup: 1,
+    if wants(names.generate) { list.append(Workload(name: names.generate, unit: "tok/s", work: Double(new) * 1e9, warmup: 1,
                          reps: reps, run: {
         _ = try? model.generate([GenerationRequest(prompt: ids, maxNewTokens: new)], sampling: SamplingOptions(), endTokens: [])
-    }, spec: ["op": "decoder_generate", "model": path, "length": T, "new_tokens": new, "ids": ids.map(Int.init)]))
+    }, spec: ["op": "decoder_generate", "model": path, "length": T, "new_tokens": new, "ids": ids.map(Int.init)])) }
     // One decode step (the cache holds T tokens) against streaming the weights once.
-    let cache = try KVCache(config: model.config, batch: 1, capacity: T + 1, backend: backend)
-    _ = model.prefill(a, cache: cache)
-    let buffers = try DecodeBuffers(config: model.config, batch: 1, backend: backend), logits = try backend.zeros(model.config.vocabSize)
-    let sum = try backend.zeros(1)
-    let megabytes = Double(model.weights.count * 4) / 1e6
-    list.append(Workload(name: "SmolLM2-135M: stream the weights once (\(Int(megabytes)) MB, a decode step's roofline)", unit: "tok/s", work: 1e9,
-                         warmup: 2, reps: reps, run: { backend.sumOfSquares(sum, model.weights, count: model.weights.count); _ = backend.floats(sum) },
-                         hidden: true))
-    list.append(Workload(name: "SmolLM2-135M decode step B=1 at T=\(T) vs its roofline", unit: "tok/s", work: 1e9, warmup: 2, reps: 4 * reps,
-                         run: {
-        cache.lengths = [T]
-        _ = model.step([42], cache: cache, buffers: buffers, logits: logits)
-    }, compareTo: "SmolLM2-135M: stream the weights once (\(Int(megabytes)) MB, a decode step's roofline)"))
+    if wants(names.decode) {
+        let cache = try KVCache(config: model.config, batch: 1, capacity: T + 1, backend: backend)
+        _ = model.prefill(a, cache: cache)
+        let buffers = try DecodeBuffers(config: model.config, batch: 1, backend: backend), logits = try backend.zeros(model.config.vocabSize)
+        let sum = try backend.zeros(1)
+        let megabytes = Double(model.weights.count * 4) / 1e6
+        list.append(Workload(name: "SmolLM2-135M: stream the weights once (\(Int(megabytes)) MB, a decode step's roofline)", unit: "tok/s", work: 1e9,
+                             warmup: 2, reps: reps, run: { backend.sumOfSquares(sum, model.weights, count: model.weights.count); _ = backend.floats(sum) },
+                             hidden: true))
+        list.append(Workload(name: names.decode, unit: "tok/s", work: 1e9, warmup: 2, reps: 4 * reps,
+                             run: {
+            cache.lengths = [T]
+            _ = model.step([42], cache: cache, buffers: buffers, logits: logits)
+        }, compareTo: "SmolLM2-135M: stream the weights once (\(Int(megabytes)) MB, a decode step's roofline)"))
+    }
     // LoRA causal-LM step, B=8, T=128.
-    let (B, trainT) = (8, 128)
-    let trainer = try DecoderModel.load(path, backend: backend)
-    try trainer.attachLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0.05, targets: [.qProj, .vProj]))
-    let batch = try DecoderActivations(config: trainer.config, maxBatch: B, maxLength: trainT, backend: backend)
-    let batchIds = prompt(B * trainT)
-    batch.load(ids: batchIds, mask: Array(repeating: 1, count: B * trainT), batch: B, length: trainT, backend: backend)
-    let optimizer = try Optimizer(decoder: trainer)
-    var step = 0
-    list.append(Workload(name: "SmolLM2-135M LoRA r=8 q,v causal-LM step B=\(B) T=\(trainT)", unit: "tok/s", work: Double(B * trainT) * 1e9,
-                         warmup: 1, reps: quick ? 2 : 3, run: {
-        step += 1
-        trainer.zeroGradients()
-        trainer.forward(batch, training: true, seed: UInt64(step))
-        trainer.lossBackward(batch)
-        optimizer.clip(maxNorm: 1)
-        optimizer.step(learningRate: 1e-4, weightDecay: 0.01, step: step)
-    }, spec: ["op": "decoder_lora_step", "model": path, "batch": B, "length": trainT, "ids": batchIds.map(Int.init)]))
+    if wants(names.lora) {
+        let trainer = try DecoderModel.load(path, backend: backend)
+        try trainer.attachLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0.05, targets: [.qProj, .vProj]))
+        let batch = try DecoderActivations(config: trainer.config, maxBatch: B, maxLength: trainT, backend: backend)
+        let batchIds = prompt(B * trainT)
+        batch.load(ids: batchIds, mask: Array(repeating: 1, count: B * trainT), batch: B, length: trainT, backend: backend)
+        let optimizer = try Optimizer(decoder: trainer)
+        var step = 0
+        list.append(Workload(name: names.lora, unit: "tok/s", work: Double(B * trainT) * 1e9,
+                             warmup: 1, reps: quick ? 2 : 3, run: {
+            step += 1
+            trainer.zeroGradients()
+            trainer.forward(batch, training: true, seed: UInt64(step))
+            trainer.lossBackward(batch)
+            optimizer.clip(maxNorm: 1)
+            optimizer.step(learningRate: 1e-4, weightDecay: 0.01, step: step)
+        }, spec: ["op": "decoder_lora_step", "model": path, "batch": B, "length": trainT, "ids": batchIds.map(Int.init)]))
+    }
     return list
 }

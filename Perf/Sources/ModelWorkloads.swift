@@ -6,7 +6,7 @@ import Foundation
 import Models
 import Train
 
-func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
+func makeModelWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool = { _ in true }) throws -> [Workload] {
     let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
     let folder = root + "/all-MiniLM-L6-v2"
     guard FileManager.default.fileExists(atPath: folder + "/model.safetensors") else {
@@ -14,37 +14,44 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
         return []
     }
     var list: [Workload] = []
+    let stepName = { (lora: Bool) in "MiniLM-L6 \(lora ? "LoRA r=8 q,v" : "full") fine-tuning step B=32 T=64" }
+    let distillName = { (stage: DistillationStage) in "TinyBERT \(stage.rawValue) distillation step MiniLM-L6 → 3 layers B=32 T=64" }
+    let inferenceName = { (B: Int, T: Int) in "MiniLM-L6 inference B=\(B) T=\(T)" }
+    let mpnetNames = ["MPNet-base full fine-tuning step B=32 T=128", "MPNet-base LoRA r=8 q,v fine-tuning step B=32 T=128",
+                      "TinyBERT intermediate distillation step MPNet-base → 6 layers B=32 T=128"]
+    guard ([false, true].map(stepName) + [DistillationStage.intermediate, .prediction].map(distillName) + [inferenceName(1, 32), inferenceName(32, 64)]
+           + mpnetNames).map(wants).contains(true) else { return [] }
     let model = try BertModel.load(folder: folder, labels: 2, backend: backend)
     func batch(_ B: Int, _ T: Int) throws -> BertActivations { try randomBatch(model, B, T) }
     let reps = quick ? 3 : 10
     // Fine-tuning steps at B=32, T=64: full, and LoRA (r 8, alpha 16, query+value; base frozen).
-    for lora in [false, true] {
+    for lora in [false, true] where wants(stepName(lora)) {
         let (B, T) = (32, 64)
         let stepModel = lora ? try BertModel.load(folder: folder, labels: 2, backend: backend) : model
         if lora { try stepModel.attachLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0.1, targets: [.query, .value])) }
         let a = try batch(B, T)
         let run = try fineTuningStep(stepModel, a)
-        list.append(Workload(name: "MiniLM-L6 \(lora ? "LoRA r=8 q,v" : "full") fine-tuning step B=\(B) T=\(T)", unit: "ktok/s",
+        list.append(Workload(name: stepName(lora), unit: "ktok/s",
                              work: Double(B * T) * 1e6,   // value = work / s / 1e9 → thousands of tokens per second
                              warmup: 2, reps: reps, run: run,
                              spec: ["op": "bert_train_step", "model": folder, "batch": B, "length": T, "lora": lora]))
     }
     // On a GPU: the full-size teacher's fine-tuning step, all-mpnet-base-v2 at B=32, T=128.
     let mpnet = root + "/all-mpnet-base-v2"
-    if backend.kind == .cuda, FileManager.default.fileExists(atPath: mpnet + "/model.safetensors") {
+    if backend.kind == .cuda, FileManager.default.fileExists(atPath: mpnet + "/model.safetensors"), wants(mpnetNames[0]) {
         let (B, T) = (32, 128)
         let big = try BertModel.load(folder: mpnet, labels: 2, backend: backend)
         let a = try randomBatch(big, B, T)
-        list.append(Workload(name: "MPNet-base full fine-tuning step B=\(B) T=\(T)", unit: "ktok/s", work: Double(B * T) * 1e6,
+        list.append(Workload(name: mpnetNames[0], unit: "ktok/s", work: Double(B * T) * 1e6,
                              warmup: 2, reps: reps, run: try fineTuningStep(big, a),
                              spec: ["op": "bert_train_step", "model": mpnet, "batch": B, "length": T, "lora": false]))
     }
     if backend.kind == .cuda, FileManager.default.fileExists(atPath: mpnet + "/model.safetensors") {
-        list += mpnetWorkloads(backend, folder: mpnet, reps: reps)
+        list += mpnetWorkloads(backend, folder: mpnet, reps: reps).filter { wants($0.name) }   // built at measurement (setup)
     }
     // TinyBERT distillation steps, all-MiniLM-L6-v2 → 3 layers from its odd layers, B=32, T=64:
     // teacher forward (inference arena), student forward/backward with the stage's losses, clip, AdamW.
-    for stage in [DistillationStage.intermediate, .prediction] {
+    for stage in [DistillationStage.intermediate, .prediction] where wants(distillName(stage)) {
         let (B, T) = (32, 64)
         let tokenizer = try WordPieceTokenizer(folder: folder)
         let teacher = Classifier(model: model, tokenizer: tokenizer, labelNames: ["0", "1"], maxLength: T)
@@ -66,14 +73,14 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
             optimizer.clip(maxNorm: 1)
             optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
         }
-        list.append(Workload(name: "TinyBERT \(stage.rawValue) distillation step MiniLM-L6 → 3 layers B=\(B) T=\(T)", unit: "ktok/s",
+        list.append(Workload(name: distillName(stage), unit: "ktok/s",
                              work: Double(B * T) * 1e6, warmup: 2, reps: reps, run: run,
                              spec: ["op": "distill_step", "model": folder, "batch": B, "length": T, "stage": stage.rawValue]))
     }
     // Inference: latency at B=1, T=32 and throughput at B=32, T=64.
-    for (B, T) in [(1, 32), (32, 64)] {
+    for (B, T) in [(1, 32), (32, 64)] where wants(inferenceName(B, T)) {
         let a = try batch(B, T)
-        list.append(Workload(name: "MiniLM-L6 inference B=\(B) T=\(T)", unit: B == 1 ? "ms" : "ktok/s",
+        list.append(Workload(name: inferenceName(B, T), unit: B == 1 ? "ms" : "ktok/s",
                              work: B == 1 ? 0 : Double(B * T) * 1e6, warmup: 3, reps: B == 1 ? 4 * reps : reps,
                              run: { model.forward(a) }, spec: ["op": "bert_inference", "model": folder, "batch": B, "length": T]))
     }

@@ -28,12 +28,16 @@ func random(_ backend: Backend, _ count: Int, seed: UInt64 = 1) throws -> Tensor
     return try backend.tensor(values, .f32)
 }
 
-func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
+/// `wants`: whether a workload of that name is asked for (--filter); groups nobody asks for are
+/// not built, so a filtered run on a GPU spends its time on what it measures.
+func makeWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool = { _ in true }) throws -> [Workload] {
     var list: [Workload] = []
+    func any(_ names: String...) -> Bool { names.map(wants).contains(true) }   // asks about every name
     let reps = quick ? 3 : 10, fewReps = quick ? 2 : 5
 
     // sgemm at BERT linear-layer shapes, vs numpy's matmul.
-    for (m, n, k) in [(2048, 1536, 384), (2048, 384, 1536), (2048, 384, 384), (4096, 3072, 768), (4096, 768, 3072), (4096, 768, 768)] {
+    for (m, n, k) in [(2048, 1536, 384), (2048, 384, 1536), (2048, 384, 384), (4096, 3072, 768), (4096, 768, 3072), (4096, 768, 768)]
+    where wants("sgemm M=\(m) N=\(n) K=\(k)") {
         let a = try random(backend, m * k), b = try random(backend, k * n), c = try backend.zeros(m * n)
         list.append(Workload(name: "sgemm M=\(m) N=\(n) K=\(k)", unit: "GFLOP/s", work: 2.0 * Double(m * n * k), reps: reps,
                              run: { backend.matmul(c, a, b, bias: nil, Gemm(m: m, n: n, k: k)) },
@@ -47,7 +51,10 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
     // Decoders' lengths: causal at T=128, and T=512 (B=8 on the CPU) causal and not.
     let shapes: [(Int, Int, Int, Int, Bool)] = [(32, 12, 64, 32, false), (32, 12, 128, 64, false), (32, 12, 128, 64, true)]
         + (halfAttention ? [(32, 12, 512, 64, false), (32, 12, 512, 64, true)] : [(8, 12, 512, 64, false), (8, 12, 512, 64, true)])
-    for (B, NH, T, HS, causal) in shapes {
+    for (B, NH, T, HS, causal) in shapes
+    where any("attention fwd+bwd B=\(B) NH=\(NH) T=\(T) HS=\(HS)" + (causal ? " causal" : ""),
+              "attention fwd+bwd B=\(B) NH=\(NH) T=\(T) HS=\(HS)" + (causal ? " causal" : "") + " unfused ops",
+              "attention fwd+bwd B=\(B) NH=\(NH) T=\(T) HS=\(HS)" + (causal ? " causal" : "") + " vs unfused ops") {
         let s = AttentionShape(batch: B, length: T, heads: NH, headSize: HS, causal: causal)
         let q = try random(backend, s.activations, seed: 1), k = try random(backend, s.activations, seed: 2)
         let v = try random(backend, s.activations, seed: 3), dOut = try random(backend, s.activations, seed: 4)
@@ -79,7 +86,7 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
 
     // Row-wise and element-wise ops at MiniLM shapes (B·T = 2048 rows).
     let (N, C, FF) = (2048, 384, 1536)
-    do {
+    if any("layernorm fwd N=\(N) C=\(C)", "layernorm fwd+bwd N=\(N) C=\(C)") {
         let x = try random(backend, N * C), w = try random(backend, C), b = try random(backend, C), dOut = try random(backend, N * C)
         let out = try backend.zeros(N * C), dx = try backend.zeros(N * C), mean = try backend.zeros(N), rstd = try backend.zeros(N)
         let dw = try backend.zeros(C), db = try backend.zeros(C)
@@ -90,7 +97,7 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                              run: { forward(); backend.layerNormBackward(dx: dx, dWeight: dw, dBias: db, dOut: dOut, x, weight: w, mean: mean, rstd: rstd, rows: N, channels: C) },
                              spec: ["op": "layernorm_forward_backward", "n": N, "c": C]))
     }
-    do {
+    if any("gelu fwd n=\(N * FF)", "gelu fwd+bwd n=\(N * FF)") {
         let n = N * FF
         let x = try random(backend, n), dOut = try random(backend, n), out = try backend.zeros(n), dx = try backend.zeros(n)
         list.append(Workload(name: "gelu fwd n=\(n)", unit: "GB/s", work: 2.0 * Double(n * 4), reps: reps,
@@ -99,7 +106,7 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                              run: { backend.geluForward(out, x, count: n); backend.geluBackward(dx: dx, dOut: dOut, x, count: n) },
                              spec: ["op": "gelu_forward_backward", "n": n]))
     }
-    do {
+    if any("embedding fwd+bwd BT=\(N) C=\(C)", "embedding segment plan (host, per training batch) BT=\(N)") {
         let s = EmbeddingShape(tokens: N, channels: C, vocabulary: 30522, positions: 512, tokenTypes: 2)
         let idValues = (0..<N).map { Int32($0 * 7919 % 30522) }, positionValues = (0..<N).map { Int32($0 % 64) }
         let ids = try backend.tensor(idValues, .i32), positions = try backend.tensor(positionValues, .i32), types = try backend.zeros(N, .i32)
@@ -121,7 +128,7 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                                  _ = EmbeddingSegments(ids: idValues, positions: positionValues, types: typeValues, s, into: planTensor, backend: backend)
                              }))
     }
-    do {
+    if any("cross-entropy fwd+bwd N=4096 V=1000") {
         let (rows, V) = (4096, 1000)
         let logits = try random(backend, rows * V), labels = try backend.tensor((0..<rows).map { Int32($0 % V) }, .i32)
         let loss = try backend.zeros(1), grad = try backend.zeros(rows * V)
@@ -129,7 +136,7 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                              run: { backend.crossEntropy(loss, dLogits: grad, logits: logits, labels: labels, rows: rows, classes: V, gradScale: 1) },
                              spec: ["op": "cross_entropy", "n": rows, "classes": V]))
     }
-    do {
+    if any("mse fwd+bwd n=\(32 * 12 * 64 * 64)", "cosine fwd+bwd N=\(N) C=\(C)") {
         let n = 32 * 12 * 64 * 64   // TinyBERT attention-score MSE at MiniLM shapes
         let a = try random(backend, n), b = try random(backend, n, seed: 9), loss = try backend.zeros(1), da = try backend.zeros(n)
         list.append(Workload(name: "mse fwd+bwd n=\(n)", unit: "GB/s", work: 3.0 * Double(n * 4), reps: reps,
@@ -139,7 +146,7 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                              run: { backend.cosine(loss, dA: dx, x, y, rows: N, channels: C, gradScale: 1) },
                              spec: ["op": "cosine", "n": N, "c": C]))
     }
-    do {
+    if any("adamw n=22713216") {
         let n = 22_713_216   // all-MiniLM-L6-v2's parameters
         let p = try random(backend, n), g = try random(backend, n, seed: 2), m = try backend.zeros(n), v = try backend.zeros(n)
         let h = AdamW(learningRate: 1e-4)
@@ -148,7 +155,7 @@ func makeWorkloads(_ backend: Backend, quick: Bool) throws -> [Workload] {
                              run: { step += 1; backend.adamw(p, grads: g, m: m, v: v, count: n, h, step: step) },
                              spec: ["op": "adamw", "n": n]))
     }
-    do {
+    if any("lora fwd+bwd N=\(N) \(C)->\(C) r=8 dropout=0.1") {
         let (In, Out, R) = (C, C, 8)
         let s = LoRAShape(rows: N, inFeatures: In, outFeatures: Out, rank: R, scale: 2, dropout: 0.1, seed: 7)
         let x = try random(backend, N * In), a = try random(backend, R * In), b = try random(backend, Out * R)
