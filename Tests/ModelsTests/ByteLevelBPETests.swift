@@ -122,6 +122,18 @@ final class ByteLevelBPETests: XCTestCase {
         }
     }
 
+    /// Llama 3's contractions match case-insensitively as Oniguruma folds case: 'S, 'LL, and 'ſ
+    /// (U+017F folds to s). The splits HF tokenizers' pre_tokenize_str gives.
+    func testContractionsFoldCaseAsHFTokenizers() {
+        func pieces(_ text: String) -> [String] {
+            PreTokenizer.llama3.pieces(ArraySlice(Array(text.unicodeScalars))).map { String(String.UnicodeScalarView($0)) }
+        }
+        XCTAssertEqual(pieces("x'\u{017F}t"), ["x", "'\u{017F}", "t"])
+        XCTAssertEqual(pieces("x'St"), ["x", "'S", "t"])
+        XCTAssertEqual(pieces("X'LL go"), ["X", "'LL", " go"])
+        XCTAssertEqual(pieces("it'\u{017F}"), ["it", "'\u{017F}"])
+    }
+
     func testTokenizerJSONPipelinesRetortCannotSplitAreRefused() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-tokjson-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
