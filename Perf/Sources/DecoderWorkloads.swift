@@ -62,17 +62,12 @@ func makeDecoderWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bo
         let batch = try DecoderActivations(config: trainer.config, maxBatch: B, maxLength: trainT, backend: backend)
         let batchIds = prompt(B * trainT)
         batch.load(ids: batchIds, mask: Array(repeating: 1, count: B * trainT), batch: B, length: trainT, backend: backend)
-        let optimizer = try Optimizer(decoder: trainer)
-        var step = 0
-        list.append(Workload(name: names.lora, unit: "tok/s", work: Double(B * trainT) * 1e9,
-                             warmup: 1, reps: quick ? 2 : 3, run: {
-            step += 1
+        let run = optimizerStep(try Optimizer(decoder: trainer), learningRate: 1e-4) { step in
             trainer.zeroGradients()
             trainer.forward(batch, training: true, seed: UInt64(step))
             trainer.lossBackward(batch)
-            optimizer.clip(maxNorm: 1)
-            optimizer.step(learningRate: 1e-4, weightDecay: 0.01, step: step)
-        }, spec: ["op": "decoder_lora_step", "model": path, "batch": B, "length": trainT, "ids": batchIds.map(Int.init)]))
+        }
+        list.append(Workload(name: names.lora, unit: "tok/s", work: Double(B * trainT) * 1e9, warmup: 1, reps: quick ? 2 : 3, run: run, spec: ["op": "decoder_lora_step", "model": path, "batch": B, "length": trainT, "ids": batchIds.map(Int.init)]))
     }
     return list
 }

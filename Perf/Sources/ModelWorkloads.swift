@@ -62,16 +62,11 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool
         let a = try BertActivations(config: student.model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
         let encodings = randomEncodings(B, T)
         student.load(encodings, labels: (0..<B).map { Int32($0 % 2) }, into: a)
-        let optimizer = try Optimizer(model: student.model, idle: objective.idleParameters)
         let losses = StepLosses(try backend.zeros(StepLosses.capacity), backend: backend)
-        var step = 0
-        let run = {
-            step += 1
+        let run = optimizerStep(try Optimizer(model: student.model, idle: objective.idleParameters), learningRate: 5e-5) { step in
             student.model.zeroGradients()
             losses.reset()
             objective.step(a, batch: encodings, seed: UInt64(step), gradScale: 1, losses: losses, weight: 1)
-            optimizer.clip(maxNorm: 1)
-            optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
         }
         list.append(Workload(name: distillName(stage), unit: "ktok/s",
                              work: Double(B * T) * 1e6, warmup: 2, reps: reps, run: run,
@@ -107,15 +102,22 @@ func randomBatch(_ model: BertModel, _ B: Int, _ T: Int) throws -> BertActivatio
 
 /// The trainer's step: forward with dropout, backward, clip to 1, AdamW.
 func fineTuningStep(_ model: BertModel, _ a: BertActivations) throws -> () -> Void {
-    let optimizer = try Optimizer(model: model)
-    var step = 0
-    return {
-        step += 1
+    optimizerStep(try Optimizer(model: model), learningRate: 5e-5) { step in
         model.zeroGradients()
         model.forward(a, training: true, seed: UInt64(step))
         model.backward(a)
+    }
+}
+
+/// A training step as a timed run: `pass(step)` (gradients zeroed, forward, backward; `step`
+/// from 1, its dropout seed), then clipping to norm 1 and an AdamW step (weight decay 0.01).
+func optimizerStep(_ optimizer: Optimizer, learningRate: Double, pass: @escaping (Int) -> Void) -> () -> Void {
+    var step = 0
+    return {
+        step += 1
+        pass(step)
         optimizer.clip(maxNorm: 1)
-        optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
+        optimizer.step(learningRate: learningRate, weightDecay: 0.01, step: step)
     }
 }
 
@@ -159,16 +161,12 @@ func mpnetWorkloads(_ backend: Backend, folder: String, reps: Int) -> [Workload]
                                let objective = try Distillation.objective(teacher: teacher, student: student, loss: loss, maxBatch: B, seed: 1)
                                let a = try BertActivations(config: student.model.config, labels: 2, maxBatch: B, maxLength: T, backend: backend)
                                student.load(encodings, labels: labels, into: a)
-                               let optimizer = try Optimizer(model: student.model, idle: objective.idleParameters)
                                let losses = StepLosses(try backend.zeros(StepLosses.capacity), backend: backend)
-                               var step = 0
-                               return {
-                                   step += 1
+                               return optimizerStep(try Optimizer(model: student.model, idle: objective.idleParameters),
+                                                    learningRate: 5e-5) { step in
                                    student.model.zeroGradients()
                                    losses.reset()
                                    objective.step(a, batch: encodings, seed: UInt64(step), gradScale: 1, losses: losses, weight: 1)
-                                   optimizer.clip(maxNorm: 1)
-                                   optimizer.step(learningRate: 5e-5, weightDecay: 0.01, step: step)
                                }
                            },
                            flops: perLayer * (layers + 3 * 6))   // teacher forward, student forward and backward
