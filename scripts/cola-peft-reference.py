@@ -6,7 +6,7 @@ AdamW lr 1e-3, weight decay 0.01 (not on biases and norms), linear warmup over 1
 decay, gradient clipping at 1, batch 32, max length 64, seeded shuffling; dev accuracy and
 Matthews correlation after every epoch — the recipe `retort finetune --lora-rank 8` runs.
 
-usage: python scripts/cola-peft-reference.py [--epochs N] [--threads N]
+usage: python scripts/cola-peft-reference.py [--epochs N] [--threads N] [--seed S]
 """
 import math
 import os
@@ -38,8 +38,9 @@ def mcc(pred, gold):
 def main():
     epochs = int(sys.argv[sys.argv.index("--epochs") + 1]) if "--epochs" in sys.argv else 3
     torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else os.cpu_count())
-    torch.manual_seed(42)
-    random.seed(42)
+    seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 42
+    torch.manual_seed(seed)
+    random.seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(FOLDER, gguf_file=GGUF)
     model = AutoModelForSequenceClassification.from_pretrained(FOLDER, gguf_file=GGUF, num_labels=2, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.eos_token_id

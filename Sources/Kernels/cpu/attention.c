@@ -33,12 +33,12 @@ typedef struct {
 // acc[QB][NV] over 16·NV columns starting at c0: Σ_j P[r][j] · M[j][c0…]; M is [T][HSp].
 RT_INLINE void weighted_rows(float *Out, int ldo, const float *P, int Tp, const float *M, int HSp, int c0,
                                  int jend, const int NV) {
-    v16 acc[QB][4];
+    v16 acc[QB][NVMAX];
     for (int r = 0; r < QB; r++)
         for (int t = 0; t < NV; t++) acc[r][t] = v16_splat(0);
     for (int j = 0; j < jend; j++) {
         const float *m = M + (int64_t)j * HSp + c0;
-        v16 mv[4];
+        v16 mv[NVMAX];
         for (int t = 0; t < NV; t++) mv[t] = v16_load(m + 16 * t);
         for (int r = 0; r < QB; r++) {
             float p = P[r * Tp + j];
@@ -51,21 +51,19 @@ RT_INLINE void weighted_rows(float *Out, int ldo, const float *P, int Tp, const 
 
 RT_INLINE void weighted_rows_all(float *Out, int ldo, const float *P, int Tp, const float *M, int HSp, int jend) {
     int c0 = 0;
-    for (; c0 + 64 <= HSp; c0 += 64) weighted_rows(Out, ldo, P, Tp, M, HSp, c0, jend, 4);
-    if (HSp - c0 == 48) weighted_rows(Out, ldo, P, Tp, M, HSp, c0, jend, 3);
-    else if (HSp - c0 == 32) weighted_rows(Out, ldo, P, Tp, M, HSp, c0, jend, 2);
-    else if (HSp - c0 == 16) weighted_rows(Out, ldo, P, Tp, M, HSp, c0, jend, 1);
+    for (; c0 + 32 <= HSp; c0 += 32) weighted_rows(Out, ldo, P, Tp, M, HSp, c0, jend, 2);
+    if (HSp - c0 == 16) weighted_rows(Out, ldo, P, Tp, M, HSp, c0, jend, 1);
 }
 
 // Acc[j][c0…] += Σ_r W[r][j] · X[r][c0…] for j < jend; Acc is [T][HSp], X is [QB][HSp].
 RT_INLINE void accumulate_columns(float *Acc, const float *W, int Tp, const float *X, int HSp, int c0,
                                       int jend, const int NV) {
-    v16 xv[QB][4];
+    v16 xv[QB][NVMAX];
     for (int r = 0; r < QB; r++)
         for (int t = 0; t < NV; t++) xv[r][t] = v16_load(X + r * HSp + c0 + 16 * t);
     for (int j = 0; j < jend; j++) {
         float *acc_row = Acc + (int64_t)j * HSp + c0;
-        v16 acc[4];
+        v16 acc[NVMAX];
         for (int t = 0; t < NV; t++) acc[t] = v16_load(acc_row + 16 * t);
         for (int r = 0; r < QB; r++) {
             float w = W[r * Tp + j];
@@ -77,10 +75,8 @@ RT_INLINE void accumulate_columns(float *Acc, const float *W, int Tp, const floa
 
 RT_INLINE void accumulate_columns_all(float *Acc, const float *W, int Tp, const float *X, int HSp, int jend) {
     int c0 = 0;
-    for (; c0 + 64 <= HSp; c0 += 64) accumulate_columns(Acc, W, Tp, X, HSp, c0, jend, 4);
-    if (HSp - c0 == 48) accumulate_columns(Acc, W, Tp, X, HSp, c0, jend, 3);
-    else if (HSp - c0 == 32) accumulate_columns(Acc, W, Tp, X, HSp, c0, jend, 2);
-    else if (HSp - c0 == 16) accumulate_columns(Acc, W, Tp, X, HSp, c0, jend, 1);
+    for (; c0 + 32 <= HSp; c0 += 32) accumulate_columns(Acc, W, Tp, X, HSp, c0, jend, 2);
+    if (HSp - c0 == 16) accumulate_columns(Acc, W, Tp, X, HSp, c0, jend, 1);
 }
 
 // s[0 … 16·nt) = scale·s + bias (bias may be NULL).
@@ -277,6 +273,16 @@ RT_INLINE void backward_head(attention_args *a, int b, int h, int jend, float *c
         const int bend = block_key_end(a, jend, i0, rows), jtiles = (int)round_up(bend, 32), nt = jtiles / 16;
         load_rows(Qb, a->q + head + (int64_t)i0 * C, rows, C, HS, HSp);
         load_rows(dOb, a->dout + head + (int64_t)i0 * C, rows, C, HS, HSp);
+        float Dv[QB];   // D = dO·O per row, for the whole block first so the rows' loads overlap
+        for (int r = 0; r < rows; r++) {
+            const float *o = a->fout + head + (int64_t)(i0 + r) * C, *dout = dOb + r * HSp;
+            v16 acc = v16_splat(0);
+            float D = 0;
+            int d = 0;
+            for (; d + 16 <= HS; d += 16) acc += v16_load(dout + d) * v16_load(o + d);
+            for (; d < HS; d++) D += dout[d] * o[d];
+            Dv[r] = D + v16_sum(acc);
+        }
         scores_tile(P, Qb, HSp, Kt, HS, Tp, jtiles);
         scores_tile(dS, dOb, HSp, Vt, HS, Tp, jtiles);   // dP = dO·Vᵀ, turned into dS below
         if (tg) {
@@ -294,9 +300,7 @@ RT_INLINE void backward_head(attention_args *a, int b, int h, int jend, float *c
             }
             const float lse = a->flse[((int64_t)b * NH + h) * T + i];
             const float *bias = bias_row(brow, a->bias, h, i, T, Tp);
-            const float *o = a->fout + head + (int64_t)i * C, *dout = dOb + r * HSp;
-            float D = 0;
-            for (int d = 0; d < HS; d++) D += dout[d] * o[d];
+            const float D = Dv[r];
             if (tg) {   // weight·(S − S_target) at valid keys, from the raw q·kᵀ still in p
                 const float *tbias = bias_row(tbrow, tg->bias, h, i, T, Tp), *ts = tS + r * Tp;
                 for (int j = 0; j < bend; j++) {
