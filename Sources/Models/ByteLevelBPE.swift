@@ -132,8 +132,18 @@ public final class ByteLevelBPE: @unchecked Sendable {
         }
     }
 
-    /// The tokenizer a GGUF file embeds (tokenizer.ggml.*): byte-level BPE ("gpt2") with GPT-2's
-    /// or SmolLM2's pre-tokenizer; control and user-defined tokens are special.
+    /// The split, normalisation and merge rule of llama.cpp's tokenizer.ggml.pre names, as the
+    /// model's original tokenizer.json applies them: Llama 3's BPE ignores merges for a piece
+    /// that is a token, Qwen2's normalises to NFC first. (transformers' GGUF reader sets neither;
+    /// it gives the same ids wherever the text is NFC and merges reach the whole-piece token.)
+    static let ggufPreTokenizers: [String: (split: PreTokenizer, nfc: Bool, ignoreMerges: Bool)] = [
+        "gpt2": (.gpt2, false, false), "gpt-2": (.gpt2, false, false), "smollm": (.smollm, false, false),
+        "llama3": (.llama3, false, true), "llama-v3": (.llama3, false, true), "llama-bpe": (.llama3, false, true),
+        "qwen2": (.qwen2, true, false),
+    ]
+
+    /// The tokenizer a GGUF file embeds (tokenizer.ggml.*): byte-level BPE ("gpt2") with one of
+    /// the pre-tokenizers of `ggufPreTokenizers`; control and user-defined tokens are special.
     public convenience init(gguf file: GGUFFile) throws {
         let name = (file.path as NSString).lastPathComponent
         guard let model = try file.string("tokenizer.ggml.model") else { throw CheckpointError("\(name): no tokenizer (tokenizer.ggml.model)") }
@@ -141,8 +151,9 @@ public final class ByteLevelBPE: @unchecked Sendable {
             throw CheckpointError("\(name): tokenizer.ggml.model is '\(model)'; Retort reads byte-level BPE ('gpt2') tokenizers")
         }
         let pre = try file.string("tokenizer.ggml.pre") ?? "gpt2"
-        guard pre == "gpt2" || pre == "smollm" else {
-            throw CheckpointError("\(name): pre-tokenizer '\(pre)' is not supported yet (gpt2, smollm)")
+        guard let rule = Self.ggufPreTokenizers[pre] else {
+            throw CheckpointError("\(name): tokenizer.ggml.pre '\(pre)' is not supported (Retort reads "
+                                  + Self.ggufPreTokenizers.keys.sorted().joined(separator: ", ") + ")")
         }
         guard let tokens = try file.strings("tokenizer.ggml.tokens"), !tokens.isEmpty else {
             throw CheckpointError("\(name): the tokenizer has no tokens (tokenizer.ggml.tokens)")
@@ -155,7 +166,8 @@ public final class ByteLevelBPE: @unchecked Sendable {
             throw CheckpointError("\(name): tokenizer.ggml.token_type has \(types.count) entries for \(tokens.count) tokens")
         }
         let special = zip(tokens, types).filter { $0.1 == 3 || $0.1 == 4 }.map(\.0)   // control, user-defined
-        try self.init(tokens: tokens, merges: merges, special: special, split: pre == "smollm" ? .smollm : .gpt2, source: name)
+        try self.init(tokens: tokens, merges: merges, special: special, split: rule.split, nfc: rule.nfc,
+                      ignoreMerges: rule.ignoreMerges, source: name)
         if try file.bool("tokenizer.ggml.add_bos_token") == true, let bos = try file.integer("tokenizer.ggml.bos_token_id") {
             guard bos >= 0 && bos < tokens.count else { throw CheckpointError("\(name): tokenizer.ggml.bos_token_id \(bos) is not a token") }
             prefix = [Int32(bos)]

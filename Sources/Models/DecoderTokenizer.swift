@@ -9,17 +9,54 @@ public struct ChatTemplate: Sendable, Equatable {
     /// The system message the template adds when the conversation has none (nil: none).
     public let defaultSystem: String?
 
-    /// The ChatML template in `source`, or nil when it is another kind.
+    /// The ChatML template in `source`, or nil when it is another kind. Its default system message
+    /// is a whole system turn spelt as one string literal ('<|im_start|>system\n…<|im_end|>\n')
+    /// in a template that looks at the first message's role: SmolLM2's and Qwen2's
+    /// `messages[0]['role'] != 'system'`, Qwen2.5's else branch of `== 'system'`.
     public init?(jinja source: String) {
         guard source.contains("<|im_start|>"), source.contains("<|im_end|>"), source.contains("message['role']") || source.contains("message.role")
         else { return nil }
-        let start = "'<|im_start|>system\n"
-        if source.contains("messages[0]['role'] != 'system'"), let open = source.range(of: start),
-           let close = source.range(of: "<|im_end|>", range: open.upperBound..<source.endIndex) {
-            defaultSystem = String(source[open.upperBound..<close.lowerBound])
-        } else {
-            defaultSystem = nil
+        let looksAtFirstRole = source.contains("messages[0]['role']") || source.contains("messages[0].role")
+        defaultSystem = looksAtFirstRole ? Self.stringLiterals(source).lazy.compactMap(Self.systemMessage).first : nil
+    }
+
+    /// The text of a literal that is one whole system turn, else nil.
+    static func systemMessage(_ literal: String) -> String? {
+        let start = "<|im_start|>system\n"
+        guard literal.hasPrefix(start), let end = literal.range(of: "<|im_end|>") else { return nil }
+        let text = String(literal[literal.index(literal.startIndex, offsetBy: start.count)..<end.lowerBound])
+        return text.isEmpty ? nil : text
+    }
+
+    /// The string literals inside the template's {{ … }} and {% … %} tags, in order, with Jinja's
+    /// escapes (\n, \t, \r, \', \", \\) decoded.
+    static func stringLiterals(_ source: String) -> [String] {
+        let chars = Array(source)
+        var out: [String] = [], i = 0, inTag = false
+        while i < chars.count {
+            let c = chars[i], next: Character? = i + 1 < chars.count ? chars[i + 1] : nil
+            if !inTag {
+                inTag = c == "{" && (next == "{" || next == "%")
+                i += inTag ? 2 : 1
+                continue
+            }
+            if (c == "}" || c == "%") && next == "}" { inTag = false; i += 2; continue }
+            guard c == "'" || c == "\"" else { i += 1; continue }
+            var text = "", j = i + 1
+            while j < chars.count && chars[j] != c {
+                if chars[j] == "\\", j + 1 < chars.count {
+                    let e = chars[j + 1]
+                    text.append(e == "n" ? "\n" : e == "t" ? "\t" : e == "r" ? "\r" : e)
+                    j += 2
+                } else {
+                    text.append(chars[j])
+                    j += 1
+                }
+            }
+            out.append(text)
+            i = j + 1
         }
+        return out
     }
 
     /// One user message (after `system`, or the template's default) and the assistant's turn opened.

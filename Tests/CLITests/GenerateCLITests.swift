@@ -69,6 +69,49 @@ final class GenerateCLITests: XCTestCase {
         XCTAssertNil(ChatTemplate(jinja: "{{ bos_token }}{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"))
     }
 
+    /// Qwen2's template (`!= 'system'`, its newlines written as Jinja escapes) and Qwen2.5's (the
+    /// default in the else branch of `== 'system'`, after a tools branch): the text Jinja renders
+    /// for them (jinja2 3.1, as transformers' apply_chat_template, add_generation_prompt=True).
+    func testQwenTemplatesDefaultSystemMessages() throws {
+        let qwen2 = #"""
+{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}
+"""#
+        let qwen25 = #"""
+{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "<|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"""#
+        let turn = "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n"
+        XCTAssertEqual(try XCTUnwrap(ChatTemplate(jinja: qwen2)).render(user: "Hi there"),
+                       "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n" + turn)
+        let template = try XCTUnwrap(ChatTemplate(jinja: qwen25))
+        XCTAssertEqual(template.render(user: "Hi there"),
+                       "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n" + turn)
+        XCTAssertEqual(template.render(user: "Hi there", system: "Be brief."), "<|im_start|>system\nBe brief.<|im_end|>\n" + turn)
+        XCTAssertNil(try XCTUnwrap(ChatTemplate(jinja: "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}")).defaultSystem,
+                     "no default system turn")
+    }
+
     func testBadInputGetsOneLine() throws {
         let model = try smolLM2()
         for (arguments, message) in [

@@ -10,12 +10,19 @@
                                 in HF's dimension order (the reverse of GGUF's ne)
   gguf/unsupported.gguf         one Q5_0 tensor: a type Retort refuses by name
   gguf/no-merges.gguf           a byte-level BPE tokenizer (tokenizer.ggml.*) without its merges
+  gguf/llama-bpe.gguf, gguf/qwen2.gguf
+                                the tokenizers of tokenizer-json/llama3.json and qwen2.json
+                                (make_bpe_json.py) as llama.cpp's converter embeds them: tokens in
+                                id order (added tokens as control tokens), merges, pre-type
+                                "llama-bpe" / "qwen2"; qwen2.gguf says add_bos_token false, and
+                                llama-bpe.gguf leaves it out
 
 usage: /path/to/python Tests/Golden/make_gguf.py
 """
 import json
 import os
 import struct
+import sys
 
 import numpy as np
 import gguf
@@ -125,6 +132,38 @@ def main():
     writer.add_string("tokenizer.ggml.pre", "smollm")
     writer.add_array("tokenizer.ggml.tokens", ["a", "b", "ab"])
     writer.add_array("tokenizer.ggml.token_type", [1, 1, 1])
+    writer.add_tensor("x", np.zeros(4, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    for kind, pre, add_bos in [("llama3", "llama-bpe", None), ("qwen2", "qwen2", False)]:
+        tokenizer_gguf(kind, pre, os.path.join(HERE, f"{pre}.gguf"), add_bos)
+
+
+def tokenizer_gguf(kind, pre, path, add_bos):
+    root = json.load(open(os.path.join(HERE, "..", "tokenizer-json", f"{kind}.json"), encoding="utf-8"))
+    vocab, added = root["model"]["vocab"], {t["id"]: t["content"] for t in root["added_tokens"]}
+    count = max(max(vocab.values()), max(added)) + 1
+    tokens, types = [None] * count, [1] * count          # 1: normal, 3: control
+    for token, i in vocab.items():
+        tokens[i] = token
+    for i, token in added.items():
+        tokens[i], types[i] = token, 3
+    if None in tokens:
+        sys.exit(f"{kind}.json: ids are not contiguous")
+    ids = {t: i for i, t in enumerate(tokens)}
+    writer = gguf.GGUFWriter(path, arch="llama")
+    writer.add_string("tokenizer.ggml.model", "gpt2")
+    writer.add_string("tokenizer.ggml.pre", pre)
+    writer.add_array("tokenizer.ggml.tokens", tokens)
+    writer.add_array("tokenizer.ggml.token_type", types)
+    writer.add_array("tokenizer.ggml.merges", [m if isinstance(m, str) else " ".join(m) for m in root["model"]["merges"]])
+    writer.add_uint32("tokenizer.ggml.bos_token_id", ids["<|im_start|>"])
+    writer.add_uint32("tokenizer.ggml.eos_token_id", ids["<|endoftext|>"])
+    if add_bos is not None:
+        writer.add_bool("tokenizer.ggml.add_bos_token", add_bos)
     writer.add_tensor("x", np.zeros(4, dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -80,6 +80,34 @@ final class ByteLevelBPETests: XCTestCase {
         XCTAssertTrue(try jsonTokenizer("llama3").ignoreMerges)
     }
 
+    /// GGUF pre-types "llama-bpe" and "qwen2" (Tests/Golden/make_gguf.py: the tokenizer.json
+    /// fixtures' tokens and merges as llama.cpp embeds them) tokenise as the original tokenizer.json
+    /// does in HF tokenizers: on the awkward strings and every sentence of ../shared/data.
+    func testLlamaBPEAndQwen2GGUFTokenizersMatchTheirTokenizerJSON() throws {
+        for (file, kind) in [("llama-bpe", PreTokenizer.llama3), ("qwen2", .qwen2)] {
+            let tok = try ByteLevelBPE(gguf: try GGUFFile(path: golden.appendingPathComponent("gguf/\(file).gguf").path))
+            XCTAssertEqual(tok.split, kind)
+            XCTAssertEqual(tok.ignoreMerges, kind == .llama3, file)
+            XCTAssertEqual(tok.nfc, kind == .qwen2, file)
+            XCTAssertEqual(tok.prefix, [], "\(file): no add_bos_token true, no BOS (as transformers reads it)")
+            try assertCases("json-\(kind.rawValue)", tok)
+            try assertSharedDataMatchesGolden(prefix: "json-\(kind.rawValue)-", name: "\(file).gguf", reference: "HF tokenizers",
+                                              encode: tok.encode, token: { tok.tokens[Int($0)] })
+        }
+        // An unknown pre-type (the value "qwen2" changed in place to "qwen9") is refused by name.
+        var bytes = try Data(contentsOf: golden.appendingPathComponent("gguf/qwen2.gguf"))
+        let at = try XCTUnwrap(bytes.range(of: Data("tokenizer.ggml.pre".utf8)))
+        let value = try XCTUnwrap(bytes.range(of: Data("qwen2".utf8), in: at.upperBound..<bytes.count))
+        bytes.replaceSubrange(value, with: Data("qwen9".utf8))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("retort-pre-\(UUID().uuidString).gguf")
+        try bytes.write(to: path)
+        defer { try? FileManager.default.removeItem(at: path) }
+        XCTAssertThrowsError(try ByteLevelBPE(gguf: try GGUFFile(path: path.path))) { error in
+            XCTAssertEqual("\(error)", "\(path.lastPathComponent): tokenizer.ggml.pre 'qwen9' is not supported (Retort reads "
+                           + "gpt-2, gpt2, llama-bpe, llama-v3, llama3, qwen2, smollm)")
+        }
+    }
+
     /// Llama 3's post-processor (ByteLevel, then a template putting <|begin_of_text|> before the
     /// text): the prefix HF's tokenizer(text) adds; a template with tokens after the text is refused.
     func testAPostProcessorsBOSComesBeforeTheInput() throws {
