@@ -14,10 +14,23 @@ typedef struct {
     int64_t N; int V; float temperature, grad_scale, norm;
 } loss_args;
 
-static inline float row_max(const float *x, int V, float scale) {
-    float m = -INFINITY;
-    for (int j = 0; j < V; j++) m = fmaxf(m, x[j] * scale);
+RT_INLINE float row_max(const float *x, int V, float scale) {
+    v16 vm = v16_splat(-INFINITY);
+    int j = 0;
+    for (; j + 16 <= V; j += 16) vm = __builtin_elementwise_max(vm, v16_load(x + j) * scale);
+    float m = __builtin_reduce_max(vm);
+    for (; j < V; j++) m = fmaxf(m, x[j] * scale);
     return m;
+}
+
+// Σ_j exp(x[j] − shift), 16 lanes summed in a fixed order (then the tail).
+RT_INLINE float row_exp_sum(const float *x, int V, float shift) {
+    v16 vs = v16_splat(0);
+    int j = 0;
+    for (; j + 16 <= V; j += 16) vs += rt_exp16(v16_load(x + j) - shift);
+    float sum = v16_sum(vs);
+    for (; j < V; j++) sum += rt_expf(x[j] - shift);
+    return sum;
 }
 
 RT_TASK(ce_task) {
@@ -31,12 +44,12 @@ RT_TASK(ce_task) {
             if (g) memset(g, 0, sizeof(float) * a->V);
             continue;
         }
-        float m = row_max(x, a->V, 1.0f), sum = 0;
-        for (int j = 0; j < a->V; j++) sum += rt_expf(x[j] - m);
-        float lse = m + logf(sum);
+        const float m = row_max(x, a->V, 1.0f), lse = m + logf(row_exp_sum(x, a->V, m));
         a->partial[n] = lse - x[label];
         if (g) {
-            for (int j = 0; j < a->V; j++) g[j] = a->norm * rt_expf(x[j] - lse);
+            int j = 0;
+            for (; j + 16 <= a->V; j += 16) v16_store(g + j, a->norm * rt_exp16(v16_load(x + j) - lse));
+            for (; j < a->V; j++) g[j] = a->norm * rt_expf(x[j] - lse);
             g[label] -= a->norm;
         }
     }
