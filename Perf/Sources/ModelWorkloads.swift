@@ -19,8 +19,10 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool
     let inferenceName = { (B: Int, T: Int) in "MiniLM-L6 inference B=\(B) T=\(T)" }
     let mpnetNames = ["MPNet-base full fine-tuning step B=32 T=128", "MPNet-base LoRA r=8 q,v fine-tuning step B=32 T=128",
                       "TinyBERT intermediate distillation step MPNet-base → 6 layers B=32 T=128"]
+    let int8Names = (torch: "MiniLM-L6 int8 inference B=1 T=32", fp32: "MiniLM-L6 int8 inference B=1 T=32 vs fp32",
+                     hiddenFP32: "int8 comparison: MiniLM-L6 fp32 inference B=1 T=32")
     guard ([false, true].map(stepName) + [DistillationStage.intermediate, .prediction].map(distillName) + [inferenceName(1, 32), inferenceName(32, 64)]
-           + mpnetNames).map(wants).contains(true) else { return [] }
+           + mpnetNames + [int8Names.torch, int8Names.fp32]).map(wants).contains(true) else { return [] }
     let model = try BertModel.load(folder: folder, labels: 2, backend: backend)
     func batch(_ B: Int, _ T: Int) throws -> BertActivations { try randomBatch(model, B, T) }
     let reps = quick ? 3 : 10
@@ -78,6 +80,24 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool
         list.append(Workload(name: inferenceName(B, T), unit: B == 1 ? "ms" : "ktok/s",
                              work: B == 1 ? 0 : Double(B * T) * 1e6, warmup: 3, reps: B == 1 ? 4 * reps : reps,
                              run: { model.forward(a) }, spec: ["op": "bert_inference", "model": folder, "batch": B, "length": T]))
+    }
+    // Dynamic int8 (retort quantize) at B=1, T=32, where the backend has int8 kernels: beside
+    // torch.ao.quantization.quantize_dynamic on the same model, and beside Retort's fp32.
+    if backend.int8Kernels != nil, wants(int8Names.torch) || wants(int8Names.fp32) {
+        let temporary = NSTemporaryDirectory() + "retort-perf-int8-\(ProcessInfo.processInfo.processIdentifier)"
+        defer { try? FileManager.default.removeItem(atPath: temporary) }
+        try model.saveQuantized(folder: temporary)
+        let int8 = try BertModel.load(folder: temporary, labels: 2, backend: backend)
+        let (a, fp32) = (try randomBatch(int8, 1, 32), try batch(1, 32))
+        let run: () -> Void = { int8.forward(a) }
+        list.append(Workload(name: int8Names.hiddenFP32, unit: "ms", work: 0, warmup: 3, reps: 4 * reps, run: { _ = model.forward(fp32) }, hidden: true))
+        if wants(int8Names.torch) {
+            list.append(Workload(name: int8Names.torch, unit: "ms", work: 0, warmup: 3, reps: 4 * reps, run: run,
+                                 spec: ["op": "bert_inference", "model": folder, "batch": 1, "length": 32, "int8": true]))
+        }
+        if wants(int8Names.fp32) {
+            list.append(Workload(name: int8Names.fp32, unit: "ms", work: 0, warmup: 3, reps: 4 * reps, run: run, compareTo: int8Names.hiddenFP32))
+        }
     }
     return list
 }

@@ -191,6 +191,8 @@ def bert(s, train):
                                                  task_type="SEQ_CLS"))
     if not train:
         model.eval()
+        if s.get("int8"):   # dynamic int8: Linear weights per channel, activations per tensor at run time
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
         def infer():
             with torch.no_grad(), autocast(s):
@@ -376,6 +378,8 @@ def main():
                 raise RuntimeError(f"no reference for op {op}")
             if spec.get("precision") == "tf32" and DEVICE == "cuda":
                 impl += ", tf32 matmuls"
+            if spec.get("int8"):
+                impl += ", quantize_dynamic qint8"
             if half_type(spec) is not None:
                 impl += f", {spec['precision']} " + ("(flash SDPA)" if op.startswith("attention") else "(torch.autocast AMP)")
             ms = timed(fn, spec.get("warmup", 3), spec.get("reps", 10))

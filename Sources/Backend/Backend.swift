@@ -120,6 +120,10 @@ public protocol BackendOps: AnyObject {
     func runScale(_ x: Tensor, count: Int, by factor: Float)       // x *= factor (clipping)
     func runAxpy(_ y: Tensor, _ x: Tensor, count: Int, alpha: Float) // y += alpha·x (residuals)
     func runCast(_ dst: Tensor, _ src: Tensor, count: Int)         // f32 ↔ bf16 / f16, or a copy between equal types
+    // int8 (Int8.swift): the kernels' path, nil where the backend has none (int8 layers then
+    // multiply their dequantized fp32 weights); y[rows, N] = int8 x·Wᵀ + bias, x rows inputStride apart
+    var int8Kernels: String? { get }
+    func runInt8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int)
 }
 
 /// A compute device: its runtime and its ops.

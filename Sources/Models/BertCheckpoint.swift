@@ -37,6 +37,8 @@ extension BertModel {
         let fileName = (path as NSString).lastPathComponent
         let prefix = file.entries[filePrefix + "embeddings.word_embeddings.weight"] != nil ? filePrefix : ""
         var rng = NormalRandom(seed: seed)
+        var int8: [String: Int8Weight] = [:]
+        let int8Names = int8ParameterNames, wordEmbeddings = parameters.wordEmbeddings.name
         for entry in layout.entries {
             let key = Self.fileName(entry.name, prefix: prefix, family: config.family)
             guard let stored = file.entries[key], !(freshHead && entry.name.hasPrefix("classifier.")) else {
@@ -51,8 +53,16 @@ extension BertModel {
             guard stored.shape == entry.shape else {
                 throw CheckpointError("\(fileName): tensor '\(key)' is \(stored.shape) but config.json implies \(entry.shape)")
             }
+            if stored.dtype == .i8 {
+                guard int8Names.contains(entry.name) else { throw CheckpointError("\(fileName): tensor '\(key)' is I8, which Retort stores only for linear weights and word embeddings") }
+                let (values, weight) = try loadInt8(file, key: key, entry: entry, linear: entry.name != wordEmbeddings)
+                values.withUnsafeBytes { backend.upload(layout.view(weights, entry.name), $0) }
+                int8[entry.name] = weight
+                continue
+            }
             try file.floats(key).withUnsafeBytes { backend.upload(layout.view(weights, entry.name), $0) }
         }
+        int8Weights = int8
     }
 
     /// Writes config.json and model.safetensors (HF's *ForSequenceClassification names) into `folder`.

@@ -21,6 +21,18 @@ public struct BertConfig: Sendable {
     /// The keys Retort does not model (transformers_version, hidden_act, …), written back as read.
     private var extra: Box
 
+    /// How `retort quantize` stored the weights ("int8-dynamic"), nil for a float model. Kept in
+    /// config.json as "retort_quantization" (transformers ignores the key).
+    public var quantization: String? {
+        get { extra.value[Self.quantizationKey] as? String }
+        set {
+            var values = extra.value
+            values[Self.quantizationKey] = newValue
+            extra = Box(values)
+        }
+    }
+    static let quantizationKey = "retort_quantization"
+
     public var headSize: Int { hiddenSize / heads }
     public var numLabels: Int { max(id2label.count, 2) }
 

@@ -27,6 +27,9 @@ public final class BertModel {
     /// Typed views of every parameter, its gradient, its frozen-ness and the adapters: what
     /// forward and backward read (no name lookups there). Rebuilt when adapters or frozen-ness change.
     public internal(set) var parameters: BertParameters!
+    /// A quantized model's int8 linear weights by weight name, where the backend has int8
+    /// kernels (BertQuantization.swift); the Linears of `parameters` carry them.
+    public internal(set) var int8Weights: [String: Int8Weight] = [:] { didSet { parameters = makeParameters() } }
 
     /// `inference`: no gradient buffer (a teacher, evaluation); backward is then impossible.
     public init(config: BertConfig, labels: Int, backend: Backend, inference: Bool = false) throws {

@@ -42,7 +42,9 @@ extension BertModel {
             layout.parameter(name, weights: weights, grads: grads, gradients: trains ? gradientLayout : nil)
         }
         func linear(_ name: String, in inFeatures: Int, out outFeatures: Int) -> Linear {
-            Linear(weight: parameter(name + ".weight"), bias: parameter(name + ".bias"), inFeatures: inFeatures, outFeatures: outFeatures)
+            var layer = Linear(weight: parameter(name + ".weight"), bias: parameter(name + ".bias"), inFeatures: inFeatures, outFeatures: outFeatures)
+            layer.int8 = int8Weights[name + ".weight"]
+            return layer
         }
         func norm(_ name: String) -> LayerNorm { LayerNorm(weight: parameter(name + ".weight"), bias: parameter(name + ".bias"), eps: eps) }
         let layers = (0..<c.layers).map { l -> EncoderLayer in

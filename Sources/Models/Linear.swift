@@ -11,6 +11,9 @@ public struct Linear {
     public let inFeatures, outFeatures: Int
     /// The adapter on this layer (nil: none, or merged into the weight).
     public var lora: LoRABranch?
+    /// A quantized model's int8 weight, where the backend has int8 kernels (inference only;
+    /// `weight` then holds its dequantized values, which backends without them multiply).
+    public var int8: Int8Weight?
 
     public init(weight: Parameter, bias: Parameter?, inFeatures: Int, outFeatures: Int, lora: LoRABranch? = nil) {
         self.weight = weight; self.bias = bias; self.inFeatures = inFeatures; self.outFeatures = outFeatures; self.lora = lora
@@ -20,6 +23,11 @@ public struct Linear {
     /// adapter's branch, which saves x·Aᵀ in `saved` (an [N, R] arena buffer).
     public func forward(_ b: Backend, _ y: Tensor, _ x: Tensor, rows: Int, inputStride: Int? = nil, saved: Tensor? = nil,
                         training: Bool = false, seed: UInt64 = 0) {
+        if let int8 {
+            precondition(lora == nil && !training, "\(weight.name): an int8 layer is for inference, without adapters")
+            b.int8Linear(y, x, weight: int8, bias: bias?.weight, rows: rows, inputStride: inputStride)
+            return
+        }
         b.matmul(y, x, weight.weight, bias: bias?.weight,
                  Gemm(m: rows, n: outFeatures, k: inFeatures, transB: true, lda: inputStride))
         if let lora {

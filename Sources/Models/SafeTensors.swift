@@ -143,6 +143,15 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
     }
 
+    /// An I8 tensor's values.
+    public func int8s(_ name: String) throws -> [Int8] {
+        let e = try entry(name)
+        guard e.dtype == .i8 else {
+            throw CheckpointError("\((path as NSString).lastPathComponent): tensor '\(name)' is \(e.dtype.rawValue), expected I8")
+        }
+        return bytes(e).map { Int8(bitPattern: $0) }
+    }
+
     /// An integer tensor as Int64 (I64, I32, I16, I8, U8).
     public func integers(_ name: String) throws -> [Int64] {
         let e = try entry(name), raw = bytes(e)
@@ -162,21 +171,27 @@ public enum SafeTensorsWriter {
         public let name: String
         public let shape: [Int]
         public let values: [Float]   // written as F32
+        public let int8: [Int8]?     // written as I8 instead
         public init(name: String, shape: [Int], values: [Float]) {
-            self.name = name; self.shape = shape; self.values = values
+            self.name = name; self.shape = shape; self.values = values; int8 = nil
         }
+        public init(name: String, shape: [Int], int8: [Int8]) {
+            self.name = name; self.shape = shape; values = []; self.int8 = int8
+        }
+        var count: Int { int8?.count ?? values.count }
+        var bytes: Int { int8 != nil ? count : 4 * count }
     }
 
-    /// Writes F32 tensors (in the order given) to `path` through a temporary file and a rename.
+    /// Writes F32 and I8 tensors (in the order given) to `path` through a temporary file and a rename.
     public static func write(_ tensors: [Tensor], metadata: [String: String] = ["format": "pt"], to path: String) throws {
         var header: [String: Any] = ["__metadata__": metadata]
         var offset = 0
         for t in tensors {
-            guard t.shape.reduce(1, *) == t.values.count else {
-                throw CheckpointError("tensor '\(t.name)': shape \(t.shape) does not hold \(t.values.count) values")
+            guard t.shape.reduce(1, *) == t.count else {
+                throw CheckpointError("tensor '\(t.name)': shape \(t.shape) does not hold \(t.count) values")
             }
-            header[t.name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.values.count]] as [String: Any]
-            offset += 4 * t.values.count
+            header[t.name] = ["dtype": t.int8 != nil ? "I8" : "F32", "shape": t.shape, "data_offsets": [offset, offset + t.bytes]] as [String: Any]
+            offset += t.bytes
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while json.count % 8 != 0 { json.append(0x20) }   // pad with spaces so the data is 8-byte aligned
@@ -184,6 +199,10 @@ public enum SafeTensorsWriter {
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
         file.append(json)
         for t in tensors {
+            if let int8 = t.int8 {
+                int8.withUnsafeBytes { file.append(contentsOf: $0) }
+                continue
+            }
             #if _endian(little)
             t.values.withUnsafeBytes { file.append(contentsOf: $0) }   // already the file's byte order
             #else

@@ -66,6 +66,9 @@ public final class Classifier: TextClassifier {
                             inference: Bool = false) throws -> Classifier {
         let tokenizer = try WordPieceTokenizer(folder: folder)
         let config = try BertConfig(path: (folder as NSString).appendingPathComponent("config.json"))
+        if let method = config.quantization, !inference {
+            throw InvalidSetting("\(folder) is quantized (\(method)), for eval, predict and compare; fine-tune or distil the float model it came from")
+        }
         let stored = config.id2label.isEmpty ? nil : (0..<config.id2label.count).map { config.id2label[$0]! }
         let names = labels ?? stored ?? ["LABEL_0", "LABEL_1"]
         let model = try BertModel(config: config, labels: names.count, backend: backend, inference: inference)

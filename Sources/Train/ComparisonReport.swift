@@ -48,7 +48,9 @@ public struct ComparisonReport {
             let size = weightFiles(folder).reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
             let speed = try classifier.speed(length: 64, repeats: 20)
             let total = classifier.parameterCount
-            rows.append(Row(name: (folder as NSString).lastPathComponent, folder: folder, method: info?.method ?? "model",
+            // A folder `retort quantize` wrote: its method is its storage (int8), as it trained no further.
+            let quantized = (try? BertConfig(path: (folder as NSString).appendingPathComponent("config.json")))?.quantization
+            rows.append(Row(name: (folder as NSString).lastPathComponent, folder: folder, method: quantized ?? info?.method ?? "model",
                             finalLoss: info?.finalTrainLoss, metrics: metrics, metricSource: source,
                             parameters: total, trainable: info?.trainableParameters ?? total,
                             megabytes: Double(size) / 1e6, speed: speed, speedup: 1, losses: run.trainingLosses()))

@@ -45,6 +45,20 @@ typedef void (*rt_sgemm_fn)(int, int, int, int, int, float, const float *, int, 
 void rt_split_gemm(rt_sgemm_fn gemm, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc);
 
+// ------------------------------------------------------------------ int8 linear (cpu/int8_linear.c)
+// Symmetric int8 in [−127, 127]: q[M, ldq] (columns K … ldq−1 zero), scale[M] = max|x[m,:]|/127,
+// q = round-half-even(x·127/max|x|) — per row of activations, or per output channel of a weight.
+void rt_quantize_rows_i8(int8_t *q, float *scale, const float *x, int64_t M, int K, int ldx, int ldq);
+// W[N,K] int8 re-laid for rt_int8_linear (wp: rt_int8_packed_bytes(N, K) bytes; wsum: 16·⌈N/16⌉ int32).
+int64_t rt_int8_packed_bytes(int N, int K);
+void rt_int8_pack_weight(int8_t *wp, int32_t *wsum, const int8_t *W, int N, int K);
+// y[M,N] (row stride ldy) = fma(float(Σ_k q[m,k]·W[n,k])·scale[m], wscale[n], bias[n]), the rows of
+// x[M, ldx] quantized by rt_quantize_rows_i8 first; bias may be NULL. Exact int32 sums on every path.
+void rt_int8_linear(float *y, int ldy, const float *x, int ldx, int M, int K, const int8_t *wp, const float *wscale,
+                    const int32_t *wsum, const float *bias, int N);
+// The path rt_int8_linear takes here: "avx512-vnni", "avx2" or "portable".
+const char *rt_int8_path(void);
+
 // ------------------------------------------------------------------ bias (cpu/bias.c)
 void rt_bias_add(float *out, const float *bias, int64_t N, int C);       // out[N,C] += bias[C]
 void rt_bias_backward(float *dbias, const float *dout, int64_t N, int C); // dbias[C] += Σ_n dout[n,:]

@@ -1,0 +1,68 @@
+// Dynamic int8 linear layers (Kernels/cpu/int8_linear.c): a Linear's weight quantized per output
+// channel (symmetric int8 and one fp32 scale per row of W), laid out for the kernels once, when a
+// quantized model loads; the activations are quantized per row on every call.
+import Foundation
+import Kernels
+
+/// W [N, K] as int8 in the kernels' layout, its scales and its row sums.
+public struct Int8Weight {
+    public let packed: Tensor        // rt_int8_packed_bytes(N, K) bytes, held as i32 elements
+    public let scales: Tensor        // [N] f32: W ≈ scales[n] · values[n, :]
+    public let sums: Tensor          // [16·⌈N/16⌉] i32: Σ_k values[n, k]
+    public let outFeatures, inFeatures: Int
+}
+
+/// Symmetric per-row int8 quantization, as the kernels do it: scale = max|row| / 127 (0 for a zero
+/// row), value = round-half-even(x · 127 / max|row|). Rows of `values` [rows, columns].
+public func quantizeRowsInt8(_ values: [Float], rows: Int, columns: Int) -> (values: [Int8], scales: [Float]) {
+    precondition(values.count == rows * columns, "quantizeRowsInt8: \(values.count) values for \(rows)×\(columns)")
+    var q = [Int8](repeating: 0, count: rows * columns), scales = [Float](repeating: 0, count: rows)
+    values.withUnsafeBufferPointer { x in
+        q.withUnsafeMutableBufferPointer { out in
+            scales.withUnsafeMutableBufferPointer { s in
+                rt_quantize_rows_i8(out.baseAddress, s.baseAddress, x.baseAddress, Int64(rows), Int32(columns), Int32(columns), Int32(columns))
+            }
+        }
+    }
+    return (q, scales)
+}
+
+public extension Backend {
+    /// Where this backend has int8 kernels: W [outFeatures, inFeatures] (`values`, `scales` per
+    /// row) laid out for them; nil where it has none.
+    func int8Weight(values: [Int8], scales: [Float], outFeatures N: Int, inFeatures K: Int) throws -> Int8Weight? {
+        guard int8Kernels != nil else { return nil }
+        precondition(values.count == N * K && scales.count == N, "int8Weight: values are not \(N)×\(K) or scales not \(N)")
+        let bytes = Int(rt_int8_packed_bytes(Int32(N), Int32(K))), groups = (N + 15) / 16
+        var packed = [Int8](repeating: 0, count: bytes), sums = [Int32](repeating: 0, count: 16 * groups)
+        values.withUnsafeBufferPointer { w in
+            packed.withUnsafeMutableBufferPointer { p in
+                sums.withUnsafeMutableBufferPointer { s in rt_int8_pack_weight(p.baseAddress, s.baseAddress, w.baseAddress, Int32(N), Int32(K)) }
+            }
+        }
+        let weight = Int8Weight(packed: try allocate(bytes / 4, .i32), scales: try allocate(N, .f32), sums: try allocate(16 * groups, .i32),
+                                outFeatures: N, inFeatures: K)
+        packed.withUnsafeBytes { runUpload(weight.packed, $0) }
+        scales.withUnsafeBytes { runUpload(weight.scales, $0) }
+        sums.withUnsafeBytes { runUpload(weight.sums, $0) }
+        return weight
+    }
+
+    /// y[rows, N] = x·Wᵀ + bias with x quantized per row to int8 and integer products summed
+    /// exactly; x's rows are `inputStride` (default K) elements apart.
+    func int8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int? = nil) {
+        let (N, K) = (weight.outFeatures, weight.inFeatures), ldx = inputStride ?? K
+        precondition(int8Kernels != nil, "int8Linear: this backend has no int8 kernels")
+        precondition(y.count >= rows * N && (rows == 0 || x.count >= (rows - 1) * ldx + K) && ldx >= K,
+                     "int8Linear: y or x is too small for \(rows) rows of \(K) → \(N)")
+        precondition(bias.map { $0.count == N } ?? true, "int8Linear: bias is not \(N)")
+        runInt8Linear(y, x, weight: weight, bias: bias, rows: rows, inputStride: ldx)
+    }
+}
+
+public extension BackendOps {
+    var int8Kernels: String? { nil }
+    func runInt8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int) {
+        preconditionFailure("runInt8Linear: this backend has no int8 kernels (int8Weight returns nil here)")
+    }
+}

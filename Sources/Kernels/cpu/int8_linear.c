@@ -1,0 +1,205 @@
+// Dynamic int8 linear layers: weights quantized per output channel ahead of time, activations
+// per row at run time (both symmetric, values in [−127, 127]); the products are summed exactly
+// in int32, so every path below gives the same sums and the same outputs.
+//   rt_quantize_rows_i8: q[M, ldq] int8 (columns K … ldq−1 zero), scale[M] = max|x[m,:]| / 127
+//                        (0 for a zero row); q = round-half-even(x · 127 / max|x|) from x[M, ldx]
+//   rt_int8_pack_weight: wp ← W[N,K] int8 in the kernels' layout: panels of 16 output channels,
+//                        each [K4][16][4] bytes (K4 = ⌈K/4⌉, zero padded; rt_int8_packed_bytes);
+//                        wsum[16·⌈N/16⌉] = Σ_k W[n,k] (0 past N)
+//   rt_int8_linear:      y[M,N] (row stride ldy) = fma(float(Σ_k q[m,k]·W[n,k]) · scale[m], wscale[n], bias[n])
+//                        with q, scale the rows of x[M, ldx] quantized here; bias may be NULL (0)
+// Paths, the best the CPU has (capped by RETORT_CPU_LEVEL): AVX-512 VNNI — vpdpbusd on the
+// unsigned q + 128 and W, minus 128·wsum; AVX2 — vpmaddubsw on |W| and q·sign(W) (a pair of
+// products stays below 2¹⁵ because no value is −128), then vpmaddwd; portable C.
+#include "common.h"
+#include <stdlib.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+typedef int8_t vb16 __attribute__((vector_size(16)));
+
+typedef struct {
+    int8_t *q;
+    float *scale;
+    const float *x;
+    int64_t M;
+    int K, ldx, ldq;
+} quantize_args;
+
+RT_TASK(quantize_task) {
+    quantize_args *a = ctx;
+    for (int64_t m = b; m < e; m++) {
+        const float *x = a->x + m * a->ldx;
+        int8_t *q = a->q + m * a->ldq;
+        v16 vmax = v16_splat(0);
+        int j = 0;
+        for (; j + 16 <= a->K; j += 16) vmax = __builtin_elementwise_max(vmax, __builtin_elementwise_abs(v16_load(x + j)));
+        float amax = __builtin_reduce_max(vmax);
+        for (; j < a->K; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        a->scale[m] = amax / 127.0f;
+        j = 0;
+        for (; j + 16 <= a->K; j += 16) {
+            v16 r = __builtin_elementwise_roundeven(v16_load(x + j) * inv);
+            r = __builtin_elementwise_min(__builtin_elementwise_max(r, v16_splat(-127)), v16_splat(127));
+            vb16 bytes = __builtin_convertvector(__builtin_convertvector(r, vi16), vb16);
+            memcpy(q + j, &bytes, 16);
+        }
+        for (; j < a->K; j++) q[j] = (int8_t)fminf(fmaxf(__builtin_roundevenf(x[j] * inv), -127.0f), 127.0f);
+        memset(q + a->K, 0, (size_t)(a->ldq - a->K));
+    }
+}
+
+void rt_quantize_rows_i8(int8_t *q, float *scale, const float *x, int64_t M, int K, int ldx, int ldq) {
+    quantize_args a = { .q = q, .scale = scale, .x = x, .M = M, .K = K, .ldx = ldx, .ldq = ldq };
+    rt_parallel_for(M, 8, quantize_task, &a);
+}
+
+int64_t rt_int8_packed_bytes(int N, int K) { return (int64_t)((N + 15) / 16) * ((K + 3) / 4) * 64; }
+
+void rt_int8_pack_weight(int8_t *wp, int32_t *wsum, const int8_t *W, int N, int K) {
+    const int K4 = (K + 3) / 4, P = (N + 15) / 16;
+    for (int p = 0; p < P; p++)
+        for (int k4 = 0; k4 < K4; k4++)
+            for (int c = 0; c < 16; c++)
+                for (int j = 0; j < 4; j++) {
+                    const int n = 16 * p + c, k = 4 * k4 + j;
+                    wp[(((int64_t)p * K4 + k4) * 16 + c) * 4 + j] = n < N && k < K ? W[(int64_t)n * K + k] : 0;
+                }
+    for (int n = 0; n < 16 * P; n++) {
+        int32_t s = 0;
+        for (int k = 0; n < N && k < K; k++) s += W[(int64_t)n * K + k];
+        wsum[n] = s;
+    }
+}
+
+typedef struct {
+    float *y;
+    const int8_t *q, *wp;
+    const float *scale, *wscale, *bias;
+    const int32_t *wsum;
+    int M, N, K4, ldq, ldy;
+} linear_args;
+
+// One output: the int32 sum through the float epilogue every path shares.
+static inline float epilogue(const linear_args *a, int32_t sum, int m, int n) {
+    return fmaf((float)sum * a->scale[m], a->wscale[n], a->bias ? a->bias[n] : 0.0f);
+}
+
+// Portable: one panel of 16 channels per task item.
+static void linear_portable(void *ctx, int64_t pb, int64_t pe, int thread) {
+    (void)thread;
+    const linear_args *a = ctx;
+    for (int64_t p = pb; p < pe; p++) {
+        const int8_t *w = a->wp + p * a->K4 * 64;
+        for (int m = 0; m < a->M; m++) {
+            const int8_t *q = a->q + (int64_t)m * a->ldq;
+            int32_t s[16] = {0};
+            for (int k4 = 0; k4 < a->K4; k4++)
+                for (int c = 0; c < 16; c++)
+                    for (int j = 0; j < 4; j++) s[c] += (int32_t)q[4 * k4 + j] * w[(k4 * 16 + c) * 4 + j];
+            for (int c = 0; c < 16 && 16 * p + c < a->N; c++) a->y[(int64_t)m * a->ldy + 16 * p + c] = epilogue(a, s[c], m, (int)(16 * p + c));
+        }
+    }
+}
+
+#if defined(__x86_64__)
+// AVX2: a panel per item, 4 rows at a time; the two ymm halves are channels 0–7 and 8–15.
+__attribute__((target("avx2,fma"))) static void linear_avx2(void *ctx, int64_t pb, int64_t pe, int thread) {
+    (void)thread;
+    const linear_args *a = ctx;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t p = pb; p < pe; p++) {
+        const int8_t *w = a->wp + p * a->K4 * 64;
+        for (int m0 = 0; m0 < a->M; m0 += 4) {
+            const int rows = a->M - m0 < 4 ? a->M - m0 : 4;
+            const int32_t *q[4];
+            for (int r = 0; r < 4; r++) q[r] = (const int32_t *)(a->q + (int64_t)(r < rows ? m0 + r : m0) * a->ldq);
+            __m256i acc[4][2];
+            for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+            for (int k4 = 0; k4 < a->K4; k4++) {
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + k4 * 64)), w1 = _mm256_loadu_si256((const __m256i *)(w + k4 * 64 + 32));
+                const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+                for (int r = 0; r < 4; r++) {
+                    const __m256i x = _mm256_set1_epi32(q[r][k4]);
+                    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(x, w0)), ones));
+                    acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(x, w1)), ones));
+                }
+            }
+            for (int r = 0; r < rows; r++) {
+                int32_t s[16];
+                _mm256_storeu_si256((__m256i *)s, acc[r][0]);
+                _mm256_storeu_si256((__m256i *)(s + 8), acc[r][1]);
+                for (int c = 0; c < 16 && 16 * p + c < a->N; c++) a->y[(int64_t)(m0 + r) * a->ldy + 16 * p + c] = epilogue(a, s[c], m0 + r, (int)(16 * p + c));
+            }
+        }
+    }
+}
+
+// AVX-512 VNNI: two panels (32 channels) per item, 8 rows at a time.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void linear_vnni(void *ctx, int64_t bb, int64_t be, int thread) {
+    (void)thread;
+    const linear_args *a = ctx;
+    const int P = (a->N + 15) / 16;
+    for (int64_t blk = bb; blk < be; blk++) {
+        const int p0 = (int)blk * 2, p1 = p0 + 1 < P ? p0 + 1 : p0;
+        const int8_t *w0 = a->wp + (int64_t)p0 * a->K4 * 64, *w1 = a->wp + (int64_t)p1 * a->K4 * 64;
+        for (int m0 = 0; m0 < a->M; m0 += 8) {
+            const int rows = a->M - m0 < 8 ? a->M - m0 : 8;
+            const int32_t *q[8];
+            for (int r = 0; r < 8; r++) q[r] = (const int32_t *)(a->q + (int64_t)(r < rows ? m0 + r : m0) * a->ldq);
+            __m512i acc[8][2];
+            for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+            for (int k4 = 0; k4 < a->K4; k4++) {
+                const __m512i b0 = _mm512_loadu_si512(w0 + k4 * 64), b1 = _mm512_loadu_si512(w1 + k4 * 64);
+                for (int r = 0; r < 8; r++) {
+                    const __m512i x = _mm512_set1_epi32(q[r][k4] ^ (int32_t)0x80808080);   // q + 128, unsigned
+                    acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, b0);
+                    acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, b1);
+                }
+            }
+            for (int h = 0; h < 2 && (p0 + h) < P && !(h == 1 && p1 == p0); h++) {
+                const __m512i correction = _mm512_slli_epi32(_mm512_loadu_si512(a->wsum + 16 * (p0 + h)), 7);   // 128·Σ_k W
+                for (int r = 0; r < rows; r++) {
+                    int32_t s[16];
+                    _mm512_storeu_si512(s, _mm512_sub_epi32(acc[r][h], correction));
+                    const int n0 = 16 * (p0 + h);
+                    for (int c = 0; c < 16 && n0 + c < a->N; c++) a->y[(int64_t)(m0 + r) * a->ldy + n0 + c] = epilogue(a, s[c], m0 + r, n0 + c);
+                }
+            }
+        }
+    }
+}
+
+static int has_vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+}
+#endif
+
+const char *rt_int8_path(void) {
+#if defined(__x86_64__)
+    int level = rt_cpu_level();
+    if (level >= 4 && has_vnni()) return "avx512-vnni";
+    if (level >= 3) return "avx2";
+#endif
+    return "portable";
+}
+
+void rt_int8_linear(float *y, int ldy, const float *x, int ldx, int M, int K, const int8_t *wp, const float *wscale,
+                    const int32_t *wsum, const float *bias, int N) {
+    const int K4 = (K + 3) / 4, ldq = 4 * K4, P = (N + 15) / 16;
+    int8_t *q = rt_thread_scratch(0, 13, (size_t)M * ldq);
+    float *scale = rt_thread_scratch(0, 12, sizeof(float) * (size_t)(M > 0 ? M : 1));
+    rt_quantize_rows_i8(q, scale, x, M, K, ldx, ldq);
+    linear_args a = { .y = y, .q = q, .wp = wp, .scale = scale, .wscale = wscale, .bias = bias, .wsum = wsum,
+                      .M = M, .N = N, .K4 = K4, .ldq = ldq, .ldy = ldy };
+    const char *path = rt_int8_path();
+#if defined(__x86_64__)
+    if (path[0] == 'a' && path[3] == '5') { rt_parallel_for((P + 1) / 2, 1, linear_vnni, &a); return; }
+    if (path[0] == 'a') { rt_parallel_for(P, 1, linear_avx2, &a); return; }
+#endif
+    (void)path;
+    rt_parallel_for(P, 1, linear_portable, &a);
+}

@@ -1,0 +1,74 @@
+// The int8 kernels (Kernels/cpu/int8_linear.c) against naive loops, exactly: per-row
+// quantization as round-half-even of x·127/max|x|, and the int8 linear's int32 sums through the
+// shared epilogue fma(float(sum)·scale, wscale, bias). The Makefile runs these at every CPU level
+// (portable, AVX2, and here AVX-512 VNNI), and each must give the same bits.
+import Backend
+import Kernels
+import XCTest
+
+final class Int8Tests: XCTestCase {
+    /// The path the CPU level in effect selects (RETORT_CPU_LEVEL caps it).
+    var expectedPath: [String] {
+        switch rt_cpu_level() {
+        case 4...: return ["avx512-vnni", "avx2"]   // AVX-512 without VNNI takes the AVX2 path
+        case 3: return ["avx2"]
+        default: return ["portable"]
+        }
+    }
+
+    func naiveQuantize(_ x: [Float], rows: Int, columns: Int) -> ([Int8], [Float]) {
+        var q = [Int8](), scales = [Float]()
+        for r in 0..<rows {
+            let row = x[(r * columns)..<(r * columns + columns)]
+            let amax = row.map { abs($0) }.max() ?? 0, inv: Float = amax > 0 ? 127 / amax : 0
+            scales.append(amax / 127)
+            q += row.map { Int8(max(-127, min(127, ($0 * inv).rounded(.toNearestOrEven)))) }
+        }
+        return (q, scales)
+    }
+
+    func testQuantizeRowsRoundsHalfToEvenAndClamps() {
+        var rng = SeededRandom(81)
+        let (rows, columns) = (5, 37)
+        var x = rng.floats(rows * columns, -3, 3)
+        for j in 0..<columns { x[2 * columns + j] = 0 }                 // a zero row: scale 0, values 0
+        x[3 * columns + 5] = 127; x[3 * columns + 6] = 0.5; x[3 * columns + 7] = 1.5; x[3 * columns + 8] = -2.5   // exact halves
+        let (q, scales) = quantizeRowsInt8(x, rows: rows, columns: columns)
+        let (nq, nscales) = naiveQuantize(x, rows: rows, columns: columns)
+        XCTAssertEqual(q, nq)
+        XCTAssertEqual(scales, nscales)
+        XCTAssertEqual(Array(q[(3 * columns + 5)...(3 * columns + 8)]), [127, 0, 2, -2], "halves round to even")
+        XCTAssertEqual(scales[2], 0)
+    }
+
+    func testInt8LinearIsExactOnThisLevelsPath() throws {
+        let backend = try CPUBackend()
+        let path = try XCTUnwrap(backend.int8Kernels)
+        XCTAssertTrue(expectedPath.contains(path), "level \(rt_cpu_level()) took \(path)")
+        var rng = SeededRandom(82)
+        // Odd sizes: row blocks (4 and 8) and panels (16 and 32 channels) with remainders, K not a multiple of 4.
+        for (M, N, K, withBias) in [(1, 16, 4, true), (5, 33, 37, true), (9, 40, 64, false), (17, 100, 130, true), (32, 384, 384, true)] {
+            var x = rng.floats(M * K, -4, 4)
+            if M > 2 { for j in 0..<K { x[K + j] = 0 } }                  // a zero row
+            let w = (0..<(N * K)).map { _ in Int8(Int(rng.next() % 255) - 127) }
+            let wscale = rng.floats(N, 0.001, 0.05), bias = withBias ? rng.floats(N, -1, 1) : nil
+            let weight = try XCTUnwrap(try backend.int8Weight(values: w, scales: wscale, outFeatures: N, inFeatures: K))
+            // x as rows of a wider buffer (stride K + 3), as a layer reads the [CLS] rows.
+            let ldx = K + 3
+            var strided = [Float](repeating: 9, count: M * ldx)
+            for m in 0..<M { for k in 0..<K { strided[m * ldx + k] = x[m * K + k] } }
+            let y = try backend.zeros(M * N)
+            backend.int8Linear(y, try backend.upload(strided), weight: weight, bias: try bias.map { try backend.upload($0) }, rows: M, inputStride: ldx)
+            let (q, scale) = naiveQuantize(x, rows: M, columns: K)
+            var expected = [Float](repeating: 0, count: M * N)
+            for m in 0..<M {
+                for n in 0..<N {
+                    var sum: Int32 = 0
+                    for k in 0..<K { sum += Int32(q[m * K + k]) * Int32(w[n * K + k]) }
+                    expected[m * N + n] = (bias?[n] ?? 0).addingProduct(Float(sum) * scale[m], wscale[n])
+                }
+            }
+            XCTAssertEqual(backend.floats(y), expected, "\(path): M=\(M) N=\(N) K=\(K)")
+        }
+    }
+}

@@ -1,0 +1,51 @@
+// retort quantize from the command line, on the tiny golden classifier: the int8 folder predicts
+// the float model's labels, eval and compare read it, and bad requests end in one line with
+// nothing written.
+import Foundation
+import XCTest
+
+final class QuantizeCLITests: TinyRunTestCase {
+    func testQuantizedFolderPredictsAsTheFloatModelAndComparesBesideIt() throws {
+        let out = work.appendingPathComponent("int8").path
+        let (status, output) = try retort(["quantize", "--model", teacher, "--out", out])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("int8 kernels here:"), output)
+        for name in ["config.json", "model.safetensors", "vocab.txt"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + name), name)
+        }
+        func labels(_ model: String) throws -> [String] {
+            let (status, output) = try retort(["predict", "--model", model, "--input", data, "--text-column", "text", "--json", "--threads", "1"])
+            XCTAssertEqual(status, 0, output)
+            return output.split(separator: "\n").compactMap { line in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["label"] as? String
+            }
+        }
+        let (float, int8) = (try labels(teacher), try labels(out))
+        XCTAssertEqual(float.count, 96)
+        let agree = zip(float, int8).filter { $0 == $1 }.count
+        XCTAssertGreaterThanOrEqual(agree, 90, "int8 labels agree with the float model's on \(agree) of 96")
+        let (compared, table) = try retort(["compare", teacher, out, "--test", data, "--text-column", "text", "--label-column", "label",
+                                            "--out", work.appendingPathComponent("report").path, "--threads", "1"])
+        XCTAssertEqual(compared, 0, table)
+        XCTAssertTrue(table.contains("| int8 | int8-dynamic |"), table)
+    }
+
+    func testBadRequestsAreOneLineAndWriteNothing() throws {
+        let out = work.appendingPathComponent("int8").path
+        XCTAssertEqual(try retort(["quantize", "--model", teacher, "--out", out]).0, 0)
+        for (arguments, message) in [
+            (["quantize", "--model", teacher, "--out", out], "exists; choose a new folder"),
+            (["quantize", "--model", out, "--out", out + "2"], "is already quantized (int8-dynamic)"),
+            (["quantize", "--model", golden.appendingPathComponent("tiny-gpt2").path, "--out", out + "3"], "is a decoder"),
+            (["quantize", "--model", work.path, "--out", out + "4"], "no config.json there"),
+            (["finetune", "--model", out, "--train", data, "--out", out + "5", "--threads", "1", "--device", "cpu"], "is quantized (int8-dynamic), for eval, predict and compare"),
+        ] {
+            let (status, output) = try retort(arguments)
+            XCTAssertNotEqual(status, 0, output)
+            let lines = output.split(separator: "\n").filter { !$0.hasPrefix("retort: cpu") }
+            XCTAssertEqual(lines.count, 1, output)
+            XCTAssertTrue(output.contains(message), "\(arguments): \(output)")
+        }
+        for suffix in ["2", "3", "4", "5"] { XCTAssertFalse(FileManager.default.fileExists(atPath: out + suffix), suffix) }
+    }
+}

@@ -1,0 +1,41 @@
+// retort quantize's model side on the tiny golden BERT: the int8 file holds I8 linear weights and
+// word embeddings with per-row scales; loading it dequantizes them exactly (values · scale) and
+// gives every Linear its int8 weight on the CPU; the int8 forward then differs from the same
+// dequantized weights multiplied in fp32 only by the activations' rounding to int8.
+import Backend
+import Foundation
+@testable import Models
+import XCTest
+
+final class QuantizationTests: XCTestCase {
+    func testSavedInt8ModelLoadsWithExactDequantizedWeightsAndRunsTheInt8Kernels() throws {
+        let backend = try CPUBackend()
+        let source = try BertModel.load(folder: golden.appendingPathComponent("tiny-bert").path, backend: backend)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-int8-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try source.saveQuantized(folder: folder)
+        let file = try SafeTensorsFile(path: folder + "/model.safetensors")
+        let quantized = source.int8ParameterNames
+        XCTAssertEqual(quantized.count, 6 * source.config.layers + 3, "six Linears a layer, pooler, classifier, word embeddings")
+        for e in source.layout.entries {
+            let key = BertModel.fileName(e.name, prefix: "bert.")
+            XCTAssertEqual(try file.entry(key).dtype, quantized.contains(e.name) ? .i8 : .f32, key)
+        }
+        let model = try BertModel.load(folder: folder, labels: source.labels, backend: backend)
+        XCTAssertEqual(model.config.quantization, BertModel.int8Method)
+        XCTAssertEqual(Set(model.int8Weights.keys), quantized.subtracting(["embeddings.word_embeddings.weight"]))
+        // Dequantized exactly: the int8 values times their row's scale.
+        let name = "encoder.layer.1.intermediate.dense.weight", e = try XCTUnwrap(source.layout.entry(name))
+        let (q, scales) = quantizeRowsInt8(backend.floats(source.w(name)), rows: e.shape[0], columns: e.shape[1])
+        XCTAssertEqual(backend.floats(model.w(name)), q.indices.map { Float(q[$0]) * scales[$0 / e.shape[1]] })
+
+        let (_, a, _) = try goldenBatch("tiny-bert-expected.safetensors", model)
+        let int8 = backend.floats(model.forward(a))
+        model.int8Weights = [:]   // the same dequantized weights, multiplied in fp32
+        let dequantized = backend.floats(model.forward(a)), float = backend.floats(source.forward(a))
+        XCTAssertNotEqual(int8, dequantized, "the int8 kernels ran")
+        let range = float.map(abs).max() ?? 1
+        assertClose(int8, dequantized, atol: 0.02 * range, rtol: 0, "int8 vs its dequantized weights in fp32")
+        assertClose(int8, float, atol: 0.05 * range, rtol: 0, "int8 vs the float model")
+    }
+}
