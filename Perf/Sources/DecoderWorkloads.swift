@@ -20,7 +20,7 @@ func makeDecoderWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bo
     let names = (prefill: "SmolLM2-135M prefill B=1 T=\(T)", generate: "SmolLM2-135M generate \(new) tokens B=1 after T=\(T)",
                  decode: "SmolLM2-135M decode step B=1 at T=\(T) vs its roofline",
                  lora: "SmolLM2-135M LoRA r=8 q,v causal-LM step B=\(B) T=\(trainT)")
-    guard [names.prefill, names.generate, names.decode, names.lora].map(wants).contains(true) else { return [] }
+    guard [names.prefill, names.generate, names.decode, names.lora, "SmolLM2-135M int8 decode"].map(wants).contains(true) else { return [] }
     let model = try DecoderModel.load(path, backend: backend, inference: true)
     var state: UInt64 = 11
     func prompt(_ n: Int) -> [Int32] {
@@ -40,7 +40,8 @@ func makeDecoderWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bo
         _ = try? model.generate([GenerationRequest(prompt: ids, maxNewTokens: new)], sampling: SamplingOptions(), endTokens: [])
     }, spec: ["op": "decoder_generate", "model": path, "length": T, "new_tokens": new, "ids": ids.map(Int.init)])) }
     // One decode step (the cache holds T tokens) against streaming the weights once.
-    if wants(names.decode) {
+    let int8Decode = "SmolLM2-135M int8 decode step B=1 at T=\(T) vs fp32"
+    if wants(names.decode) || wants(int8Decode) {
         let cache = try KVCache(config: model.config, batch: 1, capacity: T + 1, backend: backend)
         _ = model.prefill(a, cache: cache)
         let buffers = try DecodeBuffers(config: model.config, batch: 1, backend: backend), logits = try backend.zeros(model.config.vocabSize)
@@ -54,6 +55,18 @@ func makeDecoderWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bo
             cache.lengths = [T]
             _ = model.step([42], cache: cache, buffers: buffers, logits: logits)
         }, compareTo: "SmolLM2-135M: stream the weights once (\(Int(megabytes)) MB, a decode step's roofline)"))
+    }
+    // The same decode step with the weights in int8 (generate --int8), beside the fp32 step.
+    if wants(names.decode) || wants(int8Decode), backend.int8Kernels != nil {
+        let quantized = try DecoderModel.load(path, backend: backend, inference: true)
+        try quantized.quantizeInt8()
+        let cache = try KVCache(config: quantized.config, batch: 1, capacity: T + 1, backend: backend)
+        _ = quantized.prefill(a, cache: cache)
+        let buffers = try DecodeBuffers(config: quantized.config, batch: 1, backend: backend), logits = try backend.zeros(quantized.config.vocabSize)
+        list.append(Workload(name: int8Decode, unit: "tok/s", work: 1e9, warmup: 2, reps: 4 * reps, run: {
+            cache.lengths = [T]
+            _ = quantized.step([42], cache: cache, buffers: buffers, logits: logits)
+        }, compareTo: names.decode))
     }
     // LoRA causal-LM step, B=8, T=128.
     if wants(names.lora) {

@@ -312,6 +312,11 @@ public final class CPUBackend: Backend {
     public var int8Kernels: String? { String(cString: rt_int8_path()) }
 
     public func runInt8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int) {
+        if weight.kind == .weightOnly {
+            rt_int8_weight_linear(f(y), Int32(weight.outFeatures), f(x), Int32(inputStride), Int32(rows), Int32(weight.inFeatures),
+                                  raw(weight.packed).assumingMemoryBound(to: Int8.self), f(weight.scales), f(bias), Int32(weight.outFeatures))
+            return
+        }
         rt_int8_linear(f(y), Int32(weight.outFeatures), f(x), Int32(inputStride), Int32(rows), Int32(weight.inFeatures),
                        raw(weight.packed).assumingMemoryBound(to: Int8.self), f(weight.scales), i(weight.sums), f(bias),
                        Int32(weight.outFeatures))

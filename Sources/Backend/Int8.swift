@@ -6,9 +6,15 @@ import Kernels
 
 /// W [N, K] as int8 in the kernels' layout, its scales and its row sums.
 public struct Int8Weight {
-    public let packed: Tensor        // rt_int8_packed_bytes(N, K) bytes, held as i32 elements
+    /// dynamic: the inputs are quantized per row too, and the products are int8 × int8
+    /// (rt_int8_linear; `packed` in its panel layout). weightOnly: the inputs stay fp32 and meet
+    /// the int8 weights converted to float (rt_int8_weight_linear; `packed` is W [N, K] as stored)
+    /// — for decoders, whose activations have outliers that per-row int8 flattens.
+    public enum Kind: Sendable { case dynamic, weightOnly }
+    public let kind: Kind
+    public let packed: Tensor        // the int8 bytes, held as i32 elements
     public let scales: Tensor        // [N] f32: W ≈ scales[n] · values[n, :]
-    public let sums: Tensor          // [16·⌈N/16⌉] i32: Σ_k values[n, k]
+    public let sums: Tensor          // dynamic: [16·⌈N/16⌉] i32, Σ_k values[n, k]
     public let outFeatures, inFeatures: Int
 }
 
@@ -27,29 +33,49 @@ public func quantizeRowsInt8(_ values: [Float], rows: Int, columns: Int) -> (val
     return (q, scales)
 }
 
+/// The values int8 rows stand for: values[r, c] · scales[r].
+public func dequantizeRowsInt8(_ values: [Int8], scales: [Float], columns: Int) -> [Float] {
+    precondition(values.count == scales.count * columns, "dequantizeRowsInt8: \(values.count) values for \(scales.count)×\(columns)")
+    var out = [Float](repeating: 0, count: values.count)
+    values.withUnsafeBufferPointer { q in
+        scales.withUnsafeBufferPointer { s in
+            out.withUnsafeMutableBufferPointer { rt_dequantize_rows_i8($0.baseAddress, q.baseAddress, s.baseAddress, Int64(scales.count), Int32(columns)) }
+        }
+    }
+    return out
+}
+
 public extension Backend {
     /// Where this backend has int8 kernels: W [outFeatures, inFeatures] (`values`, `scales` per
     /// row) laid out for them; nil where it has none.
-    func int8Weight(values: [Int8], scales: [Float], outFeatures N: Int, inFeatures K: Int) throws -> Int8Weight? {
+    func int8Weight(values: [Int8], scales: [Float], outFeatures N: Int, inFeatures K: Int, kind: Int8Weight.Kind = .dynamic) throws -> Int8Weight? {
         guard int8Kernels != nil else { return nil }
         precondition(values.count == N * K && scales.count == N, "int8Weight: values are not \(N)×\(K) or scales not \(N)")
-        let bytes = Int(rt_int8_packed_bytes(Int32(N), Int32(K))), groups = (N + 15) / 16
-        var packed = [Int8](repeating: 0, count: bytes), sums = [Int32](repeating: 0, count: 16 * groups)
-        values.withUnsafeBufferPointer { w in
-            packed.withUnsafeMutableBufferPointer { p in
-                sums.withUnsafeMutableBufferPointer { s in rt_int8_pack_weight(p.baseAddress, s.baseAddress, w.baseAddress, Int32(N), Int32(K)) }
+        var packed: [Int8], sums: [Int32]
+        switch kind {
+        case .dynamic:
+            let groups = (N + 15) / 16
+            packed = [Int8](repeating: 0, count: Int(rt_int8_packed_bytes(Int32(N), Int32(K))))
+            sums = [Int32](repeating: 0, count: 16 * groups)
+            values.withUnsafeBufferPointer { w in
+                packed.withUnsafeMutableBufferPointer { p in
+                    sums.withUnsafeMutableBufferPointer { s in rt_int8_pack_weight(p.baseAddress, s.baseAddress, w.baseAddress, Int32(N), Int32(K)) }
+                }
             }
+        case .weightOnly:
+            packed = values + [Int8](repeating: 0, count: (4 - values.count % 4) % 4)
+            sums = [0]
         }
-        let weight = Int8Weight(packed: try allocate(bytes / 4, .i32), scales: try allocate(N, .f32), sums: try allocate(16 * groups, .i32),
-                                outFeatures: N, inFeatures: K)
+        let weight = Int8Weight(kind: kind, packed: try allocate(packed.count / 4, .i32), scales: try allocate(N, .f32),
+                                sums: try allocate(sums.count, .i32), outFeatures: N, inFeatures: K)
         packed.withUnsafeBytes { runUpload(weight.packed, $0) }
         scales.withUnsafeBytes { runUpload(weight.scales, $0) }
         sums.withUnsafeBytes { runUpload(weight.sums, $0) }
         return weight
     }
 
-    /// y[rows, N] = x·Wᵀ + bias with x quantized per row to int8 and integer products summed
-    /// exactly; x's rows are `inputStride` (default K) elements apart.
+    /// y[rows, N] = x·Wᵀ + bias: dynamic weights with x quantized per row to int8 and integer
+    /// products summed exactly, weight-only ones in fp32; x's rows are `inputStride` (default K) apart.
     func int8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int? = nil) {
         let (N, K) = (weight.outFeatures, weight.inFeatures), ldx = inputStride ?? K
         precondition(int8Kernels != nil, "int8Linear: this backend has no int8 kernels")

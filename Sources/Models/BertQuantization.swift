@@ -53,7 +53,7 @@ extension BertModel {
             throw CheckpointError("\(name): int8 tensor '\(key)' needs an F32 '\(key)_scale' of shape [\(rows)]")
         }
         let q = try file.int8s(key), scales = try file.floats(key + "_scale")
-        let values = (0..<entry.count).map { Float(q[$0]) * scales[$0 / columns] }
+        let values = dequantizeRowsInt8(q, scales: scales, columns: columns)
         let weight = linear ? try backend.int8Weight(values: q, scales: scales, outFeatures: rows, inFeatures: columns) : nil
         return (values, weight)
     }

@@ -38,6 +38,8 @@ public final class DecoderModel {
     /// RoPE's inverse frequencies [HS/2] on the device (Llama family).
     let inverseFrequencies: Tensor?
     public private(set) var parameters: DecoderParameters!
+    /// int8 weights by DecoderModel.int8Key after quantizeInt8 (DecoderQuantization.swift).
+    public internal(set) var int8Weights: [String: Int8Weight] = [:] { didSet { parameters = makeParameters() } }
 
     public init(config: DecoderConfig, labels: Int = 0, backend: Backend, inference: Bool = false) throws {
         self.config = config
@@ -191,7 +193,7 @@ public final class DecoderModel {
         }
         let V = config.vocabSize, logits = a.headLogits.slice(0, B * V)
         precondition(B <= a.headRows, "lastTokenLogits: more sequences than the head's rows")
-        b.matmul(logits, pooled, headWeight.weight, bias: nil, Gemm(m: B, n: V, k: C, transB: true))
+        headLinear.forward(b, logits, pooled, rows: B)
         return logits
     }
 }
@@ -225,6 +227,11 @@ extension DecoderModel {
             c.family == .gpt2 ? .layer(LayerNorm(weight: parameter(name + ".weight"), bias: parameter(name + ".bias"), eps: eps))
                 : .rms(RMSNorm(weight: parameter(name + ".weight"), eps: eps))
         }
+        func int8(_ linear: Linear) -> Linear {
+            var quantized = linear
+            quantized.int8 = int8Weights[Self.int8Key(linear)]
+            return quantized
+        }
         let layers = (0..<c.layers).map { l -> DecoderLayer in
             switch c.family {
             case .gpt2:
@@ -241,10 +248,16 @@ extension DecoderModel {
                                     gate: linear(n.mlp(l, "gate"), in: C, out: FF), up: linear(n.mlp(l, "up"), in: C, out: FF),
                                     down: linear(n.mlp(l, "down"), in: FF, out: C), index: l)
             }
+        }.map { layer -> DecoderLayer in
+            guard !int8Weights.isEmpty else { return layer }
+            var l = layer
+            (l.query, l.key, l.value, l.output, l.up, l.down) = (int8(l.query), int8(l.key), int8(l.value), int8(l.output), int8(l.up), int8(l.down))
+            l.gate = l.gate.map(int8)
+            return l
         }
         return DecoderParameters(embedTokens: parameter(n.embedTokens), positionEmbeddings: optional(n.positionEmbeddings),
                                  layers: layers, finalNorm: norm(n.finalNorm), lmHead: optional("lm_head.weight"),
-                                 score: labels > 0 ? Linear(weight: parameter("score.weight"), bias: nil, inFeatures: C, outFeatures: labels) : nil)
+                                 score: labels > 0 ? int8(Linear(weight: parameter("score.weight"), bias: nil, inFeatures: C, outFeatures: labels)) : nil)
     }
 }
 

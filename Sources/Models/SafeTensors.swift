@@ -149,7 +149,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard e.dtype == .i8 else {
             throw CheckpointError("\((path as NSString).lastPathComponent): tensor '\(name)' is \(e.dtype.rawValue), expected I8")
         }
-        return bytes(e).map { Int8(bitPattern: $0) }
+        let raw = bytes(e)
+        return [Int8](unsafeUninitializedCapacity: raw.count) { buffer, count in
+            UnsafeMutableRawBufferPointer(buffer).copyMemory(from: raw)
+            count = raw.count
+        }
     }
 
     /// An integer tensor as Int64 (I64, I32, I16, I8, U8).

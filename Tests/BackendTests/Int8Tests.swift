@@ -71,4 +71,31 @@ final class Int8Tests: XCTestCase {
             XCTAssertEqual(backend.floats(y), expected, "\(path): M=\(M) N=\(N) K=\(K)")
         }
     }
+
+    /// Weight-only int8 (decoders): fp32 inputs against the int8 weights as floats, within float
+    /// rounding of a double loop (16-lane partial sums, then the tail; FMA or not by level).
+    func testWeightOnlyInt8LinearMatchesADoubleLoop() throws {
+        let backend = try CPUBackend()
+        var rng = SeededRandom(83)
+        for (M, N, K, withBias) in [(1, 3, 5, true), (1, 49, 576, true), (3, 64, 37, false), (17, 10, 130, true)] {
+            let x = rng.floats(M * K, -4, 4), w = (0..<(N * K)).map { _ in Int8(Int(rng.next() % 255) - 127) }
+            let wscale = rng.floats(N, 0.001, 0.05), bias = withBias ? rng.floats(N, -1, 1) : nil
+            let weight = try XCTUnwrap(try backend.int8Weight(values: w, scales: wscale, outFeatures: N, inFeatures: K, kind: .weightOnly))
+            let y = try backend.zeros(M * N)
+            backend.int8Linear(y, try backend.upload(x), weight: weight, bias: try bias.map { try backend.upload($0) }, rows: M)
+            var expected = [Double](), magnitude = [Double]()
+            for m in 0..<M {
+                for n in 0..<N {
+                    var sum = 0.0, size = 0.0
+                    for k in 0..<K { sum += Double(x[m * K + k]) * Double(w[n * K + k]); size += abs(Double(x[m * K + k]) * Double(w[n * K + k])) }
+                    expected.append(sum * Double(wscale[n]) + Double(bias?[n] ?? 0))
+                    magnitude.append(size * Double(wscale[n]))
+                }
+            }
+            let got = backend.floats(y)
+            for i in got.indices {
+                XCTAssertLessThanOrEqual(abs(Double(got[i]) - expected[i]), 1e-6 * magnitude[i] + 1e-6, "M=\(M) N=\(N) K=\(K) [\(i)]")
+            }
+        }
+    }
 }

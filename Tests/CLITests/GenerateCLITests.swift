@@ -37,6 +37,16 @@ final class GenerateCLITests: XCTestCase {
         XCTAssertTrue(stopped.contains("stopped: stop"), stopped)
     }
 
+    /// --int8 (weight-only int8 on the CPU's kernels) keeps the greedy answer's first sentence.
+    func testInt8WeightsKeepTheGreedyAnswer() throws {
+        let model = try smolLM2()
+        let prompt = "<|im_start|>user\nWhat is the boiling point of water?<|im_end|>\n<|im_start|>assistant\n"
+        let (status, output) = try retort(["generate", "--model", model, "--prompt", prompt, "--max-new-tokens", "20", "--device", "cpu", "--int8"])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("retort: weights quantized to int8 (int8 kernels: "), output)
+        XCTAssertTrue(text(output).hasPrefix("The boiling point of water is approximately 100°C (212°F)."), output)
+    }
+
     func testPromptsFromAFileGiveJSONL() throws {
         let model = try smolLM2()
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-generate-\(UUID().uuidString)")

@@ -38,4 +38,30 @@ final class QuantizationTests: XCTestCase {
         assertClose(int8, dequantized, atol: 0.02 * range, rtol: 0, "int8 vs its dequantized weights in fp32")
         assertClose(int8, float, atol: 0.05 * range, rtol: 0, "int8 vs the float model")
     }
+
+    /// Decoders (generate --int8): weight-only int8 on every Linear and the head; the prefill of a
+    /// short prompt and a decoding step give the logits of the dequantized weights in fp32, up to
+    /// float rounding — and not bit for bit, so the int8 kernels ran.
+    func testWeightOnlyInt8DecodesAsItsDequantizedWeights() throws {
+        for (name, perLayer) in [("llama", 7), ("gpt2", 6)] {
+            let backend = try CPUBackend()
+            let model = try DecoderModel.load(golden.appendingPathComponent("tiny-\(name)").path, backend: backend, inference: true)
+            XCTAssertEqual(try model.quantizeInt8(), backend.int8Kernels)
+            XCTAssertEqual(model.int8Weights.count, perLayer * model.config.layers + 1, "\(name): every Linear and the head")
+            func decode() throws -> [Float] {
+                let a = try DecoderActivations(config: model.config, maxBatch: 1, maxLength: 6, backend: backend, inference: true, headRows: 1)
+                a.load(ids: [3, 1, 4, 1, 5, 9], mask: [1, 1, 1, 1, 1, 1], batch: 1, length: 6, backend: backend)
+                let cache = try KVCache(config: model.config, batch: 1, capacity: 8, backend: backend)
+                let first = model.prefill(a, cache: cache)
+                let buffers = try DecodeBuffers(config: model.config, batch: 1, backend: backend), logits = try backend.zeros(model.config.vocabSize)
+                return first + model.step([2], cache: cache, buffers: buffers, logits: logits)
+            }
+            let int8 = try decode()
+            model.int8Weights = [:]
+            let float = try decode()
+            XCTAssertNotEqual(int8, float, "\(name): the int8 kernels ran")
+            let range = float.map(abs).max() ?? 1
+            assertClose(int8, float, atol: 1e-5 * range, rtol: 1e-5, "\(name): int8 weights vs their dequantized values in fp32")
+        }
+    }
 }

@@ -8,6 +8,8 @@
 //                        wsum[16·⌈N/16⌉] = Σ_k W[n,k] (0 past N)
 //   rt_int8_linear:      y[M,N] (row stride ldy) = fma(float(Σ_k q[m,k]·W[n,k]) · scale[m], wscale[n], bias[n])
 //                        with q, scale the rows of x[M, ldx] quantized here; bias may be NULL (0)
+//   rt_int8_weight_linear: weight-only int8 (activations stay fp32), W[N,K] as stored:
+//                        y[m,n] = fma(Σ_k x[m,k]·float(W[n,k]) (fp32, 16 lanes then the tail), wscale[n], bias[n])
 // Paths, the best the CPU has (capped by RETORT_CPU_LEVEL): AVX-512 VNNI — vpdpbusd on the
 // unsigned q + 128 and W, minus 128·wsum; AVX2 — vpmaddubsw on |W| and q·sign(W) (a pair of
 // products stays below 2¹⁵ because no value is −128), then vpmaddwd; portable C.
@@ -54,6 +56,11 @@ RT_TASK(quantize_task) {
 void rt_quantize_rows_i8(int8_t *q, float *scale, const float *x, int64_t M, int K, int ldx, int ldq) {
     quantize_args a = { .q = q, .scale = scale, .x = x, .M = M, .K = K, .ldx = ldx, .ldq = ldq };
     rt_parallel_for(M, 8, quantize_task, &a);
+}
+
+void rt_dequantize_rows_i8(float *x, const int8_t *q, const float *scale, int64_t M, int K) {
+    for (int64_t m = 0; m < M; m++)
+        for (int k = 0; k < K; k++) x[m * K + k] = (float)q[m * K + k] * scale[m];
 }
 
 int64_t rt_int8_packed_bytes(int N, int K) { return (int64_t)((N + 15) / 16) * ((K + 3) / 4) * 64; }
@@ -137,38 +144,45 @@ __attribute__((target("avx2,fma"))) static void linear_avx2(void *ctx, int64_t p
     }
 }
 
-// AVX-512 VNNI: two panels (32 channels) per item, 8 rows at a time.
+// AVX-512 VNNI: rows m0 … m0+MR−1 against two panels w0, w1 (channels n0 … n0+31; w1 == w0 when
+// there is one panel left): MR·2 accumulators of 16 int32 sums, four inputs per vpdpbusd.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+vnni_block(const linear_args *a, int m0, const int MR, const int8_t *w0, const int8_t *w1, int n0, int panels) {
+    const int32_t *q[8];
+    for (int r = 0; r < MR; r++) q[r] = (const int32_t *)(a->q + (int64_t)(m0 + r) * a->ldq);
+    __m512i acc[8][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+    for (int k4 = 0; k4 < a->K4; k4++) {
+        const __m512i b0 = _mm512_loadu_si512(w0 + k4 * 64), b1 = _mm512_loadu_si512(w1 + k4 * 64);
+        for (int r = 0; r < MR; r++) {
+            const __m512i x = _mm512_set1_epi32(q[r][k4] ^ (int32_t)0x80808080);   // q + 128, unsigned
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, b0);
+            if (panels == 2) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, b1);
+        }
+    }
+    for (int h = 0; h < panels; h++) {
+        const __m512i correction = _mm512_slli_epi32(_mm512_loadu_si512(a->wsum + n0 + 16 * h), 7);   // 128·Σ_k W
+        for (int r = 0; r < MR; r++) {
+            int32_t s[16];
+            _mm512_storeu_si512(s, _mm512_sub_epi32(acc[r][h], correction));
+            for (int c = 0; c < 16 && n0 + 16 * h + c < a->N; c++)
+                a->y[(int64_t)(m0 + r) * a->ldy + n0 + 16 * h + c] = epilogue(a, s[c], m0 + r, n0 + 16 * h + c);
+        }
+    }
+}
+
+// Two panels (32 channels) per item; rows 8 at a time, then 4, then one by one (decoding's one row).
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void linear_vnni(void *ctx, int64_t bb, int64_t be, int thread) {
     (void)thread;
     const linear_args *a = ctx;
     const int P = (a->N + 15) / 16;
     for (int64_t blk = bb; blk < be; blk++) {
-        const int p0 = (int)blk * 2, p1 = p0 + 1 < P ? p0 + 1 : p0;
-        const int8_t *w0 = a->wp + (int64_t)p0 * a->K4 * 64, *w1 = a->wp + (int64_t)p1 * a->K4 * 64;
-        for (int m0 = 0; m0 < a->M; m0 += 8) {
-            const int rows = a->M - m0 < 8 ? a->M - m0 : 8;
-            const int32_t *q[8];
-            for (int r = 0; r < 8; r++) q[r] = (const int32_t *)(a->q + (int64_t)(r < rows ? m0 + r : m0) * a->ldq);
-            __m512i acc[8][2];
-            for (int r = 0; r < 8; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
-            for (int k4 = 0; k4 < a->K4; k4++) {
-                const __m512i b0 = _mm512_loadu_si512(w0 + k4 * 64), b1 = _mm512_loadu_si512(w1 + k4 * 64);
-                for (int r = 0; r < 8; r++) {
-                    const __m512i x = _mm512_set1_epi32(q[r][k4] ^ (int32_t)0x80808080);   // q + 128, unsigned
-                    acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, b0);
-                    acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, b1);
-                }
-            }
-            for (int h = 0; h < 2 && (p0 + h) < P && !(h == 1 && p1 == p0); h++) {
-                const __m512i correction = _mm512_slli_epi32(_mm512_loadu_si512(a->wsum + 16 * (p0 + h)), 7);   // 128·Σ_k W
-                for (int r = 0; r < rows; r++) {
-                    int32_t s[16];
-                    _mm512_storeu_si512(s, _mm512_sub_epi32(acc[r][h], correction));
-                    const int n0 = 16 * (p0 + h);
-                    for (int c = 0; c < 16 && n0 + c < a->N; c++) a->y[(int64_t)(m0 + r) * a->ldy + n0 + c] = epilogue(a, s[c], m0 + r, n0 + c);
-                }
-            }
-        }
+        const int p0 = (int)blk * 2, panels = p0 + 1 < P ? 2 : 1;
+        const int8_t *w0 = a->wp + (int64_t)p0 * a->K4 * 64, *w1 = panels == 2 ? w0 + (int64_t)a->K4 * 64 : w0;
+        int m0 = 0;
+        for (; m0 + 8 <= a->M; m0 += 8) vnni_block(a, m0, 8, w0, w1, 16 * p0, panels);
+        for (; m0 + 4 <= a->M; m0 += 4) vnni_block(a, m0, 4, w0, w1, 16 * p0, panels);
+        for (; m0 < a->M; m0++) vnni_block(a, m0, 1, w0, w1, 16 * p0, panels);
     }
 }
 
@@ -202,4 +216,47 @@ void rt_int8_linear(float *y, int ldy, const float *x, int ldx, int M, int K, co
 #endif
     (void)path;
     rt_parallel_for(P, 1, linear_portable, &a);
+}
+
+typedef struct {
+    float *y;
+    const float *x, *wscale, *bias;
+    const int8_t *W;
+    int M, N, K, ldx, ldy;
+} weight_only_args;
+
+// Four output channels per item; each row of x against their four int8 rows (held in L1 while
+// the rows of x pass), converted to float 16 at a time.
+RT_TASK(weight_only_task) {
+    const weight_only_args *a = ctx;
+    const int K = a->K;
+    for (int64_t item = b; item < e; item++) {
+        const int n0 = (int)item * 4, count = a->N - n0 < 4 ? a->N - n0 : 4;
+        const int8_t *w[4];
+        for (int r = 0; r < 4; r++) w[r] = a->W + (int64_t)(n0 + (r < count ? r : 0)) * K;
+        for (int m = 0; m < a->M; m++) {
+            const float *x = a->x + (int64_t)m * a->ldx;
+            v16 acc[4] = { v16_splat(0), v16_splat(0), v16_splat(0), v16_splat(0) };
+            int k = 0;
+            for (; k + 16 <= K; k += 16) {
+                const v16 xv = v16_load(x + k);
+                for (int r = 0; r < 4; r++) {
+                    vb16 bytes;
+                    memcpy(&bytes, w[r] + k, 16);
+                    acc[r] += xv * __builtin_convertvector(bytes, v16);
+                }
+            }
+            for (int r = 0; r < count; r++) {
+                float sum = v16_sum(acc[r]);
+                for (int j = k; j < K; j++) sum += x[j] * (float)w[r][j];
+                a->y[(int64_t)m * a->ldy + n0 + r] = fmaf(sum, a->wscale[n0 + r], a->bias ? a->bias[n0 + r] : 0.0f);
+            }
+        }
+    }
+}
+
+void rt_int8_weight_linear(float *y, int ldy, const float *x, int ldx, int M, int K, const int8_t *W, const float *wscale,
+                           const float *bias, int N) {
+    weight_only_args a = { .y = y, .x = x, .wscale = wscale, .bias = bias, .W = W, .M = M, .N = N, .K = K, .ldx = ldx, .ldy = ldy };
+    rt_parallel_for((N + 3) / 4, 16, weight_only_task, &a);
 }

@@ -49,6 +49,8 @@ void rt_split_gemm(rt_sgemm_fn gemm, int trans_b, int M, int N, int K, float alp
 // Symmetric int8 in [−127, 127]: q[M, ldq] (columns K … ldq−1 zero), scale[M] = max|x[m,:]|/127,
 // q = round-half-even(x·127/max|x|) — per row of activations, or per output channel of a weight.
 void rt_quantize_rows_i8(int8_t *q, float *scale, const float *x, int64_t M, int K, int ldx, int ldq);
+// x[M,K] = q[m,k]·scale[m] (the values a quantized row stands for).
+void rt_dequantize_rows_i8(float *x, const int8_t *q, const float *scale, int64_t M, int K);
 // W[N,K] int8 re-laid for rt_int8_linear (wp: rt_int8_packed_bytes(N, K) bytes; wsum: 16·⌈N/16⌉ int32).
 int64_t rt_int8_packed_bytes(int N, int K);
 void rt_int8_pack_weight(int8_t *wp, int32_t *wsum, const int8_t *W, int N, int K);
@@ -56,6 +58,9 @@ void rt_int8_pack_weight(int8_t *wp, int32_t *wsum, const int8_t *W, int N, int 
 // x[M, ldx] quantized by rt_quantize_rows_i8 first; bias may be NULL. Exact int32 sums on every path.
 void rt_int8_linear(float *y, int ldy, const float *x, int ldx, int M, int K, const int8_t *wp, const float *wscale,
                     const int32_t *wsum, const float *bias, int N);
+// Weight-only int8: y[M,N] = fma(Σ_k x[m,k]·W[n,k] in fp32, wscale[n], bias[n]); W[N,K] int8 as stored.
+void rt_int8_weight_linear(float *y, int ldy, const float *x, int ldx, int M, int K, const int8_t *W, const float *wscale,
+                           const float *bias, int N);
 // The path rt_int8_linear takes here: "avx512-vnni", "avx2" or "portable".
 const char *rt_int8_path(void);
 
