@@ -3,7 +3,7 @@
 // backend-check executable and `retort backend-check` (the one binary scripts/gpu-check carries
 // to a GPU machine, where there is no Swift) run them here.
 //   backend-check [--backend cuda|cpu] [--precision fp32|tf32|bf16|fp16] [--golden DIR] [--assets DIR] [--minilm full|logits] [--filter TEXT | --case NAME | --list]
-// Exit status 0: every check passed (or was skipped, and says so); 1: a check failed; 2: usage.
+// Exit status 0: every check passed (or was skipped, and says so), or --help; 1: a check failed; 2: usage.
 import Backend
 import Foundation
 
@@ -33,7 +33,7 @@ public enum BackendCheck {
         var arguments = arguments
         while !arguments.isEmpty {
             let flag = arguments.removeFirst()
-            guard flag != "-h" && flag != "--help" else { print(usage); return 2 }
+            guard flag != "-h" && flag != "--help" else { print(usage); return 0 }
             if flag == "--list" {   // before any device is touched: gpu-check runs each case in its own process
                 for c in Conformance.cases(for: precision) { print(c.name) }
                 if precision.halfType == nil { print("models") }

@@ -6,14 +6,14 @@ import XCTest
 
 final class CommandsCLITests: TinyRunTestCase {
     func testHelpTextsHaveNoStrayBackslashesOrBrokenExampleLines() throws {
-        for command in ["finetune", "distill", "eval", "predict", "compare", "tokenize", "devices"] {
+        for command in ["finetune", "distill", "eval", "predict", "compare", "tokenize", "devices", "quantize"] {
             let (status, output) = try retort([command, "--help"], environment: ["COLUMNS": "80"])
             XCTAssertEqual(status, 0, output)
             let lines = output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             var inExample = false
             for (i, line) in lines.enumerated() {
                 let trimmed = line.trimmingCharacters(in: .whitespaces), indented = line.hasPrefix("  ")
-                if indented && trimmed.hasPrefix("retort \(command)") { inExample = true }
+                if indented && trimmed.hasPrefix("retort ") { inExample = true }
                 if inExample {
                     // Every line of an example stays indented: one the terminal width wrapped would not.
                     XCTAssertTrue(indented, "\(command): an example line broken by wrapping: \(line)")
