@@ -87,7 +87,7 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool
         let temporary = NSTemporaryDirectory() + "retort-perf-int8-\(ProcessInfo.processInfo.processIdentifier)"
         defer { try? FileManager.default.removeItem(atPath: temporary) }
         try model.saveQuantized(folder: temporary)
-        let int8 = try BertModel.load(folder: temporary, labels: 2, backend: backend)
+        let int8 = try BertModel.load(folder: temporary, labels: 2, backend: backend, inference: true)
         let (a, fp32) = (try randomBatch(int8, 1, 32), try batch(1, 32))
         let run: () -> Void = { int8.forward(a) }
         list.append(Workload(name: int8Names.hiddenFP32, unit: "ms", work: 0, warmup: 3, reps: 4 * reps, run: { _ = model.forward(fp32) }, hidden: true))

@@ -5,10 +5,11 @@ import Backend
 import Foundation
 
 extension BertModel {
-    /// Reads folder/config.json and folder/model.safetensors into a new model.
-    public static func load(folder: String, labels: Int? = nil, backend: Backend, seed: UInt64 = 42) throws -> BertModel {
+    /// Reads folder/config.json and folder/model.safetensors into a new model (`inference`: without
+    /// gradients; a quantized model's int8 layers need it).
+    public static func load(folder: String, labels: Int? = nil, backend: Backend, seed: UInt64 = 42, inference: Bool = false) throws -> BertModel {
         let config = try BertConfig(path: (folder as NSString).appendingPathComponent("config.json"))
-        let model = try BertModel(config: config, labels: labels ?? config.numLabels, backend: backend)
+        let model = try BertModel(config: config, labels: labels ?? config.numLabels, backend: backend, inference: inference)
         try model.loadWeights((folder as NSString).appendingPathComponent("model.safetensors"), seed: seed)
         return model
     }
@@ -55,7 +56,8 @@ extension BertModel {
             }
             if stored.dtype == .i8 {
                 guard int8Names.contains(entry.name) else { throw CheckpointError("\(fileName): tensor '\(key)' is I8, which Retort stores only for linear weights and word embeddings") }
-                let (values, weight) = try loadInt8(file, key: key, entry: entry, linear: entry.name != wordEmbeddings)
+                // A model that trains keeps the dequantized values only: int8 layers have no backward.
+                let (values, weight) = try loadInt8(file, key: key, entry: entry, linear: !trains && entry.name != wordEmbeddings)
                 values.withUnsafeBytes { backend.upload(layout.view(weights, entry.name), $0) }
                 int8[entry.name] = weight
                 continue
@@ -70,6 +72,7 @@ extension BertModel {
     public func save(folder: String, id2label: [Int: String]? = nil) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var config = self.config
+        config.quantization = nil   // float weights (a quantized model writes saveQuantized)
         if let id2label { config.id2label = id2label }
         if config.id2label.isEmpty { config.id2label = Dictionary(uniqueKeysWithValues: (0..<labels).map { ($0, "LABEL_\($0)") }) }
         let all = backend.floats(try mergedWeights())

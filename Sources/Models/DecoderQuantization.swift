@@ -29,6 +29,7 @@ extension DecoderModel {
     }
 
     /// Quantizes every Linear and the head to int8 (per output channel, symmetric) for inference.
+    /// With tied embeddings the token embeddings are the head, so they take the dequantized values too.
     /// Returns the int8 path, or nil where the backend has none (then only the weights' values change).
     @discardableResult
     public func quantizeInt8() throws -> String? {

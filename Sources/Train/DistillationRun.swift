@@ -65,6 +65,9 @@ public final class DistillationRun: TrainingRecipe {
         let c = configuration, t = c.training, folder = RunFolder(c.output), stages = c.runStages, epochs = try c.stageEpochs()
         let seed = t.options.seed
         let teacher = try Classifier.load(folder: c.teacher, maxLength: t.maxLength, backend: backend, seed: seed, inference: true)
+        if let method = teacher.model.config.quantization {
+            throw InvalidSetting("the teacher \(c.teacher) is quantized (\(method)); distil from the float model it came from")
+        }
         let data = try LabelledData.load(c.data, seed: seed, names: teacher.labelNames)
         let student = try Distillation.makeStudent(teacher: teacher, teacherFolder: c.teacher, initFrom: c.studentInit, layers: c.studentLayers,
                                                    backend: backend, seed: seed)

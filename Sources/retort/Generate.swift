@@ -37,7 +37,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Sampling seed.") var seed: UInt64 = 0
     @Option(name: .long, help: "Stop when the text contains this string (repeatable; the string is not printed).") var stop: [String] = []
     @Option(name: .long, help: "With --input: prompts generated together.") var batchSize = 8
-    @Flag(name: .long, help: "Quantize the weights to int8 at load (per output channel; the CPU's int8 kernels, inputs quantized per row): about 4× fewer weight bytes a token, slightly different logits.")
+    @Flag(name: .long, help: "Quantize every linear layer and the LM head to int8 at load (weight-only: one scale per output channel, fp32 inputs; tied token embeddings take the dequantized values too): about 4× fewer weight bytes a decoded token on the CPU, slightly different logits.")
     var int8 = false
     @OptionGroup var device: DeviceOptions
 
@@ -65,7 +65,8 @@ struct GenerateCommand: ParsableCommand {
         guard decoder.labels == 0 else { throw UserError(description: "\(model): a classifier, not a language model") }
         if int8 {
             let kernels = try decoder.quantizeInt8()
-            printError("retort: weights quantized to int8 " + (kernels.map { "(int8 kernels: \($0))" } ?? "(no int8 kernels on \(backend.kind.rawValue): the dequantized weights run in fp32)"))
+            printError("retort: \(decoder.int8Weights.count) layers quantized to int8, weight-only "
+                       + (kernels != nil ? "(the CPU's int8 kernels)" : "(no int8 kernels on \(backend.kind.rawValue): the dequantized weights run in fp32)"))
         }
         let tokenizer = try DecoderTokenizer(model: path, config: decoder.config)
         let template = chat ? try tokenizer.chatTemplate(model: model) : nil

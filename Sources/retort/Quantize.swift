@@ -32,7 +32,8 @@ struct QuantizeCommand: ParsableCommand {
     }
 
     func quantize() throws {
-        let source = expand(model), destination = expand(out), files = FileManager.default
+        let source = (expand(model) as NSString).standardizingPath, destination = (expand(out) as NSString).standardizingPath
+        let files = FileManager.default
         guard files.fileExists(atPath: (source as NSString).appendingPathComponent("config.json")) else {
             throw UserError(description: "--model \(model): no config.json there (a fine-tuned classifier folder)")
         }
@@ -48,7 +49,8 @@ struct QuantizeCommand: ParsableCommand {
         let start = Date()
         let classifier = try Classifier.load(folder: source, maxLength: min(128, config.maxPositions), backend: backend, inference: true)
         // Written into a temporary folder beside the output, then renamed: never half a model.
-        let partial = destination + ".partial-\(ProcessInfo.processInfo.processIdentifier)"
+        let partial = ((destination as NSString).deletingLastPathComponent as NSString)
+            .appendingPathComponent(".\((destination as NSString).lastPathComponent).partial-\(ProcessInfo.processInfo.processIdentifier)")
         try? files.removeItem(atPath: partial)
         do {
             try classifier.model.saveQuantized(folder: partial,

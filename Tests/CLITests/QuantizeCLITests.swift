@@ -46,6 +46,14 @@ final class QuantizeCLITests: TinyRunTestCase {
             XCTAssertEqual(lines.count, 1, output)
             XCTAssertTrue(output.contains(message), "\(arguments): \(output)")
         }
-        for suffix in ["2", "3", "4", "5"] { XCTAssertFalse(FileManager.default.fileExists(atPath: out + suffix), suffix) }
+        let (distilled, refusal) = try retort(["distill", "--teacher", out, "--train", data, "--out", out + "6", "--max-length", "16", "--threads", "1", "--device", "cpu"])
+        XCTAssertNotEqual(distilled, 0, refusal)
+        XCTAssertTrue(refusal.contains("is quantized (int8-dynamic); distil from the float model it came from"), refusal)
+        for suffix in ["2", "3", "4", "5", "6"] { XCTAssertFalse(FileManager.default.fileExists(atPath: out + suffix), suffix) }
+        // A trailing slash names the same folder, and nothing is left beside it.
+        let (slashed, made) = try retort(["quantize", "--model", teacher, "--out", work.appendingPathComponent("int8b").path + "/"])
+        XCTAssertEqual(slashed, 0, made)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: work.appendingPathComponent("int8b/model.safetensors").path))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: work.path).filter { $0.contains("partial") }, [])
     }
 }

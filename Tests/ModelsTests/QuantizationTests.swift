@@ -21,8 +21,12 @@ final class QuantizationTests: XCTestCase {
             let key = BertModel.fileName(e.name, prefix: "bert.")
             XCTAssertEqual(try file.entry(key).dtype, quantized.contains(e.name) ? .i8 : .f32, key)
         }
-        let model = try BertModel.load(folder: folder, labels: source.labels, backend: backend)
+        let model = try BertModel.load(folder: folder, labels: source.labels, backend: backend, inference: true)
         XCTAssertEqual(model.config.quantization, BertModel.int8Method)
+        // A model that trains reads the same file as its dequantized values only (int8 layers have no backward).
+        let training = try BertModel.load(folder: folder, labels: source.labels, backend: backend)
+        XCTAssertTrue(training.int8Weights.isEmpty)
+        XCTAssertEqual(backend.floats(training.weights), backend.floats(model.weights))
         XCTAssertEqual(Set(model.int8Weights.keys), quantized.subtracting(["embeddings.word_embeddings.weight"]))
         // Dequantized exactly: the int8 values times their row's scale.
         let name = "encoder.layer.1.intermediate.dense.weight", e = try XCTUnwrap(source.layout.entry(name))

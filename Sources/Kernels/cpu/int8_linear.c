@@ -112,35 +112,47 @@ static void linear_portable(void *ctx, int64_t pb, int64_t pe, int thread) {
 }
 
 #if defined(__x86_64__)
-// AVX2: a panel per item, 4 rows at a time; the two ymm halves are channels 0–7 and 8–15.
+// Four int8 inputs of row r at column 4·k4, as one int32 (read byte-wise: q is int8 memory).
+static inline int32_t four(const int8_t *q, int k4) {
+    int32_t v;
+    memcpy(&v, q + 4 * k4, 4);
+    return v;
+}
+
+// AVX2: rows m0 … m0+MR−1 against one panel (channels n0 … n0+15; the ymm halves are channels
+// 0–7 and 8–15), MR·2 accumulators of 8 int32 sums.
+__attribute__((target("avx2,fma"), always_inline)) static inline void avx2_block(const linear_args *a, int m0, const int MR, const int8_t *w, int n0) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int8_t *q[4];
+    for (int r = 0; r < MR; r++) q[r] = a->q + (int64_t)(m0 + r) * a->ldq;
+    __m256i acc[4][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    for (int k4 = 0; k4 < a->K4; k4++) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + k4 * 64)), w1 = _mm256_loadu_si256((const __m256i *)(w + k4 * 64 + 32));
+        const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+        for (int r = 0; r < MR; r++) {
+            const __m256i x = _mm256_set1_epi32(four(q[r], k4));
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(x, w0)), ones));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(x, w1)), ones));
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        int32_t s[16];
+        _mm256_storeu_si256((__m256i *)s, acc[r][0]);
+        _mm256_storeu_si256((__m256i *)(s + 8), acc[r][1]);
+        for (int c = 0; c < 16 && n0 + c < a->N; c++) a->y[(int64_t)(m0 + r) * a->ldy + n0 + c] = epilogue(a, s[c], m0 + r, n0 + c);
+    }
+}
+
+// A panel per item; rows 4 at a time, then one by one.
 __attribute__((target("avx2,fma"))) static void linear_avx2(void *ctx, int64_t pb, int64_t pe, int thread) {
     (void)thread;
     const linear_args *a = ctx;
-    const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t p = pb; p < pe; p++) {
         const int8_t *w = a->wp + p * a->K4 * 64;
-        for (int m0 = 0; m0 < a->M; m0 += 4) {
-            const int rows = a->M - m0 < 4 ? a->M - m0 : 4;
-            const int32_t *q[4];
-            for (int r = 0; r < 4; r++) q[r] = (const int32_t *)(a->q + (int64_t)(r < rows ? m0 + r : m0) * a->ldq);
-            __m256i acc[4][2];
-            for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-            for (int k4 = 0; k4 < a->K4; k4++) {
-                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + k4 * 64)), w1 = _mm256_loadu_si256((const __m256i *)(w + k4 * 64 + 32));
-                const __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
-                for (int r = 0; r < 4; r++) {
-                    const __m256i x = _mm256_set1_epi32(q[r][k4]);
-                    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(x, w0)), ones));
-                    acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(x, w1)), ones));
-                }
-            }
-            for (int r = 0; r < rows; r++) {
-                int32_t s[16];
-                _mm256_storeu_si256((__m256i *)s, acc[r][0]);
-                _mm256_storeu_si256((__m256i *)(s + 8), acc[r][1]);
-                for (int c = 0; c < 16 && 16 * p + c < a->N; c++) a->y[(int64_t)(m0 + r) * a->ldy + 16 * p + c] = epilogue(a, s[c], m0 + r, (int)(16 * p + c));
-            }
-        }
+        int m0 = 0;
+        for (; m0 + 4 <= a->M; m0 += 4) avx2_block(a, m0, 4, w, (int)p * 16);
+        for (; m0 < a->M; m0++) avx2_block(a, m0, 1, w, (int)p * 16);
     }
 }
 
@@ -148,14 +160,14 @@ __attribute__((target("avx2,fma"))) static void linear_avx2(void *ctx, int64_t p
 // there is one panel left): MR·2 accumulators of 16 int32 sums, four inputs per vpdpbusd.
 __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
 vnni_block(const linear_args *a, int m0, const int MR, const int8_t *w0, const int8_t *w1, int n0, int panels) {
-    const int32_t *q[8];
-    for (int r = 0; r < MR; r++) q[r] = (const int32_t *)(a->q + (int64_t)(m0 + r) * a->ldq);
+    const int8_t *q[8];
+    for (int r = 0; r < MR; r++) q[r] = a->q + (int64_t)(m0 + r) * a->ldq;
     __m512i acc[8][2];
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
     for (int k4 = 0; k4 < a->K4; k4++) {
         const __m512i b0 = _mm512_loadu_si512(w0 + k4 * 64), b1 = _mm512_loadu_si512(w1 + k4 * 64);
         for (int r = 0; r < MR; r++) {
-            const __m512i x = _mm512_set1_epi32(q[r][k4] ^ (int32_t)0x80808080);   // q + 128, unsigned
+            const __m512i x = _mm512_set1_epi32(four(q[r], k4) ^ (int32_t)0x80808080);   // q + 128, unsigned
             acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, b0);
             if (panels == 2) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, b1);
         }
