@@ -252,6 +252,8 @@ RT_TASK(weight_only_task) {
             int k = 0;
             for (; k + 16 <= K; k += 16) {
                 const v16 xv = v16_load(x + k);
+                if ((k & 63) == 0)   // the next block of channels' rows, a line at a time, ahead of use
+                    for (int r = 0; r < 4; r++) __builtin_prefetch(w[r] + 4 * (int64_t)K + k);
                 for (int r = 0; r < 4; r++) {
                     vb16 bytes;
                     memcpy(&bytes, w[r] + k, 16);
