@@ -90,7 +90,11 @@ public enum PerfCommand {
         for w in workloads where !w.hidden && !asked.contains(w.name) && options.filter == nil {
             FileHandle.standardError.write(Data("Perf: internal: \(w.name) is built without asking the filter\n".utf8))
         }
-        if let filter = options.filter { workloads = workloads.filter { $0.name.contains(filter) } }
+        // A kept workload's comparison (compareTo) is measured too, even when the filter leaves it out.
+        if let filter = options.filter {
+            let compared = Set(workloads.filter { $0.name.contains(filter) }.compactMap(\.compareTo))
+            workloads = workloads.filter { $0.name.contains(filter) || compared.contains($0.name) }
+        }
         if backend.kind == .cuda, backend.precision != .fp32 {   // the references in the same type (TF32, or autocast)
             for i in workloads.indices where workloads[i].spec.map({ sixteenBitReferences.contains($0["op"] as? String ?? "") }) ?? false {
                 workloads[i].spec!["precision"] = backend.precision.rawValue

@@ -56,4 +56,23 @@ final class QuantizeCLITests: TinyRunTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: work.appendingPathComponent("int8b/model.safetensors").path))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: work.path).filter { $0.contains("partial") }, [])
     }
+
+    /// A backend without int8 kernels (CUDA, here the emulated device) runs the dequantized
+    /// weights in fp32: its predictions are the CPU int8 model's, within the activations' rounding.
+    func testWithoutInt8KernelsTheDequantizedWeightsRun() throws {
+        let out = work.appendingPathComponent("int8").path
+        XCTAssertEqual(try retort(["quantize", "--model", teacher, "--out", out]).0, 0)
+        func eval(_ device: String, _ environment: [String: String]) throws -> [String: Any] {
+            let (status, output) = try retort(["eval", "--model", out, "--data", data, "--text-column", "text", "--label-column", "label",
+                                               "--json", "--device", device, "--max-length", "16"], environment: environment)
+            XCTAssertEqual(status, 0, output)
+            let line = try XCTUnwrap(output.split(separator: "\n").first { $0.hasPrefix("{") }, output)
+            return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        }
+        let (cpu, cuda) = (try eval("cpu", [:]), try eval("cuda", try emulatedCUDA()))
+        let (a, b) = (try XCTUnwrap(cpu["accuracy"] as? Double), try XCTUnwrap(cuda["accuracy"] as? Double))
+        XCTAssertLessThanOrEqual(abs(a - b), 3.0 / 96, "CPU int8 \(a), emulated CUDA on dequantized weights \(b)")
+        XCTAssertEqual(try XCTUnwrap(cpu["loss"] as? Double), try XCTUnwrap(cuda["loss"] as? Double), accuracy: 0.02)
+    }
 }
+
