@@ -78,7 +78,6 @@ public extension Backend {
     /// products summed exactly, weight-only ones in fp32; x's rows are `inputStride` (default K) apart.
     func int8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int? = nil) {
         let (N, K) = (weight.outFeatures, weight.inFeatures), ldx = inputStride ?? K
-        precondition(int8Kernels != nil, "int8Linear: this backend has no int8 kernels")
         precondition(y.count >= rows * N && (rows == 0 || x.count >= (rows - 1) * ldx + K) && ldx >= K,
                      "int8Linear: y or x is too small for \(rows) rows of \(K) → \(N)")
         precondition(bias.map { $0.count == N } ?? true, "int8Linear: bias is not \(N)")

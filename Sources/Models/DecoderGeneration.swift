@@ -100,7 +100,7 @@ extension DecoderModel {
             layer.decode(b, d, x: d.x, out: d.x, cache: cache, config: c, inverseFrequencies: inverseFrequencies)
         }
         P.finalNorm.forward(b, d.h, mean: d.mean, rstd: d.rstd, d.x, rows: B, channels: C)
-        headLinear.forward(b, logits, d.h, rows: B)
+        P.head.forward(b, logits, d.h, rows: B)
         cache.lengths = cache.lengths.map { $0 + 1 }
         return b.floats(logits)
     }

@@ -177,7 +177,7 @@ public final class DecoderModel {
     static func embeddingDropoutSeed(_ seed: UInt64) -> UInt64 { seed &* 0x9E37_79B9 }
 
     /// The language-model head's weight [V, C]: lm_head, or the token embeddings when tied.
-    var headWeight: Parameter { parameters.lmHead ?? parameters.embedTokens }
+    var headWeight: Parameter { parameters.head.weight }
 
     /// Logits [B, V] (language model) or [B, labels] (classifier) at each sequence's last real
     /// token, from the last forward.
@@ -193,7 +193,7 @@ public final class DecoderModel {
         }
         let V = config.vocabSize, logits = a.headLogits.slice(0, B * V)
         precondition(B <= a.headRows, "lastTokenLogits: more sequences than the head's rows")
-        headLinear.forward(b, logits, pooled, rows: B)
+        parameters.head.forward(b, logits, pooled, rows: B)
         return logits
     }
 }
@@ -205,6 +205,8 @@ public struct DecoderParameters {
     public var layers: [DecoderLayer]
     public var finalNorm: Norm
     public var lmHead: Parameter?               // untied heads
+    /// The LM head as a Linear [V, C]: lm_head, or the tied token embeddings (with its int8 weight, if any).
+    public var head: Linear
     public var score: Linear?                   // classification
 
     /// Whether backward goes on into the embeddings.
@@ -255,8 +257,10 @@ extension DecoderModel {
             l.gate = l.gate.map(int8)
             return l
         }
-        return DecoderParameters(embedTokens: parameter(n.embedTokens), positionEmbeddings: optional(n.positionEmbeddings),
-                                 layers: layers, finalNorm: norm(n.finalNorm), lmHead: optional("lm_head.weight"),
+        let lmHead = optional("lm_head.weight"), embedTokens = parameter(n.embedTokens)
+        return DecoderParameters(embedTokens: embedTokens, positionEmbeddings: optional(n.positionEmbeddings),
+                                 layers: layers, finalNorm: norm(n.finalNorm), lmHead: lmHead,
+                                 head: int8(Linear(weight: lmHead ?? embedTokens, bias: nil, inFeatures: C, outFeatures: c.vocabSize)),
                                  score: labels > 0 ? int8(Linear(weight: parameter("score.weight"), bias: nil, inFeatures: C, outFeatures: labels)) : nil)
     }
 }

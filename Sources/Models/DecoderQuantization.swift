@@ -18,14 +18,7 @@ extension DecoderModel {
         let P = parameters!
         var list: [Linear] = []
         for layer in P.layers { list += [layer.query, layer.key, layer.value, layer.output, layer.up, layer.down] + (layer.gate.map { [$0] } ?? []) }
-        return list + (labels > 0 ? [P.score!] : [headLinear])
-    }
-
-    /// The LM head as a Linear [V, C] (lm_head, or the tied token embeddings).
-    var headLinear: Linear {
-        var head = Linear(weight: headWeight, bias: nil, inFeatures: config.hiddenSize, outFeatures: config.vocabSize)
-        head.int8 = int8Weights[Self.int8Key(head)]
-        return head
+        return list + (labels > 0 ? [P.score!] : [P.head])
     }
 
     /// Quantizes every Linear and the head to int8 (per output channel, symmetric) for inference.

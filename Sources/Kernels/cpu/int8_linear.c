@@ -199,18 +199,30 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void linear_vnni(v
 }
 
 static int has_vnni(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+    static int known = -1;   // a property of the CPU: asked once
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+    }
+    return known;
 }
 #endif
 
-const char *rt_int8_path(void) {
+enum int8_path { INT8_PORTABLE, INT8_AVX2, INT8_VNNI };
+
+// The path for the CPU level in effect (RETORT_CPU_LEVEL caps it).
+static enum int8_path int8_path(void) {
 #if defined(__x86_64__)
-    int level = rt_cpu_level();
-    if (level >= 4 && has_vnni()) return "avx512-vnni";
-    if (level >= 3) return "avx2";
+    const int level = rt_cpu_level();
+    if (level >= 4 && has_vnni()) return INT8_VNNI;
+    if (level >= 3) return INT8_AVX2;
 #endif
-    return "portable";
+    return INT8_PORTABLE;
+}
+
+const char *rt_int8_path(void) {
+    static const char *const names[] = { "portable", "avx2", "avx512-vnni" };
+    return names[int8_path()];
 }
 
 void rt_int8_linear(float *y, int ldy, const float *x, int ldx, int M, int K, const int8_t *wp, const float *wscale,
@@ -221,13 +233,13 @@ void rt_int8_linear(float *y, int ldy, const float *x, int ldx, int M, int K, co
     rt_quantize_rows_i8(q, scale, x, M, K, ldx, ldq);
     linear_args a = { .y = y, .q = q, .wp = wp, .scale = scale, .wscale = wscale, .bias = bias, .wsum = wsum,
                       .M = M, .N = N, .K4 = K4, .ldq = ldq, .ldy = ldy };
-    const char *path = rt_int8_path();
+    switch (int8_path()) {
 #if defined(__x86_64__)
-    if (path[0] == 'a' && path[3] == '5') { rt_parallel_for((P + 1) / 2, 1, linear_vnni, &a); return; }
-    if (path[0] == 'a') { rt_parallel_for(P, 1, linear_avx2, &a); return; }
+    case INT8_VNNI: rt_parallel_for((P + 1) / 2, 1, linear_vnni, &a); return;
+    case INT8_AVX2: rt_parallel_for(P, 1, linear_avx2, &a); return;
 #endif
-    (void)path;
-    rt_parallel_for(P, 1, linear_portable, &a);
+    default: rt_parallel_for(P, 1, linear_portable, &a);
+    }
 }
 
 typedef struct {
