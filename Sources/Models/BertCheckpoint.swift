@@ -30,6 +30,9 @@ extension BertModel {
         return prefix + mapped
     }
 
+    /// The name parameter `name` has in HF's files (model.safetensors), e.g. "bert.embeddings.word_embeddings.weight".
+    public func checkpointName(_ name: String) -> String { Self.fileName(name, prefix: filePrefix, family: config.family) }
+
     /// "bert." or "mpnet.": the prefix HF's *ForSequenceClassification files use.
     var filePrefix: String { config.family.rawValue + "." }
 

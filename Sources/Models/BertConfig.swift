@@ -34,6 +34,9 @@ public struct BertConfig: Sendable {
     static let quantizationKey = "retort_quantization"
 
     public var headSize: Int { hiddenSize / heads }
+    /// The longest input, specials included: max_position_embeddings, less MPNet's padding_idx + 1
+    /// (its positions start there).
+    public var maxTokens: Int { family == .mpnet ? maxPositions - padTokenId - 1 : maxPositions }
     public var numLabels: Int { max(id2label.count, 2) }
 
     private final class Box: @unchecked Sendable { let value: [String: Any]; init(_ v: [String: Any]) { value = v } }

@@ -6,11 +6,11 @@
 import Backend
 import Foundation
 
-enum RelativePosition {
+public enum RelativePosition {
     /// HF's MPNet relative_position_bucket (max_distance 128), in float32 as torch computes it:
     /// keys at or before the query in the lower half, keys after it in the upper half; exact for
     /// |distance| < buckets/4, then log-spaced up to maxDistance.
-    static func bucket(_ relative: Int, buckets: Int, maxDistance: Int = 128) -> Int {
+    public static func bucket(_ relative: Int, buckets: Int, maxDistance: Int = 128) -> Int {
         let half = buckets / 2
         var n = -relative
         var result = n < 0 ? half : 0

@@ -24,7 +24,7 @@ public func loadTextClassifier(folder: String, maxLength: Int?, backend: Backend
     if FineTuningRun.isDecoder(folder) {
         return try DecoderClassifier.load(folder: folder, maxLength: maxLength, backend: backend)
     }
-    let length = try maxLength ?? min(128, BertConfig(path: (folder as NSString).appendingPathComponent("config.json")).maxPositions)
+    let length = try maxLength ?? min(128, BertConfig(path: (folder as NSString).appendingPathComponent("config.json")).maxTokens)
     return try Classifier.load(folder: folder, maxLength: length, backend: backend, inference: true)
 }
 
@@ -75,8 +75,10 @@ public final class Classifier: TextClassifier {
         // A head trained for other labels is not reused: a new one starts as HF initialises it.
         try model.loadWeights((folder as NSString).appendingPathComponent("model.safetensors"), seed: seed,
                               freshHead: stored != nil && stored != names)
-        guard maxLength <= config.maxPositions else {
-            throw InvalidSetting("\(Setting.maxLength) \(maxLength) exceeds the model's max_position_embeddings \(config.maxPositions)")
+        guard maxLength <= config.maxTokens else {
+            let limit = config.family == .mpnet ? "\(config.maxTokens) tokens (max_position_embeddings \(config.maxPositions) less padding_idx + 1)"
+                : "max_position_embeddings \(config.maxPositions)"
+            throw InvalidSetting("\(Setting.maxLength) \(maxLength) exceeds the model's \(limit)")
         }
         return Classifier(model: model, tokenizer: tokenizer, labelNames: names, maxLength: maxLength)
     }

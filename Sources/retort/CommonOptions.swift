@@ -171,3 +171,35 @@ func duration(_ seconds: Double) -> String {
     let s = Int(seconds.rounded())
     return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
 }
+
+/// Makes the new folder `destination` (a path already expanded) by `fill`, which writes into a
+/// temporary folder beside it that is renamed into place afterwards: nobody ever sees half a model.
+func writeNewFolder(_ destination: String, _ fill: (_ partial: String) throws -> Void) throws {
+    let files = FileManager.default
+    let partial = ((destination as NSString).deletingLastPathComponent as NSString)
+        .appendingPathComponent(".\((destination as NSString).lastPathComponent).partial-\(ProcessInfo.processInfo.processIdentifier)")
+    try? files.removeItem(atPath: partial)
+    do {
+        try files.createDirectory(atPath: partial, withIntermediateDirectories: true)
+        try fill(partial)
+        try files.moveItem(atPath: partial, toPath: destination)
+    } catch {
+        try? files.removeItem(atPath: partial)
+        throw error
+    }
+}
+
+/// Copies a classifier folder's tokenizer files (those it has) into `folder`.
+func copyTokenizerFiles(from source: String, to folder: String) throws {
+    for name in ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+        let from = (source as NSString).appendingPathComponent(name)
+        if FileManager.default.fileExists(atPath: from) {
+            try FileManager.default.copyItem(atPath: from, toPath: (folder as NSString).appendingPathComponent(name))
+        }
+    }
+}
+
+/// The size of a file in MB (0 when it cannot be read).
+func megabytes(_ path: String) -> Double {
+    Double((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) / 1e6
+}

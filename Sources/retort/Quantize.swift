@@ -47,28 +47,14 @@ struct QuantizeCommand: ParsableCommand {
         guard config.quantization == nil else { throw UserError(description: "--model \(model) is already quantized (\(config.quantization!))") }
         let backend = try CPUBackend()
         let start = Date()
-        let classifier = try Classifier.load(folder: source, maxLength: min(128, config.maxPositions), backend: backend, inference: true)
-        // Written into a temporary folder beside the output, then renamed: never half a model.
-        let partial = ((destination as NSString).deletingLastPathComponent as NSString)
-            .appendingPathComponent(".\((destination as NSString).lastPathComponent).partial-\(ProcessInfo.processInfo.processIdentifier)")
-        try? files.removeItem(atPath: partial)
-        do {
+        let classifier = try Classifier.load(folder: source, maxLength: min(128, config.maxTokens), backend: backend, inference: true)
+        try writeNewFolder(destination) { partial in
             try classifier.model.saveQuantized(folder: partial,
                                                id2label: Dictionary(uniqueKeysWithValues: classifier.labelNames.enumerated().map { ($0, $1) }))
-            for name in ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
-                let from = (source as NSString).appendingPathComponent(name)
-                if files.fileExists(atPath: from) { try files.copyItem(atPath: from, toPath: (partial as NSString).appendingPathComponent(name)) }
-            }
-            try files.moveItem(atPath: partial, toPath: destination)
-        } catch {
-            try? files.removeItem(atPath: partial)
-            throw error
+            try copyTokenizerFiles(from: source, to: partial)
         }
-        func megabytes(_ folder: String) -> Double {
-            let size = (try? files.attributesOfItem(atPath: (folder as NSString).appendingPathComponent("model.safetensors"))[.size] as? Int) ?? 0
-            return Double(size ?? 0) / 1e6
-        }
-        let (before, after) = (megabytes(source), megabytes(destination))
+        let weights = { (folder: String) in megabytes((folder as NSString).appendingPathComponent("model.safetensors")) }
+        let (before, after) = (weights(source), weights(destination))
         print(String(format: "%@: %.1f M parameters, model.safetensors %.1f MB → %.1f MB (%.2f×), in %.1f s; int8 kernels here: %@",
                      out, Double(classifier.parameterCount) / 1e6, before, after, after / max(before, 1e-9), Date().timeIntervalSince(start),
                      backend.int8Kernels ?? "none"))
