@@ -123,6 +123,7 @@ public protocol BackendOps: AnyObject {
     // int8 (Int8.swift): the kernels' path, nil where the backend has none (int8 layers then
     // multiply their dequantized fp32 weights); y[rows, N] = int8 x·Wᵀ + bias, x rows inputStride apart
     var int8Kernels: String? { get }
+    var int8Layout: Int8Layout { get }
     func runInt8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int)
 }
 

@@ -199,6 +199,26 @@ public final class CUDABackend: Backend {
         return half.size * ((matmuls.map(\.spanA).max() ?? 0) + (matmuls.map(\.spanB).max() ?? 0))
     }
 
+    // MARK: int8 (int8_linear.cu)
+
+    public var int8Kernels: String? { "dp4a" }
+    public var int8Layout: Int8Layout { .wordRows }
+
+    public func runInt8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int) {
+        let (outFeatures, inFeatures) = (weight.outFeatures, weight.inFeatures)
+        let (tilesN, tilesM) = ((outFeatures + 15) / 16, (rows + 15) / 16)
+        if weight.kind == .weightOnly {
+            launch(K.int8WeightLinear, grid: tilesN, gridY: tilesM, block: 16, blockY: 16, .tensor(y), .tensor(x), .int32(inputStride),
+                   .tensor(weight.packed), .tensor(weight.scales), .tensor(bias), .int32(rows), .int32(outFeatures), .int32(inFeatures))
+            return
+        }
+        let q = scratch("int8.rows", rows * ((inFeatures + 3) / 4), .i32), rowScales = scratch("int8.rowScales", rows)
+        launch(K.int8QuantizeRows, grid: rows, block: 128, .tensor(q), .tensor(rowScales), .tensor(x), .int32(rows), .int32(inFeatures),
+               .int32(inputStride))
+        launch(K.int8Linear, grid: tilesN, gridY: tilesM, block: 16, blockY: 16, .tensor(y), .tensor(q), .tensor(rowScales),
+               .tensor(weight.packed), .tensor(weight.scales), .tensor(bias), .int32(rows), .int32(outFeatures), .int32(inFeatures))
+    }
+
     public func runBiasBackward(_ dBias: Tensor, dOut: Tensor, rows: Int, channels: Int) {
         let (slices, sliceRows) = columnSlices(rows: rows), partials = scratch("columns.partials", slices * channels)
         launch(K.biasBackwardPartials, grid: (channels + 31) / 32, gridY: slices, block: 32, blockY: 8,

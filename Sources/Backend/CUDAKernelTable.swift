@@ -109,6 +109,12 @@ enum CUDAKernelTable {
     // swiglu.cu
     static let swigluForward = CUDAKernel("swiglu.cu", "swiglu_forward", [.floats, .floats, .floats, .int64])
     static let swigluBackward = CUDAKernel("swiglu.cu", "swiglu_backward", [.floats, .floats, .floats, .floats, .floats, .int64])
+    // int8_linear.cu
+    static let int8QuantizeRows = CUDAKernel("int8_linear.cu", "int8_quantize_rows", [.ints, .floats, .floats, .int32, .int32, .int32])
+    static let int8Linear = CUDAKernel("int8_linear.cu", "int8_linear", [.floats, .ints, .floats, .ints, .floats, .floats, .int32, .int32,
+        .int32])
+    static let int8WeightLinear = CUDAKernel("int8_linear.cu", "int8_weight_linear", [.floats, .floats, .int32, .ints, .floats, .floats,
+        .int32, .int32, .int32])
     // tanh.cu
     static let tanhForward = CUDAKernel("tanh.cu", "tanh_forward", [.floats, .floats, .int64])
     static let tanhBackward = CUDAKernel("tanh.cu", "tanh_backward", [.floats, .floats, .floats, .int64])
@@ -133,7 +139,7 @@ enum CUDAKernelTable {
         layernormBackwardInput, layernormBackwardPartials, loraForward, loraBackwardRows, countValidLabels, crossEntropyRows, softCrossEntropyRows,
         msePartial, cosineRows, meanFinish, meanFinishDouble, fillF32, scaleF32, axpyF32, sumSquaresPartial, sumFinish, columnSumFinish,
         castF32ToBf16, castBf16ToF32, castF32ToF16, castF16ToF32, rmsnormForward, rmsnormBackwardInput, rmsnormBackwardPartials, rope, swigluForward, swigluBackward, maskedSoftmaxForward, maskedSoftmaxBackward, maskedScores, tanhForward,
-        tanhBackward,
+        tanhBackward, int8QuantizeRows, int8Linear, int8WeightLinear,
     ] + TensorCorePass.allCases.flatMap { pass in
         [DType.bf16, .f16].flatMap { half in [32, 64].map { tensorCoreAttention(pass, half: half, headSize: $0) } }
     }

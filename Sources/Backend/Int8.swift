@@ -52,8 +52,13 @@ public extension Backend {
         guard int8Kernels != nil else { return nil }
         precondition(values.count == N * K && scales.count == N, "int8Weight: values are not \(N)×\(K) or scales not \(N)")
         var packed: [Int8], sums: [Int32]
-        switch kind {
-        case .dynamic:
+        switch (kind, int8Layout) {
+        case (_, .wordRows):
+            let K4 = (K + 3) / 4
+            packed = [Int8](repeating: 0, count: N * 4 * K4)
+            for n in 0..<N { packed.replaceSubrange((n * 4 * K4)..<(n * 4 * K4 + K), with: values[(n * K)..<((n + 1) * K)]) }
+            sums = [0]
+        case (.dynamic, .cpu):
             let groups = (N + 15) / 16
             packed = [Int8](repeating: 0, count: Int(rt_int8_packed_bytes(Int32(N), Int32(K))))
             sums = [Int32](repeating: 0, count: 16 * groups)
@@ -62,7 +67,7 @@ public extension Backend {
                     sums.withUnsafeMutableBufferPointer { s in rt_int8_pack_weight(p.baseAddress, s.baseAddress, w.baseAddress, Int32(N), Int32(K)) }
                 }
             }
-        case .weightOnly:
+        case (.weightOnly, .cpu):
             packed = values + [Int8](repeating: 0, count: (4 - values.count % 4) % 4)
             sums = [0]
         }
@@ -85,8 +90,14 @@ public extension Backend {
     }
 }
 
+/// How a backend's int8 kernels hold W [N, K]: the CPU's (rt_int8_pack_weight's panels for the
+/// dynamic kind, the rows as stored for weight-only), or rows of 32-bit words, 4 int8 each, every
+/// row zero padded to a whole word (CUDA's int8_linear.cu, both kinds).
+public enum Int8Layout: Sendable { case cpu, wordRows }
+
 public extension BackendOps {
     var int8Kernels: String? { nil }
+    var int8Layout: Int8Layout { .cpu }
     func runInt8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int) {
         preconditionFailure("runInt8Linear: this backend has no int8 kernels (int8Weight returns nil here)")
     }

@@ -81,7 +81,30 @@ public enum OpCases {
             backend.biasBackward(dBias, dOut: dOut, rows: N, channels: C)
             return [("dBias", backend.floats(dBias))]
         },
+        // The integer sums are exact and the epilogue is one product and one fma on every
+        // backend, so the outputs must be equal bit for bit. Rows of x 50 apart (a view), K not a
+        // multiple of 4, a zero row, a bias and none. A backend without int8 kernels has no outputs.
+        OpCase(name: "int8 linear, dynamic (x quantized per row)", atol: 0, rtol: 0) { backend in
+            try int8LinearOutputs(backend, kind: .dynamic, seed: 40)
+        },
+        OpCase(name: "int8 linear, weight-only (x in fp32)", atol: 1e-5, rtol: 1e-5) { backend in
+            try int8LinearOutputs(backend, kind: .weightOnly, seed: 41)
+        },
     ]
+
+    /// y = x·Wᵀ (+ bias) through int8Linear for W [29, 45] int8 with per-row scales, x 37 rows.
+    static func int8LinearOutputs(_ backend: Backend, kind: Int8Weight.Kind, seed: UInt64) throws -> [(String, [Float])] {
+        var x = Inputs(backend, seed: seed)
+        let (M, N, K, ldx) = (37, 29, 45, 50)
+        let values = x.intValues(N * K, below: 255, offset: -127).map { Int8($0) }, scales = x.values(N, 0.001, 0.02)
+        guard let weight = try backend.int8Weight(values: values, scales: scales, outFeatures: N, inFeatures: K, kind: kind) else { return [] }
+        var input = x.values(M * ldx, -3, 3)
+        for k in 0..<K { input[5 * ldx + k] = 0 }   // a zero row: scale 0
+        let xs = try backend.tensor(input, .f32), bias = try x.floats(N), y = try x.zeros(M * N), yNoBias = try x.zeros(M * N)
+        backend.int8Linear(y, xs, weight: weight, bias: bias, rows: M, inputStride: ldx)
+        backend.int8Linear(yNoBias, xs, weight: weight, bias: nil, rows: M, inputStride: ldx)
+        return [("y", backend.floats(y)), ("y without bias", backend.floats(yNoBias))]
+    }
 
     static let layers: [OpCase] = [
         // 150 tokens: word rows of one to a few tokens (one piece each), token types of about 75

@@ -39,6 +39,10 @@ static const char gelu_cu[] = {
 #embed "cuda/gelu.cu"
     , 0
 };
+static const char int8_linear_cu[] = {
+#embed "cuda/int8_linear.cu"
+    , 0
+};
 static const char layernorm_cu[] = {
 #embed "cuda/layernorm.cu"
     , 0
@@ -85,6 +89,7 @@ static const rt_cuda_source sources[] = {
     { "dropout.cu", dropout_cu },
     { "embedding.cu", embedding_cu },
     { "gelu.cu", gelu_cu },
+    { "int8_linear.cu", int8_linear_cu },
     { "layernorm.cu", layernorm_cu },
     { "lora.cu", lora_cu },
     { "losses.cu", losses_cu },

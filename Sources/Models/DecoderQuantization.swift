@@ -4,8 +4,8 @@
 // activations stay fp32: a decoder's hidden states carry outlier channels, and per-row int8 of
 // them wrecked SmolLM2's greedy text where weight-only int8 keeps it. Decoding (a few rows) reads
 // the int8 weights — 4× fewer bytes a token; a long prompt multiplies the dequantized fp32
-// weights, which replace the originals, so a backend without int8 kernels (CUDA, for now) runs
-// the same weights in fp32. Inference only, without adapters.
+// weights, which replace the originals, so a backend without int8 kernels runs the same weights
+// in fp32. Inference only, without adapters.
 import Backend
 import Foundation
 

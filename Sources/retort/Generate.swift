@@ -66,7 +66,7 @@ struct GenerateCommand: ParsableCommand {
         if int8 {
             let kernels = try decoder.quantizeInt8()
             printError("retort: \(decoder.int8Weights.count) layers quantized to int8, weight-only "
-                       + (kernels != nil ? "(the CPU's int8 kernels)" : "(no int8 kernels on \(backend.kind.rawValue): the dequantized weights run in fp32)"))
+                       + (kernels.map { "on \(backend.kind.rawValue)'s int8 kernels (\($0))" } ?? "(no int8 kernels on \(backend.kind.rawValue): the dequantized weights run in fp32)"))
         }
         let tokenizer = try DecoderTokenizer(model: path, config: decoder.config)
         let template = chat ? try tokenizer.chatTemplate(model: model) : nil

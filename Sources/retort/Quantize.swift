@@ -17,9 +17,8 @@ struct QuantizeCommand: ParsableCommand {
 
             Every linear layer's weight becomes int8 with one fp32 scale per output channel, and the \
             word embeddings int8 with one scale per row (symmetric); norms, biases and the other \
-            embeddings stay fp32. On the CPU the layers then run on int8 kernels (AVX-512 VNNI, AVX2 \
-            or portable C), their inputs quantized per row at run time; elsewhere they multiply the \
-            dequantized weights. The folder holds config.json ("retort_quantization"), \
+            embeddings stay fp32. The layers then run on int8 kernels — on the CPU AVX-512 VNNI, AVX2 \
+            or portable C, on CUDA dp4a — their inputs quantized per row at run time. The folder holds config.json ("retort_quantization"), \
             model.safetensors (I8 weights beside "<name>_scale" F32 tensors) and the tokenizer files; \
             eval, predict and compare load it like any model. BERT-family classifiers for now.
             """)

@@ -57,22 +57,28 @@ final class QuantizeCLITests: TinyRunTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: work.path).filter { $0.contains("partial") }, [])
     }
 
-    /// A backend without int8 kernels (CUDA, here the emulated device) runs the dequantized
-    /// weights in fp32: its predictions are the CPU int8 model's, within the activations' rounding.
-    func testWithoutInt8KernelsTheDequantizedWeightsRun() throws {
+    /// On CUDA (here the emulated device) a quantized folder runs on int8_linear.cu's kernels: its
+    /// linear layers no longer go through cuBLASLt, and its metrics are the CPU int8 model's within
+    /// the rounding of the other ops (attention, LayerNorm) that feeds the next quantization.
+    func testCUDARunsAQuantizedFolderOnItsInt8Kernels() throws {
         let out = work.appendingPathComponent("int8").path
         XCTAssertEqual(try retort(["quantize", "--model", teacher, "--out", out]).0, 0)
-        func eval(_ device: String, _ environment: [String: String]) throws -> [String: Any] {
-            let (status, output) = try retort(["eval", "--model", out, "--data", data, "--text-column", "text", "--label-column", "label",
+        func eval(_ model: String, _ device: String, _ environment: [String: String]) throws -> ([String: Any], String) {
+            let (status, output) = try retort(["eval", "--model", model, "--data", data, "--text-column", "text", "--label-column", "label",
                                                "--json", "--device", device, "--max-length", "16"], environment: environment)
             XCTAssertEqual(status, 0, output)
             let line = try XCTUnwrap(output.split(separator: "\n").first { $0.hasPrefix("{") }, output)
-            return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return (try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]), output)
         }
-        let (cpu, cuda) = (try eval("cpu", [:]), try eval("cuda", try emulatedCUDA()))
+        let (cpu, _) = try eval(out, "cpu", [:])
+        let (cuda, quantizedRun) = try eval(out, "cuda", try emulatedCUDA())
+        let (_, floatRun) = try eval(teacher, "cuda", try emulatedCUDA())
         let (a, b) = (try XCTUnwrap(cpu["accuracy"] as? Double), try XCTUnwrap(cuda["accuracy"] as? Double))
-        XCTAssertLessThanOrEqual(abs(a - b), 3.0 / 96, "CPU int8 \(a), emulated CUDA on dequantized weights \(b)")
+        XCTAssertLessThanOrEqual(abs(a - b), 3.0 / 96, "CPU int8 \(a), emulated CUDA int8 \(b)")
         XCTAssertEqual(try XCTUnwrap(cpu["loss"] as? Double), try XCTUnwrap(cuda["loss"] as? Double), accuracy: 0.02)
+        // counters: launches, matmuls, …: the float model's linear layers are cuBLASLt matmuls, the quantized one's are not.
+        let (quantizedMatmuls, floatMatmuls) = (try emulatedCounters(quantizedRun)[1], try emulatedCounters(floatRun)[1])
+        XCTAssertLessThan(quantizedMatmuls, floatMatmuls / 4, "matmuls: int8 \(quantizedMatmuls), fp32 \(floatMatmuls)")
     }
 }
 

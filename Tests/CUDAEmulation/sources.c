@@ -29,6 +29,9 @@ static const char embedding_cu[] = {
 static const char gelu_cu[] = {
 #embed "../../Sources/Kernels/cuda/gelu.cu"
     , 0 };
+static const char int8_linear_cu[] = {
+#embed "../../Sources/Kernels/cuda/int8_linear.cu"
+    , 0 };
 static const char layernorm_cu[] = {
 #embed "../../Sources/Kernels/cuda/layernorm.cu"
     , 0 };
@@ -60,7 +63,7 @@ static const char tanh_cu[] = {
 static const struct { const char *name, *text; } sources[] = {
     {"common.cuh", common_cuh}, {"adamw.cu", adamw_cu}, {"attention.cu", attention_cu}, {"attention_tc.cu", attention_tc_cu},
     {"bias.cu", bias_cu}, {"decode_attention.cu", decode_attention_cu}, {"dropout.cu", dropout_cu}, {"embedding.cu", embedding_cu}, {"gelu.cu", gelu_cu},
-    {"layernorm.cu", layernorm_cu}, {"lora.cu", lora_cu}, {"losses.cu", losses_cu}, {"memory.cu", memory_cu},
+    {"int8_linear.cu", int8_linear_cu}, {"layernorm.cu", layernorm_cu}, {"lora.cu", lora_cu}, {"losses.cu", losses_cu}, {"memory.cu", memory_cu},
     {"rmsnorm.cu", rmsnorm_cu}, {"rope.cu", rope_cu}, {"softmax.cu", softmax_cu}, {"swiglu.cu", swiglu_cu},
     {"tanh.cu", tanh_cu},
 };
