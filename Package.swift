@@ -2,7 +2,7 @@
 // Retort: fine-tune and distil transformer text classifiers on a backend of its own.
 // Layout and rules: ../shared/DESIGN.md and docs/BACKEND.md. Library targets (CBackend, Kernels,
 // Backend, Models, Train) depend on no Swift package; only the `retort` executable and the Export
-// target (swift-protobuf) may.
+// (swift-protobuf) and Serve (Hummingbird) targets beside them may.
 import PackageDescription
 
 // The C kernels are always optimised, even in debug builds, so `swift test` runs them at speed.
@@ -23,6 +23,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
     ],
     targets: [
         // Run-time loaders: OpenBLAS, libcuda, NVRTC, cuBLASLt (own declarations, dlopen only).
@@ -36,10 +37,12 @@ let package = Package(
         // ONNX export: the graph of a classifier, written with swift-protobuf (Generated/onnx.pb.swift
         // is committed; scripts/generate-onnx-proto remakes it, so builds never run protoc).
         .target(name: "Export", dependencies: ["Models", "Backend", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        // retort serve: one classifier behind HTTP (Hummingbird), requests coalesced into batches.
+        .target(name: "Serve", dependencies: ["Train", "Models", "Backend", .product(name: "Hummingbird", package: "hummingbird")]),
         // `retort backend-check` and `retort perf` run Conformance and PerfSuite: one static binary
         // is what scripts/gpu-check carries to a GPU machine.
         .executableTarget(name: "retort", dependencies: [
-            "Backend", "Models", "Train", "Export", "Conformance", "PerfSuite",
+            "Backend", "Models", "Train", "Export", "Serve", "Conformance", "PerfSuite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The perf suite (a library, so retort can carry it) and its own executable.

@@ -45,7 +45,6 @@ public struct ComparisonReport {
             } else {
                 metrics = info?.bestDev
             }
-            let size = weightFiles(folder).reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
             let speed = try classifier.speed(length: 64, repeats: 20)
             let total = classifier.parameterCount
             // A folder `retort quantize` wrote: its method is its storage (int8), as it trained no further.
@@ -53,12 +52,17 @@ public struct ComparisonReport {
             rows.append(Row(name: (folder as NSString).lastPathComponent, folder: folder, method: quantized ?? info?.method ?? "model",
                             finalLoss: info?.finalTrainLoss, metrics: metrics, metricSource: source,
                             parameters: total, trainable: info?.trainableParameters ?? total,
-                            megabytes: Double(size) / 1e6, speed: speed, speedup: 1, losses: run.trainingLosses()))
+                            megabytes: weightMegabytes(folder), speed: speed, speedup: 1, losses: run.trainingLosses()))
         }
         if let reference = rows.first?.speed.latencyMilliseconds {
             for i in rows.indices { rows[i].speedup = reference / rows[i].speed.latencyMilliseconds }
         }
         return ComparisonReport(rows: rows, device: "\(backend.kind.rawValue): \(backend.summary)")
+    }
+
+    /// The size of the model's weight files in `folder`, in MB (10⁶ bytes).
+    public static func weightMegabytes(_ folder: String) -> Double {
+        Double(weightFiles(folder).reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }) / 1e6
     }
 
     /// The model's weight files in `folder`: model.safetensors, or its shards (model-00001-of-…).

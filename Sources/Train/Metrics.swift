@@ -1,5 +1,6 @@
 // Classification metrics: accuracy, macro-F1 (mean over classes of F1, as scikit-learn's
 // f1_score(average="macro")), Matthews correlation (multi-class, Gorodkin's R_K).
+import Foundation
 public struct ClassificationMetrics: Sendable, Codable {
     public var accuracy, macroF1, mcc: Double
     public var loss: Double
@@ -33,4 +34,10 @@ public struct ClassificationMetrics: Sendable, Codable {
         self.loss = loss
         examples = n
     }
+}
+
+/// Softmax of one row of logits, in double (the probabilities predict and serve report).
+public func classProbabilities(_ logits: [Float]) -> [Double] {
+    let m = logits.max() ?? 0, exps = logits.map { Foundation.exp(Double($0 - m)) }, sum = exps.reduce(0, +)
+    return exps.map { $0 / sum }
 }

@@ -75,8 +75,7 @@ struct PredictCommand: ParsableCommand {
         let logits = try classifier.classify(classifier.encode(examples), batchSize: batchSize)
         var output = ""
         for (example, row) in zip(examples, logits) {
-            let m = row.max()!, exps = row.map { Foundation.exp(Double($0 - m)) }, sum = exps.reduce(0, +)
-            let probabilities = exps.map { $0 / sum }
+            let probabilities = classProbabilities(row)
             let best = probabilities.indices.max { probabilities[$0] < probabilities[$1] }!
             if json {
                 let object: [String: Any] = ["label": classifier.labelNames[best], "probabilities": probabilities,

@@ -34,7 +34,7 @@ struct Retort: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [DevicesCommand.self, TokenizeCommand.self, GenerateCommand.self, FinetuneCommand.self, DistillCommand.self, EvalCommand.self,
-                      PredictCommand.self, CompareCommand.self, QuantizeCommand.self, ExportCommand.self])
+                      PredictCommand.self, CompareCommand.self, QuantizeCommand.self, ExportCommand.self, ServeCommand.self])
 }
 
 struct DevicesCommand: ParsableCommand {

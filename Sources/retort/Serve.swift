@@ -1,0 +1,90 @@
+// retort serve: one classifier behind a web page and a JSON API, concurrent requests batched.
+import ArgumentParser
+import Backend
+import Foundation
+import Models
+import Serve
+import Train
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve a classifier: a web page, and a JSON API that batches concurrent requests.",
+        discussion: """
+            Example:
+              retort serve --model runs/hate-speech/student
+              then open http://127.0.0.1:8080/ in a browser, or:
+              curl -s localhost:8080/v1/classify -d '{"texts": ["I hate you"]}'
+
+            Routes: GET / (the page), POST /v1/classify ({"texts": [...]} → a label and the \
+            probability of each class per text), GET /v1/model (name, labels, parameters, size, \
+            device, precision, batching counters), GET /healthz. Errors are JSON with their status \
+            (400 malformed, 413 too large, 404 unknown route). Concurrent requests are coalesced \
+            into one forward pass of up to --max-batch texts; an idle model waits at most \
+            --max-wait-ms for more before it runs. SIGTERM or Ctrl-C: no new connections, the \
+            requests in flight are answered, then it exits. It listens on 127.0.0.1 unless --host \
+            says otherwise (0.0.0.0: every interface).
+            """)
+
+    @Option(name: .long, help: "Classifier folder (fine-tuned, distilled or quantized; BERT family or a decoder fine-tuned as a classifier).")
+    var model: String
+    @Option(name: .long, help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(name: .long, help: "Port (0: any free port, printed at start).") var port = 8080
+    @Option(name: .long, help: "The most texts one forward pass takes.") var maxBatch = 32
+    @Option(name: .long, help: "How long an idle model waits for more requests before it runs, in milliseconds.") var maxWaitMs = 2.0
+    @Option(name: .long, help: "The most texts one request may carry.") var maxTexts = 64
+    @Option(name: .long, help: "The longest text, in characters.") var maxTextCharacters = 2000
+    @Option(name: .long, help: "The largest request body, in bytes.") var maxBodyBytes = 1 << 20
+    @Option(name: .long, help: "Tokens per text, specials included (default 128, or the model's maximum when smaller).") var maxLength: Int?
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not a port number (0…65535)") }
+        guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        guard maxWaitMs >= 0, maxWaitMs <= 1000 else { throw ValidationError("--max-wait-ms must be between 0 and 1000") }
+        guard maxTexts >= 1, maxTextCharacters >= 1, maxBodyBytes >= 64 else {
+            throw ValidationError("--max-texts and --max-text-characters must be at least 1, --max-body-bytes at least 64")
+        }
+    }
+
+    func run() throws {
+        let folder = (expand(model) as NSString).standardizingPath
+        let backend = try withFlags { try deviceOptions.backend() }
+        let classifier = try withFlags { try loadTextClassifier(folder: folder, maxLength: maxLength, backend: backend) }
+        let config = try? BertConfig(path: (folder as NSString).appendingPathComponent("config.json"))
+        let description = ModelDescription(
+            name: (folder as NSString).lastPathComponent, family: config?.family.rawValue ?? "decoder", labels: classifier.labelNames,
+            parameters: classifier.parameterCount, megabytes: ComparisonReport.weightMegabytes(folder), device: backend.kind.rawValue,
+            precision: config?.quantization ?? "fp32", maxTokens: classifier.maxLength)
+        let batcher = BatchingClassifier(classifier, maxBatch: maxBatch, maxWait: maxWaitMs / 1000)
+        let limits = ServeLimits(maxTexts: maxTexts, maxTextCharacters: maxTextCharacters, maxBodyBytes: maxBodyBytes)
+        let (host, maxBatch, maxWaitMs) = (host, maxBatch, maxWaitMs)
+        let outcome = ServeOutcome()
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            do {
+                try await ClassifierServer.run(batcher, model: description, limits: limits, host: host, port: port) { bound in
+                    print("retort serve: \(description.name) (\(description.family), \(description.labels.count) labels: "
+                          + "\(description.labels.joined(separator: ", ")); \(description.precision) on \(description.device)) "
+                          + "at http://\(host):\(bound)/ — batches of up to \(maxBatch) texts, waiting up to \(maxWaitMs) ms; "
+                          + "Ctrl-C or SIGTERM stops it")
+                    fflush(nil)
+                }
+            } catch {
+                outcome.error = error
+            }
+            done.signal()
+        }
+        done.wait()
+        if let error = outcome.error {
+            throw UserError(description: "cannot serve on \(host):\(port): \(error)")
+        }
+        let c = batcher.snapshot
+        print("retort serve: stopped after \(c.requests) requests (\(c.texts) texts in \(c.batches) batches, the largest \(c.largestBatch))")
+    }
+}
+
+/// How the server task ended (set by it before it signals).
+private final class ServeOutcome: @unchecked Sendable {
+    var error: (any Error)?
+}

@@ -1,0 +1,208 @@
+// retort serve on loopback, with the tiny golden classifier: the JSON API answers as
+// `retort predict` does, every bad request gets its JSON error and status and leaves the server
+// up, concurrent requests share forward passes without changing any answer, SIGTERM answers what
+// is in flight before the process exits, and headless Chromium (where installed) renders the
+// page's answer for a text.
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import XCTest
+
+final class ServeCLITests: TinyRunTestCase {
+    /// A started server: its process and port.
+    struct Server {
+        let process: RetortProcess
+        let port: Int
+        var base: String { "http://127.0.0.1:\(port)" }
+    }
+
+    var servers: [Server] = []
+
+    override func tearDownWithError() throws {
+        for server in servers where server.process.process.isRunning { server.process.process.terminate() }
+        for server in servers { _ = server.process.finish() }
+        try super.tearDownWithError()
+    }
+
+    /// `retort serve --port 0` on `model`, once it says where it listens.
+    func startServer(_ extra: [String] = [], model: String? = nil) throws -> Server {
+        let process = try RetortProcess(["serve", "--model", model ?? teacher, "--port", "0", "--device", "cpu", "--threads", "1"] + extra)
+        let deadline = Date(timeIntervalSinceNow: 60)
+        while Date() < deadline {
+            let text = (try? String(contentsOf: process.output, encoding: .utf8)) ?? ""
+            if let range = text.range(of: #"at http://127\.0\.0\.1:(\d+)/"#, options: .regularExpression) {
+                let port = Int(text[range].split(separator: ":").last!.dropLast())!
+                let server = Server(process: process, port: port)
+                servers.append(server)
+                return server
+            }
+            if !process.process.isRunning { XCTFail("retort serve exited: \(process.finish().1)"); throw XCTSkip("no server") }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        process.process.terminate()
+        XCTFail("retort serve did not start in 60 s: \(process.finish().1)")
+        throw XCTSkip("no server")
+    }
+
+    let texts = ["w1 w2 a b", "c d e f g h", "w40 w41", "x y z w88 w3 w7 w9", "q", "w5 w6 w7 w8 w9 w10 w11 w12 w13 w14"]
+
+    func testTheAPIAnswersAsPredictDoes() throws {
+        let server = try startServer()
+        let (health, ok) = try request(server.base + "/healthz")
+        XCTAssertEqual(health, 200)
+        XCTAssertEqual(try object(ok)["status"] as? String, "ok")
+        let model = try object(try request(server.base + "/v1/model").1)
+        XCTAssertEqual(model["name"] as? String, "tiny-bert")
+        XCTAssertEqual(model["labels"] as? [String], ["LABEL_0", "LABEL_1", "LABEL_2"])
+        XCTAssertEqual(model["parameters"] as? Int, 81795)
+        XCTAssertEqual(model["precision"] as? String, "fp32")
+        XCTAssertEqual(model["device"] as? String, "cpu")
+
+        let results = try classify(server, texts)
+        let input = work.appendingPathComponent("texts.txt")
+        try texts.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
+        let (status, output) = try retort(["predict", "--model", teacher, "--input", input.path, "--json", "--threads", "1", "--device", "cpu"])
+        XCTAssertEqual(status, 0, output)
+        let predicted = try output.split(separator: "\n").filter { $0.hasPrefix("{") }.map { try object(Data($0.utf8)) }
+        XCTAssertEqual(results.count, texts.count)
+        for (served, reference) in zip(results, predicted) {
+            XCTAssertEqual(served["label"] as? String, reference["label"] as? String)
+            let p = try XCTUnwrap(served["probabilities"] as? [String: Double])
+            let q = try XCTUnwrap(reference["probabilities"] as? [Double])
+            for (i, name) in ["LABEL_0", "LABEL_1", "LABEL_2"].enumerated() { XCTAssertEqual(p[name]!, q[i], accuracy: 1e-5) }
+        }
+        let page = String(decoding: try request(server.base + "/").1, as: UTF8.self)
+        XCTAssertTrue(page.contains("<textarea id=\"text\"") && page.contains("/v1/classify"), page)
+    }
+
+    func testBadRequestsGetJSONErrorsAndTheServerStaysUp() throws {
+        let server = try startServer(["--max-texts", "4", "--max-text-characters", "50", "--max-body-bytes", "4096"])
+        for (path, method, body, status, message) in [
+            ("/v1/classify", "POST", "{\"texts\": [\"a\"", 400, "not valid JSON"),
+            ("/v1/classify", "POST", "[\"a\"]", 400, "a JSON object with \"texts\""),
+            ("/v1/classify", "POST", "{\"text\": \"a\"}", 400, "a JSON object with \"texts\""),
+            ("/v1/classify", "POST", "{\"texts\": \"a\"}", 400, "must be a list of strings"),
+            ("/v1/classify", "POST", "{\"texts\": [\"a\", 3]}", 400, "must be a list of strings"),
+            ("/v1/classify", "POST", "{\"texts\": []}", 400, "is empty"),
+            ("/v1/classify", "POST", "{\"texts\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", 413, "5 texts in one request; at most 4"),
+            ("/v1/classify", "POST", "{\"texts\": [\"\(String(repeating: "a", count: 51))\"]}", 413, "texts[0] has 51 characters; at most 50"),
+            ("/v1/classify", "POST", "{\"texts\": [\"\(String(repeating: "a b ", count: 2000))\"]}", 413, "over 4096 bytes"),
+            ("/v1/nothing", "GET", nil, 404, "no route GET /v1/nothing"),
+            ("/v1/classify", "GET", nil, 404, "no route GET /v1/classify"),
+        ] as [(String, String, String?, Int, String)] {
+            let (code, data) = try request(server.base + path, method: method, body: body.map { Data($0.utf8) })
+            XCTAssertEqual(code, status, "\(method) \(path) \(body ?? "")")
+            let error = try XCTUnwrap(try object(data)["error"] as? [String: Any], String(decoding: data, as: UTF8.self))
+            XCTAssertEqual(error["status"] as? Int, status)
+            XCTAssertTrue((error["message"] as? String ?? "").contains(message), "\(error)")
+        }
+        XCTAssertEqual(try classify(server, ["w1 w2"]).count, 1)
+        XCTAssertTrue(server.process.process.isRunning)
+    }
+
+    func testConcurrentRequestsShareForwardPassesWithTheSameAnswers() throws {
+        let server = try startServer(["--max-wait-ms", "100", "--max-batch", "16"])
+        let alone = try texts.map { try classify(server, [$0])[0] }
+        let requests = 24, texts = self.texts
+        nonisolated(unsafe) var answers = [[String: Any]?](repeating: nil, count: requests)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: requests) { i in
+            let answer = try? classify(server, [texts[i % texts.count]]).first
+            lock.lock(); answers[i] = answer; lock.unlock()
+        }
+        for i in 0..<requests {
+            let answer = try XCTUnwrap(answers[i], "request \(i)")
+            XCTAssertEqual(answer["label"] as? String, alone[i % texts.count]["label"] as? String)
+            let (p, q) = (try XCTUnwrap(answer["probabilities"] as? [String: Double]), try XCTUnwrap(alone[i % texts.count]["probabilities"] as? [String: Double]))
+            for (name, value) in q { XCTAssertEqual(p[name]!, value, accuracy: 1e-5, "padding in a batch changed \(texts[i % texts.count])") }
+        }
+        let batching = try XCTUnwrap(try object(try request(server.base + "/v1/model").1)["batching"] as? [String: Any])
+        let (batches, largest) = (try XCTUnwrap(batching["batches"] as? Int), try XCTUnwrap(batching["largest_batch"] as? Int))
+        XCTAssertEqual(batching["requests"] as? Int, texts.count + requests)
+        XCTAssertLessThan(batches, texts.count + requests, "no two requests shared a forward pass")
+        XCTAssertGreaterThan(largest, 1)
+        XCTAssertLessThanOrEqual(largest, 16)
+    }
+
+    func testSIGTERMAnswersTheRequestInFlightThenExits() throws {
+        let server = try startServer(["--max-wait-ms", "800", "--max-batch", "8"])
+        nonisolated(unsafe) var answer: (Int, Data)?
+        let finished = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            answer = try? request(server.base + "/v1/classify", method: "POST", body: Data("{\"texts\": [\"w1 w2\"]}".utf8))
+            finished.signal()
+        }
+        Thread.sleep(forTimeInterval: 0.3)   // the request now waits in the batcher (800 ms)
+        kill(server.process.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(finished.wait(timeout: .now() + 30), .success)
+        XCTAssertEqual(answer?.0, 200, answer.map { String(decoding: $0.1, as: UTF8.self) } ?? "no answer")
+        let (status, output) = server.process.finish()
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("stopped after 1 requests"), output)
+    }
+
+    func testBadFlagsAreOneLine() throws {
+        for (arguments, message) in [(["serve", "--model", teacher, "--port", "70000"], "--port 70000 is not a port number"),
+                                     (["serve", "--model", teacher, "--max-batch", "0"], "--max-batch must be at least 1"),
+                                     (["serve", "--model", work.path], "config.json")] {
+            let (status, output) = try retort(arguments)
+            XCTAssertNotEqual(status, 0, output)
+            XCTAssertTrue(output.contains(message), output)
+        }
+    }
+
+    /// Headless Chromium loads the page with a text, which the page types into its box and sends
+    /// with its button (`/?text=`); the label it draws is the API's.
+    func testThePageShowsTheLabelInChromium() throws {
+        guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: FileManager.default.isExecutableFile) else {
+            throw XCTSkip("chromium is not installed (make test installs Debian's package)")
+        }
+        let server = try startServer()
+        let text = "w5 w6 w7 w8"
+        let expected = try XCTUnwrap(try classify(server, [text])[0]["label"] as? String)
+        let browser = Process()
+        browser.executableURL = URL(fileURLWithPath: chromium)
+        browser.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=15000",
+                             "--user-data-dir=\(work.appendingPathComponent("chromium").path)",
+                             "--dump-dom", server.base + "/?text=" + text.replacingOccurrences(of: " ", with: "%20")]
+        let output = Pipe()
+        browser.standardOutput = output
+        browser.standardError = FileHandle.nullDevice
+        try browser.run()
+        let dom = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        browser.waitUntilExit()
+        XCTAssertTrue(dom.contains("<div id=\"label\">\(expected)</div>"), dom)
+        for label in ["LABEL_0", "LABEL_1", "LABEL_2"] { XCTAssertTrue(dom.contains("data-label=\"\(label)\""), label) }
+        XCTAssertTrue(dom.contains("tiny-bert"), "the title from /v1/model")
+    }
+}
+
+/// (status, body) of one HTTP request.
+private func request(_ url: String, method: String = "GET", body: Data? = nil) throws -> (Int, Data) {
+    var request = URLRequest(url: URL(string: url)!, timeoutInterval: 30)
+    request.httpMethod = method
+    request.httpBody = body
+    if body != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+    let done = DispatchSemaphore(value: 0)
+    nonisolated(unsafe) var result: (Int, Data)?
+    nonisolated(unsafe) var failure: (any Error)?
+    URLSession.shared.dataTask(with: request) { data, response, error in
+        if let error { failure = error } else { result = ((response as? HTTPURLResponse)?.statusCode ?? 0, data ?? Data()) }
+        done.signal()
+    }.resume()
+    done.wait()
+    if let failure { throw failure }
+    return result!
+}
+
+private func object(_ data: Data) throws -> [String: Any] {
+    try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any], String(decoding: data, as: UTF8.self))
+}
+
+private func classify(_ server: ServeCLITests.Server, _ texts: [String]) throws -> [[String: Any]] {
+    let (status, body) = try request(server.base + "/v1/classify", method: "POST",
+                                     body: try JSONSerialization.data(withJSONObject: ["texts": texts]))
+    XCTAssertEqual(status, 200, String(decoding: body, as: UTF8.self))
+    return try XCTUnwrap(try object(body)["results"] as? [[String: Any]])
+}
