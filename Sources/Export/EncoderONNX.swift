@@ -162,7 +162,8 @@ struct EncoderGraph {
             let channelScale = graph.floats(weightName + "_scale", scales, shape: [N])
             let amax = graph.op("ReduceMax", graph.op("Abs", x), attributes: [("axes", .ints([-1])), ("keepdims", .int(1))])
             let rowScale = graph.op("Div", amax, graph.scalar(127))
-            let inverse = graph.op("Div", graph.scalar(127), graph.op("Max", amax, graph.scalar(Float.leastNormalMagnitude)))
+            let inverse = graph.op("Where", graph.op("Greater", amax, graph.scalar(0)), graph.op("Div", graph.scalar(127), amax),
+                                   graph.scalar(0))   // 0 for a zero row, as the CPU's inv
             let rounded = graph.op("Clip", graph.op("Round", graph.op("Mul", x, inverse)), graph.scalar(-127), graph.scalar(127))
             // Held as q + 128 (uint8) with zero point 128: the same integers, on ONNX Runtime's fast u8·s8 path.
             let shifted = graph.op("Cast", graph.op("Add", rounded, graph.scalar(128)), attributes: [("to", .int(Int(ONNXElement.uint8.rawValue)))])

@@ -96,6 +96,9 @@ public struct BertConfig: Sendable {
                 labels[id] = name
             }
             guard Set(labels.keys) == Set(0..<labels.count) else { throw CheckpointError("\(source): id2label ids are not 0…\(labels.count - 1)") }
+            guard Set(labels.values).count == labels.count else {
+                throw CheckpointError("\(source): id2label names a label twice (\(labels.sorted { $0.key < $1.key }.map(\.value).joined(separator: ", "))); give each class its own name")
+            }
         }
         id2label = labels
         extra = Box(object.filter { !Self.modelledKeys.contains($0.key) })

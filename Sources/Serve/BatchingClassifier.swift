@@ -36,14 +36,14 @@ public final class BatchingClassifier: @unchecked Sendable {
     private var counters = Counters()
     private var worker: Thread?
 
-    /// `forward`: logits of up to `maxBatch` encodings in one pass (default: the classifier's own batching).
-    public init(_ classifier: TextClassifier, maxBatch: Int, maxWait: Double, forward: (([Encoding]) throws -> [[Float]])? = nil) {
+    /// The model's activation arena (for `maxBatch` texts) is made here, once.
+    public init(_ classifier: TextClassifier, maxBatch: Int, maxWait: Double) throws {
         precondition(maxBatch >= 1 && maxWait >= 0)
         self.classifier = classifier
         self.labelNames = classifier.labelNames
         self.maxBatch = maxBatch
         self.maxWait = maxWait
-        self.forward = forward ?? { try classifier.classify($0, batchSize: maxBatch) }
+        self.forward = try classifier.forwardSession(batchSize: maxBatch)
         let thread = Thread { self.run() }   // holds self until stop() ends the loop
         thread.name = "retort-serve-model"
         thread.stackSize = 16 << 20

@@ -110,7 +110,11 @@ public enum ClassifierServer {
 
 /// A JSON response.
 func json(_ object: [String: Any], status: HTTPResponse.Status = .ok) -> Response {
-    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+        // Only numbers JSON cannot hold (NaN, infinity: logits that overflowed) get here.
+        let body = #"{"error":{"message":"the answer holds numbers JSON cannot carry (NaN or infinity)","status":500}}"#
+        return Response(status: .internalServerError, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
 }
 

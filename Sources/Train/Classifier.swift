@@ -16,6 +16,9 @@ public protocol TextClassifier: AnyObject {
     func classify(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]]
     /// Inference speed on its device: B=1 latency and B=32 throughput on `length`-token texts.
     func speed(length: Int, repeats: Int) throws -> InferenceSpeed
+    /// Logits of up to `batchSize` encodings at a time, the activation arena made once for every
+    /// call (a server's many small batches).
+    func forwardSession(batchSize: Int) throws -> ([Encoding]) throws -> [[Float]]
 }
 
 /// A classifier folder as eval, predict and compare take it: a decoder fine-tuned as a
@@ -111,6 +114,12 @@ public final class Classifier: TextClassifier {
     }
 
     public func classify(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]] { try logits(encodings, batchSize: batchSize) }
+
+    public func forwardSession(batchSize: Int) throws -> ([Encoding]) throws -> [[Float]] {
+        let a = try BertActivations(config: model.config, labels: model.labels, maxBatch: batchSize, maxLength: maxLength,
+                                    backend: model.backend, inference: true)
+        return { try self.logits($0, batchSize: batchSize, activations: a) }
+    }
 
     public var parameterCount: Int { model.layout.total }
 

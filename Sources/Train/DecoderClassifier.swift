@@ -43,9 +43,13 @@ public final class DecoderClassifier: TextClassifier {
         return Encoding(ids: ids, typeIds: Array(repeating: 0, count: ids.count), attentionMask: Array(repeating: 1, count: ids.count))
     }
 
-    public func classify(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]] {
+    public func forwardSession(batchSize: Int) throws -> ([Encoding]) throws -> [[Float]] {
         let task = try DecoderTask(model: model, maxBatch: batchSize, maxLength: maxLength, inference: true)
-        return try task.logits(encodings, batchSize: batchSize)
+        return { try task.logits($0, batchSize: batchSize) }
+    }
+
+    public func classify(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]] {
+        try forwardSession(batchSize: batchSize)(encodings)
     }
 
     public var parameterCount: Int { model.weights.count + (model.lora?.layout.total ?? 0) }

@@ -61,7 +61,7 @@ struct ExportCommand: ParsableCommand {
             try writeAtomically(try saved.json(), to: (partial as NSString).appendingPathComponent("config.json"))
             try copyTokenizerFiles(from: source, to: partial)
         }
-        let inputs = config.family == .bert ? "input_ids, attention_mask, token_type_ids" : "input_ids, attention_mask"
+        let inputs = config.typeVocabSize > 0 ? "input_ids, attention_mask, token_type_ids" : "input_ids, attention_mask"
         print(String(format: "%@: %@ %d layers, %.1f M parameters, %@, %.1f MB, opset %d; inputs %@ (int64 [batch, sequence]) → logits [batch, %d]; in %.1f s",
                      ((out as NSString).standardizingPath as NSString).appendingPathComponent("model.onnx"), config.family.rawValue, config.layers, Double(classifier.parameterCount) / 1e6, quantized ? "int8 weights" : "fp32",
                      Double(data.count) / 1e6, EncoderONNX.opset, inputs, classifier.labelNames.count, Date().timeIntervalSince(start)))

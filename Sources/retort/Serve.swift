@@ -56,9 +56,9 @@ struct ServeCommand: ParsableCommand {
             name: (folder as NSString).lastPathComponent, family: config?.family.rawValue ?? "decoder", labels: classifier.labelNames,
             parameters: classifier.parameterCount, megabytes: ComparisonReport.weightMegabytes(folder), device: backend.kind.rawValue,
             precision: config?.quantization ?? "fp32", maxTokens: classifier.maxLength)
-        let batcher = BatchingClassifier(classifier, maxBatch: maxBatch, maxWait: maxWaitMs / 1000)
-        let limits = ServeLimits(maxTexts: maxTexts, maxTextCharacters: maxTextCharacters, maxBodyBytes: maxBodyBytes)
         let (host, maxBatch, maxWaitMs) = (host, maxBatch, maxWaitMs)
+        let batcher = try withFlags { try BatchingClassifier(classifier, maxBatch: maxBatch, maxWait: maxWaitMs / 1000) }
+        let limits = ServeLimits(maxTexts: maxTexts, maxTextCharacters: maxTextCharacters, maxBodyBytes: maxBodyBytes)
         let outcome = ServeOutcome()
         let done = DispatchSemaphore(value: 0)
         Task {

@@ -138,6 +138,7 @@ final class BertConfigTests: XCTestCase {
             ("vocab_size", "big", "vocab_size must be a positive integer"),
             ("model_type", "gpt2", "model_type \"gpt2\" is not supported"),
             ("id2label", ["zero": "a"], "id2label entry \"zero\""),
+            ("id2label", ["0": "toxic", "1": "toxic"], "id2label names a label twice (toxic, toxic)"),
         ]
         for (key, value, expected) in bad {
             var object = base
