@@ -123,6 +123,9 @@ public final class Classifier: TextClassifier {
 
     public var parameterCount: Int { model.layout.total }
 
+    /// The label names by class index, as config.json's id2label.
+    public var id2label: [Int: String] { Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ($0, $1) }) }
+
     public func speed(length requested: Int = 64, repeats: Int = 20) throws -> InferenceSpeed {
         let b = model.backend, T = min(requested, maxLength, model.config.maxPositions - 2)
         let a = try BertActivations(config: model.config, labels: model.labels, maxBatch: 32, maxLength: T, backend: b, inference: true)
@@ -144,7 +147,7 @@ public final class Classifier: TextClassifier {
     /// `adapter`: also write LoRA adapters in PEFT's format to folder/adapter, on the base model in
     /// `tokenizerSource` (off for distilled students, whose base exists nowhere else).
     public func save(folder: String, tokenizerSource: String, adapter: Bool = true) throws {
-        try model.save(folder: folder, id2label: Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ($0, $1) }))
+        try model.save(folder: folder, id2label: id2label)
         // The PEFT adapter goes in a subfolder: with adapter_config.json beside model.safetensors,
         // transformers would treat the folder as an adapter and apply it again on the base model.
         // (MPNet's PEFT names are not written yet: its LoRA runs save the merged model only.)

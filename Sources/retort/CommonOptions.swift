@@ -172,6 +172,24 @@ func duration(_ seconds: Double) -> String {
     return s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
 }
 
+/// The folders of a command that turns a BERT-family classifier into a new folder (quantize,
+/// export): `model` and `out` expanded, `model` checked to be such a classifier, `out` not there
+/// yet, and the model's config.
+func classifierToNewFolder(model: String, out: String, command: String) throws -> (source: String, destination: String, config: BertConfig) {
+    let source = (expand(model) as NSString).standardizingPath, destination = (expand(out) as NSString).standardizingPath
+    let configPath = (source as NSString).appendingPathComponent("config.json")
+    guard FileManager.default.fileExists(atPath: configPath) else {
+        throw UserError(description: "--model \(model): no config.json there (a fine-tuned classifier folder)")
+    }
+    guard !FineTuningRun.isDecoder(source) else {
+        throw UserError(description: "--model \(model) is a decoder; retort \(command) takes BERT-family classifiers (BERT, MPNet) for now")
+    }
+    guard !FileManager.default.fileExists(atPath: destination) else {
+        throw UserError(description: "--out \(out) exists; choose a new folder (nothing there is overwritten)")
+    }
+    return (source, destination, try BertConfig(path: configPath))
+}
+
 /// Makes the new folder `destination` (a path already expanded) by `fill`, which writes into a
 /// temporary folder beside it that is renamed into place afterwards: nobody ever sees half a model.
 func writeNewFolder(_ destination: String, _ fill: (_ partial: String) throws -> Void) throws {
@@ -197,9 +215,4 @@ func copyTokenizerFiles(from source: String, to folder: String) throws {
             try FileManager.default.copyItem(atPath: from, toPath: (folder as NSString).appendingPathComponent(name))
         }
     }
-}
-
-/// The size of a file in MB (0 when it cannot be read).
-func megabytes(_ path: String) -> Double {
-    Double((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) / 1e6
 }

@@ -13,7 +13,8 @@ struct ExportCommand: ParsableCommand {
         discussion: """
             Example:
               retort export --model runs/sst2 --out runs/sst2-onnx
-              retort export --model runs/sst2-int8 --out runs/sst2-onnx-int8     (a folder from retort quantize)
+              retort quantize --model runs/sst2 --out runs/sst2-int8
+              retort export --model runs/sst2-int8 --out runs/sst2-onnx-int8
 
             The folder holds model.onnx (opset 17), config.json (the labels, id2label) and the \
             tokenizer files (vocab.txt …), which an app needs to make the inputs. Inputs: input_ids, \
@@ -38,24 +39,14 @@ struct ExportCommand: ParsableCommand {
     }
 
     func export() throws {
-        let source = (expand(model) as NSString).standardizingPath, destination = (expand(out) as NSString).standardizingPath
-        guard FileManager.default.fileExists(atPath: (source as NSString).appendingPathComponent("config.json")) else {
-            throw UserError(description: "--model \(model): no config.json there (a classifier folder)")
-        }
-        guard !FineTuningRun.isDecoder(source) else {
-            throw UserError(description: "--model \(model) is a decoder; retort export takes BERT and MPNet classifiers for now")
-        }
-        guard !FileManager.default.fileExists(atPath: destination) else {
-            throw UserError(description: "--out \(out) exists; choose a new folder (nothing there is overwritten)")
-        }
+        let (source, destination, config) = try classifierToNewFolder(model: model, out: out, command: "export")
         let start = Date()
-        let config = try BertConfig(path: (source as NSString).appendingPathComponent("config.json"))
         let classifier = try Classifier.load(folder: source, maxLength: min(128, config.maxTokens), backend: try CPUBackend(), inference: true)
         let quantized = int8 || config.quantization != nil
         let data = try EncoderONNX.serialized(classifier.model, labelNames: classifier.labelNames, int8: quantized,
                                               producerVersion: Retort.configuration.version)
         var saved = classifier.model.config
-        saved.id2label = Dictionary(uniqueKeysWithValues: classifier.labelNames.enumerated().map { ($0, $1) })
+        saved.id2label = classifier.id2label
         try writeNewFolder(destination) { partial in
             try writeAtomically(data, to: (partial as NSString).appendingPathComponent("model.onnx"))
             try writeAtomically(try saved.json(), to: (partial as NSString).appendingPathComponent("config.json"))

@@ -31,29 +31,16 @@ struct QuantizeCommand: ParsableCommand {
     }
 
     func quantize() throws {
-        let source = (expand(model) as NSString).standardizingPath, destination = (expand(out) as NSString).standardizingPath
-        let files = FileManager.default
-        guard files.fileExists(atPath: (source as NSString).appendingPathComponent("config.json")) else {
-            throw UserError(description: "--model \(model): no config.json there (a fine-tuned classifier folder)")
-        }
-        guard !FineTuningRun.isDecoder(source) else {
-            throw UserError(description: "--model \(model) is a decoder; retort quantize takes BERT-family classifiers for now")
-        }
-        guard !files.fileExists(atPath: destination) else {
-            throw UserError(description: "--out \(out) exists; choose a new folder (nothing there is overwritten)")
-        }
-        let config = try BertConfig(path: (source as NSString).appendingPathComponent("config.json"))
+        let (source, destination, config) = try classifierToNewFolder(model: model, out: out, command: "quantize")
         guard config.quantization == nil else { throw UserError(description: "--model \(model) is already quantized (\(config.quantization!))") }
         let backend = try CPUBackend()
         let start = Date()
         let classifier = try Classifier.load(folder: source, maxLength: min(128, config.maxTokens), backend: backend, inference: true)
         try writeNewFolder(destination) { partial in
-            try classifier.model.saveQuantized(folder: partial,
-                                               id2label: Dictionary(uniqueKeysWithValues: classifier.labelNames.enumerated().map { ($0, $1) }))
+            try classifier.model.saveQuantized(folder: partial, id2label: classifier.id2label)
             try copyTokenizerFiles(from: source, to: partial)
         }
-        let weights = { (folder: String) in megabytes((folder as NSString).appendingPathComponent("model.safetensors")) }
-        let (before, after) = (weights(source), weights(destination))
+        let (before, after) = (ComparisonReport.weightMegabytes(source), ComparisonReport.weightMegabytes(destination))
         print(String(format: "%@: %.1f M parameters, model.safetensors %.1f MB → %.1f MB (%.2f×), in %.1f s; int8 kernels here: %@",
                      out, Double(classifier.parameterCount) / 1e6, before, after, after / max(before, 1e-9), Date().timeIntervalSince(start),
                      backend.int8Kernels ?? "none"))
