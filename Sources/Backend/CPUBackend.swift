@@ -186,6 +186,37 @@ public final class CPUBackend: Backend {
         rt_tanh_backward(f(dx), f(dOut), f(out), Int64(count))
     }
 
+    public func runRecurrentForward(_ h: Tensor, c: Tensor?, y: Tensor, saved: Tensor?, xGates: Tensor, hGates: Tensor, hPrev: Tensor,
+                                    cPrev: Tensor?, lengths: Tensor, _ s: RecurrentStep) {
+        let (t, B, H, ldy) = (Int64(s.step), Int32(s.batch), Int32(s.hidden), Int64(s.outputStride))
+        switch s.cell {
+        case .lstm: rt_lstm_cell_forward(f(h), f(c), f(y), f(saved), f(xGates), f(hGates), f(hPrev), f(cPrev), i(lengths), t, B, H, ldy)
+        case .gru: rt_gru_cell_forward(f(h), f(y), f(saved), f(xGates), f(hGates), f(hPrev), i(lengths), t, B, H, ldy)
+        case .rnn: rt_rnn_cell_forward(f(h), f(y), f(xGates), f(hGates), f(hPrev), i(lengths), t, B, H, ldy)
+        }
+    }
+
+    public func runRecurrentBackward(dXGates: Tensor, dHGates: Tensor?, dhPrev: Tensor, dcPrev: Tensor?, dY: Tensor, dh: Tensor, dc: Tensor?,
+                                     saved: Tensor?, h: Tensor, c: Tensor?, hPrev: Tensor, cPrev: Tensor?, lengths: Tensor, _ s: RecurrentStep) {
+        let (t, B, H, ldy) = (Int64(s.step), Int32(s.batch), Int32(s.hidden), Int64(s.outputStride))
+        switch s.cell {
+        case .lstm:
+            rt_lstm_cell_backward(f(dXGates), f(dhPrev), f(dcPrev), f(dY), f(dh), f(dc), f(saved), f(c), f(cPrev), i(lengths), t, B, H, ldy)
+        case .gru: rt_gru_cell_backward(f(dXGates), f(dHGates), f(dhPrev), f(dY), f(dh), f(saved), f(hPrev), i(lengths), t, B, H, ldy)
+        case .rnn: rt_rnn_cell_backward(f(dXGates), f(dhPrev), f(dY), f(dh), f(h), i(lengths), t, B, H, ldy)
+        }
+    }
+
+    public func runSequencePoolForward(_ out: Tensor, argmax: Tensor?, _ y: Tensor, lengths: Tensor, _ s: PoolShape) {
+        rt_sequence_pool_forward(f(out), i(argmax), f(y), i(lengths), Int32(s.length), Int32(s.batch), Int32(s.channels), s.mode.code,
+                                 Int32(s.split))
+    }
+
+    public func runSequencePoolBackward(dY: Tensor, dOut: Tensor, argmax: Tensor?, lengths: Tensor, _ s: PoolShape) {
+        rt_sequence_pool_backward(f(dY), f(dOut), i(argmax), i(lengths), Int32(s.length), Int32(s.batch), Int32(s.channels), s.mode.code,
+                                  Int32(s.split))
+    }
+
     public func runDropout(_ out: Tensor, _ x: Tensor, count: Int, p: Float, seed: UInt64) {
         rt_dropout(f(out), f(x), Int64(count), p, seed, 0)
     }

@@ -330,6 +330,40 @@ public final class CUDABackend: Backend {
         launch(K.tanhBackward, elements: count, .tensor(dx), .tensor(dOut), .tensor(out), .int64(count))
     }
 
+    public func runRecurrentForward(_ h: Tensor, c: Tensor?, y: Tensor, saved: Tensor?, xGates: Tensor, hGates: Tensor, hPrev: Tensor,
+                                    cPrev: Tensor?, lengths: Tensor, _ s: RecurrentStep) {
+        let step: [KernelArg] = [.tensor(lengths), .int64(s.step), .int32(s.batch), .int32(s.hidden), .int64(s.outputStride)]
+        switch s.cell {
+        case .lstm: launch(K.lstmCellForward, elements: s.state, [.tensor(h), .tensor(c), .tensor(y), .tensor(saved), .tensor(xGates),
+                                                                   .tensor(hGates), .tensor(hPrev), .tensor(cPrev)] + step)
+        case .gru: launch(K.gruCellForward, elements: s.state, [.tensor(h), .tensor(y), .tensor(saved), .tensor(xGates), .tensor(hGates),
+                                                                 .tensor(hPrev)] + step)
+        case .rnn: launch(K.rnnCellForward, elements: s.state, [.tensor(h), .tensor(y), .tensor(xGates), .tensor(hGates), .tensor(hPrev)] + step)
+        }
+    }
+
+    public func runRecurrentBackward(dXGates: Tensor, dHGates: Tensor?, dhPrev: Tensor, dcPrev: Tensor?, dY: Tensor, dh: Tensor, dc: Tensor?,
+                                     saved: Tensor?, h: Tensor, c: Tensor?, hPrev: Tensor, cPrev: Tensor?, lengths: Tensor, _ s: RecurrentStep) {
+        let step: [KernelArg] = [.tensor(lengths), .int64(s.step), .int32(s.batch), .int32(s.hidden), .int64(s.outputStride)]
+        switch s.cell {
+        case .lstm: launch(K.lstmCellBackward, elements: s.state, [.tensor(dXGates), .tensor(dhPrev), .tensor(dcPrev), .tensor(dY), .tensor(dh),
+                                                                    .tensor(dc), .tensor(saved), .tensor(c), .tensor(cPrev)] + step)
+        case .gru: launch(K.gruCellBackward, elements: s.state, [.tensor(dXGates), .tensor(dHGates), .tensor(dhPrev), .tensor(dY), .tensor(dh),
+                                                                  .tensor(saved), .tensor(hPrev)] + step)
+        case .rnn: launch(K.rnnCellBackward, elements: s.state, [.tensor(dXGates), .tensor(dhPrev), .tensor(dY), .tensor(dh), .tensor(h)] + step)
+        }
+    }
+
+    public func runSequencePoolForward(_ out: Tensor, argmax: Tensor?, _ y: Tensor, lengths: Tensor, _ s: PoolShape) {
+        launch(K.sequencePoolForward, elements: s.batch * s.channels, .tensor(out), .tensor(argmax), .tensor(y), .tensor(lengths),
+               .int32(s.length), .int32(s.batch), .int32(s.channels), .int32(Int(s.mode.code)), .int32(s.split))
+    }
+
+    public func runSequencePoolBackward(dY: Tensor, dOut: Tensor, argmax: Tensor?, lengths: Tensor, _ s: PoolShape) {
+        launch(K.sequencePoolBackward, elements: s.length * s.batch * s.channels, .tensor(dY), .tensor(dOut), .tensor(argmax),
+               .tensor(lengths), .int32(s.length), .int32(s.batch), .int32(s.channels), .int32(Int(s.mode.code)), .int32(s.split))
+    }
+
     public func runDropout(_ out: Tensor, _ x: Tensor, count: Int, p: Float, seed: UInt64) {
         launch(K.dropoutF32, elements: count, .tensor(out), .tensor(x), .int64(count), .float(p), .uint64(seed), .uint64(0))
     }
@@ -610,7 +644,9 @@ public final class CUDABackend: Backend {
     }
 
     /// Grid-stride kernels over `elements` items: 256 threads per block, at most 8192 blocks.
-    private func launch(_ kernel: CUDAKernel, elements: Int, _ args: KernelArg...) {
+    private func launch(_ kernel: CUDAKernel, elements: Int, _ args: KernelArg...) { launch(kernel, elements: elements, args) }
+
+    private func launch(_ kernel: CUDAKernel, elements: Int, _ args: [KernelArg]) {
         launch(kernel, grid: max(1, min((elements + 255) / 256, 8192)), block: 256, args)
     }
 

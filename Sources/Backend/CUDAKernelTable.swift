@@ -118,6 +118,19 @@ enum CUDAKernelTable {
     // tanh.cu
     static let tanhForward = CUDAKernel("tanh.cu", "tanh_forward", [.floats, .floats, .int64])
     static let tanhBackward = CUDAKernel("tanh.cu", "tanh_backward", [.floats, .floats, .floats, .int64])
+    // lstm_cell.cu, gru_cell.cu, rnn_cell.cu: … lengths, t, B, H, ldy
+    static let recurrentStep: [CUDAKernel.Parameter] = [.ints, .int64, .int32, .int32, .int64]
+    static let lstmCellForward = CUDAKernel("lstm_cell.cu", "lstm_cell_forward", Array(repeating: .floats, count: 8) + recurrentStep)
+    static let lstmCellBackward = CUDAKernel("lstm_cell.cu", "lstm_cell_backward", Array(repeating: .floats, count: 9) + recurrentStep)
+    static let gruCellForward = CUDAKernel("gru_cell.cu", "gru_cell_forward", Array(repeating: .floats, count: 6) + recurrentStep)
+    static let gruCellBackward = CUDAKernel("gru_cell.cu", "gru_cell_backward", Array(repeating: .floats, count: 7) + recurrentStep)
+    static let rnnCellForward = CUDAKernel("rnn_cell.cu", "rnn_cell_forward", Array(repeating: .floats, count: 5) + recurrentStep)
+    static let rnnCellBackward = CUDAKernel("rnn_cell.cu", "rnn_cell_backward", Array(repeating: .floats, count: 5) + recurrentStep)
+    // sequence_pool.cu
+    static let sequencePoolForward = CUDAKernel("sequence_pool.cu", "sequence_pool_forward", [.floats, .ints, .floats, .ints, .int32,
+        .int32, .int32, .int32, .int32])
+    static let sequencePoolBackward = CUDAKernel("sequence_pool.cu", "sequence_pool_backward", [.floats, .floats, .ints, .ints, .int32,
+        .int32, .int32, .int32, .int32])
     // attention_tc.cu: attention_tc_{forward,backward_query,backward_key}_{bf16,f16}_hs{32,64}
     enum TensorCorePass: String, CaseIterable { case forward, backwardQuery = "backward_query", backwardKey = "backward_key" }
 
@@ -139,7 +152,8 @@ enum CUDAKernelTable {
         layernormBackwardInput, layernormBackwardPartials, loraForward, loraBackwardRows, countValidLabels, crossEntropyRows, softCrossEntropyRows,
         msePartial, cosineRows, meanFinish, meanFinishDouble, fillF32, scaleF32, axpyF32, sumSquaresPartial, sumFinish, columnSumFinish,
         castF32ToBf16, castBf16ToF32, castF32ToF16, castF16ToF32, rmsnormForward, rmsnormBackwardInput, rmsnormBackwardPartials, rope, swigluForward, swigluBackward, maskedSoftmaxForward, maskedSoftmaxBackward, maskedScores, tanhForward,
-        tanhBackward, int8QuantizeRows, int8Linear, int8WeightLinear,
+        tanhBackward, int8QuantizeRows, int8Linear, int8WeightLinear, lstmCellForward, lstmCellBackward, gruCellForward, gruCellBackward,
+        rnnCellForward, rnnCellBackward, sequencePoolForward, sequencePoolBackward,
     ] + TensorCorePass.allCases.flatMap { pass in
         [DType.bf16, .f16].flatMap { half in [32, 64].map { tensorCoreAttention(pass, half: half, headSize: $0) } }
     }

@@ -59,11 +59,11 @@ public extension DeviceRuntime {
     }
 }
 
-private func f32(_ tensors: Tensor?..., op: String) {
+func f32(_ tensors: Tensor?..., op: String) {
     for t in tensors { precondition(t == nil || t!.dtype == .f32, "\(op) needs f32 tensors") }
 }
 
-private func i32(_ t: Tensor?, _ what: String) {
+func i32(_ t: Tensor?, _ what: String) {
     precondition(t == nil || t!.dtype == .i32, "\(what) must be an int32 tensor")
 }
 

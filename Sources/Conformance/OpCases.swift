@@ -42,7 +42,7 @@ func keyMask(batch B: Int, length T: Int) -> [Int32] {
 }
 
 public enum OpCases {
-    public static let all: [OpCase] = dense + layers + attention + lossesAndOptimizer
+    public static let all: [OpCase] = dense + layers + attention + lossesAndOptimizer + recurrent
 
     static let dense: [OpCase] = [
         OpCase(name: "matmul (every transpose, alpha, beta, batched)", atol: 1e-5, rtol: 1e-4) { backend in

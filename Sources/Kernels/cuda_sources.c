@@ -80,6 +80,23 @@ static const char tanh_cu[] = {
     , 0
 };
 
+static const char gru_cell_cu[] = {
+#embed "cuda/gru_cell.cu"
+    , 0
+};
+static const char lstm_cell_cu[] = {
+#embed "cuda/lstm_cell.cu"
+    , 0
+};
+static const char rnn_cell_cu[] = {
+#embed "cuda/rnn_cell.cu"
+    , 0
+};
+static const char sequence_pool_cu[] = {
+#embed "cuda/sequence_pool.cu"
+    , 0
+};
+
 static const rt_cuda_source sources[] = {
     { "adamw.cu", adamw_cu },
     { "attention.cu", attention_cu },
@@ -99,6 +116,10 @@ static const rt_cuda_source sources[] = {
     { "softmax.cu", softmax_cu },
     { "swiglu.cu", swiglu_cu },
     { "tanh.cu", tanh_cu },
+    { "gru_cell.cu", gru_cell_cu },
+    { "lstm_cell.cu", lstm_cell_cu },
+    { "rnn_cell.cu", rnn_cell_cu },
+    { "sequence_pool.cu", sequence_pool_cu },
 };
 int rt_cuda_source_count(void) { return (int)(sizeof sources / sizeof sources[0]); }
 const rt_cuda_source *rt_cuda_source_at(int index) {

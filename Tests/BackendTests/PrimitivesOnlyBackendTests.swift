@@ -71,6 +71,21 @@ final class PrimitivesOnlyBackend: Backend {
     func runTanhForward(_ out: Tensor, _ x: Tensor, count: Int) { cpu.runTanhForward(out, x, count: count) }
     func runTanhBackward(dx: Tensor, dOut: Tensor, out: Tensor, count: Int) { cpu.runTanhBackward(dx: dx, dOut: dOut, out: out, count: count) }
     func runDropout(_ out: Tensor, _ x: Tensor, count: Int, p: Float, seed: UInt64) { cpu.runDropout(out, x, count: count, p: p, seed: seed) }
+    func runRecurrentForward(_ h: Tensor, c: Tensor?, y: Tensor, saved: Tensor?, xGates: Tensor, hGates: Tensor, hPrev: Tensor,
+                             cPrev: Tensor?, lengths: Tensor, _ s: RecurrentStep) {
+        cpu.runRecurrentForward(h, c: c, y: y, saved: saved, xGates: xGates, hGates: hGates, hPrev: hPrev, cPrev: cPrev, lengths: lengths, s)
+    }
+    func runRecurrentBackward(dXGates: Tensor, dHGates: Tensor?, dhPrev: Tensor, dcPrev: Tensor?, dY: Tensor, dh: Tensor, dc: Tensor?,
+                              saved: Tensor?, h: Tensor, c: Tensor?, hPrev: Tensor, cPrev: Tensor?, lengths: Tensor, _ s: RecurrentStep) {
+        cpu.runRecurrentBackward(dXGates: dXGates, dHGates: dHGates, dhPrev: dhPrev, dcPrev: dcPrev, dY: dY, dh: dh, dc: dc, saved: saved,
+                                 h: h, c: c, hPrev: hPrev, cPrev: cPrev, lengths: lengths, s)
+    }
+    func runSequencePoolForward(_ out: Tensor, argmax: Tensor?, _ y: Tensor, lengths: Tensor, _ s: PoolShape) {
+        cpu.runSequencePoolForward(out, argmax: argmax, y, lengths: lengths, s)
+    }
+    func runSequencePoolBackward(dY: Tensor, dOut: Tensor, argmax: Tensor?, lengths: Tensor, _ s: PoolShape) {
+        cpu.runSequencePoolBackward(dY: dY, dOut: dOut, argmax: argmax, lengths: lengths, s)
+    }
     func runMaskedSoftmaxForward(_ probs: Tensor, lse: Tensor?, scores: Tensor, mask: Tensor?, bias: Tensor?, _ s: AttentionShape) {
         cpu.runMaskedSoftmaxForward(probs, lse: lse, scores: scores, mask: mask, bias: bias, s)
     }

@@ -60,12 +60,25 @@ static const char tanh_cu[] = {
 #embed "../../Sources/Kernels/cuda/tanh.cu"
     , 0 };
 
+static const char gru_cell_cu[] = {
+#embed "../../Sources/Kernels/cuda/gru_cell.cu"
+    , 0 };
+static const char lstm_cell_cu[] = {
+#embed "../../Sources/Kernels/cuda/lstm_cell.cu"
+    , 0 };
+static const char rnn_cell_cu[] = {
+#embed "../../Sources/Kernels/cuda/rnn_cell.cu"
+    , 0 };
+static const char sequence_pool_cu[] = {
+#embed "../../Sources/Kernels/cuda/sequence_pool.cu"
+    , 0 };
+
 static const struct { const char *name, *text; } sources[] = {
     {"common.cuh", common_cuh}, {"adamw.cu", adamw_cu}, {"attention.cu", attention_cu}, {"attention_tc.cu", attention_tc_cu},
     {"bias.cu", bias_cu}, {"decode_attention.cu", decode_attention_cu}, {"dropout.cu", dropout_cu}, {"embedding.cu", embedding_cu}, {"gelu.cu", gelu_cu},
     {"int8_linear.cu", int8_linear_cu}, {"layernorm.cu", layernorm_cu}, {"lora.cu", lora_cu}, {"losses.cu", losses_cu}, {"memory.cu", memory_cu},
     {"rmsnorm.cu", rmsnorm_cu}, {"rope.cu", rope_cu}, {"softmax.cu", softmax_cu}, {"swiglu.cu", swiglu_cu},
-    {"tanh.cu", tanh_cu},
+    {"tanh.cu", tanh_cu}, {"gru_cell.cu", gru_cell_cu}, {"lstm_cell.cu", lstm_cell_cu}, {"rnn_cell.cu", rnn_cell_cu}, {"sequence_pool.cu", sequence_pool_cu},
 };
 
 int rt_emulated_cuda_source_count(void) { return (int)(sizeof sources / sizeof sources[0]); }

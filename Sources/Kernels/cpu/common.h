@@ -66,6 +66,10 @@ RT_INLINE float rt_expf(float x) {
     return p * scale;
 }
 
+// σ(x) and tanh(x) = 1 − 2/(e^{2x} + 1) (saturating cleanly) over rt_expf.
+RT_INLINE float rt_sigmoidf(float x) { return 1.0f / (1.0f + rt_expf(-x)); }
+RT_INLINE float rt_tanhf(float x) { return 1.0f - 2.0f / (rt_expf(2.0f * x) + 1.0f); }
+
 // rt_expf on 16 lanes, the same formula (so vector and scalar paths agree bit for bit where
 // the compiler contracts alike).
 typedef int32_t vi16 __attribute__((vector_size(64)));

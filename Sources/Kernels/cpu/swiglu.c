@@ -6,13 +6,11 @@
 #define GRAIN 16384
 typedef struct { float *out, *dgate, *dup; const float *gate, *up, *dout; } swiglu_args;
 
-RT_INLINE float sigmoid(float g) { return 1.0f / (1.0f + rt_expf(-g)); }
-
 RT_TASK(swiglu_forward_task) {
     swiglu_args *a = ctx;
     for (int64_t i = b; i < e; i++) {
         const float g = a->gate[i];
-        a->out[i] = g * sigmoid(g) * a->up[i];
+        a->out[i] = g * rt_sigmoidf(g) * a->up[i];
     }
 }
 void rt_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
@@ -23,7 +21,7 @@ void rt_swiglu_forward(float *out, const float *gate, const float *up, int64_t n
 RT_TASK(swiglu_backward_task) {
     swiglu_args *a = ctx;
     for (int64_t i = b; i < e; i++) {
-        const float g = a->gate[i], s = sigmoid(g), d = a->dout[i];
+        const float g = a->gate[i], s = rt_sigmoidf(g), d = a->dout[i];
         a->dgate[i] = d * a->up[i] * s * (1.0f + g * (1.0f - s));
         a->dup[i] = d * g * s;
     }

@@ -82,3 +82,7 @@ __device__ __forceinline__ bool rt_keep(unsigned key, unsigned long long index, 
     unsigned h = rt_mix32((unsigned)index ^ rt_mix32((unsigned)(index >> 32) ^ key));
     return (float)(h >> 8) * (1.0f / 16777216.0f) >= p;
 }
+
+// σ(x) and tanh(x) = 1 − 2/(e^{2x} + 1), the CPU kernels' formulas (cpu/common.h).
+__device__ __forceinline__ float rt_sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ __forceinline__ float rt_tanhf(float x) { return 1.0f - 2.0f / (expf(2.0f * x) + 1.0f); }

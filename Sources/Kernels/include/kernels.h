@@ -117,6 +117,35 @@ void rt_gelu_backward(float *dx, const float *dout, const float *x, int64_t n, i
 void rt_tanh_forward(float *out, const float *x, int64_t n);
 void rt_tanh_backward(float *dx, const float *dout, const float *out, int64_t n);   // from the output
 
+// ------------------------------------------------------------------ recurrent cells (cpu/lstm_cell.c, gru_cell.c, rnn_cell.c)
+// One time step t of a recurrent layer over B sequences of hidden size H (torch's gate orders:
+// LSTM i,f,g,o; GRU r,z,n); sequence b is valid for t < lengths[b]: a padded step carries the state
+// and outputs 0. xg, hg [B,G·H]: the input's and the previous state's pre-activations (biases in);
+// y: the output h, rows ldy apart. Backward overwrites dxg (dhg: GRU's gradient through hg),
+// dhprev (the direct part; the caller adds dxg·W_hh, or dhg·W_hh) and dcprev. Details per file.
+void rt_lstm_cell_forward(float *h, float *c, float *y, float *gates, const float *xg, const float *hg, const float *hprev,
+                          const float *cprev, const int32_t *lengths, int64_t t, int B, int H, int64_t ldy);
+void rt_lstm_cell_backward(float *dxg, float *dhprev, float *dcprev, const float *dy, const float *dh, const float *dc,
+                           const float *gates, const float *c, const float *cprev, const int32_t *lengths, int64_t t, int B, int H,
+                           int64_t ldy);
+void rt_gru_cell_forward(float *h, float *y, float *saved, const float *xg, const float *hg, const float *hprev,
+                         const int32_t *lengths, int64_t t, int B, int H, int64_t ldy);
+void rt_gru_cell_backward(float *dxg, float *dhg, float *dhprev, const float *dy, const float *dh, const float *saved,
+                          const float *hprev, const int32_t *lengths, int64_t t, int B, int H, int64_t ldy);
+void rt_rnn_cell_forward(float *h, float *y, const float *xg, const float *hg, const float *hprev, const int32_t *lengths,
+                         int64_t t, int B, int H, int64_t ldy);
+void rt_rnn_cell_backward(float *dxg, float *dhprev, const float *dy, const float *dh, const float *h, const int32_t *lengths,
+                          int64_t t, int B, int H, int64_t ldy);
+
+// ------------------------------------------------------------------ sequence pooling (cpu/sequence_pool.c)
+// out[B,C] from time-major y[T,B,C] over each sequence's lengths[b] steps: mode 0 mean, 1 max
+// (argmax[B,C] saved), 2 last (columns < split: step len−1; columns ≥ split: step 0). Backward
+// overwrites dy.
+void rt_sequence_pool_forward(float *out, int32_t *argmax, const float *y, const int32_t *lengths, int T, int B, int C, int mode,
+                              int split);
+void rt_sequence_pool_backward(float *dy, const float *dout, const int32_t *argmax, const int32_t *lengths, int T, int B, int C,
+                               int mode, int split);
+
 // ------------------------------------------------------------------ dropout (cpu/dropout.c)
 // out = x·keep/(1 − p), keep = rt_dropout_keep(seed, offset + i, p); also the backward (same seed).
 void rt_dropout(float *out, const float *x, int64_t n, float p, uint64_t seed, uint64_t offset);

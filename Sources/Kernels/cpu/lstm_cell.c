@@ -1,0 +1,83 @@
+// One time step t of an LSTM layer (torch.nn.LSTM's cell; gate order i, f, g, o) over B sequences
+// of hidden size H; sequence b is valid for t < lengths[b]. A padded step carries the state
+// unchanged and outputs 0 (torch's packed sequences), for either direction.
+//   xg [B,4H]: x_t·W_ihᵀ + b_ih;  hg [B,4H]: h_prev·W_hhᵀ + b_hh   (pre-activations)
+//   i = σ(xg+hg)[0:H], f = σ(…)[H:2H], g = tanh(…)[2H:3H], o = σ(…)[3H:4H]
+//   c = f·c_prev + i·g;  h = o·tanh(c)
+//   h, c, hprev, cprev: [B,H]; y: h at y[b·ldy + j] (0 at padded steps); gates [B,4H]: i,f,g,o saved.
+// Backward, from dy (the outputs' gradient at t, rows ldy apart) and dh, dc (h_t's and c_t's from
+// later steps): dxg [B,4H] the pre-activations' gradient (0 at padded steps; W_hh's too);
+// dhprev [B,H] the direct part (dh itself at padded steps, else 0: the caller adds dxg·W_hh);
+// dcprev [B,H]. All overwritten. Parallel over rows.
+#include "common.h"
+
+typedef struct {
+    float *h, *c, *y, *gates, *dxg, *dhprev, *dcprev;
+    const float *xg, *hg, *hprev, *cprev, *dy, *dh, *dc, *sgates, *sc;
+    const int32_t *lengths;
+    int64_t t, ldy; int H;
+} lstm_args;
+
+RT_TASK(lstm_forward_task) {
+    lstm_args *a = ctx;
+    const int H = a->H;
+    for (int64_t r = b; r < e; r++) {
+        float *h = a->h + r * H, *c = a->c + r * H, *y = a->y + r * a->ldy, *gates = a->gates + r * 4 * H;
+        const float *hprev = a->hprev + r * H, *cprev = a->cprev + r * H;
+        if (a->t >= a->lengths[r]) {
+            for (int j = 0; j < H; j++) { h[j] = hprev[j]; c[j] = cprev[j]; y[j] = 0; }
+            for (int j = 0; j < 4 * H; j++) gates[j] = 0;
+            continue;
+        }
+        const float *xg = a->xg + r * 4 * H, *hg = a->hg + r * 4 * H;
+        for (int j = 0; j < H; j++) {
+            const float i = rt_sigmoidf(xg[j] + hg[j]), f = rt_sigmoidf(xg[H + j] + hg[H + j]);
+            const float g = rt_tanhf(xg[2 * H + j] + hg[2 * H + j]), o = rt_sigmoidf(xg[3 * H + j] + hg[3 * H + j]);
+            const float cell = f * cprev[j] + i * g;
+            c[j] = cell;
+            h[j] = y[j] = o * rt_tanhf(cell);
+            gates[j] = i; gates[H + j] = f; gates[2 * H + j] = g; gates[3 * H + j] = o;
+        }
+    }
+}
+
+void rt_lstm_cell_forward(float *h, float *c, float *y, float *gates, const float *xg, const float *hg, const float *hprev,
+                          const float *cprev, const int32_t *lengths, int64_t t, int B, int H, int64_t ldy) {
+    lstm_args a = { .h = h, .c = c, .y = y, .gates = gates, .xg = xg, .hg = hg, .hprev = hprev, .cprev = cprev,
+                    .lengths = lengths, .t = t, .ldy = ldy, .H = H };
+    rt_parallel_for(B, H >= 1024 ? 1 : 1024 / H, lstm_forward_task, &a);
+}
+
+RT_TASK(lstm_backward_task) {
+    lstm_args *a = ctx;
+    const int H = a->H;
+    for (int64_t r = b; r < e; r++) {
+        float *dxg = a->dxg + r * 4 * H, *dhprev = a->dhprev + r * H, *dcprev = a->dcprev + r * H;
+        const float *dh = a->dh + r * H, *dc = a->dc + r * H;
+        if (a->t >= a->lengths[r]) {
+            for (int j = 0; j < H; j++) { dhprev[j] = dh[j]; dcprev[j] = dc[j]; }
+            for (int j = 0; j < 4 * H; j++) dxg[j] = 0;
+            continue;
+        }
+        const float *dy = a->dy + r * a->ldy, *gates = a->sgates + r * 4 * H, *c = a->sc + r * H, *cprev = a->cprev + r * H;
+        for (int j = 0; j < H; j++) {
+            const float i = gates[j], f = gates[H + j], g = gates[2 * H + j], o = gates[3 * H + j];
+            const float dhj = dy[j] + dh[j], tc = rt_tanhf(c[j]);
+            const float dcj = dc[j] + dhj * o * (1.0f - tc * tc);
+            dxg[j] = dcj * g * i * (1.0f - i);
+            dxg[H + j] = dcj * cprev[j] * f * (1.0f - f);
+            dxg[2 * H + j] = dcj * i * (1.0f - g * g);
+            dxg[3 * H + j] = dhj * tc * o * (1.0f - o);
+            dcprev[j] = dcj * f;
+            dhprev[j] = 0;
+        }
+    }
+}
+
+void rt_lstm_cell_backward(float *dxg, float *dhprev, float *dcprev, const float *dy, const float *dh, const float *dc,
+                           const float *gates, const float *c, const float *cprev, const int32_t *lengths, int64_t t, int B, int H,
+                           int64_t ldy) {
+    lstm_args a = { .dxg = dxg, .dhprev = dhprev, .dcprev = dcprev, .dy = dy, .dh = dh, .dc = dc, .sgates = gates, .sc = c,
+                    .cprev = cprev, .lengths = lengths, .t = t, .ldy = ldy, .H = H };
+    rt_parallel_for(B, H >= 1024 ? 1 : 1024 / H, lstm_backward_task, &a);
+}

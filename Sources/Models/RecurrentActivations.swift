@@ -1,0 +1,136 @@
+// What a recurrent student's forward saves for its backward, and the backward's scratch,
+// allocated once for a maximum (batch, length): a step allocates nothing; smaller batches use
+// prefixes. Time-major throughout: token (t, b) is row t·B + b.
+import Backend
+
+/// One direction's saved tensors: every step's input pre-activations [T,B,G·H], what the step
+/// kernel saves [T,B,4H] (LSTM, GRU), and the states in T+1 slots of B·H (RecurrentLayer).
+public struct RecurrentDirectionActivations {
+    let xGates: Tensor
+    let saved: Tensor?
+    let states: Tensor
+    let cells: Tensor?     // LSTM
+}
+
+/// Backward scratch shared by every layer: the gates' gradients of all steps [T,B,G·H] (a GRU's
+/// second set, through W_hh), and ping-pong state gradients.
+final class RecurrentScratch {
+    let dXGates: Tensor, dHGates: Tensor?
+    let dh: [Tensor], dc: [Tensor]?
+    init(dXGates: Tensor, dHGates: Tensor?, dh: [Tensor], dc: [Tensor]?) {
+        self.dXGates = dXGates; self.dHGates = dHGates; self.dh = dh; self.dc = dc
+    }
+}
+
+public final class RecurrentLayerActivations {
+    /// [T,B,D·H]: the layer's outputs, 0 at padded steps.
+    public let output: Tensor
+    let directions: [RecurrentDirectionActivations]
+    let hGates: Tensor          // one step's W_hh part [B,G·H], shared
+    let scratch: RecurrentScratch
+    init(output: Tensor, directions: [RecurrentDirectionActivations], hGates: Tensor, scratch: RecurrentScratch) {
+        self.output = output; self.directions = directions; self.hGates = hGates; self.scratch = scratch
+    }
+
+    /// The final state of direction `d` after the last forward ([B,H], torch's h_n row): the
+    /// forward direction's last slot, the reverse direction's first.
+    public func finalState(_ d: Int, batch B: Int, length T: Int, hidden H: Int, cell: Bool = false) -> Tensor {
+        let s = directions[d], buffer = cell ? s.cells! : s.states
+        return RecurrentLayer.slot(buffer, d == 0 ? T : 0, B * H)
+    }
+}
+
+public final class RecurrentActivations {
+    public let maxBatch, maxLength: Int
+    public let inference: Bool
+    public private(set) var batch = 0, length = 0
+    // Inputs (time-major ids; positions: zeros, the embedding op's unused table)
+    public let ids, positions, lengths, labels, teacher: Tensor
+    public private(set) var hostLengths: [Int32] = []
+    // Forward
+    public let embedded: Tensor
+    public let layers: [RecurrentLayerActivations]
+    public let pooled, argmax, headHidden, headActivated, logits: Tensor
+    // Backward
+    let dEmbedded, dPooled, dHeadActivated, dHeadHidden, dLogits, dLogitsExtra: Tensor
+    let dOutputs: [Tensor]
+    let segmentPlan: Tensor
+    public private(set) var embeddingSegments: EmbeddingSegments?
+    let embedding: EmbeddingShape
+    /// Scalars: the loss terms of the last backward (0 total, 1… terms).
+    public let loss: Tensor
+
+    public convenience init(config c: RecurrentConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int, backend: Backend,
+                            inference: Bool = false) throws {
+        try self.init(config: c, labels: classes, maxBatch: B, maxLength: T, inference: inference) { n, dtype in try backend.zeros(n, dtype) }
+    }
+
+    /// Bytes an arena of these sizes allocates: the initialiser with an allocator that only counts.
+    public static func bytes(config c: RecurrentConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int, inference: Bool = false) -> Int {
+        var total = 0
+        _ = try? RecurrentActivations(config: c, labels: classes, maxBatch: B, maxLength: T, inference: inference) { n, dtype in
+            total += max(n, 1) * dtype.size
+            return Tensor(DeviceBuffer(address: 0, count: n, dtype: dtype) { _ in })
+        }
+        return total
+    }
+
+    init(config c: RecurrentConfig, labels L: Int, maxBatch B: Int, maxLength T: Int, inference: Bool,
+         allocate: (Int, DType) throws -> Tensor) throws {
+        maxBatch = B; maxLength = T; self.inference = inference
+        let H = c.hiddenSize, G = c.cell.gates, DH = c.outputSize, E = c.embeddingSize, M = c.headHiddenSize, BT = B * T
+        ids = try allocate(BT, .i32); positions = try allocate(BT, .i32); lengths = try allocate(B, .i32)
+        labels = try allocate(B, .i32); teacher = try allocate(B * L, .f32)
+        embedded = try allocate(BT * E, .f32)
+        let training = !inference
+        let scratch = RecurrentScratch(dXGates: try allocate(training ? BT * G * H : 0, .f32),
+                                       dHGates: c.cell == .gru && training ? try allocate(BT * G * H, .f32) : nil,
+                                       dh: try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) },
+                                       dc: c.cell == .lstm ? try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) } : nil)
+        let hGates = try allocate(B * G * H, .f32)
+        layers = try (0..<c.layers).map { _ in
+            RecurrentLayerActivations(output: try allocate(BT * DH, .f32), directions: try (0..<c.directions).map { _ in
+                RecurrentDirectionActivations(xGates: try allocate(BT * G * H, .f32),
+                                              saved: c.cell.savedWidth > 0 ? try allocate(BT * c.cell.savedWidth * H, .f32) : nil,
+                                              states: try allocate((T + 1) * B * H, .f32),
+                                              cells: c.cell == .lstm ? try allocate((T + 1) * B * H, .f32) : nil)
+            }, hGates: hGates, scratch: scratch)
+        }
+        pooled = try allocate(B * DH, .f32); argmax = try allocate(c.pooling == .max ? B * DH : 0, .i32)
+        headHidden = try allocate(B * M, .f32); headActivated = try allocate(B * M, .f32); logits = try allocate(B * L, .f32)
+        let backward = training ? 1 : 0
+        dEmbedded = try allocate(backward * BT * E, .f32); dPooled = try allocate(backward * B * DH, .f32)
+        dHeadActivated = try allocate(backward * B * M, .f32); dHeadHidden = try allocate(backward * B * M, .f32)
+        dLogits = try allocate(backward * B * L, .f32); dLogitsExtra = try allocate(backward * B * L, .f32)
+        dOutputs = try (0..<2).map { _ in try allocate(backward * BT * DH, .f32) }
+        embedding = EmbeddingShape(tokens: 0, channels: E, vocabulary: c.vocabSize, positions: 1, wordPadding: c.padTokenId, positionPadding: 0)
+        segmentPlan = try allocate(backward * EmbeddingSegments.capacity(tokens: BT), .i32)
+        loss = try allocate(8, .f32)
+    }
+
+    /// Loads a batch of token id sequences (each at most maxLength, at least one token), right-padded
+    /// with `pad` and laid out time-major; labels and teacher logits (B·L) when given.
+    public func load(_ sequences: [[Int32]], pad: Int32, labels labelValues: [Int32] = [], teacher teacherValues: [Float] = [],
+                     backend: Backend, forBackward: Bool? = nil) {
+        let B = sequences.count, T = max(1, sequences.map(\.count).max() ?? 1)
+        precondition(B <= maxBatch && T <= maxLength, "a batch of \(B)×\(T) does not fit an arena of \(maxBatch)×\(maxLength)")
+        batch = B; length = T
+        var idValues = [Int32](repeating: pad, count: B * T)
+        for (b, sequence) in sequences.enumerated() { for (t, id) in sequence.enumerated() { idValues[t * B + b] = id } }
+        hostLengths = sequences.map { Int32($0.count) }
+        let zeros = [Int32](repeating: 0, count: B * T)
+        idValues.withUnsafeBytes { backend.upload(ids.slice(0, B * T), $0) }
+        hostLengths.withUnsafeBytes { backend.upload(lengths.slice(0, B), $0) }
+        if !labelValues.isEmpty { precondition(labelValues.count == B); labelValues.withUnsafeBytes { backend.upload(labels.slice(0, B), $0) } }
+        if !teacherValues.isEmpty {
+            precondition(teacherValues.count % B == 0)
+            teacherValues.withUnsafeBytes { backend.upload(teacher.slice(0, teacherValues.count), $0) }
+        }
+        embeddingSegments = nil
+        if forBackward ?? !inference {
+            precondition(!inference, "an inference arena has no room for backward")
+            embeddingSegments = EmbeddingSegments(ids: idValues, positions: zeros, types: nil, embedding.tokens(B * T), into: segmentPlan,
+                                                  backend: backend)
+        }
+    }
+}
