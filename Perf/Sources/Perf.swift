@@ -87,6 +87,7 @@ public enum PerfCommand {
         let wants = { (name: String) -> Bool in asked.insert(name); return options.filter.map { name.contains($0) } ?? true }
         var workloads = try makeWorkloads(backend, quick: options.quick, wants: wants)
             + makeModelWorkloads(backend, quick: options.quick, wants: wants) + makeDecoderWorkloads(backend, quick: options.quick, wants: wants)
+            + makeRecurrentWorkloads(backend, quick: options.quick, wants: wants)
         for w in workloads where !w.hidden && !asked.contains(w.name) && options.filter == nil {
             FileHandle.standardError.write(Data("Perf: internal: \(w.name) is built without asking the filter\n".utf8))
         }

@@ -320,7 +320,15 @@ def decoder_lora_step(s):
     return autocast_step(s, trainable, optimizer, lambda: model(input_ids=ids, labels=ids).loss)
 
 
+def recurrent(s):
+    layer = getattr(torch.nn, s["cell"])(s["input"], s["hidden"], bidirectional=True)
+    x = rand(s["length"], s["batch"], s["input"], grad=True)
+    g = rand(s["length"], s["batch"], 2 * s["hidden"])
+    return lambda: layer(x)[0].backward(g)
+
+
 TORCH_OPS = {
+    "recurrent_forward_backward": recurrent,
     "decoder_prefill": decoder_prefill,
     "decoder_generate": decoder_generate,
     "decoder_lora_step": decoder_lora_step,

@@ -52,7 +52,9 @@ public final class RecurrentActivations {
     public let layers: [RecurrentLayerActivations]
     public let pooled, argmax, headHidden, headActivated, logits: Tensor
     // Backward
-    let dEmbedded, dPooled, dHeadActivated, dHeadHidden, dLogits, dLogitsExtra: Tensor
+    let dEmbedded, dPooled, dHeadActivated, dHeadHidden, dLogits: Tensor
+    /// A second logits gradient, for a loss's other term (summed into dLogits).
+    public let dLogitsExtra: Tensor
     let dOutputs: [Tensor]
     let segmentPlan: Tensor
     public private(set) var embeddingSegments: EmbeddingSegments?

@@ -22,8 +22,12 @@ public protocol TextClassifier: AnyObject {
 }
 
 /// A classifier folder as eval, predict and compare take it: a decoder fine-tuned as a
-/// classifier, or a BERT-family one. `maxLength` nil: 128 tokens, or the model's maximum when smaller.
+/// classifier, a recurrent student, or a BERT-family one. `maxLength` nil: 128 tokens, or the
+/// model's maximum when smaller (a recurrent student: the length it was trained at).
 public func loadTextClassifier(folder: String, maxLength: Int?, backend: Backend) throws -> TextClassifier {
+    if RecurrentConfig.describes((folder as NSString).appendingPathComponent("config.json")) {
+        return try RecurrentClassifier.load(folder: folder, maxLength: maxLength, backend: backend)
+    }
     if FineTuningRun.isDecoder(folder) {
         return try DecoderClassifier.load(folder: folder, maxLength: maxLength, backend: backend)
     }

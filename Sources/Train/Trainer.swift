@@ -172,7 +172,7 @@ public final class Trainer {
         losses.reset()
         for (j, indices) in group.enumerated() {
             let batch = indices.map { train[$0] }
-            tokens += task.load(batch, labels: indices.map { trainLabels[$0] })
+            tokens += task.load(batch, labels: indices.map { trainLabels[$0] }, examples: indices)
             let seed = options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j), scale = lossScale / Float(group.count)
             task.step(batch, seed: seed, gradScale: scale, losses: losses, weight: 1 / Double(group.count))
         }

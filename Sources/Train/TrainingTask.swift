@@ -14,6 +14,9 @@ public protocol TrainingTask: AnyObject {
     func zeroGradients()
     /// Loads a micro-batch (training mode); returns its tokens (B·T).
     func load(_ batch: [Encoding], labels: [Int32]) -> Int
+    /// The same, told which training examples they are (a task with per-example targets, such as
+    /// a teacher's stored logits, reads them by index). Default: `load(batch, labels:)`.
+    func load(_ batch: [Encoding], labels: [Int32], examples: [Int]) -> Int
     /// Runs the loaded micro-batch (masks from `seed`), accumulates the gradient of gradScale·loss
     /// and adds weight·loss to `losses`, all queued on the device.
     func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double)
@@ -21,6 +24,10 @@ public protocol TrainingTask: AnyObject {
     func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics
     /// What a checkpoint saves besides the optimizer: the weights first.
     var checkpointTensors: [(String, Tensor)] { get }
+}
+
+public extension TrainingTask {
+    func load(_ batch: [Encoding], labels: [Int32], examples: [Int]) -> Int { load(batch, labels: labels) }
 }
 
 /// A BERT-family classifier and the objective of its stage.

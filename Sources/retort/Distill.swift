@@ -19,6 +19,8 @@ struct DistillCommand: ParsableCommand {
                   --lora-rank 16 --out runs/sst2-lora3
               retort distill --teacher runs/sst2 --train T --method distilbert \\
                   --temperature 2 --out runs/sst2-distilbert
+              retort distill --teacher runs/sst2 --train T --student bilstm \\
+                  --hidden 300 --epochs 5 --out runs/sst2-bilstm
 
             TinyBERT runs two stages: intermediate (MSE on embeddings, mapped hidden states and \
             attention scores), then prediction (soft cross-entropy against the teacher's logits at \
@@ -26,6 +28,13 @@ struct DistillCommand: ParsableCommand {
             {2,4,6,…} (1-based), a uniform map, or a checkpoint folder; each student layer learns \
             from the teacher layer it was copied from (for a folder: TinyBERT's uniform map, teacher \
             layer (i+1)·k−1) unless --layer-map says otherwise (0-based student:teacher pairs).
+
+            --student bilstm|bigru|birnn|lstm|gru|rnn trains a recurrent student instead (a "bi" \
+            prefix: both directions): the teacher's word embeddings (or learned ones, --embeddings \
+            learned), --student-layers recurrent layers (default 1) of --hidden units, --pooling over \
+            the tokens, and a tanh MLP head; it learns the teacher's logits (computed once, before \
+            training) by --loss mse or soft-ce, plus --hard-label-weight·CE against the labels. It \
+            is saved as PyTorch names it (nn.Embedding, nn.LSTM/GRU/RNN, nn.Sequential head).
 
             Writes OUT (a HF model folder: the best dev epoch of the last stage), OUT/log.jsonl, \
             OUT/metrics.json, OUT/checkpoints/ (continue a stopped or killed run with --resume) \
@@ -39,13 +48,24 @@ struct DistillCommand: ParsableCommand {
     @Option(name: .long, help: "Test data: evaluated at the end and put in the report.") var test: String?
     @OptionGroup var columns: ColumnOptions
     @Option(name: .long, help: "Output folder.") var out: String
+    @Option(name: .long, help: "transformer (the teacher's layers), or a recurrent student: bilstm, bigru, birnn, lstm, gru, rnn.")
+    var student = "transformer"
     @Option(name: .long, help: "odd, even, uniform (the teacher's layers) or a model folder.") var studentInit = "odd"
-    @Option(name: .long, help: "Student layers (default: half the teacher's).") var studentLayers: Int?
+    @Option(name: .long, help: "Student layers (default: half the teacher's; a recurrent student: 1).") var studentLayers: Int?
+    @Option(name: .long, help: "Recurrent student: hidden units per direction.") var hidden = 300
+    @Option(name: .long, help: "Recurrent student: max, mean or last (the final states) over the tokens.") var pooling = "max"
+    @Option(name: .long, help: "Recurrent student: teacher (its word embeddings) or learned.") var embeddings = "teacher"
+    @Option(name: .long, help: "Recurrent student: embedding width (default: the teacher's; a different width projects its embeddings).")
+    var embeddingSize: Int?
+    @Option(name: .long, help: "Recurrent student: width of the head's hidden layer.") var headHidden = 200
+    @Option(name: .long, help: "Recurrent student: mse (on logits) or soft-ce (at --temperature).") var loss = "mse"
     @Option(name: .long, help: "tinybert or distilbert.") var method = "tinybert"
     @Option(name: .long, help: "TinyBERT stages to run, in order: intermediate, prediction.") var stages = "intermediate,prediction"
-    @Option(name: .long, help: "Epochs per stage, comma-separated (one number: the same for each).") var epochs = "3,2"
+    @Option(name: .long, help: "Epochs per stage, comma-separated (one number: the same for each; default 3,2; a recurrent student: 5).")
+    var epochs: String?
     @Option(name: .long, help: "Softmax temperature of the soft targets (default 1 for tinybert, 2 for distilbert).") var temperature: Double?
-    @Option(name: .long, help: "TinyBERT prediction stage: weight of cross-entropy against the true labels (0: off).") var hardLabelWeight = 0.0
+    @Option(name: .long, help: "TinyBERT prediction stage or a recurrent student: weight of cross-entropy against the true labels (0: off).")
+    var hardLabelWeight = 0.0
     @Option(name: .long, help: "DistilBERT: weight of T²·KL against the teacher.") var alpha = 0.5
     @Option(name: .long, help: "DistilBERT: weight of cross-entropy against the labels.") var beta = 0.5
     @Option(name: .long, help: "DistilBERT: weight of 1 − cos between last hidden states.") var gamma = 1.0
@@ -66,8 +86,18 @@ struct DistillCommand: ParsableCommand {
         return list
     }
 
+    /// The recurrent student asked for: (cell, bidirectional), nil for a transformer.
+    func recurrentStudent() throws -> (RecurrentCell, Bool)? {
+        guard student != "transformer" else { return nil }
+        let bidirectional = student.hasPrefix("bi")
+        guard let cell = RecurrentCell(rawValue: bidirectional ? String(student.dropFirst(2)) : student) else {
+            throw ValidationError("--student must be transformer, bilstm, bigru, birnn, lstm, gru or rnn (got '\(student)')")
+        }
+        return (cell, bidirectional)
+    }
+
     func epochList() throws -> [Int] {
-        let numbers = epochs.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let numbers = (epochs ?? "3,2").split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !numbers.isEmpty, numbers.allSatisfy({ ($0 ?? 0) > 0 }) else {
             throw ValidationError("--epochs: positive whole numbers, one per stage (e.g. 3,2) or one for all")
         }
@@ -82,11 +112,67 @@ struct DistillCommand: ParsableCommand {
         guard hardLabelWeight >= 0, alpha >= 0, beta >= 0, gamma >= 0 else {
             throw ValidationError("--hard-label-weight, --alpha, --beta and --gamma must not be negative")
         }
+        if try recurrentStudent() != nil {
+            try validateRecurrent()
+            return
+        }
         let count = method == .distilbert ? 1 : try stageList().count, numbers = try epochList()
         guard numbers.count == 1 || numbers.count >= count else { throw ValidationError("--epochs: \(numbers.count) numbers for \(count) stages") }
     }
 
+    func validateRecurrent() throws {
+        guard method == "tinybert", stages == "intermediate,prediction", layerMap == nil, studentInit == "odd", lora.rank == nil else {
+            throw ValidationError("--method, --stages, --layer-map, --student-init and --lora-rank are for transformer students; drop them with --student \(student)")
+        }
+        guard PoolingMode(rawValue: pooling) != nil else { throw ValidationError("--pooling must be max, mean or last") }
+        guard RecurrentDistillationRun.EmbeddingInit(rawValue: embeddings) != nil else { throw ValidationError("--embeddings must be teacher or learned") }
+        guard RecurrentLoss.Soft(rawValue: loss) != nil else { throw ValidationError("--loss must be mse or soft-ce") }
+        guard hidden > 0, headHidden > 0, (embeddingSize ?? 1) > 0 else { throw ValidationError("--hidden, --head-hidden and --embedding-size must be positive") }
+        if let epochs, Int(epochs) == nil || Int(epochs)! < 1 { throw ValidationError("--epochs: one positive whole number for a recurrent student") }
+    }
+
+    func runRecurrent(_ cell: RecurrentCell, bidirectional: Bool) throws {
+        let printer = ProgressPrinter(showStages: false)
+        try withFlags(printer) {
+            let backend = try deviceOptions.backend()
+            let spec = columns.spec(labelled: true)
+            var config = RecurrentDistillationRun.Configuration(
+                teacher: expand(teacher), data: DataFiles(train: expand(train), dev: dev.map(expand), devSplit: devSplit, test: test.map(expand),
+                                                          columns: spec),
+                output: expand(out))
+            config.cell = cell; config.bidirectional = bidirectional; config.hiddenSize = hidden; config.layers = studentLayers ?? 1
+            config.pooling = PoolingMode(rawValue: pooling)!; config.embeddings = RecurrentDistillationRun.EmbeddingInit(rawValue: embeddings)!
+            config.embeddingSize = embeddingSize; config.headHiddenSize = headHidden
+            config.loss.soft = RecurrentLoss.Soft(rawValue: loss)!; config.loss.temperature = temperature ?? 1
+            config.loss.hardLabelWeight = hardLabelWeight
+            config.training = try training.settings(lora: lora)
+            config.training.options.epochs = epochs.flatMap { Int($0) } ?? 5
+            let run = RecurrentDistillationRun(config, backend: backend)
+            try train(run, printer: printer, teacher: config.teacher, data: config.data, output: config.output, backend: backend, run.run)
+        }
+    }
+
+    /// Runs a recipe (Ctrl-C stops it with a checkpoint), prints its outcome and, unless
+    /// --no-report, the student beside its teacher.
+    func train(_ recipe: TrainingRecipe, printer: ProgressPrinter, teacher: String, data: DataFiles, output: String, backend: Backend,
+               _ run: () throws -> RunMetrics) throws {
+        recipe.progress = printer.handle
+        Interrupt.catchSIGINT()
+        defer { Interrupt.release() }
+        let metrics = try run()
+        printer.finish()
+        print(String(format: "\ndistilled in %@; best dev accuracy %.4f; student saved in %@", duration(metrics.trainSeconds ?? .nan),
+                     metrics.bestDev?.accuracy ?? .nan, out))
+        guard !noReport else { return }
+        let report = try ComparisonReport.build(runs: [teacher, output], test: data.test, columns: data.columns, maxLength: training.maxLength,
+                                                backend: backend) { printError("retort: " + $0) }
+        let written = try report.write(folder: output)
+        print(report.markdownTable)
+        print("report: \(written.joined(separator: ", "))")
+    }
+
     func run() throws {
+        if let (cell, bidirectional) = try recurrentStudent() { return try runRecurrent(cell, bidirectional: bidirectional) }
         let printer = ProgressPrinter(showStages: true)
         try withFlags(printer) {
             let backend = try deviceOptions.backend()
@@ -101,19 +187,7 @@ struct DistillCommand: ParsableCommand {
             config.alpha = alpha; config.beta = beta; config.gamma = gamma
             config.training = try training.settings(lora: lora)
             let run = DistillationRun(config, backend: backend)
-            run.progress = printer.handle
-            Interrupt.catchSIGINT()
-            defer { Interrupt.release() }
-            let metrics = try run.run()
-            printer.finish()
-            print(String(format: "\ndistilled in %@; best dev accuracy %.4f; student saved in %@", duration(metrics.trainSeconds ?? .nan),
-                         metrics.bestDev?.accuracy ?? .nan, out))
-            guard !noReport else { return }
-            let report = try ComparisonReport.build(runs: [config.teacher, config.output], test: config.data.test, columns: spec,
-                                                    maxLength: training.maxLength, backend: backend) { printError("retort: " + $0) }
-            let written = try report.write(folder: config.output)
-            print(report.markdownTable)
-            print("report: \(written.joined(separator: ", "))")
+            try train(run, printer: printer, teacher: config.teacher, data: config.data, output: config.output, backend: backend, run.run)
         }
     }
 }

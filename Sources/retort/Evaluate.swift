@@ -91,7 +91,7 @@ struct PredictCommand: ParsableCommand {
 
 /// The model, batching and device options of eval and predict.
 struct InferenceOptions: ParsableArguments {
-    @Option(name: .long, help: "Fine-tuned model folder (a BERT-family classifier, or a decoder fine-tuned as one).") var model: String
+    @Option(name: .long, help: "Fine-tuned model folder (a BERT-family classifier, a decoder fine-tuned as one, or a recurrent student).") var model: String
     @Option(name: .long, help: "Examples per batch.") var batchSize = 64
     @Option(name: .long, help: "Tokens per example, specials included (default 128, or the model's maximum when smaller).")
     var maxLength: Int?

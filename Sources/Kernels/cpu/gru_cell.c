@@ -17,6 +17,17 @@ typedef struct {
     int64_t t, ldy; int H;
 } gru_args;
 
+// One sequence's row (restrict parameters: the loop vectorises without run-time overlap checks).
+RT_INLINE void gru_row_forward(int H, float *restrict h, float *restrict y, float *restrict saved, const float *restrict xg,
+                               const float *restrict hg, const float *restrict hprev) {
+    for (int j = 0; j < H; j++) {
+        const float reset = rt_sigmoidf(xg[j] + hg[j]), z = rt_sigmoidf(xg[H + j] + hg[H + j]), hn = hg[2 * H + j];
+        const float n = rt_tanhf(xg[2 * H + j] + reset * hn), out = (1.0f - z) * n + z * hprev[j];
+        h[j] = out; y[j] = out;
+        saved[j] = reset; saved[H + j] = z; saved[2 * H + j] = n; saved[3 * H + j] = hn;
+    }
+}
+
 RT_TASK(gru_forward_task) {
     gru_args *a = ctx;
     const int H = a->H;
@@ -28,13 +39,7 @@ RT_TASK(gru_forward_task) {
             for (int j = 0; j < 4 * H; j++) saved[j] = 0;
             continue;
         }
-        const float *xg = a->xg + r * 3 * H, *hg = a->hg + r * 3 * H;
-        for (int j = 0; j < H; j++) {
-            const float reset = rt_sigmoidf(xg[j] + hg[j]), z = rt_sigmoidf(xg[H + j] + hg[H + j]), hn = hg[2 * H + j];
-            const float n = rt_tanhf(xg[2 * H + j] + reset * hn);
-            h[j] = y[j] = (1.0f - z) * n + z * hprev[j];
-            saved[j] = reset; saved[H + j] = z; saved[2 * H + j] = n; saved[3 * H + j] = hn;
-        }
+        gru_row_forward(H, h, y, saved, a->xg + r * 3 * H, a->hg + r * 3 * H, hprev);
     }
 }
 
@@ -43,6 +48,21 @@ void rt_gru_cell_forward(float *h, float *y, float *saved, const float *xg, cons
     gru_args a = { .h = h, .y = y, .saved = saved, .xg = xg, .hg = hg, .hprev = hprev, .lengths = lengths, .t = t, .ldy = ldy,
                    .H = H };
     rt_parallel_for(B, H >= 1024 ? 1 : 1024 / H, gru_forward_task, &a);
+}
+
+RT_INLINE void gru_row_backward(int H, float *restrict dxg, float *restrict dhg, float *restrict dhprev, const float *restrict dy,
+                                const float *restrict dh, const float *restrict saved, const float *restrict hprev) {
+    for (int j = 0; j < H; j++) {
+        const float reset = saved[j], z = saved[H + j], n = saved[2 * H + j], hn = saved[3 * H + j];
+        const float dhj = dy[j] + dh[j];
+        const float dn = dhj * (1.0f - z) * (1.0f - n * n);
+        const float dr = dn * hn * reset * (1.0f - reset), dz = dhj * (hprev[j] - n) * z * (1.0f - z);
+        dxg[j] = dr; dhg[j] = dr;
+        dxg[H + j] = dz; dhg[H + j] = dz;
+        dxg[2 * H + j] = dn;
+        dhg[2 * H + j] = dn * reset;
+        dhprev[j] = dhj * z;
+    }
 }
 
 RT_TASK(gru_backward_task) {
@@ -56,18 +76,7 @@ RT_TASK(gru_backward_task) {
             for (int j = 0; j < 3 * H; j++) dxg[j] = dhg[j] = 0;
             continue;
         }
-        const float *dy = a->dy + r * a->ldy, *saved = a->ssaved + r * 4 * H, *hprev = a->hprev + r * H;
-        for (int j = 0; j < H; j++) {
-            const float reset = saved[j], z = saved[H + j], n = saved[2 * H + j], hn = saved[3 * H + j];
-            const float dhj = dy[j] + dh[j];
-            const float dn = dhj * (1.0f - z) * (1.0f - n * n);
-            const float dr = dn * hn * reset * (1.0f - reset), dz = dhj * (hprev[j] - n) * z * (1.0f - z);
-            dxg[j] = dhg[j] = dr;
-            dxg[H + j] = dhg[H + j] = dz;
-            dxg[2 * H + j] = dn;
-            dhg[2 * H + j] = dn * reset;
-            dhprev[j] = dhj * z;
-        }
+        gru_row_backward(H, dxg, dhg, dhprev, a->dy + r * a->ldy, dh, a->ssaved + r * 4 * H, a->hprev + r * H);
     }
 }
 

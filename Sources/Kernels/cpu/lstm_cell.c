@@ -18,6 +18,18 @@ typedef struct {
     int64_t t, ldy; int H;
 } lstm_args;
 
+// One sequence's row (restrict parameters: the loop vectorises without run-time overlap checks).
+RT_INLINE void lstm_row_forward(int H, float *restrict h, float *restrict c, float *restrict y, float *restrict gates,
+                                const float *restrict xg, const float *restrict hg, const float *restrict cprev) {
+    for (int j = 0; j < H; j++) {
+        const float i = rt_sigmoidf(xg[j] + hg[j]), f = rt_sigmoidf(xg[H + j] + hg[H + j]);
+        const float g = rt_tanhf(xg[2 * H + j] + hg[2 * H + j]), o = rt_sigmoidf(xg[3 * H + j] + hg[3 * H + j]);
+        const float cell = f * cprev[j] + i * g, out = o * rt_tanhf(cell);
+        c[j] = cell; h[j] = out; y[j] = out;
+        gates[j] = i; gates[H + j] = f; gates[2 * H + j] = g; gates[3 * H + j] = o;
+    }
+}
+
 RT_TASK(lstm_forward_task) {
     lstm_args *a = ctx;
     const int H = a->H;
@@ -29,15 +41,7 @@ RT_TASK(lstm_forward_task) {
             for (int j = 0; j < 4 * H; j++) gates[j] = 0;
             continue;
         }
-        const float *xg = a->xg + r * 4 * H, *hg = a->hg + r * 4 * H;
-        for (int j = 0; j < H; j++) {
-            const float i = rt_sigmoidf(xg[j] + hg[j]), f = rt_sigmoidf(xg[H + j] + hg[H + j]);
-            const float g = rt_tanhf(xg[2 * H + j] + hg[2 * H + j]), o = rt_sigmoidf(xg[3 * H + j] + hg[3 * H + j]);
-            const float cell = f * cprev[j] + i * g;
-            c[j] = cell;
-            h[j] = y[j] = o * rt_tanhf(cell);
-            gates[j] = i; gates[H + j] = f; gates[2 * H + j] = g; gates[3 * H + j] = o;
-        }
+        lstm_row_forward(H, h, c, y, gates, a->xg + r * 4 * H, a->hg + r * 4 * H, cprev);
     }
 }
 
@@ -46,6 +50,22 @@ void rt_lstm_cell_forward(float *h, float *c, float *y, float *gates, const floa
     lstm_args a = { .h = h, .c = c, .y = y, .gates = gates, .xg = xg, .hg = hg, .hprev = hprev, .cprev = cprev,
                     .lengths = lengths, .t = t, .ldy = ldy, .H = H };
     rt_parallel_for(B, H >= 1024 ? 1 : 1024 / H, lstm_forward_task, &a);
+}
+
+RT_INLINE void lstm_row_backward(int H, float *restrict dxg, float *restrict dhprev, float *restrict dcprev,
+                                 const float *restrict dy, const float *restrict dh, const float *restrict dc,
+                                 const float *restrict gates, const float *restrict c, const float *restrict cprev) {
+    for (int j = 0; j < H; j++) {
+        const float i = gates[j], f = gates[H + j], g = gates[2 * H + j], o = gates[3 * H + j];
+        const float dhj = dy[j] + dh[j], tc = rt_tanhf(c[j]);
+        const float dcj = dc[j] + dhj * o * (1.0f - tc * tc);
+        dxg[j] = dcj * g * i * (1.0f - i);
+        dxg[H + j] = dcj * cprev[j] * f * (1.0f - f);
+        dxg[2 * H + j] = dcj * i * (1.0f - g * g);
+        dxg[3 * H + j] = dhj * tc * o * (1.0f - o);
+        dcprev[j] = dcj * f;
+        dhprev[j] = 0;
+    }
 }
 
 RT_TASK(lstm_backward_task) {
@@ -59,18 +79,7 @@ RT_TASK(lstm_backward_task) {
             for (int j = 0; j < 4 * H; j++) dxg[j] = 0;
             continue;
         }
-        const float *dy = a->dy + r * a->ldy, *gates = a->sgates + r * 4 * H, *c = a->sc + r * H, *cprev = a->cprev + r * H;
-        for (int j = 0; j < H; j++) {
-            const float i = gates[j], f = gates[H + j], g = gates[2 * H + j], o = gates[3 * H + j];
-            const float dhj = dy[j] + dh[j], tc = rt_tanhf(c[j]);
-            const float dcj = dc[j] + dhj * o * (1.0f - tc * tc);
-            dxg[j] = dcj * g * i * (1.0f - i);
-            dxg[H + j] = dcj * cprev[j] * f * (1.0f - f);
-            dxg[2 * H + j] = dcj * i * (1.0f - g * g);
-            dxg[3 * H + j] = dhj * tc * o * (1.0f - o);
-            dcprev[j] = dcj * f;
-            dhprev[j] = 0;
-        }
+        lstm_row_backward(H, dxg, dhprev, dcprev, a->dy + r * a->ldy, dh, dc, a->sgates + r * 4 * H, a->sc + r * H, a->cprev + r * H);
     }
 }
 
