@@ -37,22 +37,44 @@ struct Sampler {
             for i in logits.indices where logits[i] > logits[best] { best = i }
             return Int32(best - base)
         }
-        var order = logits.indices.map { $0 - base }
-        order.sort { logits[base + $0] > logits[base + $1] || (logits[base + $0] == logits[base + $1] && $0 < $1) }
-        if options.topK > 0 { order = Array(order.prefix(options.topK)) }
-        let top = Double(logits[base + order[0]])
-        var weights = order.map { exp((Double(logits[base + $0]) - top) / options.temperature) }
-        let total = weights.reduce(0, +)
-        if options.topP < 1 {   // the smallest prefix whose probability reaches top-p (at least one token)
-            var kept = 0, mass = 0.0
-            while kept < weights.count && (kept == 0 || mass < options.topP * total) { mass += weights[kept]; kept += 1 }
-            order = Array(order.prefix(kept))
-            weights = Array(weights.prefix(kept))
+        // Weights exp((l − max)/T); only the head of the sorted order is sorted: every token of
+        // weight ≥ τ comes before every token below it, so sorting those gives the exact prefix
+        // of the full order, and τ is lowered until the prefix holds what top-k, top-p and the
+        // draw need (all tokens at worst).
+        let top = Double(logits.max()!)
+        let weights = logits.map { exp((Double($0) - top) / options.temperature) }
+        func head(count: Int, mass: (_ prefixMass: [Double]) -> Bool) -> [Int] {
+            var tau = 1e-3
+            while true {
+                var order = weights.indices.filter { weights[$0] >= tau }
+                order.sort { weights[$0] > weights[$1] || (weights[$0] == weights[$1] && $0 < $1) }
+                var sums: [Double] = [], running = 0.0
+                for t in order { running += weights[t]; sums.append(running) }
+                if tau == 0 || (order.count >= count && mass(sums)) { return order }
+                tau = tau > 1e-300 ? tau * 1e-4 : 0
+            }
         }
-        let draw = random.uniform() * weights.reduce(0, +)
+        var order: [Int], total: Double
+        if options.topK > 0 {   // the k largest; their total
+            order = Array(head(count: options.topK) { _ in true }.prefix(options.topK))
+            total = order.reduce(0.0) { $0 + weights[$1] }
+        } else {
+            total = weights.reduce(0, +)
+            order = []
+        }
+        if options.topP < 1 {   // the smallest prefix whose probability reaches top-p (at least one token)
+            let nucleus = options.topP * total
+            if order.isEmpty { order = head(count: 1) { ($0.last ?? 0) >= nucleus } }
+            var kept = 0, mass = 0.0
+            while kept < order.count && (kept == 0 || mass < nucleus) { mass += weights[order[kept]]; kept += 1 }
+            order = Array(order.prefix(kept))
+            total = mass
+        }
+        let draw = random.uniform() * total
+        if order.isEmpty { order = head(count: 1) { ($0.last ?? 0) > draw } }
         var running = 0.0
-        for (token, w) in zip(order, weights) {
-            running += w
+        for token in order {
+            running += weights[token]
             if draw < running { return Int32(token) }
         }
         return Int32(order.last!)

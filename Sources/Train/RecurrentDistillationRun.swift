@@ -28,6 +28,9 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         public var embeddings: EmbeddingInit = .teacher
         public var headHiddenSize = 200
         public var loss = RecurrentLoss()
+        /// A transfer set (`retort augment` output): train on its texts and stored teacher logits
+        /// instead of `data.train` (dev: `data.dev`, or `data.devSplit` of its original texts).
+        public var transfer: String?
         public var training = TrainingSettings()
 
         public init(teacher: String, data: DataFiles, output: String) {
@@ -53,12 +56,19 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         }
         let teacher = try loadTextClassifier(folder: c.teacher, maxLength: t.maxLength, backend: backend)
         let source = try TeacherVocabulary(teacher, folder: c.teacher)
-        let data = try LabelledData.load(c.data, seed: seed, names: teacher.labelNames)
+        let data: LabelledData, teacherLogits: [[Float]]
+        if let transfer = c.transfer {
+            let set = try TransferSet(path: transfer, names: teacher.labelNames)
+            (data, teacherLogits) = try set.split(dev: c.data, seed: seed)
+            progress(.note(data.summary + " from \(transfer) (\(set.generatedCount) generated); the teacher's stored logits"))
+        } else {
+            data = try LabelledData.load(c.data, seed: seed, names: teacher.labelNames)
+            progress(.note(data.summary))
+            let started = Date()
+            teacherLogits = try Self.logitsByLength(teacher, teacher.encode(data.train))
+            progress(.note(String(format: "teacher logits for %d training texts in %.1f s", data.train.count, Date().timeIntervalSince(started))))
+        }
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
-        progress(.note(data.summary))
-        let started = Date()
-        let teacherLogits = try Self.logitsByLength(teacher, train)
-        progress(.note(String(format: "teacher logits for %d training texts in %.1f s", train.count, Date().timeIntervalSince(started))))
 
         let width = c.embeddingSize ?? (c.embeddings == .teacher ? source.width : 300)
         var config = RecurrentConfig(cell: c.cell, vocabSize: source.size, embeddingSize: width, hiddenSize: c.hiddenSize, layers: c.layers,

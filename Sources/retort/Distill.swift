@@ -42,7 +42,9 @@ struct DistillCommand: ParsableCommand {
             """)
 
     @Option(name: .long, help: "The fine-tuned teacher's folder (a classifier: `retort finetune` output).") var teacher: String
-    @Option(name: .long, help: "Training data: .csv, .tsv or .jsonl.") var train: String
+    @Option(name: .long, help: "Training data: .csv, .tsv or .jsonl.") var train: String?
+    @Option(name: .long, help: "Recurrent student: a transfer set (retort augment's JSONL) to train on instead of --train, with its stored teacher logits.")
+    var transfer: String?
     @Option(name: .long, help: "Development data (default: --dev-split of the training data).") var dev: String?
     @Option(name: .long, help: "Fraction of the training data held out for evaluation when --dev is not given.") var devSplit = 0.1
     @Option(name: .long, help: "Test data: evaluated at the end and put in the report.") var test: String?
@@ -116,6 +118,7 @@ struct DistillCommand: ParsableCommand {
             try validateRecurrent()
             return
         }
+        guard train != nil, transfer == nil else { throw ValidationError("give --train (--transfer is for recurrent students: --student bilstm, …)") }
         let count = method == .distilbert ? 1 : try stageList().count, numbers = try epochList()
         guard numbers.count == 1 || numbers.count >= count else { throw ValidationError("--epochs: \(numbers.count) numbers for \(count) stages") }
     }
@@ -129,6 +132,7 @@ struct DistillCommand: ParsableCommand {
         guard RecurrentLoss.Soft(rawValue: loss) != nil else { throw ValidationError("--loss must be mse or soft-ce") }
         guard hidden > 0, headHidden > 0, (embeddingSize ?? 1) > 0 else { throw ValidationError("--hidden, --head-hidden and --embedding-size must be positive") }
         if let epochs, Int(epochs) == nil || Int(epochs)! < 1 { throw ValidationError("--epochs: one positive whole number for a recurrent student") }
+        guard (train == nil) != (transfer == nil) else { throw ValidationError("give --train or --transfer (one of them)") }
     }
 
     func runRecurrent(_ cell: RecurrentCell, bidirectional: Bool) throws {
@@ -137,9 +141,10 @@ struct DistillCommand: ParsableCommand {
             let backend = try deviceOptions.backend()
             let spec = columns.spec(labelled: true)
             var config = RecurrentDistillationRun.Configuration(
-                teacher: expand(teacher), data: DataFiles(train: expand(train), dev: dev.map(expand), devSplit: devSplit, test: test.map(expand),
-                                                          columns: spec),
+                teacher: expand(teacher), data: DataFiles(train: expand(train ?? transfer!), dev: dev.map(expand), devSplit: devSplit,
+                                                          test: test.map(expand), columns: spec),
                 output: expand(out))
+            config.transfer = transfer.map(expand)
             config.cell = cell; config.bidirectional = bidirectional; config.hiddenSize = hidden; config.layers = studentLayers ?? 1
             config.pooling = PoolingMode(rawValue: pooling)!; config.embeddings = RecurrentDistillationRun.EmbeddingInit(rawValue: embeddings)!
             config.embeddingSize = embeddingSize; config.headHiddenSize = headHidden
@@ -178,7 +183,7 @@ struct DistillCommand: ParsableCommand {
             let backend = try deviceOptions.backend()
             let spec = columns.spec(labelled: true)
             var config = DistillationRun.Configuration(
-                teacher: expand(teacher), data: DataFiles(train: expand(train), dev: dev.map(expand), devSplit: devSplit,
+                teacher: expand(teacher), data: DataFiles(train: expand(train!), dev: dev.map(expand), devSplit: devSplit,
                                                           test: test.map(expand), columns: spec),
                 output: expand(out))
             config.studentInit = StudentInit(expand(studentInit)); config.studentLayers = studentLayers; config.layerMap = layerMap

@@ -33,7 +33,7 @@ struct Retort: ParsableCommand {
             retort perf --help (the perf suite, with PyTorch beside it).
             """,
         version: "0.1.0",
-        subcommands: [DevicesCommand.self, TokenizeCommand.self, GenerateCommand.self, FinetuneCommand.self, DistillCommand.self, EvalCommand.self,
+        subcommands: [DevicesCommand.self, TokenizeCommand.self, GenerateCommand.self, FinetuneCommand.self, DistillCommand.self, AugmentCommand.self, EvalCommand.self,
                       PredictCommand.self, CompareCommand.self, QuantizeCommand.self, ExportCommand.self, ServeCommand.self])
 }
 

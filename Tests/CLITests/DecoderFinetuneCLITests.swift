@@ -6,13 +6,6 @@ import Foundation
 import XCTest
 
 final class DecoderFinetuneCLITests: XCTestCase {
-    func smolLM2() throws -> String {
-        let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
-        let path = root + "/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) not found: run scripts/fetch-assets smollm2") }
-        return path
-    }
-
     func testLoRAClassificationAndCausalLMRuns() throws {
         let model = try smolLM2()
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("retort-decoder-ft-\(UUID().uuidString)")

@@ -9,13 +9,6 @@ import XCTest
 final class GenerateCLITests: XCTestCase {
     let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Golden")
 
-    func smolLM2() throws -> String {
-        let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
-        let path = root + "/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) not found: run scripts/fetch-assets smollm2") }
-        return path
-    }
-
     /// stdout's text (the lines that are not retort's own stderr notes).
     func text(_ output: String) -> String {
         output.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("retort: ") }.joined(separator: "\n")

@@ -74,3 +74,11 @@ class TinyRunTestCase: XCTestCase {
     var teacher: String { golden.appendingPathComponent("tiny-bert").path }
     var data: String { work.appendingPathComponent("data.csv").path }
 }
+
+/// The real SmolLM2-135M-Instruct GGUF (scripts/fetch-assets smollm2), or a skip without it.
+func smolLM2() throws -> String {
+    let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
+    let path = root + "/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+    guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) not found: run scripts/fetch-assets smollm2") }
+    return path
+}

@@ -1,0 +1,165 @@
+// A generated transfer set as a library call (`retort augment`): a decoder writes new texts from
+// prompts taken from the training set (the first words of a random training text; with
+// --generator-epochs it is first fine-tuned on the training texts as a causal language model),
+// the texts are cleaned (TransferSetCleaner: every rule counted), and the teacher labels every
+// original and kept text. The output is JSONL, one object per text —
+//   {"text": …, "label": …, "teacher_label": …, "logits": […], "origin": "original" | "generated"}
+// — "label" is the data's own label for an original text and the teacher's for a generated one;
+// every retort command reads it as labelled data, and `retort distill --transfer` trains on the
+// stored logits without running the teacher again. Written to a temporary file, then renamed.
+import Backend
+import Foundation
+import Models
+
+public final class AugmentationRun {
+    public struct Configuration: Sendable {
+        /// A decoder: an HF folder or a .gguf (a language model, not a classifier).
+        public var generator: String
+        /// A fine-tuned classifier folder.
+        public var teacher: String
+        /// Labelled training data (its texts prompt the generator and are written as originals).
+        public var data: DataFiles
+        public var output: String
+        public var count = 1000
+        public var promptWords = 3
+        public var maxNewTokens = 40
+        public var sampling = SamplingOptions(temperature: 1, topK: 0, topP: 0.95, seed: 42)
+        public var batchSize = 16
+        /// Fine-tune the generator on the training texts first, for this many epochs, into `generatorOutput`.
+        public var generatorEpochs: Int?
+        public var generatorOutput: String?
+        public var generatorTraining = TrainingSettings()
+        public var cleaning = TransferSetCleaner.Rules()
+        /// Tokens per text for the teacher.
+        public var maxLength = 128
+
+        public init(generator: String, teacher: String, data: DataFiles, output: String) {
+            self.generator = generator; self.teacher = teacher; self.data = data; self.output = output
+        }
+    }
+
+    public struct Summary: Sendable {
+        public var originals = 0, generated = 0, kept = 0
+        public var dropped: [String: Int] = [:]
+        public var generatorFolder: String
+        public var tokensPerSecond = 0.0
+    }
+
+    public let configuration: Configuration
+    public let backend: Backend
+    public var progress: (RunEvent) -> Void = { _ in }
+
+    public init(_ configuration: Configuration, backend: Backend) {
+        self.configuration = configuration; self.backend = backend
+    }
+
+    @discardableResult
+    public func run() throws -> Summary {
+        let c = configuration
+        guard c.count >= 1, c.promptWords >= 1, c.maxNewTokens >= 1, c.batchSize >= 1 else {
+            throw InvalidSetting("--count, --prompt-words, --max-new-tokens and --batch-size must be positive")
+        }
+        let teacher = try loadTextClassifier(folder: c.teacher, maxLength: c.maxLength, backend: backend)
+        var columns = c.data.columns
+        if columns.label == nil { columns.label = .name("label") }
+        let examples = try Dataset.load(c.data.train, columns: columns)
+        let labels = try Dataset.labelIds(examples, names: teacher.labelNames, path: c.data.train)
+        let generator = try fineTunedGenerator(examples)
+        var summary = Summary(originals: examples.count, generatorFolder: generator)
+        let texts = try generate(from: generator, prompts: examples.map(\.text), summary: &summary)
+        var cleaner = TransferSetCleaner(rules: c.cleaning, training: examples.map(\.text))
+        let kept = texts.compactMap { cleaner.admit($0) }
+        (summary.generated, summary.kept) = (texts.count, kept.count)
+        summary.dropped = Dictionary(uniqueKeysWithValues: cleaner.dropped.map { ($0.key.rawValue, $0.value) })
+        progress(.note(cleaner.summary(generated: texts.count)))
+
+        let all = examples + kept.map { Example(text: $0, line: 0) }
+        let started = Date()
+        let logits = try RecurrentDistillationRun.logitsByLength(teacher, teacher.encode(all))
+        progress(.note(String(format: "the teacher labelled %d texts in %.1f s", all.count, Date().timeIntervalSince(started))))
+        var lines: [String] = []
+        for (i, row) in logits.enumerated() {
+            let predicted = teacher.labelNames[row.indices.max { row[$0] < row[$1] }!]
+            let original = i < examples.count
+            let object: [String: Any] = ["text": all[i].text, "label": original ? teacher.labelNames[Int(labels[i])] : predicted,
+                                         "teacher_label": predicted, "logits": row.map(Double.init), "origin": original ? "original" : "generated"]
+            lines.append(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
+                                as: UTF8.self))
+        }
+        try writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: c.output)
+        return summary
+    }
+
+    /// The generator to sample from: the one given, or — with generatorEpochs — it fine-tuned on
+    /// the training texts as a causal language model.
+    func fineTunedGenerator(_ examples: [Example]) throws -> String {
+        let c = configuration
+        guard let epochs = c.generatorEpochs else { return c.generator }
+        let folder = c.generatorOutput ?? (c.output as NSString).deletingPathExtension + "-generator"
+        let texts = FileManager.default.temporaryDirectory.appendingPathComponent("retort-augment-\(getpid())-texts.txt").path
+        defer { try? FileManager.default.removeItem(atPath: texts) }
+        try writeAtomically(Data(examples.map { TransferSetCleaner.normalised($0.text) }.joined(separator: "\n").utf8), to: texts)
+        var config = FineTuningRun.Configuration(model: c.generator, data: DataFiles(train: texts, columns: ColumnSpec(text: .name("text"))),
+                                                 output: folder)
+        config.objective = .causalLM
+        config.training = c.generatorTraining
+        config.training.options.epochs = epochs
+        progress(.note("fine-tuning the generator on \(examples.count) training texts for \(epochs) epoch\(epochs == 1 ? "" : "s") into \(folder)"))
+        let run = FineTuningRun(config, backend: backend)
+        run.progress = progress
+        try run.run()
+        return folder
+    }
+
+    /// `count` texts: each the first words of a random training text (a seeded draw) and what the
+    /// generator writes after them, up to the end of its line.
+    func generate(from path: String, prompts sources: [String], summary: inout Summary) throws -> [String] {
+        let c = configuration
+        let model = try DecoderModel.load(path, backend: backend, inference: true)
+        guard model.labels == 0 else {
+            throw InvalidSetting("the generator \(path) is a classifier; give a language model (a decoder folder or .gguf)")
+        }
+        let tokenizer = try DecoderTokenizer(model: path, config: model.config)
+        var rng = SplitMix(seed: c.sampling.seed ^ 0xA06)
+        let prompts = (0..<c.count).map { _ -> String in
+            let words = sources[Int(rng.next() % UInt64(sources.count))].split(separator: " ")
+            return words.prefix(max(1, min(c.promptWords, words.count - 1))).joined(separator: " ")
+        }
+        var texts: [String] = [], tokens = 0, reported = 0
+        let started = Date(), newline = UInt8(ascii: "\n")
+        for first in stride(from: 0, to: prompts.count, by: c.batchSize) {
+            let range = first..<min(first + c.batchSize, prompts.count)
+            var bytes = [[UInt8]](repeating: [], count: range.count)
+            var sampling = c.sampling   // a prompt's random stream follows its place, not its batch
+            sampling.seed = c.sampling.seed &+ UInt64(first) &* 0x9E37_79B9
+            let requests = try range.map { i -> GenerationRequest in
+                let ids = tokenizer.bpe.encodeAsInput(prompts[i])
+                guard ids.count + c.maxNewTokens <= model.config.maxPositions else {
+                    throw InvalidSetting("--max-new-tokens \(c.maxNewTokens) after a \(ids.count)-token prompt exceeds \(path)'s context of \(model.config.maxPositions)")
+                }
+                return GenerationRequest(prompt: ids, maxNewTokens: c.maxNewTokens)
+            }
+            let results = try model.generate(requests, sampling: sampling, endTokens: tokenizer.endTokens,
+                                             onToken: { s, token in bytes[s] += tokenizer.bpe.bytes(token) },
+                                             stopped: { s, _ in bytes[s].contains(newline) })
+            for (s, i) in range.enumerated() {
+                let line = bytes[s].split(separator: newline, omittingEmptySubsequences: false).first.map(Array.init) ?? []
+                texts.append(prompts[i] + String(decoding: line, as: UTF8.self))
+                tokens += results[s].tokens.count
+            }
+            if range.upperBound * 10 / prompts.count > reported || range.upperBound == prompts.count {
+                reported = range.upperBound * 10 / prompts.count
+                let seconds = Date().timeIntervalSince(started)
+                progress(.note(String(format: "generated %d/%d texts (%.1f new tokens/s, %@ left)", range.upperBound, prompts.count,
+                                      Double(tokens) / max(seconds, 1e-9),
+                                      Self.duration(seconds / Double(range.upperBound) * Double(prompts.count - range.upperBound)))))
+            }
+        }
+        summary.tokensPerSecond = Double(tokens) / max(Date().timeIntervalSince(started), 1e-9)
+        return texts
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        seconds < 60 ? String(format: "%.0fs", seconds) : String(format: "%dm%02ds", Int(seconds) / 60, Int(seconds) % 60)
+    }
+}

@@ -1,0 +1,61 @@
+// A transfer set as `retort augment` writes it: JSONL rows of text, label, the teacher's logits
+// and origin (original / generated). Read for `retort distill --transfer`, which trains on the
+// stored logits; each bad row stops the run with its line and field named.
+import Foundation
+
+public struct TransferSet {
+    public var examples: [Example] = []
+    public var labels: [Int32] = []
+    public var logits: [[Float]] = []
+    public var original: [Bool] = []
+    /// The teacher's label names, in class order.
+    public let names: [String]
+    public var generatedCount: Int { original.filter { !$0 }.count }
+
+    /// `names`: the teacher's label names (a row's label must be one, its logits one per name).
+    public init(path: String, names: [String]) throws {
+        self.names = names
+        let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Int32($0)) })
+        for (n, line) in try DelimitedText.read(path).split(separator: UInt8(ascii: "\n")).enumerated() {
+            guard !line.allSatisfy({ $0 == 32 || $0 == 13 }) else { continue }
+            let at = "\(path): line \(n + 1)"
+            guard let row = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
+                throw DataError("\(at): not a JSON object (a transfer set is retort augment's JSONL)")
+            }
+            guard let text = row["text"] as? String else { throw DataError("\(at): no \"text\" string") }
+            guard let label = row["label"] as? String, let id = index[label] else {
+                throw DataError("\(at): \"label\" \(row["label"].map { "'\($0)'" } ?? "is missing"); the teacher's labels are \(names.joined(separator: ", "))")
+            }
+            guard let values = row["logits"] as? [NSNumber], values.count == names.count else {
+                throw DataError("\(at): \"logits\" must hold \(names.count) numbers, one per teacher label")
+            }
+            examples.append(Example(text: text, label: label, line: n + 1))
+            labels.append(id)
+            logits.append(values.map { $0.floatValue })
+            original.append((row["origin"] as? String ?? "original") == "original")
+        }
+        guard !examples.isEmpty else { throw DataError("\(path): no rows") }
+    }
+
+    /// Training data and its logits; dev: `files.dev` if given, else `files.devSplit` of the
+    /// original texts (a generated text never lands in dev).
+    public func split(dev files: DataFiles, seed: UInt64) throws -> (LabelledData, [[Float]]) {
+        var trainRows = Array(examples.indices), dev: [Example] = [], devLabels: [Int32] = []
+        if let path = files.dev {
+            var columns = files.columns
+            if columns.label == nil { columns.label = .name("label") }
+            dev = try Dataset.load(path, columns: columns)
+            devLabels = try Dataset.labelIds(dev, names: names, path: path)
+        } else {
+            var rng = SplitMix(seed: seed ^ 0xDE5)
+            let originals = examples.indices.filter { original[$0] }.shuffled(using: &rng)
+            let held = Set(originals.prefix(Int(Double(originals.count) * files.devSplit)))
+            trainRows = trainRows.filter { !held.contains($0) }
+            dev = held.sorted().map { examples[$0] }
+            devLabels = held.sorted().map { labels[$0] }
+        }
+        let data = LabelledData(train: trainRows.map { examples[$0] }, dev: dev, names: names, trainLabels: trainRows.map { labels[$0] },
+                                devLabels: devLabels)
+        return (data, trainRows.map { logits[$0] })
+    }
+}

@@ -1,0 +1,95 @@
+// retort augment: a generated transfer set (AugmentationRun) — a decoder writes new texts from
+// the training set's first words, they are cleaned, the teacher labels them.
+import ArgumentParser
+import Backend
+import Foundation
+import Models
+import Train
+
+struct AugmentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "augment",
+        abstract: "Generate a transfer set: new texts from a decoder, cleaned, labelled by a teacher (for distill --transfer).",
+        discussion: """
+            Examples:
+              retort augment --generator runs/sst2-gpt --teacher runs/sst2 \\
+                  --train ../shared/data/sst2/train.tsv --text-column 1 --label-column 0 \\
+                  --count 20000 --out runs/sst2-transfer.jsonl
+              retort augment --generator SmolLM2-135M-Instruct.Q4_1.gguf --generator-epochs 1 \\
+                  --teacher runs/sst2 --train T --out transfer.jsonl
+              retort distill --teacher runs/sst2 --transfer transfer.jsonl --student bilstm --out runs/sst2-bilstm
+
+            Each generated text starts with the first --prompt-words words of a random training \
+            text and runs to the end of the generator's line (or --max-new-tokens). With \
+            --generator-epochs the generator is first fine-tuned on the training texts as a causal \
+            language model (into --generator-out). Cleaning drops, and counts, empty and garbled \
+            texts, texts shorter or longer than the limits, exact copies of a training text or of \
+            each other, and near-duplicates (word n-gram Jaccard overlap ≥ --near-duplicate). The \
+            teacher then labels the training texts and every kept text.
+
+            Writes OUT as JSONL, one object per text: text, label (the data's own for an original \
+            text, the teacher's for a generated one), teacher_label, logits (the teacher's, one per \
+            label) and origin (original or generated). Every retort command reads it as labelled \
+            data; distill --transfer trains a recurrent student on the stored logits.
+            """)
+
+    @Option(name: .long, help: "The generator: a decoder (HF folder or .gguf), e.g. one fine-tuned with finetune --task causal-lm.") var generator: String
+    @Option(name: .long, help: "The teacher: a fine-tuned classifier folder.") var teacher: String
+    @Option(name: .long, help: "Labelled training data: .csv, .tsv or .jsonl (its texts prompt the generator).") var train: String
+    @OptionGroup var columns: ColumnOptions
+    @Option(name: .long, help: "The transfer set to write (.jsonl).") var out: String
+    @Option(name: .long, help: "Texts to generate (before cleaning).") var count = 1000
+    @Option(name: .long, help: "Words of a training text that start each prompt.") var promptWords = 3
+    @Option(name: .long, help: "Tokens generated per text at most.") var maxNewTokens = 40
+    @Option(name: .long, help: "Sampling temperature (0: greedy).") var temperature = 1.0
+    @Option(name: .long, help: "Sample from the k most likely tokens only (0: all).") var topK = 0
+    @Option(name: .long, help: "Sample from the smallest set of tokens whose probability reaches p.") var topP = 0.95
+    @Option(name: .long, help: "Seed for the prompts and the sampling.") var seed: UInt64 = 42
+    @Option(name: .long, help: "Prompts generated together.") var batchSize = 16
+    @Option(name: .long, help: "Fine-tune the generator on the training texts for this many epochs first.") var generatorEpochs: Int?
+    @Option(name: .long, help: "Where the fine-tuned generator goes (default: OUT without .jsonl, plus -generator).") var generatorOut: String?
+    @Option(name: .long, help: "Generator fine-tuning: peak learning rate.") var generatorLearningRate = 5e-5
+    @Option(name: .long, help: "Generator fine-tuning: tokens per block of training text.") var generatorMaxLength = 128
+    @Option(name: .long, help: "Generator fine-tuning: blocks per optimiser step.") var generatorBatchSize = 8
+    @Option(name: .long, help: "Drop generated texts shorter than this many characters.") var minCharacters = 8
+    @Option(name: .long, help: "Drop generated texts longer than this many characters.") var maxCharacters = 400
+    @Option(name: .long, help: "Drop near-duplicates: word n-gram Jaccard overlap at or above this (above 1: off).") var nearDuplicate = 0.6
+    @Option(name: .long, help: "Word n-gram length of the near-duplicate test.") var ngram = 3
+    @Option(name: .long, help: "Tokens per text for the teacher, specials included.") var maxLength = 128
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    func validate() throws {
+        guard count >= 1, promptWords >= 1, maxNewTokens >= 1, batchSize >= 1, ngram >= 1, minCharacters >= 0, maxCharacters >= 1 else {
+            throw ValidationError("--count, --prompt-words, --max-new-tokens, --batch-size, --ngram and --max-characters must be positive")
+        }
+        guard temperature >= 0, topK >= 0, topP > 0, topP <= 1 else { throw ValidationError("--temperature ≥ 0, --top-k ≥ 0, --top-p in (0, 1]") }
+        if let generatorEpochs, generatorEpochs < 1 { throw ValidationError("--generator-epochs must be positive") }
+        guard out.hasSuffix(".jsonl") else { throw ValidationError("--out: a .jsonl file (got \(out))") }
+    }
+
+    func run() throws {
+        let printer = ProgressPrinter(showStages: false)
+        try withFlags(printer) {
+            let backend = try deviceOptions.backend()
+            var config = AugmentationRun.Configuration(generator: expand(generator), teacher: expand(teacher),
+                                                       data: DataFiles(train: expand(train), columns: columns.spec(labelled: true)), output: expand(out))
+            config.count = count; config.promptWords = promptWords; config.maxNewTokens = maxNewTokens; config.batchSize = batchSize
+            config.sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
+            config.generatorEpochs = generatorEpochs; config.generatorOutput = generatorOut.map(expand)
+            config.generatorTraining.learningRate = generatorLearningRate
+            config.generatorTraining.maxLength = generatorMaxLength
+            config.generatorTraining.options.batchSize = generatorBatchSize
+            config.cleaning.minCharacters = minCharacters; config.cleaning.maxCharacters = maxCharacters
+            config.cleaning.nearDuplicate = nearDuplicate; config.cleaning.ngram = ngram
+            config.maxLength = maxLength
+            let run = AugmentationRun(config, backend: backend)
+            run.progress = printer.handle
+            Interrupt.catchSIGINT()
+            defer { Interrupt.release() }
+            let summary = try run.run()
+            printer.finish()
+            print("\(summary.originals) original and \(summary.kept) generated texts (of \(summary.generated); "
+                  + String(format: "%.1f new tokens/s) written to %@", summary.tokensPerSecond, out))
+        }
+    }
+}

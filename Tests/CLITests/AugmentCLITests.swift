@@ -1,0 +1,67 @@
+// `retort augment` end to end with the real SmolLM2-135M generator (skipped without it) and the
+// tiny golden teacher: the transfer set's rows (originals with their own labels, generated texts
+// with the teacher's, logits, origin), the cleaning summary, `retort distill --transfer` on it,
+// and bad input refused in one line with nothing written.
+import Foundation
+import XCTest
+
+final class AugmentCLITests: TinyRunTestCase {
+    func testATransferSetIsWrittenCleanedLabelledAndDistilledFrom() throws {
+        let out = work.appendingPathComponent("transfer.jsonl").path
+        let (status, output) = try retort(["augment", "--generator", try smolLM2(), "--teacher", teacher, "--train", data, "--count", "12",
+                                           "--batch-size", "6", "--max-new-tokens", "12", "--min-characters", "4", "--max-length", "12",
+                                           "--out", out, "--threads", "1"])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("generated 12/12 texts") && output.contains("of 12 generated texts"), output)
+        let rows = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        let originals = rows.filter { $0["origin"] as? String == "original" }, generated = rows.filter { $0["origin"] as? String == "generated" }
+        XCTAssertEqual(originals.count, 96, "every training text")
+        XCTAssertTrue((1...12).contains(generated.count), "\(generated.count) kept")
+        XCTAssertTrue(output.contains("96 original and \(generated.count) generated texts (of 12;"), output)
+        for row in rows {
+            let logits = try XCTUnwrap(row["logits"] as? [Double])
+            XCTAssertEqual(logits.count, 3)
+            let best = "LABEL_\(logits.indices.max { logits[$0] < logits[$1] }!)"
+            XCTAssertEqual(row["teacher_label"] as? String, best)
+            if row["origin"] as? String == "generated" { XCTAssertEqual(row["label"] as? String, best) }
+        }
+        let data = try String(contentsOfFile: self.data, encoding: .utf8).split(separator: "\n").dropFirst()
+        XCTAssertEqual(originals.map { $0["label"] as? String }, data.map { String($0.split(separator: ",").last!) }, "originals keep their labels")
+
+        // distill --transfer: a BiLSTM on the stored logits; eval reads the transfer set as labelled data.
+        let student = work.appendingPathComponent("bilstm").path
+        let (status2, output2) = try retort(["distill", "--teacher", teacher, "--transfer", out, "--student", "bilstm", "--hidden", "8",
+                                             "--head-hidden", "4", "--epochs", "1", "--max-length", "12", "--batch-size", "8", "--no-report",
+                                             "--out", student, "--threads", "1"])
+        XCTAssertEqual(status2, 0, output2)
+        XCTAssertTrue(output2.contains("(\(generated.count) generated); the teacher's stored logits"), output2)
+        XCTAssertFalse(output2.contains("teacher logits for"), "the teacher does not run again")
+        let (status3, output3) = try retort(["eval", "--model", student, "--data", out, "--threads", "1"])
+        XCTAssertEqual(status3, 0, output3)
+    }
+
+    func testBadInputIsRefusedInOneLineWithNothingWritten() throws {
+        let out = work.appendingPathComponent("bad.jsonl").path
+        let cases: [([String], String)] = [
+            (["--generator", teacher], "is not a decoder Retort implements"),
+            (["--generator", try smolLM2(), "--count", "0"], "--count, --prompt-words"),
+            (["--generator", try smolLM2(), "--out", work.appendingPathComponent("x.csv").path], "--out: a .jsonl file"),
+        ]
+        for (flags, message) in cases {
+            var arguments = ["augment", "--teacher", teacher, "--train", data, "--max-length", "12", "--threads", "1"] + flags
+            if !flags.contains("--out") { arguments += ["--out", out] }
+            let (status, output) = try retort(arguments)
+            XCTAssertNotEqual(status, 0, output)
+            XCTAssertTrue(output.contains(message), output)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        }
+        // A transfer set whose logits do not fit the teacher.
+        try #"{"text":"a b c","label":"LABEL_0","logits":[1,2],"origin":"original"}"#.write(toFile: out, atomically: true, encoding: .utf8)
+        let (status, output) = try retort(["distill", "--teacher", teacher, "--transfer", out, "--student", "bilstm", "--max-length", "12",
+                                           "--out", work.appendingPathComponent("s").path, "--threads", "1"])
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertTrue(output.contains("bad.jsonl: line 1: \"logits\" must hold 3 numbers"), output)
+    }
+}
