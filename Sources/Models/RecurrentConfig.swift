@@ -26,6 +26,8 @@ public struct RecurrentConfig: Equatable, Sendable {
     public var tokenizer: String = "wordpiece"
     /// Tokens per text the student was trained on.
     public var maxLength: Int = 128
+    /// The one token an empty text becomes (a byte-level BPE teacher's rule: its end token).
+    public var emptyTokenId: Int = 0
 
     public init(cell: RecurrentCell, vocabSize: Int, embeddingSize: Int, hiddenSize: Int, layers: Int, bidirectional: Bool,
                 pooling: PoolingMode, headHiddenSize: Int, padTokenId: Int) {
@@ -66,13 +68,18 @@ public struct RecurrentConfig: Equatable, Sendable {
         self.init(cell: cell, vocabSize: try int("vocab_size"), embeddingSize: try int("embedding_size"), hiddenSize: try int("hidden_size"),
                   layers: try int("num_layers"), bidirectional: o["bidirectional"] as? Bool ?? true, pooling: pooling,
                   headHiddenSize: try int("head_hidden_size"), padTokenId: try int("pad_token_id"))
-        guard padTokenId < vocabSize else { throw CheckpointError("\(name): pad_token_id \(padTokenId) is outside the vocabulary of \(vocabSize)") }
+        guard (0..<vocabSize).contains(padTokenId) else { throw CheckpointError("\(name): pad_token_id \(padTokenId) is outside the vocabulary of \(vocabSize)") }
         for (key, value) in o["id2label"] as? [String: String] ?? [:] {
             guard let id = Int(key) else { throw CheckpointError("\(name): id2label key '\(key)' is not a class number") }
             id2label[id] = value
         }
+        guard Set(id2label.values).count == id2label.count else { throw CheckpointError("\(name): id2label names a label twice") }
         tokenizer = o["tokenizer"] as? String ?? "wordpiece"
         maxLength = o["max_length"] as? Int ?? 128
+        emptyTokenId = o["empty_token_id"] as? Int ?? padTokenId
+        guard maxLength > 0, (0..<vocabSize).contains(emptyTokenId) else {
+            throw CheckpointError("\(name): max_length must be positive and empty_token_id inside the vocabulary")
+        }
     }
 
     public func json() throws -> Data {
@@ -80,9 +87,9 @@ public struct RecurrentConfig: Equatable, Sendable {
             "model_type": Self.modelType, "architectures": ["Recurrent\(cell.torchName)Classifier"], "cell": cell.rawValue,
             "vocab_size": vocabSize, "embedding_size": embeddingSize, "hidden_size": hiddenSize, "num_layers": layers,
             "bidirectional": bidirectional, "pooling": pooling.rawValue, "head_hidden_size": headHiddenSize, "head_activation": "tanh",
-            "pad_token_id": padTokenId, "tokenizer": tokenizer, "max_length": maxLength,
+            "pad_token_id": padTokenId, "tokenizer": tokenizer, "max_length": maxLength, "empty_token_id": emptyTokenId,
             "id2label": Dictionary(uniqueKeysWithValues: id2label.map { (String($0.key), $0.value) }),
-            "label2id": Dictionary(uniqueKeysWithValues: id2label.map { ($0.value, $0.key) }),
+            "label2id": Dictionary(id2label.map { ($0.value, $0.key) }, uniquingKeysWith: min),
         ]
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }

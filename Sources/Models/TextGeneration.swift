@@ -41,8 +41,10 @@ struct Sampler {
         // weight ≥ τ comes before every token below it, so sorting those gives the exact prefix
         // of the full order, and τ is lowered until the prefix holds what top-k, top-p and the
         // draw need (all tokens at worst).
-        let top = Double(logits.max()!)
-        let weights = logits.map { exp((Double($0) - top) / options.temperature) }
+        // Logits that are not finite (an overflowed row) weigh nothing; a row with none finite
+        // gives its first token.
+        guard let top = logits.lazy.filter({ $0.isFinite }).max().map(Double.init) else { return 0 }
+        let weights = logits.map { $0.isFinite ? exp((Double($0) - top) / options.temperature) : 0 }
         func head(count: Int, mass: (_ prefixMass: [Double]) -> Bool) -> [Int] {
             var tau = 1e-3
             while true {
@@ -50,7 +52,7 @@ struct Sampler {
                 order.sort { weights[$0] > weights[$1] || (weights[$0] == weights[$1] && $0 < $1) }
                 var sums: [Double] = [], running = 0.0
                 for t in order { running += weights[t]; sums.append(running) }
-                if tau == 0 || (order.count >= count && mass(sums)) { return order }
+                if tau == 0 || order.count == weights.count || (order.count >= count && mass(sums)) { return order }
                 tau = tau > 1e-300 ? tau * 1e-4 : 0
             }
         }
@@ -77,7 +79,9 @@ struct Sampler {
             running += weights[token]
             if draw < running { return Int32(token) }
         }
-        return Int32(order.last!)
+        // The draw reached the sum (rounding: `total` was summed in another order): the last
+        // token that can be drawn.
+        return Int32(order.last { weights[$0] > 0 } ?? order.first ?? 0)
     }
 }
 

@@ -62,6 +62,9 @@ public final class AugmentationRun {
         let teacher = try loadTextClassifier(folder: c.teacher, maxLength: c.maxLength, backend: backend)
         var columns = c.data.columns
         if columns.label == nil { columns.label = .name("label") }
+        guard columns.pair == nil else {
+            throw InvalidSetting("augment writes single texts; a transfer set of text pairs is not supported (drop the pair column)")
+        }
         let examples = try Dataset.load(c.data.train, columns: columns)
         let labels = try Dataset.labelIds(examples, names: teacher.labelNames, path: c.data.train)
         let generator = try fineTunedGenerator(examples)
@@ -121,8 +124,10 @@ public final class AugmentationRun {
         }
         let tokenizer = try DecoderTokenizer(model: path, config: model.config)
         var rng = SplitMix(seed: c.sampling.seed ^ 0xA06)
+        let sources = sources.map { $0.split(whereSeparator: { $0.isWhitespace }) }.filter { !$0.isEmpty }
+        guard !sources.isEmpty else { throw DataError("\(c.data.train): no training text has a word to start a prompt with") }
         let prompts = (0..<c.count).map { _ -> String in
-            let words = sources[Int(rng.next() % UInt64(sources.count))].split(separator: " ")
+            let words = sources[Int(rng.next() % UInt64(sources.count))]
             return words.prefix(max(1, min(c.promptWords, words.count - 1))).joined(separator: " ")
         }
         var texts: [String] = [], tokens = 0, reported = 0

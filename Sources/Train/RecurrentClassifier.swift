@@ -14,13 +14,14 @@ public enum StudentTokenizer {
     public var kind: String { if case .wordPiece = self { return "wordpiece" } else { return "bpe" } }
 
     /// The tokenizer files in `folder` of the kind config.json names.
-    public static func load(folder: String, kind: String, pad: Int32) throws -> StudentTokenizer {
+    /// `empty`: the token an empty text becomes (byte-level BPE).
+    public static func load(folder: String, kind: String, empty: Int32) throws -> StudentTokenizer {
         switch kind {
         case "wordpiece": return .wordPiece(try WordPieceTokenizer(folder: folder))
         case "bpe":
             let json = (folder as NSString).appendingPathComponent("tokenizer.json")
             return .bytePairs(FileManager.default.fileExists(atPath: json) ? try ByteLevelBPE(tokenizerJSON: json) : try ByteLevelBPE(folder: folder),
-                              empty: pad)
+                              empty: empty)
         default: throw CheckpointError("\(folder)/config.json: tokenizer '\(kind)' is not wordpiece or bpe")
         }
     }
@@ -52,7 +53,7 @@ public final class RecurrentClassifier: TextClassifier {
     public static func load(folder: String, maxLength: Int?, backend: Backend) throws -> RecurrentClassifier {
         let model = try RecurrentModel.load(folder: folder, backend: backend, inference: true)
         let c = model.config
-        return RecurrentClassifier(model: model, tokenizer: try StudentTokenizer.load(folder: folder, kind: c.tokenizer, pad: Int32(c.padTokenId)),
+        return RecurrentClassifier(model: model, tokenizer: try StudentTokenizer.load(folder: folder, kind: c.tokenizer, empty: Int32(c.emptyTokenId)),
                                    labelNames: (0..<c.id2label.count).map { c.id2label[$0]! }, maxLength: maxLength ?? c.maxLength)
     }
 

@@ -75,6 +75,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
                                      bidirectional: c.bidirectional, pooling: c.pooling, headHiddenSize: c.headHiddenSize,
                                      padTokenId: Int(source.pad))
         config.tokenizer = source.kind
+        config.emptyTokenId = Int(source.empty)
         let model = try RecurrentModel(config: config, labels: teacher.labelNames.count, backend: backend, seed: seed)
         if c.embeddings == .teacher { try source.initialise(model.embedding.weight, width: width, backend: backend, seed: seed) }
         progress(.note("\(c.methodName) student: \(c.layers) layer\(c.layers == 1 ? "" : "s") of \(c.hiddenSize), \(c.pooling.rawValue) pooling, "
@@ -128,6 +129,8 @@ extension RecurrentDistillationRun {
 /// kind of tokenizer and its files, and the word embeddings [V, C].
 struct TeacherVocabulary {
     let size: Int, pad: Int32, kind: String, width: Int
+    /// The token an empty text becomes (the teacher's rule).
+    let empty: Int32
     let embeddings: Tensor
     let copyTokenizer: (String) throws -> Void
 
@@ -135,12 +138,14 @@ struct TeacherVocabulary {
         if let t = teacher as? Classifier {
             let c = t.model.config
             (size, pad, kind, width) = (c.vocabSize, Int32(c.padTokenId), "wordpiece", c.hiddenSize)
+            empty = pad
             embeddings = t.model.parameters.wordEmbeddings.weight
             copyTokenizer = { try Self.copy(["vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"], from: folder, to: $0) }
         } else if let t = teacher as? DecoderClassifier {
             let c = t.model.config
             (size, kind, width) = (c.vocabSize, "bpe", c.hiddenSize)
             pad = Int32(c.padTokenId ?? c.eosTokenIds.first ?? 0)
+            empty = t.tokenizer.endTokens.min() ?? 0   // DecoderClassifier.encoding's rule
             embeddings = t.model.parameters.embedTokens.weight
             copyTokenizer = { try t.tokenizer.save(folder: $0, source: folder) }
         } else {

@@ -16,8 +16,8 @@ public struct TransferSet {
     public init(path: String, names: [String]) throws {
         self.names = names
         let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Int32($0)) })
-        for (n, line) in try DelimitedText.read(path).split(separator: UInt8(ascii: "\n")).enumerated() {
-            guard !line.allSatisfy({ $0 == 32 || $0 == 13 }) else { continue }
+        for (n, line) in try DelimitedText.read(path).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            guard !line.allSatisfy({ $0 == 32 || $0 == 13 || $0 == 9 }) else { continue }
             let at = "\(path): line \(n + 1)"
             guard let row = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
                 throw DataError("\(at): not a JSON object (a transfer set is retort augment's JSONL)")
@@ -28,6 +28,11 @@ public struct TransferSet {
             }
             guard let values = row["logits"] as? [NSNumber], values.count == names.count else {
                 throw DataError("\(at): \"logits\" must hold \(names.count) numbers, one per teacher label")
+            }
+            let best = values.indices.max { values[$0].floatValue < values[$1].floatValue }!
+            if let stored = row["teacher_label"] as? String, stored != names[best] {
+                throw DataError("\(at): \"teacher_label\" '\(stored)' is not the argmax of its logits under this teacher's labels "
+                                + "(\(names.joined(separator: ", "))); was the set made with another teacher?")
             }
             examples.append(Example(text: text, label: label, line: n + 1))
             labels.append(id)
@@ -49,7 +54,9 @@ public struct TransferSet {
         } else {
             var rng = SplitMix(seed: seed ^ 0xDE5)
             let originals = examples.indices.filter { original[$0] }.shuffled(using: &rng)
-            let held = Set(originals.prefix(Int(Double(originals.count) * files.devSplit)))
+            let count = originals.count < 2 ? 0 : min(originals.count - 1, max(1, Int((Double(originals.count) * files.devSplit).rounded())))
+            guard count > 0 else { throw DataError("\(files.train): too few original texts to hold a dev split out of; give --dev") }
+            let held = Set(originals.prefix(count))
             trainRows = trainRows.filter { !held.contains($0) }
             dev = held.sorted().map { examples[$0] }
             devLabels = held.sorted().map { labels[$0] }

@@ -3,8 +3,8 @@
 // characters letters), texts too short or too long, exact copies (after lowercasing and
 // collapsing spaces) of a training text or of a text already kept, and near-duplicates: a word
 // n-gram Jaccard overlap at or above a threshold with a training text or a kept text. Candidates
-// for the overlap are found through an index of n-grams; an n-gram in more than `maxPosting`
-// texts is too common to find candidates by (it still counts in the overlap).
+// are found through an index of n-grams (an n-gram in more than `maxPosting` texts is too common
+// to find candidates by), and their overlap is then counted exactly.
 import Foundation
 
 public struct TransferSetCleaner {
@@ -77,13 +77,16 @@ public struct TransferSetCleaner {
         guard rules.nearDuplicate <= 1 else { return nil }
         let mine = Set(ngrams(n).compactMap { gramIds[$0] })
         let total = Set(ngrams(n)).count
-        var shared: [Int: Int] = [:]
-        for g in mine { for doc in postings[g] ?? [] { shared[doc, default: 0] += 1 } }
-        for (doc, common) in shared {
-            let union = total + grams[doc].count - common
-            if union > 0, Double(common) / Double(union) >= rules.nearDuplicate { return fromTraining[doc] ? .nearTraining : .nearGenerated }
+        var candidates = Set<Int>()
+        for g in mine { candidates.formUnion(postings[g] ?? []) }
+        var near: Reason?
+        for doc in candidates.sorted() {   // the overlap counted exactly; a training text wins
+            let common = grams[doc].reduce(0) { $0 + (mine.contains($1) ? 1 : 0) }, union = total + grams[doc].count - common
+            guard union > 0, Double(common) / Double(union) >= rules.nearDuplicate else { continue }
+            if fromTraining[doc] { return .nearTraining }
+            near = .nearGenerated
         }
-        return nil
+        return near
     }
 
     /// Lowercased word n-grams (a text of fewer words: its words as one gram).

@@ -33,7 +33,9 @@ struct DistillCommand: ParsableCommand {
             prefix: both directions): the teacher's word embeddings (or learned ones, --embeddings \
             learned), --student-layers recurrent layers (default 1) of --hidden units, --pooling over \
             the tokens, and a tanh MLP head; it learns the teacher's logits (computed once, before \
-            training) by --loss mse or soft-ce, plus --hard-label-weight·CE against the labels. It \
+            training) by --loss mse or soft-ce (--temperature, default 1), plus --hard-label-weight·CE \
+            against the labels; its learning rate defaults to 1e-3. With --transfer (retort augment's \
+            JSONL) it trains on the texts and teacher logits stored there instead of --train. It \
             is saved as PyTorch names it (nn.Embedding, nn.LSTM/GRU/RNN, nn.Sequential head).
 
             Writes OUT (a HF model folder: the best dev epoch of the last stage), OUT/log.jsonl, \
@@ -127,6 +129,8 @@ struct DistillCommand: ParsableCommand {
         guard method == "tinybert", stages == "intermediate,prediction", layerMap == nil, studentInit == "odd", lora.rank == nil else {
             throw ValidationError("--method, --stages, --layer-map, --student-init and --lora-rank are for transformer students; drop them with --student \(student)")
         }
+        guard alpha == 0.5, beta == 0.5, gamma == 1.0 else { throw ValidationError("--alpha, --beta and --gamma are for --method distilbert; drop them with --student \(student)") }
+        if temperature != nil && loss != "soft-ce" { throw ValidationError("--temperature goes with --loss soft-ce (the default loss, mse, has none)") }
         guard PoolingMode(rawValue: pooling) != nil else { throw ValidationError("--pooling must be max, mean or last") }
         guard RecurrentDistillationRun.EmbeddingInit(rawValue: embeddings) != nil else { throw ValidationError("--embeddings must be teacher or learned") }
         guard RecurrentLoss.Soft(rawValue: loss) != nil else { throw ValidationError("--loss must be mse or soft-ce") }

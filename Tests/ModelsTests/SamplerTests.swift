@@ -43,4 +43,17 @@ final class SamplerTests: XCTestCase {
             }
         }
     }
+
+    func testRowsThatOverflowedAndHugeTopKDoNotTrap() {
+        var sampler = Sampler(SamplingOptions(temperature: 1, topK: 0, topP: 0.9, seed: 1))
+        XCTAssertEqual(sampler.next([Float.nan, .nan, .nan][...]), 0, "no finite logit: the first token")
+        for _ in 0..<20 { XCTAssertEqual(sampler.next([Float.nan, 2, .infinity, -.infinity][...]), 1, "only token 1 is finite") }
+        var wide = Sampler(SamplingOptions(temperature: 1, topK: 100_000, seed: 2))
+        let logits: [Float] = (0..<500).map { Float($0 % 7) }
+        var reference = Sampler(SamplingOptions(temperature: 1, topK: 100_000, seed: 2))
+        for _ in 0..<10 {
+            let u = reference.random.uniform()
+            XCTAssertEqual(wide.next(logits[...]), self.reference(logits, SamplingOptions(temperature: 1, topK: 100_000), draw: u))
+        }
+    }
 }
