@@ -28,7 +28,7 @@ public struct MemoryPlan {
     /// A language model's head: what its chunks hold against the [B·T, V] logits it never makes.
     public private(set) var headNote: String?
     // What the plan was made of, to plan other shapes.
-    private enum Planned { case encoder(BertModel, extraTrainable: Int, teacher: Teacher?), decoder(DecoderModel) }
+    private enum Planned { case encoder(BertModel, extraTrainable: Int, teacher: Teacher?), decoder(DecoderModel), recurrent(RecurrentModel) }
     private let planned: Planned
 
     /// The run of `model` (LoRA adapters attached, if any) at `shape`; `extraTrainable` floats
@@ -84,6 +84,18 @@ public struct MemoryPlan {
                                                                  keyValueHeads: c.keyValueHeads, causal: true, dropout: c.attentionDropout))
     }
 
+    /// A recurrent student's run (its teacher ran before and was released; its logits are on the host).
+    public init(recurrent model: RecurrentModel, shape: Shape) {
+        (self.shape, planned) = (shape, .recurrent(model))
+        let f = MemoryLayout<Float>.size, c = model.config, BT = shape.batch * shape.length, G = c.cell.gates * c.hiddenSize
+        parameters = model.weights.count * f
+        gradients = model.grads.count * f
+        optimizer = 2 * model.weights.count * f
+        activations = RecurrentActivations.bytes(config: c, labels: model.labels, maxBatch: shape.batch, maxLength: shape.length)
+        workspace = model.backend.workspaceBytes(matmuls: [Gemm(m: BT, n: G, k: max(c.embeddingSize, c.outputSize), transB: true),
+                                                           Gemm(m: G, n: max(c.embeddingSize, c.outputSize), k: BT, transA: true)])
+    }
+
     /// The matmuls of a layer's forward and backward over BT tokens (the largest operands there are).
     static func layerMatmuls(_ c: BertConfig, tokens BT: Int) -> [Gemm] {
         let C = c.hiddenSize, I = c.intermediateSize
@@ -98,6 +110,7 @@ public struct MemoryPlan {
         switch planned {
         case .encoder(let model, let extra, let teacher): return MemoryPlan(model: model, shape: shape, extraTrainable: extra, teacher: teacher)
         case .decoder(let model): return MemoryPlan(decoder: model, shape: shape)
+        case .recurrent(let model): return MemoryPlan(recurrent: model, shape: shape)
         }
     }
 
@@ -127,6 +140,7 @@ public struct MemoryPlan {
         switch planned {
         case .encoder(let model, _, _): adapters = model.lora != nil
         case .decoder(let model): (encoder, adapters) = (false, model.lora != nil)   // decoders always recompute their activation
+        case .recurrent: (encoder, adapters) = (false, true)   // neither knob exists for a recurrent student
         }
         if encoder && !shape.recomputeGelu {
             var recompute = shape

@@ -56,20 +56,6 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         }
         let teacher = try loadTextClassifier(folder: c.teacher, maxLength: t.maxLength, backend: backend)
         let source = try TeacherVocabulary(teacher, folder: c.teacher)
-        let data: LabelledData, teacherLogits: [[Float]]
-        if let transfer = c.transfer {
-            let set = try TransferSet(path: transfer, names: teacher.labelNames)
-            (data, teacherLogits) = try set.split(dev: c.data, seed: seed)
-            progress(.note(data.summary + " from \(transfer) (\(set.generatedCount) generated); the teacher's stored logits"))
-        } else {
-            data = try LabelledData.load(c.data, seed: seed, names: teacher.labelNames)
-            progress(.note(data.summary))
-            let started = Date()
-            teacherLogits = try Self.logitsByLength(teacher, teacher.encode(data.train))
-            progress(.note(String(format: "teacher logits for %d training texts in %.1f s", data.train.count, Date().timeIntervalSince(started))))
-        }
-        let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
-
         let width = c.embeddingSize ?? (c.embeddings == .teacher ? source.width : 300)
         var config = RecurrentConfig(cell: c.cell, vocabSize: source.size, embeddingSize: width, hiddenSize: c.hiddenSize, layers: c.layers,
                                      bidirectional: c.bidirectional, pooling: c.pooling, headHiddenSize: c.headHiddenSize,
@@ -84,6 +70,21 @@ public final class RecurrentDistillationRun: TrainingRecipe {
                        + (c.loss.hardLabelWeight > 0 ? " + \(c.loss.hardLabelWeight)·CE" : "")))
         var options = t.options
         options.learningRate = t.learningRate ?? 1e-3
+        try check(MemoryPlan(recurrent: model, shape: MemoryPlan.Shape(batch: options.batchSize, length: t.maxLength, recomputeGelu: false)))
+        let data: LabelledData, teacherLogits: [[Float]]
+        if let transfer = c.transfer {
+            let set = try TransferSet(path: transfer, names: teacher.labelNames)
+            (data, teacherLogits) = try set.split(dev: c.data, seed: seed)
+            progress(.note(data.summary + " from \(transfer) (\(set.generatedCount) generated); the teacher's stored logits"))
+        } else {
+            data = try LabelledData.load(c.data, seed: seed, names: teacher.labelNames)
+            progress(.note(data.summary))
+            let started = Date()
+            teacherLogits = try Self.logitsByLength(teacher, teacher.encode(data.train))
+            progress(.note(String(format: "teacher logits for %d training texts in %.1f s", data.train.count, Date().timeIntervalSince(started))))
+        }
+        let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
+
         let task = try RecurrentStudentTask(model: model, teacherLogits: teacherLogits, loss: c.loss, maxBatch: options.batchSize,
                                             maxLength: t.maxLength)
         let trainer = try Trainer(task: task, train: train, trainLabels: data.trainLabels, dev: dev, devLabels: data.devLabels, options: options)

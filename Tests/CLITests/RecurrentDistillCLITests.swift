@@ -83,7 +83,9 @@ final class RecurrentDistillCLITests: TinyRunTestCase {
                                  (["--student", "transformerish"], "--student must be transformer, bilstm"),
                                  (["--student", "bigru", "--pooling", "sum"], "--pooling must be max, mean or last"),
                                  (["--student", "lstm", "--epochs", "3,2"], "--epochs: one positive whole number"),
-                                 (["--student", "lstm", "--loss", "kl"], "--loss must be mse or soft-ce")] {
+                                 (["--student", "lstm", "--loss", "kl"], "--loss must be mse or soft-ce"),
+                                 (["--student", "lstm", "--temperature", "2"], "--temperature goes with --loss soft-ce"),
+                                 (["--student", "bilstm", "--batch-size", "400000000"], "this run needs")] {
             let (status, output) = try distill(flags + ["--out", out])
             XCTAssertNotEqual(status, 0, output)
             XCTAssertTrue(output.contains(message), output)
