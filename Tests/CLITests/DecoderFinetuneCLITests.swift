@@ -46,6 +46,21 @@ final class DecoderFinetuneCLITests: XCTestCase {
         XCTAssertTrue(row.contains("| test |") && row.contains("134.5"), "test metrics, 134.5 M parameters (135 M and the adapter): \(row)")
         for file in ["report.md", "report.csv", "report.html"] { XCTAssertTrue(FileManager.default.fileExists(atPath: report + "/" + file), file) }
 
+        // A GRU student distilled from the decoder classifier: its byte-level BPE, its token
+        // embeddings (576 wide), and the student's own encoding of an empty text (the end token).
+        let gru = work.appendingPathComponent("gru").path
+        let (gruStatus, gruOutput) = try retort(["distill", "--teacher", out, "--train", work.appendingPathComponent("data.csv").path,
+                                                 "--student", "bigru", "--hidden", "8", "--head-hidden", "4", "--epochs", "1", "--max-length", "24",
+                                                 "--no-report", "--out", gru, "--device", "cpu"])
+        XCTAssertEqual(gruStatus, 0, gruOutput)
+        XCTAssertTrue(gruOutput.contains("embeddings 576 wide (the teacher's)"), gruOutput)
+        let gruConfig = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: gru + "/config.json"))) as! [String: Any]
+        XCTAssertEqual(gruConfig["tokenizer"] as? String, "bpe")
+        XCTAssertEqual(gruConfig["empty_token_id"] as? Int, 2, "an empty text is the end token, as for the teacher")
+        let (gruPredict, gruPredicted) = try retort(["predict", "--model", gru, "--json", "the cat sat on the mat", "", "--device", "cpu"])
+        XCTAssertEqual(gruPredict, 0, gruPredicted)
+        XCTAssertEqual(gruPredicted.split(separator: "\n").filter { $0.hasPrefix("{\"") }.count, 2, gruPredicted)
+
         let text = work.appendingPathComponent("stories.txt")
         try (0..<30).map { "Once upon a time there was a little robot number \($0) who liked to count: 1, 2, 3." }.joined(separator: "\n")
             .write(to: text, atomically: true, encoding: .utf8)
