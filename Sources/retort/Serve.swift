@@ -47,13 +47,20 @@ struct ServeCommand: ParsableCommand {
         }
     }
 
+    /// The model's family as /v1/model names it: bert, mpnet, a decoder's model_type, or a recurrent student's cell.
+    static func family(_ classifier: TextClassifier, _ config: BertConfig?) -> String {
+        if let r = classifier as? RecurrentClassifier { return (r.model.config.bidirectional ? "bi" : "") + r.model.config.cell.rawValue }
+        if let d = classifier as? DecoderClassifier { return d.model.config.modelType }
+        return config?.family.rawValue ?? "unknown"
+    }
+
     func run() throws {
         let folder = (expand(model) as NSString).standardizingPath
         let backend = try withFlags { try deviceOptions.backend() }
         let classifier = try withFlags { try loadTextClassifier(folder: folder, maxLength: maxLength, backend: backend) }
         let config = try? BertConfig(path: (folder as NSString).appendingPathComponent("config.json"))
         let description = ModelDescription(
-            name: (folder as NSString).lastPathComponent, family: config?.family.rawValue ?? "decoder", labels: classifier.labelNames,
+            name: (folder as NSString).lastPathComponent, family: Self.family(classifier, config), labels: classifier.labelNames,
             parameters: classifier.parameterCount, megabytes: ComparisonReport.weightMegabytes(folder), device: backend.kind.rawValue,
             precision: config?.quantization ?? "fp32", maxTokens: classifier.maxLength)
         let (host, maxBatch, maxWaitMs) = (host, maxBatch, maxWaitMs)
