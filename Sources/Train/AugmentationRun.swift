@@ -4,7 +4,8 @@
 // the texts are cleaned (TransferSetCleaner: every rule counted), and the teacher labels every
 // original and kept text. The output is JSONL, one object per text —
 //   {"text": …, "label": …, "teacher_label": …, "logits": […], "origin": "original" | "generated"}
-// — "label" is the data's own label for an original text and the teacher's for a generated one;
+// — "label" is the data's own label for an original text (the teacher's when the data is a .txt of
+// unlabelled lines) and the teacher's for a generated one;
 // every retort command reads it as labelled data, and `retort distill --transfer` trains on the
 // stored logits without running the teacher again. Written to a temporary file, then renamed.
 import Backend
@@ -60,13 +61,15 @@ public final class AugmentationRun {
             throw InvalidSetting("--count, --prompt-words, --max-new-tokens and --batch-size must be positive")
         }
         let teacher = try loadTextClassifier(folder: c.teacher, maxLength: c.maxLength, backend: backend)
-        var columns = c.data.columns
-        if columns.label == nil { columns.label = .name("label") }
+        // A .txt is one unlabelled text per line: the teacher labels the originals too.
+        let unlabelled = c.data.train.hasSuffix(".txt")
+        var columns = unlabelled ? ColumnSpec(text: .name("text")) : c.data.columns
+        if columns.label == nil && !unlabelled { columns.label = .name("label") }
         guard columns.pair == nil else {
             throw InvalidSetting("augment writes single texts; a transfer set of text pairs is not supported (drop the pair column)")
         }
         let examples = try Dataset.load(c.data.train, columns: columns)
-        let labels = try Dataset.labelIds(examples, names: teacher.labelNames, path: c.data.train)
+        let labels = unlabelled ? nil : try Dataset.labelIds(examples, names: teacher.labelNames, path: c.data.train)
         let generator = try fineTunedGenerator(examples)
         var summary = Summary(originals: examples.count, generatorFolder: generator)
         let texts = try generate(from: generator, prompts: examples.map(\.text), summary: &summary)
@@ -84,7 +87,7 @@ public final class AugmentationRun {
         for (i, row) in logits.enumerated() {
             let predicted = teacher.labelNames[row.indices.max { row[$0] < row[$1] }!]
             let original = i < examples.count
-            let object: [String: Any] = ["text": all[i].text, "label": original ? teacher.labelNames[Int(labels[i])] : predicted,
+            let object: [String: Any] = ["text": all[i].text, "label": original ? labels.map { teacher.labelNames[Int($0[i])] } ?? predicted : predicted,
                                          "teacher_label": predicted, "logits": row.map(Double.init), "origin": original ? "original" : "generated"]
             lines.append(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
                                 as: UTF8.self))

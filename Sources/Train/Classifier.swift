@@ -36,6 +36,17 @@ public func loadTextClassifier(folder: String, maxLength: Int?, backend: Backend
 }
 
 extension TextClassifier {
+    /// The label names by class index, as config.json's id2label.
+    public var id2label: [Int: String] { Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ($0, $1) }) }
+
+    /// The metrics on a labelled test file (`columns`' label column, by default "label"), in batches.
+    public func evaluate(testFile path: String, columns: ColumnSpec, batchSize: Int) throws -> ClassificationMetrics {
+        var columns = columns
+        if columns.label == nil { columns.label = .name("label") }
+        let examples = try Dataset.load(path, columns: columns)
+        return try evaluate(encode(examples), labels: try Dataset.labelIds(examples, names: labelNames, path: path), batchSize: batchSize)
+    }
+
     /// Accuracy, macro-F1, MCC and mean cross-entropy over labelled encodings.
     public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
         ClassificationMetrics(logits: try classify(encodings, batchSize: batchSize), labels: labels, classes: labelNames.count)
@@ -127,9 +138,6 @@ public final class Classifier: TextClassifier {
 
     public var parameterCount: Int { model.layout.total }
 
-    /// The label names by class index, as config.json's id2label.
-    public var id2label: [Int: String] { Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ($0, $1) }) }
-
     public func speed(length requested: Int = 64, repeats: Int = 20) throws -> InferenceSpeed {
         let b = model.backend, T = min(requested, maxLength, model.config.maxPositions - 2)
         let a = try BertActivations(config: model.config, labels: model.labels, maxBatch: 32, maxLength: T, backend: b, inference: true)
@@ -158,10 +166,16 @@ public final class Classifier: TextClassifier {
         if model.lora != nil && adapter && model.config.family == .bert {
             try model.saveAdapter(folder: folder + "/adapter", baseModel: tokenizerSource)
         }
+        try Self.copyTokenizer(from: tokenizerSource, to: folder)
+    }
+
+    /// Copies a WordPiece tokenizer's files (those that exist) between folders, each atomically:
+    /// a run killed mid-save never leaves half a vocabulary.
+    static func copyTokenizer(from source: String, to folder: String) throws {
         for file in ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"] {
-            let from = (tokenizerSource as NSString).appendingPathComponent(file), to = (folder as NSString).appendingPathComponent(file)
+            let from = (source as NSString).appendingPathComponent(file), to = (folder as NSString).appendingPathComponent(file)
             guard from != to, let data = FileManager.default.contents(atPath: from) else { continue }
-            try writeAtomically(data, to: to)   // a run killed mid-save never leaves half a vocabulary
+            try writeAtomically(data, to: to)
         }
     }
 }

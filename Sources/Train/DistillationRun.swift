@@ -120,11 +120,7 @@ public final class DistillationRun: TrainingRecipe {
         metrics.bestDev = best
         if let test = c.data.test {   // the saved (best) student, as a user will load it
             let saved = try Classifier.load(folder: c.output, maxLength: t.maxLength, backend: backend, inference: true)
-            var columns = c.data.columns
-            if columns.label == nil { columns.label = .name("label") }
-            let examples = try Dataset.load(test, columns: columns)
-            let m = try saved.evaluate(saved.encode(examples), labels: try Dataset.labelIds(examples, names: saved.labelNames, path: test),
-                                       batchSize: t.options.batchSize)
+            let m = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: t.options.batchSize)
             metrics.test = m
             progress(.tested(m))
         }

@@ -71,27 +71,29 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         var options = t.options
         options.learningRate = t.learningRate ?? 1e-3
         try check(MemoryPlan(recurrent: model, shape: MemoryPlan.Shape(batch: options.batchSize, length: t.maxLength, recomputeGelu: false)))
-        let data: LabelledData, teacherLogits: [[Float]]
+        let data: LabelledData, stored: [[Float]]?
         if let transfer = c.transfer {
             let set = try TransferSet(path: transfer, names: teacher.labelNames)
-            (data, teacherLogits) = try set.split(dev: c.data, seed: seed)
+            let (split, logits) = try set.split(dev: c.data, seed: seed)
+            (data, stored) = (split, logits)
             progress(.note(data.summary + " from \(transfer) (\(set.generatedCount) generated); the teacher's stored logits"))
         } else {
-            data = try LabelledData.load(c.data, seed: seed, names: teacher.labelNames)
+            (data, stored) = (try LabelledData.load(c.data, seed: seed, names: teacher.labelNames), nil)
             progress(.note(data.summary))
-            let started = Date()
-            teacherLogits = try Self.logitsByLength(teacher, teacher.encode(data.train))
-            progress(.note(String(format: "teacher logits for %d training texts in %.1f s", data.train.count, Date().timeIntervalSince(started))))
         }
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
+        let started = Date()
+        let teacherLogits = try stored ?? Self.logitsByLength(teacher, train)
+        if stored == nil {
+            progress(.note(String(format: "teacher logits for %d training texts in %.1f s", train.count, Date().timeIntervalSince(started))))
+        }
 
         let task = try RecurrentStudentTask(model: model, teacherLogits: teacherLogits, loss: c.loss, maxBatch: options.batchSize,
                                             maxLength: t.maxLength)
         let trainer = try Trainer(task: task, train: train, trainLabels: data.trainLabels, dev: dev, devLabels: data.devLabels, options: options)
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints)
-        let id2label = Dictionary(uniqueKeysWithValues: teacher.labelNames.enumerated().map { ($0, $1) })
         let best = try runner.run(trainer, stage: nil, stageIndex: 0, epochs: options.epochs, from: resumePoint?.path) {
-            try model.save(folder: c.output, id2label: id2label, tokenizer: source.kind, maxLength: t.maxLength)
+            try model.save(folder: c.output, id2label: teacher.id2label, tokenizer: source.kind, maxLength: t.maxLength)
             try source.copyTokenizer(c.output)
         }
         var metrics = RunMetrics(method: c.methodName)
@@ -102,11 +104,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         metrics.bestDev = best
         if let test = c.data.test {   // the saved (best) student, as a user will load it
             let saved = try RecurrentClassifier.load(folder: c.output, maxLength: nil, backend: backend)
-            var columns = c.data.columns
-            if columns.label == nil { columns.label = .name("label") }
-            let examples = try Dataset.load(test, columns: columns)
-            metrics.test = try saved.evaluate(saved.encode(examples), labels: try Dataset.labelIds(examples, names: saved.labelNames, path: test),
-                                              batchSize: options.batchSize)
+            metrics.test = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: options.batchSize)
             progress(.tested(metrics.test!))
         }
         try folder.write(metrics)
@@ -141,7 +139,7 @@ struct TeacherVocabulary {
             (size, pad, kind, width) = (c.vocabSize, Int32(c.padTokenId), "wordpiece", c.hiddenSize)
             empty = pad
             embeddings = t.model.parameters.wordEmbeddings.weight
-            copyTokenizer = { try Self.copy(["vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"], from: folder, to: $0) }
+            copyTokenizer = { try Classifier.copyTokenizer(from: folder, to: $0) }
         } else if let t = teacher as? DecoderClassifier {
             let c = t.model.config
             (size, kind, width) = (c.vocabSize, "bpe", c.hiddenSize)
@@ -151,14 +149,6 @@ struct TeacherVocabulary {
             copyTokenizer = { try t.tokenizer.save(folder: $0, source: folder) }
         } else {
             throw InvalidSetting("the teacher \(folder) is a recurrent student; distil from a fine-tuned transformer classifier")
-        }
-    }
-
-    static func copy(_ files: [String], from source: String, to folder: String) throws {
-        for file in files {
-            let from = (source as NSString).appendingPathComponent(file), to = (folder as NSString).appendingPathComponent(file)
-            guard from != to, let data = FileManager.default.contents(atPath: from) else { continue }
-            try writeAtomically(data, to: to)
         }
     }
 

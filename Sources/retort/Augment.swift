@@ -35,7 +35,7 @@ struct AugmentCommand: ParsableCommand {
 
     @Option(name: .long, help: "The generator: a decoder (HF folder or .gguf), e.g. one fine-tuned with finetune --task causal-lm.") var generator: String
     @Option(name: .long, help: "The teacher: a fine-tuned classifier folder.") var teacher: String
-    @Option(name: .long, help: "Labelled training data: .csv, .tsv or .jsonl (its texts prompt the generator).") var train: String
+    @Option(name: .long, help: "Training data: labelled .csv, .tsv or .jsonl, or a .txt of one text per line (the teacher labels those too); its texts prompt the generator.") var train: String
     @OptionGroup var columns: ColumnOptions
     @Option(name: .long, help: "The transfer set to write (.jsonl).") var out: String
     @Option(name: .long, help: "Texts to generate (before cleaning).") var count = 1000

@@ -42,6 +42,20 @@ final class AugmentCLITests: TinyRunTestCase {
         XCTAssertEqual(status3, 0, output3)
     }
 
+    func testATxtOfUnlabelledLinesIsLabelledByTheTeacher() throws {
+        let lines = work.appendingPathComponent("lines.txt"), out = work.appendingPathComponent("lines.jsonl").path
+        try "w1 w2 w3 w4\na b c d\nw5 w6 e f\n".write(to: lines, atomically: true, encoding: .utf8)
+        let (status, output) = try retort(["augment", "--generator", try smolLM2(), "--teacher", teacher, "--train", lines.path, "--count", "2",
+                                           "--max-new-tokens", "4", "--max-length", "12", "--out", out, "--threads", "1"])
+        XCTAssertEqual(status, 0, output)
+        let rows = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        let originals = rows.filter { $0["origin"] as? String == "original" }
+        XCTAssertEqual(originals.map { $0["text"] as? String }, ["w1 w2 w3 w4", "a b c d", "w5 w6 e f"])
+        for row in originals { XCTAssertEqual(row["label"] as? String, row["teacher_label"] as? String) }
+    }
+
     func testBadInputIsRefusedInOneLineWithNothingWritten() throws {
         let out = work.appendingPathComponent("bad.jsonl").path
         let cases: [([String], String)] = [
