@@ -9,7 +9,7 @@ PYDEPS     := $(DEPS)/python
 NVRTC_WHEEL := nvidia-cuda-nvrtc==13.5.37
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build release test demo demo-augment perf deps openblas nvrtc onnxruntime chromium assets clean gpu-check serve serve-load
+.PHONY: all build release test demo demo-augment perf perf-data-parallel deps openblas openmpi nvrtc onnxruntime chromium assets clean gpu-check serve serve-load
 
 all: build
 
@@ -18,6 +18,15 @@ openblas:
 	@if ! ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so\.0'; then \
 	  echo "make: installing libopenblas-dev (apt-get)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libopenblas-dev; \
+	fi
+
+## Open MPI (Debian's), for data-parallel training (`--nproc`, mpirun) and its tests; loaded at
+## run time, so a single process never needs it. Without it those tests say "skipped".
+openmpi:
+	@if ! command -v mpirun >/dev/null 2>&1 || ! ldconfig -p 2>/dev/null | grep -q 'libmpi\.so\.40'; then \
+	  echo "make: installing openmpi-bin libopenmpi-dev (apt-get)"; \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null) \
+	    || echo "make: WARNING could not install Open MPI; the data-parallel tests will be skipped"; \
 	fi
 
 ## NVRTC from PyPI into $(PYDEPS), for the test that compiles every CUDA kernel (no GPU needed).
@@ -53,7 +62,7 @@ chromium:
 assets:
 	@scripts/fetch-assets minilm mpnet polarity smollm2 gpt2 || echo "make: WARNING could not fetch the assets; tests that need them will be skipped"
 
-deps: openblas nvrtc onnxruntime chromium assets
+deps: openblas openmpi nvrtc onnxruntime chromium assets
 
 build: openblas
 	$(SWIFT) build

@@ -117,6 +117,12 @@ public enum Devices {
     /// first GPU when the driver, NVRTC and cuBLASLt all load and the kernels compile; otherwise
     /// the CPU, saying why. The CPU computes in fp32: `cpu` with another precision is an error;
     /// `auto` falling back to the CPU says so in its note.
+    /// The GPU a data-parallel rank uses: its rank on this machine (modulo the GPUs there).
+    static var rankDevice: Int {
+        guard let world = ProcessGroup.world else { return 0 }
+        return world.localRank % max(1, gpus.count)
+    }
+
     public static func makeBackend(_ choice: Choice, threads: Int? = nil,
                                    precision: Precision = .fp32) throws -> (backend: Backend, note: SettingText?) {
         switch choice {
@@ -128,7 +134,7 @@ public enum Devices {
             return (try CPUBackend(threads: threads), nil)
         case .cuda:
             if let reason = cudaUnavailableReason { throw InvalidSetting("\(Setting.device) cuda: CUDA is not available: \(reason)") }
-            do { return (try CUDABackend(precision: precision), nil) } catch let error as SettingsError {
+            do { return (try CUDABackend(ordinal: rankDevice, precision: precision), nil) } catch let error as SettingsError {
                 throw error
             } catch {
                 throw InvalidSetting("\(Setting.device) cuda: \(error)")
@@ -138,7 +144,7 @@ public enum Devices {
             if let reason = cudaUnavailableReason {
                 return (try CPUBackend(threads: threads), "cuda not available (\(reason)); using cpu" + fp32)
             }
-            do { return (try CUDABackend(precision: precision), nil) } catch let error as CUDABackend.PrecisionError {
+            do { return (try CUDABackend(ordinal: rankDevice, precision: precision), nil) } catch let error as CUDABackend.PrecisionError {
                 throw error   // the GPU works, only not at this precision: say so rather than train on the CPU
             } catch {
                 return (try CPUBackend(threads: threads), "cuda not usable (\(error)); using cpu" + fp32)

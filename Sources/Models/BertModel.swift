@@ -20,6 +20,9 @@ public final class BertModel {
     public private(set) var gradientLayout: ParameterLayout
     /// Made for training (a gradient buffer and backward), not for inference only.
     public let trains: Bool
+    /// Called by backward after each layer with that layer's gradients, then final for the pass
+    /// (a data-parallel run starts summing them over the ranks while backward goes on).
+    public var layerGradientsReady: (([Tensor]) -> Void)?
     /// LoRA adapters; when attached the base weights are frozen (their gradients are not computed).
     public internal(set) var lora: LoRAAdapters? { didSet { parameters = makeParameters() } }
     /// Base parameters that do not train (with LoRA: all but the classifier); set by `freeze`.

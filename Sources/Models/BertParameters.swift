@@ -23,12 +23,7 @@ public struct BertParameters {
     public var all: [Parameter] {
         var list = [wordEmbeddings, positionEmbeddings] + (tokenTypeEmbeddings.map { [$0] } ?? [])
             + [embeddingNorm.weight, embeddingNorm.bias]
-        for layer in layers {
-            for linear in [layer.query, layer.key, layer.value, layer.attentionOutput] { list += [linear.weight, linear.bias!] }
-            list += [layer.attentionNorm.weight, layer.attentionNorm.bias]
-            for linear in [layer.intermediate, layer.output] { list += [linear.weight, linear.bias!] }
-            list += [layer.outputNorm.weight, layer.outputNorm.bias]
-        }
+        for layer in layers { list += layer.parameters }
         list += relativeAttentionBias.map { [$0] } ?? []
         return list + [pooler.weight, pooler.bias!, classifier.weight, classifier.bias!]
     }

@@ -19,6 +19,12 @@ public struct DecoderLayer {
     public var up, down: Linear
     public let index: Int
 
+    /// Its parameters (not the adapters').
+    public var parameters: [Parameter] {
+        inputNorm.parameters + [query, key, value, output].flatMap(\.parameters) + postAttentionNorm.parameters
+            + ([gate].compactMap { $0 } + [up, down]).flatMap(\.parameters)
+    }
+
     /// The pass's sizes and inputs that every layer shares.
     struct Pass {
         let batch, length: Int

@@ -32,6 +32,9 @@ public final class DecoderModel {
     public private(set) var grads: Tensor
     public private(set) var gradientLayout: ParameterLayout
     public let trains: Bool
+    /// Called by backward after each layer with that layer's gradients, then final for the pass
+    /// (a data-parallel run starts summing them over the ranks while backward goes on).
+    public var layerGradientsReady: (([Tensor]) -> Void)?
     public private(set) var frozen: Set<String> = []
     /// LoRA adapters (DecoderLoRA.swift); when attached the base weights are frozen.
     public internal(set) var lora: LoRAAdapters? { didSet { parameters = makeParameters() } }

@@ -14,6 +14,12 @@ public struct EncoderLayer {
     /// Where this layer sits (its dropout sites).
     public let index: Int
 
+    /// Its parameters in layout order (not the adapters').
+    public var parameters: [Parameter] {
+        [query, key, value, attentionOutput].flatMap(\.parameters) + [attentionNorm.weight, attentionNorm.bias]
+            + [intermediate, output].flatMap(\.parameters) + [outputNorm.weight, outputNorm.bias]
+    }
+
     /// The layer's Linear for a LoRA target.
     public subscript(target: LoRATarget) -> Linear {
         get {

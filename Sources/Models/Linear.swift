@@ -19,6 +19,9 @@ public struct Linear {
         self.weight = weight; self.bias = bias; self.inFeatures = inFeatures; self.outFeatures = outFeatures; self.lora = lora
     }
 
+    /// Its weight and bias, in layout order (not the adapter's).
+    public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
+
     /// y = x·Wᵀ + b over `rows` rows of x, `inputStride` elements apart (default In), then the
     /// adapter's branch, which saves x·Aᵀ in `saved` (an [N, R] arena buffer).
     public func forward(_ b: Backend, _ y: Tensor, _ x: Tensor, rows: Int, inputStride: Int? = nil, saved: Tensor? = nil,

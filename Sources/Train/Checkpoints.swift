@@ -163,4 +163,8 @@ enum TestHooks {
         counts[point, default: 0] += 1
         if counts[point] == plan.count { kill(getpid(), SIGKILL) }
     }
+
+    /// RETORT_TEST_DIVERGE_RANK=R: data-parallel rank R nudges one weight after its first step,
+    /// so that the ranks' weights differ (Tests/CLITests/DataParallelCLITests).
+    static let divergingRank = ProcessInfo.processInfo.environment["RETORT_TEST_DIVERGE_RANK"].flatMap(Int.init)
 }

@@ -105,10 +105,10 @@ public final class Classifier: TextClassifier {
         examples.map { tokenizer.encode($0.text, $0.pair, maxLength: maxLength) }
     }
 
-    /// Pads `encodings` to their longest and loads them (and labels) into `a`; `forBackward`
-    /// false when only a forward pass follows.
-    public func load(_ encodings: [Encoding], labels: [Int32], into a: BertActivations, forBackward: Bool? = nil) {
-        let padded = tokenizer.pad(encodings)
+    /// Pads `encodings` to their longest (or to `length`) and loads them (and labels) into `a`;
+    /// `forBackward` false when only a forward pass follows.
+    public func load(_ encodings: [Encoding], labels: [Int32], into a: BertActivations, forBackward: Bool? = nil, length: Int? = nil) {
+        let padded = tokenizer.pad(encodings, to: length.map { max($0, encodings.map(\.ids.count).max() ?? 0) })
         let T = padded.first?.ids.count ?? 0
         a.load(ids: padded.flatMap(\.ids), types: padded.flatMap(\.typeIds), mask: padded.flatMap(\.attentionMask),
                labels: labels, batch: padded.count, length: T, backend: model.backend, forBackward: forBackward)

@@ -72,8 +72,8 @@ extension FineTuningRun {
         }
         var options = t.resolvedOptions
         if lm { options.metric = "loss" }
-        try check(MemoryPlan(decoder: model, shape: MemoryPlan.Shape(batch: options.batchSize, length: t.maxLength, recomputeGelu: true)))
-        let task = try DecoderTask(model: model, maxBatch: options.batchSize, maxLength: t.maxLength)
+        try check(MemoryPlan(decoder: model, shape: MemoryPlan.Shape(batch: options.rankBatchSize, length: t.maxLength, recomputeGelu: true)))
+        let task = try DecoderTask(model: model, maxBatch: options.rankBatchSize, maxLength: t.maxLength)
         let trainer = try Trainer(task: task, train: train, trainLabels: trainLabels, dev: dev, devLabels: devLabels, options: options)
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints)
         let best = try runner.run(trainer, stage: nil, stageIndex: 0, epochs: options.epochs, from: resumePoint?.path) {
@@ -86,7 +86,7 @@ extension FineTuningRun {
         metrics.trainableParameters = model.trainable.reduce(0) { $0 + $1.weight.count }; metrics.parameters = model.layout.total
         metrics.steps = trainer.step; metrics.finalTrainLoss = trainer.lastLoss; metrics.trainSeconds = runner.trainSeconds
         metrics.device = backend.kind.rawValue; metrics.bestDev = best
-        try folder.write(metrics)
+        if writesOutputs { try folder.write(metrics) }
         return metrics
     }
 

@@ -25,8 +25,8 @@ public final class DecoderTask: TrainingTask {
     public func zeroGradients() { model.zeroGradients() }
 
     /// Right-pads the micro-batch into `a` (ids 0 under the mask: never read).
-    func load(_ batch: [Encoding], labels: [Int32], into a: DecoderActivations, forBackward: Bool) -> Int {
-        let T = batch.map(\.ids.count).max() ?? 1, B = batch.count
+    func load(_ batch: [Encoding], labels: [Int32], into a: DecoderActivations, forBackward: Bool, length: Int = 1) -> Int {
+        let T = max(length, batch.map(\.ids.count).max() ?? 1), B = batch.count
         var ids = [Int32](repeating: 0, count: B * T), mask = [Int32](repeating: 0, count: B * T)
         for (b, e) in batch.enumerated() {
             for (t, id) in e.ids.enumerated() { ids[b * T + t] = id; mask[b * T + t] = 1 }
@@ -36,6 +36,10 @@ public final class DecoderTask: TrainingTask {
     }
 
     public func load(_ batch: [Encoding], labels: [Int32]) -> Int { load(batch, labels: labels, into: activations, forBackward: true) }
+
+    public func load(_ batch: [Encoding], labels: [Int32], examples: [Int], length: Int) -> Int {
+        load(batch, labels: labels, into: activations, forBackward: true, length: length)
+    }
 
     public func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double) {
         model.forward(activations, training: true, seed: seed)
@@ -77,6 +81,8 @@ public final class DecoderTask: TrainingTask {
         }
         return out
     }
+
+    public func setLayerGradientsHook(_ hook: (([Tensor]) -> Void)?) { model.layerGradientsReady = hook }
 
     public var checkpointTensors: [(String, Tensor)] {
         [("weights", model.weights)] + (model.lora.map { [("lora", $0.weights)] } ?? [])

@@ -112,7 +112,7 @@ public final class DistillationContext {
 
     /// Runs the teacher (forward only) and the student (training, dropout from `seed`) on `batch`.
     func forward(_ a: BertActivations, batch: [Encoding], seed: UInt64) {
-        teacher.load(batch, labels: [], into: teacherActivations)
+        teacher.load(batch, labels: [], into: teacherActivations, length: a.length)   // the student's padding
         teacher.model.forward(teacherActivations)
         student.model.forward(a, training: true, seed: seed)
     }

@@ -81,7 +81,7 @@ public final class DistillationRun: TrainingRecipe {
         loss.alpha = c.alpha; loss.beta = c.beta; loss.gamma = c.gamma
         let projection = DistillationContext.projectionSize(student: student.model.config.hiddenSize, teacher: teacher.model.config.hiddenSize)
         try check(t.plan(student.model, extraTrainable: projection, teacher: (teacher.model, Set(map.pairs.map(\.teacher)))))
-        let context = try DistillationContext(teacher: teacher, student: student, layerMap: map, method: c.method, maxBatch: t.options.batchSize,
+        let context = try DistillationContext(teacher: teacher, student: student, layerMap: map, method: c.method, maxBatch: t.options.rankBatchSize,
                                               seed: seed)
         progress(.note("\(data.train.count) training and \(data.dev.count) dev examples; teacher \(Nt) layers, student \(Ns) layers "
                        + "(init \(c.studentInit.name)), layer map \(map)" + (context.projection.isEmpty ? "" : ", with a learned projection")))
@@ -118,13 +118,13 @@ public final class DistillationRun: TrainingRecipe {
         metrics.parameters = student.model.layout.total; metrics.steps = steps; metrics.finalTrainLoss = lastLoss
         metrics.trainSeconds = runner.trainSeconds; metrics.device = backend.kind.rawValue; metrics.temperature = loss.temperature
         metrics.bestDev = best
-        if let test = c.data.test {   // the saved (best) student, as a user will load it
+        if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it
             let saved = try Classifier.load(folder: c.output, maxLength: t.maxLength, backend: backend, inference: true)
             let m = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: t.options.batchSize)
             metrics.test = m
             progress(.tested(m))
         }
-        try folder.write(metrics)
+        if writesOutputs { try folder.write(metrics) }
         return metrics
     }
 }

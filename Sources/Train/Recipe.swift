@@ -31,7 +31,7 @@ public struct TrainingSettings: Sendable {
 
     /// The memory plan of training `model` at these sizes.
     func plan(_ model: BertModel, extraTrainable: Int = 0, teacher: MemoryPlan.Teacher? = nil) -> MemoryPlan {
-        MemoryPlan(model: model, shape: MemoryPlan.Shape(batch: options.batchSize, length: maxLength, recomputeGelu: recomputeGelu),
+        MemoryPlan(model: model, shape: MemoryPlan.Shape(batch: options.rankBatchSize, length: maxLength, recomputeGelu: recomputeGelu),
                    extraTrainable: extraTrainable, teacher: teacher)
     }
 }
@@ -45,6 +45,10 @@ public class TrainingRecipe {
 
     init(backend: Backend) { self.backend = backend }
 
+    /// Whether this process writes the run's files: rank 0 of a data-parallel job (mpirun), or a
+    /// process on its own. The other ranks train alike and write nothing.
+    public var writesOutputs: Bool { ProcessGroup.world?.isPrimary ?? true }
+
     /// Attaches adapters (when asked for) and says how many parameters train.
     func attach(_ lora: LoRAConfig?, to model: BertModel, seed: UInt64) throws {
         guard let lora else { return }
@@ -56,7 +60,8 @@ public class TrainingRecipe {
     /// Reports the memory plan and refuses a run that will not fit, before anything is written.
     func check(_ plan: MemoryPlan) throws {
         let use = backend.memoryUse, device = backend.kind.rawValue
-        progress(.memoryPlan(plan.summary(device: device, use: use)))
+        let ranks = ProcessGroup.world.map { " (each of \($0.size) ranks, a share of every batch)" } ?? ""
+        progress(.memoryPlan(plan.summary(device: device, use: use) + ranks))
         try plan.check(use: use, device: device)
     }
 
@@ -64,12 +69,12 @@ public class TrainingRecipe {
     /// run's checkpoints removed), or at the newest checkpoint when resuming.
     func open(_ folder: RunFolder, resume: Bool, stages: [String], policy: CheckpointPolicy) throws
         -> (runner: StageRunner, resumePoint: (path: String, stageIndex: Int, state: TrainerState)?) {
-        try folder.create()
+        if writesOutputs { try folder.create() }
         let resumePoint = resume ? try StageRunner.resumePoint(folder, stages: stages) : nil
-        if !resume { StageRunner.clearCheckpoints(folder) }
-        let log = try LogFile(folder.log, fresh: !resume, truncatingTo: resumePoint?.state.logBytes)
+        if !resume && writesOutputs { StageRunner.clearCheckpoints(folder) }
+        let log = writesOutputs ? try LogFile(folder.log, fresh: !resume, truncatingTo: resumePoint?.state.logBytes) : LogFile()
         let runner = StageRunner(folder: folder, policy: policy, log: log, earlierSeconds: resumePoint?.state.trainSeconds ?? 0,
-                                 progress: progress, shouldStop: shouldStop)
+                                 progress: progress, shouldStop: shouldStop, writes: writesOutputs)
         return (runner, resumePoint)
     }
 }

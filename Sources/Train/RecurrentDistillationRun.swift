@@ -70,7 +70,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
                        + (c.loss.hardLabelWeight > 0 ? " + \(c.loss.hardLabelWeight)·CE" : "")))
         var options = t.options
         options.learningRate = t.learningRate ?? 1e-3
-        try check(MemoryPlan(recurrent: model, shape: MemoryPlan.Shape(batch: options.batchSize, length: t.maxLength, recomputeGelu: false)))
+        try check(MemoryPlan(recurrent: model, shape: MemoryPlan.Shape(batch: options.rankBatchSize, length: t.maxLength, recomputeGelu: false)))
         let data: LabelledData, stored: [[Float]]?
         if let transfer = c.transfer {
             let set = try TransferSet(path: transfer, names: teacher.labelNames)
@@ -88,7 +88,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
             progress(.note(String(format: "teacher logits for %d training texts in %.1f s", train.count, Date().timeIntervalSince(started))))
         }
 
-        let task = try RecurrentStudentTask(model: model, teacherLogits: teacherLogits, loss: c.loss, maxBatch: options.batchSize,
+        let task = try RecurrentStudentTask(model: model, teacherLogits: teacherLogits, loss: c.loss, maxBatch: options.rankBatchSize,
                                             maxLength: t.maxLength)
         let trainer = try Trainer(task: task, train: train, trainLabels: data.trainLabels, dev: dev, devLabels: data.devLabels, options: options)
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints)
@@ -102,12 +102,12 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         metrics.finalTrainLoss = trainer.lastLoss; metrics.trainSeconds = runner.trainSeconds; metrics.device = backend.kind.rawValue
         metrics.temperature = c.loss.soft == .softCrossEntropy ? c.loss.temperature : nil
         metrics.bestDev = best
-        if let test = c.data.test {   // the saved (best) student, as a user will load it
+        if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it
             let saved = try RecurrentClassifier.load(folder: c.output, maxLength: nil, backend: backend)
             metrics.test = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: options.batchSize)
             progress(.tested(metrics.test!))
         }
-        try folder.write(metrics)
+        if writesOutputs { try folder.write(metrics) }
         return metrics
     }
 }

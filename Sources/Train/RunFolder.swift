@@ -60,8 +60,11 @@ public struct RunFolder: Sendable {
 /// log.jsonl, appended one JSON object per line (written straight to the file, so its length
 /// at a checkpoint is exact and a resumed run can cut it back to that point).
 final class LogFile {
-    let handle: FileHandle
-    private let encoder: JSONEncoder
+    let handle: FileHandle?
+    private let encoder = JSONEncoder()
+
+    /// A log that writes nothing (a data-parallel rank other than 0).
+    init() { handle = nil }
 
     /// Opens `path` for appending; `truncatingTo` cuts it to that many bytes first (a resume),
     /// `fresh` empties it (a new run).
@@ -73,18 +76,17 @@ final class LogFile {
         if let length { try handle.truncate(atOffset: UInt64(length)) }
         handle.seekToEndOfFile()
         self.handle = handle
-        encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     }
 
-    deinit { try? handle.close() }
+    deinit { try? handle?.close() }
 
     func write<T: Encodable>(_ value: T) {
-        if let data = try? encoder.encode(value) { handle.write(data + Data("\n".utf8)) }
+        if let handle, let data = try? encoder.encode(value) { handle.write(data + Data("\n".utf8)) }
     }
 
     /// Bytes written so far.
-    var length: Int { Int(handle.offsetInFile) }
+    var length: Int { Int(handle?.offsetInFile ?? 0) }
 }
 
 /// metrics.json: what a run did and reached. Written by every recipe; read by `compare`.

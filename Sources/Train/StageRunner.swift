@@ -38,15 +38,17 @@ final class StageRunner {
     let log: LogFile
     let progress: (RunEvent) -> Void
     let shouldStop: () -> Bool
+    /// Whether checkpoints are written (rank 0 of a data-parallel job, or a process on its own).
+    let writes: Bool
     /// Training time of the run before this process (from a checkpoint) and since it started.
     private let earlierSeconds: Double
     private let started = Date()
     private(set) var lastSavedStep: (stage: Int, step: Int)?
 
     init(folder: RunFolder, policy: CheckpointPolicy, log: LogFile, earlierSeconds: Double, progress: @escaping (RunEvent) -> Void,
-         shouldStop: @escaping () -> Bool) {
+         shouldStop: @escaping () -> Bool, writes: Bool = true) {
         self.folder = folder; self.policy = policy; self.log = log; self.earlierSeconds = earlierSeconds
-        self.progress = progress; self.shouldStop = shouldStop
+        self.progress = progress; self.shouldStop = shouldStop; self.writes = writes
         store = CheckpointStore(folder: folder.checkpoints, keep: policy.keep)
     }
 
@@ -71,6 +73,7 @@ final class StageRunner {
         let stageStart = Date(), startStep = trainer.step
         var lastSave = Date()
         func save() throws {
+            guard writes else { lastSavedStep = (stageIndex, trainer.step); return }
             var state = trainer.state
             state.stage = stage; state.stageIndex = stageIndex; state.trainSeconds = trainSeconds; state.logBytes = log.length
             let name = (stage.map { $0 + "-" } ?? "") + "step-\(trainer.step)"

@@ -5,6 +5,12 @@
 // comes from (seed, epoch) and dropout masks from (seed, step), so a resumed run replays the
 // uninterrupted one exactly. A loss or gradient that is not finite stops the run before its
 // update is applied (fp16's overflow steps, which loss scaling skips, aside).
+//
+// In a data-parallel job (ProcessGroup.world, started by mpirun) every rank makes the same
+// global batches and runs its share of each (`shard`); the gradients are summed over the ranks
+// (GradientExchange, overlapped with the backward on the CPU) and the loss terms averaged, so
+// every rank takes the same update and the weights stay identical (checked every
+// `weightCheckEvery` steps). Rank 0 alone evaluates: the hooks that save and log run there.
 import Backend
 import Foundation
 
@@ -27,6 +33,13 @@ public struct TrainingOptions: Sendable, Codable {
     /// fine-tuning recipe), 1e-3 when only adapters (and a head) train — LoRA needs a larger step
     /// (at 5e-5 an r 8 run on SST-2 stayed at the majority class).
     public static func defaultLearningRate(adaptersOnly: Bool) -> Double { adaptersOnly ? 1e-3 : 5e-5 }
+
+    /// Examples per micro-batch in this process: the batch, or in a data-parallel job (mpirun)
+    /// this rank's share of every global batch of `batchSize`.
+    public var rankBatchSize: Int {
+        let ranks = ProcessGroup.world?.size ?? 1
+        return (batchSize + ranks - 1) / ranks
+    }
 
     /// Optimizer steps per epoch over `examples` training examples.
     public func stepsPerEpoch(examples: Int) -> Int { (examples + batchSize * accumulation - 1) / (batchSize * accumulation) }
@@ -84,17 +97,27 @@ public final class Trainer {
     /// Checked after every step; true stops the run there (the caller then checkpoints).
     public var shouldStop: () -> Bool = { false }
     public private(set) var stopped = false
+    /// Data parallel: some rank was asked to stop at the last step (all stop together).
+    private var stopRequested = false
     /// The stage name logged with each step (distillation).
     public var stage: String?
     /// Dynamic loss scaling (fp16); nil: none.
     public private(set) var lossScaler: LossScaler?
+    /// The data-parallel job this trainer is one rank of (nil: a process on its own).
+    public let group: ProcessGroup?
+    private let exchange: GradientExchange?
+    /// Steps between checks that every rank holds the same weights (data-parallel jobs; also at
+    /// the end). RETORT_WEIGHT_CHECK_EVERY sets it.
+    public var weightCheckEvery = ProcessInfo.processInfo.environment["RETORT_WEIGHT_CHECK_EVERY"].flatMap(Int.init).map { max(1, $0) } ?? 100
+    /// Whether this process evaluates, saves and logs (rank 0, or a process on its own).
+    public var isPrimary: Bool { group?.isPrimary ?? true }
 
     /// A BERT-family classifier; `objective` nil: cross-entropy against the labels (fine-tuning).
     public convenience init(classifier: Classifier, train: [Encoding], trainLabels: [Int32], dev: [Encoding], devLabels: [Int32],
                             options: TrainingOptions, objective: TrainingObjective? = nil, recomputeGelu: Bool = false,
                             lossScaler: LossScaler? = nil) throws {
         let task = try ClassifierTask(classifier: classifier, objective: objective ?? CrossEntropyObjective(model: classifier.model),
-                                      maxBatch: options.batchSize, recomputeGelu: recomputeGelu)
+                                      maxBatch: options.rankBatchSize, recomputeGelu: recomputeGelu)
         try self.init(task: task, train: train, trainLabels: trainLabels, dev: dev, devLabels: devLabels, options: options,
                       lossScaler: lossScaler)
     }
@@ -113,6 +136,21 @@ public final class Trainer {
         losses = StepLosses(readout.slice(0, StepLosses.capacity), backend: b)
         // fp16 needs loss scaling; any backend can be given a scaler (the CPU tests do).
         self.lossScaler = lossScaler ?? (b.precision == .fp16 ? LossScaler() : nil)
+        let world = ProcessGroup.world, gradients = optimizer.gradientGroups
+        group = world
+        exchange = world.map { GradientExchange(group: $0, backend: b, gradients: gradients) }
+        if let exchange { task.setLayerGradientsHook { [weak exchange] in exchange?.layerFinished($0) } }
+    }
+
+    deinit { task.setLayerGradientsHook(nil) }
+
+    /// This rank's examples of a global micro-batch: every size-th from its rank-th, after the
+    /// batch is padded to a multiple of the ranks by repeating its first examples (as PyTorch's
+    /// DistributedSampler pads), so every rank runs the same number and their mean is the batch's.
+    static func shard(_ indices: [Int], rank: Int, size: Int) -> [Int] {
+        guard size > 1 else { return indices }
+        let padded = (indices.count + size - 1) / size * size
+        return stride(from: rank, to: padded, by: size).map { indices[$0 % indices.count] }
     }
 
     public var hasDev: Bool { !dev.isEmpty }
@@ -155,8 +193,9 @@ public final class Trainer {
             if epochBatches?.epoch != epoch { epochBatches = (epoch, batches(epoch: epoch)) }
             try trainStep(epoch: epoch, micro: epochBatches!.batches)
             try evaluateIfDue()
+            try checkWeightsIfDue()
             try afterStep()
-            if shouldStop() { stopped = true; return best }
+            if group == nil ? shouldStop() : stopRequested { stopped = true; return best }
         }
         return best
     }
@@ -170,19 +209,36 @@ public final class Trainer {
         let lossScale = lossScaler?.scale ?? 1
         let group = micro[(s * k)..<min(s * k + k, micro.count)]
         losses.reset()
-        for (j, indices) in group.enumerated() {
+        for (j, global) in group.enumerated() {
+            let indices = self.group.map { Self.shard(global, rank: $0.rank, size: $0.size) } ?? global
             let batch = indices.map { train[$0] }
-            tokens += task.load(batch, labels: indices.map { trainLabels[$0] }, examples: indices)
+            if self.group != nil {   // padded as the whole batch would be
+                tokens += task.load(batch, labels: indices.map { trainLabels[$0] }, examples: indices,
+                                    length: global.map { train[$0].ids.count }.max() ?? 1)
+            } else {
+                tokens += task.load(batch, labels: indices.map { trainLabels[$0] }, examples: indices)
+            }
             let seed = options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j), scale = lossScale / Float(group.count)
+            exchange?.armed = j == group.count - 1
             task.step(batch, seed: seed, gradScale: scale, losses: losses, weight: 1 / Double(group.count))
         }
+        // Data parallel: the gradients summed over the ranks (1/N goes into the clipping factor).
+        try exchange?.finish()
+        let ranks = Double(self.group?.size ?? 1)
         // The step's one read of the device: the loss terms and the gradient norms together.
         let groups = optimizer.gradientGroups.count
         optimizer.squaredNorms(into: readout.slice(StepLosses.capacity, groups))
-        let host = task.backend.floats(readout)
+        var host = task.backend.floats(readout)
+        if let world = self.group {   // the ranks' mean loss terms, global tokens, and a stop anywhere stops all
+            var shared = host.prefix(StepLosses.capacity).map(Double.init) + [Double(tokens), shouldStop() ? 1 : 0]
+            try world.allReduce(&shared, what: "the loss all-reduce")
+            for i in 0..<StepLosses.capacity { host[i] = Float(shared[i] / ranks) }
+            tokens = Int(shared[StepLosses.capacity])
+            stopRequested = shared[StepLosses.capacity + 1] > 0
+        }
         let (loss, terms) = losses.read(host)
-        let gradNorm = optimizer.norm(sumsOfSquares: host[StepLosses.capacity...], lossScale: Double(lossScale))
-        optimizer.clip(norm: gradNorm, maxNorm: options.maxGradNorm, lossScale: Double(lossScale))
+        let gradNorm = optimizer.norm(sumsOfSquares: host[StepLosses.capacity...], lossScale: Double(lossScale) * ranks)
+        optimizer.clip(norm: gradNorm, maxNorm: options.maxGradNorm, lossScale: Double(lossScale) * ranks)
         let lr = learningRate(at: step)
         // An overflow under loss scaling skips the update (the data and the schedule move on),
         // unless the scale cannot go lower; anything else not finite stops the run here.
@@ -192,6 +248,9 @@ public final class Trainer {
         }
         let apply = lossScaler?.update(finiteGradients: gradNorm.isFinite) ?? true
         if apply { optimizer.step(learningRate: lr, weightDecay: options.weightDecay, step: step + 1) }
+        if step == 0, let world = self.group, TestHooks.divergingRank == world.rank, let p = optimizer.parameters.first {
+            task.backend.axpy(p.weight.slice(0, 1), p.weight.slice(0, 1), count: 1, alpha: 1e-3)
+        }
         step += 1
         lastLoss = loss
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -208,6 +267,7 @@ public final class Trainer {
     /// Evaluates when `step` ends an epoch (or the run), or hits evalEvery, and was not evaluated yet.
     private func evaluateIfDue() throws {
         guard step > 0, evaluatedStep != step else { return }
+        guard isPrimary else { evaluatedStep = step; return }
         let epochEnd = step % stepsPerEpoch == 0 || step == totalSteps
         guard epochEnd || options.evalEvery.map({ step % $0 == 0 }) == true else { return }
         try evaluate(epoch: (step - 1) / stepsPerEpoch + 1)
@@ -216,10 +276,30 @@ public final class Trainer {
     func evaluate(epoch: Int) throws {
         evaluatedStep = step
         guard !dev.isEmpty else { try onImproved(); return }
-        let metrics = try task.evaluate(dev, labels: devLabels, batchSize: options.batchSize)
+        let metrics = try task.evaluate(dev, labels: devLabels, batchSize: options.rankBatchSize)
         let improved = best.map { score(metrics) > score($0) } ?? true
         if improved { best = metrics; try onImproved() }
         onEval(EvalLog(epoch: epoch, step: step, dev: metrics, stage: stage), improved)
+    }
+
+    /// Data parallel: every `weightCheckEvery` steps and at the end, a checksum of the weights
+    /// (and adapters) compared with rank 0's; a rank that differs stops the whole job.
+    private func checkWeightsIfDue() throws {
+        guard let group, step % weightCheckEvery == 0 || step == totalSteps else { return }
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325   // FNV-1a over the weights' bits
+        for (i, (name, tensor)) in task.checkpointTensors.enumerated() where i == 0 || name == "lora" {
+            for value in task.backend.floats(tensor) { hash = (hash ^ UInt64(value.bitPattern)) &* 0x100_0000_01B3 }
+        }
+        var bytes = withUnsafeBytes(of: hash) { Array($0) }
+        try group.broadcast(&bytes, what: "the weight check")
+        let primary = bytes.withUnsafeBytes { $0.load(as: UInt64.self) }
+        var differs = [primary == hash ? 0.0 : 1.0]
+        try group.allReduce(&differs, what: "the weight check")
+        guard differs[0] == 0 else {
+            throw ProcessGroup.CollectiveError(description: "rank \(group.rank): after step \(step) the weights of \(Int(differs[0])) rank(s) differ from rank 0's "
+                + (primary == hash ? "(this rank's match)" : String(format: "(checksum %016llx here, %016llx on rank 0)", hash, primary))
+                + ": the ranks run different binaries, CPU kernel levels or devices; run every rank alike")
+        }
     }
 
     func score(_ m: ClassificationMetrics) -> Double {

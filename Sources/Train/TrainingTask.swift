@@ -17,6 +17,10 @@ public protocol TrainingTask: AnyObject {
     /// The same, told which training examples they are (a task with per-example targets, such as
     /// a teacher's stored logits, reads them by index). Default: `load(batch, labels:)`.
     func load(_ batch: [Encoding], labels: [Int32], examples: [Int]) -> Int
+    /// The same, padded to `length` tokens (a data-parallel rank pads its share to the global
+    /// batch's longest, so that losses over every position are the one process's). Default:
+    /// `load(batch, labels:, examples:)`, for tasks whose loss does not depend on padding.
+    func load(_ batch: [Encoding], labels: [Int32], examples: [Int], length: Int) -> Int
     /// Runs the loaded micro-batch (masks from `seed`), accumulates the gradient of gradScale·loss
     /// and adds weight·loss to `losses`, all queued on the device.
     func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double)
@@ -24,10 +28,16 @@ public protocol TrainingTask: AnyObject {
     func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics
     /// What a checkpoint saves besides the optimizer: the weights first.
     var checkpointTensors: [(String, Tensor)] { get }
+    /// Installs (nil: removes) the hook the trained model's backward calls after each layer with
+    /// that layer's gradients (GradientExchange). Default: none (the gradients are summed after
+    /// the backward).
+    func setLayerGradientsHook(_ hook: (([Tensor]) -> Void)?)
 }
 
 public extension TrainingTask {
     func load(_ batch: [Encoding], labels: [Int32], examples: [Int]) -> Int { load(batch, labels: labels) }
+    func load(_ batch: [Encoding], labels: [Int32], examples: [Int], length: Int) -> Int { load(batch, labels: labels, examples: examples) }
+    func setLayerGradientsHook(_ hook: (([Tensor]) -> Void)?) {}
 }
 
 /// A BERT-family classifier and the objective of its stage.
@@ -60,6 +70,11 @@ public final class ClassifierTask: TrainingTask {
         return activations.batch * activations.length
     }
 
+    public func load(_ batch: [Encoding], labels: [Int32], examples: [Int], length: Int) -> Int {
+        classifier.load(batch, labels: labels, into: activations, length: length)
+        return activations.batch * activations.length
+    }
+
     public func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double) {
         objective.step(activations, batch: batch, seed: seed, gradScale: gradScale, losses: losses, weight: weight)
     }
@@ -67,6 +82,8 @@ public final class ClassifierTask: TrainingTask {
     public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
         try classifier.evaluate(dev, labels: labels, batchSize: batchSize, activations: activations)
     }
+
+    public func setLayerGradientsHook(_ hook: (([Tensor]) -> Void)?) { classifier.model.layerGradientsReady = hook }
 
     public var checkpointTensors: [(String, Tensor)] {
         let model = classifier.model

@@ -32,9 +32,13 @@ struct DeviceOptions: ParsableArguments {
     var threads: Int?
 
     func backend() throws -> Backend {
-        let (backend, note) = try Devices.makeBackend(device, threads: threads, precision: precision)
+        let (backend, note) = try Devices.makeBackend(device, threads: threads ?? DataParallel.defaultThreads, precision: precision)
+        guard DataParallel.prints else { return backend }
         if let note { printError("retort: " + flags(note)) }
         printError("retort: \(backend.kind): \(backend.summary)")
+        if let world = ProcessGroup.world {
+            printError("retort: data parallel: \(world.size) ranks (\(world.library)), global batch shared by them; rank 0 evaluates and writes")
+        }
         return backend
     }
 }
@@ -94,6 +98,8 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(name: .long, help: "Save a checkpoint at least this often, in minutes of training (0: off).") var saveMinutes = 5.0
     @Option(name: .long, help: "Checkpoints kept in OUT/checkpoints (the newest).") var keepCheckpoints = 2
     @Flag(name: .long, help: "Continue from the newest checkpoint in OUT/checkpoints.") var resume = false
+    @Option(name: .long, help: ArgumentHelp("Train with N processes on this machine, each a share of every batch (data parallel; starts Open MPI's mpirun). Under mpirun, the job's ranks are used.", valueName: "N"))
+    var nproc: Int?
 
     func validate() throws {
         guard batchSize > 0, maxLength >= 3 else { throw ValidationError("--batch-size must be positive and --max-length at least 3") }
@@ -107,6 +113,7 @@ struct TrainingOptionGroup: ParsableArguments {
             throw ValidationError("--save-minutes must not be negative and --keep-checkpoints at least 1")
         }
         if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be positive") }
+        if let nproc, nproc < 1 { throw ValidationError("--nproc must be positive") }
     }
 
     /// The library's settings for these flags and `lora` (epochs, accumulation and evaluation are the command's).

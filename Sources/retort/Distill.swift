@@ -165,11 +165,12 @@ struct DistillCommand: ParsableCommand {
     /// --no-report, the student beside its teacher.
     func train(_ recipe: TrainingRecipe, printer: ProgressPrinter, teacher: String, data: DataFiles, output: String, backend: Backend,
                _ run: () throws -> RunMetrics) throws {
-        recipe.progress = printer.handle
+        if DataParallel.prints { recipe.progress = printer.handle }
         Interrupt.catchSIGINT()
         defer { Interrupt.release() }
         let metrics = try run()
         printer.finish()
+        guard DataParallel.prints else { return }
         print(String(format: "\ndistilled in %@; best dev accuracy %.4f; student saved in %@", duration(metrics.trainSeconds ?? .nan),
                      metrics.bestDev?.accuracy ?? .nan, out))
         guard !noReport else { return }
@@ -181,7 +182,13 @@ struct DistillCommand: ParsableCommand {
     }
 
     func run() throws {
-        if let (cell, bidirectional) = try recurrentStudent() { return try runRecurrent(cell, bidirectional: bidirectional) }
+        try DataParallel.running(nproc: training.nproc) {
+            if let (cell, bidirectional) = try recurrentStudent() { return try runRecurrent(cell, bidirectional: bidirectional) }
+            try runTransformer()
+        }
+    }
+
+    private func runTransformer() throws {
         let printer = ProgressPrinter(showStages: true)
         try withFlags(printer) {
             let backend = try deviceOptions.backend()

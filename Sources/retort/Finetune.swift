@@ -66,6 +66,10 @@ struct FinetuneCommand: ParsableCommand {
     }
 
     func run() throws {
+        try DataParallel.running(nproc: training.nproc, runHere)
+    }
+
+    private func runHere() throws {
         let printer = ProgressPrinter(showStages: false)
         try withFlags(printer) {
             let decoder = FineTuningRun.isDecoder(expand(model))
@@ -78,11 +82,12 @@ struct FinetuneCommand: ParsableCommand {
             config.training.options.epochs = epochs; config.training.options.accumulation = gradAccum
             config.training.options.evalEvery = evalEvery; config.training.options.metric = metric
             let run = FineTuningRun(config, backend: try deviceOptions.backend())
-            run.progress = printer.handle
+            if DataParallel.prints { run.progress = printer.handle }
             Interrupt.catchSIGINT()
             defer { Interrupt.release() }
             let metrics = try run.run()
             printer.finish()
+            guard DataParallel.prints else { return }
             if task == .causalLM {
                 guard let loss = metrics.bestDev?.loss else {
                     print("fine-tuned in \(duration(metrics.trainSeconds ?? .nan)) without a dev set (give --dev, or 10 or more blocks of text); model saved in \(out)")

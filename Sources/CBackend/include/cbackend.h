@@ -254,3 +254,26 @@ rt_CUresult rt_cuda_launch(rt_CUfunction fn, unsigned gx, unsigned gy, unsigned 
                            unsigned bz, unsigned shared_bytes, rt_CUstream stream, uint64_t *args, int count);
 // The driver's message for an error code ("out of memory"), never NULL.
 const char *rt_cuda_error_string(rt_CUresult error);
+
+// ---------------------------------------------------------------- Open MPI (mpi.c)
+// Loaded (RTLD_GLOBAL) only by a process that mpirun started. Open MPI's ABI only.
+typedef struct {
+    int loaded;
+    char path[512];
+    char version[256];       // "Open MPI v4.1.4"
+    char error[512];
+} rt_mpi_info;
+enum { RT_MPI_SUM = 0, RT_MPI_MAX = 1, RT_MPI_MIN = 2 };
+const rt_mpi_info *rt_mpi_load(void);
+// MPI_Init_thread (funneled) and this process's rank and the job's size; errors are returned
+// (MPI_ERRORS_RETURN), each nonzero return with its text in `error`.
+int rt_mpi_init(int *rank, int *size, char *error, size_t error_size);
+// In-place non-blocking all-reduces over MPI_COMM_WORLD (op: RT_MPI_SUM/MAX/MIN) and a broadcast
+// of bytes from `root`; complete each `request` with rt_mpi_test.
+int rt_mpi_iallreduce_f32(float *values, int count, int op, void **request, char *error, size_t error_size);
+int rt_mpi_iallreduce_f64(double *values, int count, int op, void **request, char *error, size_t error_size);
+int rt_mpi_ibcast(void *bytes, int count, int root, void **request, char *error, size_t error_size);
+int rt_mpi_test(void **request, int *done, char *error, size_t error_size);
+// Ends every rank of the job (MPI_Abort), then this process.
+void rt_mpi_abort(int code);
+void rt_mpi_finalize(void);
