@@ -13,11 +13,13 @@ struct Options {
     var filter: String?
     var precision = Precision.fp32
     var reference: String?
+    var allReduce = false
     var python = ProcessInfo.processInfo.environment["RETORT_PERF_PYTHON"] ?? "python3"
 
     static let usage = """
         usage: Perf (or retort perf) [--backend cpu|cuda|auto] [--precision fp32|tf32|bf16|fp16] [--json FILE] [--quick] [--filter TEXT]
                     [--python PATH] [--reference FILE]
+               mpirun -n N Perf --allreduce [--quick]
           --backend   device to measure (cpu, cuda or auto); the references run on the same device
           --precision GPU precision: fp32 (default), tf32, bf16 or fp16 (mixed precision)
           --json      also write one JSON object per line: name, value, unit, reference, ratio
@@ -26,6 +28,7 @@ struct Options {
           --python    interpreter for the references (default: $RETORT_PERF_PYTHON or python3)
           --reference the reference script (default: Perf/reference/reference.py of the source
                       tree, else reference.py beside the executable)
+          --allreduce under mpirun: the data-parallel gradient all-reduce, GB/s per size
         """
 
     static func parse(_ args: [String]) -> Options {
@@ -41,6 +44,7 @@ struct Options {
             case "--backend": o.backend = value("--backend")
             case "--json": o.json = value("--json")
             case "--quick": o.quick = true
+            case "--allreduce": o.allReduce = true
             case "--filter": o.filter = value("--filter")
             case "--python": o.python = value("--python")
             case "--reference": o.reference = value("--reference")
@@ -79,6 +83,7 @@ public enum PerfCommand {
         } catch {
             fail("--backend \(options.backend): \(error)")
         }
+        if options.allReduce { return try AllReduceBench.run(backend, quick: options.quick) }
         print("Retort perf — \(backend.kind): \(backend.summary)")
         // Only the asked-for groups are built (--filter); every name a group asks about is noted,
         // so a workload built under a name its guard does not ask about is reported (a filter

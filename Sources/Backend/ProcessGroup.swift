@@ -6,8 +6,8 @@
 // Every wait is bounded: a collective that does not complete within `timeout` seconds (a rank
 // died or hangs) throws CollectiveTimeout naming this rank and the operation, and the caller
 // ends the job (`abort`). CPU tensors are reduced in place in host memory, in chunks of at most
-// 2^30 elements (MPI counts are ints); a device's tensors go through host memory (NCCL is the
-// faster path for CUDA; see docs/DATA-PARALLEL.md).
+// 2^30 elements (MPI counts are ints); CUDA tensors through NCCL (NCCL.swift) when it loads,
+// else through host memory.
 import CBackend
 import Foundation
 
@@ -19,6 +19,9 @@ public final class ProcessGroup: @unchecked Sendable {
     public var timeout: Double
     /// "Open MPI v4.1.4"
     public let library: String
+    /// MPI allows a second thread to make calls (never two at once): gradient sums can run on
+    /// their own thread while the backward goes on (MPI_THREAD_SERIALIZED).
+    public let serialized: Bool
 
     /// The job this process belongs to (set by `join`); nil for a process on its own.
     public private(set) nonisolated(unsafe) static var world: ProcessGroup?
@@ -50,9 +53,9 @@ public final class ProcessGroup: @unchecked Sendable {
         if let world { return world }
         let env = ProcessInfo.processInfo.environment
         guard let sizeText = env["OMPI_COMM_WORLD_SIZE"], let expected = Int(sizeText), expected > 1 else { return nil }
-        var rank: Int32 = 0, size: Int32 = 0
+        var rank: Int32 = 0, size: Int32 = 0, serialized: Int32 = 0
         var error = [CChar](repeating: 0, count: 512)
-        if rt_mpi_init(&rank, &size, &error, error.count) != 0 {
+        if rt_mpi_init(&rank, &size, &serialized, &error, error.count) != 0 {
             throw CollectiveError(description: "could not join the MPI job: " + Self.text(error))
         }
         let info = rt_mpi_load().pointee
@@ -60,15 +63,15 @@ public final class ProcessGroup: @unchecked Sendable {
         let group = ProcessGroup(rank: Int(rank), size: Int(size),
                                  localRank: env["OMPI_COMM_WORLD_LOCAL_RANK"].flatMap(Int.init) ?? 0,
                                  localSize: env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1,
-                                 timeout: timeout > 0 ? timeout : 900,
+                                 timeout: timeout > 0 ? timeout : 900, serialized: serialized != 0,
                                  library: withUnsafeBytes(of: info.version) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
         world = group
         return group
     }
 
-    init(rank: Int, size: Int, localRank: Int, localSize: Int, timeout: Double, library: String) {
+    init(rank: Int, size: Int, localRank: Int, localSize: Int, timeout: Double, serialized: Bool, library: String) {
         self.rank = rank; self.size = size; self.localRank = localRank; self.localSize = localSize
-        self.timeout = timeout; self.library = library
+        self.timeout = timeout; self.serialized = serialized; self.library = library
     }
 
     /// MPI_Finalize (every rank, at a normal exit).
@@ -77,9 +80,12 @@ public final class ProcessGroup: @unchecked Sendable {
         rt_mpi_finalize()
     }
 
-    /// Ends every process of the job (MPI_Abort) with `code`.
+    /// Ends every process of the job (MPI_Abort) with `code`. Should MPI_Abort not return nor
+    /// end the process within 10 s (another thread is inside a blocking collective), the process
+    /// ends itself, and mpirun ends the rest of the job.
     public func abort(_ code: Int32) -> Never {
         fflush(nil)
+        Thread.detachNewThread { sleep(10); _exit(code) }
         rt_mpi_abort(code)
         exit(code)   // not reached: rt_mpi_abort exits
     }
@@ -113,21 +119,38 @@ public final class ProcessGroup: @unchecked Sendable {
         }
     }
 
+    /// Sums a CPU tensor over every rank in place, blocking (Open MPI's tuned MPI_Allreduce,
+    /// about 2.6× its non-blocking one on shared memory): for the gradient thread, whose waits
+    /// the training thread bounds.
+    public func sumNow(_ t: Tensor, what: String) throws {
+        precondition(t.dtype == .f32, "ProcessGroup sums f32 tensors")
+        let base = UnsafeMutablePointer<Float>(bitPattern: t.buffer.address)! + t.offset
+        var error = [CChar](repeating: 0, count: 512)
+        for start in stride(from: 0, to: t.count, by: Self.chunk) {
+            try check(rt_mpi_allreduce_f32(base + start, Int32(min(Self.chunk, t.count - start)), &error, error.count), error, what)
+        }
+    }
+
+    /// The error of a wait that ran out of time.
+    public func timedOut(_ what: String) -> CollectiveError {
+        CollectiveError(description: "rank \(rank) of \(size): \(what) waited \(Int(timeout)) s for the other ranks "
+                        + "(one died or hangs; RETORT_COLLECTIVE_TIMEOUT sets the wait): ending the job")
+    }
+
     /// Completes `requests` and sets them to done; throws CollectiveError after `timeout`.
+    /// Open MPI moves a non-blocking collective along only inside MPI calls, so the first second
+    /// polls without pause; a longer wait (rank 0 evaluating, a slow rank) sleeps between polls.
     public func wait(_ requests: inout [Request]) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        var spins = 0
+        let start = Date(), deadline = start.addingTimeInterval(timeout)
+        var polls = 0
         while !requests.isEmpty {
             try poll(&requests)
             if requests.isEmpty { return }
-            spins += 1
-            if spins > 1000 {   // a long wait (the primary evaluating, a slow rank): stop burning the core
-                usleep(200)
-                if spins % 1000 == 0, Date() > deadline {
-                    throw CollectiveError(description: "rank \(rank) of \(size): \(requests[0].what) waited \(Int(timeout)) s for the other ranks "
-                                          + "(one died or hangs; RETORT_COLLECTIVE_TIMEOUT sets the wait): ending the job")
-                }
-            }
+            polls += 1
+            guard polls % 256 == 0 else { continue }
+            let now = Date()
+            if now > deadline { throw timedOut(requests[0].what) }
+            if now.timeIntervalSince(start) > 1 { usleep(200) }
         }
     }
 
@@ -165,14 +188,25 @@ public final class ProcessGroup: @unchecked Sendable {
         }
     }
 
-    /// Sums `tensors` over every rank, in place, and waits: host memory directly on the CPU, a
-    /// copy through the host on a device.
+    /// How a device's tensors are summed, once the first sum chose: NCCL's description, or why
+    /// they go through host memory.
+    public private(set) var deviceTransport: String?
+    private var nccl: NCCLCommunicator?
+
+    /// Sums `tensors` over every rank, in place, and waits: host memory directly on the CPU;
+    /// on CUDA through NCCL when it loads, else a copy through the host.
     public func sum(_ tensors: [Tensor], backend: Backend, what: String) throws {
         if backend.kind == .cpu {
             var requests = try tensors.flatMap { try startSum($0, what: what) }
             try wait(&requests)
             return
         }
+        if deviceTransport == nil {   // every rank decides at the same sum (NCCL's set-up is collective)
+            let (communicator, reason) = try NCCLCommunicator.make(backend, group: self)
+            nccl = communicator
+            deviceTransport = communicator?.description ?? "through host memory (no NCCL: \(reason ?? "?"))"
+        }
+        if let nccl { return try nccl.sum(tensors) }
         for t in tensors {
             var host = backend.floats(t)
             try host.withUnsafeMutableBufferPointer { buffer in

@@ -70,6 +70,7 @@ static int resolve_driver(void *handle, const char *path_of_handle) {
     LOAD_SYMBOL(handle, cuda.fn, cuMemcpyDtoH, "cuMemcpyDtoH_v2", cuda.error, sizeof cuda.error);
     LOAD_SYMBOL(handle, cuda.fn, cuStreamCreate, "cuStreamCreate", cuda.error, sizeof cuda.error);
     LOAD_SYMBOL(handle, cuda.fn, cuStreamSynchronize, "cuStreamSynchronize", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuStreamQuery, "cuStreamQuery", cuda.error, sizeof cuda.error);
     LOAD_SYMBOL(handle, cuda.fn, cuModuleLoadData, "cuModuleLoadData", cuda.error, sizeof cuda.error);
     LOAD_SYMBOL(handle, cuda.fn, cuModuleGetFunction, "cuModuleGetFunction", cuda.error, sizeof cuda.error);
     LOAD_SYMBOL(handle, cuda.fn, cuLaunchKernel, "cuLaunchKernel", cuda.error, sizeof cuda.error);

@@ -26,6 +26,7 @@ static struct {
     int (*comm_rank)(mpi_handle, int *);
     int (*comm_size)(mpi_handle, int *);
     int (*comm_set_errhandler)(mpi_handle, mpi_handle);
+    int (*allreduce)(const void *, void *, int, mpi_handle, mpi_handle, mpi_handle);
     int (*iallreduce)(const void *, void *, int, mpi_handle, mpi_handle, mpi_handle, mpi_handle *);
     int (*ibcast)(void *, int, mpi_handle, int, mpi_handle, mpi_handle *);
     int (*test)(mpi_handle *, int *, void *);
@@ -69,7 +70,7 @@ static void load(void) {
         if (!mpi.field) { snprintf(info.error, sizeof info.error, "%s: no symbol %s", info.path, name); return; } } while (0)
     SYM(init_thread, "MPI_Init_thread"); SYM(initialized, "MPI_Initialized"); SYM(finalized, "MPI_Finalized");
     SYM(finalize, "MPI_Finalize"); SYM(comm_rank, "MPI_Comm_rank"); SYM(comm_size, "MPI_Comm_size");
-    SYM(comm_set_errhandler, "MPI_Comm_set_errhandler"); SYM(iallreduce, "MPI_Iallreduce"); SYM(ibcast, "MPI_Ibcast");
+    SYM(comm_set_errhandler, "MPI_Comm_set_errhandler"); SYM(allreduce, "MPI_Allreduce"); SYM(iallreduce, "MPI_Iallreduce"); SYM(ibcast, "MPI_Ibcast");
     SYM(test, "MPI_Test"); SYM(cancel, "MPI_Cancel"); SYM(abort, "MPI_Abort"); SYM(error_string, "MPI_Error_string");
     SYM(get_library_version, "MPI_Get_library_version");
     SYM(comm_world, "ompi_mpi_comm_world"); SYM(float_type, "ompi_mpi_float"); SYM(double_type, "ompi_mpi_double");
@@ -102,11 +103,12 @@ static int error_text(int code, char *error, size_t error_size) {
     return code;
 }
 
-int rt_mpi_init(int *rank, int *size, char *error, size_t error_size) {
+int rt_mpi_init(int *rank, int *size, int *serialized, char *error, size_t error_size) {
     if (!rt_mpi_load()->loaded) { snprintf(error, error_size, "%s", info.error); return -1; }
     int provided = 0, code;
-    // FUNNELED: one thread makes MPI calls (the kernels' thread pool never does).
-    if ((code = mpi.init_thread(NULL, NULL, 1 /* MPI_THREAD_FUNNELED */, &provided))) return error_text(code, error, error_size);
+    // SERIALIZED: the training thread and the gradient thread call MPI, never at once.
+    if ((code = mpi.init_thread(NULL, NULL, 2 /* MPI_THREAD_SERIALIZED */, &provided))) return error_text(code, error, error_size);
+    *serialized = provided >= 2;
     // Errors come back as codes (and then one-line messages), not as Open MPI's abort.
     if ((code = mpi.comm_set_errhandler(mpi.comm_world, mpi.errors_return))) return error_text(code, error, error_size);
     if ((code = mpi.comm_rank(mpi.comm_world, rank))) return error_text(code, error, error_size);
@@ -119,6 +121,10 @@ static mpi_handle op_of(int op) { return op == RT_MPI_MAX ? mpi.op_max : op == R
 int rt_mpi_iallreduce_f32(float *values, int count, int op, void **request, char *error, size_t error_size) {
     return error_text(mpi.iallreduce((void *)1 /* MPI_IN_PLACE */, values, count, mpi.float_type, op_of(op), mpi.comm_world, request),
                       error, error_size);
+}
+
+int rt_mpi_allreduce_f32(float *values, int count, char *error, size_t error_size) {
+    return error_text(mpi.allreduce((void *)1, values, count, mpi.float_type, mpi.op_sum, mpi.comm_world), error, error_size);
 }
 
 int rt_mpi_iallreduce_f64(double *values, int count, int op, void **request, char *error, size_t error_size) {

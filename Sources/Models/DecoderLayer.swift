@@ -115,7 +115,7 @@ public struct DecoderLayer {
             return dNorm
         }
         // out = residual + drop(down(act)): the MLP, recomputing its activation (one buffer for all layers)
-        if let gate {
+        if gate != nil {
             b.swigluForward(activated, gate: L.gate.slice(0, BT * FF), up: hidden, count: BT * FF)
         } else {
             b.geluForward(activated, hidden, count: BT * FF, tanh: true)

@@ -1,11 +1,13 @@
-// The gradient all-reduce of a data-parallel step. On the CPU each layer's gradients start
-// summing over the ranks as soon as the hand-written backward has finished that layer (the
-// model's `layerGradientsReady` hook, armed for the step's last micro-batch), and every MPI
-// call the hook makes moves the earlier buckets along while the backward goes on; `finish`
-// then sums what no layer covered (embeddings, the head, adapters, a distillation projection)
-// and waits for all of it. On a device everything is summed at the end (through host memory).
-// The gradients are left summed, not averaged: the trainer folds 1/N into the clipping factor.
+// The gradient all-reduce of a data-parallel step. On the CPU a gradient thread sums each
+// layer's gradients over the ranks (a blocking MPI_Allreduce, Open MPI's fastest) as soon as the
+// hand-written backward has finished that layer (the model's `layerGradientsReady` hook, armed
+// for the step's last micro-batch), while the backward goes on with the layers below; `finish`
+// queues what no layer covered (embeddings, the head, adapters, a distillation projection) and
+// waits for the thread, bounded by the job's timeout. On CUDA everything is summed at the end
+// (NCCL on the stream, or through host memory). The gradients are left summed, not averaged:
+// the trainer folds 1/N into the clipping factor.
 import Backend
+import Foundation
 import Models
 
 final class GradientExchange {
@@ -15,43 +17,38 @@ final class GradientExchange {
     let gradients: [Tensor]
     /// Whether the next layers' hooks start sums (the last micro-batch of a step).
     var armed = false
-    private var pending: [ProcessGroup.Request] = []
     /// Ranges (buffer, elements) whose sums have started this step.
     private var started: [(buffer: ObjectIdentifier, range: Range<Int>)] = []
-    /// The first failure of a hook (a hook cannot throw); `finish` rethrows it.
-    private var failure: Error?
-    /// Buckets started by layer hooks over the run (the perf suite and tests read it).
+    /// The CPU's gradient thread (nil on a device, or when MPI allows one calling thread only).
+    private let worker: SumThread?
+    /// Buckets started by layer hooks over the run.
     private(set) var layerBuckets = 0
 
     init(group: ProcessGroup, backend: Backend, gradients: [Tensor]) {
         self.group = group; self.backend = backend; self.gradients = gradients
+        worker = backend.kind == .cpu && group.serialized ? SumThread(group: group) : nil
     }
 
-    /// The hook: `grads` (one layer's gradient tensors) are final for this step. Starts their
-    /// sum when they are one contiguous span of a gradient buffer (CPU only), and tests the
-    /// sums in flight.
+    deinit { worker?.stop() }
+
+    /// The hook: `grads` (one layer's gradient tensors) are final for this step. Queues their
+    /// sum when they are one contiguous span of a gradient buffer.
     func layerFinished(_ grads: [Tensor]) {
-        guard armed, backend.kind == .cpu, failure == nil, let first = grads.first else { return }
+        guard armed, let worker, let first = grads.first else { return }
         let sorted = grads.sorted { $0.offset < $1.offset }
         guard sorted.allSatisfy({ $0.buffer === first.buffer }),
               zip(sorted, sorted.dropFirst()).allSatisfy({ $0.offset + $0.count == $1.offset }) else { return }
         let span = sorted[0].offset..<(sorted.last!.offset + sorted.last!.count)
         guard gradients.contains(where: { $0.buffer === first.buffer && $0.offset <= span.lowerBound && span.upperBound <= $0.offset + $0.count }),
               !started.contains(where: { $0.buffer == ObjectIdentifier(first.buffer) && $0.range.overlaps(span) }) else { return }
-        do {
-            pending += try group.startSum(Tensor(first.buffer, offset: span.lowerBound, count: span.count), what: "the gradient all-reduce")
-            started.append((ObjectIdentifier(first.buffer), span))
-            layerBuckets += 1
-            try group.poll(&pending)
-        } catch {
-            failure = error
-        }
+        worker.enqueue(Tensor(first.buffer, offset: span.lowerBound, count: span.count))
+        started.append((ObjectIdentifier(first.buffer), span))
+        layerBuckets += 1
     }
 
     /// Sums every gradient not yet started, waits for all sums, and readies the next step.
     func finish() throws {
-        defer { armed = false; started = []; pending = [] }
-        if let failure { self.failure = nil; throw failure }
+        defer { armed = false; started = [] }
         var rest: [Tensor] = []
         for g in gradients {   // the complement of the started spans within g
             var cursor = g.offset
@@ -64,11 +61,73 @@ final class GradientExchange {
             }
             if cursor < end { rest.append(Tensor(g.buffer, offset: cursor, count: end - cursor)) }
         }
-        if backend.kind == .cpu {
-            pending += try rest.flatMap { try group.startSum($0, what: "the gradient all-reduce") }
-            try group.wait(&pending)
+        if let worker {
+            rest.forEach(worker.enqueue)
+            try worker.drain()
         } else {
             try group.sum(rest, backend: backend, what: "the gradient all-reduce")
         }
+    }
+}
+
+/// One thread that sums queued CPU tensors over the ranks, in order; the training thread waits
+/// for it (`drain`) with the job's timeout. MPI is never called by both threads at once: the
+/// training thread's own collectives come after `drain`.
+final class SumThread: @unchecked Sendable {
+    let group: ProcessGroup
+    private let condition = NSCondition()
+    private var queue: [Tensor] = []
+    private var queued = 0, done = 0
+    private var failure: Error?
+    private var stopping = false
+
+    init(group: ProcessGroup) {
+        self.group = group
+        let thread = Thread { self.loop() }   // holds self until stop() ends the loop
+        thread.name = "retort-gradient-sums"
+        thread.start()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if stopping { condition.unlock(); return }
+            let t = queue.removeFirst()
+            condition.unlock()
+            var error: Error?
+            do { try group.sumNow(t, what: "the gradient all-reduce") } catch let e { error = e }
+            condition.lock()
+            done += 1
+            if failure == nil { failure = error }
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    func enqueue(_ t: Tensor) {
+        condition.lock()
+        queue.append(t)
+        queued += 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until every queued sum is done; throws its error, or the job's timeout.
+    func drain() throws {
+        let deadline = Date().addingTimeInterval(group.timeout)
+        condition.lock()
+        defer { condition.unlock() }
+        while done < queued {
+            if !condition.wait(until: deadline) && done < queued { throw group.timedOut("the gradient all-reduce") }
+        }
+        if let failure { self.failure = nil; throw failure }
+    }
+
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
     }
 }

@@ -1,5 +1,7 @@
 // Ctrl-C for a training run: the first SIGINT asks the run to stop after its current step (it
 // then saves a checkpoint and throws RunInterrupted); a second one ends the process at once.
+// SIGUSR1 asks the same: `retort … --nproc N` turns Ctrl-C into a SIGUSR1 to mpirun, which
+// passes it to every rank (a data-parallel job stops all its ranks at one step).
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -14,11 +16,13 @@ public enum Interrupt {
             requestFlag = 1
             signal(SIGINT, SIG_DFL)   // a second Ctrl-C is not caught
         }
+        signal(SIGUSR1) { _ in requestFlag = 1 }
     }
 
     /// Restores the default handling.
     public static func release() {
         signal(SIGINT, SIG_DFL)
+        signal(SIGUSR1, SIG_DFL)
     }
 
     /// Whether Ctrl-C was pressed since catchSIGINT.

@@ -60,7 +60,7 @@ public class TrainingRecipe {
     /// Reports the memory plan and refuses a run that will not fit, before anything is written.
     func check(_ plan: MemoryPlan) throws {
         let use = backend.memoryUse, device = backend.kind.rawValue
-        let ranks = ProcessGroup.world.map { " (each of \($0.size) ranks, a share of every batch)" } ?? ""
+        let ranks = ProcessGroup.world.map { " per rank: \($0.size) ranks, each \(plan.shape.batch) examples of every batch" } ?? ""
         progress(.memoryPlan(plan.summary(device: device, use: use) + ranks))
         try plan.check(use: use, device: device)
     }

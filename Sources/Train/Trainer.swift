@@ -212,9 +212,9 @@ public final class Trainer {
         for (j, global) in group.enumerated() {
             let indices = self.group.map { Self.shard(global, rank: $0.rank, size: $0.size) } ?? global
             let batch = indices.map { train[$0] }
-            if self.group != nil {   // padded as the whole batch would be
-                tokens += task.load(batch, labels: indices.map { trainLabels[$0] }, examples: indices,
-                                    length: global.map { train[$0].ids.count }.max() ?? 1)
+            if let world = self.group {   // padded and weighed as the whole batch would be
+                let whole = (0..<world.size).flatMap { Self.shard(global, rank: $0, size: world.size) }.map { train[$0] }
+                tokens += task.load(batch, labels: indices.map { trainLabels[$0] }, examples: indices, whole: whole, ranks: world.size)
             } else {
                 tokens += task.load(batch, labels: indices.map { trainLabels[$0] }, examples: indices)
             }

@@ -17,10 +17,13 @@ public protocol TrainingTask: AnyObject {
     /// The same, told which training examples they are (a task with per-example targets, such as
     /// a teacher's stored logits, reads them by index). Default: `load(batch, labels:)`.
     func load(_ batch: [Encoding], labels: [Int32], examples: [Int]) -> Int
-    /// The same, padded to `length` tokens (a data-parallel rank pads its share to the global
-    /// batch's longest, so that losses over every position are the one process's). Default:
-    /// `load(batch, labels:, examples:)`, for tasks whose loss does not depend on padding.
-    func load(_ batch: [Encoding], labels: [Int32], examples: [Int], length: Int) -> Int
+    /// Data parallel: loads this rank's share `batch` of `whole` (every rank's shares of the
+    /// global micro-batch together) so that the ranks' mean loss is the whole batch's as one
+    /// process computes it: padded to `whole`'s longest (losses over every position), and each
+    /// loss that is a mean over tokens scaled by `ranks`·(this share's tokens)/(whole's tokens).
+    /// Default: `load(batch, labels:, examples:)`, for a task whose loss is a mean over examples
+    /// and does not see padding.
+    func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding], ranks: Int) -> Int
     /// Runs the loaded micro-batch (masks from `seed`), accumulates the gradient of gradScale·loss
     /// and adds weight·loss to `losses`, all queued on the device.
     func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double)
@@ -36,7 +39,9 @@ public protocol TrainingTask: AnyObject {
 
 public extension TrainingTask {
     func load(_ batch: [Encoding], labels: [Int32], examples: [Int]) -> Int { load(batch, labels: labels) }
-    func load(_ batch: [Encoding], labels: [Int32], examples: [Int], length: Int) -> Int { load(batch, labels: labels, examples: examples) }
+    func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding], ranks: Int) -> Int {
+        load(batch, labels: labels, examples: examples)
+    }
     func setLayerGradientsHook(_ hook: (([Tensor]) -> Void)?) {}
 }
 
@@ -70,8 +75,10 @@ public final class ClassifierTask: TrainingTask {
         return activations.batch * activations.length
     }
 
-    public func load(_ batch: [Encoding], labels: [Int32], examples: [Int], length: Int) -> Int {
-        classifier.load(batch, labels: labels, into: activations, length: length)
+    public func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding], ranks: Int) -> Int {
+        classifier.load(batch, labels: labels, into: activations, length: whole.map(\.ids.count).max())
+        let tokens = { (encodings: [Encoding]) in encodings.reduce(0) { $0 + $1.ids.count } }
+        activations.tokenLossScale = Float(ranks * tokens(batch)) / Float(max(1, tokens(whole)))
         return activations.batch * activations.length
     }
 

@@ -1,11 +1,14 @@
-// Data-parallel runs of finetune and distill: `--nproc N` starts this same command under
-// `mpirun -n N` on this machine; a process that mpirun started (by --nproc, or by the user with
+// Data-parallel runs of finetune and distill: `--nproc N` runs this same command under
+// `mpirun -n N` on this machine (and turns Ctrl-C into a stop of every rank); a process that mpirun started (by --nproc, or by the user with
 // a hostfile) joins the job, trains its share of every batch, and only rank 0 prints and
 // writes. Any error on any rank ends the whole job (MPI_Abort), so no rank is left waiting.
 import ArgumentParser
 import Backend
 import Foundation
 import Train
+
+/// Ctrl-C and SIGTERM seen by a --nproc launcher (a plain sig_atomic_t: all a handler may touch).
+nonisolated(unsafe) private var interrupts: sig_atomic_t = 0
 
 enum DataParallel {
     /// Runs `body` as this process's part of a job: relaunches under mpirun when `nproc` asks for
@@ -43,7 +46,10 @@ enum DataParallel {
         return max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, world.localSize))
     }
 
-    /// Replaces this process by `mpirun -n N … <this command without --nproc>` (never returns).
+    /// Runs `mpirun -n N … <this command without --nproc>` and exits with its status (never
+    /// returns). mpirun gets a process group of its own, so that Ctrl-C reaches only this
+    /// process, which turns it into SIGUSR1 for mpirun to pass to every rank: they stop at the
+    /// same step and rank 0 saves a checkpoint. A second Ctrl-C ends the job at once (SIGTERM).
     static func relaunch(processes n: Int) -> Never {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         guard let mpirun = path.split(separator: ":").map({ "\($0)/mpirun" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
@@ -51,7 +57,7 @@ enum DataParallel {
             exit(1)
         }
         let cpus = ProcessInfo.processInfo.activeProcessorCount
-        var arguments = [mpirun, "-n", "\(n)", "--bind-to", "none"]
+        var arguments = [mpirun, "-n", "\(n)", "--bind-to", "none", "--stdin", "none"]
         if n > cpus { arguments.append("--oversubscribe") }
         if getuid() == 0 { arguments.append("--allow-run-as-root") }
         if ProcessInfo.processInfo.environment["RETORT_NUM_THREADS"] == nil {
@@ -65,10 +71,35 @@ enum DataParallel {
         arguments += rest
         printError("retort: starting \(n) processes: " + arguments.joined(separator: " "))
         fflush(nil)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var child: pid_t = 0
         let argv = arguments.map { strdup($0) } + [nil]
-        execv(mpirun, argv)
-        printError("retort: could not start \(mpirun): \(String(cString: strerror(errno)))")
-        exit(1)
+        let started = posix_spawn(&child, mpirun, nil, &attributes, argv, environ)
+        guard started == 0 else {
+            printError("retort: could not start \(mpirun): \(String(cString: strerror(started)))")
+            exit(1)
+        }
+        signal(SIGINT) { _ in interrupts += 1 }
+        signal(SIGTERM) { _ in interrupts += 2 }
+        var forwarded: sig_atomic_t = 0, status: Int32 = 0
+        while waitpid(child, &status, WNOHANG) == 0 {
+            if interrupts > forwarded {
+                if forwarded == 0 && interrupts == 1 {
+                    printError("\nretort: stopping every rank after this step (Ctrl-C again to end them now)")
+                    kill(child, SIGUSR1)
+                } else {
+                    kill(child, SIGTERM)
+                }
+                forwarded = interrupts
+            }
+            usleep(50_000)
+        }
+        // mpirun's status: the first failing rank's exit code (130 for a stop), or 128 + a signal.
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        exit(code)
     }
 
     private static func executablePath() -> String {

@@ -1,5 +1,6 @@
 // How finetune and distill show a run: one line per fact, a progress line rewritten in place
 // (stderr), a line per evaluation.
+import Backend
 import Foundation
 import Train
 
@@ -22,8 +23,9 @@ final class ProgressPrinter {
             if let stage, showStages { say("retort: \(stage) stage, \(epochs) epoch(s), \(steps) steps, lr \(lr)") }
         case .step(let p):
             let label = showStages ? p.log.stage.map { "[\($0)] " } ?? "" : ""
-            var line = String(format: "%@epoch %d/%d  step %d/%d  loss %.4f  lr %.2e  %.0f tok/s  ETA %@", label, p.log.epoch, p.epochs,
-                              p.log.step, p.totalSteps, p.log.loss, p.log.lr, p.log.tokensPerSecond, duration(p.secondsLeft))
+            let ranks = ProcessGroup.world.map { " (\($0.size) ranks)" } ?? ""
+            var line = String(format: "%@epoch %d/%d  step %d/%d  loss %.4f  lr %.2e  %.0f tok/s%@  ETA %@", label, p.log.epoch, p.epochs,
+                              p.log.step, p.totalSteps, p.log.loss, p.log.lr, p.log.tokensPerSecond, ranks, duration(p.secondsLeft))
             if let scale = p.lossScale {   // fp16: the scale now and the updates skipped for overflows so far
                 line += String(format: "  loss scale %.0f", scale) + (p.skippedSteps > 0 ? " (\(p.skippedSteps) skipped)" : "")
             }

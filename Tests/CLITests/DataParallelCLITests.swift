@@ -14,9 +14,9 @@ import XCTest
 
 final class DataParallelCLITests: TinyRunTestCase {
     /// Relative tolerance on each step's loss and gradient norm (seen: 2e-7); on the final
-    /// weights, relative in L2 over the model (seen: 1.5e-6) and absolute on each (seen: 2.6e-5:
-    /// AdamW moves a weight whose gradient is rounding noise by up to the learning rate a step).
-    let lossTolerance = 1e-5, weightTolerance = 1e-5, largestWeightDifference: Float = 1e-4
+    /// weights (but the attention key biases, below), relative in L2 over the model (seen: 3e-8)
+    /// and absolute on each (seen: 1.5e-7).
+    let lossTolerance = 1e-5, weightTolerance = 1e-6, largestWeightDifference: Float = 1e-5
 
     override func setUpWithError() throws {
         try super.setUpWithError()
@@ -37,6 +37,26 @@ final class DataParallelCLITests: TinyRunTestCase {
     func testTinyBERTStagesOnTwoRanksMatchOneProcess() throws {
         try compare { ["distill", "--teacher", teacher, "--train", data, "--student-layers", "1", "--student-init", "even",
                        "--layer-map", "0:0", "--epochs", "2,2", "--no-report"] + common($0) }
+    }
+
+    /// DistilBERT's cosine term is a mean over real tokens: each rank's is weighed by its share.
+    func testDistilBERTOnTwoRanksMatchesOneProcess() throws {
+        try compare { ["distill", "--teacher", teacher, "--train", data, "--method", "distilbert", "--student-layers", "1", "--epochs", "2",
+                       "--no-report"] + common($0) }
+    }
+
+    func testARecurrentStudentOnTwoRanksMatchesOneProcess() throws {
+        try compare { ["distill", "--teacher", teacher, "--train", data, "--student", "bigru", "--hidden", "16", "--epochs", "2",
+                       "--no-report"] + common($0) }
+    }
+
+    /// A causal language model's loss is a mean over predicted tokens: weighed by each rank's share.
+    func testCausalLMOnTwoRanksMatchesOneProcess() throws {
+        let model = try byteLevelTinyGPT2(), text = work.appendingPathComponent("text.txt")
+        let lines = try String(contentsOfFile: data, encoding: .utf8).split(separator: "\n").dropFirst().map { $0.split(separator: ",")[0] }
+        try lines.joined(separator: "\n").write(to: text, atomically: true, encoding: .utf8)
+        try compare { ["finetune", "--model", model, "--task", "causal-lm", "--train", text.path, "--epochs", "3", "--batch-size", "6",
+                       "--lr", "1e-3"] + common($0).filter { $0 != "12" && $0 != "--batch-size" } }
     }
 
     /// A decoder classifier (GPT-2): the hooks of DecoderBackward start the layers' sums.
@@ -117,9 +137,15 @@ final class DataParallelCLITests: TinyRunTestCase {
         XCTAssertEqual(wa.entries.keys.sorted(), wb.entries.keys.sorted(), file: file, line: line)
         var largest: Float = 0, squaredDifference = 0.0, squaredNorm = 0.0
         for name in wa.entries.keys {
-            for (x, y) in zip(try wa.floats(name), try wb.floats(name)) {
-                largest = max(largest, abs(x - y))
-                squaredDifference += Double((x - y) * (x - y)); squaredNorm += Double(x * x)
+            let (x, y) = (try wa.floats(name), try wb.floats(name))
+            // The attention key bias adds the same q·b to every score of a query, which softmax
+            // ignores: its true gradient is 0, its computed one rounding noise, which AdamW turns
+            // into steps of up to the learning rate either way. Not compared (GPT-2's c_attn.bias
+            // holds it as its middle third).
+            let noise: Range<Int> = name.hasSuffix("key.bias") ? 0..<x.count : name.hasSuffix("c_attn.bias") ? (x.count / 3)..<(2 * x.count / 3) : 0..<0
+            for i in x.indices where !noise.contains(i) {
+                largest = max(largest, abs(x[i] - y[i]))
+                squaredDifference += Double((x[i] - y[i]) * (x[i] - y[i])); squaredNorm += Double(x[i] * x[i])
             }
         }
         XCTAssertLessThan(largest, largestWeightDifference, "largest weight difference", file: file, line: line)
@@ -167,16 +193,38 @@ final class DataParallelCLITests: TinyRunTestCase {
         XCTAssertTrue(output.contains("rank 0 of 2") && output.contains("waited 3 s for the other ranks"), output)
     }
 
-    /// The retort processes mpirun started under `launcher` (the retort that exec'ed mpirun), by rank.
+    func testCtrlCStopsEveryRankAtOneStepWithACheckpoint() throws {
+        let out = work.appendingPathComponent("interrupted").path
+        let arguments = ["finetune", "--model", teacher, "--train", data, "--epochs", "30"] + common(out)
+        let job = try RetortProcess(arguments + ["--nproc", "2"])
+        _ = try waitForRanks(of: job.process.processIdentifier, count: 2)
+        let deadline = Date().addingTimeInterval(120)
+        while (try? String(contentsOfFile: out + "/log.jsonl", encoding: .utf8))?.isEmpty != false {
+            guard Date() < deadline else { kill(job.process.processIdentifier, SIGKILL); return XCTFail("no step within 120 s") }
+            usleep(50_000)
+        }
+        kill(job.process.processIdentifier, SIGINT)   // what Ctrl-C sends the launcher (mpirun has a process group of its own)
+        let (status, output) = job.finish()
+        XCTAssertEqual(status, 130, output)
+        XCTAssertTrue(output.contains("stopping every rank after this step"), output)
+        XCTAssertTrue(output.contains("interrupted at step") && output.contains("Continue with the same settings and --resume"), output)
+        let (resumed, resumedOutput) = try retort(arguments + ["--resume", "--nproc", "2"])
+        XCTAssertEqual(resumed, 0, resumedOutput)
+        XCTAssertTrue(resumedOutput.contains("resuming at step"), resumedOutput)
+    }
+
+    /// The retort processes mpirun started under `launcher` (the retort that started mpirun), by rank.
     func waitForRanks(of launcher: Int32, count: Int) throws -> [Int32] {
+        func parent(_ pid: Int32) -> Int32? {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 ? Int32(fields[1]) : nil
+        }
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             var ranks: [(rank: Int, pid: Int32)] = []
             for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-                guard let pid = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                      let close = stat.lastIndex(of: ")") else { continue }
-                let fields = stat[stat.index(after: close)...].split(separator: " ")
-                guard fields.count > 2, Int32(fields[1]) == launcher,
+                guard let pid = Int32(entry), let up = parent(pid), up == launcher || parent(up) == launcher,
                       let environ = FileManager.default.contents(atPath: "/proc/\(entry)/environ") else { continue }
                 let variables = environ.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
                 if let rank = variables.first(where: { $0.hasPrefix("OMPI_COMM_WORLD_RANK=") }).flatMap({ Int($0.dropFirst(21)) }) {

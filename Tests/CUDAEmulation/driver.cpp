@@ -192,6 +192,14 @@ CUresult cuStreamSynchronize(void *stream) {
     return SUCCESS;
 }
 
+// Queued work runs when the host waits, so a query is a wait (the stream is then done).
+CUresult cuStreamQuery(void *stream) {
+    if (!has_context()) return INVALID_CONTEXT;
+    emu::counters().synchronizations++;
+    emu::synchronize(stream);
+    return SUCCESS;
+}
+
 // ---------------------------------------------------------------- copies and fills
 
 CUresult cuMemcpyHtoDAsync_v2(unsigned long long dst, const void *src, size_t bytes, void *stream) {

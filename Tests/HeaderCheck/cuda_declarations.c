@@ -76,6 +76,7 @@ SAME(rt_cuda_driver, cuMemsetD32Async, cuMemsetD32Async);
 SAME(rt_cuda_driver, cuStreamCreate, cuStreamCreate);
 SAME(rt_cuda_driver, cuStreamDestroy, cuStreamDestroy_v2);
 SAME(rt_cuda_driver, cuStreamSynchronize, cuStreamSynchronize);
+SAME(rt_cuda_driver, cuStreamQuery, cuStreamQuery);
 SAME(rt_cuda_driver, cuModuleLoadData, cuModuleLoadData);
 SAME(rt_cuda_driver, cuModuleUnload, cuModuleUnload);
 SAME(rt_cuda_driver, cuModuleGetFunction, cuModuleGetFunction);

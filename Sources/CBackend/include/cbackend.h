@@ -106,6 +106,7 @@ typedef struct {
     rt_CUresult (*cuMemcpyDtoH)(void *dst, rt_CUdeviceptr src, size_t bytes);       // _v2
     rt_CUresult (*cuStreamCreate)(rt_CUstream *stream, unsigned flags);
     rt_CUresult (*cuStreamSynchronize)(rt_CUstream stream);
+    rt_CUresult (*cuStreamQuery)(rt_CUstream stream);   // 0: done; 600 (CUDA_ERROR_NOT_READY): still running
     rt_CUresult (*cuModuleLoadData)(rt_CUmodule *module, const void *image);
     rt_CUresult (*cuModuleGetFunction)(rt_CUfunction *fn, rt_CUmodule module, const char *name);
     rt_CUresult (*cuLaunchKernel)(rt_CUfunction fn, unsigned gx, unsigned gy, unsigned gz,
@@ -265,9 +266,13 @@ typedef struct {
 } rt_mpi_info;
 enum { RT_MPI_SUM = 0, RT_MPI_MAX = 1, RT_MPI_MIN = 2 };
 const rt_mpi_info *rt_mpi_load(void);
-// MPI_Init_thread (funneled) and this process's rank and the job's size; errors are returned
-// (MPI_ERRORS_RETURN), each nonzero return with its text in `error`.
-int rt_mpi_init(int *rank, int *size, char *error, size_t error_size);
+// MPI_Init_thread (asking for MPI_THREAD_SERIALIZED; `serialized` says whether it was given) and
+// this process's rank and the job's size; errors are returned (MPI_ERRORS_RETURN), each nonzero
+// return with its text in `error`.
+int rt_mpi_init(int *rank, int *size, int *serialized, char *error, size_t error_size);
+// Blocking in-place sum (MPI_Allreduce: Open MPI's tuned algorithms, faster than the
+// non-blocking ones), for the gradient thread.
+int rt_mpi_allreduce_f32(float *values, int count, char *error, size_t error_size);
 // In-place non-blocking all-reduces over MPI_COMM_WORLD (op: RT_MPI_SUM/MAX/MIN) and a broadcast
 // of bytes from `root`; complete each `request` with rt_mpi_test.
 int rt_mpi_iallreduce_f32(float *values, int count, int op, void **request, char *error, size_t error_size);
@@ -277,3 +282,24 @@ int rt_mpi_test(void **request, int *done, char *error, size_t error_size);
 // Ends every rank of the job (MPI_Abort), then this process.
 void rt_mpi_abort(int code);
 void rt_mpi_finalize(void);
+
+// ---------------------------------------------------------------- NCCL (nccl.c)
+// Loaded by a data-parallel rank on CUDA (libnccl.so.2: bundle, RETORT_CUDA_PATH, pip's
+// nvidia/*/lib, the system). Every int return is an ncclResult_t (0: success).
+#define RT_NCCL_UNIQUE_ID_BYTES 128
+typedef struct {
+    int loaded;
+    int version;             // ncclGetVersion: 22703 for 2.27.3
+    char path[512];
+    char error[1024];
+} rt_nccl_info;
+const rt_nccl_info *rt_nccl_load(void);
+const char *rt_nccl_error_string(int result);
+int rt_nccl_unique_id(void *id);                                       // id: RT_NCCL_UNIQUE_ID_BYTES
+int rt_nccl_comm_init_rank(void **comm, int ranks, const void *id, int rank);
+int rt_nccl_comm_destroy(void *comm);
+int rt_nccl_comm_abort(void *comm);
+int rt_nccl_group_start(void);
+int rt_nccl_group_end(void);
+// In-place sum of `count` floats at device address `values` over the communicator, queued on `stream`.
+int rt_nccl_all_reduce_sum_f32(rt_CUdeviceptr values, size_t count, void *comm, rt_CUstream stream);
