@@ -75,6 +75,8 @@ public enum PerfCommand {
     static func run(_ arguments: [String]) throws {
         let options = Options.parse(arguments)
         guard let choice = Devices.Choice(rawValue: options.backend) else { fail("--backend must be cpu, cuda or auto, not \(options.backend)") }
+        // --allreduce: join the job first, so that each rank takes its own GPU (cuda:local_rank).
+        if options.allReduce { try ProcessGroup.join() }
         let backend: Backend
         do {   // the registry the CLI uses; a missing OpenBLAS or GPU is one line, not a trap
             let made = try Devices.makeBackend(choice, precision: options.precision)

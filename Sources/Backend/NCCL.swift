@@ -22,7 +22,8 @@ final class NCCLCommunicator {
         if cuda == nil { reason = "not a CUDA backend" }
         else if ProcessInfo.processInfo.environment["RETORT_NCCL"] == "0" { reason = "RETORT_NCCL=0" }
         else if info.loaded == 0 { reason = string(info.error) }
-        else if group.localSize > Devices.gpus.count {
+        else if group.localSize > Devices.gpus.count && ProcessInfo.processInfo.environment["RETORT_NCCL"] != "1" {
+            // (With CUDA_VISIBLE_DEVICES set per rank each sees one GPU: RETORT_NCCL=1 says they differ.)
             reason = "\(group.localSize) ranks share \(Devices.gpus.count) GPU(s) on this machine; NCCL needs one GPU per rank"
         }
         // Every rank takes the same path: NCCL only where all of them have it.

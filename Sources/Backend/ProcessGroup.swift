@@ -52,7 +52,15 @@ public final class ProcessGroup: @unchecked Sendable {
     public static func join() throws -> ProcessGroup? {
         if let world { return world }
         let env = ProcessInfo.processInfo.environment
-        guard let sizeText = env["OMPI_COMM_WORLD_SIZE"], let expected = Int(sizeText), expected > 1 else { return nil }
+        guard let sizeText = env["OMPI_COMM_WORLD_SIZE"], let expected = Int(sizeText), expected > 1 else {
+            // Another launcher (MPICH's or Intel's mpiexec, srun with PMI) would start N runs that
+            // each train alone into the same folder: refuse.
+            for name in ["PMI_SIZE", "MPI_LOCALNRANKS"] where env["OMPI_COMM_WORLD_SIZE"] == nil && (env[name].flatMap(Int.init) ?? 1) > 1 {
+                throw CollectiveError(description: "this process was started by a launcher other than Open MPI's mpirun (\(name)=\(env[name]!)): "
+                                      + "Retort's data parallelism speaks Open MPI only; start it with Open MPI's mpirun, or --nproc")
+            }
+            return nil
+        }
         var rank: Int32 = 0, size: Int32 = 0, serialized: Int32 = 0
         var error = [CChar](repeating: 0, count: 512)
         if rt_mpi_init(&rank, &size, &serialized, &error, error.count) != 0 {
@@ -132,16 +140,16 @@ public final class ProcessGroup: @unchecked Sendable {
     }
 
     /// The error of a wait that ran out of time.
-    public func timedOut(_ what: String) -> CollectiveError {
-        CollectiveError(description: "rank \(rank) of \(size): \(what) waited \(Int(timeout)) s for the other ranks "
-                        + "(one died or hangs; RETORT_COLLECTIVE_TIMEOUT sets the wait): ending the job")
+    public func timedOut(_ what: String, after seconds: Double? = nil) -> CollectiveError {
+        CollectiveError(description: "rank \(rank) of \(size): \(what) waited \(Int(seconds ?? timeout)) s for the other ranks: "
+                        + "a rank that does not report this died or hangs (RETORT_COLLECTIVE_TIMEOUT sets the wait); ending the job")
     }
 
     /// Completes `requests` and sets them to done; throws CollectiveError after `timeout`.
     /// Open MPI moves a non-blocking collective along only inside MPI calls, so the first second
     /// polls without pause; a longer wait (rank 0 evaluating, a slow rank) sleeps between polls.
-    public func wait(_ requests: inout [Request]) throws {
-        let start = Date(), deadline = start.addingTimeInterval(timeout)
+    public func wait(_ requests: inout [Request], timeout: Double? = nil) throws {
+        let start = Date(), deadline = start.addingTimeInterval(timeout ?? self.timeout)
         var polls = 0
         while !requests.isEmpty {
             try poll(&requests)
@@ -149,7 +157,7 @@ public final class ProcessGroup: @unchecked Sendable {
             polls += 1
             guard polls % 256 == 0 else { continue }
             let now = Date()
-            if now > deadline { throw timedOut(requests[0].what) }
+            if now > deadline { throw timedOut(requests[0].what, after: timeout) }
             if now.timeIntervalSince(start) > 1 { usleep(200) }
         }
     }
@@ -168,13 +176,13 @@ public final class ProcessGroup: @unchecked Sendable {
 
     /// The element-wise reduction of `values` over every rank, in place (small host arrays:
     /// losses, counts, flags).
-    public func allReduce(_ values: inout [Double], _ op: Reduction = .sum, what: String) throws {
+    public func allReduce(_ values: inout [Double], _ op: Reduction = .sum, what: String, timeout: Double? = nil) throws {
         var error = [CChar](repeating: 0, count: 512)
         var requests = [Request(handle: nil, what: what)]
         try values.withUnsafeMutableBufferPointer { buffer in
             try check(rt_mpi_iallreduce_f64(buffer.baseAddress, Int32(buffer.count), op.rawValue, &requests[0].handle, &error, error.count),
                       error, what)
-            try wait(&requests)
+            try wait(&requests, timeout: timeout)
         }
     }
 
@@ -204,7 +212,7 @@ public final class ProcessGroup: @unchecked Sendable {
         if deviceTransport == nil {   // every rank decides at the same sum (NCCL's set-up is collective)
             let (communicator, reason) = try NCCLCommunicator.make(backend, group: self)
             nccl = communicator
-            deviceTransport = communicator?.description ?? "through host memory (no NCCL: \(reason ?? "?"))"
+            deviceTransport = communicator.map { "by " + $0.description } ?? "through host memory (no NCCL: \(reason ?? "?"))"
         }
         if let nccl { return try nccl.sum(tensors) }
         for t in tensors {

@@ -4,9 +4,9 @@
 // (ompi_mpi_comm_world, ompi_mpi_float, ompi_mpi_op_sum, …), requests are pointers, and
 // MPI_STATUS_IGNORE is NULL. MPICH and its derivatives use integer handles and are refused.
 //
-// Every collective is non-blocking (MPI_Iallreduce, MPI_Ibcast) and completed by polling
-// MPI_Test, so that the caller can bound its wait (a rank that died or hangs) and can start
-// gradient buckets while the backward pass goes on.
+// The small collectives are non-blocking (MPI_Iallreduce, MPI_Ibcast) and completed by polling
+// MPI_Test, so that the caller can bound its wait (a rank that died or hangs); the gradient sums
+// are blocking MPI_Allreduce calls (Open MPI's fastest) on a thread whose wait the caller bounds.
 #define _GNU_SOURCE
 #include "cbackend.h"
 #include <dlfcn.h>

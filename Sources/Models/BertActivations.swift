@@ -21,8 +21,9 @@ public final class BertActivations {
     public let recomputeGelu: Bool
     public private(set) var batch = 0, length = 0
     var trainingSeed: UInt64?   // set by a training forward: backward replays its dropout
-    /// Multiplies losses that are means over the batch's real tokens (DistilBERT's cosine): a
-    /// data-parallel rank's share of the whole batch's tokens, times the ranks (1 otherwise).
+    /// Multiplies losses that are means over the batch's real tokens (DistilBERT's cosine): for a
+    /// data-parallel rank, its part of the whole batch's tokens over its part of the examples
+    /// (1 otherwise).
     public var tokenLossScale: Float = 1
     // Inputs
     public let ids, positions, types, mask, labels: Tensor

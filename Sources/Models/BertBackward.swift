@@ -68,7 +68,7 @@ extension BertModel {
             layer.backward(b, a, x: a.hidden[l].slice(0, BT * C), dHidden: dHidden, dScores: dScores[l],
                            attention: attentionShape(a, layer: l, training: seed != nil, seed: seed ?? 0), positionBias: positionBias,
                            dPositionBias: dPositionBias, p: p, seed: seed)
-            layerGradientsReady?(layer.parameters.filter(\.trains).compactMap(\.grad))
+            layerGradientsReady?(layer.trainedGradients)
         }
         // Embeddings: dropout, LayerNorm, then the scatter into the tables (when they train).
         inject(0, into: dHidden)

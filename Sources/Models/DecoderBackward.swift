@@ -104,7 +104,7 @@ extension DecoderModel {
         let pass = self.pass(a, training: a.trainingSeed != nil, seed: a.trainingSeed ?? 0)
         for layer in P.layers.reversed() {
             layer.backward(b, a, x: a.hidden[layer.index].slice(0, BT * C), dHidden: dHidden, pass, seed: a.trainingSeed)
-            layerGradientsReady?(layer.parameters.filter(\.trains).compactMap(\.grad))
+            layerGradientsReady?(layer.trainedGradients)
         }
         guard P.embeddingsTrain else { return }
         guard let segments = a.embeddingSegments else { preconditionFailure("backward needs a batch loaded for training") }

@@ -25,6 +25,11 @@ public struct DecoderLayer {
             + ([gate].compactMap { $0 } + [up, down]).flatMap(\.parameters)
     }
 
+    /// The gradients its backward writes: its trained parameters' and its adapters'.
+    public var trainedGradients: [Tensor] {
+        (parameters + ([query, key, value, output, up, down] + [gate].compactMap { $0 }).flatMap(\.adapterParameters)).compactMap(\.grad)
+    }
+
     /// The pass's sizes and inputs that every layer shares.
     struct Pass {
         let batch, length: Int

@@ -20,6 +20,11 @@ public struct EncoderLayer {
             + [intermediate, output].flatMap(\.parameters) + [outputNorm.weight, outputNorm.bias]
     }
 
+    /// The gradients its backward writes: its trained parameters' and its adapters'.
+    public var trainedGradients: [Tensor] {
+        (parameters + [query, key, value, attentionOutput, intermediate, output].flatMap(\.adapterParameters)).compactMap(\.grad)
+    }
+
     /// The layer's Linear for a LoRA target.
     public subscript(target: LoRATarget) -> Linear {
         get {

@@ -22,6 +22,9 @@ public struct Linear {
     /// Its weight and bias, in layout order (not the adapter's).
     public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
 
+    /// Its adapter's A and B (none without one).
+    public var adapterParameters: [Parameter] { lora.map { [$0.a, $0.b] } ?? [] }
+
     /// y = x·Wᵀ + b over `rows` rows of x, `inputStride` elements apart (default In), then the
     /// adapter's branch, which saves x·Aᵀ in `saved` (an [N, R] arena buffer).
     public func forward(_ b: Backend, _ y: Tensor, _ x: Tensor, rows: Int, inputStride: Int? = nil, saved: Tensor? = nil,

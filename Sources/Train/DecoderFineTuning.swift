@@ -86,6 +86,7 @@ extension FineTuningRun {
         metrics.trainableParameters = model.trainable.reduce(0) { $0 + $1.weight.count }; metrics.parameters = model.layout.total
         metrics.steps = trainer.step; metrics.finalTrainLoss = trainer.lastLoss; metrics.trainSeconds = runner.trainSeconds
         metrics.device = backend.kind.rawValue; metrics.bestDev = best
+        metrics.dataParallel = trainer.dataParallel
         if writesOutputs { try folder.write(metrics) }
         return metrics
     }

@@ -37,15 +37,14 @@ public final class DecoderTask: TrainingTask {
 
     public func load(_ batch: [Encoding], labels: [Int32]) -> Int { load(batch, labels: labels, into: activations, forBackward: true) }
 
-    public func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding], ranks: Int) -> Int {
+    public func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding]) -> Int {
         // A language model's loss is a mean over the predicted tokens (every real one but each text's last).
-        let targets = { (encodings: [Encoding]) in encodings.reduce(0) { $0 + max(0, $1.ids.count - 1) } }
-        tokenLossScale = model.labels > 0 ? 1 : Double(ranks * targets(batch)) / Double(max(1, targets(whole)))
+        tokenLossScale = model.labels > 0 ? 1 : Self.tokenShare(batch, of: whole) { max(0, $0.ids.count - 1) }
         return load(batch, labels: labels, into: activations, forBackward: true, length: whole.map(\.ids.count).max() ?? 1)
     }
 
-    /// Data parallel: this rank's language-model loss times its share of the batch's predicted
-    /// tokens (times the ranks), so that the ranks' mean is the whole batch's token mean.
+    /// Data parallel: a language model's loss (a token mean) times this share's part of the
+    /// batch's predicted tokens over its part of the examples (see TrainingTask.tokenShare).
     private var tokenLossScale = 1.0
 
     public func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double) {

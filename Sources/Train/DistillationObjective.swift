@@ -230,7 +230,7 @@ public final class DistilBERTObjective: DistillationObjective {
             let teacherLast = t.hiddenState(c.teacherActivations, t.config.layers)
             b.fill(view.gradient, 0)
             for (i, n) in lengths.enumerated() {
-                let share = Float(n) / Float(tokens) * a.tokenLossScale   // (data parallel: a share of the whole batch's tokens)
+                let share = Float(n) / Float(tokens) * a.tokenLossScale   // (data parallel: weighed by the share's tokens)
                 b.cosine(c.scalar, dA: view.gradient.slice(i * T * C, n * C), view.value.slice(i * T * C, n * C),
                          teacherLast.slice(i * T * C, n * C), rows: n, channels: C, gradScale: gradScale * Float(gamma) * share)
                 losses.add("cosine", c.scalar, weight: weight * gamma * Double(share))

@@ -87,7 +87,7 @@ public final class DistillationRun: TrainingRecipe {
                        + "(init \(c.studentInit.name)), layer map \(map)" + (context.projection.isEmpty ? "" : ", with a learned projection")))
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: stages.map(\.name), policy: t.checkpoints)
         let trainEncodings = student.encode(data.train), devEncodings = student.encode(data.dev)
-        var best: ClassificationMetrics?, lastLoss: Double?, steps = 0
+        var best: ClassificationMetrics?, lastLoss: Double?, steps = 0, dataParallel: DataParallelMetrics?
         for (index, (stage, name)) in stages.enumerated() {
             loss.stage = stage
             let last = index == stages.count - 1
@@ -109,6 +109,7 @@ public final class DistillationRun: TrainingRecipe {
             }
             lastLoss = trainer.lastLoss ?? lastLoss
             steps += trainer.step
+            dataParallel = trainer.dataParallel ?? dataParallel
         }
         var metrics = RunMetrics(method: c.method == .distilbert ? "distilbert" : (t.lora == nil ? "tinybert" : "tinybert-lora"))
         metrics.studentInit = c.studentInit.name; metrics.layerMap = map.description; metrics.teacher = c.teacher
@@ -118,6 +119,7 @@ public final class DistillationRun: TrainingRecipe {
         metrics.parameters = student.model.layout.total; metrics.steps = steps; metrics.finalTrainLoss = lastLoss
         metrics.trainSeconds = runner.trainSeconds; metrics.device = backend.kind.rawValue; metrics.temperature = loss.temperature
         metrics.bestDev = best
+        metrics.dataParallel = dataParallel
         if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it
             let saved = try Classifier.load(folder: c.output, maxLength: t.maxLength, backend: backend, inference: true)
             let m = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: t.options.batchSize)

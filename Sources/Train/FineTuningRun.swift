@@ -58,6 +58,7 @@ public final class FineTuningRun: TrainingRecipe {
         metrics.trainableParameters = classifier.model.trainableCount; metrics.parameters = classifier.model.layout.total
         metrics.steps = trainer.step; metrics.finalTrainLoss = trainer.lastLoss; metrics.trainSeconds = runner.trainSeconds
         metrics.device = backend.kind.rawValue; metrics.bestDev = best
+        metrics.dataParallel = trainer.dataParallel
         if writesOutputs { try folder.write(metrics) }
         return metrics
     }

@@ -31,19 +31,23 @@ final class GradientExchange {
 
     deinit { worker?.stop() }
 
-    /// The hook: `grads` (one layer's gradient tensors) are final for this step. Queues their
-    /// sum when they are one contiguous span of a gradient buffer.
+    /// The hook: `grads` (one layer's gradient tensors: its parameters', its adapters') are
+    /// final for this step. Queues the sum of each buffer's part that is one contiguous span of
+    /// a buffer the optimizer steps (a span may take in gradients the optimizer leaves alone,
+    /// such as a stage's idle ones: summing them is harmless).
     func layerFinished(_ grads: [Tensor]) {
-        guard armed, let worker, let first = grads.first else { return }
-        let sorted = grads.sorted { $0.offset < $1.offset }
-        guard sorted.allSatisfy({ $0.buffer === first.buffer }),
-              zip(sorted, sorted.dropFirst()).allSatisfy({ $0.offset + $0.count == $1.offset }) else { return }
-        let span = sorted[0].offset..<(sorted.last!.offset + sorted.last!.count)
-        guard gradients.contains(where: { $0.buffer === first.buffer && $0.offset <= span.lowerBound && span.upperBound <= $0.offset + $0.count }),
-              !started.contains(where: { $0.buffer == ObjectIdentifier(first.buffer) && $0.range.overlaps(span) }) else { return }
-        worker.enqueue(Tensor(first.buffer, offset: span.lowerBound, count: span.count))
-        started.append((ObjectIdentifier(first.buffer), span))
-        layerBuckets += 1
+        guard armed, let worker else { return }
+        for part in Dictionary(grouping: grads, by: { ObjectIdentifier($0.buffer) }).values {
+            var seen = Set<Int>()
+            let sorted = part.filter { seen.insert($0.offset).inserted }.sorted { $0.offset < $1.offset }   // GPT-2's q/k/v share an A
+            guard let first = sorted.first, zip(sorted, sorted.dropFirst()).allSatisfy({ $0.offset + $0.count == $1.offset }) else { continue }
+            let span = first.offset..<(sorted.last!.offset + sorted.last!.count)
+            guard gradients.contains(where: { $0.buffer === first.buffer }),
+                  !started.contains(where: { $0.buffer == ObjectIdentifier(first.buffer) && $0.range.overlaps(span) }) else { continue }
+            worker.enqueue(Tensor(first.buffer, offset: span.lowerBound, count: span.count))
+            started.append((ObjectIdentifier(first.buffer), span))
+            layerBuckets += 1
+        }
     }
 
     /// Sums every gradient not yet started, waits for all sums, and readies the next step.

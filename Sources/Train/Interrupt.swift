@@ -19,10 +19,11 @@ public enum Interrupt {
         signal(SIGUSR1) { _ in requestFlag = 1 }
     }
 
-    /// Restores the default handling.
+    /// Restores the default handling of SIGINT; SIGUSR1 is ignored from then on (a stop that
+    /// arrives after the run must not end a data-parallel rank).
     public static func release() {
         signal(SIGINT, SIG_DFL)
-        signal(SIGUSR1, SIG_DFL)
+        signal(SIGUSR1, SIG_IGN)
     }
 
     /// Whether Ctrl-C was pressed since catchSIGINT.

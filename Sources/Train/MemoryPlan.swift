@@ -23,6 +23,9 @@ public struct MemoryPlan {
     public typealias Teacher = (model: BertModel, keepQueryKey: Set<Int>)
 
     public let shape: Shape
+    /// Data parallel: the ranks that share every batch (`shape.batch` is one rank's share); the
+    /// batch-size remedy is said for all of them.
+    public var ranks = 1
     public private(set) var parameters = 0, gradients = 0, optimizer = 0, activations = 0, teacher = 0, workspace = 0
     public var total: Int { parameters + gradients + optimizer + activations + teacher + workspace }
     /// A language model's head: what its chunks hold against the [B·T, V] logits it never makes.
@@ -132,7 +135,7 @@ public struct MemoryPlan {
         var smaller = shape
         while smaller.batch > 1 {
             smaller.batch /= 2
-            if replanned(smaller).total <= budget { knobs.append("\(Setting.batchSize) \(smaller.batch) (fits)"); break }
+            if replanned(smaller).total <= budget { knobs.append("\(Setting.batchSize) \(smaller.batch * ranks) (fits)"); break }
         }
         if knobs.isEmpty { knobs.append("a smaller \(Setting.batchSize)") }
         knobs.append("a shorter \(Setting.maxLength) (now \(shape.length))")

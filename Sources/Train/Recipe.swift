@@ -59,8 +59,16 @@ public class TrainingRecipe {
 
     /// Reports the memory plan and refuses a run that will not fit, before anything is written.
     func check(_ plan: MemoryPlan) throws {
-        let use = backend.memoryUse, device = backend.kind.rawValue
-        let ranks = ProcessGroup.world.map { " per rank: \($0.size) ranks, each \(plan.shape.batch) examples of every batch" } ?? ""
+        var plan = plan, use = backend.memoryUse, ranks = ""
+        let device = backend.kind.rawValue
+        if let world = ProcessGroup.world {
+            // The ranks on this machine share its memory (the CPU), or its GPUs.
+            let sharing = backend.kind == .cpu ? world.localSize : (world.localSize + Devices.gpus.count - 1) / max(1, Devices.gpus.count)
+            use.available /= max(1, sharing)
+            plan.ranks = world.size
+            ranks = " per rank: \(world.size) ranks, each \(plan.shape.batch) examples of every batch"
+                + (sharing > 1 ? ", \(sharing) sharing this \(backend.kind == .cpu ? "machine's memory" : "GPU")" : "")
+        }
         progress(.memoryPlan(plan.summary(device: device, use: use) + ranks))
         try plan.check(use: use, device: device)
     }

@@ -102,6 +102,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         metrics.finalTrainLoss = trainer.lastLoss; metrics.trainSeconds = runner.trainSeconds; metrics.device = backend.kind.rawValue
         metrics.temperature = c.loss.soft == .softCrossEntropy ? c.loss.temperature : nil
         metrics.bestDev = best
+        metrics.dataParallel = trainer.dataParallel
         if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it
             let saved = try RecurrentClassifier.load(folder: c.output, maxLength: nil, backend: backend)
             metrics.test = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: options.batchSize)

@@ -107,12 +107,24 @@ public struct RunMetrics: Codable, Sendable {
     public var layerMap: String?
     public var stages: [String]?
     public var temperature: Double?
+    /// A data-parallel run's ranks and how its gradients were summed (its last stage).
+    public var dataParallel: DataParallelMetrics?
 
     enum CodingKeys: String, CodingKey {
         case method, device, labels, trainExamples = "train_examples", devExamples = "dev_examples", parameters
         case trainableParameters = "trainable_parameters", steps, finalTrainLoss = "final_train_loss", trainSeconds = "train_seconds"
         case bestDev = "best_dev", test, teacher, studentInit = "student_init", layerMap = "layer_map", stages, temperature
+        case dataParallel = "data_parallel"
     }
 
     public init(method: String) { self.method = method }
+}
+
+/// metrics.json's "data_parallel": the ranks, the gradient sums started during the backward per
+/// step (per layer; the rest is summed after it), and how a GPU's gradients travelled.
+public struct DataParallelMetrics: Codable, Sendable {
+    public let ranks: Int
+    public let layerBucketsPerStep: Double
+    public let gpuTransport: String?
+    enum CodingKeys: String, CodingKey { case ranks, layerBucketsPerStep = "layer_buckets_per_step", gpuTransport = "gpu_transport" }
 }

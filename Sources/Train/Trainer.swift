@@ -111,6 +111,15 @@ public final class Trainer {
     public var weightCheckEvery = ProcessInfo.processInfo.environment["RETORT_WEIGHT_CHECK_EVERY"].flatMap(Int.init).map { max(1, $0) } ?? 100
     /// Whether this process evaluates, saves and logs (rank 0, or a process on its own).
     public var isPrimary: Bool { group?.isPrimary ?? true }
+    /// Steps this trainer ran (not counting those before a resume).
+    private var stepsRun = 0
+
+    /// What metrics.json says of a data-parallel run (nil for a process on its own).
+    public var dataParallel: DataParallelMetrics? {
+        guard let group, let exchange else { return nil }
+        return DataParallelMetrics(ranks: group.size, layerBucketsPerStep: Double(exchange.layerBuckets) / Double(max(1, stepsRun)),
+                                   gpuTransport: group.deviceTransport)
+    }
 
     /// A BERT-family classifier; `objective` nil: cross-entropy against the labels (fine-tuning).
     public convenience init(classifier: Classifier, train: [Encoding], trainLabels: [Int32], dev: [Encoding], devLabels: [Int32],
@@ -144,13 +153,19 @@ public final class Trainer {
 
     deinit { task.setLayerGradientsHook(nil) }
 
-    /// This rank's examples of a global micro-batch: every size-th from its rank-th, after the
-    /// batch is padded to a multiple of the ranks by repeating its first examples (as PyTorch's
-    /// DistributedSampler pads), so every rank runs the same number and their mean is the batch's.
+    /// This rank's examples of a global micro-batch: every size-th from its rank-th. Shares
+    /// differ by at most one example (none repeated, unlike PyTorch's DistributedSampler, which
+    /// pads); each rank's loss is weighed by its share (`shareScale`), so that the ranks' mean is
+    /// the batch's mean as one process computes it.
     static func shard(_ indices: [Int], rank: Int, size: Int) -> [Int] {
         guard size > 1 else { return indices }
-        let padded = (indices.count + size - 1) / size * size
-        return stride(from: rank, to: padded, by: size).map { indices[$0 % indices.count] }
+        return stride(from: rank, to: indices.count, by: size).map { indices[$0] }
+    }
+
+    /// What a share's mean loss is multiplied by: ranks × (its examples / the batch's), so that
+    /// the sum over the ranks divided by their number is the batch's mean.
+    static func shareScale(examples: Int, of batch: Int, ranks: Int) -> Float {
+        Float(ranks * examples) / Float(max(1, batch))
     }
 
     public var hasDev: Bool { !dev.isEmpty }
@@ -195,6 +210,10 @@ public final class Trainer {
             try evaluateIfDue()
             try checkWeightsIfDue()
             try afterStep()
+            if let group {   // rank 0 may have evaluated or saved: the others wait for it, longer than for a step
+                var done = [0.0]
+                try group.allReduce(&done, what: "the wait for rank 0's evaluation and checkpoint", timeout: 4 * group.timeout)
+            }
             if group == nil ? shouldStop() : stopRequested { stopped = true; return best }
         }
         return best
@@ -210,17 +229,23 @@ public final class Trainer {
         let group = micro[(s * k)..<min(s * k + k, micro.count)]
         losses.reset()
         for (j, global) in group.enumerated() {
-            let indices = self.group.map { Self.shard(global, rank: $0.rank, size: $0.size) } ?? global
-            let batch = indices.map { train[$0] }
-            if let world = self.group {   // padded and weighed as the whole batch would be
-                let whole = (0..<world.size).flatMap { Self.shard(global, rank: $0, size: world.size) }.map { train[$0] }
-                tokens += task.load(batch, labels: indices.map { trainLabels[$0] }, examples: indices, whole: whole, ranks: world.size)
+            var indices = self.group.map { Self.shard(global, rank: $0.rank, size: $0.size) } ?? global
+            var seed = options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j), share: Float = 1
+            if let world = self.group {   // padded and weighed as the whole batch would be; masks of its own
+                share = Self.shareScale(examples: indices.count, of: global.count, ranks: world.size)
+                // A batch smaller than the job leaves this rank nothing: it runs one example at
+                // weight 0, so that its backward starts the same gradient sums as the others'.
+                if indices.isEmpty { indices = [global[0]] }
+                let batch = indices.map { train[$0] }
+                let loaded = task.load(batch, labels: indices.map { trainLabels[$0] }, examples: indices, whole: global.map { train[$0] })
+                tokens += share > 0 ? loaded : 0
+                seed = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(world.rank)
             } else {
-                tokens += task.load(batch, labels: indices.map { trainLabels[$0] }, examples: indices)
+                tokens += task.load(indices.map { train[$0] }, labels: indices.map { trainLabels[$0] }, examples: indices)
             }
-            let seed = options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j), scale = lossScale / Float(group.count)
             exchange?.armed = j == group.count - 1
-            task.step(batch, seed: seed, gradScale: scale, losses: losses, weight: 1 / Double(group.count))
+            task.step(indices.map { train[$0] }, seed: seed, gradScale: lossScale / Float(group.count) * share, losses: losses,
+                      weight: Double(share) / Double(group.count))
         }
         // Data parallel: the gradients summed over the ranks (1/N goes into the clipping factor).
         try exchange?.finish()
@@ -252,6 +277,7 @@ public final class Trainer {
             task.backend.axpy(p.weight.slice(0, 1), p.weight.slice(0, 1), count: 1, alpha: 1e-3)
         }
         step += 1
+        stepsRun += 1
         lastLoss = loss
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         var entry = StepLog(step: step, epoch: epoch + 1, loss: loss, lr: lr, gradNorm: gradNorm, tokensPerSecond: Double(tokens) / seconds)
@@ -282,12 +308,13 @@ public final class Trainer {
         onEval(EvalLog(epoch: epoch, step: step, dev: metrics, stage: stage), improved)
     }
 
-    /// Data parallel: every `weightCheckEvery` steps and at the end, a checksum of the weights
-    /// (and adapters) compared with rank 0's; a rank that differs stops the whole job.
+    /// Data parallel: after this process's first step, every `weightCheckEvery` steps and at the
+    /// end, a checksum of what trains (weights, adapters, a projection) compared with rank 0's;
+    /// a rank that differs stops the whole job.
     private func checkWeightsIfDue() throws {
-        guard let group, step % weightCheckEvery == 0 || step == totalSteps else { return }
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325   // FNV-1a over the weights' bits
-        for (i, (name, tensor)) in task.checkpointTensors.enumerated() where i == 0 || name == "lora" {
+        guard let group, stepsRun == 1 || step % weightCheckEvery == 0 || step == totalSteps else { return }
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325   // FNV-1a over the bits of the weights, adapters, projection
+        for (_, tensor) in task.checkpointTensors {
             for value in task.backend.floats(tensor) { hash = (hash ^ UInt64(value.bitPattern)) &* 0x100_0000_01B3 }
         }
         var bytes = withUnsafeBytes(of: hash) { Array($0) }

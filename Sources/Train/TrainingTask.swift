@@ -17,13 +17,14 @@ public protocol TrainingTask: AnyObject {
     /// The same, told which training examples they are (a task with per-example targets, such as
     /// a teacher's stored logits, reads them by index). Default: `load(batch, labels:)`.
     func load(_ batch: [Encoding], labels: [Int32], examples: [Int]) -> Int
-    /// Data parallel: loads this rank's share `batch` of `whole` (every rank's shares of the
-    /// global micro-batch together) so that the ranks' mean loss is the whole batch's as one
-    /// process computes it: padded to `whole`'s longest (losses over every position), and each
-    /// loss that is a mean over tokens scaled by `ranks`·(this share's tokens)/(whole's tokens).
-    /// Default: `load(batch, labels:, examples:)`, for a task whose loss is a mean over examples
-    /// and does not see padding.
-    func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding], ranks: Int) -> Int
+    /// Data parallel: loads this rank's share `batch` (not empty) of the global micro-batch
+    /// `whole` so that the ranks' mean loss is the batch's as one process computes it. The
+    /// trainer weighs the share's losses by its share of the examples; the task pads it to
+    /// `whole`'s longest (losses over every position) and weighs losses that are means over
+    /// tokens by (its share of the tokens) / (its share of the examples). Default:
+    /// `load(batch, labels:, examples:)`, for a task whose losses are means over examples and
+    /// do not see padding.
+    func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding]) -> Int
     /// Runs the loaded micro-batch (masks from `seed`), accumulates the gradient of gradScale·loss
     /// and adds weight·loss to `losses`, all queued on the device.
     func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double)
@@ -39,8 +40,15 @@ public protocol TrainingTask: AnyObject {
 
 public extension TrainingTask {
     func load(_ batch: [Encoding], labels: [Int32], examples: [Int]) -> Int { load(batch, labels: labels) }
-    func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding], ranks: Int) -> Int {
+    func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding]) -> Int {
         load(batch, labels: labels, examples: examples)
+    }
+
+    /// (This share's part of the units a loss averages over) / (its part of the examples): what a
+    /// token-mean loss of a data-parallel share is multiplied by (`units` counts them per text).
+    static func tokenShare(_ batch: [Encoding], of whole: [Encoding], units: (Encoding) -> Int) -> Double {
+        let part = Double(batch.reduce(0) { $0 + units($1) }), all = Double(max(1, whole.reduce(0) { $0 + units($1) }))
+        return (part / all) / (Double(batch.count) / Double(max(1, whole.count)))
     }
     func setLayerGradientsHook(_ hook: (([Tensor]) -> Void)?) {}
 }
@@ -75,10 +83,9 @@ public final class ClassifierTask: TrainingTask {
         return activations.batch * activations.length
     }
 
-    public func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding], ranks: Int) -> Int {
+    public func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding]) -> Int {
         classifier.load(batch, labels: labels, into: activations, length: whole.map(\.ids.count).max())
-        let tokens = { (encodings: [Encoding]) in encodings.reduce(0) { $0 + $1.ids.count } }
-        activations.tokenLossScale = Float(ranks * tokens(batch)) / Float(max(1, tokens(whole)))
+        activations.tokenLossScale = Float(Self.tokenShare(batch, of: whole) { $0.ids.count })
         return activations.batch * activations.length
     }
 

@@ -33,6 +33,7 @@ struct DeviceOptions: ParsableArguments {
 
     func backend() throws -> Backend {
         let (backend, note) = try Devices.makeBackend(device, threads: threads ?? DataParallel.defaultThreads, precision: precision)
+        try DataParallel.checkSameDevice(backend)
         guard DataParallel.prints else { return backend }
         if let note { printError("retort: " + flags(note)) }
         printError("retort: \(backend.kind): \(backend.summary)")

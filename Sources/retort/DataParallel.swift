@@ -23,8 +23,10 @@ enum DataParallel {
             throw UserError(description: "\(error) (is this Open MPI's mpirun?)")
         }
         guard let world else { return try body() }
+        signal(SIGUSR1, SIG_IGN)   // a stop before training starts (catchSIGINT) must not end the rank
         do {
             try body()
+            if world.isPrimary, let transport = world.deviceTransport { printError("retort: data parallel: the GPU gradients were summed \(transport)") }
             ProcessGroup.leave()
         } catch let exit as ExitCode where exit.rawValue == 130 {   // Ctrl-C: every rank stopped at the same step
             ProcessGroup.leave()
@@ -32,6 +34,18 @@ enum DataParallel {
         } catch {
             FileHandle.standardError.write(Data(("retort: rank \(world.rank) of \(world.size): \(error)\n").utf8))
             world.abort(1)
+        }
+    }
+
+    /// Refuses ranks on different kinds of device (`--device auto` where one rank found no usable
+    /// GPU): their sums would never meet.
+    static func checkSameDevice(_ backend: Backend) throws {
+        guard let world = ProcessGroup.world else { return }
+        var cuda = [backend.kind == .cuda ? 1.0 : 0.0]
+        try world.allReduce(&cuda, what: "the device check")
+        guard cuda[0] == 0 || Int(cuda[0]) == world.size else {
+            throw UserError(description: "rank \(world.rank): \(Int(cuda[0])) of \(world.size) ranks run on cuda, the others on the cpu "
+                            + "(this one on \(backend.kind)); give every rank the same --device (cuda needs a usable GPU on each machine)")
         }
     }
 
@@ -71,6 +85,10 @@ enum DataParallel {
         arguments += rest
         printError("retort: starting \(n) processes: " + arguments.joined(separator: " "))
         fflush(nil)
+        signal(SIGINT) { _ in interrupts += 1 }
+        signal(SIGTERM) { _ in interrupts += 2 }
+        signal(SIGHUP) { _ in interrupts += 2 }   // the terminal closed: end the job
+        signal(SIGCHLD, SIG_DFL)   // (an inherited SIG_IGN would leave nothing for waitpid)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
@@ -82,10 +100,14 @@ enum DataParallel {
             printError("retort: could not start \(mpirun): \(String(cString: strerror(started)))")
             exit(1)
         }
-        signal(SIGINT) { _ in interrupts += 1 }
-        signal(SIGTERM) { _ in interrupts += 2 }
         var forwarded: sig_atomic_t = 0, status: Int32 = 0
-        while waitpid(child, &status, WNOHANG) == 0 {
+        while true {
+            let waited = waitpid(child, &status, WNOHANG)
+            if waited == child { break }
+            if waited < 0 && errno != EINTR {
+                printError("retort: lost track of mpirun (pid \(child)): \(String(cString: strerror(errno)))")
+                exit(1)
+            }
             if interrupts > forwarded {
                 if forwarded == 0 && interrupts == 1 {
                     printError("\nretort: stopping every rank after this step (Ctrl-C again to end them now)")

@@ -8,7 +8,8 @@ import Foundation
 import XCTest
 
 /// A folder beside the build's executables (so nothing is left in /tmp) where the emulator
-/// stands in for the three NVIDIA libraries; made once, reused by later runs.
+/// stands in for the NVIDIA libraries (and NCCL, over the process's MPI job: data-parallel
+/// tests); made once, reused by later runs.
 private let emulatorFolder: Result<URL, Error> = Result {
     let executable = try builtExecutable()
     let library = executable.deletingLastPathComponent().appendingPathComponent("libRetortEmulatedCUDA.so")
@@ -17,7 +18,7 @@ private let emulatorFolder: Result<URL, Error> = Result {
     }
     let folder = executable.deletingLastPathComponent().appendingPathComponent("emulated-cuda")
     try FileManager.default.createDirectory(at: folder.appendingPathComponent("cache"), withIntermediateDirectories: true)
-    for name in ["libcuda.so.1", "libnvrtc.so.13", "libcublasLt.so.13"] {
+    for name in ["libcuda.so.1", "libnvrtc.so.13", "libcublasLt.so.13", "libnccl.so.2"] {
         let link = folder.appendingPathComponent(name)
         if (try? FileManager.default.destinationOfSymbolicLink(atPath: link.path)) == library.path { continue }
         try? FileManager.default.removeItem(at: link)

@@ -85,33 +85,45 @@ CUresult cuDriverGetVersion(int *version) {
     return SUCCESS;
 }
 
+// RETORT_EMULATED_DEVICES=N: the driver reports N devices, each this process's one emulated
+// device (for data-parallel ranks, each a process of its own, that take cuda:local_rank).
+static int device_count() {
+    static const int count = [] {
+        const char *text = getenv("RETORT_EMULATED_DEVICES");
+        return text && atoi(text) > 0 ? atoi(text) : 1;
+    }();
+    return count;
+}
+
+static bool valid_device(int device) { return device >= 0 && device < device_count(); }
+
 CUresult cuDeviceGetCount(int *count) {
     if (!initialised) return NOT_INITIALIZED;
-    *count = 1;
+    *count = device_count();
     return SUCCESS;
 }
 
 CUresult cuDeviceGet(int *device, int ordinal) {
     if (!initialised) return NOT_INITIALIZED;
-    if (ordinal != 0) return INVALID_DEVICE;
-    *device = 0;
+    if (!valid_device(ordinal)) return INVALID_DEVICE;
+    *device = ordinal;
     return SUCCESS;
 }
 
 CUresult cuDeviceGetName(char *name, int length, int device) {
-    if (device != 0) return INVALID_DEVICE;
+    if (!valid_device(device)) return INVALID_DEVICE;
     snprintf(name, size_t(length), "Retort emulated CUDA device (sm_%d)", emu::device_spec().arch);
     return SUCCESS;
 }
 
 CUresult cuDeviceTotalMem_v2(size_t *bytes, int device) {
-    if (device != 0) return INVALID_DEVICE;
+    if (!valid_device(device)) return INVALID_DEVICE;
     *bytes = emu::arena_bytes();
     return SUCCESS;
 }
 
 CUresult cuDeviceGetAttribute(int *value, int attribute, int device) {
-    if (device != 0) return INVALID_DEVICE;
+    if (!valid_device(device)) return INVALID_DEVICE;
     const int arch = emu::device_spec().arch;
     switch (attribute) {
     case 8: *value = static_shared_limit; break;                 // MAX_SHARED_MEMORY_PER_BLOCK
@@ -128,12 +140,12 @@ CUresult cuDeviceGetAttribute(int *value, int attribute, int device) {
 
 CUresult cuDevicePrimaryCtxRetain(void **context, int device) {
     if (!initialised) return NOT_INITIALIZED;
-    if (device != 0) return INVALID_DEVICE;
+    if (!valid_device(device)) return INVALID_DEVICE;
     *context = &primary_context;
     return SUCCESS;
 }
 
-CUresult cuDevicePrimaryCtxRelease_v2(int device) { return device == 0 ? SUCCESS : INVALID_DEVICE; }
+CUresult cuDevicePrimaryCtxRelease_v2(int device) { return valid_device(device) ? SUCCESS : INVALID_DEVICE; }
 
 CUresult cuCtxSetCurrent(void *context) {
     if (context && context != &primary_context) return INVALID_CONTEXT;

@@ -105,21 +105,26 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try t.loadCheckpoint(folder: checkpoint)) { XCTAssertTrue("\($0)".contains("not this model's checkpoint"), "\($0)") }
     }
 
-    /// Data parallel: the ranks' shares of a batch are disjoint, cover it, and are equal in size
-    /// (a batch that does not divide is padded with its first examples, as DistributedSampler pads).
-    func testRanksShareEveryBatchEquallyAndCoverIt() {
+    /// Data parallel: the ranks' shares of a batch are disjoint, cover it, differ by at most one
+    /// example, and weighed by their shares they average to the batch's mean.
+    func testRanksShareEveryBatchAndTheirWeighedMeansAreTheBatchMean() {
         XCTAssertEqual(Trainer.shard([7, 3, 9, 1], rank: 0, size: 2), [7, 9])
         XCTAssertEqual(Trainer.shard([7, 3, 9, 1], rank: 1, size: 2), [3, 1])
-        XCTAssertEqual(Trainer.shard([7, 3, 9, 1, 5], rank: 1, size: 2), [3, 1, 7])   // padded with the batch's first
-        XCTAssertEqual(Trainer.shard([4], rank: 2, size: 3), [4])
+        XCTAssertEqual(Trainer.shard([7, 3, 9, 1, 5], rank: 1, size: 2), [3, 1])
+        XCTAssertEqual(Trainer.shard([4], rank: 2, size: 3), [])
         XCTAssertEqual(Trainer.shard([4, 8], rank: 0, size: 1), [4, 8])
         for size in 1...5 {
             for count in 1...13 {
-                let batch = Array(100..<(100 + count))
+                let batch = Array(100..<(100 + count)), values = batch.map { Double($0 % 7) + 0.25 }
                 let shares = (0..<size).map { Trainer.shard(batch, rank: $0, size: size) }
-                XCTAssertEqual(Set(shares.map(\.count)).count, 1, "unequal shares of \(count) over \(size)")
-                XCTAssertEqual(Set(shares.joined()), Set(batch))
-                XCTAssertEqual(shares.joined().count, (count + size - 1) / size * size)
+                XCTAssertLessThanOrEqual(shares.map(\.count).max()! - shares.map(\.count).min()!, 1)
+                XCTAssertEqual(shares.joined().sorted(), batch, "\(count) over \(size)")
+                // Σ_r scale_r · mean_r / size == the batch's mean
+                let weighed = shares.filter { !$0.isEmpty }.map { share -> Double in
+                    let mean = share.map { values[$0 - 100] }.reduce(0, +) / Double(share.count)
+                    return Double(Trainer.shareScale(examples: share.count, of: count, ranks: size)) * mean
+                }.reduce(0, +) / Double(size)
+                XCTAssertEqual(weighed, values.reduce(0, +) / Double(count), accuracy: 1e-6)
             }
         }
     }
