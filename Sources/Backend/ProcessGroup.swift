@@ -19,9 +19,9 @@ public final class ProcessGroup: @unchecked Sendable {
     public var timeout: Double
     /// "Open MPI v4.1.4"
     public let library: String
-    /// MPI allows a second thread to make calls (never two at once): gradient sums can run on
-    /// their own thread while the backward goes on (MPI_THREAD_SERIALIZED).
-    public let serialized: Bool
+    /// MPI allows a second thread to make calls (never two at once) on every rank: gradient sums
+    /// can run on their own thread while the backward goes on (MPI_THREAD_SERIALIZED).
+    public private(set) var serialized: Bool
 
     /// The job this process belongs to (set by `join`); nil for a process on its own.
     public private(set) nonisolated(unsafe) static var world: ProcessGroup?
@@ -55,8 +55,9 @@ public final class ProcessGroup: @unchecked Sendable {
         guard let sizeText = env["OMPI_COMM_WORLD_SIZE"], let expected = Int(sizeText), expected > 1 else {
             // Another launcher (MPICH's or Intel's mpiexec, srun with PMI) would start N runs that
             // each train alone into the same folder: refuse.
-            for name in ["PMI_SIZE", "MPI_LOCALNRANKS"] where env["OMPI_COMM_WORLD_SIZE"] == nil && (env[name].flatMap(Int.init) ?? 1) > 1 {
+            for name in ["PMI_SIZE", "MPI_LOCALNRANKS", "SLURM_STEP_NUM_TASKS"] where env["OMPI_COMM_WORLD_SIZE"] == nil && (env[name].flatMap(Int.init) ?? 1) > 1 {
                 throw CollectiveError(description: "this process was started by a launcher other than Open MPI's mpirun (\(name)=\(env[name]!)): "
+                                      + "it would be one of several separate runs writing one folder; "
                                       + "Retort's data parallelism speaks Open MPI only; start it with Open MPI's mpirun, or --nproc")
             }
             return nil
@@ -73,6 +74,10 @@ public final class ProcessGroup: @unchecked Sendable {
                                  localSize: env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1,
                                  timeout: timeout > 0 ? timeout : 900, serialized: serialized != 0,
                                  library: withUnsafeBytes(of: info.version) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
+        // Every rank must sum alike: a thread only where all ranks' MPI allow one.
+        var everywhere = [group.serialized ? 1.0 : 0.0]
+        try group.allReduce(&everywhere, .min, what: "the MPI thread check")
+        group.serialized = everywhere[0] == 1
         world = group
         return group
     }
@@ -184,6 +189,13 @@ public final class ProcessGroup: @unchecked Sendable {
                       error, what)
             try wait(&requests, timeout: timeout)
         }
+    }
+
+    /// Rank `root`'s values in every rank's `values` (the same count everywhere).
+    public func broadcastValue(_ values: inout [Double], root: Int = 0, what: String) throws {
+        var bytes = values.withUnsafeBytes { Array($0) }
+        try broadcast(&bytes, root: root, what: what)
+        values = bytes.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
     }
 
     /// Rank `root`'s bytes in every rank's `bytes` (the same count everywhere).

@@ -2,6 +2,7 @@
 // then saves a checkpoint and throws RunInterrupted); a second one ends the process at once.
 // SIGUSR1 asks the same: `retort … --nproc N` turns Ctrl-C into a SIGUSR1 to mpirun, which
 // passes it to every rank (a data-parallel job stops all its ranks at one step).
+import Backend
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -9,26 +10,35 @@ import Musl
 #endif
 
 public enum Interrupt {
-    /// Installs the handler (idempotent) and clears any earlier request.
+    /// A data-parallel rank takes stops (SIGUSR1) from the moment it starts: a stop that arrives
+    /// before its run does is kept for the run.
+    public static func catchStops() {
+        signal(SIGUSR1) { _ in stopFlag = 1 }
+    }
+
+    /// Installs the handler (idempotent) and clears any earlier request (a data-parallel rank's
+    /// pending stop aside).
     public static func catchSIGINT() {
         requestFlag = 0
+        if ProcessGroup.world == nil { stopFlag = 0 }
         signal(SIGINT) { _ in
             requestFlag = 1
             signal(SIGINT, SIG_DFL)   // a second Ctrl-C is not caught
         }
-        signal(SIGUSR1) { _ in requestFlag = 1 }
+        catchStops()
     }
 
-    /// Restores the default handling of SIGINT; SIGUSR1 is ignored from then on (a stop that
-    /// arrives after the run must not end a data-parallel rank).
+    /// Restores the default handling (a data-parallel rank keeps taking stops: one that comes
+    /// after its run must not end it).
     public static func release() {
         signal(SIGINT, SIG_DFL)
-        signal(SIGUSR1, SIG_IGN)
+        if ProcessGroup.world == nil { signal(SIGUSR1, SIG_DFL) }
     }
 
-    /// Whether Ctrl-C was pressed since catchSIGINT.
-    public static var requested: Bool { requestFlag != 0 }
+    /// Whether Ctrl-C was pressed (or a stop sent) since catchSIGINT.
+    public static var requested: Bool { requestFlag != 0 || stopFlag != 0 }
 }
 
-/// Set by the SIGINT handler (a plain sig_atomic_t: all a handler may touch).
+/// Set by the handlers (plain sig_atomic_t: all a handler may touch).
 nonisolated(unsafe) private var requestFlag: sig_atomic_t = 0
+nonisolated(unsafe) private var stopFlag: sig_atomic_t = 0

@@ -2,6 +2,7 @@
 // it reports, the stop it obeys, and the steps around its stages — adapters, the memory plan,
 // opening the output folder (fresh, or at its newest checkpoint).
 import Backend
+import Foundation
 
 /// How a recipe trains, whatever it trains.
 public struct TrainingSettings: Sendable {
@@ -63,7 +64,9 @@ public class TrainingRecipe {
         let device = backend.kind.rawValue
         if let world = ProcessGroup.world {
             // The ranks on this machine share its memory (the CPU), or its GPUs.
-            let sharing = backend.kind == .cpu ? world.localSize : (world.localSize + Devices.gpus.count - 1) / max(1, Devices.gpus.count)
+            let perGPU = ProcessInfo.processInfo.environment["RETORT_NCCL"] == "1" ? 1   // a GPU each (CUDA_VISIBLE_DEVICES per rank)
+                : (world.localSize + Devices.gpus.count - 1) / max(1, Devices.gpus.count)
+            let sharing = backend.kind == .cpu ? world.localSize : perGPU
             use.available /= max(1, sharing)
             plan.ranks = world.size
             ranks = " per rank: \(world.size) ranks, each \(plan.shape.batch) examples of every batch"

@@ -147,6 +147,11 @@ public final class Trainer {
         self.lossScaler = lossScaler ?? (b.precision == .fp16 ? LossScaler() : nil)
         let world = ProcessGroup.world, gradients = optimizer.gradientGroups
         group = world
+        if let world {   // rank 0's setting, whatever reached the others' environment
+            var every = [Double(weightCheckEvery)]
+            try world.broadcastValue(&every, what: "the weight-check setting")
+            weightCheckEvery = Int(every[0])
+        }
         exchange = world.map { GradientExchange(group: $0, backend: b, gradients: gradients) }
         if let exchange { task.setLayerGradientsHook { [weak exchange] in exchange?.layerFinished($0) } }
     }
@@ -202,21 +207,27 @@ public final class Trainer {
     @discardableResult
     public func run() throws -> ClassificationMetrics? {
         try evaluateIfDue()
+        try waitForPrimary()
         var epochBatches: (epoch: Int, batches: [[Int]])?
         while step < totalSteps {
             let epoch = step / stepsPerEpoch
             if epochBatches?.epoch != epoch { epochBatches = (epoch, batches(epoch: epoch)) }
             try trainStep(epoch: epoch, micro: epochBatches!.batches)
+            try checkWeightsIfDue()   // (before rank 0 saves anything of this step)
             try evaluateIfDue()
-            try checkWeightsIfDue()
             try afterStep()
-            if let group {   // rank 0 may have evaluated or saved: the others wait for it, longer than for a step
-                var done = [0.0]
-                try group.allReduce(&done, what: "the wait for rank 0's evaluation and checkpoint", timeout: 4 * group.timeout)
-            }
+            try waitForPrimary()
             if group == nil ? shouldStop() : stopRequested { stopped = true; return best }
         }
         return best
+    }
+
+    /// Data parallel: the ranks meet after what rank 0 alone does (evaluating, saving), waiting
+    /// for it four times as long as for a step's sums.
+    private func waitForPrimary() throws {
+        guard let group, step > 0 else { return }
+        var done = [0.0]
+        try group.allReduce(&done, what: "the wait for rank 0's evaluation and checkpoint", timeout: 4 * group.timeout)
     }
 
     /// One optimizer step: the micro-batches of step `step` within its epoch, clipping, AdamW.

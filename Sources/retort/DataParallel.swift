@@ -16,6 +16,7 @@ enum DataParallel {
     /// started, and leaves it (MPI_Finalize) after `body`, or ends the job on an error.
     static func running(nproc: Int?, _ body: () throws -> Void) throws {
         if let nproc, nproc > 1, !ProcessGroup.launchedByMPIRun { relaunch(processes: nproc) }
+        if ProcessGroup.launchedByMPIRun { Interrupt.catchStops() }   // a stop from the start must not end the rank
         let world: ProcessGroup?
         do {
             world = try ProcessGroup.join()
@@ -23,7 +24,6 @@ enum DataParallel {
             throw UserError(description: "\(error) (is this Open MPI's mpirun?)")
         }
         guard let world else { return try body() }
-        signal(SIGUSR1, SIG_IGN)   // a stop before training starts (catchSIGINT) must not end the rank
         do {
             try body()
             if world.isPrimary, let transport = world.deviceTransport { printError("retort: data parallel: the GPU gradients were summed \(transport)") }

@@ -137,6 +137,16 @@ final class DataParallelCLITests: TinyRunTestCase {
         }
     }
 
+    /// A launcher that is not Open MPI's would start separate runs writing one folder: refused.
+    func testAnotherLaunchersProcessIsRefused() throws {
+        let out = work.appendingPathComponent("foreign").path
+        let (status, output) = try retort(["finetune", "--model", teacher, "--train", data, "--epochs", "1"] + common(out),
+                                          environment: ["PMI_SIZE": "2", "PMI_RANK": "1"])
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertTrue(output.contains("a launcher other than Open MPI's mpirun (PMI_SIZE=2)"), output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a refused run wrote \(out)")
+    }
+
     /// A batch of 12 over 2 ranks; 86 training examples make a last batch of 2.
     func common(_ out: String) -> [String] {
         ["--max-length", "16", "--batch-size", "12", "--threads", "1", "--seed", "5", "--out", out]

@@ -2,7 +2,8 @@
 // the MPI job the calling process belongs to — linked into a test's emulator folder as
 // libnccl.so.2, so that data-parallel ranks on `--device cuda` take Retort's NCCL path
 // (Sources/Backend/NCCL.swift) end to end: the unique id from rank 0 over MPI, one communicator
-// per rank, all-reduces queued on the stream inside a group, the bounded wait on cuStreamQuery.
+// per rank, all-reduces queued on the stream inside a group, the wait on cuStreamQuery (which
+// here completes them at once: its timeout path is not exercised).
 // An all-reduce runs when its stream runs (when the host waits), as a blocking MPI_Allreduce on
 // the device memory, which in the emulator is the process's own. MPI is found in the process
 // (Retort loads Open MPI with RTLD_GLOBAL), never linked. Arguments are checked as NCCL would
