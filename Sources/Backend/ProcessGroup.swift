@@ -29,6 +29,10 @@ public final class ProcessGroup: @unchecked Sendable {
     /// Rank 0: the one that evaluates, logs, prints and writes files.
     public var isPrimary: Bool { rank == 0 }
 
+    /// Whether this process evaluates, logs, prints and writes: rank 0 of its job, or a process
+    /// on its own.
+    public static var isPrimaryProcess: Bool { world?.isPrimary ?? true }
+
     /// One bounded wait's failure: which rank gave up on what.
     public struct CollectiveError: Error, CustomStringConvertible {
         public let description: String

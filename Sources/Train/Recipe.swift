@@ -48,7 +48,7 @@ public class TrainingRecipe {
 
     /// Whether this process writes the run's files: rank 0 of a data-parallel job (mpirun), or a
     /// process on its own. The other ranks train alike and write nothing.
-    public var writesOutputs: Bool { ProcessGroup.world?.isPrimary ?? true }
+    public var writesOutputs: Bool { ProcessGroup.isPrimaryProcess }
 
     /// Attaches adapters (when asked for) and says how many parameters train.
     func attach(_ lora: LoRAConfig?, to model: BertModel, seed: UInt64) throws {

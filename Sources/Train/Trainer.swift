@@ -242,21 +242,22 @@ public final class Trainer {
         for (j, global) in group.enumerated() {
             var indices = self.group.map { Self.shard(global, rank: $0.rank, size: $0.size) } ?? global
             var seed = options.seed &* 1_000_003 &+ UInt64(step) &* 131 &+ UInt64(j), share: Float = 1
-            if let world = self.group {   // padded and weighed as the whole batch would be; masks of its own
+            if let world = self.group {   // weighed by its part of the batch; masks of its own
                 share = Self.shareScale(examples: indices.count, of: global.count, ranks: world.size)
                 // A batch smaller than the job leaves this rank nothing: it runs one example at
                 // weight 0, so that its backward starts the same gradient sums as the others'.
                 if indices.isEmpty { indices = [global[0]] }
-                let batch = indices.map { train[$0] }
-                let loaded = task.load(batch, labels: indices.map { trainLabels[$0] }, examples: indices, whole: global.map { train[$0] })
-                tokens += share > 0 ? loaded : 0
                 seed = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(world.rank)
+            }
+            let batch = indices.map { train[$0] }, labels = indices.map { trainLabels[$0] }
+            if self.group != nil {   // padded as the whole batch would be
+                let loaded = task.load(batch, labels: labels, examples: indices, whole: global.map { train[$0] })
+                tokens += share > 0 ? loaded : 0
             } else {
-                tokens += task.load(indices.map { train[$0] }, labels: indices.map { trainLabels[$0] }, examples: indices)
+                tokens += task.load(batch, labels: labels, examples: indices)
             }
             exchange?.armed = j == group.count - 1
-            task.step(indices.map { train[$0] }, seed: seed, gradScale: lossScale / Float(group.count) * share, losses: losses,
-                      weight: Double(share) / Double(group.count))
+            task.step(batch, seed: seed, gradScale: lossScale / Float(group.count) * share, losses: losses, weight: Double(share) / Double(group.count))
         }
         // Data parallel: the gradients summed over the ranks (1/N goes into the clipping factor).
         try exchange?.finish()

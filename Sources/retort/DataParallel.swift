@@ -50,7 +50,7 @@ enum DataParallel {
     }
 
     /// Whether this process prints the run's progress and results (rank 0, or a process on its own).
-    static var prints: Bool { ProcessGroup.world?.isPrimary ?? true }
+    static var prints: Bool { ProcessGroup.isPrimaryProcess }
 
     /// CPU threads for each rank when none were asked for: the CPUs this process may use shared
     /// by the job's ranks on this machine (mpirun binds a rank to one core when it starts two or
@@ -74,10 +74,7 @@ enum DataParallel {
         var arguments = [mpirun, "-n", "\(n)", "--bind-to", "none", "--stdin", "none"]
         if n > cpus { arguments.append("--oversubscribe") }
         if getuid() == 0 { arguments.append("--allow-run-as-root") }
-        if ProcessInfo.processInfo.environment["RETORT_NUM_THREADS"] == nil {
-            setenv("RETORT_NUM_THREADS", "\(max(1, cpus / n))", 1)
-        }
-        arguments += ["-x", "RETORT_NUM_THREADS", executablePath()]
+        arguments.append(executablePath())   // each rank takes its share of the CPUs (defaultThreads)
         var rest = Array(CommandLine.arguments.dropFirst())
         while let i = rest.firstIndex(where: { $0 == "--nproc" || $0.hasPrefix("--nproc=") }) {
             rest.removeSubrange(i..<min(rest.count, rest[i] == "--nproc" ? i + 2 : i + 1))
