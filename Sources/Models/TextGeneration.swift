@@ -98,8 +98,8 @@ public struct GenerationResult: Sendable {
 }
 
 extension DecoderModel {
-    /// Generates a continuation for every request (one batch: prompts right-padded, a step per
-    /// token for all sequences still running). `onToken(sequence, token)` is called as each token
+    /// Generates a continuation for every request (one batch: prompts right-padded, then a step
+    /// per token for the sequences still running — ended ones leave the batch). `onToken(sequence, token)` is called as each token
     /// is chosen; `stopped(sequence, tokens so far)` may end a sequence (a stop string).
     public func generate(_ requests: [GenerationRequest], sampling: SamplingOptions, endTokens: Set<Int32>,
                          onToken: (Int, Int32) -> Void = { _, _ in },
@@ -130,12 +130,15 @@ extension DecoderModel {
         }
         var results = requests.map { _ in GenerationResult(tokens: [], finish: "length") }
         var running = requests.map { $0.maxNewTokens > 0 }
+        // The cache's first `cache.active` slots hold the running sequences: `sequences[slot]`.
+        var sequences = Array(0..<B)
         let V = config.vocabSize
         while running.contains(true) {
-            var next = [Int32](repeating: 0, count: B)
-            for s in 0..<B where running[s] {
-                let token = samplers[s].next(rows[(s * V)..<((s + 1) * V)])
-                next[s] = token
+            var next = [Int32](repeating: 0, count: cache.active)
+            for slot in 0..<cache.active where running[sequences[slot]] {
+                let s = sequences[slot]
+                let token = samplers[s].next(rows[(slot * V)..<((slot + 1) * V)])
+                next[slot] = token
                 if endTokens.contains(token) {
                     running[s] = false
                     results[s].finish = "eos"
@@ -148,14 +151,27 @@ extension DecoderModel {
                     results[s].finish = "stop"
                 } else if results[s].tokens.count >= requests[s].maxNewTokens {
                     running[s] = false
-                } else if cache.lengths[s] >= cache.capacity {
+                } else if cache.lengths[slot] >= cache.capacity {
                     running[s] = false
                     results[s].finish = cache.capacity >= config.maxPositions ? "context" : "length"
                 }
             }
-            guard running.contains(true) else { break }
-            // Finished sequences step too (their rows are ignored), so the batch stays one call.
-            for s in 0..<B where cache.lengths[s] >= cache.capacity { cache.lengths[s] = cache.capacity - 1 }
+            let kept = (0..<cache.active).filter { running[sequences[$0]] }
+            guard !kept.isEmpty else { break }
+            // Ended sequences leave the batch: each hole below the new count takes a running
+            // sequence from above it, so a step computes only what is still generated.
+            if kept.count < cache.active {
+                let holes = (0..<kept.count).filter { !running[sequences[$0]] }
+                let movers = kept.filter { $0 >= kept.count }
+                for (hole, mover) in zip(holes, movers) {
+                    cache.move(mover, to: hole, backend: backend)
+                    sequences[hole] = sequences[mover]
+                    next[hole] = next[mover]
+                }
+                cache.shrink(to: kept.count)
+                sequences.removeLast(sequences.count - kept.count)
+                next.removeLast(next.count - kept.count)
+            }
             rows = step(next, cache: cache, buffers: buffers, logits: logits)
         }
         return results

@@ -44,6 +44,15 @@ final class SmolLM2Tests: XCTestCase {
         // The three at once: right-padded prefill, batched steps.
         let batched = try model.generate(requests, sampling: SamplingOptions(), endTokens: eos)
         XCTAssertEqual(batched.map(\.tokens), greedy, "a batch decodes as the prompts alone")
+        // Budgets that end sequences at different steps: ended ones leave the batch (a running
+        // sequence moves into the first hole, then the batch shrinks without a move), and every
+        // sequence still gets the tokens it got alone.
+        let budgets = [5, 32, 12, 20]
+        let uneven = try model.generate(budgets.enumerated().map { GenerationRequest(prompt: requests[$0 % 3].prompt, maxNewTokens: $1) },
+                                        sampling: SamplingOptions(), endTokens: eos)
+        for (s, budget) in budgets.enumerated() {
+            XCTAssertEqual(uneven[s].tokens, Array(greedy[s % 3].prefix(budget)), "sequence \(s) (budget \(budget)) in a shrinking batch")
+        }
     }
 
     func testSamplingIsReproducibleBySeedAndTopKOneIsGreedy() throws {
