@@ -24,8 +24,15 @@ extension DecoderModel {
             return model
         }
         let config = try DecoderConfig(path: (path as NSString).appendingPathComponent("config.json"))
+        if let method = config.quantization {
+            guard method == int8Method else { throw CheckpointError("\(path): retort_quantization \"\(method)\" is not one Retort reads (\(int8Method))") }
+            guard inference else {
+                throw CheckpointError("\(path) holds int8 weights (retort quantize), for inference only: train from the float model it was made from")
+            }
+        }
         let model = try DecoderModel(config: config, labels: labels, backend: backend, inference: inference)
-        try model.loadWeights(folder: path, seed: seed)
+        let stored = try model.loadWeights(folder: path, seed: seed)
+        if config.quantization != nil { try model.quantizeInt8(stored: stored) }
         return model
     }
 
@@ -49,9 +56,12 @@ extension DecoderModel {
         return try Set(map.values).sorted().map { try SafeTensorsFile(path: (folder as NSString).appendingPathComponent($0)) }
     }
 
-    func loadWeights(folder: String, seed: UInt64) throws {
+    /// Reads every parameter; returns the int8 weights of a quantized file (their dequantized
+    /// values are uploaded), by parameter name.
+    @discardableResult
+    func loadWeights(folder: String, seed: UInt64) throws -> [String: StoredInt8] {
         let files = try Self.safetensorsFiles(folder: folder)
-        var rng = NormalRandom(seed: seed)
+        var rng = NormalRandom(seed: seed), quantized: [String: StoredInt8] = [:]
         for entry in layout.entries {
             // GPT-2 checkpoints come with or without the "transformer." prefix.
             let candidates = [entry.name] + (entry.name.hasPrefix("transformer.") ? [String(entry.name.dropFirst("transformer.".count))] : [])
@@ -66,9 +76,16 @@ extension DecoderModel {
             guard stored == (conv ? entry.shape.reversed() : entry.shape) else {
                 throw CheckpointError("\(folder): tensor '\(key)' is \(stored) but config.json implies \(conv ? entry.shape.reversed() : entry.shape)")
             }
+            if file.entries[key]!.dtype == .i8 {   // retort quantize's int8
+                let int8 = try loadInt8(file, key: key, entry: entry, conv: conv)
+                upload(entry.name, dequantizeRowsInt8(int8.values, scales: int8.scales, columns: entry.count / entry.shape[0]))
+                quantized[entry.name] = int8
+                continue
+            }
             let values = try file.floats(key)
             upload(entry.name, conv ? transposed(values, rows: stored[0], columns: stored[1]) : values)
         }
+        return quantized
     }
 
     /// llama.cpp's tensor names for this model's parameters (nil: none, e.g. a score head).
@@ -142,25 +159,35 @@ extension DecoderModel {
         values.withUnsafeBytes { backend.upload(layout.view(weights, name), $0) }
     }
 
-    func transposed(_ values: [Float], rows: Int, columns: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: values.count)
+    func transposed<Element: Numeric>(_ values: [Element], rows: Int, columns: Int) -> [Element] {
+        var out = [Element](repeating: 0, count: values.count)
         for r in 0..<rows { for c in 0..<columns { out[c * rows + r] = values[r * columns + c] } }
         return out
     }
 
-    /// config.json and model.safetensors (transformers' names and layouts) into `folder`.
-    public func save(folder: String) throws {
+    /// config.json and model.safetensors (transformers' names and layouts) into `folder`; the
+    /// parameters named in `int8` as I8 with per-row "<name>_scale" (DecoderQuantization.swift).
+    public func save(folder: String, int8: Set<String> = []) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let host = backend.floats(try mergedWeights())
-        let tensors = layout.entries.map { e -> SafeTensorsWriter.Tensor in
-            let values = Array(host[e.offset..<(e.offset + e.count)])
-            guard isConv1D(e.name) else { return SafeTensorsWriter.Tensor(name: e.name, shape: e.shape, values: values) }
-            return SafeTensorsWriter.Tensor(name: e.name, shape: e.shape.reversed(), values: transposed(values, rows: e.shape[0], columns: e.shape[1]))
+        var floats: [SafeTensorsWriter.Tensor] = [], integers: [SafeTensorsWriter.Tensor] = []
+        for e in layout.entries {
+            let values = Array(host[e.offset..<(e.offset + e.count)]), conv = isConv1D(e.name)
+            let shape = conv ? Array(e.shape.reversed()) : e.shape
+            if int8.contains(e.name) {
+                let (q, scales) = quantizeRowsInt8(values, rows: e.shape[0], columns: e.count / e.shape[0])
+                floats.append(SafeTensorsWriter.Tensor(name: e.name + "_scale", shape: [e.shape[0]], values: scales))
+                integers.append(SafeTensorsWriter.Tensor(name: e.name, shape: shape, int8: conv ? transposed(q, rows: e.shape[0], columns: e.shape[1]) : q))
+            } else {
+                floats.append(SafeTensorsWriter.Tensor(name: e.name, shape: shape, values: conv ? transposed(values, rows: e.shape[0], columns: e.shape[1]) : values))
+            }
         }
-        try SafeTensorsWriter.write(tensors, to: (folder as NSString).appendingPathComponent("model.safetensors"))
+        // F32 tensors first, so each stays 4-byte aligned in the file.
+        try SafeTensorsWriter.write(floats + integers, to: (folder as NSString).appendingPathComponent("model.safetensors"))
         let architecture = (config.family == .gpt2 ? "GPT2" : config.modelType == "qwen2" ? "Qwen2" : "Llama")
             + (labels > 0 ? "ForSequenceClassification" : config.family == .gpt2 ? "LMHeadModel" : "ForCausalLM")
         var c = config
+        c.quantization = int8.isEmpty ? nil : Self.int8Method
         if labels > 0, c.id2label.count != labels { c.id2label = Dictionary(uniqueKeysWithValues: (0..<labels).map { ($0, "LABEL_\($0)") }) }
         try writeAtomically(try c.json(architecture: architecture), to: (folder as NSString).appendingPathComponent("config.json"))
     }

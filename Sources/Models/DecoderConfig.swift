@@ -31,6 +31,9 @@ public struct DecoderConfig: Sendable {
     /// attention and MLP output projections) and attn_pdrop (on the attention probabilities),
     /// transformers' default 0.1 each; the Llama family's attention_dropout (default 0).
     public var embeddingDropout: Float = 0, residualDropout: Float = 0, attentionDropout: Float = 0
+    /// How `retort quantize` stored the weights (config.json's "retort_quantization", which
+    /// transformers ignores): nil for float weights, DecoderModel.int8Method for int8.
+    public var quantization: String?
     /// config.json as read (nil when the model came from a GGUF), for the keys Retort does not model.
     private var extra: Box?
 
@@ -158,6 +161,7 @@ public struct DecoderConfig: Sendable {
         if let labels = object["id2label"] as? [String: String] {
             id2label = Dictionary(uniqueKeysWithValues: labels.compactMap { k, v in Int(k).map { ($0, v) } })
         }
+        quantization = object["retort_quantization"] as? String
         extra = Box(object)
     }
 
@@ -276,6 +280,7 @@ public struct DecoderConfig: Sendable {
         if let first = bosTokenId.first { object["bos_token_id"] = first }
         if !eosTokenIds.isEmpty { object["eos_token_id"] = eosTokenIds.count == 1 ? eosTokenIds[0] as Any : eosTokenIds as Any }
         if let padTokenId { object["pad_token_id"] = padTokenId }
+        if let quantization { object["retort_quantization"] = quantization } else { object.removeValue(forKey: "retort_quantization") }
         if !id2label.isEmpty {
             object["id2label"] = Dictionary(uniqueKeysWithValues: id2label.map { ("\($0.key)", $0.value) })
             object["label2id"] = Dictionary(uniqueKeysWithValues: id2label.map { ($0.value, $0.key) })

@@ -6,10 +6,20 @@
 // the int8 weights — 4× fewer bytes a token; a long prompt multiplies the dequantized fp32
 // weights, which replace the originals, so a backend without int8 kernels runs the same weights
 // in fp32. Inference only, without adapters.
+// `retort quantize` stores the same int8 form (saveQuantized): model.safetensors keeps
+// transformers' names and layouts, each quantized weight as I8 (GPT-2's Conv1D ones [in, out] as
+// transformers stores them) beside "<name>_scale" (F32, one per output channel); config.json says
+// "retort_quantization": "int8-weight-only". Loading it dequantizes those weights and quantizes
+// them again, which gives back the same int8 values and scales: the model `--int8` makes at load.
 import Backend
 import Foundation
 
 extension DecoderModel {
+    public static let int8Method = "int8-weight-only"
+
+    /// Parameters stored as int8: every quantized Linear's weight (with tied embeddings the head's
+    /// weight is the token embeddings).
+    public var int8ParameterNames: Set<String> { Set(quantizableLinears.map(\.weight.name)) }
     /// The key of a Linear's int8 weight: its name and where its rows start (GPT-2's c_attn is three Linears).
     static func int8Key(_ linear: Linear) -> String { "\(linear.weight.name)@\(linear.weight.weight.offset)" }
 
@@ -23,18 +33,45 @@ extension DecoderModel {
 
     /// Quantizes every Linear and the head to int8 (per output channel, symmetric) for inference.
     /// With tied embeddings the token embeddings are the head, so they take the dequantized values too.
-    /// Returns the int8 path, or nil where the backend has none (then only the weights' values change).
+    /// `stored`: int8 values [out, in] and scales read from a quantized file, by parameter name (the
+    /// weights already hold their dequantized values). Returns the int8 path, or nil where the
+    /// backend has none (then only the weights' values change).
     @discardableResult
-    public func quantizeInt8() throws -> String? {
+    public func quantizeInt8(stored: [String: StoredInt8] = [:]) throws -> String? {
         precondition(!trains && lora == nil, "quantizeInt8: inference models without adapters only")
         var made: [String: Int8Weight] = [:]
         for linear in quantizableLinears {
             let (N, K) = (linear.outFeatures, linear.inFeatures)
-            let (q, scales) = quantizeRowsInt8(backend.floats(linear.weight.weight), rows: N, columns: K)
-            dequantizeRowsInt8(q, scales: scales, columns: K).withUnsafeBytes { backend.upload(linear.weight.weight, $0) }
+            let q: [Int8], scales: [Float]
+            if let file = stored[linear.weight.name] {   // GPT-2's c_attn: this Linear's rows of the stored block
+                let first = (linear.weight.weight.offset - layout.view(weights, linear.weight.name).offset) / K
+                (q, scales) = (Array(file.values[(first * K)..<((first + N) * K)]), Array(file.scales[first..<(first + N)]))
+            } else {
+                (q, scales) = quantizeRowsInt8(backend.floats(linear.weight.weight), rows: N, columns: K)
+                dequantizeRowsInt8(q, scales: scales, columns: K).withUnsafeBytes { backend.upload(linear.weight.weight, $0) }
+            }
             made[Self.int8Key(linear)] = try backend.int8Weight(values: q, scales: scales, outFeatures: N, inFeatures: K, kind: .weightOnly)
         }
         int8Weights = made.compactMapValues { $0 }
         return backend.int8Kernels
+    }
+
+    /// Writes the int8 form of this model (adapters merged) to `folder`: config.json and model.safetensors.
+    public func saveQuantized(folder: String) throws {
+        try save(folder: folder, int8: int8ParameterNames)
+    }
+
+    /// A weight as a quantized file stores it: int8 values [out, in] and one scale per row.
+    public typealias StoredInt8 = (values: [Int8], scales: [Float])
+
+    /// A stored I8 weight `key` (and its "<key>_scale") for parameter `entry`, as [out, in];
+    /// `conv`: stored [in, out] (GPT-2's Conv1D).
+    func loadInt8(_ file: SafeTensorsFile, key: String, entry: ParameterLayout.Entry, conv: Bool) throws -> StoredInt8 {
+        let (rows, columns) = (entry.shape[0], entry.count / max(entry.shape[0], 1))
+        guard let scaleEntry = file.entries[key + "_scale"], scaleEntry.shape == [rows] else {
+            throw CheckpointError("\((file.path as NSString).lastPathComponent): int8 tensor '\(key)' needs an F32 '\(key)_scale' of shape [\(rows)]")
+        }
+        let q = try file.int8s(key)
+        return (conv ? transposed(q, rows: columns, columns: rows) : q, try file.floats(key + "_scale"))
     }
 }

@@ -48,7 +48,8 @@ public struct ComparisonReport {
             let speed = try classifier.speed(length: 64, repeats: 20)
             let total = classifier.parameterCount
             // A folder `retort quantize` wrote: its method is its storage (int8), as it trained no further.
-            let quantized = (try? BertConfig(path: (folder as NSString).appendingPathComponent("config.json")))?.quantization
+            let quantized = (FileManager.default.contents(atPath: (folder as NSString).appendingPathComponent("config.json"))
+                .flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any])?["retort_quantization"] as? String
             rows.append(Row(name: (folder as NSString).lastPathComponent, folder: folder, method: quantized ?? info?.method ?? "model",
                             finalLoss: info?.finalTrainLoss, metrics: metrics, metricSource: source,
                             parameters: total, trainable: info?.trainableParameters ?? total,

@@ -63,7 +63,10 @@ struct GenerateCommand: ParsableCommand {
         let started = Date()
         let decoder = try DecoderModel.load(path, backend: backend, inference: true)
         guard decoder.labels == 0 else { throw UserError(description: "\(model): a classifier, not a language model") }
-        if int8 {
+        if decoder.config.quantization != nil {
+            printError("retort: \(decoder.int8Weights.count) layers int8 as stored (retort quantize, weight-only)"
+                       + (decoder.int8Weights.isEmpty ? ": no int8 kernels on \(backend.kind.rawValue), the dequantized weights run in fp32" : ""))
+        } else if int8 {
             let kernels = try decoder.quantizeInt8()
             printError("retort: \(decoder.int8Weights.count) layers quantized to int8, weight-only "
                        + (kernels.map { "on \(backend.kind.rawValue)'s int8 kernels (\($0))" } ?? "(no int8 kernels on \(backend.kind.rawValue): the dequantized weights run in fp32)"))

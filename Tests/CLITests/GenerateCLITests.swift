@@ -40,6 +40,38 @@ final class GenerateCLITests: XCTestCase {
         XCTAssertTrue(text(output).hasPrefix("The boiling point of water is approximately 100°C (212°F)."), output)
     }
 
+    /// `retort quantize` on the GGUF stores the model `--int8` makes at load: generating from the
+    /// folder gives the same text; the folder is refused for training and for a second quantize.
+    func testQuantizedFolderGeneratesAsInt8AtLoad() throws {
+        let model = try smolLM2()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-quantize-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = folder.appendingPathComponent("smollm2-int8").path
+        let (status, output) = try retort(["quantize", "--model", model, "--out", out])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("211 weight matrices as int8 (weight-only)"), output)
+        for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + name), name)
+        }
+        let prompt = "<|im_start|>user\nWhat is the boiling point of water?<|im_end|>\n<|im_start|>assistant\n"
+        let arguments = ["generate", "--prompt", prompt, "--max-new-tokens", "20", "--device", "cpu"]
+        let (_, atLoad) = try retort(arguments + ["--model", model, "--int8"])
+        let (stored, fromFolder) = try retort(arguments + ["--model", out])
+        XCTAssertEqual(stored, 0, fromFolder)
+        XCTAssertTrue(fromFolder.contains("retort: 211 layers int8 as stored"), fromFolder)
+        XCTAssertEqual(text(fromFolder), text(atLoad), "the stored int8 model generates as the one quantized at load")
+        for (arguments, message, written) in [
+            (["quantize", "--model", out, "--out", out + "2"], "is already quantized (int8-weight-only)", out + "2"),
+            (["finetune", "--model", out, "--task", "causal-lm", "--train", out + "/merges.txt", "--out", out + "3", "--device", "cpu"],
+             "holds int8 weights (retort quantize), for inference only", out + "3"),
+        ] {
+            let (status, output) = try retort(arguments)
+            XCTAssertNotEqual(status, 0, output)
+            XCTAssertTrue(output.contains(message), "\(arguments): \(output)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: written), written)
+        }
+    }
+
     func testPromptsFromAFileGiveJSONL() throws {
         let model = try smolLM2()
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-generate-\(UUID().uuidString)")

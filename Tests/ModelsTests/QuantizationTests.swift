@@ -52,20 +52,58 @@ final class QuantizationTests: XCTestCase {
             let model = try DecoderModel.load(golden.appendingPathComponent("tiny-\(name)").path, backend: backend, inference: true)
             XCTAssertEqual(try model.quantizeInt8(), backend.int8Kernels)
             XCTAssertEqual(model.int8Weights.count, perLayer * model.config.layers + 1, "\(name): every Linear and the head")
-            func decode() throws -> [Float] {
-                let a = try DecoderActivations(config: model.config, maxBatch: 1, maxLength: 6, backend: backend, inference: true, headRows: 1)
-                a.load(ids: [3, 1, 4, 1, 5, 9], mask: [1, 1, 1, 1, 1, 1], batch: 1, length: 6, backend: backend)
-                let cache = try KVCache(config: model.config, batch: 1, capacity: 8, backend: backend)
-                let first = model.prefill(a, cache: cache)
-                let buffers = try DecodeBuffers(config: model.config, batch: 1, backend: backend), logits = try backend.zeros(model.config.vocabSize)
-                return first + model.step([2], cache: cache, buffers: buffers, logits: logits)
-            }
-            let int8 = try decode()
+            let int8 = try prefillAndStep(model)
             model.int8Weights = [:]
-            let float = try decode()
+            let float = try prefillAndStep(model)
             XCTAssertNotEqual(int8, float, "\(name): the int8 kernels ran")
             let range = float.map(abs).max() ?? 1
             assertClose(int8, float, atol: 1e-5 * range, rtol: 1e-5, "\(name): int8 weights vs their dequantized values in fp32")
         }
     }
+
+    /// `retort quantize` on a decoder: the file holds I8 weights (GPT-2's Conv1D ones [in, out],
+    /// as transformers stores them) with per-row scales, and loading it gives the model `--int8`
+    /// makes at load — the same dequantized weights and the same int8 weights, so the same logits
+    /// bit for bit — while a model that trains refuses the folder.
+    func testSavedInt8DecoderLoadsAsTheModelQuantizedAtLoad() throws {
+        for name in ["llama", "gpt2"] {
+            let backend = try CPUBackend()
+            let path = golden.appendingPathComponent("tiny-\(name)").path
+            let source = try DecoderModel.load(path, backend: backend, inference: true)
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-int8-\(name)-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            try source.saveQuantized(folder: folder)
+            let file = try SafeTensorsFile(path: folder + "/model.safetensors")
+            let quantized = source.int8ParameterNames
+            for e in source.layout.entries {
+                let entry = try file.entry(e.name)
+                XCTAssertEqual(entry.dtype, quantized.contains(e.name) ? .i8 : .f32, "\(name): \(e.name)")
+                XCTAssertEqual(entry.shape, source.isConv1D(e.name) ? e.shape.reversed() : e.shape, "\(name): \(e.name) in transformers' layout")
+                if quantized.contains(e.name) { XCTAssertEqual(try file.entry(e.name + "_scale").shape, [e.shape[0]]) }
+            }
+            XCTAssertTrue(quantized.contains(source.parameters!.head.weight.name), "\(name): the head (tied: the token embeddings)")
+
+            let loaded = try DecoderModel.load(folder, backend: backend, inference: true)
+            XCTAssertEqual(loaded.config.quantization, DecoderModel.int8Method)
+            try source.quantizeInt8()
+            XCTAssertEqual(Set(loaded.int8Weights.keys), Set(source.int8Weights.keys))
+            XCTAssertFalse(loaded.int8Weights.isEmpty, "\(name): the CPU has int8 kernels")
+            XCTAssertEqual(backend.floats(loaded.weights), backend.floats(source.weights), "\(name): the same dequantized weights")
+            XCTAssertEqual(try prefillAndStep(loaded), try prefillAndStep(source), "\(name): the stored int8 model is the one quantized at load")
+            XCTAssertThrowsError(try DecoderModel.load(folder, backend: backend)) { error in
+                XCTAssertTrue("\(error)".contains("for inference only"), "\(error)")
+            }
+        }
+    }
+}
+
+/// A decoder's logits at a 6-token prompt's last token (prefill into a KV cache), then at one decoding step.
+private func prefillAndStep(_ model: DecoderModel) throws -> [Float] {
+    let backend = model.backend
+    let a = try DecoderActivations(config: model.config, maxBatch: 1, maxLength: 6, backend: backend, inference: true, headRows: 1)
+    a.load(ids: [3, 1, 4, 1, 5, 9], mask: [1, 1, 1, 1, 1, 1], batch: 1, length: 6, backend: backend)
+    let cache = try KVCache(config: model.config, batch: 1, capacity: 8, backend: backend)
+    let first = model.prefill(a, cache: cache)
+    let buffers = try DecodeBuffers(config: model.config, batch: 1, backend: backend), logits = try backend.zeros(model.config.vocabSize)
+    return first + model.step([2], cache: cache, buffers: buffers, logits: logits)
 }
