@@ -13,8 +13,11 @@ public final class KVCache {
     let keys, values: [Tensor]        // per layer [B, Tmax, NKV·HS]
     /// Positions cached per slot (setting it rewinds a sequence: later positions are overwritten).
     public var lengths: [Int]
-    /// Slots a step runs: the first `active` (generation moves running sequences down as others end).
+    /// Slots a step runs: the first `active` (generation moves running sequences down as others
+    /// end, and prefills waiting prompts into the slots after them).
     public private(set) var active: Int
+    /// The slot a prefill's first sequence goes to (the others follow it).
+    var prefillSlot = 0
     let lengthTensor: Tensor          // [B] int32: lengths + 1 during a step (the new token included)
     private let channels: Int         // NKV·HS floats per cached position
 
@@ -41,9 +44,10 @@ public final class KVCache {
         lengths[destination] = lengths[source]
     }
 
-    /// Steps run the first `count` slots only (after the running sequences were moved there).
-    public func shrink(to count: Int) {
-        precondition(count >= 1 && count <= active, "KVCache.shrink: \(count) of \(active) slots")
+    /// Steps run the first `count` slots only: fewer after the running sequences were moved
+    /// there, more after a prefill into the slots past them.
+    public func resize(to count: Int) {
+        precondition(count >= 0 && count <= batch, "KVCache.resize: \(count) of \(batch) slots")
         active = count
     }
 }
@@ -111,11 +115,14 @@ extension DecoderLayer {
 
 extension DecoderModel {
     /// Runs the prompts loaded in `a` (right-padded, an inference arena) and fills `cache` with
-    /// their keys and values; returns the logits [B, V] at each prompt's last token.
-    public func prefill(_ a: DecoderActivations, cache: KVCache) -> [Float] {
-        precondition(labels == 0 && a.batch == cache.batch && a.length <= cache.capacity, "prefill: the cache does not fit the prompts")
+    /// their keys and values, from slot `firstSlot` on (the slots up to the last one filled become
+    /// active); returns the logits [B, V] at each prompt's last token.
+    public func prefill(_ a: DecoderActivations, cache: KVCache, firstSlot: Int = 0) -> [Float] {
+        precondition(labels == 0 && firstSlot + a.batch <= cache.batch && a.length <= cache.capacity, "prefill: the cache does not fit the prompts")
+        cache.prefillSlot = firstSlot
         forward(a, cache: cache)
-        cache.lengths = a.lastTokens.map { $0 + 1 }
+        for (s, last) in a.lastTokens.enumerated() { cache.lengths[firstSlot + s] = last + 1 }
+        cache.resize(to: max(cache.active, firstSlot + a.batch))
         return backend.floats(lastTokenLogits(a))
     }
 

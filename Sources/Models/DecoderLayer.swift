@@ -69,11 +69,12 @@ public struct DecoderLayer {
             b.rope(k, k, positions: p.positions, inverseFrequencies: inv,
                    RoPEShape(tokens: BT, heads: p.attention.keyValueHeads, headSize: HS))
         }
-        if let cache {   // a prefill: each sequence's rows, positions 0…T−1
+        if let cache {   // a prefill: each sequence's rows, positions 0…T−1, into its slot
             let T = p.length
             for s in 0..<p.batch {
-                b.copy(cache.keys[index].slice(s * cache.capacity * KC, T * KC), k.slice(s * T * KC, T * KC))
-                b.copy(cache.values[index].slice(s * cache.capacity * KC, T * KC), v.slice(s * T * KC, T * KC))
+                let slot = (cache.prefillSlot + s) * cache.capacity * KC
+                b.copy(cache.keys[index].slice(slot, T * KC), k.slice(s * T * KC, T * KC))
+                b.copy(cache.values[index].slice(slot, T * KC), v.slice(s * T * KC, T * KC))
             }
         }
         let context = L.context.slice(0, BT * QC)

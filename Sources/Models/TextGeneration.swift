@@ -98,81 +98,110 @@ public struct GenerationResult: Sendable {
 }
 
 extension DecoderModel {
-    /// Generates a continuation for every request (one batch: prompts right-padded, then a step
-    /// per token for the sequences still running — ended ones leave the batch). `onToken(sequence, token)` is called as each token
-    /// is chosen; `stopped(sequence, tokens so far)` may end a sequence (a stop string).
-    public func generate(_ requests: [GenerationRequest], sampling: SamplingOptions, endTokens: Set<Int32>,
+    /// Generates a continuation for every request, at most `batchSize` sequences at a time (nil:
+    /// all): prompts prefilled together (right-padded), then a step per token for the sequences
+    /// still running; a sequence that ends leaves the batch and the next waiting prompt is
+    /// prefilled into the freed slot, so the batch stays full while prompts wait.
+    /// `onToken(request, token)` is called as each token is chosen; `stopped(request, tokens so far)`
+    /// may end a sequence (a stop string); `finished(request, result)` as each ends. A request's
+    /// random stream is its own (seeded by its index), so batching does not change what it draws.
+    public func generate(_ requests: [GenerationRequest], batchSize: Int? = nil, sampling: SamplingOptions, endTokens: Set<Int32>,
                          onToken: (Int, Int32) -> Void = { _, _ in },
-                         stopped: (Int, [Int32]) -> Bool = { _, _ in false }) throws -> [GenerationResult] {
+                         stopped: (Int, [Int32]) -> Bool = { _, _ in false },
+                         finished: (Int, GenerationResult) -> Void = { _, _ in }) throws -> [GenerationResult] {
         guard lora == nil || lora!.merged else {
             throw CheckpointError("generate: this model has LoRA adapters attached; generate from the folder a run saved (adapters merged)")
         }
-        let B = requests.count, T = requests.map(\.prompt.count).max() ?? 0
-        precondition(B > 0 && requests.allSatisfy { !$0.prompt.isEmpty }, "generate: every prompt needs a token")
+        let N = requests.count, T = requests.map(\.prompt.count).max() ?? 0, B = min(max(1, batchSize ?? N), N)
+        precondition(N > 0 && requests.allSatisfy { !$0.prompt.isEmpty }, "generate: every prompt needs a token")
         let capacity = min(config.maxPositions, T + (requests.map(\.maxNewTokens).max() ?? 0))
         guard T < config.maxPositions || requests.allSatisfy({ $0.maxNewTokens == 0 }) else {
             throw CheckpointError("the prompt has \(T) tokens; the model's context is \(config.maxPositions)")
         }
         let a = try DecoderActivations(config: config, maxBatch: B, maxLength: T, backend: backend, inference: true, headRows: B)
-        var ids = [Int32](repeating: 0, count: B * T), mask = [Int32](repeating: 0, count: B * T)
-        for (s, r) in requests.enumerated() {
-            for (t, id) in r.prompt.enumerated() { ids[s * T + t] = id; mask[s * T + t] = 1 }
-        }
-        a.load(ids: ids, mask: mask, batch: B, length: T, backend: backend, forBackward: false)
         let cache = try KVCache(config: config, batch: B, capacity: max(capacity, T), backend: backend)
         let buffers = try DecodeBuffers(config: config, batch: B, backend: backend)
         let logits = try backend.zeros(B * config.vocabSize)
-        var rows = prefill(a, cache: cache)
-        var samplers = (0..<B).map { s -> Sampler in
-            var o = sampling
-            o.seed = sampling.seed &+ UInt64(s) &* 0x9E37_79B9
-            return Sampler(o)
-        }
+        var samplers: [Int: Sampler] = [:]
         var results = requests.map { _ in GenerationResult(tokens: [], finish: "length") }
         var running = requests.map { $0.maxNewTokens > 0 }
-        // The cache's first `cache.active` slots hold the running sequences: `sequences[slot]`.
-        var sequences = Array(0..<B)
         let V = config.vocabSize
-        while running.contains(true) {
-            var next = [Int32](repeating: 0, count: cache.active)
-            for slot in 0..<cache.active where running[sequences[slot]] {
-                let s = sequences[slot]
-                let token = samplers[s].next(rows[(slot * V)..<((slot + 1) * V)])
-                next[slot] = token
-                if endTokens.contains(token) {
-                    running[s] = false
-                    results[s].finish = "eos"
-                    continue
-                }
-                results[s].tokens.append(token)
-                onToken(s, token)
-                if stopped(s, results[s].tokens) {
-                    running[s] = false
-                    results[s].finish = "stop"
-                } else if results[s].tokens.count >= requests[s].maxNewTokens {
-                    running[s] = false
-                } else if cache.lengths[slot] >= cache.capacity {
-                    running[s] = false
-                    results[s].finish = cache.capacity >= config.maxPositions ? "context" : "length"
-                }
+        // The cache's first `cache.active` slots hold running sequences: `sequences[slot]`, each
+        // with its next token in `next[slot]`; requests from `waiting` on have not started.
+        var sequences: [Int] = [], next: [Int32] = [], waiting = 0
+
+        /// Chooses the next token of the sequence in `slot` from its logits; ends it when it is done.
+        func choose(_ slot: Int, _ row: ArraySlice<Float>) {
+            let s = sequences[slot]
+            guard running[s] else { return }
+            let token = samplers[s]!.next(row)
+            next[slot] = token
+            if endTokens.contains(token) {
+                running[s] = false
+                results[s].finish = "eos"
+                return
             }
+            results[s].tokens.append(token)
+            onToken(s, token)
+            if stopped(s, results[s].tokens) {
+                running[s] = false
+                results[s].finish = "stop"
+            } else if results[s].tokens.count >= requests[s].maxNewTokens {
+                running[s] = false
+            } else if cache.lengths[slot] >= cache.capacity {
+                running[s] = false
+                results[s].finish = cache.capacity >= config.maxPositions ? "context" : "length"
+            }
+        }
+        /// Ended sequences leave the batch: each hole below the new count takes a running sequence
+        /// from above it (its cache slot and next token move).
+        func compact() {
             let kept = (0..<cache.active).filter { running[sequences[$0]] }
-            guard !kept.isEmpty else { break }
-            // Ended sequences leave the batch: each hole below the new count takes a running
-            // sequence from above it, so a step computes only what is still generated.
-            if kept.count < cache.active {
-                let holes = (0..<kept.count).filter { !running[sequences[$0]] }
-                let movers = kept.filter { $0 >= kept.count }
-                for (hole, mover) in zip(holes, movers) {
-                    cache.move(mover, to: hole, backend: backend)
-                    sequences[hole] = sequences[mover]
-                    next[hole] = next[mover]
-                }
-                cache.shrink(to: kept.count)
-                sequences.removeLast(sequences.count - kept.count)
-                next.removeLast(next.count - kept.count)
+            for slot in 0..<cache.active where !running[sequences[slot]] { finished(sequences[slot], results[sequences[slot]]) }
+            guard kept.count < cache.active else { return }
+            let holes = (0..<kept.count).filter { !running[sequences[$0]] }
+            for (hole, mover) in zip(holes, kept.filter { $0 >= kept.count }) {
+                cache.move(mover, to: hole, backend: backend)
+                sequences[hole] = sequences[mover]
+                next[hole] = next[mover]
             }
-            rows = step(next, cache: cache, buffers: buffers, logits: logits)
+            cache.resize(to: kept.count)
+            sequences.removeLast(sequences.count - kept.count)
+            next.removeLast(next.count - kept.count)
+        }
+        /// Prefills waiting prompts into the free slots and chooses their first tokens.
+        func refill() {
+            let first = cache.active, count = min(B - first, N - waiting)
+            guard count > 0 else { return }
+            let starting = Array(waiting..<(waiting + count))
+            waiting += count
+            let length = starting.map { requests[$0].prompt.count }.max()!
+            var ids = [Int32](repeating: 0, count: count * length), mask = [Int32](repeating: 0, count: count * length)
+            for (row, s) in starting.enumerated() {
+                for (t, id) in requests[s].prompt.enumerated() { ids[row * length + t] = id; mask[row * length + t] = 1 }
+                var o = sampling
+                o.seed = sampling.seed &+ UInt64(s) &* 0x9E37_79B9
+                samplers[s] = Sampler(o)
+            }
+            a.load(ids: ids, mask: mask, batch: count, length: length, backend: backend, forBackward: false)
+            let rows = prefill(a, cache: cache, firstSlot: first)
+            sequences += starting
+            next += Array(repeating: 0, count: count)
+            for row in 0..<count { choose(first + row, rows[(row * V)..<((row + 1) * V)]) }
+        }
+
+        cache.resize(to: 0)
+        while true {
+            // Ended sequences out, waiting prompts in (some may end at their first token: again),
+            // until every active slot runs and the batch is full or nothing waits.
+            compact()
+            if cache.active < B && waiting < N {
+                refill()
+                continue
+            }
+            guard cache.active > 0 else { break }
+            let rows = step(next, cache: cache, buffers: buffers, logits: logits)
+            for slot in 0..<cache.active { choose(slot, rows[(slot * V)..<((slot + 1) * V)]) }
         }
         return results
     }

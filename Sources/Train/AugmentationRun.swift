@@ -133,35 +133,33 @@ public final class AugmentationRun {
             let words = sources[Int(rng.next() % UInt64(sources.count))]
             return words.prefix(max(1, min(c.promptWords, words.count - 1))).joined(separator: " ")
         }
-        var texts: [String] = [], tokens = 0, reported = 0
+        let requests = try prompts.map { prompt -> GenerationRequest in
+            let ids = tokenizer.bpe.encodeAsInput(prompt)
+            guard ids.count + c.maxNewTokens <= model.config.maxPositions else {
+                throw InvalidSetting("--max-new-tokens \(c.maxNewTokens) after a \(ids.count)-token prompt exceeds \(path)'s context of \(model.config.maxPositions)")
+            }
+            return GenerationRequest(prompt: ids, maxNewTokens: c.maxNewTokens)
+        }
+        // One call: --batch-size sequences at a time, a waiting prompt taking each freed slot; a
+        // prompt's random stream follows its place, not its batch.
+        var bytes = [[UInt8]](repeating: [], count: prompts.count), tokens = 0, done = 0, reported = 0
         let started = Date(), newline = UInt8(ascii: "\n")
-        for first in stride(from: 0, to: prompts.count, by: c.batchSize) {
-            let range = first..<min(first + c.batchSize, prompts.count)
-            var bytes = [[UInt8]](repeating: [], count: range.count)
-            var sampling = c.sampling   // a prompt's random stream follows its place, not its batch
-            sampling.seed = c.sampling.seed &+ UInt64(first) &* 0x9E37_79B9
-            let requests = try range.map { i -> GenerationRequest in
-                let ids = tokenizer.bpe.encodeAsInput(prompts[i])
-                guard ids.count + c.maxNewTokens <= model.config.maxPositions else {
-                    throw InvalidSetting("--max-new-tokens \(c.maxNewTokens) after a \(ids.count)-token prompt exceeds \(path)'s context of \(model.config.maxPositions)")
-                }
-                return GenerationRequest(prompt: ids, maxNewTokens: c.maxNewTokens)
-            }
-            let results = try model.generate(requests, sampling: sampling, endTokens: tokenizer.endTokens,
-                                             onToken: { s, token in bytes[s] += tokenizer.bpe.bytes(token) },
-                                             stopped: { s, _ in bytes[s].contains(newline) })
-            for (s, i) in range.enumerated() {
-                let line = bytes[s].split(separator: newline, omittingEmptySubsequences: false).first.map(Array.init) ?? []
-                texts.append(prompts[i] + String(decoding: line, as: UTF8.self))
-                tokens += results[s].tokens.count
-            }
-            if range.upperBound * 10 / prompts.count > reported || range.upperBound == prompts.count {
-                reported = range.upperBound * 10 / prompts.count
+        _ = try model.generate(requests, batchSize: c.batchSize, sampling: c.sampling, endTokens: tokenizer.endTokens,
+                               onToken: { s, token in bytes[s] += tokenizer.bpe.bytes(token) },
+                               stopped: { s, _ in bytes[s].contains(newline) },
+                               finished: { _, result in
+            tokens += result.tokens.count
+            done += 1
+            if done * 10 / prompts.count > reported || done == prompts.count {
+                reported = done * 10 / prompts.count
                 let seconds = Date().timeIntervalSince(started)
-                progress(.note(String(format: "generated %d/%d texts (%.1f new tokens/s, %@ left)", range.upperBound, prompts.count,
-                                      Double(tokens) / max(seconds, 1e-9),
-                                      Self.duration(seconds / Double(range.upperBound) * Double(prompts.count - range.upperBound)))))
+                progress(.note(String(format: "generated %d/%d texts (%.1f new tokens/s, %@ left)", done, prompts.count,
+                                      Double(tokens) / max(seconds, 1e-9), Self.duration(seconds / Double(done) * Double(prompts.count - done)))))
             }
+        })
+        let texts = prompts.indices.map { i -> String in
+            let line = bytes[i].split(separator: newline, omittingEmptySubsequences: false).first.map(Array.init) ?? []
+            return prompts[i] + String(decoding: line, as: UTF8.self)
         }
         summary.tokensPerSecond = Double(tokens) / max(Date().timeIntervalSince(started), 1e-9)
         return texts

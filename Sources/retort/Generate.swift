@@ -123,28 +123,28 @@ struct GenerateCommand: ParsableCommand {
 
     /// Prompts from a file, `batchSize` at a time, one JSON object per prompt.
     func batch(_ decoder: DecoderModel, _ tokenizer: DecoderTokenizer, prompts: [String], ids: [[Int32]], sampling: SamplingOptions) throws {
-        var lines: [String] = [], generated = 0
+        var lines: [String] = [], generated = 0, done = 0
         let started = Date()
-        for first in stride(from: 0, to: prompts.count, by: batchSize) {
-            let range = first..<min(first + batchSize, prompts.count)
-            var texts = [[UInt8]](repeating: [], count: range.count)
-            var batchSampling = sampling   // a prompt's random stream follows its place in the file, not in its batch
-            batchSampling.seed = sampling.seed &+ UInt64(first) &* 0x9E37_79B9
-            let results = try decoder.generate(range.map { GenerationRequest(prompt: ids[$0], maxNewTokens: maxNewTokens) }, sampling: batchSampling,
-                                               endTokens: tokenizer.endTokens, onToken: { s, token in texts[s] += tokenizer.bpe.bytes(token) },
-                                               stopped: { s, _ in
-                guard let (at, _) = firstStop(texts[s]) else { return false }
-                texts[s].removeSubrange(at...)
-                return true
-            })
-            for (s, i) in range.enumerated() {
-                let object: [String: Any] = ["prompt": prompts[i], "completion": String(decoding: texts[s], as: UTF8.self),
-                                             "tokens": results[s].tokens.count, "finish": results[s].finish]
-                lines.append(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
-                                    as: UTF8.self))
-                generated += results[s].tokens.count
-            }
-            printError("retort: \(range.upperBound)/\(prompts.count) prompts")
+        // One call: at most --batch-size sequences at a time, a waiting prompt taking each freed
+        // slot; a prompt's random stream follows its place in the file, not the batch it ran in.
+        var texts = [[UInt8]](repeating: [], count: prompts.count)
+        let results = try decoder.generate(ids.map { GenerationRequest(prompt: $0, maxNewTokens: maxNewTokens) }, batchSize: batchSize,
+                                           sampling: sampling, endTokens: tokenizer.endTokens,
+                                           onToken: { s, token in texts[s] += tokenizer.bpe.bytes(token) },
+                                           stopped: { s, _ in
+            guard let (at, _) = firstStop(texts[s]) else { return false }
+            texts[s].removeSubrange(at...)
+            return true
+        }, finished: { _, _ in
+            done += 1
+            if done % batchSize == 0 || done == prompts.count { printError("retort: \(done)/\(prompts.count) prompts") }
+        })
+        for (i, result) in results.enumerated() {
+            let object: [String: Any] = ["prompt": prompts[i], "completion": String(decoding: texts[i], as: UTF8.self),
+                                         "tokens": result.tokens.count, "finish": result.finish]
+            lines.append(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
+                                as: UTF8.self))
+            generated += result.tokens.count
         }
         let text = lines.joined(separator: "\n") + "\n"
         if let output { try writeAtomically(Data(text.utf8), to: expand(output)) } else { FileHandle.standardOutput.write(Data(text.utf8)) }

@@ -45,13 +45,19 @@ final class SmolLM2Tests: XCTestCase {
         let batched = try model.generate(requests, sampling: SamplingOptions(), endTokens: eos)
         XCTAssertEqual(batched.map(\.tokens), greedy, "a batch decodes as the prompts alone")
         // Budgets that end sequences at different steps: ended ones leave the batch (a running
-        // sequence moves into the first hole, then the batch shrinks without a move), and every
-        // sequence still gets the tokens it got alone.
-        let budgets = [5, 32, 12, 20]
-        let uneven = try model.generate(budgets.enumerated().map { GenerationRequest(prompt: requests[$0 % 3].prompt, maxNewTokens: $1) },
-                                        sampling: SamplingOptions(), endTokens: eos)
-        for (s, budget) in budgets.enumerated() {
-            XCTAssertEqual(uneven[s].tokens, Array(greedy[s % 3].prefix(budget)), "sequence \(s) (budget \(budget)) in a shrinking batch")
+        // sequence moves into a hole, or the batch shrinks without a move); with two slots,
+        // waiting prompts are prefilled into the slots that free up (one needs no token at all).
+        // Every sequence gets the tokens it got alone and is reported finished once.
+        let budgets = [5, 32, 12, 20, 0, 7]
+        let uneven = budgets.enumerated().map { GenerationRequest(prompt: requests[$0 % 3].prompt, maxNewTokens: $1) }
+        for batchSize in [nil, 2] {
+            var finished: [Int] = []
+            let results = try model.generate(uneven, batchSize: batchSize, sampling: SamplingOptions(), endTokens: eos,
+                                             finished: { s, _ in finished.append(s) })
+            for (s, budget) in budgets.enumerated() {
+                XCTAssertEqual(results[s].tokens, Array(greedy[s % 3].prefix(budget)), "sequence \(s) (budget \(budget)), batch \(batchSize ?? 6)")
+            }
+            XCTAssertEqual(finished.sorted(), Array(budgets.indices), "batch \(batchSize ?? 6)")
         }
     }
 
