@@ -9,8 +9,8 @@
 // `retort quantize` stores the same int8 form (saveQuantized): model.safetensors keeps
 // transformers' names and layouts, each quantized weight as I8 (GPT-2's Conv1D ones [in, out] as
 // transformers stores them) beside "<name>_scale" (F32, one per output channel); config.json says
-// "retort_quantization": "int8-weight-only". Loading it dequantizes those weights and quantizes
-// them again, which gives back the same int8 values and scales: the model `--int8` makes at load.
+// "retort_quantization": "int8-weight-only". Loading it uploads the dequantized weights and hands
+// the stored int8 values and scales to quantizeInt8(stored:): the model `--int8` makes at load.
 import Backend
 import Foundation
 
@@ -69,7 +69,7 @@ extension DecoderModel {
     func loadInt8(_ file: SafeTensorsFile, key: String, entry: ParameterLayout.Entry, conv: Bool) throws -> StoredInt8 {
         let (rows, columns) = (entry.shape[0], entry.count / max(entry.shape[0], 1))
         guard let scaleEntry = file.entries[key + "_scale"], scaleEntry.shape == [rows] else {
-            throw CheckpointError("\((file.path as NSString).lastPathComponent): int8 tensor '\(key)' needs an F32 '\(key)_scale' of shape [\(rows)]")
+            throw CheckpointError("\(file.path): int8 tensor '\(key)' needs an F32 '\(key)_scale' of shape [\(rows)]")
         }
         let q = try file.int8s(key)
         return (conv ? transposed(q, rows: columns, columns: rows) : q, try file.floats(key + "_scale"))

@@ -48,8 +48,7 @@ public struct ComparisonReport {
             let speed = try classifier.speed(length: 64, repeats: 20)
             let total = classifier.parameterCount
             // A folder `retort quantize` wrote: its method is its storage (int8), as it trained no further.
-            let quantized = (FileManager.default.contents(atPath: (folder as NSString).appendingPathComponent("config.json"))
-                .flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any])?["retort_quantization"] as? String
+            let quantized = quantization(folder)
             rows.append(Row(name: (folder as NSString).lastPathComponent, folder: folder, method: quantized ?? info?.method ?? "model",
                             finalLoss: info?.finalTrainLoss, metrics: metrics, metricSource: source,
                             parameters: total, trainable: info?.trainableParameters ?? total,
@@ -59,6 +58,13 @@ public struct ComparisonReport {
             for i in rows.indices { rows[i].speedup = reference / rows[i].speed.latencyMilliseconds }
         }
         return ComparisonReport(rows: rows, device: "\(backend.kind.rawValue): \(backend.summary)")
+    }
+
+    /// How `retort quantize` stored the folder's weights (config.json's "retort_quantization",
+    /// any family), or nil for float weights.
+    public static func quantization(_ folder: String) -> String? {
+        (FileManager.default.contents(atPath: (folder as NSString).appendingPathComponent("config.json"))
+            .flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any])?["retort_quantization"] as? String
     }
 
     /// The size of the model's weight files in `folder`, in MB (10⁶ bytes).

@@ -36,6 +36,9 @@ extension FineTuningRun {
         let lm = c.objective == .causalLM
         let config = c.model.hasSuffix(".gguf") ? try DecoderConfig(gguf: try GGUFFile(path: c.model))
             : try DecoderConfig(path: (c.model as NSString).appendingPathComponent("config.json"))
+        if config.quantization != nil {
+            throw DataError("\(c.model) holds int8 weights (retort quantize), for inference only: train from the float model it was made from")
+        }
         guard t.maxLength <= config.maxPositions else {
             throw DataError("max length \(t.maxLength) is beyond \((c.model as NSString).lastPathComponent)'s context of \(config.maxPositions) positions: lower --max-length")
         }

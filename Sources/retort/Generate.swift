@@ -36,7 +36,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Sample from the smallest set of tokens whose probability reaches p.") var topP: Double = 1
     @Option(name: .long, help: "Sampling seed.") var seed: UInt64 = 0
     @Option(name: .long, help: "Stop when the text contains this string (repeatable; the string is not printed).") var stop: [String] = []
-    @Option(name: .long, help: "With --input: prompts generated together.") var batchSize = 8
+    @Option(name: .long, help: "With --input: sequences generated at a time (a waiting prompt takes each slot that frees).") var batchSize = 8
     @Flag(name: .long, help: "Quantize every linear layer and the LM head to int8 at load (weight-only: one scale per output channel, fp32 inputs; tied token embeddings take the dequantized values too): about 4× fewer weight bytes a decoded token on the CPU, slightly different logits.")
     var int8 = false
     @OptionGroup var device: DeviceOptions
@@ -121,7 +121,7 @@ struct GenerateCommand: ParsableCommand {
                           Double(max(result.tokens.count - 1, 0)) / max(decode, 1e-9), result.finish))
     }
 
-    /// Prompts from a file, `batchSize` at a time, one JSON object per prompt.
+    /// Prompts from a file, `batchSize` sequences at a time, one JSON object per prompt.
     func batch(_ decoder: DecoderModel, _ tokenizer: DecoderTokenizer, prompts: [String], ids: [[Int32]], sampling: SamplingOptions) throws {
         var lines: [String] = [], generated = 0, done = 0
         let started = Date()

@@ -64,20 +64,24 @@ struct QuantizeCommand: ParsableCommand {
         guard !FileManager.default.fileExists(atPath: destination) else {
             throw UserError(description: "--out \(out) exists; choose a new folder (nothing there is overwritten)")
         }
-        let config = source.hasSuffix(".gguf") ? nil : try DecoderConfig(path: (source as NSString).appendingPathComponent("config.json"))
-        if let method = config?.quantization { throw UserError(description: "--model \(model) is already quantized (\(method))") }
+        let gguf = source.hasSuffix(".gguf")
+        let config = gguf ? try DecoderConfig(gguf: try GGUFFile(path: source))
+            : try DecoderConfig(path: (source as NSString).appendingPathComponent("config.json"))
+        if let method = config.quantization { throw UserError(description: "--model \(model) is already quantized (\(method))") }
+        let tokenizer = try DecoderTokenizer(model: source, config: config)   // before the weights: a folder without one fails fast
+        // A classifier: its architectures say …ForSequenceClassification (as Retort and transformers
+        // write them), or, where config.json names none, its id2label has two or more labels (the
+        // rule eval and predict load a decoder classifier by).
+        let object = FileManager.default.contents(atPath: (source as NSString).appendingPathComponent("config.json"))
+            .flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
+        let architectures = object?["architectures"] as? [String]
+        let classifier = architectures.map { $0.contains { $0.hasSuffix("ForSequenceClassification") } } ?? (config.id2label.count >= 2)
         let backend = try CPUBackend(), start = Date()
-        // A classifier's folder says so in its architectures (…ForSequenceClassification), as Retort and transformers write it.
-        let architectures = (FileManager.default.contents(atPath: (source as NSString).appendingPathComponent("config.json"))
-            .flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any])?["architectures"] as? [String] ?? []
-        let classifier = architectures.contains { $0.hasSuffix("ForSequenceClassification") }
-        let decoder = try DecoderModel.load(source, labels: classifier ? max(config?.id2label.count ?? 0, 2) : 0, backend: backend, inference: true)
-        let tokenizer = try DecoderTokenizer(model: source, config: decoder.config)
+        let decoder = try DecoderModel.load(source, labels: classifier ? max(config.id2label.count, 2) : 0, backend: backend, inference: true)
         try writeNewFolder(destination) { partial in
             try decoder.saveQuantized(folder: partial)
             try tokenizer.save(folder: partial, source: source)
         }
-        let gguf = source.hasSuffix(".gguf")
         let before = gguf ? Double((try? FileManager.default.attributesOfItem(atPath: source)[.size] as? Int) ?? 0) / 1e6
             : ComparisonReport.weightMegabytes(source)
         let after = ComparisonReport.weightMegabytes(destination)

@@ -62,7 +62,7 @@ struct ServeCommand: ParsableCommand {
         let description = ModelDescription(
             name: (folder as NSString).lastPathComponent, family: Self.family(classifier, config), labels: classifier.labelNames,
             parameters: classifier.parameterCount, megabytes: ComparisonReport.weightMegabytes(folder), device: backend.kind.rawValue,
-            precision: config?.quantization ?? "fp32", maxTokens: classifier.maxLength)
+            precision: ComparisonReport.quantization(folder) ?? "fp32", maxTokens: classifier.maxLength)
         let (host, maxBatch, maxWaitMs) = (host, maxBatch, maxWaitMs)
         let batcher = try withFlags { try BatchingClassifier(classifier, maxBatch: maxBatch, maxWait: maxWaitMs / 1000) }
         let limits = ServeLimits(maxTexts: maxTexts, maxTextCharacters: maxTextCharacters, maxBodyBytes: maxBodyBytes)

@@ -97,6 +97,25 @@ final class DecoderParityTests: XCTestCase {
         }
     }
 
+    /// Sampling in a batch that refills its slots: each request draws from its own stream (seeded
+    /// by its index), so the same requests give the same tokens one, two or all at a time.
+    func testBatchedSamplingDrawsEachRequestsOwnStream() throws {
+        let model = try DecoderModel.load(golden.appendingPathComponent("tiny-llama").path, backend: try CPUBackend(), inference: true)
+        let requests = [([3, 1, 4], 6), ([1, 5], 2), ([9, 2, 6, 5, 3], 5), ([5], 0), ([8, 9, 7], 4)].map {
+            GenerationRequest(prompt: $0.0.map(Int32.init), maxNewTokens: $0.1)
+        }
+        let sampling = SamplingOptions(temperature: 1.5, seed: 11)
+        let all = try model.generate(requests, sampling: sampling, endTokens: []).map(\.tokens)
+        XCTAssertEqual(all.map(\.count), [6, 2, 5, 0, 4])
+        for batchSize in [1, 2] {
+            XCTAssertEqual(try model.generate(requests, batchSize: batchSize, sampling: sampling, endTokens: []).map(\.tokens), all,
+                           "\(batchSize) at a time")
+        }
+        var shifted = sampling
+        shifted.seed = 12
+        XCTAssertNotEqual(try model.generate(requests, sampling: shifted, endTokens: []).map(\.tokens), all, "another seed, other draws")
+    }
+
     func testSaveAndLoadRoundTripInTransformersNames() throws {
         for name in families {
             let (model, a, _) = try tiny(name)

@@ -94,6 +94,45 @@ final class QuantizationTests: XCTestCase {
                 XCTAssertTrue("\(error)".contains("for inference only"), "\(error)")
             }
         }
+        // The stored values are transformers' [in, out] Conv1D tensor: each I8 value times its
+        // output channel's (column's) scale is the float checkpoint's value, within half a step.
+        let original = try SafeTensorsFile(path: golden.appendingPathComponent("tiny-gpt2/model.safetensors").path)
+        let backend = try CPUBackend()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-int8-gpt2-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try DecoderModel.load(golden.appendingPathComponent("tiny-gpt2").path, backend: backend, inference: true).saveQuantized(folder: folder)
+        let file = try SafeTensorsFile(path: folder + "/model.safetensors")
+        for key in ["transformer.h.0.mlp.c_fc.weight", "transformer.h.1.attn.c_proj.weight"] {
+            let (q, scales, float) = (try file.int8s(key), try file.floats(key + "_scale"), try original.floats(key))
+            let columns = try original.entry(key).shape[1]
+            XCTAssertEqual(scales.count, columns, key)
+            for i in float.indices {
+                XCTAssertEqual(Float(q[i]) * scales[i % columns], float[i], accuracy: scales[i % columns] / 2 * 1.0001, "\(key)[\(i)]")
+            }
+        }
+    }
+
+    /// A decoder classifier (Llama, 3 labels): its bias-free score head is stored as I8 too, and
+    /// the loaded folder's logits are those of the model quantized in memory.
+    func testSavedInt8DecoderClassifierKeepsItsScoreHead() throws {
+        let backend = try CPUBackend()
+        let source = try DecoderModel.load(golden.appendingPathComponent("tiny-llama").path, labels: 3, backend: backend, inference: true)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-int8-cls-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try source.saveQuantized(folder: folder)
+        XCTAssertEqual(try SafeTensorsFile(path: folder + "/model.safetensors").entry("score.weight").dtype, .i8)
+        let loaded = try DecoderModel.load(folder, labels: 3, backend: backend, inference: true)
+        XCTAssertEqual(loaded.config.id2label.count, 3)
+        try source.quantizeInt8()
+        func logits(_ model: DecoderModel) throws -> [Float] {
+            let a = try DecoderActivations(config: model.config, labels: 3, maxBatch: 2, maxLength: 5, backend: backend, inference: true, headRows: 2)
+            a.load(ids: [3, 1, 4, 1, 5, 9, 2, 6, 0, 0], mask: [1, 1, 1, 1, 1, 1, 1, 1, 0, 0], batch: 2, length: 5, backend: backend)
+            model.forward(a)
+            return backend.floats(model.lastTokenLogits(a))
+        }
+        let stored = try logits(loaded)
+        XCTAssertEqual(stored.count, 6)
+        XCTAssertEqual(stored, try logits(source), "the stored int8 classifier is the one quantized in memory")
     }
 }
 
