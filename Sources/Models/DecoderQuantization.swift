@@ -1,6 +1,8 @@
 // Weight-only int8 for a decoder at load (`retort generate --int8`): each Linear's weight (q, k,
-// v, o, gate, up, down; GPT-2's c_attn blocks, c_proj, c_fc) and the language-model head quantized
-// per output channel as `retort quantize` does for encoders (BertQuantization.swift), but the
+// v, o, gate, up, down; GPT-2's c_attn blocks, c_proj, c_fc), the language-model head or the
+// classifier's score head quantized per output channel, and the token embeddings per row (tied:
+// they are the LM head; untied or in a classifier they are looked up, not multiplied, so they
+// only take their dequantized values), as `retort quantize` does for encoders (BertQuantization.swift), but the
 // activations stay fp32: a decoder's hidden states carry outlier channels, and per-row int8 of
 // them wrecked SmolLM2's greedy text where weight-only int8 keeps it. Decoding (a few rows) reads
 // the int8 weights — 4× fewer bytes a token; a long prompt multiplies the dequantized fp32
@@ -17,9 +19,9 @@ import Foundation
 extension DecoderModel {
     public static let int8Method = "int8-weight-only"
 
-    /// Parameters stored as int8: every quantized Linear's weight (with tied embeddings the head's
-    /// weight is the token embeddings).
-    public var int8ParameterNames: Set<String> { Set(quantizableLinears.map(\.weight.name)) }
+    /// Parameters stored as int8: every quantized Linear's weight and the token embeddings (with
+    /// tied embeddings those are the LM head's weight).
+    public var int8ParameterNames: Set<String> { Set(quantizableLinears.map(\.weight.name) + [parameters!.embedTokens.name]) }
     /// The key of a Linear's int8 weight: its name and where its rows start (GPT-2's c_attn is three Linears).
     static func int8Key(_ linear: Linear) -> String { "\(linear.weight.name)@\(linear.weight.weight.offset)" }
 
@@ -31,8 +33,8 @@ extension DecoderModel {
         return list + (labels > 0 ? [P.score!] : [P.head])
     }
 
-    /// Quantizes every Linear and the head to int8 (per output channel, symmetric) for inference.
-    /// With tied embeddings the token embeddings are the head, so they take the dequantized values too.
+    /// Quantizes every Linear and the head to int8 (per output channel, symmetric) for inference,
+    /// and gives the token embeddings their per-row int8 values (dequantized: a lookup needs no kernel).
     /// `stored`: int8 values [out, in] and scales read from a quantized file, by parameter name (the
     /// weights already hold their dequantized values). Returns the int8 path, or nil where the
     /// backend has none (then only the weights' values change).
@@ -51,6 +53,12 @@ extension DecoderModel {
                 dequantizeRowsInt8(q, scales: scales, columns: K).withUnsafeBytes { backend.upload(linear.weight.weight, $0) }
             }
             made[Self.int8Key(linear)] = try backend.int8Weight(values: q, scales: scales, outFeatures: N, inFeatures: K, kind: .weightOnly)
+        }
+        // Token embeddings that are not the head: their dequantized values, for the lookup.
+        let embeddings = parameters!.embedTokens
+        if !quantizableLinears.contains(where: { $0.weight.name == embeddings.name }) && stored[embeddings.name] == nil {
+            let (q, scales) = quantizeRowsInt8(backend.floats(embeddings.weight), rows: config.vocabSize, columns: config.hiddenSize)
+            dequantizeRowsInt8(q, scales: scales, columns: config.hiddenSize).withUnsafeBytes { backend.upload(embeddings.weight, $0) }
         }
         int8Weights = made.compactMapValues { $0 }
         return backend.int8Kernels

@@ -37,7 +37,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Sampling seed.") var seed: UInt64 = 0
     @Option(name: .long, help: "Stop when the text contains this string (repeatable; the string is not printed).") var stop: [String] = []
     @Option(name: .long, help: "With --input: sequences generated at a time (a waiting prompt takes each slot that frees).") var batchSize = 8
-    @Flag(name: .long, help: "Quantize every linear layer and the LM head to int8 at load (weight-only: one scale per output channel, fp32 inputs; tied token embeddings take the dequantized values too): about 4× fewer weight bytes a decoded token on the CPU, slightly different logits.")
+    @Flag(name: .long, help: "Quantize every linear layer and the LM head to int8 at load (weight-only: one scale per output channel, fp32 inputs; the token embeddings take their per-row int8 values too): about 4× fewer weight bytes a decoded token on the CPU, slightly different logits.")
     var int8 = false
     @OptionGroup var device: DeviceOptions
 

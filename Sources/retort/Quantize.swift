@@ -26,8 +26,8 @@ struct QuantizeCommand: ParsableCommand {
             eval, predict, compare and serve load it like any model.
 
             Decoders (GPT-2, Llama family; an HF folder or a .gguf, a language model or a classifier) \
-            get weight-only int8: every linear layer and the LM head (with tied embeddings, the token \
-            embeddings) int8 per output channel, inputs kept fp32 — the model `generate --int8` makes \
+            get weight-only int8: every linear layer and the LM head or score head int8 per output \
+            channel, the token embeddings per row, inputs kept fp32 — the model `generate --int8` makes \
             at load, stored: config.json says "retort_quantization": "int8-weight-only", the tokenizer \
             files come along (written from the GGUF for a .gguf). generate, eval, predict, compare and \
             serve load it; fine-tuning refuses it (train the float model).

@@ -81,7 +81,8 @@ final class QuantizationTests: XCTestCase {
                 XCTAssertEqual(entry.shape, source.isConv1D(e.name) ? e.shape.reversed() : e.shape, "\(name): \(e.name) in transformers' layout")
                 if quantized.contains(e.name) { XCTAssertEqual(try file.entry(e.name + "_scale").shape, [e.shape[0]]) }
             }
-            XCTAssertTrue(quantized.contains(source.parameters!.head.weight.name), "\(name): the head (tied: the token embeddings)")
+            XCTAssertTrue(quantized.contains(source.parameters!.head.weight.name), "\(name): the head")
+            XCTAssertTrue(quantized.contains(source.parameters!.embedTokens.name), "\(name): the token embeddings (llama's are untied)")
 
             let loaded = try DecoderModel.load(folder, backend: backend, inference: true)
             XCTAssertEqual(loaded.config.quantization, DecoderModel.int8Method)
@@ -120,7 +121,9 @@ final class QuantizationTests: XCTestCase {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-int8-cls-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try source.saveQuantized(folder: folder)
-        XCTAssertEqual(try SafeTensorsFile(path: folder + "/model.safetensors").entry("score.weight").dtype, .i8)
+        let file = try SafeTensorsFile(path: folder + "/model.safetensors")
+        XCTAssertEqual(try file.entry("score.weight").dtype, .i8)
+        XCTAssertEqual(try file.entry("model.embed_tokens.weight").dtype, .i8, "the token embeddings (not the head here) too")
         let loaded = try DecoderModel.load(folder, labels: 3, backend: backend, inference: true)
         XCTAssertEqual(loaded.config.id2label.count, 3)
         try source.quantizeInt8()
