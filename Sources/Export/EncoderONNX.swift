@@ -11,7 +11,8 @@
 //   head        logits = tanh(out[:, 0]·Wp + bp)·Wc + bc
 // Linear weights are stored transposed, [in, out], for MatMul, under their HF names. With int8,
 // every Linear's weight and the word embeddings are int8 with one fp32 scale per output channel
-// (per row), as `retort quantize` stores them ("<name>_scale"), and each Linear quantizes its
+// (per row), as `retort quantize` stores them ("<name>_scale"; a Linear's as q + 128 in uint8 with
+// zero point 128), and each Linear quantizes its
 // input per row as Retort's int8 kernels do (symmetric, q = round-half-even(x·127/max|x|)) before
 // MatMulInteger; the int32 product is scaled back by row scale × channel scale, then the bias added.
 import Backend
@@ -40,7 +41,7 @@ struct EncoderGraph {
     let model: BertModel
     let int8: Bool
     private let merged: Tensor
-    /// The uint8 zero point (128) of every quantized activation, once made.
+    /// The uint8 zero point (128) of every quantized activation and Linear weight, once made.
     private var zeroPoint: String?
 
     init(_ model: BertModel, int8: Bool) throws {
@@ -158,17 +159,20 @@ struct EncoderGraph {
         let product: String
         if int8 {
             let (q, scales) = quantizeRowsInt8(weight, rows: N, columns: K)
-            let w = graph.int8s(weightName, transposed(q, rows: N, columns: K), shape: [K, N])
+            // Weights held as q + 128 (uint8, zero point 128) too: ONNX Runtime's u8·s8 kernels on
+            // AVX2 without VNNI add pairs of products in int16 and saturate (255·127·2 > 32767),
+            // its u8·u8 path does not — the same integers either way.
+            let w = graph.initializer(weightName, transposed(q, rows: N, columns: K).map { UInt8(Int($0) + 128) }, shape: [K, N], .uint8)
             let channelScale = graph.floats(weightName + "_scale", scales, shape: [N])
             let amax = graph.op("ReduceMax", graph.op("Abs", x), attributes: [("axes", .ints([-1])), ("keepdims", .int(1))])
             let rowScale = graph.op("Div", amax, graph.scalar(127))
             let inverse = graph.op("Where", graph.op("Greater", amax, graph.scalar(0)), graph.op("Div", graph.scalar(127), amax),
                                    graph.scalar(0))   // 0 for a zero row, as the CPU's inv
             let rounded = graph.op("Clip", graph.op("Round", graph.op("Mul", x, inverse)), graph.scalar(-127), graph.scalar(127))
-            // Held as q + 128 (uint8) with zero point 128: the same integers, on ONNX Runtime's fast u8·s8 path.
+            // Held as q + 128 (uint8) with zero point 128: the same integers.
             let shifted = graph.op("Cast", graph.op("Add", rounded, graph.scalar(128)), attributes: [("to", .int(Int(ONNXElement.uint8.rawValue)))])
             if zeroPoint == nil { zeroPoint = graph.initializer("activation_zero_point", [UInt8(128)], shape: [], .uint8) }
-            let sums = graph.op("Cast", graph.node("MatMulInteger", [shifted, w, zeroPoint!])[0],
+            let sums = graph.op("Cast", graph.node("MatMulInteger", [shifted, w, zeroPoint!, zeroPoint!])[0],
                                 attributes: [("to", .int(Int(ONNXElement.float.rawValue)))])
             product = graph.op("Mul", graph.op("Mul", sums, rowScale), channelScale)
         } else {
