@@ -49,19 +49,24 @@ extension DecoderModel {
                 let first = (linear.weight.weight.offset - layout.view(weights, linear.weight.name).offset) / K
                 (q, scales) = (Array(file.values[(first * K)..<((first + N) * K)]), Array(file.scales[first..<(first + N)]))
             } else {
-                (q, scales) = quantizeRowsInt8(backend.floats(linear.weight.weight), rows: N, columns: K)
-                dequantizeRowsInt8(q, scales: scales, columns: K).withUnsafeBytes { backend.upload(linear.weight.weight, $0) }
+                (q, scales) = roundToInt8(linear.weight.weight, rows: N, columns: K)
             }
             made[Self.int8Key(linear)] = try backend.int8Weight(values: q, scales: scales, outFeatures: N, inFeatures: K, kind: .weightOnly)
         }
         // Token embeddings that are not the head: their dequantized values, for the lookup.
         let embeddings = parameters!.embedTokens
         if !quantizableLinears.contains(where: { $0.weight.name == embeddings.name }) && stored[embeddings.name] == nil {
-            let (q, scales) = quantizeRowsInt8(backend.floats(embeddings.weight), rows: config.vocabSize, columns: config.hiddenSize)
-            dequantizeRowsInt8(q, scales: scales, columns: config.hiddenSize).withUnsafeBytes { backend.upload(embeddings.weight, $0) }
+            _ = roundToInt8(embeddings.weight, rows: config.vocabSize, columns: config.hiddenSize)
         }
         int8Weights = made.compactMapValues { $0 }
         return backend.int8Kernels
+    }
+
+    /// `weight` [rows, columns] quantized per row; its values replaced by the dequantized ones.
+    private func roundToInt8(_ weight: Tensor, rows: Int, columns: Int) -> StoredInt8 {
+        let (q, scales) = quantizeRowsInt8(backend.floats(weight), rows: rows, columns: columns)
+        dequantizeRowsInt8(q, scales: scales, columns: columns).withUnsafeBytes { backend.upload(weight, $0) }
+        return (q, scales)
     }
 
     /// Writes the int8 form of this model (adapters merged) to `folder`: config.json and model.safetensors.
