@@ -19,6 +19,14 @@ public struct SamplingOptions: Sendable {
     }
 }
 
+/// Buffers a sampler reuses from token to token: one set per generation, shared by its sequences.
+struct SamplerScratch {
+    /// exp((l − max)/T) per token; its histogram bucket; the sort keys of a head.
+    var weights: [Double] = [], buckets: [UInt16] = [], keys: [UInt64] = []
+    /// Tokens and their weight per bucket (a bucket: a weight's Float exponent and 3 mantissa bits).
+    var count = [Int](repeating: 0, count: 1024), mass = [Double](repeating: 0, count: 1024)
+}
+
 struct Sampler {
     let options: SamplingOptions
     /// splitmix64 draws: the same seed, the same tokens on every machine.
@@ -31,34 +39,70 @@ struct Sampler {
 
     /// The next token from one row of logits.
     mutating func next(_ logits: ArraySlice<Float>) -> Int32 {
+        var scratch = SamplerScratch()
+        return next(logits, scratch: &scratch)
+    }
+
+    /// The next token from one row of logits, in buffers kept across calls.
+    mutating func next(_ logits: ArraySlice<Float>, scratch: inout SamplerScratch) -> Int32 {
         let base = logits.startIndex
         guard options.temperature > 0 else {
             var best = base
             for i in logits.indices where logits[i] > logits[best] { best = i }
             return Int32(best - base)
         }
-        // Weights exp((l − max)/T); only the head of the sorted order is sorted: every token of
-        // weight ≥ τ comes before every token below it, so sorting those gives the exact prefix
-        // of the full order, and τ is lowered until the prefix holds what top-k, top-p and the
-        // draw need (all tokens at worst).
+        // Weights exp((l − max)/T). Only the head of the order (by logit, then by index) is
+        // sorted: the tokens of the top weight buckets, which come before every other token, so
+        // sorting them gives the exact prefix of the full order. The buckets' counts and masses
+        // say how many top buckets top-k, top-p and the draw need; a head that falls short by
+        // rounding takes the next bucket too (all tokens at worst).
         // Logits that are not finite (an overflowed row) weigh nothing; a row with none finite
         // gives its first token.
         guard let top = logits.lazy.filter({ $0.isFinite }).max().map(Double.init) else { return 0 }
-        let weights = logits.map { $0.isFinite ? exp((Double($0) - top) / options.temperature) : 0 }
-        func head(count: Int, mass: (_ prefixMass: [Double]) -> Bool) -> [Int] {
-            var tau = 1e-3
+        let V = logits.count, temperature = options.temperature
+        scratch.weights.removeAll(keepingCapacity: true)
+        scratch.buckets.removeAll(keepingCapacity: true)
+        for i in 0..<1024 { scratch.count[i] = 0; scratch.mass[i] = 0 }
+        for logit in logits {
+            let w = logit.isFinite ? exp((Double(logit) - top) / temperature) : 0
+            let bucket = min(Int(Float(w).bitPattern >> 20), 1023)   // monotone in w: upward-closed sets
+            scratch.weights.append(w)
+            scratch.buckets.append(UInt16(bucket))
+            scratch.count[bucket] += 1
+            scratch.mass[bucket] += w
+        }
+        // One UInt64 key per token (the logit's bits made to sort as unsigned integers, inverted
+        // for descending, over the index): the sort compares integers and calls no closure.
+        func key(_ i: Int) -> UInt64 {
+            let logit = logits[base + i]
+            let bits = logit.isFinite ? (logit == 0 ? 0 : logit).bitPattern : 0
+            let ascending = logit.isFinite ? (bits & 0x8000_0000 != 0 ? ~bits : bits | 0x8000_0000) : 0
+            return UInt64(~ascending) << 32 | UInt64(i)
+        }
+        /// The sorted head holding at least `count` tokens and more than (or, not strictly, at
+        /// least) `mass` of weight.
+        func head(count: Int, mass target: Double, strictly: Bool) -> [Int] {
+            func enough(_ n: Int, _ m: Double) -> Bool { n >= count && (strictly ? m > target : m >= target) }
+            var bucket = 1023, n = 0, m = 0.0
+            while bucket > 0 {
+                n += scratch.count[bucket]; m += scratch.mass[bucket]
+                if enough(n, m) { break }
+                bucket -= 1
+            }
             while true {
-                var order = weights.indices.filter { weights[$0] >= tau }
-                order.sort { weights[$0] > weights[$1] || (weights[$0] == weights[$1] && $0 < $1) }
-                var sums: [Double] = [], running = 0.0
-                for t in order { running += weights[t]; sums.append(running) }
-                if tau == 0 || order.count == weights.count || (order.count >= count && mass(sums)) { return order }
-                tau = tau > 1e-300 ? tau * 1e-4 : 0
+                scratch.keys.removeAll(keepingCapacity: true)
+                for i in 0..<V where Int(scratch.buckets[i]) >= bucket { scratch.keys.append(key(i)) }
+                scratch.keys.sort()
+                let order = scratch.keys.map { Int($0 & 0xFFFF_FFFF) }
+                let sum = order.reduce(0.0) { $0 + scratch.weights[$1] }   // in the order the draw walks
+                if bucket == 0 || enough(order.count, sum) { return order }
+                repeat { bucket -= 1 } while bucket > 0 && scratch.count[bucket] == 0
             }
         }
+        let weights = scratch.weights
         var order: [Int], total: Double
         if options.topK > 0 {   // the k largest; their total
-            order = Array(head(count: options.topK) { _ in true }.prefix(options.topK))
+            order = Array(head(count: options.topK, mass: 0, strictly: false).prefix(options.topK))
             total = order.reduce(0.0) { $0 + weights[$1] }
         } else {
             total = weights.reduce(0, +)
@@ -66,14 +110,14 @@ struct Sampler {
         }
         if options.topP < 1 {   // the smallest prefix whose probability reaches top-p (at least one token)
             let nucleus = options.topP * total
-            if order.isEmpty { order = head(count: 1) { ($0.last ?? 0) >= nucleus } }
+            if order.isEmpty { order = head(count: 1, mass: nucleus, strictly: false) }
             var kept = 0, mass = 0.0
             while kept < order.count && (kept == 0 || mass < nucleus) { mass += weights[order[kept]]; kept += 1 }
             order = Array(order.prefix(kept))
             total = mass
         }
         let draw = random.uniform() * total
-        if order.isEmpty { order = head(count: 1) { ($0.last ?? 0) > draw } }
+        if order.isEmpty { order = head(count: 1, mass: draw, strictly: true) }
         var running = 0.0
         for token in order {
             running += weights[token]
@@ -122,7 +166,7 @@ extension DecoderModel {
         let cache = try KVCache(config: config, batch: B, capacity: max(capacity, T), backend: backend)
         let buffers = try DecodeBuffers(config: config, batch: B, backend: backend)
         let logits = try backend.zeros(B * config.vocabSize)
-        var samplers: [Int: Sampler] = [:]
+        var samplers: [Int: Sampler] = [:], scratch = SamplerScratch()
         var results = requests.map { _ in GenerationResult(tokens: [], finish: "length") }
         var running = requests.map { $0.maxNewTokens > 0 }
         let V = config.vocabSize
@@ -134,7 +178,7 @@ extension DecoderModel {
         func choose(_ slot: Int, _ row: ArraySlice<Float>) {
             let s = sequences[slot]
             guard running[s] else { return }
-            let token = samplers[s]!.next(row)
+            let token = samplers[s]!.next(row, scratch: &scratch)
             next[slot] = token
             if endTokens.contains(token) {
                 running[s] = false
@@ -169,12 +213,18 @@ extension DecoderModel {
             sequences.removeLast(sequences.count - kept.count)
             next.removeLast(next.count - kept.count)
         }
-        /// Prefills waiting prompts into the free slots and chooses their first tokens.
+        /// Prefills waiting prompts into the free slots and chooses their first tokens; a request
+        /// with no token budget is finished as it is reached, without running its prompt.
         func refill() {
-            let first = cache.active, count = min(B - first, N - waiting)
-            guard count > 0 else { return }
-            let starting = Array(waiting..<(waiting + count))
-            waiting += count
+            let first = cache.active
+            var starting: [Int] = []
+            while starting.count < B - first && waiting < N {
+                let s = waiting
+                waiting += 1
+                if requests[s].maxNewTokens > 0 { starting.append(s) } else { finished(s, results[s]) }
+            }
+            guard !starting.isEmpty else { return }
+            let count = starting.count
             let length = starting.map { requests[$0].prompt.count }.max()!
             var ids = [Int32](repeating: 0, count: count * length), mask = [Int32](repeating: 0, count: count * length)
             for (row, s) in starting.enumerated() {

@@ -1,4 +1,4 @@
-// The sampler sorts only the head of the vocabulary it needs; it must draw exactly the tokens a
+// The sampler sorts only the head of the vocabulary it needs (whole weight buckets); it must draw exactly the tokens a
 // full sort would (temperature, top-k, top-p, and their mix), and take the argmax when greedy.
 import Foundation
 @testable import Models
@@ -40,6 +40,22 @@ final class SamplerTests: XCTestCase {
                 options.temperature = 0
                 var greedy = Sampler(options)
                 XCTAssertEqual(greedy.next(logits[...]), Int32(logits.indices.max { logits[$0] < logits[$1] || (logits[$0] == logits[$1] && $0 > $1) }!))
+            }
+        }
+    }
+
+    /// A vocabulary of SmolLM2's size with flat logits: the nucleus spans many weight buckets, and
+    /// the sampler's buffers are reused from row to row as in generation.
+    func testLargeFlatVocabularyDrawsTheTokensAFullSortWould() {
+        var rng = SplitMix(seed: 9)
+        var scratch = SamplerScratch()
+        for (k, p, t) in [(0, 0.95, 1.0), (0, 0.999, 2.0), (500, 0.9, 1.0), (0, 1.0, 1.0)] {
+            let options = SamplingOptions(temperature: t, topK: k, topP: p, seed: 3)
+            var sampler = Sampler(options), draws = Sampler(options)
+            for row in 0..<6 {
+                let logits = (0..<49_152).map { _ in Float(Int(rng.next() % 100_000)) / 10_000 - Float(row) }
+                let u = draws.random.uniform()
+                XCTAssertEqual(sampler.next(logits[...], scratch: &scratch), reference(logits, options, draw: u), "k \(k) p \(p) T \(t) row \(row)")
             }
         }
     }
