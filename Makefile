@@ -133,7 +133,7 @@ demo-augment: release
 	  --no-report --out $(AUGMENT)/bilstm
 	@echo "== 3/5 fine-tune SmolLM2-135M on the training sentences, generate $(COUNT) more, clean them, label them =="
 	$(RETORT) augment --generator $(SMOLLM2) --generator-epochs 1 --generator-out $(AUGMENT)/generator --teacher $(DEMO)/teacher \
-	  $(POLARITY) --count $(COUNT) --batch-size 32 --out $(AUGMENT)/transfer.jsonl
+	  $(POLARITY) --count $(COUNT) --out $(AUGMENT)/transfer.jsonl
 	@echo "== 4/5 a BiLSTM student on the training and generated sentences (the teacher's stored logits) =="
 	$(RETORT) distill --teacher $(DEMO)/teacher --transfer $(AUGMENT)/transfer.jsonl --text-column 1 --label-column 0 --max-length 64 \
 	  --test $(ASSETS)/polarity/test.csv --student bilstm --epochs 5 --no-report --out $(AUGMENT)/bilstm-augmented

@@ -23,8 +23,10 @@ public struct SamplingOptions: Sendable {
 struct SamplerScratch {
     /// exp((l − max)/T) per token; its histogram bucket; the sort keys of a head.
     var weights: [Double] = [], buckets: [UInt16] = [], keys: [UInt64] = []
-    /// Tokens and their weight per bucket (a bucket: a weight's Float exponent and 3 mantissa bits).
-    var count = [Int](repeating: 0, count: 1024), mass = [Double](repeating: 0, count: 1024)
+    /// Tokens and their weight per bucket (a bucket: a weight's Double exponent and 2 mantissa
+    /// bits, so weights down to 5e-324 — logits within 744·T of the top — have buckets of their own).
+    var count = [Int](repeating: 0, count: SamplerScratch.bucketCount), mass = [Double](repeating: 0, count: SamplerScratch.bucketCount)
+    static let bucketCount = 4096
 }
 
 struct Sampler {
@@ -62,10 +64,10 @@ struct Sampler {
         let V = logits.count, temperature = options.temperature
         scratch.weights.removeAll(keepingCapacity: true)
         scratch.buckets.removeAll(keepingCapacity: true)
-        for i in 0..<1024 { scratch.count[i] = 0; scratch.mass[i] = 0 }
+        for i in 0..<SamplerScratch.bucketCount { scratch.count[i] = 0; scratch.mass[i] = 0 }
         for logit in logits {
             let w = logit.isFinite ? exp((Double(logit) - top) / temperature) : 0
-            let bucket = min(Int(Float(w).bitPattern >> 20), 1023)   // monotone in w: upward-closed sets
+            let bucket = Int(w.bitPattern >> 50)   // monotone in w ∈ [0, 1] (at most 4,092): upward-closed sets
             scratch.weights.append(w)
             scratch.buckets.append(UInt16(bucket))
             scratch.count[bucket] += 1
@@ -83,7 +85,7 @@ struct Sampler {
         /// least) `mass` of weight.
         func head(count: Int, mass target: Double, strictly: Bool) -> [Int] {
             func enough(_ n: Int, _ m: Double) -> Bool { n >= count && (strictly ? m > target : m >= target) }
-            var bucket = 1023, n = 0, m = 0.0
+            var bucket = SamplerScratch.bucketCount - 1, n = 0, m = 0.0
             while bucket > 0 {
                 n += scratch.count[bucket]; m += scratch.mass[bucket]
                 if enough(n, m) { break }
@@ -123,8 +125,8 @@ struct Sampler {
             running += weights[token]
             if draw < running { return Int32(token) }
         }
-        // The draw reached the sum (rounding: `total` was summed in another order): the last
-        // token that can be drawn.
+        // The draw reached the sum (rounding: `total` was summed in another order, or the draw
+        // was 1): the last token of the kept order with a weight.
         return Int32(order.last { weights[$0] > 0 } ?? order.first ?? 0)
     }
 }

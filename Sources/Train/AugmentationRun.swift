@@ -25,7 +25,7 @@ public final class AugmentationRun {
         public var promptWords = 3
         public var maxNewTokens = 40
         public var sampling = SamplingOptions(temperature: 1, topK: 0, topP: 0.95, seed: 42)
-        public var batchSize = 16
+        public var batchSize = 64
         /// Fine-tune the generator on the training texts first, for this many epochs, into `generatorOutput`.
         public var generatorEpochs: Int?
         public var generatorOutput: String?
@@ -81,7 +81,7 @@ public final class AugmentationRun {
 
         let all = examples + kept.map { Example(text: $0, line: 0) }
         let started = Date()
-        let logits = try RecurrentDistillationRun.logitsByLength(teacher, teacher.encode(all))
+        let logits = try teacher.classifyByLength(teacher.encode(all), batchSize: 64)
         progress(.note(String(format: "the teacher labelled %d texts in %.1f s", all.count, Date().timeIntervalSince(started))))
         var lines: [String] = []
         for (i, row) in logits.enumerated() {

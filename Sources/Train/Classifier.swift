@@ -49,8 +49,24 @@ extension TextClassifier {
 
     /// Accuracy, macro-F1, MCC and mean cross-entropy over labelled encodings.
     public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
-        ClassificationMetrics(logits: try classify(encodings, batchSize: batchSize), labels: labels, classes: labelNames.count)
+        ClassificationMetrics(logits: try classifyByLength(encodings, batchSize: batchSize), labels: labels, classes: labelNames.count)
     }
+
+    /// Logits [N][labels] of the encodings, in their order, computed in batches of similar lengths.
+    public func classifyByLength(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]] {
+        try inLengthOrder(encodings) { try classify($0, batchSize: batchSize) }
+    }
+}
+
+/// `logits` of the encodings sorted by token count (ties in their order), returned in the
+/// encodings' order. A batch pads to its longest text, so batches of similar lengths waste little
+/// compute: `retort predict` over SST-2's test sentences in batches of 32 took half the time.
+public func inLengthOrder(_ encodings: [Encoding], _ logits: ([Encoding]) throws -> [[Float]]) rethrows -> [[Float]] {
+    let order = encodings.indices.sorted { (encodings[$0].ids.count, $0) < (encodings[$1].ids.count, $1) }
+    let sorted = try logits(order.map { encodings[$0] })
+    var out = [[Float]](repeating: [], count: encodings.count)
+    for (position, index) in order.enumerated() { out[index] = sorted[position] }
+    return out
 }
 
 extension ClassificationMetrics {
@@ -151,7 +167,8 @@ public final class Classifier: TextClassifier {
     /// Accuracy, macro-F1, MCC and mean cross-entropy over labelled encodings (in `activations`, a
     /// training arena, when given).
     public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int, activations: BertActivations?) throws -> ClassificationMetrics {
-        ClassificationMetrics(logits: try logits(encodings, batchSize: batchSize, activations: activations), labels: labels, classes: model.labels)
+        ClassificationMetrics(logits: try inLengthOrder(encodings) { try logits($0, batchSize: batchSize, activations: activations) },
+                              labels: labels, classes: model.labels)
     }
 
     /// Saves a HF model folder: config.json (with id2label/label2id), model.safetensors and the

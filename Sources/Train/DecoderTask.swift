@@ -56,7 +56,7 @@ public final class DecoderTask: TrainingTask {
     public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
         let a = activations
         if model.labels > 0 {
-            return ClassificationMetrics(logits: try logits(dev, batchSize: batchSize), labels: labels, classes: model.labels)
+            return ClassificationMetrics(logits: try inLengthOrder(dev) { try logits($0, batchSize: batchSize) }, labels: labels, classes: model.labels)
         }
         // Language model: the token-weighted mean next-token loss and accuracy.
         var lossSum = 0.0, correct = 0, tokens = 0

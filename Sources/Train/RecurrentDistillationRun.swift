@@ -83,7 +83,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         }
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
         let started = Date()
-        let teacherLogits = try stored ?? Self.logitsByLength(teacher, train)
+        let teacherLogits = try stored ?? teacher.classifyByLength(train, batchSize: 64)
         if stored == nil {
             progress(.note(String(format: "teacher logits for %d training texts in %.1f s", train.count, Date().timeIntervalSince(started))))
         }
@@ -110,18 +110,6 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         }
         if writesOutputs { try folder.write(metrics) }
         return metrics
-    }
-}
-
-extension RecurrentDistillationRun {
-    /// The teacher's logits of `encodings`, run in order of length (little padding), returned in
-    /// the encodings' order.
-    static func logitsByLength(_ teacher: TextClassifier, _ encodings: [Encoding], batchSize: Int = 64) throws -> [[Float]] {
-        let order = encodings.indices.sorted { encodings[$0].ids.count < encodings[$1].ids.count }
-        let sorted = try teacher.classify(order.map { encodings[$0] }, batchSize: batchSize)
-        var logits = [[Float]](repeating: [], count: encodings.count)
-        for (position, index) in order.enumerated() { logits[index] = sorted[position] }
-        return logits
     }
 }
 

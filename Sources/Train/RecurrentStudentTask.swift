@@ -70,7 +70,7 @@ public final class RecurrentStudentTask: TrainingTask {
     }
 
     public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
-        ClassificationMetrics(logits: model.logits(dev.map(\.ids), in: activations), labels: labels, classes: model.labels)
+        ClassificationMetrics(logits: inLengthOrder(dev) { model.logits($0.map(\.ids), in: activations) }, labels: labels, classes: model.labels)
     }
 
     public var checkpointTensors: [(String, Tensor)] { [("weights", model.weights)] }

@@ -45,7 +45,7 @@ struct AugmentCommand: ParsableCommand {
     @Option(name: .long, help: "Sample from the k most likely tokens only (0: all).") var topK = 0
     @Option(name: .long, help: "Sample from the smallest set of tokens whose probability reaches p.") var topP = 0.95
     @Option(name: .long, help: "Seed for the prompts and the sampling.") var seed: UInt64 = 42
-    @Option(name: .long, help: "Prompts generated together.") var batchSize = 16
+    @Option(name: .long, help: "Prompts generated together (a finished text's slot takes the next prompt).") var batchSize = 64
     @Option(name: .long, help: "Fine-tune the generator on the training texts for this many epochs first.") var generatorEpochs: Int?
     @Option(name: .long, help: "Where the fine-tuned generator goes (default: OUT without .jsonl, plus -generator).") var generatorOut: String?
     @Option(name: .long, help: "Generator fine-tuning: peak learning rate.") var generatorLearningRate = 5e-5

@@ -72,7 +72,7 @@ struct PredictCommand: ParsableCommand {
         let batchSize = inference.batchSize
         let examples = try input.map { try Dataset.load(expand($0), columns: columns.spec(labelled: false)) }
             ?? texts.enumerated().map { Example(text: $1, pair: nil, label: nil, line: $0 + 1) }
-        let logits = try classifier.classify(classifier.encode(examples), batchSize: batchSize)
+        let logits = try classifier.classifyByLength(classifier.encode(examples), batchSize: batchSize)
         var output = ""
         for (example, row) in zip(examples, logits) {
             let probabilities = classProbabilities(row)

@@ -49,7 +49,7 @@ final class SamplerTests: XCTestCase {
     func testLargeFlatVocabularyDrawsTheTokensAFullSortWould() {
         var rng = SplitMix(seed: 9)
         var scratch = SamplerScratch()
-        for (k, p, t) in [(0, 0.95, 1.0), (0, 0.999, 2.0), (500, 0.9, 1.0), (0, 1.0, 1.0)] {
+        for (k, p, t) in [(0, 0.95, 1.0), (0, 0.999, 2.0), (500, 0.9, 1.0), (0, 1.0, 1.0), (40, 1.0, 0.1), (40, 0.9, 0.05)] {
             let options = SamplingOptions(temperature: t, topK: k, topP: p, seed: 3)
             var sampler = Sampler(options), draws = Sampler(options)
             for row in 0..<6 {

@@ -1,6 +1,7 @@
 // Loading labelled data (CSV, TSV, JSONL; columns by name or index), its one-line errors,
 // label ids, the seeded split, and the metrics against hand-computed values.
 import Foundation
+import Models
 import Train
 import XCTest
 
@@ -94,5 +95,21 @@ final class DatasetTests: XCTestCase {
         let hate = try Dataset.load(data + "/hate_speech/labeled_data.csv", columns: ColumnSpec(text: .name("tweet"), label: .name("class")))
         XCTAssertEqual(hate.count, 24_783)
         XCTAssertEqual(Dataset.labelNames(hate), ["0", "1", "2"])
+    }
+
+    /// Classifying in order of length: the model sees the texts sorted by token count (ties in
+    /// their order), the caller gets each text's logits in its own place.
+    func testLengthOrderRunsSortedAndAnswersInTheInputsOrder() {
+        let lengths = [5, 2, 9, 2, 7, 1, 5]
+        let encodings = lengths.enumerated().map { i, n in
+            Encoding(ids: [Int32(i)] + Array(repeating: 0, count: n - 1), typeIds: Array(repeating: 0, count: n), attentionMask: Array(repeating: 1, count: n))
+        }
+        var seen: [Int32] = []
+        let logits = inLengthOrder(encodings) { batch in
+            seen = batch.map { $0.ids[0] }
+            return batch.map { [Float($0.ids[0]), Float($0.ids.count)] }
+        }
+        XCTAssertEqual(seen, [5, 1, 3, 0, 6, 4, 2])
+        XCTAssertEqual(logits, lengths.enumerated().map { [Float($0), Float($1)] })
     }
 }
