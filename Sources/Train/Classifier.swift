@@ -60,7 +60,8 @@ extension TextClassifier {
 
 /// `logits` of the encodings sorted by token count (ties in their order), returned in the
 /// encodings' order. A batch pads to its longest text, so batches of similar lengths waste little
-/// compute: `retort predict` over SST-2's test sentences in batches of 32 took half the time.
+/// compute (`retort predict` over SST-2's 1,821 test sentences in batches of 32: 22.0 s in the
+/// file's order, 11.5 s in order of length, on 2 Zen 3 cores).
 public func inLengthOrder(_ encodings: [Encoding], _ logits: ([Encoding]) throws -> [[Float]]) rethrows -> [[Float]] {
     let order = encodings.indices.sorted { (encodings[$0].ids.count, $0) < (encodings[$1].ids.count, $1) }
     let sorted = try logits(order.map { encodings[$0] })
