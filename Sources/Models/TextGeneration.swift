@@ -158,10 +158,17 @@ extension DecoderModel {
         guard lora == nil || lora!.merged else {
             throw CheckpointError("generate: this model has LoRA adapters attached; generate from the folder a run saved (adapters merged)")
         }
-        let N = requests.count, T = requests.map(\.prompt.count).max() ?? 0, B = min(max(1, batchSize ?? N), N)
+        let N = requests.count, B = min(max(1, batchSize ?? N), N)
         precondition(N > 0 && requests.allSatisfy { !$0.prompt.isEmpty }, "generate: every prompt needs a token")
+        // Only prompts with a token budget run: they size the buffers and must fit the context.
+        let T = requests.filter { $0.maxNewTokens > 0 }.map(\.prompt.count).max() ?? 0
+        guard T > 0 else {
+            let results = requests.map { _ in GenerationResult(tokens: [], finish: "length") }
+            for (s, result) in results.enumerated() { finished(s, result) }
+            return results
+        }
         let capacity = min(config.maxPositions, T + (requests.map(\.maxNewTokens).max() ?? 0))
-        guard T < config.maxPositions || requests.allSatisfy({ $0.maxNewTokens == 0 }) else {
+        guard T < config.maxPositions else {
             throw CheckpointError("the prompt has \(T) tokens; the model's context is \(config.maxPositions)")
         }
         let a = try DecoderActivations(config: config, maxBatch: B, maxLength: T, backend: backend, inference: true, headRows: B)

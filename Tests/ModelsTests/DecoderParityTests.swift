@@ -114,6 +114,16 @@ final class DecoderParityTests: XCTestCase {
         var shifted = sampling
         shifted.seed = 12
         XCTAssertNotEqual(try model.generate(requests, sampling: shifted, endTokens: []).map(\.tokens), all, "another seed, other draws")
+        // A request with no budget does not run: its prompt may be longer than the context.
+        let long = GenerationRequest(prompt: Array(repeating: 5, count: model.config.maxPositions + 6), maxNewTokens: 0)
+        var finished: [Int] = []
+        XCTAssertEqual(try model.generate(requests + [long], batchSize: 2, sampling: sampling, endTokens: [],
+                                          finished: { s, _ in finished.append(s) }).map(\.tokens), all + [[]])
+        XCTAssertEqual(finished.sorted(), Array(0...requests.count))
+        finished = []
+        XCTAssertEqual(try model.generate([long, long], sampling: sampling, endTokens: [], finished: { s, _ in finished.append(s) }).map(\.finish),
+                       ["length", "length"])
+        XCTAssertEqual(finished, [0, 1])
     }
 
     func testSaveAndLoadRoundTripInTransformersNames() throws {
