@@ -241,7 +241,12 @@ final class DataParallelCLITests: TinyRunTestCase {
         // Rank 0 waited 3 s in a step, or 12 s at the end of one (rank 0's evaluation and checkpoint may take longer).
         XCTAssertTrue(output.contains("rank 0 of 2") && (output.contains("waited 3 s for the other ranks") || output.contains("waited 12 s for the other ranks"))
                       && output.contains("a rank that does not report this died or hangs"), output)
-        XCTAssertFalse(output.contains("rank 1 of 2:"), "the stopped rank cannot report: \(output)")
+        // The stopped rank reports nothing while stopped; Open MPI continues a stopped process
+        // before it kills it at the job's end, and then it may report its own wait — after rank 0.
+        // (Asserting no report at all failed 1 run in 7 here.)
+        if let stopped = output.range(of: "rank 1 of 2: "), let waiting = output.range(of: "rank 0 of 2: ") {
+            XCTAssertLessThan(waiting.lowerBound, stopped.lowerBound, "the waiting rank reports first: \(output)")
+        }
     }
 
     func testCtrlCStopsEveryRankAtOneStepWithACheckpointAndThreeRanksResume() throws {
