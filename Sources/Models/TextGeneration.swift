@@ -21,12 +21,15 @@ public struct SamplingOptions: Sendable {
 
 /// Buffers a sampler reuses from token to token: one set per generation, shared by its sequences.
 struct SamplerScratch {
-    /// exp((l − max)/T) per token; its histogram bucket; the sort keys of a head.
-    var weights: [Double] = [], buckets: [UInt16] = [], keys: [UInt64] = []
+    /// exp((l − max)/T) per token; the sort keys of a head.
+    var weights: [Double] = [], keys: [UInt64] = []
     /// Tokens and their weight per bucket (a bucket: a weight's Double exponent and 2 mantissa
     /// bits, so weights down to 5e-324 — logits within 744·T of the top — have buckets of their own).
     var count = [Int](repeating: 0, count: SamplerScratch.bucketCount), mass = [Double](repeating: 0, count: SamplerScratch.bucketCount)
     static let bucketCount = 4096
+    /// A weight's bucket: monotone in w ∈ [0, 1] (at most 4,092), so a bucket and those above it
+    /// hold an upward-closed set of the order.
+    static func bucket(_ w: Double) -> Int { Int(w.bitPattern >> 50) }
 }
 
 struct Sampler {
@@ -63,13 +66,11 @@ struct Sampler {
         guard let top = logits.lazy.filter({ $0.isFinite }).max().map(Double.init) else { return 0 }
         let V = logits.count, temperature = options.temperature
         scratch.weights.removeAll(keepingCapacity: true)
-        scratch.buckets.removeAll(keepingCapacity: true)
         for i in 0..<SamplerScratch.bucketCount { scratch.count[i] = 0; scratch.mass[i] = 0 }
         for logit in logits {
             let w = logit.isFinite ? exp((Double(logit) - top) / temperature) : 0
-            let bucket = Int(w.bitPattern >> 50)   // monotone in w ∈ [0, 1] (at most 4,092): upward-closed sets
+            let bucket = SamplerScratch.bucket(w)
             scratch.weights.append(w)
-            scratch.buckets.append(UInt16(bucket))
             scratch.count[bucket] += 1
             scratch.mass[bucket] += w
         }
@@ -93,7 +94,7 @@ struct Sampler {
             }
             while true {
                 scratch.keys.removeAll(keepingCapacity: true)
-                for i in 0..<V where Int(scratch.buckets[i]) >= bucket { scratch.keys.append(key(i)) }
+                for i in 0..<V where SamplerScratch.bucket(scratch.weights[i]) >= bucket { scratch.keys.append(key(i)) }
                 scratch.keys.sort()
                 let order = scratch.keys.map { Int($0 & 0xFFFF_FFFF) }
                 let sum = order.reduce(0.0) { $0 + scratch.weights[$1] }   // in the order the draw walks
@@ -172,7 +173,7 @@ extension DecoderModel {
             throw CheckpointError("the prompt has \(T) tokens; the model's context is \(config.maxPositions)")
         }
         let a = try DecoderActivations(config: config, maxBatch: B, maxLength: T, backend: backend, inference: true, headRows: B)
-        let cache = try KVCache(config: config, batch: B, capacity: max(capacity, T), backend: backend)
+        let cache = try KVCache(config: config, batch: B, capacity: capacity, backend: backend)
         let buffers = try DecodeBuffers(config: config, batch: B, backend: backend)
         let logits = try backend.zeros(B * config.vocabSize)
         var samplers: [Int: Sampler] = [:], scratch = SamplerScratch()
