@@ -44,6 +44,15 @@ func makeWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool = { 
                              spec: ["op": "sgemm", "m": m, "n": n, "k": k]))
     }
 
+    // Few rows against a weight stored [N, K] (transformers' layout): decoding's LM head at batch 1,
+    // a batch-32 decode step's MLP, an LSTM step's h·W_hhᵀ — the CPU's weight-row kernel.
+    for (m, n, k) in [(1, 49152, 576), (32, 1536, 576), (32, 1200, 300)] where wants("sgemm M=\(m) N=\(n) K=\(k) weight [N,K]") {
+        let a = try random(backend, m * k), b = try random(backend, n * k), c = try backend.zeros(m * n)
+        list.append(Workload(name: "sgemm M=\(m) N=\(n) K=\(k) weight [N,K]", unit: "GFLOP/s", work: 2.0 * Double(m * n * k), reps: reps,
+                             run: { backend.matmul(c, a, b, bias: nil, Gemm(m: m, n: n, k: k, transB: true)) },
+                             spec: ["op": "sgemm", "m": m, "n": n, "k": k, "trans_b": true]))
+    }
+
     // Attention forward+backward (the backend's op: fused kernels, or on CUDA at fp32 from T=128
     // the composed path, CUDABackend.composesAttention) vs PyTorch SDPA and vs Retort's unfused
     // composition; at bf16/fp16 on a GPU also T=512, against SDPA's flash backend in that type.

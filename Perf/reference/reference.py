@@ -90,7 +90,8 @@ def rand(*shape, grad=False):
 
 def sgemm(s):
     if DEVICE == "cuda":
-        a, b = rand(s["m"], s["k"]), rand(s["k"], s["n"])
+        a = rand(s["m"], s["k"])
+        b = rand(s["n"], s["k"]).t() if s.get("trans_b") else rand(s["k"], s["n"])
 
         def product():
             with autocast(s):
@@ -99,6 +100,9 @@ def sgemm(s):
     if np is None:
         raise RuntimeError("numpy is not importable")
     a = np.random.rand(s["m"], s["k"]).astype(np.float32)
+    if s.get("trans_b"):   # the weight stored [N, K], as a transformers Linear
+        w = np.random.rand(s["n"], s["k"]).astype(np.float32)
+        return (lambda: a @ w.T), f"numpy {np.__version__} matmul"
     b = np.random.rand(s["k"], s["n"]).astype(np.float32)
     return (lambda: a @ b), f"numpy {np.__version__} matmul"
 

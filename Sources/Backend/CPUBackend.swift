@@ -19,6 +19,11 @@ public final class CPUBackend: Backend {
     let blasThreads: Int32
     /// Matmuls with at most this many rows are split over Retort's pool (see matmul).
     static let smallRows = 256
+    /// Matmuls against a weight [N, K] with at most this many rows go to rt_sgemm_rows. Measured
+    /// on a 2-core Zen 3 (AVX2) at SmolLM2's and the LSTM's shapes: 1.9–2.7× OpenBLAS at one row
+    /// (memory-bound: it streams the weight once), 1.1–1.3× at 16–32 rows, even at 48. On AVX-512
+    /// CPUs OpenBLAS's wider kernels are not raced beyond the memory-bound few rows.
+    static var weightRowsLimit: Int { rt_cpu_level() == 3 ? 32 : 8 }
     /// Bytes of live allocations, and their peak.
     private let counter = ByteCounter()
 
@@ -93,6 +98,14 @@ public final class CPUBackend: Backend {
     // MARK: dense
 
     public func runMatmul(_ c: Tensor, _ a: Tensor, _ b: Tensor, bias: Tensor?, _ g: Gemm) {
+        // A handful of rows against a weight stored [N, K] (decoding, a recurrent step): Retort's
+        // kernel reads the weight in place, where a BLAS would repack all of it for those rows.
+        if !g.transA && g.transB && g.batch == 1 && g.m <= Self.weightRowsLimit {
+            rt_sgemm_rows(f(c), Int32(g.ldc), f(a), Int32(g.lda), f(b), Int32(g.ldb), Int32(g.m), Int32(g.n), Int32(g.k),
+                          g.alpha, g.beta)
+            if let bias { rt_bias_add(f(c), f(bias), Int64(g.m), Int32(g.n)) }
+            return
+        }
         // Few rows (inference at small batch): split the columns over Retort's pool with OpenBLAS
         // single-threaded; otherwise OpenBLAS threads the call itself.
         let split = g.m <= Self.smallRows && !g.transA && g.batch == 1 && g.n >= 64 && threads > 1

@@ -284,5 +284,6 @@ RT_TASK(weight_only_task) {
 void rt_int8_weight_linear(float *y, int ldy, const float *x, int ldx, int M, int K, const int8_t *W, const float *wscale,
                            const float *bias, int N) {
     weight_only_args a = { .y = y, .x = x, .wscale = wscale, .bias = bias, .W = W, .M = M, .N = N, .K = K, .ldx = ldx, .ldy = ldy };
-    rt_parallel_for((N + 3) / 4, 16, weight_only_task, &a);
+    const int64_t items = (N + 3) / 4;
+    rt_parallel_for(items, items / (8 * rt_num_threads()), weight_only_task, &a);   // eight chunks a thread, as rt_sgemm_rows
 }

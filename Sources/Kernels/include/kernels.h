@@ -45,6 +45,13 @@ typedef void (*rt_sgemm_fn)(int, int, int, int, int, float, const float *, int, 
 void rt_split_gemm(rt_sgemm_fn gemm, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc);
 
+// ------------------------------------------------------------------ weight-row GEMM (cpu/rows_gemm.c)
+// C[M,N] (row stride ldc) = alpha·A·Wᵀ + beta·C for A[M,K] (row stride lda) and a weight W[N,K]
+// (row stride ldw) read in place, no packing: the few-row products of inference and recurrent
+// steps. beta 0 ignores C's old values.
+void rt_sgemm_rows(float *C, int ldc, const float *A, int lda, const float *W, int ldw, int M, int N, int K, float alpha,
+                   float beta);
+
 // ------------------------------------------------------------------ int8 linear (cpu/int8_linear.c)
 // Symmetric int8 in [−127, 127]: q[M, ldq] (columns K … ldq−1 zero), scale[M] = max|x[m,:]|/127,
 // q = round-half-even(x·127/max|x|) — per row of activations, or per output channel of a weight.
