@@ -19,10 +19,9 @@ public final class CPUBackend: Backend {
     let blasThreads: Int32
     /// Matmuls with at most this many rows are split over Retort's pool (see matmul).
     static let smallRows = 256
-    /// Matmuls against a weight [N, K] with at most this many rows go to rt_sgemm_rows. Measured
-    /// on a 2-core Zen 3 (AVX2) at SmolLM2's and the LSTM's shapes: 1.9–2.7× OpenBLAS at one row
-    /// (memory-bound: it streams the weight once), 1.1–1.3× at 16–32 rows, even at 48. On AVX-512
-    /// CPUs OpenBLAS's wider kernels are not raced beyond the memory-bound few rows.
+    /// Rows up to which a matmul against a weight [N, K] goes to rt_sgemm_rows (docs/BACKEND.md):
+    /// 32 on AVX2 (2-core Zen 3: 1.7–2.8× the split path at one row, 1.1–1.3× at 16–32, even at
+    /// 48); elsewhere only the memory-bound few rows, where OpenBLAS's AVX-512 kernels were not raced.
     static var weightRowsLimit: Int { rt_cpu_level() == 3 ? 32 : 8 }
     /// Bytes of live allocations, and their peak.
     private let counter = ByteCounter()
@@ -99,8 +98,9 @@ public final class CPUBackend: Backend {
 
     public func runMatmul(_ c: Tensor, _ a: Tensor, _ b: Tensor, bias: Tensor?, _ g: Gemm) {
         // A handful of rows against a weight stored [N, K] (decoding, a recurrent step): Retort's
-        // kernel reads the weight in place, where a BLAS would repack all of it for those rows.
-        if !g.transA && g.transB && g.batch == 1 && g.m <= Self.weightRowsLimit {
+        // kernel reads the weight in place, where a BLAS would repack all of it for those rows. It
+        // splits the work by four output channels, so narrow outputs stay with the BLAS.
+        if !g.transA && g.transB && g.batch == 1 && g.m <= Self.weightRowsLimit && g.n >= 16 {
             rt_sgemm_rows(f(c), Int32(g.ldc), f(a), Int32(g.lda), f(b), Int32(g.ldb), Int32(g.m), Int32(g.n), Int32(g.k),
                           g.alpha, g.beta)
             if let bias { rt_bias_add(f(c), f(bias), Int64(g.m), Int32(g.n)) }
@@ -383,27 +383,5 @@ public final class CPUBackend: Backend {
         guard let t else { return nil }
         precondition(t.dtype == .i32, "expected an i32 tensor, got \(t.dtype)")
         return raw(t).assumingMemoryBound(to: Int32.self)
-    }
-}
-
-/// A thread-safe count of bytes in use and its peak.
-final class ByteCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var inUse = 0, peak = 0
-    func add(_ bytes: Int) {
-        lock.lock()
-        inUse += bytes
-        peak = max(peak, inUse)
-        lock.unlock()
-    }
-    func resetPeak() {
-        lock.lock()
-        peak = inUse
-        lock.unlock()
-    }
-    var values: (inUse: Int, peak: Int) {
-        lock.lock()
-        defer { lock.unlock() }
-        return (inUse, peak)
     }
 }

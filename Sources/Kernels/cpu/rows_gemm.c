@@ -3,10 +3,10 @@
 // handful of rows of A — at one row, twice the memory traffic of the product itself.
 //   rt_sgemm_rows: C[M,N] (row stride ldc) = alpha·A·Wᵀ + beta·C, with A[M,K] (row stride lda)
 //                  and W[N,K] (row stride ldw), both read along K; beta 0 ignores C's old values.
-// Items of four output channels go to the pool. An item holds its four rows of W in L1 while the
-// rows of A pass three at a time (12 accumulators of 8 floats), prefetching the next item's rows
-// during the first pass; the sums of four channels are finished together by a transposing
-// reduction, then the scalar tail of K.
+// Items of four output channels go to the pool. An item keeps its four rows of W in cache (L1 up
+// to K ≈ 900, else L2) while the rows of A pass three at a time (12 accumulators of 8 floats),
+// prefetching the next item's rows during the first pass; the sums of four channels are finished
+// together by a transposing reduction, then the scalar tail of K.
 // (W[K,N] is left to the BLAS: read in place, a strip of columns is a new page every row or two,
 // and a version of this kernel for it ran at half OpenBLAS's speed.)
 #include "common.h"
@@ -33,9 +33,9 @@ RT_INLINE v4 sums4(v8 a0, v8 a1, v8 a2, v8 a3) {
 }
 
 // Rows m0 … m0+MR−1 of A against the item's rows w[0..3] (channels n0 … n0+NC−1; w[c] repeats
-// row 0 past NC).
+// row 0 past NC), prefetching the first `ahead` rows of the next item.
 RT_INLINE void rows_block(const rows_args *a, const int m0, const int MR, const float *const w[4], const int n0, const int NC,
-                          const int prefetch) {
+                          const int ahead) {
     const int K = a->K;
     const float *x[3];
     v8 acc[3][4];
@@ -45,8 +45,8 @@ RT_INLINE void rows_block(const rows_args *a, const int m0, const int MR, const 
     }
     int k = 0;
     for (; k + 8 <= K; k += 8) {
-        if (prefetch && (k & 15) == 0)   // the next item's rows, a line at a time, ahead of use
-            for (int c = 0; c < 4; c++) __builtin_prefetch(w[c] + 4 * (int64_t)a->ldw + k);
+        if (ahead > 0 && (k & 15) == 0)   // the next item's rows, a line at a time, ahead of use
+            for (int c = 0; c < ahead; c++) __builtin_prefetch(w[c] + 4 * (int64_t)a->ldw + k);
         v8 xv[3];
         for (int r = 0; r < MR; r++) xv[r] = v8_load(x[r] + k);
         for (int c = 0; c < 4; c++) {
@@ -70,9 +70,11 @@ RT_TASK(rows_task) {
         const float *w[4];
         for (int c = 0; c < 4; c++) w[c] = a->W + (int64_t)(n0 + (c < NC ? c : 0)) * a->ldw;
         int m0 = 0;
-        for (; m0 + 3 <= a->M; m0 += 3) rows_block(a, m0, 3, w, n0, NC, m0 == 0);
-        if (a->M - m0 == 2) rows_block(a, m0, 2, w, n0, NC, m0 == 0);
-        else if (a->M - m0 == 1) rows_block(a, m0, 1, w, n0, NC, m0 == 0);
+        // The next item's rows that exist, prefetched during the first pass over A.
+        const int next = a->N - n0 - 4 < 4 ? a->N - n0 - 4 : 4;
+        for (; m0 + 3 <= a->M; m0 += 3) rows_block(a, m0, 3, w, n0, NC, m0 == 0 ? next : 0);
+        if (a->M - m0 == 2) rows_block(a, m0, 2, w, n0, NC, m0 == 0 ? next : 0);
+        else if (a->M - m0 == 1) rows_block(a, m0, 1, w, n0, NC, m0 == 0 ? next : 0);
     }
 }
 
