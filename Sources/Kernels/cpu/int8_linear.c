@@ -285,5 +285,5 @@ void rt_int8_weight_linear(float *y, int ldy, const float *x, int ldx, int M, in
                            const float *bias, int N) {
     weight_only_args a = { .y = y, .x = x, .wscale = wscale, .bias = bias, .W = W, .M = M, .N = N, .K = K, .ldx = ldx, .ldy = ldy };
     const int64_t items = (N + 3) / 4;
-    rt_parallel_for(items, items / (8 * rt_num_threads()), weight_only_task, &a);   // eight chunks a thread, as rt_sgemm_rows
+    rt_parallel_for(items, rt_balanced_grain(items), weight_only_task, &a);
 }

@@ -82,8 +82,7 @@ void rt_sgemm_rows(float *C, int ldc, const float *A, int lda, const float *W, i
                    float beta) {
     if (M <= 0 || N <= 0) return;
     rows_args a = { .C = C, .A = A, .W = W, .M = M, .N = N, .K = K, .lda = lda, .ldw = ldw, .ldc = ldc, .alpha = alpha, .beta = beta };
-    // Eight chunks a thread: the small projections (48 items for N = 192) still balance, and each
-    // output is one item's sum whatever the chunking.
+    // The small projections (48 items for N = 192) still balance; each output is one item's sum.
     const int64_t items = (N + 3) / 4;
-    rt_parallel_for(items, items / (8 * rt_num_threads()), rows_task, &a);
+    rt_parallel_for(items, rt_balanced_grain(items), rows_task, &a);
 }
