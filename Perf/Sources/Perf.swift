@@ -1,8 +1,9 @@
 // The perf suite: `swift run -c release Perf --backend cpu [--json FILE] [--quick] [--filter TEXT]`
 // (also `retort perf …`: the one binary scripts/gpu-check carries).
-// Every workload is timed here (warm-up, repeats, median) and, in the same run, by a reference:
+// Every workload is timed here (warm-up, repeats, median) and, right after, by a reference:
 // numpy for sgemm, PyTorch CPU for the other ops when `import torch` works (Perf/reference),
 // and Retort's own unfused composition for fused attention. Ratios > 1 mean Retort is faster.
+// `--rounds N` measures both sides N times in alternating order and reports the median ratio.
 import Backend
 import Foundation
 
@@ -14,17 +15,20 @@ struct Options {
     var precision = Precision.fp32
     var reference: String?
     var allReduce = false
+    var rounds = 1
     var python = ProcessInfo.processInfo.environment["RETORT_PERF_PYTHON"] ?? "python3"
 
     static let usage = """
         usage: Perf (or retort perf) [--backend cpu|cuda|auto] [--precision fp32|tf32|bf16|fp16] [--json FILE] [--quick] [--filter TEXT]
-                    [--python PATH] [--reference FILE]
+                    [--rounds N] [--python PATH] [--reference FILE]
                mpirun -n N Perf --allreduce [--quick]
           --backend   device to measure (cpu, cuda or auto); the references run on the same device
           --precision GPU precision: fp32 (default), tf32, bf16 or fp16 (mixed precision)
           --json      also write one JSON object per line: name, value, unit, reference, ratio
           --quick     fewer repetitions (a smoke run; figures are noisier)
           --filter    only workloads whose name contains TEXT
+          --rounds    measure each workload and its reference N times in turn (default 1); the
+                      ratio is the median round's, and the table shows the lowest and highest
           --python    interpreter for the references (default: $RETORT_PERF_PYTHON or python3)
           --reference the reference script (default: Perf/reference/reference.py of the source
                       tree, else reference.py beside the executable)
@@ -46,6 +50,10 @@ struct Options {
             case "--quick": o.quick = true
             case "--allreduce": o.allReduce = true
             case "--filter": o.filter = value("--filter")
+            case "--rounds":
+                let text = value("--rounds")
+                guard let n = Int(text), (1...50).contains(n) else { fail("--rounds must be a whole number from 1 to 50, not \(text)") }
+                o.rounds = n
             case "--python": o.python = value("--python")
             case "--reference": o.reference = value("--reference")
             case "--precision":
@@ -109,34 +117,57 @@ public enum PerfCommand {
             }
         }
 
+        // Each workload: Retort's side, then its reference right after (the reference script, or
+        // the Retort workload it is compared with), in `rounds` rounds whose order alternates.
+        let references = workloads.contains { $0.spec != nil }
+            ? ReferenceRunner(options: options, device: backend.kind.rawValue,
+                              threads: backend.kind == .cpu ? ProcessInfo.processInfo.activeProcessorCount : nil) : nil
         var results: [Result] = []
         for w in workloads {
-            var result: Result
-            if let setup = w.setup {   // built now, freed after: its peak memory is its own
-                let base = backend.memoryUse.inUse
-                backend.resetPeakMemory()
-                let run = try setup()
-                result = Result(workload: w, ms: measure({ run(); backend.synchronize() }, warmup: w.warmup, reps: w.reps))
-                result.peakBytes = backend.memoryUse.peak - base
-            } else {
-                result = Result(workload: w, ms: measure({ w.run(); backend.synchronize() }, warmup: w.warmup, reps: w.reps))
+            let base = backend.memoryUse.inUse
+            backend.resetPeakMemory()
+            let run = try w.setup?() ?? w.run   // a setup is built now and freed after: its peak memory is its own
+            let compared = w.compareTo.flatMap { name in results.first { $0.workload.name == name } }
+            var mine: [Double] = [], theirs: [Double] = []
+            var reference: Reference?
+            for round in 0..<options.rounds {
+                // Later rounds warm up once: the caches and the allocator are warm already.
+                let warmup = round == 0 ? w.warmup : min(1, w.warmup)
+                let measureMine = { mine.append(measure({ run(); backend.synchronize() }, warmup: warmup, reps: w.reps)) }
+                let measureTheirs = {
+                    if let compared {   // another Retort workload: in turn when there are rounds
+                        let ms = options.rounds > 1
+                            ? measure({ compared.workload.run(); backend.synchronize() }, warmup: min(1, compared.workload.warmup), reps: compared.workload.reps)
+                            : compared.ms
+                        let other = compared.workload.name
+                        let impl = other.hasSuffix("unfused ops") ? "Retort unfused ops"
+                            : "Retort: " + (other.split(separator: ":").last.map { String($0).trimmingCharacters(in: .whitespaces) } ?? other)
+                        reference = Reference(ms: ms, impl: impl)
+                        theirs.append(ms)
+                    } else if let measured = references?.measure(w, warmup: warmup) {
+                        if reference == nil { reference = measured }
+                        theirs.append(measured.ms)
+                    }
+                }
+                // A pause between the sides, only when there is another side to measure.
+                let twoSides = compared.map { _ in options.rounds > 1 } ?? (w.spec != nil && references?.isRunning == true)
+                if round % 2 == 0 { measureMine(); if twoSides { letThreadsSettle() }; measureTheirs() }
+                else { measureTheirs(); if twoSides { letThreadsSettle() }; measureMine() }
+                if twoSides { letThreadsSettle() }
             }
+            if w.spec != nil, compared == nil { references?.release() }
+            var result = Result(workload: w, rounds: mine)
+            if let reference, !theirs.isEmpty {
+                result.reference = Reference(ms: median(theirs), impl: reference.impl, peakBytes: reference.peakBytes)
+                result.referenceRounds = theirs
+            }
+            if w.setup != nil { result.peakBytes = backend.memoryUse.peak - base }
             results.append(result)
-            FileHandle.standardError.write(Data("  measured \(w.name): \(format(result.ms, 3)) ms\n".utf8))
+            var line = "  measured \(w.name): \(format(result.ms, 3)) ms"
+            if let r = result.reference, let ratio = result.ratio { line += "; reference \(format(r.ms, 3)) ms, ratio \(format(ratio, 2))x" }
+            FileHandle.standardError.write(Data((line + "\n").utf8))
         }
-        // Comparisons between Retort's own workloads (fused vs unfused attention; a decode step vs
-        // streaming the weights once): the reference is named after the workload it is.
-        for i in results.indices {
-            if let other = results[i].workload.compareTo, let ref = results.first(where: { $0.workload.name == other }) {
-                let impl = other.hasSuffix("unfused ops") ? "Retort unfused ops" : "Retort: " + (other.split(separator: ":").last.map { String($0).trimmingCharacters(in: .whitespaces) } ?? other)
-                results[i].reference = Reference(ms: ref.ms, impl: impl)
-            }
-        }
-        let external = runReferences(workloads.filter { $0.spec != nil }, options: options, device: backend.kind.rawValue,
-                                     threads: backend.kind == .cpu ? ProcessInfo.processInfo.activeProcessorCount : nil)
-        for i in results.indices where results[i].reference == nil {
-            results[i].reference = external[results[i].workload.name]
-        }
+        references?.finish()
         let peak = (backend as? CUDABackend)?.gpu.peakBandwidth
         if let peak { print("device memory bandwidth (theoretical): \(format(peak, 0)) GB/s") }
         printTable(results.filter { !$0.workload.hidden }, peakBandwidth: peak)
@@ -163,8 +194,17 @@ func measure(_ body: () -> Void, warmup: Int, reps: Int) -> Double {
         body()
         times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
     }
-    times.sort()
-    return times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+    return median(times)
 }
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+/// Between the two sides: a BLAS's or OpenMP's worker threads spin for a while after their last
+/// call; this lets them go to sleep before the other side starts its clock.
+func letThreadsSettle() { usleep(200_000) }
 
 func format(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }

@@ -9,18 +9,22 @@ struct Reference {
 
 struct Result {
     let workload: Workload
-    let ms: Double
-    var reference: Reference?
+    let rounds: [Double]            // Retort's median time in each round, ms
+    var reference: Reference?       // its ms: the median of referenceRounds
+    var referenceRounds: [Double] = []
     var peakBytes: Int? = nil   // workloads with a setup: the most device memory they held
 
+    var ms: Double { median(rounds) }
     /// Throughput in the workload's unit (GFLOP/s or GB/s), or ms when it has no work count.
     var value: Double { workload.work > 0 ? workload.work / (ms * 1e-3) / 1e9 : ms }
     var referenceValue: Double? {
         guard let reference else { return nil }
         return workload.work > 0 ? workload.work / (reference.ms * 1e-3) / 1e9 : reference.ms
     }
-    /// > 1: Retort is faster.
-    var ratio: Double? { reference.map { $0.ms / ms } }
+    /// Each round's ratio, of the two sides measured back to back.
+    var roundRatios: [Double] { zip(referenceRounds, rounds).map { $0 / $1 } }
+    /// > 1: Retort is faster. The median of the rounds' ratios.
+    var ratio: Double? { roundRatios.isEmpty ? nil : median(roundRatios) }
 }
 
 /// With `peakBandwidth` (GB/s, a GPU's), GB/s rows also show their share of it.
@@ -30,17 +34,27 @@ func printTable(_ results: [Result], peakBandwidth: Double? = nil) {
         let fill = String(repeating: " ", count: max(0, n - s.count))
         return right ? fill + s : s + fill
     }
+    // With --rounds: each row's lowest and highest round ratio beside the median.
+    let rangeWidth = results.contains { $0.roundRatios.count > 1 } ? 12 : 0
+    func range(_ r: Result) -> String {
+        guard rangeWidth > 0 else { return "" }
+        let ratios = r.roundRatios
+        return pad(ratios.count > 1 ? format(ratios.min()!, 2) + "–" + format(ratios.max()!, 2) : "—", rangeWidth, right: true) + "  "
+    }
     print(pad("workload", nameWidth) + "  " + pad("Retort", 10, right: true) + "  " + pad("unit", 8) + "  "
-          + pad("reference", 10, right: true) + "  " + pad("ratio", 6, right: true) + "  reference measured with")
+          + pad("reference", 10, right: true) + "  " + pad("ratio", 6, right: true) + "  "
+          + (rangeWidth > 0 ? pad("ratio range", rangeWidth, right: true) + "  " : "") + "reference measured with")
     for r in results {
         let ref = r.referenceValue.map { format($0, 1) } ?? "—"
         let ratio = r.ratio.map { format($0, 2) + "x" } ?? "—"
         let roofline = peakBandwidth.map { r.workload.unit == "GB/s" ? "  [\(format(100 * r.value / $0, 0))% of peak]" : "" } ?? ""
         print(pad(r.workload.name, nameWidth) + "  " + pad(format(r.value, 1), 10, right: true) + "  " + pad(r.workload.unit, 8)
-              + "  " + pad(ref, 10, right: true) + "  " + pad(ratio, 6, right: true) + "  " + (r.reference?.impl ?? "no reference")
+              + "  " + pad(ref, 10, right: true) + "  " + pad(ratio, 6, right: true) + "  " + range(r) + (r.reference?.impl ?? "no reference")
               + roofline)
     }
-    print("ratio > 1: Retort is faster. Medians; references measured in this run.")
+    let rounds = results.map(\.rounds.count).max() ?? 1
+    print("ratio > 1: Retort is faster. Medians; each reference measured right after Retort's side of the same workload"
+          + (rounds > 1 ? ", in \(rounds) alternating rounds (ratio: the median round's)." : "."))
 }
 
 /// Peak device memory of the workloads that measure it, beside the reference's.
@@ -87,6 +101,7 @@ func writeJSON(_ results: [Result], to path: String) {
             object["ratio"] = ratio
             object["reference_impl"] = impl
             object["reference_ms"] = r.reference!.ms
+            if r.roundRatios.count > 1 { object["round_ratios"] = r.roundRatios }
             if let peak = r.reference?.peakBytes { object["reference_peak_bytes"] = peak }
         }
         if let peak = r.peakBytes { object["peak_bytes"] = peak }
@@ -108,53 +123,98 @@ func writeJSON(_ results: [Result], to path: String) {
     print("wrote \(path)")
 }
 
-/// Runs Perf/reference/reference.py once with every spec and collects {name: Reference}.
-func runReferences(_ workloads: [Workload], options: Options, device: String, threads: Int?) -> [String: Reference] {
-    let sourceTree = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("reference/reference.py").path
-    let besideExecutable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        .appendingPathComponent("reference.py").path
-    let script = options.reference
-        ?? [sourceTree, besideExecutable].first { FileManager.default.fileExists(atPath: $0) } ?? sourceTree
-    guard FileManager.default.fileExists(atPath: script) else {
-        print("references skipped: \(script) not found")
-        return [:]
-    }
-    var input = ""
-    for w in workloads {
-        guard var spec = w.spec else { continue }
-        spec["name"] = w.name
-        spec["warmup"] = w.warmup
-        spec["reps"] = w.reps
-        if w.setup != nil { spec["peak"] = true }   // the reference measures its peak memory too
-        if let data = try? JSONSerialization.data(withJSONObject: spec) { input += String(decoding: data, as: UTF8.self) + "\n" }
-    }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [options.python, script, "--device", device] + (threads.map { ["--threads", "\($0)"] } ?? [])
-    let stdin = Pipe(), stdout = Pipe()
-    process.standardInput = stdin
-    process.standardOutput = stdout
-    do { try process.run() } catch {
-        print("references skipped: could not run \(options.python): \(error)")
-        return [:]
-    }
-    stdin.fileHandleForWriting.write(Data(input.utf8))
-    try? stdin.fileHandleForWriting.close()
-    let output = stdout.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    var references: [String: Reference] = [:]
-    var missing: [String] = []
-    for line in String(decoding: output, as: UTF8.self).split(separator: "\n") {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let name = object["name"] as? String else { continue }
-        if let ms = object["ms"] as? Double, let impl = object["impl"] as? String {
-            references[name] = Reference(ms: ms, impl: impl, peakBytes: (object["peak_bytes"] as? NSNumber)?.intValue)
-        } else if let error = object["error"] as? String, !missing.contains(error) {
-            missing.append(error)
+/// Perf/reference/reference.py as one long-lived process: a spec line in, a result line out. Each
+/// workload's reference is measured right after Retort's side of it (with --rounds, in turns), so
+/// both meet the machine in the same state; a reference measured minutes later, once a shared
+/// host's load had changed, moved a ratio by up to 2× on the 2-core VM.
+final class ReferenceRunner {
+    private let process = Process()
+    private let input: FileHandle, output: FileHandle
+    private var pending = Data()
+    private var alive = true
+    var isRunning: Bool { alive }
+    private var missing: [String] = []   // why some references were not measured, each once
+
+    /// nil (with a line saying why) when the script or the interpreter is not there.
+    init?(options: Options, device: String, threads: Int?) {
+        let sourceTree = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("reference/reference.py").path
+        let besideExecutable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("reference.py").path
+        let script = options.reference
+            ?? [sourceTree, besideExecutable].first { FileManager.default.fileExists(atPath: $0) } ?? sourceTree
+        guard FileManager.default.fileExists(atPath: script) else {
+            print("references skipped: \(script) not found")
+            return nil
+        }
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [options.python, script, "--device", device] + (threads.map { ["--threads", "\($0)"] } ?? [])
+        let stdin = Pipe(), stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        input = stdin.fileHandleForWriting
+        output = stdout.fileHandleForReading
+        signal(SIGPIPE, SIG_IGN)   // a script that died is noticed at the next read, not by a signal
+        do { try process.run() } catch {
+            print("references skipped: could not run \(options.python): \(error)")
+            return nil
         }
     }
-    if process.terminationStatus != 0 { print("reference script exited with status \(process.terminationStatus)") }
-    for reason in missing { print("some references not measured: \(reason)") }
-    return references
+
+    /// The reference's median time for `w` (`warmup` runs first), or nil when it has none here.
+    func measure(_ w: Workload, warmup: Int) -> Reference? {
+        guard alive, var spec = w.spec else { return nil }
+        spec["name"] = w.name
+        spec["warmup"] = warmup
+        spec["reps"] = w.reps
+        if w.setup != nil { spec["peak"] = true }   // the reference measures its peak memory too
+        guard let object = exchange(spec, until: { ($0["name"] as? String) == w.name }) else { return nil }
+        if let ms = object["ms"] as? Double, let impl = object["impl"] as? String {
+            return Reference(ms: ms, impl: impl, peakBytes: (object["peak_bytes"] as? NSNumber)?.intValue)
+        }
+        if let error = object["error"] as? String, !missing.contains(error) { missing.append(error) }
+        return nil
+    }
+
+    /// Lets the script drop the workload it keeps between rounds (a model, its optimizer state).
+    func release() {
+        _ = exchange(["op": "release"], until: { $0["released"] != nil })
+    }
+
+    /// Ends the script and prints why references were missing.
+    func finish() {
+        try? input.close()
+        process.waitUntilExit()   // its output has ended (or ends now, at the end of its input)
+        if !alive {
+            print("reference script ended early (status \(process.terminationStatus)); later workloads have no reference")
+        } else if process.terminationStatus != 0 {
+            print("reference script exited with status \(process.terminationStatus)")
+        }
+        for reason in missing { print("some references not measured: \(reason)") }
+    }
+
+    /// Sends one JSON line and reads lines until one satisfies `until` (anything else the script
+    /// prints on stdout is skipped); nil once the script has gone.
+    private func exchange(_ request: [String: Any], until done: ([String: Any]) -> Bool) -> [String: Any]? {
+        guard alive, let data = try? JSONSerialization.data(withJSONObject: request) else { return nil }
+        do { try input.write(contentsOf: data + Data("\n".utf8)) } catch { alive = false; return nil }
+        while let line = nextLine() {
+            if let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], done(object) { return object }
+        }
+        alive = false
+        return nil
+    }
+
+    private func nextLine() -> Data? {
+        while true {
+            if let end = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = pending[pending.startIndex..<end]
+                pending = Data(pending[(end + 1)...])
+                return Data(line)
+            }
+            let more = output.availableData   // blocks until the script writes or exits
+            if more.isEmpty { return nil }
+            pending += more
+        }
+    }
 }

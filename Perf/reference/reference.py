@@ -3,7 +3,8 @@
 
 Reads workload specs, one JSON object per line on stdin (written by `swift run Perf`), and
 prints one JSON object per line: {"name", "ms", "impl"} — or {"name", "error"} when a workload
-cannot run here. `--device cpu` (default): sgemm in numpy, every other op in PyTorch on the CPU
+cannot run here. Perf sends each spec right after measuring its own side, once per round; the
+built workload is kept while the same name comes back, and {"op": "release"} drops it. `--device cpu` (default): sgemm in numpy, every other op in PyTorch on the CPU
 (skipped without torch). `--device cuda`: everything in PyTorch eager on the GPU, fp32 (TF32
 off, as torch's default), timed with a device synchronisation after each run. The shapes come
 from the Swift side, so both sides always measure the same thing.
@@ -359,49 +360,70 @@ def main():
         torch.set_num_threads(threads)
     if torch is not None and DEVICE == "cuda":
         torch.set_default_device("cuda")   # every tensor the workloads make lives on the GPU
+    kept = None   # (name, fn, impl, peak bytes): the workload being measured, kept between rounds
     for line in sys.stdin:
         if not line.strip():
             continue
         spec = json.loads(line)
+        if spec.get("op") == "release":   # the Swift side moves on: free the model and its state
+            kept = None
+            gc.collect()
+            if torch is not None and DEVICE == "cuda":
+                torch.cuda.empty_cache()
+            print(json.dumps({"released": True}), flush=True)
+            continue
         name, op = spec["name"], spec["op"]
-        fn = None
         if torch is not None and DEVICE == "cuda":   # Retort at tf32: PyTorch's matmuls in TF32 too
             torch.backends.cuda.matmul.allow_tf32 = spec.get("precision") == "tf32"
-        peak = DEVICE == "cuda" and torch is not None and spec.get("peak")
-        if peak:   # its own peak: what it builds and what a step holds, above what was there before
-            gc.collect()
-            torch.cuda.empty_cache()
-            base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
         try:
-            if op == "sgemm" and (DEVICE == "cpu" or torch is not None):
-                fn, impl = sgemm(spec)
-            elif torch is None:
-                raise RuntimeError("torch is not importable")
-            elif op in TORCH_OPS:
-                fn, impl = TORCH_OPS[op](spec), f"torch {torch.__version__} {DEVICE}"
-                if op.startswith("bert") or op.startswith("distill") or op.startswith("decoder"):
-                    import transformers
-                    impl += f", transformers {transformers.__version__}"
-                    if spec.get("lora") or op == "decoder_lora_step":
-                        import peft
-                        impl += f", peft {peft.__version__}"
-            else:
-                raise RuntimeError(f"no reference for op {op}")
-            if spec.get("precision") == "tf32" and DEVICE == "cuda":
-                impl += ", tf32 matmuls"
-            if spec.get("int8"):
-                impl += ", quantize_dynamic qint8"
-            if half_type(spec) is not None:
-                impl += f", {spec['precision']} " + ("(flash SDPA)" if op.startswith("attention") else "(torch.autocast AMP)")
+            if kept is None or kept[0] != name:
+                kept = None
+                kept = (name, *build(spec))
+            _, fn, impl, peak = kept
             ms = timed(fn, spec.get("warmup", 3), spec.get("reps", 10))
             result = {"name": name, "ms": ms, "impl": impl}
-            if peak:
-                result["peak_bytes"] = torch.cuda.max_memory_allocated() - base
+            if peak is not None:
+                result["peak_bytes"] = torch.cuda.max_memory_allocated() - peak_base   # building and every run so far
             print(json.dumps(result), flush=True)
         except Exception as error:  # report and go on: one missing reference must not hide the rest
             print(json.dumps({"name": name, "error": str(error)}), flush=True)
 
+
+peak_base = 0
+
+
+def build(spec):
+    """(fn, impl, peak): a workload's run, what measures it, and whether its peak memory is
+    measured (on a GPU, when the spec asks): from here on, above what was allocated before."""
+    global peak_base
+    op = spec["op"]
+    peak = DEVICE == "cuda" and torch is not None and spec.get("peak")
+    if peak:   # its own peak: what it builds and what a step holds, above what was there before
+        gc.collect()
+        torch.cuda.empty_cache()
+        peak_base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    if op == "sgemm" and (DEVICE == "cpu" or torch is not None):
+        fn, impl = sgemm(spec)
+    elif torch is None:
+        raise RuntimeError("torch is not importable")
+    elif op in TORCH_OPS:
+        fn, impl = TORCH_OPS[op](spec), f"torch {torch.__version__} {DEVICE}"
+        if op.startswith("bert") or op.startswith("distill") or op.startswith("decoder"):
+            import transformers
+            impl += f", transformers {transformers.__version__}"
+            if spec.get("lora") or op == "decoder_lora_step":
+                import peft
+                impl += f", peft {peft.__version__}"
+    else:
+        raise RuntimeError(f"no reference for op {op}")
+    if spec.get("precision") == "tf32" and DEVICE == "cuda":
+        impl += ", tf32 matmuls"
+    if spec.get("int8"):
+        impl += ", quantize_dynamic qint8"
+    if half_type(spec) is not None:
+        impl += f", {spec['precision']} " + ("(flash SDPA)" if op.startswith("attention") else "(torch.autocast AMP)")
+    return fn, impl, (True if peak else None)
 
 if __name__ == "__main__":
     main()
