@@ -124,48 +124,14 @@ public enum PerfCommand {
                               threads: backend.kind == .cpu ? ProcessInfo.processInfo.activeProcessorCount : nil) : nil
         var results: [Result] = []
         for w in workloads {
-            let base = backend.memoryUse.inUse
-            backend.resetPeakMemory()
-            let run = try w.setup?() ?? w.run   // a setup is built now and freed after: its peak memory is its own
             let compared = w.compareTo.flatMap { name in results.first { $0.workload.name == name } }
-            var mine: [Double] = [], theirs: [Double] = []
-            var reference: Reference?
-            for round in 0..<options.rounds {
-                // Later rounds warm up once: the caches and the allocator are warm already.
-                let warmup = round == 0 ? w.warmup : min(1, w.warmup)
-                let measureMine = { mine.append(measure({ run(); backend.synchronize() }, warmup: warmup, reps: w.reps)) }
-                let measureTheirs = {
-                    if let compared {   // another Retort workload: in turn when there are rounds
-                        let ms = options.rounds > 1
-                            ? measure({ compared.workload.run(); backend.synchronize() }, warmup: min(1, compared.workload.warmup), reps: compared.workload.reps)
-                            : compared.ms
-                        let other = compared.workload.name
-                        let impl = other.hasSuffix("unfused ops") ? "Retort unfused ops"
-                            : "Retort: " + (other.split(separator: ":").last.map { String($0).trimmingCharacters(in: .whitespaces) } ?? other)
-                        reference = Reference(ms: ms, impl: impl)
-                        theirs.append(ms)
-                    } else if let measured = references?.measure(w, warmup: warmup) {
-                        if reference == nil { reference = measured }
-                        theirs.append(measured.ms)
-                    }
-                }
-                // A pause between the sides, only when there is another side to measure.
-                let twoSides = compared.map { _ in options.rounds > 1 } ?? (w.spec != nil && references?.isRunning == true)
-                if round % 2 == 0 { measureMine(); if twoSides { letThreadsSettle() }; measureTheirs() }
-                else { measureTheirs(); if twoSides { letThreadsSettle() }; measureMine() }
-                if twoSides { letThreadsSettle() }
-            }
-            if w.spec != nil, compared == nil { references?.release() }
-            var result = Result(workload: w, rounds: mine)
-            if let reference, !theirs.isEmpty {
-                result.reference = Reference(ms: median(theirs), impl: reference.impl, peakBytes: reference.peakBytes)
-                result.referenceRounds = theirs
-            }
-            if w.setup != nil { result.peakBytes = backend.memoryUse.peak - base }
+            let result = try measureInTurn(w, backend: backend, rounds: options.rounds, references: references, compared: compared)
             results.append(result)
             var line = "  measured \(w.name): \(format(result.ms, 3)) ms"
             if let r = result.reference, let ratio = result.ratio { line += "; reference \(format(r.ms, 3)) ms, ratio \(format(ratio, 2))x" }
             FileHandle.standardError.write(Data((line + "\n").utf8))
+            // Rewritten after every workload, so a run stopped early (a time limit) keeps what it measured.
+            if let path = options.json { writeJSON(results.filter { !$0.workload.hidden }, to: path) }
         }
         references?.finish()
         let peak = (backend as? CUDABackend)?.gpu.peakBandwidth
@@ -176,7 +142,52 @@ public enum PerfCommand {
         if let cuda = backend as? CUDABackend {
             print("GPU memory held by Retort: peak \(cuda.memoryUse.peak / (1 << 20)) MiB, reserved \(cuda.memoryUse.reserved / (1 << 20)) MiB")
         }
-        if let path = options.json { writeJSON(results.filter { !$0.workload.hidden }, to: path) }
+        if let path = options.json { print("wrote \(path)") }
+    }
+
+    /// One workload and its reference, in `rounds` rounds whose order alternates: the reference
+    /// script's run of the same spec, or the Retort workload it is compared with (measured again
+    /// in each round when there are several, else the result measured just before).
+    static func measureInTurn(_ w: Workload, backend: Backend, rounds: Int, references: ReferenceRunner?,
+                              compared: Result?) throws -> Result {
+        let base = backend.memoryUse.inUse
+        if w.setup != nil { backend.resetPeakMemory() }
+        let run = try w.setup?() ?? w.run   // a setup is built now and freed after: its peak memory is its own
+        var mine: [Double] = [], theirs: [Double?] = []
+        var reference: Reference?
+        let twoSides = compared.map { _ in rounds > 1 } ?? (w.spec != nil && references?.isRunning == true)
+        for round in 0..<rounds {
+            // Later rounds warm up once: the caches and the allocator are warm already.
+            let warmup = round == 0 ? w.warmup : min(1, w.warmup)
+            let measureMine = { mine.append(measure({ run(); backend.synchronize() }, warmup: warmup, reps: w.reps)) }
+            let measureTheirs = {
+                if let compared {   // compared workloads are built in advance (none has a setup)
+                    let other = compared.workload.name
+                    let impl = other.hasSuffix("unfused ops") ? "Retort unfused ops"
+                        : "Retort: " + (other.split(separator: ":").last.map { String($0).trimmingCharacters(in: .whitespaces) } ?? other)
+                    reference = Reference(ms: 0, impl: impl)
+                    theirs.append(rounds > 1 ? measure({ compared.workload.run(); backend.synchronize() }, warmup: min(1, compared.workload.warmup),
+                                                       reps: compared.workload.reps) : compared.ms)
+                } else {
+                    let measured = references?.measure(w, warmup: warmup)
+                    if reference == nil { reference = measured }
+                    theirs.append(measured?.ms)
+                }
+            }
+            // A pause between the sides (when there are two), and the order turned each round.
+            if round % 2 == 0 { measureMine(); if twoSides { letThreadsSettle() }; measureTheirs() }
+            else { measureTheirs(); if twoSides { letThreadsSettle() }; measureMine() }
+            if twoSides { letThreadsSettle() }
+        }
+        if w.spec != nil, compared == nil { references?.release() }
+        var result = Result(workload: w, rounds: mine)
+        let measured = theirs.compactMap { $0 }
+        if let reference, !measured.isEmpty {
+            result.reference = Reference(ms: median(measured), impl: reference.impl, peakBytes: reference.peakBytes)
+            result.referenceRounds = theirs
+        }
+        if w.setup != nil { result.peakBytes = backend.memoryUse.peak - base }
+        return result
     }
 }
 

@@ -11,7 +11,7 @@ struct Result {
     let workload: Workload
     let rounds: [Double]            // Retort's median time in each round, ms
     var reference: Reference?       // its ms: the median of referenceRounds
-    var referenceRounds: [Double] = []
+    var referenceRounds: [Double?] = []   // nil: the reference did not run in that round
     var peakBytes: Int? = nil   // workloads with a setup: the most device memory they held
 
     var ms: Double { median(rounds) }
@@ -21,8 +21,8 @@ struct Result {
         guard let reference else { return nil }
         return workload.work > 0 ? workload.work / (reference.ms * 1e-3) / 1e9 : reference.ms
     }
-    /// Each round's ratio, of the two sides measured back to back.
-    var roundRatios: [Double] { zip(referenceRounds, rounds).map { $0 / $1 } }
+    /// Each round's ratio, of the two sides measured back to back (rounds both sides ran).
+    var roundRatios: [Double] { zip(referenceRounds, rounds).compactMap { reference, mine in reference.map { $0 / mine } } }
     /// > 1: Retort is faster. The median of the rounds' ratios.
     var ratio: Double? { roundRatios.isEmpty ? nil : median(roundRatios) }
 }
@@ -120,7 +120,6 @@ func writeJSON(_ results: [Result], to path: String) {
     guard rename(temporary.path, url.path) == 0 else {
         fail("could not move \(temporary.path) to \(path): \(String(cString: strerror(errno)))")
     }
-    print("wrote \(path)")
 }
 
 /// Perf/reference/reference.py as one long-lived process: a spec line in, a result line out. Each
@@ -133,6 +132,7 @@ final class ReferenceRunner {
     private var pending = Data()
     private var alive = true
     var isRunning: Bool { alive }
+    private var answered = false
     private var missing: [String] = []   // why some references were not measured, each once
 
     /// nil (with a line saying why) when the script or the interpreter is not there.
@@ -185,8 +185,10 @@ final class ReferenceRunner {
     func finish() {
         try? input.close()
         process.waitUntilExit()   // its output has ended (or ends now, at the end of its input)
+        signal(SIGPIPE, SIG_DFL)
         if !alive {
-            print("reference script ended early (status \(process.terminationStatus)); later workloads have no reference")
+            print(answered ? "reference script ended early (status \(process.terminationStatus)); later workloads have no reference"
+                           : "references skipped: the reference script ended before answering (status \(process.terminationStatus))")
         } else if process.terminationStatus != 0 {
             print("reference script exited with status \(process.terminationStatus)")
         }
@@ -199,7 +201,10 @@ final class ReferenceRunner {
         guard alive, let data = try? JSONSerialization.data(withJSONObject: request) else { return nil }
         do { try input.write(contentsOf: data + Data("\n".utf8)) } catch { alive = false; return nil }
         while let line = nextLine() {
-            if let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], done(object) { return object }
+            if let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], done(object) {
+                answered = true
+                return object
+            }
         }
         alive = false
         return nil

@@ -11,6 +11,7 @@ from the Swift side, so both sides always measure the same thing.
 """
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -360,7 +361,16 @@ def main():
         torch.set_num_threads(threads)
     if torch is not None and DEVICE == "cuda":
         torch.set_default_device("cuda")   # every tensor the workloads make lives on the GPU
-    kept = None   # (name, fn, impl, peak bytes): the workload being measured, kept between rounds
+    # Replies go to the original stdout; anything a library prints goes to stderr, so no stray
+    # text can run into a reply line.
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+
+    def reply(obj):
+        replies.write(json.dumps(obj, allow_nan=False) + "\n")
+        replies.flush()
+
+    kept = None   # (name, fn, impl, peak): the workload being measured, kept between rounds
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -370,7 +380,7 @@ def main():
             gc.collect()
             if torch is not None and DEVICE == "cuda":
                 torch.cuda.empty_cache()
-            print(json.dumps({"released": True}), flush=True)
+            reply({"released": True})
             continue
         name, op = spec["name"], spec["op"]
         if torch is not None and DEVICE == "cuda":   # Retort at tf32: PyTorch's matmuls in TF32 too
@@ -384,9 +394,9 @@ def main():
             result = {"name": name, "ms": ms, "impl": impl}
             if peak is not None:
                 result["peak_bytes"] = torch.cuda.max_memory_allocated() - peak_base   # building and every run so far
-            print(json.dumps(result), flush=True)
+            reply(result)
         except Exception as error:  # report and go on: one missing reference must not hide the rest
-            print(json.dumps({"name": name, "error": str(error)}), flush=True)
+            reply({"name": name, "error": str(error)})
 
 
 peak_base = 0

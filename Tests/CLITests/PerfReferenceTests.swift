@@ -43,7 +43,14 @@ final class PerfReferenceTests: XCTestCase {
     }
 
     func perf(_ script: String, rounds: Int) throws -> (Int32, String, [[String: Any]]) {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", "-c", "pass"]
+        guard (try? probe.run()) != nil, ({ probe.waitUntilExit(); return probe.terminationStatus == 0 })() else {
+            throw XCTSkip("python3 is not installed")
+        }
         let json = work.appendingPathComponent("perf.json").path
+        try? FileManager.default.removeItem(atPath: json)
         let (status, output) = try RetortProcess(["--quick", "--filter", "gelu fwd", "--rounds", "\(rounds)", "--python", "python3",
                                                   "--reference", script, "--json", json], executable: "Perf").finish()
         let lines = ((try? String(contentsOfFile: json, encoding: .utf8)) ?? "").split(separator: "\n")
