@@ -14,7 +14,8 @@
 // head looping over the batch when dbias is wanted, so dbias needs no atomics. Within it, K (and V) are packed once, then each block of
 // QB query rows goes through scale·q·kᵀ + bias, mask, softmax and ·V in one pass; only a QB×T
 // block of scores ever exists. Backward recomputes P from lse (nothing T×T is saved) and
-// accumulates dK, dV in per-item buffers. Inner loops are 16-float register tiles.
+// accumulates dK, dV in per-item buffers. Inner loops are register tiles of 16-float vectors sized
+// to the clone (attention_tiles.h).
 #include "attention_tiles.h"
 #include <stdlib.h>
 
@@ -30,53 +31,62 @@ typedef struct {
     uint32_t key;     // rt_dropout_key(seed)
 } attention_args;
 
-// acc[QB][NV] over 16·NV columns starting at c0: Σ_j P[r][j] · M[j][c0…]; M is [T][HSp].
-RT_INLINE void weighted_rows(float *Out, int ldo, const float *P, int Tp, const float *M, int HSp, int c0,
-                                 int jend, const int NV) {
+// Out rows r0 … r0+RG−1, 16·NV columns from c0: Σ_j P[r][j] · M[j][c0…]; M is [T][HSp].
+RT_INLINE void weighted_rows(float *Out, int ldo, const float *P, int Tp, const float *M, int HSp, int r0, int c0,
+                             int jend, const int RG, const int NV) {
     v16 acc[QB][NVMAX];
-    for (int r = 0; r < QB; r++)
+    for (int r = 0; r < RG; r++)
         for (int t = 0; t < NV; t++) acc[r][t] = v16_splat(0);
     for (int j = 0; j < jend; j++) {
         const float *m = M + (int64_t)j * HSp + c0;
         v16 mv[NVMAX];
         for (int t = 0; t < NV; t++) mv[t] = v16_load(m + 16 * t);
-        for (int r = 0; r < QB; r++) {
-            float p = P[r * Tp + j];
+        for (int r = 0; r < RG; r++) {
+            float p = P[(r0 + r) * Tp + j];
             for (int t = 0; t < NV; t++) acc[r][t] += p * mv[t];
         }
     }
-    for (int r = 0; r < QB; r++)
-        for (int t = 0; t < NV; t++) v16_store(Out + r * ldo + c0 + 16 * t, acc[r][t]);
+    for (int r = 0; r < RG; r++)
+        for (int t = 0; t < NV; t++) v16_store(Out + (r0 + r) * ldo + c0 + 16 * t, acc[r][t]);
 }
 
-RT_INLINE void weighted_rows_all(float *Out, int ldo, const float *P, int Tp, const float *M, int HSp, int jend) {
-    int c0 = 0;
-    for (; c0 + 32 <= HSp; c0 += 32) weighted_rows(Out, ldo, P, Tp, M, HSp, c0, jend, 2);
-    if (HSp - c0 == 16) weighted_rows(Out, ldo, P, Tp, M, HSp, c0, jend, 1);
+// Out[QB][HSp] = P[QB][·] · M over the first jend keys, in the clone's register tiles.
+RT_INLINE void weighted_rows_all(float *Out, int ldo, const float *P, int Tp, const float *M, int HSp, int jend, const int level) {
+    const int RG = TILE_ROWS(level), NV = TILE_VECTORS(level);
+    for (int r0 = 0; r0 < QB; r0 += RG) {
+        int c0 = 0;
+        for (; c0 + 16 * NV <= HSp; c0 += 16 * NV) weighted_rows(Out, ldo, P, Tp, M, HSp, r0, c0, jend, RG, NV);
+        if (c0 < HSp) weighted_rows(Out, ldo, P, Tp, M, HSp, r0, c0, jend, RG, 1);   // HSp − c0 = 16
+    }
 }
 
-// Acc[j][c0…] += Σ_r W[r][j] · X[r][c0…] for j < jend; Acc is [T][HSp], X is [QB][HSp].
-RT_INLINE void accumulate_columns(float *Acc, const float *W, int Tp, const float *X, int HSp, int c0,
-                                      int jend, const int NV) {
+// Acc[j][c0…] += Σ_r W[r][j] · X[r][c0…] over rows r0 … r0+RG−1, for j < jend; Acc is [T][HSp],
+// X is [QB][HSp].
+RT_INLINE void accumulate_columns(float *Acc, const float *W, int Tp, const float *X, int HSp, int r0, int c0,
+                                  int jend, const int RG, const int NV) {
     v16 xv[QB][NVMAX];
-    for (int r = 0; r < QB; r++)
-        for (int t = 0; t < NV; t++) xv[r][t] = v16_load(X + r * HSp + c0 + 16 * t);
+    for (int r = 0; r < RG; r++)
+        for (int t = 0; t < NV; t++) xv[r][t] = v16_load(X + (r0 + r) * HSp + c0 + 16 * t);
     for (int j = 0; j < jend; j++) {
         float *acc_row = Acc + (int64_t)j * HSp + c0;
         v16 acc[NVMAX];
         for (int t = 0; t < NV; t++) acc[t] = v16_load(acc_row + 16 * t);
-        for (int r = 0; r < QB; r++) {
-            float w = W[r * Tp + j];
+        for (int r = 0; r < RG; r++) {
+            float w = W[(r0 + r) * Tp + j];
             for (int t = 0; t < NV; t++) acc[t] += w * xv[r][t];
         }
         for (int t = 0; t < NV; t++) v16_store(acc_row + 16 * t, acc[t]);
     }
 }
 
-RT_INLINE void accumulate_columns_all(float *Acc, const float *W, int Tp, const float *X, int HSp, int jend) {
-    int c0 = 0;
-    for (; c0 + 32 <= HSp; c0 += 32) accumulate_columns(Acc, W, Tp, X, HSp, c0, jend, 2);
-    if (HSp - c0 == 16) accumulate_columns(Acc, W, Tp, X, HSp, c0, jend, 1);
+// Acc[j][·] += Σ_r W[r][j] · X[r][·] over the block's QB rows, in the clone's register tiles.
+RT_INLINE void accumulate_columns_all(float *Acc, const float *W, int Tp, const float *X, int HSp, int jend, const int level) {
+    const int RG = TILE_ROWS(level), NV = TILE_VECTORS(level);
+    for (int r0 = 0; r0 < QB; r0 += RG) {
+        int c0 = 0;
+        for (; c0 + 16 * NV <= HSp; c0 += 16 * NV) accumulate_columns(Acc, W, Tp, X, HSp, r0, c0, jend, RG, NV);
+        if (c0 < HSp) accumulate_columns(Acc, W, Tp, X, HSp, r0, c0, jend, RG, 1);
+    }
 }
 
 // s[0 … 16·nt) = scale·s + bias (bias may be NULL).
@@ -159,7 +169,7 @@ static inline int block_key_end(const attention_args *a, int jend, int i0, int r
     return a->causal && i0 + rows < jend ? i0 + rows : jend;
 }
 
-RT_INLINE void forward_item(attention_args *a, int b, int h, int thread) {
+RT_INLINE void forward_item(attention_args *a, int b, int h, int thread, const int level) {
     const int T = a->T, HS = a->HS, NH = a->NH, C = NH * HS, CK = a->NKV * HS;
     const int Tp = (int)round_up(T, 32), HSp = (int)round_up(HS, 16);
     const int64_t head = (int64_t)b * T * C + (int64_t)h * HS;
@@ -193,7 +203,7 @@ RT_INLINE void forward_item(attention_args *a, int b, int h, int thread) {
         const int bend = block_key_end(a, jend, i0, rows), jtiles = (int)round_up(bend, 32), nt = jtiles / 16;
         float inv_sum[QB];
         load_rows(Qb, a->q + head + (int64_t)i0 * C, rows, C, HS, HSp);
-        scores_tile(S, Qb, HSp, Kt, HS, Tp, jtiles);
+        scores_tile(S, Qb, HSp, Kt, HS, Tp, jtiles, level);
         for (int r = 0; r < rows; r++) {
             const int i = i0 + r;
             float *s = S + r * Tp;
@@ -219,7 +229,7 @@ RT_INLINE void forward_item(attention_args *a, int b, int h, int thread) {
                 for (int j = 0; j < jtiles; j++) s[j] *= mrow[j];
             }
         }
-        weighted_rows_all(Ob, HSp, S, Tp, Vp, HSp, bend);
+        weighted_rows_all(Ob, HSp, S, Tp, Vp, HSp, bend, level);
         for (int r = 0; r < rows; r++) {
             float *o = a->out + head + (int64_t)(i0 + r) * C;
             for (int d = 0; d < HS; d++) o[d] = Ob[r * HSp + d] * inv_sum[r];
@@ -229,7 +239,7 @@ RT_INLINE void forward_item(attention_args *a, int b, int h, int thread) {
 
 RT_TASK(forward_task) {
     attention_args *a = ctx;
-    for (int64_t item = b; item < e; item++) forward_item(a, (int)(item / a->NH), (int)(item % a->NH), thread);
+    for (int64_t item = b; item < e; item++) forward_item(a, (int)(item / a->NH), (int)(item % a->NH), thread, level);
 }
 
 void rt_attention_forward(float *out, float *lse, float *scores, const float *q, const float *k, const float *v,
@@ -244,7 +254,7 @@ void rt_attention_forward(float *out, float *lse, float *scores, const float *q,
 
 // Query head h's part of the backward: dq written, dK and dV (the item's key/value head,
 // packed in Kt, Kp, Vt) accumulated.
-RT_INLINE void backward_head(attention_args *a, int b, int h, int jend, float *const *buf, int thread) {
+RT_INLINE void backward_head(attention_args *a, int b, int h, int jend, float *const *buf, int thread, const int level) {
     const int T = a->T, HS = a->HS, NH = a->NH, C = NH * HS;
     const int Tp = (int)round_up(T, 32), HSp = (int)round_up(HS, 16);
     const int64_t head = (int64_t)b * T * C + (int64_t)h * HS;
@@ -283,11 +293,11 @@ RT_INLINE void backward_head(attention_args *a, int b, int h, int jend, float *c
             for (; d < HS; d++) D += dout[d] * o[d];
             Dv[r] = D + v16_sum(acc);
         }
-        scores_tile(P, Qb, HSp, Kt, HS, Tp, jtiles);
-        scores_tile(dS, dOb, HSp, Vt, HS, Tp, jtiles);   // dP = dO·Vᵀ, turned into dS below
+        scores_tile(P, Qb, HSp, Kt, HS, Tp, jtiles, level);
+        scores_tile(dS, dOb, HSp, Vt, HS, Tp, jtiles, level);   // dP = dO·Vᵀ, turned into dS below
         if (tg) {
             load_rows(tQb, tg->q + thead + (int64_t)i0 * tC, rows, tC, tHS, tHSp);
-            scores_tile(tS, tQb, tHSp, tKt, tHS, Tp, jtiles);
+            scores_tile(tS, tQb, tHSp, tKt, tHS, Tp, jtiles, level);
         }
         for (int r = 0; r < QB; r++) {
             const int i = i0 + r;
@@ -326,18 +336,18 @@ RT_INLINE void backward_head(attention_args *a, int b, int h, int jend, float *c
             }
         }
         // dQ = scale·dS·K ; dK += dSᵀ·Q (scaled at the end) ; dV += Pᵀ·dO
-        weighted_rows_all(dQb, HSp, dS, Tp, Kp, HSp, bend);
+        weighted_rows_all(dQb, HSp, dS, Tp, Kp, HSp, bend, level);
         for (int r = 0; r < rows; r++) {
             float *dq = a->dq + head + (int64_t)(i0 + r) * C;
             for (int d = 0; d < HS; d++) dq[d] = dQb[r * HSp + d] * a->scale;
         }
-        accumulate_columns_all(dK, dS, Tp, Qb, HSp, bend);
-        accumulate_columns_all(dV, P, Tp, dOb, HSp, bend);
+        accumulate_columns_all(dK, dS, Tp, Qb, HSp, bend, level);
+        accumulate_columns_all(dV, P, Tp, dOb, HSp, bend, level);
     }
 }
 
 // Key/value head g of batch item b: its query heads in turn, then dk and dv.
-RT_INLINE void backward_item(attention_args *a, int b, int g, int thread) {
+RT_INLINE void backward_item(attention_args *a, int b, int g, int thread, const int level) {
     const int T = a->T, HS = a->HS, NH = a->NH, C = NH * HS, CK = a->NKV * HS, G = NH / a->NKV;
     const int Tp = (int)round_up(T, 32), HSp = (int)round_up(HS, 16);
     const int64_t kvhead = (int64_t)b * T * CK + (int64_t)g * HS;
@@ -365,7 +375,7 @@ RT_INLINE void backward_item(attention_args *a, int b, int g, int thread) {
     pack_head(buf[1], NULL, a->v + kvhead, T, CK, HS, Tp, HSp);
     memset(dK, 0, sizeof(float) * T * HSp);
     memset(dV, 0, sizeof(float) * T * HSp);
-    for (int h = g * G; h < (g + 1) * G; h++) backward_head(a, b, h, jend, buf, thread);
+    for (int h = g * G; h < (g + 1) * G; h++) backward_head(a, b, h, jend, buf, thread, level);
     for (int j = 0; j < T; j++) {
         float *dk = a->dk + kvhead + (int64_t)j * CK, *dv = a->dv + kvhead + (int64_t)j * CK;
         for (int d = 0; d < HS; d++) {
@@ -379,9 +389,9 @@ RT_TASK(backward_task) {
     attention_args *a = ctx;
     for (int64_t item = b; item < e; item++) {
         if (a->dbias) {   // one key/value head per item, the batch in order: dbias without races
-            for (int batch = 0; batch < a->B; batch++) backward_item(a, batch, (int)item, thread);
+            for (int batch = 0; batch < a->B; batch++) backward_item(a, batch, (int)item, thread, level);
         } else {
-            backward_item(a, (int)(item / a->NKV), (int)(item % a->NKV), thread);
+            backward_item(a, (int)(item / a->NKV), (int)(item % a->NKV), thread, level);
         }
     }
 }

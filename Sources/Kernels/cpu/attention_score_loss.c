@@ -18,7 +18,7 @@ typedef struct {
     float scale;
 } score_loss_args;
 
-RT_INLINE double score_loss_item(const score_loss_args *a, int b, int h, int thread) {
+RT_INLINE double score_loss_item(const score_loss_args *a, int b, int h, int thread, const int level) {
     const int T = a->T, NH = a->NH, HS = a->HS, tHS = a->t->HS, C = NH * HS, tC = NH * tHS;
     const int Tp = (int)round_up(T, 32), HSp = (int)round_up(HS, 16), tHSp = (int)round_up(tHS, 16);
     const int jend = key_end(a->mask, b, T);
@@ -43,8 +43,8 @@ RT_INLINE double score_loss_item(const score_loss_args *a, int b, int h, int thr
         const int rows = T - i0 < QB ? T - i0 : QB;
         load_rows(Qb, a->q + head + (int64_t)i0 * C, rows, C, HS, HSp);
         load_rows(tQb, a->t->q + thead + (int64_t)i0 * tC, rows, tC, tHS, tHSp);
-        scores_tile(S, Qb, HSp, Kt, HS, Tp, jtiles);
-        scores_tile(tS, tQb, tHSp, tKt, tHS, Tp, jtiles);
+        scores_tile(S, Qb, HSp, Kt, HS, Tp, jtiles, level);
+        scores_tile(tS, tQb, tHSp, tKt, tHS, Tp, jtiles, level);
         for (int r = 0; r < rows; r++) {
             const int i = i0 + r;
             const float *bias = bias_row(brow, a->bias, h, i, T, Tp), *tbias = bias_row(tbrow, a->t->bias, h, i, T, Tp);
@@ -64,7 +64,7 @@ RT_INLINE double score_loss_item(const score_loss_args *a, int b, int h, int thr
 
 RT_TASK(score_loss_task) {
     score_loss_args *a = ctx;
-    for (int64_t item = b; item < e; item++) a->partial[item] = score_loss_item(a, (int)(item / a->NH), (int)(item % a->NH), thread);
+    for (int64_t item = b; item < e; item++) a->partial[item] = score_loss_item(a, (int)(item / a->NH), (int)(item % a->NH), thread, level);
 }
 
 void rt_attention_score_loss(float *loss, const float *q, const float *k, const int32_t *mask, const float *bias,

@@ -4,27 +4,36 @@
 #pragma once
 #include "common.h"
 
-#define QB 8   // query rows per block
-#define NVMAX 2   // 16-float column vectors per row of a QB-row register tile (QB·NVMAX accumulators)
+#define QB 16   // query rows per block
+#define NVMAX 2   // 16-float column vectors per row of a register tile, at most
 
-// S[QB][Tp] = A[QB][HSp] · Bt[HS][Tp], 32 columns at a time (Tp is a multiple of 32).
-RT_INLINE void scores_tile(float *S, const float *A, int HSp, const float *Bt, int HS, int Tp, int jend) {
-    for (int j0 = 0; j0 < jend; j0 += 32) {
-        v16 acc[QB][2];
-        for (int r = 0; r < QB; r++) acc[r][0] = acc[r][1] = v16_splat(0);
-        for (int d = 0; d < HS; d++) {
-            v16 b0 = v16_load(Bt + (int64_t)d * Tp + j0), b1 = v16_load(Bt + (int64_t)d * Tp + j0 + 16);
-            for (int r = 0; r < QB; r++) {
-                float a = A[r * HSp + d];
-                acc[r][0] += a * b0;
-                acc[r][1] += a * b1;
+// Register tiles of TILE_ROWS rows × TILE_VECTORS 16-float vectors of accumulators, for the
+// clone's `level` (a constant there): AVX-512 holds 8 × 2 in 16 of its 32 registers; elsewhere a
+// 16-float vector takes two (AVX2) or four registers of sixteen, so 4 × 1 keeps the tile out of
+// the stack (8 × 2 there spilled: 32 values for 16 registers).
+#define TILE_ROWS(level) ((level) >= 4 ? 8 : 4)
+#define TILE_VECTORS(level) ((level) >= 4 ? 2 : 1)
+_Static_assert(QB % 8 == 0 && QB % 4 == 0, "a block of query rows is whole register tiles at every level");
+
+// S[QB][Tp] = A[QB][HSp] · Bt[HS][Tp] over the first jend columns (jend a multiple of 32).
+RT_INLINE void scores_tile(float *S, const float *A, int HSp, const float *Bt, int HS, int Tp, int jend, const int level) {
+    const int RG = TILE_ROWS(level), NV = TILE_VECTORS(level);
+    for (int j0 = 0; j0 < jend; j0 += 16 * NV)
+        for (int r0 = 0; r0 < QB; r0 += RG) {
+            v16 acc[QB][NVMAX];
+            for (int r = 0; r < RG; r++)
+                for (int t = 0; t < NV; t++) acc[r][t] = v16_splat(0);
+            for (int d = 0; d < HS; d++) {
+                v16 bv[NVMAX];
+                for (int t = 0; t < NV; t++) bv[t] = v16_load(Bt + (int64_t)d * Tp + j0 + 16 * t);
+                for (int r = 0; r < RG; r++) {
+                    const float a = A[(r0 + r) * HSp + d];
+                    for (int t = 0; t < NV; t++) acc[r][t] += a * bv[t];
+                }
             }
+            for (int r = 0; r < RG; r++)
+                for (int t = 0; t < NV; t++) v16_store(S + (r0 + r) * Tp + j0 + 16 * t, acc[r][t]);
         }
-        for (int r = 0; r < QB; r++) {
-            v16_store(S + r * Tp + j0, acc[r][0]);
-            v16_store(S + r * Tp + j0 + 16, acc[r][1]);
-        }
-    }
 }
 
 // Out[c] = column c of the 16×16 block whose rows are R[0…15] (a transpose in registers:

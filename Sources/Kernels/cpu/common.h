@@ -10,28 +10,32 @@
 // Hot tasks are compiled three times — x86-64-v4 (AVX-512), x86-64-v3 (AVX2+FMA) and the
 // baseline — and rt_cpu_level() picks one at run time, so one binary runs on any x86-64 and the
 // tests can run every path on one machine (RETORT_CPU_LEVEL=1|3|4 caps the level).
-//   RT_TASK(name) { …body using ctx, b, e, thread… }   defines an rt_task called `name`.
+//   RT_TASK(name) { …body using ctx, b, e, thread… }   defines an rt_task called `name`; the
+//   body also sees `level` (4, 3 or 1), a constant in each clone, for register tiles sized to it.
 // Code holding 16-float vectors must live in RT_INLINE helpers or RT_TASK bodies: clang
 // rejects 512-bit values written directly in functions that carry a target attribute.
 #if defined(__x86_64__)
 #define RT_TASK(name)                                                                                  \
-    RT_INLINE void name##_body(void *ctx, int64_t b, int64_t e, int thread);                           \
+    RT_INLINE void name##_body(void *ctx, int64_t b, int64_t e, int thread, const int level);          \
     __attribute__((target("arch=x86-64-v4"))) static void name##_v4(void *c, int64_t b, int64_t e, int t) { \
-        name##_body(c, b, e, t);                                                                       \
+        name##_body(c, b, e, t, 4);                                                                    \
     }                                                                                                  \
     __attribute__((target("arch=x86-64-v3"))) static void name##_v3(void *c, int64_t b, int64_t e, int t) { \
-        name##_body(c, b, e, t);                                                                       \
+        name##_body(c, b, e, t, 3);                                                                    \
     }                                                                                                  \
-    static void name##_v1(void *c, int64_t b, int64_t e, int t) { name##_body(c, b, e, t); }           \
+    static void name##_v1(void *c, int64_t b, int64_t e, int t) { name##_body(c, b, e, t, 1); }        \
     static void name(void *c, int64_t b, int64_t e, int t) {                                           \
         int level = rt_cpu_level();                                                                    \
         if (level >= 4) name##_v4(c, b, e, t);                                                         \
         else if (level == 3) name##_v3(c, b, e, t);                                                    \
         else name##_v1(c, b, e, t);                                                                    \
     }                                                                                                  \
-    RT_INLINE void name##_body(void *ctx, int64_t b, int64_t e, int thread)
+    RT_INLINE void name##_body(void *ctx, int64_t b, int64_t e, int thread, const int level)
 #else
-#define RT_TASK(name) static void name(void *ctx, int64_t b, int64_t e, int thread)
+#define RT_TASK(name)                                                                                  \
+    RT_INLINE void name##_body(void *ctx, int64_t b, int64_t e, int thread, const int level);          \
+    static void name(void *c, int64_t b, int64_t e, int t) { name##_body(c, b, e, t, 1); }             \
+    RT_INLINE void name##_body(void *ctx, int64_t b, int64_t e, int thread, const int level)
 #endif
 
 // 16 floats. In the AVX-512 clone one register; elsewhere the compiler splits it.
