@@ -172,7 +172,7 @@ gpu-check: openblas
 
 ## The full perf suite; PyTorch references when `import torch` works ($$RETORT_PERF_PYTHON picks the interpreter).
 perf: release
-	$(SWIFT) run -c release Perf --backend cpu --json perf-cpu.json
+	$(SWIFT) run -c release Perf --backend cpu --json perf-cpu.json $(PERF_FLAGS)
 
 clean:
 	rm -rf .build $(DEPS)

@@ -34,7 +34,7 @@ typedef struct {
 // Out rows r0 … r0+RG−1, 16·NV columns from c0: Σ_j P[r][j] · M[j][c0…]; M is [T][HSp].
 RT_INLINE void weighted_rows(float *Out, int ldo, const float *P, int Tp, const float *M, int HSp, int r0, int c0,
                              int jend, const int RG, const int NV) {
-    v16 acc[QB][NVMAX];
+    v16 acc[TILE_ROWS_MAX][NVMAX];
     for (int r = 0; r < RG; r++)
         for (int t = 0; t < NV; t++) acc[r][t] = v16_splat(0);
     for (int j = 0; j < jend; j++) {
@@ -64,7 +64,7 @@ RT_INLINE void weighted_rows_all(float *Out, int ldo, const float *P, int Tp, co
 // X is [QB][HSp].
 RT_INLINE void accumulate_columns(float *Acc, const float *W, int Tp, const float *X, int HSp, int r0, int c0,
                                   int jend, const int RG, const int NV) {
-    v16 xv[QB][NVMAX];
+    v16 xv[TILE_ROWS_MAX][NVMAX];
     for (int r = 0; r < RG; r++)
         for (int t = 0; t < NV; t++) xv[r][t] = v16_load(X + (r0 + r) * HSp + c0 + 16 * t);
     for (int j = 0; j < jend; j++) {

@@ -8,19 +8,20 @@
 #define NVMAX 2   // 16-float column vectors per row of a register tile, at most
 
 // Register tiles of TILE_ROWS rows × TILE_VECTORS 16-float vectors of accumulators, for the
-// clone's `level` (a constant there): AVX-512 holds 8 × 2 in 16 of its 32 registers; elsewhere a
-// 16-float vector takes two (AVX2) or four registers of sixteen, so 4 × 1 keeps the tile out of
-// the stack (8 × 2 there spilled: 32 values for 16 registers).
-#define TILE_ROWS(level) ((level) >= 4 ? 8 : 4)
+// clone's `level` (a constant there): AVX-512 holds 8 × 2 in 16 of its 32 registers; AVX2 splits
+// a 16-float vector into two of its 16 registers, so 4 × 1 (8 × 2 there spilled: 32 values for
+// 16 registers); the baseline (SSE, four registers a vector) takes 2 × 1.
+#define TILE_ROWS(level) ((level) >= 4 ? 8 : (level) == 3 ? 4 : 2)
 #define TILE_VECTORS(level) ((level) >= 4 ? 2 : 1)
-_Static_assert(QB % 8 == 0 && QB % 4 == 0, "a block of query rows is whole register tiles at every level");
+#define TILE_ROWS_MAX 8
+_Static_assert(QB % TILE_ROWS_MAX == 0, "a block of query rows is whole register tiles at every level");
 
 // S[QB][Tp] = A[QB][HSp] · Bt[HS][Tp] over the first jend columns (jend a multiple of 32).
 RT_INLINE void scores_tile(float *S, const float *A, int HSp, const float *Bt, int HS, int Tp, int jend, const int level) {
     const int RG = TILE_ROWS(level), NV = TILE_VECTORS(level);
     for (int j0 = 0; j0 < jend; j0 += 16 * NV)
         for (int r0 = 0; r0 < QB; r0 += RG) {
-            v16 acc[QB][NVMAX];
+            v16 acc[TILE_ROWS_MAX][NVMAX];
             for (int r = 0; r < RG; r++)
                 for (int t = 0; t < NV; t++) acc[r][t] = v16_splat(0);
             for (int d = 0; d < HS; d++) {
