@@ -154,7 +154,11 @@ public enum PerfCommand {
         if w.setup != nil { backend.resetPeakMemory() }
         let run = try w.setup?() ?? w.run   // a setup is built now and freed after: its peak memory is its own
         var mine: [Double] = [], theirs: [Double?] = []
-        var reference: Reference?
+        var reference = compared.map { compared -> Reference in   // another Retort workload, named after what it is
+            let other = compared.workload.name
+            return Reference(ms: compared.ms, impl: other.hasSuffix("unfused ops") ? "Retort unfused ops"
+                             : "Retort: " + (other.split(separator: ":").last.map { String($0).trimmingCharacters(in: .whitespaces) } ?? other))
+        }
         let twoSides = compared.map { _ in rounds > 1 } ?? (w.spec != nil && references?.isRunning == true)
         for round in 0..<rounds {
             // Later rounds warm up once: the caches and the allocator are warm already.
@@ -162,10 +166,6 @@ public enum PerfCommand {
             let measureMine = { mine.append(measure({ run(); backend.synchronize() }, warmup: warmup, reps: w.reps)) }
             let measureTheirs = {
                 if let compared {   // compared workloads are built in advance (none has a setup)
-                    let other = compared.workload.name
-                    let impl = other.hasSuffix("unfused ops") ? "Retort unfused ops"
-                        : "Retort: " + (other.split(separator: ":").last.map { String($0).trimmingCharacters(in: .whitespaces) } ?? other)
-                    reference = Reference(ms: 0, impl: impl)
                     theirs.append(rounds > 1 ? measure({ compared.workload.run(); backend.synchronize() }, warmup: min(1, compared.workload.warmup),
                                                        reps: compared.workload.reps) : compared.ms)
                 } else {

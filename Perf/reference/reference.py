@@ -4,8 +4,9 @@
 Reads workload specs, one JSON object per line on stdin (written by `swift run Perf`), and
 prints one JSON object per line: {"name", "ms", "impl"} — or {"name", "error"} when a workload
 cannot run here. Perf sends each spec right after measuring its own side, once per round; the
-built workload is kept while the same name comes back, and {"op": "release"} drops it. `--device cpu` (default): sgemm in numpy, every other op in PyTorch on the CPU
-(skipped without torch). `--device cuda`: everything in PyTorch eager on the GPU, fp32 (TF32
+built workload is kept while the same name comes back, and {"op": "release"} drops it.
+`--device cpu` (default): sgemm in numpy, every other op in PyTorch on the CPU (skipped without
+torch). `--device cuda`: everything in PyTorch eager on the GPU, fp32 (TF32
 off, as torch's default), timed with a device synchronisation after each run. The shapes come
 from the Swift side, so both sides always measure the same thing.
 """
@@ -389,29 +390,25 @@ def main():
             if kept is None or kept[0] != name:
                 kept = None
                 kept = (name, *build(spec))
-            _, fn, impl, peak = kept
+            _, fn, impl, base = kept
             ms = timed(fn, spec.get("warmup", 3), spec.get("reps", 10))
             result = {"name": name, "ms": ms, "impl": impl}
-            if peak is not None:
-                result["peak_bytes"] = torch.cuda.max_memory_allocated() - peak_base   # building and every run so far
+            if base is not None:   # building and every run so far, above what was there before
+                result["peak_bytes"] = torch.cuda.max_memory_allocated() - base
             reply(result)
         except Exception as error:  # report and go on: one missing reference must not hide the rest
             reply({"name": name, "error": str(error)})
 
 
-peak_base = 0
-
-
 def build(spec):
-    """(fn, impl, peak): a workload's run, what measures it, and whether its peak memory is
-    measured (on a GPU, when the spec asks): from here on, above what was allocated before."""
-    global peak_base
+    """(fn, impl, base): a workload's run, what measures it, and — on a GPU, when the spec asks
+    for its peak memory — the memory allocated before it was built (else None)."""
     op = spec["op"]
-    peak = DEVICE == "cuda" and torch is not None and spec.get("peak")
-    if peak:   # its own peak: what it builds and what a step holds, above what was there before
+    base = None
+    if DEVICE == "cuda" and torch is not None and spec.get("peak"):   # its own peak from here on
         gc.collect()
         torch.cuda.empty_cache()
-        peak_base = torch.cuda.memory_allocated()
+        base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
     if op == "sgemm" and (DEVICE == "cpu" or torch is not None):
         fn, impl = sgemm(spec)
@@ -433,7 +430,8 @@ def build(spec):
         impl += ", quantize_dynamic qint8"
     if half_type(spec) is not None:
         impl += f", {spec['precision']} " + ("(flash SDPA)" if op.startswith("attention") else "(torch.autocast AMP)")
-    return fn, impl, (True if peak else None)
+    return fn, impl, base
+
 
 if __name__ == "__main__":
     main()
