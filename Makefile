@@ -73,7 +73,7 @@ release: openblas
 ## Every test, CPU backend and NVRTC compile check; CUDA op tests say "skipped" without a GPU.
 ## The op tests run first on the AVX2 and baseline kernel paths (RETORT_CPU_LEVEL caps the level
 ## this CPU would pick), then everything at the native level.
-OP_TESTS := BackendTests.(DenseTests|WeightRowsGemmTests|AttentionTests|ScoreDistillationTests|LossAndLoRATests|AvailabilityTests|Int8Tests|RecurrentTests)
+OP_TESTS := BackendTests.(DenseTests|WeightRowsGemmTests|PackedGemmTests|AttentionTests|ScoreDistillationTests|LossAndLoRATests|AvailabilityTests|Int8Tests|RecurrentTests)
 test: deps
 	@echo "== CBackend's CUDA declarations against NVIDIA's headers (exit 2: headers not downloadable, skipped) =="
 	@scripts/check-cuda-headers || test $$? -eq 2

@@ -114,6 +114,11 @@ public protocol BackendOps: AnyObject {
                               saved: Tensor?, h: Tensor, c: Tensor?, hPrev: Tensor, cPrev: Tensor?, lengths: Tensor, _ s: RecurrentStep)
     func runSequencePoolForward(_ out: Tensor, argmax: Tensor?, _ y: Tensor, lengths: Tensor, _ s: PoolShape)
     func runSequencePoolBackward(dY: Tensor, dOut: Tensor, argmax: Tensor?, lengths: Tensor, _ s: PoolShape)
+    // A weight multiplied by a few rows at many steps, packed once per pass (PackedWeight.swift;
+    // default: no packing, the products multiply the weight as it is)
+    func packedWeightCount(n: Int, k: Int) -> Int
+    func runPackWeight(_ packed: Tensor, _ weight: Tensor, n: Int, k: Int, transB: Bool)
+    func runMatmulPacked(_ c: Tensor, _ a: Tensor, packed: Tensor, bias: Tensor?, m: Int, n: Int, k: Int, beta: Float)
     // Losses
     func runCrossEntropy(_ loss: Tensor, dLogits: Tensor?, logits: Tensor, labels: Tensor, rows: Int, classes: Int,
                          gradScale: Float)

@@ -12,13 +12,15 @@ public struct RecurrentDirectionActivations {
     let cells: Tensor?     // LSTM
 }
 
-/// Backward scratch shared by every layer: the gates' gradients of all steps [T,B,G·H] (a GRU's
-/// second set, through W_hh), and ping-pong state gradients.
+/// Scratch shared by every layer: the gates' gradients of all steps [T,B,G·H] (a GRU's second
+/// set, through W_hh) and ping-pong state gradients (backward), and one direction's W_hh as the
+/// backend packs it (forward and backward; empty where it packs nothing).
 final class RecurrentScratch {
     let dXGates: Tensor, dHGates: Tensor?
     let dh: [Tensor], dc: [Tensor]?
-    init(dXGates: Tensor, dHGates: Tensor?, dh: [Tensor], dc: [Tensor]?) {
-        self.dXGates = dXGates; self.dHGates = dHGates; self.dh = dh; self.dc = dc
+    let packedWeight: Tensor
+    init(dXGates: Tensor, dHGates: Tensor?, dh: [Tensor], dc: [Tensor]?, packedWeight: Tensor) {
+        self.dXGates = dXGates; self.dHGates = dHGates; self.dh = dh; self.dc = dc; self.packedWeight = packedWeight
     }
 }
 
@@ -64,20 +66,30 @@ public final class RecurrentActivations {
 
     public convenience init(config c: RecurrentConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int, backend: Backend,
                             inference: Bool = false) throws {
-        try self.init(config: c, labels: classes, maxBatch: B, maxLength: T, inference: inference) { n, dtype in try backend.zeros(n, dtype) }
+        try self.init(config: c, labels: classes, maxBatch: B, maxLength: T, inference: inference,
+                      packedWeight: Self.packedWeightCount(c, backend: backend)) { n, dtype in try backend.zeros(n, dtype) }
     }
 
-    /// Bytes an arena of these sizes allocates: the initialiser with an allocator that only counts.
-    public static func bytes(config c: RecurrentConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int, inference: Bool = false) -> Int {
+    /// Floats W_hh takes as `backend` packs it, forward ([G·H, H]) or backward ([H, G·H]).
+    public static func packedWeightCount(_ c: RecurrentConfig, backend: BackendOps) -> Int {
+        let H = c.hiddenSize, GH = c.cell.gates * H
+        return max(backend.packedWeightCount(n: GH, k: H), backend.packedWeightCount(n: H, k: GH))
+    }
+
+    /// Bytes an arena of these sizes allocates on `backend`: the initialiser with an allocator
+    /// that only counts.
+    public static func bytes(config c: RecurrentConfig, labels classes: Int, maxBatch B: Int, maxLength T: Int, inference: Bool = false,
+                             backend: BackendOps) -> Int {
         var total = 0
-        _ = try? RecurrentActivations(config: c, labels: classes, maxBatch: B, maxLength: T, inference: inference) { n, dtype in
+        _ = try? RecurrentActivations(config: c, labels: classes, maxBatch: B, maxLength: T, inference: inference,
+                                      packedWeight: packedWeightCount(c, backend: backend)) { n, dtype in
             total += max(n, 1) * dtype.size
             return Tensor(DeviceBuffer(address: 0, count: n, dtype: dtype) { _ in })
         }
         return total
     }
 
-    init(config c: RecurrentConfig, labels L: Int, maxBatch B: Int, maxLength T: Int, inference: Bool,
+    init(config c: RecurrentConfig, labels L: Int, maxBatch B: Int, maxLength T: Int, inference: Bool, packedWeight: Int,
          allocate: (Int, DType) throws -> Tensor) throws {
         maxBatch = B; maxLength = T; self.inference = inference
         let H = c.hiddenSize, G = c.cell.gates, DH = c.outputSize, E = c.embeddingSize, M = c.headHiddenSize, BT = B * T
@@ -88,7 +100,8 @@ public final class RecurrentActivations {
         let scratch = RecurrentScratch(dXGates: try allocate(training ? BT * G * H : 0, .f32),
                                        dHGates: c.cell == .gru && training ? try allocate(BT * G * H, .f32) : nil,
                                        dh: try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) },
-                                       dc: c.cell == .lstm ? try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) } : nil)
+                                       dc: c.cell == .lstm ? try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) } : nil,
+                                       packedWeight: try allocate(packedWeight, .f32))
         let hGates = try allocate(B * G * H, .f32)
         layers = try (0..<c.layers).map { _ in
             RecurrentLayerActivations(output: try allocate(BT * DH, .f32), directions: try (0..<c.directions).map { _ in

@@ -2,7 +2,8 @@
 // time-major batch: x [T·B, In] (row t·B + b), output [T,B,D·H] with direction d in columns
 // d·H..<(d+1)·H, 0 at steps past a sequence's length (torch's packed sequences).
 // Per direction: xGates = x·W_ihᵀ + b_ih for every step in one matmul (its Linear), then step by
-// step hGates = h_prev·W_hhᵀ + b_hh and the fused pointwise step (Backend.recurrentForward).
+// step hGates = h_prev·W_hhᵀ + b_hh and the fused pointwise step (Backend.recurrentForward);
+// W_hh is packed once per direction for the steps' products, forward and backward (PackedWeight).
 // States live in T+1 slots of B·H: the forward direction reads slot t and writes slot t+1, the
 // reverse direction reads t+1 and writes t — so the slots before each step are one contiguous
 // [T·B, H] block, and W_hh's gradient is one matmul over all steps after the backward loop.
@@ -34,6 +35,8 @@ public struct RecurrentLayer {
             let s = a.directions[d]
             let xGates = s.xGates.slice(0, T * B * G * H)
             direction.input.forward(b, xGates, x, rows: T * B)
+            // W_hh packed once for the T steps' products (as it is where the backend packs nothing)
+            let wHH = b.packWeight(direction.hidden.weight.weight, n: G * H, k: H, transB: true, into: a.scratch.packedWeight)
             let first = direction.reverse ? T : 0
             b.fill(Self.slot(s.states, first, state), 0)
             if let cells = s.cells { b.fill(Self.slot(cells, first, state), 0) }
@@ -41,7 +44,7 @@ public struct RecurrentLayer {
                 let t = direction.reverse ? T - 1 - step : step
                 let (read, write) = direction.reverse ? (t + 1, t) : (t, t + 1)
                 let hGates = a.hGates.slice(0, B * G * H), hPrev = Self.slot(s.states, read, state)
-                direction.hidden.forward(b, hGates, hPrev, rows: B)
+                b.matmul(hGates, hPrev, wHH, bias: direction.hidden.bias?.weight, rows: B)
                 b.recurrentForward(Self.slot(s.states, write, state), c: s.cells.map { Self.slot($0, write, state) },
                                    y: output.slice(t * B * DH + d * H, (B - 1) * DH + H),
                                    saved: s.saved.map { $0.slice(t * B * 4 * H, B * 4 * H) },
@@ -65,6 +68,7 @@ public struct RecurrentLayer {
             var (dc, dcNext) = (scratch.dc.map { $0[0].slice(0, state) }, scratch.dc.map { $0[1].slice(0, state) })
             b.fill(dh, 0)
             if let dc { b.fill(dc, 0) }
+            let wHH = b.packWeight(direction.hidden.weight.weight, n: H, k: G * H, transB: false, into: scratch.packedWeight)
             for step in 0..<T {   // the forward's steps in reverse order
                 let t = direction.reverse ? step : T - 1 - step
                 let (read, write) = direction.reverse ? (t + 1, t) : (t, t + 1)
@@ -76,8 +80,7 @@ public struct RecurrentLayer {
                                     cPrev: s.cells.map { Self.slot($0, read, state) }, lengths: lengths,
                                     RecurrentStep(cell: cell, batch: B, hidden: H, step: t, outputStride: DH))
                 if step < T - 1 {   // the state before the first step is a constant: no gradient needed
-                    b.matmul(dhNext, dHGates.slice(rows, B * G * H), direction.hidden.weight.weight, bias: nil,
-                             Gemm(m: B, n: H, k: G * H, beta: 1))
+                    b.matmul(dhNext, dHGates.slice(rows, B * G * H), wHH, bias: nil, rows: B, beta: 1)
                 }
                 swap(&dh, &dhNext)
                 swap(&dc, &dcNext)

@@ -94,7 +94,8 @@ public struct MemoryPlan {
         parameters = model.weights.count * f
         gradients = model.grads.count * f
         optimizer = 2 * model.weights.count * f
-        activations = RecurrentActivations.bytes(config: c, labels: model.labels, maxBatch: shape.batch, maxLength: shape.length)
+        activations = RecurrentActivations.bytes(config: c, labels: model.labels, maxBatch: shape.batch, maxLength: shape.length,
+                                                 backend: model.backend)
         workspace = model.backend.workspaceBytes(matmuls: [Gemm(m: BT, n: G, k: max(c.embeddingSize, c.outputSize), transB: true),
                                                            Gemm(m: G, n: max(c.embeddingSize, c.outputSize), k: BT, transA: true)])
     }

@@ -52,6 +52,15 @@ void rt_split_gemm(rt_sgemm_fn gemm, int trans_b, int M, int N, int K, float alp
 void rt_sgemm_rows(float *C, int ldc, const float *A, int lda, const float *W, int ldw, int M, int N, int K, float alpha,
                    float beta);
 
+// ------------------------------------------------------------------ packed-weight GEMM (cpu/packed_gemm.c)
+// A weight multiplied many times by a few rows (a recurrent layer's W_hh, every step): packed once
+// into panels of 16 output channels ([K][16] each, 0 past N; rt_packed_weight_count floats) from
+// W [N,K] (trans 0, C = A·Wᵀ) or W [K,N] (trans 1, C = A·W), rows ldw apart; then
+// C[M,N] (row stride ldc) = A[M,K]·op(W) + beta·C per product (beta 0 ignores C's old values).
+int64_t rt_packed_weight_count(int N, int K);
+void rt_pack_weight(float *P, const float *W, int ldw, int N, int K, int trans);
+void rt_sgemm_packed(float *C, int ldc, const float *A, int lda, const float *P, int M, int N, int K, float beta);
+
 // ------------------------------------------------------------------ int8 linear (cpu/int8_linear.c)
 // Symmetric int8 in [−127, 127]: q[M, ldq] (columns K … ldq−1 zero), scale[M] = max|x[m,:]|/127,
 // q = round-half-even(x·127/max|x|) — per row of activations, or per output channel of a weight.

@@ -1,0 +1,115 @@
+// Products against a weight packed once and then read many times: a recurrent layer's W_hh,
+// multiplied by the B rows of the state at every one of T steps, forward and backward. A BLAS
+// repacks the weight on every call; rt_sgemm_rows reads it in place along K, four channels at a
+// time, with a horizontal sum per output. Packed into panels of 16 channels, a tile of MR rows ×
+// 16 channels is MR·2 vector accumulators fed by one broadcast of A and two loads of W per k.
+//   rt_pack_weight:  P = W as panels of 16 output channels: panel p is [K][16], channel p·16 + j of
+//                    row k at P[(p·K + k)·16 + j] (0 past N); ((N + 15)/16)·16·K floats.
+//                    trans 0: W [N,K] (row stride ldw), a Linear's layout (C = A·Wᵀ);
+//                    trans 1: W [K,N] (row stride ldw) (C = A·W).
+//   rt_sgemm_packed: C[M,N] (row stride ldc) = A[M,K]·op(W) + beta·C, A's rows lda apart; beta 0
+//                    ignores C's old values.
+// Panels are split over the pool. Each output is one sum in k order, whatever the thread count.
+#include "common.h"
+
+typedef float v8 __attribute__((vector_size(32)));
+
+typedef struct {
+    float *P;
+    const float *W;
+    int N, K, ldw, trans;
+} pack_args;
+
+RT_TASK(pack_task) {
+    const pack_args *a = ctx;
+    const int K = a->K;
+    for (int64_t p = b; p < e; p++) {
+        float *panel = a->P + p * K * 16;
+        const int n0 = (int)p * 16, nc = a->N - n0 < 16 ? a->N - n0 : 16;
+        for (int k = 0; k < K; k++) {
+            float *row = panel + (int64_t)k * 16;
+            for (int j = 0; j < 16; j++)
+                row[j] = j >= nc ? 0 : a->trans ? a->W[(int64_t)k * a->ldw + n0 + j] : a->W[(int64_t)(n0 + j) * a->ldw + k];
+        }
+    }
+}
+
+int64_t rt_packed_weight_count(int N, int K) { return (int64_t)(N + 15) / 16 * 16 * K; }
+
+void rt_pack_weight(float *P, const float *W, int ldw, int N, int K, int trans) {
+    if (N <= 0 || K <= 0) return;
+    pack_args a = { .P = P, .W = W, .N = N, .K = K, .ldw = ldw, .trans = trans };
+    const int64_t panels = (N + 15) / 16;
+    rt_parallel_for(panels, rt_balanced_grain(panels), pack_task, &a);
+}
+
+typedef struct {
+    float *C;
+    const float *A, *P;
+    int M, N, K, lda, ldc;
+    float beta;
+} packed_args;
+
+RT_INLINE v8 v8_load(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+RT_INLINE void v8_store(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
+// Rows m0 … m0+MR−1 against panel p (MR ≤ 6: 12 accumulators, two weight vectors, a broadcast).
+RT_INLINE void packed_tile(const packed_args *a, const int m0, const int MR, const int64_t p) {
+    const int K = a->K;
+    const float *w = a->P + p * K * 16, *x[6];
+    v8 acc[6][2];
+    for (int r = 0; r < MR; r++) {
+        x[r] = a->A + (int64_t)(m0 + r) * a->lda;
+        acc[r][0] = acc[r][1] = (v8){0};
+    }
+    for (int k = 0; k < K; k++) {
+        const v8 w0 = v8_load(w + 16 * k), w1 = v8_load(w + 16 * k + 8);
+        for (int r = 0; r < MR; r++) {
+            const float s = x[r][k];
+            const v8 xv = { s, s, s, s, s, s, s, s };
+            acc[r][0] += xv * w0;
+            acc[r][1] += xv * w1;
+        }
+    }
+    const int n0 = (int)p * 16, nc = a->N - n0 < 16 ? a->N - n0 : 16;
+    for (int r = 0; r < MR; r++) {
+        float *out = a->C + (int64_t)(m0 + r) * a->ldc + n0;
+        if (nc == 16) {
+            if (a->beta != 0) {
+                acc[r][0] += a->beta * v8_load(out);
+                acc[r][1] += a->beta * v8_load(out + 8);
+            }
+            v8_store(out, acc[r][0]);
+            v8_store(out + 8, acc[r][1]);
+        } else {
+            float t[16];
+            v8_store(t, acc[r][0]);
+            v8_store(t + 8, acc[r][1]);
+            for (int j = 0; j < nc; j++) out[j] = a->beta == 0 ? t[j] : t[j] + a->beta * out[j];
+        }
+    }
+}
+
+RT_TASK(packed_task) {
+    const packed_args *a = ctx;
+    // 6 rows fill AVX2's 16 registers (12 accumulators); the SSE baseline's 16 hold 2 rows' 8.
+    const int MR = level >= 3 ? 6 : 2;
+    for (int64_t p = b; p < e; p++) {
+        int m = 0;
+        for (; m + MR <= a->M; m += MR) packed_tile(a, m, MR, p);
+        switch (a->M - m) {   // the last rows as one tile (a constant height for each case)
+        case 5: packed_tile(a, m, 5, p); break;
+        case 4: packed_tile(a, m, 4, p); break;
+        case 3: packed_tile(a, m, 3, p); break;
+        case 2: packed_tile(a, m, 2, p); break;
+        case 1: packed_tile(a, m, 1, p); break;
+        }
+    }
+}
+
+void rt_sgemm_packed(float *C, int ldc, const float *A, int lda, const float *P, int M, int N, int K, float beta) {
+    if (M <= 0 || N <= 0) return;
+    packed_args a = { .C = C, .A = A, .P = P, .M = M, .N = N, .K = K, .lda = lda, .ldc = ldc, .beta = beta };
+    const int64_t panels = (N + 15) / 16;
+    rt_parallel_for(panels, rt_balanced_grain(panels), packed_task, &a);
+}
