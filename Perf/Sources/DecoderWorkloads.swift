@@ -22,6 +22,7 @@ func makeDecoderWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bo
                  lora: "SmolLM2-135M LoRA r=8 q,v causal-LM step B=\(B) T=\(trainT)")
     guard [names.prefill, names.generate, names.decode, names.lora, "SmolLM2-135M int8 decode"].map(wants).contains(true) else { return [] }
     let model = try DecoderModel.load(path, backend: backend, inference: true)
+    try model.packForInference()   // as retort generate runs it
     var state: UInt64 = 11
     func prompt(_ n: Int) -> [Int32] {
         (0..<n).map { _ in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 40000) }

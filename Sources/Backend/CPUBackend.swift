@@ -229,8 +229,8 @@ public final class CPUBackend: Backend {
         rt_pack_weight(f(packed), f(weight), Int32(transB ? k : n), Int32(n), Int32(k), transB ? 0 : 1)
     }
 
-    public func runMatmulPacked(_ c: Tensor, _ a: Tensor, packed: Tensor, bias: Tensor?, m: Int, n: Int, k: Int, beta: Float) {
-        rt_sgemm_packed(f(c), Int32(n), f(a), Int32(k), f(packed), Int32(m), Int32(n), Int32(k), beta)
+    public func runMatmulPacked(_ c: Tensor, _ a: Tensor, packed: Tensor, bias: Tensor?, m: Int, n: Int, k: Int, lda: Int, beta: Float) {
+        rt_sgemm_packed(f(c), Int32(n), f(a), Int32(lda), f(packed), Int32(m), Int32(n), Int32(k), beta)
         if let bias { rt_bias_add(f(c), f(bias), Int64(m), Int32(n)) }
     }
 

@@ -18,7 +18,7 @@ public extension BackendOps {
     func runPackWeight(_ packed: Tensor, _ weight: Tensor, n: Int, k: Int, transB: Bool) {
         preconditionFailure("\(type(of: self)) packs no weights (its packedWeightCount is 0)")
     }
-    func runMatmulPacked(_ c: Tensor, _ a: Tensor, packed: Tensor, bias: Tensor?, m: Int, n: Int, k: Int, beta: Float) {
+    func runMatmulPacked(_ c: Tensor, _ a: Tensor, packed: Tensor, bias: Tensor?, m: Int, n: Int, k: Int, lda: Int, beta: Float) {
         preconditionFailure("\(type(of: self)) packs no weights (its packedWeightCount is 0)")
     }
 }
@@ -39,17 +39,19 @@ public extension Backend {
         return PackedWeight(weight: weight, packed: packed, n: n, k: k, transB: transB)
     }
 
-    /// c[rows, n] = a[rows, k]·op(W) + beta·c (+ bias[n] per row), both row-major and packed.
-    func matmul(_ c: Tensor, _ a: Tensor, _ w: PackedWeight, bias: Tensor?, rows: Int, beta: Float = 0) {
+    /// c[rows, n] = a[rows, k]·op(W) + beta·c (+ bias[n] per row), row-major, a's rows
+    /// `inputStride` apart (default k).
+    func matmul(_ c: Tensor, _ a: Tensor, _ w: PackedWeight, bias: Tensor?, rows: Int, beta: Float = 0, inputStride: Int? = nil) {
+        let lda = inputStride ?? w.k
         guard let packed = w.packed else {
-            matmul(c, a, w.weight, bias: bias, Gemm(m: rows, n: w.n, k: w.k, transB: w.transB, beta: beta))
+            matmul(c, a, w.weight, bias: bias, Gemm(m: rows, n: w.n, k: w.k, transB: w.transB, beta: beta, lda: lda))
             return
         }
-        precondition(rows >= 0 && c.count >= rows * w.n && a.count >= rows * w.k && (bias?.count ?? w.n) == w.n,
-                     "matmul (packed weight): c is not rows·n, a not rows·k or the bias not n")
+        precondition(rows >= 0 && lda >= w.k && c.count >= rows * w.n && a.count >= (rows > 0 ? (rows - 1) * lda + w.k : 0)
+                     && (bias?.count ?? w.n) == w.n, "matmul (packed weight): c is not rows·n, a short of rows·k or the bias not n")
         f32(c, a, bias, op: "matmul")
         guard rows > 0 && w.n > 0 else { return }
-        runMatmulPacked(c, a, packed: packed, bias: bias, m: rows, n: w.n, k: w.k, beta: beta)
+        runMatmulPacked(c, a, packed: packed, bias: bias, m: rows, n: w.n, k: w.k, lda: lda, beta: beta)
         c.buffer.noteWrite(c, count: rows * w.n)
     }
 }

@@ -41,8 +41,10 @@ public final class DecoderModel {
     /// RoPE's inverse frequencies [HS/2] on the device (Llama family).
     let inverseFrequencies: Tensor?
     public private(set) var parameters: DecoderParameters!
-    /// int8 weights by DecoderModel.int8Key after quantizeInt8 (DecoderQuantization.swift).
+    /// int8 weights by DecoderModel.linearKey after quantizeInt8 (DecoderQuantization.swift).
     public internal(set) var int8Weights: [String: Int8Weight] = [:] { didSet { parameters = makeParameters() } }
+    /// Weights packed for inference by DecoderModel.linearKey (packForInference, DecoderPacking.swift).
+    public internal(set) var packedWeights: [String: PackedWeight] = [:] { didSet { parameters = makeParameters() } }
 
     public init(config: DecoderConfig, labels: Int = 0, backend: Backend, inference: Bool = false) throws {
         self.config = config
@@ -232,10 +234,11 @@ extension DecoderModel {
             c.family == .gpt2 ? .layer(LayerNorm(weight: parameter(name + ".weight"), bias: parameter(name + ".bias"), eps: eps))
                 : .rms(RMSNorm(weight: parameter(name + ".weight"), eps: eps))
         }
-        func int8(_ linear: Linear) -> Linear {
-            var quantized = linear
-            quantized.int8 = int8Weights[Self.int8Key(linear)]
-            return quantized
+        func prepared(_ linear: Linear) -> Linear {   // its int8 or packed weight, if any
+            var l = linear
+            l.int8 = int8Weights[Self.linearKey(linear)]
+            l.packed = packedWeights[Self.linearKey(linear)]
+            return l
         }
         let layers = (0..<c.layers).map { l -> DecoderLayer in
             switch c.family {
@@ -254,17 +257,18 @@ extension DecoderModel {
                                     down: linear(n.mlp(l, "down"), in: FF, out: C), index: l)
             }
         }.map { layer -> DecoderLayer in
-            guard !int8Weights.isEmpty else { return layer }
+            guard !int8Weights.isEmpty || !packedWeights.isEmpty else { return layer }
             var l = layer
-            (l.query, l.key, l.value, l.output, l.up, l.down) = (int8(l.query), int8(l.key), int8(l.value), int8(l.output), int8(l.up), int8(l.down))
-            l.gate = l.gate.map(int8)
+            (l.query, l.key, l.value, l.output, l.up, l.down) = (prepared(l.query), prepared(l.key), prepared(l.value), prepared(l.output),
+                                                                 prepared(l.up), prepared(l.down))
+            l.gate = l.gate.map(prepared)
             return l
         }
         let lmHead = optional("lm_head.weight"), embedTokens = parameter(n.embedTokens)
         return DecoderParameters(embedTokens: embedTokens, positionEmbeddings: optional(n.positionEmbeddings),
                                  layers: layers, finalNorm: norm(n.finalNorm), lmHead: lmHead,
-                                 head: int8(Linear(weight: lmHead ?? embedTokens, bias: nil, inFeatures: C, outFeatures: c.vocabSize)),
-                                 score: labels > 0 ? int8(Linear(weight: parameter("score.weight"), bias: nil, inFeatures: C, outFeatures: labels)) : nil)
+                                 head: prepared(Linear(weight: lmHead ?? embedTokens, bias: nil, inFeatures: C, outFeatures: c.vocabSize)),
+                                 score: labels > 0 ? prepared(Linear(weight: parameter("score.weight"), bias: nil, inFeatures: C, outFeatures: labels)) : nil)
     }
 }
 

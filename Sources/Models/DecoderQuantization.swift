@@ -22,8 +22,8 @@ extension DecoderModel {
     /// Parameters stored as int8: every quantized Linear's weight and the token embeddings (with
     /// tied embeddings those are the LM head's weight).
     public var int8ParameterNames: Set<String> { Set(quantizableLinears.map(\.weight.name) + [parameters!.embedTokens.name]) }
-    /// The key of a Linear's int8 weight: its name and where its rows start (GPT-2's c_attn is three Linears).
-    static func int8Key(_ linear: Linear) -> String { "\(linear.weight.name)@\(linear.weight.weight.offset)" }
+    /// The key of a Linear's int8 or packed weight: its name and where its rows start (GPT-2's c_attn is three Linears).
+    static func linearKey(_ linear: Linear) -> String { "\(linear.weight.name)@\(linear.weight.weight.offset)" }
 
     /// Every Linear of the model and the LM head, as the passes see them.
     var quantizableLinears: [Linear] {
@@ -51,7 +51,7 @@ extension DecoderModel {
             } else {
                 (q, scales) = roundToInt8(linear.weight.weight, rows: N, columns: K)
             }
-            made[Self.int8Key(linear)] = try backend.int8Weight(values: q, scales: scales, outFeatures: N, inFeatures: K, kind: .weightOnly)
+            made[Self.linearKey(linear)] = try backend.int8Weight(values: q, scales: scales, outFeatures: N, inFeatures: K, kind: .weightOnly)
         }
         // Token embeddings that are not the head: their dequantized values, for the lookup.
         let embeddings = parameters!.embedTokens

@@ -14,6 +14,9 @@ public struct Linear {
     /// A quantized model's int8 weight, where the backend has int8 kernels (inference only;
     /// `weight` then holds its dequantized values, which backends without them multiply).
     public var int8: Int8Weight?
+    /// An inference model's weight packed once for the backend's products (PackedWeight; the
+    /// decoders' packForInference), used for every forward that does not train.
+    public var packed: PackedWeight?
 
     public init(weight: Parameter, bias: Parameter?, inFeatures: Int, outFeatures: Int, lora: LoRABranch? = nil) {
         self.weight = weight; self.bias = bias; self.inFeatures = inFeatures; self.outFeatures = outFeatures; self.lora = lora
@@ -34,6 +37,10 @@ public struct Linear {
         if let int8, int8.kind == .dynamic || rows <= 16 {
             precondition(lora == nil && !training, "\(weight.name): an int8 layer is for inference, without adapters")
             b.int8Linear(y, x, weight: int8, bias: bias?.weight, rows: rows, inputStride: inputStride)
+            return
+        }
+        if let packed, !training, lora == nil {
+            b.matmul(y, x, packed, bias: bias?.weight, rows: rows, inputStride: inputStride)
             return
         }
         b.matmul(y, x, weight.weight, bias: bias?.weight,

@@ -136,6 +136,7 @@ public final class AugmentationRun {
         guard model.labels == 0 else {
             throw InvalidSetting("the generator \(path) is a classifier; give a language model (a decoder folder or .gguf)")
         }
+        try model.packForInference()
         let tokenizer = try DecoderTokenizer(model: path, config: model.config)
         var rng = SplitMix(seed: c.sampling.seed ^ 0xA06)
         let sources = sources.map { $0.split(whereSeparator: { $0.isWhitespace }) }.filter { !$0.isEmpty }

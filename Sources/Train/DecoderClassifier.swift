@@ -22,6 +22,7 @@ public final class DecoderClassifier: TextClassifier {
             throw InvalidSetting("\(Setting.maxLength) \(length) exceeds the model's context of \(config.maxPositions) positions")
         }
         let model = try DecoderModel.load(folder, labels: config.id2label.count, backend: backend, inference: true)
+        try model.packForInference()
         return DecoderClassifier(model: model, tokenizer: try DecoderTokenizer(model: folder, config: config),
                                  labelNames: (0..<config.id2label.count).map { config.id2label[$0] ?? "LABEL_\($0)" }, maxLength: length)
     }

@@ -70,6 +70,9 @@ struct GenerateCommand: ParsableCommand {
             let kernels = try decoder.quantizeInt8()
             printError("retort: \(decoder.int8Weights.count) layers quantized to int8, weight-only "
                        + (kernels.map { "on \(backend.kind.rawValue)'s int8 kernels (\($0))" } ?? "(no int8 kernels on \(backend.kind.rawValue): the dequantized weights run in fp32)"))
+        } else {
+            let packed = try decoder.packForInference()
+            if packed > 0 { printError(String(format: "retort: weights packed for the %@'s matmuls (%.0f MB more memory)", backend.kind.rawValue, Double(packed) / 1e6)) }
         }
         let tokenizer = try DecoderTokenizer(model: path, config: decoder.config)
         let template = chat ? try tokenizer.chatTemplate(model: model) : nil

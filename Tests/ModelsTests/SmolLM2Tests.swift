@@ -1,7 +1,8 @@
 // The real SmolLM2-135M-Instruct from its Q4_1 GGUF against transformers loading the same file
 // (Tests/Golden/make_smollm2_golden.py; both dequantise to fp32): the tokenizer's ids, the logits
 // at each prompt's last token (within 1e-3) and the first 32 greedy tokens, for three prompts —
-// each alone, and all three in one right-padded batch (prefill, then KV-cache steps).
+// each alone, and all three in one right-padded batch (prefill, then KV-cache steps); with the
+// weights as loaded and packed for inference (packForInference, as retort generate runs).
 import Backend
 import Foundation
 @testable import Models
@@ -11,15 +12,24 @@ final class SmolLM2Tests: XCTestCase {
     static let prompts = ["The capital of France is", "def fibonacci(n):\n",
                           "<|im_start|>user\nWhat is the boiling point of water?<|im_end|>\n<|im_start|>assistant\n"]
 
-    func load() throws -> (DecoderModel, ByteLevelBPE, SafeTensorsFile) {
+    func load(packed: Bool = false) throws -> (DecoderModel, ByteLevelBPE, SafeTensorsFile) {
         let path = try assetFolder("SmolLM2-135M-Instruct") + "/SmolLM2-135M-Instruct.Q4_1.gguf"
         let model = try DecoderModel.load(path, backend: try CPUBackend(), inference: true)
+        if packed { XCTAssertGreaterThan(try model.packForInference(), 0, "the CPU packs a decoder's weights") }
         let tokenizer = try ByteLevelBPE(gguf: try GGUFFile(path: path))
         return (model, tokenizer, try SafeTensorsFile(path: golden.appendingPathComponent("smollm2-expected.safetensors").path))
     }
 
     func testLogitsAndGreedyTokensMatchTransformers() throws {
-        let (model, tokenizer, expected) = try load()
+        try checkLogitsAndGreedyTokens(packed: false)
+    }
+
+    func testPackedWeightsGiveTheSameLogitsAndGreedyTokens() throws {
+        try checkLogitsAndGreedyTokens(packed: true)
+    }
+
+    func checkLogitsAndGreedyTokens(packed: Bool) throws {
+        let (model, tokenizer, expected) = try load(packed: packed)
         XCTAssertEqual(model.config.family, .llama)
         XCTAssertEqual([model.config.layers, model.config.heads, model.config.keyValueHeads, model.config.headSize], [30, 9, 3, 64])
         let eos = Set(model.config.eosTokenIds.map { Int32($0) })
