@@ -217,19 +217,35 @@ public final class ProcessGroup: @unchecked Sendable {
     public private(set) var deviceTransport: String?
     private var nccl: NCCLCommunicator?
 
-    /// Sums `tensors` over every rank, in place, and waits: host memory directly on the CPU;
-    /// on CUDA through NCCL when it loads, else a copy through the host.
+    /// Every rank decides at the same sum (NCCL's set-up is collective).
+    private func chooseDeviceTransport(_ backend: Backend) throws {
+        guard deviceTransport == nil else { return }
+        let (communicator, reason) = try NCCLCommunicator.make(backend, group: self)
+        nccl = communicator
+        deviceTransport = communicator.map { "by " + $0.description } ?? "through host memory (no NCCL: \(reason ?? "?"))"
+    }
+
+    /// On a device whose sums go through NCCL: starts summing `tensors` over every rank, in place,
+    /// after the work queued so far on the device, and returns true without waiting (the next
+    /// `sum` waits for it). False where the sums go through host memory: nothing started.
+    public func startDeviceSum(_ tensors: [Tensor], backend: Backend) throws -> Bool {
+        precondition(backend.kind != .cpu, "startDeviceSum: a device's tensors")
+        try chooseDeviceTransport(backend)
+        guard let nccl else { return false }
+        try nccl.start(tensors)
+        return true
+    }
+
+    /// Sums `tensors` over every rank, in place, and waits (for sums startDeviceSum began, too):
+    /// host memory directly on the CPU; on CUDA through NCCL when it loads, else a copy through
+    /// the host.
     public func sum(_ tensors: [Tensor], backend: Backend, what: String) throws {
         if backend.kind == .cpu {
             var requests = try tensors.flatMap { try startSum($0, what: what) }
             try wait(&requests)
             return
         }
-        if deviceTransport == nil {   // every rank decides at the same sum (NCCL's set-up is collective)
-            let (communicator, reason) = try NCCLCommunicator.make(backend, group: self)
-            nccl = communicator
-            deviceTransport = communicator.map { "by " + $0.description } ?? "through host memory (no NCCL: \(reason ?? "?"))"
-        }
+        try chooseDeviceTransport(backend)
         if let nccl { return try nccl.sum(tensors) }
         for t in tensors {
             var host = backend.floats(t)

@@ -85,6 +85,10 @@ static int resolve_driver(void *handle, const char *path_of_handle) {
     LOAD_SYMBOL(handle, cuda.fn, cuModuleUnload, "cuModuleUnload", cuda.error, sizeof cuda.error);
     LOAD_SYMBOL(handle, cuda.fn, cuFuncSetAttribute, "cuFuncSetAttribute", cuda.error, sizeof cuda.error);
     LOAD_SYMBOL(handle, cuda.fn, cuCtxGetCurrent, "cuCtxGetCurrent", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuEventCreate, "cuEventCreate", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuEventRecord, "cuEventRecord", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuStreamWaitEvent, "cuStreamWaitEvent", cuda.error, sizeof cuda.error);
+    LOAD_SYMBOL(handle, cuda.fn, cuEventDestroy, "cuEventDestroy_v2", cuda.error, sizeof cuda.error);
     return 1;
 }
 

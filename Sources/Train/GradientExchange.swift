@@ -3,8 +3,10 @@
 // hand-written backward has finished that layer (the model's `layerGradientsReady` hook, armed
 // for the step's last micro-batch), while the backward goes on with the layers below; `finish`
 // queues what no layer covered (embeddings, the head, adapters, a distillation projection) and
-// waits for the thread, bounded by the job's timeout. On CUDA everything is summed at the end
-// (NCCL on the stream, or through host memory). The gradients are left summed, not averaged:
+// waits for the thread, bounded by the job's timeout. On CUDA with NCCL the same hook starts the
+// layer's all-reduce on NCCL's own stream, ordered after the backward's work queued so far by an
+// event, while the backward's kernels go on with the layers below; without NCCL (sums through
+// host memory) everything is summed at the end. The gradients are left summed, not averaged:
 // the trainer folds 1/N into the clipping factor.
 import Backend
 import Foundation
@@ -23,10 +25,15 @@ final class GradientExchange {
     private let worker: SumThread?
     /// Buckets started by layer hooks over the run.
     private(set) var layerBuckets = 0
+    /// On a device: whether layer hooks start sums (false once they found the sums go through
+    /// host memory), and a hook's failure, thrown by finish.
+    private var deviceHooks: Bool
+    private var hookFailure: Error?
 
     init(group: ProcessGroup, backend: Backend, gradients: [Tensor]) {
         self.group = group; self.backend = backend; self.gradients = gradients
         worker = backend.kind == .cpu && group.serialized ? SumThread(group: group) : nil
+        deviceHooks = backend.kind != .cpu
     }
 
     deinit { worker?.stop() }
@@ -36,7 +43,7 @@ final class GradientExchange {
     /// a buffer the optimizer steps (a span may take in gradients the optimizer leaves alone,
     /// such as a stage's idle ones: summing them is harmless).
     func layerFinished(_ grads: [Tensor]) {
-        guard armed, let worker else { return }
+        guard armed, worker != nil || deviceHooks, hookFailure == nil else { return }
         for part in Dictionary(grouping: grads, by: { ObjectIdentifier($0.buffer) }).values {
             var seen = Set<Int>()
             let sorted = part.filter { seen.insert($0.offset).inserted }.sorted { $0.offset < $1.offset }   // GPT-2's q/k/v share an A
@@ -44,7 +51,17 @@ final class GradientExchange {
             let span = first.offset..<(sorted.last!.offset + sorted.last!.count)
             guard gradients.contains(where: { $0.buffer === first.buffer }),
                   !started.contains(where: { $0.buffer == ObjectIdentifier(first.buffer) && $0.range.overlaps(span) }) else { continue }
-            worker.enqueue(Tensor(first.buffer, offset: span.lowerBound, count: span.count))
+            let bucket = Tensor(first.buffer, offset: span.lowerBound, count: span.count)
+            if let worker {
+                worker.enqueue(bucket)
+            } else {
+                do {
+                    guard try group.startDeviceSum([bucket], backend: backend) else { deviceHooks = false; return }
+                } catch {
+                    hookFailure = error
+                    return
+                }
+            }
             started.append((ObjectIdentifier(first.buffer), span))
             layerBuckets += 1
         }
@@ -53,6 +70,7 @@ final class GradientExchange {
     /// Sums every gradient not yet started, waits for all sums, and readies the next step.
     func finish() throws {
         defer { armed = false; started = [] }
+        if let failure = hookFailure { hookFailure = nil; throw failure }
         var rest: [Tensor] = []
         for g in gradients {   // the complement of the started spans within g
             var cursor = g.offset
@@ -68,7 +86,7 @@ final class GradientExchange {
         if let worker {
             rest.forEach(worker.enqueue)
             try worker.drain()
-        } else {
+        } else {   // also waits for the sums the layer hooks started on a device
             try group.sum(rest, backend: backend, what: "the gradient all-reduce")
         }
     }

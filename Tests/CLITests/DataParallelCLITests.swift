@@ -108,11 +108,12 @@ final class DataParallelCLITests: TinyRunTestCase {
     }
 
     /// Two emulated GPUs: NCCL's path (Backend/NCCL.swift) against the emulator's NCCL
-    /// (Tests/CUDAEmulation/nccl.cpp: the same calls, done over MPI when the stream runs).
+    /// (Tests/CUDAEmulation/nccl.cpp: the same calls, done over MPI when the stream runs), each
+    /// layer's sum started by the backward's hook on NCCL's stream after an event.
     func testFineTuningWithNCCLOnTwoEmulatedGPUsMatchesOneProcess() throws {
         var environment = try emulatedCUDA()
         environment["RETORT_EMULATED_DEVICES"] = "2"
-        let output = try compare(environment: environment, layerSums: false) {
+        let output = try compare(environment: environment, layerSums: true) {
             ["finetune", "--model", teacher, "--train", data, "--epochs", "1", "--device", "cuda", "--lora-rank", "4", "--lora-dropout", "0"] + common($0)
         }
         XCTAssertTrue(output.contains("summed by NCCL 2.27.3"), output)

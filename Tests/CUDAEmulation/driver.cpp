@@ -212,6 +212,43 @@ CUresult cuStreamQuery(void *stream) {
     return SUCCESS;
 }
 
+// Events: the emulated device runs a stream's queue when the host waits, so a stream told to
+// wait for an event runs the recorded stream's queue first, there and then (as a GPU may have
+// finished it by then; later work on it may run early, which no ordering forbids).
+struct Event {
+    void *stream = nullptr;
+    bool recorded = false;
+};
+
+CUresult cuEventCreate(void **event, unsigned flags) {
+    if (!has_context()) return INVALID_CONTEXT;
+    (void)flags;
+    *event = new Event();
+    return SUCCESS;
+}
+
+CUresult cuEventRecord(void *event, void *stream) {
+    if (!has_context()) return INVALID_CONTEXT;
+    if (!event) return INVALID_HANDLE;
+    *static_cast<Event *>(event) = Event{stream, true};
+    return SUCCESS;
+}
+
+CUresult cuStreamWaitEvent(void *stream, void *event, unsigned flags) {
+    if (!has_context()) return INVALID_CONTEXT;
+    if (!event || flags != 0) return INVALID_VALUE;
+    (void)stream;
+    const Event &e = *static_cast<Event *>(event);
+    if (e.recorded) emu::synchronize(e.stream);
+    return SUCCESS;
+}
+
+CUresult cuEventDestroy_v2(void *event) {
+    if (!event) return INVALID_HANDLE;
+    delete static_cast<Event *>(event);
+    return SUCCESS;
+}
+
 // ---------------------------------------------------------------- copies and fills
 
 CUresult cuMemcpyHtoDAsync_v2(unsigned long long dst, const void *src, size_t bytes, void *stream) {

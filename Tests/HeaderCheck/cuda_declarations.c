@@ -28,6 +28,7 @@ typedef CUcontext rt_CUcontext;
 typedef CUmodule rt_CUmodule;
 typedef CUfunction rt_CUfunction;
 typedef CUstream rt_CUstream;
+typedef CUevent rt_CUevent;
 typedef CUdeviceptr rt_CUdeviceptr;
 typedef CUdevice_attribute rt_CUdevice_attribute;
 typedef CUfunction_attribute rt_CUfunction_attribute;
@@ -83,6 +84,10 @@ SAME(rt_cuda_driver, cuModuleGetFunction, cuModuleGetFunction);
 SAME(rt_cuda_driver, cuFuncSetAttribute, cuFuncSetAttribute);
 SAME(rt_cuda_driver, cuLaunchKernel, cuLaunchKernel);
 SAME(rt_cuda_driver, cuGetErrorString, cuGetErrorString);
+SAME(rt_cuda_driver, cuEventCreate, cuEventCreate);
+SAME(rt_cuda_driver, cuEventRecord, cuEventRecord);
+SAME(rt_cuda_driver, cuStreamWaitEvent, cuStreamWaitEvent);
+SAME(rt_cuda_driver, cuEventDestroy, cuEventDestroy_v2);
 
 SAME(rt_nvrtc_api, nvrtcVersion, nvrtcVersion);
 SAME(rt_nvrtc_api, nvrtcCreateProgram, nvrtcCreateProgram);
@@ -136,6 +141,9 @@ SAME_VALUE(RT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, CU_DEVICE_ATTRIBUTE_
 SAME_VALUE(RT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
 SAME_VALUE(RT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
 SAME_VALUE(RT_CUDA_ERROR_OUT_OF_MEMORY, CUDA_ERROR_OUT_OF_MEMORY);
+SAME_VALUE(RT_CUDA_ERROR_NOT_READY, CUDA_ERROR_NOT_READY);
+SAME_VALUE(RT_CU_STREAM_NON_BLOCKING, CU_STREAM_NON_BLOCKING);
+SAME_VALUE(RT_CU_EVENT_DISABLE_TIMING, CU_EVENT_DISABLE_TIMING);
 SAME_VALUE(RT_CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F);
 SAME_VALUE(RT_CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_COMPUTE_32F_FAST_TF32);
 SAME_VALUE(RT_CUDA_R_32F, CUDA_R_32F);

@@ -62,6 +62,7 @@ typedef struct rt_CUctx *rt_CUcontext;
 typedef struct rt_CUmod *rt_CUmodule;
 typedef struct rt_CUfunc *rt_CUfunction;
 typedef struct rt_CUstream *rt_CUstream;
+typedef struct rt_CUevt *rt_CUevent;
 typedef unsigned long long rt_CUdeviceptr;
 typedef int rt_CUdevice_attribute;
 typedef int rt_CUfunction_attribute;
@@ -87,7 +88,10 @@ enum { RT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK = 8,
        RT_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76,
        RT_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97,
        RT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8,
-       RT_CUDA_ERROR_OUT_OF_MEMORY = 2 };
+       RT_CUDA_ERROR_OUT_OF_MEMORY = 2,
+       RT_CUDA_ERROR_NOT_READY = 600,
+       RT_CU_STREAM_NON_BLOCKING = 1,
+       RT_CU_EVENT_DISABLE_TIMING = 2 };
 
 typedef struct {
     rt_CUresult (*cuInit)(unsigned flags);
@@ -123,6 +127,12 @@ typedef struct {
     rt_CUresult (*cuModuleUnload)(rt_CUmodule module);
     rt_CUresult (*cuFuncSetAttribute)(rt_CUfunction fn, rt_CUfunction_attribute attribute, int value);
     rt_CUresult (*cuCtxGetCurrent)(rt_CUcontext *ctx);
+    // Events order a second stream after work queued on the first (NCCL's sums after a layer's
+    // backward)
+    rt_CUresult (*cuEventCreate)(rt_CUevent *event, unsigned flags);
+    rt_CUresult (*cuEventRecord)(rt_CUevent event, rt_CUstream stream);
+    rt_CUresult (*cuStreamWaitEvent)(rt_CUstream stream, rt_CUevent event, unsigned flags);
+    rt_CUresult (*cuEventDestroy)(rt_CUevent event);                               // _v2
 } rt_cuda_driver;
 
 typedef struct {
