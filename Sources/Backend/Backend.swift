@@ -118,7 +118,7 @@ public protocol BackendOps: AnyObject {
     // default: no packing, the products multiply the weight as it is)
     func packedWeightCount(n: Int, k: Int) -> Int
     func runPackWeight(_ packed: Tensor, _ weight: Tensor, n: Int, k: Int, transB: Bool)
-    func runMatmulPacked(_ c: Tensor, _ a: Tensor, packed: Tensor, bias: Tensor?, m: Int, n: Int, k: Int, lda: Int, beta: Float)
+    func runMatmulPacked(_ c: Tensor, _ a: Tensor, _ w: PackedWeight, bias: Tensor?, rows: Int, lda: Int, beta: Float)
     // Losses
     func runCrossEntropy(_ loss: Tensor, dLogits: Tensor?, logits: Tensor, labels: Tensor, rows: Int, classes: Int,
                          gradScale: Float)

@@ -3,8 +3,9 @@
 // layout where it has one (the CPU: panels of 16 output channels, cpu/packed_gemm.c), so the
 // steps do not each repack or re-stride it. Backends without one multiply the weight as it is.
 
-/// W as `matmul(_:_:_:bias:rows:beta:)` reads it: [n, k] with transB (a Linear's C = A·Wᵀ) or
-/// [k, n] without (C = A·W); `packed` is nil where the backend packs nothing.
+/// W as `matmul(_:_:_:bias:rows:beta:inputStride:)` reads it: [n, k] with transB (a Linear's
+/// C = A·Wᵀ) or [k, n] without (C = A·W); `packed` is nil where the backend packs nothing. The
+/// backend may still multiply `weight` itself where that is faster (many rows).
 public struct PackedWeight {
     public let weight: Tensor
     public let packed: Tensor?
@@ -18,7 +19,7 @@ public extension BackendOps {
     func runPackWeight(_ packed: Tensor, _ weight: Tensor, n: Int, k: Int, transB: Bool) {
         preconditionFailure("\(type(of: self)) packs no weights (its packedWeightCount is 0)")
     }
-    func runMatmulPacked(_ c: Tensor, _ a: Tensor, packed: Tensor, bias: Tensor?, m: Int, n: Int, k: Int, lda: Int, beta: Float) {
+    func runMatmulPacked(_ c: Tensor, _ a: Tensor, _ w: PackedWeight, bias: Tensor?, rows: Int, lda: Int, beta: Float) {
         preconditionFailure("\(type(of: self)) packs no weights (its packedWeightCount is 0)")
     }
 }
@@ -43,7 +44,7 @@ public extension Backend {
     /// `inputStride` apart (default k).
     func matmul(_ c: Tensor, _ a: Tensor, _ w: PackedWeight, bias: Tensor?, rows: Int, beta: Float = 0, inputStride: Int? = nil) {
         let lda = inputStride ?? w.k
-        guard let packed = w.packed else {
+        guard w.packed != nil else {
             matmul(c, a, w.weight, bias: bias, Gemm(m: rows, n: w.n, k: w.k, transB: w.transB, beta: beta, lda: lda))
             return
         }
@@ -51,7 +52,7 @@ public extension Backend {
                      && (bias?.count ?? w.n) == w.n, "matmul (packed weight): c is not rows·n, a short of rows·k or the bias not n")
         f32(c, a, bias, op: "matmul")
         guard rows > 0 && w.n > 0 else { return }
-        runMatmulPacked(c, a, packed: packed, bias: bias, m: rows, n: w.n, k: w.k, lda: lda, beta: beta)
+        runMatmulPacked(c, a, w, bias: bias, rows: rows, lda: lda, beta: beta)
         c.buffer.noteWrite(c, count: rows * w.n)
     }
 }

@@ -1,10 +1,12 @@
-// A decoder's weights packed once for inference (retort generate, augment's generator, eval and
-// predict of a decoder classifier): every Linear and the LM or score head in the backend's own
+// A decoder's weights packed once for inference (retort generate, augment's generator, eval,
+// predict, compare and serve of a decoder classifier; not a teacher beside a student's training):
+// every Linear and the LM or score head in the backend's own
 // layout (PackedWeight; on the CPU panels of 16 output channels, cpu/packed_gemm.c), so neither a
 // prompt's matmuls — which OpenBLAS would repack on every call — nor decoding's few rows re-stride
 // them. On the 2-core Zen 3 VM, SmolLM2-135M's layer matmuls ran 1.1–1.3× OpenBLAS at 128 rows
 // and 1.2–1.4× rt_sgemm_rows at one row. The copies take as much memory again as those weights,
-// so they are made only where the backend has a layout of its own and the memory is free.
+// so they are made only where the backend has a layout of its own and the memory is free. Past
+// 512 rows the CPU multiplies the original weights instead (CPUBackend.runMatmulPacked).
 import Backend
 
 extension DecoderModel {

@@ -41,6 +41,7 @@ extension DecoderModel {
     @discardableResult
     public func quantizeInt8(stored: [String: StoredInt8] = [:]) throws -> String? {
         precondition(!trains && lora == nil, "quantizeInt8: inference models without adapters only")
+        packedWeights = [:]   // they hold the float weights, which a prompt's rows would otherwise still read
         var made: [String: Int8Weight] = [:]
         for linear in quantizableLinears {
             let (N, K) = (linear.outFeatures, linear.inFeatures)

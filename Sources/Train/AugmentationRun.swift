@@ -60,7 +60,7 @@ public final class AugmentationRun {
         guard c.count >= 1, c.promptWords >= 1, c.maxNewTokens >= 1, c.batchSize >= 1 else {
             throw InvalidSetting("--count, --prompt-words, --max-new-tokens and --batch-size must be positive")
         }
-        let teacher = try loadTextClassifier(folder: c.teacher, maxLength: c.maxLength, backend: backend)
+        let teacher = try loadTextClassifier(folder: c.teacher, maxLength: c.maxLength, backend: backend, packWeights: false)
         // A .txt is one unlabelled text per line: the teacher labels the originals too.
         let unlabelled = c.data.train.hasSuffix(".txt")
         var columns = unlabelled ? ColumnSpec(text: .name("text")) : c.data.columns

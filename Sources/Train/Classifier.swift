@@ -24,12 +24,14 @@ public protocol TextClassifier: AnyObject {
 /// A classifier folder as eval, predict and compare take it: a decoder fine-tuned as a
 /// classifier, a recurrent student, or a BERT-family one. `maxLength` nil: 128 tokens, or the
 /// model's maximum when smaller (a recurrent student: the length it was trained at).
-public func loadTextClassifier(folder: String, maxLength: Int?, backend: Backend) throws -> TextClassifier {
+/// `packWeights`: a decoder keeps its weights packed for the backend's matmuls too (DecoderPacking:
+/// faster, as much memory again); false for a teacher that lives beside a student's training.
+public func loadTextClassifier(folder: String, maxLength: Int?, backend: Backend, packWeights: Bool = true) throws -> TextClassifier {
     if RecurrentConfig.describes((folder as NSString).appendingPathComponent("config.json")) {
         return try RecurrentClassifier.load(folder: folder, maxLength: maxLength, backend: backend)
     }
     if FineTuningRun.isDecoder(folder) {
-        return try DecoderClassifier.load(folder: folder, maxLength: maxLength, backend: backend)
+        return try DecoderClassifier.load(folder: folder, maxLength: maxLength, backend: backend, packWeights: packWeights)
     }
     let length = try maxLength ?? min(128, BertConfig(path: (folder as NSString).appendingPathComponent("config.json")).maxTokens)
     return try Classifier.load(folder: folder, maxLength: length, backend: backend, inference: true)

@@ -11,8 +11,9 @@ public final class DecoderClassifier: TextClassifier {
     public let labelNames: [String]
     public let maxLength: Int
 
-    /// `folder`: config.json with id2label (two or more labels) and a score head.
-    public static func load(folder: String, maxLength: Int?, backend: Backend) throws -> DecoderClassifier {
+    /// `folder`: config.json with id2label (two or more labels) and a score head; `packWeights`:
+    /// its weights also packed for the backend's matmuls (packForInference).
+    public static func load(folder: String, maxLength: Int?, backend: Backend, packWeights: Bool = true) throws -> DecoderClassifier {
         let config = try DecoderConfig(path: (folder as NSString).appendingPathComponent("config.json"))
         guard config.id2label.count >= 2 else {
             throw DataError("\(folder): not a classifier (config.json has no id2label); generate text with it instead: retort generate --model \(folder)")
@@ -22,7 +23,7 @@ public final class DecoderClassifier: TextClassifier {
             throw InvalidSetting("\(Setting.maxLength) \(length) exceeds the model's context of \(config.maxPositions) positions")
         }
         let model = try DecoderModel.load(folder, labels: config.id2label.count, backend: backend, inference: true)
-        try model.packForInference()
+        if packWeights { try model.packForInference() }
         return DecoderClassifier(model: model, tokenizer: try DecoderTokenizer(model: folder, config: config),
                                  labelNames: (0..<config.id2label.count).map { config.id2label[$0] ?? "LABEL_\($0)" }, maxLength: length)
     }

@@ -54,7 +54,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         guard c.hiddenSize > 0, c.layers > 0, c.headHiddenSize > 0, (c.embeddingSize ?? 1) > 0 else {
             throw InvalidSetting("\(Setting.studentLayers), --hidden, --head-hidden and --embedding-size must be positive")
         }
-        let teacher = try loadTextClassifier(folder: c.teacher, maxLength: t.maxLength, backend: backend)
+        let teacher = try loadTextClassifier(folder: c.teacher, maxLength: t.maxLength, backend: backend, packWeights: false)
         let source = try TeacherVocabulary(teacher, folder: c.teacher)
         let width = c.embeddingSize ?? (c.embeddings == .teacher ? source.width : 300)
         var config = RecurrentConfig(cell: c.cell, vocabSize: source.size, embeddingSize: width, hiddenSize: c.hiddenSize, layers: c.layers,

@@ -11,7 +11,7 @@ final class PackedGemmTests: XCTestCase {
     /// columns past N untouched, and the panels' padding past N zero.
     func testPackedGemmMatchesADoubleLoop() {
         var rng = SeededRandom(31)
-        for (M, N, K) in [(1, 1, 1), (1, 17, 7), (2, 16, 8), (5, 33, 9), (6, 15, 300), (7, 48, 17), (13, 70, 64), (32, 300, 120), (33, 8, 15)] {
+        for (M, N, K) in [(1, 1, 1), (1, 17, 7), (2, 16, 8), (5, 33, 9), (6, 15, 300), (7, 48, 17), (10, 31, 5), (13, 70, 64), (32, 300, 120), (33, 8, 15)] {
             for transposed in [false, true] {
                 for beta: Float in [0, 1] {
                     let lda = K + 3, ldc = N + 2, ldw = transposed ? N + 1 : K + 1

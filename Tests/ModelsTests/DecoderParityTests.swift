@@ -97,6 +97,49 @@ final class DecoderParityTests: XCTestCase {
         }
     }
 
+    /// Inference with every Linear and the head packed (packForInference, as generate, eval and
+    /// predict run): GPT-2's c_attn row blocks, Qwen2's q/k/v biases, a tied and an untied head, a
+    /// 3-class score head (one partial panel) — each sequence's last-token logits as transformers'
+    /// — and greedy decoding (prefill, then few-row steps) gives the unpacked model's tokens.
+    func testPackedInferenceWeightsGiveTransformersLogitsAndTheSameTokens() throws {
+        for name in families {
+            let path = golden.appendingPathComponent("tiny-\(name)").path
+            let expected = try SafeTensorsFile(path: golden.appendingPathComponent("tiny-\(name)-expected.safetensors").path)
+            let shape = try expected.entry("input_ids").shape, (B, T) = (shape[0], shape[1])
+            let ids = try expected.integers("input_ids").map { Int32($0) }, mask = try expected.integers("attention_mask").map { Int32($0) }
+            for labels in [0, 3] {
+                let model = try DecoderModel.load(path, labels: labels, backend: try CPUBackend(), inference: true)
+                if labels > 0 {
+                    try expected.floats("cls.score.weight").withUnsafeBytes { model.backend.upload(model.w("score.weight"), $0) }
+                }
+                XCTAssertGreaterThan(try model.packForInference(), 0, "\(name): the CPU packs the weights")
+                let a = try DecoderActivations(config: model.config, labels: labels, maxBatch: B, maxLength: T, backend: model.backend,
+                                               inference: true, headRows: B)
+                a.load(ids: ids, mask: mask, batch: B, length: T, backend: model.backend)
+                model.forward(a)
+                let got = model.backend.floats(model.lastTokenLogits(a))
+                if labels > 0 {
+                    assertClose(got, try expected.floats("cls.logits"), atol: 2e-5, rtol: 1e-4, "\(name) packed classification logits")
+                } else {
+                    let V = model.config.vocabSize, all = try expected.floats("logits")
+                    let want = (0..<B).flatMap { b -> [Float] in
+                        let last = (0..<T).last { mask[b * T + $0] != 0 }!
+                        return Array(all[((b * T + last) * V)..<((b * T + last + 1) * V)])
+                    }
+                    assertClose(got, want, atol: 2e-5, rtol: 1e-4, "\(name) packed last-token logits")
+                }
+            }
+            let requests = (0..<B).map { b in
+                GenerationRequest(prompt: (0..<T).filter { mask[b * T + $0] != 0 }.map { ids[b * T + $0] }, maxNewTokens: 12)
+            }
+            let plain = try DecoderModel.load(path, backend: try CPUBackend(), inference: true)
+            let packed = try DecoderModel.load(path, backend: try CPUBackend(), inference: true)
+            try packed.packForInference()
+            XCTAssertEqual(try packed.generate(requests, sampling: SamplingOptions(), endTokens: []).map(\.tokens),
+                           try plain.generate(requests, sampling: SamplingOptions(), endTokens: []).map(\.tokens), "\(name): greedy tokens")
+        }
+    }
+
     /// Sampling in a batch that refills its slots: each request draws from its own stream (seeded
     /// by its index), so the same requests give the same tokens one, two or all at a time.
     func testBatchedSamplingDrawsEachRequestsOwnStream() throws {
