@@ -44,11 +44,18 @@ final class NCCLCommunicator {
         return (try NCCLCommunicator(comm: comm!, device: cuda.device, group: group, description: "NCCL \(version) (\(string(info.path)))"), nil)
     }
 
+    /// Takes `comm` over: destroyed here if its stream or event cannot be made.
     private init(comm: UnsafeMutableRawPointer, device: CUDADevice, group: ProcessGroup, description: String) throws {
         self.comm = comm; self.device = device; self.group = group; self.description = description
         var stream: rt_CUstream?, event: rt_CUevent?
-        try CUDADevice.check(device.driver.cuStreamCreate(&stream, UInt32(RT_CU_STREAM_NON_BLOCKING)), "cuStreamCreate")
-        try CUDADevice.check(device.driver.cuEventCreate(&event, UInt32(RT_CU_EVENT_DISABLE_TIMING)), "cuEventCreate")
+        do {
+            try CUDADevice.check(device.driver.cuStreamCreate(&stream, UInt32(RT_CU_STREAM_NON_BLOCKING)), "cuStreamCreate")
+            try CUDADevice.check(device.driver.cuEventCreate(&event, UInt32(RT_CU_EVENT_DISABLE_TIMING)), "cuEventCreate")
+        } catch {
+            if let stream { _ = device.driver.cuStreamDestroy(stream) }
+            _ = rt_nccl_comm_destroy(comm)
+            throw error
+        }
         (self.stream, queued) = (stream!, event!)
     }
 
