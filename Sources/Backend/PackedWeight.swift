@@ -19,8 +19,9 @@ public extension BackendOps {
     func runPackWeight(_ packed: Tensor, _ weight: Tensor, n: Int, k: Int, transB: Bool) {
         preconditionFailure("\(type(of: self)) packs no weights (its packedWeightCount is 0)")
     }
+    /// The weight as it is (what a backend without a layout of its own has).
     func runMatmulPacked(_ c: Tensor, _ a: Tensor, _ w: PackedWeight, bias: Tensor?, rows: Int, lda: Int, beta: Float) {
-        preconditionFailure("\(type(of: self)) packs no weights (its packedWeightCount is 0)")
+        runMatmul(c, a, w.weight, bias: bias, Gemm(m: rows, n: w.n, k: w.k, transB: w.transB, beta: beta, lda: lda))
     }
 }
 
@@ -44,10 +45,6 @@ public extension Backend {
     /// `inputStride` apart (default k).
     func matmul(_ c: Tensor, _ a: Tensor, _ w: PackedWeight, bias: Tensor?, rows: Int, beta: Float = 0, inputStride: Int? = nil) {
         let lda = inputStride ?? w.k
-        guard w.packed != nil else {
-            matmul(c, a, w.weight, bias: bias, Gemm(m: rows, n: w.n, k: w.k, transB: w.transB, beta: beta, lda: lda))
-            return
-        }
         precondition(rows >= 0 && lda >= w.k && c.count >= rows * w.n && a.count >= (rows > 0 ? (rows - 1) * lda + w.k : 0)
                      && (bias?.count ?? w.n) == w.n, "matmul (packed weight): c is not rows·n, a short of rows·k or the bias not n")
         f32(c, a, bias, op: "matmul")
