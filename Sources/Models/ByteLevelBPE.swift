@@ -21,6 +21,9 @@ public final class ByteLevelBPE: @unchecked Sendable {
     /// vocabulary lacks — SmolLM2's lacks some control bytes — is dropped, as HF's BPE without an
     /// unknown token does).
     let special: [(text: [Unicode.Scalar], id: Int32)]
+    /// Indices into `special` (in its order) by first scalar: at each position of a text only
+    /// the special tokens that start with its scalar are tried (Llama 3 has 256).
+    let specialStarts: [Unicode.Scalar: [Int]]
     let byteIds: [Int32?]
     /// How text is cut into pieces.
     public let split: PreTokenizer
@@ -71,10 +74,13 @@ public final class ByteLevelBPE: @unchecked Sendable {
         guard known >= 192 else {
             throw CheckpointError("\(source): the vocabulary has \(known) of the 256 byte tokens (not a byte-level BPE vocabulary)")
         }
-        self.special = try special.map { text in
+        let specialTokens = try special.map { text in
             guard let id = ids[text] else { throw CheckpointError("\(source): special token '\(text)' is not in the vocabulary") }
-            return (Array(text.unicodeScalars), id)
+            return (text: Array(text.unicodeScalars), id: id)
         }.sorted { $0.text.count > $1.text.count }
+        self.special = specialTokens
+        self.specialStarts = Dictionary(grouping: specialTokens.indices.filter { !specialTokens[$0].text.isEmpty },
+                                        by: { specialTokens[$0].text[0] })
     }
 
     /// The merges as "left right" lines in rank order (merges.txt without its header).
@@ -184,7 +190,8 @@ public final class ByteLevelBPE: @unchecked Sendable {
         let scalars = Array(text.unicodeScalars)
         var out: [Int32] = [], start = 0, i = 0
         while i < scalars.count {
-            if let s = special.first(where: { matches($0.text, scalars, at: i) }) {
+            if let candidates = specialStarts[scalars[i]],
+               let s = candidates.lazy.map({ self.special[$0] }).first(where: { Self.matches($0.text, scalars, at: i) }) {
                 encodeOrdinary(scalars[start..<i], into: &out)
                 out.append(s.id)
                 i += s.text.count
@@ -211,9 +218,9 @@ public final class ByteLevelBPE: @unchecked Sendable {
         return first + second
     }
 
-    private func matches(_ pattern: [Unicode.Scalar], _ scalars: [Unicode.Scalar], at i: Int) -> Bool {
+    private static func matches(_ pattern: [Unicode.Scalar], _ scalars: [Unicode.Scalar], at i: Int) -> Bool {
         guard i + pattern.count <= scalars.count else { return false }
-        for (k, p) in pattern.enumerated() where scalars[i + k] != p { return false }
+        for k in 0..<pattern.count where scalars[i + k] != pattern[k] { return false }
         return true
     }
 

@@ -63,7 +63,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         let (perBlock, bytes) = block
         switch self {
         case .f32:
-            for i in 0..<count { out[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+            copyLittleEndianFloats(raw, count: count, into: out)
         case .f16:
             for i in 0..<count { out[i] = half(2 * i) }
         case .bf16:

@@ -135,7 +135,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public func floats(_ name: String) throws -> [Float] {
         let e = try entry(name), raw = bytes(e)
         switch e.dtype {
-        case .f32: return (0..<e.count).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
+        case .f32: return copyLittleEndianFloats(raw, count: e.count)
         case .f64: return (0..<e.count).map { Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)))) }
         case .bf16: return (0..<e.count).map { floatFromBFloat16Bits(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
         case .f16: return (0..<e.count).map { floatFromHalfBits(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
