@@ -73,13 +73,15 @@ final class DenseTests: XCTestCase {
 
     func testBiasBackwardSumsRows() throws {
         var rng = SeededRandom(3)
+        // 2,500 columns: a thread's run of column blocks goes in more than one 1,024-column piece.
         for backend in try backends() {
-            let (N, C) = (37, 70)
-            let dout = rng.floats(N * C), start = rng.floats(C)
-            let db = try backend.upload(start)
-            backend.biasBackward(db, dOut: try backend.upload(dout), rows: N, channels: C)
-            let expected = (0..<C).map { c in Double(start[c]) + (0..<N).reduce(0.0) { $0 + Double(dout[$1 * C + c]) } }
-            assertClose(backend.floats(db), expected, "\(backend.kind) bias backward")
+            for (N, C) in [(37, 70), (5, 2500)] {
+                let dout = rng.floats(N * C), start = rng.floats(C)
+                let db = try backend.upload(start)
+                backend.biasBackward(db, dOut: try backend.upload(dout), rows: N, channels: C)
+                let expected = (0..<C).map { c in Double(start[c]) + (0..<N).reduce(0.0) { $0 + Double(dout[$1 * C + c]) } }
+                assertClose(backend.floats(db), expected, "\(backend.kind) bias backward \(N)×\(C)")
+            }
         }
     }
 
