@@ -27,6 +27,7 @@ public protocol TextClassifier: AnyObject {
 /// `packWeights`: a decoder keeps its weights packed for the backend's matmuls too (DecoderPacking:
 /// faster, as much memory again); false for a teacher that lives beside a student's training.
 public func loadTextClassifier(folder: String, maxLength: Int?, backend: Backend, packWeights: Bool = true) throws -> TextClassifier {
+    try checkClassifierFolder(folder)
     if RecurrentConfig.describes((folder as NSString).appendingPathComponent("config.json")) {
         return try RecurrentClassifier.load(folder: folder, maxLength: maxLength, backend: backend)
     }
@@ -35,6 +36,25 @@ public func loadTextClassifier(folder: String, maxLength: Int?, backend: Backend
     }
     let length = try maxLength ?? min(128, BertConfig(path: (folder as NSString).appendingPathComponent("config.json")).maxTokens)
     return try Classifier.load(folder: folder, maxLength: length, backend: backend, inference: true)
+}
+
+/// Refuses what is not a classifier folder in words that say what it is instead: a missing path,
+/// a file (a .gguf is a language model), a LoRA adapter's folder, a folder without config.json.
+func checkClassifierFolder(_ folder: String) throws {
+    let files = FileManager.default
+    var isDirectory: ObjCBool = false
+    guard files.fileExists(atPath: folder, isDirectory: &isDirectory) else { throw CheckpointError("\(folder): no such model folder") }
+    guard isDirectory.boolValue else {
+        throw CheckpointError(folder.lowercased().hasSuffix(".gguf")
+            ? "\(folder): a GGUF language model, not a classifier (retort finetune makes a classifier folder from it; retort generate writes text with it)"
+            : "\(folder): a file, not a model folder")
+    }
+    guard files.fileExists(atPath: (folder as NSString).appendingPathComponent("config.json")) else {
+        if files.fileExists(atPath: (folder as NSString).appendingPathComponent("adapter_config.json")) {
+            throw CheckpointError("\(folder): a LoRA adapter alone; give the model folder that holds it (the one retort finetune wrote)")
+        }
+        throw CheckpointError("\(folder): not a model folder (no config.json)")
+    }
 }
 
 extension TextClassifier {

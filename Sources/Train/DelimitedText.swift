@@ -31,7 +31,10 @@ public enum DelimitedText {
 
     public static func read(_ path: String) throws -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw DataError("\(path): cannot read the file")
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw DataError("\(path): no such file") }
+            if isDirectory.boolValue { throw DataError("\(path): a folder, not a data file (.csv, .tsv, .jsonl or .txt)") }
+            throw DataError("\(path): cannot read the file (check its permissions)")
         }
         var bytes = [UInt8](data)
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }

@@ -15,9 +15,10 @@ struct AugmentCommand: ParsableCommand {
               retort augment --generator runs/sst2-gpt --teacher runs/sst2 \\
                   --train ../shared/data/sst2/train.tsv --text-column 1 --label-column 0 \\
                   --count 20000 --out runs/sst2-transfer.jsonl
-              retort augment --generator SmolLM2-135M-Instruct.Q4_1.gguf --generator-epochs 1 \\
-                  --teacher runs/sst2 --train T --out transfer.jsonl
-              retort distill --teacher runs/sst2 --transfer transfer.jsonl --student bilstm --out runs/sst2-bilstm
+              retort augment --generator SmolLM2-135M-Instruct.Q4_1.gguf \\
+                  --generator-epochs 1 --teacher runs/sst2 --train T --out transfer.jsonl
+              retort distill --teacher runs/sst2 --transfer transfer.jsonl \\
+                  --student bilstm --out runs/sst2-bilstm
 
             Each generated text starts with the first --prompt-words words of a random training \
             text and runs to the end of the generator's line (or --max-new-tokens). With \
@@ -63,6 +64,10 @@ struct AugmentCommand: ParsableCommand {
             throw ValidationError("--count, --prompt-words, --max-new-tokens, --batch-size, --ngram and --max-characters must be positive")
         }
         guard temperature >= 0, topK >= 0, topP > 0, topP <= 1 else { throw ValidationError("--temperature ≥ 0, --top-k ≥ 0, --top-p in (0, 1]") }
+        guard maxLength >= 3 else { throw ValidationError("--max-length must be at least 3") }
+        guard generatorMaxLength >= 2 else { throw ValidationError("--generator-max-length must be at least 2") }
+        guard generatorBatchSize >= 1 else { throw ValidationError("--generator-batch-size must be at least 1") }
+        guard generatorLearningRate > 0 else { throw ValidationError("--generator-learning-rate must be positive") }
         if let generatorEpochs, generatorEpochs < 1 { throw ValidationError("--generator-epochs must be positive") }
         guard out.hasSuffix(".jsonl") else { throw ValidationError("--out: a .jsonl file (got \(out))") }
     }
@@ -70,6 +75,8 @@ struct AugmentCommand: ParsableCommand {
     func run() throws {
         let printer = ProgressPrinter(showStages: false)
         try withFlags(printer) {
+            try checkWritable(out, flag: "--out")
+            if let generatorOut, generatorEpochs != nil { try checkWritable(generatorOut, flag: "--generator-out") }
             let backend = try deviceOptions.backend()
             var config = AugmentationRun.Configuration(generator: expand(generator), teacher: expand(teacher),
                                                        data: DataFiles(train: expand(train), columns: columns.spec(labelled: true)), output: expand(out))

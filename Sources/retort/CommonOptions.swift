@@ -31,6 +31,10 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "CPU threads (default: all the CPUs this process may use).")
     var threads: Int?
 
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
     func backend() throws -> Backend {
         let (backend, note) = try Devices.makeBackend(device, threads: threads ?? DataParallel.defaultThreads, precision: precision)
         try DataParallel.checkSameDevice(backend)
@@ -82,7 +86,7 @@ struct LoRAOptions: ParsableArguments {
 
 /// What finetune and distill share: the optimizer, the batch, checkpoints, memory.
 struct TrainingOptionGroup: ParsableArguments {
-    @Option(name: .long, help: "Examples per optimiser step (per micro-batch with --grad-accum).") var batchSize = 32
+    @Option(name: .long, help: "Examples per optimiser step (finetune: per micro-batch with --grad-accum).") var batchSize = 32
     @Option(name: .long, help: "Peak learning rate (default 5e-5; 1e-3 when only LoRA adapters train, with --lora-rank).")
     var lr: Double?
     @Option(name: .long, help: "Fraction of the steps (of each stage) spent warming up linearly.") var warmup = 0.1
@@ -103,16 +107,16 @@ struct TrainingOptionGroup: ParsableArguments {
     var nproc: Int?
 
     func validate() throws {
-        guard batchSize > 0, maxLength >= 3 else { throw ValidationError("--batch-size must be positive and --max-length at least 3") }
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        guard maxLength >= 3 else { throw ValidationError("--max-length must be at least 3") }
         if let lr, lr <= 0 { throw ValidationError("--lr must be positive") }
-        guard (0..<1).contains(warmup), weightDecay >= 0, maxGradNorm >= 0 else {
-            throw ValidationError("--warmup must be in [0, 1), --weight-decay and --max-grad-norm not negative")
-        }
+        guard (0..<1).contains(warmup) else { throw ValidationError("--warmup must be in [0, 1) (a fraction of the steps)") }
+        guard weightDecay >= 0 else { throw ValidationError("--weight-decay must not be negative") }
+        guard maxGradNorm >= 0 else { throw ValidationError("--max-grad-norm must not be negative (0: no clipping)") }
         guard ["none", "gelu"].contains(recompute) else { throw ValidationError("--recompute must be none or gelu") }
         if let saveEvery, saveEvery < 1 { throw ValidationError("--save-every must be positive") }
-        guard saveMinutes >= 0, keepCheckpoints >= 1 else {
-            throw ValidationError("--save-minutes must not be negative and --keep-checkpoints at least 1")
-        }
+        guard saveMinutes >= 0 else { throw ValidationError("--save-minutes must not be negative (0: off)") }
+        guard keepCheckpoints >= 1 else { throw ValidationError("--keep-checkpoints must be at least 1") }
         if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be positive") }
         if let nproc, nproc < 1 { throw ValidationError("--nproc must be positive") }
     }
@@ -167,6 +171,32 @@ func withFlags<T>(_ printer: ProgressPrinter? = nil, _ body: () throws -> T) thr
     }
 }
 
+/// Refuses, before any work, an output that could not be written: a file is created and removed
+/// in the nearest folder above `path` that exists (the folders below it are made later), so a
+/// long run never ends in "cannot write". `isFolder`: `path` is a folder to write into (made if
+/// need be), else a file.
+func checkWritable(_ path: String, flag: String, isFolder: Bool = false) throws {
+    let files = FileManager.default
+    var absolute = expand(path)
+    if !absolute.hasPrefix("/") { absolute = (files.currentDirectoryPath as NSString).appendingPathComponent(absolute) }
+    absolute = (absolute as NSString).standardizingPath
+    var folder = isFolder ? absolute : (absolute as NSString).deletingLastPathComponent
+    var isDirectory: ObjCBool = false
+    while !files.fileExists(atPath: folder, isDirectory: &isDirectory) {
+        let parent = (folder as NSString).deletingLastPathComponent
+        guard !parent.isEmpty, parent != folder else { break }
+        folder = parent
+    }
+    guard isDirectory.boolValue else { throw UserError(description: "\(flag) \(path): \(folder) is a file, not a folder") }
+    let probe = (folder as NSString).appendingPathComponent(".retort-write-check-\(getpid())")
+    let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    guard fd >= 0 else {
+        throw UserError(description: "\(flag) \(path): cannot write in \(folder) (\(String(cString: strerror(errno)))); choose a folder you can write to")
+    }
+    close(fd)
+    unlink(probe)
+}
+
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
@@ -192,9 +222,14 @@ func classifierToNewFolder(model: String, out: String, command: String) throws -
     guard !FineTuningRun.isDecoder(source) else {
         throw UserError(description: "--model \(model) is a decoder; retort \(command) takes BERT-family classifiers (BERT, MPNet) for now")
     }
+    guard !RecurrentConfig.describes(configPath) else {
+        throw UserError(description: "--model \(model) is a recurrent student; retort \(command) takes BERT-family classifiers (BERT, MPNet)"
+                        + (command == "quantize" ? " and decoders" : "") + " for now")
+    }
     guard !FileManager.default.fileExists(atPath: destination) else {
         throw UserError(description: "--out \(out) exists; choose a new folder (nothing there is overwritten)")
     }
+    try checkWritable(destination, flag: "--out")
     return (source, destination, try BertConfig(path: configPath))
 }
 

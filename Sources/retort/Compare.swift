@@ -28,6 +28,7 @@ struct CompareCommand: ParsableCommand {
 
     func validate() throws {
         guard !runs.isEmpty else { throw ValidationError("give one or more model folders") }
+        if let maxLength, maxLength < 3 { throw ValidationError("--max-length must be at least 3") }
         for run in runs where !FileManager.default.fileExists(atPath: expand(run) + "/config.json") {
             throw ValidationError("\(run): not a model folder (no config.json)")
         }
@@ -35,6 +36,7 @@ struct CompareCommand: ParsableCommand {
 
     func run() throws {
         try withFlags {
+            try checkWritable(out, flag: "--out", isFolder: true)
             let backend = try deviceOptions.backend()
             let report = try ComparisonReport.build(runs: runs.map(expand), test: test.map(expand), columns: columns.spec(labelled: true),
                                                     maxLength: maxLength, backend: backend) { printError("retort: " + $0) }

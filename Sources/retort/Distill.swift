@@ -121,8 +121,13 @@ struct DistillCommand: ParsableCommand {
             return
         }
         guard train != nil, transfer == nil else { throw ValidationError("give --train (--transfer is for recurrent students: --student bilstm, …)") }
+        guard ["odd", "even", "uniform"].contains(studentInit) || FileManager.default.fileExists(atPath: expand(studentInit) + "/config.json") else {
+            throw ValidationError("--student-init must be odd, even, uniform or a model folder (\(studentInit) is none of them)")
+        }
         let count = method == .distilbert ? 1 : try stageList().count, numbers = try epochList()
-        guard numbers.count == 1 || numbers.count >= count else { throw ValidationError("--epochs: \(numbers.count) numbers for \(count) stages") }
+        guard numbers.count == 1 || numbers.count == count else {
+            throw ValidationError("--epochs: \(numbers.count) numbers for \(count) stage\(count == 1 ? "" : "s") (give one for all, or one per stage)")
+        }
     }
 
     func validateRecurrent() throws {
@@ -182,6 +187,12 @@ struct DistillCommand: ParsableCommand {
     }
 
     func run() throws {
+        try withFlags {
+            try checkWritable(out, flag: "--out", isFolder: true)
+            guard !training.resume || FileManager.default.fileExists(atPath: expand(out)) else {
+                throw UserError(description: "--resume: \(out) does not exist, so there is no checkpoint to continue from")
+            }
+        }
         try DataParallel.running(nproc: training.nproc) {
             if let (cell, bidirectional) = try recurrentStudent() { return try runRecurrent(cell, bidirectional: bidirectional) }
             try runTransformer()

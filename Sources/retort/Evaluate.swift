@@ -28,7 +28,8 @@ struct EvalCommand: ParsableCommand {
         let batchSize = inference.batchSize
         let examples = try Dataset.load(expand(data), columns: columns.spec(labelled: true))
         let labels = try Dataset.labelIds(examples, names: classifier.labelNames, path: data)
-        let m = try classifier.evaluate(classifier.encode(examples), labels: labels, batchSize: batchSize)
+        let m = ClassificationMetrics(logits: try classifyShowingProgress(classifier, classifier.encode(examples), batchSize: batchSize),
+                                      labels: labels, classes: classifier.labelNames.count)
         if json {
             let object: [String: Any] = ["accuracy": m.accuracy, "macro_f1": m.macroF1, "mcc": m.mcc, "loss": m.loss, "examples": m.examples]
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
@@ -50,7 +51,8 @@ struct PredictCommand: ParsableCommand {
 
             --input reads a .txt file as one text per line, and .csv, .tsv or .jsonl files by \
             column (--text-column, --text-pair-column). Without --json: one line per input, \
-            label<TAB>probability<TAB>text.
+            label<TAB>probability<TAB>text. A text that starts with - goes after -- \
+            (retort predict --model runs/sst2 -- "-1 for this film").
             """)
 
     @Argument(help: "Texts to label.") var texts: [String] = []
@@ -72,7 +74,7 @@ struct PredictCommand: ParsableCommand {
         let batchSize = inference.batchSize
         let examples = try input.map { try Dataset.load(expand($0), columns: columns.spec(labelled: false)) }
             ?? texts.enumerated().map { Example(text: $1, pair: nil, label: nil, line: $0 + 1) }
-        let logits = try classifier.classifyByLength(classifier.encode(examples), batchSize: batchSize)
+        let logits = try classifyShowingProgress(classifier, classifier.encode(examples), batchSize: batchSize)
         var output = ""
         for (example, row) in zip(examples, logits) {
             let probabilities = classProbabilities(row)
@@ -89,6 +91,25 @@ struct PredictCommand: ParsableCommand {
     }
 }
 
+/// The logits of `encodings` (in their order), run in order of length as classifyByLength does —
+/// the same batches — with a progress line on stderr where there are more than four batches.
+func classifyShowingProgress(_ classifier: TextClassifier, _ encodings: [Encoding], batchSize: Int) throws -> [[Float]] {
+    let chunk = 4 * batchSize
+    guard encodings.count > chunk else { return try classifier.classifyByLength(encodings, batchSize: batchSize) }
+    let started = Date()
+    defer { FileHandle.standardError.write(Data("\n".utf8)) }
+    return try inLengthOrder(encodings) { sorted in
+        var logits: [[Float]] = []
+        for begin in stride(from: 0, to: sorted.count, by: chunk) {   // whole batches: chunk is a multiple of batchSize
+            logits += try classifier.classify(Array(sorted[begin..<min(begin + chunk, sorted.count)]), batchSize: batchSize)
+            let seconds = Date().timeIntervalSince(started), rate = Double(logits.count) / max(seconds, 1e-9)
+            FileHandle.standardError.write(Data(String(format: "\rretort: %d/%d texts  %.0f texts/s  ETA %@   ", logits.count, sorted.count,
+                                                       rate, duration(Double(sorted.count - logits.count) / rate)).utf8))
+        }
+        return logits
+    }
+}
+
 /// The model, batching and device options of eval and predict.
 struct InferenceOptions: ParsableArguments {
     @Option(name: .long, help: "Fine-tuned model folder (a BERT-family classifier, a decoder fine-tuned as one, or a recurrent student).") var model: String
@@ -96,6 +117,11 @@ struct InferenceOptions: ParsableArguments {
     @Option(name: .long, help: "Tokens per example, specials included (default 128, or the model's maximum when smaller).")
     var maxLength: Int?
     @OptionGroup var deviceOptions: DeviceOptions
+
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        if let maxLength, maxLength < 3 { throw ValidationError("--max-length must be at least 3") }
+    }
 
     func classifier() throws -> TextClassifier {
         try loadTextClassifier(folder: expand(model), maxLength: maxLength, backend: try deviceOptions.backend())

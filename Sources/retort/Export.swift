@@ -11,7 +11,7 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Export a fine-tuned, distilled or quantized classifier as an ONNX model (for ONNX Runtime, on a server or in an app).",
         discussion: """
-            Example:
+            Examples:
               retort export --model runs/sst2 --out runs/sst2-onnx
               retort quantize --model runs/sst2 --out runs/sst2-int8
               retort export --model runs/sst2-int8 --out runs/sst2-onnx-int8

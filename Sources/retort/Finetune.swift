@@ -59,13 +59,20 @@ struct FinetuneCommand: ParsableCommand {
     @OptionGroup var deviceOptions: DeviceOptions
 
     func validate() throws {
-        guard epochs > 0, gradAccum > 0 else { throw ValidationError("--epochs and --grad-accum must be positive") }
+        guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
+        guard gradAccum > 0 else { throw ValidationError("--grad-accum must be positive") }
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
         if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be positive") }
         guard ["accuracy", "macro_f1", "mcc"].contains(metric) else { throw ValidationError("--metric must be accuracy, macro_f1 or mcc") }
     }
 
     func run() throws {
+        try withFlags {
+            try checkWritable(out, flag: "--out", isFolder: true)
+            guard !training.resume || FileManager.default.fileExists(atPath: expand(out)) else {
+                throw UserError(description: "--resume: \(out) does not exist, so there is no checkpoint to continue from")
+            }
+        }
         try DataParallel.running(nproc: training.nproc, runHere)
     }
 

@@ -20,6 +20,7 @@ struct GenerateCommand: ParsableCommand {
                   "What is the boiling point of water?"
               retort generate --model M.gguf --input prompts.txt --output out.jsonl \\
                   --max-new-tokens 40
+
             Input files: .jsonl with a "prompt" field per line, or any text file with one prompt per line.
             """)
 
@@ -58,6 +59,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func generate() throws {
+        if let output { try checkWritable(output, flag: "--output") }
         let path = expand(model)
         let backend = try device.backend()
         let started = Date()

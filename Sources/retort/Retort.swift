@@ -119,7 +119,7 @@ struct TokenizeCommand: ParsableCommand {
         } else if manager.fileExists(atPath: folder + "/vocab.txt") {
             let wordPiece = try WordPieceTokenizer(folder: folder)
             if let maxLength, maxLength < (pair ? 3 : 2) {
-                throw ValidationError("--max-length must leave room for the special tokens (at least \(pair ? 3 : 2))")
+                throw UserError(description: "--max-length must leave room for the special tokens (at least \(pair ? 3 : 2))")
             }
             encode = { wordPiece.encode($0, $1, maxLength: maxLength).ids }
         } else if manager.fileExists(atPath: folder + "/tokenizer.json") {

@@ -41,6 +41,7 @@ struct ServeCommand: ParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not a port number (0…65535)") }
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        if let maxLength, maxLength < 3 { throw ValidationError("--max-length must be at least 3") }
         guard maxWaitMs >= 0, maxWaitMs <= 1000 else { throw ValidationError("--max-wait-ms must be between 0 and 1000") }
         guard maxTexts >= 1, maxTextCharacters >= 1, maxBodyBytes >= 64 else {
             throw ValidationError("--max-texts and --max-text-characters must be at least 1, --max-body-bytes at least 64")
@@ -84,7 +85,13 @@ struct ServeCommand: ParsableCommand {
         }
         done.wait()
         if let error = outcome.error {
-            throw UserError(description: "cannot serve on \(host):\(port): \(error)")
+            // The socket's errno, in words a user can act on (the library's own text names its calls).
+            let text = "\(error)"
+            let reason = text.contains("Address already in use") ? "port \(port) is in use (another server?); choose another with --port"
+                : text.contains("Permission denied") ? "permission denied (ports below 1024 need root); choose another with --port"
+                : text.contains("Cannot assign requested address") ? "\(host) is not an address of this machine; see --host"
+                : text
+            throw UserError(description: "cannot serve on \(host):\(port): \(reason)")
         }
         let c = batcher.snapshot
         print("retort serve: stopped after \(c.requests) requests (\(c.texts) texts in \(c.batches) batches, the largest \(c.largestBatch))")

@@ -6,7 +6,8 @@ import XCTest
 
 final class CommandsCLITests: TinyRunTestCase {
     func testHelpTextsHaveNoStrayBackslashesOrBrokenExampleLines() throws {
-        for command in ["finetune", "distill", "eval", "predict", "compare", "tokenize", "devices", "quantize"] {
+        for command in ["finetune", "distill", "augment", "eval", "predict", "compare", "generate", "tokenize", "devices", "quantize", "export",
+                        "serve"] {
             let (status, output) = try retort([command, "--help"], environment: ["COLUMNS": "80"])
             XCTAssertEqual(status, 0, output)
             let lines = output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -83,7 +84,12 @@ final class CommandsCLITests: TinyRunTestCase {
 
         let (none, noneOutput) = try finetune(["--epochs", "1", "--out", work.appendingPathComponent("empty").path, "--resume"])
         XCTAssertNotEqual(none, 0)
-        XCTAssertTrue(noneOutput.contains("Error: --resume: no checkpoint in \(work.path)/empty/checkpoints"), noneOutput)
+        XCTAssertTrue(noneOutput.contains("Error: --resume: \(work.path)/empty does not exist"), noneOutput)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: work.appendingPathComponent("empty").path), "a refused resume makes no folder")
+        try FileManager.default.createDirectory(at: work.appendingPathComponent("empty"), withIntermediateDirectories: false)
+        let (still, stillOutput) = try finetune(["--epochs", "1", "--out", work.appendingPathComponent("empty").path, "--resume"])
+        XCTAssertNotEqual(still, 0)
+        XCTAssertTrue(stillOutput.contains("Error: --resume: no checkpoint in \(work.path)/empty/checkpoints"), stillOutput)
     }
 
     func testLoRAWithoutALearningRateTrainsAtTheAdapterRate() throws {
@@ -111,6 +117,46 @@ final class CommandsCLITests: TinyRunTestCase {
         let (resumed, resumedOutput) = try finetune(["--epochs", "200", "--max-steps", "40", "--out", out, "--resume"])
         XCTAssertEqual(resumed, 0, resumedOutput)
         XCTAssertTrue(resumedOutput.contains("resuming at step "), resumedOutput)
+    }
+
+    /// Values a newcomer tries that once trapped, or failed only after the work, or named no flag:
+    /// each is one "Error:" line (ArgumentParser adds its usage lines to a flag's error) naming what
+    /// to change, before anything is loaded, and nothing is written.
+    func testBadValuesAndPlacesAreOneLineErrorsBeforeAnyWork() throws {
+        let gguf = work.appendingPathComponent("model.gguf").path, stories = work.appendingPathComponent("stories.txt").path
+        try Data("GGUF".utf8).write(to: URL(fileURLWithPath: gguf))
+        try "Once upon a time\nthere was a robot\n".write(toFile: stories, atomically: true, encoding: .utf8)
+        let fresh = work.appendingPathComponent("fresh").path
+        let cases: [([String], String)] = [
+            (["predict", "--model", teacher, "--batch-size", "0", "hi"], "--batch-size must be at least 1"),
+            (["predict", "--model", teacher, "--max-length", "1", "hi"], "--max-length must be at least 3"),
+            (["eval", "--model", teacher, "--data", data, "--max-length", "2"], "--max-length must be at least 3"),
+            (["serve", "--model", teacher, "--max-length", "1"], "--max-length must be at least 3"),
+            (["predict", "--model", teacher, "--threads", "0", "hi"], "--threads must be at least 1"),
+            (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--max-length", "1", "--out", "t.jsonl"],
+             "--max-length must be at least 3"),
+            (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--out", "/proc/retort-test/t.jsonl"],
+             "--out /proc/retort-test/t.jsonl: cannot write in /proc"),
+            (["finetune", "--model", teacher, "--train", data, "--warmup", "2", "--out", fresh], "--warmup must be in [0, 1)"),
+            (["finetune", "--model", teacher, "--train", data, "--out", "/proc/retort-test"], "--out /proc/retort-test: cannot write in /proc"),
+            (["finetune", "--model", teacher, "--train", data, "--resume", "--out", fresh], "--resume: \(fresh) does not exist"),
+            (["finetune", "--model", teacher, "--train", stories, "--out", fresh], "lines of plain text carry no labels"),
+            (["distill", "--teacher", teacher, "--train", data, "--student-init", "od", "--out", fresh],
+             "--student-init must be odd, even, uniform or a model folder"),
+            (["distill", "--teacher", teacher, "--train", data, "--epochs", "3,2,1", "--out", fresh], "--epochs: 3 numbers for 2 stages"),
+            (["predict", "--model", gguf, "hi"], "a GGUF language model, not a classifier"),
+            (["predict", "--model", teacher, "--input", work.path], "a folder, not a data file"),
+            (["predict", "--model", teacher, "--input", work.appendingPathComponent("nope.txt").path], "nope.txt: no such file"),
+            (["compare", teacher, "--out", "/proc/retort-test"], "--out /proc/retort-test: cannot write in /proc"),
+        ]
+        for (arguments, message) in cases {
+            let (status, output) = try retort(arguments + ["--device", "cpu"])
+            XCTAssertNotEqual(status, 0, "\(arguments): \(output)")
+            XCTAssertEqual(output.split(separator: "\n").filter { $0.hasPrefix("Error: ") }.count, 1, "\(arguments): \(output)")
+            XCTAssertTrue(output.contains(message), "\(arguments): \(output)")
+            XCTAssertFalse(output.contains("crashed") || output.contains("Fatal error"), "\(arguments): \(output)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fresh), "no run folder is left by a refused run")
     }
 
     func testAMaxLengthBeyondTheModelIsOneLineNamingTheFlag() throws {

@@ -29,7 +29,8 @@ final class DelimitedTextTests: XCTestCase {
         try Data([0xEF, 0xBB, 0xBF] + Array("1\tit's \"good\"\r\n0\tbad\n\n".utf8)).write(to: URL(fileURLWithPath: path))
         defer { try? FileManager.default.removeItem(atPath: path) }
         XCTAssertEqual(DelimitedText.tsv(try DelimitedText.read(path)), [["1", "it's \"good\""], ["0", "bad"]])
-        XCTAssertThrowsError(try DelimitedText.read(path + ".missing")) { XCTAssertTrue("\($0)".contains("cannot read")) }
+        XCTAssertThrowsError(try DelimitedText.read(path + ".missing")) { XCTAssertTrue("\($0)".contains(".missing: no such file"), "\($0)") }
+        XCTAssertThrowsError(try DelimitedText.read(NSTemporaryDirectory())) { XCTAssertTrue("\($0)".contains("a folder, not a data file"), "\($0)") }
     }
 
     func testTheSharedDatasetsLoad() throws {
