@@ -60,8 +60,10 @@ struct AugmentCommand: ParsableCommand {
     @OptionGroup var deviceOptions: DeviceOptions
 
     func validate() throws {
-        guard count >= 1, promptWords >= 1, maxNewTokens >= 1, batchSize >= 1, ngram >= 1, minCharacters >= 0, maxCharacters >= 1 else {
-            throw ValidationError("--count, --prompt-words, --max-new-tokens, --batch-size, --ngram and --max-characters must be positive")
+        for (flag, value, least) in [("--count", count, 1), ("--prompt-words", promptWords, 1), ("--max-new-tokens", maxNewTokens, 1),
+                                     ("--batch-size", batchSize, 1), ("--ngram", ngram, 1), ("--min-characters", minCharacters, 0),
+                                     ("--max-characters", maxCharacters, 1)] where value < least {
+            throw ValidationError("\(flag) must be at least \(least)")
         }
         guard temperature >= 0, topK >= 0, topP > 0, topP <= 1 else { throw ValidationError("--temperature ≥ 0, --top-k ≥ 0, --top-p in (0, 1]") }
         guard maxLength >= 3 else { throw ValidationError("--max-length must be at least 3") }

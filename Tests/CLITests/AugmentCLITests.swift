@@ -60,7 +60,7 @@ final class AugmentCLITests: TinyRunTestCase {
         let out = work.appendingPathComponent("bad.jsonl").path
         let cases: [([String], String)] = [
             (["--generator", teacher], "is not a decoder Retort implements"),
-            (["--generator", try smolLM2(), "--count", "0"], "--count, --prompt-words"),
+            (["--generator", try smolLM2(), "--count", "0"], "--count must be at least 1"),
             (["--generator", try smolLM2(), "--out", work.appendingPathComponent("x.csv").path], "--out: a .jsonl file"),
         ]
         for (flags, message) in cases {
