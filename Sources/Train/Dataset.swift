@@ -76,9 +76,9 @@ public enum Dataset {
             case .index(let i): return i
             case .name(let n):
                 guard let i = header.firstIndex(of: n) else {
-                    // A .txt (or a file without a known extension) whose first line is text, not a header.
-                    let hint = ["csv", "tsv"].contains((path as NSString).pathExtension.lowercased()) ? ""
-                        : "; lines of plain text carry no labels: give a .csv, .tsv or .jsonl with text and label columns"
+                    // A .txt (or a file without a known extension) whose first line is one text, not a header.
+                    let plainLines = header.count == 1 && !["csv", "tsv"].contains((path as NSString).pathExtension.lowercased())
+                    let hint = plainLines ? "; lines of plain text carry no labels: give a .csv, .tsv or .jsonl with text and label columns" : ""
                     let shown = header.prefix(8).joined(separator: ", ")
                     throw DataError("\(path): no column named '\(n)' (the header has: \(shown.count > 160 ? String(shown.prefix(160)) + "…" : shown))\(hint)")
                 }

@@ -78,7 +78,7 @@ struct AugmentCommand: ParsableCommand {
         let printer = ProgressPrinter(showStages: false)
         try withFlags(printer) {
             try checkWritable(out, flag: "--out")
-            if let generatorOut, generatorEpochs != nil { try checkWritable(generatorOut, flag: "--generator-out") }
+            if let generatorOut, generatorEpochs != nil { try checkWritable(generatorOut, flag: "--generator-out", isFolder: true) }
             let backend = try deviceOptions.backend()
             var config = AugmentationRun.Configuration(generator: expand(generator), teacher: expand(teacher),
                                                        data: DataFiles(train: expand(train), columns: columns.spec(labelled: true)), output: expand(out))

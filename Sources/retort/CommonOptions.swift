@@ -171,24 +171,29 @@ func withFlags<T>(_ printer: ProgressPrinter? = nil, _ body: () throws -> T) thr
     }
 }
 
-/// Refuses, before any work, an output that could not be written: a file is created and removed
-/// in the nearest folder above `path` that exists (the folders below it are made later), so a
-/// long run never ends in "cannot write". `isFolder`: `path` is a folder to write into (made if
-/// need be), else a file.
+/// Refuses, before any work, an output that could not be written, so a long run never ends in
+/// "cannot write". `isFolder`: `path` is a folder to write into, made with the folders above it
+/// if need be (a run's --out): a file is created and removed in the nearest folder that exists.
+/// Else `path` is a file (written through a temporary file beside it): its folder must exist and
+/// take a file. A rank of a data-parallel job other than rank 0 writes nothing and checks nothing.
 func checkWritable(_ path: String, flag: String, isFolder: Bool = false) throws {
+    if let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"], rank != "0" { return }
     let files = FileManager.default
     var absolute = expand(path)
     if !absolute.hasPrefix("/") { absolute = (files.currentDirectoryPath as NSString).appendingPathComponent(absolute) }
     absolute = (absolute as NSString).standardizingPath
     var folder = isFolder ? absolute : (absolute as NSString).deletingLastPathComponent
     var isDirectory: ObjCBool = false
+    if !isFolder && !files.fileExists(atPath: folder) {
+        throw UserError(description: "\(flag) \(path): the folder \(folder) does not exist; create it or choose another")
+    }
     while !files.fileExists(atPath: folder, isDirectory: &isDirectory) {
         let parent = (folder as NSString).deletingLastPathComponent
         guard !parent.isEmpty, parent != folder else { break }
         folder = parent
     }
     guard isDirectory.boolValue else { throw UserError(description: "\(flag) \(path): \(folder) is a file, not a folder") }
-    let probe = (folder as NSString).appendingPathComponent(".retort-write-check-\(getpid())")
+    let probe = (folder as NSString).appendingPathComponent(".retort-write-check-\(ProcessInfo.processInfo.hostName)-\(getpid())")
     let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
     guard fd >= 0 else {
         throw UserError(description: "\(flag) \(path): cannot write in \(folder) (\(String(cString: strerror(errno)))); choose a folder you can write to")

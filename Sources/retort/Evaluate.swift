@@ -92,16 +92,19 @@ struct PredictCommand: ParsableCommand {
 }
 
 /// The logits of `encodings` (in their order), run in order of length as classifyByLength does —
-/// the same batches — with a progress line on stderr where there are more than four batches.
+/// the same batches, through one forward session — with a progress line where stderr is a
+/// terminal and there are more than four batches.
 func classifyShowingProgress(_ classifier: TextClassifier, _ encodings: [Encoding], batchSize: Int) throws -> [[Float]] {
-    let chunk = 4 * batchSize
-    guard encodings.count > chunk else { return try classifier.classifyByLength(encodings, batchSize: batchSize) }
-    let started = Date()
+    let (chunk, overflow) = batchSize.multipliedReportingOverflow(by: 4)
+    guard !overflow, encodings.count > chunk, isatty(STDERR_FILENO) == 1 else {
+        return try classifier.classifyByLength(encodings, batchSize: batchSize)
+    }
+    let started = Date(), session = try classifier.forwardSession(batchSize: batchSize)
     defer { FileHandle.standardError.write(Data("\n".utf8)) }
     return try inLengthOrder(encodings) { sorted in
         var logits: [[Float]] = []
         for begin in stride(from: 0, to: sorted.count, by: chunk) {   // whole batches: chunk is a multiple of batchSize
-            logits += try classifier.classify(Array(sorted[begin..<min(begin + chunk, sorted.count)]), batchSize: batchSize)
+            logits += try session(Array(sorted[begin..<min(begin + chunk, sorted.count)]))
             let seconds = Date().timeIntervalSince(started), rate = Double(logits.count) / max(seconds, 1e-9)
             FileHandle.standardError.write(Data(String(format: "\rretort: %d/%d texts  %.0f texts/s  ETA %@   ", logits.count, sorted.count,
                                                        rate, duration(Double(sorted.count - logits.count) / rate)).utf8))

@@ -63,7 +63,7 @@ struct ServeCommand: ParsableCommand {
         let perText = withExtendedLifetime(session) { max(backend.memoryUse.inUse - before, 0) }
         let needed = Double(perText) * Double(maxBatch), available = Double(backend.memoryUse.available)
         guard needed <= 0.75 * available else {
-            throw UserError(description: String(format: "--max-batch %d: %d texts of %d tokens need about %.1f GiB of activations and %.1f GiB is free; "
+            throw UserError(description: String(format: "--max-batch %d: %d texts of %d tokens need up to about %.1f GiB of activations and %.1f GiB is free; "
                                                 + "lower --max-batch (or --max-length)", maxBatch, maxBatch, classifier.maxLength,
                                                 needed / 1_073_741_824, available / 1_073_741_824))
         }

@@ -73,14 +73,20 @@ final class DenseTests: XCTestCase {
 
     func testBiasBackwardSumsRows() throws {
         var rng = SeededRandom(3)
-        // 2,500 columns: a thread's run of column blocks goes in more than one 1,024-column piece.
+        // 5,000 columns: with up to four threads a thread's run of column blocks goes in more than
+        // one 1,024-column piece. The CPU's is each column's Float sum over the rows in order, from
+        // 0, then added (the same bits whatever the thread count).
         for backend in try backends() {
-            for (N, C) in [(37, 70), (5, 2500)] {
+            for (N, C) in [(37, 70), (5, 5000)] {
                 let dout = rng.floats(N * C), start = rng.floats(C)
                 let db = try backend.upload(start)
                 backend.biasBackward(db, dOut: try backend.upload(dout), rows: N, channels: C)
                 let expected = (0..<C).map { c in Double(start[c]) + (0..<N).reduce(0.0) { $0 + Double(dout[$1 * C + c]) } }
                 assertClose(backend.floats(db), expected, "\(backend.kind) bias backward \(N)×\(C)")
+                if backend.kind == .cpu {
+                    let inOrder = (0..<C).map { c in start[c] + (0..<N).reduce(Float(0)) { $0 + dout[$1 * C + c] } }
+                    XCTAssertEqual(backend.floats(db), inOrder, "cpu bias backward \(N)×\(C): a sum over the rows in order")
+                }
             }
         }
     }

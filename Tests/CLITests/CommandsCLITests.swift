@@ -138,8 +138,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["predict", "--model", teacher, "--threads", "0", "hi"], "--threads must be at least 1"),
             (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--max-length", "1", "--out", "t.jsonl"],
              "--max-length must be at least 3"),
-            (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--out", "/proc/retort-test/t.jsonl"],
-             "--out /proc/retort-test/t.jsonl: cannot write in /proc"),
+            (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--out", "/proc/retort-test.jsonl"],
+             "--out /proc/retort-test.jsonl: cannot write in /proc"),
             (["finetune", "--model", teacher, "--train", data, "--warmup", "2", "--out", fresh], "--warmup must be in [0, 1)"),
             (["finetune", "--model", teacher, "--train", data, "--out", "/proc/retort-test"], "--out /proc/retort-test: cannot write in /proc"),
             (["finetune", "--model", teacher, "--train", data, "--resume", "--out", fresh], "--resume: \(fresh) does not exist"),
@@ -151,6 +151,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["predict", "--model", teacher, "--input", work.path], "a folder, not a data file"),
             (["predict", "--model", teacher, "--input", work.appendingPathComponent("nope.txt").path], "nope.txt: no such file"),
             (["compare", teacher, "--out", "/proc/retort-test"], "--out /proc/retort-test: cannot write in /proc"),
+            (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--out", work.path + "/new/t.jsonl"],
+             "--out \(work.path)/new/t.jsonl: the folder \(work.path)/new does not exist"),
         ]
         for (arguments, message) in cases {
             let (status, output) = try retort(arguments + ["--device", "cpu"])
