@@ -4,8 +4,8 @@
 //   GET  /v1/model     name, labels, parameters, size, device, precision, batching and its counters
 //   GET  /healthz      {"status": "ok"}
 // Every error is JSON, {"error": {"status", "message"}}: malformed JSON, wrong types or an empty
-// list → 400; a body, a text or a list over its limit → 413; an unknown route → 404. Requests
-// reach the model through BatchingClassifier, which coalesces concurrent ones into one forward
+// list → 400; a body, a text or a list over its limit → 413; GET /v1/classify → 405; an unknown
+// route → 404. Requests reach the model through BatchingClassifier, which coalesces concurrent ones into one forward
 // pass. SIGTERM or Ctrl-C: the server stops accepting, answers what is in flight, then returns.
 import Foundation
 import Hummingbird
@@ -66,6 +66,11 @@ public enum ClassifierServer {
                                       "texts": c.texts, "batches": c.batches, "largest_batch": c.largestBatch] as [String: Any],
                          "limits": ["max_texts": limits.maxTexts, "max_text_characters": limits.maxTextCharacters,
                                     "max_body_bytes": limits.maxBodyBytes]])
+        }
+        router.get("/v1/classify") { _, _ in   // a browser opening the API's address
+            var response = JSONErrors.answer(.methodNotAllowed, "GET /v1/classify: the API takes POST, with a JSON body {\"texts\": [\"…\"]}")
+            response.headers[.allow] = "POST"
+            return response
         }
         router.post("/v1/classify") { request, _ in
             let texts = try await parseTexts(request, limits: limits)

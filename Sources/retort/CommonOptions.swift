@@ -234,7 +234,7 @@ func classifierToNewFolder(model: String, out: String, command: String) throws -
     guard !FileManager.default.fileExists(atPath: destination) else {
         throw UserError(description: "--out \(out) exists; choose a new folder (nothing there is overwritten)")
     }
-    try checkWritable(destination, flag: "--out")
+    try checkWritable(destination, flag: "--out", isFolder: true)
     return (source, destination, try BertConfig(path: configPath))
 }
 

@@ -64,7 +64,7 @@ struct QuantizeCommand: ParsableCommand {
         guard !FileManager.default.fileExists(atPath: destination) else {
             throw UserError(description: "--out \(out) exists; choose a new folder (nothing there is overwritten)")
         }
-        try checkWritable(destination, flag: "--out")
+        try checkWritable(destination, flag: "--out", isFolder: true)
         let gguf = source.hasSuffix(".gguf")
         let config = gguf ? try DecoderConfig(gguf: try GGUFFile(path: source))
             : try DecoderConfig(path: (source as NSString).appendingPathComponent("config.json"))

@@ -143,7 +143,8 @@ struct TokenizeCommand: ParsableCommand {
             lineNumber += 1
             var text = String(decoding: line, as: UTF8.self)
             if text.hasSuffix("\r") { text.removeLast() }
-            if text.isEmpty && lineNumber > 1 && line.endIndex == bytes.endIndex { continue }   // the final newline
+            // After the final newline, or an empty input: no line
+            if text.isEmpty && line.endIndex == bytes.endIndex && (lineNumber > 1 || bytes.isEmpty) { continue }
             var second: String?
             if pair {
                 let parts = text.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)

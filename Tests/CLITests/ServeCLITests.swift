@@ -89,7 +89,7 @@ final class ServeCLITests: TinyRunTestCase {
             ("/v1/classify", "POST", "{\"texts\": [\"\(String(repeating: "a", count: 51))\"]}", 413, "texts[0] has 51 characters; at most 50"),
             ("/v1/classify", "POST", "{\"texts\": [\"\(String(repeating: "a b ", count: 2000))\"]}", 413, "over 4096 bytes"),
             ("/v1/nothing", "GET", nil, 404, "no route GET /v1/nothing"),
-            ("/v1/classify", "GET", nil, 404, "no route GET /v1/classify"),
+            ("/v1/classify", "GET", nil, 405, "the API takes POST"),
         ] as [(String, String, String?, Int, String)] {
             let (code, data) = try request(server.base + path, method: method, body: body.map { Data($0.utf8) })
             XCTAssertEqual(code, status, "\(method) \(path) \(body ?? "")")
