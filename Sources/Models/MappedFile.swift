@@ -36,7 +36,6 @@ final class MappedFile: @unchecked Sendable {
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 }
 
-/// IEEE half and bfloat16 bit patterns to Float.
 /// `count` little-endian F32 values from `raw` (at least 4·count bytes, any alignment) into
 /// `out`: one copy on a little-endian host (a loop over the values takes seconds for a
 /// 135 M-parameter model in a debug build).
@@ -57,5 +56,6 @@ func copyLittleEndianFloats(_ raw: UnsafeRawBufferPointer, count: Int) -> [Float
     }
 }
 
+/// IEEE half and bfloat16 bit patterns to Float.
 @inline(__always) func floatFromHalfBits(_ bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
 @inline(__always) func floatFromBFloat16Bits(_ bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }

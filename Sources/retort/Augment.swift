@@ -66,7 +66,7 @@ struct AugmentCommand: ParsableCommand {
             throw ValidationError("\(flag) must be at least \(least)")
         }
         guard temperature >= 0, topK >= 0, topP > 0, topP <= 1 else { throw ValidationError("--temperature ≥ 0, --top-k ≥ 0, --top-p in (0, 1]") }
-        guard maxLength >= 3 else { throw ValidationError("--max-length must be at least 3") }
+        try checkMaxLength(maxLength)
         guard generatorMaxLength >= 2 else { throw ValidationError("--generator-max-length must be at least 2") }
         guard generatorBatchSize >= 1 else { throw ValidationError("--generator-batch-size must be at least 1") }
         guard generatorLearningRate > 0 else { throw ValidationError("--generator-learning-rate must be positive") }

@@ -106,9 +106,17 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Train with N processes on this machine, each a share of every batch (data parallel; starts Open MPI's mpirun). Under mpirun, the job's ranks are used.", valueName: "N"))
     var nproc: Int?
 
+    /// Before a run: `out` can be written, and --resume has a folder to continue from.
+    func checkOutput(_ out: String) throws {
+        try checkWritable(out, flag: "--out", isFolder: true)
+        guard !resume || FileManager.default.fileExists(atPath: expand(out)) else {
+            throw UserError(description: "--resume: \(out) does not exist, so there is no checkpoint to continue from")
+        }
+    }
+
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        guard maxLength >= 3 else { throw ValidationError("--max-length must be at least 3") }
+        try checkMaxLength(maxLength)
         if let lr, lr <= 0 { throw ValidationError("--lr must be positive") }
         guard (0..<1).contains(warmup) else { throw ValidationError("--warmup must be in [0, 1) (a fraction of the steps)") }
         guard weightDecay >= 0 else { throw ValidationError("--weight-decay must not be negative") }
@@ -202,6 +210,11 @@ func checkWritable(_ path: String, flag: String, isFolder: Bool = false) throws 
     unlink(probe)
 }
 
+/// Tokens per example, specials included: a [CLS] text [SEP] needs three (every command's --max-length).
+func checkMaxLength(_ maxLength: Int?) throws {
+    if let maxLength, maxLength < 3 { throw ValidationError("--max-length must be at least 3") }
+}
+
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
@@ -231,11 +244,17 @@ func classifierToNewFolder(model: String, out: String, command: String) throws -
         throw UserError(description: "--model \(model) is a recurrent student; retort \(command) takes BERT-family classifiers (BERT, MPNet)"
                         + (command == "quantize" ? " and decoders" : "") + " for now")
     }
+    try checkNewFolder(destination, out: out)
+    return (source, destination, try BertConfig(path: configPath))
+}
+
+/// `--out` (`destination` expanded) for a command that makes a new folder: not there yet, and
+/// its place writable.
+func checkNewFolder(_ destination: String, out: String) throws {
     guard !FileManager.default.fileExists(atPath: destination) else {
         throw UserError(description: "--out \(out) exists; choose a new folder (nothing there is overwritten)")
     }
     try checkWritable(destination, flag: "--out", isFolder: true)
-    return (source, destination, try BertConfig(path: configPath))
 }
 
 /// Makes the new folder `destination` (a path already expanded) by `fill`, which writes into a

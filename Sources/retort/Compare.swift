@@ -28,7 +28,7 @@ struct CompareCommand: ParsableCommand {
 
     func validate() throws {
         guard !runs.isEmpty else { throw ValidationError("give one or more model folders") }
-        if let maxLength, maxLength < 3 { throw ValidationError("--max-length must be at least 3") }
+        try checkMaxLength(maxLength)
         for run in runs where !FileManager.default.fileExists(atPath: expand(run) + "/config.json") {
             throw ValidationError("\(run): not a model folder (no config.json)")
         }

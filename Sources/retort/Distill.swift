@@ -187,12 +187,7 @@ struct DistillCommand: ParsableCommand {
     }
 
     func run() throws {
-        try withFlags {
-            try checkWritable(out, flag: "--out", isFolder: true)
-            guard !training.resume || FileManager.default.fileExists(atPath: expand(out)) else {
-                throw UserError(description: "--resume: \(out) does not exist, so there is no checkpoint to continue from")
-            }
-        }
+        try withFlags { try training.checkOutput(out) }
         try DataParallel.running(nproc: training.nproc) {
             if let (cell, bidirectional) = try recurrentStudent() { return try runRecurrent(cell, bidirectional: bidirectional) }
             try runTransformer()

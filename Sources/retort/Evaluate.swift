@@ -123,7 +123,7 @@ struct InferenceOptions: ParsableArguments {
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-        if let maxLength, maxLength < 3 { throw ValidationError("--max-length must be at least 3") }
+        try checkMaxLength(maxLength)
     }
 
     func classifier() throws -> TextClassifier {

@@ -67,12 +67,7 @@ struct FinetuneCommand: ParsableCommand {
     }
 
     func run() throws {
-        try withFlags {
-            try checkWritable(out, flag: "--out", isFolder: true)
-            guard !training.resume || FileManager.default.fileExists(atPath: expand(out)) else {
-                throw UserError(description: "--resume: \(out) does not exist, so there is no checkpoint to continue from")
-            }
-        }
+        try withFlags { try training.checkOutput(out) }
         try DataParallel.running(nproc: training.nproc, runHere)
     }
 

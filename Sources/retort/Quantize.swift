@@ -61,10 +61,7 @@ struct QuantizeCommand: ParsableCommand {
     func quantizeDecoder() throws {
         let source = (expand(model) as NSString).standardizingPath, destination = (expand(out) as NSString).standardizingPath
         guard FileManager.default.fileExists(atPath: source) else { throw UserError(description: "--model \(model): no such folder or .gguf file") }
-        guard !FileManager.default.fileExists(atPath: destination) else {
-            throw UserError(description: "--out \(out) exists; choose a new folder (nothing there is overwritten)")
-        }
-        try checkWritable(destination, flag: "--out", isFolder: true)
+        try checkNewFolder(destination, out: out)
         let gguf = source.hasSuffix(".gguf")
         let config = gguf ? try DecoderConfig(gguf: try GGUFFile(path: source))
             : try DecoderConfig(path: (source as NSString).appendingPathComponent("config.json"))

@@ -41,7 +41,7 @@ struct ServeCommand: ParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not a port number (0…65535)") }
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
-        if let maxLength, maxLength < 3 { throw ValidationError("--max-length must be at least 3") }
+        try checkMaxLength(maxLength)
         guard maxWaitMs >= 0, maxWaitMs <= 1000 else { throw ValidationError("--max-wait-ms must be between 0 and 1000") }
         guard maxTexts >= 1, maxTextCharacters >= 1, maxBodyBytes >= 64 else {
             throw ValidationError("--max-texts and --max-text-characters must be at least 1, --max-body-bytes at least 64")
