@@ -51,15 +51,17 @@ public struct Linear {
         }
     }
 
-    /// dW += dYᵀ·x and db += Σ dY when they train; dX = beta·dX + dY·W (rows `dXStride` apart,
+    /// dW += dYᵀ·x and db += Σ dY when they train (db not with `biasGradient` false: the caller
+    /// sums dY once for two biases, as an LSTM's b_ih and b_hh); dX = beta·dX + dY·W (rows `dXStride` apart,
     /// default In) when dX is given; the adapter's gradients, and its part of dX.
     public func backward(_ b: Backend, dX: Tensor?, dY: Tensor, x: Tensor, rows: Int, beta: Float = 0, inputStride: Int? = nil,
-                         dXStride: Int? = nil, saved: Tensor? = nil, training: Bool = false, seed: UInt64 = 0) {
+                         dXStride: Int? = nil, saved: Tensor? = nil, training: Bool = false, seed: UInt64 = 0,
+                         biasGradient: Bool = true) {
         if weight.trains {
             b.matmul(weight.gradient, dY, x, bias: nil,
                      Gemm(m: outFeatures, n: inFeatures, k: rows, transA: true, beta: 1, ldb: inputStride))
         }
-        if let bias, bias.trains { b.biasBackward(bias.gradient, dOut: dY, rows: rows, channels: outFeatures) }
+        if biasGradient, let bias, bias.trains { b.biasBackward(bias.gradient, dOut: dY, rows: rows, channels: outFeatures) }
         guard let dX else { return }
         b.matmul(dX, dY, weight.weight, bias: nil, Gemm(m: rows, n: inFeatures, k: outFeatures, beta: beta, ldc: dXStride))
         if let lora {

@@ -14,13 +14,16 @@ public struct RecurrentDirectionActivations {
 
 /// Scratch shared by every layer: the gates' gradients of all steps [T,B,G·H] (a GRU's second
 /// set, through W_hh) and ping-pong state gradients (backward), and one direction's W_hh as the
-/// backend packs it (forward and backward; empty where it packs nothing).
+/// backend packs it (forward and backward; empty where it packs nothing), and the gates' column
+/// sums [G·H] that are both biases' gradient where one set of gate gradients feeds both (LSTM, RNN).
 final class RecurrentScratch {
     let dXGates: Tensor, dHGates: Tensor?
     let dh: [Tensor], dc: [Tensor]?
     let packedWeight: Tensor
-    init(dXGates: Tensor, dHGates: Tensor?, dh: [Tensor], dc: [Tensor]?, packedWeight: Tensor) {
+    let biasSum: Tensor
+    init(dXGates: Tensor, dHGates: Tensor?, dh: [Tensor], dc: [Tensor]?, packedWeight: Tensor, biasSum: Tensor) {
         self.dXGates = dXGates; self.dHGates = dHGates; self.dh = dh; self.dc = dc; self.packedWeight = packedWeight
+        self.biasSum = biasSum
     }
 }
 
@@ -101,7 +104,8 @@ public final class RecurrentActivations {
                                        dHGates: c.cell == .gru && training ? try allocate(BT * G * H, .f32) : nil,
                                        dh: try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) },
                                        dc: c.cell == .lstm ? try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) } : nil,
-                                       packedWeight: try allocate(packedWeight, .f32))
+                                       packedWeight: try allocate(packedWeight, .f32),
+                                       biasSum: try allocate(training && c.cell != .gru ? G * H : 0, .f32))
         let hGates = try allocate(B * G * H, .f32)
         layers = try (0..<c.layers).map { _ in
             RecurrentLayerActivations(output: try allocate(BT * DH, .f32), directions: try (0..<c.directions).map { _ in
