@@ -19,7 +19,8 @@ public final class BatchingClassifier: @unchecked Sendable {
     public let maxBatch: Int
     public let maxWait: Double
 
-    /// Texts, batches and the largest batch so far (GET /v1/model shows them).
+    /// Requests, texts, forward passes and the most texts in one pass so far (at most maxBatch;
+    /// GET /v1/model shows them).
     public struct Counters: Sendable { public var requests = 0, texts = 0, batches = 0, largestBatch = 0 }
 
     private struct Pending {
@@ -86,7 +87,12 @@ public final class BatchingClassifier: @unchecked Sendable {
             do {
                 let encodings = classifier.encode(texts.enumerated().map { Example(text: $1, line: $0 + 1) })
                 var logits = [[Float]](repeating: [], count: encodings.count)
-                for group in Self.similarLengths(encodings.map(\.ids.count), maxBatch: maxBatch) {
+                let groups = Self.similarLengths(encodings.map(\.ids.count), maxBatch: maxBatch)
+                condition.lock()
+                counters.batches += groups.count
+                counters.largestBatch = max(counters.largestBatch, groups.map(\.count).max() ?? 0)
+                condition.unlock()
+                for group in groups {
                     for (i, row) in zip(group, try forward(group.map { encodings[$0] })) { logits[i] = row }
                 }
                 var offset = 0
@@ -115,8 +121,6 @@ public final class BatchingClassifier: @unchecked Sendable {
         queuedTexts -= count
         counters.requests += batch.count
         counters.texts += count
-        counters.batches += 1
-        counters.largestBatch = max(counters.largestBatch, count)
         return batch
     }
 

@@ -2,10 +2,10 @@
 //   GET  /             the page (ServePage.swift): a text box, a button, a bar per class
 //   POST /v1/classify  {"texts": ["…", …]} → {"model", "results": [{"label", "probabilities": {label: p}}]}
 //   GET  /v1/model     name, labels, parameters, size, device, precision, batching and its counters
-//   GET  /healthz      {"status": "ok"}
+//   GET  /healthz      {"status": "ok"} (HEAD: 200, no body)
 // Every error is JSON, {"error": {"status", "message"}}: malformed JSON, wrong types or an empty
-// list → 400; a body, a text or a list over its limit → 413; GET /v1/classify → 405; an unknown
-// route → 404. Requests reach the model through BatchingClassifier, which coalesces concurrent
+// list → 400; a body, a text or a list over its limit → 413; GET, PUT, PATCH or DELETE
+// /v1/classify → 405; an unknown route → 404. Requests reach the model through BatchingClassifier, which coalesces concurrent
 // ones into one forward pass. SIGTERM or Ctrl-C: the server stops accepting, answers what is in flight, then returns.
 import Foundation
 import Hummingbird
@@ -57,6 +57,7 @@ public enum ClassifierServer {
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: ServePage.html)))
         }
         router.get("/healthz") { _, _ in json(["status": "ok"]) }
+        router.head("/healthz") { _, _ in Response(status: .ok) }   // probes that send HEAD
         router.get("/v1/model") { _, _ in
             let c = batcher.snapshot
             return json(["name": model.name, "family": model.family, "labels": model.labels, "parameters": model.parameters,
@@ -67,10 +68,12 @@ public enum ClassifierServer {
                          "limits": ["max_texts": limits.maxTexts, "max_text_characters": limits.maxTextCharacters,
                                     "max_body_bytes": limits.maxBodyBytes]])
         }
-        router.get("/v1/classify") { _, _ in   // a browser opening the API's address
-            var response = JSONErrors.answer(.methodNotAllowed, "GET /v1/classify: the API takes POST, with a JSON body {\"texts\": [\"…\"]}")
-            response.headers[.allow] = "POST"
-            return response
+        for method in [HTTPRequest.Method.get, .put, .patch, .delete] {   // GET: a browser opening the API's address
+            router.on("/v1/classify", method: method) { _, _ in
+                var response = JSONErrors.answer(.methodNotAllowed, "\(method) /v1/classify: the API takes POST, with a JSON body {\"texts\": [\"…\"]}")
+                response.headers[.allow] = "POST"
+                return response
+            }
         }
         router.post("/v1/classify") { request, _ in
             let texts = try await parseTexts(request, limits: limits)

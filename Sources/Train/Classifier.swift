@@ -38,16 +38,25 @@ public func loadTextClassifier(folder: String, maxLength: Int?, backend: Backend
     return try Classifier.load(folder: folder, maxLength: length, backend: backend, inference: true)
 }
 
+private let onnxExport = "an ONNX export, for ONNX Runtime; retort runs the model folder it was exported from"
+
 /// Refuses what is not a classifier folder in words that say what it is instead: a missing path,
-/// a file (a .gguf is a language model), a LoRA adapter's folder, a folder without config.json.
-func checkClassifierFolder(_ folder: String) throws {
+/// a file (a .gguf is a language model), an ONNX export, a LoRA adapter's folder, a folder
+/// without config.json.
+public func checkClassifierFolder(_ folder: String) throws {
     let files = FileManager.default
     var isDirectory: ObjCBool = false
     guard files.fileExists(atPath: folder, isDirectory: &isDirectory) else { throw CheckpointError("\(folder): no such model folder") }
     guard isDirectory.boolValue else {
-        throw CheckpointError(folder.lowercased().hasSuffix(".gguf")
+        let name = folder.lowercased()
+        throw CheckpointError(name.hasSuffix(".gguf")
             ? "\(folder): a GGUF language model, not a classifier (retort finetune makes a classifier folder from it; retort generate writes text with it)"
-            : "\(folder): a file, not a model folder")
+            : name.hasSuffix(".onnx") ? "\(folder): \(onnxExport)" : "\(folder): a file, not a model folder")
+    }
+    let path = { (file: String) in (folder as NSString).appendingPathComponent(file) }
+    if files.fileExists(atPath: path("model.onnx")) && !files.fileExists(atPath: path("model.safetensors"))
+        && !files.fileExists(atPath: path("model.safetensors.index.json")) {
+        throw CheckpointError("\(folder): \(onnxExport)")
     }
     guard files.fileExists(atPath: (folder as NSString).appendingPathComponent("config.json")) else {
         if files.fileExists(atPath: (folder as NSString).appendingPathComponent("adapter_config.json")) {

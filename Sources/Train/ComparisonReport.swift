@@ -13,7 +13,7 @@ public struct ComparisonReport {
         public var finalLoss: Double?
         public var metrics: ClassificationMetrics?
         public var metricSource: String          // "test" or "dev"
-        public var parameters, trainable: Int
+        public var parameters, trainable: Int    // trainable: 0 for a quantized folder (it trains no further)
         public var megabytes: Double
         public var speed: InferenceSpeed
         public var speedup: Double
@@ -51,7 +51,7 @@ public struct ComparisonReport {
             let quantized = quantization(folder)
             rows.append(Row(name: (folder as NSString).lastPathComponent, folder: folder, method: quantized ?? info?.method ?? "model",
                             finalLoss: info?.finalTrainLoss, metrics: metrics, metricSource: source,
-                            parameters: total, trainable: info?.trainableParameters ?? total,
+                            parameters: total, trainable: quantized != nil ? 0 : info?.trainableParameters ?? total,
                             megabytes: weightMegabytes(folder), speed: speed, speedup: 1, losses: run.trainingLosses()))
         }
         if let reference = rows.first?.speed.latencyMilliseconds {
@@ -87,7 +87,7 @@ public struct ComparisonReport {
     func cells(_ r: Row) -> [String] {
         func f(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "–" }
         return [r.name, r.method, f(r.finalLoss, "%.4f"), f(r.metrics?.accuracy, "%.4f"), f(r.metrics?.macroF1, "%.4f"), f(r.metrics?.mcc, "%.4f"),
-                r.metricSource, String(format: "%.1fM", Double(r.parameters) / 1e6), r.trainable == r.parameters ? "all" : "\(r.trainable)",
+                r.metricSource, String(format: "%.1fM", Double(r.parameters) / 1e6), r.trainable == r.parameters ? "all" : r.trainable == 0 ? "none" : "\(r.trainable)",
                 String(format: "%.1f", r.megabytes), String(format: "%.2f", r.speed.latencyMilliseconds),
                 String(format: "%.0f", r.speed.tokensPerSecond), String(format: "%.2f×", r.speedup)]
     }

@@ -44,11 +44,12 @@ public struct ColumnSpec: Sendable {
 }
 
 public enum Dataset {
-    /// Reads `path` by its extension: .csv, .tsv, .jsonl/.json, and .txt — one text per line
-    /// when only the text is asked for by its default name (`predict --input texts.txt`), else a
-    /// TSV (tab-separated columns).
+    /// Reads `path` by its extension: .csv, .tsv, .jsonl/.json, and .txt (or none, or "-" for
+    /// standard input) — one text per line when only the text is asked for by its default name
+    /// (`predict --input texts.txt`), else a TSV (tab-separated columns).
     public static func load(_ path: String, columns: ColumnSpec) throws -> [Example] {
-        let ext = (path as NSString).pathExtension.lowercased()
+        // "-" (standard input) and a name without an extension (a pipe: /dev/stdin, <(…)) as .txt.
+        let named = (path as NSString).pathExtension.lowercased(), ext = path == "-" || named.isEmpty ? "txt" : named
         let examples: [Example]
         if ext == "jsonl" || ext == "json" {
             examples = try jsonl(path, columns)
@@ -88,10 +89,19 @@ public enum Dataset {
         let textIndex = try index(spec.text), pairIndex = try spec.pair.map(index), labelIndex = try spec.label.map(index)
         let needed = [textIndex, pairIndex ?? 0, labelIndex ?? 0].max()!
         var out: [Example] = []
+        // More fields than the header (or, without one, most records), not all empty, means a text
+        // was cut at an unquoted comma or a stray tab; reading on would label part of it.
+        let counts = Dictionary(rows.map { ($0.count, 1) }, uniquingKeysWith: +)
+        let width = header.isEmpty ? counts.max { ($0.value, $0.key) < ($1.value, $1.key) }?.key ?? 0 : header.count
+        let csv = (path as NSString).pathExtension.lowercased() == "csv"
         for (n, row) in rows.enumerated() {
             let line = n + 1 + (header.isEmpty ? 0 : 1)
             guard row.count > needed else {
                 throw DataError("\(path): record \(line): no column \(needed) (it has \(row.count) fields; columns are 0-based)")
+            }
+            guard row.count <= width || row[width...].allSatisfy({ $0.trimmingCharacters(in: .whitespaces).isEmpty }) else {
+                let fix = csv ? "put a text that holds commas in double quotes" : "a text may not hold a tab"
+                throw DataError("\(path): record \(line) has \(row.count) fields, \(header.isEmpty ? "most records" : "the header") \(width) (\(fix))")
             }
             out.append(Example(text: row[textIndex], pair: pairIndex.map { row[$0] },
                                label: labelIndex.map { row[$0].trimmingCharacters(in: .whitespaces) }, line: line))

@@ -78,7 +78,7 @@ extension FineTuningRun {
         try check(MemoryPlan(decoder: model, shape: MemoryPlan.Shape(batch: options.rankBatchSize, length: t.maxLength, recomputeGelu: true)))
         let task = try DecoderTask(model: model, maxBatch: options.rankBatchSize, maxLength: t.maxLength)
         let trainer = try Trainer(task: task, train: train, trainLabels: trainLabels, dev: dev, devLabels: devLabels, options: options)
-        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints)
+        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: train.count) { _ in options }
         let best = try runner.run(trainer, stage: nil, stageIndex: 0, epochs: options.epochs, from: resumePoint?.path) {
             try model.save(folder: c.output)
             try tokenizer.save(folder: c.output, source: c.model)

@@ -14,7 +14,7 @@ public enum DelimitedText {
     /// The texts of a file: one per non-blank line, or in a .jsonl file each line's `field` string.
     public static func documents(_ path: String, field: String) throws -> [String] {
         var texts: [String] = []
-        for (n, line) in try read(path).split(separator: UInt8(ascii: "\n")).enumerated() {
+        for (n, line) in try read(path).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             var text = String(decoding: line, as: UTF8.self)
             if text.hasSuffix("\r") { text.removeLast() }
             if text.trimmingCharacters(in: .whitespaces).isEmpty { continue }
@@ -29,15 +29,33 @@ public enum DelimitedText {
         return texts
     }
 
+    /// Data files are read on the command's thread, one at a time.
+    nonisolated(unsafe) private static var standardInputRead = false
+
     public static func read(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            var isDirectory: ObjCBool = false
+        var isDirectory: ObjCBool = false
+        if path != "-" {
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw DataError("\(path): no such file") }
             if isDirectory.boolValue { throw DataError("\(path): a folder, not a data file (.csv, .tsv, .jsonl or .txt)") }
-            throw DataError("\(path): cannot read the file (check its permissions)")
         }
+        // "-" is standard input (once: a second flag reading it would find it empty); a pipe such
+        // as /dev/stdin or <(…), which has no contents to map, reads through a file handle.
+        let read: Data?
+        if path == "-" {
+            guard !standardInputRead else { throw DataError("-: standard input was read already (by another flag); give this one a file") }
+            standardInputRead = true
+            read = try? FileHandle.standardInput.readToEnd() ?? Data()
+        } else if let contents = FileManager.default.contents(atPath: path) {
+            read = contents
+        } else {
+            read = FileHandle(forReadingAtPath: path).flatMap { try? $0.readToEnd() ?? Data() }
+        }
+        guard let data = read else { throw DataError("\(path): cannot read the file (check its permissions)") }
         var bytes = [UInt8](data)
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
+        if bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0xFE, 0xFF]) || bytes.prefix(65536).contains(0) {
+            throw DataError("\(path): not UTF-8 text (UTF-16, or NUL bytes); save it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
+        }
         return bytes
     }
 
@@ -105,3 +123,4 @@ public enum DelimitedText {
         }
     }
 }
+

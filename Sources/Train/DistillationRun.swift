@@ -85,16 +85,21 @@ public final class DistillationRun: TrainingRecipe {
                                               seed: seed)
         progress(.note("\(data.train.count) training and \(data.dev.count) dev examples; teacher \(Nt) layers, student \(Ns) layers "
                        + "(init \(c.studentInit.name)), layer map \(map)" + (context.projection.isEmpty ? "" : ", with a learned projection")))
-        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: stages.map(\.name), policy: t.checkpoints)
+        func stageOptions(_ index: Int) -> TrainingOptions {
+            var options = t.resolvedOptions
+            options.epochs = epochs[index]
+            options.seed = seed &+ UInt64(index)
+            options.evalEvery = nil
+            return options
+        }
+        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: stages.map(\.name), policy: t.checkpoints,
+                                             examples: data.train.count, options: stageOptions)
         let trainEncodings = student.encode(data.train), devEncodings = student.encode(data.dev)
         var best: ClassificationMetrics?, lastLoss: Double?, steps = 0, dataParallel: DataParallelMetrics?
         for (index, (stage, name)) in stages.enumerated() {
             loss.stage = stage
             let last = index == stages.count - 1
-            var options = t.resolvedOptions
-            options.epochs = epochs[index]
-            options.seed = seed &+ UInt64(index)
-            options.evalEvery = nil
+            let options = stageOptions(index)
             if let resumePoint, index < resumePoint.stageIndex {   // finished before the checkpoint
                 steps += options.totalSteps(examples: data.train.count)
                 continue

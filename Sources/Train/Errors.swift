@@ -13,6 +13,11 @@ public extension Setting {
     static let studentInit = Setting("student initialisation")
     static let layerMap = Setting("layer map")
     static let resume = Setting("resume")
+    static let weightDecay = Setting("weight decay")
+    static let warmup = Setting("warmup")
+    static let seed = Setting("seed")
+    static let bucket = Setting("length bucketing")
+    static let accumulation = Setting("gradient accumulation")
     static let output = Setting("output folder")
 }
 
@@ -25,11 +30,15 @@ public struct TrainingDiverged: SettingsError, Sendable {
     /// The newest complete checkpoint and the best model saved so far, when there are any.
     public var checkpoint: String?
     public var bestModel: String?
+    /// Found by the evaluation after step `step` (its dev loss is `loss`): that step's update
+    /// was applied, and neither a checkpoint nor the model was saved after it.
+    public var onDev = false
 
     public var message: SettingText {
         let where_ = stage.map { " of the \($0) stage" } ?? ""
-        var text: SettingText = "step \(step)\(where_): the loss is \(loss) and the gradient norm \(gradientNorm); "
-            + "stopped without applying the update."
+        var text: SettingText = onDev
+            ? "after step \(step)\(where_) the dev loss is \(loss), not a finite number (the weights or the forward pass overflowed); stopped without saving the model or a checkpoint."
+            : "step \(step)\(where_): the loss is \(loss) and the gradient norm \(gradientNorm); stopped without applying the update."
         if let checkpoint { text = text + " The newest checkpoint is \(checkpoint)." }
         if let bestModel { text = text + " The best model so far is in \(bestModel)." }
         return text + " Lower the \(Setting.learningRate) or the \(Setting.maxGradNorm), then start again"

@@ -49,7 +49,7 @@ public final class FineTuningRun: TrainingRecipe {
         let trainer = try Trainer(classifier: classifier, train: classifier.encode(data.train), trainLabels: data.trainLabels,
                                   dev: classifier.encode(data.dev), devLabels: data.devLabels, options: options,
                                   recomputeGelu: t.recomputeGelu)
-        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints)
+        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: data.train.count) { _ in options }
         let best = try runner.run(trainer, stage: nil, stageIndex: 0, epochs: options.epochs, from: resumePoint?.path) {
             try classifier.save(folder: c.output, tokenizerSource: c.model)
         }

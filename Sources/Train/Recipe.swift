@@ -77,11 +77,17 @@ public class TrainingRecipe {
     }
 
     /// Creates the output folder and its log, and the runner of its stages: fresh (an earlier
-    /// run's checkpoints removed), or at the newest checkpoint when resuming.
-    func open(_ folder: RunFolder, resume: Bool, stages: [String], policy: CheckpointPolicy) throws
+    /// run's checkpoints removed), or at the newest checkpoint when resuming — refused, before the
+    /// log is cut back, when stage `options(i)` over `examples` is not the checkpoint's run.
+    func open(_ folder: RunFolder, resume: Bool, stages: [String], policy: CheckpointPolicy, examples: Int,
+              options: (_ stageIndex: Int) -> TrainingOptions) throws
         -> (runner: StageRunner, resumePoint: (path: String, stageIndex: Int, state: TrainerState)?) {
         if writesOutputs { try folder.create() }
         let resumePoint = resume ? try StageRunner.resumePoint(folder, stages: stages) : nil
+        if let resumePoint, let conflict = Trainer.resumeConflict(resumePoint.state, folder: resumePoint.path,
+                                                                   options: options(resumePoint.stageIndex), examples: examples) {
+            throw conflict
+        }
         if !resume && writesOutputs { StageRunner.clearCheckpoints(folder) }
         let log = writesOutputs ? try LogFile(folder.log, fresh: !resume, truncatingTo: resumePoint?.state.logBytes) : LogFile()
         let runner = StageRunner(folder: folder, policy: policy, log: log, earlierSeconds: resumePoint?.state.trainSeconds ?? 0,

@@ -81,6 +81,8 @@ public final class RecurrentDistillationRun: TrainingRecipe {
             (data, stored) = (try LabelledData.load(c.data, seed: seed, names: teacher.labelNames), nil)
             progress(.note(data.summary))
         }
+        // Before the teacher's logits (minutes on a large set): a --resume that cannot continue.
+        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: data.train.count) { _ in options }
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
         let started = Date()
         let teacherLogits = try stored ?? teacher.classifyByLength(train, batchSize: 64)
@@ -91,7 +93,6 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         let task = try RecurrentStudentTask(model: model, teacherLogits: teacherLogits, loss: c.loss, maxBatch: options.rankBatchSize,
                                             maxLength: t.maxLength)
         let trainer = try Trainer(task: task, train: train, trainLabels: data.trainLabels, dev: dev, devLabels: data.devLabels, options: options)
-        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints)
         let best = try runner.run(trainer, stage: nil, stageIndex: 0, epochs: options.epochs, from: resumePoint?.path) {
             try model.save(folder: c.output, id2label: teacher.id2label, tokenizer: source.kind, maxLength: t.maxLength)
             try source.copyTokenizer(c.output)

@@ -202,6 +202,35 @@ public final class Trainer {
         return options.learningRate * max(0, (total - t) / max(total - warmup, 1))
     }
 
+    /// Why a run with `options` over `examples` training examples cannot continue from a
+    /// checkpoint `saved` (at `folder`, of stage `stageIndex`, whose seed is the run's + index):
+    /// a continuation is the run it claims only with the same batches, data order and schedule,
+    /// and on the same data. --max-steps may differ (a smoke run's stop). Nil: it can.
+    public static func resumeConflict(_ saved: TrainerState, folder: String, options o: TrainingOptions, examples: Int) -> InvalidSetting? {
+        let s = saved.options, offset = UInt64(saved.stageIndex)
+        let settings: [(Setting, String, String)] = [
+            (.batchSize, "\(s.batchSize)", "\(o.batchSize)"), (.accumulation, "\(s.accumulation)", "\(o.accumulation)"),
+            (.learningRate, "\(s.learningRate)", "\(o.learningRate)"), (.weightDecay, "\(s.weightDecay)", "\(o.weightDecay)"),
+            (.warmup, "\(s.warmupRatio)", "\(o.warmupRatio)"), (.maxGradNorm, "\(s.maxGradNorm)", "\(o.maxGradNorm)"),
+            (.seed, "\(s.seed &- offset)", "\(o.seed &- offset)"), (.bucket, "\(s.bucket)", "\(o.bucket)"),
+            (.epochs, "\(s.epochs)", "\(o.epochs)"),
+        ]
+        let changed = settings.filter { $0.1 != $0.2 }
+        if !changed.isEmpty {
+            var text: SettingText = "\(Setting.resume): \(folder) was trained with "
+            for (i, (setting, was, now)) in changed.enumerated() {
+                text = text + (i == 0 ? "" : ", ") + "\(setting) \(was) (this run: \(now))"
+            }
+            return InvalidSetting(text + "; resume with the same settings, or start a new run in another output folder")
+        }
+        let steps = o.stepsPerEpoch(examples: examples) * o.epochs
+        guard saved.step <= steps else {
+            return InvalidSetting("\(Setting.resume): \(folder) is at step \(saved.step), past the \(steps) steps of this run's "
+                                  + "\(examples) training examples: it was trained on other data")
+        }
+        return nil
+    }
+
     /// Runs until `totalSteps` (or until shouldStop). Returns the best dev metrics seen (nil
     /// without a dev set). Throws TrainingDiverged on a loss or gradient that is not finite.
     @discardableResult
@@ -315,6 +344,11 @@ public final class Trainer {
         evaluatedStep = step
         guard !dev.isEmpty else { try onImproved(); return }
         let metrics = try task.evaluate(dev, labels: devLabels, batchSize: options.rankBatchSize)
+        guard metrics.loss.isFinite else {   // never saved as the best model, nor checkpointed
+            var diverged = TrainingDiverged(stage: stage, step: step, loss: metrics.loss, gradientNorm: .nan)
+            diverged.onDev = true
+            throw diverged
+        }
         let improved = best.map { score(metrics) > score($0) } ?? true
         if improved { best = metrics; try onImproved() }
         onEval(EvalLog(epoch: epoch, step: step, dev: metrics, stage: stage), improved)

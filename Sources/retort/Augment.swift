@@ -12,7 +12,7 @@ struct AugmentCommand: ParsableCommand {
         abstract: "Generate a transfer set: new texts from a decoder, cleaned, labelled by a teacher (for distill --transfer).",
         discussion: """
             Examples:
-              retort augment --generator runs/sst2-gpt --teacher runs/sst2 \\
+              retort augment --generator runs/sst2-generator --teacher runs/sst2 \\
                   --train ../shared/data/sst2/train.tsv --text-column 1 --label-column 0 \\
                   --count 20000 --out runs/sst2-transfer.jsonl
               retort augment --generator SmolLM2-135M-Instruct.Q4_1.gguf \\
@@ -65,11 +65,15 @@ struct AugmentCommand: ParsableCommand {
                                      ("--max-characters", maxCharacters, 1)] where value < least {
             throw ValidationError("\(flag) must be at least \(least)")
         }
-        guard temperature >= 0, topK >= 0, topP > 0, topP <= 1 else { throw ValidationError("--temperature ≥ 0, --top-k ≥ 0, --top-p in (0, 1]") }
+        guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be 0 (greedy) or positive") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be 0 (off) or positive") }
+        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+        guard nearDuplicate > 0 else { throw ValidationError("--near-duplicate must be positive (the overlap that counts; above 1: off)") }
+        guard minCharacters <= maxCharacters else { throw ValidationError("--min-characters \(minCharacters) is above --max-characters \(maxCharacters)") }
         try checkMaxLength(maxLength)
         guard generatorMaxLength >= 2 else { throw ValidationError("--generator-max-length must be at least 2") }
         guard generatorBatchSize >= 1 else { throw ValidationError("--generator-batch-size must be at least 1") }
-        guard generatorLearningRate > 0 else { throw ValidationError("--generator-learning-rate must be positive") }
+        guard generatorLearningRate > 0, generatorLearningRate.isFinite else { throw ValidationError("--generator-learning-rate must be a positive number") }
         if let generatorEpochs, generatorEpochs < 1 { throw ValidationError("--generator-epochs must be positive") }
         guard out.hasSuffix(".jsonl") else { throw ValidationError("--out: a .jsonl file (got \(out))") }
     }

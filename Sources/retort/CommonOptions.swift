@@ -25,7 +25,7 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "auto (a GPU when one is usable, else the CPU), cpu or cuda.")
     var device: Devices.Choice = .auto
 
-    @Option(name: .long, help: ArgumentHelp("GPU precision: fp32 (as the CPU), tf32 (tensor-core matmuls, ~1e-3 relative error), bf16 or fp16 (mixed precision: 16-bit tensor-core operands, fp32 weights and accumulation; fp16 with dynamic loss scaling). The CPU computes in fp32.", valueName: "fp32|tf32|bf16|fp16"))
+    @Option(name: .long, help: ArgumentHelp("GPU precision: fp32 (as the CPU), tf32 (tensor-core matmuls, ~1e-3 relative error), bf16 or fp16 (mixed precision: 16-bit tensor-core operands, fp32 weights and accumulation; training at fp16 scales the loss dynamically). The CPU computes in fp32.", valueName: "fp32|tf32|bf16|fp16"))
     var precision: Precision = .fp32
 
     @Option(name: .long, help: "CPU threads (default: all the CPUs this process may use).")
@@ -52,15 +52,18 @@ struct LoRAOptions: ParsableArguments {
     @Option(name: .customLong("lora-rank"), help: "LoRA rank: train low-rank adapters and the classifier only (PEFT semantics).")
     var rank: Int?
     @Option(name: .customLong("lora-alpha"), help: "LoRA alpha (scale alpha/r; default 2·rank).") var alpha: Double?
-    @Option(name: .customLong("lora-dropout"), help: "Dropout on the LoRA branch's input.") var dropout = 0.1
+    @Option(name: .customLong("lora-dropout"), help: "Dropout on the LoRA branch's input (default 0.1).") var dropout: Double?
     @Option(name: .customLong("lora-targets"), help: "Comma-separated modules: query, key, value, attention_output, intermediate, output (BERT, MPNet; default query,value); c_attn, c_proj, c_fc (GPT-2; default c_attn); q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (Llama family; default q_proj,v_proj).")
     var targets: String?
     @Flag(name: .customLong("rs-lora"), help: "Scale by alpha/√r instead of alpha/r (rsLoRA).") var rsLoRA = false
 
     func validate() throws {
         if let rank, rank < 1 { throw ValidationError("--lora-rank must be positive") }
-        if rank == nil && alpha != nil { throw ValidationError("--lora-alpha needs --lora-rank") }
-        guard (0..<1).contains(dropout) else { throw ValidationError("--lora-dropout must be in [0, 1)") }
+        if rank == nil && (alpha != nil || targets != nil || dropout != nil || rsLoRA) {
+            throw ValidationError("--lora-alpha, --lora-dropout, --lora-targets and --rs-lora need --lora-rank (LoRA is off without it)")
+        }
+        if let alpha, !(alpha > 0 && alpha.isFinite) { throw ValidationError("--lora-alpha must be a positive number") }
+        if let dropout, !(0..<1).contains(dropout) { throw ValidationError("--lora-dropout must be in [0, 1)") }
         _ = try modules()
     }
 
@@ -80,7 +83,7 @@ struct LoRAOptions: ParsableArguments {
     /// --lora-targets is not.
     func config(defaults: [LoRATarget] = [.query, .value]) throws -> LoRAConfig? {
         guard let rank else { return nil }
-        return LoRAConfig(rank: rank, alpha: alpha ?? Double(2 * rank), dropout: dropout, targets: try modules() ?? defaults, rsLoRA: rsLoRA)
+        return LoRAConfig(rank: rank, alpha: alpha ?? Double(2 * rank), dropout: dropout ?? 0.1, targets: try modules() ?? defaults, rsLoRA: rsLoRA)
     }
 }
 
@@ -117,9 +120,9 @@ struct TrainingOptionGroup: ParsableArguments {
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         try checkMaxLength(maxLength)
-        if let lr, lr <= 0 { throw ValidationError("--lr must be positive") }
+        if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number (got \(lr))") }
         guard (0..<1).contains(warmup) else { throw ValidationError("--warmup must be in [0, 1) (a fraction of the steps)") }
-        guard weightDecay >= 0 else { throw ValidationError("--weight-decay must not be negative") }
+        guard weightDecay >= 0 && weightDecay.isFinite else { throw ValidationError("--weight-decay must be a number, not negative") }
         guard maxGradNorm >= 0 else { throw ValidationError("--max-grad-norm must not be negative (0: no clipping)") }
         guard ["none", "gelu"].contains(recompute) else { throw ValidationError("--recompute must be none or gelu") }
         if let saveEvery, saveEvery < 1 { throw ValidationError("--save-every must be positive") }
@@ -149,7 +152,8 @@ let settingFlags: [Setting: String] = [
     .device: "--device", .precision: "--precision", .batchSize: "--batch-size", .maxLength: "--max-length",
     .learningRate: "--lr", .maxGradNorm: "--max-grad-norm", .epochs: "--epochs", .recompute: "--recompute",
     .loraRank: "--lora-rank", .studentLayers: "--student-layers", .studentInit: "--student-init", .layerMap: "--layer-map",
-    .resume: "--resume", .output: "--out",
+    .resume: "--resume", .output: "--out", .weightDecay: "--weight-decay", .warmup: "--warmup", .seed: "--seed", .bucket: "--bucket",
+    .accumulation: "--grad-accum",
 ]
 
 /// Library text with its settings named as flags.
@@ -209,6 +213,9 @@ func checkWritable(_ path: String, flag: String, isFolder: Bool = false) throws 
     close(fd)
     unlink(probe)
 }
+
+/// "1 text", "2 texts" (`plural` where adding s does not make it).
+func counted(_ n: Int, _ noun: String, plural: String? = nil) -> String { "\(n) " + (n == 1 ? noun : plural ?? noun + "s") }
 
 /// Tokens per example, specials included: a [CLS] text [SEP] needs three (every command's --max-length).
 func checkMaxLength(_ maxLength: Int?) throws {

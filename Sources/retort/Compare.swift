@@ -29,8 +29,8 @@ struct CompareCommand: ParsableCommand {
     func validate() throws {
         guard !runs.isEmpty else { throw ValidationError("give one or more model folders") }
         try checkMaxLength(maxLength)
-        for run in runs where !FileManager.default.fileExists(atPath: expand(run) + "/config.json") {
-            throw ValidationError("\(run): not a model folder (no config.json)")
+        for run in runs {   // every folder before the first is measured
+            do { try checkClassifierFolder(expand(run)) } catch { throw ValidationError("\(error)") }
         }
     }
 

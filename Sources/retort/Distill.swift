@@ -112,8 +112,8 @@ struct DistillCommand: ParsableCommand {
         guard let method = DistillationMethod(rawValue: method) else { throw ValidationError("--method must be tinybert or distilbert") }
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
         if let studentLayers, studentLayers < 1 { throw ValidationError("--student-layers must be positive") }
-        if let temperature, temperature <= 0 { throw ValidationError("--temperature must be positive") }
-        guard hardLabelWeight >= 0, alpha >= 0, beta >= 0, gamma >= 0 else {
+        if let temperature, !(temperature > 0 && temperature.isFinite) { throw ValidationError("--temperature must be a positive number") }
+        guard [hardLabelWeight, alpha, beta, gamma].allSatisfy({ $0 >= 0 && $0.isFinite }) else {
             throw ValidationError("--hard-label-weight, --alpha, --beta and --gamma must not be negative")
         }
         if try recurrentStudent() != nil {

@@ -34,7 +34,7 @@ struct EvalCommand: ParsableCommand {
             let object: [String: Any] = ["accuracy": m.accuracy, "macro_f1": m.macroF1, "mcc": m.mcc, "loss": m.loss, "examples": m.examples]
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print(String(format: "%d examples: accuracy %.4f  macro-F1 %.4f  MCC %.4f  loss %.4f", m.examples, m.accuracy, m.macroF1, m.mcc, m.loss))
+            print(counted(m.examples, "example") + String(format: ": accuracy %.4f  macro-F1 %.4f  MCC %.4f  loss %.4f", m.accuracy, m.macroF1, m.mcc, m.loss))
         }
     }
 }
@@ -50,13 +50,15 @@ struct PredictCommand: ParsableCommand {
               retort predict --model runs/sst2 --input reviews.tsv --text-column 1 --json
 
             --input reads a .txt file as one text per line, and .csv, .tsv or .jsonl files by \
-            column (--text-column, --text-pair-column). Without --json: one line per input, \
-            label<TAB>probability<TAB>text. A text that starts with - goes after -- \
+            column (--text-column, --text-pair-column); blank lines are skipped (--json gives each \
+            input's line number). Without --json: one line per input, label<TAB>probability<TAB>text, \
+            a tab, line break or backslash in a text written as \\t, \\n or \\\\. A text that \
+            starts with - goes after -- \
             (retort predict --model runs/sst2 -- "-1 for this film").
             """)
 
     @Argument(help: "Texts to label.") var texts: [String] = []
-    @Option(name: .long, help: "A file of inputs instead of arguments: .txt (one text per line), .csv, .tsv or .jsonl.") var input: String?
+    @Option(name: .long, help: "A file of inputs instead of arguments: .txt (one text per line), .csv, .tsv or .jsonl; - reads lines from standard input.") var input: String?
     @OptionGroup var inference: InferenceOptions
     @OptionGroup var columns: ColumnOptions
     @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits.") var json = false
@@ -81,10 +83,13 @@ struct PredictCommand: ParsableCommand {
             let best = probabilities.indices.max { probabilities[$0] < probabilities[$1] }!
             if json {
                 let object: [String: Any] = ["label": classifier.labelNames[best], "probabilities": probabilities,
-                                             "logits": row.map(Double.init), "text": example.text]
+                                             "logits": row.map(Double.init), "text": example.text, "line": example.line]
                 output += String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self) + "\n"
             } else {
-                output += "\(classifier.labelNames[best])\t\(String(format: "%.4f", probabilities[best]))\t\(example.text)\n"
+                // One line per input: a tab or line break inside a text is shown escaped.
+                let text = example.text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\t", with: "\\t")
+                    .replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
+                output += "\(classifier.labelNames[best])\t\(String(format: "%.4f", probabilities[best]))\t\(text)\n"
             }
         }
         FileHandle.standardOutput.write(Data(output.utf8))

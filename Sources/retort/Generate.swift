@@ -46,11 +46,13 @@ struct GenerateCommand: ParsableCommand {
         guard text == nil || prompt == nil else { throw ValidationError("give the prompt once: as an argument or with --prompt") }
         guard ((prompt ?? text) == nil) != (input == nil) else { throw ValidationError("give a prompt (an argument or --prompt) or --input, one of them") }
         if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
-        if temperature < 0 { throw ValidationError("--temperature must be 0 (greedy) or positive") }
+        if !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be 0 (greedy) or positive") }
         if topK < 0 { throw ValidationError("--top-k must be 0 (off) or positive") }
         if !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if stop.contains("") { throw ValidationError("--stop needs a non-empty string") }
+        if system != nil && !chat { throw ValidationError("--system goes with --chat (the chat template places it)") }
+        if !chat, let prompt = prompt ?? text, prompt.isEmpty { throw ValidationError("the prompt is empty: give some text") }
         if output != nil && input == nil { throw ValidationError("--output goes with --input") }
     }
 
@@ -94,7 +96,12 @@ struct GenerateCommand: ParsableCommand {
             try stream(decoder, tokenizer, ids: try encode(prompt), sampling: sampling)
         } else if let input {
             let prompts = try readPrompts(expand(input))
-            try batch(decoder, tokenizer, prompts: prompts, ids: try prompts.map(encode), sampling: sampling)
+            let ids = try prompts.enumerated().map { n, prompt in
+                do { return try encode(prompt) } catch let error as UserError {   // which of the file's prompts
+                    throw UserError(description: "\(input): prompt \(n + 1) (blank lines not counted): \(error.description)")
+                }
+            }
+            try batch(decoder, tokenizer, prompts: prompts, ids: ids, sampling: sampling)
         }
     }
 

@@ -19,7 +19,7 @@ enum Entry {
             fflush(nil)
             exit(status)
         case "perf": PerfCommand.main(Array(arguments.dropFirst()))
-        default: Retort.main()
+        default: Arguments.run(arguments)
         }
     }
 }

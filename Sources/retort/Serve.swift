@@ -93,7 +93,7 @@ struct ServeCommand: ParsableCommand {
                 try await ClassifierServer.run(batcher, model: description, limits: limits, host: host, port: port) { bound in
                     print("retort serve: \(description.name) (\(description.family), \(description.labels.count) labels: "
                           + "\(description.labels.joined(separator: ", ")); \(description.precision) on \(description.device)) "
-                          + "at http://\(host):\(bound)/ — batches of up to \(maxBatch) texts, waiting up to \(maxWaitMs) ms; "
+                          + "at http://\(host):\(bound)/ — batches of up to \(counted(maxBatch, "text")), waiting up to \(maxWaitMs) ms; "
                           + "Ctrl-C or SIGTERM stops it")
                     fflush(nil)
                 }
@@ -109,11 +109,13 @@ struct ServeCommand: ParsableCommand {
             let reason = text.contains("Address already in use") ? "port \(port) is in use (another server?); choose another with --port"
                 : text.contains("Permission denied") ? "permission denied (ports below 1024 need root); choose another with --port"
                 : text.contains("Cannot assign requested address") ? "\(host) is not an address of this machine; see --host"
+                : text.contains("UnknownHost") ? "\(host) is not a host name or address (127.0.0.1: this machine only; 0.0.0.0: every interface)"
                 : text
             throw UserError(description: "cannot serve on \(host):\(port): \(reason)")
         }
         let c = batcher.snapshot
-        print("retort serve: stopped after \(c.requests) requests (\(c.texts) texts in \(c.batches) batches, the largest \(c.largestBatch))")
+        print("retort serve: stopped after \(counted(c.requests, "request")) (\(counted(c.texts, "text")) in "
+              + "\(counted(c.batches, "forward pass", plural: "forward passes")), the largest of \(counted(c.largestBatch, "text")))")
     }
 }
 

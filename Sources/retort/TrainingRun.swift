@@ -43,7 +43,7 @@ final class ProgressPrinter {
         case .checkpointSaved: break
         case .warning(let text): say("retort: warning: " + text)
         case .tested(let m):
-            say(String(format: "retort: test accuracy %.4f  macro-F1 %.4f  MCC %.4f (%d examples)", m.accuracy, m.macroF1, m.mcc, m.examples))
+            say(String(format: "retort: test accuracy %.4f  macro-F1 %.4f  MCC %.4f (", m.accuracy, m.macroF1, m.mcc) + counted(m.examples, "example") + ")")
         }
     }
 

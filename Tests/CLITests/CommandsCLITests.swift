@@ -63,6 +63,25 @@ final class CommandsCLITests: TinyRunTestCase {
         let lines = output.split(separator: "\n").filter { $0.hasPrefix("LABEL_") }
         XCTAssertEqual(lines.map { $0.split(separator: "\t").last.map(String.init) }, ["w5 w6 w7", "w8 a b, with a comma", "w9 \"quoted\""], output)
         XCTAssertTrue(lines.allSatisfy { $0.split(separator: "\t").count == 3 }, output)
+
+        // Standard input ("-"), a tab, line break and backslash shown escaped (one line per input),
+        // and --json naming each input's line (blank lines are skipped).
+        let (piped, pipedOutput) = try retort(["predict", "--model", teacher, "--input", "-", "--threads", "1"],
+                                              standardInput: "w5 w6\n\nw7\tw8\n")
+        XCTAssertEqual(piped, 0, pipedOutput)
+        XCTAssertEqual(pipedOutput.split(separator: "\n").filter { $0.hasPrefix("LABEL_") }.map { $0.split(separator: "\t").last.map(String.init) },
+                       ["w5 w6", "w7\\tw8"], pipedOutput)
+        let jsonl = work.appendingPathComponent("texts.jsonl")
+        try "{\"text\": \"w1\\nw2 \\\\ w3\"}\n{\"text\": \"w4\"}\n".write(to: jsonl, atomically: true, encoding: .utf8)
+        let (escaped, escapedOutput) = try retort(["predict", "--model", teacher, "--input", jsonl.path, "--threads", "1"])
+        XCTAssertEqual(escaped, 0, escapedOutput)
+        XCTAssertEqual(escapedOutput.split(separator: "\n").filter { $0.hasPrefix("LABEL_") }.map { $0.split(separator: "\t").last.map(String.init) },
+                       ["w1\\nw2 \\\\ w3", "w4"], escapedOutput)
+        let (json, jsonOutput) = try retort(["predict", "--model", teacher, "--input", texts.path, "--json", "--threads", "1"])
+        XCTAssertEqual(json, 0, jsonOutput)
+        let objects = jsonOutput.split(separator: "\n").filter { $0.hasPrefix("{") }
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(objects.map { $0["line"] as? Int }, [1, 3, 4], jsonOutput)
     }
 
     func finetune(_ extra: [String]) throws -> (Int32, String) {
@@ -82,6 +101,12 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertEqual(again, 0, againOutput)
         XCTAssertTrue(againOutput.contains("resuming at step 11 of 11"), againOutput)
 
+        // A continuation with other settings would not be the run it claims to continue.
+        let (changed, changedOutput) = try finetune(["--epochs", "1", "--out", out, "--resume", "--lr", "1e-3", "--seed", "7"])
+        XCTAssertNotEqual(changed, 0, changedOutput)
+        XCTAssertTrue(changedOutput.contains("was trained with --lr 5e-05 (this run: 0.001), --seed 42 (this run: 7); resume with the same settings"),
+                      changedOutput)
+
         let (none, noneOutput) = try finetune(["--epochs", "1", "--out", work.appendingPathComponent("empty").path, "--resume"])
         XCTAssertNotEqual(none, 0)
         XCTAssertTrue(noneOutput.contains("Error: --resume: \(work.path)/empty does not exist"), noneOutput)
@@ -100,6 +125,17 @@ final class CommandsCLITests: TinyRunTestCase {
         let entry = try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any]
         XCTAssertEqual(entry?["lr"] as? Double, 1e-3, first)
         XCTAssertTrue(output.contains("trainable parameters of"), output)
+    }
+
+    /// A learning rate so high that one update leaves the weights infinite: the evaluation after it
+    /// stops the run, and neither the model nor a checkpoint of those weights is saved.
+    func testADevLossThatIsNotANumberStopsTheRunAndSavesNothing() throws {
+        let out = work.appendingPathComponent("diverged").path
+        let (status, output) = try finetune(["--lr", "1e30", "--max-steps", "1", "--out", out])
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertTrue(output.contains("Error: after step 1 the dev loss is ") && output.contains("stopped without saving the model or a checkpoint"), output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"), output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/checkpoints"), output)
     }
 
     func testCtrlCSavesACheckpointSaysHowToResumeAndResumeFinishes() throws {
@@ -127,9 +163,39 @@ final class CommandsCLITests: TinyRunTestCase {
         try Data("GGUF".utf8).write(to: URL(fileURLWithPath: gguf))
         try "Once upon a time\nthere was a robot\n".write(toFile: stories, atomically: true, encoding: .utf8)
         let fresh = work.appendingPathComponent("fresh").path
+        let commas = work.appendingPathComponent("commas.csv").path, utf16 = work.appendingPathComponent("utf16.txt").path
+        try "text,label\nw1 w2, w3,LABEL_0\n".write(toFile: commas, atomically: true, encoding: .utf8)
+        try "w1 w2\n".write(toFile: utf16, atomically: true, encoding: .utf16)
+        let onnx = work.appendingPathComponent("exported").path
+        try FileManager.default.createDirectory(atPath: onnx, withIntermediateDirectories: false)
+        for file in ["config.json", "model.onnx"] { try Data("{}".utf8).write(to: URL(fileURLWithPath: onnx + "/" + file)) }
         let cases: [([String], String)] = [
             (["predict", "--model", teacher, "--batch-size", "0", "hi"], "--batch-size must be at least 1"),
             (["predict", "--model", teacher, "--max-length", "1", "hi"], "--max-length must be at least 3"),
+            // A negative number after an option is its value (ArgumentParser alone took -1 for a flag).
+            (["predict", "--model", teacher, "--max-length", "-1", "hi"], "--max-length must be at least 3"),
+            (["generate", "--model", gguf, "--temperature", "-0.5", "--prompt", "hi"], "--temperature must be 0 (greedy) or positive"),
+            // A misspelt required option is named as such, not reported as the required one missing.
+            (["predict", "--modle", teacher, "hi"], "unknown option --modle (did you mean --model?)"),
+            // A text that starts with - (ArgumentParser read the h of "this" as -h and printed the help, status 0).
+            (["predict", "--model", teacher, "good", "-1 for this film"], "\"-1 for this film\" starts with - like a flag: put texts"),
+            // Not a number, or no number at all.
+            (["finetune", "--model", teacher, "--train", data, "--lr", "nan", "--out", fresh], "--lr must be a positive number"),
+            (["generate", "--model", gguf, "--temperature", "inf", "--prompt", "hi"], "--temperature must be 0 (greedy) or positive"),
+            (["finetune", "--model", teacher, "--train", data, "--lora-rank", "4", "--lora-alpha", "-1", "--out", fresh],
+             "--lora-alpha must be a positive number"),
+            (["finetune", "--model", teacher, "--train", data, "--lora-targets", "query", "--out", fresh], "need --lora-rank"),
+            (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--near-duplicate", "-1", "--out", "t.jsonl"],
+             "--near-duplicate must be positive"),
+            (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--min-characters", "500", "--max-characters", "10",
+              "--out", "t.jsonl"], "--min-characters 500 is above --max-characters 10"),
+            // Files that would have been read wrong: a text cut at an unquoted comma, UTF-16.
+            (["predict", "--model", teacher, "--input", commas], "record 2 has 3 fields, the header 2 (put a text that holds commas in double quotes)"),
+            (["predict", "--model", teacher, "--input", utf16], "not UTF-8 text (UTF-16, or NUL bytes)"),
+            // An ONNX export is for ONNX Runtime; compare checks every folder before it measures the first.
+            (["predict", "--model", onnx, "hi"], "\(onnx): an ONNX export, for ONNX Runtime"),
+            (["compare", teacher, onnx, "--out", fresh], "\(onnx): an ONNX export, for ONNX Runtime"),
+            (["generate", "--model", gguf, "--system", "be brief", "--prompt", "hi"], "--system goes with --chat"),
             (["eval", "--model", teacher, "--data", data, "--max-length", "2"], "--max-length must be at least 3"),
             (["serve", "--model", teacher, "--max-length", "1"], "--max-length must be at least 3"),
             (["serve", "--model", teacher, "--max-batch", "1000000000"], "--max-batch 1000000000: 1000000000 texts of "),

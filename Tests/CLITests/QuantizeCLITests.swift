@@ -28,6 +28,8 @@ final class QuantizeCLITests: TinyRunTestCase {
                                             "--out", work.appendingPathComponent("report").path, "--threads", "1"])
         XCTAssertEqual(compared, 0, table)
         XCTAssertTrue(table.contains("| int8 | int8-dynamic |"), table)
+        let row = table.split(separator: "\n").first { $0.hasPrefix("| int8 |") } ?? ""
+        XCTAssertTrue(row.contains("| none |"), "a quantized folder trains no parameters: \(row)")
     }
 
     func testBadRequestsAreOneLineAndWriteNothing() throws {

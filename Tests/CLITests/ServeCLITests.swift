@@ -90,6 +90,7 @@ final class ServeCLITests: TinyRunTestCase {
             ("/v1/classify", "POST", "{\"texts\": [\"\(String(repeating: "a b ", count: 2000))\"]}", 413, "over 4096 bytes"),
             ("/v1/nothing", "GET", nil, 404, "no route GET /v1/nothing"),
             ("/v1/classify", "GET", nil, 405, "the API takes POST"),
+            ("/v1/classify", "PUT", "{\"texts\": [\"a\"]}", 405, "PUT /v1/classify: the API takes POST"),
         ] as [(String, String, String?, Int, String)] {
             let (code, data) = try request(server.base + path, method: method, body: body.map { Data($0.utf8) })
             XCTAssertEqual(code, status, "\(method) \(path) \(body ?? "")")
@@ -97,6 +98,7 @@ final class ServeCLITests: TinyRunTestCase {
             XCTAssertEqual(error["status"] as? Int, status)
             XCTAssertTrue((error["message"] as? String ?? "").contains(message), "\(error)")
         }
+        XCTAssertEqual(try request(server.base + "/healthz", method: "HEAD").0, 200, "a HEAD probe")
         XCTAssertEqual(try classify(server, ["w1 w2"]).count, 1)
         XCTAssertTrue(server.process.process.isRunning)
     }
@@ -147,7 +149,7 @@ final class ServeCLITests: TinyRunTestCase {
         XCTAssertEqual(answer?.0, 200, answer.map { String(decoding: $0.1, as: UTF8.self) } ?? "no answer")
         let (status, output) = server.process.finish()
         XCTAssertEqual(status, 0, output)
-        XCTAssertTrue(output.contains("stopped after 1 requests"), output)
+        XCTAssertTrue(output.contains("stopped after 1 request ("), output)
     }
 
     func testBadFlagsAreOneLine() throws {

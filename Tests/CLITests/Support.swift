@@ -20,7 +20,8 @@ struct RetortProcess {
     let process: Process
     let output: URL
 
-    init(_ arguments: [String], environment: [String: String] = [:], executable: String = "retort") throws {
+    /// `standardInput`: what the process reads on its standard input (a file), when given.
+    init(_ arguments: [String], environment: [String: String] = [:], executable: String = "retort", standardInput: String? = nil) throws {
         process = Process()
         process.executableURL = try builtExecutable(executable)
         process.arguments = arguments
@@ -30,6 +31,14 @@ struct RetortProcess {
         let handle = try FileHandle(forWritingTo: output)
         process.standardOutput = handle
         process.standardError = handle
+        if let standardInput {
+            let file = output.appendingPathExtension("in")
+            try standardInput.write(to: file, atomically: true, encoding: .utf8)
+            process.standardInput = try FileHandle(forReadingFrom: file)
+            defer { try? FileManager.default.removeItem(at: file) }
+            try process.run()
+            return
+        }
         try process.run()
     }
 
@@ -44,8 +53,8 @@ struct RetortProcess {
 }
 
 /// Runs the built `retort` with extra environment; returns (exit status, stdout + stderr).
-func retort(_ arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
-    try RetortProcess(arguments, environment: environment).finish()
+func retort(_ arguments: [String], environment: [String: String] = [:], standardInput: String? = nil) throws -> (Int32, String) {
+    try RetortProcess(arguments, environment: environment, standardInput: standardInput).finish()
 }
 
 /// A work folder with data.csv: 96 labelled texts (LABEL_0…2) in the tiny golden vocabulary

@@ -42,6 +42,11 @@ final class DatasetTests: XCTestCase {
             ("quote.csv", "text,label\n\"open,1\n", spec, "line 2: a quoted field is never closed"),
             ("bad.jsonl", "{\"text\": \"a\", \"label\": 1}\nnot json\n", spec, "line 2: not a JSON object"),
             ("key.jsonl", "{\"text\": \"a\"}\n", spec, "line 1: no key 'label'"),
+            // A text cut at an unquoted comma: more fields than the header, or than most records.
+            ("comma.csv", "label,text\n0,not good, in fact bad\n", ColumnSpec(text: .name("text"), label: .name("label")),
+             "record 2 has 3 fields, the header 2 (put a text that holds commas in double quotes)"),
+            ("ragged.tsv", "1\tok\n0\tbad\n1\tgood\tthing\n", ColumnSpec(text: .index(1), label: .index(0)),
+             "record 3 has 3 fields, most records 2 (a text may not hold a tab)"),
         ]
         for (name, text, columns, expected) in cases {
             let path = try file(name, text)
@@ -49,6 +54,17 @@ final class DatasetTests: XCTestCase {
                 XCTAssertTrue("\(error)".contains(expected) && "\(error)".contains(name), "\(name): \(error)")
             }
         }
+        let utf16 = directory + "/utf16.txt"
+        try XCTUnwrap("good film\n".data(using: .utf16)).write(to: URL(fileURLWithPath: utf16))   // with a byte-order mark
+        XCTAssertThrowsError(try Dataset.load(utf16, columns: ColumnSpec(text: .name("text")))) {
+            XCTAssertTrue("\($0)".contains("utf16.txt: not UTF-8 text (UTF-16, or NUL bytes)"), "\($0)")
+        }
+        // Empty trailing fields, and a first record short of an optional last column, are fine.
+        let trailing = try Dataset.load(try file("trailing.csv", "text,label\nhi,1,\nyo,0, \n"), columns: spec)
+        XCTAssertEqual(trailing.map(\.label), ["1", "0"])
+        let optional = try Dataset.load(try file("optional.tsv", "1\tok\n0\tbad\tnote\n1\tgood\tnote\n"),
+                                        columns: ColumnSpec(text: .index(1), label: .index(0)))
+        XCTAssertEqual(optional.map(\.text), ["ok", "bad", "good"])
         let examples = [Example(text: "t", label: "maybe", line: 7)]
         XCTAssertThrowsError(try Dataset.labelIds(examples, names: ["no", "yes"], path: "dev.tsv")) {
             XCTAssertEqual("\($0)", "dev.tsv: record 7: label 'maybe' is not one of the model's labels (no, yes)")

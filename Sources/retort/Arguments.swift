@@ -1,0 +1,110 @@
+// What the command line goes through before ArgumentParser reads it, and the errors it words
+// better: a value that starts with - (`--max-length -1`, `--prompt "-1 for this film"`) is
+// attached to its option, where ArgumentParser alone would take it for a flag; any other
+// argument that starts with a single - (retort's only short flag is -h) is refused with the
+// `--` that fixes it (ArgumentParser read the -h in
+// "-1 for this film" as --help and exited 0); and a misspelt required option (`--modle`) is
+// named as unknown, where ArgumentParser reported the required one missing.
+import ArgumentParser
+import Foundation
+
+enum Arguments {
+    /// Parses and runs `arguments` (the subcommand first), exiting as ArgumentParser's main does.
+    static func run(_ arguments: [String]) {
+        let command = arguments.first.flatMap { name in
+            Retort.configuration.subcommands.first { $0.configuration.commandName == name }
+        }
+        var arguments = arguments
+        if let command {
+            arguments = attachingDashedValues(arguments, valueOptions: options(of: command).values)
+            if let text = dashedText(arguments) {
+                fail(command, "\"\(text)\" starts with - like a flag: put texts that start with - after -- "
+                     + "(retort \(arguments[0]) … -- \"\(text)\")")
+            }
+        }
+        var parsed: ParsableCommand
+        do {
+            parsed = try Retort.parseAsRoot(arguments)
+        } catch {
+            if !(error is CleanExit), let command, let message = unknownOption(arguments, known: options(of: command).all) {
+                fail(command, message)
+            }
+            Retort.exit(withError: error)
+        }
+        do { try parsed.run() } catch { Retort.exit(withError: error) }
+    }
+
+    /// Every `--name` of the command (the lines of its help's OPTIONS section, hidden ones
+    /// included; prose elsewhere may name other commands' flags), and those that take a value.
+    static func options(of command: ParsableCommand.Type) -> (all: Set<String>, values: Set<String>) {
+        let help = Retort.helpMessage(for: command, includeHidden: true)
+        let section = help.range(of: "\nOPTIONS:", options: .backwards).map { String(help[$0.upperBound...]) } ?? help
+        var all: Set<String> = ["--help", "--version"], values: Set<String> = []
+        for line in section.split(separator: "\n") {
+            guard let match = line.firstMatch(of: /^  (?:-[a-z], )?(--[a-z0-9][a-z0-9-]*)( <)?/) else { continue }
+            all.insert(String(match.output.1))
+            if match.output.2 != nil { values.insert(String(match.output.1)) }
+        }
+        return (all, values)
+    }
+
+    /// `--name -x` as `--name=-x` where --name takes a value (nothing after `--`).
+    static func attachingDashedValues(_ arguments: [String], valueOptions: Set<String>) -> [String] {
+        var out: [String] = []
+        for argument in arguments {
+            if let previous = out.last, valueOptions.contains(previous), !out.contains("--"),
+               argument.hasPrefix("-"), !argument.hasPrefix("--") {
+                out[out.count - 1] = previous + "=" + argument
+            } else {
+                out.append(argument)
+            }
+        }
+        return out
+    }
+
+    /// The first argument before `--` that starts with a single - other than -h: a text or a
+    /// number, as retort has no other short flag.
+    static func dashedText(_ arguments: [String]) -> String? {
+        arguments.dropFirst().prefix { $0 != "--" }.first { $0.hasPrefix("-") && !$0.hasPrefix("--") && $0 != "-h" && $0 != "-" }
+    }
+
+    /// The first `--name` (before `--`) that the command does not have, with the nearest one's
+    /// name when it is at most two edits away.
+    static func unknownOption(_ arguments: [String], known: Set<String>) -> String? {
+        for argument in arguments.dropFirst().prefix(while: { $0 != "--" }) where argument.hasPrefix("--") {
+            let option = String(argument.prefix { $0 != "=" })
+            guard !known.contains(option) else { continue }
+            let nearest = known.min { (editDistance($0, option), $0) < (editDistance($1, option), $1) }
+            let hint = nearest.map { editDistance($0, option) <= 2 ? " (did you mean \($0)?)" : "" } ?? ""
+            return "unknown option \(option)\(hint)"
+        }
+        return nil
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let (a, b) = (Array(a), Array(b))
+        guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var previous = row[0]
+            row[0] = i
+            for j in 1...b.count {
+                let current = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = current
+            }
+        }
+        return row[b.count]
+    }
+
+    /// ArgumentParser's error form: the message, the command's usage, exit status 64.
+    static func fail(_ command: ParsableCommand.Type, _ message: String) -> Never {
+        FileHandle.standardError.write(Data("""
+            Error: \(message)
+            Usage: \(Retort.usageString(for: command))
+              See 'retort \(command.configuration.commandName ?? "") --help' for more information.
+
+            """.utf8))
+        exit(ExitCode.validationFailure.rawValue)
+    }
+}
