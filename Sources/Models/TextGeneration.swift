@@ -140,7 +140,8 @@ public struct GenerationRequest: Sendable {
 
 public struct GenerationResult: Sendable {
     public var tokens: [Int32]
-    /// "eos", "stop" (a stop string), "length" (the token budget) or "context" (the model's context is full).
+    /// "eos", "stop" (a stop string), "length" (the token budget), "context" (the model's context
+    /// is full) or "interrupted" (the run was asked to stop before this sequence ended).
     public var finish: String
 }
 
@@ -152,10 +153,13 @@ extension DecoderModel {
     /// `onToken(request, token)` is called as each token is chosen; `stopped(request, tokens so far)`
     /// may end a sequence (a stop string); `finished(request, result)` as each ends. A request's
     /// random stream is its own (seeded by its index), so batching does not change what it draws.
+    /// `interrupted()`, asked before each step (Ctrl-C): when true, every sequence not yet ended
+    /// (started or waiting) ends as "interrupted" with the tokens it has, and generate returns.
     public func generate(_ requests: [GenerationRequest], batchSize: Int? = nil, sampling: SamplingOptions, endTokens: Set<Int32>,
                          onToken: (Int, Int32) -> Void = { _, _ in },
                          stopped: (Int, [Int32]) -> Bool = { _, _ in false },
-                         finished: (Int, GenerationResult) -> Void = { _, _ in }) throws -> [GenerationResult] {
+                         finished: (Int, GenerationResult) -> Void = { _, _ in },
+                         interrupted: () -> Bool = { false }) throws -> [GenerationResult] {
         guard lora == nil || lora!.merged else {
             throw CheckpointError("generate: this model has LoRA adapters attached; generate from the folder a run saved (adapters merged)")
         }
@@ -255,6 +259,15 @@ extension DecoderModel {
             // Ended sequences out, waiting prompts in (some may end at their first token: again),
             // until every active slot runs and the batch is full or nothing waits.
             compact()
+            if interrupted() {
+                let unfinished = sequences + Array(waiting..<N).filter { running[$0] }
+                for s in unfinished {
+                    running[s] = false
+                    results[s].finish = "interrupted"
+                    finished(s, results[s])
+                }
+                break
+            }
             if cache.active < B && waiting < N {
                 refill()
                 continue

@@ -118,7 +118,7 @@ struct TrainingOptionGroup: ParsableArguments {
     }
 
     func validate() throws {
-        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be at least 1") }
         try checkMaxLength(maxLength)
         if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number (got \(lr))") }
         guard (0..<1).contains(warmup) else { throw ValidationError("--warmup must be in [0, 1) (a fraction of the steps)") }

@@ -65,7 +65,7 @@ struct DistillCommand: ParsableCommand {
     @Option(name: .long, help: "Recurrent student: mse (on logits) or soft-ce (at --temperature).") var loss = "mse"
     @Option(name: .long, help: "tinybert or distilbert.") var method = "tinybert"
     @Option(name: .long, help: "TinyBERT stages to run, in order: intermediate, prediction.") var stages = "intermediate,prediction"
-    @Option(name: .long, help: "Epochs per stage, comma-separated (one number: the same for each; default 3,2; a recurrent student: 5).")
+    @Option(name: .long, help: "Epochs per stage, comma-separated (one number: the same for each; default 3,2, one stage 3; a recurrent student: 5).")
     var epochs: String?
     @Option(name: .long, help: "Softmax temperature of the soft targets (default 1 for tinybert, 2 for distilbert).") var temperature: Double?
     @Option(name: .long, help: "TinyBERT prediction stage or a recurrent student: weight of cross-entropy against the true labels (0: off).")
@@ -109,6 +109,7 @@ struct DistillCommand: ParsableCommand {
     }
 
     func validate() throws {
+        do { try checkClassifierFolder(expand(teacher)) } catch { throw ValidationError("--teacher: \(error)") }
         guard let method = DistillationMethod(rawValue: method) else { throw ValidationError("--method must be tinybert or distilbert") }
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
         if let studentLayers, studentLayers < 1 { throw ValidationError("--student-layers must be positive") }
@@ -124,8 +125,10 @@ struct DistillCommand: ParsableCommand {
         guard ["odd", "even", "uniform"].contains(studentInit) || FileManager.default.fileExists(atPath: expand(studentInit) + "/config.json") else {
             throw ValidationError("--student-init must be odd, even, uniform or a model folder (\(studentInit) is none of them)")
         }
+        // The default 3,2 is TinyBERT's two stages; a run of one stage (DistilBERT, or --stages
+        // with one) takes its first number, as the library does.
         let count = method == .distilbert ? 1 : try stageList().count, numbers = try epochList()
-        guard numbers.count == 1 || numbers.count == count else {
+        guard epochs == nil || numbers.count == 1 || numbers.count == count else {
             throw ValidationError("--epochs: \(numbers.count) numbers for \(count) stage\(count == 1 ? "" : "s") (give one for all, or one per stage)")
         }
     }

@@ -61,7 +61,7 @@ struct PredictCommand: ParsableCommand {
     @Option(name: .long, help: "A file of inputs instead of arguments: .txt (one text per line), .csv, .tsv or .jsonl; - reads lines from standard input.") var input: String?
     @OptionGroup var inference: InferenceOptions
     @OptionGroup var columns: ColumnOptions
-    @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits.") var json = false
+    @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits, text and its record (line) number.") var json = false
 
     func validate() throws {
         guard (input == nil) != texts.isEmpty else { throw ValidationError("give texts as arguments or --input FILE (one of the two)") }

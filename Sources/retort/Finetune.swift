@@ -64,6 +64,9 @@ struct FinetuneCommand: ParsableCommand {
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
         if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be positive") }
         guard ["accuracy", "macro_f1", "mcc"].contains(metric) else { throw ValidationError("--metric must be accuracy, macro_f1 or mcc") }
+        guard FileManager.default.fileExists(atPath: expand(model)) else {
+            throw ValidationError("--model \(model): no such model folder or file (a folder with config.json, or a .gguf)")
+        }
     }
 
     func run() throws {

@@ -57,6 +57,9 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Ctrl-C ends generation where it is: what was generated is printed or written, then exit 130.
+        Interrupt.catchSIGINT()
+        defer { Interrupt.release() }
         try withFlags { try generate() }
     }
 
@@ -124,13 +127,14 @@ struct GenerateCommand: ParsableCommand {
             } else {
                 flush(upTo: completeUTF8(bytes, limit: bytes.count - holdBack))
             }
-        }, stopped: { _, _ in cut })[0]
+        }, stopped: { _, _ in cut }, interrupted: { Interrupt.requested })[0]
         flush(upTo: bytes.count)
         FileHandle.standardOutput.write(Data("\n".utf8))
         let end = Date(), prefill = (firstToken ?? end).timeIntervalSince(started), decode = end.timeIntervalSince(firstToken ?? end)
         printError(String(format: "retort: prompt %d tokens in %.2f s (%.1f tokens/s); %d new tokens in %.2f s (%.1f tokens/s); stopped: %@",
                           ids.count, prefill, Double(ids.count) / max(prefill, 1e-9), result.tokens.count, decode,
                           Double(max(result.tokens.count - 1, 0)) / max(decode, 1e-9), result.finish))
+        if result.finish == "interrupted" { throw ExitCode(130) }
     }
 
     /// Prompts from a file, `batchSize` sequences at a time, one JSON object per prompt.
@@ -147,10 +151,11 @@ struct GenerateCommand: ParsableCommand {
             guard let (at, _) = firstStop(texts[s]) else { return false }
             texts[s].removeSubrange(at...)
             return true
-        }, finished: { _, _ in
+        }, finished: { _, result in
+            guard result.finish != "interrupted" else { return }
             done += 1
             if done % batchSize == 0 || done == prompts.count { printError("retort: \(done)/\(prompts.count) prompts") }
-        })
+        }, interrupted: { Interrupt.requested })
         for (i, result) in results.enumerated() {
             let object: [String: Any] = ["prompt": prompts[i], "completion": String(decoding: texts[i], as: UTF8.self),
                                          "tokens": result.tokens.count, "finish": result.finish]
@@ -163,6 +168,11 @@ struct GenerateCommand: ParsableCommand {
         let seconds = Date().timeIntervalSince(started)
         printError(String(format: "retort: %d prompts, %d new tokens in %.1f s (%.1f tokens/s)", prompts.count, generated, seconds,
                           Double(generated) / max(seconds, 1e-9)))
+        if results.contains(where: { $0.finish == "interrupted" }) {
+            printError("retort: interrupted: \(done) of \(prompts.count) prompts finished; the others are written with "
+                       + "\"finish\": \"interrupted\" and what they had generated")
+            throw ExitCode(130)
+        }
     }
 
     /// The earliest stop string in `bytes`: its start and which.

@@ -127,6 +127,18 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertTrue(output.contains("trainable parameters of"), output)
     }
 
+    /// The help's DistilBERT example and a single TinyBERT stage run without --epochs (the
+    /// default 3,2 is for two stages; one stage takes 3).
+    func testOneStageDistillationTakesTheDefaultEpochs() throws {
+        for (name, extra) in [("distilbert", ["--method", "distilbert", "--temperature", "2"]), ("prediction", ["--stages", "prediction"])] {
+            let out = work.appendingPathComponent(name).path
+            let (status, output) = try retort(["distill", "--teacher", teacher, "--train", data, "--max-length", "16", "--batch-size", "8",
+                                               "--threads", "1", "--max-steps", "1", "--no-report", "--out", out] + extra)
+            XCTAssertEqual(status, 0, "\(name): \(output)")
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/model.safetensors"), "\(name): \(output)")
+        }
+    }
+
     /// A learning rate so high that one update leaves the weights infinite: the evaluation after it
     /// stops the run, and neither the model nor a checkpoint of those weights is saved.
     func testADevLossThatIsNotANumberStopsTheRunAndSavesNothing() throws {
@@ -196,6 +208,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["predict", "--model", onnx, "hi"], "\(onnx): an ONNX export, for ONNX Runtime"),
             (["compare", teacher, onnx, "--out", fresh], "\(onnx): an ONNX export, for ONNX Runtime"),
             (["generate", "--model", gguf, "--system", "be brief", "--prompt", "hi"], "--system goes with --chat"),
+            (["finetune", "--model", "all-MiniLM-L6-v2", "--train", data, "--out", fresh], "--model all-MiniLM-L6-v2: no such model folder or file"),
+            (["distill", "--teacher", "runs/nope", "--train", data, "--out", fresh], "--teacher: runs/nope: no such model folder"),
             (["eval", "--model", teacher, "--data", data, "--max-length", "2"], "--max-length must be at least 3"),
             (["serve", "--model", teacher, "--max-length", "1"], "--max-length must be at least 3"),
             (["serve", "--model", teacher, "--max-batch", "1000000000"], "--max-batch 1000000000: 1000000000 texts of "),

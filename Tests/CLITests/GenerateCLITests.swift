@@ -72,12 +72,17 @@ final class GenerateCLITests: XCTestCase {
         }
     }
 
-    func testPromptsFromAFileGiveJSONL() throws {
-        let model = try smolLM2()
+    /// A prompts file's path and an output path in a folder removed after the test.
+    func promptFiles() throws -> (input: URL, output: URL) {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-generate-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let input = folder.appendingPathComponent("prompts.txt"), out = folder.appendingPathComponent("out.jsonl")
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        return (folder.appendingPathComponent("prompts.txt"), folder.appendingPathComponent("out.jsonl"))
+    }
+
+    func testPromptsFromAFileGiveJSONL() throws {
+        let model = try smolLM2()
+        let (input, out) = try promptFiles()
         try "The capital of France is\nOnce upon a time\n".write(to: input, atomically: true, encoding: .utf8)
         let (status, output) = try retort(["generate", "--model", model, "--input", input.path, "--output", out.path, "--max-new-tokens", "6",
                                            "--device", "cpu"])
@@ -90,6 +95,29 @@ final class GenerateCLITests: XCTestCase {
         let (_, single) = try retort(["generate", "--model", model, "Once upon a time", "--max-new-tokens", "6", "--device", "cpu"])
         let second = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String: Any]
         XCTAssertEqual((second["completion"] as? String ?? "") + "\n", text(single), "a batch generates what each prompt alone does (a prompt as the argument)")
+    }
+
+    /// Ctrl-C ends a batch where it is: every prompt is written, the unfinished ones with
+    /// "finish": "interrupted" and what they had, and the exit status is 130.
+    func testCtrlCWritesWhatWasGenerated() throws {
+        let model = try smolLM2()
+        let (input, out) = try promptFiles()
+        try "Once upon a time\nThe cat\nA dog\n".write(to: input, atomically: true, encoding: .utf8)
+        let process = try RetortProcess(["generate", "--model", model, "--input", input.path, "--output", out.path, "--batch-size", "1",
+                                         "--max-new-tokens", "4000", "--temperature", "1", "--device", "cpu"])
+        // Interrupt once generating (its load note is printed, then a moment of tokens).
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline, !((try? String(contentsOf: process.output, encoding: .utf8)) ?? "").contains(" loaded in ") { usleep(50_000) }
+        sleep(2)
+        kill(process.process.processIdentifier, SIGINT)
+        let (status, output) = process.finish()
+        XCTAssertEqual(status, 130, output)
+        let finishes = try String(contentsOf: out, encoding: .utf8).split(separator: "\n")
+            .map { (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["finish"] as? String }
+        XCTAssertEqual(finishes.count, 3, output)
+        XCTAssertEqual(finishes.last, "interrupted", "the last prompt cannot have run to its 4,000 tokens: \(output)")
+        let finished = finishes.filter { $0 != "interrupted" }.count   // (a prompt may have met its end token first)
+        XCTAssertTrue(output.contains("retort: interrupted: \(finished) of 3 prompts finished"), output)
     }
 
     func testChatTemplateRendersAsTransformers() throws {
