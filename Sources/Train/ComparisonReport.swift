@@ -12,7 +12,7 @@ public struct ComparisonReport {
         public var name, folder, method: String
         public var finalLoss: Double?
         public var metrics: ClassificationMetrics?
-        public var metricSource: String          // "test" or "dev"
+        public var metricSource: String          // "test", or "own dev split" (each run's best dev metrics, on its own split)
         public var parameters, trainable: Int    // trainable: 0 for a quantized folder (it trains no further)
         public var megabytes: Double
         public var speed: InferenceSpeed
@@ -37,7 +37,7 @@ public struct ComparisonReport {
             progress("measuring \(folder) (\(i + 1)/\(runs.count))")
             let classifier = try loadTextClassifier(folder: folder, maxLength: maxLength, backend: backend)
             let run = RunFolder(folder), info = run.readMetrics()
-            var metrics: ClassificationMetrics?, source = "dev"
+            var metrics: ClassificationMetrics?, source = "own dev split"   // without --test: not one set of examples
             if let testExamples, let test {
                 metrics = try classifier.evaluate(classifier.encode(testExamples),
                                                   labels: try Dataset.labelIds(testExamples, names: classifier.labelNames, path: test), batchSize: 32)

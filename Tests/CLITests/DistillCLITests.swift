@@ -53,7 +53,7 @@ final class DistillCLITests: TinyRunTestCase {
         let (status2, output2) = try retort(["compare", teacher, out, "--out", report, "--threads", "1"])
         XCTAssertEqual(status2, 0, output2)
         XCTAssertTrue(FileManager.default.fileExists(atPath: report + "/report.md"), output2)
-        XCTAssertTrue(output2.contains("| odd | tinybert |") && output2.contains("| dev |"), output2)
+        XCTAssertTrue(output2.contains("| odd | tinybert |") && output2.contains("| own dev split |"), output2)
     }
 
     func testDistilBERTWithLoRATrainsOnlyAdaptersClassifierAndProjection() throws {
