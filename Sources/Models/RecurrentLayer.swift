@@ -88,19 +88,16 @@ public struct RecurrentLayer {
             // W_hh and b_hh over every step at once: the states each step read are one block.
             let previous = s.states.slice((direction.reverse ? 1 : 0) * state, T * state)
             // An LSTM's or RNN's gate gradients feed both biases: their column sums, once.
-            let (inputBias, hiddenBias) = (direction.input.bias, direction.hidden.bias)
-            if cell != .gru, let inputBias, let hiddenBias, inputBias.trains, hiddenBias.trains {
+            let biases = [direction.input.bias, direction.hidden.bias].compactMap { $0 }
+            let shared = cell != .gru && biases.count == 2 && biases.allSatisfy(\.trains)
+            if shared {
                 let sum = scratch.biasSum.slice(0, G * H)
                 b.fill(sum, 0)
                 b.biasBackward(sum, dOut: dXGates, rows: T * B, channels: G * H)
-                b.axpy(inputBias.gradient, sum, count: G * H, alpha: 1)
-                b.axpy(hiddenBias.gradient, sum, count: G * H, alpha: 1)
-                direction.hidden.backward(b, dX: nil, dY: dHGates, x: previous, rows: T * B, biasGradient: false)
-                direction.input.backward(b, dX: dX, dY: dXGates, x: x, rows: T * B, beta: d == 0 ? 0 : 1, biasGradient: false)
-            } else {
-                direction.hidden.backward(b, dX: nil, dY: dHGates, x: previous, rows: T * B)
-                direction.input.backward(b, dX: dX, dY: dXGates, x: x, rows: T * B, beta: d == 0 ? 0 : 1)
+                for bias in biases { b.axpy(bias.gradient, sum, count: G * H, alpha: 1) }
             }
+            direction.hidden.backward(b, dX: nil, dY: dHGates, x: previous, rows: T * B, biasGradient: !shared)
+            direction.input.backward(b, dX: dX, dY: dXGates, x: x, rows: T * B, beta: d == 0 ? 0 : 1, biasGradient: !shared)
         }
     }
 }

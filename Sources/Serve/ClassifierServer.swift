@@ -5,8 +5,9 @@
 //   GET  /healthz      {"status": "ok"} (HEAD: 200, no body)
 // Every error is JSON, {"error": {"status", "message"}}: malformed JSON, wrong types or an empty
 // list → 400; a body, a text or a list over its limit → 413; GET, PUT, PATCH or DELETE
-// /v1/classify → 405; an unknown route → 404. Requests reach the model through BatchingClassifier, which coalesces concurrent
-// ones into one forward pass. SIGTERM or Ctrl-C: the server stops accepting, answers what is in flight, then returns.
+// /v1/classify → 405; an unknown route → 404. Requests reach the model through
+// BatchingClassifier, which coalesces concurrent ones into one forward pass. SIGTERM or Ctrl-C:
+// the server stops accepting, answers what is in flight, then returns.
 import Foundation
 import Hummingbird
 import Logging

@@ -58,8 +58,8 @@ public func checkClassifierFolder(_ folder: String) throws {
         && !files.fileExists(atPath: path("model.safetensors.index.json")) {
         throw CheckpointError("\(folder): \(onnxExport)")
     }
-    guard files.fileExists(atPath: (folder as NSString).appendingPathComponent("config.json")) else {
-        if files.fileExists(atPath: (folder as NSString).appendingPathComponent("adapter_config.json")) {
+    guard files.fileExists(atPath: path("config.json")) else {
+        if files.fileExists(atPath: path("adapter_config.json")) {
             throw CheckpointError("\(folder): a LoRA adapter alone; give the model folder that holds it (the one retort finetune wrote)")
         }
         throw CheckpointError("\(folder): not a model folder (no config.json)")

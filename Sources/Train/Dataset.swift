@@ -91,8 +91,9 @@ public enum Dataset {
         var out: [Example] = []
         // More fields than the header (or, without one, most records), not all empty, means a text
         // was cut at an unquoted comma or a stray tab; reading on would label part of it.
-        let counts = Dictionary(rows.map { ($0.count, 1) }, uniquingKeysWith: +)
-        let width = header.isEmpty ? counts.max { ($0.value, $0.key) < ($1.value, $1.key) }?.key ?? 0 : header.count
+        let width = header.isEmpty
+            ? Dictionary(rows.map { ($0.count, 1) }, uniquingKeysWith: +).max { ($0.value, $0.key) < ($1.value, $1.key) }?.key ?? 0
+            : header.count
         let csv = (path as NSString).pathExtension.lowercased() == "csv"
         for (n, row) in rows.enumerated() {
             let line = n + 1 + (header.isEmpty ? 0 : 1)

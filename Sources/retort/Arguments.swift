@@ -2,9 +2,9 @@
 // better: a value that starts with - (`--max-length -1`, `--prompt "-1 for this film"`) is
 // attached to its option, where ArgumentParser alone would take it for a flag; any other
 // argument that starts with a single - (retort's only short flag is -h) is refused with the
-// `--` that fixes it (ArgumentParser read the -h in
-// "-1 for this film" as --help and exited 0); and a misspelt required option (`--modle`) is
-// named as unknown, where ArgumentParser reported the required one missing.
+// `--` that fixes it (ArgumentParser read the h in "-1 for this film" as -h and exited 0); and a
+// misspelt required option (`--modle`) is named as unknown, where ArgumentParser reported the
+// required one missing.
 import ArgumentParser
 import Foundation
 
@@ -15,8 +15,9 @@ enum Arguments {
             Retort.configuration.subcommands.first { $0.configuration.commandName == name }
         }
         var arguments = arguments
-        if let command {
-            arguments = attachingDashedValues(arguments, valueOptions: options(of: command).values)
+        let known = command.map(options(of:))
+        if let command, let known {
+            arguments = attachingDashedValues(arguments, valueOptions: known.values)
             if let text = dashedText(arguments) {
                 fail(command, "\"\(text)\" starts with - like a flag: put texts that start with - after -- "
                      + "(retort \(arguments[0]) … -- \"\(text)\")")
@@ -26,7 +27,7 @@ enum Arguments {
         do {
             parsed = try Retort.parseAsRoot(arguments)
         } catch {
-            if !(error is CleanExit), let command, let message = unknownOption(arguments, known: options(of: command).all) {
+            if !(error is CleanExit), let command, let known, let message = unknownOption(arguments, known: known.all) {
                 fail(command, message)
             }
             Retort.exit(withError: error)
@@ -50,13 +51,13 @@ enum Arguments {
 
     /// `--name -x` as `--name=-x` where --name takes a value (nothing after `--`).
     static func attachingDashedValues(_ arguments: [String], valueOptions: Set<String>) -> [String] {
-        var out: [String] = []
+        var out: [String] = [], positionalOnly = false
         for argument in arguments {
-            if let previous = out.last, valueOptions.contains(previous), !out.contains("--"),
-               argument.hasPrefix("-"), !argument.hasPrefix("--") {
+            if !positionalOnly, let previous = out.last, valueOptions.contains(previous), argument.hasPrefix("-"), !argument.hasPrefix("--") {
                 out[out.count - 1] = previous + "=" + argument
             } else {
                 out.append(argument)
+                positionalOnly = positionalOnly || argument == "--"
             }
         }
         return out
