@@ -96,12 +96,12 @@ ASSETS ?= $(HOME)/.cache/retort/assets
 RETORT  = .build/release/retort
 DEMO    = runs/demo
 POLARITY = --train $(ASSETS)/polarity/train.csv --text-column 1 --label-column 0 --max-length 64
-STUDENT  = --teacher $(DEMO)/teacher $(POLARITY) --test $(ASSETS)/polarity/test.csv --student-layers 3 --no-report
+STUDENT  = --teacher $(DEMO)/teacher $(POLARITY) --test $(ASSETS)/polarity/test.csv --student-layers 3 --no-report --overwrite
 demo: release
 	scripts/fetch-assets minilm polarity
 	$(RETORT) devices
 	@echo "== 1/6 fine-tune the teacher (all-MiniLM-L6-v2, 6 layers) =="
-	$(RETORT) finetune --model $(ASSETS)/all-MiniLM-L6-v2 $(POLARITY) --epochs 2 --out $(DEMO)/teacher
+	$(RETORT) finetune --model $(ASSETS)/all-MiniLM-L6-v2 $(POLARITY) --epochs 2 --overwrite --out $(DEMO)/teacher
 	@echo "== 2/6 TinyBERT student from the teacher's odd layers =="
 	$(RETORT) distill $(STUDENT) --student-init odd --epochs 1,1 --out $(DEMO)/tinybert-odd
 	@echo "== 3/6 TinyBERT student from the teacher's even layers =="
@@ -127,16 +127,16 @@ SMOLLM2 = $(ASSETS)/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 demo-augment: release
 	scripts/fetch-assets minilm polarity smollm2
 	@if [ ! -f $(DEMO)/teacher/model.safetensors ]; then echo "== 1/5 fine-tune the teacher (all-MiniLM-L6-v2) =="; \
-	  $(RETORT) finetune --model $(ASSETS)/all-MiniLM-L6-v2 $(POLARITY) --epochs 2 --out $(DEMO)/teacher || exit 1; fi
+	  $(RETORT) finetune --model $(ASSETS)/all-MiniLM-L6-v2 $(POLARITY) --epochs 2 --overwrite --out $(DEMO)/teacher || exit 1; fi
 	@echo "== 2/5 a BiLSTM student on the training sentences =="
 	$(RETORT) distill --teacher $(DEMO)/teacher $(POLARITY) --test $(ASSETS)/polarity/test.csv --student bilstm --epochs 5 \
-	  --no-report --out $(AUGMENT)/bilstm
+	  --no-report --overwrite --out $(AUGMENT)/bilstm
 	@echo "== 3/5 fine-tune SmolLM2-135M on the training sentences, generate $(COUNT) more, clean them, label them =="
 	$(RETORT) augment --generator $(SMOLLM2) --generator-epochs 1 --generator-out $(AUGMENT)/generator --teacher $(DEMO)/teacher \
-	  $(POLARITY) --count $(COUNT) --out $(AUGMENT)/transfer.jsonl
+	  $(POLARITY) --count $(COUNT) --overwrite --out $(AUGMENT)/transfer.jsonl
 	@echo "== 4/5 a BiLSTM student on the training and generated sentences (the teacher's stored logits) =="
 	$(RETORT) distill --teacher $(DEMO)/teacher --transfer $(AUGMENT)/transfer.jsonl --text-column 1 --label-column 0 --max-length 64 \
-	  --test $(ASSETS)/polarity/test.csv --student bilstm --epochs 5 --no-report --out $(AUGMENT)/bilstm-augmented
+	  --test $(ASSETS)/polarity/test.csv --student bilstm --epochs 5 --no-report --overwrite --out $(AUGMENT)/bilstm-augmented
 	@echo "== 5/5 compare on the 400 held-out sentences =="
 	$(RETORT) compare $(DEMO)/teacher $(AUGMENT)/bilstm $(AUGMENT)/bilstm-augmented --test $(ASSETS)/polarity/test.csv \
 	  --text-column 1 --label-column 0 --max-length 64 --out $(AUGMENT)
@@ -152,10 +152,10 @@ serve: release
 	scripts/fetch-assets minilm
 	scripts/hate-speech-split ../shared/data/hate_speech/labeled_data.csv $(HATE)/data
 	@if [ ! -f $(HATE)/teacher/model.safetensors ]; then echo "== 1/3 fine-tune the teacher (all-MiniLM-L6-v2) =="; \
-	  $(RETORT) finetune --model $(ASSETS)/all-MiniLM-L6-v2 $(HATE_DATA) --epochs 1 --bucket --out $(HATE)/teacher || exit 1; fi
+	  $(RETORT) finetune --model $(ASSETS)/all-MiniLM-L6-v2 $(HATE_DATA) --epochs 1 --bucket --overwrite --out $(HATE)/teacher || exit 1; fi
 	@if [ ! -f $(HATE)/student/model.safetensors ]; then echo "== 2/3 distil a 3-layer student (TinyBERT, odd layers) =="; \
 	  $(RETORT) distill --teacher $(HATE)/teacher $(HATE_DATA) $(HATE_TEST) --student-layers 3 --student-init odd --epochs 1,1 --bucket \
-	    --no-report --out $(HATE)/student || exit 1; fi
+	    --no-report --overwrite --out $(HATE)/student || exit 1; fi
 	@echo "== 3/3 compare on the held-out tweets, then serve the student =="
 	$(RETORT) compare $(HATE)/teacher $(HATE)/student $(HATE_TEST) --text-column text --label-column label --max-length 64 --out $(HATE)
 	$(RETORT) serve --model $(HATE)/student

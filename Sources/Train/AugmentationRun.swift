@@ -29,6 +29,8 @@ public final class AugmentationRun {
         /// Fine-tune the generator on the training texts first, for this many epochs, into `generatorOutput`.
         public var generatorEpochs: Int?
         public var generatorOutput: String?
+        /// Where the fine-tuned generator goes: generatorOutput, else the output without .jsonl, plus -generator.
+        public var generatorFolder: String { generatorOutput ?? (output as NSString).deletingPathExtension + "-generator" }
         public var generatorTraining = TrainingSettings()
         public var cleaning = TransferSetCleaner.Rules()
         /// Tokens per text for the teacher.
@@ -112,7 +114,7 @@ public final class AugmentationRun {
     func fineTunedGenerator(_ examples: [Example]) throws -> String {
         let c = configuration
         guard let epochs = c.generatorEpochs else { return c.generator }
-        let folder = c.generatorOutput ?? (c.output as NSString).deletingPathExtension + "-generator"
+        let folder = c.generatorFolder
         let texts = FileManager.default.temporaryDirectory.appendingPathComponent("retort-augment-\(getpid())-texts.txt").path
         defer { try? FileManager.default.removeItem(atPath: texts) }
         try writeAtomically(Data(examples.map { TransferSetCleaner.normalised($0.text) }.joined(separator: "\n").utf8), to: texts)

@@ -6,9 +6,35 @@ public struct ClassificationMetrics: Sendable, Codable {
     public var loss: Double
     public var examples: Int
     /// A language model's dev metrics: accuracy is the next-token accuracy, loss the mean
-    /// next-token loss; macro-F1 and MCC are not computed (0).
+    /// next-token loss; macro-F1 and MCC are not computed (0 here, and left out of the JSON,
+    /// which gives the perplexity instead).
     public var nextToken: Bool? = nil
-    enum CodingKeys: String, CodingKey { case accuracy, macroF1 = "macro_f1", mcc, loss, examples, nextToken = "next_token" }
+    enum CodingKeys: String, CodingKey { case accuracy, macroF1 = "macro_f1", mcc, loss, examples, nextToken = "next_token", perplexity }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(accuracy, forKey: .accuracy)
+        try c.encode(loss, forKey: .loss)
+        try c.encode(examples, forKey: .examples)
+        if nextToken == true {
+            try c.encode(true, forKey: .nextToken)
+            if Foundation.exp(loss).isFinite { try c.encode(Foundation.exp(loss), forKey: .perplexity) }
+        } else {
+            try c.encode(macroF1, forKey: .macroF1)
+            try c.encode(mcc, forKey: .mcc)
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        accuracy = try c.decode(Double.self, forKey: .accuracy)
+        loss = try c.decode(Double.self, forKey: .loss)
+        examples = try c.decode(Int.self, forKey: .examples)
+        nextToken = try c.decodeIfPresent(Bool.self, forKey: .nextToken)
+        // Absent for a language model (not computed); files written before that held 0.
+        macroF1 = try c.decodeIfPresent(Double.self, forKey: .macroF1) ?? 0
+        mcc = try c.decodeIfPresent(Double.self, forKey: .mcc) ?? 0
+    }
 
     public init(predictions: [Int], labels: [Int], classes: Int, loss: Double) {
         precondition(predictions.count == labels.count)

@@ -15,6 +15,15 @@ public struct RunFolder: Sendable {
     public var metrics: String { path + "/metrics.json" }
     public var checkpoints: String { path + "/checkpoints" }
 
+    /// The first of a run's own files found in the folder (nil: it holds no run, or is not
+    /// there): a new run in it would replace a trained model, so the CLI refuses one without
+    /// --resume or --overwrite.
+    public var runFile: String? {
+        ["model.safetensors", "adapter", "checkpoints", "metrics.json", "log.jsonl"].first {
+            FileManager.default.fileExists(atPath: path + "/" + $0)
+        }
+    }
+
     /// Creates the folder; removes temporary files a killed run left (writeAtomically's ".NAME.PID.tmp").
     func create() throws {
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {

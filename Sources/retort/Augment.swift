@@ -49,6 +49,8 @@ struct AugmentCommand: ParsableCommand {
     @Option(name: .long, help: "Prompts generated together (a finished text's slot takes the next prompt).") var batchSize = 64
     @Option(name: .long, help: "Fine-tune the generator on the training texts for this many epochs first.") var generatorEpochs: Int?
     @Option(name: .long, help: "Where the fine-tuned generator goes (default: OUT without .jsonl, plus -generator).") var generatorOut: String?
+    @Flag(name: .long, help: "Replace an existing OUT (and, with --generator-epochs, the generator's folder); without it, they are refused.")
+    var overwrite = false
     @Option(name: .long, help: "Generator fine-tuning: peak learning rate.") var generatorLearningRate = 5e-5
     @Option(name: .long, help: "Generator fine-tuning: tokens per block of training text.") var generatorMaxLength = 128
     @Option(name: .long, help: "Generator fine-tuning: blocks per optimiser step.") var generatorBatchSize = 8
@@ -81,11 +83,15 @@ struct AugmentCommand: ParsableCommand {
     func run() throws {
         let printer = ProgressPrinter(showStages: false)
         try withFlags(printer) {
-            try checkWritable(out, flag: "--out")
-            if let generatorOut, generatorEpochs != nil { try checkWritable(generatorOut, flag: "--generator-out", isFolder: true) }
-            let backend = try deviceOptions.backend()
+            try checkNewFile(out, flag: "--out", overwrite: overwrite)
             var config = AugmentationRun.Configuration(generator: expand(generator), teacher: expand(teacher),
                                                        data: DataFiles(train: expand(train), columns: columns.spec(labelled: true)), output: expand(out))
+            if generatorEpochs != nil {
+                let folder = generatorOut ?? config.generatorFolder, flag = generatorOut == nil ? "the generator's folder" : "--generator-out"
+                try checkNoRun(folder, flag: flag, overwrite: overwrite)
+                try checkWritable(folder, flag: flag, isFolder: true)
+            }
+            let backend = try deviceOptions.backend()
             config.count = count; config.promptWords = promptWords; config.maxNewTokens = maxNewTokens; config.batchSize = batchSize
             config.sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
             config.generatorEpochs = generatorEpochs; config.generatorOutput = generatorOut.map(expand)

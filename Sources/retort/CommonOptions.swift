@@ -106,11 +106,18 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(name: .long, help: "Save a checkpoint at least this often, in minutes of training (0: off).") var saveMinutes = 5.0
     @Option(name: .long, help: "Checkpoints kept in OUT/checkpoints (the newest).") var keepCheckpoints = 2
     @Flag(name: .long, help: "Continue from the newest checkpoint in OUT/checkpoints.") var resume = false
+    @Flag(name: .long, help: "Replace the run already in OUT (its model, log and checkpoints); without it, such an OUT is refused.")
+    var overwrite = false
     @Option(name: .long, help: ArgumentHelp("Train with N processes on this machine, each a share of every batch (data parallel; starts Open MPI's mpirun). Under mpirun, the job's ranks are used.", valueName: "N"))
     var nproc: Int?
 
-    /// Before a run: `out` can be written, and --resume has a folder to continue from.
+    /// Before a run: `out` can be written, holds no run unless --resume continues it or
+    /// --overwrite replaces it, and --resume has a folder to continue from.
     func checkOutput(_ out: String) throws {
+        guard !(resume && overwrite) else {
+            throw ValidationError("--resume continues the run in --out and --overwrite replaces it; give one of them")
+        }
+        if !resume { try checkNoRun(out, flag: "--out", overwrite: overwrite, resumable: true) }
         try checkWritable(out, flag: "--out", isFolder: true)
         guard !resume || FileManager.default.fileExists(atPath: expand(out)) else {
             throw UserError(description: "--resume: \(out) does not exist, so there is no checkpoint to continue from")
@@ -189,7 +196,7 @@ func withFlags<T>(_ printer: ProgressPrinter? = nil, _ body: () throws -> T) thr
 /// Else `path` is a file (written through a temporary file beside it): its folder must exist and
 /// take a file. A rank of a data-parallel job other than rank 0 writes nothing and checks nothing.
 func checkWritable(_ path: String, flag: String, isFolder: Bool = false) throws {
-    if let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"], rank != "0" { return }
+    if isOtherRank { return }
     let files = FileManager.default
     var absolute = expand(path)
     if !absolute.hasPrefix("/") { absolute = (files.currentDirectoryPath as NSString).appendingPathComponent(absolute) }
@@ -212,6 +219,26 @@ func checkWritable(_ path: String, flag: String, isFolder: Bool = false) throws 
     }
     close(fd)
     unlink(probe)
+}
+
+/// A rank of a data-parallel job other than rank 0 (which alone writes outputs).
+var isOtherRank: Bool { ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].map { $0 != "0" } ?? false }
+
+/// Refuses, unless `overwrite`, a folder that already holds a run (a trained model, its
+/// checkpoints or log): a new run there would replace what was trained. `resumable`: the
+/// command also takes --resume.
+func checkNoRun(_ out: String, flag: String, overwrite: Bool, resumable: Bool = false) throws {
+    guard !overwrite, !isOtherRank, let file = RunFolder(expand(out)).runFile else { return }
+    throw UserError(description: "\(flag) \(out) already holds a run (\(file)); "
+                    + (resumable ? "add --resume to continue it, " : "") + "add --overwrite to replace it, or choose a new folder")
+}
+
+/// Refuses, unless `overwrite`, an output file that exists; then checks it can be written.
+func checkNewFile(_ path: String, flag: String, overwrite: Bool) throws {
+    guard overwrite || isOtherRank || !FileManager.default.fileExists(atPath: expand(path)) else {
+        throw UserError(description: "\(flag) \(path) exists; add --overwrite to replace it, or choose a new file")
+    }
+    try checkWritable(path, flag: flag)
 }
 
 /// "1 text", "2 texts" (`plural` where adding s does not make it).

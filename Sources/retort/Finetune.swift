@@ -53,7 +53,8 @@ struct FinetuneCommand: ParsableCommand {
     @Option(name: .long, help: "Epochs.") var epochs = 3
     @Option(name: .long, help: "Micro-batches per optimiser step.") var gradAccum = 1
     @Option(name: .long, help: "Also evaluate every N steps.") var evalEvery: Int?
-    @Option(name: .long, help: "Metric that picks the best model: accuracy, macro_f1 or mcc.") var metric = "accuracy"
+    @Option(name: .long, help: "Metric that picks the best model: accuracy (default), macro_f1 or mcc (--task causal-lm: the lowest dev loss).")
+    var metric: String?
     @OptionGroup var training: TrainingOptionGroup
     @OptionGroup var lora: LoRAOptions
     @OptionGroup var deviceOptions: DeviceOptions
@@ -63,7 +64,10 @@ struct FinetuneCommand: ParsableCommand {
         guard gradAccum > 0 else { throw ValidationError("--grad-accum must be positive") }
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
         if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be positive") }
-        guard ["accuracy", "macro_f1", "mcc"].contains(metric) else { throw ValidationError("--metric must be accuracy, macro_f1 or mcc") }
+        if let metric {
+            guard ["accuracy", "macro_f1", "mcc"].contains(metric) else { throw ValidationError("--metric must be accuracy, macro_f1 or mcc") }
+            guard task != .causalLM else { throw ValidationError("--metric is a classifier's; --task causal-lm keeps the model with the lowest dev loss") }
+        }
         guard FileManager.default.fileExists(atPath: expand(model)) else {
             throw ValidationError("--model \(model): no such model folder or file (a folder with config.json, or a .gguf)")
         }
@@ -85,7 +89,7 @@ struct FinetuneCommand: ParsableCommand {
             config.objective = task
             config.training = try training.settings(lora: lora, loraDefaults: decoder ? FineTuningRun.defaultLoRATargets(expand(model)) : [.query, .value])
             config.training.options.epochs = epochs; config.training.options.accumulation = gradAccum
-            config.training.options.evalEvery = evalEvery; config.training.options.metric = metric
+            config.training.options.evalEvery = evalEvery; config.training.options.metric = metric ?? "accuracy"
             let run = FineTuningRun(config, backend: try deviceOptions.backend())
             if DataParallel.prints { run.progress = printer.handle }
             Interrupt.catchSIGINT()
@@ -102,6 +106,7 @@ struct FinetuneCommand: ParsableCommand {
                              loss, exp(loss), out))
                 return
             }
+            let metric = metric ?? "accuracy"
             let best = metrics.bestDev.map { metric == "mcc" ? $0.mcc : metric == "macro_f1" ? $0.macroF1 : $0.accuracy } ?? .nan
             print(String(format: "fine-tuned in %@; best dev %@ %.4f; model saved in %@", duration(metrics.trainSeconds ?? .nan), metric, best, out))
         }

@@ -29,6 +29,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "The prompt (or use --input).") var prompt: String?
     @Option(name: .long, help: "Prompts: .jsonl with a \"prompt\" field, or one prompt per line. Output is JSONL.") var input: String?
     @Option(name: .long, help: "With --input: write the JSONL here (default: standard output).") var output: String?
+    @Flag(name: .long, help: "Replace an existing --output file; without it, one is refused.") var overwrite = false
     @Flag(name: .long, help: "Wrap each prompt in the model's chat template as a user message.") var chat = false
     @Option(name: .long, help: "With --chat: the system message (default: the template's own, if any).") var system: String?
     @Option(name: .long, help: "Tokens to generate at most.") var maxNewTokens = 128
@@ -54,6 +55,7 @@ struct GenerateCommand: ParsableCommand {
         if system != nil && !chat { throw ValidationError("--system goes with --chat (the chat template places it)") }
         if !chat, let prompt = prompt ?? text, prompt.isEmpty { throw ValidationError("the prompt is empty: give some text") }
         if output != nil && input == nil { throw ValidationError("--output goes with --input") }
+        if overwrite && output == nil { throw ValidationError("--overwrite goes with --output") }
     }
 
     func run() throws {
@@ -64,7 +66,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func generate() throws {
-        if let output { try checkWritable(output, flag: "--output") }
+        if let output { try checkNewFile(output, flag: "--output", overwrite: overwrite) }
         let path = expand(model)
         let backend = try device.backend()
         let started = Date()

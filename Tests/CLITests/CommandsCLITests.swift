@@ -115,6 +115,21 @@ final class CommandsCLITests: TinyRunTestCase {
         let (still, stillOutput) = try finetune(["--epochs", "1", "--out", work.appendingPathComponent("empty").path, "--resume"])
         XCTAssertNotEqual(still, 0)
         XCTAssertTrue(stillOutput.contains("Error: --resume: no checkpoint in \(work.path)/empty/checkpoints"), stillOutput)
+
+        // A new run in a folder that holds one would replace a trained model: refused, the model
+        // left as it was, unless --overwrite says so.
+        let model = try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors"))
+        let (fresh, freshOutput) = try finetune(["--epochs", "1", "--lr", "1e-3", "--out", out])
+        XCTAssertNotEqual(fresh, 0, freshOutput)
+        XCTAssertTrue(freshOutput.contains("Error: --out \(out) already holds a run (model.safetensors); add --resume to continue it, "
+                                           + "add --overwrite to replace it, or choose a new folder"), freshOutput)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")), model)
+        let (both, bothOutput) = try finetune(["--epochs", "1", "--out", out, "--resume", "--overwrite"])
+        XCTAssertNotEqual(both, 0, bothOutput)
+        XCTAssertTrue(bothOutput.contains("--resume continues the run in --out and --overwrite replaces it; give one of them"), bothOutput)
+        let (replaced, replacedOutput) = try finetune(["--epochs", "1", "--lr", "1e-3", "--out", out, "--overwrite"])
+        XCTAssertEqual(replaced, 0, replacedOutput)
+        XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")), model, "--overwrite trained a new model")
     }
 
     func testLoRAWithoutALearningRateTrainsAtTheAdapterRate() throws {
@@ -181,8 +196,21 @@ final class CommandsCLITests: TinyRunTestCase {
         let onnx = work.appendingPathComponent("exported").path
         try FileManager.default.createDirectory(atPath: onnx, withIntermediateDirectories: false)
         for file in ["config.json", "model.onnx"] { try Data("{}".utf8).write(to: URL(fileURLWithPath: onnx + "/" + file)) }
+        let existing = work.appendingPathComponent("existing.jsonl").path
+        try "{}\n".write(toFile: existing, atomically: true, encoding: .utf8)
         let cases: [([String], String)] = [
             (["predict", "--model", teacher, "--batch-size", "0", "hi"], "--batch-size must be at least 1"),
+            // Nothing made before is replaced without --overwrite (a run folder, a transfer set, generations).
+            (["distill", "--teacher", teacher, "--train", data, "--out", teacher],
+             "--out \(teacher) already holds a run (model.safetensors); add --resume to continue it, add --overwrite"),
+            (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--out", existing],
+             "--out \(existing) exists; add --overwrite to replace it, or choose a new file"),
+            (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--generator-epochs", "1", "--generator-out", teacher,
+              "--out", "t.jsonl"], "--generator-out \(teacher) already holds a run (model.safetensors); add --overwrite to replace it"),
+            (["generate", "--model", gguf, "--input", stories, "--output", existing], "--output \(existing) exists; add --overwrite"),
+            (["generate", "--model", gguf, "--prompt", "hi", "--overwrite"], "--overwrite goes with --output"),
+            (["finetune", "--model", gguf, "--task", "causal-lm", "--train", stories, "--metric", "mcc", "--out", fresh],
+             "--metric is a classifier's; --task causal-lm keeps the model with the lowest dev loss"),
             (["predict", "--model", teacher, "--max-length", "1", "hi"], "--max-length must be at least 3"),
             // A negative number after an option is its value (ArgumentParser alone took -1 for a flag).
             (["predict", "--model", teacher, "--max-length", "-1", "hi"], "--max-length must be at least 3"),

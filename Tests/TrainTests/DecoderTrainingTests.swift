@@ -38,6 +38,13 @@ final class DecoderTrainingTests: XCTestCase {
             XCTAssertLessThan(losses.suffix(5).reduce(0, +) / 5, losses.prefix(5).reduce(0, +) / 5, "labels \(labels): the loss falls")
             XCTAssertEqual(best.nextToken, labels == 0 ? true : nil, "the right kind of dev metrics")
             XCTAssertTrue(best.loss.isFinite && best.loss > 0)
+            // metrics.json and log.jsonl: a language model's has its perplexity, not a macro-F1 and MCC it never computed.
+            let json = try JSONEncoder().encode(best), object = try JSONSerialization.jsonObject(with: json) as? [String: Any] ?? [:]
+            XCTAssertEqual(object.keys.contains("mcc") && object.keys.contains("macro_f1"), labels > 0, "\(object)")
+            XCTAssertEqual((object["perplexity"] as? Double).map { abs($0 - exp(best.loss)) <= 1e-12 * $0 }, labels == 0 ? true : nil, "\(object)")
+            let decoded = try JSONDecoder().decode(ClassificationMetrics.self, from: json)
+            XCTAssertEqual([decoded.accuracy, decoded.loss, decoded.macroF1, decoded.mcc], [best.accuracy, best.loss, best.macroF1, best.mcc])
+            XCTAssertEqual(decoded.nextToken, best.nextToken)
         }
     }
 
