@@ -19,6 +19,8 @@ public extension Setting {
     static let bucket = Setting("length bucketing")
     static let accumulation = Setting("gradient accumulation")
     static let output = Setting("output folder")
+    static let overwrite = Setting("overwrite")
+    static let metric = Setting("metric")
 }
 
 /// A loss or gradient that is not a finite number: the run stopped before applying that step's
@@ -41,8 +43,8 @@ public struct TrainingDiverged: SettingsError, Sendable {
             : "step \(step)\(where_): the loss is \(loss) and the gradient norm \(gradientNorm); stopped without applying the update."
         if let checkpoint { text = text + " The newest checkpoint is \(checkpoint)." }
         if let bestModel { text = text + " The best model so far is in \(bestModel)." }
-        return text + " Lower the \(Setting.learningRate) or the \(Setting.maxGradNorm), then start again"
-            + (checkpoint == nil ? "" : " (or continue from the checkpoint with \(Setting.resume))")
+        return text + " Lower the \(Setting.learningRate) or the \(Setting.maxGradNorm), then start again (in this folder with \(Setting.overwrite))"
+            + (checkpoint == nil ? "" : ", or continue from the checkpoint with \(Setting.resume)")
     }
 }
 

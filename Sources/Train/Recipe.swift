@@ -76,8 +76,8 @@ public class TrainingRecipe {
         try plan.check(use: use, device: device)
     }
 
-    /// Creates the output folder and its log, and the runner of its stages: fresh (an earlier
-    /// run's checkpoints removed), or at the newest checkpoint when resuming — refused, before the
+    /// Creates the output folder and its log, and the runner of its stages: fresh (what an
+    /// earlier run there wrote removed: RunFolder.clearEarlierRun), or at the newest checkpoint when resuming — refused, before the
     /// log is cut back, when stage `options(i)` over `examples` is not the checkpoint's run.
     func open(_ folder: RunFolder, resume: Bool, stages: [String], policy: CheckpointPolicy, examples: Int,
               options: (_ stageIndex: Int) -> TrainingOptions) throws
@@ -88,7 +88,7 @@ public class TrainingRecipe {
                                                                    options: options(resumePoint.stageIndex), examples: examples) {
             throw conflict
         }
-        if !resume && writesOutputs { StageRunner.clearCheckpoints(folder) }
+        if !resume && writesOutputs { folder.clearEarlierRun() }
         let log = writesOutputs ? try LogFile(folder.log, fresh: !resume, truncatingTo: resumePoint?.state.logBytes) : LogFile()
         let runner = StageRunner(folder: folder, policy: policy, log: log, earlierSeconds: resumePoint?.state.trainSeconds ?? 0,
                                  progress: progress, shouldStop: shouldStop, writes: writesOutputs)

@@ -15,12 +15,28 @@ public struct RunFolder: Sendable {
     public var metrics: String { path + "/metrics.json" }
     public var checkpoints: String { path + "/checkpoints" }
 
+    /// What a run writes besides the model's config and tokenizer files (which the next save
+    /// replaces), the report aside.
+    static let runFiles = ["model.safetensors", "adapter", "checkpoints", "metrics.json", "log.jsonl"]
+
     /// The first of a run's own files found in the folder (nil: it holds no run, or is not
-    /// there): a new run in it would replace a trained model, so the CLI refuses one without
-    /// --resume or --overwrite.
+    /// there; an empty log is no run): a new run in it would replace a trained model, so the CLI
+    /// refuses one without --resume or --overwrite.
     public var runFile: String? {
-        ["model.safetensors", "adapter", "checkpoints", "metrics.json", "log.jsonl"].first {
-            FileManager.default.fileExists(atPath: path + "/" + $0)
+        Self.runFiles.first { name in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: path + "/" + name)
+            return attributes != nil && !(name == "log.jsonl" && (attributes?[.size] as? NSNumber)?.intValue == 0)
+        }
+    }
+
+    /// There is a complete checkpoint to --resume from.
+    public var hasCheckpoint: Bool { CheckpointStore(folder: checkpoints).newest() != nil || legacyCheckpoint(stages: []) != nil }
+
+    /// A new run here: what an earlier run left (its model, adapter, checkpoints, metrics and
+    /// report) is removed, so nothing of it is taken for this run's; the log starts empty.
+    func clearEarlierRun() {
+        for name in Self.runFiles + ["report.md", "report.csv", "report.html"] where name != "log.jsonl" {
+            try? FileManager.default.removeItem(atPath: path + "/" + name)
         }
     }
 

@@ -135,9 +135,4 @@ final class StageRunner {
         }
         throw InvalidSetting("\(Setting.resume): no checkpoint in \(folder.checkpoints)")
     }
-
-    /// A new run in `folder`: the checkpoints of an earlier run there are removed.
-    static func clearCheckpoints(_ folder: RunFolder) {
-        try? FileManager.default.removeItem(atPath: folder.checkpoints)
-    }
 }

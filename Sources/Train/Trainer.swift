@@ -213,7 +213,7 @@ public final class Trainer {
             (.learningRate, "\(s.learningRate)", "\(o.learningRate)"), (.weightDecay, "\(s.weightDecay)", "\(o.weightDecay)"),
             (.warmup, "\(s.warmupRatio)", "\(o.warmupRatio)"), (.maxGradNorm, "\(s.maxGradNorm)", "\(o.maxGradNorm)"),
             (.seed, "\(s.seed &- offset)", "\(o.seed &- offset)"), (.bucket, "\(s.bucket)", "\(o.bucket)"),
-            (.epochs, "\(s.epochs)", "\(o.epochs)"),
+            (.epochs, "\(s.epochs)", "\(o.epochs)"), (.metric, s.metric, o.metric),
         ]
         let changed = settings.filter { $0.1 != $0.2 }
         if !changed.isEmpty {

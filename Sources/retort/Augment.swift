@@ -49,7 +49,7 @@ struct AugmentCommand: ParsableCommand {
     @Option(name: .long, help: "Prompts generated together (a finished text's slot takes the next prompt).") var batchSize = 64
     @Option(name: .long, help: "Fine-tune the generator on the training texts for this many epochs first.") var generatorEpochs: Int?
     @Option(name: .long, help: "Where the fine-tuned generator goes (default: OUT without .jsonl, plus -generator).") var generatorOut: String?
-    @Flag(name: .long, help: "Replace an existing OUT (and, with --generator-epochs, the generator's folder); without it, they are refused.")
+    @Flag(name: .long, help: "Replace an existing OUT and, with --generator-epochs, start afresh in a generator folder that holds a run (without it, both are refused).")
     var overwrite = false
     @Option(name: .long, help: "Generator fine-tuning: peak learning rate.") var generatorLearningRate = 5e-5
     @Option(name: .long, help: "Generator fine-tuning: tokens per block of training text.") var generatorMaxLength = 128
@@ -86,15 +86,16 @@ struct AugmentCommand: ParsableCommand {
             try checkNewFile(out, flag: "--out", overwrite: overwrite)
             var config = AugmentationRun.Configuration(generator: expand(generator), teacher: expand(teacher),
                                                        data: DataFiles(train: expand(train), columns: columns.spec(labelled: true)), output: expand(out))
-            if generatorEpochs != nil {
-                let folder = generatorOut ?? config.generatorFolder, flag = generatorOut == nil ? "the generator's folder" : "--generator-out"
-                try checkNoRun(folder, flag: flag, overwrite: overwrite)
-                try checkWritable(folder, flag: flag, isFolder: true)
+            config.generatorEpochs = generatorEpochs; config.generatorOutput = generatorOut.map(expand)
+            if generatorEpochs != nil {   // the generator is fine-tuned into a folder of its own
+                let flag = generatorOut == nil ? "--generator-out (by default)" : "--generator-out"
+                try checkNotAnInput(config.generatorFolder, flag: flag, inputs: [("--generator", generator), ("--teacher", teacher)])
+                try checkRunFolder(config.generatorFolder, flag: flag, overwrite: overwrite,
+                                   also: "or --generator \(config.generatorFolder) without --generator-epochs to generate with it")
             }
             let backend = try deviceOptions.backend()
             config.count = count; config.promptWords = promptWords; config.maxNewTokens = maxNewTokens; config.batchSize = batchSize
             config.sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
-            config.generatorEpochs = generatorEpochs; config.generatorOutput = generatorOut.map(expand)
             config.generatorTraining.learningRate = generatorLearningRate
             config.generatorTraining.maxLength = generatorMaxLength
             config.generatorTraining.options.batchSize = generatorBatchSize

@@ -106,19 +106,17 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(name: .long, help: "Save a checkpoint at least this often, in minutes of training (0: off).") var saveMinutes = 5.0
     @Option(name: .long, help: "Checkpoints kept in OUT/checkpoints (the newest).") var keepCheckpoints = 2
     @Flag(name: .long, help: "Continue from the newest checkpoint in OUT/checkpoints.") var resume = false
-    @Flag(name: .long, help: "Replace the run already in OUT (its model, log and checkpoints); without it, such an OUT is refused.")
+    @Flag(name: .long, help: "Start afresh in an OUT that holds a run, removing its model, adapter, log, metrics and checkpoints (without it, such an OUT is refused).")
     var overwrite = false
     @Option(name: .long, help: ArgumentHelp("Train with N processes on this machine, each a share of every batch (data parallel; starts Open MPI's mpirun). Under mpirun, the job's ranks are used.", valueName: "N"))
     var nproc: Int?
 
-    /// Before a run: `out` can be written, holds no run unless --resume continues it or
-    /// --overwrite replaces it, and --resume has a folder to continue from.
-    func checkOutput(_ out: String) throws {
-        guard !(resume && overwrite) else {
-            throw ValidationError("--resume continues the run in --out and --overwrite replaces it; give one of them")
-        }
-        if !resume { try checkNoRun(out, flag: "--out", overwrite: overwrite, resumable: true) }
-        try checkWritable(out, flag: "--out", isFolder: true)
+    /// Before a run: `out` is none of the run's `inputs` (folders it reads), can be written, holds
+    /// no run unless --resume continues it or --overwrite replaces it, and --resume has a folder
+    /// to continue from.
+    func checkOutput(_ out: String, inputs: [(flag: String, path: String)]) throws {
+        try checkNotAnInput(out, flag: "--out", inputs: inputs)
+        if resume { try checkWritable(out, flag: "--out", isFolder: true) } else { try checkRunFolder(out, flag: "--out", overwrite: overwrite) }
         guard !resume || FileManager.default.fileExists(atPath: expand(out)) else {
             throw UserError(description: "--resume: \(out) does not exist, so there is no checkpoint to continue from")
         }
@@ -137,6 +135,7 @@ struct TrainingOptionGroup: ParsableArguments {
         guard keepCheckpoints >= 1 else { throw ValidationError("--keep-checkpoints must be at least 1") }
         if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be positive") }
         if let nproc, nproc < 1 { throw ValidationError("--nproc must be positive") }
+        guard !(resume && overwrite) else { throw ValidationError("--resume continues the run in --out and --overwrite replaces it; give one of them") }
     }
 
     /// The library's settings for these flags and `lora` (epochs, accumulation and evaluation are the command's).
@@ -160,7 +159,7 @@ let settingFlags: [Setting: String] = [
     .learningRate: "--lr", .maxGradNorm: "--max-grad-norm", .epochs: "--epochs", .recompute: "--recompute",
     .loraRank: "--lora-rank", .studentLayers: "--student-layers", .studentInit: "--student-init", .layerMap: "--layer-map",
     .resume: "--resume", .output: "--out", .weightDecay: "--weight-decay", .warmup: "--warmup", .seed: "--seed", .bucket: "--bucket",
-    .accumulation: "--grad-accum",
+    .accumulation: "--grad-accum", .overwrite: "--overwrite", .metric: "--metric",
 ]
 
 /// Library text with its settings named as flags.
@@ -224,21 +223,35 @@ func checkWritable(_ path: String, flag: String, isFolder: Bool = false) throws 
 /// A rank of a data-parallel job other than rank 0 (which alone writes outputs).
 var isOtherRank: Bool { ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].map { $0 != "0" } ?? false }
 
-/// Refuses, unless `overwrite`, a folder that already holds a run (a trained model, its
-/// checkpoints or log): a new run there would replace what was trained. `resumable`: the
-/// command also takes --resume.
-func checkNoRun(_ out: String, flag: String, overwrite: Bool, resumable: Bool = false) throws {
-    guard !overwrite, !isOtherRank, let file = RunFolder(expand(out)).runFile else { return }
-    throw UserError(description: "\(flag) \(out) already holds a run (\(file)); "
-                    + (resumable ? "add --resume to continue it, " : "") + "add --overwrite to replace it, or choose a new folder")
+/// A new run's folder: refused, unless `overwrite`, when it already holds a run (a trained
+/// model, its checkpoints or log) — a new run there would replace what was trained; --resume is
+/// offered when it has a checkpoint. Then checked to be writable. `also`: another way out to name.
+func checkRunFolder(_ folder: String, flag: String, overwrite: Bool, also: String? = nil) throws {
+    if !overwrite, !isOtherRank, case let run = RunFolder(expand(folder)), let file = run.runFile {
+        throw UserError(description: "\(flag) \(folder) already holds a run (\(file)); " + (run.hasCheckpoint ? "add --resume to continue it, " : "")
+                        + "add --overwrite to start afresh there, or choose a new folder" + (also.map { " (\($0))" } ?? ""))
+    }
+    try checkWritable(folder, flag: flag, isFolder: true)
 }
 
-/// Refuses, unless `overwrite`, an output file that exists; then checks it can be written.
+/// Refuses, unless `overwrite`, an output file that exists, and always a folder; then checks it
+/// can be written.
 func checkNewFile(_ path: String, flag: String, overwrite: Bool) throws {
-    guard overwrite || isOtherRank || !FileManager.default.fileExists(atPath: expand(path)) else {
-        throw UserError(description: "\(flag) \(path) exists; add --overwrite to replace it, or choose a new file")
+    var isFolder: ObjCBool = false
+    if !isOtherRank, FileManager.default.fileExists(atPath: expand(path), isDirectory: &isFolder) {
+        guard !isFolder.boolValue else { throw UserError(description: "\(flag) \(path) is a folder; give the path of a file to write") }
+        guard overwrite else { throw UserError(description: "\(flag) \(path) exists; add --overwrite to replace it, or choose a new file") }
     }
     try checkWritable(path, flag: flag)
+}
+
+/// An output folder is none of the folders or files the command reads (with --overwrite, a
+/// new run would remove the model it starts from).
+func checkNotAnInput(_ out: String, flag: String, inputs: [(flag: String, path: String)]) throws {
+    let resolved = { (path: String) in URL(fileURLWithPath: expand(path)).standardizedFileURL.resolvingSymlinksInPath().path }
+    if let input = inputs.first(where: { resolved($0.path) == resolved(out) }) {
+        throw UserError(description: "\(flag) \(out) is the \(input.flag) this command reads; choose another folder")
+    }
 }
 
 /// "1 text", "2 texts" (`plural` where adding s does not make it).

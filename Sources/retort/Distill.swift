@@ -40,7 +40,9 @@ struct DistillCommand: ParsableCommand {
 
             Writes OUT (a HF model folder: the best dev epoch of the last stage), OUT/log.jsonl, \
             OUT/metrics.json, OUT/checkpoints/ (continue a stopped or killed run with --resume) \
-            and, unless --no-report, OUT/report.{md,csv,html} comparing the student with its teacher.
+            and, unless --no-report, OUT/report.{md,csv,html} comparing the student with its teacher. \
+            An OUT that holds a run is refused unless --resume continues it or --overwrite starts \
+            afresh there.
             """)
 
     @Option(name: .long, help: "The fine-tuned teacher's folder (a classifier: `retort finetune` output).") var teacher: String
@@ -190,7 +192,8 @@ struct DistillCommand: ParsableCommand {
     }
 
     func run() throws {
-        try withFlags { try training.checkOutput(out) }
+        try withFlags { try training.checkOutput(out, inputs: [("--teacher", teacher)]
+                                                         + (["odd", "even", "uniform"].contains(studentInit) ? [] : [("--student-init", studentInit)])) }
         try DataParallel.running(nproc: training.nproc) {
             if let (cell, bidirectional) = try recurrentStudent() { return try runRecurrent(cell, bidirectional: bidirectional) }
             try runTransformer()

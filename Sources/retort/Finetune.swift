@@ -34,7 +34,8 @@ struct FinetuneCommand: ParsableCommand {
             OUT/checkpoints/. A checkpoint is saved at every evaluation, every --save-minutes \
             (5) of training, every --save-every steps and on Ctrl-C; the newest \
             --keep-checkpoints (2) are kept, each written atomically, so even a killed run \
-            continues exactly with the same command and --resume.
+            continues exactly with the same command and --resume. An OUT that holds a run is \
+            refused unless --resume continues it or --overwrite starts afresh there.
             """)
 
     @Option(name: .long, help: "Pretrained or fine-tuned model: a folder (config.json, model.safetensors, tokenizer files) or a decoder's .gguf file.")
@@ -55,6 +56,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(name: .long, help: "Also evaluate every N steps.") var evalEvery: Int?
     @Option(name: .long, help: "Metric that picks the best model: accuracy (default), macro_f1 or mcc (--task causal-lm: the lowest dev loss).")
     var metric: String?
+    var bestMetric: String { metric ?? "accuracy" }
     @OptionGroup var training: TrainingOptionGroup
     @OptionGroup var lora: LoRAOptions
     @OptionGroup var deviceOptions: DeviceOptions
@@ -74,7 +76,7 @@ struct FinetuneCommand: ParsableCommand {
     }
 
     func run() throws {
-        try withFlags { try training.checkOutput(out) }
+        try withFlags { try training.checkOutput(out, inputs: [("--model", model)]) }
         try DataParallel.running(nproc: training.nproc, runHere)
     }
 
@@ -89,7 +91,7 @@ struct FinetuneCommand: ParsableCommand {
             config.objective = task
             config.training = try training.settings(lora: lora, loraDefaults: decoder ? FineTuningRun.defaultLoRATargets(expand(model)) : [.query, .value])
             config.training.options.epochs = epochs; config.training.options.accumulation = gradAccum
-            config.training.options.evalEvery = evalEvery; config.training.options.metric = metric ?? "accuracy"
+            config.training.options.evalEvery = evalEvery; config.training.options.metric = bestMetric
             let run = FineTuningRun(config, backend: try deviceOptions.backend())
             if DataParallel.prints { run.progress = printer.handle }
             Interrupt.catchSIGINT()
@@ -106,9 +108,8 @@ struct FinetuneCommand: ParsableCommand {
                              loss, exp(loss), out))
                 return
             }
-            let metric = metric ?? "accuracy"
-            let best = metrics.bestDev.map { metric == "mcc" ? $0.mcc : metric == "macro_f1" ? $0.macroF1 : $0.accuracy } ?? .nan
-            print(String(format: "fine-tuned in %@; best dev %@ %.4f; model saved in %@", duration(metrics.trainSeconds ?? .nan), metric, best, out))
+            let best = metrics.bestDev.map { bestMetric == "mcc" ? $0.mcc : bestMetric == "macro_f1" ? $0.macroF1 : $0.accuracy } ?? .nan
+            print(String(format: "fine-tuned in %@; best dev %@ %.4f; model saved in %@", duration(metrics.trainSeconds ?? .nan), bestMetric, best, out))
         }
     }
 }

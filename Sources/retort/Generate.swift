@@ -29,7 +29,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "The prompt (or use --input).") var prompt: String?
     @Option(name: .long, help: "Prompts: .jsonl with a \"prompt\" field, or one prompt per line. Output is JSONL.") var input: String?
     @Option(name: .long, help: "With --input: write the JSONL here (default: standard output).") var output: String?
-    @Flag(name: .long, help: "Replace an existing --output file; without it, one is refused.") var overwrite = false
+    @Flag(name: .long, help: "Replace an existing --output file (without it, one is refused).") var overwrite = false
     @Flag(name: .long, help: "Wrap each prompt in the model's chat template as a user message.") var chat = false
     @Option(name: .long, help: "With --chat: the system message (default: the template's own, if any).") var system: String?
     @Option(name: .long, help: "Tokens to generate at most.") var maxNewTokens = 128

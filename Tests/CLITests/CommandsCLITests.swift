@@ -122,14 +122,23 @@ final class CommandsCLITests: TinyRunTestCase {
         let (fresh, freshOutput) = try finetune(["--epochs", "1", "--lr", "1e-3", "--out", out])
         XCTAssertNotEqual(fresh, 0, freshOutput)
         XCTAssertTrue(freshOutput.contains("Error: --out \(out) already holds a run (model.safetensors); add --resume to continue it, "
-                                           + "add --overwrite to replace it, or choose a new folder"), freshOutput)
+                                           + "add --overwrite to start afresh there, or choose a new folder"), freshOutput)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")), model)
         let (both, bothOutput) = try finetune(["--epochs", "1", "--out", out, "--resume", "--overwrite"])
         XCTAssertNotEqual(both, 0, bothOutput)
         XCTAssertTrue(bothOutput.contains("--resume continues the run in --out and --overwrite replaces it; give one of them"), bothOutput)
+        let (metric, metricOutput) = try finetune(["--epochs", "1", "--out", out, "--resume", "--metric", "mcc"])
+        XCTAssertNotEqual(metric, 0, metricOutput)
+        XCTAssertTrue(metricOutput.contains("was trained with --metric accuracy (this run: mcc)"), metricOutput)
+        let (itself, itselfOutput) = try finetune(["--epochs", "1", "--model", out, "--out", out + "/", "--overwrite"])
+        XCTAssertNotEqual(itself, 0, itselfOutput)
+        XCTAssertTrue(itselfOutput.contains("Error: --out \(out)/ is the --model this command reads; choose another folder"), itselfOutput)
+        // --overwrite starts afresh: nothing of the earlier run (a LoRA adapter, a report) is left to be taken for this one's.
+        for stale in ["adapter", "report.md"] { try Data().write(to: URL(fileURLWithPath: out + "/" + stale)) }
         let (replaced, replacedOutput) = try finetune(["--epochs", "1", "--lr", "1e-3", "--out", out, "--overwrite"])
         XCTAssertEqual(replaced, 0, replacedOutput)
         XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")), model, "--overwrite trained a new model")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/adapter") || FileManager.default.fileExists(atPath: out + "/report.md"))
     }
 
     func testLoRAWithoutALearningRateTrainsAtTheAdapterRate() throws {
@@ -163,6 +172,12 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertTrue(output.contains("Error: after step 1 the dev loss is ") && output.contains("stopped without saving the model or a checkpoint"), output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"), output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/checkpoints"), output)
+        XCTAssertTrue(output.contains("then start again (in this folder with --overwrite)"), output)
+        // Its log is a run's, with nothing to resume from: the rerun is told of --overwrite alone.
+        let (again, againOutput) = try finetune(["--max-steps", "1", "--out", out])
+        XCTAssertNotEqual(again, 0, againOutput)
+        XCTAssertTrue(againOutput.contains("Error: --out \(out) already holds a run (log.jsonl); add --overwrite to start afresh there, or choose a new folder"),
+                      againOutput)
     }
 
     func testCtrlCSavesACheckpointSaysHowToResumeAndResumeFinishes() throws {
@@ -198,16 +213,28 @@ final class CommandsCLITests: TinyRunTestCase {
         for file in ["config.json", "model.onnx"] { try Data("{}".utf8).write(to: URL(fileURLWithPath: onnx + "/" + file)) }
         let existing = work.appendingPathComponent("existing.jsonl").path
         try "{}\n".write(toFile: existing, atomically: true, encoding: .utf8)
+        // A folder that holds a run (its model alone is enough), and a link to the teacher.
+        let trained = work.appendingPathComponent("trained").path
+        for folder in [trained, trained + "-generator"] {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+            try Data().write(to: URL(fileURLWithPath: folder + "/model.safetensors"))
+        }
+        try FileManager.default.createSymbolicLink(atPath: work.path + "/tiny-bert-link", withDestinationPath: teacher)
         let cases: [([String], String)] = [
             (["predict", "--model", teacher, "--batch-size", "0", "hi"], "--batch-size must be at least 1"),
             // Nothing made before is replaced without --overwrite (a run folder, a transfer set, generations).
-            (["distill", "--teacher", teacher, "--train", data, "--out", teacher],
-             "--out \(teacher) already holds a run (model.safetensors); add --resume to continue it, add --overwrite"),
+            (["distill", "--teacher", teacher, "--train", data, "--out", fresh + "/../" + (teacher as NSString).lastPathComponent + "-link"],
+             "--out \(fresh)/../tiny-bert-link is the --teacher this command reads; choose another folder"),
+            (["distill", "--teacher", teacher, "--train", data, "--out", trained],
+             "--out \(trained) already holds a run (model.safetensors); add --overwrite to start afresh there, or choose a new folder"),
             (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--out", existing],
              "--out \(existing) exists; add --overwrite to replace it, or choose a new file"),
             (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--generator-epochs", "1", "--generator-out", teacher,
-              "--out", "t.jsonl"], "--generator-out \(teacher) already holds a run (model.safetensors); add --overwrite to replace it"),
+              "--out", "t.jsonl"], "--generator-out \(teacher) is the --teacher this command reads"),
+            (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--generator-epochs", "1", "--out", trained + ".jsonl"],
+             "--generator-out (by default) \(trained)-generator already holds a run (model.safetensors); add --overwrite to start afresh there"),
             (["generate", "--model", gguf, "--input", stories, "--output", existing], "--output \(existing) exists; add --overwrite"),
+            (["generate", "--model", gguf, "--input", stories, "--output", work.path], "--output \(work.path) is a folder; give the path of a file"),
             (["generate", "--model", gguf, "--prompt", "hi", "--overwrite"], "--overwrite goes with --output"),
             (["finetune", "--model", gguf, "--task", "causal-lm", "--train", stories, "--metric", "mcc", "--out", fresh],
              "--metric is a classifier's; --task causal-lm keeps the model with the lowest dev loss"),
