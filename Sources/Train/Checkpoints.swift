@@ -36,10 +36,12 @@ public struct TrainerState: Codable, Sendable {
     public var stageIndex = 0
     public var trainSeconds = 0.0
     public var logBytes: Int?
+    /// The run's data as trained on (Recipe.fingerprint; older checkpoints: nil, not checked).
+    public var dataFingerprint: String?
 
     enum CodingKeys: String, CodingKey {
         case step, options, best, lossScaler = "loss_scaler", evaluatedStep = "evaluated_step", lastLoss = "last_loss"
-        case stage, stageIndex = "stage_index", trainSeconds = "train_seconds", logBytes = "log_bytes"
+        case stage, stageIndex = "stage_index", trainSeconds = "train_seconds", logBytes = "log_bytes", dataFingerprint = "data_fingerprint"
     }
 
     public init(step: Int, options: TrainingOptions, best: ClassificationMetrics?, lossScaler: LossScaler?, evaluatedStep: Int?,
@@ -60,6 +62,7 @@ public struct TrainerState: Codable, Sendable {
         stageIndex = try c.decodeIfPresent(Int.self, forKey: .stageIndex) ?? 0
         trainSeconds = try c.decodeIfPresent(Double.self, forKey: .trainSeconds) ?? 0
         logBytes = try c.decodeIfPresent(Int.self, forKey: .logBytes)
+        dataFingerprint = try c.decodeIfPresent(String.self, forKey: .dataFingerprint)
     }
 
     /// Reads trainer.json.

@@ -144,6 +144,28 @@ public enum Dataset {
     }
 
     /// The label names in id order: numeric order when all are numbers, else sorted.
+    /// Labels that would train silently wrong are refused: an empty one; a first record of a
+    /// table read by column indexes that looks like a header (a label found nowhere else, a text
+    /// of one word) — it would become a class of its own; two labels that differ only in case.
+    static func checkLabels(_ examples: [Example], path: String, columns: ColumnSpec) throws {
+        if let empty = examples.first(where: { $0.label?.isEmpty == true }) {
+            throw DataError("\(path): record \(empty.line) has an empty label; fill it in or remove the record")
+        }
+        let table = !["jsonl", "json"].contains((path as NSString).pathExtension.lowercased())
+        if table, !columns.hasNames, examples.count >= 3, let first = examples.first, let label = first.label,
+           !examples.dropFirst().contains(where: { $0.label == label }),
+           first.text.count <= 40, !first.text.isEmpty, !first.text.contains(where: \.isWhitespace) {
+            throw DataError("\(path): record 1 looks like a header (label '\(label)', found nowhere else; text '\(first.text)'): "
+                            + "name the columns instead of giving their indexes (text '\(first.text)', label '\(label)'), or remove that line")
+        }
+        var byFolded: [String: String] = [:]
+        for label in Set(examples.compactMap(\.label)).sorted() {
+            if let other = byFolded.updateValue(label, forKey: label.lowercased()) {
+                throw DataError("\(path): labels '\(other)' and '\(label)' differ only in case, so they would train as two classes; write them alike")
+            }
+        }
+    }
+
     public static func labelNames(_ examples: [Example]) -> [String] {
         let names = Set(examples.compactMap(\.label))
         if names.allSatisfy({ Double($0) != nil }) { return names.sorted { Double($0)! < Double($1)! } }

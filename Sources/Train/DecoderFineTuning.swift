@@ -46,9 +46,10 @@ extension FineTuningRun {
         var train: [Encoding], dev: [Encoding], trainLabels: [Int32], devLabels: [Int32], names: [String] = []
         if lm {
             let end = tokenizer.endTokens.min() ?? config.eosTokenIds.first.map(Int32.init) ?? 0
-            let blocks = try Self.textBlocks(c.data.train, tokenizer: tokenizer.bpe, end: end, length: t.maxLength)
+            let text = c.data.columns.text
+            let blocks = try Self.textBlocks(c.data.train, text: text, tokenizer: tokenizer.bpe, end: end, length: t.maxLength)
             if let devFile = c.data.dev {
-                (train, dev) = (blocks, try Self.textBlocks(devFile, tokenizer: tokenizer.bpe, end: end, length: t.maxLength))
+                (train, dev) = (blocks, try Self.textBlocks(devFile, text: text, tokenizer: tokenizer.bpe, end: end, length: t.maxLength))
             } else {   // the last devSplit of the blocks (the text's end), at least one when there are ten
                 let held = blocks.count >= 10 ? max(1, Int(Double(blocks.count) * c.data.devSplit)) : 0
                 (train, dev) = (Array(blocks.dropLast(held)), Array(blocks.suffix(held)))
@@ -78,7 +79,9 @@ extension FineTuningRun {
         try check(MemoryPlan(decoder: model, shape: MemoryPlan.Shape(batch: options.rankBatchSize, length: t.maxLength, recomputeGelu: true)))
         let task = try DecoderTask(model: model, maxBatch: options.rankBatchSize, maxLength: t.maxLength)
         let trainer = try Trainer(task: task, train: train, trainLabels: trainLabels, dev: dev, devLabels: devLabels, options: options)
-        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: train.count) { _ in options }
+        let fingerprint = Self.fingerprint(train: train, trainLabels: trainLabels, dev: dev, devLabels: devLabels, names: names)
+        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: train.count,
+                                             fingerprint: fingerprint) { _ in options }
         let best = try runner.run(trainer, stage: nil, stageIndex: 0, epochs: options.epochs, from: resumePoint?.path) {
             try model.save(folder: c.output)
             try tokenizer.save(folder: c.output, source: c.model)
@@ -94,11 +97,12 @@ extension FineTuningRun {
         return metrics
     }
 
-    /// A text file's documents (lines, or a JSONL "text" field) tokenized, each followed by `end`,
+    /// A file's documents (a .txt's lines, a .csv's, .tsv's or .jsonl's `column`) tokenized, each followed by `end`,
     /// joined and cut into blocks of `length` tokens (the last one shorter).
-    static func textBlocks(_ path: String, tokenizer: ByteLevelBPE, end: Int32, length: Int) throws -> [Encoding] {
+    static func textBlocks(_ path: String, text column: Column, tokenizer: ByteLevelBPE, end: Int32, length: Int) throws -> [Encoding] {
         var stream: [Int32] = []
-        for text in try DelimitedText.documents(path, field: "text") { stream += tokenizer.encodeAsInput(text) + [end] }
+        // A .txt: one document per line; a .csv, .tsv or .jsonl: its text column (its other columns, labels say, are not text to learn).
+        for example in try Dataset.load(path, columns: ColumnSpec(text: column)) { stream += tokenizer.encodeAsInput(example.text) + [end] }
         return stride(from: 0, to: stream.count, by: length).compactMap { start in
             let ids = Array(stream[start..<min(start + length, stream.count)])
             guard ids.count > 1 else { return nil }   // one token predicts nothing

@@ -56,7 +56,23 @@ public enum DelimitedText {
         if bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0xFE, 0xFF]) || bytes.prefix(65536).contains(0) {
             throw DataError("\(path): not UTF-8 text (UTF-16, or NUL bytes); save it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
         }
+        if String(validating: bytes, as: UTF8.self) == nil {   // Latin-1 or Windows-1252 (é as one byte) would read as �
+            throw DataError("\(path): line \(firstInvalidUTF8Line(bytes)) is not UTF-8 (Latin-1 or Windows-1252?); save the file as UTF-8, "
+                            + "e.g. iconv -f WINDOWS-1252 -t UTF-8")
+        }
         return bytes
+    }
+
+    /// The line (1-based) of the first byte sequence that is not UTF-8.
+    static func firstInvalidUTF8Line(_ bytes: [UInt8]) -> Int {
+        var decoder = Unicode.UTF8.ForwardParser(), iterator = bytes.makeIterator(), line = 1
+        while true {
+            switch decoder.parseScalar(from: &iterator) {
+            case .valid(let scalar): if scalar.elementsEqual([UInt8(ascii: "\n")]) { line += 1 }
+            case .error: return line
+            case .emptyInput: return line
+            }
+        }
     }
 
     /// Records of a CSV file; throws on a quoted field that never closes, naming the line it opened on.

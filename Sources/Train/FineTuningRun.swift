@@ -46,10 +46,13 @@ public final class FineTuningRun: TrainingRecipe {
         try attach(t.lora, to: classifier.model, seed: seed)
         let options = t.resolvedOptions
         try check(t.plan(classifier.model))
-        let trainer = try Trainer(classifier: classifier, train: classifier.encode(data.train), trainLabels: data.trainLabels,
-                                  dev: classifier.encode(data.dev), devLabels: data.devLabels, options: options,
+        let train = classifier.encode(data.train), dev = classifier.encode(data.dev)
+        let trainer = try Trainer(classifier: classifier, train: train, trainLabels: data.trainLabels,
+                                  dev: dev, devLabels: data.devLabels, options: options,
                                   recomputeGelu: t.recomputeGelu)
-        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: data.train.count) { _ in options }
+        let fingerprint = Self.fingerprint(train: train, trainLabels: data.trainLabels, dev: dev, devLabels: data.devLabels, names: data.names)
+        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: data.train.count,
+                                             fingerprint: fingerprint) { _ in options }
         let best = try runner.run(trainer, stage: nil, stageIndex: 0, epochs: options.epochs, from: resumePoint?.path) {
             try classifier.save(folder: c.output, tokenizerSource: c.model)
         }

@@ -28,9 +28,11 @@ public struct LabelledData: Sendable {
         var spec = files.columns
         if spec.label == nil { spec.label = .name("label") }
         var trainExamples = try Dataset.load(files.train, columns: spec)
+        try Dataset.checkLabels(trainExamples, path: files.train, columns: spec)
         let devExamples: [Example]
         if let dev = files.dev {
             devExamples = try Dataset.load(dev, columns: spec)
+            try Dataset.checkLabels(devExamples, path: dev, columns: spec)
         } else {
             (trainExamples, devExamples) = Dataset.split(trainExamples, fraction: files.devSplit, seed: seed)
         }

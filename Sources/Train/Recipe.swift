@@ -3,6 +3,7 @@
 // opening the output folder (fresh, or at its newest checkpoint).
 import Backend
 import Foundation
+import Models
 
 /// How a recipe trains, whatever it trains.
 public struct TrainingSettings: Sendable {
@@ -79,19 +80,37 @@ public class TrainingRecipe {
     /// Creates the output folder and its log, and the runner of its stages: fresh (what an
     /// earlier run there wrote removed: RunFolder.clearEarlierRun), or at the newest checkpoint when resuming — refused, before the
     /// log is cut back, when stage `options(i)` over `examples` is not the checkpoint's run.
-    func open(_ folder: RunFolder, resume: Bool, stages: [String], policy: CheckpointPolicy, examples: Int,
+    func open(_ folder: RunFolder, resume: Bool, stages: [String], policy: CheckpointPolicy, examples: Int, fingerprint: String,
               options: (_ stageIndex: Int) -> TrainingOptions) throws
         -> (runner: StageRunner, resumePoint: (path: String, stageIndex: Int, state: TrainerState)?) {
         if writesOutputs { try folder.create() }
         let resumePoint = resume ? try StageRunner.resumePoint(folder, stages: stages) : nil
         if let resumePoint, let conflict = Trainer.resumeConflict(resumePoint.state, folder: resumePoint.path,
-                                                                   options: options(resumePoint.stageIndex), examples: examples) {
+                                                                   options: options(resumePoint.stageIndex), examples: examples,
+                                                                   fingerprint: fingerprint) {
             throw conflict
         }
         if !resume && writesOutputs { folder.clearEarlierRun() }
         let log = writesOutputs ? try LogFile(folder.log, fresh: !resume, truncatingTo: resumePoint?.state.logBytes) : LogFile()
         let runner = StageRunner(folder: folder, policy: policy, log: log, earlierSeconds: resumePoint?.state.trainSeconds ?? 0,
-                                 progress: progress, shouldStop: shouldStop, writes: writesOutputs)
+                                 progress: progress, shouldStop: shouldStop, writes: writesOutputs, dataFingerprint: fingerprint)
         return (runner, resumePoint)
+    }
+
+    /// What a run trains on, as 16 hex digits (FNV-1a over the token ids of the training and dev
+    /// examples, their labels and the label names): a checkpoint keeps it, and a --resume on other
+    /// data, another dev split or another maximum length (other ids) is refused.
+    static func fingerprint(train: [Encoding], trainLabels: [Int32], dev: [Encoding], devLabels: [Int32], names: [String]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ value: Int32) {
+            for shift in stride(from: 0, to: 32, by: 8) { hash = (hash ^ UInt64((UInt32(bitPattern: value) >> UInt32(shift)) & 0xff)) &* 0x100_0000_01b3 }
+        }
+        for (encodings, labels) in [(train, trainLabels), (dev, devLabels)] {
+            mix(Int32(encodings.count))
+            for e in encodings { mix(Int32(e.ids.count)); e.ids.forEach(mix); e.typeIds.forEach(mix) }
+            labels.forEach(mix)
+        }
+        for name in names { mix(Int32(name.utf8.count)); name.utf8.forEach { mix(Int32($0)) } }
+        return String(format: "%016llx", hash)
     }
 }

@@ -82,8 +82,10 @@ public final class RecurrentDistillationRun: TrainingRecipe {
             progress(.note(data.summary))
         }
         // Before the teacher's logits (minutes on a large set): a --resume that cannot continue.
-        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: data.train.count) { _ in options }
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
+        let fingerprint = Self.fingerprint(train: train, trainLabels: data.trainLabels, dev: dev, devLabels: data.devLabels, names: data.names)
+        let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: data.train.count,
+                                             fingerprint: fingerprint) { _ in options }
         let started = Date()
         let teacherLogits = try stored ?? teacher.classifyByLength(train, batchSize: 64)
         if stored == nil {

@@ -44,10 +44,12 @@ final class StageRunner {
     private let earlierSeconds: Double
     private let started = Date()
     private(set) var lastSavedStep: (stage: Int, step: Int)?
+    /// Saved with every checkpoint: what a --resume must train on (Recipe.fingerprint).
+    let dataFingerprint: String?
 
     init(folder: RunFolder, policy: CheckpointPolicy, log: LogFile, earlierSeconds: Double, progress: @escaping (RunEvent) -> Void,
-         shouldStop: @escaping () -> Bool, writes: Bool = true) {
-        self.folder = folder; self.policy = policy; self.log = log; self.earlierSeconds = earlierSeconds
+         shouldStop: @escaping () -> Bool, writes: Bool = true, dataFingerprint: String? = nil) {
+        self.folder = folder; self.policy = policy; self.log = log; self.earlierSeconds = earlierSeconds; self.dataFingerprint = dataFingerprint
         self.progress = progress; self.shouldStop = shouldStop; self.writes = writes
         store = CheckpointStore(folder: folder.checkpoints, keep: policy.keep)
     }
@@ -76,6 +78,7 @@ final class StageRunner {
             guard writes else { lastSavedStep = (stageIndex, trainer.step); return }
             var state = trainer.state
             state.stage = stage; state.stageIndex = stageIndex; state.trainSeconds = trainSeconds; state.logBytes = log.length
+            state.dataFingerprint = dataFingerprint
             let name = (stage.map { $0 + "-" } ?? "") + "step-\(trainer.step)"
             let path = try store.save(named: name) { try trainer.saveCheckpoint(folder: $0, state: state) }
             lastSavedStep = (stageIndex, trainer.step)

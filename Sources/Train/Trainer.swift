@@ -206,7 +206,8 @@ public final class Trainer {
     /// checkpoint `saved` (at `folder`, of stage `stageIndex`, whose seed is the run's + index):
     /// a continuation is the run it claims only with the same batches, data order and schedule,
     /// and on the same data. --max-steps may differ (a smoke run's stop). Nil: it can.
-    public static func resumeConflict(_ saved: TrainerState, folder: String, options o: TrainingOptions, examples: Int) -> InvalidSetting? {
+    public static func resumeConflict(_ saved: TrainerState, folder: String, options o: TrainingOptions, examples: Int,
+                                      fingerprint: String? = nil) -> InvalidSetting? {
         let s = saved.options, offset = UInt64(saved.stageIndex)
         let settings: [(Setting, String, String)] = [
             (.batchSize, "\(s.batchSize)", "\(o.batchSize)"), (.accumulation, "\(s.accumulation)", "\(o.accumulation)"),
@@ -222,6 +223,10 @@ public final class Trainer {
                 text = text + (i == 0 ? "" : ", ") + "\(setting) \(was) (this run: \(now))"
             }
             return InvalidSetting(text + "; resume with the same settings, or start a new run in another output folder")
+        }
+        if let was = saved.dataFingerprint, let fingerprint, was != fingerprint {
+            return InvalidSetting("\(Setting.resume): \(folder) was trained on other data: its training or dev examples, their labels, the dev "
+                                  + "split or the \(Setting.maxLength) differ; resume with the same data and settings, or start a new run in another output folder")
         }
         let steps = o.stepsPerEpoch(examples: examples) * o.epochs
         guard saved.step <= steps else {

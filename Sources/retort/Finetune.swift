@@ -26,7 +26,7 @@ struct FinetuneCommand: ParsableCommand {
 
             A decoder classifies with its last real token's hidden state through a bias-free score \
             head (HF's *ForSequenceClassification). --task causal-lm trains on raw text: one \
-            document per line (or a JSONL "text" field), joined with the end token and cut into \
+            document per line of a .txt (or a .csv's, .tsv's or .jsonl's --text-column), joined with the end token and cut into \
             --max-length blocks, the loss on every token; the best model has the lowest dev loss.
 
             Writes OUT/{config.json, model.safetensors, vocab.txt, …} (the best dev epoch), \

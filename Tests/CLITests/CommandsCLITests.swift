@@ -130,6 +130,11 @@ final class CommandsCLITests: TinyRunTestCase {
         let (metric, metricOutput) = try finetune(["--epochs", "1", "--out", out, "--resume", "--metric", "mcc"])
         XCTAssertNotEqual(metric, 0, metricOutput)
         XCTAssertTrue(metricOutput.contains("was trained with --metric accuracy (this run: mcc)"), metricOutput)
+        // Other examples (here another dev split; other data or --max-length alike) are not the run it continues.
+        let (other, otherOutput) = try finetune(["--epochs", "1", "--out", out, "--resume", "--dev-split", "0.3"])
+        XCTAssertNotEqual(other, 0, otherOutput)
+        XCTAssertTrue(otherOutput.contains("Error: --resume: \(out)/checkpoints/") && otherOutput.contains(
+            " was trained on other data: its training or dev examples, their labels, the dev split or the --max-length differ"), otherOutput)
         let (itself, itselfOutput) = try finetune(["--epochs", "1", "--model", out, "--out", out + "/", "--overwrite"])
         XCTAssertNotEqual(itself, 0, itselfOutput)
         XCTAssertTrue(itselfOutput.contains("Error: --out \(out)/ is the --model this command reads; choose another folder"), itselfOutput)
@@ -211,6 +216,13 @@ final class CommandsCLITests: TinyRunTestCase {
         let onnx = work.appendingPathComponent("exported").path
         try FileManager.default.createDirectory(atPath: onnx, withIntermediateDirectories: false)
         for file in ["config.json", "model.onnx"] { try Data("{}".utf8).write(to: URL(fileURLWithPath: onnx + "/" + file)) }
+        // Labels that would have trained wrong: a header read as a record, an empty label, two spellings of one.
+        let header = work.appendingPathComponent("header.csv").path, emptyLabel = work.appendingPathComponent("empty-label.tsv").path
+        let cased = work.appendingPathComponent("cased.tsv").path, latin1 = work.appendingPathComponent("latin1.txt").path
+        try "label,sentence\n0,a b\n1,c d\n0,e f\n".write(toFile: header, atomically: true, encoding: .utf8)
+        try "0\ta b\n\tc d\n1\te f\n".write(toFile: emptyLabel, atomically: true, encoding: .utf8)
+        try "pos\ta b\nPos\tc d\nneg\te f\n".write(toFile: cased, atomically: true, encoding: .utf8)
+        try Data([0x63, 0x61, 0x66, 0xE9, 0x0A]).write(to: URL(fileURLWithPath: latin1))
         let existing = work.appendingPathComponent("existing.jsonl").path
         try "{}\n".write(toFile: existing, atomically: true, encoding: .utf8)
         // A folder that holds a run (its model alone is enough), and a link to the teacher.
@@ -259,6 +271,13 @@ final class CommandsCLITests: TinyRunTestCase {
             // Files that would have been read wrong: a text cut at an unquoted comma, UTF-16.
             (["predict", "--model", teacher, "--input", commas], "record 2 has 3 fields, the header 2 (put a text that holds commas in double quotes)"),
             (["predict", "--model", teacher, "--input", utf16], "not UTF-8 text (UTF-16, or NUL bytes)"),
+            (["predict", "--model", teacher, "--input", latin1], "\(latin1): line 1 is not UTF-8 (Latin-1 or Windows-1252?)"),
+            (["finetune", "--model", teacher, "--train", header, "--text-column", "1", "--label-column", "0", "--out", fresh],
+             "header.csv: record 1 looks like a header (label 'label', found nowhere else; text 'sentence'): name the columns"),
+            (["finetune", "--model", teacher, "--train", emptyLabel, "--text-column", "1", "--label-column", "0", "--out", fresh],
+             "empty-label.tsv: record 2 has an empty label"),
+            (["finetune", "--model", teacher, "--train", cased, "--text-column", "1", "--label-column", "0", "--out", fresh],
+             "cased.tsv: labels 'Pos' and 'pos' differ only in case"),
             // An ONNX export is for ONNX Runtime; compare checks every folder before it measures the first.
             (["predict", "--model", onnx, "hi"], "\(onnx): an ONNX export, for ONNX Runtime"),
             (["compare", teacher, onnx, "--out", fresh], "\(onnx): an ONNX export, for ONNX Runtime"),

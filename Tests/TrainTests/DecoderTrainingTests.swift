@@ -48,6 +48,24 @@ final class DecoderTrainingTests: XCTestCase {
         }
     }
 
+    /// --task causal-lm learns a table's text column alone (its labels are no text to learn) and a .txt line by line.
+    func testCausalLMReadsATablesTextColumnAndATxtsLines() throws {
+        let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
+        let path = root + "/SmolLM2-135M-Instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) not found: run scripts/fetch-assets smollm2") }
+        let tokenizer = try DecoderTokenizer(model: path, config: try DecoderConfig(gguf: try GGUFFile(path: path)))
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-blocks-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (tsv, txt) = (folder.appendingPathComponent("texts.tsv").path, folder.appendingPathComponent("texts.txt").path)
+        try "0\tThe cat sat on the mat.\n1\tA dog ran in the park.\n".write(toFile: tsv, atomically: true, encoding: .utf8)
+        try "The cat sat on the mat.\n\nA dog ran in the park.\n".write(toFile: txt, atomically: true, encoding: .utf8)
+        let fromTable = try FineTuningRun.textBlocks(tsv, text: .index(1), tokenizer: tokenizer.bpe, end: 2, length: 8)
+        let fromLines = try FineTuningRun.textBlocks(txt, text: .name("text"), tokenizer: tokenizer.bpe, end: 2, length: 8)
+        XCTAssertEqual(fromTable, fromLines)
+        XCTAssertEqual(fromLines.flatMap(\.ids), tokenizer.bpe.encodeAsInput("The cat sat on the mat.") + [2] + tokenizer.bpe.encodeAsInput("A dog ran in the park.") + [2])
+    }
+
     /// A decoder classifier reads a pair as HF's tokenizer(a, b): a's ids then b's, cut longest-first.
     func testAPairIsBothTextsCutLongestFirst() throws {
         let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
