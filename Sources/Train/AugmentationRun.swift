@@ -46,11 +46,16 @@ public final class AugmentationRun {
         public var dropped: [String: Int] = [:]
         public var generatorFolder: String
         public var tokensPerSecond = 0.0
+        /// Generation was stopped (Ctrl-C): the texts finished by then were cleaned, labelled and written.
+        public var interrupted = false
     }
 
     public let configuration: Configuration
     public let backend: Backend
     public var progress: (RunEvent) -> Void = { _ in }
+    /// Asked during the generator's fine-tuning (which then saves a checkpoint and throws
+    /// RunInterrupted) and before each generation step (which then ends with the texts finished).
+    public var shouldStop: () -> Bool = { Interrupt.requested }
 
     public init(_ configuration: Configuration, backend: Backend) {
         self.configuration = configuration; self.backend = backend
@@ -126,6 +131,7 @@ public final class AugmentationRun {
         progress(.note("fine-tuning the generator on \(examples.count) training texts for \(epochs) epoch\(epochs == 1 ? "" : "s") into \(folder)"))
         let run = FineTuningRun(config, backend: backend)
         run.progress = progress
+        run.shouldStop = shouldStop
         try run.run()
         return folder
     }
@@ -157,12 +163,14 @@ public final class AugmentationRun {
         // One call: --batch-size sequences at a time, a waiting prompt taking each freed slot; a
         // prompt's random stream follows its place, not its batch.
         var bytes = [[UInt8]](repeating: [], count: prompts.count), tokens = 0, done = 0, reported = 0
+        var cut = Set<Int>()   // sequences Ctrl-C ended before their line did
         let started = Date(), newline = UInt8(ascii: "\n")
         _ = try model.generate(requests, batchSize: c.batchSize, sampling: c.sampling, endTokens: tokenizer.endTokens,
                                onToken: { s, token in bytes[s] += tokenizer.bpe.bytes(token) },
                                stopped: { s, _ in bytes[s].contains(newline) },
-                               finished: { _, result in
+                               finished: { s, result in
             tokens += result.tokens.count
+            if result.finish == "interrupted" { cut.insert(s); return }
             done += 1
             if done * 10 / prompts.count > reported || done == prompts.count {
                 reported = done * 10 / prompts.count
@@ -170,8 +178,10 @@ public final class AugmentationRun {
                 progress(.note(String(format: "generated %d/%d texts (%.1f new tokens/s, %@ left)", done, prompts.count,
                                       Double(tokens) / max(seconds, 1e-9), Self.duration(seconds / Double(done) * Double(prompts.count - done)))))
             }
-        })
-        let texts = prompts.indices.map { i -> String in
+        }, interrupted: shouldStop)
+        summary.interrupted = !cut.isEmpty
+        if summary.interrupted { progress(.note("stopped (Ctrl-C) after \(done) of \(prompts.count) texts; the unfinished ones are dropped")) }
+        let texts = prompts.indices.filter { !cut.contains($0) }.map { i -> String in
             let line = bytes[i].split(separator: newline, omittingEmptySubsequences: false).first.map(Array.init) ?? []
             return prompts[i] + String(decoding: line, as: UTF8.self)
         }

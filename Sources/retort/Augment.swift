@@ -51,6 +51,8 @@ struct AugmentCommand: ParsableCommand {
     @Option(name: .long, help: "Where the fine-tuned generator goes (default: OUT without .jsonl, plus -generator).") var generatorOut: String?
     @Flag(name: .long, help: "Replace an existing OUT and, with --generator-epochs, start afresh in a generator folder that holds a run (without it, both are refused).")
     var overwrite = false
+    @Flag(name: .long, help: "With --generator-epochs: continue the generator's fine-tuning from its newest checkpoint (after a Ctrl-C or a kill).")
+    var resume = false
     @Option(name: .long, help: "Generator fine-tuning: peak learning rate.") var generatorLearningRate = 5e-5
     @Option(name: .long, help: "Generator fine-tuning: tokens per block of training text.") var generatorMaxLength = 128
     @Option(name: .long, help: "Generator fine-tuning: blocks per optimiser step.") var generatorBatchSize = 8
@@ -71,6 +73,11 @@ struct AugmentCommand: ParsableCommand {
         guard topK >= 0 else { throw ValidationError("--top-k must be 0 (off) or positive") }
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         guard nearDuplicate > 0 else { throw ValidationError("--near-duplicate must be positive (the overlap that counts; above 1: off)") }
+        if generatorEpochs == nil {
+            if generatorOut != nil { throw ValidationError("--generator-out goes with --generator-epochs (the folder the generator is fine-tuned into)") }
+            if resume { throw ValidationError("--resume goes with --generator-epochs (it continues the generator's fine-tuning)") }
+        }
+        guard !(resume && overwrite) else { throw ValidationError("--resume continues the generator's run and --overwrite replaces it; give one of them") }
         guard minCharacters <= maxCharacters else { throw ValidationError("--min-characters \(minCharacters) is above --max-characters \(maxCharacters)") }
         try checkMaxLength(maxLength)
         guard generatorMaxLength >= 2 else { throw ValidationError("--generator-max-length must be at least 2") }
@@ -90,8 +97,10 @@ struct AugmentCommand: ParsableCommand {
             if generatorEpochs != nil {   // the generator is fine-tuned into a folder of its own
                 let flag = generatorOut == nil ? "--generator-out (by default)" : "--generator-out"
                 try checkNotAnInput(config.generatorFolder, flag: flag, inputs: [("--generator", generator), ("--teacher", teacher)])
-                try checkRunFolder(config.generatorFolder, flag: flag, overwrite: overwrite,
-                                   also: "or --generator \(config.generatorFolder) without --generator-epochs to generate with it")
+                if resume { try checkWritable(config.generatorFolder, flag: flag, isFolder: true) } else {
+                    try checkRunFolder(config.generatorFolder, flag: flag, overwrite: overwrite,
+                                       also: "or --generator \(config.generatorFolder) without --generator-epochs to generate with it")
+                }
             }
             let backend = try deviceOptions.backend()
             config.count = count; config.promptWords = promptWords; config.maxNewTokens = maxNewTokens; config.batchSize = batchSize
@@ -99,6 +108,7 @@ struct AugmentCommand: ParsableCommand {
             config.generatorTraining.learningRate = generatorLearningRate
             config.generatorTraining.maxLength = generatorMaxLength
             config.generatorTraining.options.batchSize = generatorBatchSize
+            config.generatorTraining.resume = resume
             config.cleaning.minCharacters = minCharacters; config.cleaning.maxCharacters = maxCharacters
             config.cleaning.nearDuplicate = nearDuplicate; config.cleaning.ngram = ngram
             config.maxLength = maxLength
@@ -110,6 +120,7 @@ struct AugmentCommand: ParsableCommand {
             printer.finish()
             print("\(summary.originals) original and \(summary.kept) generated texts (of \(summary.generated); "
                   + String(format: "%.1f new tokens/s) written to %@", summary.tokensPerSecond, out))
+            if summary.interrupted { throw ExitCode(130) }   // Ctrl-C: what was finished is written, as generate does
         }
     }
 }

@@ -42,6 +42,25 @@ final class AugmentCLITests: TinyRunTestCase {
         XCTAssertEqual(status3, 0, output3)
     }
 
+    /// Ctrl-C during generation: the texts finished by then are cleaned, labelled and written
+    /// (the unfinished ones dropped), and the exit status is 130.
+    func testCtrlCWritesTheTextsFinishedByThen() throws {
+        let out = work.appendingPathComponent("interrupted.jsonl").path
+        let process = try RetortProcess(["augment", "--generator", try smolLM2(), "--teacher", teacher, "--train", data, "--count", "400",
+                                         "--batch-size", "4", "--max-new-tokens", "12", "--max-length", "12", "--out", out, "--threads", "1",
+                                         "--device", "cpu"])
+        let deadline = Date().addingTimeInterval(120)   // interrupt once a tenth of the texts are generated
+        while Date() < deadline, !((try? String(contentsOf: process.output, encoding: .utf8)) ?? "").contains("generated 40/400") { usleep(50_000) }
+        kill(process.process.processIdentifier, SIGINT)
+        let (status, output) = process.finish()
+        XCTAssertEqual(status, 130, output)
+        let stopped = try XCTUnwrap(output.components(separatedBy: "stopped (Ctrl-C) after ").dropFirst().first, output)
+        let finished = try XCTUnwrap(Int(stopped.prefix { $0.isNumber }), output)
+        XCTAssertTrue((40..<400).contains(finished), output)
+        let rows = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+        XCTAssertTrue(output.contains("96 original and \(rows.count - 96) generated texts (of \(finished);"), output)
+    }
+
     func testATxtOfUnlabelledLinesIsLabelledByTheTeacher() throws {
         let lines = work.appendingPathComponent("lines.txt"), out = work.appendingPathComponent("lines.jsonl").path
         try "w1 w2 w3 w4\na b c d\nw5 w6 e f\n".write(to: lines, atomically: true, encoding: .utf8)
