@@ -295,14 +295,17 @@ func classifierToNewFolder(model: String, out: String, command: String) throws -
     return (source, destination, try BertConfig(path: configPath))
 }
 
-/// `--out` (`destination` expanded) for a command that makes a new folder: not there yet, and
+/// `--out` (`destination` expanded) for a command that makes a new folder: not there yet (or empty), and
 /// its place writable.
 func checkNewFolder(_ destination: String, out: String) throws {
-    guard !FileManager.default.fileExists(atPath: destination) else {
+    guard !FileManager.default.fileExists(atPath: destination) || isEmptyFolder(destination) else {
         throw UserError(description: "--out \(out) exists; choose a new folder (nothing there is overwritten)")
     }
     try checkWritable(destination, flag: "--out", isFolder: true)
 }
+
+/// A folder with nothing in it (one a user made for the output first).
+func isEmptyFolder(_ path: String) -> Bool { (try? FileManager.default.contentsOfDirectory(atPath: path))?.isEmpty == true }
 
 /// Makes the new folder `destination` (a path already expanded) by `fill`, which writes into a
 /// temporary folder beside it that is renamed into place afterwards: nobody ever sees half a model.
@@ -314,6 +317,7 @@ func writeNewFolder(_ destination: String, _ fill: (_ partial: String) throws ->
     do {
         try files.createDirectory(atPath: partial, withIntermediateDirectories: true)
         try fill(partial)
+        if isEmptyFolder(destination) { try files.removeItem(atPath: destination) }
         try files.moveItem(atPath: partial, toPath: destination)
     } catch {
         try? files.removeItem(atPath: partial)

@@ -223,6 +223,10 @@ final class CommandsCLITests: TinyRunTestCase {
         try "0\ta b\n\tc d\n1\te f\n".write(toFile: emptyLabel, atomically: true, encoding: .utf8)
         try "pos\ta b\nPos\tc d\nneg\te f\n".write(toFile: cased, atomically: true, encoding: .utf8)
         try Data([0x63, 0x61, 0x66, 0xE9, 0x0A]).write(to: URL(fileURLWithPath: latin1))
+        let unfinished = work.appendingPathComponent("unfinished").path, noHeader = work.appendingPathComponent("no-header.tsv").path
+        try FileManager.default.createDirectory(atPath: unfinished, withIntermediateDirectories: false)
+        try "{\"step\": 1}\n".write(toFile: unfinished + "/log.jsonl", atomically: true, encoding: .utf8)
+        try "1\ta stirring , funny and finally transporting re-imagining of a tale\n".write(toFile: noHeader, atomically: true, encoding: .utf8)
         let existing = work.appendingPathComponent("existing.jsonl").path
         try "{}\n".write(toFile: existing, atomically: true, encoding: .utf8)
         // A folder that holds a run (its model alone is enough), and a link to the teacher.
@@ -275,6 +279,9 @@ final class CommandsCLITests: TinyRunTestCase {
             // Files that would have been read wrong: a text cut at an unquoted comma, UTF-16.
             (["predict", "--model", teacher, "--input", commas], "record 2 has 3 fields, the header 2 (put a text that holds commas in double quotes)"),
             (["predict", "--model", teacher, "--input", utf16], "not UTF-8 text (UTF-16, or NUL bytes)"),
+            (["predict", "--model", unfinished, "hi"], "\(unfinished): a run that has not saved a model yet (stopped before its first evaluation); run it again"),
+            (["finetune", "--model", teacher, "--train", noHeader, "--out", fresh], "no column named 'text' (the header has: 1, a stirring"),
+            (["finetune", "--model", teacher, "--train", noHeader, "--out", fresh], "; no header? then give the columns by index (0 for the first)"),
             (["predict", "--model", teacher, "--input", latin1], "\(latin1): line 1 is not UTF-8 (Latin-1 or Windows-1252?)"),
             (["finetune", "--model", teacher, "--train", header, "--text-column", "1", "--label-column", "0", "--out", fresh],
              "header.csv: record 1 looks like a header (label 'label', found nowhere else; text 'sentence'): name the columns"),

@@ -35,6 +35,10 @@ final class QuantizeCLITests: TinyRunTestCase {
     func testBadRequestsAreOneLineAndWriteNothing() throws {
         let out = work.appendingPathComponent("int8").path
         XCTAssertEqual(try retort(["quantize", "--model", teacher, "--out", out]).0, 0)
+        // An empty folder made for the output first is taken; one with anything in it is not.
+        try FileManager.default.createDirectory(atPath: out + "-empty", withIntermediateDirectories: false)
+        XCTAssertEqual(try retort(["quantize", "--model", teacher, "--out", out + "-empty"]).0, 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "-empty/model.safetensors"))
         for (arguments, message) in [
             (["quantize", "--model", teacher, "--out", out], "exists; choose a new folder"),
             (["quantize", "--model", out, "--out", out + "2"], "is already quantized (int8-dynamic)"),
