@@ -150,12 +150,13 @@ public enum Dataset {
     /// Labels that would train silently wrong are refused: an empty one; a first record of a
     /// table read by column indexes that looks like a header (a label found nowhere else, a text
     /// of one word) — it would become a class of its own; two labels that differ only in case.
-    static func checkLabels(_ examples: [Example], path: String, columns: ColumnSpec) throws {
+    /// (`headerCheck` false: a dev file, whose header's label is refused as no label of the model.)
+    static func checkLabels(_ examples: [Example], path: String, columns: ColumnSpec, headerCheck: Bool = true) throws {
         if let empty = examples.first(where: { $0.label?.isEmpty == true }) {
             throw DataError("\(path): record \(empty.line) has an empty label; fill it in or remove the record")
         }
         let table = !["jsonl", "json"].contains((path as NSString).pathExtension.lowercased())
-        if table, !columns.hasNames, examples.count >= 3, let first = examples.first, let label = first.label,
+        if table, headerCheck, !columns.hasNames, examples.count >= 3, let first = examples.first, let label = first.label,
            !examples.dropFirst().contains(where: { $0.label == label }),
            first.text.count <= 40, !first.text.isEmpty, !first.text.contains(where: \.isWhitespace) {
             throw DataError("\(path): record 1 looks like a header (label '\(label)', found nowhere else; text '\(first.text)'): "

@@ -1,6 +1,6 @@
 // Fine-tuning a decoder (GPT-2, Llama family; an HF folder or a .gguf): sequence classification
 // on the last real token (labelled data as for encoders), or causal language modelling on raw
-// text (one document per line, or a JSONL "text" field; the documents tokenized, joined with the
+// text (one document per line, or a .csv's, .tsv's or .jsonl's text column; the documents tokenized, joined with the
 // end-of-sequence token and cut into maxLength blocks; loss on every token). Full or LoRA (PEFT
 // target names). The output folder holds the model as transformers saves it (adapters merged),
 // the tokenizer (vocab.json + merges.txt) and, with LoRA, the PEFT adapter in OUT/adapter.
@@ -101,8 +101,12 @@ extension FineTuningRun {
     /// joined and cut into blocks of `length` tokens (the last one shorter).
     static func textBlocks(_ path: String, text column: Column, tokenizer: ByteLevelBPE, end: Int32, length: Int) throws -> [Encoding] {
         var stream: [Int32] = []
-        // A .txt: one document per line; a .csv, .tsv or .jsonl: its text column (its other columns, labels say, are not text to learn).
-        for example in try Dataset.load(path, columns: ColumnSpec(text: column)) { stream += tokenizer.encodeAsInput(example.text) + [end] }
+        // A .csv, .tsv or .jsonl: its text column (its other columns, labels say, are not text to
+        // learn); any other file (.txt, .raw, .md, …): one document per line.
+        let tables = ["csv", "tsv", "jsonl", "json"].contains((path as NSString).pathExtension.lowercased())
+        let documents = tables ? try Dataset.load(path, columns: ColumnSpec(text: column)) : try Dataset.lines(path)
+        guard !documents.isEmpty else { throw DataError("\(path): no text (the file is empty)") }
+        for example in documents { stream += tokenizer.encodeAsInput(example.text) + [end] }
         return stride(from: 0, to: stream.count, by: length).compactMap { start in
             let ids = Array(stream[start..<min(start + length, stream.count)])
             guard ids.count > 1 else { return nil }   // one token predicts nothing

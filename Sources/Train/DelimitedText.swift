@@ -56,23 +56,27 @@ public enum DelimitedText {
         if bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0xFE, 0xFF]) || bytes.prefix(65536).contains(0) {
             throw DataError("\(path): not UTF-8 text (UTF-16, or NUL bytes); save it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
         }
-        if String(validating: bytes, as: UTF8.self) == nil {   // Latin-1 or Windows-1252 (é as one byte) would read as �
-            throw DataError("\(path): line \(firstInvalidUTF8Line(bytes)) is not UTF-8 (Latin-1 or Windows-1252?); save the file as UTF-8, "
+        if let line = firstLineNotUTF8(bytes) {   // Latin-1 or Windows-1252 (é as one byte) would read as �
+            throw DataError("\(path): line \(line) is not UTF-8 (Latin-1 or Windows-1252?); save the file as UTF-8, "
                             + "e.g. iconv -f WINDOWS-1252 -t UTF-8")
         }
         return bytes
     }
 
-    /// The line (1-based) of the first byte sequence that is not UTF-8.
-    static func firstInvalidUTF8Line(_ bytes: [UInt8]) -> Int {
-        var decoder = Unicode.UTF8.ForwardParser(), iterator = bytes.makeIterator(), line = 1
-        while true {
-            switch decoder.parseScalar(from: &iterator) {
-            case .valid(let scalar): if scalar.elementsEqual([UInt8(ascii: "\n")]) { line += 1 }
-            case .error: return line
-            case .emptyInput: return line
+    /// The line (1-based) of the first byte sequence that is not UTF-8, nil if there is none.
+    /// Checked a line at a time (a newline byte is never inside a UTF-8 sequence), so no copy of
+    /// the whole file is made.
+    static func firstLineNotUTF8(_ bytes: [UInt8]) -> Int? {
+        var start = 0, line = 1, ascii = true
+        for i in 0...bytes.count {
+            if i == bytes.count || bytes[i] == UInt8(ascii: "\n") {
+                if !ascii && String(validating: bytes[start..<i], as: UTF8.self) == nil { return line }
+                (start, line, ascii) = (i + 1, line + 1, true)
+            } else if bytes[i] >= 0x80 {
+                ascii = false
             }
         }
+        return nil
     }
 
     /// Records of a CSV file; throws on a quoted field that never closes, naming the line it opened on.

@@ -32,7 +32,7 @@ public struct LabelledData: Sendable {
         let devExamples: [Example]
         if let dev = files.dev {
             devExamples = try Dataset.load(dev, columns: spec)
-            try Dataset.checkLabels(devExamples, path: dev, columns: spec)
+            try Dataset.checkLabels(devExamples, path: dev, columns: spec, headerCheck: false)
         } else {
             (trainExamples, devExamples) = Dataset.split(trainExamples, fraction: files.devSplit, seed: seed)
         }

@@ -32,10 +32,14 @@ public struct RunFolder: Sendable {
     /// There is a complete checkpoint to --resume from.
     public var hasCheckpoint: Bool { CheckpointStore(folder: checkpoints).newest() != nil || legacyCheckpoint(stages: []) != nil }
 
-    /// A new run here: what an earlier run left (its model, adapter, checkpoints, metrics and
-    /// report) is removed, so nothing of it is taken for this run's; the log starts empty.
+    /// A new run here: what an earlier run left (its model, adapter, checkpoints, metrics; and
+    /// where it was a run, its config, tokenizer files and report) is removed, so nothing of it
+    /// is taken for this run's (a tokenizer.json of another model would win over this one's
+    /// vocab.json); the log starts empty. A user's own files stay.
     func clearEarlierRun() {
-        for name in Self.runFiles + ["report.md", "report.csv", "report.html"] where name != "log.jsonl" {
+        let earlier = runFile != nil ? ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                        "vocab.txt", "vocab.json", "merges.txt", "report.md", "report.csv", "report.html"] : []
+        for name in Self.runFiles + earlier where name != "log.jsonl" {
             try? FileManager.default.removeItem(atPath: path + "/" + name)
         }
     }

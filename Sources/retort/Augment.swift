@@ -49,9 +49,9 @@ struct AugmentCommand: ParsableCommand {
     @Option(name: .long, help: "Prompts generated together (a finished text's slot takes the next prompt).") var batchSize = 64
     @Option(name: .long, help: "Fine-tune the generator on the training texts for this many epochs first.") var generatorEpochs: Int?
     @Option(name: .long, help: "Where the fine-tuned generator goes (default: OUT without .jsonl, plus -generator).") var generatorOut: String?
-    @Flag(name: .long, help: "Replace an existing OUT and, with --generator-epochs, start afresh in a generator folder that holds a run (without it, both are refused).")
+    @Flag(name: .long, help: "Replace an existing OUT and, with --generator-epochs (and without --resume), start afresh in a generator folder that holds a run (without it, both are refused).")
     var overwrite = false
-    @Flag(name: .long, help: "With --generator-epochs: continue the generator's fine-tuning from its newest checkpoint (after a Ctrl-C or a kill).")
+    @Flag(name: .long, help: "With --generator-epochs: continue the generator's fine-tuning from its newest checkpoint (after a Ctrl-C or a kill); with --overwrite, an existing OUT is replaced.")
     var resume = false
     @Option(name: .long, help: "Generator fine-tuning: peak learning rate.") var generatorLearningRate = 5e-5
     @Option(name: .long, help: "Generator fine-tuning: tokens per block of training text.") var generatorMaxLength = 128
@@ -77,7 +77,6 @@ struct AugmentCommand: ParsableCommand {
             if generatorOut != nil { throw ValidationError("--generator-out goes with --generator-epochs (the folder the generator is fine-tuned into)") }
             if resume { throw ValidationError("--resume goes with --generator-epochs (it continues the generator's fine-tuning)") }
         }
-        guard !(resume && overwrite) else { throw ValidationError("--resume continues the generator's run and --overwrite replaces it; give one of them") }
         guard minCharacters <= maxCharacters else { throw ValidationError("--min-characters \(minCharacters) is above --max-characters \(maxCharacters)") }
         try checkMaxLength(maxLength)
         guard generatorMaxLength >= 2 else { throw ValidationError("--generator-max-length must be at least 2") }
@@ -90,7 +89,6 @@ struct AugmentCommand: ParsableCommand {
     func run() throws {
         let printer = ProgressPrinter(showStages: false)
         try withFlags(printer) {
-            try checkNewFile(out, flag: "--out", overwrite: overwrite)
             var config = AugmentationRun.Configuration(generator: expand(generator), teacher: expand(teacher),
                                                        data: DataFiles(train: expand(train), columns: columns.spec(labelled: true)), output: expand(out))
             config.generatorEpochs = generatorEpochs; config.generatorOutput = generatorOut.map(expand)
@@ -102,6 +100,7 @@ struct AugmentCommand: ParsableCommand {
                                        also: "or --generator \(config.generatorFolder) without --generator-epochs to generate with it")
                 }
             }
+            try checkNewFile(out, flag: "--out", overwrite: overwrite)
             let backend = try deviceOptions.backend()
             config.count = count; config.promptWords = promptWords; config.maxNewTokens = maxNewTokens; config.batchSize = batchSize
             config.sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
@@ -120,7 +119,13 @@ struct AugmentCommand: ParsableCommand {
             printer.finish()
             print("\(summary.originals) original and \(summary.kept) generated texts (of \(summary.generated); "
                   + String(format: "%.1f new tokens/s) written to %@", summary.tokensPerSecond, out))
-            if summary.interrupted { throw ExitCode(130) }   // Ctrl-C: what was finished is written, as generate does
+            if summary.interrupted {   // Ctrl-C: what was finished is written, as generate does
+                if generatorEpochs != nil {
+                    printError("retort: the fine-tuned generator is in \(summary.generatorFolder): generate more with --generator \(summary.generatorFolder) "
+                               + "and without --generator-epochs")
+                }
+                throw ExitCode(130)
+            }
         }
     }
 }

@@ -42,7 +42,7 @@ struct FinetuneCommand: ParsableCommand {
     var model: String
     @Option(name: .long, help: "A decoder's objective: classification (labelled data) or causal-lm (raw text).")
     var task = DecoderObjective.classification
-    @Option(name: .long, help: "Training data: .csv, .tsv or .jsonl (causal-lm: a text file, one document per line, or .jsonl with \"text\").")
+    @Option(name: .long, help: "Training data: .csv, .tsv or .jsonl (causal-lm: a text file, one document per line, or a .csv's, .tsv's or .jsonl's --text-column).")
     var train: String
     @Option(name: .long, help: "Development data (default: --dev-split of the training data).")
     var dev: String?

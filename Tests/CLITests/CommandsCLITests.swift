@@ -138,12 +138,14 @@ final class CommandsCLITests: TinyRunTestCase {
         let (itself, itselfOutput) = try finetune(["--epochs", "1", "--model", out, "--out", out + "/", "--overwrite"])
         XCTAssertNotEqual(itself, 0, itselfOutput)
         XCTAssertTrue(itselfOutput.contains("Error: --out \(out)/ is the --model this command reads; choose another folder"), itselfOutput)
-        // --overwrite starts afresh: nothing of the earlier run (a LoRA adapter, a report) is left to be taken for this one's.
-        for stale in ["adapter", "report.md"] { try Data().write(to: URL(fileURLWithPath: out + "/" + stale)) }
+        // --overwrite starts afresh: nothing of the earlier run (a LoRA adapter, a report, another
+        // model's tokenizer file) is left to be taken for this one's; a file of the user's stays.
+        for stale in ["adapter", "report.md", "vocab.json", "NOTES.txt"] { try Data().write(to: URL(fileURLWithPath: out + "/" + stale)) }
         let (replaced, replacedOutput) = try finetune(["--epochs", "1", "--lr", "1e-3", "--out", out, "--overwrite"])
         XCTAssertEqual(replaced, 0, replacedOutput)
         XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")), model, "--overwrite trained a new model")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/adapter") || FileManager.default.fileExists(atPath: out + "/report.md"))
+        for stale in ["adapter", "report.md", "vocab.json"] { XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/" + stale), stale) }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/NOTES.txt"))
     }
 
     func testLoRAWithoutALearningRateTrainsAtTheAdapterRate() throws {

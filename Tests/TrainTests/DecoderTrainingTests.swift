@@ -63,6 +63,9 @@ final class DecoderTrainingTests: XCTestCase {
         let fromTable = try FineTuningRun.textBlocks(tsv, text: .index(1), tokenizer: tokenizer.bpe, end: 2, length: 8)
         let fromLines = try FineTuningRun.textBlocks(txt, text: .name("text"), tokenizer: tokenizer.bpe, end: 2, length: 8)
         XCTAssertEqual(fromTable, fromLines)
+        let raw = folder.appendingPathComponent("texts.raw").path   // any other file (wikitext's .raw, a .md): lines too
+        try FileManager.default.copyItem(atPath: txt, toPath: raw)
+        XCTAssertEqual(try FineTuningRun.textBlocks(raw, text: .name("text"), tokenizer: tokenizer.bpe, end: 2, length: 8), fromLines)
         XCTAssertEqual(fromLines.flatMap(\.ids), tokenizer.bpe.encodeAsInput("The cat sat on the mat.") + [2] + tokenizer.bpe.encodeAsInput("A dog ran in the park.") + [2])
     }
 

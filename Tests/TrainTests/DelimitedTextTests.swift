@@ -1,5 +1,5 @@
 // CSV (RFC 4180 and Python's leniencies) and TSV reading.
-import Train
+@testable import Train
 import XCTest
 
 final class DelimitedTextTests: XCTestCase {
@@ -22,6 +22,16 @@ final class DelimitedTextTests: XCTestCase {
         XCTAssertThrowsError(try csv("a,b\n1,\"open\n2,3\n")) { error in
             XCTAssertEqual("\(error)", "t.csv: line 2: a quoted field is never closed (broken CSV quoting)")
         }
+    }
+
+    /// The first line that is not UTF-8, whatever its neighbours hold (multi-byte characters, CRLF).
+    func testTheFirstLineThatIsNotUTF8IsNamed() {
+        let good = Array("café ☕ 日本\r\nplain\n".utf8)
+        XCTAssertNil(DelimitedText.firstLineNotUTF8(good))
+        XCTAssertNil(DelimitedText.firstLineNotUTF8([]))
+        XCTAssertEqual(DelimitedText.firstLineNotUTF8(good + [0x63, 0x61, 0x66, 0xE9]), 3, "Latin-1's é, last line without a newline")
+        XCTAssertEqual(DelimitedText.firstLineNotUTF8([0xE6, 0x97, 0x0A] + good), 1, "a sequence cut by a newline")
+        XCTAssertEqual(DelimitedText.firstLineNotUTF8(good + Array("x\n".utf8) + [0xC3, 0x28]), 4)
     }
 
     func testTSVAndByteOrderMark() throws {
