@@ -62,9 +62,9 @@ public func checkClassifierFolder(_ folder: String) throws {
         if files.fileExists(atPath: path("adapter_config.json")) {
             throw CheckpointError("\(folder): a LoRA adapter alone; give the model folder that holds it (the one retort finetune wrote)")
         }
-        if RunFolder(folder).runFile != nil {
+        if case let run = RunFolder(folder), run.runFile != nil {
             throw CheckpointError("\(folder): a run that has not saved a model yet (stopped before its first evaluation); "
-                                  + (RunFolder(folder).hasCheckpoint ? "continue it with the same command and --resume" : "run it again"))
+                                  + (run.hasCheckpoint ? "continue it with the same command and --resume" : "run it again"))
         }
         throw CheckpointError("\(folder): not a model folder (no config.json)")
     }

@@ -11,6 +11,16 @@ public struct ClassificationMetrics: Sendable, Codable {
     public var nextToken: Bool? = nil
     enum CodingKeys: String, CodingKey { case accuracy, macroF1 = "macro_f1", mcc, loss, examples, nextToken = "next_token", perplexity }
 
+    /// The value of `metric` (accuracy, macro_f1, mcc; loss as −loss), higher being better.
+    public func score(_ metric: String) -> Double {
+        switch metric {
+        case "macro_f1": return macroF1
+        case "mcc": return mcc
+        case "loss": return -loss
+        default: return accuracy
+        }
+    }
+
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(accuracy, forKey: .accuracy)

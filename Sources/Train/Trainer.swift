@@ -380,14 +380,7 @@ public final class Trainer {
         }
     }
 
-    func score(_ m: ClassificationMetrics) -> Double {
-        switch options.metric {
-        case "macro_f1": return m.macroF1
-        case "mcc": return m.mcc
-        case "loss": return -m.loss
-        default: return m.accuracy
-        }
-    }
+    func score(_ m: ClassificationMetrics) -> Double { m.score(options.metric) }
 
     // MARK: checkpoints
 

@@ -57,6 +57,8 @@ struct DistillCommand: ParsableCommand {
     @Option(name: .long, help: "transformer (the teacher's layers), or a recurrent student: bilstm, bigru, birnn, lstm, gru, rnn.")
     var student = "transformer"
     @Option(name: .long, help: "odd, even, uniform (the teacher's layers) or a model folder.") var studentInit = "odd"
+    /// --student-init's values that take the teacher's layers (any other is a model folder).
+    static let teacherLayerInits = ["odd", "even", "uniform"]
     @Option(name: .long, help: "Student layers (default: half the teacher's; a recurrent student: 1).") var studentLayers: Int?
     @Option(name: .long, help: "Recurrent student: hidden units per direction.") var hidden = 300
     @Option(name: .long, help: "Recurrent student: max, mean or last (the final states) over the tokens.") var pooling = "max"
@@ -124,7 +126,7 @@ struct DistillCommand: ParsableCommand {
             return
         }
         guard train != nil, transfer == nil else { throw ValidationError("give --train (--transfer is for recurrent students: --student bilstm, …)") }
-        guard ["odd", "even", "uniform"].contains(studentInit) || FileManager.default.fileExists(atPath: expand(studentInit) + "/config.json") else {
+        guard Self.teacherLayerInits.contains(studentInit) || FileManager.default.fileExists(atPath: expand(studentInit) + "/config.json") else {
             throw ValidationError("--student-init must be odd, even, uniform or a model folder (\(studentInit) is none of them)")
         }
         // The default 3,2 is TinyBERT's two stages; a run of one stage (DistilBERT, or --stages
@@ -193,7 +195,7 @@ struct DistillCommand: ParsableCommand {
 
     func run() throws {
         try withFlags { try training.checkOutput(out, inputs: [("--teacher", teacher)]
-                                                         + (["odd", "even", "uniform"].contains(studentInit) ? [] : [("--student-init", studentInit)])) }
+                                                         + (Self.teacherLayerInits.contains(studentInit) ? [] : [("--student-init", studentInit)])) }
         try DataParallel.running(nproc: training.nproc) {
             if let (cell, bidirectional) = try recurrentStudent() { return try runRecurrent(cell, bidirectional: bidirectional) }
             try runTransformer()

@@ -108,7 +108,7 @@ struct FinetuneCommand: ParsableCommand {
                              loss, exp(loss), out))
                 return
             }
-            let best = metrics.bestDev.map { bestMetric == "mcc" ? $0.mcc : bestMetric == "macro_f1" ? $0.macroF1 : $0.accuracy } ?? .nan
+            let best = metrics.bestDev.map { $0.score(bestMetric) } ?? .nan
             print(String(format: "fine-tuned in %@; best dev %@ %.4f; model saved in %@", duration(metrics.trainSeconds ?? .nan), bestMetric, best, out))
         }
     }
