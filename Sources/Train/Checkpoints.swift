@@ -6,6 +6,7 @@
 // before they are deleted, so a half-deleted folder is never taken for a checkpoint.
 import Backend
 import Foundation
+import Models
 
 /// When a run saves a checkpoint, beside every evaluation, the end of each stage and a stop.
 public struct CheckpointPolicy: Sendable, Codable {
@@ -38,10 +39,13 @@ public struct TrainerState: Codable, Sendable {
     public var logBytes: Int?
     /// The run's data as trained on (Recipe.fingerprint; older checkpoints: nil, not checked).
     public var dataFingerprint: String?
+    /// The adapters that train (TrainerState.adapters(lora); older checkpoints: nil, not checked).
+    public var adapters: String?
 
     enum CodingKeys: String, CodingKey {
         case step, options, best, lossScaler = "loss_scaler", evaluatedStep = "evaluated_step", lastLoss = "last_loss"
         case stage, stageIndex = "stage_index", trainSeconds = "train_seconds", logBytes = "log_bytes", dataFingerprint = "data_fingerprint"
+        case adapters
     }
 
     public init(step: Int, options: TrainingOptions, best: ClassificationMetrics?, lossScaler: LossScaler?, evaluatedStep: Int?,
@@ -63,6 +67,16 @@ public struct TrainerState: Codable, Sendable {
         trainSeconds = try c.decodeIfPresent(Double.self, forKey: .trainSeconds) ?? 0
         logBytes = try c.decodeIfPresent(Int.self, forKey: .logBytes)
         dataFingerprint = try c.decodeIfPresent(String.self, forKey: .dataFingerprint)
+        adapters = try c.decodeIfPresent(String.self, forKey: .adapters)
+    }
+
+    /// What trains besides the whole model, in words a resume conflict names: "no LoRA", or the
+    /// adapters' rank, alpha, dropout, targets (and rsLoRA).
+    static func adapters(_ lora: LoRAConfig?) -> String {
+        guard let lora else { return "no LoRA" }
+        let alpha = lora.alpha == lora.alpha.rounded() ? String(Int(lora.alpha)) : "\(lora.alpha)"
+        return "LoRA rank \(lora.rank), alpha \(alpha)\(lora.rsLoRA ? " (rsLoRA)" : ""), dropout \(lora.dropout), "
+            + "targets \(lora.targets.map(\.rawValue).joined(separator: ","))"
     }
 
     /// Reads trainer.json.

@@ -81,7 +81,7 @@ extension FineTuningRun {
         let trainer = try Trainer(task: task, train: train, trainLabels: trainLabels, dev: dev, devLabels: devLabels, options: options)
         let fingerprint = Self.fingerprint(train: train, trainLabels: trainLabels, dev: dev, devLabels: devLabels, names: names)
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: train.count,
-                                             fingerprint: fingerprint) { _ in options }
+                                             fingerprint: fingerprint, lora: t.lora) { _ in options }
         let best = try runner.run(trainer, stage: nil, stageIndex: 0, epochs: options.epochs, from: resumePoint?.path) {
             try model.save(folder: c.output)
             try tokenizer.save(folder: c.output, source: c.model)

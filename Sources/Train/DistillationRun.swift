@@ -96,7 +96,7 @@ public final class DistillationRun: TrainingRecipe {
         let fingerprint = Self.fingerprint(train: trainEncodings, trainLabels: data.trainLabels, dev: devEncodings, devLabels: data.devLabels,
                                            names: data.names)
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: stages.map(\.name), policy: t.checkpoints,
-                                             examples: data.train.count, fingerprint: fingerprint, options: stageOptions)
+                                             examples: data.train.count, fingerprint: fingerprint, lora: t.lora, options: stageOptions)
         var best: ClassificationMetrics?, lastLoss: Double?, steps = 0, dataParallel: DataParallelMetrics?
         for (index, (stage, name)) in stages.enumerated() {
             loss.stage = stage

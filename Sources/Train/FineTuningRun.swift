@@ -52,7 +52,7 @@ public final class FineTuningRun: TrainingRecipe {
                                   recomputeGelu: t.recomputeGelu)
         let fingerprint = Self.fingerprint(train: train, trainLabels: data.trainLabels, dev: dev, devLabels: data.devLabels, names: data.names)
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: data.train.count,
-                                             fingerprint: fingerprint) { _ in options }
+                                             fingerprint: fingerprint, lora: t.lora) { _ in options }
         let best = try runner.run(trainer, stage: nil, stageIndex: 0, epochs: options.epochs, from: resumePoint?.path) {
             try classifier.save(folder: c.output, tokenizerSource: c.model)
         }

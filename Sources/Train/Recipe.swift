@@ -81,19 +81,21 @@ public class TrainingRecipe {
     /// earlier run there wrote removed: RunFolder.clearEarlierRun), or at the newest checkpoint when resuming — refused, before the
     /// log is cut back, when stage `options(i)` over `examples` is not the checkpoint's run.
     func open(_ folder: RunFolder, resume: Bool, stages: [String], policy: CheckpointPolicy, examples: Int, fingerprint: String,
-              options: (_ stageIndex: Int) -> TrainingOptions) throws
+              lora: LoRAConfig?, options: (_ stageIndex: Int) -> TrainingOptions) throws
         -> (runner: StageRunner, resumePoint: (path: String, stageIndex: Int, state: TrainerState)?) {
         if writesOutputs { try folder.create() }
         let resumePoint = resume ? try StageRunner.resumePoint(folder, stages: stages) : nil
+        let adapters = TrainerState.adapters(lora)
         if let resumePoint, let conflict = Trainer.resumeConflict(resumePoint.state, folder: resumePoint.path,
                                                                    options: options(resumePoint.stageIndex), examples: examples,
-                                                                   fingerprint: fingerprint) {
+                                                                   fingerprint: fingerprint, adapters: adapters) {
             throw conflict
         }
         if !resume && writesOutputs { folder.clearEarlierRun() }
         let log = writesOutputs ? try LogFile(folder.log, fresh: !resume, truncatingTo: resumePoint?.state.logBytes) : LogFile()
         let runner = StageRunner(folder: folder, policy: policy, log: log, earlierSeconds: resumePoint?.state.trainSeconds ?? 0,
-                                 progress: progress, shouldStop: shouldStop, writes: writesOutputs, dataFingerprint: fingerprint)
+                                 progress: progress, shouldStop: shouldStop, writes: writesOutputs, dataFingerprint: fingerprint,
+                                 adapters: adapters)
         return (runner, resumePoint)
     }
 

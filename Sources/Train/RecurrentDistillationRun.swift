@@ -85,7 +85,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
         let fingerprint = Self.fingerprint(train: train, trainLabels: data.trainLabels, dev: dev, devLabels: data.devLabels, names: data.names)
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: data.train.count,
-                                             fingerprint: fingerprint) { _ in options }
+                                             fingerprint: fingerprint, lora: t.lora) { _ in options }
         let started = Date()
         let teacherLogits = try stored ?? teacher.classifyByLength(train, batchSize: 64)
         if stored == nil {

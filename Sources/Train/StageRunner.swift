@@ -46,10 +46,12 @@ final class StageRunner {
     private(set) var lastSavedStep: (stage: Int, step: Int)?
     /// Saved with every checkpoint: what a --resume must train on (Recipe.fingerprint).
     let dataFingerprint: String?
+    let adapters: String?
 
     init(folder: RunFolder, policy: CheckpointPolicy, log: LogFile, earlierSeconds: Double, progress: @escaping (RunEvent) -> Void,
-         shouldStop: @escaping () -> Bool, writes: Bool = true, dataFingerprint: String? = nil) {
+         shouldStop: @escaping () -> Bool, writes: Bool = true, dataFingerprint: String? = nil, adapters: String? = nil) {
         self.folder = folder; self.policy = policy; self.log = log; self.earlierSeconds = earlierSeconds; self.dataFingerprint = dataFingerprint
+        self.adapters = adapters
         self.progress = progress; self.shouldStop = shouldStop; self.writes = writes
         store = CheckpointStore(folder: folder.checkpoints, keep: policy.keep)
     }
@@ -79,6 +81,7 @@ final class StageRunner {
             var state = trainer.state
             state.stage = stage; state.stageIndex = stageIndex; state.trainSeconds = trainSeconds; state.logBytes = log.length
             state.dataFingerprint = dataFingerprint
+            state.adapters = adapters
             let name = (stage.map { $0 + "-" } ?? "") + "step-\(trainer.step)"
             let path = try store.save(named: name) { try trainer.saveCheckpoint(folder: $0, state: state) }
             lastSavedStep = (stageIndex, trainer.step)
@@ -118,7 +121,8 @@ final class StageRunner {
             diverged.bestModel = FileManager.default.fileExists(atPath: folder.path + "/model.safetensors") ? folder.path : nil
             throw diverged
         }
-        if trainer.stopped || !(lastSavedStep.map { $0 == (stageIndex, trainer.step) } ?? false) { try save() }
+        // (a stop right after a save — an epoch's evaluation — has its checkpoint already)
+        if !(lastSavedStep.map { $0 == (stageIndex, trainer.step) } ?? false) { try save() }
         if trainer.stopped {
             throw RunInterrupted(stage: stage, step: trainer.step, totalSteps: trainer.totalSteps, checkpoint: store.newest()?.path ?? folder.checkpoints)
         }

@@ -207,7 +207,7 @@ public final class Trainer {
     /// a continuation is the run it claims only with the same batches, data order and schedule,
     /// and on the same data. --max-steps may differ (a smoke run's stop). Nil: it can.
     public static func resumeConflict(_ saved: TrainerState, folder: String, options o: TrainingOptions, examples: Int,
-                                      fingerprint: String? = nil) -> InvalidSetting? {
+                                      fingerprint: String? = nil, adapters: String? = nil) -> InvalidSetting? {
         let s = saved.options, offset = UInt64(saved.stageIndex)
         let settings: [(Setting, String, String)] = [
             (.batchSize, "\(s.batchSize)", "\(o.batchSize)"), (.accumulation, "\(s.accumulation)", "\(o.accumulation)"),
@@ -223,6 +223,10 @@ public final class Trainer {
                 text = text + (i == 0 ? "" : ", ") + "\(setting) \(was) (this run: \(now))"
             }
             return InvalidSetting(text + "; resume with the same settings, or start a new run in another output folder")
+        }
+        if let was = saved.adapters, let adapters, was != adapters {
+            return InvalidSetting("\(Setting.resume): \(folder) was trained with \(was) (this run: \(adapters)); resume with the same "
+                                  + "\(Setting.loraRank) settings, or start a new run in another output folder")
         }
         if let was = saved.dataFingerprint, let fingerprint, was != fingerprint {
             return InvalidSetting("\(Setting.resume): \(folder) was trained on other data: its training or dev examples, their labels, the dev "

@@ -130,6 +130,11 @@ final class CommandsCLITests: TinyRunTestCase {
         let (metric, metricOutput) = try finetune(["--epochs", "1", "--out", out, "--resume", "--metric", "mcc"])
         XCTAssertNotEqual(metric, 0, metricOutput)
         XCTAssertTrue(metricOutput.contains("was trained with --metric accuracy (this run: mcc)"), metricOutput)
+        // Adapters the checkpoint has not (or of another rank, alpha, dropout or targets) are another model.
+        let (lora, loraOutput) = try finetune(["--epochs", "1", "--out", out, "--resume", "--lora-rank", "4", "--lr", "5e-5"])
+        XCTAssertNotEqual(lora, 0, loraOutput)
+        XCTAssertTrue(loraOutput.contains("was trained with no LoRA (this run: LoRA rank 4, alpha 8, dropout 0.1, targets query,value); "
+                                          + "resume with the same --lora-rank settings"), loraOutput)
         // Other examples (here another dev split; other data or --max-length alike) are not the run it continues.
         let (other, otherOutput) = try finetune(["--epochs", "1", "--out", out, "--resume", "--dev-split", "0.3"])
         XCTAssertNotEqual(other, 0, otherOutput)

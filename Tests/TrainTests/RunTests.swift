@@ -131,6 +131,27 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(seen, [4, 8], "every epoch is evaluated once, resumed or not")
     }
 
+    func testAStopRightAfterAnEpochsEvaluationKeepsOneCheckpointOfThatStep() throws {
+        let backend = try CPUBackend()
+        let c = try TinyClassifier.make(backend)
+        let (texts, labels) = TinyClassifier.data(64, seed: 7)
+        var options = TrainingOptions()
+        options.epochs = 2; options.batchSize = 16
+        let encodings = texts.map { c.tokenizer.encode($0, maxLength: 16) }
+        let trainer = try Trainer(classifier: c, train: encodings, trainLabels: labels, dev: Array(encodings.prefix(16)),
+                                  devLabels: Array(labels.prefix(16)), options: options)
+        let folder = RunFolder(work + "/stopped")
+        try folder.create()
+        var checks = 0   // shouldStop is asked once per step, after the step's evaluation and saves
+        let runner = StageRunner(folder: folder, policy: CheckpointPolicy(everySteps: nil, everySeconds: 0), log: try LogFile(folder.log, fresh: true),
+                                 earlierSeconds: 0, progress: { _ in }, shouldStop: { checks += 1; return checks == 4 })
+        XCTAssertThrowsError(try runner.run(trainer, stage: nil, stageIndex: 0, epochs: 2, from: nil) {}) { error in
+            XCTAssertEqual((error as? RunInterrupted)?.step, 4, "\(error)")
+        }
+        let saved = try FileManager.default.contentsOfDirectory(atPath: folder.checkpoints).filter { !$0.hasPrefix(".") }
+        XCTAssertEqual(saved, ["000001-step-4"], "the evaluation's checkpoint is the stop's; no second copy of step 4")
+    }
+
     func testTheLearningRateRuleFollowsWhatTrains() {
         var settings = TrainingSettings()
         XCTAssertEqual(settings.resolvedOptions.learningRate, 5e-5, "the whole model trains")

@@ -105,6 +105,24 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try t.loadCheckpoint(folder: checkpoint)) { XCTAssertTrue("\($0)".contains("not this model's checkpoint"), "\($0)") }
     }
 
+    func testAResumeWithOtherAdaptersIsRefusedNamingBoth() throws {
+        var state = TrainerState(step: 3, options: TrainingOptions(), best: nil, lossScaler: nil, evaluatedStep: nil, lastLoss: nil)
+        state.adapters = TrainerState.adapters(LoRAConfig(rank: 8, alpha: 16, targets: [.query, .value]))
+        func conflict(_ lora: LoRAConfig?) -> String? {
+            Trainer.resumeConflict(state, folder: "ckpt", options: TrainingOptions(), examples: 100, adapters: TrainerState.adapters(lora))
+                .map { "\($0)" }
+        }
+        XCTAssertNil(conflict(LoRAConfig(rank: 8, alpha: 16, targets: [.query, .value])))
+        XCTAssertEqual(conflict(LoRAConfig(rank: 16, alpha: 16, targets: [.query, .value])).map { $0.contains(
+            "ckpt was trained with LoRA rank 8, alpha 16, dropout 0.1, targets query,value (this run: LoRA rank 16, alpha 16, dropout 0.1, "
+            + "targets query,value)") }, true)
+        XCTAssertNotNil(conflict(LoRAConfig(rank: 8, alpha: 16, dropout: 0, targets: [.query, .value])))
+        XCTAssertNotNil(conflict(LoRAConfig(rank: 8, alpha: 16, targets: [.query, .key, .value])))
+        XCTAssertNotNil(conflict(nil))
+        state.adapters = nil   // a checkpoint from before adapters were recorded: not checked here (its tensors still are)
+        XCTAssertNil(conflict(nil))
+    }
+
     /// Data parallel: the ranks' shares of a batch are disjoint, cover it, differ by at most one
     /// example, and weighed by their shares they average to the batch's mean.
     func testRanksShareEveryBatchAndTheirWeighedMeansAreTheBatchMean() {
