@@ -207,15 +207,20 @@ public final class ByteLevelBPE: @unchecked Sendable {
     /// As HF's tokenizer called with (a, b, truncation, max_length): each text's ids after the
     /// `prefix` (none for GPT-2 and SmolLM2; Llama 3's pair template is BOS a BOS b), truncated
     /// longest-first.
-    public func encode(_ a: String, _ b: String?, maxLength: Int?) -> [Int32] {
+    public func encode(_ a: String, _ b: String?, maxLength: Int?) -> [Int32] { encoding(a, b, maxLength: maxLength).ids }
+
+    /// encode(a, b, maxLength:) as an Encoding (types 0, every position attended) that says
+    /// whether tokens were cut.
+    public func encoding(_ a: String, _ b: String?, maxLength: Int?) -> Encoding {
         var first = encodeAsInput(a), second = b.map(encodeAsInput) ?? []
+        let whole = first.count + second.count
         if let maxLength {
             let (keepFirst, keepSecond) = b == nil ? (min(first.count, maxLength), 0)
                 : WordPieceTokenizer.longestFirst(first.count, second.count, budget: maxLength)
             first = Array(first.prefix(keepFirst))
             second = Array(second.prefix(keepSecond))
         }
-        return first + second
+        return Encoding(ids: first + second, truncated: first.count + second.count < whole)
     }
 
     private static func matches(_ pattern: [Unicode.Scalar], _ scalars: [Unicode.Scalar], at i: Int) -> Bool {

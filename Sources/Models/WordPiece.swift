@@ -8,8 +8,17 @@ public struct Encoding: Equatable, Sendable {
     public var ids: [Int32]
     public var typeIds: [Int32]
     public var attentionMask: [Int32]
-    public init(ids: [Int32], typeIds: [Int32], attentionMask: [Int32]) {
-        self.ids = ids; self.typeIds = typeIds; self.attentionMask = attentionMask
+    /// Tokens of the text were cut to fit the maximum length.
+    public var truncated: Bool
+    public init(ids: [Int32], typeIds: [Int32], attentionMask: [Int32], truncated: Bool = false) {
+        self.ids = ids; self.typeIds = typeIds; self.attentionMask = attentionMask; self.truncated = truncated
+    }
+
+    /// One text's (or pair's) ids as a model without token types reads them: type 0, every
+    /// position attended.
+    public init(ids: [Int32], truncated: Bool = false) {
+        self.init(ids: ids, typeIds: Array(repeating: 0, count: ids.count), attentionMask: Array(repeating: 1, count: ids.count),
+                  truncated: truncated)
     }
 }
 
@@ -108,6 +117,7 @@ public struct WordPieceTokenizer: Sendable {
     public func encode(_ a: String, _ b: String? = nil, maxLength: Int? = nil) -> Encoding {
         var first = tokenize(a)
         var second = b.map(tokenize)
+        let whole = first.count + (second?.count ?? 0)
         if let maxLength {
             let budget = max(0, maxLength - (second == nil ? 2 : doubleSeparator ? 4 : 3))
             if var pair = second {
@@ -126,7 +136,8 @@ public struct WordPieceTokenizer: Sendable {
             ids += middle + second + [sep]
             types += [Int32](repeating: doubleSeparator ? 0 : 1, count: middle.count + second.count + 1)
         }
-        return Encoding(ids: ids, typeIds: types, attentionMask: [Int32](repeating: 1, count: ids.count))
+        return Encoding(ids: ids, typeIds: types, attentionMask: [Int32](repeating: 1, count: ids.count),
+                        truncated: first.count + (second?.count ?? 0) < whole)
     }
 
     /// How many tokens of each sequence a pair keeps under `budget`, as HF's longest-first
@@ -152,7 +163,7 @@ public struct WordPieceTokenizer: Sendable {
             let extra = max(0, target - e.ids.count)
             return Encoding(ids: e.ids + [Int32](repeating: pad, count: extra),
                             typeIds: e.typeIds + [Int32](repeating: 0, count: extra),
-                            attentionMask: e.attentionMask + [Int32](repeating: 0, count: extra))
+                            attentionMask: e.attentionMask + [Int32](repeating: 0, count: extra), truncated: e.truncated)
         }
     }
 

@@ -40,9 +40,8 @@ public final class DecoderClassifier: TextClassifier {
     /// max_length): the tokenizer's prefix (a BOS) before each text, a pair's second text after
     /// the first, cut longest-first; an empty text is its end token.
     static func encoding(_ example: Example, tokenizer: DecoderTokenizer, maxLength: Int) -> Encoding {
-        var ids = tokenizer.bpe.encode(example.text, example.pair, maxLength: maxLength)
-        if ids.isEmpty { ids = [tokenizer.endTokens.min() ?? 0] }
-        return Encoding(ids: ids, typeIds: Array(repeating: 0, count: ids.count), attentionMask: Array(repeating: 1, count: ids.count))
+        let encoding = tokenizer.bpe.encoding(example.text, example.pair, maxLength: maxLength)
+        return encoding.ids.isEmpty ? Encoding(ids: [tokenizer.endTokens.min() ?? 0]) : encoding
     }
 
     public func forwardSession(batchSize: Int) throws -> ([Encoding]) throws -> [[Float]] {

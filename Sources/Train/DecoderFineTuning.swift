@@ -62,6 +62,7 @@ extension FineTuningRun {
                                                            data.dev.map { DecoderClassifier.encoding($0, tokenizer: tokenizer, maxLength: t.maxLength) },
                                                            data.trainLabels, data.devLabels, data.names)
             progress(.note(data.summary))
+            reportTruncation(train: train, dev: dev, maxLength: t.maxLength)
         }
         guard !train.isEmpty else { throw DataError("\(c.data.train): no training text") }
         let model = try DecoderModel.load(c.model, labels: lm ? 0 : names.count, backend: backend, seed: seed)
@@ -110,7 +111,7 @@ extension FineTuningRun {
         return stride(from: 0, to: stream.count, by: length).compactMap { start in
             let ids = Array(stream[start..<min(start + length, stream.count)])
             guard ids.count > 1 else { return nil }   // one token predicts nothing
-            return Encoding(ids: ids, typeIds: Array(repeating: 0, count: ids.count), attentionMask: Array(repeating: 1, count: ids.count))
+            return Encoding(ids: ids)
         }
     }
 }

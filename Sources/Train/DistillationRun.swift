@@ -93,6 +93,7 @@ public final class DistillationRun: TrainingRecipe {
             return options
         }
         let trainEncodings = student.encode(data.train), devEncodings = student.encode(data.dev)
+        reportTruncation(train: trainEncodings, dev: devEncodings, maxLength: t.maxLength)
         let fingerprint = Self.fingerprint(train: trainEncodings, trainLabels: data.trainLabels, dev: devEncodings, devLabels: data.devLabels,
                                            names: data.names)
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: stages.map(\.name), policy: t.checkpoints,

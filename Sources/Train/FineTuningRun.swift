@@ -47,6 +47,7 @@ public final class FineTuningRun: TrainingRecipe {
         let options = t.resolvedOptions
         try check(t.plan(classifier.model))
         let train = classifier.encode(data.train), dev = classifier.encode(data.dev)
+        reportTruncation(train: train, dev: dev, maxLength: t.maxLength)
         let trainer = try Trainer(classifier: classifier, train: train, trainLabels: data.trainLabels,
                                   dev: dev, devLabels: data.devLabels, options: options,
                                   recomputeGelu: t.recomputeGelu)

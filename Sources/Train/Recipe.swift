@@ -59,6 +59,12 @@ public class TrainingRecipe {
                        + "\(model.trainableCount) trainable parameters of \(model.layout.total)"))
     }
 
+    /// Says how many examples were cut to `maxLength`, when any were.
+    func reportTruncation(train: [Encoding], dev: [Encoding], maxLength: Int) {
+        let cut = Truncation(train: train, dev: dev, maxLength: maxLength)
+        if cut.train + cut.dev > 0 { progress(.truncated(cut)) }
+    }
+
     /// Reports the memory plan and refuses a run that will not fit, before anything is written.
     func check(_ plan: MemoryPlan) throws {
         var plan = plan, use = backend.memoryUse, ranks = ""

@@ -32,9 +32,8 @@ public enum StudentTokenizer {
         switch self {
         case .wordPiece(let w): return w.encode(e.text, e.pair, maxLength: maxLength)
         case .bytePairs(let bpe, let empty):
-            var ids = bpe.encode(e.text, e.pair, maxLength: maxLength)
-            if ids.isEmpty { ids = [empty] }
-            return Encoding(ids: ids, typeIds: Array(repeating: 0, count: ids.count), attentionMask: Array(repeating: 1, count: ids.count))
+            let encoding = bpe.encoding(e.text, e.pair, maxLength: maxLength)
+            return encoding.ids.isEmpty ? Encoding(ids: [empty]) : encoding
         }
     }
 }

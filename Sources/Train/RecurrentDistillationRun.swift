@@ -83,6 +83,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         }
         // Before the teacher's logits (minutes on a large set): a --resume that cannot continue.
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
+        reportTruncation(train: train, dev: dev, maxLength: t.maxLength)
         let fingerprint = Self.fingerprint(train: train, trainLabels: data.trainLabels, dev: dev, devLabels: data.devLabels, names: data.names)
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: data.train.count,
                                              fingerprint: fingerprint, lora: t.lora) { _ in options }

@@ -3,6 +3,7 @@
 // resuming from a checkpoint, Ctrl-C, and a loss that diverges — reported as RunEvents.
 import Backend
 import Foundation
+import Models
 
 /// What happens during a run, for a front end to show (the CLI prints a progress line).
 public enum RunEvent {
@@ -10,6 +11,8 @@ public enum RunEvent {
     case note(String)
     /// The memory plan, before the first step.
     case memoryPlan(String)
+    /// Texts longer than the maximum length, whose ends the run does not see.
+    case truncated(Truncation)
     case stageStarted(stage: String?, epochs: Int, steps: Int, learningRate: Double)
     case resumed(stage: String?, step: Int, totalSteps: Int)
     case step(StepProgress)
@@ -18,6 +21,26 @@ public enum RunEvent {
     /// Something went wrong that the run survives (a checkpoint that could not be written).
     case warning(String)
     case tested(ClassificationMetrics)
+}
+
+/// How many training and dev texts were cut to the maximum length.
+public struct Truncation: Sendable {
+    public let train, trainTotal, dev, devTotal, maxLength: Int
+
+    init(train: [Encoding], dev: [Encoding], maxLength: Int) {
+        self.train = train.count(where: \.truncated); trainTotal = train.count
+        self.dev = dev.count(where: \.truncated); devTotal = dev.count
+        self.maxLength = maxLength
+    }
+
+    public var message: SettingText {
+        func share(_ n: Int, _ total: Int, _ what: String) -> String {
+            "\(n) of \(total) \(what) texts (" + String(format: "%.1f %%", 100 * Double(n) / Double(max(total, 1))) + ")"
+        }
+        let parts = [train > 0 ? share(train, trainTotal, "training") : nil, dev > 0 ? share(dev, devTotal, "dev") : nil].compactMap { $0 }
+        return "\(parts.joined(separator: " and ")) are longer than \(Setting.maxLength) \(maxLength) tokens and were cut there; "
+            + "a larger \(Setting.maxLength) lets the model read more of them (at more time and memory per step)"
+    }
 }
 
 /// One step as the progress line shows it.

@@ -28,7 +28,9 @@ struct EvalCommand: ParsableCommand {
         let batchSize = inference.batchSize
         let examples = try Dataset.load(expand(data), columns: columns.spec(labelled: true))
         let labels = try Dataset.labelIds(examples, names: classifier.labelNames, path: data)
-        let m = ClassificationMetrics(logits: try classifyShowingProgress(classifier, classifier.encode(examples), batchSize: batchSize),
+        let encodings = classifier.encode(examples)
+        noteTruncation(encodings, maxLength: classifier.maxLength)
+        let m = ClassificationMetrics(logits: try classifyShowingProgress(classifier, encodings, batchSize: batchSize),
                                       labels: labels, classes: classifier.labelNames.count)
         if json {
             let object: [String: Any] = ["accuracy": m.accuracy, "macro_f1": m.macroF1, "mcc": m.mcc, "loss": m.loss, "examples": m.examples]
@@ -76,7 +78,9 @@ struct PredictCommand: ParsableCommand {
         let batchSize = inference.batchSize
         let examples = try input.map { try Dataset.load(expand($0), columns: columns.spec(labelled: false)) }
             ?? texts.enumerated().map { Example(text: $1, pair: nil, label: nil, line: $0 + 1) }
-        let logits = try classifyShowingProgress(classifier, classifier.encode(examples), batchSize: batchSize)
+        let encodings = classifier.encode(examples)
+        noteTruncation(encodings, maxLength: classifier.maxLength)
+        let logits = try classifyShowingProgress(classifier, encodings, batchSize: batchSize)
         var output = ""
         for (example, row) in zip(examples, logits) {
             let probabilities = classProbabilities(row)
@@ -94,6 +98,15 @@ struct PredictCommand: ParsableCommand {
         }
         FileHandle.standardOutput.write(Data(output.utf8))
     }
+}
+
+/// Says on stderr how many texts were cut to --max-length (the model reads no further).
+func noteTruncation(_ encodings: [Encoding], maxLength: Int) {
+    let cut = encodings.count(where: \.truncated)
+    guard cut > 0 else { return }
+    FileHandle.standardError.write(Data(("retort: \(cut) of \(counted(encodings.count, "text")) "
+        + String(format: "(%.1f %%)", 100 * Double(cut) / Double(encodings.count))
+        + " \(cut == 1 ? "is" : "are") longer than --max-length \(maxLength) tokens and \(cut == 1 ? "was" : "were") cut to it\n").utf8))
 }
 
 /// The logits of `encodings` (in their order), run in order of length as classifyByLength does —

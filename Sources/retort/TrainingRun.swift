@@ -17,6 +17,7 @@ final class ProgressPrinter {
         switch event {
         case .note(let text): say("retort: " + text)
         case .memoryPlan(let text): say("retort: " + text)
+        case .truncated(let cut): say("retort: " + flags(cut.message))
         case .resumed(let stage, let step, let total):
             say("retort: " + (stage.map { "\($0) stage: " } ?? "") + "resuming at step \(step) of \(total)")
         case .stageStarted(let stage, let epochs, let steps, let lr):

@@ -63,6 +63,11 @@ final class CommandsCLITests: TinyRunTestCase {
         let lines = output.split(separator: "\n").filter { $0.hasPrefix("LABEL_") }
         XCTAssertEqual(lines.map { $0.split(separator: "\t").last.map(String.init) }, ["w5 w6 w7", "w8 a b, with a comma", "w9 \"quoted\""], output)
         XCTAssertTrue(lines.allSatisfy { $0.split(separator: "\t").count == 3 }, output)
+        XCTAssertFalse(output.contains("longer than"), output)
+        // Texts cut to --max-length are counted ([CLS] w5 w6 w7 [SEP] is 5 tokens).
+        let (cut, cutOutput) = try retort(["predict", "--model", teacher, "--input", texts.path, "--max-length", "4", "--threads", "1"])
+        XCTAssertEqual(cut, 0, cutOutput)
+        XCTAssertTrue(cutOutput.contains("retort: 3 of 3 texts (100.0 %) are longer than --max-length 4 tokens and were cut to it"), cutOutput)
 
         // Standard input ("-"), a tab, line break and backslash shown escaped (one line per input),
         // and --json naming each input's line (blank lines are skipped).
@@ -97,6 +102,16 @@ final class CommandsCLITests: TinyRunTestCase {
         }
         let checkpoints = try FileManager.default.contentsOfDirectory(atPath: out + "/checkpoints")
         XCTAssertEqual(checkpoints.count, 1, "one evaluation, one checkpoint: \(checkpoints)")
+        XCTAssertFalse(output.contains("longer than"), "texts of 3–7 words fit in 16 tokens: \(output)")
+        // Texts of 5–7 words (three in five) do not fit in 6 tokens: counted, in both sets.
+        let (short, shortOutput) = try retort(["finetune", "--model", teacher, "--train", data, "--max-length", "6", "--max-steps", "1",
+                                               "--threads", "1", "--out", work.appendingPathComponent("short").path])
+        XCTAssertEqual(short, 0, shortOutput)
+        let cutLine = shortOutput.split(separator: "\n").first { $0.contains("longer than") }.map(String.init) ?? shortOutput
+        XCTAssertTrue(cutLine.hasPrefix("retort: ") && cutLine.contains(" of 86 training texts (") && cutLine.contains(" of 10 dev texts (")
+                      && cutLine.contains(" are longer than --max-length 6 tokens and were cut there; a larger --max-length"), cutLine)
+        let cutTraining = Int(cutLine.dropFirst("retort: ".count).prefix { $0 != " " }) ?? -1
+        XCTAssertTrue((40...65).contains(cutTraining), "about three in five of 86 cut: \(cutLine)")
         let (again, againOutput) = try finetune(["--epochs", "1", "--out", out, "--resume"])
         XCTAssertEqual(again, 0, againOutput)
         XCTAssertTrue(againOutput.contains("resuming at step 11 of 11"), againOutput)

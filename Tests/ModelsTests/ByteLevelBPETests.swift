@@ -140,6 +140,12 @@ final class ByteLevelBPETests: XCTestCase {
         let back = try ByteLevelBPE(tokenizerJSON: saved.path)
         XCTAssertEqual(back.prefix, [1])
         XCTAssertEqual(back.encode("Hello", "there", maxLength: 9), tok.encode("Hello", "there", maxLength: 9))
+        // Whether tokens were cut: not at the whole length, yes one below it.
+        let whole = tok.encoding("Hello", "there", maxLength: nil)
+        XCTAssertEqual(whole.ids, tok.encode("Hello", "there", maxLength: nil))
+        XCTAssertFalse(whole.truncated)
+        XCTAssertFalse(tok.encoding("Hello", "there", maxLength: whole.ids.count).truncated)
+        XCTAssertTrue(tok.encoding("Hello", "there", maxLength: whole.ids.count - 1).truncated)
         var flagged = root
         var added = flagged["added_tokens"] as! [[String: Any]]
         added[0]["lstrip"] = true

@@ -76,6 +76,7 @@ final class TokenizerTests: XCTestCase {
             let encoding = tok.encode(a, b, maxLength: maxLength)
             XCTAssertEqual(encoding.ids, (c["ids"] as! [Int]).map(Int32.init), "ids of \(a.debugDescription) / \(b?.debugDescription ?? "-") max \(maxLength ?? 0)")
             XCTAssertEqual(encoding.typeIds, (c["type_ids"] as! [Int]).map(Int32.init), "type ids of \(a.debugDescription)")
+            XCTAssertEqual(encoding.truncated, tok.encode(a, b).ids.count > encoding.ids.count, "cut or not: \(a.debugDescription)")
         }
     }
 
