@@ -182,7 +182,10 @@ public enum Dataset {
         return try examples.map { e in
             guard let label = e.label else { throw DataError("\(path): record \(e.line) has no label") }
             guard let id = ids[label] else {
-                throw DataError("\(path): record \(e.line): label '\(label)' is not one of the model's labels (\(names.joined(separator: ", ")))")
+                // '1' beside '1.0' (a spreadsheet's export): the same number, another label.
+                let same = Double(label).flatMap { value in names.first { Double($0) == value } }
+                throw DataError("\(path): record \(e.line): label '\(label)' is not one of the model's labels (\(names.joined(separator: ", ")))"
+                                + (same.map { ": it is written '\($0)' there; write the labels the same way in every file" } ?? ""))
             }
             return id
         }

@@ -69,6 +69,10 @@ final class DatasetTests: XCTestCase {
         XCTAssertThrowsError(try Dataset.labelIds(examples, names: ["no", "yes"], path: "dev.tsv")) {
             XCTAssertEqual("\($0)", "dev.tsv: record 7: label 'maybe' is not one of the model's labels (no, yes)")
         }
+        XCTAssertThrowsError(try Dataset.labelIds([Example(text: "t", label: "1", line: 2)], names: ["0.0", "1.0"], path: "dev.tsv")) {
+            XCTAssertEqual("\($0)", "dev.tsv: record 2: label '1' is not one of the model's labels (0.0, 1.0): it is written '1.0' there; "
+                           + "write the labels the same way in every file")
+        }
     }
 
     func testLabelOrderAndSeededSplit() {
