@@ -30,19 +30,26 @@ extension BertModel {
         return prefix + mapped
     }
 
+    /// The classifier's weight in HF's files of `family` ("classifier.weight", MPNet's
+    /// "classifier.out_proj.weight"): a pretrained encoder's file has none.
+    public static func classifierTensor(_ family: ModelFamily) -> String { fileName("classifier.weight", prefix: "", family: family) }
+
     /// The name parameter `name` has in HF's files (model.safetensors), e.g. "bert.embeddings.word_embeddings.weight".
     public func checkpointName(_ name: String) -> String { Self.fileName(name, prefix: filePrefix, family: config.family) }
 
     /// "bert." or "mpnet.": the prefix HF's *ForSequenceClassification files use.
     var filePrefix: String { config.family.rawValue + "." }
 
-    public func loadWeights(_ path: String, seed: UInt64 = 42, freshHead: Bool = false) throws {
+    /// Returns the parameters the file lacked, initialised here (the classifier's and pooler's).
+    @discardableResult
+    public func loadWeights(_ path: String, seed: UInt64 = 42, freshHead: Bool = false) throws -> [String] {
         let file = try SafeTensorsFile(path: path)
         let fileName = (path as NSString).lastPathComponent
         let prefix = file.entries[filePrefix + "embeddings.word_embeddings.weight"] != nil ? filePrefix : ""
         var rng = NormalRandom(seed: seed)
         var int8: [String: Int8Weight] = [:]
         let int8Names = int8ParameterNames, wordEmbeddings = parameters.wordEmbeddings.name
+        var initialised: [String] = []
         for entry in layout.entries {
             let key = Self.fileName(entry.name, prefix: prefix, family: config.family)
             guard let stored = file.entries[key], !(freshHead && entry.name.hasPrefix("classifier.")) else {
@@ -52,6 +59,7 @@ extension BertModel {
                 let values = entry.name.hasSuffix(".bias") ? [Float](repeating: 0, count: entry.count)
                     : (0..<entry.count).map { _ in Float(config.initializerRange) * rng.next() }
                 values.withUnsafeBytes { backend.upload(layout.view(weights, entry.name), $0) }
+                initialised.append(entry.name)
                 continue
             }
             guard stored.shape == entry.shape else {
@@ -68,6 +76,7 @@ extension BertModel {
             try file.floats(key).withUnsafeBytes { backend.upload(layout.view(weights, entry.name), $0) }
         }
         int8Weights = int8
+        return initialised
     }
 
     /// Writes config.json and model.safetensors (HF's *ForSequenceClassification names) into `folder`.

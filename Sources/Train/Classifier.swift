@@ -68,6 +68,16 @@ public func checkClassifierFolder(_ folder: String) throws {
         }
         throw CheckpointError("\(folder): not a model folder (no config.json)")
     }
+    let config = path("config.json")
+    if !RecurrentConfig.describes(config) && !FineTuningRun.isDecoder(folder), let family = try? BertConfig(path: config).family,
+       let file = try? SafeTensorsFile(path: path("model.safetensors")), file.entries[BertModel.classifierTensor(family)] == nil {
+        throw noClassifierHead(folder, BertModel.classifierTensor(family))
+    }
+}
+
+private func noClassifierHead(_ folder: String, _ tensor: String) -> CheckpointError {
+    CheckpointError("\(folder): a pretrained encoder without a classifier head (model.safetensors has no '\(tensor)'); "
+                    + "fine-tune it on labelled texts first (retort finetune)")
 }
 
 extension TextClassifier {
@@ -143,8 +153,11 @@ public final class Classifier: TextClassifier {
         let names = labels ?? stored ?? ["LABEL_0", "LABEL_1"]
         let model = try BertModel(config: config, labels: names.count, backend: backend, inference: inference)
         // A head trained for other labels is not reused: a new one starts as HF initialises it.
-        try model.loadWeights((folder as NSString).appendingPathComponent("model.safetensors"), seed: seed,
-                              freshHead: stored != nil && stored != names)
+        let initialised = try model.loadWeights((folder as NSString).appendingPathComponent("model.safetensors"), seed: seed,
+                                                freshHead: stored != nil && stored != names)
+        if inference && initialised.contains("classifier.weight") {   // a random head would label texts at random
+            throw noClassifierHead(folder, BertModel.classifierTensor(config.family))
+        }
         guard maxLength <= config.maxTokens else {
             let limit = config.family == .mpnet ? "\(config.maxTokens) tokens (max_position_embeddings \(config.maxPositions) less padding_idx + 1)"
                 : "max_position_embeddings \(config.maxPositions)"

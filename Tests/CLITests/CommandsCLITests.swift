@@ -2,6 +2,7 @@
 // file, `finetune` on the tiny golden model (output folder, resume, Ctrl-C, the LoRA learning
 // rate), and the one-line errors.
 import Foundation
+import Models
 import XCTest
 
 final class CommandsCLITests: TinyRunTestCase {
@@ -258,7 +259,24 @@ final class CommandsCLITests: TinyRunTestCase {
             try Data().write(to: URL(fileURLWithPath: folder + "/model.safetensors"))
         }
         try FileManager.default.createSymbolicLink(atPath: work.path + "/tiny-bert-link", withDestinationPath: teacher)
+        // A pretrained encoder (the teacher without its classifier): its head would be random.
+        let base = work.appendingPathComponent("base").path
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: false)
+        for file in ["config.json", "vocab.txt"] { try FileManager.default.copyItem(atPath: teacher + "/" + file, toPath: base + "/" + file) }
+        let weights = try SafeTensorsFile(path: teacher + "/model.safetensors")
+        try SafeTensorsWriter.write(try weights.entries.keys.sorted().filter { !$0.hasPrefix("classifier.") }.map {
+            SafeTensorsWriter.Tensor(name: $0, shape: weights.entries[$0]!.shape, values: try weights.floats($0))
+        }, to: base + "/model.safetensors")
+        let headless = "\(base): a pretrained encoder without a classifier head (model.safetensors has no 'classifier.weight'); "
+            + "fine-tune it on labelled texts first (retort finetune)"
         let cases: [([String], String)] = [
+            (["predict", "--model", base, "hi"], headless),
+            (["eval", "--model", base, "--data", data], headless),
+            (["compare", teacher, base, "--out", fresh], headless),
+            (["serve", "--model", base], headless),
+            (["quantize", "--model", base, "--out", fresh], headless),
+            (["export", "--model", base, "--out", fresh], headless),
+            (["distill", "--teacher", base, "--train", data, "--out", fresh], headless),
             (["predict", "--model", teacher, "--batch-size", "0", "hi"], "--batch-size must be at least 1"),
             // Nothing made before is replaced without --overwrite (a run folder, a transfer set, generations).
             (["distill", "--teacher", teacher, "--train", data, "--out", fresh + "/../" + (teacher as NSString).lastPathComponent + "-link"],
@@ -342,7 +360,7 @@ final class CommandsCLITests: TinyRunTestCase {
              "--out \(work.path)/new/t.jsonl: the folder \(work.path)/new does not exist"),
         ]
         for (arguments, message) in cases {
-            let (status, output) = try retort(arguments + ["--device", "cpu"])
+            let (status, output) = try retort(arguments + (["quantize", "export"].contains(arguments[0]) ? [] : ["--device", "cpu"]))   // (those two run on the CPU)
             XCTAssertNotEqual(status, 0, "\(arguments): \(output)")
             XCTAssertEqual(output.split(separator: "\n").filter { $0.hasPrefix("Error: ") }.count, 1, "\(arguments): \(output)")
             XCTAssertTrue(output.contains(message), "\(arguments): \(output)")
