@@ -114,9 +114,9 @@ struct GenerateCommand: ParsableCommand {
     func stream(_ decoder: DecoderModel, _ tokenizer: DecoderTokenizer, ids: [Int32], sampling: SamplingOptions) throws {
         var bytes: [UInt8] = [], printed = 0, firstToken: Date?, cut = false
         let holdBack = max(0, (stop.map(\.utf8.count).max() ?? 0) - 1), started = Date()
-        func flush(upTo end: Int) {
+        func flush(upTo end: Int) {   // (ends on whole characters: each piece decodes alone, a stray byte as U+FFFD)
             guard end > printed else { return }
-            FileHandle.standardOutput.write(Data(bytes[printed..<end]))
+            FileHandle.standardOutput.write(Data(String(decoding: bytes[printed..<end], as: UTF8.self).utf8))
             printed = end
         }
         let result = try decoder.generate([GenerationRequest(prompt: ids, maxNewTokens: maxNewTokens)], sampling: sampling,
@@ -130,7 +130,7 @@ struct GenerateCommand: ParsableCommand {
                 flush(upTo: completeUTF8(bytes, limit: bytes.count - holdBack))
             }
         }, stopped: { _, _ in cut }, interrupted: { Interrupt.requested })[0]
-        flush(upTo: bytes.count)
+        flush(upTo: completeUTF8(bytes, limit: bytes.count))   // a character the last token began but did not finish: dropped
         FileHandle.standardOutput.write(Data("\n".utf8))
         let end = Date(), prefill = (firstToken ?? end).timeIntervalSince(started), decode = end.timeIntervalSince(firstToken ?? end)
         printError(String(format: "retort: prompt %d tokens in %.2f s (%.1f tokens/s); %d new tokens in %.2f s (%.1f tokens/s); stopped: %@",
@@ -159,7 +159,8 @@ struct GenerateCommand: ParsableCommand {
             if done % batchSize == 0 || done == prompts.count { printError("retort: \(done)/\(prompts.count) prompts") }
         }, interrupted: { Interrupt.requested })
         for (i, result) in results.enumerated() {
-            let object: [String: Any] = ["prompt": prompts[i], "completion": String(decoding: texts[i], as: UTF8.self),
+            let whole = texts[i].prefix(completeUTF8(texts[i], limit: texts[i].count))   // as streamed: no half character at the end
+            let object: [String: Any] = ["prompt": prompts[i], "completion": String(decoding: whole, as: UTF8.self),
                                          "tokens": result.tokens.count, "finish": result.finish]
             lines.append(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
                                 as: UTF8.self))

@@ -95,6 +95,15 @@ final class GenerateCLITests: XCTestCase {
         let (_, single) = try retort(["generate", "--model", model, "Once upon a time", "--max-new-tokens", "6", "--device", "cpu"])
         let second = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String: Any]
         XCTAssertEqual((second["completion"] as? String ?? "") + "\n", text(single), "a batch generates what each prompt alone does (a prompt as the argument)")
+        // Three tokens end inside a character (パ, then two of ッ's three bytes): stdout stays UTF-8
+        // (the test reads it as UTF-8, or gets nothing), the half character dropped, in JSONL too.
+        let (cut, cutOutput) = try retort(["generate", "--model", model, "日本の首都は東京です。大阪は", "--max-new-tokens", "3", "--device", "cpu"])
+        XCTAssertEqual(cut, 0, cutOutput)
+        XCTAssertEqual(text(cutOutput), "パ\n", cutOutput)
+        try "日本の首都は東京です。大阪は\n".write(to: input, atomically: true, encoding: .utf8)
+        let (batch, batchOutput) = try retort(["generate", "--model", model, "--input", input.path, "--max-new-tokens", "3", "--device", "cpu"])
+        XCTAssertEqual(batch, 0, batchOutput)
+        XCTAssertTrue(batchOutput.contains("\"completion\":\"パ\""), batchOutput)
     }
 
     /// Ctrl-C ends a batch where it is: every prompt is written, the unfinished ones with
