@@ -57,20 +57,20 @@ public enum Dataset {
             examples = try lines(path)
         } else {
             let bytes = try DelimitedText.read(path)
-            let rows = ext == "csv" ? try DelimitedText.csv(bytes, path: path) : DelimitedText.tsv(bytes)
+            let rows = ext == "csv" ? try DelimitedText.csvRecords(bytes, path: path) : DelimitedText.tsvRecords(bytes)
             examples = try table(rows, path: path, columns)
         }
         guard !examples.isEmpty else { throw DataError("\(path): no examples (the file is empty or holds only a header)") }
         return examples
     }
 
-    static func table(_ rows: [[String]], path: String, _ spec: ColumnSpec) throws -> [Example] {
-        var rows = rows[...]
+    static func table(_ records: [DelimitedText.Record], path: String, _ spec: ColumnSpec) throws -> [Example] {
+        var records = records[...]
         var header: [String] = []
         if spec.hasNames {
-            guard let first = rows.first else { return [] }
-            header = first
-            rows = rows.dropFirst()
+            guard let first = records.first else { return [] }
+            header = first.fields
+            records = records.dropFirst()
         }
         func index(_ column: Column) throws -> Int {
             switch column {
@@ -95,17 +95,17 @@ public enum Dataset {
         // More fields than the header (or, without one, most records), not all empty, means a text
         // was cut at an unquoted comma or a stray tab; reading on would label part of it.
         let width = header.isEmpty
-            ? Dictionary(rows.map { ($0.count, 1) }, uniquingKeysWith: +).max { ($0.value, $0.key) < ($1.value, $1.key) }?.key ?? 0
+            ? Dictionary(records.map { ($0.fields.count, 1) }, uniquingKeysWith: +).max { ($0.value, $0.key) < ($1.value, $1.key) }?.key ?? 0
             : header.count
         let csv = (path as NSString).pathExtension.lowercased() == "csv"
-        for (n, row) in rows.enumerated() {
-            let line = n + 1 + (header.isEmpty ? 0 : 1)
+        for record in records {
+            let (line, row) = (record.line, record.fields)
             guard row.count > needed else {
-                throw DataError("\(path): record \(line): no column \(needed) (it has \(row.count) fields; columns are 0-based)")
+                throw DataError("\(path): line \(line): no column \(needed) (it has \(row.count) fields; columns are 0-based)")
             }
             guard row.count <= width || row[width...].allSatisfy({ $0.trimmingCharacters(in: .whitespaces).isEmpty }) else {
                 let fix = csv ? "put a text that holds commas in double quotes" : "a text may not hold a tab"
-                throw DataError("\(path): record \(line) has \(row.count) fields, \(header.isEmpty ? "most records" : "the header") \(width) (\(fix))")
+                throw DataError("\(path): line \(line) has \(row.count) fields, \(header.isEmpty ? "most records" : "the header") \(width) (\(fix))")
             }
             out.append(Example(text: row[textIndex], pair: pairIndex.map { row[$0] },
                                label: labelIndex.map { row[$0].trimmingCharacters(in: .whitespaces) }, line: line))
@@ -153,13 +153,13 @@ public enum Dataset {
     /// (`headerCheck` false: a dev file, whose header's label is refused as no label of the model.)
     static func checkLabels(_ examples: [Example], path: String, columns: ColumnSpec, headerCheck: Bool = true) throws {
         if let empty = examples.first(where: { $0.label?.isEmpty == true }) {
-            throw DataError("\(path): record \(empty.line) has an empty label; fill it in or remove the record")
+            throw DataError("\(path): line \(empty.line) has an empty label; fill it in or remove the record")
         }
         let table = !["jsonl", "json"].contains((path as NSString).pathExtension.lowercased())
         if table, headerCheck, !columns.hasNames, examples.count >= 3, let first = examples.first, let label = first.label,
            !examples.dropFirst().contains(where: { $0.label == label }),
            first.text.count <= 40, !first.text.isEmpty, !first.text.contains(where: \.isWhitespace) {
-            throw DataError("\(path): record 1 looks like a header (label '\(label)', found nowhere else; text '\(first.text)'): "
+            throw DataError("\(path): line \(first.line) looks like a header (label '\(label)', found nowhere else; text '\(first.text)'): "
                             + "name the columns instead of giving their indexes (text '\(first.text)', label '\(label)'), or remove that line")
         }
         var byFolded: [String: String] = [:]
@@ -180,11 +180,11 @@ public enum Dataset {
     public static func labelIds(_ examples: [Example], names: [String], path: String) throws -> [Int32] {
         let ids = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Int32($0)) })
         return try examples.map { e in
-            guard let label = e.label else { throw DataError("\(path): record \(e.line) has no label") }
+            guard let label = e.label else { throw DataError("\(path): line \(e.line) has no label") }
             guard let id = ids[label] else {
                 // '1' beside '1.0' (a spreadsheet's export): the same number, another label.
                 let same = Double(label).flatMap { value in names.first { Double($0) == value } }
-                throw DataError("\(path): record \(e.line): label '\(label)' is not one of the model's labels (\(names.joined(separator: ", ")))"
+                throw DataError("\(path): line \(e.line): label '\(label)' is not one of the model's labels (\(names.joined(separator: ", ")))"
                                 + (same.map { ": it is written '\($0)' there; write the labels the same way in every file" } ?? ""))
             }
             return id

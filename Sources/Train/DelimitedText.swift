@@ -11,6 +11,12 @@ public struct DataError: Error, CustomStringConvertible, Sendable {
 }
 
 public enum DelimitedText {
+    /// One record: the line it starts on (1-based) and its fields.
+    public struct Record: Equatable, Sendable {
+        public let line: Int
+        public let fields: [String]
+    }
+
     /// The texts of a file: one per non-blank line, or in a .jsonl file each line's `field` string.
     public static func documents(_ path: String, field: String) throws -> [String] {
         var texts: [String] = []
@@ -81,21 +87,28 @@ public enum DelimitedText {
 
     /// Records of a CSV file; throws on a quoted field that never closes, naming the line it opened on.
     public static func csv(_ bytes: [UInt8], path: String = "input", delimiter: UInt8 = UInt8(ascii: ",")) throws -> [[String]] {
+        try csvRecords(bytes, path: path, delimiter: delimiter).map(\.fields)
+    }
+
+    /// csv(…) with the line each record starts on (blank lines and newlines inside quotes counted).
+    public static func csvRecords(_ bytes: [UInt8], path: String = "input", delimiter: UInt8 = UInt8(ascii: ",")) throws -> [Record] {
         let quote = UInt8(ascii: "\""), cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n")
-        var records: [[String]] = []
+        var records: [Record] = []
         var record: [String] = []
         var field: [UInt8] = []
-        var i = 0, line = 1
+        var i = 0, line = 1, recordLine = 0   // recordLine: where the record being read began (0: none yet)
         var fieldStarted = false   // something (even an empty quoted field) belongs to this record
         func endField() { record.append(String(decoding: field, as: UTF8.self)); field.removeAll(keepingCapacity: true) }
         func endRecord() {
             endField()
-            records.append(record)
+            records.append(Record(line: recordLine == 0 ? line : recordLine, fields: record))
             record = []
             fieldStarted = false
+            recordLine = 0
         }
         while i < bytes.count {
             let c = bytes[i]
+            if recordLine == 0 && c != lf && c != cr { recordLine = line }
             if c == quote && field.isEmpty {
                 let opened = line
                 i += 1
@@ -135,11 +148,15 @@ public enum DelimitedText {
     }
 
     /// Records of a TSV file: lines split on tabs, no quoting; empty lines are skipped.
-    public static func tsv(_ bytes: [UInt8]) -> [[String]] {
-        bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).compactMap { line in
+    public static func tsv(_ bytes: [UInt8]) -> [[String]] { tsvRecords(bytes).map(\.fields) }
+
+    /// tsv(…) with each record's line.
+    public static func tsvRecords(_ bytes: [UInt8]) -> [Record] {
+        bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated().compactMap { n, line in
             let trimmed = line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...]
             guard !trimmed.isEmpty else { return nil }
-            return trimmed.split(separator: UInt8(ascii: "\t"), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+            return Record(line: n + 1, fields: trimmed.split(separator: UInt8(ascii: "\t"), omittingEmptySubsequences: false)
+                .map { String(decoding: $0, as: UTF8.self) })
         }
     }
 }

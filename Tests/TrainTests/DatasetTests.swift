@@ -37,16 +37,16 @@ final class DatasetTests: XCTestCase {
         let spec = ColumnSpec(text: .name("text"), label: .name("label"))
         let cases: [(String, String, ColumnSpec, String)] = [
             ("missing.csv", "a,b\n1,2\n", spec, "no column named 'text' (the header has: a, b)"),
-            ("short.tsv", "1\tok\n0\n", ColumnSpec(text: .index(1), label: .index(0)), "record 2: no column 1 (it has 1 fields"),
+            ("short.tsv", "1\tok\n0\n", ColumnSpec(text: .index(1), label: .index(0)), "line 2: no column 1 (it has 1 fields"),
             ("empty.csv", "text,label\n", spec, "no examples"),
             ("quote.csv", "text,label\n\"open,1\n", spec, "line 2: a quoted field is never closed"),
             ("bad.jsonl", "{\"text\": \"a\", \"label\": 1}\nnot json\n", spec, "line 2: not a JSON object"),
             ("key.jsonl", "{\"text\": \"a\"}\n", spec, "line 1: no key 'label'"),
             // A text cut at an unquoted comma: more fields than the header, or than most records.
             ("comma.csv", "label,text\n0,not good, in fact bad\n", ColumnSpec(text: .name("text"), label: .name("label")),
-             "record 2 has 3 fields, the header 2 (put a text that holds commas in double quotes)"),
+             "line 2 has 3 fields, the header 2 (put a text that holds commas in double quotes)"),
             ("ragged.tsv", "1\tok\n0\tbad\n1\tgood\tthing\n", ColumnSpec(text: .index(1), label: .index(0)),
-             "record 3 has 3 fields, most records 2 (a text may not hold a tab)"),
+             "line 3 has 3 fields, most records 2 (a text may not hold a tab)"),
         ]
         for (name, text, columns, expected) in cases {
             let path = try file(name, text)
@@ -67,10 +67,10 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(optional.map(\.text), ["ok", "bad", "good"])
         let examples = [Example(text: "t", label: "maybe", line: 7)]
         XCTAssertThrowsError(try Dataset.labelIds(examples, names: ["no", "yes"], path: "dev.tsv")) {
-            XCTAssertEqual("\($0)", "dev.tsv: record 7: label 'maybe' is not one of the model's labels (no, yes)")
+            XCTAssertEqual("\($0)", "dev.tsv: line 7: label 'maybe' is not one of the model's labels (no, yes)")
         }
         XCTAssertThrowsError(try Dataset.labelIds([Example(text: "t", label: "1", line: 2)], names: ["0.0", "1.0"], path: "dev.tsv")) {
-            XCTAssertEqual("\($0)", "dev.tsv: record 2: label '1' is not one of the model's labels (0.0, 1.0): it is written '1.0' there; "
+            XCTAssertEqual("\($0)", "dev.tsv: line 2: label '1' is not one of the model's labels (0.0, 1.0): it is written '1.0' there; "
                            + "write the labels the same way in every file")
         }
     }

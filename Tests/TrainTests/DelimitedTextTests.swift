@@ -13,6 +13,14 @@ final class DelimitedTextTests: XCTestCase {
         XCTAssertEqual(try csv("x\n\n\ny\n"), [["x"], ["y"]])   // blank lines are not records
     }
 
+    /// Each record's line is the line it starts on: blank lines and newlines inside quotes counted.
+    func testRecordsKnowTheLineTheyStartOn() throws {
+        let csv = try DelimitedText.csvRecords(Array("text,label\n\n\"multi\nline\",1\r\n\n\nlast,0".utf8), path: "t.csv")
+        XCTAssertEqual(csv.map(\.line), [1, 3, 7])
+        XCTAssertEqual(csv.map(\.fields), [["text", "label"], ["multi\nline", "1"], ["last", "0"]])
+        XCTAssertEqual(DelimitedText.tsvRecords(Array("\n1\tgood\r\n\n\n0\tbad\n".utf8)).map(\.line), [2, 5])
+    }
+
     func testLenientLikePythonsCSVModule() throws {
         XCTAssertEqual(try csv("ab\"c,d\n"), [["ab\"c", "d"]])        // a quote inside an unquoted field
         XCTAssertEqual(try csv("\"ab\"c,d\n"), [["abc", "d"]])        // text after a closing quote
