@@ -109,6 +109,9 @@ public enum ClassifierServer {
         guard texts.count <= limits.maxTexts else {
             throw APIError(status: .contentTooLarge, message: "\(texts.count) texts in one request; at most \(limits.maxTexts)")
         }
+        if let empty = texts.firstIndex(where: { $0.allSatisfy(\.isWhitespace) }) {   // nothing to classify: its label would mean nothing
+            throw APIError(status: .badRequest, message: "texts[\(empty)] is empty; send some text")
+        }
         if let long = texts.firstIndex(where: { $0.count > limits.maxTextCharacters }) {
             throw APIError(status: .contentTooLarge,
                            message: "texts[\(long)] has \(texts[long].count) characters; at most \(limits.maxTextCharacters)")

@@ -53,7 +53,7 @@ public enum Dataset {
         let examples: [Example]
         if ext == "jsonl" || ext == "json" {
             examples = try jsonl(path, columns)
-        } else if ext == "txt", columns.isPlainText {
+        } else if !["csv", "tsv"].contains(ext), columns.isPlainText {   // .txt, .md, .log, …: one text per line
             examples = try lines(path)
         } else {
             let bytes = try DelimitedText.read(path)

@@ -17,24 +17,6 @@ public enum DelimitedText {
         public let fields: [String]
     }
 
-    /// The texts of a file: one per non-blank line, or in a .jsonl file each line's `field` string.
-    public static func documents(_ path: String, field: String) throws -> [String] {
-        var texts: [String] = []
-        for (n, line) in try read(path).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
-            var text = String(decoding: line, as: UTF8.self)
-            if text.hasSuffix("\r") { text.removeLast() }
-            if text.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-            if path.hasSuffix(".jsonl") {
-                guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any], let value = object[field] as? String else {
-                    throw DataError("\(path): line \(n + 1): expected a JSON object with a \"\(field)\" string")
-                }
-                text = value
-            }
-            texts.append(text)
-        }
-        return texts
-    }
-
     /// Data files are read on the command's thread, one at a time.
     nonisolated(unsafe) private static var standardInputRead = false
 

@@ -7,18 +7,21 @@ import Models
 import Train
 
 struct ColumnOptions: ParsableArguments {
-    @Option(name: .long, help: "Text column: a name (the file has a header; JSONL key) or a 0-based index.")
-    var textColumn = "text"
+    @Option(name: .long, help: "Text column: a name (the file has a header; JSONL key) or a 0-based index (default: text).")
+    var textColumn: String?
 
     @Option(name: .long, help: "Second text of a sentence pair, by name or index.")
     var textPairColumn: String?
 
-    @Option(name: .long, help: "Label column, by name or index.")
-    var labelColumn = "label"
+    @Option(name: .long, help: "Label column, by name or index (default: label).")
+    var labelColumn: String?
 
     func spec(labelled: Bool) -> ColumnSpec {
-        ColumnSpec(text: Column(textColumn), pair: textPairColumn.map(Column.init), label: labelled ? Column(labelColumn) : nil)
+        ColumnSpec(text: Column(textColumn ?? "text"), pair: textPairColumn.map(Column.init), label: labelled ? Column(labelColumn ?? "label") : nil)
     }
+
+    /// The column flags given (for a command that reads no file, or no labels, to refuse them).
+    var given: (text: Bool, pair: Bool, label: Bool) { (textColumn != nil, textPairColumn != nil, labelColumn != nil) }
 }
 
 struct DeviceOptions: ParsableArguments {

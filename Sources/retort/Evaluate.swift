@@ -67,6 +67,13 @@ struct PredictCommand: ParsableCommand {
 
     func validate() throws {
         guard (input == nil) != texts.isEmpty else { throw ValidationError("give texts as arguments or --input FILE (one of the two)") }
+        if columns.given.label { throw ValidationError("--label-column: predict reads no labels (retort eval scores a labelled file)") }
+        if let empty = texts.firstIndex(where: { $0.allSatisfy(\.isWhitespace) }) {
+            throw ValidationError("text \(empty + 1) is empty: give some text to label")
+        }
+        if input == nil, columns.given.text || columns.given.pair {
+            throw ValidationError("--\(columns.given.text ? "text-column" : "text-pair-column") picks a column of --input's file; texts given as arguments have none")
+        }
     }
 
     func run() throws {
@@ -76,8 +83,17 @@ struct PredictCommand: ParsableCommand {
     func predict() throws {
         let classifier = try inference.classifier()
         let batchSize = inference.batchSize
-        let examples = try input.map { try Dataset.load(expand($0), columns: columns.spec(labelled: false)) }
+        var examples = try input.map { try Dataset.load(expand($0), columns: columns.spec(labelled: false)) }
             ?? texts.enumerated().map { Example(text: $1, pair: nil, label: nil, line: $0 + 1) }
+        // A record without text (an empty field) is skipped, as a blank line is; --json's "line" keeps the others' places.
+        let blank = { (e: Example) in e.text.allSatisfy(\.isWhitespace) && (e.pair ?? "").allSatisfy(\.isWhitespace) }
+        let empty = examples.filter(blank).map(\.line)
+        if !empty.isEmpty {
+            examples.removeAll(where: blank)
+            printError("retort: \(counted(empty.count, "input")) without text skipped (line\(empty.count == 1 ? "" : "s") "
+                       + empty.prefix(5).map(String.init).joined(separator: ", ") + (empty.count > 5 ? ", …" : "") + ")")
+            guard !examples.isEmpty else { throw UserError(description: "\(input ?? "input"): no text to label") }
+        }
         let encodings = classifier.encode(examples)
         noteTruncation(encodings, maxLength: classifier.maxLength)
         let logits = try classifyShowingProgress(classifier, encodings, batchSize: batchSize)

@@ -21,13 +21,15 @@ struct GenerateCommand: ParsableCommand {
               retort generate --model M.gguf --input prompts.txt --output out.jsonl \\
                   --max-new-tokens 40
 
-            Input files: .jsonl with a "prompt" field per line, or any text file with one prompt per line.
+            Input files: .jsonl with a "prompt" field per line, .csv or .tsv with a "prompt" column, \
+            or any other text file with one prompt per line (blank lines skipped); each output line \
+            names its prompt's line.
             """)
 
     @Option(name: .long, help: "A .gguf file or an HF folder (config.json, model.safetensors, tokenizer.json or vocab.json + merges.txt).") var model: String
     @Argument(help: "The prompt (or --prompt TEXT, or --input FILE; one that starts with '-' goes after --).") var text: String?
     @Option(name: .long, help: "The prompt (or use --input).") var prompt: String?
-    @Option(name: .long, help: "Prompts: .jsonl with a \"prompt\" field, or one prompt per line. Output is JSONL.") var input: String?
+    @Option(name: .long, help: "Prompts: .jsonl with a \"prompt\" field, .csv/.tsv with a \"prompt\" column, or one prompt per line. Output is JSONL.") var input: String?
     @Option(name: .long, help: "With --input: write the JSONL here (default: standard output).") var output: String?
     @Flag(name: .long, help: "Replace an existing --output file (without it, one is refused).") var overwrite = false
     @Flag(name: .long, help: "Wrap each prompt in the model's chat template as a user message.") var chat = false
@@ -47,9 +49,12 @@ struct GenerateCommand: ParsableCommand {
         guard text == nil || prompt == nil else { throw ValidationError("give the prompt once: as an argument or with --prompt") }
         guard ((prompt ?? text) == nil) != (input == nil) else { throw ValidationError("give a prompt (an argument or --prompt) or --input, one of them") }
         if maxNewTokens < 1 { throw ValidationError("--max-new-tokens must be at least 1") }
-        if !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be 0 (greedy) or positive") }
+        if !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be 0 (greedy) or a positive number") }
         if topK < 0 { throw ValidationError("--top-k must be 0 (off) or positive") }
         if !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+        if temperature == 0, topK != 0 || topP != 1 || seed != 0 {   // greedy decoding samples nothing
+            throw ValidationError("--\(topK != 0 ? "top-k" : topP != 1 ? "top-p" : "seed") goes with sampling: add --temperature (e.g. 0.8)")
+        }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
         if stop.contains("") { throw ValidationError("--stop needs a non-empty string") }
         if system != nil && !chat { throw ValidationError("--system goes with --chat (the chat template places it)") }
@@ -67,6 +72,7 @@ struct GenerateCommand: ParsableCommand {
 
     func generate() throws {
         if let output { try checkNewFile(output, flag: "--output", overwrite: overwrite) }
+        let prompts = try input.map { try readPrompts(expand($0)) }   // before the model loads: a bad file costs nothing
         let path = expand(model)
         let backend = try device.backend()
         let started = Date()
@@ -99,11 +105,10 @@ struct GenerateCommand: ParsableCommand {
         }
         if let prompt = prompt ?? text {
             try stream(decoder, tokenizer, ids: try encode(prompt), sampling: sampling)
-        } else if let input {
-            let prompts = try readPrompts(expand(input))
-            let ids = try prompts.enumerated().map { n, prompt in
-                do { return try encode(prompt) } catch let error as UserError {   // which of the file's prompts
-                    throw UserError(description: "\(input): prompt \(n + 1) (blank lines not counted): \(error.description)")
+        } else if let input, let prompts {
+            let ids = try prompts.map { prompt in
+                do { return try encode(prompt.text) } catch let error as UserError {   // which of the file's prompts
+                    throw UserError(description: "\(input): line \(prompt.line): \(error.description)")
                 }
             }
             try batch(decoder, tokenizer, prompts: prompts, ids: ids, sampling: sampling)
@@ -140,7 +145,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     /// Prompts from a file, `batchSize` sequences at a time, one JSON object per prompt.
-    func batch(_ decoder: DecoderModel, _ tokenizer: DecoderTokenizer, prompts: [String], ids: [[Int32]], sampling: SamplingOptions) throws {
+    func batch(_ decoder: DecoderModel, _ tokenizer: DecoderTokenizer, prompts: [Example], ids: [[Int32]], sampling: SamplingOptions) throws {
         var lines: [String] = [], generated = 0, done = 0
         let started = Date()
         // One call: at most --batch-size sequences at a time, a waiting prompt taking each freed
@@ -160,8 +165,8 @@ struct GenerateCommand: ParsableCommand {
         }, interrupted: { Interrupt.requested })
         for (i, result) in results.enumerated() {
             let whole = texts[i].prefix(completeUTF8(texts[i], limit: texts[i].count))   // as streamed: no half character at the end
-            let object: [String: Any] = ["prompt": prompts[i], "completion": String(decoding: whole, as: UTF8.self),
-                                         "tokens": result.tokens.count, "finish": result.finish]
+            let object: [String: Any] = ["prompt": prompts[i].text, "completion": String(decoding: whole, as: UTF8.self),
+                                         "tokens": result.tokens.count, "finish": result.finish, "line": prompts[i].line]
             lines.append(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
                                 as: UTF8.self))
             generated += result.tokens.count
@@ -188,10 +193,11 @@ struct GenerateCommand: ParsableCommand {
         }.min { $0.0 < $1.0 }
     }
 
-    func readPrompts(_ path: String) throws -> [String] {
-        let prompts = try DelimitedText.documents(path, field: "prompt")
-        guard !prompts.isEmpty else { throw DataError("\(path): no prompts (one per line, or JSONL with a \"prompt\" field)") }
-        return prompts
+    /// A file's prompts: a .jsonl's "prompt" fields, a .csv's or .tsv's "prompt" column, any
+    /// other file's non-blank lines.
+    func readPrompts(_ path: String) throws -> [Example] {
+        let table = ["csv", "tsv", "jsonl", "json"].contains((path as NSString).pathExtension.lowercased())
+        return try Dataset.load(path, columns: ColumnSpec(text: .name(table ? "prompt" : "text")))
     }
 }
 

@@ -65,6 +65,18 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertEqual(lines.map { $0.split(separator: "\t").last.map(String.init) }, ["w5 w6 w7", "w8 a b, with a comma", "w9 \"quoted\""], output)
         XCTAssertTrue(lines.allSatisfy { $0.split(separator: "\t").count == 3 }, output)
         XCTAssertFalse(output.contains("longer than"), output)
+        // A record without text is skipped like a blank line, and said so; an empty argument is refused.
+        let holes = work.appendingPathComponent("holes.csv")
+        try "text\nw5 w6\n\"\"\n\"w7\nw8\"\n \n".write(to: holes, atomically: true, encoding: .utf8)
+        let (skipped, skippedOutput) = try retort(["predict", "--model", teacher, "--input", holes.path, "--json", "--threads", "1"])
+        XCTAssertEqual(skipped, 0, skippedOutput)
+        XCTAssertTrue(skippedOutput.contains("retort: 2 inputs without text skipped (lines 3, 6)"), skippedOutput)
+        XCTAssertEqual(skippedOutput.split(separator: "\n").filter { $0.hasPrefix("{") }
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.map { $0["line"] as? Int }, [2, 4],
+                       "each input's line, a quoted line break counted: \(skippedOutput)")
+        let (blank, blankOutput) = try retort(["predict", "--model", teacher, "w5", ""])
+        XCTAssertNotEqual(blank, 0)
+        XCTAssertTrue(blankOutput.contains("Error: text 2 is empty: give some text to label"), blankOutput)
         // Texts cut to --max-length are counted ([CLS] w5 w6 w7 [SEP] is 5 tokens).
         let (cut, cutOutput) = try retort(["predict", "--model", teacher, "--input", texts.path, "--max-length", "4", "--threads", "1"])
         XCTAssertEqual(cut, 0, cutOutput)

@@ -191,12 +191,16 @@ final class GenerateCLITests: XCTestCase {
             (["--model", model], "give a prompt (an argument or --prompt) or --input"),
             (["--model", model, "x", "--prompt", "y"], "give the prompt once"),
             (["--model", model, "--prompt", "x", "--top-p", "0"], "--top-p must be in (0, 1]"),
+            (["--model", model, "--prompt", "x", "--top-k", "5"], "--top-k goes with sampling: add --temperature (e.g. 0.8)"),
+            (["--model", model, "--prompt", "x", "--temperature", "inf"], "--temperature must be 0 (greedy) or a positive number"),
+            (["--model", model, "--input", "/nonexistent/prompts.txt"], "/nonexistent/prompts.txt: no such file"),
             (["--model", golden.appendingPathComponent("tiny-llama").path, "--prompt", "x"], "no tokenizer.json, nor vocab.json and merges.txt"),
         ] {
             let (status, output) = try retort(["generate"] + arguments + ["--device", "cpu"])
             XCTAssertNotEqual(status, 0, output)
             XCTAssertTrue(output.contains(message), "\(arguments): \(output)")
             XCTAssertFalse(output.contains("Fatal error"), output)
+            XCTAssertFalse(output.contains(" loaded in "), "refused before the model loads: \(output)")
         }
     }
 }

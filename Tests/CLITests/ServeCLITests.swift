@@ -85,6 +85,7 @@ final class ServeCLITests: TinyRunTestCase {
             ("/v1/classify", "POST", "{\"texts\": \"a\"}", 400, "must be a list of strings"),
             ("/v1/classify", "POST", "{\"texts\": [\"a\", 3]}", 400, "must be a list of strings"),
             ("/v1/classify", "POST", "{\"texts\": []}", 400, "is empty"),
+            ("/v1/classify", "POST", "{\"texts\": [\"w5\", \" \"]}", 400, "texts[1] is empty; send some text"),
             ("/v1/classify", "POST", "{\"texts\": [\"a\", \"b\", \"c\", \"d\", \"e\"]}", 413, "5 texts in one request; at most 4"),
             ("/v1/classify", "POST", "{\"texts\": [\"\(String(repeating: "a", count: 51))\"]}", 413, "texts[0] has 51 characters; at most 50"),
             ("/v1/classify", "POST", "{\"texts\": [\"\(String(repeating: "a b ", count: 2000))\"]}", 413, "over 4096 bytes"),
