@@ -23,7 +23,12 @@ extension DecoderModel {
             try model.loadWeights(gguf: gguf, seed: seed)
             return model
         }
-        let config = try DecoderConfig(path: (path as NSString).appendingPathComponent("config.json"))
+        let configPath = (path as NSString).appendingPathComponent("config.json")
+        if !FileManager.default.fileExists(atPath: configPath),   // a folder the .gguf was unpacked into
+           let gguf = (try? FileManager.default.contentsOfDirectory(atPath: path))?.filter({ $0.lowercased().hasSuffix(".gguf") }).sorted().first {
+            throw CheckpointError("\(path): no config.json, but it holds \(gguf): give that file (\((path as NSString).appendingPathComponent(gguf)))")
+        }
+        let config = try DecoderConfig(path: configPath)
         if let method = config.quantization {
             guard method == int8Method else { throw CheckpointError("\(path): retort_quantization \"\(method)\" is not one Retort reads (\(int8Method))") }
             guard inference else {

@@ -284,9 +284,8 @@ func duration(_ seconds: Double) -> String {
 func classifierToNewFolder(model: String, out: String, command: String) throws -> (source: String, destination: String, config: BertConfig) {
     let source = (expand(model) as NSString).standardizingPath, destination = (expand(out) as NSString).standardizingPath
     let configPath = (source as NSString).appendingPathComponent("config.json")
-    guard FileManager.default.fileExists(atPath: configPath) else {
-        throw UserError(description: "--model \(model): no config.json there (a fine-tuned classifier folder)")
-    }
+    // What it is instead, in words (no such folder, a .gguf, an ONNX export, a LoRA adapter, a pretrained encoder).
+    do { try checkClassifierFolder(source) } catch { throw UserError(description: "--model \(error)") }
     guard !FineTuningRun.isDecoder(source) else {
         throw UserError(description: "--model \(model) is a decoder; retort \(command) takes BERT-family classifiers (BERT, MPNet) for now")
     }

@@ -313,14 +313,14 @@ final class CommandsCLITests: TinyRunTestCase {
             (["predict", "--model", teacher, "--max-length", "1", "hi"], "--max-length must be at least 3"),
             // A negative number after an option is its value (ArgumentParser alone took -1 for a flag).
             (["predict", "--model", teacher, "--max-length", "-1", "hi"], "--max-length must be at least 3"),
-            (["generate", "--model", gguf, "--temperature", "-0.5", "--prompt", "hi"], "--temperature must be 0 (greedy) or positive"),
+            (["generate", "--model", gguf, "--temperature", "-0.5", "--prompt", "hi"], "--temperature must be 0 (greedy) or a positive number"),
             // A misspelt required option is named as such, not reported as the required one missing.
             (["predict", "--modle", teacher, "hi"], "unknown option --modle (did you mean --model?)"),
             // A text that starts with - (ArgumentParser read the h of "this" as -h and printed the help, status 0).
             (["predict", "--model", teacher, "good", "-1 for this film"], "\"-1 for this film\" starts with - like a flag: put texts"),
             // Not a number, or no number at all.
             (["finetune", "--model", teacher, "--train", data, "--lr", "nan", "--out", fresh], "--lr must be a positive number"),
-            (["generate", "--model", gguf, "--temperature", "inf", "--prompt", "hi"], "--temperature must be 0 (greedy) or positive"),
+            (["generate", "--model", gguf, "--temperature", "inf", "--prompt", "hi"], "--temperature must be 0 (greedy) or a positive number"),
             (["finetune", "--model", teacher, "--train", data, "--lora-rank", "4", "--lora-alpha", "-1", "--out", fresh],
              "--lora-alpha must be a positive number"),
             (["finetune", "--model", teacher, "--train", data, "--lora-targets", "query", "--out", fresh], "need --lora-rank"),
@@ -344,6 +344,9 @@ final class CommandsCLITests: TinyRunTestCase {
             // An ONNX export is for ONNX Runtime; compare checks every folder before it measures the first.
             (["predict", "--model", onnx, "hi"], "\(onnx): an ONNX export, for ONNX Runtime"),
             (["compare", teacher, onnx, "--out", fresh], "\(onnx): an ONNX export, for ONNX Runtime"),
+            (["export", "--model", onnx, "--out", fresh], "--model \(onnx): an ONNX export, for ONNX Runtime"),
+            (["quantize", "--model", work.path + "/nope", "--out", fresh], "--model \(work.path)/nope: no such model folder"),
+            (["export", "--model", gguf, "--out", fresh], "a GGUF language model, not a classifier"),
             (["generate", "--model", gguf, "--system", "be brief", "--prompt", "hi"], "--system goes with --chat"),
             (["finetune", "--model", "all-MiniLM-L6-v2", "--train", data, "--out", fresh], "--model all-MiniLM-L6-v2: no such model folder or file"),
             (["distill", "--teacher", "runs/nope", "--train", data, "--out", fresh], "--teacher: runs/nope: no such model folder"),
