@@ -2,10 +2,11 @@
 //   GET  /             the page (ServePage.swift): a text box, a button, a bar per class
 //   POST /v1/classify  {"texts": ["…", …]} → {"model", "results": [{"label", "probabilities": {label: p}}]}
 //   GET  /v1/model     name, labels, parameters, size, device, precision, batching and its counters
-//   GET  /healthz      {"status": "ok"} (HEAD: 200, no body)
+//   GET  /healthz      {"status": "ok"}
+// (HEAD of the three GET routes: 200, their headers, no body.)
 // Every error is JSON, {"error": {"status", "message"}}: malformed JSON, wrong types or an empty
-// list → 400; a body, a text or a list over its limit → 413; GET, PUT, PATCH or DELETE
-// /v1/classify → 405; an unknown route → 404. Requests reach the model through
+// list or text → 400; a body (by its Content-Length, before it is read), a text or a list over
+// its limit → 413; another method on a route → 405 with Allow; an unknown route → 404. Requests reach the model through
 // BatchingClassifier, which coalesces concurrent ones into one forward pass. SIGTERM or Ctrl-C:
 // the server stops accepting, answers what is in flight, then returns.
 import Foundation
@@ -58,7 +59,11 @@ public enum ClassifierServer {
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: ServePage.html)))
         }
         router.get("/healthz") { _, _ in json(["status": "ok"]) }
-        router.head("/healthz") { _, _ in Response(status: .ok) }   // probes that send HEAD
+        // Probes and uptime checkers that send HEAD; other methods on these routes are not allowed.
+        for (path, type) in [("/", "text/html; charset=utf-8"), ("/healthz", "application/json"), ("/v1/model", "application/json")] {
+            router.head(RouterPath(path)) { _, _ in Response(status: .ok, headers: [.contentType: type]) }
+            notAllowed(router, path, [.post, .put, .patch, .delete], allow: "GET, HEAD", hint: "")
+        }
         router.get("/v1/model") { _, _ in
             let c = batcher.snapshot
             return json(["name": model.name, "family": model.family, "labels": model.labels, "parameters": model.parameters,
@@ -69,13 +74,8 @@ public enum ClassifierServer {
                          "limits": ["max_texts": limits.maxTexts, "max_text_characters": limits.maxTextCharacters,
                                     "max_body_bytes": limits.maxBodyBytes]])
         }
-        for method in [HTTPRequest.Method.get, .put, .patch, .delete] {   // GET: a browser opening the API's address
-            router.on("/v1/classify", method: method) { _, _ in
-                var response = JSONErrors.answer(.methodNotAllowed, "\(method) /v1/classify: the API takes POST, with a JSON body {\"texts\": [\"…\"]}")
-                response.headers[.allow] = "POST"
-                return response
-            }
-        }
+        // GET: a browser opening the API's address.
+        notAllowed(router, "/v1/classify", [.get, .head, .put, .patch, .delete], allow: "POST", hint: ", with a JSON body {\"texts\": [\"…\"]}")
         router.post("/v1/classify") { request, _ in
             let texts = try await parseTexts(request, limits: limits)
             let predictions = try await batcher.classify(texts)
@@ -87,8 +87,23 @@ public enum ClassifierServer {
         return router
     }
 
+    /// 405 with Allow for `methods` on `path`.
+    static func notAllowed(_ router: Router<BasicRequestContext>, _ path: String, _ methods: [HTTPRequest.Method], allow: String, hint: String) {
+        for method in methods {
+            router.on(RouterPath(path), method: method) { _, _ in
+                var response = JSONErrors.answer(.methodNotAllowed, "\(method) \(path): this route takes \(allow)\(hint)")
+                response.headers[.allow] = allow
+                return response
+            }
+        }
+    }
+
     /// The texts of a classify request, or the APIError that says what is wrong with it.
     static func parseTexts(_ request: Request, limits: ServeLimits) async throws -> [String] {
+        // A body announced over the limit is refused before any of it is read (the client may be waiting to send it).
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maxBodyBytes {
+            throw APIError(status: .contentTooLarge, message: "the request body is over \(limits.maxBodyBytes) bytes")
+        }
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: limits.maxBodyBytes)

@@ -19,7 +19,7 @@ struct ServeCommand: ParsableCommand {
             Routes: GET / (the page), POST /v1/classify ({"texts": [...]} → a label and the \
             probability of each class per text), GET /v1/model (name, labels, parameters, size, \
             device, precision, batching counters), GET /healthz. Errors are JSON with their status \
-            (400 malformed, 413 too large, 404 unknown route). Concurrent requests are coalesced \
+            (400 malformed, 413 too large, 405 wrong method, 404 unknown route). Concurrent requests are coalesced \
             into one forward pass of up to --max-batch texts; an idle model waits at most \
             --max-wait-ms for more before it runs. SIGTERM or Ctrl-C: no new connections, the \
             requests in flight are answered, then it exits. It listens on 127.0.0.1 unless --host \

@@ -7,6 +7,9 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import XCTest
 
 final class ServeCLITests: TinyRunTestCase {
@@ -90,8 +93,10 @@ final class ServeCLITests: TinyRunTestCase {
             ("/v1/classify", "POST", "{\"texts\": [\"\(String(repeating: "a", count: 51))\"]}", 413, "texts[0] has 51 characters; at most 50"),
             ("/v1/classify", "POST", "{\"texts\": [\"\(String(repeating: "a b ", count: 2000))\"]}", 413, "over 4096 bytes"),
             ("/v1/nothing", "GET", nil, 404, "no route GET /v1/nothing"),
-            ("/v1/classify", "GET", nil, 405, "the API takes POST"),
-            ("/v1/classify", "PUT", "{\"texts\": [\"a\"]}", 405, "PUT /v1/classify: the API takes POST"),
+            ("/v1/classify", "GET", nil, 405, "GET /v1/classify: this route takes POST, with a JSON body"),
+            ("/v1/classify", "PUT", "{\"texts\": [\"a\"]}", 405, "PUT /v1/classify: this route takes POST"),
+            ("/v1/model", "POST", "{}", 405, "POST /v1/model: this route takes GET, HEAD"),
+            ("/healthz", "DELETE", nil, 405, "DELETE /healthz: this route takes GET, HEAD"),
         ] as [(String, String, String?, Int, String)] {
             let (code, data) = try request(server.base + path, method: method, body: body.map { Data($0.utf8) })
             XCTAssertEqual(code, status, "\(method) \(path) \(body ?? "")")
@@ -99,7 +104,11 @@ final class ServeCLITests: TinyRunTestCase {
             XCTAssertEqual(error["status"] as? Int, status)
             XCTAssertTrue((error["message"] as? String ?? "").contains(message), "\(error)")
         }
-        XCTAssertEqual(try request(server.base + "/healthz", method: "HEAD").0, 200, "a HEAD probe")
+        for path in ["/healthz", "/", "/v1/model"] { XCTAssertEqual(try request(server.base + path, method: "HEAD").0, 200, "a HEAD probe of \(path)") }
+        // A body announced over the limit is answered at once, before the client sends it.
+        let reply = try exchange(port: server.port, "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                 + "Content-Length: 2000000\r\n\r\n{\"texts\": [")
+        XCTAssertTrue(reply.hasPrefix("HTTP/1.1 413") && reply.contains("over 4096 bytes"), reply)
         XCTAssertEqual(try classify(server, ["w1 w2"]).count, 1)
         XCTAssertTrue(server.process.process.isRunning)
     }
@@ -214,6 +223,31 @@ private func request(_ url: String, method: String = "GET", body: Data? = nil) t
     done.wait()
     if let failure { throw failure }
     return result!
+}
+
+/// What the server answers within 10 s to `text` sent as is on a new connection.
+private func exchange(port: Int, _ text: String) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    _ = Array(text.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var reply: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 4096)
+    while !String(decoding: reply, as: UTF8.self).contains("}}") {   // the JSON error's end
+        let n = recv(fd, &buffer, buffer.count, 0)
+        guard n > 0 else { break }
+        reply += buffer[0..<n]
+    }
+    return String(decoding: reply, as: UTF8.self)
 }
 
 private func object(_ data: Data) throws -> [String: Any] {
