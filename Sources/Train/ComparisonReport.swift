@@ -49,7 +49,9 @@ public struct ComparisonReport {
             let total = classifier.parameterCount
             // A folder `retort quantize` wrote: its method is its storage (int8), as it trained no further.
             let quantized = quantization(folder)
-            rows.append(Row(name: (folder as NSString).lastPathComponent, folder: folder, method: quantized ?? info?.method ?? "model",
+            // (a folder given as "." or "runs/x/" is named by its own name)
+            let name = (URL(fileURLWithPath: folder).standardizedFileURL.resolvingSymlinksInPath().path as NSString).lastPathComponent
+            rows.append(Row(name: name, folder: folder, method: quantized ?? info?.method ?? "model",
                             finalLoss: info?.finalTrainLoss, metrics: metrics, metricSource: source,
                             parameters: total, trainable: quantized != nil ? 0 : info?.trainableParameters ?? total,
                             megabytes: weightMegabytes(folder), speed: speed, speedup: 1, losses: run.trainingLosses()))
@@ -94,7 +96,7 @@ public struct ComparisonReport {
 
     public var markdownTable: String {
         var lines = ["| " + Self.columns.joined(separator: " | ") + " |", "|" + Self.columns.map { _ in "---" }.joined(separator: "|") + "|"]
-        lines += rows.map { "| " + cells($0).joined(separator: " | ") + " |" }
+        lines += rows.map { "| " + cells($0).map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |" }
         return lines.joined(separator: "\n")
     }
 
@@ -125,15 +127,22 @@ public struct ComparisonReport {
         return ([header.joined(separator: ",")] + body).joined(separator: "\n") + "\n"
     }
 
-    /// Writes report.md, report.csv and report.html into `folder` (each atomically); returns their paths.
+    /// Writes report.md, report.csv and report.html into `folder`, all or none: each is written in
+    /// full under a temporary name first (a full disk leaves the earlier report as it was), then
+    /// the three are renamed into place. Returns their paths.
     public func write(folder: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        var written: [String] = []
-        for (name, text) in [("report.md", markdown), ("report.csv", csv), ("report.html", html)] {
-            let path = (folder as NSString).appendingPathComponent(name)
-            try writeAtomically(Data(text.utf8), to: path)
-            written.append(path)
+        let files = [("report.md", markdown), ("report.csv", csv), ("report.html", html)].map { name, text in
+            ((folder as NSString).appendingPathComponent(name), (folder as NSString).appendingPathComponent(".\(name).\(getpid()).tmp"), text)
         }
-        return written
+        defer { for (_, temporary, _) in files { unlink(temporary) } }
+        for (path, temporary, text) in files {
+            do { try writeDurably(Data(text.utf8), to: temporary) } catch { throw CheckpointError("\(path): cannot write: \(error)") }
+        }
+        for (path, temporary, _) in files where rename(temporary, path) != 0 {
+            throw CheckpointError("\(path): cannot rename the temporary file into place: \(String(cString: strerror(errno)))")
+        }
+        syncFolder(folder)
+        return files.map(\.0)
     }
 }

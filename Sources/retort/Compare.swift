@@ -15,14 +15,15 @@ struct CompareCommand: ParsableCommand {
 
             The first folder is the reference for the speed-up (put the teacher first). Without \
             --test the table shows each run's best dev metrics (from its metrics.json). Speed is \
-            measured here, on the chosen device: B=1 latency and B=32 throughput on 64-token \
-            sequences.
+            measured here, on the chosen device: B=1 latency and B=32 throughput on sequences of \
+            64 tokens (or --max-length, when shorter). A report already in --out is replaced (and \
+            said so).
             """)
 
     @Argument(help: "Model folders written by retort finetune or retort distill.") var runs: [String]
     @Option(name: .long, help: "Labelled test data to evaluate every model on.") var test: String?
     @OptionGroup var columns: ColumnOptions
-    @Option(name: .long, help: "Tokens per example when evaluating (default 128, or a model's maximum when smaller).") var maxLength: Int?
+    @Option(name: .long, help: "Tokens per example when evaluating (default 128, or a model's maximum when smaller); speed is measured at 64 or this, the shorter.") var maxLength: Int?
     @Option(name: .long, help: "Folder for report.md, report.csv and report.html.") var out = "report"
     @OptionGroup var deviceOptions: DeviceOptions
 
@@ -40,9 +41,10 @@ struct CompareCommand: ParsableCommand {
             let backend = try deviceOptions.backend()
             let report = try ComparisonReport.build(runs: runs.map(expand), test: test.map(expand), columns: columns.spec(labelled: true),
                                                     maxLength: maxLength, backend: backend) { printError("retort: " + $0) }
+            let earlier = FileManager.default.fileExists(atPath: (expand(out) as NSString).appendingPathComponent("report.md"))
             let written = try report.write(folder: expand(out))
             print(report.markdownTable)
-            print("report: \(written.joined(separator: ", "))")
+            print("report: \(written.joined(separator: ", "))" + (earlier ? " (replacing the earlier report there)" : ""))
         }
     }
 }

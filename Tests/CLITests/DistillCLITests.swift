@@ -54,6 +54,18 @@ final class DistillCLITests: TinyRunTestCase {
         XCTAssertEqual(status2, 0, output2)
         XCTAssertTrue(FileManager.default.fileExists(atPath: report + "/report.md"), output2)
         XCTAssertTrue(output2.contains("| odd | tinybert |") && output2.contains("| own dev split |"), output2)
+        XCTAssertFalse(output2.contains("replacing"), output2)
+        // Again into the same folder, the student given as "." from its own folder (named by its name), a '|' in a
+        // name escaped in Markdown: the report is replaced, and that is said.
+        let piped = work.appendingPathComponent("a|b").path
+        try FileManager.default.copyItem(atPath: teacher, toPath: piped)
+        let again = try RetortProcess(["compare", piped, ".", "--out", report, "--threads", "1"], directory: out).finish()
+        XCTAssertEqual(again.0, 0, again.1)
+        XCTAssertTrue(again.1.contains("(replacing the earlier report there)"), again.1)
+        let markdown = try String(contentsOfFile: report + "/report.md", encoding: .utf8)
+        XCTAssertTrue(markdown.contains("| a\\|b |") && markdown.contains("| odd | tinybert |"), markdown)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: report).sorted(), ["report.csv", "report.html", "report.md"],
+                       "no temporary file left")
     }
 
     func testDistilBERTWithLoRATrainsOnlyAdaptersClassifierAndProjection() throws {

@@ -21,10 +21,12 @@ struct RetortProcess {
     let output: URL
 
     /// `standardInput`: what the process reads on its standard input (a file), when given.
-    init(_ arguments: [String], environment: [String: String] = [:], executable: String = "retort", standardInput: String? = nil) throws {
+    init(_ arguments: [String], environment: [String: String] = [:], executable: String = "retort", standardInput: String? = nil,
+         directory: String? = nil) throws {
         process = Process()
         process.executableURL = try builtExecutable(executable)
         process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         output = FileManager.default.temporaryDirectory.appendingPathComponent("retort-output-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
