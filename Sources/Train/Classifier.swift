@@ -38,6 +38,11 @@ public func loadTextClassifier(folder: String, maxLength: Int?, backend: Backend
     return try Classifier.load(folder: folder, maxLength: length, backend: backend, inference: true)
 }
 
+/// A model folder's name as tables and pages show it: its own, also when given as "." or "runs/x/".
+public func modelName(folder: String) -> String {
+    (URL(fileURLWithPath: folder).standardizedFileURL.resolvingSymlinksInPath().path as NSString).lastPathComponent
+}
+
 private let onnxExport = "an ONNX export, for ONNX Runtime; retort runs the model folder it was exported from"
 
 /// Refuses what is not a classifier folder in words that say what it is instead: a missing path,

@@ -49,9 +49,7 @@ public struct ComparisonReport {
             let total = classifier.parameterCount
             // A folder `retort quantize` wrote: its method is its storage (int8), as it trained no further.
             let quantized = quantization(folder)
-            // (a folder given as "." or "runs/x/" is named by its own name)
-            let name = (URL(fileURLWithPath: folder).standardizedFileURL.resolvingSymlinksInPath().path as NSString).lastPathComponent
-            rows.append(Row(name: name, folder: folder, method: quantized ?? info?.method ?? "model",
+            rows.append(Row(name: modelName(folder: folder), folder: folder, method: quantized ?? info?.method ?? "model",
                             finalLoss: info?.finalTrainLoss, metrics: metrics, metricSource: source,
                             parameters: total, trainable: quantized != nil ? 0 : info?.trainableParameters ?? total,
                             megabytes: weightMegabytes(folder), speed: speed, speedup: 1, losses: run.trainingLosses()))

@@ -185,7 +185,8 @@ public enum Dataset {
                 // '1' beside '1.0' (a spreadsheet's export): the same number, another label.
                 let same = Double(label).flatMap { value in names.first { Double($0) == value } }
                 throw DataError("\(path): line \(e.line): label '\(label)' is not one of the model's labels (\(names.joined(separator: ", ")))"
-                                + (same.map { ": it is written '\($0)' there; write the labels the same way in every file" } ?? ""))
+                                + (same.map { ": it is written '\($0)' there; write the labels the same way in every file" }
+                                   ?? (e.line == 1 ? "; a header? then name the columns (--text-column NAME --label-column NAME) instead of their indexes" : "")))
             }
             return id
         }

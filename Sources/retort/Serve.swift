@@ -75,7 +75,7 @@ struct ServeCommand: ParsableCommand {
         let classifier = try withFlags { try loadTextClassifier(folder: folder, maxLength: maxLength, backend: backend) }
         let config = try? BertConfig(path: (folder as NSString).appendingPathComponent("config.json"))
         let description = ModelDescription(
-            name: (folder as NSString).lastPathComponent, family: Self.family(classifier, config), labels: classifier.labelNames,
+            name: modelName(folder: folder), family: Self.family(classifier, config), labels: classifier.labelNames,
             parameters: classifier.parameterCount, megabytes: ComparisonReport.weightMegabytes(folder), device: backend.kind.rawValue,
             precision: ComparisonReport.quantization(folder) ?? "fp32", maxTokens: classifier.maxLength)
         let (host, maxBatch, maxWaitMs) = (host, maxBatch, maxWaitMs)

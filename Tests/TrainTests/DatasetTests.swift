@@ -69,6 +69,10 @@ final class DatasetTests: XCTestCase {
         XCTAssertThrowsError(try Dataset.labelIds(examples, names: ["no", "yes"], path: "dev.tsv")) {
             XCTAssertEqual("\($0)", "dev.tsv: line 7: label 'maybe' is not one of the model's labels (no, yes)")
         }
+        XCTAssertThrowsError(try Dataset.labelIds([Example(text: "sentence", label: "label", line: 1)], names: ["0", "1"], path: "test.tsv")) {
+            XCTAssertTrue("\($0)".hasSuffix("(0, 1); a header? then name the columns (--text-column NAME --label-column NAME) instead of their indexes"),
+                          "\($0)")
+        }
         XCTAssertThrowsError(try Dataset.labelIds([Example(text: "t", label: "1", line: 2)], names: ["0.0", "1.0"], path: "dev.tsv")) {
             XCTAssertEqual("\($0)", "dev.tsv: line 2: label '1' is not one of the model's labels (0.0, 1.0): it is written '1.0' there; "
                            + "write the labels the same way in every file")
