@@ -40,16 +40,13 @@ extension BertModel {
     /// "bert." or "mpnet.": the prefix HF's *ForSequenceClassification files use.
     var filePrefix: String { config.family.rawValue + "." }
 
-    /// Returns the parameters the file lacked, initialised here (the classifier's and pooler's).
-    @discardableResult
-    public func loadWeights(_ path: String, seed: UInt64 = 42, freshHead: Bool = false) throws -> [String] {
+    public func loadWeights(_ path: String, seed: UInt64 = 42, freshHead: Bool = false) throws {
         let file = try SafeTensorsFile(path: path)
         let fileName = (path as NSString).lastPathComponent
         let prefix = file.entries[filePrefix + "embeddings.word_embeddings.weight"] != nil ? filePrefix : ""
         var rng = NormalRandom(seed: seed)
         var int8: [String: Int8Weight] = [:]
         let int8Names = int8ParameterNames, wordEmbeddings = parameters.wordEmbeddings.name
-        var initialised: [String] = []
         for entry in layout.entries {
             let key = Self.fileName(entry.name, prefix: prefix, family: config.family)
             guard let stored = file.entries[key], !(freshHead && entry.name.hasPrefix("classifier.")) else {
@@ -59,7 +56,6 @@ extension BertModel {
                 let values = entry.name.hasSuffix(".bias") ? [Float](repeating: 0, count: entry.count)
                     : (0..<entry.count).map { _ in Float(config.initializerRange) * rng.next() }
                 values.withUnsafeBytes { backend.upload(layout.view(weights, entry.name), $0) }
-                initialised.append(entry.name)
                 continue
             }
             guard stored.shape == entry.shape else {
@@ -76,7 +72,6 @@ extension BertModel {
             try file.floats(key).withUnsafeBytes { backend.upload(layout.view(weights, entry.name), $0) }
         }
         int8Weights = int8
-        return initialised
     }
 
     /// Writes config.json and model.safetensors (HF's *ForSequenceClassification names) into `folder`.

@@ -220,21 +220,33 @@ public enum SafeTensorsWriter {
 /// Writes `data` to a temporary file beside `path`, flushes it to disk (fsync), then renames it
 /// over `path` and flushes the folder: a reader, a crash or a power cut never sees a half-written
 /// file, only the old one or the new one.
-public func writeAtomically(_ data: Data, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
-    let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp").path
-    do {
-        try writeDurably(data, to: temporary)
-    } catch {
-        unlink(temporary)
-        throw CheckpointError("\(path): cannot write: \(error)")
+public func writeAtomically(_ data: Data, to path: String) throws { try writeAtomically([(path, data)]) }
+
+/// writeAtomically for files that belong together (a report's three): each is written in full
+/// under a temporary name first (a full disk changes nothing), then they are renamed into place;
+/// should a rename fail, those already renamed are put back as they were (their earlier versions
+/// kept under a second name until the last rename), so the set is all new or all old.
+public func writeAtomically(_ files: [(path: String, data: Data)]) throws {
+    func beside(_ path: String, _ suffix: String) -> String {
+        let url = URL(fileURLWithPath: path)
+        return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(suffix)").path
     }
-    guard rename(temporary, url.path) == 0 else {
+    let temporaries = files.map { beside($0.path, "tmp") }
+    defer { temporaries.forEach { unlink($0) } }
+    for (file, temporary) in zip(files, temporaries) {
+        do { try writeDurably(file.data, to: temporary) } catch { throw CheckpointError("\(file.path): cannot write: \(error)") }
+    }
+    let earlier = files.count == 1 ? [nil] : files.map { link($0.path, beside($0.path, "old")) == 0 ? beside($0.path, "old") : nil }
+    defer { earlier.compactMap { $0 }.forEach { unlink($0) } }
+    for (i, (file, temporary)) in zip(files, temporaries).enumerated() where rename(temporary, file.path) != 0 {
         let reason = String(cString: strerror(errno))
-        unlink(temporary)
-        throw CheckpointError("\(path): cannot rename the temporary file into place: \(reason)")
+        for (done, kept) in zip(files.prefix(i), earlier) {
+            if let kept { rename(kept, done.path) } else { unlink(done.path) }
+        }
+        throw CheckpointError("\(file.path): cannot rename the temporary file into place: \(reason)"
+                              + (i > 0 ? " (the \(i) file\(i == 1 ? "" : "s") renamed before it put back)" : ""))
     }
-    syncFolder(url.deletingLastPathComponent().path)
+    for folder in Set(files.map { ($0.path as NSString).deletingLastPathComponent }) { syncFolder(folder.isEmpty ? "." : folder) }
 }
 
 /// Creates (or truncates) `path`, writes `data` and fsyncs it before returning.

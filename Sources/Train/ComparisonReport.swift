@@ -125,22 +125,14 @@ public struct ComparisonReport {
         return ([header.joined(separator: ",")] + body).joined(separator: "\n") + "\n"
     }
 
-    /// Writes report.md, report.csv and report.html into `folder`, all or none: each is written in
-    /// full under a temporary name first (a full disk leaves the earlier report as it was), then
-    /// the three are renamed into place. Returns their paths.
+    /// Writes report.md, report.csv and report.html into `folder`, all three new or, on an error,
+    /// all three as they were (writeAtomically of the set). Returns their paths.
     public func write(folder: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let files = [("report.md", markdown), ("report.csv", csv), ("report.html", html)].map { name, text in
-            ((folder as NSString).appendingPathComponent(name), (folder as NSString).appendingPathComponent(".\(name).\(getpid()).tmp"), text)
+            (path: (folder as NSString).appendingPathComponent(name), data: Data(text.utf8))
         }
-        defer { for (_, temporary, _) in files { unlink(temporary) } }
-        for (path, temporary, text) in files {
-            do { try writeDurably(Data(text.utf8), to: temporary) } catch { throw CheckpointError("\(path): cannot write: \(error)") }
-        }
-        for (path, temporary, _) in files where rename(temporary, path) != 0 {
-            throw CheckpointError("\(path): cannot rename the temporary file into place: \(String(cString: strerror(errno)))")
-        }
-        syncFolder(folder)
-        return files.map(\.0)
+        try writeAtomically(files)
+        return files.map(\.path)
     }
 }

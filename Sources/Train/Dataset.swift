@@ -44,21 +44,25 @@ public struct ColumnSpec: Sendable {
 }
 
 public enum Dataset {
-    /// Reads `path` by its extension: .csv, .tsv, .jsonl/.json, and .txt (or none, or "-" for
-    /// standard input) — one text per line when only the text is asked for by its default name
-    /// (`predict --input texts.txt`), else a TSV (tab-separated columns).
+    /// Reads `path` by its extension: .csv, .tsv, .jsonl/.json; any other file (.txt, none, "-"
+    /// for standard input, .md, .log, …) is one text per line when only the text is asked for by
+    /// its default name (`predict --input texts.txt`), else a TSV (tab-separated columns) — as is
+    /// a file of another extension than .txt whose first line holds a tab (a .tab or .dat table).
     public static func load(_ path: String, columns: ColumnSpec) throws -> [Example] {
         // "-" (standard input) and a name without an extension (a pipe: /dev/stdin, <(…)) as .txt.
         let named = (path as NSString).pathExtension.lowercased(), ext = path == "-" || named.isEmpty ? "txt" : named
         let examples: [Example]
         if ext == "jsonl" || ext == "json" {
             examples = try jsonl(path, columns)
-        } else if !["csv", "tsv"].contains(ext), columns.isPlainText {   // .txt, .md, .log, …: one text per line
-            examples = try lines(path)
         } else {
             let bytes = try DelimitedText.read(path)
-            let rows = ext == "csv" ? try DelimitedText.csvRecords(bytes, path: path) : DelimitedText.tsvRecords(bytes)
-            examples = try table(rows, path: path, columns)
+            let tabbed = ext != "txt" && bytes.prefix(while: { $0 != UInt8(ascii: "\n") }).contains(UInt8(ascii: "\t"))
+            if !["csv", "tsv"].contains(ext), columns.isPlainText, !tabbed {
+                examples = lines(bytes)
+            } else {
+                let rows = ext == "csv" ? try DelimitedText.csvRecords(bytes, path: path) : DelimitedText.tsvRecords(bytes)
+                examples = try table(rows, path: path, columns)
+            }
         }
         guard !examples.isEmpty else { throw DataError("\(path): no examples (the file is empty or holds only a header)") }
         return examples
@@ -114,9 +118,10 @@ public enum Dataset {
     }
 
     /// One unlabelled example per non-empty line.
-    static func lines(_ path: String) throws -> [Example] {
-        let bytes = try DelimitedText.read(path)
-        return bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated().compactMap { n, line in
+    static func lines(_ path: String) throws -> [Example] { lines(try DelimitedText.read(path)) }
+
+    static func lines(_ bytes: [UInt8]) -> [Example] {
+        bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated().compactMap { n, line in
             let text = String(decoding: line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...], as: UTF8.self)
             return text.trimmingCharacters(in: .whitespaces).isEmpty ? nil : Example(text: text, line: n + 1)
         }
@@ -186,7 +191,7 @@ public enum Dataset {
                 let same = Double(label).flatMap { value in names.first { Double($0) == value } }
                 throw DataError("\(path): line \(e.line): label '\(label)' is not one of the model's labels (\(names.joined(separator: ", ")))"
                                 + (same.map { ": it is written '\($0)' there; write the labels the same way in every file" }
-                                   ?? (e.line == 1 ? "; a header? then name the columns (--text-column NAME --label-column NAME) instead of their indexes" : "")))
+                                   ?? (e.line == 1 && !["jsonl", "json"].contains((path as NSString).pathExtension.lowercased()) ? "; a header? then name the columns (--text-column NAME --label-column NAME) instead of their indexes" : "")))
             }
             return id
         }

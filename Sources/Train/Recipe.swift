@@ -61,8 +61,8 @@ public class TrainingRecipe {
 
     /// Says how many examples were cut to `maxLength`, when any were.
     func reportTruncation(train: [Encoding], dev: [Encoding], maxLength: Int) {
-        let cut = Truncation(train: train, dev: dev, maxLength: maxLength)
-        if cut.train + cut.dev > 0 { progress(.truncated(cut)) }
+        let cut = Truncation([("training", train), ("dev", dev)], maxLength: maxLength)
+        if cut.anyCut { progress(.truncated(cut)) }
     }
 
     /// Reports the memory plan and refuses a run that will not fit, before anything is written.

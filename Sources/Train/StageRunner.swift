@@ -23,23 +23,27 @@ public enum RunEvent {
     case tested(ClassificationMetrics)
 }
 
-/// How many training and dev texts were cut to the maximum length.
+/// How many texts of each set (training, dev; or a command's inputs) were cut to the maximum length.
 public struct Truncation: Sendable {
-    public let train, trainTotal, dev, devTotal, maxLength: Int
+    /// Per set: its name in the message ("training", "dev", or "" for a command's inputs), the texts cut and all.
+    public let sets: [(name: String, cut: Int, total: Int)]
+    public let maxLength: Int
 
-    init(train: [Encoding], dev: [Encoding], maxLength: Int) {
-        self.train = train.count(where: \.truncated); trainTotal = train.count
-        self.dev = dev.count(where: \.truncated); devTotal = dev.count
+    public init(_ sets: [(name: String, encodings: [Encoding])], maxLength: Int) {
+        self.sets = sets.map { ($0.name, $0.encodings.count(where: \.truncated), $0.encodings.count) }
         self.maxLength = maxLength
     }
 
+    public var anyCut: Bool { sets.contains { $0.cut > 0 } }
+
     public var message: SettingText {
-        func share(_ n: Int, _ total: Int, _ what: String) -> String {
-            "\(n) of \(total) \(what) texts (" + String(format: "%.1f %%", 100 * Double(n) / Double(max(total, 1))) + ")"
+        let parts = sets.filter { $0.cut > 0 }.map { set in
+            "\(set.cut) of \(set.total) \(set.name.isEmpty ? "" : set.name + " ")text\(set.total == 1 ? "" : "s") ("
+                + String(format: "%.1f %%", 100 * Double(set.cut) / Double(max(set.total, 1))) + ")"
         }
-        let parts = [train > 0 ? share(train, trainTotal, "training") : nil, dev > 0 ? share(dev, devTotal, "dev") : nil].compactMap { $0 }
-        return "\(parts.joined(separator: " and ")) are longer than \(Setting.maxLength) \(maxLength) tokens and were cut there; "
-            + "a larger \(Setting.maxLength) lets the model read more of them (at more time and memory per step)"
+        let one = sets.reduce(0) { $0 + $1.cut } == 1
+        return "\(parts.joined(separator: " and ")) \(one ? "is" : "are") longer than \(Setting.maxLength) \(maxLength) tokens and "
+            + "\(one ? "was" : "were") cut there; a larger \(Setting.maxLength) lets the model read more (at more time and memory)"
     }
 }
 

@@ -39,7 +39,11 @@ struct DeviceOptions: ParsableArguments {
     }
 
     func backend() throws -> Backend {
-        let (backend, note) = try Devices.makeBackend(device, threads: threads ?? DataParallel.defaultThreads, precision: precision)
+        // More threads than CPUs only take turns on them (each step waits for the slowest).
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        if let threads, threads > cpus, DataParallel.prints { printError("retort: --threads \(threads): this machine has \(cpus) CPUs; using \(cpus)") }
+        let (backend, note) = try Devices.makeBackend(device, threads: threads.map { min($0, cpus) } ?? DataParallel.defaultThreads,
+                                                      precision: precision)
         try DataParallel.checkSameDevice(backend)
         guard DataParallel.prints else { return backend }
         if let note { printError("retort: " + flags(note)) }

@@ -118,11 +118,8 @@ struct PredictCommand: ParsableCommand {
 
 /// Says on stderr how many texts were cut to --max-length (the model reads no further).
 func noteTruncation(_ encodings: [Encoding], maxLength: Int) {
-    let cut = encodings.count(where: \.truncated)
-    guard cut > 0 else { return }
-    FileHandle.standardError.write(Data(("retort: \(cut) of \(counted(encodings.count, "text")) "
-        + String(format: "(%.1f %%)", 100 * Double(cut) / Double(encodings.count))
-        + " \(cut == 1 ? "is" : "are") longer than --max-length \(maxLength) tokens and \(cut == 1 ? "was" : "were") cut to it\n").utf8))
+    let cut = Truncation([("", encodings)], maxLength: maxLength)
+    if cut.anyCut { printError("retort: " + flags(cut.message)) }
 }
 
 /// The logits of `encodings` (in their order), run in order of length as classifyByLength does —

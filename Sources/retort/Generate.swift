@@ -21,15 +21,16 @@ struct GenerateCommand: ParsableCommand {
               retort generate --model M.gguf --input prompts.txt --output out.jsonl \\
                   --max-new-tokens 40
 
-            Input files: .jsonl with a "prompt" field per line, .csv or .tsv with a "prompt" column, \
-            or any other text file with one prompt per line (blank lines skipped); each output line \
-            names its prompt's line.
+            Input files: .jsonl with a "prompt" field per line, .csv or .tsv with a "prompt" column \
+            (--prompt-column names another), or any other text file with one prompt per line (blank \
+            lines skipped); each output line names its prompt's line.
             """)
 
     @Option(name: .long, help: "A .gguf file or an HF folder (config.json, model.safetensors, tokenizer.json or vocab.json + merges.txt).") var model: String
     @Argument(help: "The prompt (or --prompt TEXT, or --input FILE; one that starts with '-' goes after --).") var text: String?
     @Option(name: .long, help: "The prompt (or use --input).") var prompt: String?
     @Option(name: .long, help: "Prompts: .jsonl with a \"prompt\" field, .csv/.tsv with a \"prompt\" column, or one prompt per line. Output is JSONL.") var input: String?
+    @Option(name: .long, help: "With --input: the prompts' column of a .csv or .tsv (by its header's name) or key of a .jsonl (default: prompt).") var promptColumn: String?
     @Option(name: .long, help: "With --input: write the JSONL here (default: standard output).") var output: String?
     @Flag(name: .long, help: "Replace an existing --output file (without it, one is refused).") var overwrite = false
     @Flag(name: .long, help: "Wrap each prompt in the model's chat template as a user message.") var chat = false
@@ -60,6 +61,7 @@ struct GenerateCommand: ParsableCommand {
         if system != nil && !chat { throw ValidationError("--system goes with --chat (the chat template places it)") }
         if !chat, let prompt = prompt ?? text, prompt.isEmpty { throw ValidationError("the prompt is empty: give some text") }
         if output != nil && input == nil { throw ValidationError("--output goes with --input") }
+        if promptColumn != nil && input == nil { throw ValidationError("--prompt-column goes with --input") }
         if overwrite && output == nil { throw ValidationError("--overwrite goes with --output") }
     }
 
@@ -193,11 +195,11 @@ struct GenerateCommand: ParsableCommand {
         }.min { $0.0 < $1.0 }
     }
 
-    /// A file's prompts: a .jsonl's "prompt" fields, a .csv's or .tsv's "prompt" column, any
-    /// other file's non-blank lines.
+    /// A file's prompts: a .jsonl's "prompt" fields, a .csv's or .tsv's "prompt" column (or
+    /// --prompt-column), any other file's non-blank lines.
     func readPrompts(_ path: String) throws -> [Example] {
         let table = ["csv", "tsv", "jsonl", "json"].contains((path as NSString).pathExtension.lowercased())
-        return try Dataset.load(path, columns: ColumnSpec(text: .name(table ? "prompt" : "text")))
+        return try Dataset.load(path, columns: ColumnSpec(text: .name(table ? promptColumn ?? "prompt" : "text")))
     }
 }
 

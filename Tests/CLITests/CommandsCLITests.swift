@@ -74,13 +74,18 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertEqual(skippedOutput.split(separator: "\n").filter { $0.hasPrefix("{") }
             .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.map { $0["line"] as? Int }, [2, 4],
                        "each input's line, a quoted line break counted: \(skippedOutput)")
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        let (many, manyOutput) = try retort(["predict", "--model", teacher, "w5", "--threads", "\(cpus + 1)"])
+        XCTAssertEqual(many, 0, manyOutput)
+        XCTAssertTrue(manyOutput.contains("retort: --threads \(cpus + 1): this machine has \(cpus) CPUs; using \(cpus)")
+                      && manyOutput.contains(", \(cpus) threads;"), manyOutput)
         let (blank, blankOutput) = try retort(["predict", "--model", teacher, "w5", ""])
         XCTAssertNotEqual(blank, 0)
         XCTAssertTrue(blankOutput.contains("Error: text 2 is empty: give some text to label"), blankOutput)
         // Texts cut to --max-length are counted ([CLS] w5 w6 w7 [SEP] is 5 tokens).
         let (cut, cutOutput) = try retort(["predict", "--model", teacher, "--input", texts.path, "--max-length", "4", "--threads", "1"])
         XCTAssertEqual(cut, 0, cutOutput)
-        XCTAssertTrue(cutOutput.contains("retort: 3 of 3 texts (100.0 %) are longer than --max-length 4 tokens and were cut to it"), cutOutput)
+        XCTAssertTrue(cutOutput.contains("retort: 3 of 3 texts (100.0 %) are longer than --max-length 4 tokens and were cut there; a larger --max-length lets the model read more"), cutOutput)
 
         // Standard input ("-"), a tab, line break and backslash shown escaped (one line per input),
         // and --json naming each input's line (blank lines are skipped).

@@ -104,6 +104,14 @@ final class GenerateCLITests: XCTestCase {
         let (batch, batchOutput) = try retort(["generate", "--model", model, "--input", input.path, "--max-new-tokens", "3", "--device", "cpu"])
         XCTAssertEqual(batch, 0, batchOutput)
         XCTAssertTrue(batchOutput.contains("\"completion\":\"パ\""), batchOutput)
+        // A .csv's prompt column by its header's name; each line of the output names its prompt's line.
+        let csv = input.deletingPathExtension().appendingPathExtension("csv")
+        try "id,question\n7,\"The capital of France is\"\n".write(to: csv, atomically: true, encoding: .utf8)
+        let (table, tableOutput) = try retort(["generate", "--model", model, "--input", csv.path, "--prompt-column", "question",
+                                               "--max-new-tokens", "2", "--device", "cpu"])
+        XCTAssertEqual(table, 0, tableOutput)
+        XCTAssertTrue(tableOutput.contains("\"completion\":\" Paris") && tableOutput.contains("\"line\":2")
+                      && tableOutput.contains("\"prompt\":\"The capital of France is\""), tableOutput)
     }
 
     /// Ctrl-C ends a batch where it is: every prompt is written, the unfinished ones with
@@ -194,6 +202,7 @@ final class GenerateCLITests: XCTestCase {
             (["--model", model, "--prompt", "x", "--top-k", "5"], "--top-k goes with sampling: add --temperature (e.g. 0.8)"),
             (["--model", model, "--prompt", "x", "--temperature", "inf"], "--temperature must be 0 (greedy) or a positive number"),
             (["--model", model, "--input", "/nonexistent/prompts.txt"], "/nonexistent/prompts.txt: no such file"),
+            (["--model", model, "--prompt", "x", "--prompt-column", "q"], "--prompt-column goes with --input"),
             (["--model", golden.appendingPathComponent("tiny-llama").path, "--prompt", "x"], "no tokenizer.json, nor vocab.json and merges.txt"),
         ] {
             let (status, output) = try retort(["generate"] + arguments + ["--device", "cpu"])

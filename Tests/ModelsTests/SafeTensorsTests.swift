@@ -41,6 +41,26 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: path(".m.safetensors.\(getpid()).tmp")))
     }
 
+    /// A set of files written together is all new or all old: here the third cannot be renamed
+    /// into place (a folder holds its name), so the first two are put back as they were.
+    func testFilesWrittenTogetherAreAllNewOrAllOld() throws {
+        let (a, b, c) = (directory + "/a.md", directory + "/b.csv", directory + "/c.html")
+        try Data("old a".utf8).write(to: URL(fileURLWithPath: a))
+        try FileManager.default.createDirectory(atPath: c, withIntermediateDirectories: false)
+        try Data().write(to: URL(fileURLWithPath: c + "/inside"))   // a non-empty folder: rename over it fails
+        XCTAssertThrowsError(try writeAtomically([(a, Data("new a".utf8)), (b, Data("new b".utf8)), (c, Data("new c".utf8))])) {
+            XCTAssertTrue("\($0)".contains("c.html: cannot rename the temporary file into place") && "\($0)".contains("(the 2 files renamed before it put back)"),
+                          "\($0)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: a, encoding: .utf8), "old a")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: b), "b was not there before")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory).sorted(), ["a.md", "c.html"], "no temporary or kept file left")
+        try FileManager.default.removeItem(atPath: c)
+        try writeAtomically([(a, Data("new a".utf8)), (b, Data("new b".utf8)), (c, Data("new c".utf8))])
+        XCTAssertEqual(try [a, b, c].map { try String(contentsOfFile: $0, encoding: .utf8) }, ["new a", "new b", "new c"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory).sorted(), ["a.md", "b.csv", "c.html"])
+    }
+
     func testReadsF16BF16AndI64() throws {
         var data: [UInt8] = []
         for h: UInt16 in [0x3C00, 0xC000] { data += [UInt8(h & 0xFF), UInt8(h >> 8)] }           // F16 1, -2

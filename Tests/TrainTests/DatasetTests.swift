@@ -33,6 +33,17 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(jsonl.map(\.label), ["1", "x"])
     }
 
+    /// Only the text wanted: a .md or .log is one text per line (its first line too), but a file
+    /// of another extension whose first line holds tabs is a table read by its header.
+    func testOtherExtensionsAreLinesUnlessTabbed() throws {
+        let plain = ColumnSpec(text: .name("text"))
+        XCTAssertEqual(try Dataset.load(try file("notes.md", "text\n\nsecond line\n"), columns: plain).map(\.text), ["text", "second line"])
+        let table = try Dataset.load(try file("data.dat", "label\ttext\n1\tgood film\n"), columns: plain)
+        XCTAssertEqual(table.map(\.text), ["good film"])
+        XCTAssertEqual(table.map(\.line), [2])
+        XCTAssertEqual(try Dataset.load(try file("tabbed.txt", "a\tb\n"), columns: plain).map(\.text), ["a\tb"], ".txt stays lines")
+    }
+
     func testOneLineErrors() throws {
         let spec = ColumnSpec(text: .name("text"), label: .name("label"))
         let cases: [(String, String, ColumnSpec, String)] = [
