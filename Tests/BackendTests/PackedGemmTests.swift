@@ -6,12 +6,13 @@ import Kernels
 import XCTest
 
 final class PackedGemmTests: XCTestCase {
-    /// Both weight layouts ([N,K] and [K,N], strided), every remainder of the 6- and 2-row tiles
-    /// and of the 16-channel panels, rows in L2-sized blocks (130 × 1,100), strided A and C, beta 0 over NaN (ignored) and beta ≠ 0;
+    /// Both weight layouts ([N,K] and [K,N], strided), every remainder of the 12-, 6- and 2-row
+    /// tiles and of the 16-channel panels, panels taken in pairs (AVX-512) and one left alone, rows in L2-sized blocks (130 × 1,100), strided A and C, beta 0 over NaN (ignored) and beta ≠ 0;
     /// columns past N untouched, and the panels' padding past N zero.
     func testPackedGemmMatchesADoubleLoop() {
         var rng = SeededRandom(31)
-        for (M, N, K) in [(1, 1, 1), (1, 17, 7), (2, 16, 8), (5, 33, 9), (6, 15, 300), (7, 48, 17), (10, 31, 5), (13, 70, 64), (32, 300, 120), (33, 8, 15), (130, 20, 1100)] {
+        for (M, N, K) in [(1, 1, 1), (1, 17, 7), (2, 16, 8), (5, 33, 9), (6, 15, 300), (7, 48, 17), (10, 31, 5), (13, 70, 64), (32, 300, 120), (33, 8, 15), (130, 20, 1100),
+                          (11, 64, 9), (12, 32, 4), (23, 40, 33), (25, 96, 20), (19, 129, 6), (9, 48, 70)] {
             for transposed in [false, true] {
                 for beta: Float in [0, 1] {
                     let lda = K + 3, ldc = N + 2, ldw = transposed ? N + 1 : K + 1
