@@ -154,8 +154,9 @@ public struct CheckpointStore: Sendable {
         }.sorted { $0.0 > $1.0 }
     }
 
-    /// Temporary and half-deleted folders of saves a crash interrupted.
-    private func removeLeftovers() {
+    /// Temporary and half-deleted folders of saves a crash interrupted (also at a resume, which
+    /// may have no save of its own to clear them: a run killed after its last checkpoint).
+    func removeLeftovers() {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
         where name.hasPrefix(".tmp-") || name.hasPrefix(".trash-") {
             try? FileManager.default.removeItem(atPath: folder + "/" + name)

@@ -92,6 +92,7 @@ final class StageRunner {
     func run(_ trainer: Trainer, stage: String?, stageIndex: Int, epochs: Int, from checkpoint: String?,
              saveBest: @escaping () throws -> Void) throws -> ClassificationMetrics? {
         if let checkpoint {
+            if writes { store.removeLeftovers() }
             try trainer.loadCheckpoint(folder: checkpoint)
             lastSavedStep = (stageIndex, trainer.step)
             progress(.resumed(stage: stage, step: trainer.step, totalSteps: trainer.totalSteps))

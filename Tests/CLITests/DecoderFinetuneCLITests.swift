@@ -47,7 +47,7 @@ final class DecoderFinetuneCLITests: XCTestCase {
         for file in ["report.md", "report.csv", "report.html"] { XCTAssertTrue(FileManager.default.fileExists(atPath: report + "/" + file), file) }
 
         // A GRU student distilled from the decoder classifier: its byte-level BPE, its token
-        // embeddings (576 wide), and the student's own encoding of an empty text (the end token).
+        // embeddings (576 wide), and its encoding of an empty text (the end token, as the teacher's).
         let gru = work.appendingPathComponent("gru").path
         let (gruStatus, gruOutput) = try retort(["distill", "--teacher", out, "--train", work.appendingPathComponent("data.csv").path,
                                                  "--student", "bigru", "--hidden", "8", "--head-hidden", "4", "--epochs", "1", "--max-length", "24",
@@ -57,7 +57,7 @@ final class DecoderFinetuneCLITests: XCTestCase {
         let gruConfig = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: gru + "/config.json"))) as! [String: Any]
         XCTAssertEqual(gruConfig["tokenizer"] as? String, "bpe")
         XCTAssertEqual(gruConfig["empty_token_id"] as? Int, 2, "an empty text is the end token, as for the teacher")
-        let (gruPredict, gruPredicted) = try retort(["predict", "--model", gru, "--json", "the cat sat on the mat", "", "--device", "cpu"])
+        let (gruPredict, gruPredicted) = try retort(["predict", "--model", gru, "--json", "the cat sat on the mat", "a dog", "--device", "cpu"])
         XCTAssertEqual(gruPredict, 0, gruPredicted)
         XCTAssertEqual(gruPredicted.split(separator: "\n").filter { $0.hasPrefix("{\"") }.count, 2, gruPredicted)
 

@@ -94,7 +94,7 @@ final class ExportCLITests: TinyRunTestCase {
         for (arguments, message) in [
             (["export", "--model", teacher, "--out", out], "exists; choose a new folder"),
             (["export", "--model", golden.appendingPathComponent("tiny-gpt2").path, "--out", out + "2"], "is a decoder"),
-            (["export", "--model", work.path, "--out", out + "3"], "no config.json there"),
+            (["export", "--model", work.path, "--out", out + "3"], "not a model folder (no config.json)"),
             (["export", "--model", teacher, "--out", out + "4", "--format", "tflite"], "--format tflite is not supported; use onnx"),
         ] {
             let (status, output) = try retort(arguments)

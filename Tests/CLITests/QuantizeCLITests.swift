@@ -43,7 +43,7 @@ final class QuantizeCLITests: TinyRunTestCase {
             (["quantize", "--model", teacher, "--out", out], "exists; choose a new folder"),
             (["quantize", "--model", out, "--out", out + "2"], "is already quantized (int8-dynamic)"),
             (["quantize", "--model", golden.appendingPathComponent("tiny-gpt2").path, "--out", out + "3"], "no tokenizer.json, nor vocab.json and merges.txt"),
-            (["quantize", "--model", work.path, "--out", out + "4"], "no config.json there"),
+            (["quantize", "--model", work.path, "--out", out + "4"], "not a model folder (no config.json)"),
             (["finetune", "--model", out, "--train", data, "--out", out + "5", "--threads", "1", "--device", "cpu"], "is quantized (int8-dynamic), for eval, predict and compare"),
         ] {
             let (status, output) = try retort(arguments)
