@@ -6,22 +6,30 @@ import Foundation
 import Models
 import Train
 
-struct ColumnOptions: ParsableArguments {
+/// The text columns of a data file (predict's, which reads no labels).
+struct TextColumnOptions: ParsableArguments {
     @Option(name: .long, help: "Text column: a name (the file has a header; JSONL key) or a 0-based index (default: text).")
     var textColumn: String?
 
     @Option(name: .long, help: "Second text of a sentence pair, by name or index.")
     var textPairColumn: String?
 
+    func spec(label: Column? = nil) -> ColumnSpec {
+        ColumnSpec(text: Column(textColumn ?? "text"), pair: textPairColumn.map(Column.init), label: label)
+    }
+
+    /// Whether a column flag was given (for predict to refuse them without a file).
+    var given: Bool { textColumn != nil || textPairColumn != nil }
+}
+
+/// The text and label columns of a labelled data file.
+struct ColumnOptions: ParsableArguments {
+    @OptionGroup var text: TextColumnOptions
+
     @Option(name: .long, help: "Label column, by name or index (default: label).")
     var labelColumn: String?
 
-    func spec(labelled: Bool) -> ColumnSpec {
-        ColumnSpec(text: Column(textColumn ?? "text"), pair: textPairColumn.map(Column.init), label: labelled ? Column(labelColumn ?? "label") : nil)
-    }
-
-    /// The column flags given (for a command that reads no file, or no labels, to refuse them).
-    var given: (text: Bool, pair: Bool, label: Bool) { (textColumn != nil, textPairColumn != nil, labelColumn != nil) }
+    func spec(labelled: Bool) -> ColumnSpec { text.spec(label: labelled ? Column(labelColumn ?? "label") : nil) }
 }
 
 struct DeviceOptions: ParsableArguments {

@@ -62,17 +62,18 @@ struct PredictCommand: ParsableCommand {
     @Argument(help: "Texts to label.") var texts: [String] = []
     @Option(name: .long, help: "A file of inputs instead of arguments: .txt (one text per line), .csv, .tsv or .jsonl; - reads lines from standard input.") var input: String?
     @OptionGroup var inference: InferenceOptions
-    @OptionGroup var columns: ColumnOptions
-    @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits, text and its record (line) number.") var json = false
+    @OptionGroup var columns: TextColumnOptions
+    @Option(name: .customLong("label-column"), help: .hidden) var labelColumn: String?   // refused, with eval named
+    @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits, text and the line it starts on.") var json = false
 
     func validate() throws {
         guard (input == nil) != texts.isEmpty else { throw ValidationError("give texts as arguments or --input FILE (one of the two)") }
-        if columns.given.label { throw ValidationError("--label-column: predict reads no labels (retort eval scores a labelled file)") }
+        if labelColumn != nil { throw ValidationError("--label-column: predict reads no labels (retort eval scores a labelled file)") }
         if let empty = texts.firstIndex(where: { $0.allSatisfy(\.isWhitespace) }) {
             throw ValidationError("text \(empty + 1) is empty: give some text to label")
         }
-        if input == nil, columns.given.text || columns.given.pair {
-            throw ValidationError("--\(columns.given.text ? "text-column" : "text-pair-column") picks a column of --input's file; texts given as arguments have none")
+        if input == nil, columns.given {
+            throw ValidationError("--\(columns.textColumn != nil ? "text-column" : "text-pair-column") picks a column of --input's file; texts given as arguments have none")
         }
     }
 
@@ -83,7 +84,7 @@ struct PredictCommand: ParsableCommand {
     func predict() throws {
         let classifier = try inference.classifier()
         let batchSize = inference.batchSize
-        var examples = try input.map { try Dataset.load(expand($0), columns: columns.spec(labelled: false)) }
+        var examples = try input.map { try Dataset.load(expand($0), columns: columns.spec()) }
             ?? texts.enumerated().map { Example(text: $1, pair: nil, label: nil, line: $0 + 1) }
         // A record without text (an empty field) is skipped, as a blank line is; --json's "line" keeps the others' places.
         let blank = { (e: Example) in e.text.allSatisfy(\.isWhitespace) && (e.pair ?? "").allSatisfy(\.isWhitespace) }

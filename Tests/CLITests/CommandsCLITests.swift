@@ -29,6 +29,8 @@ final class CommandsCLITests: TinyRunTestCase {
                 }
             }
         }
+        let (_, predict) = try retort(["predict", "--help"])
+        XCTAssertFalse(predict.contains("--label-column"), "predict reads no labels: \(predict)")
         let (_, finetune) = try retort(["finetune", "--help"])
         XCTAssertTrue(finetune.contains("1e-3 when only LoRA") && finetune.contains("adapters train"), finetune)
     }
@@ -373,6 +375,8 @@ final class CommandsCLITests: TinyRunTestCase {
              "--student-init must be odd, even, uniform or a model folder"),
             (["distill", "--teacher", teacher, "--train", data, "--epochs", "3,2,1", "--out", fresh], "--epochs: 3 numbers for 2 stages"),
             (["predict", "--model", gguf, "hi"], "a GGUF language model, not a classifier"),
+            (["predict", "--model", teacher, "--input", data, "--label-column", "label"], "--label-column: predict reads no labels (retort eval"),
+            (["predict", "--model", teacher, "hi", "--text-column", "1"], "--text-column picks a column of --input's file"),
             (["predict", "--model", teacher, "--input", work.path], "a folder, not a data file"),
             (["predict", "--model", teacher, "--input", work.appendingPathComponent("nope.txt").path], "nope.txt: no such file"),
             (["compare", teacher, "--out", "/proc/retort-test"], "--out /proc/retort-test: cannot write in /proc"),
