@@ -107,7 +107,7 @@ func randomEncodings(_ B: Int, _ T: Int) -> [Encoding] {
     var state: UInt64 = 7
     return (0..<B).map { _ -> Encoding in
         let ids = (0..<T).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(1000 + (state >> 33) % 19000) }
-        return Encoding(ids: ids, typeIds: [Int32](repeating: 0, count: T), attentionMask: [Int32](repeating: 1, count: T))
+        return Encoding(ids: ids)
     }
 }
 

@@ -14,7 +14,7 @@ final class DecoderTrainingTests: XCTestCase {
         var state = seed
         return (0..<n).map { i in
             let ids = (0..<(5 + i % 7)).map { _ -> Int32 in state = state &* 6_364_136_223_846_793_005 &+ 1; return Int32(3 + (state >> 33) % 90) }
-            return Encoding(ids: ids, typeIds: Array(repeating: 0, count: ids.count), attentionMask: Array(repeating: 1, count: ids.count))
+            return Encoding(ids: ids)
         }
     }
 
