@@ -90,15 +90,20 @@ struct TokenizeCommand: ParsableCommand {
             or vocab.json and merges.txt, and the tokenizer a .gguf file embeds. Byte-level BPE puts \
             the tokenizer's prefix (a BOS, where it has one: Llama 3) before each text; a pair is a's \
             ids then b's.
+
+            A .csv, .tsv or .jsonl --input is read by column, as predict reads it: one line of ids \
+            per record, from --text-column (default: text) and, for pairs, --text-pair-column.
             """)
 
     @Option(name: .long, help: "Model folder — vocab.txt (WordPiece), tokenizer.json or vocab.json + merges.txt (byte-level BPE), e.g. ~/.cache/retort/assets/gpt2-tokenizer — or a .gguf file.")
     var model: String
 
-    @Option(name: .long, help: "Text file, one input per line (default: standard input).")
+    @Option(name: .long, help: "Text file, one input per line (default: standard input); a .csv, .tsv or .jsonl by column.")
     var input: String?
 
-    @Flag(name: .long, help: "Each line is a sentence pair separated by a tab.")
+    @OptionGroup var columns: TextColumnOptions
+
+    @Flag(name: .long, help: "Each line is a sentence pair separated by a tab (a table's pairs: --text-pair-column).")
     var pair = false
 
     @Option(name: .long, help: "Truncate to this many tokens, specials included (longest-first for pairs).")
@@ -106,6 +111,19 @@ struct TokenizeCommand: ParsableCommand {
 
     func validate() throws {
         if let maxLength, maxLength < 1 { throw ValidationError("--max-length must be at least 1") }
+        if columns.given && !readsTable {
+            throw ValidationError("--\(columns.textColumn != nil ? "text-column" : "text-pair-column") picks a column of a .csv, .tsv or .jsonl --input; "
+                                  + (input == nil ? "standard input is read as lines" : "\(input!) is read as lines"))
+        }
+        if pair && readsTable {
+            throw ValidationError("--pair splits lines at a tab; \(input!) is read by column: name the second text with --text-pair-column")
+        }
+    }
+
+    /// Whether --input is a table read by column (by its extension).
+    var readsTable: Bool {
+        guard let input else { return false }
+        return ["csv", "tsv", "jsonl", "json"].contains((input as NSString).pathExtension.lowercased())
     }
 
     func run() throws {
@@ -118,8 +136,9 @@ struct TokenizeCommand: ParsableCommand {
             encode = { bpe.encode($0, $1, maxLength: maxLength) }
         } else if manager.fileExists(atPath: folder + "/vocab.txt") {
             let wordPiece = try WordPieceTokenizer(folder: folder)
-            if let maxLength, maxLength < (pair ? 3 : 2) {
-                throw UserError(description: "--max-length must leave room for the special tokens (at least \(pair ? 3 : 2))")
+            let pairs = pair || columns.textPairColumn != nil
+            if let maxLength, maxLength < (pairs ? 3 : 2) {
+                throw UserError(description: "--max-length must leave room for the special tokens (at least \(pairs ? 3 : 2))")
             }
             encode = { wordPiece.encode($0, $1, maxLength: maxLength).ids }
         } else if manager.fileExists(atPath: folder + "/tokenizer.json") {
@@ -130,6 +149,12 @@ struct TokenizeCommand: ParsableCommand {
             encode = { bpe.encode($0, $1, maxLength: maxLength) }
         } else {
             throw DataError("--model \(model): no tokenizer there (a folder with vocab.txt for WordPiece, tokenizer.json or vocab.json and merges.txt for byte-level BPE, or a .gguf file)")
+        }
+        if let input, readsTable {
+            let examples = try Dataset.load((input as NSString).expandingTildeInPath, columns: columns.spec())
+            let output = examples.map { "[" + encode($0.text, $0.pair).map(String.init).joined(separator: ",") + "]\n" }.joined()
+            FileHandle.standardOutput.write(Data(output.utf8))
+            return
         }
         let bytes: [UInt8]
         if let input {

@@ -58,6 +58,40 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertEqual(refusal.trimmingCharacters(in: .newlines), "Error: lines.txt: not a GGUF file (it does not start with \"GGUF\")")
     }
 
+    /// A .csv, .tsv or .jsonl --input is read by column (one line of ids per record), the same ids
+    /// as the texts given as lines; column flags for lines, and --pair for a table, are refused.
+    func testTokenizeReadsTablesByColumn() throws {
+        let lines = work.appendingPathComponent("lines.txt"), pairs = work.appendingPathComponent("pairs.txt")
+        try "w5 w6\nw7, w8\n".write(to: lines, atomically: true, encoding: .utf8)
+        try "w5 w6\tw9\nw7, w8\tw5\n".write(to: pairs, atomically: true, encoding: .utf8)
+        let (status, expected) = try retort(["tokenize", "--model", teacher, "--input", lines.path])
+        XCTAssertEqual(status, 0, expected)
+        let (pairStatus, expectedPairs) = try retort(["tokenize", "--model", teacher, "--input", pairs.path, "--pair"])
+        XCTAssertEqual(pairStatus, 0, expectedPairs)
+        XCTAssertEqual(expected.split(separator: "\n").count, 2, expected)
+        let csv = work.appendingPathComponent("data.csv"), jsonl = work.appendingPathComponent("data.jsonl")
+        try "label,text,second\n1,w5 w6,w9\n0,\"w7, w8\",w5\n".write(to: csv, atomically: true, encoding: .utf8)
+        try "{\"sentence\": \"w5 w6\", \"label\": 1}\n{\"sentence\": \"w7, w8\", \"label\": 0}\n".write(to: jsonl, atomically: true, encoding: .utf8)
+        let (csvStatus, byColumn) = try retort(["tokenize", "--model", teacher, "--input", csv.path])
+        XCTAssertEqual(csvStatus, 0, byColumn)
+        XCTAssertEqual(byColumn, expected)
+        let (jsonlStatus, byKey) = try retort(["tokenize", "--model", teacher, "--input", jsonl.path, "--text-column", "sentence"])
+        XCTAssertEqual(jsonlStatus, 0, byKey)
+        XCTAssertEqual(byKey, expected)
+        let (pairedStatus, paired) = try retort(["tokenize", "--model", teacher, "--input", csv.path, "--text-pair-column", "second"])
+        XCTAssertEqual(pairedStatus, 0, paired)
+        XCTAssertEqual(paired, expectedPairs)
+        let (refused, message) = try retort(["tokenize", "--model", teacher, "--input", csv.path, "--pair"])
+        XCTAssertNotEqual(refused, 0, message)
+        XCTAssertTrue(message.contains("--text-pair-column"), message)
+        let (linesRefused, linesMessage) = try retort(["tokenize", "--model", teacher, "--input", lines.path, "--text-column", "1"])
+        XCTAssertNotEqual(linesRefused, 0, linesMessage)
+        XCTAssertTrue(linesMessage.contains("lines.txt is read as lines"), linesMessage)
+        let (missing, missingMessage) = try retort(["tokenize", "--model", teacher, "--input", csv.path, "--text-column", "sentence"])
+        XCTAssertNotEqual(missing, 0, missingMessage)
+        XCTAssertTrue(missingMessage.contains("no column named 'sentence'"), missingMessage)
+    }
+
     func testPredictReadsATextFileOneTextPerLine() throws {
         let texts = work.appendingPathComponent("texts.txt")
         try "w5 w6 w7\n\nw8 a b, with a comma\nw9 \"quoted\"\n".write(to: texts, atomically: true, encoding: .utf8)
