@@ -86,11 +86,14 @@ extension TextClassifier {
     /// The label names by class index, as config.json's id2label.
     public var id2label: [Int: String] { Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ($0, $1) }) }
 
-    /// The metrics on a labelled test file (`columns`' label column, by default "label"), in batches.
-    public func evaluate(testFile path: String, columns: ColumnSpec, batchSize: Int) throws -> ClassificationMetrics {
+    /// The metrics on a labelled test file (`columns`' label column, by default "label"), in batches;
+    /// records without text are skipped (as in the run's dev data) and `skipped` says which.
+    public func evaluate(testFile path: String, columns: ColumnSpec, batchSize: Int, skipped: (String) -> Void = { _ in }) throws -> ClassificationMetrics {
         var columns = columns
         if columns.label == nil { columns.label = .name("label") }
-        let examples = try Dataset.load(path, columns: columns)
+        let (examples, note) = Dataset.withText(try Dataset.load(path, columns: columns), path: path)
+        if let note { skipped(note) }
+        guard !examples.isEmpty else { throw DataError("\(path): no record has text (column \(columns.text))") }
         return try evaluate(encode(examples), labels: try Dataset.labelIds(examples, names: labelNames, path: path), batchSize: batchSize)
     }
 

@@ -32,7 +32,12 @@ public struct ComparisonReport {
         var rows: [Row] = []
         var labelled = columns
         if labelled.label == nil { labelled.label = .name("label") }
-        let testExamples = try test.map { try Dataset.load($0, columns: labelled) }
+        let testExamples = try test.map { path -> [Example] in
+            let (kept, skipped) = Dataset.withText(try Dataset.load(path, columns: labelled), path: path)   // as eval and the runs' dev data
+            if let skipped { progress(skipped) }
+            guard !kept.isEmpty else { throw DataError("\(path): no record has text to score") }
+            return kept
+        }
         for (i, folder) in runs.enumerated() {
             progress("measuring \(folder) (\(i + 1)/\(runs.count))")
             let classifier = try loadTextClassifier(folder: folder, maxLength: maxLength, backend: backend)

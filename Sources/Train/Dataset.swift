@@ -198,6 +198,18 @@ public enum Dataset {
     }
 
     /// A seeded split: (train, dev) with `fraction` of the examples in dev.
+    /// The examples that have text (a text or a pair's second text not all white space), and a
+    /// note naming the others, which a run or predict skips: "train.csv: 2 records without text
+    /// skipped (lines 5, 9)"; nil when none were.
+    public static func withText(_ examples: [Example], path: String, noun: String = "record") -> (kept: [Example], skipped: String?) {
+        let blank = { (e: Example) in e.text.allSatisfy(\.isWhitespace) && (e.pair ?? "").allSatisfy(\.isWhitespace) }
+        let lines = examples.filter(blank).map(\.line)
+        guard !lines.isEmpty else { return (examples, nil) }
+        let shown = lines.prefix(5).map(String.init).joined(separator: ", ") + (lines.count > 5 ? ", …" : "")
+        let note = "\(path): \(lines.count) \(noun)\(lines.count == 1 ? "" : "s") without text skipped (line\(lines.count == 1 ? "" : "s") \(shown))"
+        return (examples.filter { !blank($0) }, note)
+    }
+
     public static func split(_ examples: [Example], fraction: Double, seed: UInt64) -> ([Example], [Example]) {
         var order = Array(examples.indices)
         var rng = SplitMix(seed: seed ^ 0x5EED)

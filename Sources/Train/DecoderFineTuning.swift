@@ -62,6 +62,7 @@ extension FineTuningRun {
                                                            data.dev.map { DecoderClassifier.encoding($0, tokenizer: tokenizer, maxLength: t.maxLength) },
                                                            data.trainLabels, data.devLabels, data.names)
             progress(.note(data.summary))
+            for note in data.skipped { progress(.note(note)) }
             reportTruncation(train: train, dev: dev, maxLength: t.maxLength)
         }
         guard !train.isEmpty else { throw DataError("\(c.data.train): no training text") }

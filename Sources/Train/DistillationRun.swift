@@ -85,6 +85,7 @@ public final class DistillationRun: TrainingRecipe {
                                               seed: seed)
         progress(.note("\(data.train.count) training and \(data.dev.count) dev examples; teacher \(Nt) layers, student \(Ns) layers "
                        + "(init \(c.studentInit.name)), layer map \(map)" + (context.projection.isEmpty ? "" : ", with a learned projection")))
+        for note in data.skipped { progress(.note(note)) }
         func stageOptions(_ index: Int) -> TrainingOptions {
             var options = t.resolvedOptions
             options.epochs = epochs[index]
@@ -130,7 +131,7 @@ public final class DistillationRun: TrainingRecipe {
         metrics.dataParallel = dataParallel
         if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it
             let saved = try Classifier.load(folder: c.output, maxLength: t.maxLength, backend: backend, inference: true)
-            let m = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: t.options.batchSize)
+            let m = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: t.options.batchSize) { progress(.note($0)) }
             metrics.test = m
             progress(.tested(m))
         }

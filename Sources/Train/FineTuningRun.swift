@@ -43,6 +43,7 @@ public final class FineTuningRun: TrainingRecipe {
         let data = try LabelledData.load(c.data, seed: seed)
         let classifier = try Classifier.load(folder: c.model, labels: data.names, maxLength: t.maxLength, backend: backend, seed: seed)
         progress(.note(data.summary))
+        for note in data.skipped { progress(.note(note)) }
         try attach(t.lora, to: classifier.model, seed: seed)
         let options = t.resolvedOptions
         try check(t.plan(classifier.model))

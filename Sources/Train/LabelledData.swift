@@ -22,16 +22,26 @@ public struct LabelledData: Sendable {
     public var train: [Example], dev: [Example]
     public var names: [String]
     public var trainLabels: [Int32], devLabels: [Int32]
+    /// Records without text that were skipped, one note per file (Dataset.withText).
+    public var skipped: [String] = []
 
     /// `names`: the label names to use (a teacher's); nil: those of the training data.
     public static func load(_ files: DataFiles, seed: UInt64, names given: [String]? = nil) throws -> LabelledData {
         var spec = files.columns
         if spec.label == nil { spec.label = .name("label") }
-        var trainExamples = try Dataset.load(files.train, columns: spec)
+        var skipped: [String] = []
+        // A record without text teaches nothing and scores nothing: skipped, and said so.
+        func withText(_ examples: [Example], _ path: String) throws -> [Example] {
+            let (kept, note) = Dataset.withText(examples, path: path)
+            if let note { skipped.append(note) }
+            guard !kept.isEmpty else { throw DataError("\(path): no record has text (column \(spec.text))") }
+            return kept
+        }
+        var trainExamples = try withText(try Dataset.load(files.train, columns: spec), files.train)
         try Dataset.checkLabels(trainExamples, path: files.train, columns: spec)
         let devExamples: [Example]
         if let dev = files.dev {
-            devExamples = try Dataset.load(dev, columns: spec)
+            devExamples = try withText(try Dataset.load(dev, columns: spec), dev)
             try Dataset.checkLabels(devExamples, path: dev, columns: spec, headerCheck: false)
         } else {
             (trainExamples, devExamples) = Dataset.split(trainExamples, fraction: files.devSplit, seed: seed)
@@ -42,7 +52,8 @@ public struct LabelledData: Sendable {
         }
         return LabelledData(train: trainExamples, dev: devExamples, names: names,
                             trainLabels: try Dataset.labelIds(trainExamples, names: names, path: files.train),
-                            devLabels: try Dataset.labelIds(devExamples, names: names, path: files.dev ?? "\(files.train) (held-out split)"))
+                            devLabels: try Dataset.labelIds(devExamples, names: names, path: files.dev ?? "\(files.train) (held-out split)"),
+                            skipped: skipped)
     }
 
     /// "6228 training and 692 dev examples, labels 0, 1"

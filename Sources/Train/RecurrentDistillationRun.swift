@@ -80,6 +80,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         } else {
             (data, stored) = (try LabelledData.load(c.data, seed: seed, names: teacher.labelNames), nil)
             progress(.note(data.summary))
+            for note in data.skipped { progress(.note(note)) }
         }
         // Before the teacher's logits (minutes on a large set): a --resume that cannot continue.
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
@@ -109,7 +110,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         metrics.dataParallel = trainer.dataParallel
         if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it
             let saved = try RecurrentClassifier.load(folder: c.output, maxLength: nil, backend: backend)
-            metrics.test = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: options.batchSize)
+            metrics.test = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: options.batchSize) { progress(.note($0)) }
             progress(.tested(metrics.test!))
         }
         if writesOutputs { try folder.write(metrics) }

@@ -49,7 +49,7 @@ public struct TransferSet {
         if let path = files.dev {
             var columns = files.columns
             if columns.label == nil { columns.label = .name("label") }
-            dev = try Dataset.load(path, columns: columns)
+            dev = Dataset.withText(try Dataset.load(path, columns: columns), path: path).kept   // as LabelledData's dev
             devLabels = try Dataset.labelIds(dev, names: names, path: path)
         } else {
             var rng = SplitMix(seed: seed ^ 0xDE5)

@@ -26,7 +26,9 @@ struct EvalCommand: ParsableCommand {
     func evaluate() throws {
         let classifier = try inference.classifier()
         let batchSize = inference.batchSize
-        let examples = try Dataset.load(expand(data), columns: columns.spec(labelled: true))
+        let (examples, skipped) = Dataset.withText(try Dataset.load(expand(data), columns: columns.spec(labelled: true)), path: data)
+        if let skipped { printError("retort: " + skipped) }
+        guard !examples.isEmpty else { throw UserError(description: "\(data): no record has text to score") }
         let labels = try Dataset.labelIds(examples, names: classifier.labelNames, path: data)
         let encodings = classifier.encode(examples)
         noteTruncation(encodings, maxLength: classifier.maxLength)
@@ -87,12 +89,10 @@ struct PredictCommand: ParsableCommand {
         var examples = try input.map { try Dataset.load(expand($0), columns: columns.spec()) }
             ?? texts.enumerated().map { Example(text: $1, pair: nil, label: nil, line: $0 + 1) }
         // A record without text (an empty field) is skipped, as a blank line is; --json's "line" keeps the others' places.
-        let blank = { (e: Example) in e.text.allSatisfy(\.isWhitespace) && (e.pair ?? "").allSatisfy(\.isWhitespace) }
-        let empty = examples.filter(blank).map(\.line)
-        if !empty.isEmpty {
-            examples.removeAll(where: blank)
-            printError("retort: \(counted(empty.count, "input")) without text skipped (line\(empty.count == 1 ? "" : "s") "
-                       + empty.prefix(5).map(String.init).joined(separator: ", ") + (empty.count > 5 ? ", …" : "") + ")")
+        let skipped: String?
+        (examples, skipped) = Dataset.withText(examples, path: input ?? "input", noun: "input")
+        if let skipped {
+            printError("retort: " + skipped)
             guard !examples.isEmpty else { throw UserError(description: "\(input ?? "input"): no text to label") }
         }
         let encodings = classifier.encode(examples)

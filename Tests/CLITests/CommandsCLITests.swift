@@ -106,7 +106,7 @@ final class CommandsCLITests: TinyRunTestCase {
         try "text\nw5 w6\n\"\"\n\"w7\nw8\"\n \n".write(to: holes, atomically: true, encoding: .utf8)
         let (skipped, skippedOutput) = try retort(["predict", "--model", teacher, "--input", holes.path, "--json", "--threads", "1"])
         XCTAssertEqual(skipped, 0, skippedOutput)
-        XCTAssertTrue(skippedOutput.contains("retort: 2 inputs without text skipped (lines 3, 6)"), skippedOutput)
+        XCTAssertTrue(skippedOutput.contains("retort: \(holes.path): 2 inputs without text skipped (lines 3, 6)"), skippedOutput)
         XCTAssertEqual(skippedOutput.split(separator: "\n").filter { $0.hasPrefix("{") }
             .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.map { $0["line"] as? Int }, [2, 4],
                        "each input's line, a quoted line break counted: \(skippedOutput)")
@@ -145,6 +145,38 @@ final class CommandsCLITests: TinyRunTestCase {
 
     func finetune(_ extra: [String]) throws -> (Int32, String) {
         try retort(["finetune", "--model", teacher, "--train", data, "--max-length", "16", "--batch-size", "8", "--threads", "1"] + extra)
+    }
+
+    /// A labelled record without text teaches and scores nothing: finetune and eval skip it and
+    /// name its line; a file with no text at all is a one-line error.
+    func testRecordsWithoutTextAreSkippedAndNamed() throws {
+        var rows = try String(contentsOfFile: data, encoding: .utf8).split(separator: "\n").map(String.init)
+        rows.insert(",LABEL_0", at: 3)
+        rows.insert("\"  \",LABEL_1", at: 10)
+        let holes = work.appendingPathComponent("holes.csv").path
+        try rows.joined(separator: "\n").write(toFile: holes, atomically: true, encoding: .utf8)
+        let skipped = "holes.csv: 2 records without text skipped (lines 4, 11)"
+        let (status, output) = try retort(["finetune", "--model", teacher, "--train", holes, "--max-length", "16", "--batch-size", "8",
+                                           "--threads", "1", "--epochs", "1", "--out", work.appendingPathComponent("run").path])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains(skipped), output)
+        XCTAssertTrue(output.contains("86 training and 10 dev examples"), output)   // the 96 with text
+        let (evalStatus, evaluated) = try retort(["eval", "--model", teacher, "--data", holes, "--threads", "1"])
+        XCTAssertEqual(evalStatus, 0, evaluated)
+        XCTAssertTrue(evaluated.contains(skipped) && evaluated.contains("96 examples: accuracy"), evaluated)
+        let (distilled, distillOutput) = try retort(["distill", "--teacher", teacher, "--train", data, "--test", holes, "--max-length", "12",
+                                                     "--batch-size", "8", "--threads", "1", "--student-layers", "1", "--epochs", "1",
+                                                     "--out", work.appendingPathComponent("student").path])
+        XCTAssertEqual(distilled, 0, distillOutput)
+        XCTAssertTrue(distillOutput.contains(skipped), "the --test file's: \(distillOutput)")
+        let (compared, compareOutput) = try retort(["compare", teacher, "--test", holes, "--threads", "1", "--out", work.appendingPathComponent("report").path])
+        XCTAssertEqual(compared, 0, compareOutput)
+        XCTAssertTrue(compareOutput.contains(skipped), compareOutput)
+        let empty = work.appendingPathComponent("empty.csv").path
+        try "text,label\n,LABEL_0\n\" \",LABEL_1\n".write(toFile: empty, atomically: true, encoding: .utf8)
+        let (refused, message) = try retort(["finetune", "--model", teacher, "--train", empty, "--out", work.appendingPathComponent("x").path])
+        XCTAssertNotEqual(refused, 0, message)
+        XCTAssertTrue(message.contains("empty.csv: no record has text (column 'text')"), message)
     }
 
     func testFinetuneWritesItsFolderAndResumesAFinishedRunAsFinished() throws {
