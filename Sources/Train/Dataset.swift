@@ -197,7 +197,6 @@ public enum Dataset {
         }
     }
 
-    /// A seeded split: (train, dev) with `fraction` of the examples in dev.
     /// The examples that have text (a text or a pair's second text not all white space), and a
     /// note naming the others, which a run or predict skips: "train.csv: 2 records without text
     /// skipped (lines 5, 9)"; nil when none were.
@@ -210,6 +209,7 @@ public enum Dataset {
         return (examples.filter { !blank($0) }, note)
     }
 
+    /// A seeded split: (train, dev) with `fraction` of the examples in dev.
     public static func split(_ examples: [Example], fraction: Double, seed: UInt64) -> ([Example], [Example]) {
         var order = Array(examples.indices)
         var rng = SplitMix(seed: seed ^ 0x5EED)

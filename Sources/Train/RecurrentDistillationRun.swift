@@ -80,8 +80,8 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         } else {
             (data, stored) = (try LabelledData.load(c.data, seed: seed, names: teacher.labelNames), nil)
             progress(.note(data.summary))
-            for note in data.skipped { progress(.note(note)) }
         }
+        for note in data.skipped { progress(.note(note)) }
         // Before the teacher's logits (minutes on a large set): a --resume that cannot continue.
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
         reportTruncation(train: train, dev: dev, maxLength: t.maxLength)

@@ -45,11 +45,14 @@ public struct TransferSet {
     /// Training data and its logits; dev: `files.dev` if given, else `files.devSplit` of the
     /// original texts (a generated text never lands in dev).
     public func split(dev files: DataFiles, seed: UInt64) throws -> (LabelledData, [[Float]]) {
-        var trainRows = Array(examples.indices), dev: [Example] = [], devLabels: [Int32] = []
+        var trainRows = Array(examples.indices), dev: [Example] = [], devLabels: [Int32] = [], skipped: [String] = []
         if let path = files.dev {
             var columns = files.columns
             if columns.label == nil { columns.label = .name("label") }
-            dev = Dataset.withText(try Dataset.load(path, columns: columns), path: path).kept   // as LabelledData's dev
+            let note: String?
+            (dev, note) = Dataset.withText(try Dataset.load(path, columns: columns), path: path)   // as LabelledData's dev
+            skipped = note.map { [$0] } ?? []
+            guard !dev.isEmpty else { throw DataError("\(path): no record has text (column \(columns.text))") }
             devLabels = try Dataset.labelIds(dev, names: names, path: path)
         } else {
             var rng = SplitMix(seed: seed ^ 0xDE5)
@@ -62,7 +65,7 @@ public struct TransferSet {
             devLabels = held.sorted().map { labels[$0] }
         }
         let data = LabelledData(train: trainRows.map { examples[$0] }, dev: dev, names: names, trainLabels: trainRows.map { labels[$0] },
-                                devLabels: devLabels)
+                                devLabels: devLabels, skipped: skipped)
         return (data, trainRows.map { logits[$0] })
     }
 }

@@ -91,14 +91,17 @@ struct TokenizeCommand: ParsableCommand {
             the tokenizer's prefix (a BOS, where it has one: Llama 3) before each text; a pair is a's \
             ids then b's.
 
-            A .csv, .tsv or .jsonl --input is read by column, as predict reads it: one line of ids \
-            per record, from --text-column (default: text) and, for pairs, --text-pair-column.
+            A .csv, .tsv or .jsonl (or .json, read as JSONL) --input is read by column: one line of \
+            ids per record — a record without text gives the special tokens alone, so the lines \
+            stay the records' — from --text-column (default: text) and, for pairs, \
+            --text-pair-column; a file without a header takes indexes (--text-column 0 \
+            --text-pair-column 1).
             """)
 
     @Option(name: .long, help: "Model folder — vocab.txt (WordPiece), tokenizer.json or vocab.json + merges.txt (byte-level BPE), e.g. ~/.cache/retort/assets/gpt2-tokenizer — or a .gguf file.")
     var model: String
 
-    @Option(name: .long, help: "Text file, one input per line (default: standard input); a .csv, .tsv or .jsonl by column.")
+    @Option(name: .long, help: "Text file, one input per line (default: standard input); a .csv, .tsv, .jsonl or .json by column.")
     var input: String?
 
     @OptionGroup var columns: TextColumnOptions
@@ -112,11 +115,12 @@ struct TokenizeCommand: ParsableCommand {
     func validate() throws {
         if let maxLength, maxLength < 1 { throw ValidationError("--max-length must be at least 1") }
         if columns.given && !readsTable {
-            throw ValidationError("--\(columns.textColumn != nil ? "text-column" : "text-pair-column") picks a column of a .csv, .tsv or .jsonl --input; "
+            throw ValidationError("--\(columns.textColumn != nil ? "text-column" : "text-pair-column") picks a column of a .csv, .tsv, .jsonl or .json --input; "
                                   + (input == nil ? "standard input is read as lines" : "\(input!) is read as lines"))
         }
         if pair && readsTable {
-            throw ValidationError("--pair splits lines at a tab; \(input!) is read by column: name the second text with --text-pair-column")
+            throw ValidationError("--pair splits lines at a tab; \(input!) is read by column: name the second text with --text-pair-column "
+                                  + "(a file without a header: --text-column 0 --text-pair-column 1)")
         }
     }
 
@@ -151,14 +155,14 @@ struct TokenizeCommand: ParsableCommand {
             throw DataError("--model \(model): no tokenizer there (a folder with vocab.txt for WordPiece, tokenizer.json or vocab.json and merges.txt for byte-level BPE, or a .gguf file)")
         }
         if let input, readsTable {
-            let examples = try Dataset.load((input as NSString).expandingTildeInPath, columns: columns.spec())
+            let examples = try Dataset.load(expand(input), columns: columns.spec())
             let output = examples.map { "[" + encode($0.text, $0.pair).map(String.init).joined(separator: ",") + "]\n" }.joined()
             FileHandle.standardOutput.write(Data(output.utf8))
             return
         }
         let bytes: [UInt8]
         if let input {
-            bytes = try DelimitedText.read(input)
+            bytes = try DelimitedText.read(expand(input))
         } else {
             bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
         }

@@ -96,5 +96,13 @@ final class AugmentCLITests: TinyRunTestCase {
                                            "--out", work.appendingPathComponent("s").path, "--threads", "1"])
         XCTAssertNotEqual(status, 0, output)
         XCTAssertTrue(output.contains("bad.jsonl: line 1: \"logits\" must hold 3 numbers"), output)
+        // A --dev beside a transfer set whose records have no text is refused, naming the file.
+        try #"{"text":"a b c","label":"LABEL_0","logits":[1,2,3],"origin":"original"}"#.write(toFile: out, atomically: true, encoding: .utf8)
+        let blankDev = work.appendingPathComponent("blank-dev.csv").path
+        try "text,label\n,LABEL_0\n\" \",LABEL_1\n".write(toFile: blankDev, atomically: true, encoding: .utf8)
+        let (devStatus, devOutput) = try retort(["distill", "--teacher", teacher, "--transfer", out, "--dev", blankDev, "--student", "bilstm",
+                                                 "--max-length", "12", "--out", work.appendingPathComponent("s").path, "--threads", "1"])
+        XCTAssertNotEqual(devStatus, 0, devOutput)
+        XCTAssertTrue(devOutput.contains("blank-dev.csv: no record has text (column 'text')"), devOutput)
     }
 }

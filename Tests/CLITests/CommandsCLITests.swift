@@ -81,6 +81,13 @@ final class CommandsCLITests: TinyRunTestCase {
         let (pairedStatus, paired) = try retort(["tokenize", "--model", teacher, "--input", csv.path, "--text-pair-column", "second"])
         XCTAssertEqual(pairedStatus, 0, paired)
         XCTAssertEqual(paired, expectedPairs)
+        // A headerless .tsv by index; a record without text keeps its line (the specials alone).
+        let tsv = work.appendingPathComponent("pairs.tsv")
+        try "w5 w6\tw9\n\t\nw7, w8\tw5\n".write(to: tsv, atomically: true, encoding: .utf8)
+        let (tsvStatus, byIndex) = try retort(["tokenize", "--model", teacher, "--input", tsv.path, "--text-column", "0", "--text-pair-column", "1"])
+        XCTAssertEqual(tsvStatus, 0, byIndex)
+        let pairLines = expectedPairs.split(separator: "\n")
+        XCTAssertEqual(byIndex.split(separator: "\n"), [pairLines[0], "[2,3,3]", pairLines[1]], byIndex)   // [CLS] [SEP] [SEP]
         let (refused, message) = try retort(["tokenize", "--model", teacher, "--input", csv.path, "--pair"])
         XCTAssertNotEqual(refused, 0, message)
         XCTAssertTrue(message.contains("--text-pair-column"), message)
@@ -164,6 +171,10 @@ final class CommandsCLITests: TinyRunTestCase {
         let (evalStatus, evaluated) = try retort(["eval", "--model", teacher, "--data", holes, "--threads", "1"])
         XCTAssertEqual(evalStatus, 0, evaluated)
         XCTAssertTrue(evaluated.contains(skipped) && evaluated.contains("96 examples: accuracy"), evaluated)
+        let (withDev, devOutput) = try retort(["finetune", "--model", teacher, "--train", data, "--dev", holes, "--max-length", "16",
+                                               "--batch-size", "8", "--threads", "1", "--epochs", "1", "--out", work.appendingPathComponent("dev-run").path])
+        XCTAssertEqual(withDev, 0, devOutput)
+        XCTAssertTrue(devOutput.contains(skipped) && devOutput.contains("96 training and 96 dev examples"), devOutput)
         let (distilled, distillOutput) = try retort(["distill", "--teacher", teacher, "--train", data, "--test", holes, "--max-length", "12",
                                                      "--batch-size", "8", "--threads", "1", "--student-layers", "1", "--epochs", "1",
                                                      "--out", work.appendingPathComponent("student").path])
