@@ -81,7 +81,7 @@ struct DevicesCommand: ParsableCommand {
 struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
-        abstract: "Print the token ids of each input line, as one JSON array per line.",
+        abstract: "Print the token ids of each input text (a line, or a table's record), as one JSON array per line.",
         discussion: """
             Reads --input, or standard input, one text per line. The ids are those of HF's tokenizer \
             for the model folder: WordPiece for a BERT-family folder (vocab.txt, tokenizer_config.json: \
