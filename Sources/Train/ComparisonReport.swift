@@ -28,7 +28,8 @@ public struct ComparisonReport {
     /// the speed-up (the teacher). `maxLength` nil: 128 tokens, or fewer when a model has fewer
     /// positions. `progress` hears which folder is being measured.
     public static func build(runs: [String], test: String?, columns: ColumnSpec, maxLength: Int?, backend: Backend,
-                             progress: (String) -> Void = { _ in }) throws -> ComparisonReport {
+                             progress: (String) -> Void = { _ in },
+                             truncated: (_ model: String, Truncation) -> Void = { _, _ in }) throws -> ComparisonReport {
         var rows: [Row] = []
         var labelled = columns
         if labelled.label == nil { labelled.label = .name("label") }
@@ -44,8 +45,11 @@ public struct ComparisonReport {
             let run = RunFolder(folder), info = run.readMetrics()
             var metrics: ClassificationMetrics?, source = "own dev split"   // without --test: not one set of examples
             if let testExamples, let test {
-                metrics = try classifier.evaluate(classifier.encode(testExamples),
-                                                  labels: try Dataset.labelIds(testExamples, names: classifier.labelNames, path: test), batchSize: 32)
+                let encodings = classifier.encode(testExamples)
+                let cut = Truncation([("test", encodings)], maxLength: classifier.maxLength)   // as eval says it
+                if cut.anyCut { truncated(modelName(folder: folder), cut) }
+                metrics = try classifier.evaluate(encodings, labels: try Dataset.labelIds(testExamples, names: classifier.labelNames, path: test),
+                                                  batchSize: 32)
                 source = "test"
             } else {
                 metrics = info?.bestDev

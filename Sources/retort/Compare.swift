@@ -40,7 +40,8 @@ struct CompareCommand: ParsableCommand {
             try checkWritable(out, flag: "--out", isFolder: true)
             let backend = try deviceOptions.backend()
             let report = try ComparisonReport.build(runs: runs.map(expand), test: test.map(expand), columns: columns.spec(labelled: true),
-                                                    maxLength: maxLength, backend: backend) { printError("retort: " + $0) }
+                                                    maxLength: maxLength, backend: backend, progress: { printError("retort: " + $0) },
+                                                    truncated: { printError("retort: \($0): " + flags($1.message)) })
             let earlier = FileManager.default.fileExists(atPath: (expand(out) as NSString).appendingPathComponent("report.md"))
             let written = try report.write(folder: expand(out))
             print(report.markdownTable)

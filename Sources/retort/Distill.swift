@@ -187,7 +187,8 @@ struct DistillCommand: ParsableCommand {
                      metrics.bestDev?.accuracy ?? .nan, out))
         guard !noReport else { return }
         let report = try ComparisonReport.build(runs: [teacher, output], test: data.test, columns: data.columns, maxLength: training.maxLength,
-                                                backend: backend) { printError("retort: " + $0) }
+                                                backend: backend, progress: { printError("retort: " + $0) },
+                                                truncated: { printError("retort: \($0): " + flags($1.message)) })
         let written = try report.write(folder: output)
         print(report.markdownTable)
         print("report: \(written.joined(separator: ", "))")

@@ -156,7 +156,7 @@ final class CommandsCLITests: TinyRunTestCase {
 
     /// A labelled record without text teaches and scores nothing: finetune and eval skip it and
     /// name its line; a file with no text at all is a one-line error.
-    func testRecordsWithoutTextAreSkippedAndNamed() throws {
+    func testRecordsWithoutTextAndCutTestTextsAreNamed() throws {
         var rows = try String(contentsOfFile: data, encoding: .utf8).split(separator: "\n").map(String.init)
         rows.insert(",LABEL_0", at: 3)
         rows.insert("\"  \",LABEL_1", at: 10)
@@ -183,6 +183,16 @@ final class CommandsCLITests: TinyRunTestCase {
         let (compared, compareOutput) = try retort(["compare", teacher, "--test", holes, "--threads", "1", "--out", work.appendingPathComponent("report").path])
         XCTAssertEqual(compared, 0, compareOutput)
         XCTAssertTrue(compareOutput.contains(skipped), compareOutput)
+        XCTAssertFalse(compareOutput.contains("longer than"), compareOutput)
+        // Test texts cut to --max-length are counted per model, as eval counts them.
+        let (short, shortOutput) = try retort(["compare", teacher, "--test", holes, "--max-length", "6", "--threads", "1",
+                                               "--out", work.appendingPathComponent("report-short").path])
+        XCTAssertEqual(short, 0, shortOutput)
+        let (evalShort, evalShortOutput) = try retort(["eval", "--model", teacher, "--data", holes, "--max-length", "6", "--threads", "1"])
+        XCTAssertEqual(evalShort, 0, evalShortOutput)
+        let cut = try XCTUnwrap(evalShortOutput.split(separator: "\n").first { $0.contains("longer than --max-length 6") }, evalShortOutput)
+        let counted = String(cut.dropFirst("retort: ".count).prefix { $0 != "(" })   // "N of 96 texts "
+        XCTAssertTrue(shortOutput.contains("retort: tiny-bert: " + counted.replacingOccurrences(of: " texts ", with: " test texts ")), "\(counted) | \(shortOutput)")
         let empty = work.appendingPathComponent("empty.csv").path
         try "text,label\n,LABEL_0\n\" \",LABEL_1\n".write(toFile: empty, atomically: true, encoding: .utf8)
         let (refused, message) = try retort(["finetune", "--model", teacher, "--train", empty, "--out", work.appendingPathComponent("x").path])
