@@ -28,14 +28,16 @@ public struct ComparisonReport {
     /// the speed-up (the teacher). `maxLength` nil: 128 tokens, or fewer when a model has fewer
     /// positions. `progress` hears which folder is being measured.
     public static func build(runs: [String], test: String?, columns: ColumnSpec, maxLength: Int?, backend: Backend,
-                             progress: (String) -> Void = { _ in },
+                             progress: (String) -> Void = { _ in }, skipped: ((String) -> Void)? = nil,
                              truncated: (_ model: String, Truncation) -> Void = { _, _ in }) throws -> ComparisonReport {
         var rows: [Row] = []
         var labelled = columns
         if labelled.label == nil { labelled.label = .name("label") }
         let testExamples = try test.map { path -> [Example] in
-            let (kept, skipped) = Dataset.withText(try Dataset.load(path, columns: labelled), path: path)   // as eval and the runs' dev data
-            if let skipped { progress(skipped) }
+            let (kept, note) = Dataset.withText(try Dataset.load(path, columns: labelled), path: path)   // as eval and the runs' dev data
+            if let note {   // records without text (skipped nil: told as progress)
+                if let skipped { skipped(note) } else { progress(note) }
+            }
             guard !kept.isEmpty else { throw DataError("\(path): no record has text to score") }
             return kept
         }

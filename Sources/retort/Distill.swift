@@ -188,6 +188,7 @@ struct DistillCommand: ParsableCommand {
         guard !noReport else { return }
         let report = try ComparisonReport.build(runs: [teacher, output], test: data.test, columns: data.columns, maxLength: training.maxLength,
                                                 backend: backend, progress: { printError("retort: " + $0) },
+                                                skipped: { _ in },   // the run said which --test records it skipped
                                                 truncated: { printError("retort: \($0): " + flags($1.message)) })
         let written = try report.write(folder: output)
         print(report.markdownTable)
