@@ -75,9 +75,7 @@ public final class AugmentationRun {
         guard columns.pair == nil else {
             throw InvalidSetting("augment writes single texts; a transfer set of text pairs is not supported (drop the pair column)")
         }
-        let (examples, skipped) = Dataset.withText(try Dataset.load(c.data.train, columns: columns), path: c.data.train)
-        if let skipped { progress(.note(skipped)) }
-        guard !examples.isEmpty else { throw DataError("\(c.data.train): no record has text (column \(columns.text))") }
+        let examples = try Dataset.loadWithText(c.data.train, columns: columns) { progress(.note($0)) }
         let labels = unlabelled ? nil : try Dataset.labelIds(examples, names: teacher.labelNames, path: c.data.train)
         let generator = try fineTunedGenerator(examples)
         var summary = Summary(originals: examples.count, generatorFolder: generator)

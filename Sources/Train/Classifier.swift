@@ -91,9 +91,7 @@ extension TextClassifier {
     public func evaluate(testFile path: String, columns: ColumnSpec, batchSize: Int, skipped: (String) -> Void = { _ in }) throws -> ClassificationMetrics {
         var columns = columns
         if columns.label == nil { columns.label = .name("label") }
-        let (examples, note) = Dataset.withText(try Dataset.load(path, columns: columns), path: path)
-        if let note { skipped(note) }
-        guard !examples.isEmpty else { throw DataError("\(path): no record has text (column \(columns.text))") }
+        let examples = try Dataset.loadWithText(path, columns: columns, skipped: skipped)
         return try evaluate(encode(examples), labels: try Dataset.labelIds(examples, names: labelNames, path: path), batchSize: batchSize)
     }
 

@@ -33,13 +33,9 @@ public struct ComparisonReport {
         var rows: [Row] = []
         var labelled = columns
         if labelled.label == nil { labelled.label = .name("label") }
-        let testExamples = try test.map { path -> [Example] in
-            let (kept, note) = Dataset.withText(try Dataset.load(path, columns: labelled), path: path)   // as eval and the runs' dev data
-            if let note {   // records without text (skipped nil: told as progress)
-                if let skipped { skipped(note) } else { progress(note) }
-            }
-            guard !kept.isEmpty else { throw DataError("\(path): no record has text to score") }
-            return kept
+        // Records without text are left out, as eval and the runs' dev data leave them (skipped nil: told as progress).
+        let testExamples = try test.map { path in
+            try Dataset.loadWithText(path, columns: labelled) { note in if let skipped { skipped(note) } else { progress(note) } }
         }
         for (i, folder) in runs.enumerated() {
             progress("measuring \(folder) (\(i + 1)/\(runs.count))")

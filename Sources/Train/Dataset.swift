@@ -209,6 +209,20 @@ public enum Dataset {
         return (examples.filter { !blank($0) }, note)
     }
 
+    /// `load` for data a model learns from or is scored on: records without text are left out
+    /// (`withText`) and `skipped` hears the note naming them; a file with none is an error.
+    public static func loadWithText(_ path: String, columns: ColumnSpec, skipped: (String) -> Void) throws -> [Example] {
+        let (kept, note) = withText(try load(path, columns: columns), path: path)
+        if let note { skipped(note) }
+        guard !kept.isEmpty else { throw DataError("\(path): no record has text (column \(columns.text))") }
+        return kept
+    }
+
+    /// Whether `path` is read by column — a .csv, .tsv, .jsonl or .json — rather than as lines of text.
+    public static func isTable(_ path: String) -> Bool {
+        ["csv", "tsv", "jsonl", "json"].contains((path as NSString).pathExtension.lowercased())
+    }
+
     /// A seeded split: (train, dev) with `fraction` of the examples in dev.
     public static func split(_ examples: [Example], fraction: Double, seed: UInt64) -> ([Example], [Example]) {
         var order = Array(examples.indices)

@@ -105,8 +105,7 @@ extension FineTuningRun {
         var stream: [Int32] = []
         // A .csv, .tsv or .jsonl: its text column (its other columns, labels say, are not text to
         // learn); any other file (.txt, .raw, .md, …): one document per line.
-        let tables = ["csv", "tsv", "jsonl", "json"].contains((path as NSString).pathExtension.lowercased())
-        let documents = tables ? try Dataset.load(path, columns: ColumnSpec(text: column)) : try Dataset.lines(path)
+        let documents = Dataset.isTable(path) ? try Dataset.load(path, columns: ColumnSpec(text: column)) : try Dataset.lines(path)
         guard !documents.isEmpty else { throw DataError("\(path): no text (the file is empty)") }
         for example in documents { stream += tokenizer.encodeAsInput(example.text) + [end] }
         return stride(from: 0, to: stream.count, by: length).compactMap { start in

@@ -29,19 +29,13 @@ public struct LabelledData: Sendable {
     public static func load(_ files: DataFiles, seed: UInt64, names given: [String]? = nil) throws -> LabelledData {
         var spec = files.columns
         if spec.label == nil { spec.label = .name("label") }
-        var skipped: [String] = []
         // A record without text teaches nothing and scores nothing: skipped, and said so.
-        func withText(_ examples: [Example], _ path: String) throws -> [Example] {
-            let (kept, note) = Dataset.withText(examples, path: path)
-            if let note { skipped.append(note) }
-            guard !kept.isEmpty else { throw DataError("\(path): no record has text (column \(spec.text))") }
-            return kept
-        }
-        var trainExamples = try withText(try Dataset.load(files.train, columns: spec), files.train)
+        var skipped: [String] = []
+        var trainExamples = try Dataset.loadWithText(files.train, columns: spec) { skipped.append($0) }
         try Dataset.checkLabels(trainExamples, path: files.train, columns: spec)
         let devExamples: [Example]
         if let dev = files.dev {
-            devExamples = try withText(try Dataset.load(dev, columns: spec), dev)
+            devExamples = try Dataset.loadWithText(dev, columns: spec) { skipped.append($0) }
             try Dataset.checkLabels(devExamples, path: dev, columns: spec, headerCheck: false)
         } else {
             (trainExamples, devExamples) = Dataset.split(trainExamples, fraction: files.devSplit, seed: seed)

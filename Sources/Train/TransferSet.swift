@@ -49,10 +49,7 @@ public struct TransferSet {
         if let path = files.dev {
             var columns = files.columns
             if columns.label == nil { columns.label = .name("label") }
-            let note: String?
-            (dev, note) = Dataset.withText(try Dataset.load(path, columns: columns), path: path)   // as LabelledData's dev
-            skipped = note.map { [$0] } ?? []
-            guard !dev.isEmpty else { throw DataError("\(path): no record has text (column \(columns.text))") }
+            dev = try Dataset.loadWithText(path, columns: columns) { skipped.append($0) }   // as LabelledData's dev
             devLabels = try Dataset.labelIds(dev, names: names, path: path)
         } else {
             var rng = SplitMix(seed: seed ^ 0xDE5)

@@ -26,9 +26,7 @@ struct EvalCommand: ParsableCommand {
     func evaluate() throws {
         let classifier = try inference.classifier()
         let batchSize = inference.batchSize
-        let (examples, skipped) = Dataset.withText(try Dataset.load(expand(data), columns: columns.spec(labelled: true)), path: data)
-        if let skipped { printError("retort: " + skipped) }
-        guard !examples.isEmpty else { throw UserError(description: "\(data): no record has text to score") }
+        let examples = try Dataset.loadWithText(expand(data), columns: columns.spec(labelled: true)) { printError("retort: " + $0) }
         let labels = try Dataset.labelIds(examples, names: classifier.labelNames, path: data)
         let encodings = classifier.encode(examples)
         noteTruncation(encodings, maxLength: classifier.maxLength)

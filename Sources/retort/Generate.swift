@@ -198,8 +198,7 @@ struct GenerateCommand: ParsableCommand {
     /// A file's prompts: a .jsonl's "prompt" fields, a .csv's or .tsv's "prompt" column (or
     /// --prompt-column), any other file's non-blank lines.
     func readPrompts(_ path: String) throws -> [Example] {
-        let table = ["csv", "tsv", "jsonl", "json"].contains((path as NSString).pathExtension.lowercased())
-        return try Dataset.load(path, columns: ColumnSpec(text: .name(table ? promptColumn ?? "prompt" : "text")))
+        try Dataset.load(path, columns: ColumnSpec(text: .name(Dataset.isTable(path) ? promptColumn ?? "prompt" : "text")))
     }
 }
 

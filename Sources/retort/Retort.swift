@@ -126,8 +126,7 @@ struct TokenizeCommand: ParsableCommand {
 
     /// Whether --input is a table read by column (by its extension).
     var readsTable: Bool {
-        guard let input else { return false }
-        return ["csv", "tsv", "jsonl", "json"].contains((input as NSString).pathExtension.lowercased())
+        input.map(Dataset.isTable) ?? false
     }
 
     func run() throws {
