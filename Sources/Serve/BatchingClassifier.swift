@@ -12,6 +12,8 @@ import Train
 public struct TextPrediction: Sendable {
     public let label: String
     public let probabilities: [Double]
+    /// The text was longer than the model's maximum length; only its first tokens were read.
+    public let truncated: Bool
 }
 
 public final class BatchingClassifier: @unchecked Sendable {
@@ -97,7 +99,8 @@ public final class BatchingClassifier: @unchecked Sendable {
                 }
                 var offset = 0
                 for request in batch {
-                    request.answer.resume(returning: logits[offset..<(offset + request.texts.count)].map(prediction))
+                    let range = offset..<(offset + request.texts.count)
+                    request.answer.resume(returning: range.map { prediction(logits[$0], truncated: encodings[$0].truncated) })
                     offset += request.texts.count
                 }
             } catch {
@@ -140,9 +143,9 @@ public final class BatchingClassifier: @unchecked Sendable {
         return group.isEmpty ? groups : groups + [group]
     }
 
-    private func prediction(_ logits: [Float]) -> TextPrediction {
+    private func prediction(_ logits: [Float], truncated: Bool) -> TextPrediction {
         let probabilities = classProbabilities(logits)
         let best = probabilities.indices.max { probabilities[$0] < probabilities[$1] } ?? 0
-        return TextPrediction(label: labelNames[best], probabilities: probabilities)
+        return TextPrediction(label: labelNames[best], probabilities: probabilities, truncated: truncated)
     }
 }

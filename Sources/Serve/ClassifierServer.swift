@@ -1,6 +1,7 @@
 // retort serve's HTTP side (Hummingbird 2): one model behind
 //   GET  /             the page (ServePage.swift): a text box, a button, a bar per class
-//   POST /v1/classify  {"texts": ["…", …]} → {"model", "results": [{"label", "probabilities": {label: p}}]}
+//   POST /v1/classify  {"texts": ["…", …]} → {"model", "results": [{"label", "probabilities": {label: p}, "truncated"}]}
+//                      (truncated: the text was over the model's max_tokens; only its first tokens were read)
 //   GET  /v1/model     name, labels, parameters, size, device, precision, batching and its counters
 //   GET  /healthz      {"status": "ok"}
 // (HEAD of the three GET routes: 200, their headers, no body.)
@@ -80,7 +81,8 @@ public enum ClassifierServer {
             let texts = try await parseTexts(request, limits: limits)
             let predictions = try await batcher.classify(texts)
             let results = predictions.map { p -> [String: Any] in
-                ["label": p.label, "probabilities": Dictionary(uniqueKeysWithValues: zip(batcher.labelNames, p.probabilities))]
+                ["label": p.label, "probabilities": Dictionary(uniqueKeysWithValues: zip(batcher.labelNames, p.probabilities)),
+                 "truncated": p.truncated]
             }
             return json(["model": model.name, "results": results])
         }

@@ -1,6 +1,6 @@
 // The page GET / serves: plain HTML, CSS and JavaScript in the binary, no other files. It reads
 // GET /v1/model for the title and labels, posts the box's text to /v1/classify and draws the
-// predicted label and a bar per class. `/?text=…` opens with that text classified (a link to share).
+// predicted label and a bar per class (and a note when the text was longer than the model reads). `/?text=…` opens with that text classified (a link to share).
 enum ServePage {
     static let html = #"""
     <!doctype html>
@@ -25,6 +25,7 @@ enum ServePage {
       .bar { background: #2f6fe4; border-radius: 4px; height: 100%; }
       .best .bar { background: #d9480f; }
       .error { color: #b00020; }
+      #truncated { color: #8a5a00; font-size: 0.9rem; }
     </style>
     </head>
     <body>
@@ -36,7 +37,8 @@ enum ServePage {
     <div id="result"></div>
     <script>
     const box = document.getElementById("text"), button = document.getElementById("classify"), result = document.getElementById("result");
-    fetch("/v1/model").then(r => r.json()).then(m => {
+    const model = fetch("/v1/model").then(r => r.json());
+    model.then(m => {
       document.getElementById("title").textContent = m.name;
       document.getElementById("about").textContent =
         `${m.family}, ${(m.parameters / 1e6).toFixed(1)} M parameters, ${m.precision} on ${m.device}; labels: ${m.labels.join(", ")}`;
@@ -75,6 +77,13 @@ enum ServePage {
           row.querySelector(".bar").style.width = `${(100 * p).toFixed(1)}%`;
           row.querySelector(".p").textContent = `${(100 * p).toFixed(1)} %`;
           result.appendChild(row);
+        }
+        if (answer.truncated) {
+          const maxTokens = await model.then(m => m.max_tokens, () => null);
+          const note = document.createElement("p");
+          note.id = "truncated";
+          note.textContent = `This text is longer than the model reads${maxTokens ? ` (${maxTokens} tokens)` : ""}: only its beginning was classified.`;
+          result.appendChild(note);
         }
       } catch (e) {
         show(`The server did not answer: ${e}`);

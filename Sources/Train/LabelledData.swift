@@ -38,7 +38,12 @@ public struct LabelledData: Sendable {
             devExamples = try Dataset.loadWithText(dev, columns: spec) { skipped.append($0) }
             try Dataset.checkLabels(devExamples, path: dev, columns: spec, headerCheck: false)
         } else {
+            let total = trainExamples.count
             (trainExamples, devExamples) = Dataset.split(trainExamples, fraction: files.devSplit, seed: seed)
+            guard !trainExamples.isEmpty else {
+                throw DataError("\(files.train): \(total) record\(total == 1 ? "" : "s") with text, all held out by --dev-split \(files.devSplit); "
+                                + "give more data, or a separate --dev file")
+            }
         }
         let names = given ?? Dataset.labelNames(trainExamples)
         guard names.count >= 2 else {

@@ -64,7 +64,7 @@ struct PredictCommand: ParsableCommand {
     @OptionGroup var inference: InferenceOptions
     @OptionGroup var columns: TextColumnOptions
     @Option(name: .customLong("label-column"), help: .hidden) var labelColumn: String?   // refused, with eval named
-    @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits, text and the line it starts on.") var json = false
+    @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits, text, the line it starts on, and whether --max-length cut it.") var json = false
 
     func validate() throws {
         guard (input == nil) != texts.isEmpty else { throw ValidationError("give texts as arguments or --input FILE (one of the two)") }
@@ -97,12 +97,13 @@ struct PredictCommand: ParsableCommand {
         noteTruncation(encodings, maxLength: classifier.maxLength)
         let logits = try classifyShowingProgress(classifier, encodings, batchSize: batchSize)
         var output = ""
-        for (example, row) in zip(examples, logits) {
+        for ((example, encoding), row) in zip(zip(examples, encodings), logits) {
             let probabilities = classProbabilities(row)
             let best = probabilities.indices.max { probabilities[$0] < probabilities[$1] }!
             if json {
                 let object: [String: Any] = ["label": classifier.labelNames[best], "probabilities": probabilities,
-                                             "logits": row.map(Double.init), "text": example.text, "line": example.line]
+                                             "logits": row.map(Double.init), "text": example.text, "line": example.line,
+                                             "truncated": encoding.truncated]
                 output += String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self) + "\n"
             } else {
                 // One line per input: a tab or line break inside a text is shown escaped.

@@ -198,6 +198,13 @@ final class CommandsCLITests: TinyRunTestCase {
         let (refused, message) = try retort(["finetune", "--model", teacher, "--train", empty, "--out", work.appendingPathComponent("x").path])
         XCTAssertNotEqual(refused, 0, message)
         XCTAssertTrue(message.contains("empty.csv: no record has text (column 'text')"), message)
+        // One record with text and no --dev: the held-out split takes it; the error says so.
+        let lone = work.appendingPathComponent("lone.csv").path
+        try "text,label\n,LABEL_0\nw1 w2,LABEL_1\n".write(toFile: lone, atomically: true, encoding: .utf8)
+        let (alone, loneMessage) = try retort(["finetune", "--model", teacher, "--train", lone, "--out", work.appendingPathComponent("y").path])
+        XCTAssertNotEqual(alone, 0, loneMessage)
+        XCTAssertTrue(loneMessage.contains("lone.csv: 1 record with text, all held out by --dev-split 0.1; give more data, or a separate --dev file"),
+                      loneMessage)
     }
 
     func testFinetuneWritesItsFolderAndResumesAFinishedRunAsFinished() throws {

@@ -62,6 +62,8 @@ final class ServeCLITests: TinyRunTestCase {
         XCTAssertEqual(model["precision"] as? String, "fp32")
         XCTAssertEqual(model["device"] as? String, "cpu")
 
+        // The last text is longer than the model's 40 positions: both say it was cut.
+        let texts = self.texts + [(1...60).map { "w\($0)" }.joined(separator: " ")]
         let results = try classify(server, texts)
         let input = work.appendingPathComponent("texts.txt")
         try texts.joined(separator: "\n").write(to: input, atomically: true, encoding: .utf8)
@@ -74,7 +76,9 @@ final class ServeCLITests: TinyRunTestCase {
             let p = try XCTUnwrap(served["probabilities"] as? [String: Double])
             let q = try XCTUnwrap(reference["probabilities"] as? [Double])
             for (i, name) in ["LABEL_0", "LABEL_1", "LABEL_2"].enumerated() { XCTAssertEqual(p[name]!, q[i], accuracy: 1e-5) }
+            XCTAssertEqual(served["truncated"] as? Bool, reference["truncated"] as? Bool)
         }
+        XCTAssertEqual(results.map { $0["truncated"] as? Bool }, texts.indices.map { $0 == texts.count - 1 })
         let page = String(decoding: try request(server.base + "/").1, as: UTF8.self)
         XCTAssertTrue(page.contains("<textarea id=\"text\"") && page.contains("/v1/classify"), page)
     }
@@ -175,13 +179,13 @@ final class ServeCLITests: TinyRunTestCase {
     }
 
     /// Headless Chromium loads the page with a text, which the page types into its box and sends
-    /// with its button (`/?text=`); the label it draws is the API's.
+    /// with its button (`/?text=`); the label it draws is the API's, and its note that the text was cut.
     func testThePageShowsTheLabelInChromium() throws {
         guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: FileManager.default.isExecutableFile) else {
             throw XCTSkip("chromium is not installed (make test installs Debian's package)")
         }
         let server = try startServer()
-        let text = "w5 w6 w7 w8"
+        let text = (5...60).map { "w\($0)" }.joined(separator: " ")   // over the model's 40 positions: the page says it was cut
         let expected = try XCTUnwrap(try classify(server, [text])[0]["label"] as? String)
         let browser = Process()
         browser.executableURL = URL(fileURLWithPath: chromium)
@@ -197,6 +201,7 @@ final class ServeCLITests: TinyRunTestCase {
         XCTAssertTrue(dom.contains("<div id=\"label\">\(expected)</div>"), dom)
         for label in ["LABEL_0", "LABEL_1", "LABEL_2"] { XCTAssertTrue(dom.contains("data-label=\"\(label)\""), label) }
         XCTAssertTrue(dom.contains("tiny-bert"), "the title from /v1/model")
+        XCTAssertTrue(dom.contains("<p id=\"truncated\">This text is longer than the model reads (40 tokens)"), dom)
     }
 }
 
