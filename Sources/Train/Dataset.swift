@@ -121,8 +121,8 @@ public enum Dataset {
     static func lines(_ path: String) throws -> [Example] { lines(try DelimitedText.read(path)) }
 
     static func lines(_ bytes: [UInt8]) -> [Example] {
-        bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated().compactMap { n, line in
-            let text = String(decoding: line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...], as: UTF8.self)
+        DelimitedText.lines(bytes).enumerated().compactMap { n, line in
+            let text = String(decoding: line, as: UTF8.self)
             return text.trimmingCharacters(in: .whitespaces).isEmpty ? nil : Example(text: text, line: n + 1)
         }
     }
@@ -135,7 +135,7 @@ public enum Dataset {
             return n
         }
         let textKey = try key(spec.text), pairKey = try spec.pair.map(key), labelKey = try spec.label.map(key)
-        for (n, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+        for (n, line) in DelimitedText.lines(bytes).enumerated() {
             guard line.contains(where: { $0 != 0x20 && $0 != 0x0D && $0 != 0x09 }) else { continue }
             guard let object = (try? JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed])) as? [String: Any] else {
                 throw DataError("\(path): line \(n + 1): not a JSON object")

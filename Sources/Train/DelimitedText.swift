@@ -51,13 +51,38 @@ public enum DelimitedText {
         return bytes
     }
 
+    /// The lines of `bytes`, without their breaks. A line ends at LF, CRLF or a lone CR (old Mac
+    /// files), as the CSV reader and editors count them; after a final break comes one more,
+    /// empty, line.
+    public static func lines(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
+        var lines: [ArraySlice<UInt8>] = [], start = 0, i = 0
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == lf || c == cr {
+                lines.append(bytes[start..<i])
+                if c == cr && i + 1 < bytes.count && bytes[i + 1] == lf { i += 1 }
+                start = i + 1
+            }
+            i += 1
+        }
+        lines.append(bytes[start...])
+        return lines
+    }
+
+    /// Whether byte `i` ends a line: LF, or a CR not followed by LF.
+    static func endsLine(_ bytes: [UInt8], _ i: Int) -> Bool {
+        bytes[i] == lf || (bytes[i] == cr && (i + 1 == bytes.count || bytes[i + 1] != lf))
+    }
+
+    private static let cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n")
+
     /// The line (1-based) of the first byte sequence that is not UTF-8, nil if there is none.
     /// Checked a line at a time (a newline byte is never inside a UTF-8 sequence), so no copy of
     /// the whole file is made.
     static func firstLineNotUTF8(_ bytes: [UInt8]) -> Int? {
         var start = 0, line = 1, ascii = true
         for i in 0...bytes.count {
-            if i == bytes.count || bytes[i] == UInt8(ascii: "\n") {
+            if i == bytes.count || endsLine(bytes, i) {
                 if !ascii && String(validating: bytes[start..<i], as: UTF8.self) == nil { return line }
                 (start, line, ascii) = (i + 1, line + 1, true)
             } else if bytes[i] >= 0x80 {
@@ -74,7 +99,7 @@ public enum DelimitedText {
 
     /// csv(…) with the line each record starts on (blank lines and newlines inside quotes counted).
     public static func csvRecords(_ bytes: [UInt8], path: String = "input", delimiter: UInt8 = UInt8(ascii: ",")) throws -> [Record] {
-        let quote = UInt8(ascii: "\""), cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n")
+        let quote = UInt8(ascii: "\"")
         var records: [Record] = []
         var record: [String] = []
         var field: [UInt8] = []
@@ -102,7 +127,7 @@ public enum DelimitedText {
                         i += 1
                         break
                     }
-                    if bytes[i] == lf { line += 1 }
+                    if endsLine(bytes, i) { line += 1 }
                     field.append(bytes[i])
                     i += 1
                 }
@@ -134,10 +159,9 @@ public enum DelimitedText {
 
     /// tsv(…) with each record's line.
     public static func tsvRecords(_ bytes: [UInt8]) -> [Record] {
-        bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated().compactMap { n, line in
-            let trimmed = line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...]
-            guard !trimmed.isEmpty else { return nil }
-            return Record(line: n + 1, fields: trimmed.split(separator: UInt8(ascii: "\t"), omittingEmptySubsequences: false)
+        lines(bytes).enumerated().compactMap { n, line in
+            guard !line.isEmpty else { return nil }
+            return Record(line: n + 1, fields: line.split(separator: UInt8(ascii: "\t"), omittingEmptySubsequences: false)
                 .map { String(decoding: $0, as: UTF8.self) })
         }
     }

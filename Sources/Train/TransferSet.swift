@@ -16,7 +16,7 @@ public struct TransferSet {
     public init(path: String, names: [String]) throws {
         self.names = names
         let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Int32($0)) })
-        for (n, line) in try DelimitedText.read(path).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+        for (n, line) in DelimitedText.lines(try DelimitedText.read(path)).enumerated() {
             guard !line.allSatisfy({ $0 == 32 || $0 == 13 || $0 == 9 }) else { continue }
             let at = "\(path): line \(n + 1)"
             guard let row = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {

@@ -167,10 +167,9 @@ struct TokenizeCommand: ParsableCommand {
         }
         var output = ""
         var lineNumber = 0
-        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+        for line in DelimitedText.lines(bytes) {
             lineNumber += 1
             var text = String(decoding: line, as: UTF8.self)
-            if text.hasSuffix("\r") { text.removeLast() }
             // After the final newline, or an empty input: no line
             if text.isEmpty && line.endIndex == bytes.endIndex && (lineNumber > 1 || bytes.isEmpty) { continue }
             var second: String?

@@ -21,6 +21,19 @@ final class DelimitedTextTests: XCTestCase {
         XCTAssertEqual(DelimitedText.tsvRecords(Array("\n1\tgood\r\n\n\n0\tbad\n".utf8)).map(\.line), [2, 5])
     }
 
+    /// LF, CRLF and a lone CR (old Mac files) each end a line, for every reader, and count alike.
+    func testEveryReaderBreaksLinesAtLFCRLFAndALoneCR() throws {
+        let text = Array("1\tone\r2\ttwo\r\n\r3\tthree\n".utf8)
+        XCTAssertEqual(DelimitedText.lines(text).map { String(decoding: $0, as: UTF8.self) }, ["1\tone", "2\ttwo", "", "3\tthree", ""])
+        XCTAssertEqual(DelimitedText.lines([]).count, 1)
+        XCTAssertEqual(DelimitedText.tsvRecords(text).map(\.line), [1, 2, 4])
+        XCTAssertEqual(Dataset.lines(text).map(\.line), [1, 2, 4])
+        XCTAssertEqual(Dataset.lines(text).map(\.text), ["1\tone", "2\ttwo", "3\tthree"])
+        let csv = try DelimitedText.csvRecords(Array("a,b\r\"x\ry\",1\r\rz,2".utf8), path: "t.csv")
+        XCTAssertEqual(csv.map(\.line), [1, 2, 5])   // the quoted lone CR counts as a line, as in an editor
+        XCTAssertEqual(DelimitedText.firstLineNotUTF8(Array("a\rb\r\nc\r".utf8) + [0xE9]), 4)
+    }
+
     func testLenientLikePythonsCSVModule() throws {
         XCTAssertEqual(try csv("ab\"c,d\n"), [["ab\"c", "d"]])        // a quote inside an unquoted field
         XCTAssertEqual(try csv("\"ab\"c,d\n"), [["abc", "d"]])        // text after a closing quote
