@@ -78,6 +78,13 @@ public final class LoRAAdapters {
     }
 
     init(config: LoRAConfig, modules: [Module], backend: Backend, seed: UInt64) throws {
+        // B·A has rank at most min(in, out): a larger rank only costs memory and time.
+        if let narrowest = modules.min(by: { min($0.inFeatures, $0.outFeatures) < min($1.inFeatures, $1.outFeatures) }) {
+            let width = min(narrowest.inFeatures, narrowest.outFeatures)
+            guard config.rank <= width else {
+                throw InvalidSetting("\(Setting.loraRank) \(config.rank) is above \(narrowest.name)'s \(narrowest.inFeatures)×\(narrowest.outFeatures) (an adapter's update has rank at most \(width)); use at most \(width) (8 to 64 is usual)")
+            }
+        }
         self.config = config
         self.modules = modules
         var layout = ParameterLayout()
@@ -169,6 +176,10 @@ public final class LoRAAdapters {
         }
         return ".*\\.layer\\.\\d+\\.(" + names.map { $0.replacingOccurrences(of: ".", with: "\\.") }.joined(separator: "|") + ")"
     }
+}
+
+public extension Setting {
+    static let loraRank = Setting("LoRA rank")
 }
 
 extension BertModel {

@@ -88,18 +88,7 @@ public final class AugmentationRun {
 
         let all = examples + kept.map { Example(text: $0, line: 0) }
         let started = Date()
-        // In order of length (batches of similar lengths), a progress line every slice of 4,096.
-        let logits = try inLengthOrder(teacher.encode(all)) { sorted in
-            var rows: [[Float]] = []
-            for start in stride(from: 0, to: sorted.count, by: 4096) {
-                rows += try teacher.classify(Array(sorted[start..<min(start + 4096, sorted.count)]), batchSize: 64)
-                if sorted.count > 4096 {
-                    progress(.note(String(format: "the teacher labelled %d of %d texts (%.0f texts/s)", rows.count, sorted.count,
-                                          Double(rows.count) / Date().timeIntervalSince(started))))
-                }
-            }
-            return rows
-        }
+        let logits = try teacherLogits(teacher, teacher.encode(all), progress: progress)
         progress(.note(String(format: "the teacher labelled %d texts in %.1f s", all.count, Date().timeIntervalSince(started))))
         var lines: [String] = []
         for (i, row) in logits.enumerated() {

@@ -45,18 +45,22 @@ public func modelName(folder: String) -> String {
 
 private let onnxExport = "an ONNX export, for ONNX Runtime; retort runs the model folder it was exported from"
 
-/// Refuses what is not a classifier folder in words that say what it is instead: a missing path,
-/// a file (a .gguf is a language model), an ONNX export, a LoRA adapter's folder, a folder
-/// without config.json.
-public func checkClassifierFolder(_ folder: String) throws {
+/// Refuses what is not a model folder in words that say what it is instead: a missing path, a
+/// file (a .gguf is a language model: accepted where `gguf`), an ONNX export, a LoRA adapter's
+/// folder, a run that saved no model yet, a folder without config.json.
+public func checkModelFolder(_ folder: String, gguf: Bool = false) throws {
     let files = FileManager.default
     var isDirectory: ObjCBool = false
-    guard files.fileExists(atPath: folder, isDirectory: &isDirectory) else { throw CheckpointError("\(folder): no such model folder") }
+    guard files.fileExists(atPath: folder, isDirectory: &isDirectory) else {
+        throw CheckpointError("\(folder): no such model folder" + (gguf ? " or .gguf file" : ""))
+    }
     guard isDirectory.boolValue else {
         let name = folder.lowercased()
+        if gguf && name.hasSuffix(".gguf") { return }
         throw CheckpointError(name.hasSuffix(".gguf")
             ? "\(folder): a GGUF language model, not a classifier (retort finetune makes a classifier folder from it; retort generate writes text with it)"
-            : name.hasSuffix(".onnx") ? "\(folder): \(onnxExport)" : "\(folder): a file, not a model folder")
+            : name.hasSuffix(".onnx") ? "\(folder): \(onnxExport)"
+            : "\(folder): a file, not a model folder; give the folder that holds it (config.json, model.safetensors and the tokenizer's files)")
     }
     let path = { (file: String) in (folder as NSString).appendingPathComponent(file) }
     if files.fileExists(atPath: path("model.onnx")) && !files.fileExists(atPath: path("model.safetensors"))
@@ -71,9 +75,22 @@ public func checkClassifierFolder(_ folder: String) throws {
             throw CheckpointError("\(folder): a run that has not saved a model yet (stopped before its first evaluation); "
                                   + (run.hasCheckpoint ? "continue it with the same command and --resume" : "run it again"))
         }
+        if files.fileExists(atPath: path("vocab.json")) || files.fileExists(atPath: path("tokenizer.json")) || files.fileExists(atPath: path("vocab.txt")) {
+            throw CheckpointError("\(folder): a tokenizer alone, without a model (no config.json)")
+        }
         throw CheckpointError("\(folder): not a model folder (no config.json)")
     }
+}
+
+/// checkModelFolder, and refuses a language model (a decoder without labels) and a pretrained
+/// encoder without a classifier head.
+public func checkClassifierFolder(_ folder: String) throws {
+    try checkModelFolder(folder)
+    let path = { (file: String) in (folder as NSString).appendingPathComponent(file) }
     let config = path("config.json")
+    if FineTuningRun.isDecoder(folder), let decoder = try? DecoderConfig(path: config), decoder.id2label.count < 2 {
+        throw CheckpointError("\(folder): not a classifier (config.json has no id2label); generate text with it instead: retort generate --model \(folder)")
+    }
     if !RecurrentConfig.describes(config) && !FineTuningRun.isDecoder(folder), let family = try? BertConfig(path: config).family,
        let file = try? SafeTensorsFile(path: path("model.safetensors")), file.entries[BertModel.classifierTensor(family)] == nil {
         // a random head would label texts at random
@@ -103,6 +120,21 @@ extension TextClassifier {
     /// Logits [N][labels] of the encodings, in their order, computed in batches of similar lengths.
     public func classifyByLength(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]] {
         try inLengthOrder(encodings) { try classify($0, batchSize: batchSize) }
+    }
+}
+
+/// A teacher's logits for `encodings` (in their order), as classifyByLength computes them — in
+/// order of length, batches of `batchSize` — reported after every 512 texts (.labelled).
+public func teacherLogits(_ teacher: TextClassifier, _ encodings: [Encoding], batchSize: Int = 64,
+                          progress: (RunEvent) -> Void) throws -> [[Float]] {
+    let started = Date(), slice = 512 / batchSize * batchSize   // whole batches: the same batches as one call
+    return try inLengthOrder(encodings) { sorted in
+        var rows: [[Float]] = []
+        for start in stride(from: 0, to: sorted.count, by: max(slice, batchSize)) {
+            rows += try teacher.classify(Array(sorted[start..<min(start + max(slice, batchSize), sorted.count)]), batchSize: batchSize)
+            progress(.labelled(done: rows.count, total: sorted.count, seconds: Date().timeIntervalSince(started)))
+        }
+        return rows
     }
 }
 
@@ -137,6 +169,8 @@ public final class Classifier: TextClassifier {
     public let tokenizer: WordPieceTokenizer
     public var labelNames: [String]
     public let maxLength: Int
+    /// The labels of the head the folder had, when load started a new one for other labels.
+    public private(set) var replacedHeadLabels: [String]?
 
     public init(model: BertModel, tokenizer: WordPieceTokenizer, labelNames: [String], maxLength: Int) {
         self.model = model; self.tokenizer = tokenizer; self.labelNames = labelNames; self.maxLength = maxLength
@@ -165,7 +199,9 @@ public final class Classifier: TextClassifier {
                 : "max_position_embeddings \(config.maxPositions)"
             throw InvalidSetting("\(Setting.maxLength) \(maxLength) exceeds the model's \(limit)")
         }
-        return Classifier(model: model, tokenizer: tokenizer, labelNames: names, maxLength: maxLength)
+        let classifier = Classifier(model: model, tokenizer: tokenizer, labelNames: names, maxLength: maxLength)
+        if let stored, stored != names { classifier.replacedHeadLabels = stored }
+        return classifier
     }
 
     public func encode(_ examples: [Example]) -> [Encoding] {

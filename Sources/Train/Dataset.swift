@@ -182,16 +182,21 @@ public enum Dataset {
     }
 
     /// Label ids for `examples`; a label outside `names` is an error naming the record.
-    public static func labelIds(_ examples: [Example], names: [String], path: String) throws -> [Int32] {
+    /// `whose`: where `names` come from, for the error ("the model's", "the training data's").
+    public static func labelIds(_ examples: [Example], names: [String], path: String, whose: String = "the model's") throws -> [Int32] {
         let ids = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Int32($0)) })
         return try examples.map { e in
             guard let label = e.label else { throw DataError("\(path): line \(e.line) has no label") }
             guard let id = ids[label] else {
                 // '1' beside '1.0' (a spreadsheet's export): the same number, another label.
                 let same = Double(label).flatMap { value in names.first { Double($0) == value } }
-                throw DataError("\(path): line \(e.line): label '\(label)' is not one of the model's labels (\(names.joined(separator: ", ")))"
+                // A label of several words is likely a text: the columns given by index the wrong way round.
+                let sentence = label.split(separator: " ").count >= 3
+                let table = !["jsonl", "json"].contains((path as NSString).pathExtension.lowercased())
+                throw DataError("\(path): line \(e.line): label '\(label.count > 60 ? label.prefix(60) + "…" : label)' is not one of \(whose) labels (\(names.joined(separator: ", ")))"
                                 + (same.map { ": it is written '\($0)' there; write the labels the same way in every file" }
-                                   ?? (e.line == 1 && !["jsonl", "json"].contains((path as NSString).pathExtension.lowercased()) ? "; a header? then name the columns (--text-column NAME --label-column NAME) instead of their indexes" : "")))
+                                   ?? (sentence && table ? "; it reads like a text: are --text-column and --label-column the wrong way round?"
+                                       : e.line == 1 && table ? "; a header? then name the columns (--text-column NAME --label-column NAME) instead of their indexes" : "")))
             }
             return id
         }

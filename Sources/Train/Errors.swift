@@ -8,7 +8,6 @@ public extension Setting {
     static let maxGradNorm = Setting("gradient-norm limit")
     static let epochs = Setting("epochs")
     static let recompute = Setting("recompute")
-    static let loraRank = Setting("LoRA rank")
     static let studentLayers = Setting("student layers")
     static let studentInit = Setting("student initialisation")
     static let layerMap = Setting("layer map")
@@ -21,6 +20,7 @@ public extension Setting {
     static let output = Setting("output folder")
     static let overwrite = Setting("overwrite")
     static let metric = Setting("metric")
+    // loraRank is the Models target's (LoRA.swift), which checks it against the model's widths.
 }
 
 /// A loss or gradient that is not a finite number: the run stopped before applying that step's

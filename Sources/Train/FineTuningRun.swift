@@ -44,6 +44,9 @@ public final class FineTuningRun: TrainingRecipe {
         let classifier = try Classifier.load(folder: c.model, labels: data.names, maxLength: t.maxLength, backend: backend, seed: seed)
         progress(.note(data.summary))
         for note in data.skipped { progress(.note(note)) }
+        if let old = classifier.replacedHeadLabels {
+            progress(.note("a new classifier head for labels \(data.names.joined(separator: ", ")) (the model's head was for \(old.joined(separator: ", ")))"))
+        }
         try attach(t.lora, to: classifier.model, seed: seed)
         let options = t.resolvedOptions
         try check(t.plan(classifier.model))

@@ -38,20 +38,27 @@ public struct LabelledData: Sendable {
             devExamples = try Dataset.loadWithText(dev, columns: spec) { skipped.append($0) }
             try Dataset.checkLabels(devExamples, path: dev, columns: spec, headerCheck: false)
         } else {
-            let total = trainExamples.count
+            let total = trainExamples.count, everyLabel = Dataset.labelNames(trainExamples)
             (trainExamples, devExamples) = Dataset.split(trainExamples, fraction: files.devSplit, seed: seed)
             guard !trainExamples.isEmpty else {
                 throw DataError("\(files.train): \(total) record\(total == 1 ? "" : "s") with text, all held out by --dev-split \(files.devSplit); "
                                 + "give more data, or a separate --dev file")
             }
+            // The split is random: with few examples of a label it can hold out all of them.
+            let kept = Set(Dataset.labelNames(trainExamples)), lost = everyLabel.filter { !kept.contains($0) }
+            if given == nil, !lost.isEmpty {
+                let counts = lost.map { label in "\(label) (\(devExamples.count { $0.label == label }))" }
+                throw DataError("\(files.train): the dev split (--dev-split \(files.devSplit), seed \(seed)) held out every example of label "
+                                + "\(counts.joined(separator: ", ")); give more examples of each label, or a separate --dev file")
+            }
         }
-        let names = given ?? Dataset.labelNames(trainExamples)
+        let names = given ?? Dataset.labelNames(trainExamples), whose = given == nil ? "the training data's" : "the model's"
         guard names.count >= 2 else {
             throw DataError("\(files.train): only one label (\(names.first ?? "none")); a classifier needs two or more")
         }
         return LabelledData(train: trainExamples, dev: devExamples, names: names,
-                            trainLabels: try Dataset.labelIds(trainExamples, names: names, path: files.train),
-                            devLabels: try Dataset.labelIds(devExamples, names: names, path: files.dev ?? "\(files.train) (held-out split)"),
+                            trainLabels: try Dataset.labelIds(trainExamples, names: names, path: files.train, whose: whose),
+                            devLabels: try Dataset.labelIds(devExamples, names: names, path: files.dev ?? "\(files.train) (held-out split)", whose: whose),
                             skipped: skipped)
     }
 

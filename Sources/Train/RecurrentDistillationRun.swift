@@ -89,7 +89,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: data.train.count,
                                              fingerprint: fingerprint, lora: t.lora) { _ in options }
         let started = Date()
-        let teacherLogits = try stored ?? teacher.classifyByLength(train, batchSize: 64)
+        let teacherLogits = try stored ?? Train.teacherLogits(teacher, train, progress: progress)
         if stored == nil {
             progress(.note(String(format: "teacher logits for %d training texts in %.1f s", train.count, Date().timeIntervalSince(started))))
         }

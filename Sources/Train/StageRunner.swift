@@ -21,6 +21,8 @@ public enum RunEvent {
     /// Something went wrong that the run survives (a checkpoint that could not be written).
     case warning(String)
     case tested(ClassificationMetrics)
+    /// A teacher labelling texts before training (minutes on a large set): done of total so far.
+    case labelled(done: Int, total: Int, seconds: Double)
 }
 
 /// How many texts of each set (training, dev; or a command's inputs) were cut to the maximum length.

@@ -104,7 +104,7 @@ struct LoRAOptions: ParsableArguments {
 
 /// What finetune and distill share: the optimizer, the batch, checkpoints, memory.
 struct TrainingOptionGroup: ParsableArguments {
-    @Option(name: .long, help: "Examples per optimiser step (finetune: per micro-batch with --grad-accum).") var batchSize = 32
+    @Option(name: .long, help: "Examples per optimiser step (with retort finetune's --grad-accum: per micro-batch).") var batchSize = 32
     @Option(name: .long, help: "Peak learning rate (default 5e-5; 1e-3 when only LoRA adapters train, with --lora-rank).")
     var lr: Double?
     @Option(name: .long, help: "Fraction of the steps (of each stage) spent warming up linearly.") var warmup = 0.1

@@ -114,6 +114,9 @@ struct DistillCommand: ParsableCommand {
 
     func validate() throws {
         do { try checkClassifierFolder(expand(teacher)) } catch { throw ValidationError("--teacher: \(error)") }
+        if RecurrentConfig.describes(expand(teacher) + "/config.json") {
+            throw ValidationError("--teacher \(teacher) is a recurrent student; a teacher is a fine-tuned encoder or decoder classifier")
+        }
         guard let method = DistillationMethod(rawValue: method) else { throw ValidationError("--method must be tinybert or distilbert") }
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
         if let studentLayers, studentLayers < 1 { throw ValidationError("--student-layers must be positive") }
@@ -126,14 +129,42 @@ struct DistillCommand: ParsableCommand {
             return
         }
         guard train != nil, transfer == nil else { throw ValidationError("give --train (--transfer is for recurrent students: --student bilstm, …)") }
-        guard Self.teacherLayerInits.contains(studentInit) || FileManager.default.fileExists(atPath: expand(studentInit) + "/config.json") else {
-            throw ValidationError("--student-init must be odd, even, uniform or a model folder (\(studentInit) is none of them)")
+        guard hidden == 300, pooling == "max", embeddings == "teacher", embeddingSize == nil, headHidden == 200, loss == "mse" else {
+            throw ValidationError("--hidden, --pooling, --embeddings, --embedding-size, --head-hidden and --loss are for recurrent students "
+                                  + "(--student bilstm, …); drop them for a transformer student")
         }
+        if method == .distilbert {
+            guard stages == "intermediate,prediction", hardLabelWeight == 0 else {
+                throw ValidationError("--stages and --hard-label-weight are TinyBERT's; with --method distilbert, --beta weighs the labels")
+            }
+        } else if alpha != 0.5 || beta != 0.5 || gamma != 1.0 {
+            throw ValidationError("--alpha, --beta and --gamma are for --method distilbert (TinyBERT's prediction stage takes --hard-label-weight)")
+        }
+        try checkStudentInit()
         // The default 3,2 is TinyBERT's two stages; a run of one stage (DistilBERT, or --stages
         // with one) takes its first number, as the library does.
         let count = method == .distilbert ? 1 : try stageList().count, numbers = try epochList()
         guard epochs == nil || numbers.count == 1 || numbers.count == count else {
             throw ValidationError("--epochs: \(numbers.count) numbers for \(count) stage\(count == 1 ? "" : "s") (give one for all, or one per stage)")
+        }
+    }
+
+    /// A transformer student: a teacher of the BERT family, and --student-init one of the teacher's
+    /// layer sets or a BERT-family folder.
+    func checkStudentInit() throws {
+        if FineTuningRun.isDecoder(expand(teacher)) {
+            throw ValidationError("--teacher \(teacher) is a decoder classifier; it teaches recurrent students (--student bilstm, gru, …), "
+                                  + "a transformer student copies an encoder teacher's layers")
+        }
+        guard !Self.teacherLayerInits.contains(studentInit) else { return }
+        let folder = expand(studentInit)
+        guard FileManager.default.fileExists(atPath: folder) else {
+            throw ValidationError("--student-init must be odd, even, uniform or a model folder (\(studentInit) is none of them)")
+        }
+        do { try checkModelFolder(folder) } catch { throw ValidationError("--student-init \(error)") }
+        if FineTuningRun.isDecoder(folder) || RecurrentConfig.describes(folder + "/config.json") {
+            throw ValidationError("--student-init \(studentInit) is a \(FineTuningRun.isDecoder(folder) ? "decoder" : "recurrent student"); "
+                                  + "a transformer student starts from a BERT-family folder (BERT, MPNet) or the teacher's layers (odd, even, uniform)")
         }
     }
 

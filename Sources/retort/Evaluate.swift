@@ -24,13 +24,13 @@ struct EvalCommand: ParsableCommand {
     }
 
     func evaluate() throws {
-        let classifier = try inference.classifier()
+        let (classifier, backend) = try inference.classifier()
         let batchSize = inference.batchSize
         let examples = try Dataset.loadWithText(expand(data), columns: columns.spec(labelled: true)) { printError("retort: " + $0) }
         let labels = try Dataset.labelIds(examples, names: classifier.labelNames, path: data)
         let encodings = classifier.encode(examples)
         noteTruncation(encodings, maxLength: classifier.maxLength)
-        let m = ClassificationMetrics(logits: try classifyShowingProgress(classifier, encodings, batchSize: batchSize),
+        let m = ClassificationMetrics(logits: try classifyShowingProgress(classifier, encodings, batchSize: batchSize, backend: backend),
                                       labels: labels, classes: classifier.labelNames.count)
         if json {
             let object: [String: Any] = ["accuracy": m.accuracy, "macro_f1": m.macroF1, "mcc": m.mcc, "loss": m.loss, "examples": m.examples]
@@ -56,7 +56,8 @@ struct PredictCommand: ParsableCommand {
             input's line number). Without --json: one line per input, label<TAB>probability<TAB>text, \
             a tab, line break or backslash in a text written as \\t, \\n or \\\\. A text that \
             starts with - goes after -- \
-            (retort predict --model runs/sst2 -- "-1 for this film").
+            (retort predict --model runs/sst2 -- "-1 for this film"). With neither texts nor --input, \
+            lines piped in are read (cat texts.txt | retort predict --model runs/sst2).
             """)
 
     @Argument(help: "Texts to label.") var texts: [String] = []
@@ -66,8 +67,14 @@ struct PredictCommand: ParsableCommand {
     @Option(name: .customLong("label-column"), help: .hidden) var labelColumn: String?   // refused, with eval named
     @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits, text, the line it starts on, and whether --max-length cut it.") var json = false
 
+    /// Where the texts come from: --input, or standard input when it is a pipe or file and no text was given as an argument.
+    var source: String? { input ?? (texts.isEmpty && isatty(STDIN_FILENO) == 0 ? "-" : nil) }
+
     func validate() throws {
-        guard (input == nil) != texts.isEmpty else { throw ValidationError("give texts as arguments or --input FILE (one of the two)") }
+        guard input == nil || texts.isEmpty else { throw ValidationError("give texts as arguments or --input FILE (one of the two)") }
+        guard source != nil || !texts.isEmpty else {
+            throw ValidationError("give texts as arguments, --input FILE, or lines on standard input (… | retort predict --model M)")
+        }
         if labelColumn != nil { throw ValidationError("--label-column: predict reads no labels (retort eval scores a labelled file)") }
         if let empty = texts.firstIndex(where: { $0.allSatisfy(\.isWhitespace) }) {
             throw ValidationError("text \(empty + 1) is empty: give some text to label")
@@ -82,10 +89,17 @@ struct PredictCommand: ParsableCommand {
     }
 
     func predict() throws {
-        let classifier = try inference.classifier()
+        let (classifier, backend) = try inference.classifier()
         let batchSize = inference.batchSize
-        var examples = try input.map { try Dataset.load(expand($0), columns: columns.spec()) }
-            ?? texts.enumerated().map { Example(text: $1, pair: nil, label: nil, line: $0 + 1) }
+        let input = source
+        var examples: [Example]
+        do {
+            examples = try input.map { try Dataset.load(expand($0), columns: columns.spec()) }
+                ?? texts.enumerated().map { Example(text: $1, pair: nil, label: nil, line: $0 + 1) }
+        } catch let error as DataError where self.input == nil {   // standard input, read as no text was given
+            throw UserError(description: "standard input (read as no text was given)\(error.description.dropFirst(1)); "
+                            + "give texts as arguments, --input FILE, or lines on standard input")
+        }
         // A record without text (an empty field) is skipped, as a blank line is; --json's "line" keeps the others' places.
         let skipped: String?
         (examples, skipped) = Dataset.withText(examples, path: input ?? "input", noun: "input")
@@ -95,7 +109,7 @@ struct PredictCommand: ParsableCommand {
         }
         let encodings = classifier.encode(examples)
         noteTruncation(encodings, maxLength: classifier.maxLength)
-        let logits = try classifyShowingProgress(classifier, encodings, batchSize: batchSize)
+        let logits = try classifyShowingProgress(classifier, encodings, batchSize: batchSize, backend: backend)
         var output = ""
         for ((example, encoding), row) in zip(zip(examples, encodings), logits) {
             let probabilities = classProbabilities(row)
@@ -125,7 +139,10 @@ func noteTruncation(_ encodings: [Encoding], maxLength: Int) {
 /// The logits of `encodings` (in their order), run in order of length as classifyByLength does —
 /// the same batches, through one forward session — with a progress line where stderr is a
 /// terminal and there are more than four batches.
-func classifyShowingProgress(_ classifier: TextClassifier, _ encodings: [Encoding], batchSize: Int) throws -> [[Float]] {
+/// A batch holds at most as many texts as there are (its activations are sized by it).
+func classifyShowingProgress(_ classifier: TextClassifier, _ encodings: [Encoding], batchSize asked: Int, backend: Backend) throws -> [[Float]] {
+    let batchSize = max(1, min(asked, encodings.count))
+    try checkBatchFits(classifier, backend: backend, batch: batchSize, flag: "--batch-size")
     let (chunk, overflow) = batchSize.multipliedReportingOverflow(by: 4)
     guard !overflow, encodings.count > chunk, isatty(STDERR_FILENO) == 1 else {
         return try classifier.classifyByLength(encodings, batchSize: batchSize)
@@ -144,6 +161,20 @@ func classifyShowingProgress(_ classifier: TextClassifier, _ encodings: [Encodin
     }
 }
 
+/// A forward pass's activations for `batch` texts are made at once: one text's, measured, times
+/// `batch` must stay within three quarters of what the device has free (`flag` sets `batch`).
+func checkBatchFits(_ classifier: TextClassifier, backend: Backend, batch: Int, flag: String) throws {
+    let before = backend.memoryUse.inUse
+    let session = try classifier.forwardSession(batchSize: 1)
+    let perText = withExtendedLifetime(session) { max(backend.memoryUse.inUse - before, 0) }
+    let needed = Double(perText) * Double(batch), available = Double(backend.memoryUse.available)
+    guard needed <= 0.75 * available else {
+        throw UserError(description: String(format: "%@ %d: %d texts of %d tokens need up to about %.1f GiB of activations and %.1f GiB is free; "
+                                            + "lower %@ (or --max-length)", flag, batch, batch, classifier.maxLength,
+                                            needed / 1_073_741_824, available / 1_073_741_824, flag))
+    }
+}
+
 /// The model, batching and device options of eval and predict.
 struct InferenceOptions: ParsableArguments {
     @Option(name: .long, help: "Fine-tuned model folder (a BERT-family classifier, a decoder fine-tuned as one, or a recurrent student).") var model: String
@@ -157,7 +188,8 @@ struct InferenceOptions: ParsableArguments {
         try checkMaxLength(maxLength)
     }
 
-    func classifier() throws -> TextClassifier {
-        try loadTextClassifier(folder: expand(model), maxLength: maxLength, backend: try deviceOptions.backend())
+    func classifier() throws -> (TextClassifier, Backend) {
+        let backend = try deviceOptions.backend()
+        return (try loadTextClassifier(folder: expand(model), maxLength: maxLength, backend: backend), backend)
     }
 }

@@ -76,6 +76,7 @@ struct GenerateCommand: ParsableCommand {
         if let output { try checkNewFile(output, flag: "--output", overwrite: overwrite) }
         let prompts = try input.map { try readPrompts(expand($0)) }   // before the model loads: a bad file costs nothing
         let path = expand(model)
+        do { try checkModelFolder(path, gguf: true) } catch { throw UserError(description: "--model \(error)") }
         let backend = try device.backend()
         let started = Date()
         let decoder = try DecoderModel.load(path, backend: backend, inference: true)

@@ -113,7 +113,7 @@ struct TokenizeCommand: ParsableCommand {
     var maxLength: Int?
 
     func validate() throws {
-        if let maxLength, maxLength < 1 { throw ValidationError("--max-length must be at least 1") }
+        if let maxLength, maxLength < 1 { throw ValidationError("--max-length must be positive") }
         if columns.given && !readsTable {
             throw ValidationError("--\(columns.textColumn != nil ? "text-column" : "text-pair-column") picks a column of a .csv, .tsv, .jsonl or .json --input; "
                                   + (input == nil ? "standard input is read as lines" : "\(input!) is read as lines"))
@@ -150,6 +150,8 @@ struct TokenizeCommand: ParsableCommand {
         } else if manager.fileExists(atPath: folder + "/vocab.json") || manager.fileExists(atPath: folder + "/merges.txt") {
             let bpe = try ByteLevelBPE(folder: folder)
             encode = { bpe.encode($0, $1, maxLength: maxLength) }
+        } else if !manager.fileExists(atPath: folder) {
+            throw DataError("--model \(model): no such folder or file")
         } else {
             throw DataError("--model \(model): no tokenizer there (a folder with vocab.txt for WordPiece, tokenizer.json or vocab.json and merges.txt for byte-level BPE, or a .gguf file)")
         }

@@ -55,20 +55,6 @@ struct ServeCommand: ParsableCommand {
         return config?.family.rawValue ?? "unknown"
     }
 
-    /// The activations for --max-batch texts are made once, at start: one text's, measured, times
-    /// --max-batch must stay within three quarters of what the device has free.
-    func checkBatchFits(_ classifier: TextClassifier, backend: Backend) throws {
-        let before = backend.memoryUse.inUse
-        let session = try classifier.forwardSession(batchSize: 1)
-        let perText = withExtendedLifetime(session) { max(backend.memoryUse.inUse - before, 0) }
-        let needed = Double(perText) * Double(maxBatch), available = Double(backend.memoryUse.available)
-        guard needed <= 0.75 * available else {
-            throw UserError(description: String(format: "--max-batch %d: %d texts of %d tokens need up to about %.1f GiB of activations and %.1f GiB is free; "
-                                                + "lower --max-batch (or --max-length)", maxBatch, maxBatch, classifier.maxLength,
-                                                needed / 1_073_741_824, available / 1_073_741_824))
-        }
-    }
-
     func run() throws {
         let folder = (expand(model) as NSString).standardizingPath
         let backend = try withFlags { try deviceOptions.backend() }
@@ -79,7 +65,7 @@ struct ServeCommand: ParsableCommand {
             parameters: classifier.parameterCount, megabytes: ComparisonReport.weightMegabytes(folder), device: backend.kind.rawValue,
             precision: ComparisonReport.quantization(folder) ?? "fp32", maxTokens: classifier.maxLength)
         let (host, maxBatch, maxWaitMs) = (host, maxBatch, maxWaitMs)
-        try withFlags { try checkBatchFits(classifier, backend: backend) }
+        try withFlags { try checkBatchFits(classifier, backend: backend, batch: maxBatch, flag: "--max-batch") }
         let batcher = try withFlags {
             do { return try BatchingClassifier(classifier, maxBatch: maxBatch, maxWait: maxWaitMs / 1000) } catch {
                 throw UserError(description: "--max-batch \(maxBatch): \(error); lower --max-batch (or --max-length)")

@@ -43,6 +43,11 @@ final class ProgressPrinter {
                         m.mcc, m.loss, improved ? "  (best so far: saved)" : ""))
         case .checkpointSaved: break
         case .warning(let text): say("retort: warning: " + text)
+        case .labelled(let done, let total, let seconds):   // a line rewritten in place; the run's next note ends it
+            let rate = Double(done) / max(seconds, 1e-9)
+            FileHandle.standardError.write(Data(String(format: "\rretort: the teacher labelled %d of %d texts  %.0f texts/s  ETA %@   ", done, total,
+                                                       rate, duration(Double(total - done) / rate)).utf8))
+            lineOpen = true
         case .tested(let m):
             say(String(format: "retort: test accuracy %.4f  macro-F1 %.4f  MCC %.4f (", m.accuracy, m.macroF1, m.mcc) + counted(m.examples, "example") + ")")
         }

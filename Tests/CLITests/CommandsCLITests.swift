@@ -137,6 +137,13 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertEqual(piped, 0, pipedOutput)
         XCTAssertEqual(pipedOutput.split(separator: "\n").filter { $0.hasPrefix("LABEL_") }.map { $0.split(separator: "\t").last.map(String.init) },
                        ["w5 w6", "w7\\tw8"], pipedOutput)
+        // Lines piped in without --input are read as with --input -; nothing piped is one line.
+        let (implicit, implicitOutput) = try retort(["predict", "--model", teacher, "--threads", "1"], standardInput: "w5 w6\n\nw7\tw8\n")
+        XCTAssertEqual(implicit, 0, implicitOutput)
+        XCTAssertEqual(implicitOutput.split(separator: "\n").filter { $0.hasPrefix("LABEL_") }, pipedOutput.split(separator: "\n").filter { $0.hasPrefix("LABEL_") })
+        let (nothing, nothingOutput) = try retort(["predict", "--model", teacher], standardInput: "")
+        XCTAssertNotEqual(nothing, 0, nothingOutput)
+        XCTAssertTrue(nothingOutput.contains("Error: standard input (read as no text was given): no examples"), nothingOutput)
         let jsonl = work.appendingPathComponent("texts.jsonl")
         try "{\"text\": \"w1\\nw2 \\\\ w3\"}\n{\"text\": \"w4\"}\n".write(to: jsonl, atomically: true, encoding: .utf8)
         let (escaped, escapedOutput) = try retort(["predict", "--model", teacher, "--input", jsonl.path, "--threads", "1"])
@@ -380,6 +387,14 @@ final class CommandsCLITests: TinyRunTestCase {
         try SafeTensorsWriter.write(try weights.entries.keys.sorted().filter { !$0.hasPrefix("classifier.") }.map {
             SafeTensorsWriter.Tensor(name: $0, shape: weights.entries[$0]!.shape, values: try weights.floats($0))
         }, to: base + "/model.safetensors")
+        // Models of the wrong kind for the command: a recurrent student, a language model, a tokenizer alone, a weights file.
+        let recurrent = work.appendingPathComponent("recurrent").path, llama = golden.appendingPathComponent("tiny-llama").path
+        try FileManager.default.createDirectory(atPath: recurrent, withIntermediateDirectories: false)
+        try "{\"model_type\": \"retort-recurrent\"}".write(toFile: recurrent + "/config.json", atomically: true, encoding: .utf8)
+        let tokenizerOnly = work.appendingPathComponent("tokenizer-only").path, swapped = work.appendingPathComponent("swapped.csv").path
+        try FileManager.default.createDirectory(atPath: tokenizerOnly, withIntermediateDirectories: false)
+        try FileManager.default.copyItem(atPath: teacher + "/vocab.txt", toPath: tokenizerOnly + "/vocab.txt")
+        try "w1 w2 w3 w4,LABEL_0\nw5 w6 w7,LABEL_1\n".write(toFile: swapped, atomically: true, encoding: .utf8)
         let headless = "\(base): a pretrained encoder without a classifier head (model.safetensors has no 'classifier.weight'); "
             + "fine-tune it on labelled texts first (retort finetune)"
         let cases: [([String], String)] = [
@@ -391,6 +406,22 @@ final class CommandsCLITests: TinyRunTestCase {
             (["export", "--model", base, "--out", fresh], headless),
             (["distill", "--teacher", base, "--train", data, "--out", fresh], headless),
             (["predict", "--model", teacher, "--batch-size", "0", "hi"], "--batch-size must be at least 1"),
+            (["finetune", "--model", recurrent, "--train", data, "--out", fresh], "--model \(recurrent) is a recurrent student; retort finetune takes"),
+            (["finetune", "--model", teacher + "/model.safetensors", "--train", data, "--out", fresh], "model.safetensors: a file, not a model folder"),
+            (["finetune", "--model", onnx, "--train", data, "--out", fresh], "--model \(onnx): an ONNX export"),
+            (["finetune", "--model", teacher, "--train", data, "--lora-rank", "65", "--max-length", "16", "--out", fresh],
+             "--lora-rank 65 is above encoder.layer.0.attention.self.query's 64×64 (an adapter's update has rank at most 64)"),
+            (["finetune", "--model", gguf, "--task", "causal-lm", "--train", stories, "--label-column", "0", "--out", fresh],
+             "--label-column is a classifier's; --task causal-lm reads only the text"),
+            (["distill", "--teacher", recurrent, "--student", "bilstm", "--train", data, "--out", fresh], "is a recurrent student; a teacher is"),
+            (["distill", "--teacher", teacher, "--train", data, "--student-init", llama, "--out", fresh], "--student-init \(llama) is a decoder"),
+            (["distill", "--teacher", teacher, "--train", data, "--pooling", "mean", "--out", fresh], "are for recurrent students"),
+            (["distill", "--teacher", teacher, "--train", data, "--alpha", "0.9", "--out", fresh], "--alpha, --beta and --gamma are for --method distilbert"),
+            (["distill", "--teacher", teacher, "--train", data, "--method", "distilbert", "--hard-label-weight", "1", "--out", fresh],
+             "--stages and --hard-label-weight are TinyBERT's"),
+            (["generate", "--model", tokenizerOnly, "--prompt", "hi"], "a tokenizer alone, without a model (no config.json)"),
+            (["eval", "--model", teacher, "--data", swapped, "--text-column", "1", "--label-column", "0"],
+             "it reads like a text: are --text-column and --label-column the wrong way round?"),
             // Nothing made before is replaced without --overwrite (a run folder, a transfer set, generations).
             (["distill", "--teacher", teacher, "--train", data, "--out", fresh + "/../" + (teacher as NSString).lastPathComponent + "-link"],
              "--out \(fresh)/../tiny-bert-link is the --teacher this command reads; choose another folder"),
@@ -445,6 +476,7 @@ final class CommandsCLITests: TinyRunTestCase {
             // An ONNX export is for ONNX Runtime; compare checks every folder before it measures the first.
             (["predict", "--model", onnx, "hi"], "\(onnx): an ONNX export, for ONNX Runtime"),
             (["compare", teacher, onnx, "--out", fresh], "\(onnx): an ONNX export, for ONNX Runtime"),
+            (["compare", teacher, llama, "--out", fresh], "\(llama): not a classifier (config.json has no id2label)"),
             (["export", "--model", onnx, "--out", fresh], "--model \(onnx): an ONNX export, for ONNX Runtime"),
             (["quantize", "--model", work.path + "/nope", "--out", fresh], "--model \(work.path)/nope: no such model folder"),
             (["export", "--model", gguf, "--out", fresh], "a GGUF language model, not a classifier"),
