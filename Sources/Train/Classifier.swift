@@ -87,11 +87,11 @@ public func checkModelFolder(_ folder: String, gguf: Bool = false) throws {
 public func checkClassifierFolder(_ folder: String) throws {
     try checkModelFolder(folder)
     let path = { (file: String) in (folder as NSString).appendingPathComponent(file) }
-    let config = path("config.json")
-    if FineTuningRun.isDecoder(folder), let decoder = try? DecoderConfig(path: config), decoder.id2label.count < 2 {
+    let config = path("config.json"), decoder = FineTuningRun.isDecoder(folder)
+    if decoder, let labels = try? DecoderConfig(path: config).id2label, labels.count < 2 {
         throw CheckpointError("\(folder): not a classifier (config.json has no id2label); generate text with it instead: retort generate --model \(folder)")
     }
-    if !RecurrentConfig.describes(config) && !FineTuningRun.isDecoder(folder), let family = try? BertConfig(path: config).family,
+    if !RecurrentConfig.describes(config) && !decoder, let family = try? BertConfig(path: config).family,
        let file = try? SafeTensorsFile(path: path("model.safetensors")), file.entries[BertModel.classifierTensor(family)] == nil {
         // a random head would label texts at random
         throw CheckpointError("\(folder): a pretrained encoder without a classifier head (model.safetensors has no "
@@ -127,11 +127,11 @@ extension TextClassifier {
 /// order of length, batches of `batchSize` — reported after every 512 texts (.labelled).
 public func teacherLogits(_ teacher: TextClassifier, _ encodings: [Encoding], batchSize: Int = 64,
                           progress: (RunEvent) -> Void) throws -> [[Float]] {
-    let started = Date(), slice = 512 / batchSize * batchSize   // whole batches: the same batches as one call
+    let started = Date(), slice = max(1, 512 / batchSize) * batchSize   // whole batches: the same batches as one call
     return try inLengthOrder(encodings) { sorted in
         var rows: [[Float]] = []
-        for start in stride(from: 0, to: sorted.count, by: max(slice, batchSize)) {
-            rows += try teacher.classify(Array(sorted[start..<min(start + max(slice, batchSize), sorted.count)]), batchSize: batchSize)
+        for start in stride(from: 0, to: sorted.count, by: slice) {
+            rows += try teacher.classify(Array(sorted[start..<min(start + slice, sorted.count)]), batchSize: batchSize)
             progress(.labelled(done: rows.count, total: sorted.count, seconds: Date().timeIntervalSince(started)))
         }
         return rows

@@ -162,8 +162,8 @@ struct DistillCommand: ParsableCommand {
             throw ValidationError("--student-init must be odd, even, uniform or a model folder (\(studentInit) is none of them)")
         }
         do { try checkModelFolder(folder) } catch { throw ValidationError("--student-init \(error)") }
-        if FineTuningRun.isDecoder(folder) || RecurrentConfig.describes(folder + "/config.json") {
-            throw ValidationError("--student-init \(studentInit) is a \(FineTuningRun.isDecoder(folder) ? "decoder" : "recurrent student"); "
+        if case let decoder = FineTuningRun.isDecoder(folder), decoder || RecurrentConfig.describes(folder + "/config.json") {
+            throw ValidationError("--student-init \(studentInit) is a \(decoder ? "decoder" : "recurrent student"); "
                                   + "a transformer student starts from a BERT-family folder (BERT, MPNet) or the teacher's layers (odd, even, uniform)")
         }
     }
