@@ -297,10 +297,11 @@ func classifierToNewFolder(model: String, out: String, command: String) throws -
     let source = (expand(model) as NSString).standardizingPath, destination = (expand(out) as NSString).standardizingPath
     let configPath = (source as NSString).appendingPathComponent("config.json")
     // What it is instead, in words (no such folder, a .gguf, an ONNX export, a LoRA adapter, a pretrained encoder).
-    do { try checkClassifierFolder(source) } catch { throw UserError(description: "--model \(error)") }
-    guard !FineTuningRun.isDecoder(source) else {
+    // A decoder folder (classifier or language model) is named as such first.
+    guard !(FileManager.default.fileExists(atPath: configPath) && FineTuningRun.isDecoder(source)) else {
         throw UserError(description: "--model \(model) is a decoder; retort \(command) takes BERT-family classifiers (BERT, MPNet) for now")
     }
+    do { try checkClassifierFolder(source) } catch { throw UserError(description: "--model \(error)") }
     guard !RecurrentConfig.describes(configPath) else {
         throw UserError(description: "--model \(model) is a recurrent student; retort \(command) takes BERT-family classifiers (BERT, MPNet)"
                         + (command == "quantize" ? " and decoders" : "") + " for now")
