@@ -3,7 +3,8 @@
 // 128-token prompt at B=1, generating 32 tokens after it (greedy, KV cache), a LoRA causal-LM
 // training step (r 8 on q_proj and v_proj, B=8, T=128, clip, AdamW) beside PyTorch + PEFT, and
 // one decode step against its roofline: streaming every weight once from memory, measured in the
-// same run (a sum of squares over the weight buffer). Skipped with a note when the GGUF is absent.
+// same run (a sum of squares over the weight buffer), and one decode step at a 4,096-position
+// context beside transformers' step against a cache as long. Skipped with a note when the GGUF is absent.
 import Backend
 import Foundation
 import Models
@@ -16,11 +17,13 @@ func makeDecoderWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bo
         print("decoder workloads skipped: \(path) not found (run scripts/fetch-assets smollm2)")
         return []
     }
-    let reps = quick ? 2 : 5, T = 128, new = 32, (B, trainT) = (8, 128)
+    let reps = quick ? 2 : 5, T = 128, new = 32, (B, trainT) = (8, 128), longT = 4096
     let names = (prefill: "SmolLM2-135M prefill B=1 T=\(T)", generate: "SmolLM2-135M generate \(new) tokens B=1 after T=\(T)",
                  decode: "SmolLM2-135M decode step B=1 at T=\(T) vs its roofline",
-                 lora: "SmolLM2-135M LoRA r=8 q,v causal-LM step B=\(B) T=\(trainT)")
-    guard [names.prefill, names.generate, names.decode, names.lora, "SmolLM2-135M int8 decode"].map(wants).contains(true) else { return [] }
+                 lora: "SmolLM2-135M LoRA r=8 q,v causal-LM step B=\(B) T=\(trainT)",
+                 longDecode: "SmolLM2-135M decode step B=1 at T=\(longT) (long context)")
+    guard [names.prefill, names.generate, names.decode, names.lora, names.longDecode, "SmolLM2-135M int8 decode"].map(wants).contains(true)
+    else { return [] }
     let model = try DecoderModel.load(path, backend: backend, inference: true)
     try model.packForInference()   // as retort generate runs it
     var state: UInt64 = 11
@@ -68,6 +71,22 @@ func makeDecoderWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bo
             cache.lengths = [T]
             _ = quantized.step([42], cache: cache, buffers: buffers, logits: logits)
         }, compareTo: names.decode))
+    }
+    // One decode step at a long context, where attention over the cache outweighs the weights: the
+    // cache holds 4,096 positions of random keys and values (no prefill), as the reference's does.
+    if wants(names.longDecode) {
+        list.append(Workload(name: names.longDecode, unit: "tok/s", work: 1e9, warmup: 2, reps: 2 * reps,
+                             spec: ["op": "decoder_decode_step", "model": path, "length": longT], setup: {
+            let cache = try KVCache(config: model.config, batch: 1, capacity: longT + 1, backend: backend)
+            for (layer, tensor) in (cache.keys + cache.values).enumerated() {
+                backend.copy(tensor, try random(backend, tensor.count, seed: UInt64(layer + 1)))
+            }
+            let buffers = try DecodeBuffers(config: model.config, batch: 1, backend: backend), logits = try backend.zeros(model.config.vocabSize)
+            return {
+                cache.lengths = [longT]
+                _ = model.step([42], cache: cache, buffers: buffers, logits: logits)
+            }
+        }))
     }
     // LoRA causal-LM step, B=8, T=128.
     if wants(names.lora) {

@@ -316,6 +316,27 @@ def decoder_generate(s):
     return run
 
 
+def decoder_decode_step(s):
+    """One greedy step (a single token, B=1) against a KV cache that already holds `length`
+    positions of random keys and values; the step's own position is dropped again after it."""
+    from transformers import DynamicCache
+    model = smollm2(s).eval()
+    c = model.config
+    heads, head_size, T = c.num_key_value_heads, c.hidden_size // c.num_attention_heads, s["length"]
+    cache = DynamicCache()
+    for layer in range(c.num_hidden_layers):
+        cache.update(torch.randn(1, heads, T, head_size).to(DEVICE), torch.randn(1, heads, T, head_size).to(DEVICE), layer)
+    ids = torch.tensor([[42]], device=DEVICE)
+    import inspect   # the cache argument was renamed from past_key_values to cache in transformers 5
+    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    def run():
+        with torch.no_grad(), autocast(s):
+            model(input_ids=ids, use_cache=True, logits_to_keep=1, **{cache_argument: cache})
+        cache.crop(-1)   # drop the step's own position again
+    return run
+
+
 def decoder_lora_step(s):
     from peft import LoraConfig, get_peft_model
     model = get_peft_model(smollm2(s), LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"],
@@ -338,6 +359,7 @@ TORCH_OPS = {
     "recurrent_forward_backward": recurrent,
     "decoder_prefill": decoder_prefill,
     "decoder_generate": decoder_generate,
+    "decoder_decode_step": decoder_decode_step,
     "decoder_lora_step": decoder_lora_step,
     "distill_step": distill,
     "bert_train_step": lambda s: bert(s, True),

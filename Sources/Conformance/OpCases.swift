@@ -163,16 +163,17 @@ public enum OpCases {
                     ("dWeight", backend.floats(dw)), ("dx of a frozen norm", backend.floats(dxFrozen))]
         },
         // Decoding against a KV cache: head sizes 32, 64 and 96 (three dimensions per lane), GQA
-        // groups of 1 and 3, lengths from 1 (the query alone) to the whole cache.
+        // groups of 1 and 3, lengths from 1 (the query alone) to the whole cache; the last cache
+        // is longer than the CPU kernel's 128-position chunks (a chunk boundary, an empty chunk).
         OpCase(name: "decode attention (KV cache, GQA, lengths 1…Tmax)", atol: 1e-5, rtol: 1e-4) { backend in
             var x = Inputs(backend, seed: 21)
             var outputs: [(String, [Float])] = []
-            for (NH, NKV, HS) in [(4, 4, 32), (6, 2, 64), (3, 1, 96)] {
-                let s = DecodeShape(batch: 3, heads: NH, keyValueHeads: NKV, headSize: HS, capacity: 50)
+            for (NH, NKV, HS, lengths) in [(4, 4, 32, [1, 37, 50]), (6, 2, 64, [1, 37, 50]), (3, 1, 96, [1, 37, 50]), (6, 2, 64, [260, 129, 3])] {
+                let s = DecodeShape(batch: 3, heads: NH, keyValueHeads: NKV, headSize: HS, capacity: lengths.max()!)
                 let q = try x.floats(s.queries, -2, 2), keys = try x.floats(s.cache, -2, 2), values = try x.floats(s.cache)
                 let out = try x.zeros(s.queries)
-                backend.decodeAttention(out, q: q, keyCache: keys, valueCache: values, lengths: try x.ints([1, 37, 50]), s)
-                outputs.append(("out NH \(NH) NKV \(NKV) HS \(HS)", backend.floats(out)))
+                backend.decodeAttention(out, q: q, keyCache: keys, valueCache: values, lengths: try x.ints(lengths.map(Int32.init)), s)
+                outputs.append(("out NH \(NH) NKV \(NKV) HS \(HS) lengths \(lengths)", backend.floats(out)))
             }
             return outputs
         },

@@ -10,7 +10,7 @@ import Foundation
 
 public final class KVCache {
     public let batch, capacity: Int
-    let keys, values: [Tensor]        // per layer [B, Tmax, NKV·HS]
+    public let keys, values: [Tensor] // per layer [B, Tmax, NKV·HS]
     /// Positions cached per slot (setting it rewinds a sequence: later positions are overwritten).
     public var lengths: [Int]
     /// Slots a step runs: the first `active` (generation moves running sequences down as others

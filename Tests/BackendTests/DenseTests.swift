@@ -209,32 +209,45 @@ final class DenseTests: XCTestCase {
     }
 
     /// Decoding attention against a loop in double: softmax over each sequence's cached keys,
-    /// query heads sharing key/value heads in groups.
+    /// query heads sharing key/value heads in groups. The second cache is longer than the CPU
+    /// kernel's 128-position chunks (lengths on, past and short of a boundary); a sequence decoded
+    /// alone gives the same floats as in that batch.
     func testDecodeAttentionIsSoftmaxOverTheCachedKeys() throws {
         var rng = SeededRandom(22)
         for backend in try backends() {
-            let s = DecodeShape(batch: 2, heads: 4, keyValueHeads: 2, headSize: 40, capacity: 9)
-            let qv = rng.floats(s.queries, -2, 2), kv = rng.floats(s.cache, -2, 2), vv = rng.floats(s.cache)
-            let lengths: [Int32] = [9, 4]
-            let out = try backend.zeros(s.queries)
-            backend.decodeAttention(out, q: try backend.upload(qv), keyCache: try backend.upload(kv), valueCache: try backend.upload(vv),
-                                    lengths: try backend.upload(lengths), s)
-            var expected = [Double](repeating: 0, count: s.queries)
-            let HS = s.headSize
-            for b in 0..<s.batch {
-                for h in 0..<s.heads {
-                    // cache [B, Tmax, NKV·HS]: position t of key/value head h/2 at cache + t·row
-                    let row = s.keyValueHeads * HS, cache = b * s.capacity * row + h / 2 * HS, query = (b * s.heads + h) * HS
-                    let scores = (0..<Int(lengths[b])).map { t in
-                        (0..<HS).reduce(0.0) { $0 + Double(qv[query + $1]) * Double(kv[cache + t * row + $1]) } / Double(HS).squareRoot()
-                    }
-                    let top = scores.max()!, weights = scores.map { exp($0 - top) }, total = weights.reduce(0, +)
-                    for d in 0..<HS {
-                        expected[query + d] = zip(weights, 0..<weights.count).reduce(0.0) { $0 + $1.0 * Double(vv[cache + $1.1 * row + d]) } / total
+            for (s, lengths) in [(DecodeShape(batch: 2, heads: 4, keyValueHeads: 2, headSize: 40, capacity: 9), [9, 4] as [Int32]),
+                                 (DecodeShape(batch: 3, heads: 6, keyValueHeads: 2, headSize: 40, capacity: 300), [300, 5, 128])] {
+                let qv = rng.floats(s.queries, -2, 2), kv = rng.floats(s.cache, -2, 2), vv = rng.floats(s.cache)
+                let out = try backend.zeros(s.queries)
+                backend.decodeAttention(out, q: try backend.upload(qv), keyCache: try backend.upload(kv), valueCache: try backend.upload(vv),
+                                        lengths: try backend.upload(lengths), s)
+                var expected = [Double](repeating: 0, count: s.queries)
+                let HS = s.headSize, group = s.heads / s.keyValueHeads, row = s.keyValueHeads * HS
+                for b in 0..<s.batch {
+                    for h in 0..<s.heads {
+                        // cache [B, Tmax, NKV·HS]: position t of key/value head h/group at cache + t·row
+                        let cache = b * s.capacity * row + h / group * HS, query = (b * s.heads + h) * HS
+                        let scores = (0..<Int(lengths[b])).map { t in
+                            (0..<HS).reduce(0.0) { $0 + Double(qv[query + $1]) * Double(kv[cache + t * row + $1]) } / Double(HS).squareRoot()
+                        }
+                        let top = scores.max()!, weights = scores.map { exp($0 - top) }, total = weights.reduce(0, +)
+                        for d in 0..<HS {
+                            expected[query + d] = zip(weights, 0..<weights.count).reduce(0.0) { $0 + $1.0 * Double(vv[cache + $1.1 * row + d]) } / total
+                        }
                     }
                 }
+                let got = backend.floats(out)
+                assertClose(got, expected, atol: 1e-6, rtol: 1e-5, "\(backend.kind) decode attention, lengths \(lengths)")
+                // The last sequence alone, in a cache of its own length.
+                let last = s.batch - 1, alone = DecodeShape(batch: 1, heads: s.heads, keyValueHeads: s.keyValueHeads, headSize: HS,
+                                                             capacity: Int(lengths[last]))
+                let cache = Array(last * s.capacity * row..<(last * s.capacity + Int(lengths[last])) * row)
+                let single = try backend.zeros(alone.queries)
+                backend.decodeAttention(single, q: try backend.upload(Array(qv[(last * s.heads * HS)...])),
+                                        keyCache: try backend.upload(cache.map { kv[$0] }), valueCache: try backend.upload(cache.map { vv[$0] }),
+                                        lengths: try backend.upload([lengths[last]]), alone)
+                XCTAssertEqual(backend.floats(single), Array(got[(last * s.heads * HS)...]), "\(backend.kind): a sequence alone vs in a batch")
             }
-            assertClose(backend.floats(out), expected, atol: 1e-6, rtol: 1e-5, "\(backend.kind) decode attention")
         }
     }
 
