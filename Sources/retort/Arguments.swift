@@ -4,7 +4,8 @@
 // argument that starts with a single - (retort's only short flag is -h) is refused with the
 // `--` that fixes it (ArgumentParser read the h in "-1 for this film" as -h and exited 0); and a
 // misspelt required option (`--modle`) is named as unknown, where ArgumentParser reported the
-// required one missing.
+// required one missing; so is a misspelt command (`retort predcit`), where it listed "unexpected
+// arguments".
 import ArgumentParser
 import Foundation
 
@@ -13,6 +14,18 @@ enum Arguments {
     static func run(_ arguments: [String]) {
         let command = arguments.first.flatMap { name in
             Retort.configuration.subcommands.first { $0.configuration.commandName == name }
+        }
+        if command == nil, let name = arguments.first, !name.hasPrefix("-"), name != "help" {
+            let names = Retort.configuration.subcommands.compactMap { $0.configuration.commandName }
+            let nearest = names.min { (editDistance($0, name), $0) < (editDistance($1, name), $1) }
+            let hint = nearest.map { editDistance($0, name) <= 2 ? " (did you mean \($0)?)" : "" } ?? ""
+            FileHandle.standardError.write(Data("""
+                Error: unknown command \(name)\(hint); the commands are \(names.joined(separator: ", ")), \
+                backend-check and perf
+                  See 'retort --help' for more information.
+
+                """.utf8))
+            exit(ExitCode.validationFailure.rawValue)
         }
         var arguments = arguments
         let known = command.map(options(of:))

@@ -75,6 +75,9 @@ struct GenerateCommand: ParsableCommand {
     func generate() throws {
         if let output { try checkNewFile(output, flag: "--output", overwrite: overwrite) }
         let prompts = try input.map { try readPrompts(expand($0)) }   // before the model loads: a bad file costs nothing
+        if !chat, let input, let empty = prompts?.first(where: { $0.text.isEmpty }) {   // (a chat template has text of its own)
+            throw UserError(description: "\(input): line \(empty.line): the prompt is empty: give some text, or remove the record")
+        }
         let path = expand(model)
         do { try checkModelFolder(path, gguf: true) } catch { throw UserError(description: "--model \(error)") }
         let backend = try device.backend()
@@ -130,8 +133,9 @@ struct GenerateCommand: ParsableCommand {
         let result = try decoder.generate([GenerationRequest(prompt: ids, maxNewTokens: maxNewTokens)], sampling: sampling,
                                           endTokens: tokenizer.endTokens, onToken: { _, token in
             if firstToken == nil { firstToken = Date() }
+            let checked = bytes.count   // no stop string lies wholly before this
             bytes += tokenizer.bpe.bytes(token)
-            if let (at, _) = firstStop(bytes) {   // cut before anything of it is printed; `stopped` ends the run
+            if let (at, _) = firstStop(bytes, from: checked - holdBack) {   // cut before anything of it is printed; `stopped` ends the run
                 bytes.removeSubrange(at...)
                 cut = true
             } else {
@@ -153,12 +157,14 @@ struct GenerateCommand: ParsableCommand {
         let started = Date()
         // One call: at most --batch-size sequences at a time, a waiting prompt taking each freed
         // slot; a prompt's random stream follows its place in the file, not the batch it ran in.
-        var texts = [[UInt8]](repeating: [], count: prompts.count)
+        var texts = [[UInt8]](repeating: [], count: prompts.count), checked = [Int](repeating: 0, count: prompts.count)
+        let holdBack = max(0, (stop.map(\.utf8.count).max() ?? 0) - 1)
         let results = try decoder.generate(ids.map { GenerationRequest(prompt: $0, maxNewTokens: maxNewTokens) }, batchSize: batchSize,
                                            sampling: sampling, endTokens: tokenizer.endTokens,
                                            onToken: { s, token in texts[s] += tokenizer.bpe.bytes(token) },
                                            stopped: { s, _ in
-            guard let (at, _) = firstStop(texts[s]) else { return false }
+            defer { checked[s] = texts[s].count }   // no stop string lies wholly before this
+            guard let (at, _) = firstStop(texts[s], from: checked[s] - holdBack) else { return false }
             texts[s].removeSubrange(at...)
             return true
         }, finished: { _, result in
@@ -186,12 +192,14 @@ struct GenerateCommand: ParsableCommand {
         }
     }
 
-    /// The earliest stop string in `bytes`: its start and which.
-    func firstStop(_ bytes: [UInt8]) -> (Int, String)? {
+    /// The earliest stop string in `bytes` that starts at `start` or later: its start and which.
+    /// (Callers pass where the last search ended, less the longest stop string but one byte, so
+    /// that a long generation is not searched from its beginning at every token.)
+    func firstStop(_ bytes: [UInt8], from start: Int) -> (Int, String)? {
         stop.compactMap { s -> (Int, String)? in
-            let needle = Array(s.utf8)
-            guard needle.count <= bytes.count else { return nil }
-            for i in 0...(bytes.count - needle.count) where bytes[i..<(i + needle.count)].elementsEqual(needle) { return (i, s) }
+            let needle = Array(s.utf8), first = max(0, start)
+            guard first + needle.count <= bytes.count else { return nil }
+            for i in first...(bytes.count - needle.count) where bytes[i..<(i + needle.count)].elementsEqual(needle) { return (i, s) }
             return nil
         }.min { $0.0 < $1.0 }
     }

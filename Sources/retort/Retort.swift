@@ -13,6 +13,10 @@ import Train
 enum Entry {
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
+        if let problem = EnvironmentCheck.problem() {
+            FileHandle.standardError.write(Data("Error: \(problem)\n".utf8))
+            exit(ExitCode.validationFailure.rawValue)
+        }
         switch arguments.first {
         case "backend-check":
             let status = BackendCheck.main(Array(arguments.dropFirst()))

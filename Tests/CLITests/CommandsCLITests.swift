@@ -35,6 +35,23 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertTrue(finetune.contains("1e-3 when only LoRA") && finetune.contains("adapters train"), finetune)
     }
 
+    /// A RETORT_* variable set to something it does not take is a one-line error before any work
+    /// (the kernels read RETORT_NUM_THREADS with atoi, and ignored "two"); empty counts as unset.
+    func testEnvironmentVariablesWithBadValuesAreOneLineErrors() throws {
+        for (name, value, expected) in [("RETORT_NUM_THREADS", "two", "RETORT_NUM_THREADS=two is not a whole number of threads from 1 to 256"),
+                                        ("RETORT_NUM_THREADS", "0", "RETORT_NUM_THREADS=0 is not a whole number"),
+                                        ("RETORT_CPU_LEVEL", "avx2", "RETORT_CPU_LEVEL=avx2 is not 4 (AVX-512), 3 (AVX2+FMA) or 1 (baseline)"),
+                                        ("RETORT_COLLECTIVE_TIMEOUT", "-5", "RETORT_COLLECTIVE_TIMEOUT=-5 is not a positive number of seconds")] {
+            let (status, output) = try retort(["devices"], environment: [name: value])
+            XCTAssertEqual(status, 64, output)
+            XCTAssertTrue(output.contains("Error: \(expected)") && output.contains("unset it for the default"), output)
+            XCTAssertEqual(output.split(separator: "\n").count, 1, output)
+        }
+        let (status, output) = try retort(["devices"], environment: ["RETORT_NUM_THREADS": "2", "RETORT_CPU_LEVEL": "", "RETORT_NCCL": "0"])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("2 threads"), output)
+    }
+
     /// `tokenize` picks the tokenizer from the folder: WordPiece (vocab.txt) or GPT-2's byte-level
     /// BPE (vocab.json + merges.txt); a folder with neither is a one-line error.
     func testTokenizeReadsWordPieceAndByteLevelBPEFolders() throws {
@@ -372,6 +389,8 @@ final class CommandsCLITests: TinyRunTestCase {
         try "1\ta stirring , funny and finally transporting re-imagining of a tale\n".write(toFile: noHeader, atomically: true, encoding: .utf8)
         let existing = work.appendingPathComponent("existing.jsonl").path
         try "{}\n".write(toFile: existing, atomically: true, encoding: .utf8)
+        let emptyPrompt = work.appendingPathComponent("empty-prompt.jsonl").path
+        try "{\"prompt\": \"Once\"}\n{\"prompt\": \"\"}\n".write(toFile: emptyPrompt, atomically: true, encoding: .utf8)
         // A folder that holds a run (its model alone is enough), and a link to the teacher.
         let trained = work.appendingPathComponent("trained").path
         for folder in [trained, trained + "-generator"] {
@@ -436,6 +455,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["generate", "--model", gguf, "--input", stories, "--output", existing], "--output \(existing) exists; add --overwrite"),
             (["generate", "--model", gguf, "--input", stories, "--output", work.path], "--output \(work.path) is a folder; give the path of a file"),
             (["generate", "--model", gguf, "--prompt", "hi", "--overwrite"], "--overwrite goes with --output"),
+            // Before the model loads (the fake GGUF would fail to).
+            (["generate", "--model", gguf, "--input", emptyPrompt], "\(emptyPrompt): line 2: the prompt is empty: give some text, or remove the record"),
             (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--generator-out", fresh, "--out", "t.jsonl"],
              "--generator-out goes with --generator-epochs"),
             (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--resume", "--out", "t.jsonl"],
@@ -448,6 +469,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["generate", "--model", gguf, "--temperature", "-0.5", "--prompt", "hi"], "--temperature must be 0 (greedy) or a positive number"),
             // A misspelt required option is named as such, not reported as the required one missing.
             (["predict", "--modle", teacher, "hi"], "unknown option --modle (did you mean --model?)"),
+            // So is a misspelt command (ArgumentParser said "2 unexpected arguments").
+            (["predcit", "--model", teacher, "hi"], "unknown command predcit (did you mean predict?); the commands are devices, "),
             // A text that starts with - (ArgumentParser read the h of "this" as -h and printed the help, status 0).
             (["predict", "--model", teacher, "good", "-1 for this film"], "\"-1 for this film\" starts with - like a flag: put texts"),
             // Not a number, or no number at all.

@@ -28,6 +28,24 @@ final class GenerateCLITests: XCTestCase {
                                        "--device", "cpu"])
         XCTAssertEqual(text(stopped), String(want[..<want.range(of: "°C")!.lowerBound]) + "\n", "cut before the stop string")
         XCTAssertTrue(stopped.contains("stopped: stop"), stopped)
+        // From a file (the batched path, searching only the bytes a token could have completed a
+        // stop string with): the same cut, at whichever of two stop strings comes first.
+        let prompts = FileManager.default.temporaryDirectory.appendingPathComponent("retort-stop-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: prompts) }
+        let line = String(decoding: try JSONSerialization.data(withJSONObject: ["prompt": prompt]), as: UTF8.self)
+        try (line + "\n" + line + "\n").write(to: prompts, atomically: true, encoding: .utf8)
+        let (batchStatus, batch) = try retort(["generate", "--model", model, "--input", prompts.path, "--max-new-tokens", "32",
+                                               "--stop", "°C", "--stop", "water", "--device", "cpu"])
+        XCTAssertEqual(batchStatus, 0, batch)
+        let first = [want.range(of: "°C")!, want.range(of: "water")!].min { $0.lowerBound < $1.lowerBound }!
+        let results = try batch.split(separator: "\n").filter { $0.hasPrefix("{") }.map {
+            try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        XCTAssertEqual(results.count, 2, batch)
+        for result in results {
+            XCTAssertEqual(result["completion"] as? String, String(want[..<first.lowerBound]), batch)
+            XCTAssertEqual(result["finish"] as? String, "stop", batch)
+        }
     }
 
     /// --int8 (weight-only int8 on the CPU's kernels) keeps the greedy answer's first sentence.
