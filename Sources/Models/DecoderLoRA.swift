@@ -39,7 +39,7 @@ extension DecoderModel {
     public func saveAdapter(folder: String, baseModel: String) throws {
         guard let lora else { throw CheckpointError("no LoRA adapters to save") }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        var tensors = lora.tensors(prefix: "base_model.model.", backend: backend)
+        var tensors = lora.tensors(backend: backend) { "base_model.model." + $0 }
         if labels > 0 {
             tensors.append(.init(name: "base_model.model.score.weight", shape: [labels, config.hiddenSize], values: backend.floats(w("score.weight"))))
         }
@@ -69,7 +69,7 @@ extension DecoderModel {
         config.targets = targets
         try attachLoRA(config)
         let file = try SafeTensorsFile(path: folder + "/adapter_model.safetensors")
-        try lora!.read(file, prefix: "base_model.model.", backend: backend)
+        try lora!.read(file, backend: backend) { "base_model.model." + $0 }
         guard labels > 0 else { return }
         for key in ["base_model.model.score.weight", "base_model.model.score.modules_to_save.default.weight", "base_model.model.score.modules_to_save.weight"] {
             guard let stored = file.entries[key] else { continue }

@@ -130,19 +130,19 @@ public final class LoRAAdapters {
         return copy
     }
 
-    /// Every A and B as PEFT's adapter file names them: `prefix` + our name.
-    func tensors(prefix: String, backend: Backend) -> [SafeTensorsWriter.Tensor] {
+    /// Every A and B as PEFT's adapter file names them: `peftName` of our name.
+    func tensors(backend: Backend, peftName: (String) -> String) -> [SafeTensorsWriter.Tensor] {
         let values = backend.floats(weights)
         return layout.entries.map { e in
-            SafeTensorsWriter.Tensor(name: prefix + e.name, shape: e.shape, values: Array(values[e.offset..<(e.offset + e.count)]))
+            SafeTensorsWriter.Tensor(name: peftName(e.name), shape: e.shape, values: Array(values[e.offset..<(e.offset + e.count)]))
         }
     }
 
-    /// Every A and B from a PEFT adapter file, named `prefix` + our name.
-    func read(_ file: SafeTensorsFile, prefix: String, backend: Backend) throws {
+    /// Every A and B from a PEFT adapter file, named `peftName` of our name.
+    func read(_ file: SafeTensorsFile, backend: Backend, peftName: (String) -> String) throws {
         let name = (file.path as NSString).lastPathComponent
         for e in layout.entries {
-            let key = prefix + e.name
+            let key = peftName(e.name)
             guard let stored = file.entries[key] else { throw CheckpointError("\(name): missing '\(key)'") }
             guard stored.shape == e.shape else { throw CheckpointError("\(name): '\(key)' is \(stored.shape), the model needs \(e.shape)") }
             try file.floats(key).withUnsafeBytes { backend.upload(layout.view(weights, e.name), $0) }
@@ -183,13 +183,29 @@ public extension Setting {
 }
 
 extension BertModel {
-    /// Attaches fresh adapters: from now on only they and the classifier train.
+    /// Attaches fresh adapters: from now on only they and the classification head train (PEFT's
+    /// modules_to_save: BERT's classifier; MPNet's, which is our pooler and classifier).
     public func attachLoRA(_ config: LoRAConfig, seed: UInt64 = 42) throws {
         if let other = config.targets.first(where: { !LoRATarget.encoderTargets.contains($0) }) {
             throw CheckpointError("LoRA target \(other.rawValue) is a decoder's; an encoder takes \(LoRATarget.encoderTargets.map(\.rawValue).joined(separator: ", "))")
         }
         lora = try LoRAAdapters(config: config, model: self.config, backend: backend, seed: seed)
-        try freeze(Set(layout.entries.map(\.name).filter { !$0.hasPrefix("classifier.") }))
+        try freeze(Set(layout.entries.map(\.name)).subtracting(headParameters))
+    }
+
+    /// Our names of the parameters in HF's `classifier` module of this family: classifier.* (and
+    /// MPNet's pooler.dense.*, HF's classifier.dense).
+    var headParameters: [String] {
+        layout.entries.map(\.name).filter { Self.fileName($0, prefix: "", family: self.config.family).hasPrefix("classifier.") }
+    }
+
+    /// An adapter tensor's or head parameter's name in PEFT's files: "base_model.model." and HF's name.
+    func peftName(_ name: String) -> String { "base_model.model." + checkpointName(name) }
+
+    /// A target's module inside a layer as this family's HF files name it (MPNet: attention.attn.q, …).
+    func fileModule(_ target: LoRATarget) -> String {
+        let inLayer = "encoder.layer.0."
+        return String(Self.fileName(inLayer + target.module + ".weight", prefix: "", family: config.family).dropFirst(inLayer.count).dropLast(".weight".count))
     }
 
     /// What the optimiser updates: the adapters (when attached), then every base parameter that
@@ -235,14 +251,15 @@ extension BertModel {
     public func saveAdapter(folder: String, baseModel: String) throws {
         guard let lora else { throw CheckpointError("no LoRA adapters to save") }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        var tensors = lora.tensors(prefix: "base_model.model.bert.", backend: backend)
-        for name in ["classifier.weight", "classifier.bias"] {
-            tensors.append(.init(name: "base_model.model." + name, shape: layout.entry(name)!.shape, values: backend.floats(w(name))))
+        var tensors = lora.tensors(backend: backend, peftName: peftName)
+        for name in headParameters {
+            tensors.append(.init(name: peftName(name), shape: layout.entry(name)!.shape, values: backend.floats(w(name))))
         }
         try SafeTensorsWriter.write(tensors, to: folder + "/adapter_model.safetensors")
         var config = lora.config.peftJSON(baseModel: baseModel)
         config["task_type"] = "SEQ_CLS"
-        config["target_modules"] = lora.peftTargets
+        // MPNet's module paths (attention.attn.q, …, output.dense) each match only their own modules.
+        config["target_modules"] = self.config.family == .bert ? lora.peftTargets : lora.config.targets.map(fileModule).sorted()
         config["modules_to_save"] = ["classifier"]
         config["fan_in_fan_out"] = false
         try writeAtomically(try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]),
@@ -255,21 +272,22 @@ extension BertModel {
         let file = try SafeTensorsFile(path: folder + "/adapter_model.safetensors")
         // The targets are whatever modules the file holds adapters for.
         // "base_model.model.bert.encoder.layer.<l>.<module>.lora_A.weight" → <module>, matched exactly
-        // (a suffix test would take attention.output.dense for output.dense).
-        let prefix = "base_model.model.bert.encoder.layer."
+        // (a suffix test would take attention.output.dense for output.dense); MPNet's "mpnet.…".
+        let prefix = "base_model.model." + filePrefix + "encoder.layer."
         let modules = Set(file.entries.keys.compactMap { key -> String? in
             guard key.hasPrefix(prefix), key.hasSuffix(".lora_A.weight") else { return nil }
             let rest = key.dropFirst(prefix.count).dropLast(".lora_A.weight".count)
             guard let dot = rest.firstIndex(of: "."), Int(rest[..<dot]) != nil else { return nil }
             return String(rest[rest.index(after: dot)...])
         })
-        let targets = LoRATarget.encoderTargets.filter { modules.contains($0.module) }
+        let targets = LoRATarget.encoderTargets.filter { modules.contains(fileModule($0)) }
         guard !targets.isEmpty else { throw CheckpointError("\(folder)/adapter_model.safetensors: no lora_A tensors") }
         settings.targets = targets
         try attachLoRA(settings)
-        try lora!.read(file, prefix: "base_model.model.bert.", backend: backend)
-        for name in ["classifier.weight", "classifier.bias"] {
-            for key in ["base_model.model." + name, "base_model.model.classifier.modules_to_save." + name.dropFirst("classifier.".count)] {
+        try lora!.read(file, backend: backend, peftName: peftName)
+        for name in headParameters {
+            let key = peftName(name)   // "base_model.model.classifier.…", or older peft's "….classifier.modules_to_save.…"
+            for key in [key, key.replacingOccurrences(of: ".classifier.", with: ".classifier.modules_to_save.")] {
                 guard let stored = file.entries[key] else { continue }
                 guard stored.shape == layout.entry(name)!.shape else {
                     throw CheckpointError("\(folder)/adapter_model.safetensors: '\(key)' is \(stored.shape) but the model has \(labels) labels")

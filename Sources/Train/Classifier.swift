@@ -266,8 +266,7 @@ public final class Classifier: TextClassifier {
         try model.save(folder: folder, id2label: id2label)
         // The PEFT adapter goes in a subfolder: with adapter_config.json beside model.safetensors,
         // transformers would treat the folder as an adapter and apply it again on the base model.
-        // (MPNet's PEFT names are not written yet: its LoRA runs save the merged model only.)
-        if model.lora != nil && adapter && model.config.family == .bert {
+        if model.lora != nil && adapter {
             try model.saveAdapter(folder: folder + "/adapter", baseModel: tokenizerSource)
         }
         try Self.copyTokenizer(from: tokenizerSource, to: folder)

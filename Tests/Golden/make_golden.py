@@ -30,6 +30,10 @@
   tiny-mpnet-expected.safetensors
                         a padded batch long enough to reach the log-spaced buckets (T = 24, pad id 1),
                         its logits, loss and every parameter's gradient
+  tiny-mpnet-lora/       PEFT LoRA adapters on tiny-mpnet (r 4, alpha 8; q, v, o, intermediate.dense;
+                        lora_B and the head randomised), as peft saves them
+  tiny-mpnet-lora-expected.safetensors
+                        peft's logits and loss for tiny-mpnet-expected's batch
   mpnet-hidden.safetensors
                         last hidden states of the real all-mpnet-base-v2 for two sentences, and the
                         ids HF's tokenizer gives them and a sentence pair
@@ -91,23 +95,31 @@ def adamw_losses(model, named, ids, mask, types, labels):
     return losses
 
 
-def tiny_bert_lora():
+def peft_lora(load_base, targets, seeds, name, randomised):
+    """peft's LoRA (r 4, alpha 8, no dropout) on the model load_base returns, the parameters whose
+    names hold one of `randomised` drawn from normal(0, 0.2) so that they matter; saved as peft
+    saves it to HERE/name; in eval mode. seeds: before the base loads (peft draws lora_A from the
+    global generator), then for the randomised parameters."""
     from peft import LoraConfig, get_peft_model
-    torch.manual_seed(3)  # peft draws lora_A from the global generator
-    base = BertForSequenceClassification.from_pretrained(os.path.join(HERE, "tiny-bert"))
-    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="SEQ_CLS",
-                        target_modules=["query", "value", "attention.output.dense", "intermediate.dense"])
-    model = get_peft_model(base, config)
-    torch.manual_seed(2)
+    torch.manual_seed(seeds[0])
+    base = load_base()
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="SEQ_CLS", target_modules=targets))
+    torch.manual_seed(seeds[1])
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
+        for parameter_name, p in model.named_parameters():
+            if any(part in parameter_name for part in randomised):
                 p.normal_(0.0, 0.2)
     model.eval()
-    folder = os.path.join(HERE, "tiny-bert-lora")
+    folder = os.path.join(HERE, name)
     model.save_pretrained(folder)
     if os.path.exists(os.path.join(folder, "README.md")):
         os.remove(os.path.join(folder, "README.md"))
+    return model
+
+
+def tiny_bert_lora():
+    model = peft_lora(lambda: BertForSequenceClassification.from_pretrained(os.path.join(HERE, "tiny-bert")),
+                      ["query", "value", "attention.output.dense", "intermediate.dense"], (3, 2), "tiny-bert-lora", ["lora_B"])
     ids, mask, types, labels = batch()
     out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, labels=labels)
     out.loss.backward()
@@ -280,6 +292,21 @@ def tiny_mpnet():
     print("tiny-mpnet: loss", out.loss.item())
 
 
+def tiny_mpnet_lora():
+    """PEFT LoRA on tiny-mpnet (its names: attention.attn.q/v/o, intermediate.dense; the head
+    classifier.dense and classifier.out_proj saved whole), lora_B randomised; logits and loss."""
+    from transformers import MPNetForSequenceClassification
+    model = peft_lora(lambda: MPNetForSequenceClassification.from_pretrained(os.path.join(HERE, "tiny-mpnet")),
+                      ["q", "v", "o", "intermediate.dense"], (13, 14), "tiny-mpnet-lora", ["lora_B", "modules_to_save"])
+    expected = os.path.join(HERE, "tiny-mpnet-expected.safetensors")
+    from safetensors.torch import load_file
+    inputs = load_file(expected)
+    with torch.no_grad():
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=inputs["labels"])
+    save_file({"logits": out.logits.contiguous(), "loss": out.loss.reshape(1)}, os.path.join(HERE, "tiny-mpnet-lora-expected.safetensors"))
+    print("tiny-mpnet-lora: loss", out.loss.item())
+
+
 def mpnet():
     folder = os.path.join(ASSETS, "all-mpnet-base-v2")
     tok = AutoTokenizer.from_pretrained(folder)
@@ -308,3 +335,5 @@ if __name__ == "__main__":
     if "mpnet" in chosen:
         tiny_mpnet()
         mpnet()
+    if "mpnet" in chosen or "lora" in chosen:
+        tiny_mpnet_lora()

@@ -61,6 +61,37 @@ final class LoRAParityTests: XCTestCase {
         assertClose(merged.backend.floats(merged.forward(a)), logits, atol: 1e-5, rtol: 1e-4, "merged logits")
     }
 
+    /// peft's adapter on tiny-mpnet (make_golden.py lora: q, v, o and intermediate.dense; the head,
+    /// classifier.dense and classifier.out_proj, saved whole): Retort reads it and gives peft's
+    /// logits and loss; only the adapters and the head (our pooler and classifier) train; the
+    /// adapter Retort writes has peft's tensor names and reads back to the same logits.
+    func testMPNetAdapterMatchesPeftAndRoundTrips() throws {
+        let backend = try CPUBackend(), base = golden.appendingPathComponent("tiny-mpnet").path
+        let (model, a, _) = try goldenBatch("tiny-mpnet-expected.safetensors", try BertModel.load(folder: base, backend: backend))
+        let peftFolder = golden.appendingPathComponent("tiny-mpnet-lora").path
+        try model.loadAdapter(folder: peftFolder)
+        XCTAssertEqual(model.lora?.config.targets.map(\.rawValue).sorted(), ["attention_output", "intermediate", "query", "value"])
+        let expected = try SafeTensorsFile(path: golden.appendingPathComponent("tiny-mpnet-lora-expected.safetensors").path)
+        let logits = model.backend.floats(model.forward(a))
+        assertClose(logits, try expected.floats("logits"), atol: 1e-5, rtol: 1e-4, "logits")
+        model.zeroGradients()
+        assertClose([model.backward(a)], try expected.floats("loss"), atol: 1e-6, rtol: 1e-4, "loss")
+        XCTAssertEqual(model.trainable.count, 2 * 4 * 2 + 4)   // 2 layers × 4 targets × (A, B) + the head's dense and out_proj
+        XCTAssertEqual(model.gradientLayout.entries.map(\.name).sorted(), ["classifier.bias", "classifier.weight", "pooler.dense.bias", "pooler.dense.weight"])
+        let folder = NSTemporaryDirectory() + "retort-mpnet-lora-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try model.saveAdapter(folder: folder, baseModel: base)
+        let written = try SafeTensorsFile(path: folder + "/adapter_model.safetensors")
+        let peft = try SafeTensorsFile(path: peftFolder + "/adapter_model.safetensors")
+        XCTAssertEqual(Set(written.entries.keys), Set(peft.entries.keys))
+        for key in peft.entries.keys { XCTAssertEqual(try written.floats(key), try peft.floats(key), key) }
+        let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/adapter_config.json"))) as? [String: Any])
+        XCTAssertEqual(config["target_modules"] as? [String], ["attention.attn.o", "attention.attn.q", "attention.attn.v", "intermediate.dense"])
+        let again = try BertModel.load(folder: base, backend: backend)
+        try again.loadAdapter(folder: folder)
+        XCTAssertEqual(again.backend.floats(again.forward(a)), logits)
+    }
+
     func testMergeAndUnmergeInPlace() throws {
         let (model, a, _) = try model()
         let logits = model.backend.floats(model.forward(a)), base = model.backend.floats(model.weights)
