@@ -75,6 +75,11 @@ static void load(void) {
         return;
     }
     if (corename) snprintf(info.core, sizeof info.core, "%s", corename());
+    // A name this OpenBLAS does not know leaves it to its own detection: say so rather than
+    // print the forced name beside kernels it did not choose.
+    if (forced && *forced && info.core[0] && strcasecmp(info.core, forced) != 0)
+        snprintf(info.coretype_source, sizeof info.coretype_source,
+                 "RETORT_BLAS_CORETYPE=%s is not a core this OpenBLAS runs, so it chose its own", forced);
     if (config) {
         snprintf(info.config, sizeof info.config, "%s", config());
         // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..." -> "0.3.21"

@@ -36,7 +36,8 @@ final class CommandsCLITests: TinyRunTestCase {
     }
 
     /// A RETORT_* variable set to something it does not take is a one-line error before any work
-    /// (the kernels read RETORT_NUM_THREADS with atoi, and ignored "two"); empty counts as unset.
+    /// (the kernels read RETORT_NUM_THREADS with atoi, and ignored "two"); empty counts as unset;
+    /// an OpenBLAS core name only OpenBLAS can judge is named in the cpu line when it is unknown.
     func testEnvironmentVariablesWithBadValuesAreOneLineErrors() throws {
         for (name, value, expected) in [("RETORT_NUM_THREADS", "two", "RETORT_NUM_THREADS=two is not a whole number of threads from 1 to 256"),
                                         ("RETORT_NUM_THREADS", "0", "RETORT_NUM_THREADS=0 is not a whole number"),
@@ -50,6 +51,10 @@ final class CommandsCLITests: TinyRunTestCase {
         let (status, output) = try retort(["devices"], environment: ["RETORT_NUM_THREADS": "2", "RETORT_CPU_LEVEL": "", "RETORT_NCCL": "0"])
         XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("2 threads"), output)
+        // A core name OpenBLAS does not know: it detects its own, and the cpu line says so.
+        let (bogusStatus, bogus) = try retort(["devices"], environment: ["RETORT_BLAS_CORETYPE": "Bogus"])
+        XCTAssertEqual(bogusStatus, 0, bogus)
+        XCTAssertTrue(bogus.contains("(RETORT_BLAS_CORETYPE=Bogus is not a core this OpenBLAS runs, so it chose its own)"), bogus)
     }
 
     /// `tokenize` picks the tokenizer from the folder: WordPiece (vocab.txt) or GPT-2's byte-level
