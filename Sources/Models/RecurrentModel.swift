@@ -108,14 +108,16 @@ public final class RecurrentModel {
         return a.logits.slice(0, B * labels)
     }
 
-    /// Logits [N][labels] of token id sequences, up to a.maxBatch at a time, in `a` (forward only).
-    public func logits(_ sequences: [[Int32]], in a: RecurrentActivations) -> [[Float]] {
+    /// Logits [N][labels] of token id sequences, up to a.maxBatch at a time, in `a` (forward only);
+    /// `progress` hears the sequences done after each batch.
+    public func logits(_ sequences: [[Int32]], in a: RecurrentActivations, progress: (Int) -> Void = { _ in }) -> [[Float]] {
         var out: [[Float]] = []
         for start in stride(from: 0, to: sequences.count, by: a.maxBatch) {
             let chunk = Array(sequences[start..<min(start + a.maxBatch, sequences.count)])
             a.load(chunk, pad: Int32(config.padTokenId), backend: backend, forBackward: false)
             let flat = backend.floats(forward(a))
             for i in 0..<chunk.count { out.append(Array(flat[(i * labels)..<((i + 1) * labels)])) }
+            progress(out.count)
         }
         return out
     }

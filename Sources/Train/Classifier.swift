@@ -104,17 +104,25 @@ extension TextClassifier {
     public var id2label: [Int: String] { Dictionary(uniqueKeysWithValues: labelNames.enumerated().map { ($0, $1) }) }
 
     /// The metrics on a labelled test file (`columns`' label column, by default "label"), in batches;
-    /// records without text are skipped (as in the run's dev data) and `skipped` says which.
-    public func evaluate(testFile path: String, columns: ColumnSpec, batchSize: Int, skipped: (String) -> Void = { _ in }) throws -> ClassificationMetrics {
+    /// records without text are skipped (as in the run's dev data) and `skipped` says which;
+    /// `progress` hears (texts done, all, seconds) as `evaluate` reports them.
+    public func evaluate(testFile path: String, columns: ColumnSpec, batchSize: Int, skipped: (String) -> Void = { _ in },
+                         progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> ClassificationMetrics {
         var columns = columns
         if columns.label == nil { columns.label = .name("label") }
         let examples = try Dataset.loadWithText(path, columns: columns, skipped: skipped)
-        return try evaluate(encode(examples), labels: try Dataset.labelIds(examples, names: labelNames, path: path), batchSize: batchSize)
+        return try evaluate(encode(examples), labels: try Dataset.labelIds(examples, names: labelNames, path: path), batchSize: batchSize,
+                            progress: progress)
     }
 
-    /// Accuracy, macro-F1, MCC and mean cross-entropy over labelled encodings.
-    public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
-        ClassificationMetrics(logits: try classifyByLength(encodings, batchSize: batchSize), labels: labels, classes: labelNames.count)
+    /// Accuracy, macro-F1, MCC and mean cross-entropy over labelled encodings, in order of length;
+    /// `progress` hears (texts done, all, seconds) after every 512 texts or so.
+    public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int,
+                         progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> ClassificationMetrics {
+        let logits = try classifyInSlices(encodings, slice: max(1, 512 / batchSize) * batchSize, progress: progress) {
+            try classify($0, batchSize: batchSize)
+        }
+        return ClassificationMetrics(logits: logits, labels: labels, classes: labelNames.count)
     }
 
     /// Logits [N][labels] of the encodings, in their order, computed in batches of similar lengths.
@@ -123,19 +131,29 @@ extension TextClassifier {
     }
 }
 
+/// The logits of `encodings` (in their order), run in order of length `slice` texts at a time
+/// through `classify`, `progress` hearing (texts done, all, seconds) after each slice. With
+/// `slice` a multiple of classify's batch size these are the batches one call over all of them
+/// (classifyByLength) runs, so the logits are the same.
+public func classifyInSlices(_ encodings: [Encoding], slice: Int, progress: (Int, Int, Double) -> Void,
+                             classify: ([Encoding]) throws -> [[Float]]) rethrows -> [[Float]] {
+    let started = Date()
+    return try inLengthOrder(encodings) { sorted in
+        var rows: [[Float]] = []
+        for start in stride(from: 0, to: sorted.count, by: max(1, slice)) {
+            rows += try classify(Array(sorted[start..<min(start + max(1, slice), sorted.count)]))
+            progress(rows.count, sorted.count, Date().timeIntervalSince(started))
+        }
+        return rows
+    }
+}
+
 /// A teacher's logits for `encodings` (in their order), as classifyByLength computes them — in
 /// order of length, batches of `batchSize` — reported after every 512 texts (.labelled).
 public func teacherLogits(_ teacher: TextClassifier, _ encodings: [Encoding], batchSize: Int = 64,
                           progress: (RunEvent) -> Void) throws -> [[Float]] {
-    let started = Date(), slice = max(1, 512 / batchSize) * batchSize   // whole batches: the same batches as one call
-    return try inLengthOrder(encodings) { sorted in
-        var rows: [[Float]] = []
-        for start in stride(from: 0, to: sorted.count, by: slice) {
-            rows += try teacher.classify(Array(sorted[start..<min(start + slice, sorted.count)]), batchSize: batchSize)
-            progress(.labelled(done: rows.count, total: sorted.count, seconds: Date().timeIntervalSince(started)))
-        }
-        return rows
-    }
+    try classifyInSlices(encodings, slice: max(1, 512 / batchSize) * batchSize,
+                         progress: { progress(.labelled(done: $0, total: $1, seconds: $2)) }) { try teacher.classify($0, batchSize: batchSize) }
 }
 
 /// `logits` of the encodings sorted by token count (ties in their order), returned in the
@@ -217,8 +235,9 @@ public final class Classifier: TextClassifier {
                labels: labels, batch: padded.count, length: T, backend: model.backend, forBackward: forBackward)
     }
 
-    /// Logits [N][labels] of the encodings, in batches.
-    public func logits(_ encodings: [Encoding], batchSize: Int, activations: BertActivations? = nil) throws -> [[Float]] {
+    /// Logits [N][labels] of the encodings, in batches (`progress` hears the texts done after each).
+    public func logits(_ encodings: [Encoding], batchSize: Int, activations: BertActivations? = nil,
+                       progress: (Int) -> Void = { _ in }) throws -> [[Float]] {
         let a = try activations ?? BertActivations(config: model.config, labels: model.labels, maxBatch: batchSize,
                                                     maxLength: maxLength, backend: model.backend, inference: true)
         var out: [[Float]] = []
@@ -227,6 +246,7 @@ public final class Classifier: TextClassifier {
             load(chunk, labels: [], into: a, forBackward: false)
             let flat = model.backend.floats(model.forward(a))
             for i in 0..<chunk.count { out.append(Array(flat[(i * model.labels)..<((i + 1) * model.labels)])) }
+            progress(out.count)
         }
         return out
     }
@@ -253,8 +273,9 @@ public final class Classifier: TextClassifier {
 
     /// Accuracy, macro-F1, MCC and mean cross-entropy over labelled encodings (in `activations`, a
     /// training arena, when given).
-    public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int, activations: BertActivations?) throws -> ClassificationMetrics {
-        ClassificationMetrics(logits: try inLengthOrder(encodings) { try logits($0, batchSize: batchSize, activations: activations) },
+    public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int, activations: BertActivations?,
+                         progress: (Int) -> Void = { _ in }) throws -> ClassificationMetrics {
+        ClassificationMetrics(logits: try inLengthOrder(encodings) { try logits($0, batchSize: batchSize, activations: activations, progress: progress) },
                               labels: labels, classes: model.labels)
     }
 

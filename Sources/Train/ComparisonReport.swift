@@ -26,9 +26,11 @@ public struct ComparisonReport {
     /// Loads each model folder, evaluates it on `test` when given (else reads its best dev
     /// metrics from metrics.json) and measures its speed. The first folder is the reference for
     /// the speed-up (the teacher). `maxLength` nil: 128 tokens, or fewer when a model has fewer
-    /// positions. `progress` hears which folder is being measured.
+    /// positions. `progress` hears which folder is being measured, `testProgress` (texts done, all,
+    /// seconds) how far its test evaluation is.
     public static func build(runs: [String], test: String?, columns: ColumnSpec, maxLength: Int?, backend: Backend,
-                             progress: (String) -> Void = { _ in }, skipped: ((String) -> Void)? = nil,
+                             progress: (String) -> Void = { _ in }, testProgress: (Int, Int, Double) -> Void = { _, _, _ in },
+                             skipped: ((String) -> Void)? = nil,
                              truncated: (_ model: String, Truncation) -> Void = { _, _ in }) throws -> ComparisonReport {
         var rows: [Row] = []
         var labelled = columns
@@ -47,7 +49,7 @@ public struct ComparisonReport {
                 let cut = Truncation([("test", encodings)], maxLength: classifier.maxLength)   // as eval says it
                 if cut.anyCut { truncated(modelName(folder: folder), cut) }
                 metrics = try classifier.evaluate(encodings, labels: try Dataset.labelIds(testExamples, names: classifier.labelNames, path: test),
-                                                  batchSize: 32)
+                                                  batchSize: 32, progress: testProgress)
                 source = "test"
             } else {
                 metrics = info?.bestDev

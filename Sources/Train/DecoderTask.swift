@@ -53,10 +53,11 @@ public final class DecoderTask: TrainingTask {
         losses.add(nil, activations.loss.slice(0, 1), weight: weight * tokenLossScale)
     }
 
-    public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
+    public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int, progress: (Int) -> Void) throws -> ClassificationMetrics {
         let a = activations
         if model.labels > 0 {
-            return ClassificationMetrics(logits: try inLengthOrder(dev) { try logits($0, batchSize: batchSize) }, labels: labels, classes: model.labels)
+            return ClassificationMetrics(logits: try inLengthOrder(dev) { try logits($0, batchSize: batchSize, progress: progress) }, labels: labels,
+                                         classes: model.labels)
         }
         // Language model: the token-weighted mean next-token loss and accuracy.
         var lossSum = 0.0, correct = 0, tokens = 0
@@ -66,6 +67,7 @@ public final class DecoderTask: TrainingTask {
             model.forward(a)
             let (loss, right, count) = model.nextTokenStatistics(a)
             lossSum += loss * Double(count); correct += right; tokens += count
+            progress(start + batch.count)
         }
         var metrics = ClassificationMetrics(predictions: [], labels: [], classes: 0, loss: tokens > 0 ? lossSum / Double(tokens) : 0)
         metrics.accuracy = tokens > 0 ? Double(correct) / Double(tokens) : 0
@@ -74,8 +76,9 @@ public final class DecoderTask: TrainingTask {
         return metrics
     }
 
-    /// A classifier's logits [N][labels] at each text's last token, in batches.
-    func logits(_ encodings: [Encoding], batchSize: Int) throws -> [[Float]] {
+    /// A classifier's logits [N][labels] at each text's last token, in batches (`progress` hears
+    /// the texts done after each).
+    func logits(_ encodings: [Encoding], batchSize: Int, progress: (Int) -> Void = { _ in }) throws -> [[Float]] {
         precondition(model.labels > 0, "logits: the model is a language model")
         var out: [[Float]] = []
         for start in stride(from: 0, to: encodings.count, by: batchSize) {
@@ -84,6 +87,7 @@ public final class DecoderTask: TrainingTask {
             model.forward(activations)
             let flat = backend.floats(model.lastTokenLogits(activations)), L = model.labels
             for i in 0..<chunk.count { out.append(Array(flat[(i * L)..<((i + 1) * L)])) }
+            progress(out.count)
         }
         return out
     }

@@ -131,7 +131,8 @@ public final class DistillationRun: TrainingRecipe {
         metrics.dataParallel = dataParallel
         if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it
             let saved = try Classifier.load(folder: c.output, maxLength: t.maxLength, backend: backend, inference: true)
-            let m = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: t.options.batchSize) { progress(.note($0)) }
+            let m = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: t.options.batchSize, skipped: { progress(.note($0)) },
+                                       progress: { progress(.evaluating(set: "test", done: $0, total: $1, seconds: $2)) })
             metrics.test = m
             progress(.tested(m))
         }

@@ -110,7 +110,8 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         metrics.dataParallel = trainer.dataParallel
         if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it
             let saved = try RecurrentClassifier.load(folder: c.output, maxLength: nil, backend: backend)
-            metrics.test = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: options.batchSize) { progress(.note($0)) }
+            metrics.test = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: options.batchSize, skipped: { progress(.note($0)) },
+                                              progress: { progress(.evaluating(set: "test", done: $0, total: $1, seconds: $2)) })
             progress(.tested(metrics.test!))
         }
         if writesOutputs { try folder.write(metrics) }

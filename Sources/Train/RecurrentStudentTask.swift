@@ -69,8 +69,9 @@ public final class RecurrentStudentTask: TrainingTask {
         model.backward(a)
     }
 
-    public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
-        ClassificationMetrics(logits: inLengthOrder(dev) { model.logits($0.map(\.ids), in: activations) }, labels: labels, classes: model.labels)
+    public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int, progress: (Int) -> Void) throws -> ClassificationMetrics {
+        ClassificationMetrics(logits: inLengthOrder(dev) { model.logits($0.map(\.ids), in: activations, progress: progress) }, labels: labels,
+                              classes: model.labels)
     }
 
     public var checkpointTensors: [(String, Tensor)] { [("weights", model.weights)] }

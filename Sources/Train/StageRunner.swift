@@ -23,6 +23,9 @@ public enum RunEvent {
     case tested(ClassificationMetrics)
     /// A teacher labelling texts before training (minutes on a large set): done of total so far.
     case labelled(done: Int, total: Int, seconds: Double)
+    /// An evaluation on "dev" or "test" under way: texts done of total so far (a dev evaluation
+    /// says so once it has run a second).
+    case evaluating(set: String, done: Int, total: Int, seconds: Double)
 }
 
 /// How many texts of each set (training, dev; or a command's inputs) were cut to the maximum length.
@@ -102,7 +105,8 @@ final class StageRunner {
         progress(.stageStarted(stage: stage, epochs: epochs, steps: trainer.totalSteps, learningRate: trainer.options.learningRate))
         trainer.stage = stage
         defer {   // the hooks capture the trainer: let it go when the stage ends
-            trainer.onStep = { _ in }; trainer.onImproved = {}; trainer.onEval = { _, _ in }; trainer.afterStep = {}
+            trainer.onStep = { _ in }; trainer.onImproved = {}; trainer.onEval = { _, _ in }; trainer.onEvaluating = { _, _, _ in }
+            trainer.afterStep = {}
         }
         let stageStart = Date(), startStep = trainer.step
         var lastSave = Date()
@@ -132,6 +136,7 @@ final class StageRunner {
             try saveBest()
             if !trainer.hasDev { try save() }   // no evaluation to save after: the epoch's end is the point
         }
+        trainer.onEvaluating = { [progress] in progress(.evaluating(set: "dev", done: $0, total: $1, seconds: $2)) }
         trainer.onEval = { [progress, log] entry, improved in
             log.write(entry)
             progress(.evaluated(entry, improved: improved))

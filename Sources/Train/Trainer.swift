@@ -91,6 +91,9 @@ public final class Trainer {
     private var evaluatedStep = 0
     public var onStep: (StepLog) -> Void = { _ in }
     public var onEval: (EvalLog, _ improved: Bool) -> Void = { _, _ in }
+    /// During a dev evaluation that has run a second or more: (texts done, all, seconds), at most
+    /// four times a second.
+    public var onEvaluating: (_ done: Int, _ total: Int, _ seconds: Double) -> Void = { _, _, _ in }
     public var onImproved: () throws -> Void = {}
     /// After every step and its evaluation, if due (periodic checkpoints).
     public var afterStep: () throws -> Void = {}
@@ -352,7 +355,14 @@ public final class Trainer {
     func evaluate(epoch: Int) throws {
         evaluatedStep = step
         guard !dev.isEmpty else { try onImproved(); return }
-        let metrics = try task.evaluate(dev, labels: devLabels, batchSize: options.rankBatchSize)
+        let started = Date(), total = dev.count
+        var shown = started
+        let metrics = try task.evaluate(dev, labels: devLabels, batchSize: options.rankBatchSize) { [onEvaluating] done in
+            let now = Date()
+            guard now.timeIntervalSince(started) >= 1, now.timeIntervalSince(shown) >= 0.25 else { return }
+            shown = now
+            onEvaluating(done, total, now.timeIntervalSince(started))
+        }
         guard metrics.loss.isFinite else {   // never saved as the best model, nor checkpointed
             var diverged = TrainingDiverged(stage: stage, step: step, loss: metrics.loss, gradientNorm: .nan)
             diverged.onDev = true

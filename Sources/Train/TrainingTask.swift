@@ -28,8 +28,8 @@ public protocol TrainingTask: AnyObject {
     /// Runs the loaded micro-batch (masks from `seed`), accumulates the gradient of gradScale·loss
     /// and adds weight·loss to `losses`, all queued on the device.
     func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double)
-    /// Dev metrics.
-    func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics
+    /// Dev metrics; `progress` hears the texts done after each batch.
+    func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int, progress: (Int) -> Void) throws -> ClassificationMetrics
     /// What a checkpoint saves besides the optimizer: the weights first.
     var checkpointTensors: [(String, Tensor)] { get }
     /// Installs (nil: removes) the hook the trained model's backward calls after each layer with
@@ -93,8 +93,8 @@ public final class ClassifierTask: TrainingTask {
         objective.step(activations, batch: batch, seed: seed, gradScale: gradScale, losses: losses, weight: weight)
     }
 
-    public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int) throws -> ClassificationMetrics {
-        try classifier.evaluate(dev, labels: labels, batchSize: batchSize, activations: activations)
+    public func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int, progress: (Int) -> Void) throws -> ClassificationMetrics {
+        try classifier.evaluate(dev, labels: labels, batchSize: batchSize, activations: activations, progress: progress)
     }
 
     public func setLayerGradientsHook(_ hook: (([Tensor]) -> Void)?) { classifier.model.layerGradientsReady = hook }

@@ -39,9 +39,12 @@ struct CompareCommand: ParsableCommand {
         try withFlags {
             try checkWritable(out, flag: "--out", isFolder: true)
             let backend = try deviceOptions.backend()
+            let printer = ProgressPrinter(showStages: false)   // a test evaluation's line, replaced by the next
             let report = try ComparisonReport.build(runs: runs.map(expand), test: test.map(expand), columns: columns.spec(labelled: true),
-                                                    maxLength: maxLength, backend: backend, progress: { printError("retort: " + $0) },
-                                                    truncated: { printError("retort: \($0): " + flags($1.message)) })
+                                                    maxLength: maxLength, backend: backend, progress: { printer.say("retort: " + $0) },
+                                                    testProgress: { printer.handle(.evaluating(set: "test", done: $0, total: $1, seconds: $2)) },
+                                                    truncated: { printer.say("retort: \($0): " + flags($1.message)) })
+            printer.finish()
             let earlier = FileManager.default.fileExists(atPath: (expand(out) as NSString).appendingPathComponent("report.md"))
             let written = try report.write(folder: expand(out))
             print(report.markdownTable)

@@ -147,18 +147,13 @@ func classifyShowingProgress(_ classifier: TextClassifier, _ encodings: [Encodin
     guard !overflow, encodings.count > chunk, isatty(STDERR_FILENO) == 1 else {
         return try classifier.classifyByLength(encodings, batchSize: batchSize)
     }
-    let started = Date(), session = try classifier.forwardSession(batchSize: batchSize)
+    let session = try classifier.forwardSession(batchSize: batchSize)
     defer { FileHandle.standardError.write(Data("\n".utf8)) }
-    return try inLengthOrder(encodings) { sorted in
-        var logits: [[Float]] = []
-        for begin in stride(from: 0, to: sorted.count, by: chunk) {   // whole batches: chunk is a multiple of batchSize
-            logits += try session(Array(sorted[begin..<min(begin + chunk, sorted.count)]))
-            let seconds = Date().timeIntervalSince(started), rate = Double(logits.count) / max(seconds, 1e-9)
-            FileHandle.standardError.write(Data(String(format: "\rretort: %d/%d texts  %.0f texts/s  ETA %@   ", logits.count, sorted.count,
-                                                       rate, duration(Double(sorted.count - logits.count) / rate)).utf8))
-        }
-        return logits
-    }
+    return try classifyInSlices(encodings, slice: chunk, progress: { done, total, seconds in   // whole batches: chunk is a multiple of batchSize
+        let rate = Double(done) / max(seconds, 1e-9)
+        FileHandle.standardError.write(Data(String(format: "\rretort: %d/%d texts  %.0f texts/s  ETA %@   ", done, total, rate,
+                                                   duration(Double(total - done) / rate)).utf8))
+    }, classify: session)
 }
 
 /// A forward pass's activations for `batch` texts are made at once: one text's, measured, times

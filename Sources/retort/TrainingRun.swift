@@ -8,6 +8,9 @@ import Train
 final class ProgressPrinter {
     /// A progress line is on screen (no newline yet).
     private var lineOpen = false
+    /// That line is an evaluation's, this wide: the line after it replaces it (its result says
+    /// what it was doing) rather than following it.
+    private var evaluationWidth: Int?
     /// Distillation prefixes progress lines with the stage: "[intermediate] ".
     let showStages: Bool
 
@@ -48,19 +51,33 @@ final class ProgressPrinter {
             FileHandle.standardError.write(Data(String(format: "\rretort: the teacher labelled %d of %d texts  %.0f texts/s  ETA %@   ", done, total,
                                                        rate, duration(Double(total - done) / rate)).utf8))
             lineOpen = true
+        case .evaluating(let set, let done, let total, let seconds):
+            if lineOpen && evaluationWidth == nil { FileHandle.standardError.write(Data("\n".utf8)) }   // the last step's line stays
+            let rate = Double(done) / max(seconds, 1e-9)
+            let line = String(format: "retort: evaluating on the %@ set: %d of %d texts  %.0f texts/s  ETA %@   ", set, done, total, rate,
+                              duration(Double(total - done) / rate))
+            FileHandle.standardError.write(Data(("\r" + line).utf8))
+            lineOpen = true
+            evaluationWidth = line.count
         case .tested(let m):
             say(String(format: "retort: test accuracy %.4f  macro-F1 %.4f  MCC %.4f (", m.accuracy, m.macroF1, m.mcc) + counted(m.examples, "example") + ")")
         }
     }
 
-    /// A line of its own, after any open progress line.
+    /// A line of its own, after any open progress line (in place of an evaluation's).
     func say(_ text: String) {
-        if lineOpen { FileHandle.standardError.write(Data("\n".utf8)); lineOpen = false }
+        finish()
         printError(text)
     }
 
-    /// Ends an open progress line (before the final summary or an error).
+    /// Ends an open progress line (before the final summary or an error); an evaluation's is cleared.
     func finish() {
-        if lineOpen { FileHandle.standardError.write(Data("\n".utf8)); lineOpen = false }
+        if let width = evaluationWidth {
+            FileHandle.standardError.write(Data(("\r" + String(repeating: " ", count: width) + "\r").utf8))
+        } else if lineOpen {
+            FileHandle.standardError.write(Data("\n".utf8))
+        }
+        lineOpen = false
+        evaluationWidth = nil
     }
 }

@@ -46,6 +46,26 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(resumed, losses, "a resumed run must reproduce the uninterrupted losses")
     }
 
+    /// A dev evaluation tells the texts done after each batch (the trainer's progress line), and
+    /// classifying in slices of whole batches gives the logits of one call over all the texts.
+    func testEvaluationsReportTheirProgressAndSlicesChangeNoLogit() throws {
+        let backend = try CPUBackend()
+        let t = try trainer(backend, epochs: 1)
+        var done: [Int] = []
+        let metrics = try t.task.evaluate(t.dev, labels: t.devLabels, batchSize: 8) { done.append($0) }
+        XCTAssertEqual(done, [8, 16, 24, 32])
+        XCTAssertEqual(metrics.examples, 32)
+        let c = try TinyClassifier.make(backend), (texts, _) = TinyClassifier.data(37, seed: 3)
+        let encodings = texts.map { c.tokenizer.encode($0, maxLength: 16) }
+        var reports: [Int] = []
+        let sliced = try classifyInSlices(encodings, slice: 8, progress: { done, total, _ in
+            XCTAssertEqual(total, 37)
+            reports.append(done)
+        }) { try c.classify($0, batchSize: 4) }
+        XCTAssertEqual(reports, [8, 16, 24, 32, 37])
+        XCTAssertEqual(sliced, try c.classifyByLength(encodings, batchSize: 4))
+    }
+
     func testTwoMicroBatchesOfEightStepLikeOneBatchOfSixteen() throws {
         let backend = try CPUBackend()
         var rng = SplitMix(seed: 12)
