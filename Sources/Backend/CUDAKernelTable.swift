@@ -45,8 +45,10 @@ enum CUDAKernelTable {
     static let biasAdd = CUDAKernel("bias.cu", "bias_add", [.floats, .floats, .int64, .int32])
     static let biasBackwardPartials = CUDAKernel("bias.cu", "bias_backward_partials", [.floats, .floats, .int64, .int32, .int32])
     // decode_attention.cu
-    static let decodeAttention = CUDAKernel("decode_attention.cu", "decode_attention", [.floats, .floats, .floats, .floats, .ints,
-        .int32, .int32, .int32, .int32, .int32, .float])
+    static let decodeAttention = CUDAKernel("decode_attention.cu", "decode_attention", [.floats, .floats, .floats, .floats, .floats,
+        .ints, .int32, .int32, .int32, .int32, .int32, .float, .int32])
+    static let decodeAttentionMerge = CUDAKernel("decode_attention.cu", "decode_attention_merge", [.floats, .floats, .int32, .int32,
+        .int32, .int32])
     // dropout.cu
     static let dropoutF32 = CUDAKernel("dropout.cu", "dropout_f32", [.floats, .floats, .int64, .float, .uint64, .uint64])
     // embedding.cu

@@ -6,3 +6,4 @@ namespace k_decode_attention {
 }
 
 EMU_KERNEL("decode_attention.cu", k_decode_attention, decode_attention, 0)
+EMU_KERNEL("decode_attention.cu", k_decode_attention, decode_attention_merge, 0)
