@@ -171,22 +171,31 @@ public final class SafeTensorsFile: @unchecked Sendable {
 }
 
 public enum SafeTensorsWriter {
-    public struct Tensor: Sendable {
+    public struct Tensor {
         public let name: String
         public let shape: [Int]
         public let values: [Float]   // written as F32
         public let int8: [Int8]?     // written as I8 instead
+        /// The F32 values fetched only when the tensor is written (from a device, say), so that a
+        /// file of several large tensors never holds more than one of them in memory.
+        let fetch: (() -> [Float])?
+        let fetchCount: Int
         public init(name: String, shape: [Int], values: [Float]) {
-            self.name = name; self.shape = shape; self.values = values; int8 = nil
+            self.name = name; self.shape = shape; self.values = values; int8 = nil; fetch = nil; fetchCount = 0
         }
         public init(name: String, shape: [Int], int8: [Int8]) {
-            self.name = name; self.shape = shape; values = []; self.int8 = int8
+            self.name = name; self.shape = shape; values = []; self.int8 = int8; fetch = nil; fetchCount = 0
         }
-        var count: Int { int8?.count ?? values.count }
+        /// F32 values that `fetch` returns (`count` of them) when the file is written.
+        public init(name: String, shape: [Int], count: Int, fetch: @escaping () -> [Float]) {
+            self.name = name; self.shape = shape; values = []; int8 = nil; self.fetch = fetch; fetchCount = count
+        }
+        var count: Int { int8?.count ?? (fetch != nil ? fetchCount : values.count) }
         var bytes: Int { int8 != nil ? count : 4 * count }
     }
 
-    /// Writes F32 and I8 tensors (in the order given) to `path` through a temporary file and a rename.
+    /// Writes F32 and I8 tensors (in the order given) to `path` through a temporary file and a
+    /// rename, streaming them one after another (no copy of the whole file in memory).
     public static func write(_ tensors: [Tensor], metadata: [String: String] = ["format": "pt"], to path: String) throws {
         var header: [String: Any] = ["__metadata__": metadata]
         var offset = 0
@@ -199,21 +208,38 @@ public enum SafeTensorsWriter {
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while json.count % 8 != 0 { json.append(0x20) }   // pad with spaces so the data is 8-byte aligned
-        var file = Data(capacity: 8 + json.count + offset)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
-        file.append(json)
-        for t in tensors {
-            if let int8 = t.int8 {
-                int8.withUnsafeBytes { file.append(contentsOf: $0) }
-                continue
+        try writeAtomically(to: path) { file in
+            try withUnsafeBytes(of: UInt64(json.count).littleEndian) { try file.append($0) }
+            try json.withUnsafeBytes { try file.append($0) }
+            for t in tensors {
+                if let int8 = t.int8 {
+                    try int8.withUnsafeBytes { try file.append($0) }
+                    continue
+                }
+                let values = t.fetch?() ?? t.values
+                guard values.count == t.count else { throw CheckpointError("tensor '\(t.name)': fetched \(values.count) values, not \(t.count)") }
+                #if _endian(little)
+                try values.withUnsafeBytes { try file.append($0) }   // already the file's byte order
+                #else
+                try values.map { $0.bitPattern.littleEndian }.withUnsafeBytes { try file.append($0) }
+                #endif
             }
-            #if _endian(little)
-            t.values.withUnsafeBytes { file.append(contentsOf: $0) }   // already the file's byte order
-            #else
-            for v in t.values { withUnsafeBytes(of: v.bitPattern.littleEndian) { file.append(contentsOf: $0) } }
-            #endif
         }
-        try writeAtomically(file, to: path)
+    }
+}
+
+/// A file being written: `append` writes all of the bytes given (retrying short writes).
+public struct FileWriter {
+    let fd: Int32
+    let path: String
+    public func append(_ raw: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < raw.count {
+            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw CheckpointError("\(path): write failed: \(String(cString: strerror(errno)))") }
+            offset += n
+        }
     }
 }
 
@@ -222,11 +248,21 @@ public enum SafeTensorsWriter {
 /// file, only the old one or the new one.
 public func writeAtomically(_ data: Data, to path: String) throws { try writeAtomically([(path, data)]) }
 
-/// writeAtomically for files that belong together (a report's three): each is written in full
-/// under a temporary name first (a full disk changes nothing), then they are renamed into place;
-/// should a rename fail, those already renamed are put back as they were (their earlier versions
-/// kept under a second name until the last rename), so the set is all new or all old.
+/// writeAtomically of what `contents` writes (a file too large to build in memory first).
+public func writeAtomically(to path: String, _ contents: (FileWriter) throws -> Void) throws {
+    try withoutActuallyEscaping(contents) { contents in try writeAtomically([(path: path, contents: contents)]) }
+}
+
+/// writeAtomically for files that belong together (a report's three).
 public func writeAtomically(_ files: [(path: String, data: Data)]) throws {
+    try writeAtomically(files.map { file in (file.path, { writer in try file.data.withUnsafeBytes { try writer.append($0) } }) })
+}
+
+/// Each file is written in full under a temporary name first (a full disk changes nothing), then
+/// they are renamed into place; should a rename fail, those already renamed are put back as they
+/// were (their earlier versions kept under a second name until the last rename), so the set is
+/// all new or all old.
+public func writeAtomically(_ files: [(path: String, contents: (FileWriter) throws -> Void)]) throws {
     func beside(_ path: String, _ suffix: String) -> String {
         let url = URL(fileURLWithPath: path)
         return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).\(suffix)").path
@@ -234,7 +270,7 @@ public func writeAtomically(_ files: [(path: String, data: Data)]) throws {
     let temporaries = files.map { beside($0.path, "tmp") }
     defer { temporaries.forEach { unlink($0) } }
     for (file, temporary) in zip(files, temporaries) {
-        do { try writeDurably(file.data, to: temporary) } catch { throw CheckpointError("\(file.path): cannot write: \(error)") }
+        do { try writeDurably(to: temporary, file.contents) } catch { throw CheckpointError("\(file.path): cannot write: \(error)") }
     }
     let earlier = files.count == 1 ? [nil] : files.map { link($0.path, beside($0.path, "old")) == 0 ? beside($0.path, "old") : nil }
     defer { earlier.compactMap { $0 }.forEach { unlink($0) } }
@@ -249,20 +285,12 @@ public func writeAtomically(_ files: [(path: String, data: Data)]) throws {
     for folder in Set(files.map { ($0.path as NSString).deletingLastPathComponent }) { syncFolder(folder.isEmpty ? "." : folder) }
 }
 
-/// Creates (or truncates) `path`, writes `data` and fsyncs it before returning.
-public func writeDurably(_ data: Data, to path: String) throws {
+/// Creates (or truncates) `path`, writes what `contents` writes and fsyncs it before returning.
+public func writeDurably(to path: String, _ contents: (FileWriter) throws -> Void) throws {
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw CheckpointError("\(path): cannot create: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
-    try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-        var offset = 0
-        while offset < raw.count {
-            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw CheckpointError("\(path): write failed: \(String(cString: strerror(errno)))") }
-            offset += n
-        }
-    }
+    try contents(FileWriter(fd: fd, path: path))
     guard fsync(fd) == 0 else { throw CheckpointError("\(path): fsync failed: \(String(cString: strerror(errno)))") }
 }
 

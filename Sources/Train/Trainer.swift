@@ -408,7 +408,10 @@ public final class Trainer {
     public func saveCheckpoint(folder: String, state: TrainerState? = nil) throws {
         let b = task.backend
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let tensors = checkpointTensors.map { SafeTensorsWriter.Tensor(name: $0.0, shape: [$0.1.count], values: b.floats($0.1)) }
+        // Each read from the device as it is written: one tensor's copy in memory at a time.
+        let tensors = checkpointTensors.map { name, tensor in
+            SafeTensorsWriter.Tensor(name: name, shape: [tensor.count], count: tensor.count) { b.floats(tensor) }
+        }
         try SafeTensorsWriter.write(tensors, metadata: ["format": "retort-checkpoint"], to: folder + "/state.safetensors")
         try writeAtomically(try (state ?? self.state).json(), to: folder + "/trainer.json")
     }
