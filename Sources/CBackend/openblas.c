@@ -20,6 +20,23 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 
+// The instruction set OpenBLAS's x86-64 core `name` needs when this CPU lacks it, else NULL.
+static const char *forced_core_lacks(const char *name, const rt_cpu_features *f) {
+    static const struct { const char *core; int level; } cores[] = {
+        {"SkylakeX", 3}, {"Cooperlake", 3}, {"SapphireRapids", 3}, {"Haswell", 2}, {"Zen", 2},
+        {"Sandybridge", 1}, {"Bulldozer", 1}, {"Piledriver", 1}, {"Steamroller", 1}, {"Excavator", 1},
+    };
+    for (size_t i = 0; i < sizeof cores / sizeof cores[0]; i++) {
+        if (strcasecmp(name, cores[i].core) != 0) continue;
+        switch (cores[i].level) {
+        case 3: return f->avx512f ? NULL : "AVX-512";
+        case 2: return f->avx2 && f->fma ? NULL : "AVX2 and FMA";
+        default: return f->avx ? NULL : "AVX";
+        }
+    }
+    return NULL;
+}
+
 static void load(void) {
     memset(&info, 0, sizeof info);
     // RETORT_BLAS_CORETYPE forces a core. Otherwise CPUID decides, even over an inherited
@@ -28,7 +45,15 @@ static void load(void) {
     const char *forced = getenv("RETORT_BLAS_CORETYPE");
     const char *inherited = getenv("OPENBLAS_CORETYPE");
     const char *core = rt_cpu_openblas_coretype();
-    if (forced && *forced) {
+    // A forced core whose instructions this CPU lacks would stop the process at its first sgemm
+    // (SIGILL): CPUID's choice instead, and the cpu line says why.
+    const char *lacking = forced && *forced ? forced_core_lacks(forced, rt_cpu_detect()) : NULL;
+    if (lacking && *core) {
+        setenv("OPENBLAS_CORETYPE", core, 1);
+        snprintf(info.coretype_source, sizeof info.coretype_source, "RETORT_BLAS_CORETYPE=%s needs %s, which this CPU lacks: chosen from CPUID",
+                 forced, lacking);
+        forced = NULL;
+    } else if (forced && *forced) {
         setenv("OPENBLAS_CORETYPE", forced, 1);
         snprintf(info.coretype_source, sizeof info.coretype_source, "RETORT_BLAS_CORETYPE=%s", forced);
     } else if (*core) {

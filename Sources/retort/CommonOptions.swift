@@ -48,9 +48,14 @@ struct DeviceOptions: ParsableArguments {
 
     func backend() throws -> Backend {
         // More threads than CPUs only take turns on them (each step waits for the slowest).
+        // RETORT_NUM_THREADS is held to the same rule (EnvironmentCheck took its form already).
         let cpus = ProcessInfo.processInfo.activeProcessorCount
-        if let threads, threads > cpus, DataParallel.prints { printError("retort: --threads \(threads): this machine has \(cpus) CPUs; using \(cpus)") }
-        let (backend, note) = try Devices.makeBackend(device, threads: threads.map { min($0, cpus) } ?? DataParallel.defaultThreads,
+        let fromEnvironment = ProcessInfo.processInfo.environment["RETORT_NUM_THREADS"].flatMap { Int($0) }
+        let asked = threads ?? fromEnvironment
+        if let asked, asked > cpus, DataParallel.prints {
+            printError("retort: \(threads != nil ? "--threads " : "RETORT_NUM_THREADS=")\(asked): this machine has \(cpus) CPUs; using \(cpus)")
+        }
+        let (backend, note) = try Devices.makeBackend(device, threads: asked.map { min($0, cpus) } ?? DataParallel.defaultThreads,
                                                       precision: precision)
         try DataParallel.checkSameDevice(backend)
         guard DataParallel.prints else { return backend }

@@ -51,10 +51,26 @@ final class CommandsCLITests: TinyRunTestCase {
         let (status, output) = try retort(["devices"], environment: ["RETORT_NUM_THREADS": "2", "RETORT_CPU_LEVEL": "", "RETORT_NCCL": "0"])
         XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("2 threads"), output)
+        // More threads than CPUs only take turns on them: held to the CPUs, as --threads is.
+        let cpus = ProcessInfo.processInfo.activeProcessorCount, model = golden.appendingPathComponent("tiny-bert").path
+        let (capped, cappedOutput) = try retort(["predict", "--model", model, "w1 w2"], environment: ["RETORT_NUM_THREADS": "256"])
+        XCTAssertEqual(capped, 0, cappedOutput)
+        if cpus < 256 {
+            XCTAssertTrue(cappedOutput.contains("RETORT_NUM_THREADS=256: this machine has \(cpus) CPUs; using \(cpus)")
+                          && cappedOutput.contains(", \(cpus) threads;"), cappedOutput)
+        }
         // A core name OpenBLAS does not know: it detects its own, and the cpu line says so.
         let (bogusStatus, bogus) = try retort(["devices"], environment: ["RETORT_BLAS_CORETYPE": "Bogus"])
         XCTAssertEqual(bogusStatus, 0, bogus)
         XCTAssertTrue(bogus.contains("(RETORT_BLAS_CORETYPE=Bogus is not a core this OpenBLAS runs, so it chose its own)"), bogus)
+        // A core whose instructions the CPU lacks (SkylakeX's AVX-512 on an AVX2 machine) would
+        // end the process at the first matmul (SIGILL): CPUID's choice runs, and the line says so.
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        if !cpuinfo.contains(" avx512f") {
+            let (status, output) = try retort(["devices"], environment: ["RETORT_BLAS_CORETYPE": "SkylakeX"])
+            XCTAssertEqual(status, 0, output)
+            XCTAssertTrue(output.contains("(RETORT_BLAS_CORETYPE=SkylakeX needs AVX-512, which this CPU lacks: chosen from CPUID)"), output)
+        }
     }
 
     /// `tokenize` picks the tokenizer from the folder: WordPiece (vocab.txt) or GPT-2's byte-level
