@@ -43,10 +43,14 @@ public enum ClassifierServer {
     /// Serves until SIGTERM or SIGINT, then finishes what is in flight and stops the batcher.
     /// `started` gets the bound port (port 0 picks a free one).
     public static func run(_ batcher: BatchingClassifier, model: ModelDescription, limits: ServeLimits, host: String, port: Int,
-                           started: @escaping @Sendable (Int) -> Void) async throws {
+                           idleSeconds: Int = 30, started: @escaping @Sendable (Int) -> Void) async throws {
         var logger = Logger(label: "retort-serve")
         logger.logLevel = .warning
+        // A connection that sends nothing for idleSeconds — idle between requests, or stalled in
+        // the middle of one — is closed: a slow or stuck client can neither hold a connection
+        // open forever nor keep a stopping server waiting for its request.
         let app = Application(router: router(batcher, model: model, limits: limits),
+                              server: .http1(configuration: .init(idleTimeout: .seconds(Int64(idleSeconds)))),
                               configuration: .init(address: .hostname(host, port: port), serverName: "retort"),
                               onServerRunning: { channel in started(channel.localAddress?.port ?? port) }, logger: logger)
         defer { batcher.stop() }
@@ -63,7 +67,7 @@ public enum ClassifierServer {
         // Probes and uptime checkers that send HEAD; other methods on these routes are not allowed.
         for (path, type) in [("/", "text/html; charset=utf-8"), ("/healthz", "application/json"), ("/v1/model", "application/json")] {
             router.head(RouterPath(path)) { _, _ in Response(status: .ok, headers: [.contentType: type]) }
-            notAllowed(router, path, [.post, .put, .patch, .delete], allow: "GET, HEAD", hint: "")
+            notAllowed(router, path, [.post, .put, .patch, .delete, .options], allow: "GET, HEAD", hint: "")
         }
         router.get("/v1/model") { _, _ in
             let c = batcher.snapshot
@@ -76,7 +80,8 @@ public enum ClassifierServer {
                                     "max_body_bytes": limits.maxBodyBytes]])
         }
         // GET: a browser opening the API's address.
-        notAllowed(router, "/v1/classify", [.get, .head, .put, .patch, .delete], allow: "POST", hint: ", with a JSON body {\"texts\": [\"…\"]}")
+        notAllowed(router, "/v1/classify", [.get, .head, .put, .patch, .delete, .options], allow: "POST",
+                   hint: ", with a JSON body {\"texts\": [\"…\"]}")
         router.post("/v1/classify") { request, _ in
             let texts = try await parseTexts(request, limits: limits)
             let predictions = try await batcher.classify(texts)

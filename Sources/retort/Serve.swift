@@ -22,7 +22,8 @@ struct ServeCommand: ParsableCommand {
             (400 malformed, 413 too large, 405 wrong method, 404 unknown route). Concurrent requests are coalesced \
             into one forward pass of up to --max-batch texts; an idle model waits at most \
             --max-wait-ms for more before it runs. SIGTERM or Ctrl-C: no new connections, the \
-            requests in flight are answered, then it exits. It listens on 127.0.0.1 unless --host \
+            requests in flight are answered, then it exits (a second signal, or --idle-timeout + 15 \
+            s, ends it at once); a connection silent for --idle-timeout is closed. It listens on 127.0.0.1 unless --host \
             says otherwise (0.0.0.0: every interface).
             """)
 
@@ -35,12 +36,15 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .long, help: "The most texts one request may carry.") var maxTexts = 64
     @Option(name: .long, help: "The longest text, in characters.") var maxTextCharacters = 2000
     @Option(name: .long, help: "The largest request body, in bytes.") var maxBodyBytes = 1 << 20
+    @Option(name: .long, help: "Seconds a connection may send nothing (idle, or stalled in a request) before it is closed.")
+    var idleTimeout = 30
     @Option(name: .long, help: "Tokens per text, specials included (default 128, or the model's maximum when smaller).") var maxLength: Int?
     @OptionGroup var deviceOptions: DeviceOptions
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not a port number (0…65535)") }
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        guard (1...3600).contains(idleTimeout) else { throw ValidationError("--idle-timeout must be 1 to 3600 seconds") }
         try checkMaxLength(maxLength)
         guard maxWaitMs >= 0, maxWaitMs <= 1000 else { throw ValidationError("--max-wait-ms must be between 0 and 1000") }
         guard maxTexts >= 1, maxTextCharacters >= 1, maxBodyBytes >= 64 else {
@@ -74,9 +78,11 @@ struct ServeCommand: ParsableCommand {
         let limits = ServeLimits(maxTexts: maxTexts, maxTextCharacters: maxTextCharacters, maxBodyBytes: maxBodyBytes)
         let outcome = ServeOutcome()
         let done = DispatchSemaphore(value: 0)
+        let watcher = StopWatcher(grace: idleTimeout + 15)
         Task {
             do {
-                try await ClassifierServer.run(batcher, model: description, limits: limits, host: host, port: port) { bound in
+                try await ClassifierServer.run(batcher, model: description, limits: limits, host: host, port: port,
+                                               idleSeconds: idleTimeout) { bound in
                     print("retort serve: \(description.name) (\(description.family), \(description.labels.count) labels: "
                           + "\(description.labels.joined(separator: ", ")); \(description.precision) on \(description.device)) "
                           + "at http://\(host):\(bound)/ — batches of up to \(counted(maxBatch, "text")), waiting up to \(maxWaitMs) ms; "
@@ -89,6 +95,7 @@ struct ServeCommand: ParsableCommand {
             done.signal()
         }
         done.wait()
+        withExtendedLifetime(watcher) {}
         if let error = outcome.error {
             // The socket's errno, in words a user can act on (the library's own text names its calls).
             let text = "\(error)"
@@ -102,6 +109,37 @@ struct ServeCommand: ParsableCommand {
         let c = batcher.snapshot
         print("retort serve: stopped after \(counted(c.requests, "request")) (\(counted(c.texts, "text")) in "
               + "\(counted(c.batches, "forward pass", plural: "forward passes")), the largest of \(counted(c.largestBatch, "text")))")
+    }
+}
+
+/// The server stops on its first SIGTERM or Ctrl-C once what is in flight is answered; this says
+/// so, and ends the process at once on a second signal or when `grace` seconds have passed (a
+/// request that never finishes cannot hold a stopping server).
+private final class StopWatcher: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "retort-serve-stop")
+    private var sources: [DispatchSourceSignal] = []
+    private var received = 0
+
+    init(grace: Int) {
+        for number in [SIGTERM, SIGINT] {
+            signal(number, SIG_IGN)   // delivered to the sources (the server's own handler ignores it too)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { [unowned self] in
+                received += 1
+                if received > 1 {
+                    printError("retort serve: stopped at once (a second signal), without the requests still open")
+                    exit(1)
+                }
+                printError("retort serve: stopping: answering the requests in flight (a second Ctrl-C or SIGTERM stops at once; "
+                           + "at most \(grace) s)")
+                queue.asyncAfter(deadline: .now() + .seconds(grace)) {
+                    printError("retort serve: requests were still open after \(grace) s; stopped without them")
+                    exit(1)
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
     }
 }
 

@@ -101,6 +101,7 @@ final class ServeCLITests: TinyRunTestCase {
             ("/v1/classify", "PUT", "{\"texts\": [\"a\"]}", 405, "PUT /v1/classify: this route takes POST"),
             ("/v1/model", "POST", "{}", 405, "POST /v1/model: this route takes GET, HEAD"),
             ("/healthz", "DELETE", nil, 405, "DELETE /healthz: this route takes GET, HEAD"),
+            ("/v1/classify", "OPTIONS", nil, 405, "OPTIONS /v1/classify: this route takes POST"),
         ] as [(String, String, String?, Int, String)] {
             let (code, data) = try request(server.base + path, method: method, body: body.map { Data($0.utf8) })
             XCTAssertEqual(code, status, "\(method) \(path) \(body ?? "")")
@@ -164,6 +165,54 @@ final class ServeCLITests: TinyRunTestCase {
         let (status, output) = server.process.finish()
         XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("stopped after 1 request ("), output)
+    }
+
+    /// A client that announces a body and stops sending it: its connection is closed after
+    /// --idle-timeout, and a SIGTERM meanwhile ends the server once it is; a second signal ends
+    /// a stopping server at once.
+    func testAStalledClientIsClosedAndCannotHoldAStop() throws {
+        func stall(_ port: Int) throws -> Int32 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            XCTAssertEqual(connected, 0)
+            let head = "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"te"
+            _ = head.withCString { send(fd, $0, strlen($0), 0) }
+            return fd
+        }
+        // Closed after the idle timeout (1 s here); then SIGTERM stops the server at once, exit 0.
+        let server = try startServer(["--idle-timeout", "1"])
+        let fd = try stall(server.port)
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let started = Date()
+        var byte: UInt8 = 0
+        XCTAssertEqual(recv(fd, &byte, 1, 0), 0, "the server should close the stalled connection")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+        kill(server.process.process.processIdentifier, SIGTERM)
+        let (status, output) = server.process.finish()
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("retort serve: stopping: answering the requests in flight"), output)
+        // A stalled client under the default timeout: a second SIGTERM ends the stop at once.
+        let waiting = try startServer()
+        let other = try stall(waiting.port)
+        defer { close(other) }
+        Thread.sleep(forTimeInterval: 0.3)
+        kill(waiting.process.process.processIdentifier, SIGTERM)
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertTrue(waiting.process.process.isRunning, "the first SIGTERM waits for the stalled request")
+        let second = Date()
+        kill(waiting.process.process.processIdentifier, SIGTERM)
+        let (forced, forcedOutput) = waiting.process.finish()
+        XCTAssertEqual(forced, 1, forcedOutput)
+        XCTAssertLessThan(Date().timeIntervalSince(second), 5)
+        XCTAssertTrue(forcedOutput.contains("stopped at once (a second signal)"), forcedOutput)
     }
 
     func testBadFlagsAreOneLine() throws {
