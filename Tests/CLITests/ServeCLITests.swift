@@ -172,15 +172,7 @@ final class ServeCLITests: TinyRunTestCase {
     /// a stopping server at once.
     func testAStalledClientIsClosedAndCannotHoldAStop() throws {
         func stall(_ port: Int) throws -> Int32 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            XCTAssertEqual(connected, 0)
+            let fd = try connectLoopback(port)
             let head = "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"te"
             _ = head.withCString { send(fd, $0, strlen($0), 0) }
             return fd
@@ -279,11 +271,10 @@ private func request(_ url: String, method: String = "GET", body: Data? = nil) t
     return result!
 }
 
-/// What the server answers within 10 s to `text` sent as is on a new connection.
-private func exchange(port: Int, _ text: String) throws -> String {
+/// A TCP connection to 127.0.0.1:port (the caller closes it).
+private func connectLoopback(_ port: Int) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(.EIO) }
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -291,7 +282,14 @@ private func exchange(port: Int, _ text: String) throws -> String {
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    guard connected == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
+    return fd
+}
+
+/// What the server answers within 10 s to `text` sent as is on a new connection.
+private func exchange(port: Int, _ text: String) throws -> String {
+    let fd = try connectLoopback(port)
+    defer { close(fd) }
     var timeout = timeval(tv_sec: 10, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     _ = Array(text.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
