@@ -196,7 +196,7 @@ public enum Dataset {
                 throw DataError("\(path): line \(e.line): label '\(label.count > 60 ? label.prefix(60) + "…" : label)' is not one of \(whose) labels (\(names.joined(separator: ", ")))"
                                 + (same.map { ": it is written '\($0)' there; write the labels the same way in every file" }
                                    ?? (sentence && table ? "; it reads like a text: are --text-column and --label-column the wrong way round?"
-                                       : e.line == 1 && table ? "; a header? then name the columns (--text-column NAME --label-column NAME) instead of their indexes" : "")))
+                                       : e.line == 1 && table && label.contains(where: \.isLetter) ? "; a header? then name the columns (--text-column NAME --label-column NAME) instead of their indexes" : "")))
             }
             return id
         }

@@ -40,8 +40,11 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Sample from the k most likely tokens only (0: all).") var topK = 0
     @Option(name: .long, help: "Sample from the smallest set of tokens whose probability reaches p.") var topP: Double = 1
     @Option(name: .long, help: "Sampling seed.") var seed: UInt64 = 0
-    @Option(name: .long, help: "Stop when the text contains this string (repeatable; the string is not printed).") var stop: [String] = []
-    @Option(name: .long, help: "With --input: sequences generated at a time (a waiting prompt takes each slot that frees).") var batchSize = 8
+    @Option(name: .long, help: "Stop when the text contains this string (repeatable; the string is not printed; \\n, \\t and \\\\ stand for a newline, a tab and a backslash).",
+            transform: unescaped) var stop: [String] = []
+    @Option(name: .customLong("batch-size"), help: "With --input: sequences generated at a time (a waiting prompt takes each slot that frees; default 8).")
+    var batchSizeFlag: Int?
+    var batchSize: Int { batchSizeFlag ?? 8 }
     @Flag(name: .long, help: "Quantize every linear layer and the LM head to int8 at load (weight-only: one scale per output channel, fp32 inputs; the token embeddings take their per-row int8 values too): about 4× fewer weight bytes a decoded token on the CPU, slightly different logits.")
     var int8 = false
     @OptionGroup var device: DeviceOptions
@@ -62,6 +65,7 @@ struct GenerateCommand: ParsableCommand {
         if !chat, let prompt = prompt ?? text, prompt.isEmpty { throw ValidationError("the prompt is empty: give some text") }
         if output != nil && input == nil { throw ValidationError("--output goes with --input") }
         if promptColumn != nil && input == nil { throw ValidationError("--prompt-column goes with --input") }
+        if batchSizeFlag != nil && input == nil { throw ValidationError("--batch-size goes with --input (one --prompt runs alone)") }
         if overwrite && output == nil { throw ValidationError("--overwrite goes with --output") }
     }
 
@@ -80,10 +84,15 @@ struct GenerateCommand: ParsableCommand {
         }
         let path = expand(model)
         do { try checkModelFolder(path, gguf: true) } catch { throw UserError(description: "--model \(error)") }
+        // A decoder fine-tuned as a classifier keeps the LM's embeddings: it would "generate" through them.
+        if let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path + "/config.json"))) as? [String: Any],
+           let architectures = object["architectures"] as? [String], architectures.contains(where: { $0.hasSuffix("ForSequenceClassification") }) {
+            throw UserError(description: "--model \(model): a classifier (\(architectures.joined(separator: ", "))), not a language model; "
+                            + "label texts with it: retort predict --model \(model) \"some text\"")
+        }
         let backend = try device.backend()
         let started = Date()
         let decoder = try DecoderModel.load(path, backend: backend, inference: true)
-        guard decoder.labels == 0 else { throw UserError(description: "\(model): a classifier, not a language model") }
         if decoder.config.quantization != nil {
             printError("retort: \(decoder.int8Weights.count) layers int8 as stored (retort quantize, weight-only)"
                        + (decoder.int8Weights.isEmpty ? ": no int8 kernels on \(backend.kind.rawValue), the dequantized weights run in fp32" : ""))
@@ -145,9 +154,11 @@ struct GenerateCommand: ParsableCommand {
         flush(upTo: completeUTF8(bytes, limit: bytes.count))   // a character the last token began but did not finish: dropped
         FileHandle.standardOutput.write(Data("\n".utf8))
         let end = Date(), prefill = (firstToken ?? end).timeIntervalSince(started), decode = end.timeIntervalSince(firstToken ?? end)
-        printError(String(format: "retort: prompt %d tokens in %.2f s (%.1f tokens/s); %d new tokens in %.2f s (%.1f tokens/s); stopped: %@",
-                          ids.count, prefill, Double(ids.count) / max(prefill, 1e-9), result.tokens.count, decode,
-                          Double(max(result.tokens.count - 1, 0)) / max(decode, 1e-9), result.finish))
+        // The decode rate counts the tokens after the first (which the prefill made): none with one token.
+        let generated = result.tokens.count
+        let decoding = generated > 1 ? String(format: " in %.2f s (%.1f tokens/s)", decode, Double(generated - 1) / max(decode, 1e-9)) : ""
+        printError(String(format: "retort: prompt %@ in %.2f s (%.1f tokens/s); %@%@; stopped: %@", counted(ids.count, "token"), prefill,
+                          Double(ids.count) / max(prefill, 1e-9), counted(generated, "new token"), decoding, result.finish))
         if result.finish == "interrupted" { throw ExitCode(130) }
     }
 
@@ -183,8 +194,8 @@ struct GenerateCommand: ParsableCommand {
         let text = lines.joined(separator: "\n") + "\n"
         if let output { try writeAtomically(Data(text.utf8), to: expand(output)) } else { FileHandle.standardOutput.write(Data(text.utf8)) }
         let seconds = Date().timeIntervalSince(started)
-        printError(String(format: "retort: %d prompts, %d new tokens in %.1f s (%.1f tokens/s)", prompts.count, generated, seconds,
-                          Double(generated) / max(seconds, 1e-9)))
+        printError(String(format: "retort: %@, %@ in %.1f s (%.1f tokens/s)", counted(prompts.count, "prompt"), counted(generated, "new token"),
+                          seconds, Double(generated) / max(seconds, 1e-9)))
         if results.contains(where: { $0.finish == "interrupted" }) {
             printError("retort: interrupted: \(done) of \(prompts.count) prompts finished; the others are written with "
                        + "\"finish\": \"interrupted\" and what they had generated")
@@ -209,6 +220,22 @@ struct GenerateCommand: ParsableCommand {
     func readPrompts(_ path: String) throws -> [Example] {
         try Dataset.load(path, columns: ColumnSpec(text: .name(Dataset.isTable(path) ? promptColumn ?? "prompt" : "text")))
     }
+}
+
+/// A --stop string as typed: \n, \t and \\ become a newline, a tab and a backslash (a shell
+/// passes '\n' as two characters); any other backslash stays as it is.
+func unescaped(_ text: String) -> String {
+    var out = "", characters = Array(text), i = 0
+    while i < characters.count {
+        if characters[i] == "\\", i + 1 < characters.count, let replacement = ["n": "\n", "t": "\t", "\\": "\\"][characters[i + 1]] {
+            out.append(replacement)
+            i += 2
+        } else {
+            out.append(characters[i])
+            i += 1
+        }
+    }
+    return out
 }
 
 /// The longest prefix of bytes[..<limit] that ends on a whole UTF-8 character.

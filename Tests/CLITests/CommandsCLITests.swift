@@ -431,6 +431,13 @@ final class CommandsCLITests: TinyRunTestCase {
         let recurrent = work.appendingPathComponent("recurrent").path, llama = golden.appendingPathComponent("tiny-llama").path
         try FileManager.default.createDirectory(atPath: recurrent, withIntermediateDirectories: false)
         try "{\"model_type\": \"retort-recurrent\"}".write(toFile: recurrent + "/config.json", atomically: true, encoding: .utf8)
+        // A decoder fine-tuned as a classifier (its config says so; generate reads no further).
+        let llamaClassifier = work.appendingPathComponent("llama-classifier").path
+        try FileManager.default.copyItem(atPath: llama, toPath: llamaClassifier)
+        var classifierConfig = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: llama + "/config.json"))) as? [String: Any])
+        classifierConfig["architectures"] = ["LlamaForSequenceClassification"]
+        classifierConfig["id2label"] = ["0": "neg", "1": "pos"]
+        try JSONSerialization.data(withJSONObject: classifierConfig).write(to: URL(fileURLWithPath: llamaClassifier + "/config.json"))
         let tokenizerOnly = work.appendingPathComponent("tokenizer-only").path, swapped = work.appendingPathComponent("swapped.csv").path
         try FileManager.default.createDirectory(atPath: tokenizerOnly, withIntermediateDirectories: false)
         try FileManager.default.copyItem(atPath: teacher + "/vocab.txt", toPath: tokenizerOnly + "/vocab.txt")
@@ -476,6 +483,7 @@ final class CommandsCLITests: TinyRunTestCase {
             (["generate", "--model", gguf, "--input", stories, "--output", existing], "--output \(existing) exists; add --overwrite"),
             (["generate", "--model", gguf, "--input", stories, "--output", work.path], "--output \(work.path) is a folder; give the path of a file"),
             (["generate", "--model", gguf, "--prompt", "hi", "--overwrite"], "--overwrite goes with --output"),
+            (["generate", "--model", gguf, "--prompt", "hi", "--batch-size", "4"], "--batch-size goes with --input (one --prompt runs alone)"),
             // Before the model loads (the fake GGUF would fail to).
             (["generate", "--model", gguf, "--input", emptyPrompt], "\(emptyPrompt): line 2: the prompt is empty: give some text, or remove the record"),
             (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--generator-out", fresh, "--out", "t.jsonl"],
@@ -521,6 +529,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["predict", "--model", onnx, "hi"], "\(onnx): an ONNX export, for ONNX Runtime"),
             (["compare", teacher, onnx, "--out", fresh], "\(onnx): an ONNX export, for ONNX Runtime"),
             (["compare", teacher, llama, "--out", fresh], "\(llama): not a classifier (config.json has no id2label)"),
+            (["generate", "--model", llamaClassifier, "--prompt", "hi"],
+             "--model \(llamaClassifier): a classifier (LlamaForSequenceClassification), not a language model; label texts with it: retort predict"),
             (["export", "--model", onnx, "--out", fresh], "--model \(onnx): an ONNX export, for ONNX Runtime"),
             (["quantize", "--model", work.path + "/nope", "--out", fresh], "--model \(work.path)/nope: no such model folder"),
             (["export", "--model", gguf, "--out", fresh], "a GGUF language model, not a classifier"),

@@ -46,6 +46,12 @@ final class GenerateCLITests: XCTestCase {
             XCTAssertEqual(result["completion"] as? String, String(want[..<first.lowerBound]), batch)
             XCTAssertEqual(result["finish"] as? String, "stop", batch)
         }
+        // --stop '\n' as a shell passes it (a backslash and an n) stops at the first newline.
+        let (_, firstLine) = try retort(["generate", "--model", model, "--chat", "List three colors.", "--max-new-tokens", "24", "--stop", "\\n",
+                                    "--device", "cpu"])
+        let cut = text(firstLine)
+        XCTAssertTrue(firstLine.contains("stopped: stop") && cut.hasSuffix("\n") && cut.dropLast().allSatisfy { $0 != "\n" } && cut.count > 10,
+                      firstLine)
     }
 
     /// --int8 (weight-only int8 on the CPU's kernels) keeps the greedy answer's first sentence.

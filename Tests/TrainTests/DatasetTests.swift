@@ -84,6 +84,10 @@ final class DatasetTests: XCTestCase {
             XCTAssertTrue("\($0)".hasSuffix("(0, 1); a header? then name the columns (--text-column NAME --label-column NAME) instead of their indexes"),
                           "\($0)")
         }
+        // A number on line 1 is a label the model lacks, not a header's column name.
+        XCTAssertThrowsError(try Dataset.labelIds([Example(text: "fine", label: "2", line: 1)], names: ["0", "1"], path: "dev.tsv")) {
+            XCTAssertEqual("\($0)", "dev.tsv: line 1: label '2' is not one of the model's labels (0, 1)")
+        }
         XCTAssertThrowsError(try Dataset.labelIds([Example(text: "t", label: "1", line: 2)], names: ["0.0", "1.0"], path: "dev.tsv")) {
             XCTAssertEqual("\($0)", "dev.tsv: line 2: label '1' is not one of the model's labels (0.0, 1.0): it is written '1.0' there; "
                            + "write the labels the same way in every file")
