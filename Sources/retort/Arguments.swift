@@ -15,17 +15,14 @@ enum Arguments {
         let command = arguments.first.flatMap { name in
             Retort.configuration.subcommands.first { $0.configuration.commandName == name }
         }
-        if command == nil, let name = arguments.first, !name.hasPrefix("-"), name != "help" {
-            let names = Retort.configuration.subcommands.compactMap { $0.configuration.commandName }
-            let nearest = names.min { (editDistance($0, name), $0) < (editDistance($1, name), $1) }
-            let hint = nearest.map { editDistance($0, name) <= 2 ? " (did you mean \($0)?)" : "" } ?? ""
-            FileHandle.standardError.write(Data("""
-                Error: unknown command \(name)\(hint); the commands are \(names.joined(separator: ", ")), \
-                backend-check and perf
-                  See 'retort --help' for more information.
-
-                """.utf8))
-            exit(ExitCode.validationFailure.rawValue)
+        let names = Retort.configuration.subcommands.compactMap { $0.configuration.commandName }
+        // `retort predcit …`, `retort help predcit` and `retort --versoin`: named, with the nearest.
+        let asked = arguments.first == "help" ? arguments.dropFirst().first : arguments.first
+        if command == nil, let name = asked, !name.hasPrefix("-"), name != "help", !names.contains(name) {
+            failAtTop("unknown command \(name)\(nearest(name, in: names)); the commands are \(names.joined(separator: ", ")), backend-check and perf")
+        }
+        if command == nil, let option = arguments.first, option.hasPrefix("--"), !["--help", "--version"].contains(option) {
+            failAtTop("unknown option \(option)\(nearest(option, in: ["--help", "--version"])); retort itself takes --help and --version")
         }
         var arguments = arguments
         let known = command.map(options(of:))
@@ -88,11 +85,21 @@ enum Arguments {
         for argument in arguments.dropFirst().prefix(while: { $0 != "--" }) where argument.hasPrefix("--") {
             let option = String(argument.prefix { $0 != "=" })
             guard !known.contains(option) else { continue }
-            let nearest = known.min { (editDistance($0, option), $0) < (editDistance($1, option), $1) }
-            let hint = nearest.map { editDistance($0, option) <= 2 ? " (did you mean \($0)?)" : "" } ?? ""
-            return "unknown option \(option)\(hint)"
+            return "unknown option \(option)\(nearest(option, in: Array(known)))"
         }
         return nil
+    }
+
+    /// " (did you mean X?)" for the nearest of `candidates` at most two edits away, else "".
+    static func nearest(_ name: String, in candidates: [String]) -> String {
+        let best = candidates.min { (editDistance($0, name), $0) < (editDistance($1, name), $1) }
+        return best.map { editDistance($0, name) <= 2 ? " (did you mean \($0)?)" : "" } ?? ""
+    }
+
+    /// An error about the command line before any command is chosen, in ArgumentParser's form.
+    static func failAtTop(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("Error: \(message)\n  See 'retort --help' for more information.\n".utf8))
+        exit(ExitCode.validationFailure.rawValue)
     }
 
     static func editDistance(_ a: String, _ b: String) -> Int {

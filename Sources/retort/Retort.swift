@@ -87,7 +87,7 @@ struct TokenizeCommand: ParsableCommand {
         commandName: "tokenize",
         abstract: "Print the token ids of each input text (a line, or a table's record), as one JSON array per line.",
         discussion: """
-            Reads --input, or standard input, one text per line. The ids are those of HF's tokenizer \
+            Reads the texts given, --input, or standard input, one text per line. The ids are those of HF's tokenizer \
             for the model folder: WordPiece for a BERT-family folder (vocab.txt, tokenizer_config.json: \
             [CLS] text [SEP]; with --pair, two texts separated by a tab: [CLS] a [SEP] b [SEP]), \
             byte-level BPE for a folder with tokenizer.json (GPT-2's, SmolLM2's, Llama 3's or Qwen2's) \
@@ -108,6 +108,9 @@ struct TokenizeCommand: ParsableCommand {
     @Option(name: .long, help: "Text file, one input per line (default: standard input); a .csv, .tsv, .jsonl or .json by column.")
     var input: String?
 
+    @Argument(help: "Texts to tokenize, one line of ids each (instead of --input or standard input; with --pair, a tab separates a pair).")
+    var texts: [String] = []
+
     @OptionGroup var columns: TextColumnOptions
 
     @Flag(name: .long, help: "Each line is a sentence pair separated by a tab (a table's pairs: --text-pair-column).")
@@ -118,6 +121,10 @@ struct TokenizeCommand: ParsableCommand {
 
     func validate() throws {
         if let maxLength, maxLength < 1 { throw ValidationError("--max-length must be positive") }
+        if !texts.isEmpty && input != nil { throw ValidationError("give texts or --input, not both") }
+        if let newline = texts.first(where: { $0.contains(where: \.isNewline) }) {
+            throw ValidationError("\"\(newline.prefix(40))…\" holds a line break: give each line as its own text")
+        }
         if columns.given && !readsTable {
             throw ValidationError("--\(columns.textColumn != nil ? "text-column" : "text-pair-column") picks a column of a .csv, .tsv, .jsonl or .json --input; "
                                   + (input == nil ? "standard input is read as lines" : "\(input!) is read as lines"))
@@ -168,6 +175,8 @@ struct TokenizeCommand: ParsableCommand {
         let bytes: [UInt8]
         if let input {
             bytes = try DelimitedText.read(expand(input))
+        } else if !texts.isEmpty {
+            bytes = Array(texts.joined(separator: "\n").utf8)
         } else {
             bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
         }

@@ -80,6 +80,10 @@ final class CommandsCLITests: TinyRunTestCase {
         try "w5 w6\nhello<|endoftext|>world\n".write(to: texts, atomically: true, encoding: .utf8)
         let (status, output) = try retort(["tokenize", "--model", teacher, "--input", texts.path])
         XCTAssertEqual(status, 0, output)
+        // The same texts given as arguments: the same lines of ids.
+        let (argumentsStatus, fromArguments) = try retort(["tokenize", "--model", teacher, "w5 w6", "hello<|endoftext|>world"])
+        XCTAssertEqual(argumentsStatus, 0, fromArguments)
+        XCTAssertEqual(fromArguments, output)
         XCTAssertTrue(output.hasPrefix("[2,"), output)   // [CLS] first (the tiny vocabulary's id 2)
         let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
         if FileManager.default.fileExists(atPath: root + "/gpt2-tokenizer/merges.txt") {
@@ -500,6 +504,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["predict", "--modle", teacher, "hi"], "unknown option --modle (did you mean --model?)"),
             // So is a misspelt command (ArgumentParser said "2 unexpected arguments").
             (["predcit", "--model", teacher, "hi"], "unknown command predcit (did you mean predict?); the commands are devices, "),
+            (["help", "predcit"], "unknown command predcit (did you mean predict?)"),
+            (["--versoin"], "unknown option --versoin (did you mean --version?); retort itself takes --help and --version"),
             // A text that starts with - (ArgumentParser read the h of "this" as -h and printed the help, status 0).
             (["predict", "--model", teacher, "good", "-1 for this film"], "\"-1 for this film\" starts with - like a flag: put texts"),
             // Not a number, or no number at all.
