@@ -149,7 +149,7 @@ enum CUDAKernelTable {
 
     /// Every entry, for the tests.
     static let all: [CUDAKernel] = [
-        adamwStep, attentionForward, attentionBackwardQuery, attentionBackwardKey, attentionScoreLossRows, biasAdd, biasBackwardPartials, decodeAttention,
+        adamwStep, attentionForward, attentionBackwardQuery, attentionBackwardKey, attentionScoreLossRows, biasAdd, biasBackwardPartials, decodeAttention, decodeAttentionMerge,
         dropoutF32, embeddingForward, embeddingBackwardPieces, embeddingBackwardSegments, geluForward, geluBackward, layernormForward,
         layernormBackwardInput, layernormBackwardPartials, loraForward, loraBackwardRows, countValidLabels, crossEntropyRows, softCrossEntropyRows,
         msePartial, cosineRows, meanFinish, meanFinishDouble, fillF32, scaleF32, axpyF32, sumSquaresPartial, sumFinish, columnSumFinish,

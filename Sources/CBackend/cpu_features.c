@@ -54,6 +54,7 @@ static void detect(void) {
         features.avx512vl = ((b >> 31) & 1) && zmm_state;
     }
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) features.avx512_bf16 = ((a >> 5) & 1) && zmm_state;
+    if (__get_cpuid(0x80000001u, &a, &b, &c, &d)) features.fma4 = ((c >> 16) & 1) && ymm_state;   // AMD's Bulldozer family
 #else
     strcpy(features.brand, "non-x86 CPU");
 #endif

@@ -22,16 +22,18 @@ enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 
 // The instruction set OpenBLAS's x86-64 core `name` needs when this CPU lacks it, else NULL.
 static const char *forced_core_lacks(const char *name, const rt_cpu_features *f) {
+    // (The Bulldozer family's kernels use AMD's four-operand FMA4, which no Intel CPU has.)
     static const struct { const char *core; int level; } cores[] = {
-        {"SkylakeX", 3}, {"Cooperlake", 3}, {"SapphireRapids", 3}, {"Haswell", 2}, {"Zen", 2},
-        {"Sandybridge", 1}, {"Bulldozer", 1}, {"Piledriver", 1}, {"Steamroller", 1}, {"Excavator", 1},
+        {"SkylakeX", 3}, {"Cooperlake", 3}, {"SapphireRapids", 3}, {"Haswell", 2}, {"Zen", 2}, {"Sandybridge", 1},
+        {"Bulldozer", 0}, {"Piledriver", 0}, {"Steamroller", 0}, {"Excavator", 0},
     };
     for (size_t i = 0; i < sizeof cores / sizeof cores[0]; i++) {
         if (strcasecmp(name, cores[i].core) != 0) continue;
         switch (cores[i].level) {
         case 3: return f->avx512f ? NULL : "AVX-512";
         case 2: return f->avx2 && f->fma ? NULL : "AVX2 and FMA";
-        default: return f->avx ? NULL : "AVX";
+        case 1: return f->avx ? NULL : "AVX";
+        default: return f->fma4 ? NULL : "AMD's FMA4";
         }
     }
     return NULL;
@@ -102,9 +104,10 @@ static void load(void) {
     if (corename) snprintf(info.core, sizeof info.core, "%s", corename());
     // A name this OpenBLAS does not know leaves it to its own detection: say so rather than
     // print the forced name beside kernels it did not choose.
+    // (It may also map a name to another core's kernels; either way the line names what runs.)
     if (forced && *forced && info.core[0] && strcasecmp(info.core, forced) != 0)
         snprintf(info.coretype_source, sizeof info.coretype_source,
-                 "RETORT_BLAS_CORETYPE=%s is not a core this OpenBLAS runs, so it chose its own", forced);
+                 "RETORT_BLAS_CORETYPE=%s, which this OpenBLAS does not run as such: it chose these", forced);
     if (config) {
         snprintf(info.config, sizeof info.config, "%s", config());
         // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..." -> "0.3.21"

@@ -290,7 +290,8 @@ extension BertModel {
             for key in [key, key.replacingOccurrences(of: ".classifier.", with: ".classifier.modules_to_save.")] {
                 guard let stored = file.entries[key] else { continue }
                 guard stored.shape == layout.entry(name)!.shape else {
-                    throw CheckpointError("\(folder)/adapter_model.safetensors: '\(key)' is \(stored.shape) but the model has \(labels) labels")
+                    throw CheckpointError("\(folder)/adapter_model.safetensors: '\(key)' is \(stored.shape) but the model's is \(layout.entry(name)!.shape)"
+                                          + (name.hasPrefix("classifier.") ? " (\(labels) labels)" : ""))
                 }
                 try file.floats(key).withUnsafeBytes { backend.upload(w(name), $0) }
             }

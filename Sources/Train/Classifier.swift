@@ -82,6 +82,17 @@ public func checkModelFolder(_ folder: String, gguf: Bool = false) throws {
     }
 }
 
+/// Whether a decoder's config.json (`object`, with `id2label` as DecoderConfig read it) is a
+/// classifier's: its architectures say …ForSequenceClassification (as Retort and transformers
+/// write them), or, where it names none, its id2label has two or more labels (the rule eval and
+/// predict load a decoder classifier by). nil: the classifier's architecture, or "N labels".
+public func decoderClassifierKind(_ object: [String: Any]?, id2label: [Int: String]) -> String? {
+    if let architectures = object?["architectures"] as? [String] {
+        return architectures.first { $0.hasSuffix("ForSequenceClassification") }
+    }
+    return id2label.count >= 2 ? "\(id2label.count) labels" : nil
+}
+
 /// checkModelFolder, and refuses a language model (a decoder without labels) and a pretrained
 /// encoder without a classifier head.
 public func checkClassifierFolder(_ folder: String) throws {
@@ -119,9 +130,8 @@ extension TextClassifier {
     /// `progress` hears (texts done, all, seconds) after every 512 texts or so.
     public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int,
                          progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> ClassificationMetrics {
-        let logits = try classifyInSlices(encodings, slice: max(1, 512 / batchSize) * batchSize, progress: progress) {
-            try classify($0, batchSize: batchSize)
-        }
+        let logits = try classifyInSlices(encodings, slice: max(1, 512 / batchSize) * batchSize, progress: progress,
+                                          classify: try forwardSession(batchSize: batchSize))   // one arena for every slice
         return ClassificationMetrics(logits: logits, labels: labels, classes: labelNames.count)
     }
 
@@ -152,8 +162,8 @@ public func classifyInSlices(_ encodings: [Encoding], slice: Int, progress: (Int
 /// order of length, batches of `batchSize` — reported after every 512 texts (.labelled).
 public func teacherLogits(_ teacher: TextClassifier, _ encodings: [Encoding], batchSize: Int = 64,
                           progress: (RunEvent) -> Void) throws -> [[Float]] {
-    try classifyInSlices(encodings, slice: max(1, 512 / batchSize) * batchSize,
-                         progress: { progress(.labelled(done: $0, total: $1, seconds: $2)) }) { try teacher.classify($0, batchSize: batchSize) }
+    try classifyInSlices(encodings, slice: max(1, 512 / batchSize) * batchSize, progress: { progress(.labelled(done: $0, total: $1, seconds: $2)) },
+                         classify: try teacher.forwardSession(batchSize: batchSize))
 }
 
 /// `logits` of the encodings sorted by token count (ties in their order), returned in the

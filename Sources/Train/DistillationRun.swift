@@ -84,7 +84,8 @@ public final class DistillationRun: TrainingRecipe {
         let context = try DistillationContext(teacher: teacher, student: student, layerMap: map, method: c.method, maxBatch: t.options.rankBatchSize,
                                               seed: seed)
         progress(.note("\(data.train.count) training and \(data.dev.count) dev examples; teacher \(Nt) layers, student \(Ns) layers "
-                       + "(init \(c.studentInit.name)), layer map \(map)" + (context.projection.isEmpty ? "" : ", with a learned projection")))
+                       + "(init \(c.studentInit.name)), " + (c.method == .distilbert ? "last hidden states aligned" : "layer map \(map)")
+                       + (context.projection.isEmpty ? "" : ", with a learned projection")))
         for note in data.skipped { progress(.note(note)) }
         func stageOptions(_ index: Int) -> TrainingOptions {
             var options = t.resolvedOptions

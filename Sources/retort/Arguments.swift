@@ -18,10 +18,14 @@ enum Arguments {
         let names = Retort.configuration.subcommands.compactMap { $0.configuration.commandName }
         // `retort predcit …`, `retort help predcit` and `retort --versoin`: named, with the nearest.
         let asked = arguments.first == "help" ? arguments.dropFirst().first : arguments.first
+        if arguments.first == "help", let name = asked, ["backend-check", "perf"].contains(name) {
+            failAtTop("\(name) has its own help: retort \(name) --help")
+        }
         if command == nil, let name = asked, !name.hasPrefix("-"), name != "help", !names.contains(name) {
             failAtTop("unknown command \(name)\(nearest(name, in: names)); the commands are \(names.joined(separator: ", ")), backend-check and perf")
         }
-        if command == nil, let option = arguments.first, option.hasPrefix("--"), !["--help", "--version"].contains(option) {
+        if command == nil, let option = arguments.first, option.hasPrefix("--"),   // (and ArgumentParser's own)
+           !["--help", "--version", "--generate-completion-script", "--experimental-dump-help"].contains(option) {
             failAtTop("unknown option \(option)\(nearest(option, in: ["--help", "--version"])); retort itself takes --help and --version")
         }
         var arguments = arguments

@@ -137,6 +137,9 @@ struct DistillCommand: ParsableCommand {
             guard stages == "intermediate,prediction", hardLabelWeight == 0 else {
                 throw ValidationError("--stages and --hard-label-weight are TinyBERT's; with --method distilbert, --beta weighs the labels")
             }
+            guard layerMap == nil else {
+                throw ValidationError("--layer-map is TinyBERT's; --method distilbert aligns the last hidden states only (--gamma weighs them)")
+            }
         } else if alpha != 0.5 || beta != 0.5 || gamma != 1.0 {
             throw ValidationError("--alpha, --beta and --gamma are for --method distilbert (TinyBERT's prediction stage takes --hard-label-weight)")
         }

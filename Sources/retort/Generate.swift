@@ -86,8 +86,8 @@ struct GenerateCommand: ParsableCommand {
         do { try checkModelFolder(path, gguf: true) } catch { throw UserError(description: "--model \(error)") }
         // A decoder fine-tuned as a classifier keeps the LM's embeddings: it would "generate" through them.
         if let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path + "/config.json"))) as? [String: Any],
-           let architectures = object["architectures"] as? [String], architectures.contains(where: { $0.hasSuffix("ForSequenceClassification") }) {
-            throw UserError(description: "--model \(model): a classifier (\(architectures.joined(separator: ", "))), not a language model; "
+           let kind = decoderClassifierKind(object, id2label: (try? DecoderConfig(path: path + "/config.json"))?.id2label ?? [:]) {
+            throw UserError(description: "--model \(model): a classifier (\(kind)), not a language model; "
                             + "label texts with it: retort predict --model \(model) \"some text\"")
         }
         let backend = try device.backend()

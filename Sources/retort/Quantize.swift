@@ -67,13 +67,9 @@ struct QuantizeCommand: ParsableCommand {
             : try DecoderConfig(path: (source as NSString).appendingPathComponent("config.json"))
         if let method = config.quantization { throw UserError(description: "--model \(model) is already quantized (\(method))") }
         let tokenizer = try DecoderTokenizer(model: source, config: config)   // before the weights: a folder without one fails fast
-        // A classifier: its architectures say …ForSequenceClassification (as Retort and transformers
-        // write them), or, where config.json names none, its id2label has two or more labels (the
-        // rule eval and predict load a decoder classifier by).
         let object = FileManager.default.contents(atPath: (source as NSString).appendingPathComponent("config.json"))
             .flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
-        let architectures = object?["architectures"] as? [String]
-        let classifier = architectures.map { $0.contains { $0.hasSuffix("ForSequenceClassification") } } ?? (config.id2label.count >= 2)
+        let classifier = decoderClassifierKind(object, id2label: config.id2label) != nil
         let backend = try CPUBackend(), start = Date()
         let decoder = try DecoderModel.load(source, labels: classifier ? max(config.id2label.count, 2) : 0, backend: backend, inference: true)
         try writeNewFolder(destination) { partial in

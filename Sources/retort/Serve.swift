@@ -122,24 +122,31 @@ private final class StopWatcher: @unchecked Sendable {
 
     init(grace: Int) {
         for number in [SIGTERM, SIGINT] {
-            signal(number, SIG_IGN)   // delivered to the sources (the server's own handler ignores it too)
+            // Not the default action (end the process) before the source is registered (libdispatch
+            // then installs its own handler, which feeds this source and the server's alike).
+            signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { [unowned self] in
+            source.setEventHandler { [weak self] in
+                guard let self else { return }
                 received += 1
-                if received > 1 {
-                    printError("retort serve: stopped at once (a second signal), without the requests still open")
-                    exit(1)
-                }
+                if received > 1 { Self.end("stopped at once (a second signal), without the requests still open") }
                 printError("retort serve: stopping: answering the requests in flight (a second Ctrl-C or SIGTERM stops at once; "
                            + "at most \(grace) s)")
-                queue.asyncAfter(deadline: .now() + .seconds(grace)) {
-                    printError("retort serve: requests were still open after \(grace) s; stopped without them")
-                    exit(1)
-                }
+                queue.asyncAfter(deadline: .now() + .seconds(grace)) { Self.end("requests were still open after \(grace) s; stopped without them") }
             }
             source.resume()
             sources.append(source)
         }
+    }
+
+    deinit { sources.forEach { $0.cancel() } }
+
+    /// Says why and ends the process now (_exit: the server's and the kernels' threads are still
+    /// running, and exit's teardown under them could crash).
+    private static func end(_ why: String) -> Never {
+        printError("retort serve: " + why)
+        fflush(nil)
+        _exit(1)
     }
 }
 

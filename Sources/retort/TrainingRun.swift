@@ -8,8 +8,8 @@ import Train
 final class ProgressPrinter {
     /// A progress line is on screen (no newline yet).
     private var lineOpen = false
-    /// That line is an evaluation's, this wide: the line after it replaces it (its result says
-    /// what it was doing) rather than following it.
+    /// That line is an evaluation's, at most this wide: the line after it replaces it (its result
+    /// says what it was doing) rather than following it.
     private var evaluationWidth: Int?
     /// Distillation prefixes progress lines with the stage: "[intermediate] ".
     let showStages: Bool
@@ -35,6 +35,7 @@ final class ProgressPrinter {
             }
             FileHandle.standardError.write(Data(("\r" + line + "   ").utf8))
             lineOpen = true
+            evaluationWidth = nil   // a step's line is kept, not cleared
         case .evaluated(let entry, let improved):
             let m = entry.dev
             if m.nextToken == true {
@@ -51,14 +52,16 @@ final class ProgressPrinter {
             FileHandle.standardError.write(Data(String(format: "\rretort: the teacher labelled %d of %d texts  %.0f texts/s  ETA %@   ", done, total,
                                                        rate, duration(Double(total - done) / rate)).utf8))
             lineOpen = true
+            evaluationWidth = nil
         case .evaluating(let set, let done, let total, let seconds):
             if lineOpen && evaluationWidth == nil { FileHandle.standardError.write(Data("\n".utf8)) }   // the last step's line stays
             let rate = Double(done) / max(seconds, 1e-9)
             let line = String(format: "retort: evaluating on the %@ set: %d of %d texts  %.0f texts/s  ETA %@   ", set, done, total, rate,
                               duration(Double(total - done) / rate))
-            FileHandle.standardError.write(Data(("\r" + line).utf8))
+            let width = max(evaluationWidth ?? 0, line.count)   // padded over a longer line before it
+            FileHandle.standardError.write(Data(("\r" + line.padding(toLength: width, withPad: " ", startingAt: 0)).utf8))
             lineOpen = true
-            evaluationWidth = line.count
+            evaluationWidth = width
         case .tested(let m):
             say(String(format: "retort: test accuracy %.4f  macro-F1 %.4f  MCC %.4f (", m.accuracy, m.macroF1, m.mcc) + counted(m.examples, "example") + ")")
         }

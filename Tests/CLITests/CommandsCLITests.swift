@@ -62,7 +62,7 @@ final class CommandsCLITests: TinyRunTestCase {
         // A core name OpenBLAS does not know: it detects its own, and the cpu line says so.
         let (bogusStatus, bogus) = try retort(["devices"], environment: ["RETORT_BLAS_CORETYPE": "Bogus"])
         XCTAssertEqual(bogusStatus, 0, bogus)
-        XCTAssertTrue(bogus.contains("(RETORT_BLAS_CORETYPE=Bogus is not a core this OpenBLAS runs, so it chose its own)"), bogus)
+        XCTAssertTrue(bogus.contains(" kernels (RETORT_BLAS_CORETYPE=Bogus, which this OpenBLAS does not run as such: it chose these)"), bogus)
         // A core whose instructions the CPU lacks (SkylakeX's AVX-512 on an AVX2 machine) would
         // end the process at the first matmul (SIGILL): CPUID's choice runs, and the line says so.
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
@@ -350,6 +350,9 @@ final class CommandsCLITests: TinyRunTestCase {
                                                "--threads", "1", "--max-steps", "1", "--no-report", "--out", out] + extra)
             XCTAssertEqual(status, 0, "\(name): \(output)")
             XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/model.safetensors"), "\(name): \(output)")
+            // DistilBERT aligns the last hidden states: its note names no TinyBERT layer map.
+            XCTAssertEqual(output.contains("last hidden states aligned"), name == "distilbert", output)
+            XCTAssertEqual(output.contains("layer map"), name != "distilbert", output)
         }
     }
 
@@ -470,6 +473,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["distill", "--teacher", teacher, "--train", data, "--alpha", "0.9", "--out", fresh], "--alpha, --beta and --gamma are for --method distilbert"),
             (["distill", "--teacher", teacher, "--train", data, "--method", "distilbert", "--hard-label-weight", "1", "--out", fresh],
              "--stages and --hard-label-weight are TinyBERT's"),
+            (["distill", "--teacher", teacher, "--train", data, "--method", "distilbert", "--layer-map", "0:1", "--out", fresh],
+             "--layer-map is TinyBERT's; --method distilbert aligns the last hidden states only"),
             (["generate", "--model", tokenizerOnly, "--prompt", "hi"], "a tokenizer alone, without a model (no config.json)"),
             (["eval", "--model", teacher, "--data", swapped, "--text-column", "1", "--label-column", "0"],
              "it reads like a text: are --text-column and --label-column the wrong way round?"),

@@ -18,7 +18,7 @@ const char *rt_executable_dir(void);
 // ---------------------------------------------------------------- CPU (cpu_features.c)
 typedef struct {
     char brand[64];        // CPUID brand string
-    int avx, avx2, fma, avx512f, avx512bw, avx512dq, avx512vl, avx512_bf16; // usable (CPU + OS)
+    int avx, avx2, fma, avx512f, avx512bw, avx512dq, avx512vl, avx512_bf16, fma4; // usable (CPU + OS)
     int logical_cpus;      // CPUs this process may run on
 } rt_cpu_features;
 const rt_cpu_features *rt_cpu_detect(void);

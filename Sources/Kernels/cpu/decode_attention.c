@@ -17,7 +17,7 @@
 #define DECODE_CHUNK 128
 
 typedef struct {
-    float *out, *partials;   // partials: [B, NKV, chunks, G, 2 + HS] (m, s, o) when chunks > 1
+    float *out, *partials;   // partials: [B, chunks, NKV, G, 2 + HS] (m, s, o) when chunks > 1
     const float *q, *k, *v; const int32_t *lengths;
     int NH, NKV, HS, Tmax, chunks; float scale;
 } decode_args;
@@ -83,8 +83,9 @@ RT_TASK(decode_chunk_task) {
             if (chunks > 1) for (int g = 0; g < G; g++) partial[g * (2 + HS)] = partial[g * (2 + HS) + 1] = NAN;
             continue;
         }
-        if (n <= 0) {   // past this sequence's end: an empty partial
+        if (n <= 0) {   // past this sequence's end: an empty partial (a length of 0 alone: NaN, as its softmax is)
             for (int g = 0; g < G; g++) { partial[g * (2 + HS)] = -INFINITY; partial[g * (2 + HS) + 1] = 0; }
+            if (chunks == 1) for (int i = 0; i < G * HS; i++) out[i] = NAN;
             continue;
         }
         const float *k = a->k + (batch * a->Tmax + start) * row + (int64_t)kv * HS;
