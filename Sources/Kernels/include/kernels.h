@@ -56,10 +56,11 @@ void rt_sgemm_rows(float *C, int ldc, const float *A, int lda, const float *W, i
 // A weight multiplied many times by a few rows (a recurrent layer's W_hh, every step): packed once
 // into panels of 16 output channels ([K][16] each, 0 past N; rt_packed_weight_count floats) from
 // W [N,K] (trans 0, C = A·Wᵀ) or W [K,N] (trans 1, C = A·W), rows ldw apart; then
-// C[M,N] (row stride ldc) = A[M,K]·op(W) + beta·C per product (beta 0 ignores C's old values).
+// C[M,N] (row stride ldc) = (A[M,K]·op(W) + beta·C) + bias per product (beta 0 ignores C's old
+// values; bias [N] or NULL, added as each tile is stored).
 int64_t rt_packed_weight_count(int N, int K);
 void rt_pack_weight(float *P, const float *W, int ldw, int N, int K, int trans);
-void rt_sgemm_packed(float *C, int ldc, const float *A, int lda, const float *P, int M, int N, int K, float beta);
+void rt_sgemm_packed(float *C, int ldc, const float *A, int lda, const float *P, const float *bias, int M, int N, int K, float beta);
 
 // ------------------------------------------------------------------ int8 linear (cpu/int8_linear.c)
 // Symmetric int8 in [−127, 127]: q[M, ldq] (columns K … ldq−1 zero), scale[M] = max|x[m,:]|/127,
