@@ -239,7 +239,7 @@ public final class CPUBackend: Backend {
             runMatmul(c, a, w.weight, bias: bias, Gemm(m: rows, n: w.n, k: w.k, transB: w.transB, beta: beta, lda: lda))
             return
         }
-        rt_sgemm_packed(f(c), Int32(w.n), f(a), Int32(lda), f(packed), bias.map(f), Int32(rows), Int32(w.n), Int32(w.k), beta)
+        rt_sgemm_packed(f(c), Int32(w.n), f(a), Int32(lda), f(packed), f(bias), Int32(rows), Int32(w.n), Int32(w.k), beta)
     }
 
     public func runSequencePoolForward(_ out: Tensor, argmax: Tensor?, _ y: Tensor, lengths: Tensor, _ s: PoolShape) {

@@ -13,7 +13,8 @@ final class PackedGemmTests: XCTestCase {
     func testPackedGemmMatchesADoubleLoop() {
         var rng = SeededRandom(31), biasRNG = SeededRandom(32)
         for (M, N, K) in [(1, 1, 1), (1, 17, 7), (2, 16, 8), (5, 33, 9), (6, 15, 300), (7, 48, 17), (10, 31, 5), (13, 70, 64), (32, 300, 120), (33, 8, 15), (130, 20, 1100),
-                          (11, 64, 9), (12, 32, 4), (23, 40, 33), (25, 96, 20), (19, 129, 6), (9, 48, 70)] {
+                          (11, 64, 9), (12, 32, 4), (23, 40, 33), (25, 96, 20), (19, 129, 6), (9, 48, 70),
+                          (3, 48, 9), (16, 40, 7)] {
             for transposed in [false, true] {
                 for beta: Float in [0, 1] {
                     let lda = K + 3, ldc = N + 2, ldw = transposed ? N + 1 : K + 1

@@ -43,7 +43,7 @@ typedef float v16 __attribute__((vector_size(64)));
 RT_INLINE v16 v16_load(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
 RT_INLINE void v16_store(float *p, v16 v) { memcpy(p, &v, sizeof v); }
 // Spelt out, not (v16){0} + x: that sum is not x for x = −0, so the compiler must keep a scalar
-// add before the broadcast — in a GEMM's inner loop an extra uop per row on the FMA ports (the
+// add and a register broadcast — in a GEMM's inner loop two extra uops per row on the FMA ports (the
 // packed GEMM ran at half of AVX-512's peak). Spelt out, a splat of a load is one broadcast load.
 RT_INLINE v16 v16_splat(float x) { return (v16){ x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x }; }
 RT_INLINE float v16_sum(v16 v) {

@@ -198,8 +198,10 @@ RT_TASK(packed_task) {
 void rt_sgemm_packed(float *C, int ldc, const float *A, int lda, const float *P, const float *bias, int M, int N, int K, float beta) {
     if (M <= 0 || N <= 0) return;
     packed_args a = { .C = C, .A = A, .P = P, .bias = bias, .M = M, .N = N, .K = K, .lda = lda, .ldc = ldc, .beta = beta };
-    // An even number of panels per chunk, so AVX-512 takes them in pairs: with a grain of one
-    // (N = 300, the backward's product on 2 threads) every panel ran alone, at 0.54× the pairs' speed.
-    const int64_t panels = (N + 15) / 16, grain = (rt_balanced_grain(panels) + 1) / 2 * 2;
-    rt_parallel_for(panels, grain < 2 ? 2 : grain, packed_task, &a);
+    // On AVX-512, an even number of panels per chunk, so they are taken in pairs: with a grain of
+    // one (N = 300, the backward's product on 2 threads) every panel ran alone, at 0.54× the pairs' speed.
+    const int64_t panels = (N + 15) / 16;
+    int64_t grain = rt_balanced_grain(panels);
+    if (rt_cpu_level() >= 4) grain = grain < 2 ? 2 : (grain + 1) / 2 * 2;
+    rt_parallel_for(panels, grain, packed_task, &a);
 }
