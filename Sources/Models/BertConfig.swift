@@ -87,20 +87,7 @@ public struct BertConfig: Sendable {
         guard hiddenSize % heads == 0 else {
             throw CheckpointError("\(source): hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(heads)")
         }
-        var labels: [Int: String] = [:]
-        if let map = object["id2label"] as? [String: Any] {
-            for (key, value) in map {
-                guard let id = Int(key), id >= 0, let name = value as? String else {
-                    throw CheckpointError("\(source): id2label entry \"\(key)\" is not an index mapped to a name")
-                }
-                labels[id] = name
-            }
-            guard Set(labels.keys) == Set(0..<labels.count) else { throw CheckpointError("\(source): id2label ids are not 0…\(labels.count - 1)") }
-            guard Set(labels.values).count == labels.count else {
-                throw CheckpointError("\(source): id2label names a label twice (\(labels.sorted { $0.key < $1.key }.map(\.value).joined(separator: ", "))); give each class its own name")
-            }
-        }
-        id2label = labels
+        id2label = try LabelMap.parse(object["id2label"], source: source)
         extra = Box(object.filter { !Self.modelledKeys.contains($0.key) })
     }
 
@@ -129,8 +116,7 @@ public struct BertConfig: Sendable {
         object["attention_probs_dropout_prob"] = attentionDropout
         object["initializer_range"] = initializerRange
         if !id2label.isEmpty {
-            object["id2label"] = Dictionary(uniqueKeysWithValues: id2label.map { (String($0.key), $0.value) })
-            object["label2id"] = Dictionary(uniqueKeysWithValues: id2label.map { ($0.value, $0.key) })
+            (object["id2label"], object["label2id"]) = LabelMap.json(id2label)
         }
         return object
     }

@@ -158,9 +158,7 @@ public struct DecoderConfig: Sendable {
         bosTokenId = ids("bos_token_id")
         eosTokenIds = ids("eos_token_id")
         padTokenId = (object["pad_token_id"] as? NSNumber)?.intValue
-        if let labels = object["id2label"] as? [String: String] {
-            id2label = Dictionary(uniqueKeysWithValues: labels.compactMap { k, v in Int(k).map { ($0, v) } })
-        }
+        id2label = try LabelMap.parse(object["id2label"], source: source)
         quantization = object["retort_quantization"] as? String
         extra = Box(object)
     }
@@ -282,8 +280,7 @@ public struct DecoderConfig: Sendable {
         if let padTokenId { object["pad_token_id"] = padTokenId }
         if let quantization { object["retort_quantization"] = quantization } else { object.removeValue(forKey: "retort_quantization") }
         if !id2label.isEmpty {
-            object["id2label"] = Dictionary(uniqueKeysWithValues: id2label.map { ("\($0.key)", $0.value) })
-            object["label2id"] = Dictionary(uniqueKeysWithValues: id2label.map { ($0.value, $0.key) })
+            (object["id2label"], object["label2id"]) = LabelMap.json(id2label)
         }
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }

@@ -69,11 +69,7 @@ public struct RecurrentConfig: Equatable, Sendable {
                   layers: try int("num_layers"), bidirectional: o["bidirectional"] as? Bool ?? true, pooling: pooling,
                   headHiddenSize: try int("head_hidden_size"), padTokenId: try int("pad_token_id"))
         guard (0..<vocabSize).contains(padTokenId) else { throw CheckpointError("\(name): pad_token_id \(padTokenId) is outside the vocabulary of \(vocabSize)") }
-        for (key, value) in o["id2label"] as? [String: String] ?? [:] {
-            guard let id = Int(key) else { throw CheckpointError("\(name): id2label key '\(key)' is not a class number") }
-            id2label[id] = value
-        }
-        guard Set(id2label.values).count == id2label.count else { throw CheckpointError("\(name): id2label names a label twice") }
+        id2label = try LabelMap.parse(o["id2label"], source: name)
         tokenizer = o["tokenizer"] as? String ?? "wordpiece"
         maxLength = o["max_length"] as? Int ?? 128
         emptyTokenId = o["empty_token_id"] as? Int ?? padTokenId
@@ -88,8 +84,7 @@ public struct RecurrentConfig: Equatable, Sendable {
             "vocab_size": vocabSize, "embedding_size": embeddingSize, "hidden_size": hiddenSize, "num_layers": layers,
             "bidirectional": bidirectional, "pooling": pooling.rawValue, "head_hidden_size": headHiddenSize, "head_activation": "tanh",
             "pad_token_id": padTokenId, "tokenizer": tokenizer, "max_length": maxLength, "empty_token_id": emptyTokenId,
-            "id2label": Dictionary(uniqueKeysWithValues: id2label.map { (String($0.key), $0.value) }),
-            "label2id": Dictionary(id2label.map { ($0.value, $0.key) }, uniquingKeysWith: min),
+            "id2label": LabelMap.json(id2label).id2label, "label2id": LabelMap.json(id2label).label2id,
         ]
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }

@@ -13,6 +13,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import Train
 
 /// What GET /v1/model reports.
 public struct ModelDescription: Sendable {
@@ -86,7 +87,7 @@ public enum ClassifierServer {
             let texts = try await parseTexts(request, limits: limits)
             let predictions = try await batcher.classify(texts)
             let results = predictions.map { p -> [String: Any] in
-                ["label": p.label, "probabilities": Dictionary(uniqueKeysWithValues: zip(batcher.labelNames, p.probabilities)),
+                ["label": p.label, "probabilities": labelledProbabilities(p.probabilities, names: batcher.labelNames),
                  "truncated": p.truncated]
             }
             return json(["model": model.name, "results": results])

@@ -214,7 +214,7 @@ public final class Classifier: TextClassifier {
         if let method = config.quantization, !inference {
             throw InvalidSetting("\(folder) is quantized (\(method)), for eval, predict and compare; fine-tune or distil the float model it came from")
         }
-        let stored = config.id2label.isEmpty ? nil : (0..<config.id2label.count).map { config.id2label[$0]! }
+        let stored = config.id2label.isEmpty ? nil : LabelMap.names(config.id2label)
         let names = labels ?? stored ?? ["LABEL_0", "LABEL_1"]
         let model = try BertModel(config: config, labels: names.count, backend: backend, inference: inference)
         // A head trained for other labels is not reused: a new one starts as HF initialises it.

@@ -25,7 +25,7 @@ public final class DecoderClassifier: TextClassifier {
         let model = try DecoderModel.load(folder, labels: config.id2label.count, backend: backend, inference: true)
         if packWeights { try model.packForInference() }
         return DecoderClassifier(model: model, tokenizer: try DecoderTokenizer(model: folder, config: config),
-                                 labelNames: (0..<config.id2label.count).map { config.id2label[$0] ?? "LABEL_\($0)" }, maxLength: length)
+                                 labelNames: LabelMap.names(config.id2label), maxLength: length)
     }
 
     init(model: DecoderModel, tokenizer: DecoderTokenizer, labelNames: [String], maxLength: Int) {

@@ -77,3 +77,8 @@ public func classProbabilities(_ logits: [Float]) -> [Double] {
     let m = logits.max() ?? 0, exps = logits.map { Foundation.exp(Double($0 - m)) }, sum = exps.reduce(0, +)
     return exps.map { $0 / sum }
 }
+
+/// The probabilities as predict --json and serve write them: an object from label name to probability.
+public func labelledProbabilities(_ probabilities: [Double], names: [String]) -> [String: Double] {
+    Dictionary(zip(names, probabilities), uniquingKeysWith: max)
+}

@@ -53,7 +53,7 @@ public final class RecurrentClassifier: TextClassifier {
         let model = try RecurrentModel.load(folder: folder, backend: backend, inference: true)
         let c = model.config
         return RecurrentClassifier(model: model, tokenizer: try StudentTokenizer.load(folder: folder, kind: c.tokenizer, empty: Int32(c.emptyTokenId)),
-                                   labelNames: (0..<c.id2label.count).map { c.id2label[$0]! }, maxLength: maxLength ?? c.maxLength)
+                                   labelNames: LabelMap.names(c.id2label), maxLength: maxLength ?? c.maxLength)
     }
 
     public func encode(_ examples: [Example]) -> [Encoding] { examples.map { tokenizer.encode($0, maxLength: maxLength) } }

@@ -85,6 +85,10 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         // Before the teacher's logits (minutes on a large set): a --resume that cannot continue.
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
         reportTruncation(train: train, dev: dev, maxLength: t.maxLength)
+        if let stored, let transfer = c.transfer,
+           let warning = try TransferSet.teacherMismatch(data.train, train, logits: stored, teacher: teacher, path: transfer) {
+            progress(.warning(warning))
+        }
         let fingerprint = Self.fingerprint(train: train, trainLabels: data.trainLabels, dev: dev, devLabels: data.devLabels, names: data.names)
         let (runner, resumePoint) = try open(folder, resume: t.resume, stages: [], policy: t.checkpoints, examples: data.train.count,
                                              fingerprint: fingerprint, lora: t.lora) { _ in options }

@@ -42,6 +42,28 @@ public struct TransferSet {
         guard !examples.isEmpty else { throw DataError("\(path): no rows") }
     }
 
+    /// Whether `teacher` made the stored logits: it runs on the `count` shortest uncut texts of
+    /// `examples` (encoded as `encodings`, their stored logits `logits`) and compares. A warning
+    /// naming the worst line where some logit differs by more than `tolerance` (0.05: a batch's
+    /// padding or another device moves a logit by 1e-4 at most; another teacher by tenths), nil
+    /// where they agree.
+    public static func teacherMismatch(_ examples: [Example], _ encodings: [Encoding], logits: [[Float]], teacher: TextClassifier,
+                                       path: String, count: Int = 8, tolerance: Float = 0.05) throws -> String? {
+        let rows = encodings.indices.filter { !encodings[$0].truncated }
+            .sorted { (encodings[$0].ids.count, $0) < (encodings[$1].ids.count, $1) }.prefix(count)
+        guard !rows.isEmpty else { return nil }
+        let computed = try teacher.forwardSession(batchSize: rows.count)(rows.map { encodings[$0] })
+        var worst: (difference: Float, row: Int) = (0, rows.first!)
+        for (row, values) in zip(rows, computed) {
+            let difference = zip(values, logits[row]).map { abs($0 - $1) }.max() ?? 0
+            if difference > worst.difference { worst = (difference, row) }
+        }
+        guard worst.difference > tolerance else { return nil }
+        return "\(path): line \(examples[worst.row].line): the stored logits differ from --teacher's by \(String(format: "%.3g", worst.difference)) "
+            + "(the \(rows.count) shortest texts checked): the set was labelled by another teacher, or a quantized copy of it; "
+            + "training goes on with the stored logits (give --train with this --teacher to label the texts anew)"
+    }
+
     /// Training data and its logits; dev: `files.dev` if given, else `files.devSplit` of the
     /// original texts (a generated text never lands in dev).
     public func split(dev files: DataFiles, seed: UInt64) throws -> (LabelledData, [[Float]]) {

@@ -65,7 +65,7 @@ struct PredictCommand: ParsableCommand {
     @OptionGroup var inference: InferenceOptions
     @OptionGroup var columns: TextColumnOptions
     @Option(name: .customLong("label-column"), help: .hidden) var labelColumn: String?   // refused, with eval named
-    @Flag(name: .long, help: "One JSON object per input: label, probabilities, logits, text, the line it starts on, and whether --max-length cut it.") var json = false
+    @Flag(name: .long, help: "One JSON object per input: label, probabilities (label: p, as serve gives them), logits (in class order), text, the line it starts on, and whether --max-length cut it.") var json = false
 
     /// Where the texts come from: --input, or standard input when it is a pipe or file and no text was given as an argument.
     var source: String? { input ?? (texts.isEmpty && isatty(STDIN_FILENO) == 0 ? "-" : nil) }
@@ -115,7 +115,7 @@ struct PredictCommand: ParsableCommand {
             let probabilities = classProbabilities(row)
             let best = probabilities.indices.max { probabilities[$0] < probabilities[$1] }!
             if json {
-                let object: [String: Any] = ["label": classifier.labelNames[best], "probabilities": probabilities,
+                let object: [String: Any] = ["label": classifier.labelNames[best], "probabilities": labelledProbabilities(probabilities, names: classifier.labelNames),
                                              "logits": row.map(Double.init), "text": example.text, "line": example.line,
                                              "truncated": encoding.truncated]
                 output += String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self) + "\n"

@@ -38,8 +38,23 @@ final class AugmentCLITests: TinyRunTestCase {
         XCTAssertEqual(status2, 0, output2)
         XCTAssertTrue(output2.contains("(\(generated.count) generated); the teacher's stored logits"), output2)
         XCTAssertFalse(output2.contains("teacher logits for"), "the teacher does not run again")
+        XCTAssertFalse(output2.contains("warning"), "the stored logits are this teacher's: \(output2)")
         let (status3, output3) = try retort(["eval", "--model", student, "--data", out, "--threads", "1"])
         XCTAssertEqual(status3, 0, output3)
+
+        // Logits another teacher made (here: twice these, so every argmax still agrees) are
+        // trained on, with a warning that names the set and a line.
+        let other = work.appendingPathComponent("other-teacher.jsonl").path
+        try rows.map { row -> String in
+            var row = row
+            row["logits"] = (row["logits"] as! [Double]).map { $0 * 2 }
+            return String(decoding: try JSONSerialization.data(withJSONObject: row), as: UTF8.self)
+        }.joined(separator: "\n").write(toFile: other, atomically: true, encoding: .utf8)
+        let (status4, output4) = try retort(["distill", "--teacher", teacher, "--transfer", other, "--student", "bilstm", "--hidden", "8",
+                                             "--head-hidden", "4", "--epochs", "1", "--max-length", "12", "--batch-size", "8", "--no-report",
+                                             "--out", work.appendingPathComponent("bilstm-other").path, "--threads", "1"])
+        XCTAssertEqual(status4, 0, output4)
+        XCTAssertTrue(output4.contains("retort: warning: \(other): line ") && output4.contains("the stored logits differ from --teacher's by"), output4)
     }
 
     /// Ctrl-C during generation: the texts finished by then are cleaned, labelled and written

@@ -74,8 +74,10 @@ final class ServeCLITests: TinyRunTestCase {
         for (served, reference) in zip(results, predicted) {
             XCTAssertEqual(served["label"] as? String, reference["label"] as? String)
             let p = try XCTUnwrap(served["probabilities"] as? [String: Double])
-            let q = try XCTUnwrap(reference["probabilities"] as? [Double])
-            for (i, name) in ["LABEL_0", "LABEL_1", "LABEL_2"].enumerated() { XCTAssertEqual(p[name]!, q[i], accuracy: 1e-5) }
+            let q = try XCTUnwrap(reference["probabilities"] as? [String: Double])
+            XCTAssertEqual(Set(p.keys), ["LABEL_0", "LABEL_1", "LABEL_2"])
+            XCTAssertEqual(Set(q.keys), Set(p.keys))
+            for name in p.keys { XCTAssertEqual(p[name]!, q[name]!, accuracy: 1e-5) }
             XCTAssertEqual(served["truncated"] as? Bool, reference["truncated"] as? Bool)
         }
         XCTAssertEqual(results.map { $0["truncated"] as? Bool }, texts.indices.map { $0 == texts.count - 1 })
