@@ -46,7 +46,7 @@ enum CUDAKernelTable {
     static let biasBackwardPartials = CUDAKernel("bias.cu", "bias_backward_partials", [.floats, .floats, .int64, .int32, .int32])
     // decode_attention.cu
     static let decodeAttention = CUDAKernel("decode_attention.cu", "decode_attention", [.floats, .floats, .floats, .floats, .floats,
-        .ints, .int32, .int32, .int32, .int32, .int32, .float, .int32])
+        .ints, .int32, .int32, .int32, .int32, .int32, .float, .int32, .int32])
     static let decodeAttentionMerge = CUDAKernel("decode_attention.cu", "decode_attention_merge", [.floats, .floats, .int32, .int32,
         .int32, .int32])
     // dropout.cu

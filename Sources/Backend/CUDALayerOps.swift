@@ -66,16 +66,17 @@ extension CUDABackend {
                .int32(rows), .int32(channels))
     }
 
-    /// Positions a warp of decode_attention.cu covers when the cache is longer: a step at B=1 then
-    /// runs B·NH·⌈Tmax/64⌉ warps (and a merge) rather than B·NH.
+    /// Positions a warp of decode_attention.cu covers when the sequences are longer: a step at B=1
+    /// then runs B·NH·⌈longest/64⌉ warps (and a merge) rather than B·NH. Split by the longest
+    /// length, not the capacity: a 4,096-position cache at 100 tokens runs 2 chunks, not 64.
     static let decodeChunk = 64
 
     public func runDecodeAttention(_ out: Tensor, q: Tensor, keyCache: Tensor, valueCache: Tensor, lengths: Tensor, _ s: DecodeShape) {
-        let chunk = Self.decodeChunk, chunks = (s.capacity + chunk - 1) / chunk
+        let chunk = Self.decodeChunk, chunks = (s.longest + chunk - 1) / chunk
         let partials = chunks > 1 ? scratch("decode.partials", s.batch * s.heads * chunks * (2 + s.headSize)) : nil
         launch(K.decodeAttention, warps: s.batch * s.heads * chunks, .tensor(out), .tensor(partials), .tensor(q), .tensor(keyCache),
                .tensor(valueCache), .tensor(lengths), .int32(s.batch), .int32(s.heads), .int32(s.keyValueHeads), .int32(s.headSize),
-               .int32(s.capacity), .float(s.scale), .int32(chunks > 1 ? chunk : s.capacity))
+               .int32(s.capacity), .float(s.scale), .int32(chunks > 1 ? chunk : s.longest), .int32(chunks))
         if let partials {
             launch(K.decodeAttentionMerge, warps: s.batch * s.heads, .tensor(out), .tensor(partials), .int32(s.batch), .int32(s.heads),
                    .int32(s.headSize), .int32(chunks))

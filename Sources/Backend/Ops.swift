@@ -143,10 +143,12 @@ public extension Backend {
     }
 
     /// One query per sequence against its KV cache (decoding): out = softmax(scale·q·kᵀ)·V over
-    /// the first lengths[b] cached positions, query head h reading cache head h / (NH / NKV).
+    /// the first lengths[b] cached positions, query head h reading cache head h / (NH / NKV); no
+    /// length may pass s.longest (the lengths live on the device: the caller knows them).
     func decodeAttention(_ out: Tensor, q: Tensor, keyCache: Tensor, valueCache: Tensor, lengths: Tensor, _ s: DecodeShape) {
         precondition(s.keyValueHeads > 0 && s.heads % s.keyValueHeads == 0 && s.headSize <= 256 && s.capacity > 0,
                      "decodeAttention: heads must be a multiple of the key/value heads, head size at most 256")
+        precondition((1...s.capacity).contains(s.longest), "decodeAttention: the longest length \(s.longest) is not in 1…\(s.capacity)")
         precondition(out.count == s.queries && q.count == s.queries && keyCache.count == s.cache && valueCache.count == s.cache
                      && lengths.count == s.batch, "decodeAttention: q/out are not B·NH·HS, a cache not B·NKV·Tmax·HS or lengths not B")
         f32(out, q, keyCache, valueCache, op: "decodeAttention")

@@ -205,9 +205,13 @@ public struct RoPEShape: Sendable {
 /// multiple of NKV (grouped-query attention), HS ≤ 256.
 public struct DecodeShape: Sendable {
     public var batch, heads, keyValueHeads, headSize, capacity: Int   // B, NH, NKV, HS, Tmax
+    /// The greatest of the lengths (≤ capacity; default the capacity): positions past it are read
+    /// by no sequence, so a backend that splits the cache into chunks splits only this much.
+    public var longest: Int
     public var scale: Float
-    public init(batch: Int, heads: Int, keyValueHeads: Int, headSize: Int, capacity: Int, scale: Float? = nil) {
+    public init(batch: Int, heads: Int, keyValueHeads: Int, headSize: Int, capacity: Int, longest: Int? = nil, scale: Float? = nil) {
         self.batch = batch; self.heads = heads; self.keyValueHeads = keyValueHeads; self.headSize = headSize; self.capacity = capacity
+        self.longest = longest ?? capacity
         self.scale = scale ?? 1 / Float(headSize).squareRoot()
     }
     public var queries: Int { batch * heads * headSize }

@@ -163,18 +163,20 @@ public enum OpCases {
                     ("dWeight", backend.floats(dw)), ("dx of a frozen norm", backend.floats(dxFrozen))]
         },
         // Decoding against a KV cache: head sizes 32, 64 and 96 (three dimensions per lane), GQA
-        // groups of 1 and 3, lengths from 1 (the query alone) to the whole cache; the last cache
-        // is longer than the kernels' chunks (the CPU's 128 positions, CUDA's 64: boundaries and
-        // empty chunks), with a head size of 40 (the CPU's vectors of 16 leave a tail).
+        // groups of 1 and 3, lengths from 1 (the query alone) to the whole cache; the last caches
+        // are longer than the kernels' chunks (the CPU's 128 positions, CUDA's 64: boundaries and
+        // empty chunks), with a head size of 40 (the CPU's vectors of 16 leave a tail); caches
+        // with room past the longest length (split by that length, read at the capacity's stride).
         OpCase(name: "decode attention (KV cache, GQA, lengths 1…Tmax)", atol: 1e-5, rtol: 1e-4) { backend in
             var x = Inputs(backend, seed: 21)
             var outputs: [(String, [Float])] = []
-            for (NH, NKV, HS, lengths) in [(4, 4, 32, [1, 37, 50]), (6, 2, 64, [1, 37, 50]), (3, 1, 96, [1, 37, 50]), (6, 2, 40, [260, 129, 3])] {
-                let s = DecodeShape(batch: 3, heads: NH, keyValueHeads: NKV, headSize: HS, capacity: lengths.max()!)
+            for (NH, NKV, HS, lengths, room) in [(4, 4, 32, [1, 37, 50], 0), (6, 2, 64, [1, 37, 50], 0), (3, 1, 96, [1, 37, 50], 0),
+                                                 (6, 2, 40, [260, 129, 3], 0), (6, 2, 64, [1, 37, 50], 250), (6, 2, 40, [200, 129, 3], 130)] {
+                let s = DecodeShape(batch: 3, heads: NH, keyValueHeads: NKV, headSize: HS, capacity: lengths.max()! + room, longest: lengths.max()!)
                 let q = try x.floats(s.queries, -2, 2), keys = try x.floats(s.cache, -2, 2), values = try x.floats(s.cache)
                 let out = try x.zeros(s.queries)
                 backend.decodeAttention(out, q: q, keyCache: keys, valueCache: values, lengths: try x.ints(lengths.map(Int32.init)), s)
-                outputs.append(("out NH \(NH) NKV \(NKV) HS \(HS) lengths \(lengths)", backend.floats(out)))
+                outputs.append(("out NH \(NH) NKV \(NKV) HS \(HS) lengths \(lengths) capacity \(s.capacity)", backend.floats(out)))
             }
             return outputs
         },

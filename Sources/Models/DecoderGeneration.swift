@@ -97,7 +97,8 @@ extension DecoderLayer {
         let slots = B * cache.capacity * KC
         b.decodeAttention(d.context, q: d.q, keyCache: cache.keys[index].slice(0, slots), valueCache: cache.values[index].slice(0, slots),
                           lengths: cache.lengthTensor.slice(0, B),
-                          DecodeShape(batch: B, heads: c.heads, keyValueHeads: c.keyValueHeads, headSize: c.headSize, capacity: cache.capacity))
+                          DecodeShape(batch: B, heads: c.heads, keyValueHeads: c.keyValueHeads, headSize: c.headSize, capacity: cache.capacity,
+                                      longest: (cache.lengths.prefix(B).max() ?? 0) + 1))
         output.forward(b, d.residual, d.context, rows: B)
         b.axpy(d.residual, x, count: B * C, alpha: 1)
         postAttentionNorm.forward(b, d.h, mean: d.mean, rstd: d.rstd, d.residual, rows: B, channels: C)

@@ -3,10 +3,10 @@
 //   query head h reads key/value head h / (NH / NKV).
 //   out = softmax(scale·q·kᵀ over the first `length` keys)·V.
 // Split over the cache (as the CPU kernel is): decode_attention runs one warp per (b, h, chunk of
-// `chunk` positions), launch ≥ B·NH·chunks·32 threads, blockDim a multiple of 32, chunks =
-// ceil(Tmax / chunk). Each lane owns head dimensions lane, lane + 32, … (HS ≤ 256): a key's score
+// `chunk` positions), launch ≥ B·NH·chunks·32 threads, blockDim a multiple of 32; chunks·chunk
+// covers every length (≤ Tmax, the caches' stride). Each lane owns head dimensions lane, lane + 32, … (HS ≤ 256): a key's score
 // is a warp sum, its V row is read coalesced, an online softmax runs over the chunk. With
-// partials NULL (chunk ≥ Tmax: one chunk) the warp writes out itself; otherwise it writes its
+// partials NULL (one chunk, as long as the longest length) the warp writes out itself; otherwise it writes its
 // chunk's maximum m, sum s = Σ e^(score−m) and o = Σ e^(score−m)·v to
 //   partials: [B·NH, chunks, 2 + HS]
 // and decode_attention_merge (one warp per (b, h)) writes out = Σ o·e^(m−M) / Σ s·e^(m−M) with
@@ -17,8 +17,8 @@
 #define DECODE_MAX_DIMS_PER_LANE 8
 
 extern "C" __global__ void decode_attention(float *out, float *partials, const float *q, const float *k_cache, const float *v_cache,
-                                            const int *lengths, int B, int NH, int NKV, int HS, int Tmax, float scale, int chunk) {
-    const int chunks = (Tmax + chunk - 1) / chunk;
+                                            const int *lengths, int B, int NH, int NKV, int HS, int Tmax, float scale, int chunk,
+                                            int chunks) {
     const long long item = (blockIdx.x * (long long)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x % 32;
     if (item >= (long long)B * NH * chunks) return;
