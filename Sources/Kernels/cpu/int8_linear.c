@@ -27,6 +27,7 @@ typedef struct {
     const float *x;
     int64_t M;
     int K, ldx, ldq;
+    uint8_t flip;   // 0x80: each byte stored as q + 128 (unsigned), the VNNI path's operand
 } quantize_args;
 
 RT_TASK(quantize_task) {
@@ -45,17 +46,21 @@ RT_TASK(quantize_task) {
         for (; j + 16 <= a->K; j += 16) {
             v16 r = __builtin_elementwise_roundeven(v16_load(x + j) * inv);
             r = __builtin_elementwise_min(__builtin_elementwise_max(r, v16_splat(-127)), v16_splat(127));
-            vb16 bytes = __builtin_convertvector(__builtin_convertvector(r, vi16), vb16);
+            vb16 bytes = __builtin_convertvector(__builtin_convertvector(r, vi16), vb16) ^ (int8_t)a->flip;
             memcpy(q + j, &bytes, 16);
         }
-        for (; j < a->K; j++) q[j] = (int8_t)fminf(fmaxf(__builtin_roundevenf(x[j] * inv), -127.0f), 127.0f);
-        memset(q + a->K, 0, (size_t)(a->ldq - a->K));
+        for (; j < a->K; j++) q[j] = (int8_t)((int8_t)fminf(fmaxf(__builtin_roundevenf(x[j] * inv), -127.0f), 127.0f) ^ (int8_t)a->flip);
+        memset(q + a->K, a->flip, (size_t)(a->ldq - a->K));
     }
 }
 
-void rt_quantize_rows_i8(int8_t *q, float *scale, const float *x, int64_t M, int K, int ldx, int ldq) {
-    quantize_args a = { .q = q, .scale = scale, .x = x, .M = M, .K = K, .ldx = ldx, .ldq = ldq };
+static void quantize_rows(int8_t *q, float *scale, const float *x, int64_t M, int K, int ldx, int ldq, uint8_t flip) {
+    quantize_args a = { .q = q, .scale = scale, .x = x, .M = M, .K = K, .ldx = ldx, .ldq = ldq, .flip = flip };
     rt_parallel_for(M, 8, quantize_task, &a);
+}
+
+void rt_quantize_rows_i8(int8_t *q, float *scale, const float *x, int64_t M, int K, int ldx, int ldq) {
+    quantize_rows(q, scale, x, M, K, ldx, ldq, 0);
 }
 
 void rt_dequantize_rows_i8(float *x, const int8_t *q, const float *scale, int64_t M, int K) {
@@ -136,6 +141,16 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void avx2_block
             acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(x, w1)), ones));
         }
     }
+    if (n0 + 16 <= a->N) {   // a whole panel: the epilogue 8 channels at a time (the same roundings)
+        for (int h = 0; h < 2; h++) {
+            const __m256 ws = _mm256_loadu_ps(a->wscale + n0 + 8 * h), bias = a->bias ? _mm256_loadu_ps(a->bias + n0 + 8 * h) : _mm256_setzero_ps();
+            for (int r = 0; r < MR; r++) {
+                const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[r][h]), _mm256_set1_ps(a->scale[m0 + r]));
+                _mm256_storeu_ps(a->y + (int64_t)(m0 + r) * a->ldy + n0 + 8 * h, _mm256_fmadd_ps(v, ws, bias));
+            }
+        }
+        return;
+    }
     for (int r = 0; r < MR; r++) {
         int32_t s[16];
         _mm256_storeu_si256((__m256i *)s, acc[r][0]);
@@ -157,7 +172,10 @@ __attribute__((target("avx2,fma"))) static void linear_avx2(void *ctx, int64_t p
 }
 
 // AVX-512 VNNI: rows m0 … m0+MR−1 against two panels w0, w1 (channels n0 … n0+31; w1 == w0 when
-// there is one panel left): MR·2 accumulators of 16 int32 sums, four inputs per vpdpbusd.
+// there is one panel left): MR·2 accumulators of 16 int32 sums, four inputs per vpdpbusd. The
+// rows were quantized as q + 128 (unsigned bytes), so each broadcast is one load: flipping the
+// sign bit here took a scalar xor and a broadcast from a register, a uop on a port the vpdpbusd
+// need (a third of the loop's slots). The epilogue runs 16 channels at a time.
 __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
 vnni_block(const linear_args *a, int m0, const int MR, const int8_t *w0, const int8_t *w1, int n0, int panels) {
     const int8_t *q[8];
@@ -167,13 +185,22 @@ vnni_block(const linear_args *a, int m0, const int MR, const int8_t *w0, const i
     for (int k4 = 0; k4 < a->K4; k4++) {
         const __m512i b0 = _mm512_loadu_si512(w0 + k4 * 64), b1 = _mm512_loadu_si512(w1 + k4 * 64);
         for (int r = 0; r < MR; r++) {
-            const __m512i x = _mm512_set1_epi32(four(q[r], k4) ^ (int32_t)0x80808080);   // q + 128, unsigned
+            const __m512i x = _mm512_set1_epi32(four(q[r], k4));   // q + 128, unsigned
             acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, b0);
             if (panels == 2) acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, b1);
         }
     }
     for (int h = 0; h < panels; h++) {
         const __m512i correction = _mm512_slli_epi32(_mm512_loadu_si512(a->wsum + n0 + 16 * h), 7);   // 128·Σ_k W
+        if (n0 + 16 * h + 16 <= a->N) {   // a whole panel (the same roundings as the scalar epilogue)
+            const __m512 ws = _mm512_loadu_ps(a->wscale + n0 + 16 * h);
+            const __m512 bias = a->bias ? _mm512_loadu_ps(a->bias + n0 + 16 * h) : _mm512_setzero_ps();
+            for (int r = 0; r < MR; r++) {
+                const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][h], correction)), _mm512_set1_ps(a->scale[m0 + r]));
+                _mm512_storeu_ps(a->y + (int64_t)(m0 + r) * a->ldy + n0 + 16 * h, _mm512_fmadd_ps(v, ws, bias));
+            }
+            continue;
+        }
         for (int r = 0; r < MR; r++) {
             int32_t s[16];
             _mm512_storeu_si512(s, _mm512_sub_epi32(acc[r][h], correction));
@@ -230,10 +257,11 @@ void rt_int8_linear(float *y, int ldy, const float *x, int ldx, int M, int K, co
     const int K4 = (K + 3) / 4, ldq = 4 * K4, P = (N + 15) / 16;
     int8_t *q = rt_thread_scratch(0, 13, (size_t)M * ldq);
     float *scale = rt_thread_scratch(0, 12, sizeof(float) * (size_t)(M > 0 ? M : 1));
-    rt_quantize_rows_i8(q, scale, x, M, K, ldx, ldq);
+    const enum int8_path path = int8_path();
+    quantize_rows(q, scale, x, M, K, ldx, ldq, path == INT8_VNNI ? 0x80 : 0);
     linear_args a = { .y = y, .q = q, .wp = wp, .scale = scale, .wscale = wscale, .bias = bias, .wsum = wsum,
                       .M = M, .N = N, .K4 = K4, .ldq = ldq, .ldy = ldy };
-    switch (int8_path()) {
+    switch (path) {
 #if defined(__x86_64__)
     case INT8_VNNI: rt_parallel_for((P + 1) / 2, 1, linear_vnni, &a); return;
     case INT8_AVX2: rt_parallel_for(P, 1, linear_avx2, &a); return;
