@@ -87,8 +87,13 @@ public struct BertConfig: Sendable {
         guard hiddenSize % heads == 0 else {
             throw CheckpointError("\(source): hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(heads)")
         }
+        guard padTokenId < vocabSize else { throw CheckpointError("\(source): pad_token_id \(padTokenId) is outside the vocabulary of \(vocabSize)") }
         id2label = try LabelMap.parse(object["id2label"], source: source)
         extra = Box(object.filter { !Self.modelledKeys.contains($0.key) })
+        guard maxTokens >= 3 else {   // MPNet's positions start past padding_idx
+            throw CheckpointError("\(source): max_position_embeddings \(maxPositions) leaves \(maxTokens) positions past pad_token_id \(padTokenId); "
+                                  + "a text needs at least 3 (its specials and a token)")
+        }
     }
 
     /// Keys held in typed fields (written from them, never from what was read).

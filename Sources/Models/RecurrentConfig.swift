@@ -48,7 +48,7 @@ public struct RecurrentConfig: Equatable, Sendable {
     }
 
     public init(path: String) throws {
-        let name = (path as NSString).lastPathComponent
+        let name = path   // errors name the folder too, as the other families' configs do
         guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError("\(path): cannot read the file") }
         guard let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw CheckpointError("\(path): not a JSON object")
@@ -73,8 +73,8 @@ public struct RecurrentConfig: Equatable, Sendable {
         tokenizer = o["tokenizer"] as? String ?? "wordpiece"
         maxLength = o["max_length"] as? Int ?? 128
         emptyTokenId = o["empty_token_id"] as? Int ?? padTokenId
-        guard maxLength > 0, (0..<vocabSize).contains(emptyTokenId) else {
-            throw CheckpointError("\(name): max_length must be positive and empty_token_id inside the vocabulary")
+        guard (3...(1 << 20)).contains(maxLength), (0..<vocabSize).contains(emptyTokenId) else {
+            throw CheckpointError("\(name): max_length must be 3…1,048,576 (a text's specials and a token) and empty_token_id inside the vocabulary")
         }
     }
 

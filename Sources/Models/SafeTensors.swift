@@ -59,10 +59,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     private static func parseHeader(_ base: UnsafeRawPointer, size: Int, name: String) throws
         -> ([String: Entry], [String: String], Int) {
-        let headerBytes = Int(UInt64(littleEndian: base.loadUnaligned(as: UInt64.self)))
-        guard headerBytes > 0, headerBytes <= maxHeaderBytes else {
-            throw CheckpointError("\(name): header length \(headerBytes) is not sane (not a safetensors file?)")
+        let stated = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))   // any 8 bytes: checked before it is an Int
+        guard stated > 0, stated <= UInt64(maxHeaderBytes) else {
+            throw CheckpointError("\(name): header length \(stated) is not sane (not a safetensors file?)")
         }
+        let headerBytes = Int(stated)
         guard 8 + headerBytes <= size else {
             throw CheckpointError("\(name): header of \(headerBytes) bytes runs past the end of the \(size)-byte file (truncated?)")
         }

@@ -98,15 +98,23 @@ public func decoderClassifierKind(_ object: [String: Any]?, id2label: [Int: Stri
 public func checkClassifierFolder(_ folder: String) throws {
     try checkModelFolder(folder)
     let path = { (file: String) in (folder as NSString).appendingPathComponent(file) }
+    // The config (and an encoder's weights file) read in full: a broken one is refused here, before
+    // compare measures the folders before it or distill trains.
     let config = path("config.json"), decoder = FineTuningRun.isDecoder(folder)
-    if decoder, let labels = try? DecoderConfig(path: config).id2label, labels.count < 2 {
-        throw CheckpointError("\(folder): not a classifier (config.json has no id2label); generate text with it instead: retort generate --model \(folder)")
-    }
-    if !RecurrentConfig.describes(config) && !decoder, let family = try? BertConfig(path: config).family,
-       let file = try? SafeTensorsFile(path: path("model.safetensors")), file.entries[BertModel.classifierTensor(family)] == nil {
-        // a random head would label texts at random
-        throw CheckpointError("\(folder): a pretrained encoder without a classifier head (model.safetensors has no "
-                              + "'\(BertModel.classifierTensor(family))'); fine-tune it on labelled texts first (retort finetune)")
+    if decoder {
+        guard try DecoderConfig(path: config).id2label.count >= 2 else {
+            throw CheckpointError("\(folder): not a classifier (config.json has no id2label); generate text with it instead: retort generate --model \(folder)")
+        }
+    } else if RecurrentConfig.describes(config) {
+        _ = try RecurrentConfig(path: config)
+    } else {
+        let family = try BertConfig(path: config).family
+        if FileManager.default.fileExists(atPath: path("model.safetensors")),
+           try SafeTensorsFile(path: path("model.safetensors")).entries[BertModel.classifierTensor(family)] == nil {
+            // a random head would label texts at random
+            throw CheckpointError("\(folder): a pretrained encoder without a classifier head (model.safetensors has no "
+                                  + "'\(BertModel.classifierTensor(family))'); fine-tune it on labelled texts first (retort finetune)")
+        }
     }
 }
 

@@ -69,6 +69,7 @@ public final class DistillationRun: TrainingRecipe {
             throw InvalidSetting("the teacher \(c.teacher) is quantized (\(method)); distil from the float model it came from")
         }
         let data = try LabelledData.load(c.data, seed: seed, names: teacher.labelNames)
+        try LabelledData.checkTest(c.data, names: teacher.labelNames)
         let student = try Distillation.makeStudent(teacher: teacher, teacherFolder: c.teacher, initFrom: c.studentInit, layers: c.studentLayers,
                                                    backend: backend, seed: seed)
         let (Ns, Nt) = (student.model.config.layers, teacher.model.config.layers)

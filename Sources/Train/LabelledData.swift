@@ -62,6 +62,15 @@ public struct LabelledData: Sendable {
                             skipped: skipped)
     }
 
+    /// Reads the test file (files.test) as the end of the run will, labels checked against
+    /// `names`: a missing or bad one is refused before the training, not after it.
+    public static func checkTest(_ files: DataFiles, names: [String]) throws {
+        guard let test = files.test else { return }
+        var spec = files.columns
+        if spec.label == nil { spec.label = .name("label") }
+        _ = try Dataset.labelIds(try Dataset.loadWithText(test, columns: spec) { _ in }, names: names, path: test)
+    }
+
     /// "6228 training and 692 dev examples, labels 0, 1"
     public var summary: String {
         "\(train.count) training and \(dev.count) dev examples, labels \(names.joined(separator: ", "))"

@@ -82,6 +82,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
             progress(.note(data.summary))
         }
         for note in data.skipped { progress(.note(note)) }
+        try LabelledData.checkTest(c.data, names: data.names)
         // Before the teacher's logits (minutes on a large set): a --resume that cannot continue.
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
         reportTruncation(train: train, dev: dev, maxLength: t.maxLength)

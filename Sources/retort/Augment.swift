@@ -69,6 +69,9 @@ struct AugmentCommand: ParsableCommand {
                                      ("--max-characters", maxCharacters, 1)] where value < least {
             throw ValidationError("\(flag) must be at least \(least)")
         }
+        try checkCounts([("--count", count), ("--prompt-words", promptWords), ("--max-new-tokens", maxNewTokens), ("--batch-size", batchSize),
+                         ("--ngram", ngram), ("--generator-batch-size", generatorBatchSize), ("--generator-epochs", generatorEpochs),
+                         ("--generator-max-length", generatorMaxLength)])
         guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be 0 (greedy) or positive") }
         guard topK >= 0 else { throw ValidationError("--top-k must be 0 (off) or positive") }
         guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }

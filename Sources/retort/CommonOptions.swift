@@ -87,15 +87,20 @@ struct LoRAOptions: ParsableArguments {
         _ = try modules()
     }
 
-    /// The modules given, or (nil) the model's defaults.
+    /// The modules given (each once, in the order given), or (nil) the model's defaults.
     func modules() throws -> [LoRATarget]? {
         try targets.map { list in
-            try list.split(separator: ",").map { name in
+            var modules: [LoRATarget] = []
+            for name in list.split(separator: ",") {
                 guard let t = LoRATarget(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
                     throw ValidationError("--lora-targets: unknown module '\(name)' (\(LoRATarget.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
-                return t
+                if !modules.contains(t) { modules.append(t) }
             }
+            guard !modules.isEmpty else {
+                throw ValidationError("--lora-targets names no module: give some of \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return modules
         }
     }
 
@@ -144,6 +149,7 @@ struct TrainingOptionGroup: ParsableArguments {
 
     func validate() throws {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be at least 1") }
+        try checkCounts([("--batch-size", batchSize)])
         try checkMaxLength(maxLength)
         if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number (got \(lr))") }
         guard (0..<1).contains(warmup) else { throw ValidationError("--warmup must be in [0, 1) (a fraction of the steps)") }
@@ -280,6 +286,19 @@ func counted(_ n: Int, _ noun: String, plural: String? = nil) -> String { "\(n) 
 /// Tokens per example, specials included: a [CLS] text [SEP] needs three (every command's --max-length).
 func checkMaxLength(_ maxLength: Int?) throws {
     if let maxLength, maxLength < 3 { throw ValidationError("--max-length must be at least 3") }
+    try checkCounts([("--max-length", maxLength)])
+}
+
+/// The most a count flag takes (examples per batch, epochs, accumulation, tokens, widths): far
+/// past any real run, and small enough that no product of them passes Int (2⁶³ − 1 overflowed
+/// into a trap).
+let countLimit = 1 << 20
+
+/// Refuses a count above countLimit, naming the flag.
+func checkCounts(_ counts: [(flag: String, value: Int?)]) throws {
+    for (flag, value) in counts {
+        if let value, value > countLimit { throw ValidationError("\(flag) \(value) is more than Retort takes (at most \(countLimit))") }
+    }
 }
 
 func printError(_ text: String) {

@@ -109,14 +109,15 @@ struct DistillCommand: ParsableCommand {
         guard !numbers.isEmpty, numbers.allSatisfy({ ($0 ?? 0) > 0 }) else {
             throw ValidationError("--epochs: positive whole numbers, one per stage (e.g. 3,2) or one for all")
         }
+        try checkCounts(numbers.map { ("--epochs", $0) })
         return numbers.map { $0! }
     }
 
     func validate() throws {
-        do { try checkClassifierFolder(expand(teacher)) } catch { throw ValidationError("--teacher: \(error)") }
         if RecurrentConfig.describes(expand(teacher) + "/config.json") {
             throw ValidationError("--teacher \(teacher) is a recurrent student; a teacher is a fine-tuned encoder or decoder classifier")
         }
+        do { try checkClassifierFolder(expand(teacher)) } catch { throw ValidationError("--teacher: \(error)") }
         guard let method = DistillationMethod(rawValue: method) else { throw ValidationError("--method must be tinybert or distilbert") }
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
         if let studentLayers, studentLayers < 1 { throw ValidationError("--student-layers must be positive") }
@@ -182,6 +183,7 @@ struct DistillCommand: ParsableCommand {
         guard RecurrentLoss.Soft(rawValue: loss) != nil else { throw ValidationError("--loss must be mse or soft-ce") }
         guard hidden > 0, headHidden > 0, (embeddingSize ?? 1) > 0 else { throw ValidationError("--hidden, --head-hidden and --embedding-size must be positive") }
         if let epochs, Int(epochs) == nil || Int(epochs)! < 1 { throw ValidationError("--epochs: one positive whole number for a recurrent student") }
+        try checkCounts([("--hidden", hidden), ("--head-hidden", headHidden), ("--embedding-size", embeddingSize), ("--epochs", epochs.flatMap { Int($0) })])
         guard (train == nil) != (transfer == nil) else { throw ValidationError("give --train or --transfer (one of them)") }
     }
 

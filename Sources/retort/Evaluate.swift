@@ -180,6 +180,7 @@ struct InferenceOptions: ParsableArguments {
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        try checkCounts([("--batch-size", batchSize)])
         try checkMaxLength(maxLength)
     }
 

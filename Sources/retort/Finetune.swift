@@ -64,6 +64,7 @@ struct FinetuneCommand: ParsableCommand {
     func validate() throws {
         guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
         guard gradAccum > 0 else { throw ValidationError("--grad-accum must be positive") }
+        try checkCounts([("--epochs", epochs), ("--grad-accum", gradAccum), ("--eval-every", evalEvery)])
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
         if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be positive") }
         if let metric {

@@ -60,6 +60,7 @@ struct GenerateCommand: ParsableCommand {
             throw ValidationError("--\(topK != 0 ? "top-k" : topP != 1 ? "top-p" : "seed") goes with sampling: add --temperature (e.g. 0.8)")
         }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        try checkCounts([("--max-new-tokens", maxNewTokens), ("--batch-size", batchSize)])
         if stop.contains("") { throw ValidationError("--stop needs a non-empty string") }
         if system != nil && !chat { throw ValidationError("--system goes with --chat (the chat template places it)") }
         if !chat, let prompt = prompt ?? text, prompt.isEmpty { throw ValidationError("the prompt is empty: give some text") }

@@ -44,6 +44,7 @@ struct ServeCommand: ParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port \(port) is not a port number (0…65535)") }
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        try checkCounts([("--max-batch", maxBatch)])
         guard (1...3600).contains(idleTimeout) else { throw ValidationError("--idle-timeout must be 1 to 3600 seconds") }
         try checkMaxLength(maxLength)
         guard maxWaitMs >= 0, maxWaitMs <= 1000 else { throw ValidationError("--max-wait-ms must be between 0 and 1000") }

@@ -333,8 +333,10 @@ final class CommandsCLITests: TinyRunTestCase {
 
     func testLoRAWithoutALearningRateTrainsAtTheAdapterRate() throws {
         let out = work.appendingPathComponent("lora").path
-        let (status, output) = try finetune(["--lora-rank", "4", "--max-steps", "3", "--warmup", "0", "--out", out])
+        // A module named twice is one adapter (it stopped the run with a trap).
+        let (status, output) = try finetune(["--lora-rank", "4", "--lora-targets", "query,value,query", "--max-steps", "3", "--warmup", "0", "--out", out])
         XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("LoRA r=4 on query,value:"), output)
         let first = try String(contentsOfFile: out + "/log.jsonl", encoding: .utf8).split(separator: "\n").first.map(String.init) ?? ""
         let entry = try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any]
         XCTAssertEqual(entry?["lr"] as? Double, 1e-3, first)
@@ -445,6 +447,10 @@ final class CommandsCLITests: TinyRunTestCase {
         classifierConfig["architectures"] = ["LlamaForSequenceClassification"]
         classifierConfig["id2label"] = ["0": "neg", "1": "pos"]
         try JSONSerialization.data(withJSONObject: classifierConfig).write(to: URL(fileURLWithPath: llamaClassifier + "/config.json"))
+        // A folder whose config.json is broken: compare refuses it before measuring the one before it.
+        let broken = work.appendingPathComponent("broken").path
+        try FileManager.default.copyItem(atPath: teacher, toPath: broken)
+        try "not json".write(toFile: broken + "/config.json", atomically: true, encoding: .utf8)
         let tokenizerOnly = work.appendingPathComponent("tokenizer-only").path, swapped = work.appendingPathComponent("swapped.csv").path
         try FileManager.default.createDirectory(atPath: tokenizerOnly, withIntermediateDirectories: false)
         try FileManager.default.copyItem(atPath: teacher + "/vocab.txt", toPath: tokenizerOnly + "/vocab.txt")
@@ -460,6 +466,17 @@ final class CommandsCLITests: TinyRunTestCase {
             (["export", "--model", base, "--out", fresh], headless),
             (["distill", "--teacher", base, "--train", data, "--out", fresh], headless),
             (["predict", "--model", teacher, "--batch-size", "0", "hi"], "--batch-size must be at least 1"),
+            (["finetune", "--model", teacher, "--train", data, "--batch-size", "9223372036854775807", "--out", fresh],
+             "--batch-size 9223372036854775807 is more than Retort takes (at most 1048576)"),
+            (["finetune", "--model", teacher, "--train", data, "--epochs", "4000000000000000000", "--out", fresh],
+             "--epochs 4000000000000000000 is more than Retort takes"),
+            (["generate", "--model", gguf, "--prompt", "hi", "--max-new-tokens", "9223372036854775807"],
+             "--max-new-tokens 9223372036854775807 is more than Retort takes"),
+            (["finetune", "--model", teacher, "--train", data, "--lora-rank", "4", "--lora-targets", ",", "--out", fresh],
+             "--lora-targets names no module"),
+            (["distill", "--teacher", teacher, "--train", data, "--test", work.path + "/nope.tsv", "--max-length", "16", "--out", fresh],
+             "nope.tsv: no such file"),
+            (["compare", teacher, broken, "--out", fresh], "\(broken)/config.json: not a JSON object"),
             (["finetune", "--model", recurrent, "--train", data, "--out", fresh], "--model \(recurrent) is a recurrent student; retort finetune takes"),
             (["finetune", "--model", teacher + "/model.safetensors", "--train", data, "--out", fresh], "model.safetensors: a file, not a model folder"),
             (["finetune", "--model", onnx, "--train", data, "--out", fresh], "--model \(onnx): an ONNX export"),
@@ -550,7 +567,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["distill", "--teacher", "runs/nope", "--train", data, "--out", fresh], "--teacher: runs/nope: no such model folder"),
             (["eval", "--model", teacher, "--data", data, "--max-length", "2"], "--max-length must be at least 3"),
             (["serve", "--model", teacher, "--max-length", "1"], "--max-length must be at least 3"),
-            (["serve", "--model", teacher, "--max-batch", "1000000000"], "--max-batch 1000000000: 1000000000 texts of "),
+            (["serve", "--model", teacher, "--max-batch", "1000000"], "--max-batch 1000000: 1000000 texts of "),
+            (["serve", "--model", teacher, "--max-batch", "1000000000"], "--max-batch 1000000000 is more than Retort takes"),
             (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--count", "0", "--out", "t.jsonl"],
              "--count must be at least 1"),
             (["predict", "--model", teacher, "--threads", "0", "hi"], "--threads must be at least 1"),
@@ -580,6 +598,7 @@ final class CommandsCLITests: TinyRunTestCase {
             XCTAssertEqual(output.split(separator: "\n").filter { $0.hasPrefix("Error: ") }.count, 1, "\(arguments): \(output)")
             XCTAssertTrue(output.contains(message), "\(arguments): \(output)")
             XCTAssertFalse(output.contains("crashed") || output.contains("Fatal error"), "\(arguments): \(output)")
+            XCTAssertFalse(output.contains("measuring"), "refused before any model is measured: \(arguments): \(output)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: fresh), "no run folder is left by a refused run")
     }

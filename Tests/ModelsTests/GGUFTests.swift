@@ -63,11 +63,18 @@ final class GGUFTests: XCTestCase {
         }
         var version = good
         version[4] = 7
+        // A tensor's first two dimensions as 2³⁹ each (each below the 2⁴⁰ a dimension may be,
+        // their product past Int): name length u64, name, dimension count u32, ne u64 × n.
+        var huge = good
+        let name = try XCTUnwrap(good.range(of: Data("half.f16".utf8)))
+        XCTAssertEqual(huge[name.upperBound], 3, "half.f16 has three dimensions")
+        for d in 0..<2 { withUnsafeBytes(of: UInt64(1 << 39).littleEndian) { huge.replaceSubrange((name.upperBound + 4 + 8 * d)..<(name.upperBound + 12 + 8 * d), with: $0) } }
         let cases: [(String, Data, String)] = [
             ("model.safetensors", Data("{\"a\": 1}".utf8), "model.safetensors: not a GGUF file (it does not start with \"GGUF\")"),
             ("v7.gguf", version, "v7.gguf: GGUF version 7; Retort reads versions 2 and 3"),
             ("counts.gguf", good.prefix(30), "counts.gguf: the tensor count is 8, more than the 30-byte file can hold (corrupt or truncated)"),
             ("header.gguf", good.prefix(600), "header.gguf: truncated at byte 596 of 600 while reading the shape of 'half.f16'"),
+            ("huge.gguf", huge, "huge.gguf: tensor 'half.f16' has a shape [549755813888, 549755813888, 2] of more values than a file can hold (corrupt?)"),
             ("data.gguf", good.prefix(good.count - 100),
              "data.gguf: tensor 'q6_k' (630 bytes at offset 1248) runs past the end of the 2684-byte file (truncated?)"),
         ]

@@ -69,5 +69,15 @@ final class RecurrentParityTests: XCTestCase {
         let ids = try expected.integers("input_ids").map { Int32($0) }, lengths = try expected.integers("lengths").map(Int.init)
         inference.load(lengths.enumerated().map { b, n in Array(ids[(b * 7)..<(b * 7 + n)]) }, pad: 0, backend: model.backend)
         assertClose(model.backend.floats(loaded.forward(inference)), model.backend.floats(model.forward(a)), atol: 0, rtol: 0, "reloaded logits")
+
+        // A config whose max_length cannot hold a text's specials (a 1 stopped predict, and serve at
+        // its first request, with a trap) is refused when read, naming the file.
+        let config = folder + "/config.json"
+        var object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: config))) as? [String: Any])
+        object["max_length"] = 1
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: config))
+        XCTAssertThrowsError(try RecurrentModel.load(folder: folder, backend: model.backend, inference: true)) {
+            XCTAssertTrue("\($0)".hasPrefix("\(config): max_length must be 3…1,048,576"), "\($0)")
+        }
     }
 }

@@ -86,6 +86,7 @@ final class SafeTensorsTests: XCTestCase {
         let cases: [(String, Data, String)] = [
             ("short", Data([1, 2, 3]), "too short"),
             ("huge header", try safetensorsBytes(header: good, data: eight, headerLength: 1 << 40), "not sane"),
+            ("header length past Int", try safetensorsBytes(header: good, data: eight, headerLength: 1 << 63), "header length 9223372036854775808 is not sane"),
             ("header past end", try safetensorsBytes(header: good, data: eight, headerLength: 5000), "runs past the end"),
             ("not json", { var d = Data(); withUnsafeBytes(of: UInt64(4).littleEndian) { d.append(contentsOf: $0) }; d.append(contentsOf: Array("nope".utf8)); return d }(), "not a JSON object"),
             ("truncated data", try safetensorsBytes(header: good, data: [0, 0, 0, 0]), "truncated"),
@@ -159,6 +160,8 @@ final class BertConfigTests: XCTestCase {
             ("model_type", "gpt2", "model_type \"gpt2\" is not supported"),
             ("id2label", ["zero": "a"], "id2label entry \"zero\""),
             ("id2label", ["0": "toxic", "1": "toxic"], "id2label names a label twice (toxic, toxic)"),
+            ("max_position_embeddings", 2, "max_position_embeddings 2 leaves 2 positions past pad_token_id 0; a text needs at least 3"),
+            ("pad_token_id", 30522, "pad_token_id 30522 is outside the vocabulary of 30522"),
         ]
         for (key, value, expected) in bad {
             var object = base
