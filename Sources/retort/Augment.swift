@@ -87,6 +87,8 @@ struct AugmentCommand: ParsableCommand {
         guard generatorLearningRate > 0, generatorLearningRate.isFinite else { throw ValidationError("--generator-learning-rate must be a positive number") }
         if let generatorEpochs, generatorEpochs < 1 { throw ValidationError("--generator-epochs must be positive") }
         guard out.hasSuffix(".jsonl") else { throw ValidationError("--out: a .jsonl file (got \(out))") }
+        try checkModelArgument(generator, flag: "--generator") { try checkModelFolder($0, gguf: true) }
+        try checkModelArgument(teacher, flag: "--teacher", checkClassifierFolder)
     }
 
     func run() throws {

@@ -301,6 +301,15 @@ func checkCounts(_ counts: [(flag: String, value: Int?)]) throws {
     }
 }
 
+/// A model the command line names, checked before any work (before the device is set up): what
+/// `check` refuses is a one-line error naming the flag. Exit statuses, every command alike: 64 for
+/// a command line that is malformed in itself (an unknown flag, a value out of range, flags that
+/// do not go together: ValidationError, with the usage), 1 for a file or folder it names that is
+/// missing or not what the command takes (this), and for anything that fails later.
+func checkModelArgument(_ path: String, flag: String, _ check: (String) throws -> Void) throws {
+    do { try check(expand(path)) } catch { throw UserError(description: "\(flag) \(error)") }
+}
+
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }

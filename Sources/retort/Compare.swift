@@ -31,7 +31,7 @@ struct CompareCommand: ParsableCommand {
         guard !runs.isEmpty else { throw ValidationError("give one or more model folders") }
         try checkMaxLength(maxLength)
         for run in runs {   // every folder before the first is measured
-            do { try checkClassifierFolder(expand(run)) } catch { throw ValidationError("\(error)") }
+            do { try checkClassifierFolder(expand(run)) } catch { throw UserError(description: "\(error)") }
         }
     }
 

@@ -115,9 +115,9 @@ struct DistillCommand: ParsableCommand {
 
     func validate() throws {
         if RecurrentConfig.describes(expand(teacher) + "/config.json") {
-            throw ValidationError("--teacher \(teacher) is a recurrent student; a teacher is a fine-tuned encoder or decoder classifier")
+            throw UserError(description: "--teacher \(teacher) is a recurrent student; a teacher is a fine-tuned encoder or decoder classifier")
         }
-        do { try checkClassifierFolder(expand(teacher)) } catch { throw ValidationError("--teacher: \(error)") }
+        try checkModelArgument(teacher, flag: "--teacher", checkClassifierFolder)
         guard let method = DistillationMethod(rawValue: method) else { throw ValidationError("--method must be tinybert or distilbert") }
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
         if let studentLayers, studentLayers < 1 { throw ValidationError("--student-layers must be positive") }

@@ -182,6 +182,7 @@ struct InferenceOptions: ParsableArguments {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         try checkCounts([("--batch-size", batchSize)])
         try checkMaxLength(maxLength)
+        try checkModelArgument(model, flag: "--model", checkClassifierFolder)
     }
 
     func classifier() throws -> (TextClassifier, Backend) {

@@ -72,12 +72,12 @@ struct FinetuneCommand: ParsableCommand {
             guard task != .causalLM else { throw ValidationError("--metric is a classifier's; --task causal-lm keeps the model with the lowest dev loss") }
         }
         guard FileManager.default.fileExists(atPath: expand(model)) else {
-            throw ValidationError("--model \(model): no such model folder or file (a folder with config.json, or a .gguf)")
+            throw UserError(description: "--model \(model): no such model folder or file (a folder with config.json, or a .gguf)")
         }
         // What it is instead, in words (a file that is not a .gguf, an ONNX export, a LoRA adapter, a tokenizer alone).
-        do { try checkModelFolder(expand(model), gguf: true) } catch { throw ValidationError("--model \(error)") }
+        do { try checkModelFolder(expand(model), gguf: true) } catch { throw UserError(description: "--model \(error)") }
         if RecurrentConfig.describes(expand(model) + "/config.json") {
-            throw ValidationError("--model \(model) is a recurrent student; retort finetune takes BERT-family models (BERT, MPNet) and "
+            throw UserError(description: "--model \(model) is a recurrent student; retort finetune takes BERT-family models (BERT, MPNet) and "
                                   + "decoders (retort distill --student bilstm, … trains recurrent students)")
         }
         if task == .causalLM && columns.labelColumn != nil {

@@ -68,6 +68,7 @@ struct GenerateCommand: ParsableCommand {
         if promptColumn != nil && input == nil { throw ValidationError("--prompt-column goes with --input") }
         if batchSizeFlag != nil && input == nil { throw ValidationError("--batch-size goes with --input (one --prompt runs alone)") }
         if overwrite && output == nil { throw ValidationError("--overwrite goes with --output") }
+        try checkModelArgument(model, flag: "--model") { try checkModelFolder($0, gguf: true) }
     }
 
     func run() throws {
@@ -84,7 +85,6 @@ struct GenerateCommand: ParsableCommand {
             throw UserError(description: "\(input): line \(empty.line): the prompt is empty: give some text, or remove the record")
         }
         let path = expand(model)
-        do { try checkModelFolder(path, gguf: true) } catch { throw UserError(description: "--model \(error)") }
         // A decoder fine-tuned as a classifier keeps the LM's embeddings: it would "generate" through them.
         if let object = try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path + "/config.json"))) as? [String: Any],
            let kind = decoderClassifierKind(object, id2label: (try? DecoderConfig(path: path + "/config.json"))?.id2label ?? [:]) {

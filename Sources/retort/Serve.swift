@@ -48,6 +48,7 @@ struct ServeCommand: ParsableCommand {
         guard (1...3600).contains(idleTimeout) else { throw ValidationError("--idle-timeout must be 1 to 3600 seconds") }
         try checkMaxLength(maxLength)
         guard maxWaitMs >= 0, maxWaitMs <= 1000 else { throw ValidationError("--max-wait-ms must be between 0 and 1000") }
+        try checkModelArgument(model, flag: "--model", checkClassifierFolder)
         guard maxTexts >= 1, maxTextCharacters >= 1, maxBodyBytes >= 64 else {
             throw ValidationError("--max-texts and --max-text-characters must be at least 1, --max-body-bytes at least 64")
         }

@@ -564,7 +564,7 @@ final class CommandsCLITests: TinyRunTestCase {
             (["export", "--model", gguf, "--out", fresh], "a GGUF language model, not a classifier"),
             (["generate", "--model", gguf, "--system", "be brief", "--prompt", "hi"], "--system goes with --chat"),
             (["finetune", "--model", "all-MiniLM-L6-v2", "--train", data, "--out", fresh], "--model all-MiniLM-L6-v2: no such model folder or file"),
-            (["distill", "--teacher", "runs/nope", "--train", data, "--out", fresh], "--teacher: runs/nope: no such model folder"),
+            (["distill", "--teacher", "runs/nope", "--train", data, "--out", fresh], "--teacher runs/nope: no such model folder"),
             (["eval", "--model", teacher, "--data", data, "--max-length", "2"], "--max-length must be at least 3"),
             (["serve", "--model", teacher, "--max-length", "1"], "--max-length must be at least 3"),
             (["serve", "--model", teacher, "--max-batch", "1000000"], "--max-batch 1000000: 1000000 texts of "),
@@ -601,6 +601,35 @@ final class CommandsCLITests: TinyRunTestCase {
             XCTAssertFalse(output.contains("measuring"), "refused before any model is measured: \(arguments): \(output)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: fresh), "no run folder is left by a refused run")
+    }
+
+    /// A model path that is not there: status 1 in every command, one line naming the flag, before
+    /// any work (no device line); a value out of range: status 64, with the usage.
+    func testEveryCommandGivesTheSameStatusForTheSameMistake() throws {
+        let nope = work.appendingPathComponent("nope").path, out = work.appendingPathComponent("out").path
+        for (arguments, flag) in [
+            (["predict", "--model", nope, "hi"], "--model"), (["eval", "--model", nope, "--data", data], "--model"),
+            (["serve", "--model", nope], "--model"), (["finetune", "--model", nope, "--train", data, "--out", out], "--model"),
+            (["distill", "--teacher", nope, "--train", data, "--out", out], "--teacher"),
+            (["augment", "--generator", nope, "--teacher", teacher, "--train", data, "--out", out + ".jsonl"], "--generator"),
+            (["augment", "--generator", golden.appendingPathComponent("tiny-llama").path, "--teacher", nope, "--train", data, "--out", out + ".jsonl"],
+             "--teacher"),
+            (["generate", "--model", nope, "--prompt", "hi"], "--model"), (["quantize", "--model", nope, "--out", out], "--model"),
+            (["export", "--model", nope, "--out", out], "--model"),
+        ] {
+            let (status, output) = try retort(arguments)
+            XCTAssertEqual(status, 1, "\(arguments): \(output)")
+            let lines = output.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, "\(arguments): \(output)")
+            XCTAssertTrue(lines.first?.hasPrefix("Error: \(flag) \(nope): no such model folder") == true, "\(arguments): \(output)")
+        }
+        for arguments in [["predict", "--model", teacher, "--max-length", "1", "hi"], ["finetune", "--model", teacher, "--train", data, "--epochs", "0", "--out", out],
+                          ["generate", "--model", nope, "--prompt", "hi", "--max-new-tokens", "0"]] {
+            let (status, output) = try retort(arguments)
+            XCTAssertEqual(status, 64, "\(arguments): \(output)")
+            XCTAssertTrue(output.contains("Usage: retort \(arguments[0])"), "\(arguments): \(output)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
     func testAMaxLengthBeyondTheModelIsOneLineNamingTheFlag() throws {

@@ -89,7 +89,7 @@ final class DistillCLITests: TinyRunTestCase {
 
     func testARunThatCannotFitIsRefusedBeforeItStarts() throws {
         let out = work.appendingPathComponent("huge").path
-        let (status, output) = try retort(["distill", "--teacher", teacher, "--train", data, "--max-length", "12", "--batch-size", "400000000",
+        let (status, output) = try retort(["distill", "--teacher", teacher, "--train", data, "--max-length", "40", "--batch-size", "1000000",
                                            "--threads", "1", "--out", out])
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(output.contains("this run needs ") && output.contains(" on cpu but ") && output.contains("--batch-size ")
