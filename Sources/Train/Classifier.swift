@@ -219,6 +219,11 @@ public final class Classifier: TextClassifier {
                             inference: Bool = false) throws -> Classifier {
         let tokenizer = try WordPieceTokenizer(folder: folder)
         let config = try BertConfig(path: (folder as NSString).appendingPathComponent("config.json"))
+        // A token past the embedding table would read a row of zeros: another model's vocabulary.
+        if let last = tokenizer.vocabulary.values.max(), Int(last) >= config.vocabSize {
+            throw CheckpointError("\(folder)/vocab.txt: \(last + 1) tokens, more than config.json's vocab_size \(config.vocabSize); "
+                                  + "the vocabulary is another model's (copy this model's vocab.txt)")
+        }
         if let method = config.quantization, !inference {
             throw InvalidSetting("\(folder) is quantized (\(method)), for eval, predict and compare; fine-tune or distil the float model it came from")
         }

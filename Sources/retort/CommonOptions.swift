@@ -20,6 +20,12 @@ struct TextColumnOptions: ParsableArguments {
 
     /// Whether a column flag was given (for predict to refuse them without a file).
     var given: Bool { textColumn != nil || textPairColumn != nil }
+
+    func validate() throws {
+        if let textPairColumn, Column(textPairColumn) == Column(textColumn ?? "text") {
+            throw ValidationError("--text-pair-column \(textPairColumn) is the text column too: give the column of the pair's second text")
+        }
+    }
 }
 
 /// The text and label columns of a labelled data file.
@@ -30,6 +36,13 @@ struct ColumnOptions: ParsableArguments {
     var labelColumn: String?
 
     func spec(labelled: Bool) -> ColumnSpec { text.spec(label: labelled ? Column(labelColumn ?? "label") : nil) }
+
+    func validate() throws {   // a text read as its own label scores 1.0
+        let label = Column(labelColumn ?? "label"), spec = text.spec()
+        if let clash = [("--text-column", spec.text), ("--text-pair-column", spec.pair)].first(where: { $0.1 == label }) {
+            throw ValidationError("--label-column \(labelColumn ?? "label") is \(clash.0) too: give the column that holds the labels")
+        }
+    }
 }
 
 struct DeviceOptions: ParsableArguments {

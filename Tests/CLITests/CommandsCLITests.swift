@@ -447,6 +447,11 @@ final class CommandsCLITests: TinyRunTestCase {
         classifierConfig["architectures"] = ["LlamaForSequenceClassification"]
         classifierConfig["id2label"] = ["0": "neg", "1": "pos"]
         try JSONSerialization.data(withJSONObject: classifierConfig).write(to: URL(fileURLWithPath: llamaClassifier + "/config.json"))
+        // A vocab.txt longer than the embedding table (its last ids would read rows of zeros).
+        let longVocabulary = work.appendingPathComponent("long-vocabulary").path
+        try FileManager.default.copyItem(atPath: teacher, toPath: longVocabulary)
+        try (try String(contentsOfFile: teacher + "/vocab.txt", encoding: .utf8) + "extra1\nextra2\n")
+            .write(toFile: longVocabulary + "/vocab.txt", atomically: true, encoding: .utf8)
         // A folder whose config.json is broken: compare refuses it before measuring the one before it.
         let broken = work.appendingPathComponent("broken").path
         try FileManager.default.copyItem(atPath: teacher, toPath: broken)
@@ -477,6 +482,10 @@ final class CommandsCLITests: TinyRunTestCase {
             (["distill", "--teacher", teacher, "--train", data, "--test", work.path + "/nope.tsv", "--max-length", "16", "--out", fresh],
              "nope.tsv: no such file"),
             (["compare", teacher, broken, "--out", fresh], "\(broken)/config.json: not a JSON object"),
+            (["eval", "--model", teacher, "--data", data, "--text-column", "0", "--label-column", "0"], "--label-column 0 is --text-column too"),
+            (["predict", "--model", teacher, "--input", data, "--text-column", "text", "--text-pair-column", "text"],
+             "--text-pair-column text is the text column too"),
+            (["predict", "--model", longVocabulary, "hi"], "\(longVocabulary)/vocab.txt: "),
             (["finetune", "--model", recurrent, "--train", data, "--out", fresh], "--model \(recurrent) is a recurrent student; retort finetune takes"),
             (["finetune", "--model", teacher + "/model.safetensors", "--train", data, "--out", fresh], "model.safetensors: a file, not a model folder"),
             (["finetune", "--model", onnx, "--train", data, "--out", fresh], "--model \(onnx): an ONNX export"),
