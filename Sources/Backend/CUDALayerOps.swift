@@ -73,7 +73,10 @@ extension CUDABackend {
 
     public func runDecodeAttention(_ out: Tensor, q: Tensor, keyCache: Tensor, valueCache: Tensor, lengths: Tensor, _ s: DecodeShape) {
         let chunk = Self.decodeChunk, chunks = (s.longest + chunk - 1) / chunk
-        let partials = chunks > 1 ? scratch("decode.partials", s.batch * s.heads * chunks * (2 + s.headSize)) : nil
+        // Room for the capacity's chunks, once: sized by the longest length, the buffer would grow
+        // (a new allocation) every 64 tokens of a generation.
+        let room = s.batch * s.heads * ((s.capacity + chunk - 1) / chunk) * (2 + s.headSize)
+        let partials = chunks > 1 ? scratch("decode.partials", room) : nil
         launch(K.decodeAttention, warps: s.batch * s.heads * chunks, .tensor(out), .tensor(partials), .tensor(q), .tensor(keyCache),
                .tensor(valueCache), .tensor(lengths), .int32(s.batch), .int32(s.heads), .int32(s.keyValueHeads), .int32(s.headSize),
                .int32(s.capacity), .float(s.scale), .int32(chunks > 1 ? chunk : s.longest), .int32(chunks))

@@ -42,7 +42,9 @@ public struct LoRAConfig: Sendable {
     public var rsLoRA = false
     public var scale: Float { Float(rsLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank)) }
     public init(rank: Int, alpha: Double, dropout: Double = 0.1, targets: [LoRATarget] = [.query, .value], rsLoRA: Bool = false) {
-        self.rank = rank; self.alpha = alpha; self.dropout = dropout; self.targets = targets; self.rsLoRA = rsLoRA
+        // A module named twice is one adapter (its parameters could not be made twice).
+        self.rank = rank; self.alpha = alpha; self.dropout = dropout; self.rsLoRA = rsLoRA
+        self.targets = targets.reduce(into: []) { kept, t in if !kept.contains(t) { kept.append(t) } }
     }
 }
 

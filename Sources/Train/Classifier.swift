@@ -220,7 +220,7 @@ public final class Classifier: TextClassifier {
         let tokenizer = try WordPieceTokenizer(folder: folder)
         let config = try BertConfig(path: (folder as NSString).appendingPathComponent("config.json"))
         // A token past the embedding table would read a row of zeros: another model's vocabulary.
-        if let last = tokenizer.vocabulary.values.max(), Int(last) >= config.vocabSize {
+        if let last = tokenizer.vocabulary.filter({ !$0.key.isEmpty }).values.max(), Int(last) >= config.vocabSize {   // (a blank last line is no token)
             throw CheckpointError("\(folder)/vocab.txt: \(last + 1) tokens, more than config.json's vocab_size \(config.vocabSize); "
                                   + "the vocabulary is another model's (copy this model's vocab.txt)")
         }

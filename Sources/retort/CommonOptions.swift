@@ -37,10 +37,11 @@ struct ColumnOptions: ParsableArguments {
 
     func spec(labelled: Bool) -> ColumnSpec { text.spec(label: labelled ? Column(labelColumn ?? "label") : nil) }
 
-    func validate() throws {   // a text read as its own label scores 1.0
-        let label = Column(labelColumn ?? "label"), spec = text.spec()
+    func validate() throws {   // a text read as its own label scores 1.0 (a causal LM reads no label: only a given one)
+        guard let labelColumn else { return }
+        let label = Column(labelColumn), spec = text.spec()
         if let clash = [("--text-column", spec.text), ("--text-pair-column", spec.pair)].first(where: { $0.1 == label }) {
-            throw ValidationError("--label-column \(labelColumn ?? "label") is \(clash.0) too: give the column that holds the labels")
+            throw ValidationError("--label-column \(labelColumn) is \(clash.0) too: give the column that holds the labels")
         }
     }
 }

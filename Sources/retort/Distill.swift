@@ -157,17 +157,17 @@ struct DistillCommand: ParsableCommand {
     /// layer sets or a BERT-family folder.
     func checkStudentInit() throws {
         if FineTuningRun.isDecoder(expand(teacher)) {
-            throw ValidationError("--teacher \(teacher) is a decoder classifier; it teaches recurrent students (--student bilstm, gru, …), "
+            throw UserError(description: "--teacher \(teacher) is a decoder classifier; it teaches recurrent students (--student bilstm, gru, …), "
                                   + "a transformer student copies an encoder teacher's layers")
         }
         guard !Self.teacherLayerInits.contains(studentInit) else { return }
         let folder = expand(studentInit)
         guard FileManager.default.fileExists(atPath: folder) else {
-            throw ValidationError("--student-init must be odd, even, uniform or a model folder (\(studentInit) is none of them)")
+            throw UserError(description: "--student-init must be odd, even, uniform or a model folder (\(studentInit) is none of them)")
         }
-        do { try checkModelFolder(folder) } catch { throw ValidationError("--student-init \(error)") }
+        try checkModelArgument(studentInit, flag: "--student-init") { try checkModelFolder($0) }
         if case let decoder = FineTuningRun.isDecoder(folder), decoder || RecurrentConfig.describes(folder + "/config.json") {
-            throw ValidationError("--student-init \(studentInit) is a \(decoder ? "decoder" : "recurrent student"); "
+            throw UserError(description: "--student-init \(studentInit) is a \(decoder ? "decoder" : "recurrent student"); "
                                   + "a transformer student starts from a BERT-family folder (BERT, MPNet) or the teacher's layers (odd, even, uniform)")
         }
     }

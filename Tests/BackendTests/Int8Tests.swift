@@ -49,7 +49,9 @@ final class Int8Tests: XCTestCase {
         XCTAssertEqual(path, expectedPath, "level \(rt_cpu_level())")
         var rng = SeededRandom(82)
         // Odd sizes: row blocks (4 and 8) and panels (16 and 32 channels) with remainders, K not a multiple of 4.
-        for (M, N, K, withBias) in [(1, 16, 4, true), (5, 33, 37, true), (9, 40, 64, false), (17, 100, 130, true), (32, 384, 384, true)] {
+        // N = 20 and 50: an even number of panels, the last partial (the second of a VNNI pair).
+        for (M, N, K, withBias) in [(1, 16, 4, true), (5, 33, 37, true), (9, 40, 64, false), (17, 100, 130, true), (32, 384, 384, true),
+                                    (8, 20, 40, true), (12, 50, 24, false)] {
             var x = rng.floats(M * K, -4, 4)
             if M > 2 { for j in 0..<K { x[K + j] = 0 } }                  // a zero row
             let w = (0..<(N * K)).map { _ in Int8(Int(rng.next() % 255) - 127) }
