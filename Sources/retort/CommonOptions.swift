@@ -46,6 +46,20 @@ struct ColumnOptions: ParsableArguments {
     }
 }
 
+/// --threads alone, for the commands that run on the CPU only (quantize, export).
+struct CPUThreadsOption: ParsableArguments {
+    @Option(name: .long, help: "CPU threads (default: all the CPUs this process may use).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func backend() throws -> Backend {
+        try CPUBackend(threads: threads.map { min($0, ProcessInfo.processInfo.activeProcessorCount) })
+    }
+}
+
 struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: "auto (a GPU when one is usable, else the CPU), cpu or cuda.")
     var device: Devices.Choice = .auto

@@ -29,6 +29,7 @@ struct ExportCommand: ParsableCommand {
     @Option(name: .long, help: "Output folder (must not exist yet).") var out: String
     @Option(name: .long, help: "File format: onnx.") var format = "onnx"
     @Flag(name: .long, help: "Quantize a float model's weights to int8 in the exported file (a quantized folder is int8 anyway).") var int8 = false
+    @OptionGroup var cpu: CPUThreadsOption
 
     func validate() throws {
         guard format == "onnx" else { throw ValidationError("--format \(format) is not supported; use onnx") }
@@ -41,7 +42,7 @@ struct ExportCommand: ParsableCommand {
     func export() throws {
         let (source, destination, config) = try classifierToNewFolder(model: model, out: out, command: "export")
         let start = Date()
-        let classifier = try Classifier.load(folder: source, maxLength: min(128, config.maxTokens), backend: try CPUBackend(), inference: true)
+        let classifier = try Classifier.load(folder: source, maxLength: min(128, config.maxTokens), backend: try cpu.backend(), inference: true)
         let quantized = int8 || config.quantization != nil
         let data = try EncoderONNX.serialized(classifier.model, labelNames: classifier.labelNames, int8: quantized,
                                               producerVersion: Retort.configuration.version)

@@ -35,6 +35,7 @@ struct QuantizeCommand: ParsableCommand {
 
     @Option(name: .long, help: "Fine-tuned or distilled classifier folder (BERT family), or a decoder (folder or .gguf).") var model: String
     @Option(name: .long, help: "Output folder (must not exist yet).") var out: String
+    @OptionGroup var cpu: CPUThreadsOption
 
     func run() throws {
         try withFlags { try quantize() }
@@ -44,7 +45,7 @@ struct QuantizeCommand: ParsableCommand {
         if FineTuningRun.isDecoder(expand(model)) { return try quantizeDecoder() }
         let (source, destination, config) = try classifierToNewFolder(model: model, out: out, command: "quantize")
         guard config.quantization == nil else { throw UserError(description: "--model \(model) is already quantized (\(config.quantization!))") }
-        let backend = try CPUBackend()
+        let backend = try cpu.backend()
         let start = Date()
         let classifier = try Classifier.load(folder: source, maxLength: min(128, config.maxTokens), backend: backend, inference: true)
         try writeNewFolder(destination) { partial in
@@ -70,7 +71,7 @@ struct QuantizeCommand: ParsableCommand {
         let object = FileManager.default.contents(atPath: (source as NSString).appendingPathComponent("config.json"))
             .flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
         let classifier = decoderClassifierKind(object, id2label: config.id2label) != nil
-        let backend = try CPUBackend(), start = Date()
+        let backend = try cpu.backend(), start = Date()
         let decoder = try DecoderModel.load(source, labels: classifier ? max(config.id2label.count, 2) : 0, backend: backend, inference: true)
         try writeNewFolder(destination) { partial in
             try decoder.saveQuantized(folder: partial)

@@ -61,7 +61,7 @@ final class ExportCLITests: TinyRunTestCase {
         // and ONNX Runtime's integer arithmetic gives that folder's logits.
         XCTAssertEqual(try retort(["quantize", "--model", teacher, "--out", quantized]).0, 0)
         XCTAssertEqual(try retort(["export", "--model", quantized, "--out", int8]).0, 0)
-        XCTAssertEqual(try retort(["export", "--model", teacher, "--out", int8 + "-b", "--int8"]).0, 0)
+        XCTAssertEqual(try retort(["export", "--model", teacher, "--out", int8 + "-b", "--int8", "--threads", "1"]).0, 0)
         XCTAssertEqual(FileManager.default.contents(atPath: int8 + "/model.onnx"), FileManager.default.contents(atPath: int8 + "-b/model.onnx"))
         let integer = try onnxCheck(export: int8, model: quantized, texts: texts, tolerance: 0.1)
         XCTAssertEqual(integer["precision"] as? String, "int8-dynamic")
