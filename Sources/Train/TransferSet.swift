@@ -44,9 +44,9 @@ public struct TransferSet {
 
     /// Whether `teacher` made the stored logits: it runs on the `count` shortest uncut texts of
     /// `examples` (encoded as `encodings`, their stored logits `logits`) and compares. A warning
-    /// naming the worst line where some logit differs by more than `tolerance` (0.05: a batch's
-    /// padding or another device moves a logit by 1e-4 at most; another teacher by tenths), nil
-    /// where they agree.
+    /// naming the worst line where some logit differs by more than `tolerance` (0.05: another
+    /// batch's padding moved the same teacher's logits by 2.4e-7 on the CPU, another device's
+    /// rounding is of the order of 1e-5; another teacher moves them by tenths), nil where they agree.
     public static func teacherMismatch(_ examples: [Example], _ encodings: [Encoding], logits: [[Float]], teacher: TextClassifier,
                                        path: String, count: Int = 8, tolerance: Float = 0.05) throws -> String? {
         let rows = encodings.indices.filter { !encodings[$0].truncated }
