@@ -42,7 +42,7 @@ extension BertModel {
 
     public func loadWeights(_ path: String, seed: UInt64 = 42, freshHead: Bool = false) throws {
         let file = try SafeTensorsFile(path: path)
-        let fileName = (path as NSString).lastPathComponent
+        let fileName = path   // errors name the folder too
         let prefix = file.entries[filePrefix + "embeddings.word_embeddings.weight"] != nil ? filePrefix : ""
         var rng = NormalRandom(seed: seed)
         var int8: [String: Int8Weight] = [:]

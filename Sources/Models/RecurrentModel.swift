@@ -169,7 +169,7 @@ extension RecurrentModel {
 
     /// Every parameter from a safetensors file of PyTorch's names and shapes.
     public func loadWeights(_ path: String) throws {
-        let file = try SafeTensorsFile(path: path), name = (path as NSString).lastPathComponent
+        let file = try SafeTensorsFile(path: path), name = path   // errors name the folder too
         for e in layout.entries {
             guard let stored = file.entries[e.name] else {
                 throw CheckpointError("\(name): missing tensor '\(e.name)' (config.json implies \(config.layers) \(config.cell.rawValue) layers of \(config.hiddenSize))")

@@ -141,7 +141,8 @@ public enum Dataset {
                 throw DataError("\(path): line \(n + 1): not a JSON object")
             }
             func field(_ k: String) throws -> String {
-                guard let v = object[k], !(v is NSNull) else { throw DataError("\(path): line \(n + 1): no key '\(k)'") }
+                guard let v = object[k] else { throw DataError("\(path): line \(n + 1): no key '\(k)'") }
+                guard !(v is NSNull) else { throw DataError("\(path): line \(n + 1): '\(k)' is null: give it a value, or remove the record") }
                 if let s = v as? String { return s }
                 if let num = v as? NSNumber { return num.stringValue }
                 throw DataError("\(path): line \(n + 1): '\(k)' is neither text nor a number")

@@ -120,10 +120,12 @@ struct PredictCommand: ParsableCommand {
                                              "truncated": encoding.truncated]
                 output += String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self) + "\n"
             } else {
-                // One line per input: a tab or line break inside a text is shown escaped.
-                let text = example.text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\t", with: "\\t")
-                    .replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
-                output += "\(classifier.labelNames[best])\t\(String(format: "%.4f", probabilities[best]))\t\(text)\n"
+                // One line per input: a tab or line break inside a text (or a label) is shown escaped.
+                func oneLine(_ s: String) -> String {
+                    s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\t", with: "\\t")
+                        .replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
+                }
+                output += "\(oneLine(classifier.labelNames[best]))\t\(String(format: "%.4f", probabilities[best]))\t\(oneLine(example.text))\n"
             }
         }
         FileHandle.standardOutput.write(Data(output.utf8))

@@ -146,6 +146,11 @@ struct TokenizeCommand: ParsableCommand {
         let encode: (String, String?) -> [Int32]
         var isFolder: ObjCBool = false
         if manager.fileExists(atPath: folder, isDirectory: &isFolder), !isFolder.boolValue {
+            // (a GGUF file by its first bytes, whatever its name: llama.cpp's files are not always .gguf)
+            guard FileHandle(forReadingAtPath: folder)?.readData(ofLength: 4) == Data("GGUF".utf8) else {
+                throw UserError(description: "--model \(model): a file, not a model folder or a GGUF file (give the folder that holds "
+                                + "vocab.txt, tokenizer.json or vocab.json and merges.txt, or a .gguf file)")
+            }
             let bpe = try ByteLevelBPE(gguf: try GGUFFile(path: folder))
             encode = { bpe.encode($0, $1, maxLength: maxLength) }
         } else if manager.fileExists(atPath: folder + "/vocab.txt") {

@@ -97,7 +97,27 @@ final class CommandsCLITests: TinyRunTestCase {
                        + "for WordPiece, tokenizer.json or vocab.json and merges.txt for byte-level BPE, or a .gguf file)")
         let (notGGUF, refusal) = try retort(["tokenize", "--model", texts.path, "--input", texts.path])
         XCTAssertEqual(notGGUF, 1)
-        XCTAssertEqual(refusal.trimmingCharacters(in: .newlines), "Error: lines.txt: not a GGUF file (it does not start with \"GGUF\")")
+        XCTAssertEqual(refusal.trimmingCharacters(in: .newlines), "Error: --model \(texts.path): a file, not a model folder or a GGUF file (give the "
+                       + "folder that holds vocab.txt, tokenizer.json or vocab.json and merges.txt, or a .gguf file)")
+    }
+
+    /// A label holding a tab or a line break is written escaped, as a text is: one line per input.
+    func testPredictKeepsOneLinePerInputWhateverTheLabel() throws {
+        let tabbed = work.appendingPathComponent("tabbed").path
+        try FileManager.default.copyItem(atPath: teacher, toPath: tabbed)
+        var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tabbed + "/config.json"))) as? [String: Any])
+        config["id2label"] = ["0": "a\tb", "1": "c\nd", "2": "e"]
+        config["label2id"] = nil
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: tabbed + "/config.json"))
+        let (status, output) = try retort(["predict", "--model", tabbed, "w1 w2", "w3 w4 w5", "a b", "--device", "cpu", "--threads", "1"])
+        XCTAssertEqual(status, 0, output)
+        let lines = output.split(separator: "\n").filter { !$0.hasPrefix("retort: ") }
+        XCTAssertEqual(lines.count, 3, output)
+        for line in lines {
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+            XCTAssertEqual(fields.count, 3, output)
+            XCTAssertTrue(["a\\tb", "c\\nd", "e"].contains(String(fields[0])), output)
+        }
     }
 
     /// A .csv, .tsv or .jsonl --input is read by column (one line of ids per record), the same ids

@@ -53,6 +53,7 @@ final class DatasetTests: XCTestCase {
             ("quote.csv", "text,label\n\"open,1\n", spec, "line 2: a quoted field is never closed"),
             ("bad.jsonl", "{\"text\": \"a\", \"label\": 1}\nnot json\n", spec, "line 2: not a JSON object"),
             ("key.jsonl", "{\"text\": \"a\"}\n", spec, "line 1: no key 'label'"),
+            ("null.jsonl", "{\"text\": \"a\", \"label\": null}\n", spec, "line 1: 'label' is null: give it a value, or remove the record"),
             // A text cut at an unquoted comma: more fields than the header, or than most records.
             ("comma.csv", "label,text\n0,not good, in fact bad\n", ColumnSpec(text: .name("text"), label: .name("label")),
              "line 2 has 3 fields, the header 2 (put a text that holds commas in double quotes)"),
