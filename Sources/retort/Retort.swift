@@ -182,8 +182,10 @@ struct TokenizeCommand: ParsableCommand {
             bytes = try DelimitedText.read(expand(input))
         } else if !texts.isEmpty {
             bytes = Array(texts.joined(separator: "\n").utf8)
-        } else {
-            bytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
+        } else {   // checked as --input - is (it had read bytes that are not UTF-8 as �)
+            do { bytes = try DelimitedText.read("-") } catch let error as DataError {
+                throw UserError(description: "standard input\(error.description.dropFirst(1))")
+            }
         }
         var output = ""
         var lineNumber = 0

@@ -95,6 +95,11 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertEqual(refused, 1)
         XCTAssertEqual(message.trimmingCharacters(in: .newlines), "Error: --model \(work.path): no tokenizer there (a folder with vocab.txt "
                        + "for WordPiece, tokenizer.json or vocab.json and merges.txt for byte-level BPE, or a .gguf file)")
+        // Standard input is read as a file is: NUL bytes (or bytes that are not UTF-8) are refused, not read as �.
+        let (binary, binaryRefusal) = try retort(["tokenize", "--model", teacher], standardInput: "w5\u{0}w6\n")
+        XCTAssertEqual(binary, 1, binaryRefusal)
+        XCTAssertEqual(binaryRefusal.trimmingCharacters(in: .newlines),
+                       "Error: standard input: not UTF-8 text (UTF-16, or NUL bytes); save it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
         let (notGGUF, refusal) = try retort(["tokenize", "--model", texts.path, "--input", texts.path])
         XCTAssertEqual(notGGUF, 1)
         XCTAssertEqual(refusal.trimmingCharacters(in: .newlines), "Error: --model \(texts.path): a file, not a model folder or a GGUF file (give the "
