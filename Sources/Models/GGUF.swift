@@ -85,11 +85,7 @@ public final class GGUFFile: @unchecked Sendable {
                 throw CheckpointError("\(file.name): tensor '\(info.name)' has \(info.ne[0]) values per row, not a multiple of \(type.name)'s block of \(perBlock)")
             }
             // Each dimension is below 2⁴⁰, but four of them multiply past Int: a shape no file holds.
-            let (count, countOverflow) = info.ne.reduce((1, false)) { acc, d in
-                let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
-            }
-            let (bytes, bytesOverflow) = (count / perBlock).multipliedReportingOverflow(by: blockBytes)
-            guard !countOverflow, !bytesOverflow else {
+            guard let count = checkedProduct(info.ne), let bytes = checkedProduct([count / perBlock, blockBytes]) else {
                 throw CheckpointError("\(file.name): tensor '\(info.name)' has a shape \(info.ne) of more values than a file can hold (corrupt?)")
             }
             let (offset, overflow) = dataStart.addingReportingOverflow(Int(clamping: info.offset))

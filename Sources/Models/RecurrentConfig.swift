@@ -79,12 +79,13 @@ public struct RecurrentConfig: Equatable, Sendable {
     }
 
     public func json() throws -> Data {
+        let labels = LabelMap.json(id2label)
         let object: [String: Any] = [
             "model_type": Self.modelType, "architectures": ["Recurrent\(cell.torchName)Classifier"], "cell": cell.rawValue,
             "vocab_size": vocabSize, "embedding_size": embeddingSize, "hidden_size": hiddenSize, "num_layers": layers,
             "bidirectional": bidirectional, "pooling": pooling.rawValue, "head_hidden_size": headHiddenSize, "head_activation": "tanh",
             "pad_token_id": padTokenId, "tokenizer": tokenizer, "max_length": maxLength, "empty_token_id": emptyTokenId,
-            "id2label": LabelMap.json(id2label).id2label, "label2id": LabelMap.json(id2label).label2id,
+            "id2label": labels.id2label, "label2id": labels.label2id,
         ]
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }

@@ -159,7 +159,7 @@ extension RecurrentModel {
     /// A saved student: config.json (RecurrentConfig) and model.safetensors in PyTorch's names.
     public static func load(folder: String, backend: Backend, inference: Bool = false) throws -> RecurrentModel {
         let config = try RecurrentConfig(path: (folder as NSString).appendingPathComponent("config.json"))
-        guard config.id2label.count >= 2, (0..<config.id2label.count).allSatisfy({ config.id2label[$0] != nil }) else {
+        guard config.id2label.count >= 2 else {   // (LabelMap read them as classes 0…n−1)
             throw CheckpointError("\(folder)/config.json: id2label must name classes 0…n−1 (two or more)")
         }
         let model = try RecurrentModel(config: config, labels: config.id2label.count, backend: backend, inference: inference)

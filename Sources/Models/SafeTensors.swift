@@ -97,10 +97,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
             guard end <= dataBytes else {
                 throw CheckpointError("\(name): tensor '\(key)' ends at byte \(end) but the data section has \(dataBytes) (truncated?)")
             }
-            let (elements, overflow) = shape.reduce((1, false)) { acc, d in
-                let (p, o) = acc.0.multipliedReportingOverflow(by: d); return (p, acc.1 || o)
-            }
-            guard !overflow, elements.multipliedReportingOverflow(by: dtype.size).partialValue == end - begin else {
+            guard let elements = checkedProduct(shape), elements.multipliedReportingOverflow(by: dtype.size).partialValue == end - begin else {
                 throw CheckpointError("\(name): tensor '\(key)' is \(dtype.rawValue) \(shape) but spans \(end - begin) bytes")
             }
             entries[key] = Entry(name: key, dtype: dtype, shape: shape, begin: begin, end: end)
@@ -301,4 +298,16 @@ public func syncFolder(_ path: String) {
     guard fd >= 0 else { return }
     _ = fsync(fd)
     close(fd)
+}
+
+/// The product of a stored tensor's dimensions, nil where it passes Int (a corrupt file's shape:
+/// read unchecked, it was a trap). For safetensors and GGUF alike.
+func checkedProduct(_ dimensions: [Int]) -> Int? {
+    var product = 1
+    for d in dimensions {
+        let (p, overflow) = product.multipliedReportingOverflow(by: d)
+        if overflow { return nil }
+        product = p
+    }
+    return product
 }

@@ -46,7 +46,7 @@ struct ColumnOptions: ParsableArguments {
     }
 }
 
-/// --threads alone, for the commands that run on the CPU only (quantize, export).
+/// --threads: part of DeviceOptions, and alone for the commands that run on the CPU only (quantize, export).
 struct CPUThreadsOption: ParsableArguments {
     @Option(name: .long, help: "CPU threads (default: all the CPUs this process may use).")
     var threads: Int?
@@ -55,9 +55,20 @@ struct CPUThreadsOption: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
-    func backend() throws -> Backend {
-        try CPUBackend(threads: threads.map { min($0, ProcessInfo.processInfo.activeProcessorCount) })
+    /// The threads asked for (--threads, else RETORT_NUM_THREADS), at most the CPUs: more only
+    /// take turns on them (each step waits for the slowest); nil: the default.
+    /// (EnvironmentCheck took RETORT_NUM_THREADS's form already.)
+    func count() -> Int? {
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        let fromEnvironment = ProcessInfo.processInfo.environment["RETORT_NUM_THREADS"].flatMap { Int($0) }
+        let asked = threads ?? fromEnvironment
+        if let asked, asked > cpus, DataParallel.prints {
+            printError("retort: \(threads != nil ? "--threads " : "RETORT_NUM_THREADS=")\(asked): this machine has \(cpus) CPUs; using \(cpus)")
+        }
+        return asked.map { min($0, cpus) }
     }
+
+    func backend() throws -> Backend { try CPUBackend(threads: count()) }
 }
 
 struct DeviceOptions: ParsableArguments {
@@ -67,23 +78,10 @@ struct DeviceOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("GPU precision: fp32 (as the CPU), tf32 (tensor-core matmuls, ~1e-3 relative error), bf16 or fp16 (mixed precision: 16-bit tensor-core operands, fp32 weights and accumulation; training at fp16 scales the loss dynamically). The CPU computes in fp32.", valueName: "fp32|tf32|bf16|fp16"))
     var precision: Precision = .fp32
 
-    @Option(name: .long, help: "CPU threads (default: all the CPUs this process may use).")
-    var threads: Int?
-
-    func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-    }
+    @OptionGroup var cpu: CPUThreadsOption
 
     func backend() throws -> Backend {
-        // More threads than CPUs only take turns on them (each step waits for the slowest).
-        // RETORT_NUM_THREADS is held to the same rule (EnvironmentCheck took its form already).
-        let cpus = ProcessInfo.processInfo.activeProcessorCount
-        let fromEnvironment = ProcessInfo.processInfo.environment["RETORT_NUM_THREADS"].flatMap { Int($0) }
-        let asked = threads ?? fromEnvironment
-        if let asked, asked > cpus, DataParallel.prints {
-            printError("retort: \(threads != nil ? "--threads " : "RETORT_NUM_THREADS=")\(asked): this machine has \(cpus) CPUs; using \(cpus)")
-        }
-        let (backend, note) = try Devices.makeBackend(device, threads: asked.map { min($0, cpus) } ?? DataParallel.defaultThreads,
+        let (backend, note) = try Devices.makeBackend(device, threads: cpu.count() ?? DataParallel.defaultThreads,
                                                       precision: precision)
         try DataParallel.checkSameDevice(backend)
         guard DataParallel.prints else { return backend }
@@ -115,15 +113,14 @@ struct LoRAOptions: ParsableArguments {
         _ = try modules()
     }
 
-    /// The modules given (each once, in the order given), or (nil) the model's defaults.
+    /// The modules given (one named twice is one adapter: LoRAConfig keeps each once), or (nil) the model's defaults.
     func modules() throws -> [LoRATarget]? {
         try targets.map { list in
-            var modules: [LoRATarget] = []
-            for name in list.split(separator: ",") {
+            let modules = try list.split(separator: ",").map { name in
                 guard let t = LoRATarget(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
                     throw ValidationError("--lora-targets: unknown module '\(name)' (\(LoRATarget.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
-                if !modules.contains(t) { modules.append(t) }
+                return t
             }
             guard !modules.isEmpty else {
                 throw ValidationError("--lora-targets names no module: give some of \(LoRATarget.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -362,7 +359,7 @@ func classifierToNewFolder(model: String, out: String, command: String) throws -
     guard !(FileManager.default.fileExists(atPath: configPath) && FineTuningRun.isDecoder(source)) else {
         throw UserError(description: "--model \(model) is a decoder; retort \(command) takes BERT-family classifiers (BERT, MPNet) for now")
     }
-    do { try checkClassifierFolder(source) } catch { throw UserError(description: "--model \(error)") }
+    try checkModelArgument(model, flag: "--model", checkClassifierFolder)
     guard !RecurrentConfig.describes(configPath) else {
         throw UserError(description: "--model \(model) is a recurrent student; retort \(command) takes BERT-family classifiers (BERT, MPNet)"
                         + (command == "quantize" ? " and decoders" : "") + " for now")

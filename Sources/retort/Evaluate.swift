@@ -120,16 +120,17 @@ struct PredictCommand: ParsableCommand {
                                              "truncated": encoding.truncated]
                 output += String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self) + "\n"
             } else {
-                // One line per input: a tab or line break inside a text (or a label) is shown escaped.
-                func oneLine(_ s: String) -> String {
-                    s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\t", with: "\\t")
-                        .replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
-                }
                 output += "\(oneLine(classifier.labelNames[best]))\t\(String(format: "%.4f", probabilities[best]))\t\(oneLine(example.text))\n"
             }
         }
         FileHandle.standardOutput.write(Data(output.utf8))
     }
+}
+
+/// One line per input: a tab, line break or backslash inside a text (or a label) written escaped.
+private func oneLine(_ s: String) -> String {
+    s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\t", with: "\\t")
+        .replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
 }
 
 /// Says on stderr how many texts were cut to --max-length (the model reads no further).

@@ -75,7 +75,7 @@ struct FinetuneCommand: ParsableCommand {
             throw UserError(description: "--model \(model): no such model folder or file (a folder with config.json, or a .gguf)")
         }
         // What it is instead, in words (a file that is not a .gguf, an ONNX export, a LoRA adapter, a tokenizer alone).
-        do { try checkModelFolder(expand(model), gguf: true) } catch { throw UserError(description: "--model \(error)") }
+        try checkModelArgument(model, flag: "--model") { try checkModelFolder($0, gguf: true) }
         if RecurrentConfig.describes(expand(model) + "/config.json") {
             throw UserError(description: "--model \(model) is a recurrent student; retort finetune takes BERT-family models (BERT, MPNet) and "
                                   + "decoders (retort distill --student bilstm, … trains recurrent students)")
