@@ -159,6 +159,8 @@ final class ReferenceRunner {
             print("references skipped: could not run \(options.python): \(error)")
             return nil
         }
+        // Nothing is measured while the script still imports torch (seconds of a core's time).
+        _ = awaitReply { $0["ready"] != nil }
     }
 
     /// The reference's median time for `w` (`warmup` runs first), or nil when it has none here.
@@ -200,6 +202,11 @@ final class ReferenceRunner {
     private func exchange(_ request: [String: Any], until done: ([String: Any]) -> Bool) -> [String: Any]? {
         guard alive, let data = try? JSONSerialization.data(withJSONObject: request) else { return nil }
         do { try input.write(contentsOf: data + Data("\n".utf8)) } catch { alive = false; return nil }
+        return awaitReply(done)
+    }
+
+    /// Reads lines until one satisfies `done`; nil once the script has gone.
+    private func awaitReply(_ done: ([String: Any]) -> Bool) -> [String: Any]? {
         while let line = nextLine() {
             if let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], done(object) {
                 answered = true
