@@ -82,8 +82,8 @@ test: deps
 	  RETORT_CPU_LEVEL=$$level $(SWIFT) test --skip-build --disable-swift-testing --filter '$(OP_TESTS)' 2>&1 \
 	    | grep -E "error|failed|Executed .* tests" | tail -4; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; done
-	@echo "== thread pool, oversubscribed (16 threads) =="
-	@for run in 1 2 3; do RETORT_NUM_THREADS=16 $(SWIFT) test --skip-build --disable-swift-testing --filter ThreadPoolTests 2>&1 \
+	@echo "== thread pool and its teams (a bidirectional layer's lanes), oversubscribed (16 threads) =="
+	@for run in 1 2 3; do RETORT_NUM_THREADS=16 $(SWIFT) test --skip-build --disable-swift-testing --filter 'ThreadPoolTests|RecurrentParityTests' 2>&1 \
 	  | grep -E "error|failed|Executed [0-9]+ tests?" | tail -1; test $${PIPESTATUS[0]} -eq 0 || exit 1; done
 	@echo "== all tests, native CPU kernel level =="
 	PYTHONPATH=$(CURDIR)/$(PYDEPS) $(SWIFT) test --skip-build --disable-swift-testing

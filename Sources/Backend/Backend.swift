@@ -54,12 +54,18 @@ public protocol DeviceRuntime: AnyObject {
     func keepHalfCopy(of weights: Tensor) throws
     /// Bytes `keepHalfCopy` takes for `elements` weights (0 where it keeps nothing).
     func halfCopyBytes(elements: Int) -> Int
+    /// Runs body(0) … body(count − 1): independent lanes of ops (a bidirectional recurrent
+    /// layer's directions) that neither read what another writes nor write the same elements.
+    /// The CPU runs them at once, the pool's threads split between them (rt_parallel_teams); the
+    /// default runs them in turn, as a GPU queue would.
+    func forEachLane(_ count: Int, _ body: (Int) -> Void)
 }
 
 public extension DeviceRuntime {
     func attentionScratchBytes(_ s: AttentionShape) -> Int { 0 }
     func keepHalfCopy(of weights: Tensor) throws {}
     func halfCopyBytes(elements: Int) -> Int { 0 }
+    func forEachLane(_ count: Int, _ body: (Int) -> Void) { for lane in 0..<count { body(lane) } }
 }
 
 /// The compute ops. Each requirement is called by the checked method of the same name without

@@ -91,6 +91,26 @@ public final class CPUBackend: Backend {
 
     public func synchronize() {}
 
+    /// The lanes at once, each on its share of the pool's threads, OpenBLAS single-threaded
+    /// (its threads cannot be split; runMatmul splits a team's products itself). On 2 cores a
+    /// bidirectional LSTM's directions then run a step each without waiting for each other.
+    public func forEachLane(_ count: Int, _ body: (Int) -> Void) {
+        guard count > 1, threads > 1, rt_lane_threads() == 0 else {
+            for lane in 0..<count { body(lane) }
+            return
+        }
+        rt_blas_set_threads(1)
+        defer { rt_blas_set_threads(blasThreads) }
+        withoutActuallyEscaping(body) { body in
+            var lanes = body
+            withUnsafeMutablePointer(to: &lanes) { pointer in
+                rt_parallel_teams(Int32(count), { ctx, lane, _, _ in
+                    ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(lane))
+                }, pointer)
+            }
+        }
+    }
+
     public let scratchBuffers = ScratchBuffers()
 
     /// Nothing beside the run's tensors: OpenBLAS packs into its own small buffers.
@@ -109,15 +129,18 @@ public final class CPUBackend: Backend {
             return
         }
         // Few rows (inference at small batch): split the columns over Retort's pool with OpenBLAS
-        // single-threaded; otherwise OpenBLAS threads the call itself.
-        let split = g.m <= Self.smallRows && !g.transA && g.batch == 1 && g.n >= 64 && threads > 1
-        if split { rt_blas_set_threads(1) }
-        defer { if split { rt_blas_set_threads(blasThreads) } }
+        // single-threaded; otherwise OpenBLAS threads the call itself. In a lane (forEachLane)
+        // OpenBLAS is single-threaded throughout, and a team of more than one thread splits.
+        let lane = Int(rt_lane_threads())
+        let split = lane > 0 ? lane > 1 : g.m <= Self.smallRows && !g.transA && g.batch == 1 && g.n >= 64 && threads > 1
+        let toggle = split && lane == 0
+        if toggle { rt_blas_set_threads(1) }
+        defer { if toggle { rt_blas_set_threads(blasThreads) } }
         for i in 0..<g.batch {
             let cp = f(c) + i * g.strideC
             if split {
-                rt_split_gemm(rt_sgemm_single, g.transB ? 1 : 0, Int32(g.m), Int32(g.n), Int32(g.k), g.alpha,
-                              f(a), Int32(g.lda), f(b), Int32(g.ldb), g.beta, cp, Int32(g.ldc))
+                rt_split_gemm(rt_sgemm_single, g.transA ? 1 : 0, g.transB ? 1 : 0, Int32(g.m), Int32(g.n), Int32(g.k), g.alpha,
+                              f(a) + i * g.strideA, Int32(g.lda), f(b) + i * g.strideB, Int32(g.ldb), g.beta, cp, Int32(g.ldc))
             } else {
                 rt_sgemm(g.transA ? 1 : 0, g.transB ? 1 : 0, Int32(g.m), Int32(g.n), Int32(g.k), g.alpha,
                          f(a) + i * g.strideA, Int32(g.lda), f(b) + i * g.strideB, Int32(g.ldb), g.beta, cp, Int32(g.ldc))

@@ -27,9 +27,11 @@ public final class DeviceBuffer: @unchecked Sendable {
     /// What a backend keeps beside this buffer (CUDA: its 16-bit copy), freed with it.
     var companion: AnyObject?
 
+    /// Tracked only for a buffer with a companion: no other buffer's copy needs it, and lanes
+    /// (DeviceRuntime.forEachLane) write one buffer from several threads at once on the CPU.
     func noteWrite(_ t: Tensor, count: Int? = nil) {
         let range = t.offset..<(t.offset + (count ?? t.count))
-        guard !range.isEmpty else { return }
+        guard !range.isEmpty, companion != nil else { return }
         written = written.map { min($0.lowerBound, range.lowerBound)..<max($0.upperBound, range.upperBound) } ?? range
     }
 

@@ -63,12 +63,17 @@ public struct Linear {
         }
         if biasGradient, let bias, bias.trains { b.biasBackward(bias.gradient, dOut: dY, rows: rows, channels: outFeatures) }
         guard let dX else { return }
-        b.matmul(dX, dY, weight.weight, bias: nil, Gemm(m: rows, n: inFeatures, k: outFeatures, beta: beta, ldc: dXStride))
+        inputGradient(b, dX: dX, dY: dY, rows: rows, beta: beta, dXStride: dXStride)
         if let lora {
             guard let saved else { preconditionFailure("\(weight.name): a LoRA branch needs its saved-input buffer") }
             b.loraBackward(dx: dX, dA: lora.a.gradient, dB: lora.b.gradient, dY: dY, x, xa: saved, a: lora.a.weight, b: lora.b.weight,
                            lora.shape(self, rows: rows, training: training, seed: seed))
         }
+    }
+
+    /// dX [rows, In] = dY·W (+ beta·dX), rows dXStride apart: the weight's part of backward alone.
+    public func inputGradient(_ b: Backend, dX: Tensor, dY: Tensor, rows: Int, beta: Float = 0, dXStride: Int? = nil) {
+        b.matmul(dX, dY, weight.weight, bias: nil, Gemm(m: rows, n: inFeatures, k: outFeatures, beta: beta, ldc: dXStride))
     }
 }
 

@@ -12,18 +12,21 @@ public struct RecurrentDirectionActivations {
     let cells: Tensor?     // LSTM
 }
 
-/// Scratch shared by every layer: the gates' gradients of all steps [T,B,G·H] (a GRU's second
-/// set, through W_hh) and ping-pong state gradients (backward), and one direction's W_hh as the
-/// backend packs it (forward and backward; empty where it packs nothing), and the gates' column
-/// sums [G·H] that are both biases' gradient where one set of gate gradients feeds both (LSTM, RNN).
+/// One direction's scratch, shared by every layer (each direction has its own, so the two can
+/// run at once: Backend.forEachLane): one step's W_hh part [B,G·H] (forward), the gates'
+/// gradients of all steps [T,B,G·H] (a GRU's second set, through W_hh) and ping-pong state
+/// gradients (backward), W_hh as the backend packs it (forward and backward; empty where it
+/// packs nothing), and the gates' column sums [G·H] that are both biases' gradient where one
+/// set of gate gradients feeds both (LSTM, RNN).
 final class RecurrentScratch {
+    let hGates: Tensor
     let dXGates: Tensor, dHGates: Tensor?
     let dh: [Tensor], dc: [Tensor]?
     let packedWeight: Tensor
     let biasSum: Tensor
-    init(dXGates: Tensor, dHGates: Tensor?, dh: [Tensor], dc: [Tensor]?, packedWeight: Tensor, biasSum: Tensor) {
-        self.dXGates = dXGates; self.dHGates = dHGates; self.dh = dh; self.dc = dc; self.packedWeight = packedWeight
-        self.biasSum = biasSum
+    init(hGates: Tensor, dXGates: Tensor, dHGates: Tensor?, dh: [Tensor], dc: [Tensor]?, packedWeight: Tensor, biasSum: Tensor) {
+        self.hGates = hGates; self.dXGates = dXGates; self.dHGates = dHGates; self.dh = dh; self.dc = dc
+        self.packedWeight = packedWeight; self.biasSum = biasSum
     }
 }
 
@@ -31,10 +34,9 @@ public final class RecurrentLayerActivations {
     /// [T,B,D·H]: the layer's outputs, 0 at padded steps.
     public let output: Tensor
     let directions: [RecurrentDirectionActivations]
-    let hGates: Tensor          // one step's W_hh part [B,G·H], shared
-    let scratch: RecurrentScratch
-    init(output: Tensor, directions: [RecurrentDirectionActivations], hGates: Tensor, scratch: RecurrentScratch) {
-        self.output = output; self.directions = directions; self.hGates = hGates; self.scratch = scratch
+    let scratch: [RecurrentScratch]   // per direction
+    init(output: Tensor, directions: [RecurrentDirectionActivations], scratch: [RecurrentScratch]) {
+        self.output = output; self.directions = directions; self.scratch = scratch
     }
 
     /// The final state of direction `d` after the last forward ([B,H], torch's h_n row): the
@@ -100,20 +102,22 @@ public final class RecurrentActivations {
         labels = try allocate(B, .i32); teacher = try allocate(B * L, .f32)
         embedded = try allocate(BT * E, .f32)
         let training = !inference
-        let scratch = RecurrentScratch(dXGates: try allocate(training ? BT * G * H : 0, .f32),
-                                       dHGates: c.cell == .gru && training ? try allocate(BT * G * H, .f32) : nil,
-                                       dh: try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) },
-                                       dc: c.cell == .lstm ? try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) } : nil,
-                                       packedWeight: try allocate(packedWeight, .f32),
-                                       biasSum: try allocate(training && c.cell != .gru ? G * H : 0, .f32))
-        let hGates = try allocate(B * G * H, .f32)
+        let scratch = try (0..<c.directions).map { _ in
+            RecurrentScratch(hGates: try allocate(B * G * H, .f32),
+                             dXGates: try allocate(training ? BT * G * H : 0, .f32),
+                             dHGates: c.cell == .gru && training ? try allocate(BT * G * H, .f32) : nil,
+                             dh: try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) },
+                             dc: c.cell == .lstm ? try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) } : nil,
+                             packedWeight: try allocate(packedWeight, .f32),
+                             biasSum: try allocate(training && c.cell != .gru ? G * H : 0, .f32))
+        }
         layers = try (0..<c.layers).map { _ in
             RecurrentLayerActivations(output: try allocate(BT * DH, .f32), directions: try (0..<c.directions).map { _ in
                 RecurrentDirectionActivations(xGates: try allocate(BT * G * H, .f32),
                                               saved: c.cell.savedWidth > 0 ? try allocate(BT * c.cell.savedWidth * H, .f32) : nil,
                                               states: try allocate((T + 1) * B * H, .f32),
                                               cells: c.cell == .lstm ? try allocate((T + 1) * B * H, .f32) : nil)
-            }, hGates: hGates, scratch: scratch)
+            }, scratch: scratch)
         }
         pooled = try allocate(B * DH, .f32); argmax = try allocate(c.pooling == .max ? B * DH : 0, .i32)
         headHidden = try allocate(B * M, .f32); headActivated = try allocate(B * M, .f32); logits = try allocate(B * L, .f32)

@@ -4,6 +4,9 @@
 // Per direction: xGates = x·W_ihᵀ + b_ih for every step in one matmul (its Linear), then step by
 // step hGates = h_prev·W_hhᵀ + b_hh and the fused pointwise step (Backend.recurrentForward);
 // W_hh is packed once per direction for the steps' products, forward and backward (PackedWeight).
+// The directions are independent lanes (Backend.forEachLane): each has its own scratch, writes
+// its own columns of the output and its own gradients, so the CPU runs them at once; only dX,
+// which both add to, is left for after them.
 // States live in T+1 slots of B·H: the forward direction reads slot t and writes slot t+1, the
 // reverse direction reads t+1 and writes t — so the slots before each step are one contiguous
 // [T·B, H] block, and W_hh's gradient is one matmul over all steps after the backward loop.
@@ -31,19 +34,19 @@ public struct RecurrentLayer {
     public func forward(_ b: Backend, _ a: RecurrentLayerActivations, x: Tensor, lengths: Tensor, batch B: Int, length T: Int) {
         let H = hiddenSize, G = cell.gates, state = B * H, DH = outputSize
         let output = a.output.slice(0, T * B * DH)
-        for (d, direction) in directions.enumerated() {
-            let s = a.directions[d]
+        b.forEachLane(directions.count) { d in
+            let direction = directions[d], s = a.directions[d], scratch = a.scratch[d]
             let xGates = s.xGates.slice(0, T * B * G * H)
             direction.input.forward(b, xGates, x, rows: T * B)
             // W_hh packed once for the T steps' products (as it is where the backend packs nothing)
-            let wHH = b.packWeight(direction.hidden.weight.weight, n: G * H, k: H, transB: true, into: a.scratch.packedWeight)
+            let wHH = b.packWeight(direction.hidden.weight.weight, n: G * H, k: H, transB: true, into: scratch.packedWeight)
             let first = direction.reverse ? T : 0
             b.fill(Self.slot(s.states, first, state), 0)
             if let cells = s.cells { b.fill(Self.slot(cells, first, state), 0) }
             for step in 0..<T {
                 let t = direction.reverse ? T - 1 - step : step
                 let (read, write) = direction.reverse ? (t + 1, t) : (t, t + 1)
-                let hGates = a.hGates.slice(0, B * G * H), hPrev = Self.slot(s.states, read, state)
+                let hGates = scratch.hGates.slice(0, B * G * H), hPrev = Self.slot(s.states, read, state)
                 b.matmul(hGates, hPrev, wHH, bias: direction.hidden.bias?.weight, rows: B)
                 b.recurrentForward(Self.slot(s.states, write, state), c: s.cells.map { Self.slot($0, write, state) },
                                    y: output.slice(t * B * DH + d * H, (B - 1) * DH + H),
@@ -59,9 +62,9 @@ public struct RecurrentLayer {
     /// (overwritten; nil: not needed — the first layer over frozen embeddings).
     public func backward(_ b: Backend, _ a: RecurrentLayerActivations, dOutput: Tensor, dX: Tensor?, x: Tensor, lengths: Tensor,
                          batch B: Int, length T: Int) {
-        let H = hiddenSize, G = cell.gates, state = B * H, DH = outputSize, scratch = a.scratch
-        for (d, direction) in directions.enumerated() {
-            let s = a.directions[d]
+        let H = hiddenSize, G = cell.gates, state = B * H, DH = outputSize
+        b.forEachLane(directions.count) { d in
+            let direction = directions[d], s = a.directions[d], scratch = a.scratch[d]
             let dXGates = scratch.dXGates.slice(0, T * B * G * H)
             let dHGates = cell == .gru ? scratch.dHGates!.slice(0, T * B * G * H) : dXGates
             var (dh, dhNext) = (scratch.dh[0].slice(0, state), scratch.dh[1].slice(0, state))
@@ -97,7 +100,12 @@ public struct RecurrentLayer {
                 for bias in biases { b.axpy(bias.gradient, sum, count: G * H, alpha: 1) }
             }
             direction.hidden.backward(b, dX: nil, dY: dHGates, x: previous, rows: T * B, biasGradient: !shared)
-            direction.input.backward(b, dX: dX, dY: dXGates, x: x, rows: T * B, beta: d == 0 ? 0 : 1, biasGradient: !shared)
+            direction.input.backward(b, dX: nil, dY: dXGates, x: x, rows: T * B, biasGradient: !shared)
+        }
+        // dX: the directions' parts added in turn, after both lanes.
+        guard let dX else { return }
+        for (d, direction) in directions.enumerated() {
+            direction.input.inputGradient(b, dX: dX, dY: a.scratch[d].dXGates.slice(0, T * B * G * H), rows: T * B, beta: d == 0 ? 0 : 1)
         }
     }
 }

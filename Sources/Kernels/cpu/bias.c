@@ -39,6 +39,6 @@ RT_TASK(backward_task) {
 }
 void rt_bias_backward(float *dbias, const float *dout, int64_t N, int C) {
     bias_args a = { .out = dbias, .in = dout, .N = N, .C = C };
-    const int64_t blocks = (C + COLUMN_BLOCK - 1) / COLUMN_BLOCK, threads = rt_num_threads();
+    const int64_t blocks = (C + COLUMN_BLOCK - 1) / COLUMN_BLOCK, threads = rt_current_threads();
     rt_parallel_for(blocks, (blocks + threads - 1) / threads, backward_task, &a);
 }

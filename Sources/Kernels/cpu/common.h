@@ -54,7 +54,7 @@ RT_INLINE float v16_sum(v16 v) {
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // A grain of about eight chunks a thread, so that jobs of few items still balance over the pool;
 // only for tasks whose outputs are each one item's own (results independent of the chunking).
-static inline int64_t rt_balanced_grain(int64_t items) { return items / (8 * rt_num_threads()); }
+static inline int64_t rt_balanced_grain(int64_t items) { return items / (8 * rt_current_threads()); }
 
 // e^r for |r| ≤ ln2/2 (degree-6 Cephes polynomial), written once for float and v16 alike.
 #define RT_EXP_POLY(r)                                                                              \

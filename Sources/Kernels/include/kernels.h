@@ -17,6 +17,16 @@ typedef void (*rt_task)(void *ctx, int64_t begin, int64_t end, int thread);
 void rt_parallel_for(int64_t n, int64_t grain, rt_task task, void *ctx);
 int rt_num_threads(void);
 void rt_set_num_threads(int threads);   // before first use; default: CPUs we may run on, or $RETORT_NUM_THREADS
+// Runs task(ctx, lane, lane + 1, thread) for each of `lanes` independent lanes at once: the pool's
+// threads split into min(lanes, threads) teams, each led by one thread that runs its lanes in
+// turn; the rt_parallel_for calls a lane makes run on its team's threads alone. (Nested in a pool
+// job, or on one thread: the lanes run one after another.) For work too fine-grained to split
+// well, such as a recurrent layer's directions, step by step.
+void rt_parallel_teams(int lanes, rt_task task, void *ctx);
+// Threads an rt_parallel_for called here would use: the pool's, a team's, or 1 inside a chunk.
+int rt_current_threads(void);
+// A lane's team size inside rt_parallel_teams (its leader's thread), else 0.
+int rt_lane_threads(void);
 // A grow-only, 64-byte aligned scratch buffer owned by pool thread `thread` (slot 0..15). It
 // allocates only when a larger size than ever before is asked for.
 void *rt_thread_scratch(int thread, int slot, size_t bytes);
@@ -40,9 +50,9 @@ void rt_cast_f16_to_f32(float *out, const uint16_t *x, int64_t n);
 
 // ------------------------------------------------------------------ small-M GEMM (cpu/split_gemm.c)
 // A row-major BLAS sgemm entry (trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
-// called single-threaded on column blocks of C from the pool. A must not be transposed.
+// called single-threaded on column blocks of C from the pool (or from a lane's team).
 typedef void (*rt_sgemm_fn)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
-void rt_split_gemm(rt_sgemm_fn gemm, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+void rt_split_gemm(rt_sgemm_fn gemm, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc);
 
 // ------------------------------------------------------------------ weight-row GEMM (cpu/rows_gemm.c)
