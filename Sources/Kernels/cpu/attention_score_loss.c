@@ -70,7 +70,7 @@ RT_TASK(score_loss_task) {
 void rt_attention_score_loss(float *loss, const float *q, const float *k, const int32_t *mask, const float *bias,
                              const rt_score_target *target, int B, int T, int NH, int HS, float scale) {
     const int64_t items = (int64_t)B * NH;
-    double *partial = rt_thread_scratch(0, 15, sizeof(double) * (items > 0 ? items : 1));
+    double *partial = rt_caller_scratch(15, sizeof(double) * (items > 0 ? items : 1));
     score_loss_args a = { .partial = partial, .q = q, .k = k, .bias = bias, .mask = mask, .t = target,
                           .B = B, .T = T, .NH = NH, .HS = HS, .scale = scale };
     rt_parallel_for(items, 1, score_loss_task, &a);

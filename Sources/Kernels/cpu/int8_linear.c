@@ -255,8 +255,8 @@ const char *rt_int8_path(void) {
 void rt_int8_linear(float *y, int ldy, const float *x, int ldx, int M, int K, const int8_t *wp, const float *wscale,
                     const int32_t *wsum, const float *bias, int N) {
     const int K4 = (K + 3) / 4, ldq = 4 * K4, P = (N + 15) / 16;
-    int8_t *q = rt_thread_scratch(0, 13, (size_t)M * ldq);
-    float *scale = rt_thread_scratch(0, 12, sizeof(float) * (size_t)(M > 0 ? M : 1));
+    int8_t *q = rt_caller_scratch(13, (size_t)M * ldq);
+    float *scale = rt_caller_scratch(12, sizeof(float) * (size_t)(M > 0 ? M : 1));
     const enum int8_path path = int8_path();
     quantize_rows(q, scale, x, M, K, ldx, ldq, path == INT8_VNNI ? 0x80 : 0);
     linear_args a = { .y = y, .q = q, .wp = wp, .scale = scale, .wscale = wscale, .bias = bias, .wsum = wsum,

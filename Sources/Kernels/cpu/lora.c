@@ -54,7 +54,7 @@ RT_TASK(forward_task) {
 
 // Bt[R,Out] = Bᵀ, in the caller's scratch.
 static float *transpose_B(const float *B, int Out, int R) {
-    float *Bt = rt_thread_scratch(0, 15, sizeof(float) * Out * R);
+    float *Bt = rt_caller_scratch(15, sizeof(float) * Out * R);
     for (int o = 0; o < Out; o++)
         for (int r = 0; r < R; r++) Bt[(int64_t)r * Out + o] = B[(int64_t)o * R + r];
     return Bt;
@@ -137,7 +137,7 @@ void rt_lora_backward(float *dx, float *dA, float *dB, const float *dy, const fl
                       const float *A, const float *B, int64_t N, int In, int Out, int R,
                       float scale, float p, uint64_t seed) {
     float *Bt = transpose_B(B, Out, R);
-    float *dxa = rt_thread_scratch(0, 14, sizeof(float) * N * R);
+    float *dxa = rt_caller_scratch(14, sizeof(float) * N * R);
     lora_args a = { .dx = dx, .dA = dA, .dB = dB, .dxa = dxa, .x = x, .A = A, .B = B, .Bt = Bt, .dy = dy,
                     .sxa = xa, .N = N, .In = In, .Out = Out, .R = R, .scale = scale, .p = p, .key = rt_dropout_key(seed) };
     rt_parallel_for(N, 8, dx_task, &a);

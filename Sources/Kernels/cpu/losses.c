@@ -65,7 +65,7 @@ void rt_cross_entropy(float *loss, float *dlogits, const float *logits, const in
                       int64_t N, int V, float grad_scale) {
     int64_t valid = 0;
     for (int64_t n = 0; n < N; n++) valid += labels[n] >= 0 && labels[n] < V;
-    float *partial = rt_thread_scratch(0, 15, sizeof(float) * (N > 0 ? N : 1));
+    float *partial = rt_caller_scratch(15, sizeof(float) * (N > 0 ? N : 1));
     loss_args a = { .grad = dlogits, .partial = partial, .x = logits, .labels = labels, .N = N, .V = V,
                     .norm = valid ? grad_scale / (float)valid : 0.0f };
     rt_parallel_for(N, 16, ce_task, &a);
@@ -95,7 +95,7 @@ RT_TASK(soft_ce_task) {
 
 void rt_soft_cross_entropy(float *loss, float *dlogits, const float *logits, const float *teacher,
                            int64_t N, int V, float temperature, float grad_scale) {
-    float *partial = rt_thread_scratch(0, 15, sizeof(float) * (N > 0 ? N : 1));
+    float *partial = rt_caller_scratch(15, sizeof(float) * (N > 0 ? N : 1));
     loss_args a = { .grad = dlogits, .partial = partial, .x = logits, .y = teacher, .N = N, .V = V,
                     .temperature = temperature, .norm = N ? grad_scale / (float)N : 0.0f };
     rt_parallel_for(N, 16, soft_ce_task, &a);
@@ -125,7 +125,7 @@ RT_TASK(mse_task) {
 
 void rt_mse(float *loss, float *da, const float *a_, const float *b_, int64_t n, float grad_scale) {
     int64_t chunks = (n + MSE_GRAIN - 1) / MSE_GRAIN;
-    float *partial = rt_thread_scratch(0, 15, sizeof(float) * (chunks > 0 ? chunks : 1));
+    float *partial = rt_caller_scratch(15, sizeof(float) * (chunks > 0 ? chunks : 1));
     loss_args a = { .grad = da, .partial = partial, .x = a_, .y = b_, .N = n, .norm = n ? 2.0f * grad_scale / (float)n : 0.0f };
     rt_parallel_for(n, MSE_GRAIN, mse_task, &a);
     loss[0] = n ? sum_in_order(partial, chunks) / (float)n : 0.0f;
@@ -150,7 +150,7 @@ RT_TASK(cosine_task) {
 }
 
 void rt_cosine(float *loss, float *da, const float *a_, const float *b_, int64_t N, int C, float grad_scale) {
-    float *partial = rt_thread_scratch(0, 15, sizeof(float) * (N > 0 ? N : 1));
+    float *partial = rt_caller_scratch(15, sizeof(float) * (N > 0 ? N : 1));
     loss_args a = { .grad = da, .partial = partial, .x = a_, .y = b_, .N = N, .V = C, .norm = N ? grad_scale / (float)N : 0.0f };
     rt_parallel_for(N, 16, cosine_task, &a);
     loss[0] = N ? sum_in_order(partial, N) / (float)N : 0.0f;

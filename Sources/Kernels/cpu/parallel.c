@@ -2,7 +2,8 @@
 // spin briefly after a job (kernels come in quick succession) and then sleep on a condition
 // variable. A job is published as one 64-bit word: generation (high 24 bits) and next chunk
 // (low 40 bits), claimed with compare-and-swap, so a late worker can never run a chunk of a
-// job other than the one whose task it read.
+// job other than the one whose task it read. Teams (rt_parallel_teams) split the threads for
+// a few lanes of work at once; their members spin (yielding) for as long as their lane runs.
 #define _GNU_SOURCE
 #include "kernels.h"
 #include <pthread.h>
@@ -22,14 +23,15 @@
 typedef struct {
     _Atomic uint64_t state;       // generation << 40 | next chunk
     _Atomic int64_t completed;    // chunks finished in the current job
+    _Atomic int64_t chunks;       // read by stragglers while the next job is published (relaxed)
     rt_task task;
     void *ctx;
-    int64_t n, grain, chunks;
+    int64_t n, grain;
 } job_slot;
 
 // A team: a leader running one lane's work, and the members that serve its jobs until it is done.
 typedef struct {
-    job_slot job;
+    _Alignas(64) job_slot job;    // a cache line of its own: teams do not disturb each other's spinners
     _Atomic int done;
     int threads;                  // leader and members
 } team_t;
@@ -68,7 +70,7 @@ static void run_chunks(job_slot *job, uint64_t generation) {
         uint64_t s = atomic_load(&job->state);
         if ((s >> CHUNK_BITS) != generation) return;
         uint64_t chunk = s & CHUNK_MASK;
-        if ((int64_t)chunk >= job->chunks) return;
+        if ((int64_t)chunk >= atomic_load_explicit(&job->chunks, memory_order_relaxed)) return;
         if (!atomic_compare_exchange_weak(&job->state, &s, s + 1)) continue;
         int64_t begin = (int64_t)chunk * job->grain;
         int64_t end = begin + job->grain < job->n ? begin + job->grain : job->n;
@@ -89,7 +91,7 @@ static uint64_t publish(job_slot *job, int64_t n, int64_t grain, int64_t chunks,
     job->ctx = ctx;
     job->n = n;
     job->grain = grain;
-    job->chunks = chunks;
+    atomic_store_explicit(&job->chunks, chunks, memory_order_relaxed);
     atomic_store(&job->completed, 0);
     uint64_t generation = (previous + 1) & ((1ull << (64 - CHUNK_BITS)) - 1);
     if (wake) pthread_mutex_lock(&pool.sleep_lock);
@@ -107,7 +109,12 @@ static void join(job_slot *job, uint64_t generation) {
     inside_pool = 1;
     run_chunks(job, generation);
     inside_pool = outer;
-    while (atomic_load(&job->completed) < job->chunks) cpu_relax();
+    // Yield now and then, like the workers: with more threads than CPUs the ones still running
+    // chunks may need this core.
+    const int64_t chunks = atomic_load_explicit(&job->chunks, memory_order_relaxed);
+    for (int spins = 1; atomic_load(&job->completed) < chunks; spins++) {
+        if (spins % 16 == 0) sched_yield(); else cpu_relax();
+    }
 }
 
 static void *worker(void *arg) {
@@ -254,6 +261,10 @@ void rt_parallel_teams(int lanes, rt_task task, void *ctx) {
     }
     join(&pool.job, publish(&pool.job, pool.threads, 1, pool.threads, team_task, NULL, 1));
     pthread_mutex_unlock(&pool.job_lock);
+}
+
+void *rt_caller_scratch(int slot, size_t bytes) {
+    return rt_thread_scratch(my_thread, slot, bytes);
 }
 
 void *rt_thread_scratch(int thread, int slot, size_t bytes) {

@@ -30,6 +30,9 @@ int rt_lane_threads(void);
 // A grow-only, 64-byte aligned scratch buffer owned by pool thread `thread` (slot 0..15). It
 // allocates only when a larger size than ever before is asked for.
 void *rt_thread_scratch(int thread, int slot, size_t bytes);
+// The same for the thread calling a kernel (outside its parallel chunks): thread 0's slots for a
+// caller, a lane leader's own where the caller leads a team (rt_parallel_teams).
+void *rt_caller_scratch(int slot, size_t bytes);
 
 // Instruction-set level of the CPU kernels: 4 = x86-64-v4 (AVX-512), 3 = x86-64-v3 (AVX2+FMA),
 // 1 = baseline. Default: the best this CPU supports, capped by $RETORT_CPU_LEVEL.
