@@ -21,8 +21,10 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool
                       "TinyBERT intermediate distillation step MPNet-base → 6 layers B=32 T=128"]
     let int8Names = (torch: "MiniLM-L6 int8 inference B=1 T=32", fp32: "MiniLM-L6 int8 inference B=1 T=32 vs fp32",
                      hiddenFP32: "int8 comparison: MiniLM-L6 fp32 inference B=1 T=32")
+    let studentNames = (bilstm: "BiLSTM student inference B=1 T=64 vs the 3-layer transformer student",
+                        transformer: "student comparison: 3-layer transformer student inference B=1 T=64")
     guard ([false, true].map(stepName) + [DistillationStage.intermediate, .prediction].map(distillName) + [inferenceName(1, 32), inferenceName(32, 64)]
-           + mpnetNames + [int8Names.torch, int8Names.fp32]).map(wants).contains(true) else { return [] }
+           + mpnetNames + [int8Names.torch, int8Names.fp32, studentNames.bilstm]).map(wants).contains(true) else { return [] }
     let model = try BertModel.load(folder: folder, labels: 2, backend: backend)
     func batch(_ B: Int, _ T: Int) throws -> BertActivations { try randomBatch(model, B, T) }
     let reps = quick ? 3 : 10
@@ -98,6 +100,24 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool
         if wants(int8Names.fp32) {
             list.append(Workload(name: int8Names.fp32, unit: "ms", work: 0, warmup: 3, reps: 4 * reps, run: run, compareTo: int8Names.hiddenFP32))
         }
+    }
+    // The two students `retort distill` makes from this teacher, one text each (B=1, T=64): the
+    // 3-layer transformer (the teacher's odd layers) and the default BiLSTM (the teacher's 384-wide
+    // embeddings, 300 units per direction, max pooling, a 200-wide head). Weights do not change the time.
+    if wants(studentNames.bilstm) {
+        let (T, tokenizer) = (64, try WordPieceTokenizer(folder: folder))
+        let teacher = Classifier(model: model, tokenizer: tokenizer, labelNames: ["0", "1"], maxLength: T)
+        let transformer = try Distillation.makeStudent(teacher: teacher, teacherFolder: folder, initFrom: .odd, layers: 3, backend: backend, seed: 1)
+        let a = try randomBatch(transformer.model, 1, T)
+        list.append(Workload(name: studentNames.transformer, unit: "ms", work: 0, warmup: 3, reps: 4 * reps,
+                             run: { _ = transformer.model.forward(a) }, hidden: true))
+        let config = RecurrentConfig(cell: .lstm, vocabSize: model.config.vocabSize, embeddingSize: model.config.hiddenSize, hiddenSize: 300,
+                                     layers: 1, bidirectional: true, pooling: .max, headHiddenSize: 200, padTokenId: 0)
+        let bilstm = try RecurrentModel(config: config, labels: 2, backend: backend, inference: true)
+        let r = try RecurrentActivations(config: config, labels: 2, maxBatch: 1, maxLength: T, backend: backend, inference: true)
+        r.load([randomEncodings(1, T)[0].ids], pad: 0, backend: backend)
+        list.append(Workload(name: studentNames.bilstm, unit: "ms", work: 0, warmup: 3, reps: 4 * reps, run: { _ = bilstm.forward(r) },
+                             compareTo: studentNames.transformer))
     }
     return list
 }

@@ -31,7 +31,8 @@ struct Options {
                       ratio is the median round's, and the table shows the lowest and highest
           --python    interpreter for the references (default: $RETORT_PERF_PYTHON or python3)
           --reference the reference script (default: Perf/reference/reference.py of the source
-                      tree, else reference.py beside the executable)
+                      tree, else reference.py beside the executable); it prints {"ready": true}
+                      once started, then one JSON line for each spec line it reads
           --allreduce under mpirun: the data-parallel gradient all-reduce, GB/s per size
         """
 

@@ -1,5 +1,8 @@
 // The perf table and the JSON lines.
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct Reference {
     let ms: Double
@@ -159,8 +162,29 @@ final class ReferenceRunner {
             print("references skipped: could not run \(options.python): \(error)")
             return nil
         }
-        // Nothing is measured while the script still imports torch (seconds of a core's time).
-        _ = awaitReply { $0["ready"] != nil }
+        // Nothing is measured while the script still imports torch (seconds of a core's time):
+        // it says {"ready": true} first. A script that never does is waited for a minute at most.
+        if !awaitReady(seconds: 60) && alive {
+            print("the reference script did not say it was ready within 60 s; measuring anyway")
+        }
+    }
+
+    /// Reads lines until {"ready": …} (true) or `seconds` pass without it (false); other lines are skipped.
+    private func awaitReady(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            while let end = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Data(pending[pending.startIndex..<end])
+                pending = Data(pending[(end + 1)...])
+                if let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], object["ready"] != nil { return true }
+            }
+            var descriptor = pollfd(fd: output.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            let left = Int32(max(0, deadline.timeIntervalSinceNow) * 1000)
+            guard left > 0, poll(&descriptor, 1, left) > 0 else { return false }
+            let more = output.availableData   // there is something to read, or the script has exited
+            if more.isEmpty { alive = false; return false }
+            pending += more
+        }
     }
 
     /// The reference's median time for `w` (`warmup` runs first), or nil when it has none here.

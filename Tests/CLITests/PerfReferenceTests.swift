@@ -23,6 +23,7 @@ final class PerfReferenceTests: XCTestCase {
         import json, sys
         log = open(sys.argv[0] + ".log", "w")
         print("a line that is not JSON", flush=True)
+        print(json.dumps({"ready": True}), flush=True)
         answered = 0
         for line in sys.stdin:
             spec = json.loads(line)
