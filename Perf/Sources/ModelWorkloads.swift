@@ -111,8 +111,10 @@ func makeModelWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool
         let a = try randomBatch(transformer.model, 1, T)
         list.append(Workload(name: studentNames.transformer, unit: "ms", work: 0, warmup: 3, reps: 4 * reps,
                              run: { _ = transformer.model.forward(a) }, hidden: true))
-        let config = RecurrentConfig(cell: .lstm, vocabSize: model.config.vocabSize, embeddingSize: model.config.hiddenSize, hiddenSize: 300,
-                                     layers: 1, bidirectional: true, pooling: .max, headHiddenSize: 200, padTokenId: 0)
+        let d = RecurrentDistillationRun.Configuration(teacher: folder, data: DataFiles(train: ""), output: "")   // distill's defaults
+        let config = RecurrentConfig(cell: d.cell, vocabSize: model.config.vocabSize, embeddingSize: model.config.hiddenSize,
+                                     hiddenSize: d.hiddenSize, layers: d.layers, bidirectional: d.bidirectional, pooling: d.pooling,
+                                     headHiddenSize: d.headHiddenSize, padTokenId: 0)
         let bilstm = try RecurrentModel(config: config, labels: 2, backend: backend, inference: true)
         let r = try RecurrentActivations(config: config, labels: 2, maxBatch: 1, maxLength: T, backend: backend, inference: true)
         r.load([randomEncodings(1, T)[0].ids], pad: 0, backend: backend)

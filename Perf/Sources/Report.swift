@@ -164,26 +164,8 @@ final class ReferenceRunner {
         }
         // Nothing is measured while the script still imports torch (seconds of a core's time):
         // it says {"ready": true} first. A script that never does is waited for a minute at most.
-        if !awaitReady(seconds: 60) && alive {
+        if awaitReply({ $0["ready"] != nil }, before: Date().addingTimeInterval(60)) == nil && alive {
             print("the reference script did not say it was ready within 60 s; measuring anyway")
-        }
-    }
-
-    /// Reads lines until {"ready": …} (true) or `seconds` pass without it (false); other lines are skipped.
-    private func awaitReady(seconds: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while true {
-            while let end = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Data(pending[pending.startIndex..<end])
-                pending = Data(pending[(end + 1)...])
-                if let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], object["ready"] != nil { return true }
-            }
-            var descriptor = pollfd(fd: output.fileDescriptor, events: Int16(POLLIN), revents: 0)
-            let left = Int32(max(0, deadline.timeIntervalSinceNow) * 1000)
-            guard left > 0, poll(&descriptor, 1, left) > 0 else { return false }
-            let more = output.availableData   // there is something to read, or the script has exited
-            if more.isEmpty { alive = false; return false }
-            pending += more
         }
     }
 
@@ -226,30 +208,34 @@ final class ReferenceRunner {
     private func exchange(_ request: [String: Any], until done: ([String: Any]) -> Bool) -> [String: Any]? {
         guard alive, let data = try? JSONSerialization.data(withJSONObject: request) else { return nil }
         do { try input.write(contentsOf: data + Data("\n".utf8)) } catch { alive = false; return nil }
-        return awaitReply(done)
+        let reply = awaitReply(done)
+        if reply != nil { answered = true }
+        return reply
     }
 
-    /// Reads lines until one satisfies `done`; nil once the script has gone.
-    private func awaitReply(_ done: ([String: Any]) -> Bool) -> [String: Any]? {
-        while let line = nextLine() {
-            if let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], done(object) {
-                answered = true
-                return object
-            }
+    /// Reads lines until one satisfies `done`: nil once the script has gone (alive turns false)
+    /// or, with a deadline, when it passes first.
+    private func awaitReply(_ done: ([String: Any]) -> Bool, before deadline: Date? = nil) -> [String: Any]? {
+        while let line = nextLine(before: deadline) {
+            if let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any], done(object) { return object }
         }
-        alive = false
         return nil
     }
 
-    private func nextLine() -> Data? {
+    private func nextLine(before deadline: Date?) -> Data? {
         while true {
             if let end = pending.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = pending[pending.startIndex..<end]
                 pending = Data(pending[(end + 1)...])
                 return Data(line)
             }
+            if let deadline {   // wait for output only until the deadline
+                var descriptor = pollfd(fd: output.fileDescriptor, events: Int16(POLLIN), revents: 0)
+                let left = Int32(max(0, deadline.timeIntervalSinceNow) * 1000)
+                guard left > 0, poll(&descriptor, 1, left) > 0 else { return nil }
+            }
             let more = output.availableData   // blocks until the script writes or exits
-            if more.isEmpty { return nil }
+            if more.isEmpty { alive = false; return nil }
             pending += more
         }
     }

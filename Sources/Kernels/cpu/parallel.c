@@ -180,18 +180,23 @@ void rt_set_num_threads(int threads) {
     pool.requested = threads;
 }
 
+// The chunks one after another on this thread (nested calls inside them run inline too).
+static void run_inline(int64_t n, int64_t grain, int64_t chunks, rt_task task, void *ctx) {
+    const int outer = inside_pool;
+    inside_pool = 1;
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t begin = c * grain, end = begin + grain < n ? begin + grain : n;
+        task(ctx, begin, end, my_thread);
+    }
+    inside_pool = outer;
+}
+
 void rt_parallel_for(int64_t n, int64_t grain, rt_task task, void *ctx) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     int64_t chunks = (n + grain - 1) / grain;
-    if (inside_pool || (my_team && (my_team->threads == 1 || chunks == 1))) {   // nested, or a lone lane: inline
-        int outer = inside_pool;
-        inside_pool = 1;
-        for (int64_t c = 0; c < chunks; c++) {
-            int64_t begin = c * grain, end = begin + grain < n ? begin + grain : n;
-            task(ctx, begin, end, my_thread);
-        }
-        inside_pool = outer;
+    if (inside_pool || (my_team && (my_team->threads == 1 || chunks == 1))) {   // nested, or a lone lane
+        run_inline(n, grain, chunks, task, ctx);
         return;
     }
     if (my_team) {   // a lane's job, on its team
@@ -201,12 +206,7 @@ void rt_parallel_for(int64_t n, int64_t grain, rt_task task, void *ctx) {
     pthread_once(&pool.once, start);
     pthread_mutex_lock(&pool.job_lock);
     if (chunks == 1 || pool.threads == 1) {
-        inside_pool = 1;
-        for (int64_t c = 0; c < chunks; c++) {
-            int64_t begin = c * grain, end = begin + grain < n ? begin + grain : n;
-            task(ctx, begin, end, 0);
-        }
-        inside_pool = 0;
+        run_inline(n, grain, chunks, task, ctx);
         pthread_mutex_unlock(&pool.job_lock);
         return;
     }
