@@ -56,7 +56,8 @@ public struct PoolShape: Sendable {
 public extension Backend {
     /// One step forward: h (and an LSTM's c) from the step's pre-activations xGates (x·W_ihᵀ + b_ih)
     /// and hGates (hPrev·W_hhᵀ + b_hh), h also written to y's rows (0 at steps past a sequence's
-    /// length, where the state carries over); `saved` for backward (LSTM, GRU).
+    /// length, where the state carries over); `saved` for backward (LSTM, GRU). An LSTM's `saved`
+    /// may be `xGates` itself: each unit's pre-activations are read before its gates are written.
     func recurrentForward(_ h: Tensor, c: Tensor?, y: Tensor, saved: Tensor?, xGates: Tensor, hGates: Tensor, hPrev: Tensor,
                           cPrev: Tensor?, lengths: Tensor, _ s: RecurrentStep) {
         let lstm = s.cell == .lstm
@@ -73,7 +74,8 @@ public extension Backend {
     /// later steps): dXGates (the pre-activations' gradient through xGates; also W_hh's, except a
     /// GRU's, which is dHGates), dhPrev (the direct part: the caller adds dXGates·W_hh or
     /// dHGates·W_hh) and an LSTM's dcPrev, all overwritten. Reads: LSTM saved, c, cPrev; GRU saved,
-    /// hPrev; RNN h.
+    /// hPrev; RNN h. An LSTM's dXGates may be `saved` itself (each unit's gates are read before
+    /// their gradients are written).
     func recurrentBackward(dXGates: Tensor, dHGates: Tensor?, dhPrev: Tensor, dcPrev: Tensor?, dY: Tensor, dh: Tensor, dc: Tensor?,
                            saved: Tensor?, h: Tensor, c: Tensor?, hPrev: Tensor, cPrev: Tensor?, lengths: Tensor, _ s: RecurrentStep) {
         let lstm = s.cell == .lstm, gru = s.cell == .gru

@@ -5,6 +5,11 @@ import Backend
 
 /// One direction's saved tensors: every step's input pre-activations [T,B,G·H], what the step
 /// kernel saves [T,B,4H] (LSTM, GRU), and the states in T+1 slots of B·H (RecurrentLayer).
+/// The backward writes the gates' gradients over `xGates`, dead by then (no backward step reads
+/// it: RecurrentLayer.gateGradients). An LSTM keeps one [T,B,4H] buffer for all three: each step
+/// writes its activated gates over the pre-activations it has read (`saved` is `xGates`), and each
+/// backward step the gates' gradients over the gates it has read. A GRU saves r, z, n and
+/// W_hn·h + b_hn apart ([T,B,4H] beside its [T,B,3H]); its second gradient set, through W_hh, is scratch.
 public struct RecurrentDirectionActivations {
     let xGates: Tensor
     let saved: Tensor?
@@ -13,19 +18,19 @@ public struct RecurrentDirectionActivations {
 }
 
 /// One direction's scratch, shared by every layer (each direction has its own, so the two can
-/// run at once: Backend.forEachLane): one step's W_hh part [B,G·H] (forward), the gates'
-/// gradients of all steps [T,B,G·H] (a GRU's second set, through W_hh) and ping-pong state
+/// run at once: Backend.forEachLane): one step's W_hh part [B,G·H] (forward), a GRU's gates'
+/// gradients through W_hh for all steps [T,B,G·H] and ping-pong state
 /// gradients (backward), W_hh as the backend packs it (forward and backward; empty where it
 /// packs nothing), and the gates' column sums [G·H] that are both biases' gradient where one
 /// set of gate gradients feeds both (LSTM, RNN).
 final class RecurrentScratch {
     let hGates: Tensor
-    let dXGates: Tensor, dHGates: Tensor?
+    let dHGates: Tensor?
     let dh: [Tensor], dc: [Tensor]?
     let packedWeight: Tensor
     let biasSum: Tensor
-    init(hGates: Tensor, dXGates: Tensor, dHGates: Tensor?, dh: [Tensor], dc: [Tensor]?, packedWeight: Tensor, biasSum: Tensor) {
-        self.hGates = hGates; self.dXGates = dXGates; self.dHGates = dHGates; self.dh = dh; self.dc = dc
+    init(hGates: Tensor, dHGates: Tensor?, dh: [Tensor], dc: [Tensor]?, packedWeight: Tensor, biasSum: Tensor) {
+        self.hGates = hGates; self.dHGates = dHGates; self.dh = dh; self.dc = dc
         self.packedWeight = packedWeight; self.biasSum = biasSum
     }
 }
@@ -104,7 +109,6 @@ public final class RecurrentActivations {
         let training = !inference
         let scratch = try (0..<c.directions).map { _ in
             RecurrentScratch(hGates: try allocate(B * G * H, .f32),
-                             dXGates: try allocate(training ? BT * G * H : 0, .f32),
                              dHGates: c.cell == .gru && training ? try allocate(BT * G * H, .f32) : nil,
                              dh: try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) },
                              dc: c.cell == .lstm ? try (0..<2).map { _ in try allocate(training ? B * H : 0, .f32) } : nil,
@@ -113,10 +117,11 @@ public final class RecurrentActivations {
         }
         layers = try (0..<c.layers).map { _ in
             RecurrentLayerActivations(output: try allocate(BT * DH, .f32), directions: try (0..<c.directions).map { _ in
-                RecurrentDirectionActivations(xGates: try allocate(BT * G * H, .f32),
-                                              saved: c.cell.savedWidth > 0 ? try allocate(BT * c.cell.savedWidth * H, .f32) : nil,
-                                              states: try allocate((T + 1) * B * H, .f32),
-                                              cells: c.cell == .lstm ? try allocate((T + 1) * B * H, .f32) : nil)
+                let xGates = try allocate(BT * G * H, .f32)
+                return RecurrentDirectionActivations(xGates: xGates, saved: c.cell == .lstm ? xGates : c.cell == .gru
+                                                         ? try allocate(BT * c.cell.savedWidth * H, .f32) : nil,
+                                                     states: try allocate((T + 1) * B * H, .f32),
+                                                     cells: c.cell == .lstm ? try allocate((T + 1) * B * H, .f32) : nil)
             }, scratch: scratch)
         }
         pooled = try allocate(B * DH, .f32); argmax = try allocate(c.pooling == .max ? B * DH : 0, .i32)

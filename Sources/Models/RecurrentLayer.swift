@@ -27,6 +27,13 @@ public struct RecurrentLayer {
 
     var outputSize: Int { directions.count * hiddenSize }
 
+    /// Where direction `d`'s backward writes its gates' gradients [T,B,G·H] (dXGates): over its
+    /// pre-activations, which no backward step reads (an LSTM's hold its saved gates by then, each
+    /// step's read before overwritten: RecurrentDirectionActivations).
+    func gateGradients(_ a: RecurrentLayerActivations, _ d: Int, rows: Int) -> Tensor {
+        a.directions[d].xGates.slice(0, rows * cell.gates * hiddenSize)
+    }
+
     /// Slot `k` of a [T+1, B, H] state buffer.
     static func slot(_ states: Tensor, _ k: Int, _ state: Int) -> Tensor { states.slice(k * state, state) }
 
@@ -65,7 +72,7 @@ public struct RecurrentLayer {
         let H = hiddenSize, G = cell.gates, state = B * H, DH = outputSize
         b.forEachLane(directions.count) { d in
             let direction = directions[d], s = a.directions[d], scratch = a.scratch[d]
-            let dXGates = scratch.dXGates.slice(0, T * B * G * H)
+            let dXGates = gateGradients(a, d, rows: T * B)
             let dHGates = cell == .gru ? scratch.dHGates!.slice(0, T * B * G * H) : dXGates
             var (dh, dhNext) = (scratch.dh[0].slice(0, state), scratch.dh[1].slice(0, state))
             var (dc, dcNext) = (scratch.dc.map { $0[0].slice(0, state) }, scratch.dc.map { $0[1].slice(0, state) })
@@ -105,7 +112,7 @@ public struct RecurrentLayer {
         // dX: the directions' parts added in turn, after both lanes.
         guard let dX else { return }
         for (d, direction) in directions.enumerated() {
-            direction.input.inputGradient(b, dX: dX, dY: a.scratch[d].dXGates.slice(0, T * B * G * H), rows: T * B, beta: d == 0 ? 0 : 1)
+            direction.input.inputGradient(b, dX: dX, dY: gateGradients(a, d, rows: T * B), rows: T * B, beta: d == 0 ? 0 : 1)
         }
     }
 }

@@ -36,8 +36,9 @@ final class RecurrentTests: XCTestCase {
     func testStepsAgainstNaiveLoopsAndFiniteDifferences() throws {
         var rng = SeededRandom(91)
         for backend in try backends() {
-            for cell in RecurrentCell.allCases {
-                let (B, H, t) = (3, 5, 2), G = cell.gates * H, ldy = 2 * H, lstm = cell == .lstm
+            // H: below one 16-wide vector; one vector and a remainder
+            for (cell, H) in RecurrentCell.allCases.flatMap({ cell in [5, 21].map { (cell, $0) } }) {
+                let (B, t) = (3, 2), G = cell.gates * H, ldy = 2 * H, lstm = cell == .lstm
                 let lengthValues: [Int32] = [4, 2, 3]   // row 1 is padded at step 2
                 let xv = rng.floats(B * G, -2, 2), hv = rng.floats(B * G, -2, 2), pv = rng.floats(B * H), cv = rng.floats(B * H)
                 let lengths = try backend.upload(lengthValues)
@@ -68,12 +69,49 @@ final class RecurrentTests: XCTestCase {
                                           dY: try backend.upload(wy).slice(0, (B - 1) * ldy + H), dh: try backend.upload(wh),
                                           dc: lstm ? try backend.upload(wc) : nil, saved: saved, h: h, c: c, hPrev: hPrev, cPrev: cPrev,
                                           lengths: lengths, step)
-                let what = "\(backend.kind) \(cell)"
+                let what = "\(backend.kind) \(cell) H=\(H)"
                 checkGradient("\(what) dXGates", backend: backend, input: xGates, values: xv, analytic: backend.floats(dXGates), loss: loss)
                 checkGradient("\(what) dHGates", backend: backend, input: hGates, values: hv, analytic: backend.floats(dHGates ?? dXGates), loss: loss)
                 checkGradient("\(what) dhPrev", backend: backend, input: hPrev, values: pv, analytic: backend.floats(dhPrev), loss: loss)
                 if let cPrev, let dcPrev {
                     checkGradient("\(what) dcPrev", backend: backend, input: cPrev, values: cv, analytic: backend.floats(dcPrev), loss: loss)
+                }
+            }
+        }
+    }
+
+    /// An LSTM layer keeps one buffer for its pre-activations, saved gates and their gradients:
+    /// the step in place (saved = xGates forward, dXGates = saved backward) gives exactly what it
+    /// gives into buffers of their own — at a hidden size below one vector, and at one with a
+    /// vector part and a remainder (37 = 2·16 + 5), with a padded row.
+    func testLSTMStepInPlaceMatchesSeparateBuffers() throws {
+        var rng = SeededRandom(93)
+        for backend in try backends() {
+            for H in [5, 37] {
+                let B = 3, G = 4 * H, t = 2, lengths = try backend.upload([4, 2, 3] as [Int32])
+                let xv = rng.floats(B * G, -3, 3), hg = try backend.upload(rng.floats(B * G, -3, 3))
+                let hPrev = try backend.upload(rng.floats(B * H)), cPrev = try backend.upload(rng.floats(B * H, -2, 2))
+                let dY = try backend.upload(rng.floats(B * H)), dh = try backend.upload(rng.floats(B * H)), dc = try backend.upload(rng.floats(B * H))
+                let step = RecurrentStep(cell: .lstm, batch: B, hidden: H, step: t, outputStride: H)
+                /// h, c, y, the saved gates, dXGates, dhPrev, dcPrev — `inPlace`: one buffer for xGates, saved and dXGates.
+                func run(inPlace: Bool) throws -> [[Float]] {
+                    let xGates = try backend.upload(xv), saved = inPlace ? xGates : try backend.zeros(B * G)
+                    let h = try backend.zeros(B * H), c = try backend.zeros(B * H), y = try backend.zeros(B * H)
+                    backend.recurrentForward(h, c: c, y: y, saved: saved, xGates: xGates, hGates: hg, hPrev: hPrev, cPrev: cPrev,
+                                             lengths: lengths, step)
+                    let gates = backend.floats(saved), dXGates = inPlace ? saved : try backend.zeros(B * G)
+                    let dhPrev = try backend.zeros(B * H), dcPrev = try backend.zeros(B * H)
+                    backend.recurrentBackward(dXGates: dXGates, dHGates: nil, dhPrev: dhPrev, dcPrev: dcPrev, dY: dY, dh: dh, dc: dc,
+                                              saved: saved, h: h, c: c, hPrev: hPrev, cPrev: cPrev, lengths: lengths, step)
+                    return [backend.floats(h), backend.floats(c), backend.floats(y), gates, backend.floats(dXGates),
+                            backend.floats(dhPrev), backend.floats(dcPrev)]
+                }
+                let separate = try run(inPlace: false), inPlace = try run(inPlace: true)
+                for (name, (a, b)) in zip(["h", "c", "y", "saved gates", "dXGates", "dhPrev", "dcPrev"], zip(separate, inPlace)) {
+                    let first = a.indices.first { a[$0] != b[$0] }
+                    XCTAssertTrue(a.count == b.count && first == nil,
+                                  "\(backend.kind) H=\(H): \(name) in place differs from separate buffers at \(first.map(String.init) ?? "length")")
+                    XCTAssertTrue(a.contains { $0 != 0 }, "\(backend.kind) H=\(H): \(name) is all zeros")
                 }
             }
         }

@@ -93,6 +93,9 @@ RT_INLINE v16 rt_exp16(v16 x) {
     vi16 bits = (__builtin_convertvector(n, vi16) + 127) << 23;
     return p * (v16)bits;
 }
+// σ and tanh on 16 lanes: rt_sigmoidf's and rt_tanhf's formulas over rt_exp16.
+RT_INLINE v16 rt_sigmoid16(v16 x) { return 1.0f / (1.0f + rt_exp16(-x)); }
+RT_INLINE v16 rt_tanh16(v16 x) { return 1.0f - 2.0f / (rt_exp16(2.0f * x) + 1.0f); }
 
 // erfc(x) with relative error below 1.2e-7 everywhere (the Chebyshev-fitted form from
 // Numerical Recipes, "erfcc"): accurate in the tails, where 1 + erf(x) would cancel.

@@ -9,6 +9,11 @@
 // later steps): dxg [B,4H] the pre-activations' gradient (0 at padded steps; W_hh's too);
 // dhprev [B,H] the direct part (dh itself at padded steps, else 0: the caller adds dxg·W_hh);
 // dcprev [B,H]. All overwritten. Parallel over rows.
+// In place: gates may be xg itself (forward) and dxg may be gates (backward) — each channel's four
+// values are read before its four results are written, and no other channel's are touched — so a
+// layer keeps one [T,B,4H] buffer for the pre-activations, the saved gates and their gradients.
+// Rows go 16 channels at a time in vectors, the last H mod 16 one at a time (not the last 16 again,
+// overlapping: in place, those would read results as inputs).
 #include "common.h"
 
 typedef struct {
@@ -18,10 +23,21 @@ typedef struct {
     int64_t t, ldy; int H;
 } lstm_args;
 
-// One sequence's row (restrict parameters: the loop vectorises without run-time overlap checks).
-RT_INLINE void lstm_row_forward(int H, float *restrict h, float *restrict c, float *restrict y, float *restrict gates,
-                                const float *restrict xg, const float *restrict hg, const float *restrict cprev) {
-    for (int j = 0; j < H; j++) {
+// Channels j … j+15 of one row (gates may be xg: all loads come before the stores).
+RT_INLINE void lstm_forward16(int H, int j, float *h, float *c, float *y, float *gates, const float *xg, const float *hg,
+                              const float *cprev) {
+    const v16 i = rt_sigmoid16(v16_load(xg + j) + v16_load(hg + j)), f = rt_sigmoid16(v16_load(xg + H + j) + v16_load(hg + H + j));
+    const v16 g = rt_tanh16(v16_load(xg + 2 * H + j) + v16_load(hg + 2 * H + j));
+    const v16 o = rt_sigmoid16(v16_load(xg + 3 * H + j) + v16_load(hg + 3 * H + j));
+    const v16 cell = v16_load(cprev + j) * f + i * g, out = o * rt_tanh16(cell);
+    v16_store(c + j, cell); v16_store(h + j, out); v16_store(y + j, out);
+    v16_store(gates + j, i); v16_store(gates + H + j, f); v16_store(gates + 2 * H + j, g); v16_store(gates + 3 * H + j, o);
+}
+
+// Channels j0 … H−1 of one row, one at a time (the same formulas).
+RT_INLINE void lstm_tail_forward(int H, int j0, float *h, float *c, float *y, float *gates, const float *xg, const float *hg,
+                                 const float *cprev) {
+    for (int j = j0; j < H; j++) {
         const float i = rt_sigmoidf(xg[j] + hg[j]), f = rt_sigmoidf(xg[H + j] + hg[H + j]);
         const float g = rt_tanhf(xg[2 * H + j] + hg[2 * H + j]), o = rt_sigmoidf(xg[3 * H + j] + hg[3 * H + j]);
         const float cell = f * cprev[j] + i * g, out = o * rt_tanhf(cell);
@@ -41,7 +57,10 @@ RT_TASK(lstm_forward_task) {
             for (int j = 0; j < 4 * H; j++) gates[j] = 0;
             continue;
         }
-        lstm_row_forward(H, h, c, y, gates, a->xg + r * 4 * H, a->hg + r * 4 * H, cprev);
+        const float *xg = a->xg + r * 4 * H, *hg = a->hg + r * 4 * H;
+        int j = 0;
+        for (; j + 16 <= H; j += 16) lstm_forward16(H, j, h, c, y, gates, xg, hg, cprev);
+        lstm_tail_forward(H, j, h, c, y, gates, xg, hg, cprev);
     }
 }
 
@@ -52,10 +71,24 @@ void rt_lstm_cell_forward(float *h, float *c, float *y, float *gates, const floa
     rt_parallel_for(B, H >= 1024 ? 1 : 1024 / H, lstm_forward_task, &a);
 }
 
-RT_INLINE void lstm_row_backward(int H, float *restrict dxg, float *restrict dhprev, float *restrict dcprev,
-                                 const float *restrict dy, const float *restrict dh, const float *restrict dc,
-                                 const float *restrict gates, const float *restrict c, const float *restrict cprev) {
-    for (int j = 0; j < H; j++) {
+// Channels j … j+15 of one row (dxg may be gates: all loads come before the stores).
+RT_INLINE void lstm_backward16(int H, int j, float *dxg, float *dhprev, float *dcprev, const float *dy, const float *dh, const float *dc,
+                               const float *gates, const float *c, const float *cprev) {
+    const v16 i = v16_load(gates + j), f = v16_load(gates + H + j), g = v16_load(gates + 2 * H + j), o = v16_load(gates + 3 * H + j);
+    const v16 dhj = v16_load(dy + j) + v16_load(dh + j), tc = rt_tanh16(v16_load(c + j)), cp = v16_load(cprev + j);
+    const v16 dcj = v16_load(dc + j) + dhj * o * (1.0f - tc * tc);
+    v16_store(dxg + j, dcj * g * i * (1.0f - i));
+    v16_store(dxg + H + j, dcj * cp * f * (1.0f - f));
+    v16_store(dxg + 2 * H + j, dcj * i * (1.0f - g * g));
+    v16_store(dxg + 3 * H + j, dhj * tc * o * (1.0f - o));
+    v16_store(dcprev + j, dcj * f);
+    v16_store(dhprev + j, v16_splat(0));
+}
+
+// Channels j0 … H−1 of one row, one at a time.
+RT_INLINE void lstm_tail_backward(int H, int j0, float *dxg, float *dhprev, float *dcprev, const float *dy, const float *dh,
+                                  const float *dc, const float *gates, const float *c, const float *cprev) {
+    for (int j = j0; j < H; j++) {
         const float i = gates[j], f = gates[H + j], g = gates[2 * H + j], o = gates[3 * H + j];
         const float dhj = dy[j] + dh[j], tc = rt_tanhf(c[j]);
         const float dcj = dc[j] + dhj * o * (1.0f - tc * tc);
@@ -79,7 +112,10 @@ RT_TASK(lstm_backward_task) {
             for (int j = 0; j < 4 * H; j++) dxg[j] = 0;
             continue;
         }
-        lstm_row_backward(H, dxg, dhprev, dcprev, a->dy + r * a->ldy, dh, dc, a->sgates + r * 4 * H, a->sc + r * H, a->cprev + r * H);
+        const float *dy = a->dy + r * a->ldy, *gates = a->sgates + r * 4 * H, *c = a->sc + r * H, *cprev = a->cprev + r * H;
+        int j = 0;
+        for (; j + 16 <= H; j += 16) lstm_backward16(H, j, dxg, dhprev, dcprev, dy, dh, dc, gates, c, cprev);
+        lstm_tail_backward(H, j, dxg, dhprev, dcprev, dy, dh, dc, gates, c, cprev);
     }
 }
 

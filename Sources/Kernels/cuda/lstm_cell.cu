@@ -2,7 +2,8 @@
 // of hidden size H; sequence b is valid for t < lengths[b]: a padded step carries the state and
 // outputs 0. Shapes and formulas: the CPU reference, Sources/Kernels/cpu/lstm_cell.c.
 //   h, c, hprev, cprev [B,H]; y rows ldy apart; gates, xg, hg, dxg [B,4H]; dhprev, dcprev, dh, dc [B,H].
-// One thread per (b, j), grid-stride loops; any launch size works.
+// One thread per (b, j), grid-stride loops; any launch size works. In place like the CPU's: gates
+// may be xg and dxg may be gates (a thread reads its unit's four values before writing its four).
 #include "common.cuh"
 
 extern "C" __global__ void lstm_cell_forward(float *h, float *c, float *y, float *gates, const float *xg, const float *hg,
