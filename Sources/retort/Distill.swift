@@ -9,7 +9,7 @@ import Train
 struct DistillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distill",
-        abstract: "Distil a fine-tuned teacher into a smaller student (TinyBERT or DistilBERT recipe, optionally through LoRA).",
+        abstract: "Distil a fine-tuned teacher into a smaller student (TinyBERT or DistilBERT recipe, optionally through LoRA), or into a BiLSTM, GRU or RNN.",
         discussion: """
             Examples:
               retort distill --teacher runs/sst2 --train ../shared/data/sst2/train.tsv \\
