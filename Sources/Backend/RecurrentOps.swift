@@ -65,6 +65,7 @@ public extension Backend {
                      && y.count >= s.outputSpan && lengths.count >= s.batch && (saved?.count ?? 0) == s.savedCount
                      && (c?.count ?? 0) == (lstm ? s.state : 0) && (cPrev?.count ?? 0) == (lstm ? s.state : 0),
                      "recurrentForward: operands do not fit the \(s.cell) step (state B·H, gates B·G·H, saved, y)")
+        precondition(lstm || !(saved?.overlaps(xGates) ?? false), "recurrentForward: only an LSTM's saved may be its xGates")
         f32(h, c, y, saved, xGates, hGates, hPrev, cPrev, op: "recurrentForward")
         i32(lengths, "recurrentForward: lengths")
         runRecurrentForward(h, c: c, y: y, saved: saved, xGates: xGates, hGates: hGates, hPrev: hPrev, cPrev: cPrev, lengths: lengths, s)
@@ -84,6 +85,8 @@ public extension Backend {
                      && (saved?.count ?? 0) == s.savedCount && lengths.count >= s.batch
                      && [dcPrev, dc, c, cPrev].allSatisfy({ ($0?.count ?? 0) == (lstm ? s.state : 0) }),
                      "recurrentBackward: operands do not fit the \(s.cell) step")
+        precondition(lstm || !(saved.map { dXGates.overlaps($0) || (dHGates?.overlaps($0) ?? false) } ?? false),
+                     "recurrentBackward: only an LSTM's dXGates may be its saved")
         f32(dXGates, dHGates, dhPrev, dcPrev, dY, dh, dc, saved, h, c, hPrev, cPrev, op: "recurrentBackward")
         i32(lengths, "recurrentBackward: lengths")
         runRecurrentBackward(dXGates: dXGates, dHGates: dHGates, dhPrev: dhPrev, dcPrev: dcPrev, dY: dY, dh: dh, dc: dc, saved: saved,

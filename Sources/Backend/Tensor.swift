@@ -66,4 +66,9 @@ public struct Tensor: @unchecked Sendable {
         precondition(from >= 0 && count >= 0 && from + count <= self.count, "slice out of bounds")
         return Tensor(buffer, offset: offset + from, count: count)
     }
+
+    /// Whether the two views share an element of one buffer.
+    public func overlaps(_ other: Tensor) -> Bool {
+        buffer === other.buffer && offset < other.offset + other.count && other.offset < offset + count
+    }
 }
