@@ -19,10 +19,10 @@ public struct RecurrentDirectionActivations {
 
 /// One direction's scratch, shared by every layer (each direction has its own, so the two can
 /// run at once: Backend.forEachLane): one step's W_hh part [B,G·H] (forward), a GRU's gates'
-/// gradients through W_hh for all steps [T,B,G·H] and ping-pong state
-/// gradients (backward), W_hh as the backend packs it (forward and backward; empty where it
-/// packs nothing), and the gates' column sums [G·H] that are both biases' gradient where one
-/// set of gate gradients feeds both (LSTM, RNN).
+/// gradients through W_hh for all steps [T,B,G·H] and ping-pong state gradients (backward), W_hh
+/// as the backend packs it (forward and backward; empty where it packs nothing), and the gates'
+/// column sums [G·H] that are both biases' gradient where one set of gate gradients feeds both
+/// (LSTM, RNN).
 final class RecurrentScratch {
     let hGates: Tensor
     let dHGates: Tensor?
@@ -117,10 +117,13 @@ public final class RecurrentActivations {
         }
         layers = try (0..<c.layers).map { _ in
             RecurrentLayerActivations(output: try allocate(BT * DH, .f32), directions: try (0..<c.directions).map { _ in
-                let xGates = try allocate(BT * G * H, .f32)
-                return RecurrentDirectionActivations(xGates: xGates, saved: c.cell == .lstm ? xGates : c.cell == .gru
-                                                         ? try allocate(BT * c.cell.savedWidth * H, .f32) : nil,
-                                                     states: try allocate((T + 1) * B * H, .f32),
+                let xGates = try allocate(BT * G * H, .f32), saved: Tensor?
+                switch c.cell {
+                case .lstm: saved = xGates   // its steps write their gates over what they have read
+                case .gru: saved = try allocate(BT * c.cell.savedWidth * H, .f32)
+                case .rnn: saved = nil
+                }
+                return RecurrentDirectionActivations(xGates: xGates, saved: saved, states: try allocate((T + 1) * B * H, .f32),
                                                      cells: c.cell == .lstm ? try allocate((T + 1) * B * H, .f32) : nil)
             }, scratch: scratch)
         }
