@@ -41,10 +41,12 @@ RT_TASK(pack_task) {
             }
             continue;
         }
-        for (int j = 0; j < 16; j++) {
-            const float *channel = a->W + (int64_t)(n0 + (j < nc ? j : 0)) * a->ldw;
-            for (int k = 0; k < K; k++) panel[(int64_t)k * 16 + j] = j < nc ? channel[k] : 0;
+        for (int j = 0; j < nc; j++) {
+            const float *channel = a->W + (int64_t)(n0 + j) * a->ldw;
+            for (int k = 0; k < K; k++) panel[(int64_t)k * 16 + j] = channel[k];
         }
+        for (int j = nc; j < 16; j++)
+            for (int k = 0; k < K; k++) panel[(int64_t)k * 16 + j] = 0;
     }
 }
 
