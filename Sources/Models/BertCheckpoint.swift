@@ -82,9 +82,12 @@ extension BertModel {
         config.quantization = nil   // float weights (a quantized model writes saveQuantized)
         if let id2label { config.id2label = id2label }
         if config.id2label.isEmpty { config.id2label = Dictionary(uniqueKeysWithValues: (0..<labels).map { ($0, "LABEL_\($0)") }) }
-        let all = backend.floats(try mergedWeights())
+        // From the device to the file a chunk at a time.
+        let merged = try mergedWeights(), backend = backend
         let tensors = layout.entries.map { e in
-            SafeTensorsWriter.Tensor(name: Self.fileName(e.name, prefix: filePrefix, family: config.family), shape: e.shape, values: Array(all[e.offset..<(e.offset + e.count)]))
+            SafeTensorsWriter.Tensor(name: Self.fileName(e.name, prefix: filePrefix, family: config.family), shape: e.shape, count: e.count) {
+                backend.floats(merged.slice(e.offset + $0, $1))
+            }
         }
         try SafeTensorsWriter.write(tensors, to: (folder as NSString).appendingPathComponent("model.safetensors"))
         try writeAtomically(try config.json(), to: (folder as NSString).appendingPathComponent("config.json"))

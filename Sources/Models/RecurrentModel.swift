@@ -23,19 +23,7 @@ public final class RecurrentModel {
     /// weights and biases U(−1/√fan, 1/√fan)); `inference`: no gradient buffer.
     public init(config c: RecurrentConfig, labels: Int, backend: Backend, seed: UInt64 = 42, inference: Bool = false) throws {
         config = c; self.labels = labels; self.backend = backend
-        var layout = ParameterLayout()
-        layout.add("embedding.weight", [c.vocabSize, c.embeddingSize])
-        for l in 0..<c.layers {
-            let input = l == 0 ? c.embeddingSize : c.outputSize, G = c.cell.gates * c.hiddenSize
-            for suffix in Self.directionSuffixes(c) {
-                layout.add("rnn.weight_ih_l\(l)\(suffix)", [G, input])
-                layout.add("rnn.weight_hh_l\(l)\(suffix)", [G, c.hiddenSize])
-                layout.add("rnn.bias_ih_l\(l)\(suffix)", [G])
-                layout.add("rnn.bias_hh_l\(l)\(suffix)", [G])
-            }
-        }
-        layout.add("head.0.weight", [c.headHiddenSize, c.outputSize]); layout.add("head.0.bias", [c.headHiddenSize])
-        layout.add("head.2.weight", [labels, c.headHiddenSize]); layout.add("head.2.bias", [labels])
+        let layout = Self.layout(c, labels: labels)
         self.layout = layout
         let (weights, grads) = try layout.allocate(on: backend, inference: inference)
         (self.weights, self.grads) = (weights, grads)
@@ -58,25 +46,44 @@ public final class RecurrentModel {
         initialise(seed: seed)
     }
 
+    /// The parameters of a model of `c` (PyTorch's names, in its order), known before any is
+    /// allocated (MemoryPlan).
+    public static func layout(_ c: RecurrentConfig, labels: Int) -> ParameterLayout {
+        var layout = ParameterLayout()
+        layout.add("embedding.weight", [c.vocabSize, c.embeddingSize])
+        for l in 0..<c.layers {
+            let input = l == 0 ? c.embeddingSize : c.outputSize, G = c.cell.gates * c.hiddenSize
+            for suffix in directionSuffixes(c) {
+                layout.add("rnn.weight_ih_l\(l)\(suffix)", [G, input])
+                layout.add("rnn.weight_hh_l\(l)\(suffix)", [G, c.hiddenSize])
+                layout.add("rnn.bias_ih_l\(l)\(suffix)", [G])
+                layout.add("rnn.bias_hh_l\(l)\(suffix)", [G])
+            }
+        }
+        layout.add("head.0.weight", [c.headHiddenSize, c.outputSize]); layout.add("head.0.bias", [c.headHiddenSize])
+        layout.add("head.2.weight", [labels, c.headHiddenSize]); layout.add("head.2.bias", [labels])
+        return layout
+    }
+
     static func directionSuffixes(_ c: RecurrentConfig) -> [String] { c.bidirectional ? ["", "_reverse"] : [""] }
 
-    /// PyTorch's default initialisation, from `seed`.
+    /// PyTorch's default initialisation, from `seed`; one tensor at a time on the host.
     func initialise(seed: UInt64) {
         var normal = NormalRandom(seed: seed)
         var uniform = SplitMix(seed: seed ^ 0x5EED)
-        var values = [Float](repeating: 0, count: layout.total)
         for e in layout.entries {
+            let values: [Float]
             if e.name == "embedding.weight" {
-                for i in 0..<e.count { values[e.offset + i] = normal.next() }
-                continue
+                values = (0..<e.count).map { _ in normal.next() }
+            } else {
+                // nn.LSTM/GRU/RNN: U(±1/√H) for everything; nn.Linear: U(±1/√in) for weight and bias.
+                let fan = e.name.hasPrefix("rnn.") ? config.hiddenSize
+                    : e.name.hasPrefix("head.0") ? config.outputSize : config.headHiddenSize
+                let bound = 1 / Float(fan).squareRoot()
+                values = (0..<e.count).map { _ in Float.random(in: -bound...bound, using: &uniform) }
             }
-            // nn.LSTM/GRU/RNN: U(±1/√H) for everything; nn.Linear: U(±1/√in) for weight and bias.
-            let fan = e.name.hasPrefix("rnn.") ? config.hiddenSize
-                : e.name.hasPrefix("head.0") ? config.outputSize : config.headHiddenSize
-            let bound = 1 / Float(fan).squareRoot()
-            for i in 0..<e.count { values[e.offset + i] = Float.random(in: -bound...bound, using: &uniform) }
+            values.withUnsafeBytes { backend.upload(w(e.name), $0) }
         }
-        values.withUnsafeBytes { backend.upload(weights, $0) }
     }
 
     public func w(_ name: String) -> Tensor { layout.view(weights, name) }
@@ -185,8 +192,10 @@ extension RecurrentModel {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var c = config
         c.id2label = id2label; c.tokenizer = tokenizer; c.maxLength = maxLength
-        let all = backend.floats(weights)
-        let tensors = layout.entries.map { SafeTensorsWriter.Tensor(name: $0.name, shape: $0.shape, values: Array(all[$0.offset..<($0.offset + $0.count)])) }
+        // From the device to the file a chunk at a time.
+        let tensors = layout.entries.map { e in
+            SafeTensorsWriter.Tensor(name: e.name, shape: e.shape, count: e.count) { self.backend.floats(self.w(e.name).slice($0, $1)) }
+        }
         try SafeTensorsWriter.write(tensors, to: (folder as NSString).appendingPathComponent("model.safetensors"))
         try writeAtomically(try c.json(), to: (folder as NSString).appendingPathComponent("config.json"))
     }

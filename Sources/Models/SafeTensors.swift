@@ -53,8 +53,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public init(path: String) throws {
         self.path = path
         file = try MappedFile(path: path)
-        guard file.size >= 8 else { throw CheckpointError("\(file.name): \(file.size) bytes is too short for a safetensors file") }
-        (entries, metadata, dataStart) = try Self.parseHeader(file.base, size: file.size, name: file.name)
+        // Errors name the whole path: every model folder's file is model.safetensors.
+        guard file.size >= 8 else { throw CheckpointError("\(path): \(file.size) bytes is too short for a safetensors file") }
+        (entries, metadata, dataStart) = try Self.parseHeader(file.base, size: file.size, name: path)
     }
 
     private static func parseHeader(_ base: UnsafeRawPointer, size: Int, name: String) throws
@@ -74,7 +75,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         let dataBytes = size - 8 - headerBytes
         var entries: [String: Entry] = [:]
         var metadata: [String: String] = [:]
-        for (key, value) in table {
+        for (key, value) in table.sorted(by: { $0.key < $1.key }) {   // the same file gives the same error every time
             if key == "__metadata__" {
                 guard let m = value as? [String: Any] else { throw CheckpointError("\(name): __metadata__ is not an object") }
                 for (k, v) in m { metadata[k] = v as? String ?? "\(v)" }
@@ -174,9 +175,10 @@ public enum SafeTensorsWriter {
         public let shape: [Int]
         public let values: [Float]   // written as F32
         public let int8: [Int8]?     // written as I8 instead
-        /// The F32 values fetched only when the tensor is written (from a device, say), so that a
-        /// file of several large tensors never holds more than one of them in memory.
-        let fetch: (() -> [Float])?
+        /// The F32 values fetched only when the tensor is written (from a device, say), a range
+        /// (offset, count) at a time, so that a file of large tensors never holds more than one
+        /// chunk of one of them in memory.
+        let fetch: ((Int, Int) -> [Float])?
         let fetchCount: Int
         public init(name: String, shape: [Int], values: [Float]) {
             self.name = name; self.shape = shape; self.values = values; int8 = nil; fetch = nil; fetchCount = 0
@@ -184,8 +186,9 @@ public enum SafeTensorsWriter {
         public init(name: String, shape: [Int], int8: [Int8]) {
             self.name = name; self.shape = shape; values = []; self.int8 = int8; fetch = nil; fetchCount = 0
         }
-        /// F32 values that `fetch` returns (`count` of them) when the file is written.
-        public init(name: String, shape: [Int], count: Int, fetch: @escaping () -> [Float]) {
+        /// F32 values that `fetch(offset, n)` returns, `n` of the `count` from `offset`, when the file
+        /// is written (in chunks of `SafeTensorsWriter.chunk`).
+        public init(name: String, shape: [Int], count: Int, fetch: @escaping (Int, Int) -> [Float]) {
             self.name = name; self.shape = shape; values = []; int8 = nil; self.fetch = fetch; fetchCount = count
         }
         var count: Int { int8?.count ?? (fetch != nil ? fetchCount : values.count) }
@@ -214,15 +217,30 @@ public enum SafeTensorsWriter {
                     try int8.withUnsafeBytes { try file.append($0) }
                     continue
                 }
-                let values = t.fetch?() ?? t.values
-                guard values.count == t.count else { throw CheckpointError("tensor '\(t.name)': fetched \(values.count) values, not \(t.count)") }
-                #if _endian(little)
-                try values.withUnsafeBytes { try file.append($0) }   // already the file's byte order
-                #else
-                try values.map { $0.bitPattern.littleEndian }.withUnsafeBytes { try file.append($0) }
-                #endif
+                guard let fetch = t.fetch else {
+                    try append(t.values, to: file)
+                    continue
+                }
+                for start in stride(from: 0, to: t.count, by: chunk) {
+                    let n = min(chunk, t.count - start), values = fetch(start, n)
+                    guard values.count == n else { throw CheckpointError("tensor '\(t.name)': fetched \(values.count) values, not \(n)") }
+                    try append(values, to: file)
+                }
             }
         }
+    }
+}
+
+extension SafeTensorsWriter {
+    /// The values a fetched tensor is read in at a time (16 MB).
+    static let chunk = 1 << 22
+
+    static func append(_ values: [Float], to file: FileWriter) throws {
+        #if _endian(little)
+        try values.withUnsafeBytes { try file.append($0) }   // already the file's byte order
+        #else
+        try values.map { $0.bitPattern.littleEndian }.withUnsafeBytes { try file.append($0) }
+        #endif
     }
 }
 

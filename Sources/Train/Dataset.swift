@@ -51,20 +51,24 @@ public enum Dataset {
     public static func load(_ path: String, columns: ColumnSpec) throws -> [Example] {
         // "-" (standard input) and a name without an extension (a pipe: /dev/stdin, <(…)) as .txt.
         let named = (path as NSString).pathExtension.lowercased(), ext = path == "-" || named.isEmpty ? "txt" : named
-        let examples: [Example]
+        let examples: [Example], plainLines: Bool
         if ext == "jsonl" || ext == "json" {
+            plainLines = false
             examples = try jsonl(path, columns)
         } else {
             let bytes = try DelimitedText.read(path)
             let tabbed = ext != "txt" && bytes.prefix(while: { $0 != UInt8(ascii: "\n") }).contains(UInt8(ascii: "\t"))
-            if !["csv", "tsv"].contains(ext), columns.isPlainText, !tabbed {
+            plainLines = !["csv", "tsv"].contains(ext) && columns.isPlainText && !tabbed
+            if plainLines {
                 examples = lines(bytes)
             } else {
                 let rows = ext == "csv" ? try DelimitedText.csvRecords(bytes, path: path) : DelimitedText.tsvRecords(bytes)
                 examples = try table(rows, path: path, columns)
             }
         }
-        guard !examples.isEmpty else { throw DataError("\(path): no examples (the file is empty or holds only a header)") }
+        guard !examples.isEmpty else {
+            throw DataError("\(path): no examples (the file is empty\(plainLines ? " or holds only blank lines" : ext == "jsonl" || ext == "json" ? "" : " or holds only a header"))")
+        }
         return examples
     }
 

@@ -9,6 +9,7 @@ public extension Setting {
     static let epochs = Setting("epochs")
     static let recompute = Setting("recompute")
     static let studentLayers = Setting("student layers")
+    static let hiddenSize = Setting("recurrent hidden size")
     static let studentInit = Setting("student initialisation")
     static let layerMap = Setting("layer map")
     static let resume = Setting("resume")

@@ -31,7 +31,9 @@ public struct MemoryPlan {
     /// A language model's head: what its chunks hold against the [B·T, V] logits it never makes.
     public private(set) var headNote: String?
     // What the plan was made of, to plan other shapes.
-    private enum Planned { case encoder(BertModel, extraTrainable: Int, teacher: Teacher?), decoder(DecoderModel), recurrent(RecurrentModel) }
+    private enum Planned {
+        case encoder(BertModel, extraTrainable: Int, teacher: Teacher?), decoder(DecoderModel), recurrent(RecurrentConfig, labels: Int, Backend)
+    }
     private let planned: Planned
 
     /// The run of `model` (LoRA adapters attached, if any) at `shape`; `extraTrainable` floats
@@ -87,17 +89,18 @@ public struct MemoryPlan {
                                                                  keyValueHeads: c.keyValueHeads, causal: true, dropout: c.attentionDropout))
     }
 
-    /// A recurrent student's run (its teacher ran before and was released; its logits are on the host).
-    public init(recurrent model: RecurrentModel, shape: Shape) {
-        (self.shape, planned) = (shape, .recurrent(model))
-        let f = MemoryLayout<Float>.size, c = model.config, BT = shape.batch * shape.length, G = c.cell.gates * c.hiddenSize
-        parameters = model.weights.count * f
-        gradients = model.grads.count * f
-        optimizer = 2 * model.weights.count * f
-        activations = RecurrentActivations.bytes(config: c, labels: model.labels, maxBatch: shape.batch, maxLength: shape.length,
-                                                 backend: model.backend)
-        workspace = model.backend.workspaceBytes(matmuls: [Gemm(m: BT, n: G, k: max(c.embeddingSize, c.outputSize), transB: true),
-                                                           Gemm(m: G, n: max(c.embeddingSize, c.outputSize), k: BT, transA: true)])
+    /// A recurrent student's run (its teacher ran before and was released; its logits are on the
+    /// host), planned from its config before the model is made.
+    public init(recurrent c: RecurrentConfig, labels: Int, backend: Backend, shape: Shape) {
+        (self.shape, planned) = (shape, .recurrent(c, labels: labels, backend))
+        let f = MemoryLayout<Float>.size, BT = shape.batch * shape.length, G = c.cell.gates * c.hiddenSize
+        let count = RecurrentModel.layout(c, labels: labels).total
+        parameters = count * f
+        gradients = count * f
+        optimizer = 2 * count * f
+        activations = RecurrentActivations.bytes(config: c, labels: labels, maxBatch: shape.batch, maxLength: shape.length, backend: backend)
+        workspace = backend.workspaceBytes(matmuls: [Gemm(m: BT, n: G, k: max(c.embeddingSize, c.outputSize), transB: true),
+                                                     Gemm(m: G, n: max(c.embeddingSize, c.outputSize), k: BT, transA: true)])
     }
 
     /// The matmuls of a layer's forward and backward over BT tokens (the largest operands there are).
@@ -114,7 +117,7 @@ public struct MemoryPlan {
         switch planned {
         case .encoder(let model, let extra, let teacher): return MemoryPlan(model: model, shape: shape, extraTrainable: extra, teacher: teacher)
         case .decoder(let model): return MemoryPlan(decoder: model, shape: shape)
-        case .recurrent(let model): return MemoryPlan(recurrent: model, shape: shape)
+        case .recurrent(let config, let labels, let backend): return MemoryPlan(recurrent: config, labels: labels, backend: backend, shape: shape)
         }
     }
 
@@ -144,7 +147,10 @@ public struct MemoryPlan {
         switch planned {
         case .encoder(let model, _, _): adapters = model.lora != nil
         case .decoder(let model): (encoder, adapters) = (false, model.lora != nil)   // decoders always recompute their activation
-        case .recurrent: (encoder, adapters) = (false, true)   // neither knob exists for a recurrent student
+        case .recurrent(let config, _, _):   // neither gelu nor adapters: its widths
+            (encoder, adapters) = (false, true)
+            knobs.append("a smaller \(Setting.hiddenSize) (now \(config.hiddenSize))")
+            if config.layers > 1 { knobs.append("fewer \(Setting.studentLayers) (now \(config.layers))") }
         }
         if encoder && !shape.recomputeGelu {
             var recompute = shape

@@ -52,7 +52,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
     public func run() throws -> RunMetrics {
         let c = configuration, t = c.training, folder = RunFolder(c.output), seed = t.options.seed
         guard c.hiddenSize > 0, c.layers > 0, c.headHiddenSize > 0, (c.embeddingSize ?? 1) > 0 else {
-            throw InvalidSetting("\(Setting.studentLayers), --hidden, --head-hidden and --embedding-size must be positive")
+            throw InvalidSetting("\(Setting.studentLayers), \(Setting.hiddenSize), the head's and the embeddings' widths must be positive")
         }
         let teacher = try loadTextClassifier(folder: c.teacher, maxLength: t.maxLength, backend: backend, packWeights: false)
         let source = try TeacherVocabulary(teacher, folder: c.teacher)
@@ -62,15 +62,17 @@ public final class RecurrentDistillationRun: TrainingRecipe {
                                      padTokenId: Int(source.pad))
         config.tokenizer = source.kind
         config.emptyTokenId = Int(source.empty)
+        var options = t.options
+        options.learningRate = t.learningRate ?? 1e-3
+        // Before the student is made: a size that would not fit is refused, not allocated.
+        try check(MemoryPlan(recurrent: config, labels: teacher.labelNames.count, backend: backend,
+                             shape: MemoryPlan.Shape(batch: options.rankBatchSize, length: t.maxLength, recomputeGelu: false)))
         let model = try RecurrentModel(config: config, labels: teacher.labelNames.count, backend: backend, seed: seed)
         if c.embeddings == .teacher { try source.initialise(model.embedding.weight, width: width, backend: backend, seed: seed) }
         progress(.note("\(c.methodName) student: \(c.layers) layer\(c.layers == 1 ? "" : "s") of \(c.hiddenSize), \(c.pooling.rawValue) pooling, "
                        + "embeddings \(width) wide (\(c.embeddings == .teacher ? (width == source.width ? "the teacher's" : "the teacher's, projected") : "learned")), "
                        + "\(model.layout.total) parameters; loss \(c.loss.soft.rawValue)"
                        + (c.loss.hardLabelWeight > 0 ? " + \(c.loss.hardLabelWeight)·CE" : "")))
-        var options = t.options
-        options.learningRate = t.learningRate ?? 1e-3
-        try check(MemoryPlan(recurrent: model, shape: MemoryPlan.Shape(batch: options.rankBatchSize, length: t.maxLength, recomputeGelu: false)))
         let data: LabelledData, stored: [[Float]]?
         if let transfer = c.transfer {
             let set = try TransferSet(path: transfer, names: teacher.labelNames)

@@ -408,9 +408,9 @@ public final class Trainer {
     public func saveCheckpoint(folder: String, state: TrainerState? = nil) throws {
         let b = task.backend
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        // Each read from the device as it is written: one tensor's copy in memory at a time.
+        // Each read from the device as it is written: one chunk of one tensor in memory at a time.
         let tensors = checkpointTensors.map { name, tensor in
-            SafeTensorsWriter.Tensor(name: name, shape: [tensor.count], count: tensor.count) { b.floats(tensor) }
+            SafeTensorsWriter.Tensor(name: name, shape: [tensor.count], count: tensor.count) { b.floats(tensor.slice($0, $1)) }
         }
         try SafeTensorsWriter.write(tensors, metadata: ["format": "retort-checkpoint"], to: folder + "/state.safetensors")
         try writeAtomically(try (state ?? self.state).json(), to: folder + "/trainer.json")

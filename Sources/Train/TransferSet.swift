@@ -8,6 +8,8 @@ public struct TransferSet {
     public var labels: [Int32] = []
     public var logits: [[Float]] = []
     public var original: [Bool] = []
+    /// The note naming the rows left out (a text that is empty or only spaces), as a data file's.
+    public var skipped: [String] = []
     /// The teacher's label names, in class order.
     public let names: [String]
     public var generatedCount: Int { original.filter { !$0 }.count }
@@ -16,18 +18,29 @@ public struct TransferSet {
     public init(path: String, names: [String]) throws {
         self.names = names
         let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Int32($0)) })
+        var blank: [Example] = []
+        defer { if let note = Dataset.withText(blank, path: path, noun: "row").skipped { skipped = [note] } }
         for (n, line) in DelimitedText.lines(try DelimitedText.read(path)).enumerated() {
             guard !line.allSatisfy({ $0 == 32 || $0 == 13 || $0 == 9 }) else { continue }
             let at = "\(path): line \(n + 1)"
-            guard let row = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
-                throw DataError("\(at): not a JSON object (a transfer set is retort augment's JSONL)")
+            guard let parsed = try? JSONSerialization.jsonObject(with: Data(line)) else {
+                throw DataError("\(at): not valid JSON, or a number in it beyond a double's range (a transfer set is retort augment's JSONL)")
             }
+            guard let row = parsed as? [String: Any] else { throw DataError("\(at): not a JSON object (a transfer set is retort augment's JSONL)") }
             guard let text = row["text"] as? String else { throw DataError("\(at): no \"text\" string") }
+            guard !text.allSatisfy(\.isWhitespace) else {
+                blank.append(Example(text: text, label: nil, line: n + 1))
+                continue
+            }
             guard let label = row["label"] as? String, let id = index[label] else {
                 throw DataError("\(at): \"label\" \(row["label"].map { "'\($0)'" } ?? "is missing"); the teacher's labels are \(names.joined(separator: ", "))")
             }
             guard let values = row["logits"] as? [NSNumber], values.count == names.count else {
                 throw DataError("\(at): \"logits\" must hold \(names.count) numbers, one per teacher label")
+            }
+            // A classifier's logits are of the order of ten; far beyond, a loss on them overflows.
+            if let wild = values.first(where: { !(abs($0.doubleValue) <= Self.logitLimit) }) {
+                throw DataError("\(at): \"logits\" holds \(wild), beyond ±\(Int(Self.logitLimit)); a teacher's logits are finite and far smaller")
             }
             let best = values.indices.max { values[$0].floatValue < values[$1].floatValue }!
             if let stored = row["teacher_label"] as? String, stored != names[best] {
@@ -39,8 +52,11 @@ public struct TransferSet {
             logits.append(values.map { $0.floatValue })
             original.append((row["origin"] as? String ?? "original") == "original")
         }
-        guard !examples.isEmpty else { throw DataError("\(path): no rows") }
+        guard !examples.isEmpty else { throw DataError("\(path): no rows" + (blank.isEmpty ? "" : " with text (\(blank.count) empty)")) }
     }
+
+    /// The largest stored logit taken (in magnitude).
+    static let logitLimit = 1e4
 
     /// Whether `teacher` made the stored logits: it runs on the `count` shortest uncut texts of
     /// `examples` (encoded as `encodings`, their stored logits `logits`) and compares. A warning
@@ -84,7 +100,7 @@ public struct TransferSet {
             devLabels = held.sorted().map { labels[$0] }
         }
         let data = LabelledData(train: trainRows.map { examples[$0] }, dev: dev, names: names, trainLabels: trainRows.map { labels[$0] },
-                                devLabels: devLabels, skipped: skipped)
+                                devLabels: devLabels, skipped: self.skipped + skipped)
         return (data, trainRows.map { logits[$0] })
     }
 }

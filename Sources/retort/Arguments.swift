@@ -89,10 +89,21 @@ enum Arguments {
         for argument in arguments.dropFirst().prefix(while: { $0 != "--" }) where argument.hasPrefix("--") {
             let option = String(argument.prefix { $0 != "=" })
             guard !known.contains(option) else { continue }
-            return "unknown option \(option)\(nearest(option, in: Array(known)))"
+            let suggestion = nearest(option, in: Array(known))
+            if suggestion.isEmpty, let other = synonyms[option]?.first(where: known.contains) {
+                return "unknown option \(option) (did you mean \(other)?)"
+            }
+            return "unknown option \(option)\(suggestion)"
         }
         return nil
     }
+
+    /// Another command's name for what a command calls otherwise (eval's --data is distill's
+    /// --test), suggested when no option is a near spelling.
+    static let synonyms: [String: [String]] = [
+        "--test": ["--data", "--input"], "--data": ["--test", "--train", "--input"], "--input": ["--data", "--test"],
+        "--model": ["--teacher"], "--teacher": ["--model"], "--output": ["--out"], "--out": ["--output"],
+    ]
 
     /// " (did you mean X?)" for the nearest of `candidates` at most two edits away, else "".
     static func nearest(_ name: String, in candidates: [String]) -> String {

@@ -88,7 +88,9 @@ struct AugmentCommand: ParsableCommand {
         if let generatorEpochs, generatorEpochs < 1 { throw ValidationError("--generator-epochs must be positive") }
         guard out.hasSuffix(".jsonl") else { throw ValidationError("--out: a .jsonl file (got \(out))") }
         try checkModelArgument(generator, flag: "--generator") { try checkModelFolder($0, gguf: true) }
+        try checkRecurrentTeacher(teacher)
         try checkModelArgument(teacher, flag: "--teacher", checkClassifierFolder)
+        try checkDataArgument(train, flag: "--train")
     }
 
     func run() throws {

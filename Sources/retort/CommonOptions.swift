@@ -140,7 +140,7 @@ struct LoRAOptions: ParsableArguments {
 /// What finetune and distill share: the optimizer, the batch, checkpoints, memory.
 struct TrainingOptionGroup: ParsableArguments {
     @Option(name: .long, help: "Examples per optimiser step (with retort finetune's --grad-accum: per micro-batch).") var batchSize = 32
-    @Option(name: .long, help: "Peak learning rate (default 5e-5; 1e-3 when only LoRA adapters train, with --lora-rank).")
+    @Option(name: .long, help: "Peak learning rate (default 5e-5; 1e-3 when only LoRA adapters train, with --lora-rank, and for a recurrent student).")
     var lr: Double?
     @Option(name: .long, help: "Fraction of the steps (of each stage) spent warming up linearly.") var warmup = 0.1
     @Option(name: .long, help: "AdamW weight decay (not on biases and LayerNorm).") var weightDecay = 0.01
@@ -208,7 +208,7 @@ extension Precision: ExpressibleByArgument {}
 let settingFlags: [Setting: String] = [
     .device: "--device", .precision: "--precision", .batchSize: "--batch-size", .maxLength: "--max-length",
     .learningRate: "--lr", .maxGradNorm: "--max-grad-norm", .epochs: "--epochs", .recompute: "--recompute",
-    .loraRank: "--lora-rank", .studentLayers: "--student-layers", .studentInit: "--student-init", .layerMap: "--layer-map",
+    .loraRank: "--lora-rank", .studentLayers: "--student-layers", .hiddenSize: "--hidden", .studentInit: "--student-init", .layerMap: "--layer-map",
     .resume: "--resume", .output: "--out", .weightDecay: "--weight-decay", .warmup: "--warmup", .seed: "--seed", .bucket: "--bucket",
     .accumulation: "--grad-accum", .overwrite: "--overwrite", .metric: "--metric",
 ]
@@ -333,6 +333,25 @@ func checkCounts(_ counts: [(flag: String, value: Int?)]) throws {
 /// missing or not what the command takes (this), and for anything that fails later.
 func checkModelArgument(_ path: String, flag: String, _ check: (String) throws -> Void) throws {
     do { try check(expand(path)) } catch { throw UserError(description: "\(flag) \(error)") }
+}
+
+/// A data file the command line names (nil or "-", standard input: nothing to check), checked
+/// before any work like a model: there, and not a folder.
+func checkDataArgument(_ path: String?, flag: String, kinds: String = ".csv, .tsv, .jsonl or .txt") throws {
+    guard let path, path != "-" else { return }
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: expand(path), isDirectory: &isDirectory) else {
+        throw UserError(description: "\(flag) \(path): no such file")
+    }
+    if isDirectory.boolValue { throw UserError(description: "\(flag) \(path): a folder, not a data file (\(kinds))") }
+}
+
+/// distill's and augment's --teacher: not a recurrent student (it would label a transfer set
+/// that distill, checking the stored logits against a real teacher, then warns about).
+func checkRecurrentTeacher(_ teacher: String) throws {
+    if RecurrentConfig.describes(expand(teacher) + "/config.json") {
+        throw UserError(description: "--teacher \(teacher) is a recurrent student; a teacher is a fine-tuned encoder or decoder classifier")
+    }
 }
 
 func printError(_ text: String) {

@@ -114,10 +114,10 @@ struct DistillCommand: ParsableCommand {
     }
 
     func validate() throws {
-        if RecurrentConfig.describes(expand(teacher) + "/config.json") {
-            throw UserError(description: "--teacher \(teacher) is a recurrent student; a teacher is a fine-tuned encoder or decoder classifier")
-        }
+        try checkRecurrentTeacher(teacher)
         try checkModelArgument(teacher, flag: "--teacher", checkClassifierFolder)
+        for (flag, path) in [("--train", train), ("--dev", dev), ("--test", test)] { try checkDataArgument(path, flag: flag) }
+        try checkDataArgument(transfer, flag: "--transfer", kinds: "retort augment's .jsonl")
         guard let method = DistillationMethod(rawValue: method) else { throw ValidationError("--method must be tinybert or distilbert") }
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
         if let studentLayers, studentLayers < 1 { throw ValidationError("--student-layers must be positive") }
@@ -177,14 +177,19 @@ struct DistillCommand: ParsableCommand {
             throw ValidationError("--method, --stages, --layer-map, --student-init and --lora-rank are for transformer students; drop them with --student \(student)")
         }
         guard alpha == 0.5, beta == 0.5, gamma == 1.0 else { throw ValidationError("--alpha, --beta and --gamma are for --method distilbert; drop them with --student \(student)") }
+        guard training.recompute == "none" else { throw ValidationError("--recompute is for transformer students (their GELU outputs); drop it with --student \(student)") }
         if temperature != nil && loss != "soft-ce" { throw ValidationError("--temperature goes with --loss soft-ce (the default loss, mse, has none)") }
         guard PoolingMode(rawValue: pooling) != nil else { throw ValidationError("--pooling must be max, mean or last") }
         guard RecurrentDistillationRun.EmbeddingInit(rawValue: embeddings) != nil else { throw ValidationError("--embeddings must be teacher or learned") }
         guard RecurrentLoss.Soft(rawValue: loss) != nil else { throw ValidationError("--loss must be mse or soft-ce") }
-        guard hidden > 0, headHidden > 0, (embeddingSize ?? 1) > 0 else { throw ValidationError("--hidden, --head-hidden and --embedding-size must be positive") }
+        for (flag, value) in [("--hidden", hidden), ("--head-hidden", headHidden), ("--embedding-size", embeddingSize ?? 1)] where value < 1 {
+            throw ValidationError("\(flag) must be positive (got \(value))")
+        }
         if let epochs, Int(epochs) == nil || Int(epochs)! < 1 { throw ValidationError("--epochs: one positive whole number for a recurrent student") }
         try checkCounts([("--hidden", hidden), ("--head-hidden", headHidden), ("--embedding-size", embeddingSize), ("--epochs", epochs.flatMap { Int($0) })])
-        guard (train == nil) != (transfer == nil) else { throw ValidationError("give --train or --transfer (one of them)") }
+        guard (train == nil) != (transfer == nil) else {
+            throw ValidationError(train == nil ? "give --train (labelled texts) or --transfer (retort augment's JSONL)" : "give --train or --transfer, not both")
+        }
     }
 
     func runRecurrent(_ cell: RecurrentCell, bidirectional: Bool) throws {

@@ -19,6 +19,8 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
     @Flag(name: .long, help: "Print one JSON object: accuracy, macro_f1, mcc, loss, examples.") var json = false
 
+    func validate() throws { try checkDataArgument(data, flag: "--data") }
+
     func run() throws {
         try withFlags { try evaluate() }
     }
@@ -72,6 +74,7 @@ struct PredictCommand: ParsableCommand {
 
     func validate() throws {
         guard input == nil || texts.isEmpty else { throw ValidationError("give texts as arguments or --input FILE (one of the two)") }
+        try checkDataArgument(input, flag: "--input")
         guard source != nil || !texts.isEmpty else {
             throw ValidationError("give texts as arguments, --input FILE, or lines on standard input (… | retort predict --model M)")
         }

@@ -71,6 +71,7 @@ struct FinetuneCommand: ParsableCommand {
             guard ["accuracy", "macro_f1", "mcc"].contains(metric) else { throw ValidationError("--metric must be accuracy, macro_f1 or mcc") }
             guard task != .causalLM else { throw ValidationError("--metric is a classifier's; --task causal-lm keeps the model with the lowest dev loss") }
         }
+        for (flag, path) in [("--train", train), ("--dev", dev)] { try checkDataArgument(path, flag: flag) }
         guard FileManager.default.fileExists(atPath: expand(model)) else {
             throw UserError(description: "--model \(model): no such model folder or file (a folder with config.json, or a .gguf)")
         }

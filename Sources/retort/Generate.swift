@@ -69,6 +69,7 @@ struct GenerateCommand: ParsableCommand {
         if batchSizeFlag != nil && input == nil { throw ValidationError("--batch-size goes with --input (one --prompt runs alone)") }
         if overwrite && output == nil { throw ValidationError("--overwrite goes with --output") }
         try checkModelArgument(model, flag: "--model") { try checkModelFolder($0, gguf: true) }
+        try checkDataArgument(input, flag: "--input")
     }
 
     func run() throws {

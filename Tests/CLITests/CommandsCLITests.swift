@@ -519,6 +519,7 @@ final class CommandsCLITests: TinyRunTestCase {
             (["finetune", "--model", gguf, "--task", "causal-lm", "--train", stories, "--label-column", "0", "--out", fresh],
              "--label-column is a classifier's; --task causal-lm reads only the text"),
             (["distill", "--teacher", recurrent, "--student", "bilstm", "--train", data, "--out", fresh], "is a recurrent student; a teacher is"),
+            (["augment", "--generator", llama, "--teacher", recurrent, "--train", data, "--out", fresh + ".jsonl"], "is a recurrent student; a teacher is"),
             (["distill", "--teacher", teacher, "--train", data, "--student-init", llama, "--out", fresh], "--student-init \(llama) is a decoder"),
             (["distill", "--teacher", teacher, "--train", data, "--pooling", "mean", "--out", fresh], "are for recurrent students"),
             (["distill", "--teacher", teacher, "--train", data, "--alpha", "0.9", "--out", fresh], "--alpha, --beta and --gamma are for --method distilbert"),
@@ -558,6 +559,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["generate", "--model", gguf, "--temperature", "-0.5", "--prompt", "hi"], "--temperature must be 0 (greedy) or a positive number"),
             // A misspelt required option is named as such, not reported as the required one missing.
             (["predict", "--modle", teacher, "hi"], "unknown option --modle (did you mean --model?)"),
+            // Another command's name for the same thing.
+            (["eval", "--model", teacher, "--test", data], "unknown option --test (did you mean --data?)"),
             // So is a misspelt command (ArgumentParser said "2 unexpected arguments").
             (["predcit", "--model", teacher, "hi"], "unknown command predcit (did you mean predict?); the commands are devices, "),
             (["help", "predcit"], "unknown command predcit (did you mean predict?)"),
@@ -656,6 +659,27 @@ final class CommandsCLITests: TinyRunTestCase {
             let lines = output.split(separator: "\n")
             XCTAssertEqual(lines.count, 1, "\(arguments): \(output)")
             XCTAssertTrue(lines.first?.hasPrefix("Error: \(flag) \(nope): no such model folder") == true, "\(arguments): \(output)")
+        }
+        // A data file that is not there, or a folder: the same, naming its flag, before the device line.
+        let missing = work.appendingPathComponent("nope.tsv").path, folder = work.path
+        for (arguments, expected) in [
+            (["finetune", "--model", teacher, "--train", missing, "--out", out], "--train \(missing): no such file"),
+            (["finetune", "--model", teacher, "--train", data, "--dev", folder, "--out", out], "--dev \(folder): a folder, not a data file"),
+            (["distill", "--teacher", teacher, "--train", missing, "--out", out], "--train \(missing): no such file"),
+            (["distill", "--teacher", teacher, "--train", data, "--student", "bilstm", "--test", missing, "--out", out], "--test \(missing): no such file"),
+            (["distill", "--teacher", teacher, "--transfer", folder, "--student", "bilstm", "--out", out],
+             "--transfer \(folder): a folder, not a data file (retort augment's .jsonl)"),
+            (["eval", "--model", teacher, "--data", missing], "--data \(missing): no such file"),
+            (["predict", "--model", teacher, "--input", missing], "--input \(missing): no such file"),
+            (["compare", teacher, "--test", missing, "--out", out], "--test \(missing): no such file"),
+            (["augment", "--generator", golden.appendingPathComponent("tiny-llama").path, "--teacher", teacher, "--train", missing, "--out", out + ".jsonl"],
+             "--train \(missing): no such file"),
+            (["generate", "--model", golden.appendingPathComponent("tiny-llama").path, "--input", missing], "--input \(missing): no such file"),
+        ] {
+            let (status, output) = try retort(arguments)
+            XCTAssertEqual(status, 1, "\(arguments): \(output)")
+            XCTAssertEqual(output.split(separator: "\n").count, 1, "\(arguments): \(output)")
+            XCTAssertTrue(output.hasPrefix("Error: \(expected)"), "\(arguments): \(output)")
         }
         for arguments in [["predict", "--model", teacher, "--max-length", "1", "hi"], ["finetune", "--model", teacher, "--train", data, "--epochs", "0", "--out", out],
                           ["generate", "--model", nope, "--prompt", "hi", "--max-new-tokens", "0"]] {

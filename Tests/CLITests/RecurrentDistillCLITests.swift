@@ -85,7 +85,13 @@ final class RecurrentDistillCLITests: TinyRunTestCase {
                                  (["--student", "lstm", "--epochs", "3,2"], "--epochs: one positive whole number"),
                                  (["--student", "lstm", "--loss", "kl"], "--loss must be mse or soft-ce"),
                                  (["--student", "lstm", "--temperature", "2"], "--temperature goes with --loss soft-ce"),
-                                 (["--student", "bilstm", "--batch-size", "1000000"], "this run needs")] {
+                                 (["--student", "bilstm", "--batch-size", "1000000"], "this run needs"),
+                                 // Planned before the student is made: a width that would not fit is never allocated.
+                                 (["--student", "bilstm", "--hidden", "1000000"], "a smaller --hidden (now 1000000)"),
+                                 (["--student", "gru", "--student-layers", "2", "--hidden", "300000"], "fewer --student-layers (now 2)"),
+                                 (["--student", "lstm", "--hidden", "0"], "--hidden must be positive (got 0)"),
+                                 (["--student", "lstm", "--recompute", "gelu"], "--recompute is for transformer students"),
+                                 (["--student", "lstm", "--transfer", data], "give --train or --transfer, not both")] {
             let (status, output) = try distill(flags + ["--out", out])
             XCTAssertNotEqual(status, 0, output)
             XCTAssertTrue(output.contains(message), output)

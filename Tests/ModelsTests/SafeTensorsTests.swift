@@ -41,6 +41,23 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: path(".m.safetensors.\(getpid()).tmp")))
     }
 
+    /// A fetched tensor is read a chunk at a time (never all of it in memory at once) and written
+    /// whole, in order.
+    func testAFetchedTensorIsWrittenInChunks() throws {
+        let count = (1 << 22) * 2 + 5   // two full chunks and a part
+        var asked: [Range<Int>] = []
+        let tensor = SafeTensorsWriter.Tensor(name: "big", shape: [count], count: count) { offset, n in
+            asked.append(offset..<(offset + n))
+            return (offset..<(offset + n)).map { Float($0 % 1000) - 500 }
+        }
+        try SafeTensorsWriter.write([tensor, SafeTensorsWriter.Tensor(name: "after", shape: [2], values: [7, 8])], to: path("chunked.safetensors"))
+        XCTAssertEqual(asked, [0..<(1 << 22), (1 << 22)..<(1 << 23), (1 << 23)..<count])
+        let file = try SafeTensorsFile(path: path("chunked.safetensors"))
+        let values = try file.floats("big")
+        XCTAssertEqual(values.count, count)
+        XCTAssertTrue(values.indices.allSatisfy { values[$0] == Float($0 % 1000) - 500 })
+        XCTAssertEqual(try file.floats("after"), [7, 8])
+    }
     /// A set of files written together is all new or all old: here the third cannot be renamed
     /// into place (a folder holds its name), so the first two are put back as they were.
     func testFilesWrittenTogetherAreAllNewOrAllOld() throws {
@@ -105,7 +122,7 @@ final class SafeTensorsTests: XCTestCase {
             XCTAssertThrowsError(try SafeTensorsFile(path: file), name) { error in
                 let text = "\(error)"
                 XCTAssertTrue(text.contains(expected), "\(name): \(text)")
-                XCTAssertTrue(text.contains("\(name).safetensors"), "\(name): the error names no file: \(text)")
+                XCTAssertTrue(text.hasPrefix(file + ": "), "\(name): the error does not start with the file's path: \(text)")
                 XCTAssertFalse(text.contains("\n"), "\(name): not one line: \(text)")
             }
         }
