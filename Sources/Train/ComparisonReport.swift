@@ -113,6 +113,7 @@ public struct ComparisonReport {
             # Retort comparison
 
             Speed measured on \(device), sequences of \(length) tokens; speed-up is the first row's B=1 latency over each row's.
+            The final train loss is each run's own objective (cross-entropy when fine-tuning, the distillation loss for a student: MSE on logits, soft cross-entropy, …), so it compares runs of one method only.
 
             \(markdownTable)
 

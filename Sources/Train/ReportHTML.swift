@@ -27,7 +27,7 @@ extension ComparisonReport {
             svg text { font-size: 12px; fill: #333; }
             </style></head><body>
             <h1>Retort comparison</h1>
-            <p>Speed on \(escape(device)); sequences of \(length) tokens. Speed-up: the first row's B=1 latency over each row's.</p>
+            <p>Speed on \(escape(device)); sequences of \(length) tokens. Speed-up: the first row's B=1 latency over each row's. The final train loss is each run's own objective (cross-entropy when fine-tuning, the distillation loss for a student), so it compares runs of one method only.</p>
             <table><tr>\(header)</tr>
             \(body)
             </table>
