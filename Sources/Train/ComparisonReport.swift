@@ -39,6 +39,12 @@ public struct ComparisonReport {
         let testExamples = try test.map { path in
             try Dataset.loadWithText(path, columns: labelled) { note in if let skipped { skipped(note) } else { progress(note) } }
         }
+        // Every folder's labels against the test data's before the first is measured (which takes a while).
+        if let testExamples, let test {
+            for folder in runs {
+                do { _ = try Dataset.labelIds(testExamples, names: try storedLabelNames(folder), path: test) } catch { throw DataError("\(folder): \(error)") }
+            }
+        }
         for (i, folder) in runs.enumerated() {
             progress("measuring \(folder) (\(i + 1)/\(runs.count))")
             let classifier = try loadTextClassifier(folder: folder, maxLength: maxLength, backend: backend)
@@ -67,6 +73,15 @@ public struct ComparisonReport {
             for i in rows.indices { rows[i].speedup = reference / rows[i].speed.latencyMilliseconds }
         }
         return ComparisonReport(rows: rows, device: "\(backend.kind.rawValue): \(backend.summary)")
+    }
+
+    /// The labels a classifier folder's config.json names (id2label, any family), in class order;
+    /// an encoder's without them has two, as it loads.
+    static func storedLabelNames(_ folder: String) throws -> [String] {
+        let path = (folder as NSString).appendingPathComponent("config.json")
+        let object = FileManager.default.contents(atPath: path).flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
+        let names = LabelMap.names(try LabelMap.parse(object?["id2label"], source: path))
+        return names.isEmpty ? ["LABEL_0", "LABEL_1"] : names
     }
 
     /// How `retort quantize` stored the folder's weights (config.json's "retort_quantization",

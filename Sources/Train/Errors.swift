@@ -7,6 +7,7 @@ public extension Setting {
     static let learningRate = Setting("learning rate")
     static let maxGradNorm = Setting("gradient-norm limit")
     static let epochs = Setting("epochs")
+    static let maxSteps = Setting("step limit")
     static let recompute = Setting("recompute")
     static let studentLayers = Setting("student layers")
     static let hiddenSize = Setting("recurrent hidden size")

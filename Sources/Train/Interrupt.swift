@@ -1,5 +1,6 @@
 // Ctrl-C for a training run: the first SIGINT asks the run to stop after its current step (it
 // then saves a checkpoint and throws RunInterrupted); a second one ends the process at once.
+// SIGTERM (kill, timeout, a scheduler, docker stop) asks the same, so its work is kept too.
 // SIGUSR1 asks the same: `retort … --nproc N` turns Ctrl-C into a SIGUSR1 to mpirun, which
 // passes it to every rank (a data-parallel job stops all its ranks at one step).
 import Backend
@@ -21,9 +22,12 @@ public enum Interrupt {
     public static func catchSIGINT() {
         requestFlag = 0
         if ProcessGroup.world == nil { stopFlag = 0 }
-        signal(SIGINT) { _ in
-            requestFlag = 1
-            signal(SIGINT, SIG_DFL)   // a second Ctrl-C is not caught
+        for number in [SIGINT, SIGTERM] {
+            signal(number) { number in
+                requestFlag = number
+                signal(SIGINT, SIG_DFL)   // a second Ctrl-C or SIGTERM is not caught
+                signal(SIGTERM, SIG_DFL)
+            }
         }
         catchStops()
     }
@@ -32,11 +36,17 @@ public enum Interrupt {
     /// after its run must not end it).
     public static func release() {
         signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
         if ProcessGroup.world == nil { signal(SIGUSR1, SIG_DFL) }
     }
 
-    /// Whether Ctrl-C was pressed (or a stop sent) since catchSIGINT.
+    /// Whether Ctrl-C was pressed, SIGTERM sent (or a stop) since catchSIGINT.
     public static var requested: Bool { requestFlag != 0 || stopFlag != 0 }
+
+    /// The status a command exits with once it has stopped for a request: 128 + the signal's
+    /// number, as a shell reports a process that signal ended (130 for Ctrl-C and for a
+    /// data-parallel stop, 143 for SIGTERM).
+    public static var exitStatus: Int32 { requestFlag != 0 ? 128 + requestFlag : 128 + SIGINT }
 }
 
 /// Set by the handlers (plain sig_atomic_t: all a handler may touch).

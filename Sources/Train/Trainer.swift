@@ -240,6 +240,11 @@ public final class Trainer {
             return InvalidSetting("\(Setting.resume): \(folder) is at step \(saved.step), past the \(steps) steps of this run's "
                                   + "\(examples) training examples: it was trained on other data")
         }
+        // A smaller step limit than the checkpoint's step would end the run before it trained or evaluated again.
+        if let limit = o.maxSteps, saved.step > limit {
+            return InvalidSetting("\(Setting.resume): \(folder) is at step \(saved.step), past this run's \(Setting.maxSteps) \(limit); "
+                                  + "give a \(Setting.maxSteps) of at least \(saved.step), or none, to go on from it")
+        }
         return nil
     }
 

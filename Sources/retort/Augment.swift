@@ -131,7 +131,7 @@ struct AugmentCommand: ParsableCommand {
                     printError("retort: the fine-tuned generator is in \(summary.generatorFolder): generate more with --generator \(summary.generatorFolder) "
                                + "and without --generator-epochs")
                 }
-                throw ExitCode(130)
+                throw ExitCode(Interrupt.exitStatus)
             }
         }
     }

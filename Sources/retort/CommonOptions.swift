@@ -210,7 +210,7 @@ let settingFlags: [Setting: String] = [
     .learningRate: "--lr", .maxGradNorm: "--max-grad-norm", .epochs: "--epochs", .recompute: "--recompute",
     .loraRank: "--lora-rank", .studentLayers: "--student-layers", .hiddenSize: "--hidden", .studentInit: "--student-init", .layerMap: "--layer-map",
     .resume: "--resume", .output: "--out", .weightDecay: "--weight-decay", .warmup: "--warmup", .seed: "--seed", .bucket: "--bucket",
-    .accumulation: "--grad-accum", .overwrite: "--overwrite", .metric: "--metric",
+    .accumulation: "--grad-accum", .overwrite: "--overwrite", .metric: "--metric", .maxSteps: "--max-steps",
 ]
 
 /// Library text with its settings named as flags.
@@ -230,7 +230,7 @@ func withFlags<T>(_ printer: ProgressPrinter? = nil, _ body: () throws -> T) thr
     } catch let interrupted as RunInterrupted {
         printer?.finish()
         printError("retort: " + flags(interrupted.message))
-        throw ExitCode(130)
+        throw ExitCode(Interrupt.exitStatus)
     } catch let error as SettingsError {
         printer?.finish()
         throw UserError(description: flags(error.message))
@@ -401,14 +401,29 @@ func isEmptyFolder(_ path: String) -> Bool { (try? FileManager.default.contentsO
 
 /// Makes the new folder `destination` (a path already expanded) by `fill`, which writes into a
 /// temporary folder beside it that is renamed into place afterwards: nobody ever sees half a model.
+/// Ctrl-C or SIGTERM during `fill` is taken when it returns: the temporary folder is removed and
+/// nothing is written (a second one ends the process at once; the next run into the same folder
+/// removes what such a process left).
 func writeNewFolder(_ destination: String, _ fill: (_ partial: String) throws -> Void) throws {
-    let files = FileManager.default
-    let partial = ((destination as NSString).deletingLastPathComponent as NSString)
-        .appendingPathComponent(".\((destination as NSString).lastPathComponent).partial-\(ProcessInfo.processInfo.processIdentifier)")
+    let files = FileManager.default, parent = (destination as NSString).deletingLastPathComponent
+    let prefix = ".\((destination as NSString).lastPathComponent).partial-"
+    let partial = (parent as NSString).appendingPathComponent(prefix + "\(ProcessInfo.processInfo.processIdentifier)")
+    // Temporary folders of earlier runs that were killed (their process is gone).
+    for name in (try? files.contentsOfDirectory(atPath: parent.isEmpty ? "." : parent)) ?? [] where name.hasPrefix(prefix) {
+        if let pid = pid_t(name.dropFirst(prefix.count)), kill(pid, 0) != 0 && errno == ESRCH {
+            try? files.removeItem(atPath: (parent as NSString).appendingPathComponent(name))
+        }
+    }
     try? files.removeItem(atPath: partial)
+    Interrupt.catchSIGINT()
+    defer { Interrupt.release() }
     do {
         try files.createDirectory(atPath: partial, withIntermediateDirectories: true)
         try fill(partial)
+        if Interrupt.requested {
+            printError("retort: interrupted: nothing written to \(destination)")
+            throw ExitCode(Interrupt.exitStatus)
+        }
         if isEmptyFolder(destination) { try files.removeItem(atPath: destination) }
         try files.moveItem(atPath: partial, toPath: destination)
     } catch {

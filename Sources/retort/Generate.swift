@@ -161,7 +161,7 @@ struct GenerateCommand: ParsableCommand {
         let decoding = generated > 1 ? String(format: " in %.2f s (%.1f tokens/s)", decode, Double(generated - 1) / max(decode, 1e-9)) : ""
         printError(String(format: "retort: prompt %@ in %.2f s (%.1f tokens/s); %@%@; stopped: %@", counted(ids.count, "token"), prefill,
                           Double(ids.count) / max(prefill, 1e-9), counted(generated, "new token"), decoding, result.finish))
-        if result.finish == "interrupted" { throw ExitCode(130) }
+        if result.finish == "interrupted" { throw ExitCode(Interrupt.exitStatus) }
     }
 
     /// Prompts from a file, `batchSize` sequences at a time, one JSON object per prompt.
@@ -201,7 +201,7 @@ struct GenerateCommand: ParsableCommand {
         if results.contains(where: { $0.finish == "interrupted" }) {
             printError("retort: interrupted: \(done) of \(prompts.count) prompts finished; the others are written with "
                        + "\"finish\": \"interrupted\" and what they had generated")
-            throw ExitCode(130)
+            throw ExitCode(Interrupt.exitStatus)
         }
     }
 

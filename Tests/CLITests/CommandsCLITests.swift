@@ -310,6 +310,12 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertTrue(changedOutput.contains("was trained with --lr 5e-05 (this run: 0.001), --seed 42 (this run: 7); resume with the same settings"),
                       changedOutput)
 
+        // A step limit below the checkpoint's step would end the run at once, with no model saved by it.
+        let (limited, limitedOutput) = try finetune(["--epochs", "1", "--out", out, "--resume", "--max-steps", "5"])
+        XCTAssertEqual(limited, 1, limitedOutput)
+        XCTAssertTrue(limitedOutput.contains("Error: --resume: \(out)/checkpoints/") && limitedOutput.contains("-step-11 is at step 11, past this "
+                                             + "run's --max-steps 5; give a --max-steps of at least 11, or none, to go on from it"), limitedOutput)
+
         let (none, noneOutput) = try finetune(["--epochs", "1", "--out", work.appendingPathComponent("empty").path, "--resume"])
         XCTAssertNotEqual(none, 0)
         XCTAssertTrue(noneOutput.contains("Error: --resume: \(work.path)/empty does not exist"), noneOutput)
@@ -400,21 +406,25 @@ final class CommandsCLITests: TinyRunTestCase {
                       againOutput)
     }
 
+    /// Ctrl-C, and SIGTERM alike (kill, timeout, a scheduler): the run stops after its step with a
+    /// checkpoint and exits 128 + the signal's number.
     func testCtrlCSavesACheckpointSaysHowToResumeAndResumeFinishes() throws {
-        let out = work.appendingPathComponent("interrupted").path
-        let process = try RetortProcess(["finetune", "--model", teacher, "--train", data, "--max-length", "16", "--batch-size", "8",
-                                         "--threads", "1", "--epochs", "200", "--save-minutes", "0", "--out", out])
-        // Interrupt once training is under way (its first step is logged).
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline, ((try? String(contentsOfFile: out + "/log.jsonl", encoding: .utf8)) ?? "").isEmpty { usleep(20_000) }
-        kill(process.process.processIdentifier, SIGINT)
-        let (status, output) = process.finish()
-        XCTAssertEqual(status, 130, output)
-        XCTAssertTrue(output.contains("interrupted at step ") && output.contains("checkpoint saved in \(out)/checkpoints/"), output)
-        XCTAssertTrue(output.contains("Continue with the same settings and --resume."), output)
-        let (resumed, resumedOutput) = try finetune(["--epochs", "200", "--max-steps", "40", "--out", out, "--resume"])
-        XCTAssertEqual(resumed, 0, resumedOutput)
-        XCTAssertTrue(resumedOutput.contains("resuming at step "), resumedOutput)
+        for signal in [SIGINT, SIGTERM] {
+            let out = work.appendingPathComponent("interrupted-\(signal)").path
+            let process = try RetortProcess(["finetune", "--model", teacher, "--train", data, "--max-length", "16", "--batch-size", "8",
+                                             "--threads", "1", "--epochs", "200", "--save-minutes", "0", "--out", out])
+            // Interrupt once training is under way (its first step is logged).
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, ((try? String(contentsOfFile: out + "/log.jsonl", encoding: .utf8)) ?? "").isEmpty { usleep(20_000) }
+            kill(process.process.processIdentifier, signal)
+            let (status, output) = process.finish()
+            XCTAssertEqual(status, 128 + signal, output)
+            XCTAssertTrue(output.contains("interrupted at step ") && output.contains("checkpoint saved in \(out)/checkpoints/"), output)
+            XCTAssertTrue(output.contains("Continue with the same settings and --resume."), output)
+            let (resumed, resumedOutput) = try finetune(["--epochs", "200", "--max-steps", "40", "--out", out, "--resume"])
+            XCTAssertEqual(resumed, 0, resumedOutput)
+            XCTAssertTrue(resumedOutput.contains("resuming at step "), resumedOutput)
+        }
     }
 
     /// Values a newcomer tries that once trapped, or failed only after the work, or named no flag:
@@ -481,6 +491,13 @@ final class CommandsCLITests: TinyRunTestCase {
         let broken = work.appendingPathComponent("broken").path
         try FileManager.default.copyItem(atPath: teacher, toPath: broken)
         try "not json".write(toFile: broken + "/config.json", atomically: true, encoding: .utf8)
+        // A classifier of other labels than the test data's: compare refuses it before measuring any folder.
+        let otherLabels = work.appendingPathComponent("other-labels").path
+        try FileManager.default.copyItem(atPath: teacher, toPath: otherLabels)
+        var otherConfig = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: teacher + "/config.json"))) as? [String: Any])
+        otherConfig["id2label"] = ["0": "x", "1": "y", "2": "z"]
+        otherConfig["label2id"] = ["x": 0, "y": 1, "z": 2]
+        try JSONSerialization.data(withJSONObject: otherConfig).write(to: URL(fileURLWithPath: otherLabels + "/config.json"))
         let tokenizerOnly = work.appendingPathComponent("tokenizer-only").path, swapped = work.appendingPathComponent("swapped.csv").path
         try FileManager.default.createDirectory(atPath: tokenizerOnly, withIntermediateDirectories: false)
         try FileManager.default.copyItem(atPath: teacher + "/vocab.txt", toPath: tokenizerOnly + "/vocab.txt")
@@ -507,6 +524,7 @@ final class CommandsCLITests: TinyRunTestCase {
             (["distill", "--teacher", teacher, "--train", data, "--test", work.path + "/nope.tsv", "--max-length", "16", "--out", fresh],
              "nope.tsv: no such file"),
             (["compare", teacher, broken, "--out", fresh], "\(broken)/config.json: not a JSON object"),
+            (["compare", teacher, otherLabels, "--test", data, "--out", fresh], "\(otherLabels): \(data): line 2: label 'LABEL_"),
             (["eval", "--model", teacher, "--data", data, "--text-column", "0", "--label-column", "0"], "--label-column 0 is --text-column too"),
             (["predict", "--model", teacher, "--input", data, "--text-column", "text", "--text-pair-column", "text"],
              "--text-pair-column text is the text column too"),

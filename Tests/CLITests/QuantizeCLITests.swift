@@ -34,7 +34,14 @@ final class QuantizeCLITests: TinyRunTestCase {
 
     func testBadRequestsAreOneLineAndWriteNothing() throws {
         let out = work.appendingPathComponent("int8").path
+        // What a killed quantize left beside its output (its process is gone) is removed by the next
+        // one into that folder; another live process's is not touched.
+        let stale = work.appendingPathComponent(".int8.partial-2147483000").path, live = work.appendingPathComponent(".int8.partial-1").path
+        for folder in [stale, live] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false) }
         XCTAssertEqual(try retort(["quantize", "--model", teacher, "--out", out]).0, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale), "a dead process's temporary folder")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: live), "pid 1 is alive")
+        try FileManager.default.removeItem(atPath: live)
         // An empty folder made for the output first is taken; one with anything in it is not.
         try FileManager.default.createDirectory(atPath: out + "-empty", withIntermediateDirectories: false)
         XCTAssertEqual(try retort(["quantize", "--model", teacher, "--out", out + "-empty", "--threads", "1"]).0, 0)
