@@ -53,7 +53,7 @@ public enum Devices {
 
     /// "OpenBLAS 0.3.21, SkylakeX kernels (chosen from CPUID …), 2 threads; Retort kernels AVX-512 …"
     static func cpuSummary(_ blas: BLASInfo, threads: Int) -> String {
-        "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(threads) threads; Retort kernels \(cpuKernelLevel)"
+        "OpenBLAS \(blas.version), \(blas.core) kernels (\(blas.coreSource)), \(threads) thread\(threads == 1 ? "" : "s"); Retort kernels \(cpuKernelLevel)"
     }
 
     /// The instruction set Retort's own CPU kernels run with, e.g. "AVX-512 (x86-64-v4)".

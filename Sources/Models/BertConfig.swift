@@ -51,7 +51,7 @@ public struct BertConfig: Sendable {
                 return n.intValue
             }
             if object[key] == nil || object[key] is NSNull, let fallback { return fallback }
-            throw CheckpointError("\(source): \(key) must be a positive integer, found \(object[key].map { "\($0)" } ?? "nothing")")
+            throw CheckpointError("\(source): \(key) must be a positive integer, found \(describeConfigValue(object[key]))")
         }
         func number(_ key: String, _ fallback: Double) throws -> Double {
             guard let value = object[key] else { return fallback }
@@ -143,8 +143,18 @@ extension BertConfig {
 /// A model's config.json as a JSON object.
 func configObject(_ path: String) throws -> [String: Any] {
     guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError("\(path): cannot read the model config") }
-    guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-        throw CheckpointError("\(path): not a JSON object")
+    guard let parsed = try? JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed) else {
+        throw CheckpointError("\(path): not valid JSON (cut short, or a stray character?)")
     }
+    guard let object = parsed as? [String: Any] else { throw CheckpointError("\(path): not a JSON object") }
     return object
+}
+
+/// A config value as an error quotes it: a string in quotes (a number written as one), nothing.
+func describeConfigValue(_ value: Any?) -> String {
+    switch value {
+    case nil, is NSNull: return "nothing"
+    case let text as String: return "the string \"\(text)\""
+    case let v?: return "\(v)"
+    }
 }

@@ -82,7 +82,7 @@ public struct DecoderConfig: Sendable {
         func int(_ keys: String..., fallback: Int? = nil) throws -> Int {
             if let n = value(keys) as? NSNumber, n.doubleValue == n.doubleValue.rounded(), n.intValue > 0 { return n.intValue }
             if value(keys) == nil, let fallback { return fallback }
-            throw CheckpointError("\(source): \(keys[0]) must be a positive integer, found \(value(keys).map { "\($0)" } ?? "nothing")")
+            throw CheckpointError("\(source): \(keys[0]) must be a positive integer, found \(describeConfigValue(value(keys)))")
         }
         func number(_ keys: String..., fallback: Double) throws -> Double {
             guard let v = value(keys) else { return fallback }

@@ -119,7 +119,7 @@ public enum ClassifierServer {
             throw APIError(status: .contentTooLarge, message: "the request body is over \(limits.maxBodyBytes) bytes")
         }
         let bytes = body.getBytes(at: body.readerIndex, length: body.readableBytes) ?? []
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) else {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes), options: .fragmentsAllowed) else {
             throw APIError(status: .badRequest, message: "the body is not valid JSON; send {\"texts\": [\"some text\", …]}")
         }
         guard let fields = object as? [String: Any], let value = fields["texts"] else {

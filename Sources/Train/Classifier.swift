@@ -78,6 +78,9 @@ public func checkModelFolder(_ folder: String, gguf: Bool = false) throws {
         if files.fileExists(atPath: path("vocab.json")) || files.fileExists(atPath: path("tokenizer.json")) || files.fileExists(atPath: path("vocab.txt")) {
             throw CheckpointError("\(folder): a tokenizer alone, without a model (no config.json)")
         }
+        if let gguf = ((try? files.contentsOfDirectory(atPath: folder)) ?? []).sorted().first(where: { $0.hasSuffix(".gguf") }) {
+            throw CheckpointError("\(folder): not a model folder (no config.json); it holds \(gguf): give that file")
+        }
         throw CheckpointError("\(folder): not a model folder (no config.json)")
     }
 }

@@ -59,6 +59,7 @@ public struct ComparisonReport {
                 source = "test"
             } else {
                 metrics = info?.bestDev
+                if metrics == nil { source = "–" }   // (a quantized folder: it trained on no dev split)
             }
             let speed = try classifier.speed(length: 64, repeats: 20)
             let total = classifier.parameterCount

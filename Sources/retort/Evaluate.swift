@@ -170,8 +170,8 @@ func checkBatchFits(_ classifier: TextClassifier, backend: Backend, batch: Int, 
     let perText = withExtendedLifetime(session) { max(backend.memoryUse.inUse - before, 0) }
     let needed = Double(perText) * Double(batch), available = Double(backend.memoryUse.available)
     guard needed <= 0.75 * available else {
-        throw UserError(description: String(format: "%@ %d: %d texts of %d tokens need up to about %.1f GiB of activations and %.1f GiB is free; "
-                                            + "lower %@ (or --max-length)", flag, batch, batch, classifier.maxLength,
+        throw UserError(description: String(format: "%@ %d: %d texts of %d tokens need up to about %.1f GiB of activations, more than three quarters of "
+                                            + "the %.1f GiB free; lower %@ (or --max-length)", flag, batch, batch, classifier.maxLength,
                                             needed / 1_073_741_824, available / 1_073_741_824, flag))
     }
 }

@@ -523,7 +523,7 @@ final class CommandsCLITests: TinyRunTestCase {
              "--lora-targets names no module"),
             (["distill", "--teacher", teacher, "--train", data, "--test", work.path + "/nope.tsv", "--max-length", "16", "--out", fresh],
              "nope.tsv: no such file"),
-            (["compare", teacher, broken, "--out", fresh], "\(broken)/config.json: not a JSON object"),
+            (["compare", teacher, broken, "--out", fresh], "\(broken)/config.json: not valid JSON"),
             (["compare", teacher, otherLabels, "--test", data, "--out", fresh], "\(otherLabels): \(data): line 2: label 'LABEL_"),
             (["eval", "--model", teacher, "--data", data, "--text-column", "0", "--label-column", "0"], "--label-column 0 is --text-column too"),
             (["predict", "--model", teacher, "--input", data, "--text-column", "text", "--text-pair-column", "text"],

@@ -90,6 +90,7 @@ final class ServeCLITests: TinyRunTestCase {
         for (path, method, body, status, message) in [
             ("/v1/classify", "POST", "{\"texts\": [\"a\"", 400, "not valid JSON"),
             ("/v1/classify", "POST", "[\"a\"]", 400, "a JSON object with \"texts\""),
+            ("/v1/classify", "POST", "null", 400, "a JSON object with \"texts\""),   // valid JSON, not an object
             ("/v1/classify", "POST", "{\"text\": \"a\"}", 400, "a JSON object with \"texts\""),
             ("/v1/classify", "POST", "{\"texts\": \"a\"}", 400, "must be a list of strings"),
             ("/v1/classify", "POST", "{\"texts\": [\"a\", 3]}", 400, "must be a list of strings"),

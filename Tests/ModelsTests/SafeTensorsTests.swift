@@ -174,6 +174,7 @@ final class BertConfigTests: XCTestCase {
             ("hidden_act", "relu", "hidden_act \"relu\" is not supported"),
             ("num_hidden_layers", -1, "num_hidden_layers must be a positive integer"),
             ("vocab_size", "big", "vocab_size must be a positive integer"),
+            ("hidden_size", "384", "hidden_size must be a positive integer, found the string \"384\""),
             ("model_type", "gpt2", "model_type \"gpt2\" is not supported"),
             ("id2label", ["zero": "a"], "id2label entry \"zero\""),
             ("id2label", ["0": "toxic", "1": "toxic"], "id2label names a label twice (toxic, toxic)"),
