@@ -162,6 +162,16 @@ final class GenerateCLITests: XCTestCase {
         XCTAssertTrue(output.contains("retort: interrupted: \(finished) of 3 prompts finished"), output)
     }
 
+    /// More new tokens than the context holds: said at once, and generation stops where it would anyway.
+    func testMoreNewTokensThanTheContextIsSaid() throws {
+        let (status, output) = try retort(["generate", "--model", try smolLM2(), "--prompt", "Hello", "--max-new-tokens", "9000",
+                                           "--stop", " ", "--stop", "-", "--stop", ",", "--stop", ".", "--stop", "\\n",   // (greedy here: "-by-date-…")
+                                           "--device", "cpu", "--threads", "1"])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("retort: --max-new-tokens 9000 is more than the model's context of 8192 tokens: generation stops where the context ends"),
+                      output)
+    }
+
     func testChatTemplateRendersAsTransformers() throws {
         let gguf = try GGUFFile(path: try smolLM2())
         let template = try XCTUnwrap(ChatTemplate(jinja: try XCTUnwrap(try gguf.string("tokenizer.chat_template"))))
