@@ -120,7 +120,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     public func entry(_ name: String) throws -> Entry {
         guard let e = entries[name] else {
-            throw CheckpointError("\((path as NSString).lastPathComponent): no tensor named '\(name)'")
+            throw CheckpointError("\(path): no tensor named '\(name)'")
         }
         return e
     }
@@ -138,7 +138,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         case .f64: return (0..<e.count).map { Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)))) }
         case .bf16: return (0..<e.count).map { floatFromBFloat16Bits(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
         case .f16: return (0..<e.count).map { floatFromHalfBits(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
-        default: throw CheckpointError("\((path as NSString).lastPathComponent): tensor '\(name)' is \(e.dtype.rawValue), expected a float type")
+        default: throw CheckpointError("\(path): tensor '\(name)' is \(e.dtype.rawValue), expected a float type")
         }
     }
 
@@ -146,7 +146,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public func int8s(_ name: String) throws -> [Int8] {
         let e = try entry(name)
         guard e.dtype == .i8 else {
-            throw CheckpointError("\((path as NSString).lastPathComponent): tensor '\(name)' is \(e.dtype.rawValue), expected I8")
+            throw CheckpointError("\(path): tensor '\(name)' is \(e.dtype.rawValue), expected I8")
         }
         let raw = bytes(e)
         return [Int8](unsafeUninitializedCapacity: raw.count) { buffer, count in
@@ -164,7 +164,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         case .i16: return (0..<e.count).map { Int64(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * $0, as: Int16.self))) }
         case .i8: return (0..<e.count).map { Int64(raw.load(fromByteOffset: $0, as: Int8.self)) }
         case .u8, .bool: return (0..<e.count).map { Int64(raw.load(fromByteOffset: $0, as: UInt8.self)) }
-        default: throw CheckpointError("\((path as NSString).lastPathComponent): tensor '\(name)' is \(e.dtype.rawValue), expected an integer type")
+        default: throw CheckpointError("\(path): tensor '\(name)' is \(e.dtype.rawValue), expected an integer type")
         }
     }
 }

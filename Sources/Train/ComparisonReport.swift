@@ -12,7 +12,7 @@ public struct ComparisonReport {
         public var name, folder, method: String
         public var finalLoss: Double?
         public var metrics: ClassificationMetrics?
-        public var metricSource: String          // "test", or "own dev split" (each run's best dev metrics, on its own split)
+        public var metricSource: String          // "test", "own dev split" (each run's best dev metrics, on its own split), or "–" (none)
         public var parameters, trainable: Int    // trainable: 0 for a quantized folder (it trains no further)
         public var megabytes: Double
         public var speed: InferenceSpeed

@@ -22,7 +22,8 @@ public enum Interrupt {
     public static func catchSIGINT() {
         requestFlag = 0
         if ProcessGroup.world == nil { stopFlag = 0 }
-        for number in [SIGINT, SIGTERM] {
+        // (A data-parallel rank leaves SIGTERM to its default: mpirun sends it to end the job at once.)
+        for number in ProcessGroup.world == nil ? [SIGINT, SIGTERM] : [SIGINT] {
             signal(number) { number in
                 requestFlag = number
                 signal(SIGINT, SIG_DFL)   // a second Ctrl-C or SIGTERM is not caught

@@ -127,13 +127,20 @@ public struct MemoryPlan {
         if teacher > 0 { parts.append(("teacher", teacher)) }
         if workspace > 0 { parts.append(("workspace", workspace)) }
         return "memory plan on \(device): " + parts.map { "\($0.0) \(Self.format($0.1))" }.joined(separator: " + ")
-            + " = \(Self.format(total)) (\(Self.format(use.inUse + use.available)) available)" + (headNote.map { "; " + $0 } ?? "")
+            + " = \(Self.format(total)) (\(Self.format(budget(use))) available)" + (headNote.map { "; " + $0 } ?? "")
     }
 
-    /// Throws a one-line error naming the settings that would make the run fit, when it does not
-    /// (`use.inUse` is already counted in the plan: the model is loaded).
+    /// What the plan may take: for a model already loaded, what is in use (the plan counts it) and
+    /// what is free; for a recurrent student, planned before it is made beside its loaded teacher
+    /// (which stays), what is free.
+    func budget(_ use: MemoryUse) -> Int {
+        if case .recurrent = planned { return use.available }
+        return use.inUse + use.available
+    }
+
+    /// Throws a one-line error naming the settings that would make the run fit, when it does not.
     public func check(use: MemoryUse, device: String) throws {
-        let budget = use.inUse + use.available
+        let budget = self.budget(use)
         guard total > budget else { return }
         var knobs: [SettingText] = []
         var smaller = shape

@@ -93,7 +93,7 @@ extension ComparisonReport {
         let xMax = (points.map(\.1).max()! * 1.15), yLo = points.map(\.2).min()! - 0.02, yHi = points.map(\.2).max()! + 0.02
         func x(_ v: Double) -> Double { left + (W - left - right) * v / xMax }
         func y(_ v: Double) -> Double { top + (H - top - bottom) * (yHi - v) / (yHi - yLo) }
-        let source = rows.first?.metricSource ?? "test"
+        let source = rows.first(where: { $0.metricSource != "–" })?.metricSource ?? "test"
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(W))\" height=\"\(Int(H))\">"
         svg += "<text x=\"\(left)\" y=\"18\" style=\"font-weight:bold\">\(source.capitalized) accuracy against latency (B=1)</text>"
         svg += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(W - left - right)\" height=\"\(H - top - bottom)\" fill=\"none\" stroke=\"#999\"/>"

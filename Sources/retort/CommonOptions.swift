@@ -406,11 +406,13 @@ func isEmptyFolder(_ path: String) -> Bool { (try? FileManager.default.contentsO
 /// removes what such a process left).
 func writeNewFolder(_ destination: String, _ fill: (_ partial: String) throws -> Void) throws {
     let files = FileManager.default, parent = (destination as NSString).deletingLastPathComponent
-    let prefix = ".\((destination as NSString).lastPathComponent).partial-"
+    // .NAME.partial-HOST-PID: a process on another machine writing into shared storage is not ours to judge.
+    let prefix = ".\((destination as NSString).lastPathComponent).partial-\(partialFolderHost)-"
     let partial = (parent as NSString).appendingPathComponent(prefix + "\(ProcessInfo.processInfo.processIdentifier)")
-    // Temporary folders of earlier runs that were killed (their process is gone).
+    // Temporary folders of earlier runs on this machine that were killed (their process is gone).
     for name in (try? files.contentsOfDirectory(atPath: parent.isEmpty ? "." : parent)) ?? [] where name.hasPrefix(prefix) {
-        if let pid = pid_t(name.dropFirst(prefix.count)), kill(pid, 0) != 0 && errno == ESRCH {
+        let digits = name.dropFirst(prefix.count)
+        if !digits.isEmpty, digits.allSatisfy({ ("0"..."9").contains($0) }), let pid = pid_t(digits), kill(pid, 0) != 0 && errno == ESRCH {
             try? files.removeItem(atPath: (parent as NSString).appendingPathComponent(name))
         }
     }
@@ -431,6 +433,9 @@ func writeNewFolder(_ destination: String, _ fill: (_ partial: String) throws ->
         throw error
     }
 }
+
+/// This machine's name as writeNewFolder's temporary folders carry it (letters, digits, - and . only).
+let partialFolderHost = String(ProcessInfo.processInfo.hostName.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" })
 
 /// Copies a classifier folder's tokenizer files (those it has) into `folder`.
 func copyTokenizerFiles(from source: String, to folder: String) throws {

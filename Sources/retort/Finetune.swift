@@ -71,7 +71,6 @@ struct FinetuneCommand: ParsableCommand {
             guard ["accuracy", "macro_f1", "mcc"].contains(metric) else { throw ValidationError("--metric must be accuracy, macro_f1 or mcc") }
             guard task != .causalLM else { throw ValidationError("--metric is a classifier's; --task causal-lm keeps the model with the lowest dev loss") }
         }
-        for (flag, path) in [("--train", train), ("--dev", dev)] { try checkDataArgument(path, flag: flag) }
         guard FileManager.default.fileExists(atPath: expand(model)) else {
             throw UserError(description: "--model \(model): no such model folder or file (a folder with config.json, or a .gguf)")
         }
@@ -84,6 +83,10 @@ struct FinetuneCommand: ParsableCommand {
         if task == .causalLM && columns.labelColumn != nil {
             throw ValidationError("--label-column is a classifier's; --task causal-lm reads only the text")
         }
+        if task == .causalLM && !FineTuningRun.isDecoder(expand(model)) {
+            throw UserError(description: "--task causal-lm needs a decoder (GPT-2, Llama family); \(model) is an encoder")
+        }
+        for (flag, path) in [("--train", train), ("--dev", dev)] { try checkDataArgument(path, flag: flag) }
     }
 
     func run() throws {
@@ -95,7 +98,6 @@ struct FinetuneCommand: ParsableCommand {
         let printer = ProgressPrinter(showStages: false)
         try withFlags(printer) {
             let decoder = FineTuningRun.isDecoder(expand(model))
-            if task == .causalLM && !decoder { throw UserError(description: "--task causal-lm needs a decoder (GPT-2, Llama family); \(model) is an encoder") }
             var config = FineTuningRun.Configuration(
                 model: expand(model), data: DataFiles(train: expand(train), dev: dev.map(expand), devSplit: devSplit, columns: columns.spec(labelled: true)),
                 output: expand(out))

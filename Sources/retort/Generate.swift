@@ -111,7 +111,7 @@ struct GenerateCommand: ParsableCommand {
         printError(String(format: "retort: %@ (%@, %d layers, %.0f M parameters) loaded in %.1f s", (path as NSString).lastPathComponent,
                           decoder.config.modelType, decoder.config.layers, Double(decoder.layout.total) / 1e6, Date().timeIntervalSince(started)))
         if maxNewTokens >= decoder.config.maxPositions {
-            printError("retort: --max-new-tokens \(maxNewTokens) is more than the model's context of \(decoder.config.maxPositions) tokens: "
+            printError("retort: --max-new-tokens \(maxNewTokens) reaches past the model's context of \(decoder.config.maxPositions) tokens: "
                        + "generation stops where the context ends")
         }
         let sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)

@@ -168,7 +168,7 @@ final class GenerateCLITests: XCTestCase {
                                            "--stop", " ", "--stop", "-", "--stop", ",", "--stop", ".", "--stop", "\\n",   // (greedy here: "-by-date-…")
                                            "--device", "cpu", "--threads", "1"])
         XCTAssertEqual(status, 0, output)
-        XCTAssertTrue(output.contains("retort: --max-new-tokens 9000 is more than the model's context of 8192 tokens: generation stops where the context ends"),
+        XCTAssertTrue(output.contains("retort: --max-new-tokens 9000 reaches past the model's context of 8192 tokens: generation stops where the context ends"),
                       output)
     }
 

@@ -34,14 +34,20 @@ final class QuantizeCLITests: TinyRunTestCase {
 
     func testBadRequestsAreOneLineAndWriteNothing() throws {
         let out = work.appendingPathComponent("int8").path
-        // What a killed quantize left beside its output (its process is gone) is removed by the next
-        // one into that folder; another live process's is not touched.
-        let stale = work.appendingPathComponent(".int8.partial-2147483000").path, live = work.appendingPathComponent(".int8.partial-1").path
-        for folder in [stale, live] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false) }
+        // What a killed quantize left beside its output (its process, on this machine, is gone) is
+        // removed by the next one into that folder; a live process's, another machine's, a name
+        // that is not a process number and another output's are not touched.
+        let host = String(ProcessInfo.processInfo.hostName.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" })
+        let stale = work.appendingPathComponent(".int8.partial-\(host)-2147483000").path
+        let kept = [".int8.partial-\(host)-1", ".int8.partial-elsewhere-2147483000", ".int8.partial-\(host)--5", ".int8.partial-\(host)-x",
+                    ".int8-other.partial-\(host)-2147483000"].map { work.appendingPathComponent($0).path }
+        for folder in [stale] + kept { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false) }
         XCTAssertEqual(try retort(["quantize", "--model", teacher, "--out", out]).0, 0)
         XCTAssertFalse(FileManager.default.fileExists(atPath: stale), "a dead process's temporary folder")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: live), "pid 1 is alive")
-        try FileManager.default.removeItem(atPath: live)
+        for folder in kept {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: folder), folder)
+            try FileManager.default.removeItem(atPath: folder)
+        }
         // An empty folder made for the output first is taken; one with anything in it is not.
         try FileManager.default.createDirectory(atPath: out + "-empty", withIntermediateDirectories: false)
         XCTAssertEqual(try retort(["quantize", "--model", teacher, "--out", out + "-empty", "--threads", "1"]).0, 0)
