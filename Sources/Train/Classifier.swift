@@ -204,6 +204,9 @@ extension ClassificationMetrics {
 }
 
 public final class Classifier: TextClassifier {
+    /// The labels of an encoder whose config names none (HF's two defaults).
+    static let unnamedLabels = ["LABEL_0", "LABEL_1"]
+
     public let model: BertModel
     public let tokenizer: WordPieceTokenizer
     public var labelNames: [String]
@@ -231,7 +234,7 @@ public final class Classifier: TextClassifier {
             throw InvalidSetting("\(folder) is quantized (\(method)), for eval, predict and compare; fine-tune or distil the float model it came from")
         }
         let stored = config.id2label.isEmpty ? nil : LabelMap.names(config.id2label)
-        let names = labels ?? stored ?? ["LABEL_0", "LABEL_1"]
+        let names = labels ?? stored ?? Self.unnamedLabels
         let model = try BertModel(config: config, labels: names.count, backend: backend, inference: inference)
         // A head trained for other labels is not reused: a new one starts as HF initialises it.
         // (A pretrained encoder gets a fresh head here — the perf suite's MPNet teacher — and is refused

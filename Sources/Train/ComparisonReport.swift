@@ -82,7 +82,7 @@ public struct ComparisonReport {
         let path = (folder as NSString).appendingPathComponent("config.json")
         let object = FileManager.default.contents(atPath: path).flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]
         let names = LabelMap.names(try LabelMap.parse(object?["id2label"], source: path))
-        return names.isEmpty ? ["LABEL_0", "LABEL_1"] : names
+        return names.isEmpty ? Classifier.unnamedLabels : names
     }
 
     /// How `retort quantize` stored the folder's weights (config.json's "retort_quantization",

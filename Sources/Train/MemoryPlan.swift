@@ -89,8 +89,8 @@ public struct MemoryPlan {
                                                                  keyValueHeads: c.keyValueHeads, causal: true, dropout: c.attentionDropout))
     }
 
-    /// A recurrent student's run (its teacher ran before and was released; its logits are on the
-    /// host), planned from its config before the model is made.
+    /// A recurrent student's run, planned from its config before the model is made (beside its
+    /// loaded teacher, which `budget` leaves out of what the plan may take).
     public init(recurrent c: RecurrentConfig, labels: Int, backend: Backend, shape: Shape) {
         (self.shape, planned) = (shape, .recurrent(c, labels: labels, backend))
         let f = MemoryLayout<Float>.size, BT = shape.batch * shape.length, G = c.cell.gates * c.hiddenSize

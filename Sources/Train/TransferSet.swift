@@ -19,7 +19,6 @@ public struct TransferSet {
         self.names = names
         let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Int32($0)) })
         var blank: [Example] = []
-        defer { if let note = Dataset.withText(blank, path: path, noun: "row").skipped { skipped = [note] } }
         for (n, line) in DelimitedText.lines(try DelimitedText.read(path)).enumerated() {
             guard !line.allSatisfy({ $0 == 32 || $0 == 13 || $0 == 9 }) else { continue }
             let at = "\(path): line \(n + 1)"
@@ -52,6 +51,7 @@ public struct TransferSet {
             logits.append(values.map { $0.floatValue })
             original.append((row["origin"] as? String ?? "original") == "original")
         }
+        skipped = Dataset.withText(blank, path: path, noun: "row").skipped.map { [$0] } ?? []
         guard !examples.isEmpty else { throw DataError("\(path): no rows" + (blank.isEmpty ? "" : " with text (\(blank.count) empty)")) }
     }
 
