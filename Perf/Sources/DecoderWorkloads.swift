@@ -22,7 +22,8 @@ func makeDecoderWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bo
                  decode: "SmolLM2-135M decode step B=1 at T=\(T) vs its roofline",
                  lora: "SmolLM2-135M LoRA r=8 q,v causal-LM step B=\(B) T=\(trainT)",
                  longDecode: "SmolLM2-135M decode step B=1 at T=\(longT) (long context)")
-    guard [names.prefill, names.generate, names.decode, names.lora, names.longDecode, "SmolLM2-135M int8 decode"].map(wants).contains(true)
+    let int8Names = (prefill: "SmolLM2-135M int8 prefill B=1 T=\(T) vs fp32", decode: "SmolLM2-135M int8 decode step B=1 at T=\(T) vs fp32")
+    guard [names.prefill, names.generate, names.decode, names.lora, names.longDecode, int8Names.prefill, int8Names.decode].map(wants).contains(true)
     else { return [] }
     let model = try DecoderModel.load(path, backend: backend, inference: true)
     try model.packForInference()   // as retort generate runs it
@@ -35,17 +36,27 @@ func makeDecoderWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bo
     // Prefill at B=1: the prompt's forward and the logits at its last token.
     let a = try DecoderActivations(config: model.config, maxBatch: 1, maxLength: T, backend: backend, inference: true, headRows: 1)
     a.load(ids: ids, mask: Array(repeating: 1, count: T), batch: 1, length: T, backend: backend)
-    if wants(names.prefill) { list.append(Workload(name: names.prefill, unit: "tok/s", work: Double(T) * 1e9, warmup: 2, reps: reps,
-                         run: { model.forward(a); _ = backend.floats(model.lastTokenLogits(a)) },
-                         spec: ["op": "decoder_prefill", "model": path, "length": T, "ids": ids.map(Int.init)])) }
+    if wants(names.prefill) || wants(int8Names.prefill) {
+        list.append(Workload(name: names.prefill, unit: "tok/s", work: Double(T) * 1e9, warmup: 2, reps: reps,
+                             run: { model.forward(a); _ = backend.floats(model.lastTokenLogits(a)) },
+                             spec: ["op": "decoder_prefill", "model": path, "length": T, "ids": ids.map(Int.init)]))
+    }
+    // The weights in int8 (generate --int8, or a retort quantize folder), where the backend has int8 kernels.
+    let quantized: DecoderModel? = backend.int8Kernels != nil && [names.prefill, names.decode, int8Names.prefill, int8Names.decode].map(wants).contains(true)
+        ? try DecoderModel.load(path, backend: backend, inference: true) : nil
+    try quantized?.quantizeInt8()
+    // The same prefill on the int8 weights (the prompt's rows on the int8 kernels where the backend takes them), beside the fp32 one.
+    if let quantized, wants(names.prefill) || wants(int8Names.prefill) {
+        list.append(Workload(name: int8Names.prefill, unit: "tok/s", work: Double(T) * 1e9, warmup: 2, reps: reps,
+                             run: { quantized.forward(a); _ = backend.floats(quantized.lastTokenLogits(a)) }, compareTo: names.prefill))
+    }
     // Generation: 32 greedy tokens after the prompt (prefill included), as transformers' generate.
     if wants(names.generate) { list.append(Workload(name: names.generate, unit: "tok/s", work: Double(new) * 1e9, warmup: 1,
                          reps: reps, run: {
         _ = try? model.generate([GenerationRequest(prompt: ids, maxNewTokens: new)], sampling: SamplingOptions(), endTokens: [])
     }, spec: ["op": "decoder_generate", "model": path, "length": T, "new_tokens": new, "ids": ids.map(Int.init)])) }
     // One decode step (the cache holds T tokens) against streaming the weights once.
-    let int8Decode = "SmolLM2-135M int8 decode step B=1 at T=\(T) vs fp32"
-    if wants(names.decode) || wants(int8Decode) {
+    if wants(names.decode) || wants(int8Names.decode) {
         let cache = try KVCache(config: model.config, batch: 1, capacity: T + 1, backend: backend)
         _ = model.prefill(a, cache: cache)
         let buffers = try DecodeBuffers(config: model.config, batch: 1, backend: backend), logits = try backend.zeros(model.config.vocabSize)
@@ -61,13 +72,11 @@ func makeDecoderWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bo
         }, compareTo: "SmolLM2-135M: stream the weights once (\(Int(megabytes)) MB, a decode step's roofline)"))
     }
     // The same decode step with the weights in int8 (generate --int8), beside the fp32 step.
-    if wants(names.decode) || wants(int8Decode), backend.int8Kernels != nil {
-        let quantized = try DecoderModel.load(path, backend: backend, inference: true)
-        try quantized.quantizeInt8()
+    if let quantized, wants(names.decode) || wants(int8Names.decode) {
         let cache = try KVCache(config: quantized.config, batch: 1, capacity: T + 1, backend: backend)
         _ = quantized.prefill(a, cache: cache)
         let buffers = try DecodeBuffers(config: quantized.config, batch: 1, backend: backend), logits = try backend.zeros(quantized.config.vocabSize)
-        list.append(Workload(name: int8Decode, unit: "tok/s", work: 1e9, warmup: 2, reps: 4 * reps, run: {
+        list.append(Workload(name: int8Names.decode, unit: "tok/s", work: 1e9, warmup: 2, reps: 4 * reps, run: {
             cache.lengths = [T]
             _ = quantized.step([42], cache: cache, buffers: buffers, logits: logits)
         }, compareTo: names.decode))

@@ -142,6 +142,9 @@ public protocol BackendOps: AnyObject {
     // multiply their dequantized fp32 weights); y[rows, N] = int8 x·Wᵀ + bias, x rows inputStride apart
     var int8Kernels: String? { get }
     var int8Layout: Int8Layout { get }
+    /// Rows up to which a weight-only int8 layer multiplies on the int8 kernels; past them its
+    /// dequantized fp32 weight meets the backend's fp32 products.
+    var weightOnlyInt8Rows: Int { get }
     func runInt8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int)
 }
 

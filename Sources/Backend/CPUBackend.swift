@@ -400,6 +400,11 @@ public final class CPUBackend: Backend {
 
     public var int8Kernels: String? { String(cString: rt_int8_path()) }
 
+    /// As many rows as the packed products take (packedRowsLimit): rt_int8_weight_linear makes the
+    /// dequantized weight's panels from the int8 rows as it goes, where OpenBLAS would repack the
+    /// fp32 weight on every call (docs/BACKEND.md, "Weight-only int8").
+    public var weightOnlyInt8Rows: Int { Self.packedRowsLimit }
+
     public func runInt8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int) {
         if weight.kind == .weightOnly {
             rt_int8_weight_linear(f(y), Int32(weight.outFeatures), f(x), Int32(inputStride), Int32(rows), Int32(weight.inFeatures),

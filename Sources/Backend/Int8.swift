@@ -98,6 +98,8 @@ public enum Int8Layout: Sendable { case cpu, wordRows }
 public extension BackendOps {
     var int8Kernels: String? { nil }
     var int8Layout: Int8Layout { .cpu }
+    /// Decoding's few rows (CUDA's int8_weight_linear is a plain tiled kernel: a prompt goes to cuBLASLt).
+    var weightOnlyInt8Rows: Int { 16 }
     func runInt8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int) {
         preconditionFailure("runInt8Linear: this backend has no int8 kernels (int8Weight returns nil here)")
     }

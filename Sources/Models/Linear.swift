@@ -32,9 +32,9 @@ public struct Linear {
     /// adapter's branch, which saves x·Aᵀ in `saved` (an [N, R] arena buffer).
     public func forward(_ b: Backend, _ y: Tensor, _ x: Tensor, rows: Int, inputStride: Int? = nil, saved: Tensor? = nil,
                         training: Bool = false, seed: UInt64 = 0) {
-        // Weight-only int8 pays at a few rows (decoding streams 4× fewer bytes); a long prompt's
-        // rows multiply the dequantized fp32 weight, which BLAS does faster.
-        if let int8, int8.kind == .dynamic || rows <= 16 {
+        // Weight-only int8 up to the backend's rows (decoding streams 4× fewer bytes; the CPU's
+        // kernel takes a prompt's rows too); past them the dequantized fp32 weight.
+        if let int8, int8.kind == .dynamic || rows <= b.weightOnlyInt8Rows {
             precondition(lora == nil && !training, "\(weight.name): an int8 layer is for inference, without adapters")
             b.int8Linear(y, x, weight: int8, bias: bias?.weight, rows: rows, inputStride: inputStride)
             return

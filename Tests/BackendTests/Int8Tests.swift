@@ -76,29 +76,46 @@ final class Int8Tests: XCTestCase {
         }
     }
 
-    /// Weight-only int8 (decoders): fp32 inputs against the int8 weights as floats, within float
-    /// rounding of a double loop (16-lane partial sums, then the tail; FMA or not by level).
+    /// Weight-only int8 (decoders): fp32 inputs against the int8 weights. Up to the level's few rows
+    /// (rt_int8_weight_linear reads the int8 rows along K: 3 on AVX-512, 7 on AVX2, none on the
+    /// baseline) within float rounding of a double loop (16-lane partial sums, then the tail; FMA or
+    /// not by level); past them the product with the dequantized weight fl(W·scale), one sum in k
+    /// order, so within the recursive-summation bound K·u·Σ|x·w| of a double loop over those values.
     func testWeightOnlyInt8LinearMatchesADoubleLoop() throws {
         let backend = try CPUBackend()
+        let dotRows = rt_cpu_level() >= 4 ? 3 : rt_cpu_level() == 3 ? 7 : 0
         var rng = SeededRandom(83)
-        for (M, N, K, withBias) in [(1, 3, 5, true), (1, 49, 576, true), (3, 64, 37, false), (17, 10, 130, true)] {
+        // Panels of 16 channels taken in pairs on AVX-512: N = 33 and 49 end in a partial panel, 70 in
+        // a lone one; K = 37 and 130 leave a tail after the 16-column blocks; ldx > K, rows of a wider buffer.
+        for (M, N, K, ldx, withBias) in [(1, 3, 5, 5, true), (1, 49, 576, 576, true), (3, 64, 37, 40, false), (5, 33, 37, 37, true),
+                                         (8, 70, 130, 131, true), (17, 10, 130, 130, true), (40, 49, 576, 600, false), (100, 32, 16, 16, true)] {
             let x = rng.floats(M * K, -4, 4), w = (0..<(N * K)).map { _ in Int8(Int(rng.next() % 255) - 127) }
             let wscale = rng.floats(N, 0.001, 0.05), bias = withBias ? rng.floats(N, -1, 1) : nil
             let weight = try XCTUnwrap(try backend.int8Weight(values: w, scales: wscale, outFeatures: N, inFeatures: K, kind: .weightOnly))
+            var strided = [Float](repeating: 7, count: M * ldx)
+            for m in 0..<M { for k in 0..<K { strided[m * ldx + k] = x[m * K + k] } }
             let y = try backend.zeros(M * N)
-            backend.int8Linear(y, try backend.upload(x), weight: weight, bias: try bias.map { try backend.upload($0) }, rows: M)
-            var expected = [Double](), magnitude = [Double]()
+            backend.int8Linear(y, try backend.upload(strided), weight: weight, bias: try bias.map { try backend.upload($0) }, rows: M,
+                               inputStride: ldx)
+            let got = backend.floats(y), dequantized = dequantizeRowsInt8(w, scales: wscale, columns: K)
             for m in 0..<M {
                 for n in 0..<N {
                     var sum = 0.0, size = 0.0
-                    for k in 0..<K { sum += Double(x[m * K + k]) * Double(w[n * K + k]); size += abs(Double(x[m * K + k]) * Double(w[n * K + k])) }
-                    expected.append(sum * Double(wscale[n]) + Double(bias?[n] ?? 0))
-                    magnitude.append(size * Double(wscale[n]))
+                    if M <= dotRows {
+                        for k in 0..<K { sum += Double(x[m * K + k]) * Double(w[n * K + k]); size += abs(Double(x[m * K + k]) * Double(w[n * K + k])) }
+                        let expected = sum * Double(wscale[n]) + Double(bias?[n] ?? 0)
+                        XCTAssertLessThanOrEqual(abs(Double(got[m * N + n]) - expected), 1e-6 * size * Double(wscale[n]) + 1e-6,
+                                                 "M=\(M) N=\(N) K=\(K) [\(m), \(n)] (int8 rows)")
+                    } else {
+                        for k in 0..<K {
+                            let product = Double(x[m * K + k]) * Double(dequantized[n * K + k])
+                            sum += product; size += abs(product)
+                        }
+                        let expected = sum + Double(bias?[n] ?? 0)
+                        XCTAssertLessThanOrEqual(abs(Double(got[m * N + n]) - expected), Double(K + 1) * 0x1p-24 * (size + abs(expected)),
+                                                 "M=\(M) N=\(N) K=\(K) [\(m), \(n)] (dequantized panels)")
+                    }
                 }
-            }
-            let got = backend.floats(y)
-            for i in got.indices {
-                XCTAssertLessThanOrEqual(abs(Double(got[i]) - expected[i]), 1e-6 * magnitude[i] + 1e-6, "M=\(M) N=\(N) K=\(K) [\(i)]")
             }
         }
     }

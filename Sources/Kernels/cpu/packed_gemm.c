@@ -12,10 +12,9 @@
 //                    tile is stored (no second pass over C, no second wait for the pool).
 // Panels are split over the pool; rows go in blocks that stay in L2 when A is large. Each output
 // is one sum in k order, whatever the thread count or block. (Not for a huge K: the head's
-// backward, K = 49,152, ran at 0.6–0.8× OpenBLAS — it stays with the BLAS.)
-#include "common.h"
-
-typedef float v8 __attribute__((vector_size(32)));
+// backward, K = 49,152, ran at 0.6–0.8× OpenBLAS — it stays with the BLAS.) The register tiles
+// are in packed_tiles.h, shared with the weight-only int8 product (int8_linear.c).
+#include "packed_tiles.h"
 
 typedef struct {
     float *P;
@@ -59,124 +58,11 @@ void rt_pack_weight(float *P, const float *W, int ldw, int N, int K, int trans) 
     rt_parallel_for(panels, rt_balanced_grain(panels), pack_task, &a);
 }
 
-typedef struct {
-    float *C;
-    const float *A, *P, *bias;
-    int M, N, K, lda, ldc;
-    float beta;
-} packed_args;
-
-RT_INLINE v8 v8_load(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-RT_INLINE void v8_store(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-
-// The last nc < 16 channels of a row: out[j] = (t[j] + beta·out[j]) + bias[n0 + j], the vector stores' sums.
-RT_INLINE void store_tail(float *out, const float *t, const int nc, const int n0, const packed_args *a) {
-    const float *bias = a->bias ? a->bias + n0 : NULL;
-    for (int j = 0; j < nc; j++) {
-        const float v = a->beta == 0 ? t[j] : t[j] + a->beta * out[j];
-        out[j] = bias ? v + bias[j] : v;
-    }
-}
-
-// Rows m0 … m0+MR−1 against panel p (MR ≤ 6: 12 accumulators, two weight vectors, a broadcast).
-RT_INLINE void packed_tile(const packed_args *a, const int m0, const int MR, const int64_t p) {
-    const int K = a->K;
-    const float *w = a->P + p * K * 16, *x[6];
-    v8 acc[6][2];
-    for (int r = 0; r < MR; r++) {
-        x[r] = a->A + (int64_t)(m0 + r) * a->lda;
-        acc[r][0] = acc[r][1] = (v8){0};
-    }
-    for (int k = 0; k < K; k++) {
-        const v8 w0 = v8_load(w + 16 * k), w1 = v8_load(w + 16 * k + 8);
-        for (int r = 0; r < MR; r++) {
-            const float s = x[r][k];
-            const v8 xv = { s, s, s, s, s, s, s, s };
-            acc[r][0] += xv * w0;
-            acc[r][1] += xv * w1;
-        }
-    }
-    const int n0 = (int)p * 16, nc = a->N - n0 < 16 ? a->N - n0 : 16;
-    for (int r = 0; r < MR; r++) {
-        float *out = a->C + (int64_t)(m0 + r) * a->ldc + n0;
-        if (nc == 16) {
-            if (a->beta != 0) {
-                acc[r][0] += a->beta * v8_load(out);
-                acc[r][1] += a->beta * v8_load(out + 8);
-            }
-            if (a->bias) {
-                acc[r][0] += v8_load(a->bias + n0);
-                acc[r][1] += v8_load(a->bias + n0 + 8);
-            }
-            v8_store(out, acc[r][0]);
-            v8_store(out + 8, acc[r][1]);
-        } else {
-            float t[16];
-            v8_store(t, acc[r][0]);
-            v8_store(t + 8, acc[r][1]);
-            store_tail(out, t, nc, n0, a);
-        }
-    }
-}
-
-// AVX-512: rows m0 … m0+MR−1 against NP panels from p (NP 1 or 2; MR ≤ 12: up to 24 accumulators
-// of 16 channels in AVX-512's 32 registers, NP weight vectors, a broadcast) — twice the FMA width
-// of the 8-float tile, and NP FMAs for each broadcast. Each output is the same sum in the same k order.
-RT_INLINE void packed_tile16(const packed_args *a, const int m0, const int MR, const int64_t p, const int NP) {
-    const int K = a->K;
-    const float *w = a->P + p * K * 16, *x[12];
-    v16 acc[12][2];
-    for (int r = 0; r < MR; r++) {
-        x[r] = a->A + (int64_t)(m0 + r) * a->lda;
-        acc[r][0] = acc[r][1] = (v16){0};
-    }
-    for (int k = 0; k < K; k++) {
-        v16 wv[2];
-        for (int q = 0; q < NP; q++) wv[q] = v16_load(w + (int64_t)q * 16 * K + 16 * k);
-        for (int r = 0; r < MR; r++) {
-            const v16 xv = v16_splat(x[r][k]);
-            for (int q = 0; q < NP; q++) acc[r][q] += xv * wv[q];
-        }
-    }
-    for (int q = 0; q < NP; q++) {
-        const int n0 = (int)(p + q) * 16, nc = a->N - n0 < 16 ? a->N - n0 : 16;
-        for (int r = 0; r < MR; r++) {
-            float *out = a->C + (int64_t)(m0 + r) * a->ldc + n0;
-            if (nc == 16) {
-                v16 v = a->beta != 0 ? acc[r][q] + a->beta * v16_load(out) : acc[r][q];
-                v16_store(out, a->bias ? v + v16_load(a->bias + n0) : v);
-            } else {
-                float t[16];
-                v16_store(t, acc[r][q]);
-                store_tail(out, t, nc, n0, a);
-            }
-        }
-    }
-}
-
-// Rows m … end−1 against NP panels from p in tiles of 12 (the last rows as one tile of constant height).
-RT_INLINE void packed_rows16(const packed_args *a, int m, const int end, const int64_t p, const int NP) {
-    for (; m + 12 <= end; m += 12) packed_tile16(a, m, 12, p, NP);
-    switch (end - m) {
-    case 11: packed_tile16(a, m, 11, p, NP); break;
-    case 10: packed_tile16(a, m, 10, p, NP); break;
-    case 9: packed_tile16(a, m, 9, p, NP); break;
-    case 8: packed_tile16(a, m, 8, p, NP); break;
-    case 7: packed_tile16(a, m, 7, p, NP); break;
-    case 6: packed_tile16(a, m, 6, p, NP); break;
-    case 5: packed_tile16(a, m, 5, p, NP); break;
-    case 4: packed_tile16(a, m, 4, p, NP); break;
-    case 3: packed_tile16(a, m, 3, p, NP); break;
-    case 2: packed_tile16(a, m, 2, p, NP); break;
-    case 1: packed_tile16(a, m, 1, p, NP); break;
-    }
-}
-
 RT_TASK(packed_task) {
     const packed_args *a = ctx;
-    // 6 rows fill AVX2's 16 registers (12 accumulators); the SSE baseline's 16 hold 2 rows' 8;
-    // AVX-512 takes 12 rows of two panels at once (packed_tile16), a lone panel alike.
-    const int MR = level >= 3 ? 6 : 2, rowBlock = level >= 4 ? 12 : MR;
+    // AVX-512 takes 12 rows of two panels at once (packed_tile16), a lone panel alike; below it
+    // tiles of 6 (AVX2) or 2 rows of one panel (packed_rows).
+    const int rowBlock = level >= 4 ? 12 : level >= 3 ? 6 : 2;
     // When all of A would not stay in a core's L2 (512 KB on Zen 3) while the thread's panels
     // pass, its rows go in blocks of about 256 KB: A read once per block, each panel once per
     // block. (2-core Zen 3, SmolLM2's layer matmuls: 0.93–1.01× OpenBLAS at 512 rows without
@@ -190,20 +76,9 @@ RT_TASK(packed_task) {
     for (int m0 = 0; m0 < a->M; m0 += MC) {
         const int end = a->M - m0 < MC ? a->M : m0 + MC;
         for (int64_t p = b; p < e; p++) {
-            if (level >= 4) {   // two panels of this thread's share at once, or its last one alone
-                if (p + 1 < e) packed_rows16(a, m0, end, p++, 2);
-                else packed_rows16(a, m0, end, p, 1);
-                continue;
-            }
-            int m = m0;
-            for (; m + MR <= end; m += MR) packed_tile(a, m, MR, p);
-            switch (end - m) {   // the last rows as one tile (a constant height for each case)
-            case 5: packed_tile(a, m, 5, p); break;
-            case 4: packed_tile(a, m, 4, p); break;
-            case 3: packed_tile(a, m, 3, p); break;
-            case 2: packed_tile(a, m, 2, p); break;
-            case 1: packed_tile(a, m, 1, p); break;
-            }
+            if (level < 4) packed_rows(a, m0, end, p, level);
+            else if (p + 1 < e) packed_rows16(a, m0, end, p++, 2);   // two panels of this thread's share at once
+            else packed_rows16(a, m0, end, p, 1);                    // or its last one alone
         }
     }
 }

@@ -88,7 +88,8 @@ void rt_int8_pack_weight(int8_t *wp, int32_t *wsum, const int8_t *W, int N, int 
 // x[M, ldx] quantized by rt_quantize_rows_i8 first; bias may be NULL. Exact int32 sums on every path.
 void rt_int8_linear(float *y, int ldy, const float *x, int ldx, int M, int K, const int8_t *wp, const float *wscale,
                     const int32_t *wsum, const float *bias, int N);
-// Weight-only int8: y[M,N] = fma(Σ_k x[m,k]·W[n,k] in fp32, wscale[n], bias[n]); W[N,K] int8 as stored.
+// Weight-only int8: y[M,N] = fma(Σ_k x[m,k]·W[n,k] in fp32, wscale[n], bias[n]) at a few rows, past
+// them Σ_k x[m,k]·(W[n,k]·wscale[n]) + bias[n] (the dequantized weight's product); W[N,K] int8 as stored.
 void rt_int8_weight_linear(float *y, int ldy, const float *x, int ldx, int M, int K, const int8_t *W, const float *wscale,
                            const float *bias, int N);
 // The path rt_int8_linear takes here: "avx512-vnni", "avx2" or "portable".
