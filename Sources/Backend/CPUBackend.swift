@@ -400,10 +400,11 @@ public final class CPUBackend: Backend {
 
     public var int8Kernels: String? { String(cString: rt_int8_path()) }
 
-    /// As many rows as the packed products take (packedRowsLimit): rt_int8_weight_linear makes the
-    /// dequantized weight's panels from the int8 rows as it goes, where OpenBLAS would repack the
-    /// fp32 weight on every call (docs/BACKEND.md, "Weight-only int8").
-    public var weightOnlyInt8Rows: Int { Self.packedRowsLimit }
+    /// rt_int8_weight_linear makes the dequantized weight's panels from the int8 rows as it goes,
+    /// where OpenBLAS would repack the fp32 weight on every call; without the packed products' row
+    /// blocks it kept up with OpenBLAS up to 256 rows (one thread, SmolLM2's layers: 1.01× and 0.96×
+    /// at 256, 0.83× and 0.91× at 512; docs/BACKEND.md, "Weight-only int8 past a few rows").
+    public var weightOnlyInt8Rows: Int { 256 }
 
     public func runInt8Linear(_ y: Tensor, _ x: Tensor, weight: Int8Weight, bias: Tensor?, rows: Int, inputStride: Int) {
         if weight.kind == .weightOnly {

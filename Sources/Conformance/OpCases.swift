@@ -87,7 +87,8 @@ public enum OpCases {
         OpCase(name: "int8 linear, dynamic (x quantized per row)", atol: 0, rtol: 0) { backend in
             try int8LinearOutputs(backend, kind: .dynamic, seed: 40)
         },
-        // Weight-only sums K fp32 products in each backend's own order (the CPU 16 lanes at a time):
+        // Weight-only sums K fp32 products in each backend's own order (the CPU's 37 rows: the
+        // dequantized weight's products in k order; its few rows: 16 lanes at a time):
         // about √K·2⁻²⁴·Σ|x·w|·scale apart, ≈ √301 · 6e-8 · 300 ≈ 3e-4 for these inputs at K = 301.
         OpCase(name: "int8 linear, weight-only (x in fp32)", atol: 3e-4, rtol: 1e-5) { backend in
             try int8LinearOutputs(backend, kind: .weightOnly, seed: 41)

@@ -4,10 +4,11 @@
 // they are the LM head; untied or in a classifier they are looked up, not multiplied, so they
 // only take their dequantized values), as `retort quantize` does for encoders (BertQuantization.swift), but the
 // activations stay fp32: a decoder's hidden states carry outlier channels, and per-row int8 of
-// them wrecked SmolLM2's greedy text where weight-only int8 keeps it. Decoding (a few rows) reads
-// the int8 weights — 4× fewer bytes a token; a long prompt multiplies the dequantized fp32
-// weights, which replace the originals, so a backend without int8 kernels runs the same weights
-// in fp32. Inference only, without adapters.
+// them wrecked SmolLM2's greedy text where weight-only int8 keeps it. Up to the backend's
+// weightOnlyInt8Rows (CPU 256: decoding and prompts, CUDA 16: decoding) the int8 kernels read the
+// int8 weights — 4× fewer bytes a token; more rows multiply the dequantized fp32 weights, which
+// replace the originals, so a backend without int8 kernels runs the same weights in fp32.
+// Inference only, without adapters.
 // `retort quantize` stores the same int8 form (saveQuantized): model.safetensors keeps
 // transformers' names and layouts, each quantized weight as I8 (GPT-2's Conv1D ones [in, out] as
 // transformers stores them) beside "<name>_scale" (F32, one per output channel); config.json says

@@ -80,7 +80,8 @@ final class Int8Tests: XCTestCase {
     /// (rt_int8_weight_linear reads the int8 rows along K: 3 on AVX-512, 7 on AVX2, none on the
     /// baseline) within float rounding of a double loop (16-lane partial sums, then the tail; FMA or
     /// not by level); past them the product with the dequantized weight fl(W·scale), one sum in k
-    /// order, so within the recursive-summation bound K·u·Σ|x·w| of a double loop over those values.
+    /// order, so within the recursive-summation bound K·u·Σ|x·w| of a double loop over those values,
+    /// and bit for bit rt_sgemm_packed's product with those values packed (the same register tiles).
     func testWeightOnlyInt8LinearMatchesADoubleLoop() throws {
         let backend = try CPUBackend()
         let dotRows = rt_cpu_level() >= 4 ? 3 : rt_cpu_level() == 3 ? 7 : 0
@@ -88,7 +89,8 @@ final class Int8Tests: XCTestCase {
         // Panels of 16 channels taken in pairs on AVX-512: N = 33 and 49 end in a partial panel, 70 in
         // a lone one; K = 37 and 130 leave a tail after the 16-column blocks; ldx > K, rows of a wider buffer.
         for (M, N, K, ldx, withBias) in [(1, 3, 5, 5, true), (1, 49, 576, 576, true), (3, 64, 37, 40, false), (5, 33, 37, 37, true),
-                                         (8, 70, 130, 131, true), (17, 10, 130, 130, true), (40, 49, 576, 600, false), (100, 32, 16, 16, true)] {
+                                         (8, 70, 130, 131, true), (9, 20, 5, 7, true), (17, 10, 130, 130, true), (40, 49, 576, 600, false),
+                                         (100, 32, 16, 16, true)] {
             let x = rng.floats(M * K, -4, 4), w = (0..<(N * K)).map { _ in Int8(Int(rng.next() % 255) - 127) }
             let wscale = rng.floats(N, 0.001, 0.05), bias = withBias ? rng.floats(N, -1, 1) : nil
             let weight = try XCTUnwrap(try backend.int8Weight(values: w, scales: wscale, outFeatures: N, inFeatures: K, kind: .weightOnly))
@@ -98,6 +100,12 @@ final class Int8Tests: XCTestCase {
             backend.int8Linear(y, try backend.upload(strided), weight: weight, bias: try bias.map { try backend.upload($0) }, rows: M,
                                inputStride: ldx)
             let got = backend.floats(y), dequantized = dequantizeRowsInt8(w, scales: wscale, columns: K)
+            if M > dotRows {
+                var packed = [Float](repeating: 0, count: Int(rt_packed_weight_count(Int32(N), Int32(K)))), product = [Float](repeating: 0, count: M * N)
+                rt_pack_weight(&packed, dequantized, Int32(K), Int32(N), Int32(K), 0)
+                rt_sgemm_packed(&product, Int32(N), strided, Int32(ldx), packed, bias, Int32(M), Int32(N), Int32(K), 0)
+                XCTAssertEqual(got.map(\.bitPattern), product.map(\.bitPattern), "M=\(M) N=\(N) K=\(K): not the packed product of the dequantized weight")
+            }
             for m in 0..<M {
                 for n in 0..<N {
                     var sum = 0.0, size = 0.0
