@@ -237,21 +237,29 @@ extension DecoderModel {
                 waiting += 1
                 if requests[s].maxNewTokens > 0 { starting.append(s) } else { finished(s, results[s]) }
             }
-            guard !starting.isEmpty else { return }
-            let count = starting.count
-            let length = starting.map { requests[$0].prompt.count }.max()!
-            var ids = [Int32](repeating: 0, count: count * length), mask = [Int32](repeating: 0, count: count * length)
-            for (row, s) in starting.enumerated() {
-                for (t, id) in requests[s].prompt.enumerated() { ids[row * length + t] = id; mask[row * length + t] = 1 }
-                var o = sampling
-                o.seed = sampling.seed &+ UInt64(s) &* 0x9E37_79B9
-                samplers[s] = Sampler(o)
+            // Prompts of similar lengths are prefilled together, each group right-padded to its
+            // longest (one long prompt among short ones would pad them all to its length), and
+            // only until a group has 256 rows: from there its matmuls run at full speed (and the
+            // CPU's weight-only int8 kernels take up to 256), and more rows only add padding,
+            // attention over longer rows and memory. (2-core Xeon, int8 SmolLM2, eight prompts of
+            // 287–646 tokens, one thread: prefilled all together 11.3–14.0 s, one at a time 9.4–9.6.)
+            let lengths = starting.map { requests[$0].prompt.count }
+            for group in similarLengthGroups(lengths, maxGroup: starting.count, enoughRows: 256) {
+                let members = group.map { starting[$0] }, count = members.count, slot = cache.active
+                let length = members.map { requests[$0].prompt.count }.max()!
+                var ids = [Int32](repeating: 0, count: count * length), mask = [Int32](repeating: 0, count: count * length)
+                for (row, s) in members.enumerated() {
+                    for (t, id) in requests[s].prompt.enumerated() { ids[row * length + t] = id; mask[row * length + t] = 1 }
+                    var o = sampling
+                    o.seed = sampling.seed &+ UInt64(s) &* 0x9E37_79B9
+                    samplers[s] = Sampler(o)
+                }
+                a.load(ids: ids, mask: mask, batch: count, length: length, backend: backend, forBackward: false)
+                let rows = prefill(a, cache: cache, firstSlot: slot)
+                sequences += members
+                next += Array(repeating: 0, count: count)
+                for row in 0..<count { choose(slot + row, rows[(row * V)..<((row + 1) * V)]) }
             }
-            a.load(ids: ids, mask: mask, batch: count, length: length, backend: backend, forBackward: false)
-            let rows = prefill(a, cache: cache, firstSlot: first)
-            sequences += starting
-            next += Array(repeating: 0, count: count)
-            for row in 0..<count { choose(first + row, rows[(row * V)..<((row + 1) * V)]) }
         }
 
         cache.resize(to: 0)

@@ -89,7 +89,7 @@ public final class BatchingClassifier: @unchecked Sendable {
             do {
                 let encodings = classifier.encode(texts.enumerated().map { Example(text: $1, line: $0 + 1) })
                 var logits = [[Float]](repeating: [], count: encodings.count)
-                let groups = Self.similarLengths(encodings.map(\.ids.count), maxBatch: maxBatch)
+                let groups = similarLengthGroups(encodings.map(\.ids.count), maxGroup: maxBatch)   // padding under a quarter of a pass's tokens
                 condition.lock()
                 counters.batches += groups.count
                 counters.largestBatch = max(counters.largestBatch, groups.map(\.count).max() ?? 0)
@@ -125,22 +125,6 @@ public final class BatchingClassifier: @unchecked Sendable {
         counters.requests += batch.count
         counters.texts += count
         return batch
-    }
-
-    /// The texts' indices in forward passes of similar lengths: sorted by length, a pass ends
-    /// where padding to the next text would cost over a quarter of its tokens (or at maxBatch).
-    /// A batch pads to its longest text, so mixing a long text with short ones wastes compute.
-    static func similarLengths(_ lengths: [Int], maxBatch: Int) -> [[Int]] {
-        var groups: [[Int]] = [], group: [Int] = [], tokens = 0
-        for i in lengths.indices.sorted(by: { lengths[$0] < lengths[$1] }) {
-            if !group.isEmpty && (group.count == maxBatch || 4 * (group.count + 1) * lengths[i] > 5 * (tokens + lengths[i])) {
-                groups.append(group)
-                (group, tokens) = ([], 0)
-            }
-            group.append(i)
-            tokens += lengths[i]
-        }
-        return group.isEmpty ? groups : groups + [group]
     }
 
     private func prediction(_ logits: [Float], truncated: Bool) -> TextPrediction {
