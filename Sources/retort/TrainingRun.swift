@@ -73,9 +73,12 @@ final class ProgressPrinter {
         printError(text)
     }
 
-    /// Ends an open progress line (before the final summary or an error); an evaluation's is cleared.
+    /// Ends an open progress line (before the final summary or an error); an evaluation's is cleared
+    /// on a terminal. Into a file or a pipe it ends with a newline: the rewrites stay on one line of
+    /// the log, and what follows starts a line of its own (blanks and a carriage return would glue
+    /// the next line, or compare's table on stdout, to it).
     func finish() {
-        if let width = evaluationWidth {
+        if let width = evaluationWidth, isatty(STDERR_FILENO) == 1 {
             FileHandle.standardError.write(Data(("\r" + String(repeating: " ", count: width) + "\r").utf8))
         } else if lineOpen {
             FileHandle.standardError.write(Data("\n".utf8))
