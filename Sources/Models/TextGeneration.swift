@@ -147,7 +147,7 @@ public struct GenerationResult: Sendable {
 
 extension DecoderModel {
     /// Generates a continuation for every request, at most `batchSize` sequences at a time (nil:
-    /// all): prompts prefilled together (right-padded), then a step per token for the sequences
+    /// all): prompts prefilled together in groups of similar lengths (each right-padded), then a step per token for the sequences
     /// still running; a sequence that ends leaves the batch and the next waiting prompt is
     /// prefilled into the freed slot, so the batch stays full while prompts wait.
     /// `onToken(request, token)` is called as each token is chosen; `stopped(request, tokens so far)`
@@ -238,12 +238,14 @@ extension DecoderModel {
                 if requests[s].maxNewTokens > 0 { starting.append(s) } else { finished(s, results[s]) }
             }
             // Prompts of similar lengths are prefilled together, each group right-padded to its
-            // longest (one long prompt among short ones would pad them all to its length), and
-            // only until a group has 256 rows: from there its matmuls run at full speed (and the
-            // CPU's weight-only int8 kernels take up to 256), and more rows only add padding,
-            // attention over longer rows and memory. (2-core Xeon, int8 SmolLM2, the prefills of eight
-            // prompts of 287–646 tokens, one thread: as one padded batch 14.6 and 15.0 s, in groups of
-            // similar lengths without the limit 11.9 and 12.8, with it 10.0 and 11.4, one at a time 9.6 and 9.4.)
+            // longest (one long prompt among short ones would pad them all to its length), in
+            // groups of at most 256 rows (a longer prompt alone): from there a group's matmuls run
+            // at full speed (and the CPU's weight-only int8 kernels take up to 256), and more rows
+            // only add padding, attention over longer rows and memory. (2-core Xeon, int8 SmolLM2,
+            // the prefills of eight prompts of 287–646 tokens, one thread: as one padded batch 14.6
+            // and 15.0 s, in groups of similar lengths without the limit 11.9 and 12.8, each alone
+            // 10.0 and 11.4 at --batch-size 8, 9.6 and 9.4 at --batch-size 1.)
+            guard !starting.isEmpty else { return }
             let lengths = starting.map { requests[$0].prompt.count }
             for group in similarLengthGroups(lengths, maxGroup: starting.count, enoughRows: 256) {
                 let members = group.map { starting[$0] }, count = members.count, slot = cache.active

@@ -8,7 +8,7 @@ import Train
 final class ProgressPrinter {
     /// A progress line is on screen (no newline yet).
     private var lineOpen = false
-    /// That line is an evaluation's, at most this wide: the line after it replaces it (its result
+    /// That line is an evaluation's, at most this wide: on a terminal the line after it replaces it (its result
     /// says what it was doing) rather than following it.
     private var evaluationWidth: Int?
     /// Distillation prefixes progress lines with the stage: "[intermediate] ".

@@ -163,6 +163,9 @@ final class DecoderParityTests: XCTestCase {
         XCTAssertEqual(try model.generate(requests + [long], batchSize: 2, sampling: sampling, endTokens: [],
                                           finished: { s, _ in finished.append(s) }).map(\.tokens), all + [[]])
         XCTAssertEqual(finished.sorted(), Array(0...requests.count))
+        // The last request has no budget: the refill that reaches it starts nothing.
+        XCTAssertEqual(try model.generate([requests[0], GenerationRequest(prompt: [4, 2], maxNewTokens: 0)], batchSize: 1, sampling: sampling,
+                                          endTokens: []).map(\.tokens), [all[0], []])
         finished = []
         XCTAssertEqual(try model.generate([long, long], sampling: sampling, endTokens: [], finished: { s, _ in finished.append(s) }).map(\.finish),
                        ["length", "length"])

@@ -51,7 +51,7 @@ final class SmolLM2Tests: XCTestCase {
             requests.append(GenerationRequest(prompt: ids, maxNewTokens: 32))
             greedy.append(result.tokens)
         }
-        // The three at once: right-padded prefill, batched steps.
+        // The three at once: prefilled in groups of similar lengths (each right-padded), batched steps.
         let batched = try model.generate(requests, sampling: SamplingOptions(), endTokens: eos)
         XCTAssertEqual(batched.map(\.tokens), greedy, "a batch decodes as the prompts alone")
         // Budgets that end sequences at different steps: ended ones leave the batch (a running
