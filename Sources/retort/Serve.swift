@@ -61,7 +61,38 @@ struct ServeCommand: ParsableCommand {
         return config?.family.rawValue ?? "unknown"
     }
 
+    /// A socket's failure to listen, in words a user can act on (the server library's text names its calls).
+    static func listenReason(_ text: String, host: String, port: Int) -> String {
+        text.contains("Address already in use") ? "port \(port) is in use (another server?); choose another with --port"
+            : text.contains("Permission denied") ? "permission denied (ports below 1024 need root); choose another with --port"
+            : text.contains("Cannot assign requested address") ? "\(host) is not an address of this machine; see --host"
+            : text.contains("UnknownHost") ? "\(host) is not a host name or address (127.0.0.1: this machine only; 0.0.0.0: every interface)"
+            : text
+    }
+
+    /// Why binding host:port fails now (strerror's text, or "UnknownHost"), nil if it binds: a
+    /// socket bound as the server binds it (SO_REUSEADDR) and closed at once. Port 0 always binds.
+    static func bindFailure(host: String, port: Int) -> String? {
+        guard port != 0 else { return nil }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE
+        var found: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &found) == 0, let info = found else { return "UnknownHost" }
+        defer { freeaddrinfo(found) }
+        let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
+        guard fd >= 0 else { return nil }   // no socket to try with: the server's own bind will say
+        defer { close(fd) }
+        var on: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        return bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 ? nil : String(cString: strerror(errno))
+    }
+
     func run() throws {
+        // A port that is taken (or a host that is not this machine's) is said before the model loads.
+        if let failure = Self.bindFailure(host: host, port: port) {
+            throw UserError(description: "cannot serve on \(host):\(port): \(Self.listenReason(failure, host: host, port: port))")
+        }
         let folder = (expand(model) as NSString).standardizingPath
         let backend = try withFlags { try deviceOptions.backend() }
         let classifier = try withFlags { try loadTextClassifier(folder: folder, maxLength: maxLength, backend: backend) }
@@ -98,15 +129,8 @@ struct ServeCommand: ParsableCommand {
         }
         done.wait()
         withExtendedLifetime(watcher) {}
-        if let error = outcome.error {
-            // The socket's errno, in words a user can act on (the library's own text names its calls).
-            let text = "\(error)"
-            let reason = text.contains("Address already in use") ? "port \(port) is in use (another server?); choose another with --port"
-                : text.contains("Permission denied") ? "permission denied (ports below 1024 need root); choose another with --port"
-                : text.contains("Cannot assign requested address") ? "\(host) is not an address of this machine; see --host"
-                : text.contains("UnknownHost") ? "\(host) is not a host name or address (127.0.0.1: this machine only; 0.0.0.0: every interface)"
-                : text
-            throw UserError(description: "cannot serve on \(host):\(port): \(reason)")
+        if let error = outcome.error {   // the port taken since the check, or another failure to listen
+            throw UserError(description: "cannot serve on \(host):\(port): \(Self.listenReason("\(error)", host: host, port: port))")
         }
         let c = batcher.snapshot
         print("retort serve: stopped after \(counted(c.requests, "request")) (\(counted(c.texts, "text")) in "

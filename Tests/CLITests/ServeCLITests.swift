@@ -211,7 +211,10 @@ final class ServeCLITests: TinyRunTestCase {
     }
 
     func testBadFlagsAreOneLine() throws {
+        let (held, heldPort) = try listenLoopback()   // a port another server holds: said before the model loads
+        defer { close(held) }
         for (arguments, message) in [(["serve", "--model", teacher, "--port", "70000"], "--port 70000 is not a port number"),
+                                     (["serve", "--model", teacher, "--port", "\(heldPort)"], "port \(heldPort) is in use (another server?)"),
                                      (["serve", "--model", teacher, "--max-batch", "0"], "--max-batch must be at least 1"),
                                      (["serve", "--model", work.path], "config.json")] {
             let (status, output) = try retort(arguments)
@@ -272,6 +275,21 @@ private func request(_ url: String, method: String = "GET", body: Data? = nil) t
     done.wait()
     if let failure { throw failure }
     return result!
+}
+
+/// A socket listening on a free port of 127.0.0.1, and that port (the caller closes it).
+private func listenLoopback() throws -> (Int32, Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var size = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &size) == 0 }
+    }
+    guard bound else { close(fd); throw POSIXError(.EADDRINUSE) }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
 }
 
 /// A TCP connection to 127.0.0.1:port (the caller closes it).
