@@ -382,14 +382,12 @@ RT_TASK(weight_panels_task) {
     const weight_only_args *a = ctx;
     const int NP = level >= 4 ? 2 : 1;
     float *P = rt_thread_scratch(thread, 14, sizeof(float) * 16 * (size_t)NP * (size_t)a->K);
-    for (int64_t p = b; p < e; p += NP) {
-        const int np = p + NP <= e ? NP : 1;
-        dequantize_panels(P, a, p, np);
+    for (int64_t p = b, np; p < e; p += np) {
+        np = p + NP <= e ? NP : 1;
+        dequantize_panels(P, a, p, (int)np);
         const packed_args t = { .C = a->y + p * 16, .A = a->x, .P = P, .bias = a->bias ? a->bias + p * 16 : NULL, .M = a->M,
                                 .N = a->N - (int)p * 16, .K = a->K, .lda = a->ldx, .ldc = a->ldy, .beta = 0 };
-        if (level < 4) packed_rows(&t, 0, a->M, 0, level);
-        else if (np == 2) packed_rows16(&t, 0, a->M, 0, 2);   // constant panel counts: the tile's
-        else packed_rows16(&t, 0, a->M, 0, 1);                // accumulators stay in registers
+        packed_panels(&t, 0, a->M, 0, (int)np, level);
     }
 }
 
@@ -397,11 +395,9 @@ void rt_int8_weight_linear(float *y, int ldy, const float *x, int ldx, int M, in
                            const float *bias, int N) {
     if (M <= 0 || N <= 0) return;
     weight_only_args a = { .y = y, .x = x, .wscale = wscale, .bias = bias, .W = W, .M = M, .N = N, .K = K, .ldx = ldx, .ldy = ldy };
-    if (M > weight_rows_dot()) {   // panels in pairs on AVX-512, as rt_sgemm_packed takes them
+    if (M > weight_rows_dot()) {
         const int64_t panels = (N + 15) / 16;
-        int64_t grain = rt_balanced_grain(panels);
-        if (rt_cpu_level() >= 4) grain = grain < 2 ? 2 : (grain + 1) / 2 * 2;
-        rt_parallel_for(panels, grain, weight_panels_task, &a);
+        rt_parallel_for(panels, packed_panel_grain(panels), weight_panels_task, &a);
         return;
     }
     const int64_t items = (N + 3) / 4;

@@ -75,10 +75,9 @@ RT_TASK(packed_task) {
     }
     for (int m0 = 0; m0 < a->M; m0 += MC) {
         const int end = a->M - m0 < MC ? a->M : m0 + MC;
-        for (int64_t p = b; p < e; p++) {
-            if (level < 4) packed_rows(a, m0, end, p, level);
-            else if (p + 1 < e) packed_rows16(a, m0, end, p++, 2);   // two panels of this thread's share at once
-            else packed_rows16(a, m0, end, p, 1);                    // or its last one alone
+        for (int64_t p = b, np; p < e; p += np) {   // two panels of this thread's share at once on AVX-512, or its last one alone
+            np = level >= 4 && p + 1 < e ? 2 : 1;
+            packed_panels(a, m0, end, p, np, level);
         }
     }
 }
@@ -86,10 +85,6 @@ RT_TASK(packed_task) {
 void rt_sgemm_packed(float *C, int ldc, const float *A, int lda, const float *P, const float *bias, int M, int N, int K, float beta) {
     if (M <= 0 || N <= 0) return;
     packed_args a = { .C = C, .A = A, .P = P, .bias = bias, .M = M, .N = N, .K = K, .lda = lda, .ldc = ldc, .beta = beta };
-    // On AVX-512, an even number of panels per chunk, so they are taken in pairs: with a grain of
-    // one (N = 300, the backward's product on 2 threads) every panel ran alone, at 0.54× the pairs' speed.
     const int64_t panels = (N + 15) / 16;
-    int64_t grain = rt_balanced_grain(panels);
-    if (rt_cpu_level() >= 4) grain = grain < 2 ? 2 : (grain + 1) / 2 * 2;
-    rt_parallel_for(panels, grain, packed_task, &a);
+    rt_parallel_for(panels, packed_panel_grain(panels), packed_task, &a);
 }

@@ -5,6 +5,7 @@
 //   packed_tile:   MR ≤ 6 rows × one panel, 8-float halves (AVX2 and the baseline)
 //   packed_rows16: rows m … end−1 × NP (1 or 2) panels in AVX-512 tiles of up to 12 rows
 //   packed_rows:   rows m … end−1 × one panel for the clone's level below AVX-512
+//   packed_panels: either, by level; packed_panel_grain: the pool's grain that keeps pairs whole
 // Each output C[m, n] = (Σ_k A[m,k]·P[n,k], in k order) (+ beta·C[m, n]) + bias[n].
 #pragma once
 #include "common.h"
@@ -137,3 +138,21 @@ RT_INLINE void packed_rows(const packed_args *a, int m, const int end, const int
     case 1: packed_tile(a, m, 1, p); break;
     }
 }
+
+// Rows m … end−1 against np panels from p in the clone's tiles: on AVX-512 a pair at once (np 2,
+// a constant in each call, so the tile's accumulators stay in registers) or a lone panel; below
+// it one panel (np 1).
+RT_INLINE void packed_panels(const packed_args *a, const int m, const int end, const int64_t p, const int np, const int level) {
+    if (level < 4) packed_rows(a, m, end, p, level);
+    else if (np == 2) packed_rows16(a, m, end, p, 2);
+    else packed_rows16(a, m, end, p, 1);
+}
+
+// The pool's grain over `panels` panels: on AVX-512 an even number per chunk, so they are taken in
+// pairs (with a grain of one — N = 300, an LSTM backward's product on 2 threads — every panel ran
+// alone, at 0.54× the pairs' speed).
+static inline int64_t packed_panel_grain(const int64_t panels) {
+    const int64_t grain = rt_balanced_grain(panels);
+    return rt_cpu_level() >= 4 ? (grain < 2 ? 2 : (grain + 1) / 2 * 2) : grain;
+}
+
