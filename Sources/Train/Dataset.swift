@@ -148,7 +148,9 @@ public enum Dataset {
                 guard let v = object[k] else { throw DataError("\(path): line \(n + 1): no key '\(k)'") }
                 guard !(v is NSNull) else { throw DataError("\(path): line \(n + 1): '\(k)' is null: give it a value, or remove the record") }
                 if let s = v as? String { return s }
-                if let num = v as? NSNumber { return num.stringValue }
+                // JSON's true and false (Foundation's booleans, objCType "c") keep their names: a label
+                // "true" reads as the file says, not as 1.
+                if let num = v as? NSNumber { return String(cString: num.objCType) == "c" ? (num.boolValue ? "true" : "false") : num.stringValue }
                 throw DataError("\(path): line \(n + 1): '\(k)' is neither text nor a number")
             }
             out.append(Example(text: try field(textKey), pair: try pairKey.map(field), label: try labelKey.map(field), line: n + 1))

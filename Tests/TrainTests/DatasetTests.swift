@@ -31,6 +31,12 @@ final class DatasetTests: XCTestCase {
                                      columns: ColumnSpec(text: .name("text"), pair: .name("other"), label: .name("label")))
         XCTAssertEqual(jsonl.map(\.pair), ["b", "d"])
         XCTAssertEqual(jsonl.map(\.label), ["1", "x"])
+        // JSON booleans are label names as written; the numbers 1 and 0 stay numbers.
+        let booleans = try Dataset.load(try file("d.jsonl", "{\"text\": \"a\", \"label\": true}\n{\"text\": \"b\", \"label\": false}\n"
+                                                 + "{\"text\": true, \"label\": 0}\n{\"text\": \"d\", \"label\": 1.5}\n"),
+                                        columns: ColumnSpec(text: .name("text"), label: .name("label")))
+        XCTAssertEqual(booleans.map(\.label), ["true", "false", "0", "1.5"])
+        XCTAssertEqual(booleans.map(\.text), ["a", "b", "true", "d"])
     }
 
     /// Only the text wanted: a .md or .log is one text per line (its first line too), but a file
