@@ -115,6 +115,16 @@ func makeWorkloads(_ backend: Backend, quick: Bool, wants: (String) -> Bool = { 
                              run: { backend.geluForward(out, x, count: n); backend.geluBackward(dx: dx, dOut: dOut, x, count: n) },
                              spec: ["op": "gelu_forward_backward", "n": n]))
     }
+    // GPT-2's tanh form (gelu_new), against PyTorch's own tanh approximation.
+    if any("gelu tanh fwd n=\(N * FF)", "gelu tanh fwd+bwd n=\(N * FF)") {
+        let n = N * FF
+        let x = try random(backend, n), dOut = try random(backend, n), out = try backend.zeros(n), dx = try backend.zeros(n)
+        list.append(Workload(name: "gelu tanh fwd n=\(n)", unit: "GB/s", work: 2.0 * Double(n * 4), reps: reps,
+                             run: { backend.geluForward(out, x, count: n, tanh: true) }, spec: ["op": "gelu_tanh_forward", "n": n]))
+        list.append(Workload(name: "gelu tanh fwd+bwd n=\(n)", unit: "GB/s", work: 5.0 * Double(n * 4), reps: reps,
+                             run: { backend.geluForward(out, x, count: n, tanh: true); backend.geluBackward(dx: dx, dOut: dOut, x, count: n, tanh: true) },
+                             spec: ["op": "gelu_tanh_forward_backward", "n": n]))
+    }
     if any("embedding fwd+bwd BT=\(N) C=\(C)", "embedding segment plan (host, per training batch) BT=\(N)") {
         let s = EmbeddingShape(tokens: N, channels: C, vocabulary: 30522, positions: 512, tokenTypes: 2)
         let idValues = (0..<N).map { Int32($0 * 7919 % 30522) }, positionValues = (0..<N).map { Int32($0 % 64) }

@@ -118,11 +118,11 @@ def layernorm(s, backward):
     return lambda: F.layer_norm(x, (s["c"],), w, b, 1e-12).backward(g)
 
 
-def gelu(s, backward):
+def gelu(s, backward, approximate="none"):
     x, g = rand(s["n"], grad=backward), rand(s["n"])
     if not backward:
-        return lambda: F.gelu(x)
-    return lambda: F.gelu(x).backward(g)
+        return lambda: F.gelu(x, approximate=approximate)
+    return lambda: F.gelu(x, approximate=approximate).backward(g)
 
 
 def embedding(s):
@@ -368,6 +368,8 @@ TORCH_OPS = {
     "layernorm_forward_backward": lambda s: layernorm(s, True),
     "gelu_forward": lambda s: gelu(s, False),
     "gelu_forward_backward": lambda s: gelu(s, True),
+    "gelu_tanh_forward": lambda s: gelu(s, False, "tanh"),
+    "gelu_tanh_forward_backward": lambda s: gelu(s, True, "tanh"),
     "embedding_forward_backward": embedding,
     "cross_entropy": cross_entropy,
     "mse": mse,
