@@ -45,7 +45,8 @@ public final class CPUBackend: Backend {
         var raw: UnsafeMutableRawPointer?
         let bytes = max(64, (count * dtype.size + 63) / 64 * 64)
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            throw BackendError("out of memory: could not allocate \(bytes) bytes on the cpu")
+            throw OutOfMemory(message: "out of memory: could not allocate \(megabytes(bytes)) on the cpu (\(megabytes(counter.values.inUse)) held by Retort, "
+                              + "\(megabytes(Self.availableMemory())) available); use a smaller \(Setting.batchSize) or \(Setting.maxLength)")
         }
         counter.add(bytes)
         let buffer = DeviceBuffer(address: UInt(bitPattern: raw), count: count, dtype: dtype) { [counter] address in
@@ -62,14 +63,34 @@ public final class CPUBackend: Backend {
 
     public func resetPeakMemory() { counter.resetPeak() }
 
-    /// MemAvailable from /proc/meminfo (Linux), else the physical memory.
+    /// What this process can still allocate: MemAvailable from /proc/meminfo (Linux), else the
+    /// physical memory — less where a container's memory limit (cgroup v2 memory.max, v1
+    /// memory.limit_in_bytes, less what the group uses: the kernel kills a process past it, with no
+    /// message) or `ulimit -v` (its limit less the process's VmSize: an allocation past it fails)
+    /// leaves less.
     static func availableMemory() -> Int {
-        if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
-           let kB = Int(line.split(separator: " ").dropFirst().first ?? "") {
-            return kB * 1024
+        func number(_ path: String, line prefix: String? = nil) -> Int? {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+            guard let prefix else { return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) else { return nil }
+            return Int(line.dropFirst(prefix.count).split(whereSeparator: \.isWhitespace).first ?? "")   // "VmSize:\t 3892 kB"
         }
-        return Int(ProcessInfo.processInfo.physicalMemory)
+        var available = number("/proc/meminfo", line: "MemAvailable:").map { $0 * 1024 } ?? Int(ProcessInfo.processInfo.physicalMemory)
+        for (limit, usage) in [("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                               ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")] {
+            // "max" (v2) or a page-rounded 2⁶³ (v1): no limit.
+            if let limit = number(limit), limit < 1 << 60, let used = number(usage) { available = min(available, max(0, limit - used)) }
+        }
+        var rlimit = rlimit()   // RLIM_INFINITY is all ones: past 2⁶², no limit
+        #if canImport(Glibc)
+        let addressSpace = __rlimit_resource_t(RLIMIT_AS.rawValue)
+        #else
+        let addressSpace = RLIMIT_AS
+        #endif
+        if getrlimit(addressSpace, &rlimit) == 0, rlimit.rlim_cur < rlim_t(1) << 62, let kB = number("/proc/self/status", line: "VmSize:") {
+            available = min(available, max(0, Int(clamping: rlimit.rlim_cur) - kB * 1024))
+        }
+        return available
     }
 
     public func runUpload(_ dst: Tensor, _ src: UnsafeRawBufferPointer) {

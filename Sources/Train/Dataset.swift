@@ -147,25 +147,42 @@ public enum Dataset {
             func field(_ k: String) throws -> String {
                 guard let v = object[k] else { throw DataError("\(path): line \(n + 1): no key '\(k)'") }
                 guard !(v is NSNull) else { throw DataError("\(path): line \(n + 1): '\(k)' is null: give it a value, or remove the record") }
-                if let s = v as? String { return s }
-                // JSON's true and false (Foundation's booleans, objCType "c") keep their names: a label
-                // "true" reads as the file says, not as 1.
-                if let num = v as? NSNumber { return String(cString: num.objCType) == "c" ? (num.boolValue ? "true" : "false") : num.stringValue }
-                throw DataError("\(path): line \(n + 1): '\(k)' is neither text nor a number")
+                guard let text = jsonText(v) else { throw DataError("\(path): line \(n + 1): '\(k)' is neither text nor a number") }
+                return text
             }
             out.append(Example(text: try field(textKey), pair: try pairKey.map(field), label: try labelKey.map(field), line: n + 1))
         }
         return out
     }
 
+    /// A JSON value as a field's text: a string as it is, a number as written (1, 1.5), JSON's true
+    /// and false by those names (Foundation's booleans, objCType "c"; they read as 1 and 0 before);
+    /// nil for anything else (an array, an object, null).
+    static func jsonText(_ v: Any) -> String? {
+        if let s = v as? String { return s }
+        guard let num = v as? NSNumber else { return nil }
+        return String(cString: num.objCType) == "c" ? (num.boolValue ? "true" : "false") : num.stringValue
+    }
+
     /// The label names in id order: numeric order when all are numbers, else sorted.
     /// Labels that would train silently wrong are refused: an empty one; a first record of a
     /// table read by column indexes that looks like a header (a label found nowhere else, a text
     /// of one word) — it would become a class of its own; two labels that differ only in case.
+    /// Labels that are texts: 20 or more, most records with one of its own (columns swapped).
     /// (`headerCheck` false: a dev file, whose header's label is refused as no label of the model.)
     static func checkLabels(_ examples: [Example], path: String, columns: ColumnSpec, headerCheck: Bool = true) throws {
         if let empty = examples.first(where: { $0.label?.isEmpty == true }) {
             throw DataError("\(path): line \(empty.line) has an empty label; fill it in or remove the record")
+        }
+        // Labels that are texts (the columns swapped, or the wrong one named): most records a class of their own.
+        let distinct = Set(examples.compactMap(\.label))
+        if headerCheck, distinct.count >= 20, distinct.count * 2 > examples.count, let sample = examples.first?.label {
+            let texts = Set(examples.map(\.text)).sorted()
+            let swapped = texts.count > 10 ? ""
+                : "; the text column holds only \(texts.count) different value\(texts.count == 1 ? "" : "s") (\(texts.prefix(5).map { "'\($0)'" }.joined(separator: ", "))): "
+                  + "are --text-column and --label-column swapped?"
+            throw DataError("\(path): \(distinct.count) different labels in \(examples.count) records (such as '\(sample.count > 40 ? sample.prefix(40) + "…" : sample)'); "
+                            + "a label is a class that many records share: check --label-column" + swapped)
         }
         let table = !["jsonl", "json"].contains((path as NSString).pathExtension.lowercased())
         if table, headerCheck, !columns.hasNames, examples.count >= 3, let first = examples.first, let label = first.label,

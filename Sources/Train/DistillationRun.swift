@@ -123,8 +123,9 @@ public final class DistillationRun: TrainingRecipe {
             dataParallel = trainer.dataParallel ?? dataParallel
         }
         var metrics = RunMetrics(method: c.method == .distilbert ? "distilbert" : (t.lora == nil ? "tinybert" : "tinybert-lora"))
-        metrics.studentInit = c.studentInit.name; metrics.layerMap = map.description; metrics.teacher = c.teacher
-        metrics.stages = stages.map(\.stage.rawValue); metrics.trainExamples = data.train.count; metrics.devExamples = data.dev.count
+        // DistilBERT aligns the last hidden states, with no map of layers, in its one stage of its own name.
+        metrics.studentInit = c.studentInit.name; metrics.layerMap = c.method == .distilbert ? nil : map.description; metrics.teacher = c.teacher
+        metrics.stages = stages.map(\.name); metrics.trainExamples = data.train.count; metrics.devExamples = data.dev.count
         metrics.labels = data.names
         metrics.trainableParameters = student.model.trainableCount + context.projection.reduce(0) { $0 + $1.weight.count }
         metrics.parameters = student.model.layout.total; metrics.steps = steps; metrics.finalTrainLoss = lastLoss

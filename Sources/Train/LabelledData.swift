@@ -47,9 +47,10 @@ public struct LabelledData: Sendable {
             // The split is random: with few examples of a label it can hold out all of them.
             let kept = Set(Dataset.labelNames(trainExamples)), lost = everyLabel.filter { !kept.contains($0) }
             if given == nil, !lost.isEmpty {
-                let counts = lost.map { label in "\(label) (\(devExamples.count { $0.label == label }))" }
+                let counts = lost.prefix(5).map { label in "\(label) (\(devExamples.count { $0.label == label }))" }
                 throw DataError("\(files.train): the dev split (--dev-split \(files.devSplit), seed \(seed)) held out every example of label "
-                                + "\(counts.joined(separator: ", ")); give more examples of each label, or a separate --dev file")
+                                + "\(counts.joined(separator: ", "))\(lost.count > 5 ? " and \(lost.count - 5) more" : ""); "
+                                + "give more examples of each label, or a separate --dev file")
             }
         }
         let names = given ?? Dataset.labelNames(trainExamples), whose = given == nil ? "the training data's" : "the model's"

@@ -56,6 +56,19 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         }
         let teacher = try loadTextClassifier(folder: c.teacher, maxLength: t.maxLength, backend: backend, packWeights: false)
         let source = try TeacherVocabulary(teacher, folder: c.teacher)
+        // The data before the student: a file that cannot train is said before the plan and the student's line.
+        let data: LabelledData, stored: [[Float]]?
+        if let transfer = c.transfer {
+            let set = try TransferSet(path: transfer, names: teacher.labelNames)
+            let (split, logits) = try set.split(dev: c.data, seed: seed)
+            (data, stored) = (split, logits)
+            progress(.note(data.summary + " from \(transfer) (\(set.generatedCount) generated); the teacher's stored logits"))
+        } else {
+            (data, stored) = (try LabelledData.load(c.data, seed: seed, names: teacher.labelNames), nil)
+            progress(.note(data.summary))
+        }
+        for note in data.skipped { progress(.note(note)) }
+        try LabelledData.checkTest(c.data, names: data.names)
         let width = c.embeddingSize ?? (c.embeddings == .teacher ? source.width : 300)
         var config = RecurrentConfig(cell: c.cell, vocabSize: source.size, embeddingSize: width, hiddenSize: c.hiddenSize, layers: c.layers,
                                      bidirectional: c.bidirectional, pooling: c.pooling, headHiddenSize: c.headHiddenSize,
@@ -73,18 +86,6 @@ public final class RecurrentDistillationRun: TrainingRecipe {
                        + "embeddings \(width) wide (\(c.embeddings == .teacher ? (width == source.width ? "the teacher's" : "the teacher's, projected") : "learned")), "
                        + "\(model.layout.total) parameters; loss \(c.loss.soft.rawValue)"
                        + (c.loss.hardLabelWeight > 0 ? " + \(c.loss.hardLabelWeight)·CE" : "")))
-        let data: LabelledData, stored: [[Float]]?
-        if let transfer = c.transfer {
-            let set = try TransferSet(path: transfer, names: teacher.labelNames)
-            let (split, logits) = try set.split(dev: c.data, seed: seed)
-            (data, stored) = (split, logits)
-            progress(.note(data.summary + " from \(transfer) (\(set.generatedCount) generated); the teacher's stored logits"))
-        } else {
-            (data, stored) = (try LabelledData.load(c.data, seed: seed, names: teacher.labelNames), nil)
-            progress(.note(data.summary))
-        }
-        for note in data.skipped { progress(.note(note)) }
-        try LabelledData.checkTest(c.data, names: data.names)
         // Before the teacher's logits (minutes on a large set): a --resume that cannot continue.
         let train = teacher.encode(data.train), dev = teacher.encode(data.dev)
         reportTruncation(train: train, dev: dev, maxLength: t.maxLength)

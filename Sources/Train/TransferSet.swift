@@ -31,10 +31,16 @@ public struct TransferSet {
                 blank.append(Example(text: text, label: nil, line: n + 1))
                 continue
             }
-            guard let label = row["label"] as? String, let id = index[label] else {
-                throw DataError("\(at): \"label\" \(row["label"].map { "'\($0)'" } ?? "is missing"); the teacher's labels are \(names.joined(separator: ", "))")
+            guard let logitsValue = row["logits"] else {
+                throw DataError("\(at): no \"logits\": a transfer set is retort augment's JSONL (text, label, the teacher's logits); "
+                                + "labelled data without logits goes to --train (the teacher then runs on it)")
             }
-            guard let values = row["logits"] as? [NSNumber], values.count == names.count else {
+            // A label as augment writes it (a string) or as a number (-1, 1), read as a data file reads it.
+            guard let label = row["label"].flatMap(Dataset.jsonText), let id = index[label] else {
+                let given = row["label"].map { Dataset.jsonText($0).map { "'\($0)' is not one of them" } ?? "is not a string or a number" } ?? "is missing"
+                throw DataError("\(at): \"label\" \(given); the teacher's labels are \(names.joined(separator: ", "))")
+            }
+            guard let values = logitsValue as? [NSNumber], values.count == names.count else {
                 throw DataError("\(at): \"logits\" must hold \(names.count) numbers, one per teacher label")
             }
             // A classifier's logits are of the order of ten; far beyond, a loss on them overflows.
@@ -42,7 +48,7 @@ public struct TransferSet {
                 throw DataError("\(at): \"logits\" holds \(wild), beyond ±\(Int(Self.logitLimit)); a teacher's logits are finite and far smaller")
             }
             let best = values.indices.max { values[$0].floatValue < values[$1].floatValue }!
-            if let stored = row["teacher_label"] as? String, stored != names[best] {
+            if let stored = row["teacher_label"].flatMap(Dataset.jsonText), stored != names[best] {
                 throw DataError("\(at): \"teacher_label\" '\(stored)' is not the argmax of its logits under this teacher's labels "
                                 + "(\(names.joined(separator: ", "))); was the set made with another teacher?")
             }

@@ -50,7 +50,10 @@ struct DistillCommand: ParsableCommand {
     @Option(name: .long, help: "Recurrent student: a transfer set (retort augment's JSONL) to train on instead of --train, with its stored teacher logits.")
     var transfer: String?
     @Option(name: .long, help: "Development data (default: --dev-split of the training data).") var dev: String?
-    @Option(name: .long, help: "Fraction of the training data held out for evaluation when --dev is not given.") var devSplit = 0.1
+    @Option(name: .customLong("dev-split"), help: "Fraction of the training data held out for evaluation when --dev is not given (default: 0.1).")
+    var devSplitGiven: Double?
+    /// The fraction held out: --dev-split, 0.1 by default.
+    var devSplit: Double { devSplitGiven ?? 0.1 }
     @Option(name: .long, help: "Test data: evaluated at the end and put in the report.") var test: String?
     @OptionGroup var columns: ColumnOptions
     @Option(name: .long, help: "Output folder.") var out: String
@@ -91,6 +94,9 @@ struct DistillCommand: ParsableCommand {
             return s
         }
         guard !list.isEmpty else { throw ValidationError("--stages: give intermediate, prediction or both") }
+        guard list.count == Set(list).count, list == DistillationStage.allCases.filter(list.contains) else {
+            throw ValidationError("--stages \(stages): the stages run in TinyBERT's order, each once: intermediate,prediction, or one of them")
+        }
         return list
     }
 
@@ -120,6 +126,7 @@ struct DistillCommand: ParsableCommand {
         try checkDataArgument(transfer, flag: "--transfer", kinds: "retort augment's .jsonl")
         guard let method = DistillationMethod(rawValue: method) else { throw ValidationError("--method must be tinybert or distilbert") }
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
+        if dev != nil && devSplitGiven != nil { throw ValidationError("--dev-split holds out part of --train when there is no --dev; give one of them") }
         if let studentLayers, studentLayers < 1 { throw ValidationError("--student-layers must be positive") }
         if let temperature, !(temperature > 0 && temperature.isFinite) { throw ValidationError("--temperature must be a positive number") }
         guard [hardLabelWeight, alpha, beta, gamma].allSatisfy({ $0 >= 0 && $0.isFinite }) else {
@@ -141,8 +148,13 @@ struct DistillCommand: ParsableCommand {
             guard layerMap == nil else {
                 throw ValidationError("--layer-map is TinyBERT's; --method distilbert aligns the last hidden states only (--gamma weighs them)")
             }
+            guard alpha + beta + gamma > 0 else { throw ValidationError("--alpha, --beta and --gamma are all 0: the student would learn nothing; give one a weight") }
         } else if alpha != 0.5 || beta != 0.5 || gamma != 1.0 {
             throw ValidationError("--alpha, --beta and --gamma are for --method distilbert (TinyBERT's prediction stage takes --hard-label-weight)")
+        }
+        // The map's form before any work (the layers it names are checked against the models when they are read).
+        if let layerMap {
+            do { _ = try LayerMap(parsing: layerMap, student: .max, teacher: .max) } catch let error as SettingsError { throw ValidationError(flags(error.message)) }
         }
         try checkStudentInit()
         // The default 3,2 is TinyBERT's two stages; a run of one stage (DistilBERT, or --stages

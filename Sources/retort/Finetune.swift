@@ -46,8 +46,10 @@ struct FinetuneCommand: ParsableCommand {
     var train: String
     @Option(name: .long, help: "Development data (default: --dev-split of the training data).")
     var dev: String?
-    @Option(name: .long, help: "Fraction of the training data held out for evaluation when --dev is not given.")
-    var devSplit = 0.1
+    @Option(name: .customLong("dev-split"), help: "Fraction of the training data held out for evaluation when --dev is not given (default: 0.1).")
+    var devSplitGiven: Double?
+    /// The fraction held out: --dev-split, 0.1 by default.
+    var devSplit: Double { devSplitGiven ?? 0.1 }
     @OptionGroup var columns: ColumnOptions
     @Option(name: .long, help: "Output folder.")
     var out: String
@@ -66,6 +68,7 @@ struct FinetuneCommand: ParsableCommand {
         guard gradAccum > 0 else { throw ValidationError("--grad-accum must be positive") }
         try checkCounts([("--epochs", epochs), ("--grad-accum", gradAccum), ("--eval-every", evalEvery)])
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split must be in (0, 1)") }
+        if dev != nil && devSplitGiven != nil { throw ValidationError("--dev-split holds out part of --train when there is no --dev; give one of them") }
         if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be positive") }
         if let metric {
             guard ["accuracy", "macro_f1", "mcc"].contains(metric) else { throw ValidationError("--metric must be accuracy, macro_f1 or mcc") }

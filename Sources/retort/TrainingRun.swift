@@ -13,8 +13,28 @@ final class ProgressPrinter {
     private var evaluationWidth: Int?
     /// Distillation prefixes progress lines with the stage: "[intermediate] ".
     let showStages: Bool
+    /// stderr is a terminal: progress lines are rewritten in place. Into a file or a pipe each is a
+    /// line of its own, at most one every `logInterval` seconds (and the last of each kind): a run's
+    /// rewrites made its log one line of megabytes.
+    private let terminal = isatty(STDERR_FILENO) == 1
+    static let logInterval: TimeInterval = 10
+    /// Into a file: when the last progress line was written.
+    private var lastLogged: Date?
 
     init(showStages: Bool) { self.showStages = showStages }
+
+    /// Into a file or a pipe: a progress line as a line of its own, unless one was written less than
+    /// logInterval ago and this is not the last (`final`). Returns false on a terminal (the caller
+    /// rewrites the line in place).
+    private func logged(_ line: String, final: Bool) -> Bool {
+        guard !terminal else { return false }
+        if final || lastLogged.map({ Date().timeIntervalSince($0) >= Self.logInterval }) ?? true {
+            finish()
+            printError(line)
+            lastLogged = final ? nil : Date()
+        }
+        return true
+    }
 
     func handle(_ event: RunEvent) {
         switch event {
@@ -22,7 +42,8 @@ final class ProgressPrinter {
         case .memoryPlan(let text): say("retort: " + text)
         case .truncated(let cut): say("retort: " + flags(cut.message))
         case .resumed(let stage, let step, let total):
-            say("retort: " + (stage.map { "\($0) stage: " } ?? "") + "resuming at step \(step) of \(total)")
+            say("retort: " + (stage.map { "\($0) stage: " } ?? "") + "resuming at step \(step) of \(total)"
+                + (step >= total ? ": that checkpoint is the end of the training, so nothing is left to train; the model it saved stays as it is" : ""))
         case .stageStarted(let stage, let epochs, let steps, let lr):
             if let stage, showStages { say("retort: \(stage) stage, \(epochs) epoch(s), \(steps) steps, lr \(lr)") }
         case .step(let p):
@@ -33,6 +54,7 @@ final class ProgressPrinter {
             if let scale = p.lossScale {   // fp16: the scale now and the updates skipped for overflows so far
                 line += String(format: "  loss scale %.0f", scale) + (p.skippedSteps > 0 ? " (\(p.skippedSteps) skipped)" : "")
             }
+            if logged(line, final: p.log.step == p.totalSteps) { return }
             FileHandle.standardError.write(Data(("\r" + line + "   ").utf8))
             lineOpen = true
             evaluationWidth = nil   // a step's line is kept, not cleared
@@ -49,15 +71,19 @@ final class ProgressPrinter {
         case .warning(let text): say("retort: warning: " + text)
         case .labelled(let done, let total, let seconds):   // a line rewritten in place; the run's next note ends it
             let rate = Double(done) / max(seconds, 1e-9)
-            FileHandle.standardError.write(Data(String(format: "\rretort: the teacher labelled %d of %d texts  %.0f texts/s  ETA %@   ", done, total,
-                                                       rate, duration(Double(total - done) / rate)).utf8))
+            let line = String(format: "retort: the teacher labelled %d of %d texts  %.0f texts/s  ETA %@", done, total, rate,
+                              duration(Double(total - done) / rate))
+            if logged(line, final: done == total) { return }
+            FileHandle.standardError.write(Data(("\r" + line + "   ").utf8))
             lineOpen = true
             evaluationWidth = nil
         case .evaluating(let set, let done, let total, let seconds):
-            if lineOpen && evaluationWidth == nil { FileHandle.standardError.write(Data("\n".utf8)) }   // the last step's line stays
             let rate = Double(done) / max(seconds, 1e-9)
-            let line = String(format: "retort: evaluating on the %@ set: %d of %d texts  %.0f texts/s  ETA %@   ", set, done, total, rate,
+            let text = String(format: "retort: evaluating on the %@ set: %d of %d texts  %.0f texts/s  ETA %@", set, done, total, rate,
                               duration(Double(total - done) / rate))
+            if logged(text, final: done == total) { return }
+            if lineOpen && evaluationWidth == nil { FileHandle.standardError.write(Data("\n".utf8)) }   // the last step's line stays
+            let line = text + "   "
             let width = max(evaluationWidth ?? 0, line.count)   // padded over a longer line before it
             FileHandle.standardError.write(Data(("\r" + line.padding(toLength: width, withPad: " ", startingAt: 0)).utf8))
             lineOpen = true
@@ -73,12 +99,11 @@ final class ProgressPrinter {
         printError(text)
     }
 
-    /// Ends an open progress line (before the final summary or an error); an evaluation's is cleared
-    /// on a terminal. Into a file or a pipe it ends with a newline: the rewrites stay on one line of
-    /// the log, and what follows starts a line of its own (blanks and a carriage return would glue
-    /// the next line, or compare's table on stdout, to it).
+    /// Ends an open progress line on a terminal (before the final summary or an error): an
+    /// evaluation's is cleared, a step's ends with a newline. (Into a file or a pipe no line is
+    /// left open: each progress line is written whole.)
     func finish() {
-        if let width = evaluationWidth, isatty(STDERR_FILENO) == 1 {
+        if let width = evaluationWidth, terminal {
             FileHandle.standardError.write(Data(("\r" + String(repeating: " ", count: width) + "\r").utf8))
         } else if lineOpen {
             FileHandle.standardError.write(Data("\n".utf8))

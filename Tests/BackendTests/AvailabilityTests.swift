@@ -16,6 +16,37 @@ final class AvailabilityTests: XCTestCase {
         print("cpu: \(cpu.summary)")
     }
 
+    /// `ulimit -v` (RLIMIT_AS) bounds what the CPU reports available: a plan past it is refused, not
+    /// allocated until malloc fails. Set here to 512 MiB above the process's size, then restored;
+    /// an allocation past it fails as out of memory, naming the flags to lower.
+    func testAvailableMemoryHonoursTheAddressSpaceLimit() throws {
+        let cpu = try CPUBackend()
+        let before = cpu.memoryUse.available
+        var saved = rlimit()
+        #if canImport(Glibc)
+        let resource = __rlimit_resource_t(RLIMIT_AS.rawValue)
+        #else
+        let resource = RLIMIT_AS
+        #endif
+        XCTAssertEqual(getrlimit(resource, &saved), 0)
+        let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        let line = try XCTUnwrap(status.split(separator: "\n").first { $0.hasPrefix("VmSize:") })
+        let size = try XCTUnwrap(Int(line.split(whereSeparator: \.isWhitespace)[1])) * 1024
+        var limited = saved
+        limited.rlim_cur = rlim_t(size + 512 << 20)
+        XCTAssertEqual(setrlimit(resource, &limited), 0)
+        let available = cpu.memoryUse.available
+        let failure = Result { try cpu.allocate(1 << 30, .f32) }   // 4 GiB
+        XCTAssertEqual(setrlimit(resource, &saved), 0)
+        XCTAssertLessThanOrEqual(available, 512 << 20)
+        XCTAssertGreaterThan(available, 256 << 20, "the limit less the process's size")
+        XCTAssertGreaterThan(before, available)
+        XCTAssertThrowsError(try failure.get()) { error in
+            XCTAssertTrue("\(error)".hasPrefix("out of memory: could not allocate 4096 MiB on the cpu ("), "\(error)")
+            XCTAssertTrue("\(error)".contains("use a smaller"), "\(error)")
+        }
+    }
+
     func testKernelLevelIsTheBestSupportedCappedByTheEnvironment() {
         let supported = Int(rt_cpu_level_supported())
         let cap = ProcessInfo.processInfo.environment["RETORT_CPU_LEVEL"].flatMap(Int.init) ?? 4

@@ -300,9 +300,15 @@ final class CommandsCLITests: TinyRunTestCase {
                       && cutLine.contains(" are longer than --max-length 6 tokens and were cut there; a larger --max-length"), cutLine)
         let cutTraining = Int(cutLine.dropFirst("retort: ".count).prefix { $0 != " " }) ?? -1
         XCTAssertTrue((40...65).contains(cutTraining), "about three in five of 86 cut: \(cutLine)")
+        let trained = try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors"))
         let (again, againOutput) = try finetune(["--epochs", "1", "--out", out, "--resume"])
         XCTAssertEqual(again, 0, againOutput)
-        XCTAssertTrue(againOutput.contains("resuming at step 11 of 11"), againOutput)
+        XCTAssertTrue(againOutput.contains("resuming at step 11 of 11: that checkpoint is the end of the training, so nothing is left to train"),
+                      againOutput)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")), trained, "the finished run's model, as it was")
+        // Into a pipe, progress lines are whole lines: no carriage return rewrites them into one line of the log.
+        XCTAssertFalse(output.contains("\r"), output)
+        XCTAssertTrue(output.split(separator: "\n").contains { $0.hasPrefix("epoch 1/1  step 11/11  loss ") }, output)
 
         // A continuation with other settings would not be the run it claims to continue.
         let (changed, changedOutput) = try finetune(["--epochs", "1", "--out", out, "--resume", "--lr", "1e-3", "--seed", "7"])
@@ -699,11 +705,24 @@ final class CommandsCLITests: TinyRunTestCase {
             XCTAssertEqual(output.split(separator: "\n").count, 1, "\(arguments): \(output)")
             XCTAssertTrue(output.hasPrefix("Error: \(expected)"), "\(arguments): \(output)")
         }
-        for arguments in [["predict", "--model", teacher, "--max-length", "1", "hi"], ["finetune", "--model", teacher, "--train", data, "--epochs", "0", "--out", out],
-                          ["generate", "--model", nope, "--prompt", "hi", "--max-new-tokens", "0"]] {
+        for (arguments, message) in [
+            (["predict", "--model", teacher, "--max-length", "1", "hi"], "--max-length must be at least 3"),
+            (["finetune", "--model", teacher, "--train", data, "--epochs", "0", "--out", out], "--epochs"),
+            (["generate", "--model", nope, "--prompt", "hi", "--max-new-tokens", "0"], "--max-new-tokens"),
+            // Settings that would train something else than asked, or nothing.
+            (["finetune", "--model", teacher, "--train", data, "--dev", data, "--dev-split", "0.5", "--out", out],
+             "--dev-split holds out part of --train when there is no --dev; give one of them"),
+            (["distill", "--teacher", teacher, "--train", data, "--stages", "prediction,intermediate", "--out", out],
+             "--stages prediction,intermediate: the stages run in TinyBERT's order, each once"),
+            (["distill", "--teacher", teacher, "--train", data, "--method", "distilbert", "--alpha", "0", "--beta", "0", "--gamma", "0", "--out", out],
+             "--alpha, --beta and --gamma are all 0: the student would learn nothing"),
+            (["distill", "--teacher", teacher, "--train", data, "--layer-map", "garbage", "--out", out],
+             "--layer-map: 'garbage' is not student:teacher"),
+        ] {
             let (status, output) = try retort(arguments)
             XCTAssertEqual(status, 64, "\(arguments): \(output)")
             XCTAssertTrue(output.contains("Usage: retort \(arguments[0])"), "\(arguments): \(output)")
+            XCTAssertTrue(output.contains(message), "\(arguments): \(output)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }

@@ -78,6 +78,9 @@ final class DistillCLITests: TinyRunTestCase {
         // 2 layers × (query, value) × (A [2,32] + B [32,2]) + classifier [3,32] + 3 + fit_dense [64,32] + 64
         XCTAssertEqual(metrics?["trainable_parameters"] as? Int, 2 * 2 * 128 + 99 + 2112, output)
         XCTAssertTrue(output.contains("with a learned projection"), output)
+        // Its one stage by its name, and no map of layers (it aligns the last hidden states only).
+        XCTAssertEqual(metrics?["stages"] as? [String], ["distilbert"], output)
+        XCTAssertNil(metrics?["layer_map"], output)
     }
 
     func testAStudentWithAnotherVocabularyIsRefused() throws {

@@ -39,6 +39,21 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(booleans.map(\.text), ["a", "b", "true", "d"])
     }
 
+    /// Columns given the wrong way round (a file of `label,text` read with --text-column 0): every
+    /// "label" a sentence of its own. Refused, saying so, before the header check or the split could
+    /// list the sentences as labels; 20 labels over 200 records is a many-class set, and trains.
+    func testLabelsThatAreTextsAskWhetherTheColumnsAreSwapped() throws {
+        let swapped = try file("swapped.csv", (0..<40).map { "\($0 % 2 == 0 ? "-1" : "1"),\"review number \($0), quite long\"" }.joined(separator: "\n") + "\n")
+        XCTAssertThrowsError(try LabelledData.load(DataFiles(train: swapped, columns: ColumnSpec(text: .index(0), label: .index(1))), seed: 1)) {
+            XCTAssertEqual("\($0)", "\(swapped): 40 different labels in 40 records (such as 'review number 0, quite long'); a label is a class "
+                           + "that many records share: check --label-column; the text column holds only 2 different values ('-1', '1'): "
+                           + "are --text-column and --label-column swapped?")
+        }
+        let manyClasses = try file("intents.csv", (0..<200).map { "intent\($0 % 20),\"please do thing \($0)\"" }.joined(separator: "\n") + "\n")
+        XCTAssertEqual(try LabelledData.load(DataFiles(train: manyClasses, columns: ColumnSpec(text: .index(1), label: .index(0))),
+                                             seed: 1).names.count, 20)
+    }
+
     /// Only the text wanted: a .md or .log is one text per line (its first line too), but a file
     /// of another extension whose first line holds tabs is a table read by its header.
     func testOtherExtensionsAreLinesUnlessTabbed() throws {

@@ -51,4 +51,23 @@ final class TransferSetTests: XCTestCase {
         let path = try write([row("a fine film", logits: "[-10000,10000]")])
         XCTAssertEqual(try TransferSet(path: path, names: names).logits, [[-10000, 10000]])
     }
+
+    /// A teacher with labels -1 and 1: a row's label may be the number as well as the string (as a
+    /// data file's is read); a label it does not have, a row without logits (labelled data given as
+    /// --transfer) and a label of another type are refused, each saying what is wrong.
+    func testNumberLabelsAreReadAndOtherRowsSayWhatIsWrong() throws {
+        let numbered = ["-1", "1"]
+        let good = try write(["{\"text\":\"a\",\"label\":-1,\"logits\":[2,-1],\"teacher_label\":-1}",
+                              "{\"text\":\"b\",\"label\":\"1\",\"logits\":[-2,1]}"])
+        XCTAssertEqual(try TransferSet(path: good, names: numbered).labels, [0, 1])
+        for (line, message) in [("{\"text\":\"a\",\"label\":2,\"logits\":[2,-1]}", "\"label\" '2' is not one of them; the teacher's labels are -1, 1"),
+                                ("{\"text\":\"a\",\"label\":[1],\"logits\":[2,-1]}", "\"label\" is not a string or a number"),
+                                ("{\"text\":\"a\",\"logits\":[2,-1]}", "\"label\" is missing"),
+                                ("{\"text\":\"a\",\"label\":1}", "no \"logits\": a transfer set is retort augment's JSONL")] {
+            let path = try write([line])
+            XCTAssertThrowsError(try TransferSet(path: path, names: numbered), line) { error in
+                XCTAssertTrue("\(error)".hasPrefix("\(path): line 1: \(message)"), "\(line): \(error)")
+            }
+        }
+    }
 }
