@@ -12,7 +12,7 @@ public struct ComparisonReport {
         public var name, folder, method: String
         public var finalLoss: Double?
         public var metrics: ClassificationMetrics?
-        public var metricSource: String          // "test", "own dev split" (each run's best dev metrics, on its own split), or "–" (none)
+        public var metricSource: String          // "test", "own dev set" (each run's best dev metrics, on its own dev file or split), or "–" (none)
         public var parameters, trainable: Int    // trainable: 0 for a quantized folder (it trains no further)
         public var megabytes: Double
         public var speed: InferenceSpeed
@@ -49,7 +49,7 @@ public struct ComparisonReport {
             progress("measuring \(folder) (\(i + 1)/\(runs.count))")
             let classifier = try loadTextClassifier(folder: folder, maxLength: maxLength, backend: backend)
             let run = RunFolder(folder), info = run.readMetrics()
-            var metrics: ClassificationMetrics?, source = "own dev split"   // without --test: not one set of examples
+            var metrics: ClassificationMetrics?, source = "own dev set"   // without --test: each run's own dev file or split, not one set of examples
             if let testExamples, let test {
                 let encodings = classifier.encode(testExamples)
                 let cut = Truncation([("test", encodings)], maxLength: classifier.maxLength)   // as eval says it
@@ -61,6 +61,7 @@ public struct ComparisonReport {
                 metrics = info?.bestDev
                 if metrics == nil { source = "–" }   // (a quantized folder: it trained on no dev split)
             }
+            progress("timing \(modelName(folder: folder)): B=1 latency and B=32 throughput")
             let speed = try classifier.speed(length: 64, repeats: 20)
             let total = classifier.parameterCount
             // A folder `retort quantize` wrote: its method is its storage (int8), as it trained no further.

@@ -87,12 +87,16 @@ public enum Dataset {
                 guard let i = header.firstIndex(of: n) else {
                     // A .txt (or a file without a known extension) whose first line is one text, not a header.
                     let plainLines = header.count == 1 && !["csv", "tsv"].contains((path as NSString).pathExtension.lowercased())
-                    let hint = plainLines ? "; lines of plain text carry no labels: give a .csv, .tsv or .jsonl with text and label columns"
-                        : header.count == 1 && header[0].contains(";") ? "; fields separated by semicolons? a .csv's are commas, a .tsv's tabs"
+                    if plainLines {   // its first line is a text, not a header
+                        throw DataError(spec.label != nil
+                                        ? "\(path): lines of plain text carry no labels (no column '\(n)'): give a .csv, .tsv or .jsonl with text and label columns"
+                                        : "\(path): lines of plain text, one text each, have no column '\(n)': give a .csv, .tsv or .jsonl to pick columns")
+                    }
+                    let rest = (header.count == 1 && header[0].contains(";") ? "; fields separated by semicolons? a .csv's are commas, a .tsv's tabs"
                         : !header.contains(where: { $0.count <= 40 && !$0.contains(" ") }) || header.contains(where: { $0.count > 40 })
-                            ? "; no header? then give the columns by index (0 for the first)" : ""
+                            ? "; no header? then give the columns by index (0 for the first)" : "")
                     let shown = header.prefix(8).joined(separator: ", ")
-                    throw DataError("\(path): no column named '\(n)' (the header has: \(shown.count > 160 ? String(shown.prefix(160)) + "…" : shown))\(hint)")
+                    throw DataError("\(path): no column named '\(n)' (the header has: \(shown.count > 160 ? String(shown.prefix(160)) + "…" : shown))\(rest)")
                 }
                 return i
             }

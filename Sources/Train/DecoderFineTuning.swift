@@ -106,7 +106,7 @@ extension FineTuningRun {
         // A .csv, .tsv or .jsonl: its text column (its other columns, labels say, are not text to
         // learn); any other file (.txt, .raw, .md, …): one document per line.
         let documents = Dataset.isTable(path) ? try Dataset.load(path, columns: ColumnSpec(text: column)) : try Dataset.lines(path)
-        guard !documents.isEmpty else { throw DataError("\(path): no text (the file is empty)") }
+        guard !documents.isEmpty else { throw DataError("\(path): no text (the file is empty\(Dataset.isTable(path) ? "" : " or holds only blank lines"))") }
         for example in documents { stream += tokenizer.encodeAsInput(example.text) + [end] }
         return stride(from: 0, to: stream.count, by: length).compactMap { start in
             let ids = Array(stream[start..<min(start + length, stream.count)])

@@ -78,8 +78,9 @@ public struct MemoryPlan {
                                                headRows: headRows)
         if let lora = model.lora { activations += lora.modules.count * BT * lora.config.rank * f }
         let (C, I, V, R) = (c.hiddenSize, c.intermediateSize, c.vocabSize, min(headRows, BT))
-        if model.labels == 0 {
-            headNote = "LM head \(Self.format(2 * R * V * f)) in chunks of \(R) rows instead of \(Self.format(BT * V * f)) of logits"
+        if model.labels == 0 {   // logits and their gradient, [R, V] each, against the whole batch's
+            headNote = R < BT ? "LM head \(Self.format(2 * R * V * f)) of logits and gradients in chunks of \(R) rows instead of \(Self.format(2 * BT * V * f))"
+                : "LM head \(Self.format(2 * R * V * f)) of logits and gradients (all \(BT) rows in one chunk)"
         }
         workspace = model.backend.workspaceBytes(matmuls: [
             Gemm(m: BT, n: c.queryChannels, k: C, transB: true), Gemm(m: BT, n: I, k: C, transB: true), Gemm(m: BT, n: C, k: I, transB: true),

@@ -53,14 +53,19 @@ public struct ClassificationMetrics: Sendable, Codable {
         for (p, y) in zip(predictions, labels) { confusion[y][p] += 1 }
         let correct = (0..<classes).reduce(0) { $0 + confusion[$1][$1] }
         accuracy = n > 0 ? Double(correct) / Double(n) : 0
-        var f1Sum = 0.0
+        // Over the classes that occur among the labels or the predictions, as sklearn's default
+        // (labels=None): a class absent from both (a test set of one class, all predicted right)
+        // would count as an F1 of 0 and halve a perfect score.
+        var f1Sum = 0.0, present = 0
         for k in 0..<classes {
             let tp = Double(confusion[k][k])
             let predicted = Double((0..<classes).reduce(0) { $0 + confusion[$1][k] })
             let actual = Double(confusion[k].reduce(0, +))
-            f1Sum += predicted + actual > 0 ? 2 * tp / (predicted + actual) : 0
+            guard predicted + actual > 0 else { continue }
+            f1Sum += 2 * tp / (predicted + actual)
+            present += 1
         }
-        macroF1 = classes > 0 ? f1Sum / Double(classes) : 0
+        macroF1 = present > 0 ? f1Sum / Double(present) : 0
         let t = (0..<classes).map { k in Double(confusion[k].reduce(0, +)) }                 // true counts
         let p = (0..<classes).map { k in Double((0..<classes).reduce(0) { $0 + confusion[$1][k] }) }   // predicted counts
         let c = Double(correct), s = Double(n)

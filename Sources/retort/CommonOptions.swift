@@ -298,10 +298,10 @@ func checkNewFile(_ path: String, flag: String, overwrite: Bool) throws {
 
 /// An output folder is none of the folders or files the command reads (with --overwrite, a
 /// new run would remove the model it starts from).
-func checkNotAnInput(_ out: String, flag: String, inputs: [(flag: String, path: String)]) throws {
+func checkNotAnInput(_ out: String, flag: String, inputs: [(flag: String, path: String)], noun: String = "folder") throws {
     let resolved = { (path: String) in URL(fileURLWithPath: expand(path)).standardizedFileURL.resolvingSymlinksInPath().path }
     if let input = inputs.first(where: { resolved($0.path) == resolved(out) }) {
-        throw UserError(description: "\(flag) \(out) is the \(input.flag) this command reads; choose another folder")
+        throw UserError(description: "\(flag) \(out) is the \(input.flag) this command reads; choose another \(noun)")
     }
 }
 
@@ -377,6 +377,10 @@ func classifierToNewFolder(model: String, out: String, command: String) throws -
     // A decoder folder (classifier or language model) is named as such first.
     guard !(FileManager.default.fileExists(atPath: configPath) && FineTuningRun.isDecoder(source)) else {
         throw UserError(description: "--model \(model) is a decoder; retort \(command) takes BERT-family classifiers (BERT, MPNet) for now")
+    }
+    // (A classifier fine-tuned from it would be a decoder too: no hint that leads there.)
+    guard !source.lowercased().hasSuffix(".gguf") else {
+        throw UserError(description: "--model \(model): a GGUF language model, not a classifier; retort \(command) takes BERT-family classifiers (BERT, MPNet) for now")
     }
     try checkModelArgument(model, flag: "--model", checkClassifierFolder)
     guard !RecurrentConfig.describes(configPath) else {

@@ -29,7 +29,7 @@ struct FinetuneCommand: ParsableCommand {
             document per line of a .txt (or a .csv's, .tsv's or .jsonl's --text-column), joined with the end token and cut into \
             --max-length blocks, the loss on every token; the best model has the lowest dev loss.
 
-            Writes OUT/{config.json, model.safetensors, vocab.txt, …} (the best dev epoch), \
+            Writes OUT/{config.json, model.safetensors, the tokenizer's files} (the best dev epoch), \
             OUT/log.jsonl, OUT/metrics.json, OUT/adapter/ (PEFT's files, with --lora-rank) and \
             OUT/checkpoints/. A checkpoint is saved at every evaluation, every --save-minutes \
             (5) of training, every --save-every steps and on Ctrl-C; the newest \
@@ -85,6 +85,12 @@ struct FinetuneCommand: ParsableCommand {
         }
         if task == .causalLM && columns.labelColumn != nil {
             throw ValidationError("--label-column is a classifier's; --task causal-lm reads only the text")
+        }
+        if task == .causalLM && columns.text.textPairColumn != nil {
+            throw ValidationError("--text-pair-column is a classifier's (a pair of texts); --task causal-lm reads one text column")
+        }
+        if task == .causalLM, let column = columns.text.textColumn, !Dataset.isTable(train) {
+            throw ValidationError("--text-column \(column) picks a column of a .csv, .tsv or .jsonl; \(train) is read as one document per line")
         }
         if task == .causalLM && !FineTuningRun.isDecoder(expand(model)) {
             throw UserError(description: "--task causal-lm needs a decoder (GPT-2, Llama family); \(model) is an encoder")

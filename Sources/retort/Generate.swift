@@ -30,7 +30,7 @@ struct GenerateCommand: ParsableCommand {
     @Argument(help: "The prompt (or --prompt TEXT, or --input FILE; one that starts with '-' goes after --).") var text: String?
     @Option(name: .long, help: "The prompt (or use --input).") var prompt: String?
     @Option(name: .long, help: "Prompts: .jsonl with a \"prompt\" field, .csv/.tsv with a \"prompt\" column, or one prompt per line. Output is JSONL.") var input: String?
-    @Option(name: .long, help: "With --input: the prompts' column of a .csv or .tsv (by its header's name) or key of a .jsonl (default: prompt).") var promptColumn: String?
+    @Option(name: .long, help: "With --input: the prompts' column of a .csv or .tsv (its header's name, or its 0-based index for a file without a header) or key of a .jsonl (default: prompt).") var promptColumn: String?
     @Option(name: .long, help: "With --input: write the JSONL here (default: standard output).") var output: String?
     @Flag(name: .long, help: "Replace an existing --output file (without it, one is refused).") var overwrite = false
     @Flag(name: .long, help: "Wrap each prompt in the model's chat template as a user message.") var chat = false
@@ -63,9 +63,12 @@ struct GenerateCommand: ParsableCommand {
         try checkCounts([("--max-new-tokens", maxNewTokens), ("--batch-size", batchSize)])
         if stop.contains("") { throw ValidationError("--stop needs a non-empty string") }
         if system != nil && !chat { throw ValidationError("--system goes with --chat (the chat template places it)") }
-        if !chat, let prompt = prompt ?? text, prompt.isEmpty { throw ValidationError("the prompt is empty: give some text") }
+        if !chat, let prompt = prompt ?? text, prompt.allSatisfy(\.isWhitespace) { throw ValidationError("the prompt is empty: give some text") }
         if output != nil && input == nil { throw ValidationError("--output goes with --input") }
         if promptColumn != nil && input == nil { throw ValidationError("--prompt-column goes with --input") }
+        if let promptColumn, let input, !Dataset.isTable(input) {
+            throw ValidationError("--prompt-column \(promptColumn) picks a column of a .csv, .tsv or .jsonl; \(input) is read as one prompt per line")
+        }
         if batchSizeFlag != nil && input == nil { throw ValidationError("--batch-size goes with --input (one --prompt runs alone)") }
         if overwrite && output == nil { throw ValidationError("--overwrite goes with --output") }
         try checkModelArgument(model, flag: "--model") { try checkModelFolder($0, gguf: true) }
@@ -80,7 +83,10 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func generate() throws {
-        if let output { try checkNewFile(output, flag: "--output", overwrite: overwrite) }
+        if let output {
+            try checkNewFile(output, flag: "--output", overwrite: overwrite)
+            if let input { try checkNotAnInput(output, flag: "--output", inputs: [("--input", input)], noun: "file") }
+        }
         let prompts = try input.map { try readPrompts(expand($0)) }   // before the model loads: a bad file costs nothing
         if !chat, let input, let empty = prompts?.first(where: { $0.text.isEmpty }) {   // (a chat template has text of its own)
             throw UserError(description: "\(input): line \(empty.line): the prompt is empty: give some text, or remove the record")
@@ -200,13 +206,13 @@ struct GenerateCommand: ParsableCommand {
         let text = lines.joined(separator: "\n") + "\n"
         if let output { try writeAtomically(Data(text.utf8), to: expand(output)) } else { FileHandle.standardOutput.write(Data(text.utf8)) }
         let seconds = Date().timeIntervalSince(started)
-        printError(String(format: "retort: %@, %@ in %.1f s (%.1f tokens/s)", counted(prompts.count, "prompt"), counted(generated, "new token"),
-                          seconds, Double(generated) / max(seconds, 1e-9)))
+        let speed = String(format: "%@ in %.1f s (%.1f tokens/s)", counted(generated, "new token"), seconds, Double(generated) / max(seconds, 1e-9))
         if results.contains(where: { $0.finish == "interrupted" }) {
-            printError("retort: interrupted: \(done) of \(prompts.count) prompts finished; the others are written with "
+            printError("retort: interrupted: \(done) of \(prompts.count) prompts finished, \(speed); the others are written with "
                        + "\"finish\": \"interrupted\" and what they had generated")
             throw ExitCode(Interrupt.exitStatus)
         }
+        printError("retort: \(counted(prompts.count, "prompt")), \(speed)")
     }
 
     /// The earliest stop string in `bytes` that starts at `start` or later: its start and which.
@@ -222,9 +228,9 @@ struct GenerateCommand: ParsableCommand {
     }
 
     /// A file's prompts: a .jsonl's "prompt" fields, a .csv's or .tsv's "prompt" column (or
-    /// --prompt-column), any other file's non-blank lines.
+    /// --prompt-column, a name or a 0-based index), any other file's non-blank lines.
     func readPrompts(_ path: String) throws -> [Example] {
-        try Dataset.load(path, columns: ColumnSpec(text: .name(Dataset.isTable(path) ? promptColumn ?? "prompt" : "text")))
+        try Dataset.load(path, columns: ColumnSpec(text: Dataset.isTable(path) ? Column(promptColumn ?? "prompt") : .name("text")))
     }
 }
 

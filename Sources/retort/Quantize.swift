@@ -34,7 +34,7 @@ struct QuantizeCommand: ParsableCommand {
             """)
 
     @Option(name: .long, help: "Fine-tuned or distilled classifier folder (BERT family), or a decoder (folder or .gguf).") var model: String
-    @Option(name: .long, help: "Output folder (must not exist yet).") var out: String
+    @Option(name: .long, help: "Output folder: a new one, or an empty one.") var out: String
     @OptionGroup var cpu: CPUThreadsOption
 
     func run() throws {

@@ -27,7 +27,7 @@ struct ServeCommand: ParsableCommand {
             says otherwise (0.0.0.0: every interface).
             """)
 
-    @Option(name: .long, help: "Classifier folder (fine-tuned, distilled or quantized; BERT family or a decoder fine-tuned as a classifier).")
+    @Option(name: .long, help: "Classifier folder (fine-tuned, distilled or quantized; BERT family, a decoder fine-tuned as a classifier, or a recurrent student).")
     var model: String
     @Option(name: .long, help: "Address to listen on.") var host = "127.0.0.1"
     @Option(name: .long, help: "Port (0: any free port, printed at start).") var port = 8080

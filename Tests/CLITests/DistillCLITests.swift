@@ -53,7 +53,7 @@ final class DistillCLITests: TinyRunTestCase {
         let (status2, output2) = try retort(["compare", teacher, out, "--out", report, "--threads", "1"])
         XCTAssertEqual(status2, 0, output2)
         XCTAssertTrue(FileManager.default.fileExists(atPath: report + "/report.md"), output2)
-        XCTAssertTrue(output2.contains("| odd | tinybert |") && output2.contains("| own dev split |"), output2)
+        XCTAssertTrue(output2.contains("| odd | tinybert |") && output2.contains("| own dev set |"), output2)
         XCTAssertFalse(output2.contains("replacing"), output2)
         // Again into the same folder, the student given as "." from its own folder (named by its name), a '|' in a
         // name escaped in Markdown: the report is replaced, and that is said.

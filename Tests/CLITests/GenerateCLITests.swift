@@ -136,6 +136,18 @@ final class GenerateCLITests: XCTestCase {
         XCTAssertEqual(table, 0, tableOutput)
         XCTAssertTrue(tableOutput.contains("\"completion\":\" Paris") && tableOutput.contains("\"line\":2")
                       && tableOutput.contains("\"prompt\":\"The capital of France is\""), tableOutput)
+        // A .tsv without a header (CoLA's, SST-2's): the column by its 0-based index.
+        let tsv = input.deletingPathExtension().appendingPathExtension("tsv")
+        try "gj04\t1\tThe capital of France is\n".write(to: tsv, atomically: true, encoding: .utf8)
+        let (indexed, indexedOutput) = try retort(["generate", "--model", model, "--input", tsv.path, "--prompt-column", "2",
+                                                   "--max-new-tokens", "2", "--device", "cpu"])
+        XCTAssertEqual(indexed, 0, indexedOutput)
+        XCTAssertTrue(indexedOutput.contains("\"completion\":\" Paris") && indexedOutput.contains("\"line\":1"), indexedOutput)
+        // Its own output over its input is refused (the prompts would be lost).
+        let (over, overOutput) = try retort(["generate", "--model", model, "--input", tsv.path, "--output", tsv.path, "--overwrite",
+                                             "--max-new-tokens", "2", "--device", "cpu"])
+        XCTAssertNotEqual(over, 0, overOutput)
+        XCTAssertTrue(overOutput.contains("--output \(tsv.path) is the --input this command reads"), overOutput)
     }
 
     /// Ctrl-C or SIGTERM (sent here: kill, timeout, a scheduler) ends a batch where it is: every
@@ -238,6 +250,8 @@ final class GenerateCLITests: XCTestCase {
             (["--model", model, "--prompt", "x", "--temperature", "inf"], "--temperature must be 0 (greedy) or a positive number"),
             (["--model", model, "--input", "/nonexistent/prompts.txt"], "/nonexistent/prompts.txt: no such file"),
             (["--model", model, "--prompt", "x", "--prompt-column", "q"], "--prompt-column goes with --input"),
+            (["--model", model, "--input", "prompts.txt", "--prompt-column", "q"], "--prompt-column q picks a column of a .csv, .tsv or .jsonl"),
+            (["--model", model, "   "], "the prompt is empty: give some text"),
             (["--model", golden.appendingPathComponent("tiny-llama").path, "--prompt", "x"], "no tokenizer.json, nor vocab.json and merges.txt"),
         ] {
             let (status, output) = try retort(["generate"] + arguments + ["--device", "cpu"])

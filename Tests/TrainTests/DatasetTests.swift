@@ -141,6 +141,12 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual([perfect.accuracy, perfect.macroF1, perfect.mcc], [1, 1, 1])
         let constant = ClassificationMetrics(predictions: [1, 1, 1], labels: [1, 0, 1], classes: 2, loss: 0)
         XCTAssertEqual(constant.mcc, 0)   // undefined → 0, as scikit-learn
+        // Macro-F1 over the classes among labels and predictions, as f1_score(average="macro"): a
+        // test set of one class, all right, is 1 (not 1/2); a class predicted but never true counts 0.
+        let oneClass = ClassificationMetrics(predictions: [1, 1], labels: [1, 1], classes: 3, loss: 0)
+        XCTAssertEqual(oneClass.macroF1, 1)
+        let stray = ClassificationMetrics(predictions: [1, 2], labels: [1, 1], classes: 3, loss: 0)
+        XCTAssertEqual(stray.macroF1, (2.0 / 3 + 0) / 2, accuracy: 1e-12)   // sklearn: f1_score([1,1],[1,2],average="macro")
     }
 
     func testTheSharedDatasetsLoadWithTheirFlags() throws {
