@@ -39,6 +39,20 @@ public struct ComparisonReport {
         let testExamples = try test.map { path in
             try Dataset.loadWithText(path, columns: labelled) { note in if let skipped { skipped(note) } else { progress(note) } }
         }
+        // Without a test set each row's metrics are its own run's: say so where the models label different
+        // classes (another task), and where one folder is given twice.
+        if test == nil {
+            let labels = runs.map { folder in (folder, (try? storedLabelNames(folder)) ?? []) }
+            if Set(labels.map(\.1)).count > 1 {
+                progress("note: these models label different classes ("
+                         + labels.map { "\(modelName(folder: $0.0)): \($0.1.joined(separator: ", "))" }.joined(separator: "; ")
+                         + "): their metrics are on different tasks; only the size and speed columns compare them")
+            }
+        }
+        let standardized = runs.map { URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath().path }
+        if let twice = standardized.enumerated().first(where: { standardized[..<$0.offset].contains($0.element) }) {
+            progress("note: \(runs[twice.offset]) is given twice: its rows show the same model (the speed-up between them is this machine's noise)")
+        }
         // Every folder's labels against the test data's before the first is measured (which takes a while).
         if let testExamples, let test {
             for folder in runs {

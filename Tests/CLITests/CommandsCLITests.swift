@@ -258,6 +258,11 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertEqual(compared, 0, compareOutput)
         XCTAssertTrue(compareOutput.contains(skipped), compareOutput)
         XCTAssertFalse(compareOutput.contains("longer than"), compareOutput)
+        XCTAssertTrue(compareOutput.contains("retort: timing tiny-bert: B=1 latency and B=32 throughput"), compareOutput)
+        // One folder twice (another path to it) is measured twice, and said.
+        let (twice, twiceOutput) = try retort(["compare", teacher, teacher + "/", "--threads", "1", "--out", work.appendingPathComponent("report-twice").path])
+        XCTAssertEqual(twice, 0, twiceOutput)
+        XCTAssertTrue(twiceOutput.contains("retort: note: \(teacher)/ is given twice"), twiceOutput)
         // Test texts cut to --max-length are counted per model, as eval counts them.
         let (short, shortOutput) = try retort(["compare", teacher, "--test", holes, "--max-length", "6", "--threads", "1",
                                                "--out", work.appendingPathComponent("report-short").path])
