@@ -11,6 +11,7 @@ public extension Setting {
     static let recompute = Setting("recompute")
     static let studentLayers = Setting("student layers")
     static let hiddenSize = Setting("recurrent hidden size")
+    static let embeddingSize = Setting("recurrent embedding size")
     static let studentInit = Setting("student initialisation")
     static let layerMap = Setting("layer map")
     static let resume = Setting("resume")

@@ -208,7 +208,7 @@ extension Precision: ExpressibleByArgument {}
 let settingFlags: [Setting: String] = [
     .device: "--device", .precision: "--precision", .batchSize: "--batch-size", .maxLength: "--max-length",
     .learningRate: "--lr", .maxGradNorm: "--max-grad-norm", .epochs: "--epochs", .recompute: "--recompute",
-    .loraRank: "--lora-rank", .studentLayers: "--student-layers", .hiddenSize: "--hidden", .studentInit: "--student-init", .layerMap: "--layer-map",
+    .loraRank: "--lora-rank", .studentLayers: "--student-layers", .hiddenSize: "--hidden", .embeddingSize: "--embedding-size", .studentInit: "--student-init", .layerMap: "--layer-map",
     .resume: "--resume", .output: "--out", .weightDecay: "--weight-decay", .warmup: "--warmup", .seed: "--seed", .bucket: "--bucket",
     .accumulation: "--grad-accum", .overwrite: "--overwrite", .metric: "--metric", .maxSteps: "--max-steps",
 ]
