@@ -78,6 +78,7 @@ extension FineTuningRun {
         }
         var options = t.resolvedOptions
         if lm { options.metric = "loss" }
+        options.dataRows = max(train.count, dev.count)
         try check(MemoryPlan(decoder: model, shape: MemoryPlan.Shape(batch: options.rankBatchSize, length: t.maxLength, recomputeGelu: true)))
         let task = try DecoderTask(model: model, maxBatch: options.rankBatchSize, maxLength: t.maxLength)
         let trainer = try Trainer(task: task, train: train, trainLabels: trainLabels, dev: dev, devLabels: devLabels, options: options)

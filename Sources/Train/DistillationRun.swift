@@ -62,7 +62,8 @@ public final class DistillationRun: TrainingRecipe {
     /// test data, writes metrics.json and returns it.
     @discardableResult
     public func run() throws -> RunMetrics {
-        let c = configuration, t = c.training, folder = RunFolder(c.output), stages = c.runStages, epochs = try c.stageEpochs()
+        let c = configuration, folder = RunFolder(c.output), stages = c.runStages, epochs = try c.stageEpochs()
+        var t = c.training
         let seed = t.options.seed
         let teacher = try Classifier.load(folder: c.teacher, maxLength: t.maxLength, backend: backend, seed: seed, inference: true)
         if let method = teacher.model.config.quantization {
@@ -70,6 +71,7 @@ public final class DistillationRun: TrainingRecipe {
         }
         let data = try LabelledData.load(c.data, seed: seed, names: teacher.labelNames)
         try LabelledData.checkTest(c.data, names: teacher.labelNames)
+        t.options.dataRows = max(data.train.count, data.dev.count)
         let student = try Distillation.makeStudent(teacher: teacher, teacherFolder: c.teacher, initFrom: c.studentInit, layers: c.studentLayers,
                                                    backend: backend, seed: seed)
         let (Ns, Nt) = (student.model.config.layers, teacher.model.config.layers)

@@ -39,8 +39,10 @@ public final class FineTuningRun: TrainingRecipe {
     @discardableResult
     public func run() throws -> RunMetrics {
         if Self.isDecoder(configuration.model) { return try runDecoder() }
-        let c = configuration, t = c.training, folder = RunFolder(c.output), seed = t.options.seed
+        let c = configuration, folder = RunFolder(c.output), seed = c.training.options.seed
         let data = try LabelledData.load(c.data, seed: seed)
+        var t = c.training
+        t.options.dataRows = max(data.train.count, data.dev.count)
         let classifier = try Classifier.load(folder: c.model, labels: data.names, maxLength: t.maxLength, backend: backend, seed: seed)
         progress(.note(data.summary))
         for note in data.skipped { progress(.note(note)) }

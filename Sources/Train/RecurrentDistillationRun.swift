@@ -76,6 +76,7 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         config.tokenizer = source.kind
         config.emptyTokenId = Int(source.empty)
         var options = t.options
+        options.dataRows = max(data.train.count, data.dev.count)
         options.learningRate = t.learningRate ?? 1e-3
         // Before the student is made: a size that would not fit is refused, not allocated.
         try check(MemoryPlan(recurrent: config, labels: teacher.labelNames.count, backend: backend,

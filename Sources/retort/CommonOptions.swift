@@ -279,7 +279,9 @@ var isOtherRank: Bool { ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RAN
 /// offered when it has a checkpoint. Then checked to be writable. `also`: another way out to name.
 func checkRunFolder(_ folder: String, flag: String, overwrite: Bool, also: String? = nil) throws {
     if !overwrite, !isOtherRank, case let run = RunFolder(expand(folder)), let file = run.runFile {
-        throw UserError(description: "\(flag) \(folder) already holds a run (\(file)); " + (run.hasCheckpoint ? "add --resume to continue it, " : "")
+        // Only a log: a run that stopped (killed, out of memory) before it saved a checkpoint or a model.
+        let what = file == "log.jsonl" && !run.hasCheckpoint ? "the log of a run that stopped before it saved anything (log.jsonl)" : "a run (\(file))"
+        throw UserError(description: "\(flag) \(folder) already holds \(what); " + (run.hasCheckpoint ? "add --resume to continue it, " : "")
                         + "add --overwrite to start afresh there, or choose a new folder" + (also.map { " (\($0))" } ?? ""))
     }
     try checkWritable(folder, flag: flag, isFolder: true)

@@ -413,7 +413,8 @@ final class CommandsCLITests: TinyRunTestCase {
         // Its log is a run's, with nothing to resume from: the rerun is told of --overwrite alone.
         let (again, againOutput) = try finetune(["--max-steps", "1", "--out", out])
         XCTAssertNotEqual(again, 0, againOutput)
-        XCTAssertTrue(againOutput.contains("Error: --out \(out) already holds a run (log.jsonl); add --overwrite to start afresh there, or choose a new folder"),
+        XCTAssertTrue(againOutput.contains("Error: --out \(out) already holds the log of a run that stopped before it saved anything (log.jsonl); "
+                                           + "add --overwrite to start afresh there, or choose a new folder"),
                       againOutput)
     }
 
@@ -730,6 +731,21 @@ final class CommandsCLITests: TinyRunTestCase {
             XCTAssertTrue(output.contains(message), "\(arguments): \(output)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
+    /// A batch larger than the data is planned and allocated for the data's examples: 96 texts
+    /// (86 to train on, 10 held out) at --batch-size 1000000 train (the plan of a million rows was
+    /// refused), planned as at --batch-size 96.
+    func testABatchLargerThanTheDataIsPlannedForTheData() throws {
+        func plan(_ batch: String, _ name: String) throws -> String {
+            let (status, output) = try retort(["finetune", "--model", teacher, "--train", data, "--max-length", "16", "--batch-size", batch,
+                                               "--max-steps", "1", "--threads", "1", "--out", work.appendingPathComponent(name).path])
+            XCTAssertEqual(status, 0, output)
+            let line = try XCTUnwrap(output.split(separator: "\n").first { $0.hasPrefix("retort: memory plan on cpu: ") }, output)
+            return String(line.prefix { $0 != "(" })   // the sizes, not what is available
+        }
+        XCTAssertEqual(try plan("1000000", "huge"), try plan("96", "exact"))
+        XCTAssertNotEqual(try plan("8", "small"), try plan("96", "exact-again"), "a batch within the data sizes the plan")
     }
 
     func testAMaxLengthBeyondTheModelIsOneLineNamingTheFlag() throws {
