@@ -64,22 +64,40 @@ public final class CPUBackend: Backend {
     public func resetPeakMemory() { counter.resetPeak() }
 
     /// What this process can still allocate: MemAvailable from /proc/meminfo (Linux), else the
-    /// physical memory — less where a container's memory limit (cgroup v2 memory.max, v1
-    /// memory.limit_in_bytes, less what the group uses: the kernel kills a process past it, with no
-    /// message) or `ulimit -v` (its limit less the process's VmSize: an allocation past it fails)
-    /// leaves less.
+    /// physical memory — less where a memory cgroup's limit (a container's, systemd's MemoryMax,
+    /// Slurm's; v2 memory.max or v1 memory.limit_in_bytes, on this process's group and the groups
+    /// above it) leaves less: the limit less what the group uses that the kernel cannot reclaim
+    /// (its usage less its inactive file cache, as `docker stats` counts; past the limit the kernel
+    /// kills a process with no message), or where `ulimit -v` does (its limit less the process's
+    /// VmSize: an allocation past it fails).
     static func availableMemory() -> Int {
+        func text(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
         func number(_ path: String, line prefix: String? = nil) -> Int? {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+            guard let text = text(path) else { return nil }
             guard let prefix else { return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) }
             guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) else { return nil }
             return Int(line.dropFirst(prefix.count).split(whereSeparator: \.isWhitespace).first ?? "")   // "VmSize:\t 3892 kB"
         }
         var available = number("/proc/meminfo", line: "MemAvailable:").map { $0 * 1024 } ?? Int(ProcessInfo.processInfo.physicalMemory)
-        for (limit, usage) in [("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                               ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")] {
-            // "max" (v2) or a page-rounded 2⁶³ (v1): no limit.
-            if let limit = number(limit), limit < 1 << 60, let used = number(usage) { available = min(available, max(0, limit - used)) }
+        // The groups: this process's (from /proc/self/cgroup: "0::/path" for v2, "N:memory:/path" for v1)
+        // and each above it, under the mount; in a container's own namespace that is the mount's root.
+        let lines = text("/proc/self/cgroup")?.split(separator: "\n").map { $0.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init) } ?? []
+        for (mount, version) in [("/sys/fs/cgroup", 2), ("/sys/fs/cgroup/memory", 1)] {
+            let own = lines.first { $0.count == 3 && (version == 2 ? $0[0] == "0" && $0[1].isEmpty : $0[1].split(separator: ",").contains("memory")) }?[2] ?? "/"
+            var path = own, folders: [String] = []
+            while true {
+                folders.append(mount + (path == "/" ? "" : path))
+                if path == "/" || path.isEmpty { break }
+                path = (path as NSString).deletingLastPathComponent
+            }
+            let (limitFile, usageFile, cacheKey) = version == 2 ? ("memory.max", "memory.current", "inactive_file ")
+                                                                 : ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file ")
+            for folder in Set(folders) {
+                // "max" (v2) or a page-rounded 2⁶³ (v1): no limit.
+                guard let limit = number(folder + "/" + limitFile), limit < 1 << 60, let usage = number(folder + "/" + usageFile) else { continue }
+                let cache = number(folder + "/memory.stat", line: cacheKey) ?? 0
+                available = min(available, max(0, limit - max(0, usage - cache)))
+            }
         }
         var rlimit = rlimit()   // RLIM_INFINITY is all ones: past 2⁶², no limit
         #if canImport(Glibc)

@@ -356,7 +356,9 @@ public struct InferenceSpeed: Sendable {
                 let start = DispatchTime.now().uptimeNanoseconds
                 forward()
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                if warm < 3 && !(warm >= 1 && seconds > 0.5) { warm += 1; continue }
+                if warm < 3 {   // a slow run after the first ends the warm-up (and is timed)
+                    if warm >= 1 && seconds > 0.5 { warm = 3 } else { warm += 1; continue }
+                }
                 times.append(seconds)
                 if times.count >= 3 && times.reduce(0, +) >= 5 { break }
             }

@@ -174,13 +174,17 @@ public enum Dataset {
     /// of one word) — it would become a class of its own; two labels that differ only in case.
     /// Labels that are texts: 20 or more, most records with one of its own (columns swapped).
     /// (`headerCheck` false: a dev file, whose header's label is refused as no label of the model.)
-    static func checkLabels(_ examples: [Example], path: String, columns: ColumnSpec, headerCheck: Bool = true) throws {
+    static func checkLabels(_ examples: [Example], path: String, columns: ColumnSpec, headerCheck: Bool = true, namesGiven: Bool = false) throws {
         if let empty = examples.first(where: { $0.label?.isEmpty == true }) {
             throw DataError("\(path): line \(empty.line) has an empty label; fill it in or remove the record")
         }
-        // Labels that are texts (the columns swapped, or the wrong one named): most records a class of their own.
+        // Labels that are texts (the columns swapped, or the wrong one named): most records a class of
+        // their own, and most of those with a space or long (a few examples of many intents, "book_flight",
+        // or of a model's own labels, train; so do numbers, as classes).
         let distinct = Set(examples.compactMap(\.label))
-        if headerCheck, distinct.count >= 20, distinct.count * 2 > examples.count, let sample = examples.first?.label {
+        let texts = distinct.filter { $0.contains(" ") || $0.count > 30 }.count
+        if headerCheck, !namesGiven, distinct.count >= 20, distinct.count * 2 > examples.count, texts * 2 > distinct.count,
+           let sample = examples.first?.label {
             let texts = Set(examples.map(\.text)).sorted()
             let swapped = texts.count > 10 ? ""
                 : "; the text column holds only \(texts.count) different value\(texts.count == 1 ? "" : "s") (\(texts.prefix(5).map { "'\($0)'" }.joined(separator: ", "))): "

@@ -76,6 +76,7 @@ public struct LayerMap: Equatable, Sendable, CustomStringConvertible {
             guard parts.count == 2, let s = parts[0], let t = parts[1] else {
                 throw InvalidSetting("\(Setting.layerMap): '\(item)' is not student:teacher (0-based layer numbers, e.g. 0:1,1:3,2:5)")
             }
+            guard s >= 0, t >= 0 else { throw InvalidSetting("\(Setting.layerMap): '\(item)': layers are numbered from 0 (e.g. 0:1,1:3,2:5)") }
             guard (0..<student).contains(s) else { throw InvalidSetting("\(Setting.layerMap): student layer \(s) is out of range (the student has layers 0…\(student - 1))") }
             guard (0..<teacher).contains(t) else { throw InvalidSetting("\(Setting.layerMap): teacher layer \(t) is out of range (the teacher has layers 0…\(teacher - 1))") }
             guard !pairs.contains(where: { $0.0 == s }) else { throw InvalidSetting("\(Setting.layerMap): student layer \(s) is mapped twice") }

@@ -117,7 +117,7 @@ public final class DistillationRun: TrainingRecipe {
                                       dev: last ? devEncodings : [], devLabels: last ? data.devLabels : [], options: options,
                                       objective: try context.objective(loss), recomputeGelu: t.recomputeGelu)
             let checkpoint = resumePoint.flatMap { $0.stageIndex == index ? $0.path : nil }
-            best = try runner.run(trainer, stage: name, stageIndex: index, epochs: options.epochs, from: checkpoint) {
+            best = try runner.run(trainer, stage: name, stageIndex: index, lastStage: last, epochs: options.epochs, from: checkpoint) {
                 if last { try student.save(folder: c.output, tokenizerSource: c.teacher, adapter: false) }
             }
             lastLoss = trainer.lastLoss ?? lastLoss

@@ -32,7 +32,7 @@ public struct LabelledData: Sendable {
         // A record without text teaches nothing and scores nothing: skipped, and said so.
         var skipped: [String] = []
         var trainExamples = try Dataset.loadWithText(files.train, columns: spec) { skipped.append($0) }
-        try Dataset.checkLabels(trainExamples, path: files.train, columns: spec)
+        try Dataset.checkLabels(trainExamples, path: files.train, columns: spec, namesGiven: given != nil)
         let devExamples: [Example]
         if let dev = files.dev {
             devExamples = try Dataset.loadWithText(dev, columns: spec) { skipped.append($0) }

@@ -158,8 +158,10 @@ public struct MemoryPlan {
         case .recurrent(let config, _, _):   // neither gelu nor adapters: its widths
             (encoder, adapters) = (false, true)
             knobs.append("a smaller \(Setting.hiddenSize) (now \(config.hiddenSize))")
-            // The embedding table (vocabulary × width, with its gradient and AdamW's two moments) when it outweighs the rest.
-            if config.vocabSize * config.embeddingSize * 4 * MemoryLayout<Float>.size > total / 2 {
+            // What the embedding width sizes — the table (vocabulary × width) and the first layer's W_ih
+            // (gates·H × width a direction), each with its gradient and AdamW's two moments — when it outweighs the rest.
+            let widthFloats = config.embeddingSize * (config.vocabSize + config.cell.gates * config.hiddenSize * (config.bidirectional ? 2 : 1))
+            if widthFloats * 4 * MemoryLayout<Float>.size > total / 2 {
                 knobs.insert("a smaller \(Setting.embeddingSize) (now \(config.embeddingSize))", at: 0)
             }
             if config.layers > 1 { knobs.append("fewer \(Setting.studentLayers) (now \(config.layers))") }

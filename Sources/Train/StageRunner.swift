@@ -14,7 +14,8 @@ public enum RunEvent {
     /// Texts longer than the maximum length, whose ends the run does not see.
     case truncated(Truncation)
     case stageStarted(stage: String?, epochs: Int, steps: Int, learningRate: Double)
-    case resumed(stage: String?, step: Int, totalSteps: Int)
+    /// `finished`: the checkpoint is the end of the run's last stage (nothing is left to train).
+    case resumed(stage: String?, step: Int, totalSteps: Int, finished: Bool)
     case step(StepProgress)
     case evaluated(EvalLog, improved: Bool)
     case checkpointSaved(String)
@@ -94,13 +95,13 @@ final class StageRunner {
     /// Runs `trainer` as stage `stageIndex` (named `stage`) of the run, from `checkpoint` when
     /// resuming. `saveBest` saves the model when dev metrics improve (or at each epoch's end
     /// without a dev set). Returns the best dev metrics.
-    func run(_ trainer: Trainer, stage: String?, stageIndex: Int, epochs: Int, from checkpoint: String?,
+    func run(_ trainer: Trainer, stage: String?, stageIndex: Int, lastStage: Bool = true, epochs: Int, from checkpoint: String?,
              saveBest: @escaping () throws -> Void) throws -> ClassificationMetrics? {
         if let checkpoint {
             if writes { store.removeLeftovers() }
             try trainer.loadCheckpoint(folder: checkpoint)
             lastSavedStep = (stageIndex, trainer.step)
-            progress(.resumed(stage: stage, step: trainer.step, totalSteps: trainer.totalSteps))
+            progress(.resumed(stage: stage, step: trainer.step, totalSteps: trainer.totalSteps, finished: lastStage && trainer.step >= trainer.totalSteps))
         }
         progress(.stageStarted(stage: stage, epochs: epochs, steps: trainer.totalSteps, learningRate: trainer.options.learningRate))
         trainer.stage = stage

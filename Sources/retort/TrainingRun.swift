@@ -41,9 +41,9 @@ final class ProgressPrinter {
         case .note(let text): say("retort: " + text)
         case .memoryPlan(let text): say("retort: " + text)
         case .truncated(let cut): say("retort: " + flags(cut.message))
-        case .resumed(let stage, let step, let total):
+        case .resumed(let stage, let step, let total, let finished):
             say("retort: " + (stage.map { "\($0) stage: " } ?? "") + "resuming at step \(step) of \(total)"
-                + (step >= total ? ": that checkpoint is the end of the training, so nothing is left to train; the model it saved stays as it is" : ""))
+                + (finished ? ": that checkpoint is the end of the training, so nothing is left to train; the model it saved stays as it is" : ""))
         case .stageStarted(let stage, let epochs, let steps, let lr):
             if let stage, showStages { say("retort: \(stage) stage, \(epochs) epoch(s), \(steps) steps, lr \(lr)") }
         case .step(let p):

@@ -90,9 +90,14 @@ final class DistillCLITests: TinyRunTestCase {
         XCTAssertTrue(output.contains("\(student)/vocab.txt differs from the teacher's \(teacher)/vocab.txt (120 vs 120 tokens, first at id 38)"), output)
     }
 
+    /// A batch is planned for at most the data's examples, so the data is large here: 100,000 texts
+    /// in one batch of 40 tokens (about 43 GB), past any machine the suite runs on.
     func testARunThatCannotFitIsRefusedBeforeItStarts() throws {
-        let out = work.appendingPathComponent("huge").path
-        let (status, output) = try retort(["distill", "--teacher", teacher, "--train", data, "--max-length", "40", "--batch-size", "1000000",
+        let out = work.appendingPathComponent("huge").path, large = work.appendingPathComponent("large.csv").path
+        let rows = try String(contentsOfFile: data, encoding: .utf8).split(separator: "\n").dropFirst()
+        try (["text,label"] + (0..<100_000).map { String(rows[rows.startIndex + $0 % rows.count]) }).joined(separator: "\n")
+            .write(toFile: large, atomically: true, encoding: .utf8)
+        let (status, output) = try retort(["distill", "--teacher", teacher, "--train", large, "--max-length", "40", "--batch-size", "1000000",
                                            "--threads", "1", "--out", out])
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(output.contains("this run needs ") && output.contains(" on cpu but ") && output.contains("--batch-size ")

@@ -49,6 +49,10 @@ final class DatasetTests: XCTestCase {
                            + "that many records share: check --label-column; the text column holds only 2 different values ('-1', '1'): "
                            + "are --text-column and --label-column swapped?")
         }
+        // One example each of 30 intents (with a dev file): labels without spaces are classes, not texts.
+        let oneShot = try file("one-shot.csv", (0..<30).map { "intent_\($0),\"please do thing \($0)\"" }.joined(separator: "\n") + "\n")
+        XCTAssertEqual(try LabelledData.load(DataFiles(train: oneShot, dev: oneShot, columns: ColumnSpec(text: .index(1), label: .index(0))),
+                                             seed: 1).names.count, 30)
         let manyClasses = try file("intents.csv", (0..<200).map { "intent\($0 % 20),\"please do thing \($0)\"" }.joined(separator: "\n") + "\n")
         XCTAssertEqual(try LabelledData.load(DataFiles(train: manyClasses, columns: ColumnSpec(text: .index(1), label: .index(0))),
                                              seed: 1).names.count, 20)
