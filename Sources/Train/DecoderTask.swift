@@ -12,6 +12,9 @@ public final class DecoderTask: TrainingTask {
     let activations: DecoderActivations
     let maxLength: Int
 
+    /// A language model's examples are blocks of --max-length tokens, not texts.
+    public var examplesNoun: String { model.labels == 0 ? "blocks" : "texts" }
+
     /// `inference`: an arena for evaluation only (no backward).
     public init(model: DecoderModel, maxBatch: Int, maxLength: Int, inference: Bool = false) throws {
         self.model = model

@@ -26,7 +26,7 @@ public enum RunEvent {
     case labelled(done: Int, total: Int, seconds: Double)
     /// An evaluation on "dev" or "test" under way: texts done of total so far (a dev evaluation
     /// says so once it has run a second).
-    case evaluating(set: String, done: Int, total: Int, seconds: Double)
+    case evaluating(set: String, done: Int, total: Int, seconds: Double, noun: String = "texts")
 }
 
 /// How many texts of each set (training, dev; or a command's inputs) were cut to the maximum length.
@@ -137,7 +137,9 @@ final class StageRunner {
             try saveBest()
             if !trainer.hasDev { try save() }   // no evaluation to save after: the epoch's end is the point
         }
-        trainer.onEvaluating = { [progress] in progress(.evaluating(set: "dev", done: $0, total: $1, seconds: $2)) }
+        trainer.onEvaluating = { [progress, noun = trainer.task.examplesNoun] in
+            progress(.evaluating(set: "dev", done: $0, total: $1, seconds: $2, noun: noun))
+        }
         trainer.onEval = { [progress, log] entry, improved in
             log.write(entry)
             progress(.evaluated(entry, improved: improved))

@@ -28,6 +28,8 @@ public protocol TrainingTask: AnyObject {
     /// Runs the loaded micro-batch (masks from `seed`), accumulates the gradient of gradScale·loss
     /// and adds weight·loss to `losses`, all queued on the device.
     func step(_ batch: [Encoding], seed: UInt64, gradScale: Float, losses: StepLosses, weight: Double)
+    /// What one example is, in progress lines (default "texts").
+    var examplesNoun: String { get }
     /// Dev metrics; `progress` hears the texts done after each batch.
     func evaluate(_ dev: [Encoding], labels: [Int32], batchSize: Int, progress: (Int) -> Void) throws -> ClassificationMetrics
     /// What a checkpoint saves besides the optimizer: the weights first.
@@ -39,6 +41,8 @@ public protocol TrainingTask: AnyObject {
 }
 
 public extension TrainingTask {
+    /// What one example is, in progress lines: "texts"; a language model's are "blocks" of text.
+    var examplesNoun: String { "texts" }
     func load(_ batch: [Encoding], labels: [Int32], examples: [Int]) -> Int { load(batch, labels: labels) }
     func load(_ batch: [Encoding], labels: [Int32], examples: [Int], whole: [Encoding]) -> Int {
         load(batch, labels: labels, examples: examples)

@@ -77,9 +77,9 @@ final class ProgressPrinter {
             FileHandle.standardError.write(Data(("\r" + line + "   ").utf8))
             lineOpen = true
             evaluationWidth = nil
-        case .evaluating(let set, let done, let total, let seconds):
+        case .evaluating(let set, let done, let total, let seconds, let noun):
             let rate = Double(done) / max(seconds, 1e-9)
-            let text = String(format: "retort: evaluating on the %@ set: %d of %d texts  %.0f texts/s  ETA %@", set, done, total, rate,
+            let text = String(format: "retort: evaluating on the %@ set: %d of %d %@  %.0f %@/s  ETA %@", set, done, total, noun, rate, noun,
                               duration(Double(total - done) / rate))
             if logged(text, final: done == total) { return }
             if lineOpen && evaluationWidth == nil { FileHandle.standardError.write(Data("\n".utf8)) }   // the last step's line stays
