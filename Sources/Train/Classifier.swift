@@ -141,6 +141,7 @@ extension TextClassifier {
     /// `progress` hears (texts done, all, seconds) after every 512 texts or so.
     public func evaluate(_ encodings: [Encoding], labels: [Int32], batchSize: Int,
                          progress: (Int, Int, Double) -> Void = { _, _, _ in }) throws -> ClassificationMetrics {
+        let batchSize = max(1, min(batchSize, encodings.count))   // no arena larger than the texts need
         let logits = try classifyInSlices(encodings, slice: max(1, 512 / batchSize) * batchSize, progress: progress,
                                           classify: try forwardSession(batchSize: batchSize))   // one arena for every slice
         return ClassificationMetrics(logits: logits, labels: labels, classes: labelNames.count)
@@ -349,10 +350,11 @@ public struct InferenceSpeed: Sendable {
         func median(_ B: Int, runs: Int) throws -> Double {
             let ids = (0..<(B * T)).map { _ in Int32(truncatingIfNeeded: rng.next() % UInt64(vocabulary)) }
             let forward = try prepare(ids, B)
-            // Three warm-up runs (one where the second takes over half a second), then `runs` timed
-            // ones, or as many (three at least) as fill 5 s: a decoder at B=32 took a minute otherwise.
+            // Up to three warm-up runs (fewer where one after the first takes over half a second: that
+            // one is timed), then `runs` timed ones, or as many (three at least) as fill 5 s: a decoder
+            // at B=32 took a minute otherwise.
             var times: [Double] = [], warm = 0
-            while times.count < runs {
+            while times.count < max(1, runs) {
                 let start = DispatchTime.now().uptimeNanoseconds
                 forward()
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9

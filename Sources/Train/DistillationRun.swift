@@ -134,9 +134,9 @@ public final class DistillationRun: TrainingRecipe {
         metrics.trainSeconds = runner.trainSeconds; metrics.device = backend.kind.rawValue; metrics.temperature = loss.temperature
         metrics.bestDev = best
         metrics.dataParallel = dataParallel
-        if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it
+        if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it, in the batches the memory plan allowed for
             let saved = try Classifier.load(folder: c.output, maxLength: t.maxLength, backend: backend, inference: true)
-            let m = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: t.options.batchSize, skipped: { progress(.note($0)) },
+            let m = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: t.options.rankBatchSize, skipped: { progress(.note($0)) },
                                        progress: { progress(.evaluating(set: "test", done: $0, total: $1, seconds: $2)) })
             metrics.test = m
             progress(.tested(m))

@@ -117,9 +117,9 @@ public final class RecurrentDistillationRun: TrainingRecipe {
         metrics.temperature = c.loss.soft == .softCrossEntropy ? c.loss.temperature : nil
         metrics.bestDev = best
         metrics.dataParallel = trainer.dataParallel
-        if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it
+        if let test = c.data.test, writesOutputs {   // the saved (best) student, as a user will load it, in the batches the memory plan allowed for
             let saved = try RecurrentClassifier.load(folder: c.output, maxLength: nil, backend: backend)
-            metrics.test = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: options.batchSize, skipped: { progress(.note($0)) },
+            metrics.test = try saved.evaluate(testFile: test, columns: c.data.columns, batchSize: options.rankBatchSize, skipped: { progress(.note($0)) },
                                               progress: { progress(.evaluating(set: "test", done: $0, total: $1, seconds: $2)) })
             progress(.tested(metrics.test!))
         }

@@ -84,11 +84,12 @@ struct GenerateCommand: ParsableCommand {
 
     func generate() throws {
         if let output {
-            try checkNewFile(output, flag: "--output", overwrite: overwrite)
+            // the input first: --overwrite would not help there
             if let input { try checkNotAnInput(output, flag: "--output", inputs: [("--input", input)], noun: "file") }
+            try checkNewFile(output, flag: "--output", overwrite: overwrite)
         }
         let prompts = try input.map { try readPrompts(expand($0)) }   // before the model loads: a bad file costs nothing
-        if !chat, let input, let empty = prompts?.first(where: { $0.text.isEmpty }) {   // (a chat template has text of its own)
+        if !chat, let input, let empty = prompts?.first(where: { $0.text.allSatisfy(\.isWhitespace) }) {   // (a chat template has text of its own)
             throw UserError(description: "\(input): line \(empty.line): the prompt is empty: give some text, or remove the record")
         }
         let path = expand(model)

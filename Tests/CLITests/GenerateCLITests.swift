@@ -143,8 +143,8 @@ final class GenerateCLITests: XCTestCase {
                                                    "--max-new-tokens", "2", "--device", "cpu"])
         XCTAssertEqual(indexed, 0, indexedOutput)
         XCTAssertTrue(indexedOutput.contains("\"completion\":\" Paris") && indexedOutput.contains("\"line\":1"), indexedOutput)
-        // Its own output over its input is refused (the prompts would be lost).
-        let (over, overOutput) = try retort(["generate", "--model", model, "--input", tsv.path, "--output", tsv.path, "--overwrite",
+        // Its own output over its input is refused (the prompts would be lost), before --overwrite is asked for.
+        let (over, overOutput) = try retort(["generate", "--model", model, "--input", tsv.path, "--output", tsv.path,
                                              "--max-new-tokens", "2", "--device", "cpu"])
         XCTAssertNotEqual(over, 0, overOutput)
         XCTAssertTrue(overOutput.contains("--output \(tsv.path) is the --input this command reads"), overOutput)

@@ -21,11 +21,18 @@ struct RetortProcess {
     let output: URL
 
     /// `standardInput`: what the process reads on its standard input (a file), when given.
+    /// `addressSpaceLimit`: bytes of address space the process may use (`ulimit -v`, through sh), when given.
     init(_ arguments: [String], environment: [String: String] = [:], executable: String = "retort", standardInput: String? = nil,
-         directory: String? = nil) throws {
+         directory: String? = nil, addressSpaceLimit: Int? = nil) throws {
         process = Process()
-        process.executableURL = try builtExecutable(executable)
-        process.arguments = arguments
+        let binary = try builtExecutable(executable)
+        if let addressSpaceLimit {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit -v \(addressSpaceLimit / 1024) && exec \"$0\" \"$@\"", binary.path] + arguments
+        } else {
+            process.executableURL = binary
+            process.arguments = arguments
+        }
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         output = FileManager.default.temporaryDirectory.appendingPathComponent("retort-output-\(UUID().uuidString)")
