@@ -22,6 +22,8 @@ public struct ComparisonReport {
 
     public var rows: [Row]
     public var device: String
+    /// What a reader of the table must know (models of different tasks, a folder given twice), as printed.
+    public var notes: [String] = []
 
     /// Loads each model folder, evaluates it on `test` when given (else reads its best dev
     /// metrics from metrics.json) and measures its speed. The first folder is the reference for
@@ -32,7 +34,8 @@ public struct ComparisonReport {
                              progress: (String) -> Void = { _ in }, testProgress: (Int, Int, Double) -> Void = { _, _, _ in },
                              skipped: ((String) -> Void)? = nil,
                              truncated: (_ model: String, Truncation) -> Void = { _, _ in }) throws -> ComparisonReport {
-        var rows: [Row] = []
+        var rows: [Row] = [], notes: [String] = []
+        func note(_ text: String) { notes.append(text); progress("note: " + text) }
         var labelled = columns
         if labelled.label == nil { labelled.label = .name("label") }
         // Records without text are left out, as eval and the runs' dev data leave them (skipped nil: told as progress).
@@ -44,14 +47,14 @@ public struct ComparisonReport {
         if test == nil {
             let labels = runs.map { folder in (folder, (try? storedLabelNames(folder)) ?? []) }
             if Set(labels.map(\.1)).count > 1 {
-                progress("note: these models label different classes ("
+                note("these models label different classes ("
                          + labels.map { "\(modelName(folder: $0.0)): \($0.1.joined(separator: ", "))" }.joined(separator: "; ")
                          + "): their metrics are on different tasks; only the size and speed columns compare them")
             }
         }
         let standardized = runs.map { URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath().path }
         if let twice = standardized.enumerated().first(where: { standardized[..<$0.offset].contains($0.element) }) {
-            progress("note: \(runs[twice.offset]) is given twice: its rows show the same model (the speed-up between them is this machine's noise)")
+            note("\(runs[twice.offset]) is given twice: its rows show the same model (the speed-up between them is this machine's noise)")
         }
         // Every folder's labels against the test data's before the first is measured (which takes a while).
         if let testExamples, let test {
@@ -88,7 +91,7 @@ public struct ComparisonReport {
         if let reference = rows.first?.speed.latencyMilliseconds {
             for i in rows.indices { rows[i].speedup = reference / rows[i].speed.latencyMilliseconds }
         }
-        return ComparisonReport(rows: rows, device: "\(backend.kind.rawValue): \(backend.summary)")
+        return ComparisonReport(rows: rows, device: "\(backend.kind.rawValue): \(backend.summary)", notes: notes)
     }
 
     /// The labels a classifier folder's config.json names (id2label, any family), in class order;
@@ -148,7 +151,7 @@ public struct ComparisonReport {
 
             \(markdownTable)
 
-            """
+            """ + notes.map { "Note: \($0).\n\n" }.joined()
     }
 
     var csv: String {

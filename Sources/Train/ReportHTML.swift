@@ -31,6 +31,7 @@ extension ComparisonReport {
             <table><tr>\(header)</tr>
             \(body)
             </table>
+            \(notes.map { "<p><b>Note:</b> \(escape($0)).</p>" }.joined(separator: "\n"))
             <div class="charts">
             \(lossChart)
             \(scatterChart)

@@ -103,7 +103,9 @@ final class StageRunner {
             lastSavedStep = (stageIndex, trainer.step)
             progress(.resumed(stage: stage, step: trainer.step, totalSteps: trainer.totalSteps, finished: lastStage && trainer.step >= trainer.totalSteps))
         }
-        progress(.stageStarted(stage: stage, epochs: epochs, steps: trainer.totalSteps, learningRate: trainer.options.learningRate))
+        if checkpoint == nil || trainer.step < trainer.totalSteps {   // (a stage resumed at its end has nothing to start)
+            progress(.stageStarted(stage: stage, epochs: epochs, steps: trainer.totalSteps, learningRate: trainer.options.learningRate))
+        }
         trainer.stage = stage
         defer {   // the hooks capture the trainer: let it go when the stage ends
             trainer.onStep = { _ in }; trainer.onImproved = {}; trainer.onEval = { _, _ in }; trainer.onEvaluating = { _, _, _ in }

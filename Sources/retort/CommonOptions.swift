@@ -156,6 +156,11 @@ struct TrainingOptionGroup: ParsableArguments {
     @Option(name: .long, help: "Save a checkpoint at least this often, in minutes of training (0: off).") var saveMinutes = 5.0
     @Option(name: .long, help: "Checkpoints kept in OUT/checkpoints (the newest).") var keepCheckpoints = 2
     @Flag(name: .long, help: "Continue from the newest checkpoint in OUT/checkpoints.") var resume = false
+
+    /// How long the run trained, as its closing line says it: with --resume, the runs before this one too.
+    func trainingTime(_ metrics: RunMetrics) -> String {
+        duration(metrics.trainSeconds ?? .nan) + (resume ? " (in all, with the run it resumed)" : "")
+    }
     @Flag(name: .long, help: "Start afresh in an OUT that holds a run, removing what that run wrote: model, adapter, checkpoints, log, metrics, config, tokenizer and report files (without it, such an OUT is refused).")
     var overwrite = false
     @Option(name: .long, help: ArgumentHelp("Train with N processes on this machine, each a share of every batch (data parallel; starts Open MPI's mpirun). Under mpirun, the job's ranks are used.", valueName: "N"))

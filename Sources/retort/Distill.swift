@@ -236,7 +236,7 @@ struct DistillCommand: ParsableCommand {
         let metrics = try run()
         printer.finish()
         guard DataParallel.prints else { return }
-        print(String(format: "\ndistilled in %@; best dev accuracy %.4f; student saved in %@", duration(metrics.trainSeconds ?? .nan),
+        print(String(format: "\ndistilled in %@; best dev accuracy %.4f; student saved in %@", training.trainingTime(metrics),
                      metrics.bestDev?.accuracy ?? .nan, out))
         guard !noReport else { return }
         let report = try ComparisonReport.build(runs: [teacher, output], test: data.test, columns: data.columns, maxLength: training.maxLength,

@@ -104,7 +104,7 @@ struct FinetuneCommand: ParsableCommand {
     }
 
     private func runHere() throws {
-        let printer = ProgressPrinter(showStages: false)
+        let printer = ProgressPrinter(showStages: false, evaluationSteps: evalEvery != nil)
         try withFlags(printer) {
             let decoder = FineTuningRun.isDecoder(expand(model))
             var config = FineTuningRun.Configuration(
@@ -123,15 +123,15 @@ struct FinetuneCommand: ParsableCommand {
             guard DataParallel.prints else { return }
             if task == .causalLM {
                 guard let loss = metrics.bestDev?.loss else {
-                    print("fine-tuned in \(duration(metrics.trainSeconds ?? .nan)) without a dev set (give --dev, or 10 or more blocks of text); model saved in \(out)")
+                    print("fine-tuned in \(training.trainingTime(metrics)) without a dev set (give --dev, or 10 or more blocks of text); model saved in \(out)")
                     return
                 }
-                print(String(format: "fine-tuned in %@; best dev loss %.4f (perplexity %.2f); model saved in %@", duration(metrics.trainSeconds ?? .nan),
+                print(String(format: "fine-tuned in %@; best dev loss %.4f (perplexity %.2f); model saved in %@", training.trainingTime(metrics),
                              loss, exp(loss), out))
                 return
             }
             let best = metrics.bestDev.map { $0.score(bestMetric) } ?? .nan
-            print(String(format: "fine-tuned in %@; best dev %@ %.4f; model saved in %@", duration(metrics.trainSeconds ?? .nan), bestMetric, best, out))
+            print(String(format: "fine-tuned in %@; best dev %@ %.4f; model saved in %@", training.trainingTime(metrics), bestMetric, best, out))
         }
     }
 }

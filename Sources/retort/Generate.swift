@@ -178,7 +178,7 @@ struct GenerateCommand: ParsableCommand {
     /// Prompts from a file, `batchSize` sequences at a time, one JSON object per prompt.
     func batch(_ decoder: DecoderModel, _ tokenizer: DecoderTokenizer, prompts: [Example], ids: [[Int32]], sampling: SamplingOptions) throws {
         var lines: [String] = [], generated = 0, done = 0
-        let started = Date()
+        let started = Date(), shown = ProgressPrinter(showStages: false)
         // One call: at most --batch-size sequences at a time, a waiting prompt taking each freed
         // slot; a prompt's random stream follows its place in the file, not the batch it ran in.
         var texts = [[UInt8]](repeating: [], count: prompts.count), checked = [Int](repeating: 0, count: prompts.count)
@@ -194,8 +194,11 @@ struct GenerateCommand: ParsableCommand {
         }, finished: { _, result in
             guard result.finish != "interrupted" else { return }
             done += 1
-            if done % batchSize == 0 || done == prompts.count { printError("retort: \(done)/\(prompts.count) prompts") }
+            let rate = Double(done) / max(Date().timeIntervalSince(started), 1e-9)
+            shown.progress(String(format: "retort: %d of %d prompts  %.2f prompts/s  ETA %@", done, prompts.count, rate,
+                                  duration(Double(prompts.count - done) / rate)), final: done == prompts.count)
         }, interrupted: { Interrupt.requested })
+        shown.finish()
         for (i, result) in results.enumerated() {
             let whole = texts[i].prefix(completeUTF8(texts[i], limit: texts[i].count))   // as streamed: no half character at the end
             let object: [String: Any] = ["prompt": prompts[i].text, "completion": String(decoding: whole, as: UTF8.self),
@@ -231,7 +234,16 @@ struct GenerateCommand: ParsableCommand {
     /// A file's prompts: a .jsonl's "prompt" fields, a .csv's or .tsv's "prompt" column (or
     /// --prompt-column, a name or a 0-based index), any other file's non-blank lines.
     func readPrompts(_ path: String) throws -> [Example] {
-        try Dataset.load(path, columns: ColumnSpec(text: Dataset.isTable(path) ? Column(promptColumn ?? "prompt") : .name("text")))
+        let columns = ColumnSpec(text: Dataset.isTable(path) ? Column(promptColumn ?? "prompt") : .name("text"))
+        let prompts = try Dataset.load(path, columns: columns)
+        // A column by index reads the file as headerless: a header's name would be the first prompt.
+        if let promptColumn, case .index = columns.text, prompts.count >= 2, let first = prompts.first,
+           first.text.count <= 40, first.text.range(of: #"^[A-Za-z_][A-Za-z0-9_]*$"#, options: .regularExpression) != nil,
+           prompts.dropFirst().filter({ $0.text.contains(where: \.isWhitespace) }).count * 2 > prompts.count - 1 {
+            throw UserError(description: "\(input ?? path): line \(first.line) looks like a header ('\(first.text)'), not a prompt: "
+                            + "name the column instead of its index \(promptColumn) (--prompt-column \(first.text)), or remove that line")
+        }
+        return prompts
     }
 }
 

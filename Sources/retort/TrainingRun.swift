@@ -21,7 +21,10 @@ final class ProgressPrinter {
     /// Into a file: when the last progress line was written.
     private var lastLogged: Date?
 
-    init(showStages: Bool) { self.showStages = showStages }
+    /// Evaluations come every N steps too (--eval-every): each line says its step.
+    let evaluationSteps: Bool
+
+    init(showStages: Bool, evaluationSteps: Bool = false) { self.showStages = showStages; self.evaluationSteps = evaluationSteps }
 
     /// Into a file or a pipe: a progress line as a line of its own, unless one was written less than
     /// logInterval ago and this is not the last (`final`). Returns false on a terminal (the caller
@@ -54,18 +57,15 @@ final class ProgressPrinter {
             if let scale = p.lossScale {   // fp16: the scale now and the updates skipped for overflows so far
                 line += String(format: "  loss scale %.0f", scale) + (p.skippedSteps > 0 ? " (\(p.skippedSteps) skipped)" : "")
             }
-            if logged(line, final: p.log.step == p.totalSteps) { return }
-            FileHandle.standardError.write(Data(("\r" + line + "   ").utf8))
-            lineOpen = true
-            evaluationWidth = nil   // a step's line is kept, not cleared
+            progress(line, final: p.log.step == p.totalSteps)
         case .evaluated(let entry, let improved):
-            let m = entry.dev
+            let m = entry.dev, when = "epoch \(entry.epoch)" + (evaluationSteps ? ", step \(entry.step)" : "")
             if m.nextToken == true {
-                say(String(format: "epoch %d: dev loss %.4f  perplexity %.2f  next-token accuracy %.4f%@", entry.epoch, m.loss, exp(m.loss),
+                say(String(format: "%@: dev loss %.4f  perplexity %.2f  next-token accuracy %.4f%@", when, m.loss, exp(m.loss),
                            m.accuracy, improved ? "  (best so far: saved)" : ""))
                 return
             }
-            say(String(format: "epoch %d: dev accuracy %.4f  macro-F1 %.4f  MCC %.4f  loss %.4f%@", entry.epoch, m.accuracy, m.macroF1,
+            say(String(format: "%@: dev accuracy %.4f  macro-F1 %.4f  MCC %.4f  loss %.4f%@", when, m.accuracy, m.macroF1,
                         m.mcc, m.loss, improved ? "  (best so far: saved)" : ""))
         case .checkpointSaved: break
         case .warning(let text): say("retort: warning: " + text)
@@ -73,10 +73,7 @@ final class ProgressPrinter {
             let rate = Double(done) / max(seconds, 1e-9)
             let line = String(format: "retort: the teacher labelled %d of %d texts  %.0f texts/s  ETA %@", done, total, rate,
                               duration(Double(total - done) / rate))
-            if logged(line, final: done == total) { return }
-            FileHandle.standardError.write(Data(("\r" + line + "   ").utf8))
-            lineOpen = true
-            evaluationWidth = nil
+            progress(line, final: done == total)
         case .evaluating(let set, let done, let total, let seconds, let noun):
             let rate = Double(done) / max(seconds, 1e-9)
             let text = String(format: "retort: evaluating on the %@ set: %d of %d %@  %.0f %@/s  ETA %@", set, done, total, noun, rate, noun,
@@ -91,6 +88,15 @@ final class ProgressPrinter {
         case .tested(let m):
             say(String(format: "retort: test accuracy %.4f  macro-F1 %.4f  MCC %.4f (", m.accuracy, m.macroF1, m.mcc) + counted(m.examples, "example") + ")")
         }
+    }
+
+    /// A progress line (the last of its kind: `final`): rewritten in place on a terminal, where the
+    /// next line of its own follows it; into a file or a pipe, a line at most every logInterval.
+    func progress(_ line: String, final: Bool) {
+        if logged(line, final: final) { return }
+        FileHandle.standardError.write(Data(("\r" + line + "   ").utf8))
+        lineOpen = true
+        evaluationWidth = nil   // kept, not cleared
     }
 
     /// A line of its own, after any open progress line (in place of an evaluation's).

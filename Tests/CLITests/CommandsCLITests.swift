@@ -263,6 +263,25 @@ final class CommandsCLITests: TinyRunTestCase {
         let (twice, twiceOutput) = try retort(["compare", teacher, teacher + "/", "--threads", "1", "--out", work.appendingPathComponent("report-twice").path])
         XCTAssertEqual(twice, 0, twiceOutput)
         XCTAssertTrue(twiceOutput.contains("retort: note: \(teacher)/ is given twice"), twiceOutput)
+        for file in ["report.md", "report.html"] {   // and in the report, for whoever reads it later
+            let report = try String(contentsOfFile: work.appendingPathComponent("report-twice/" + file).path, encoding: .utf8)
+            XCTAssertTrue(report.contains("Note:") && report.contains("\(teacher)/ is given twice"), report)
+        }
+        // Models of different classes, without --test: their metrics are on different tasks.
+        let relabelled = work.appendingPathComponent("relabelled")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: teacher), to: relabelled)
+        let config = relabelled.appendingPathComponent("config.json")
+        var object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: config)) as? [String: Any])
+        object["id2label"] = ["0": "negative", "1": "neutral", "2": "positive"]
+        object["label2id"] = ["negative": 0, "neutral": 1, "positive": 2]
+        try JSONSerialization.data(withJSONObject: object).write(to: config)
+        let (different, differentOutput) = try retort(["compare", teacher, relabelled.path, "--threads", "1",
+                                                       "--out", work.appendingPathComponent("report-different").path])
+        XCTAssertEqual(different, 0, differentOutput)
+        let classes = "these models label different classes (tiny-bert: LABEL_0, LABEL_1, LABEL_2; relabelled: negative, neutral, positive)"
+        XCTAssertTrue(differentOutput.contains("retort: note: " + classes), differentOutput)
+        let report = try String(contentsOfFile: work.appendingPathComponent("report-different/report.md").path, encoding: .utf8)
+        XCTAssertTrue(report.contains("Note: " + classes), report)
         // Test texts cut to --max-length are counted per model, as eval counts them.
         let (short, shortOutput) = try retort(["compare", teacher, "--test", holes, "--max-length", "6", "--threads", "1",
                                                "--out", work.appendingPathComponent("report-short").path])
@@ -311,6 +330,8 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertTrue(againOutput.contains("resuming at step 11 of 11: that checkpoint is the end of the training, so nothing is left to train"),
                       againOutput)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")), trained, "the finished run's model, as it was")
+        XCTAssertTrue(againOutput.contains("fine-tuned in ") && againOutput.contains(" (in all, with the run it resumed); best dev accuracy "),
+                      againOutput)
         // Into a pipe, progress lines are whole lines: no carriage return rewrites them into one line of the log.
         XCTAssertFalse(output.contains("\r"), output)
         XCTAssertTrue(output.split(separator: "\n").contains { $0.hasPrefix("epoch 1/1  step 11/11  loss ") }, output)
@@ -468,6 +489,8 @@ final class CommandsCLITests: TinyRunTestCase {
         try "{}\n".write(toFile: existing, atomically: true, encoding: .utf8)
         let emptyPrompt = work.appendingPathComponent("empty-prompt.jsonl").path
         try "{\"prompt\": \"Once\"}\n{\"prompt\": \"\"}\n".write(toFile: emptyPrompt, atomically: true, encoding: .utf8)
+        let headedPrompts = work.appendingPathComponent("headed-prompts.csv").path   // read by index: its header would be a prompt
+        try "prompt\nOnce upon a time\nThe capital of France is\n".write(toFile: headedPrompts, atomically: true, encoding: .utf8)
         let blankPrompt = work.appendingPathComponent("blank-prompt.jsonl").path   // only spaces: as empty
         try "{\"prompt\": \"Once\"}\n{\"prompt\": \"Then\"}\n{\"prompt\": \" \\t \"}\n".write(toFile: blankPrompt, atomically: true, encoding: .utf8)
         // A folder that holds a run (its model alone is enough), and a link to the teacher.
@@ -579,6 +602,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["generate", "--model", gguf, "--prompt", "hi", "--batch-size", "4"], "--batch-size goes with --input (one --prompt runs alone)"),
             // Before the model loads (the fake GGUF would fail to).
             (["generate", "--model", gguf, "--input", emptyPrompt], "\(emptyPrompt): line 2: the prompt is empty: give some text, or remove the record"),
+            (["generate", "--model", gguf, "--input", headedPrompts, "--prompt-column", "0"],
+             "\(headedPrompts): line 1 looks like a header ('prompt'), not a prompt: name the column instead of its index 0 (--prompt-column prompt)"),
             (["generate", "--model", gguf, "--input", blankPrompt], "\(blankPrompt): line 3: the prompt is empty: give some text, or remove the record"),
             (["augment", "--generator", gguf, "--teacher", teacher, "--train", data, "--generator-out", fresh, "--out", "t.jsonl"],
              "--generator-out goes with --generator-epochs"),
@@ -750,6 +775,18 @@ final class CommandsCLITests: TinyRunTestCase {
         let planned = try plan("86", "exact")
         XCTAssertEqual(try plan("1000000", "huge"), planned)
         XCTAssertNotEqual(try plan("85", "one-less"), planned, "a batch within the data sizes the plan")
+    }
+
+    /// --eval-every N evaluates within an epoch too: each line names its step (11 steps of 8 texts;
+    /// evaluations at steps 5, 10 and the epoch's end), and log.jsonl has them all.
+    func testEvaluationsEveryNStepsSayTheirStep() throws {
+        let out = work.appendingPathComponent("every").path
+        let (status, output) = try finetune(["--epochs", "1", "--eval-every", "5", "--out", out])
+        XCTAssertEqual(status, 0, output)
+        let lines = output.split(separator: "\n").filter { $0.contains(": dev accuracy ") }
+        XCTAssertEqual(lines.map { String($0.prefix { $0 != ":" }) }, ["epoch 1, step 5", "epoch 1, step 10", "epoch 1, step 11"], output)
+        let log = try String(contentsOfFile: out + "/log.jsonl", encoding: .utf8)
+        XCTAssertEqual(log.split(separator: "\n").filter { $0.contains("\"dev\"") }.count, 3, log)
     }
 
     func testAMaxLengthBeyondTheModelIsOneLineNamingTheFlag() throws {

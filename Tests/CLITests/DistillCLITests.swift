@@ -49,6 +49,13 @@ final class DistillCLITests: TinyRunTestCase {
         XCTAssertEqual(csv.count, 3, "header, teacher, student")
         XCTAssertTrue(output.contains("| odd | tinybert |"), output)
         XCTAssertTrue(output.contains("memory plan on cpu: parameters "), output)
+        // Resumed when finished: nothing trains, no stage starts, and the time is the run's in all.
+        let (resumed, resumedOutput) = try distill(["--student-init", "odd", "--student-layers", "1", "--epochs", "1", "--test", data,
+                                                "--batch-size", "1000000", "--out", out, "--resume", "--no-report"])
+        XCTAssertEqual(resumed, 0, resumedOutput)
+        XCTAssertTrue(resumedOutput.contains("prediction stage: resuming at step 1 of 1: that checkpoint is the end of the training"), resumedOutput)
+        XCTAssertFalse(resumedOutput.contains(" stage, 1 epoch(s)"), resumedOutput)
+        XCTAssertTrue(resumedOutput.contains(" (in all, with the run it resumed); best dev accuracy "), resumedOutput)
 
         // compare: the same two folders, without test data (dev metrics from metrics.json).
         let report = work.appendingPathComponent("report").path

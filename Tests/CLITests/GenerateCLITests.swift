@@ -119,6 +119,17 @@ final class GenerateCLITests: XCTestCase {
         let (_, single) = try retort(["generate", "--model", model, "Once upon a time", "--max-new-tokens", "6", "--device", "cpu"])
         let second = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String: Any]
         XCTAssertEqual((second["completion"] as? String ?? "") + "\n", text(single), "a batch generates what each prompt alone does (a prompt as the argument)")
+        // Progress into a file (as here): whole lines, not one per prompt — the first, then at most one
+        // every 10 s, and the last.
+        try String(repeating: "Once upon a time\n", count: 5).write(to: input, atomically: true, encoding: .utf8)
+        let (five, fiveOutput) = try retort(["generate", "--model", model, "--input", input.path, "--output", out.path, "--overwrite",
+                                             "--batch-size", "1", "--max-new-tokens", "2", "--device", "cpu"])
+        XCTAssertEqual(five, 0, fiveOutput)
+        let progress = fiveOutput.split(separator: "\n").filter { $0.contains(" prompts  ") }
+        XCTAssertEqual(progress.first?.hasPrefix("retort: 1 of 5 prompts  "), true, fiveOutput)
+        XCTAssertEqual(progress.last?.hasPrefix("retort: 5 of 5 prompts  "), true, fiveOutput)
+        XCTAssertLessThan(progress.count, 5, fiveOutput)
+        XCTAssertFalse(fiveOutput.contains("\r"), fiveOutput)
         // Three tokens end inside a character (パ, then two of ッ's three bytes): stdout stays UTF-8
         // (the test reads it as UTF-8, or gets nothing), the half character dropped, in JSONL too.
         let (cut, cutOutput) = try retort(["generate", "--model", model, "日本の首都は東京です。大阪は", "--max-new-tokens", "3", "--device", "cpu"])
