@@ -64,7 +64,7 @@ struct GenerateCommand: ParsableCommand {
         if stop.contains("") { throw ValidationError("--stop needs a non-empty string") }
         if system != nil && !chat { throw ValidationError("--system goes with --chat (the chat template places it)") }
         if !chat, let prompt = prompt ?? text, prompt.allSatisfy(\.isWhitespace) { throw ValidationError("the prompt is empty: give some text") }
-        if output != nil && input == nil { throw ValidationError("--output goes with --input") }
+        if output != nil && input == nil { throw ValidationError("--output goes with --input (a batch of prompts); one prompt prints to stdout: add > FILE to keep it") }
         if promptColumn != nil && input == nil { throw ValidationError("--prompt-column goes with --input") }
         if let promptColumn, let input, !Dataset.isTable(input) {
             throw ValidationError("--prompt-column \(promptColumn) picks a column of a .csv, .tsv or .jsonl; \(input) is read as one prompt per line")

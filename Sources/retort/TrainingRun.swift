@@ -48,7 +48,7 @@ final class ProgressPrinter {
             say("retort: " + (stage.map { "\($0) stage: " } ?? "") + "resuming at step \(step) of \(total)"
                 + (finished ? ": that checkpoint is the end of the training, so nothing is left to train; the model it saved stays as it is" : ""))
         case .stageStarted(let stage, let epochs, let steps, let lr):
-            if let stage, showStages { say("retort: \(stage) stage, \(epochs) epoch(s), \(steps) steps, lr \(lr)") }
+            if let stage, showStages { say("retort: \(stage) stage, \(counted(epochs, "epoch")), \(counted(steps, "step")), lr \(lr)") }
         case .step(let p):
             let label = showStages ? p.log.stage.map { "[\($0)] " } ?? "" : ""
             let ranks = ProcessGroup.world.map { " (\($0.size) ranks)" } ?? ""

@@ -54,7 +54,8 @@ final class DistillCLITests: TinyRunTestCase {
                                                 "--batch-size", "1000000", "--out", out, "--resume", "--no-report"])
         XCTAssertEqual(resumed, 0, resumedOutput)
         XCTAssertTrue(resumedOutput.contains("prediction stage: resuming at step 1 of 1: that checkpoint is the end of the training"), resumedOutput)
-        XCTAssertFalse(resumedOutput.contains(" stage, 1 epoch(s)"), resumedOutput)
+        XCTAssertTrue(output.contains("retort: prediction stage, 1 epoch, 1 step, lr "), output)
+        XCTAssertFalse(resumedOutput.contains(" stage, 1 epoch, "), resumedOutput)
         XCTAssertTrue(resumedOutput.contains(" (in all, with the run it resumed); best dev accuracy "), resumedOutput)
 
         // compare: the same two folders, without test data (dev metrics from metrics.json).
