@@ -438,7 +438,11 @@ func writeNewFolder(_ destination: String, _ fill: (_ partial: String) throws ->
             throw ExitCode(Interrupt.exitStatus)
         }
         if isEmptyFolder(destination) { try files.removeItem(atPath: destination) }
-        try files.moveItem(atPath: partial, toPath: destination)
+        do { try files.moveItem(atPath: partial, toPath: destination) } catch where files.fileExists(atPath: destination) {
+            // Another run (or person) made the folder while this one wrote: theirs stays.
+            throw UserError(description: "\(destination) appeared while this run wrote its output (another run into the same folder?); "
+                            + "it is left as it is and nothing of this run was kept: choose a new folder")
+        }
     } catch {
         try? files.removeItem(atPath: partial)
         throw error

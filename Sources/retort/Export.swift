@@ -26,7 +26,7 @@ struct ExportCommand: ParsableCommand {
             """)
 
     @Option(name: .long, help: "Classifier folder (BERT or MPNet; fine-tuned, distilled or from retort quantize).") var model: String
-    @Option(name: .long, help: "Output folder (must not exist yet).") var out: String
+    @Option(name: .long, help: "Output folder (new, or empty).") var out: String
     @Option(name: .long, help: "File format: onnx.", transform: { $0.lowercased() }) var format = "onnx"
     @Flag(name: .long, help: "Quantize a float model's weights to int8 in the exported file (a quantized folder is int8 anyway).") var int8 = false
     @OptionGroup var cpu: CPUThreadsOption

@@ -46,8 +46,8 @@ struct DevicesCommand: ParsableCommand {
         commandName: "devices",
         abstract: "List the compute devices and libraries Retort found (exits 0 either way).",
         discussion: """
-            cpu: the OpenBLAS library loaded, the kernels it runs (chosen by Retort from CPUID unless \
-            OPENBLAS_CORETYPE is set) and the thread count. cuda: each GPU, or why none can be used. \
+            cpu: the OpenBLAS library loaded, the kernels it runs (chosen by Retort from CPUID, over an \
+            inherited OPENBLAS_CORETYPE; RETORT_BLAS_CORETYPE forces one) and the thread count. cuda: each GPU, or why none can be used. \
             nvrtc/cublasLt: the CUDA libraries found at run time (CUDA_HOME, LD_LIBRARY_PATH, pip's \
             nvidia/*/lib folders, /usr/local/cuda).
             """)
@@ -177,34 +177,40 @@ struct TokenizeCommand: ParsableCommand {
             FileHandle.standardOutput.write(Data(output.utf8))
             return
         }
+        var output = ""
+        func add(_ line: String, number: Int) throws {
+            var text = line, second: String?
+            if pair {
+                let parts = text.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
+                guard parts.count == 2 else {
+                    let place = texts.isEmpty ? "\(input ?? "stdin"): line \(number)" : "text \(number) ('\(line.prefix(40))')"
+                    throw DataError("\(place): --pair needs two texts separated by a tab")
+                }
+                text = String(parts[0])
+                second = String(parts[1])
+            }
+            output += "[" + encode(text, second).map(String.init).joined(separator: ",") + "]\n"
+        }
+        if !texts.isEmpty {   // each argument a line, an empty one too (its special tokens alone)
+            for (i, text) in texts.enumerated() { try add(text, number: i + 1) }
+            FileHandle.standardOutput.write(Data(output.utf8))
+            return
+        }
         let bytes: [UInt8]
         if let input {
             bytes = try DelimitedText.read(expand(input))
-        } else if !texts.isEmpty {
-            bytes = Array(texts.joined(separator: "\n").utf8)
         } else {   // checked as --input - is (it had read bytes that are not UTF-8 as �)
             do { bytes = try DelimitedText.read("-") } catch let error as DataError {
                 throw UserError(description: "standard input\(error.description.dropFirst(1))")
             }
         }
-        var output = ""
         var lineNumber = 0
         for line in DelimitedText.lines(bytes) {
             lineNumber += 1
-            var text = String(decoding: line, as: UTF8.self)
+            let text = String(decoding: line, as: UTF8.self)
             // After the final newline, or an empty input: no line
             if text.isEmpty && line.endIndex == bytes.endIndex && (lineNumber > 1 || bytes.isEmpty) { continue }
-            var second: String?
-            if pair {
-                let parts = text.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
-                guard parts.count == 2 else {
-                    throw DataError("\(input ?? "stdin"): line \(lineNumber): --pair needs two texts separated by a tab")
-                }
-                text = String(parts[0])
-                second = String(parts[1])
-            }
-            let ids = encode(text, second)
-            output += "[" + ids.map(String.init).joined(separator: ",") + "]\n"
+            try add(text, number: lineNumber)
         }
         FileHandle.standardOutput.write(Data(output.utf8))
     }

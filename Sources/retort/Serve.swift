@@ -133,8 +133,9 @@ struct ServeCommand: ParsableCommand {
             throw UserError(description: "cannot serve on \(host):\(port): \(Self.listenReason("\(error)", host: host, port: port))")
         }
         let c = batcher.snapshot
-        print("retort serve: stopped after \(counted(c.requests, "request")) (\(counted(c.texts, "text")) in "
-              + "\(counted(c.batches, "forward pass", plural: "forward passes")), the largest of \(counted(c.largestBatch, "text")))")
+        print("retort serve: stopped after \(counted(c.requests, "classify request")) ("
+              + (c.requests == 0 ? "no text classified)"
+                 : "\(counted(c.texts, "text")) in \(counted(c.batches, "forward pass", plural: "forward passes")), the largest of \(counted(c.largestBatch, "text")))"))
     }
 }
 

@@ -85,6 +85,14 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertEqual(argumentsStatus, 0, fromArguments)
         XCTAssertEqual(fromArguments, output)
         XCTAssertTrue(output.hasPrefix("[2,"), output)   // [CLS] first (the tiny vocabulary's id 2)
+        // An empty argument is a text too: its special tokens alone, alone or among others.
+        let (emptyStatus, empty) = try retort(["tokenize", "--model", teacher, ""])
+        XCTAssertEqual(emptyStatus, 0, empty)
+        let specials = empty.trimmingCharacters(in: .newlines)
+        XCTAssertTrue(specials.hasPrefix("[2,") && specials.split(separator: ",").count == 2, empty)   // [CLS] [SEP]
+        let (_, among) = try retort(["tokenize", "--model", teacher, "w5 w6", "", "w5 w6"])
+        XCTAssertEqual(among.split(separator: "\n", omittingEmptySubsequences: false).map(String.init),
+                       [String(output.split(separator: "\n")[0]), specials, String(output.split(separator: "\n")[0]), ""], among)
         let root = ProcessInfo.processInfo.environment["RETORT_ASSETS"] ?? (NSHomeDirectory() + "/.cache/retort/assets")
         if FileManager.default.fileExists(atPath: root + "/gpt2-tokenizer/merges.txt") {
             let (status, output) = try retort(["tokenize", "--model", root + "/gpt2-tokenizer", "--input", texts.path])
@@ -512,6 +520,12 @@ final class CommandsCLITests: TinyRunTestCase {
         let recurrent = work.appendingPathComponent("recurrent").path, llama = golden.appendingPathComponent("tiny-llama").path
         try FileManager.default.createDirectory(atPath: recurrent, withIntermediateDirectories: false)
         try "{\"model_type\": \"retort-recurrent\"}".write(toFile: recurrent + "/config.json", atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: recurrent + "/model.safetensors", contents: Data())   // its kind is refused before its weights are read
+        let weightless = work.appendingPathComponent("weightless").path   // a config without weights
+        try FileManager.default.createDirectory(atPath: weightless, withIntermediateDirectories: false)
+        try FileManager.default.copyItem(atPath: teacher + "/config.json", toPath: weightless + "/config.json")
+        try FileManager.default.copyItem(atPath: teacher + "/vocab.txt", toPath: weightless + "/vocab.txt")
+        _ = FileManager.default.createFile(atPath: weightless + "/pytorch_model.bin", contents: Data())
         // A decoder fine-tuned as a classifier (its config says so; generate reads no further).
         let llamaClassifier = work.appendingPathComponent("llama-classifier").path
         try FileManager.default.copyItem(atPath: llama, toPath: llamaClassifier)
@@ -583,6 +597,8 @@ final class CommandsCLITests: TinyRunTestCase {
             (["distill", "--teacher", teacher, "--train", data, "--method", "distilbert", "--layer-map", "0:1", "--out", fresh],
              "--layer-map is TinyBERT's; --method distilbert aligns the last hidden states only"),
             (["generate", "--model", tokenizerOnly, "--prompt", "hi"], "a tokenizer alone, without a model (no config.json)"),
+            (["quantize", "--model", weightless, "--out", fresh], "\(weightless): config.json but no weights (model.safetensors); its pytorch_model.bin is not read here"),
+            (["finetune", "--model", weightless, "--train", data, "--out", fresh], "\(weightless): config.json but no weights (model.safetensors)"),
             (["eval", "--model", teacher, "--data", swapped, "--text-column", "1", "--label-column", "0"],
              "it reads like a text: are --text-column and --label-column the wrong way round?"),
             // Nothing made before is replaced without --overwrite (a run folder, a transfer set, generations).

@@ -167,7 +167,7 @@ final class ServeCLITests: TinyRunTestCase {
         XCTAssertEqual(answer?.0, 200, answer.map { String(decoding: $0.1, as: UTF8.self) } ?? "no answer")
         let (status, output) = server.process.finish()
         XCTAssertEqual(status, 0, output)
-        XCTAssertTrue(output.contains("stopped after 1 request ("), output)
+        XCTAssertTrue(output.contains("stopped after 1 classify request ("), output)
     }
 
     /// A client that announces a body and stops sending it: its connection is closed after
