@@ -90,7 +90,7 @@ struct AugmentCommand: ParsableCommand {
         try checkModelArgument(generator, flag: "--generator") { try checkModelFolder($0, gguf: true) }
         try checkRecurrentTeacher(teacher)
         try checkModelArgument(teacher, flag: "--teacher", checkClassifierFolder)
-        try checkDataArgument(train, flag: "--train")
+        try checkDataArgument(train, flag: "--train", kinds: labelledKinds)
     }
 
     func run() throws {

@@ -342,6 +342,9 @@ func checkModelArgument(_ path: String, flag: String, _ check: (String) throws -
     do { try check(expand(path)) } catch { throw UserError(description: "\(flag) \(error)") }
 }
 
+/// The files labelled data comes in (a .txt of lines holds texts alone).
+let labelledKinds = "a labelled .csv, .tsv or .jsonl"
+
 /// A data file the command line names (nil or "-", standard input: nothing to check), checked
 /// before any work like a model: there, and not a folder.
 func checkDataArgument(_ path: String?, flag: String, kinds: String = ".csv, .tsv, .jsonl or .txt") throws {

@@ -30,7 +30,7 @@ struct CompareCommand: ParsableCommand {
     func validate() throws {
         guard !runs.isEmpty else { throw ValidationError("give one or more model folders") }
         try checkMaxLength(maxLength)
-        try checkDataArgument(test, flag: "--test")
+        try checkDataArgument(test, flag: "--test", kinds: labelledKinds)
         for run in runs {   // every folder before the first is measured
             do { try checkClassifierFolder(expand(run)) } catch { throw UserError(description: "\(error)") }
         }

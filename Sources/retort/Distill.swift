@@ -122,7 +122,7 @@ struct DistillCommand: ParsableCommand {
     func validate() throws {
         try checkRecurrentTeacher(teacher)
         try checkModelArgument(teacher, flag: "--teacher", checkClassifierFolder)
-        for (flag, path) in [("--train", train), ("--dev", dev), ("--test", test)] { try checkDataArgument(path, flag: flag) }
+        for (flag, path) in [("--train", train), ("--dev", dev), ("--test", test)] { try checkDataArgument(path, flag: flag, kinds: labelledKinds) }
         try checkDataArgument(transfer, flag: "--transfer", kinds: "retort augment's .jsonl")
         guard let method = DistillationMethod(rawValue: method) else { throw ValidationError("--method must be tinybert or distilbert") }
         guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split \(devSplit) must be between 0 and 1 (not either): the part of --train held out to pick the best model, e.g. 0.1") }

@@ -19,7 +19,7 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var columns: ColumnOptions
     @Flag(name: .long, help: "Print one JSON object: accuracy, macro_f1, mcc, loss, examples.") var json = false
 
-    func validate() throws { try checkDataArgument(data, flag: "--data") }
+    func validate() throws { try checkDataArgument(data, flag: "--data", kinds: labelledKinds) }
 
     func run() throws {
         try withFlags { try evaluate() }

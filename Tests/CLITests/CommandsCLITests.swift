@@ -744,6 +744,7 @@ final class CommandsCLITests: TinyRunTestCase {
             (["distill", "--teacher", teacher, "--transfer", folder, "--student", "bilstm", "--out", out],
              "--transfer \(folder): a folder, not a data file (retort augment's .jsonl)"),
             (["eval", "--model", teacher, "--data", missing], "--data \(missing): no such file"),
+            (["eval", "--model", teacher, "--data", folder], "--data \(folder): a folder, not a data file (a labelled .csv, .tsv or .jsonl)"),
             (["predict", "--model", teacher, "--input", missing], "--input \(missing): no such file"),
             (["compare", teacher, "--test", missing, "--out", out], "--test \(missing): no such file"),
             (["augment", "--generator", golden.appendingPathComponent("tiny-llama").path, "--teacher", teacher, "--train", missing, "--out", out + ".jsonl"],
