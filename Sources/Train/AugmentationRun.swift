@@ -169,7 +169,7 @@ public final class AugmentationRun {
             }
         }, interrupted: shouldStop)
         summary.interrupted = !cut.isEmpty
-        if summary.interrupted { progress(.note("stopped (Ctrl-C) after \(done) of \(prompts.count) texts; the unfinished ones are dropped")) }
+        if summary.interrupted { progress(.note("stopped (Ctrl-C or SIGTERM) after \(done) of \(prompts.count) texts; the unfinished ones are dropped")) }
         let texts = prompts.indices.filter { !cut.contains($0) }.map { i -> String in
             let line = bytes[i].split(separator: newline, omittingEmptySubsequences: false).first.map(Array.init) ?? []
             return prompts[i] + String(decoding: line, as: UTF8.self)

@@ -111,8 +111,12 @@ public struct ComparisonReport {
     }
 
     /// The size of the model's weight files in `folder`, in MB (10⁶ bytes).
+    /// (A link is followed: a Hugging Face cache's snapshot folders hold links to the weights.)
     public static func weightMegabytes(_ folder: String) -> Double {
-        Double(weightFiles(folder).reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }) / 1e6
+        Double(weightFiles(folder).reduce(0) { total, path in
+            var status = stat()   // stat (not lstat): the file a link names
+            return total + (stat(path, &status) == 0 ? Int(status.st_size) : 0)
+        }) / 1e6
     }
 
     /// The model's weight files in `folder`: model.safetensors, or its shards (model-00001-of-…).

@@ -86,7 +86,7 @@ public final class DistillationRun: TrainingRecipe {
         try check(t.plan(student.model, extraTrainable: projection, teacher: (teacher.model, Set(map.pairs.map(\.teacher)))))
         let context = try DistillationContext(teacher: teacher, student: student, layerMap: map, method: c.method, maxBatch: t.options.rankBatchSize,
                                               seed: seed)
-        progress(.note("\(data.train.count) training and \(data.dev.count) dev examples; teacher \(Nt) layers, student \(Ns) layers "
+        progress(.note("\(data.train.count) training and \(data.dev.count) dev examples; teacher \(Nt) layers, student \(Ns) layer\(Ns == 1 ? "" : "s") "
                        + "(init \(c.studentInit.name)), " + (c.method == .distilbert ? "last hidden states aligned" : "layer map \(map)")
                        + (context.projection.isEmpty ? "" : ", with a learned projection")))
         for note in data.skipped { progress(.note(note)) }

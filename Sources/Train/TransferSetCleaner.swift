@@ -109,9 +109,9 @@ public struct TransferSetCleaner {
         fromTraining.append(training)
     }
 
-    /// "kept 812 of 1000; dropped: 3 empty, 41 garbled, …"
+    /// "kept 812 of 1000 generated texts; dropped: empty: 3, garbled: 41, …"
     public func summary(generated: Int) -> String {
-        let parts = Reason.allCases.compactMap { r in dropped[r].map { "\($0) \(r.rawValue)" } }
+        let parts = Reason.allCases.compactMap { r in dropped[r].map { "\(r.rawValue): \($0)" } }   // "copies a training text: 9"
         return "kept \(kept) of \(generated) generated texts" + (parts.isEmpty ? "" : "; dropped: " + parts.joined(separator: ", "))
     }
 }

@@ -238,7 +238,16 @@ struct DistillCommand: ParsableCommand {
         guard DataParallel.prints else { return }
         print(String(format: "\ndistilled in %@; best dev accuracy %.4f; student saved in %@", training.trainingTime(metrics),
                      metrics.bestDev?.accuracy ?? .nan, out))
+        // Ctrl-C after training (during the test evaluation, which runs to its end): the student and
+        // metrics.json are saved; the report is left for later.
+        if Interrupt.requested {
+            printError("retort: interrupted: no report written (retort compare \(teacher) \(out) makes one)")
+            throw ExitCode(Interrupt.exitStatus)
+        }
         guard !noReport else { return }
+        // Nothing is left to lose: Ctrl-C ends the report at once (its files are written together or not at all).
+        Interrupt.release()
+        printError("retort: the report: timing the teacher and the student (Ctrl-C skips it; the student is saved)")
         let report = try ComparisonReport.build(runs: [teacher, output], test: data.test, columns: data.columns, maxLength: training.maxLength,
                                                 backend: backend, progress: { printError("retort: " + $0) },
                                                 skipped: { _ in },   // the run said which --test records it skipped

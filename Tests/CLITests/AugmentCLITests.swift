@@ -69,7 +69,7 @@ final class AugmentCLITests: TinyRunTestCase {
         kill(process.process.processIdentifier, SIGINT)
         let (status, output) = process.finish()
         XCTAssertEqual(status, 130, output)
-        let stopped = try XCTUnwrap(output.components(separatedBy: "stopped (Ctrl-C) after ").dropFirst().first, output)
+        let stopped = try XCTUnwrap(output.components(separatedBy: "stopped (Ctrl-C or SIGTERM) after ").dropFirst().first, output)
         let finished = try XCTUnwrap(Int(stopped.prefix { $0.isNumber }), output)
         XCTAssertTrue((40..<400).contains(finished), output)
         let rows = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")

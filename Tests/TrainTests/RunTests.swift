@@ -160,6 +160,17 @@ final class RunTests: XCTestCase {
         settings.learningRate = 3e-4
         XCTAssertEqual(settings.resolvedOptions.learningRate, 3e-4, "a given rate wins")
     }
+
+    /// A model's size on disk counts what its weight files hold, through links (a Hugging Face
+    /// cache's snapshot folder links each file to a blob).
+    func testTheSizeOnDiskFollowsLinks() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("retort-size-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try Data(count: 1_500_000).write(to: folder.appendingPathComponent("blob"))
+        try FileManager.default.createSymbolicLink(atPath: folder.appendingPathComponent("model.safetensors").path, withDestinationPath: "blob")
+        XCTAssertEqual(ComparisonReport.weightMegabytes(folder.path), 1.5)
+    }
 }
 
 /// Cross-entropy whose loss (and gradient) turn to NaN at one step (1-based), as a diverging run's would.

@@ -35,7 +35,7 @@ final class TransferSetCleanerTests: XCTestCase {
         }
         XCTAssertEqual(cleaner.kept, 2)
         XCTAssertEqual(cleaner.dropped.values.reduce(0, +), cases.count - 2)
-        XCTAssertTrue(cleaner.summary(generated: cases.count).hasPrefix("kept 2 of 12 generated texts; dropped: 1 empty, 3 garbled"),
+        XCTAssertTrue(cleaner.summary(generated: cases.count).hasPrefix("kept 2 of 12 generated texts; dropped: empty: 1, garbled: 3"),
                       cleaner.summary(generated: cases.count))
     }
 
