@@ -110,6 +110,34 @@ struct DistillCommand: ParsableCommand {
         return (cell, bidirectional)
     }
 
+    /// --resume into a folder whose saved student is of another kind or shape, named by its flags
+    /// before any work (the checkpoint's settings would name the learning rate, or its size fail
+    /// to load after the teacher labelled the data). A run that saved no model yet has no config.json.
+    func checkResumedStudent() throws {
+        let path = (expand(out) as NSString).appendingPathComponent("config.json")
+        guard training.resume, FileManager.default.fileExists(atPath: path) else { return }
+        let asked = try recurrentStudent()
+        guard RecurrentConfig.describes(path) else {
+            if asked != nil { throw UserError(description: "--resume: \(out) holds a transformer student; resume it without --student \(student)") }
+            return
+        }
+        let saved = try RecurrentConfig(path: path)
+        let name = (saved.bidirectional ? "bi" : "") + saved.cell.rawValue
+        guard asked != nil else { throw UserError(description: "--resume: \(out) holds a \(name) student; resume it with --student \(name)") }
+        var differences: [String] = []
+        if student != name { differences.append("--student \(student) (the saved student: \(name))") }
+        if hidden != saved.hiddenSize { differences.append("--hidden \(hidden) (saved: \(saved.hiddenSize))") }
+        if (studentLayers ?? 1) != saved.layers { differences.append("--student-layers \(studentLayers ?? 1) (saved: \(saved.layers))") }
+        if pooling != saved.pooling.rawValue { differences.append("--pooling \(pooling) (saved: \(saved.pooling.rawValue))") }
+        if headHidden != saved.headHiddenSize { differences.append("--head-hidden \(headHidden) (saved: \(saved.headHiddenSize))") }
+        if let embeddingSize, embeddingSize != saved.embeddingSize {
+            differences.append("--embedding-size \(embeddingSize) (saved: \(saved.embeddingSize))")
+        }
+        guard differences.isEmpty else {
+            throw UserError(description: "--resume: \(out) holds another student: " + differences.joined(separator: ", ") + "; resume with the saved student's flags")
+        }
+    }
+
     func epochList() throws -> [Int] {
         let numbers = (epochs ?? "3,2").split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !numbers.isEmpty, numbers.allSatisfy({ ($0 ?? 0) > 0 }) else {
@@ -260,6 +288,7 @@ struct DistillCommand: ParsableCommand {
     func run() throws {
         try withFlags { try training.checkOutput(out, inputs: [("--teacher", teacher)]
                                                          + (Self.teacherLayerInits.contains(studentInit) ? [] : [("--student-init", studentInit)])) }
+        try checkResumedStudent()
         try DataParallel.running(nproc: training.nproc) {
             if let (cell, bidirectional) = try recurrentStudent() { return try runRecurrent(cell, bidirectional: bidirectional) }
             try runTransformer()

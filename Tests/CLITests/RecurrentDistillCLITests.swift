@@ -20,6 +20,14 @@ final class RecurrentDistillCLITests: TinyRunTestCase {
         let (status, output) = try distill(["--student", "bilstm", "--hidden", "16", "--head-hidden", "8", "--epochs", "2", "--test", data,
                                             "--out", out])
         XCTAssertEqual(status, 0, output)
+        // --resume names a student of another kind or shape before any work.
+        let (forgot, forgotOutput) = try distill(["--epochs", "2", "--out", out, "--resume"])
+        XCTAssertNotEqual(forgot, 0)
+        XCTAssertTrue(forgotOutput.contains("--resume: \(out) holds a bilstm student; resume it with --student bilstm"), forgotOutput)
+        let (other, otherOutput) = try distill(["--student", "bigru", "--hidden", "12", "--head-hidden", "8", "--epochs", "2", "--out", out, "--resume"])
+        XCTAssertNotEqual(other, 0)
+        XCTAssertTrue(otherOutput.contains("--resume: \(out) holds another student: --student bigru (the saved student: bilstm), --hidden 12 (saved: 16); "
+                                           + "resume with the saved student's flags"), otherOutput)
         let config = try json(out + "/config.json")
         XCTAssertEqual(config["model_type"] as? String, "retort-recurrent")
         XCTAssertEqual(config["cell"] as? String, "lstm")
