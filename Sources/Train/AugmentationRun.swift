@@ -154,15 +154,16 @@ public final class AugmentationRun {
         var bytes = [[UInt8]](repeating: [], count: prompts.count), tokens = 0, done = 0, reported = 0
         var cut = Set<Int>()   // sequences Ctrl-C ended before their line did
         let started = Date(), newline = UInt8(ascii: "\n")
+        var lastReport = started   // a line every 10 % of the texts, and at least every 30 s
         _ = try model.generate(requests, batchSize: c.batchSize, sampling: c.sampling, endTokens: tokenizer.endTokens,
-                               onToken: { s, token in bytes[s] += tokenizer.bpe.bytes(token) },
+                               onToken: { s, token in bytes[s] += tokenizer.bpe.bytes(token); tokens += 1 },   // (the rate counts unfinished texts' tokens too)
                                stopped: { s, _ in bytes[s].contains(newline) },
                                finished: { s, result in
-            tokens += result.tokens.count
             if result.finish == "interrupted" { cut.insert(s); return }
             done += 1
-            if done * 10 / prompts.count > reported || done == prompts.count {
+            if done * 10 / prompts.count > reported || done == prompts.count || Date().timeIntervalSince(lastReport) >= 30 {
                 reported = done * 10 / prompts.count
+                lastReport = Date()
                 let seconds = Date().timeIntervalSince(started)
                 progress(.note(String(format: "generated %d/%d texts (%.1f new tokens/s, %@ left)", done, prompts.count,
                                       Double(tokens) / max(seconds, 1e-9), Self.duration(seconds / Double(done) * Double(prompts.count - done)))))
