@@ -88,6 +88,9 @@ public struct ComparisonReport {
                             parameters: total, trainable: quantized != nil ? 0 : info?.trainableParameters ?? total,
                             megabytes: weightMegabytes(folder), speed: speed, speedup: 1, losses: run.trainingLosses()))
         }
+        if rows.filter({ $0.metricSource == "own dev set" }).count >= 2 {
+            note("without --test each model's metrics are on its own run's dev set (other texts); give --test to compare them on the same ones")
+        }
         if let reference = rows.first?.speed.latencyMilliseconds {
             for i in rows.indices { rows[i].speedup = reference / rows[i].speed.latencyMilliseconds }
         }

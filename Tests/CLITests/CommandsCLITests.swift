@@ -290,6 +290,13 @@ final class CommandsCLITests: TinyRunTestCase {
         XCTAssertTrue(differentOutput.contains("retort: note: " + classes), differentOutput)
         let report = try String(contentsOfFile: work.appendingPathComponent("report-different/report.md").path, encoding: .utf8)
         XCTAssertTrue(report.contains("Note: " + classes), report)
+        // Two runs' own dev sets: other texts, said.
+        let (own, ownOutput) = try retort(["compare", work.appendingPathComponent("run").path, work.appendingPathComponent("dev-run").path,
+                                           "--threads", "1", "--out", work.appendingPathComponent("report-own").path])
+        XCTAssertEqual(own, 0, ownOutput)
+        XCTAssertTrue(ownOutput.contains("retort: note: without --test each model's metrics are on its own run's dev set (other texts); give --test"),
+                      ownOutput)
+        XCTAssertFalse(differentOutput.contains("without --test each model's"), "rows without metrics compare nothing: \(differentOutput)")
         // Test texts cut to --max-length are counted per model, as eval counts them.
         let (short, shortOutput) = try retort(["compare", teacher, "--test", holes, "--max-length", "6", "--threads", "1",
                                                "--out", work.appendingPathComponent("report-short").path])
