@@ -83,10 +83,9 @@ public func checkModelFolder(_ folder: String, gguf: Bool = false) throws {
         }
         throw CheckpointError("\(folder): not a model folder (no config.json)")
     }
-    let names = (try? files.contentsOfDirectory(atPath: folder)) ?? []
-    guard names.contains(where: { $0 == "model.safetensors" || $0 == "model.safetensors.index.json" || ($0.hasPrefix("model-") && $0.hasSuffix(".safetensors")) }) else {
+    guard !ComparisonReport.weightFiles(folder).isEmpty || files.fileExists(atPath: path("model.safetensors.index.json")) else {
         throw CheckpointError("\(folder): config.json but no weights (model.safetensors)"
-                              + (names.contains("pytorch_model.bin") ? "; its pytorch_model.bin is not read here: save the model as safetensors "
+                              + (files.fileExists(atPath: path("pytorch_model.bin")) ? "; its pytorch_model.bin is not read here: save the model as safetensors "
                                  + "(transformers: model.save_pretrained(folder), which writes model.safetensors)" : ""))
     }
 }

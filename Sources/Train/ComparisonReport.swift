@@ -22,6 +22,8 @@ public struct ComparisonReport {
 
     public var rows: [Row]
     public var device: String
+    /// A row's metricSource without --test: each run's best dev metrics, on its own dev file or split.
+    public static let ownDevSet = "own dev set"
     /// What a reader of the table must know (models of different tasks, a folder given twice), as printed.
     public var notes: [String] = []
 
@@ -66,7 +68,7 @@ public struct ComparisonReport {
             progress("measuring \(folder) (\(i + 1)/\(runs.count))")
             let classifier = try loadTextClassifier(folder: folder, maxLength: maxLength, backend: backend)
             let run = RunFolder(folder), info = run.readMetrics()
-            var metrics: ClassificationMetrics?, source = "own dev set"   // without --test: each run's own dev file or split, not one set of examples
+            var metrics: ClassificationMetrics?, source = Self.ownDevSet   // without --test: each run's own dev file or split, not one set of examples
             if let testExamples, let test {
                 let encodings = classifier.encode(testExamples)
                 let cut = Truncation([("test", encodings)], maxLength: classifier.maxLength)   // as eval says it
@@ -88,7 +90,7 @@ public struct ComparisonReport {
                             parameters: total, trainable: quantized != nil ? 0 : info?.trainableParameters ?? total,
                             megabytes: weightMegabytes(folder), speed: speed, speedup: 1, losses: run.trainingLosses()))
         }
-        if rows.filter({ $0.metricSource == "own dev set" }).count >= 2 {
+        if rows.filter({ $0.metricSource == Self.ownDevSet }).count >= 2 {
             note("without --test each model's metrics are on its own run's dev set (other texts); give --test to compare them on the same ones")
         }
         if let reference = rows.first?.speed.latencyMilliseconds {

@@ -342,6 +342,13 @@ func checkModelArgument(_ path: String, flag: String, _ check: (String) throws -
     do { try check(expand(path)) } catch { throw UserError(description: "\(flag) \(error)") }
 }
 
+/// --dev-split: the part of --train held out (finetune's and distill's).
+func checkDevSplit(_ devSplit: Double) throws {
+    guard devSplit > 0, devSplit < 1 else {
+        throw ValidationError("--dev-split \(devSplit) must be between 0 and 1 (not either): the part of --train held out to pick the best model, e.g. 0.1")
+    }
+}
+
 /// The files labelled data comes in (a .txt of lines holds texts alone).
 let labelledKinds = "a labelled .csv, .tsv or .jsonl"
 

@@ -153,7 +153,7 @@ struct DistillCommand: ParsableCommand {
         for (flag, path) in [("--train", train), ("--dev", dev), ("--test", test)] { try checkDataArgument(path, flag: flag, kinds: labelledKinds) }
         try checkDataArgument(transfer, flag: "--transfer", kinds: "retort augment's .jsonl")
         guard let method = DistillationMethod(rawValue: method) else { throw ValidationError("--method must be tinybert or distilbert") }
-        guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split \(devSplit) must be between 0 and 1 (not either): the part of --train held out to pick the best model, e.g. 0.1") }
+        try checkDevSplit(devSplit)
         if dev != nil && devSplitGiven != nil { throw ValidationError("--dev-split holds out part of --train when there is no --dev; give one of them") }
         if let studentLayers, studentLayers < 1 { throw ValidationError("--student-layers must be positive") }
         if let temperature, !(temperature > 0 && temperature.isFinite) { throw ValidationError("--temperature must be a positive number") }

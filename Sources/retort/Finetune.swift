@@ -67,7 +67,7 @@ struct FinetuneCommand: ParsableCommand {
         guard epochs > 0 else { throw ValidationError("--epochs must be positive") }
         guard gradAccum > 0 else { throw ValidationError("--grad-accum must be positive") }
         try checkCounts([("--epochs", epochs), ("--grad-accum", gradAccum), ("--eval-every", evalEvery)])
-        guard devSplit > 0, devSplit < 1 else { throw ValidationError("--dev-split \(devSplit) must be between 0 and 1 (not either): the part of --train held out to pick the best model, e.g. 0.1") }
+        try checkDevSplit(devSplit)
         if dev != nil && devSplitGiven != nil { throw ValidationError("--dev-split holds out part of --train when there is no --dev; give one of them") }
         if let evalEvery, evalEvery < 1 { throw ValidationError("--eval-every must be positive") }
         if let metric {
